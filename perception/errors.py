@@ -1,0 +1,47 @@
+"""Exceptions raised by the runtime. Each names the thing, what was expected and what was found."""
+
+from __future__ import annotations
+
+
+class PerceptError(Exception):
+    """Base class of every error the runtime raises on purpose."""
+
+
+class InvalidNameError(PerceptError, ValueError):
+    """A topic, service, node or namespace name breaks the naming rules."""
+
+    def __init__(self, kind: str, name: str, index: int, reason: str) -> None:
+        caret = " " * index + "^"
+        super().__init__(f"invalid {kind} name {name!r}: {reason}\n  {name}\n  {caret}")
+
+
+class MessageError(PerceptError, ValueError):
+    """A message's fields do not fit its type."""
+
+
+class MalformedMessage(PerceptError):
+    """Bytes that arrived on a socket could not be decoded into a message."""
+
+
+class ParameterError(PerceptError, ValueError):
+    """A parameter is unknown, or a value does not fit its declared type."""
+
+
+class ServiceUnavailable(PerceptError):
+    """No server is registered for a service, or the registry cannot be reached."""
+
+
+class ServiceTimeout(PerceptError, TimeoutError):
+    """A service server did not answer in time."""
+
+
+class ServiceError(PerceptError):
+    """The service handler raised; the message is the server's error text."""
+
+
+class LaunchError(PerceptError):
+    """A launch file is invalid, or a node it names cannot be started."""
+
+
+class RegistryUnavailable(PerceptError):
+    """The registry did not answer: start one with `percept registry` or `percept launch`."""

@@ -1,0 +1,324 @@
+"""Every message type of the suite, declared in one place.
+
+A message is a dataclass registered under a stable type name (`percept/Image`) and a schema version.
+Fields may be scalars (bool, int, float, str), numpy arrays (sent as raw frames, never copied),
+other messages, lists of scalars or of messages, and dicts of plain values. Arrays received from the
+wire are read-only views into the received frame; copy one before changing it.
+
+Later issues add their messages here (grasps, tracks, ground truth) with the same decorator.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from perception.errors import MessageError
+
+
+class Message:
+    """Base class of every message; subclasses are dataclasses registered with `@message`."""
+
+    TYPE_NAME: ClassVar[str] = ""
+    SCHEMA_VERSION: ClassVar[int] = 0
+
+
+M = TypeVar("M", bound=Message)
+_TYPES: dict[str, type[Message]] = {}
+
+
+def message(type_name: str, version: int = 1) -> Callable[[type[M]], type[M]]:
+    """Register a dataclass as a message type under a stable name and schema version."""
+
+    def register(cls: type[M]) -> type[M]:
+        if type_name in _TYPES and _TYPES[type_name] is not cls:
+            raise MessageError(f"message type {type_name!r} is already registered by {_TYPES[type_name]}")
+        cls.TYPE_NAME = type_name
+        cls.SCHEMA_VERSION = version
+        _TYPES[type_name] = cls
+        return cls
+
+    return register
+
+
+def message_type(type_name: str) -> type[Message]:
+    """Look a message class up by its type name; the error lists the known names."""
+    try:
+        return _TYPES[type_name]
+    except KeyError:
+        known = ", ".join(sorted(_TYPES))
+        raise MessageError(f"unknown message type {type_name!r}; known types: {known}") from None
+
+
+def registered_types() -> dict[str, type[Message]]:
+    return dict(_TYPES)
+
+
+@message("percept/Header")
+@dataclass(slots=True)
+class Header(Message):
+    """Stamp (ns since the epoch, or sim time in ns in sim-clock mode), coordinate frame, sequence number."""
+
+    stamp: int = 0
+    frame_id: str = ""
+    seq: int = 0
+
+    @classmethod
+    def now(cls, frame_id: str = "", seq: int = 0) -> Header:
+        return cls(stamp=time.time_ns(), frame_id=frame_id, seq=seq)
+
+
+@message("percept/String")
+@dataclass(slots=True)
+class String(Message):
+    data: str = ""
+
+
+# encoding -> (dtype, channels)
+IMAGE_ENCODINGS: dict[str, tuple[np.dtype[Any], int]] = {
+    "rgb8": (np.dtype(np.uint8), 3),
+    "bgr8": (np.dtype(np.uint8), 3),
+    "rgba8": (np.dtype(np.uint8), 4),
+    "mono8": (np.dtype(np.uint8), 1),
+    "16UC1": (np.dtype(np.uint16), 1),
+    "32FC1": (np.dtype(np.float32), 1),
+}
+
+
+@message("percept/Image")
+@dataclass(slots=True)
+class Image(Message):
+    """An H x W x C (or H x W for one channel) array. 32FC1 is depth in metres, 16UC1 depth in mm."""
+
+    header: Header
+    data: np.ndarray
+    encoding: str = "rgb8"
+
+    def __post_init__(self) -> None:
+        if self.encoding not in IMAGE_ENCODINGS:
+            raise MessageError(
+                f"Image.encoding: expected one of {', '.join(IMAGE_ENCODINGS)}, found {self.encoding!r}"
+            )
+        dtype, channels = IMAGE_ENCODINGS[self.encoding]
+        data = self.data
+        if not isinstance(data, np.ndarray):
+            raise MessageError(f"Image.data: expected a numpy array, found {type(data).__name__}")
+        if data.dtype != dtype:
+            raise MessageError(f"Image.data: encoding {self.encoding} needs dtype {dtype}, found {data.dtype}")
+        shape_ok = (data.ndim == 3 and data.shape[2] == channels) or (data.ndim == 2 and channels == 1)
+        if not shape_ok:
+            expected = "H x W" + (f" or H x W x {channels}" if channels == 1 else f" x {channels}")
+            raise MessageError(
+                f"Image.data: encoding {self.encoding} needs shape {expected}, found {tuple(data.shape)}"
+            )
+
+    @property
+    def height(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.data.shape[1])
+
+
+@message("percept/Pose")
+@dataclass(slots=True)
+class Pose(Message):
+    """Position in metres and orientation as a unit quaternion (x, y, z, w)."""
+
+    position: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    orientation: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 1.0)
+
+    def __post_init__(self) -> None:
+        if len(self.position) != 3:
+            raise MessageError(f"Pose.position: expected 3 values (x, y, z), found {len(self.position)}")
+        if len(self.orientation) != 4:
+            raise MessageError(
+                f"Pose.orientation: expected 4 values (x, y, z, w), found {len(self.orientation)}"
+            )
+        self.position = tuple(float(v) for v in self.position)  # type: ignore[assignment]
+        self.orientation = tuple(float(v) for v in self.orientation)  # type: ignore[assignment]
+
+
+@message("percept/CameraInfo")
+@dataclass(slots=True)
+class CameraInfo(Message):
+    """Intrinsics and the pose of the camera's optical frame (x right, y down, z forward) in the world."""
+
+    header: Header
+    width: int
+    height: int
+    K: np.ndarray  # 3 x 3 float64
+    D: np.ndarray = field(default_factory=lambda: np.zeros(5))  # float64
+    distortion_model: str = "plumb_bob"
+    pose: Pose = field(default_factory=Pose)
+
+    def __post_init__(self) -> None:
+        K = np.asarray(self.K, dtype=np.float64)
+        if K.shape != (3, 3):
+            raise MessageError(f"CameraInfo.K: expected a 3 x 3 matrix, found shape {K.shape}")
+        self.K = K
+        self.D = np.asarray(self.D, dtype=np.float64).reshape(-1)
+        if self.width <= 0 or self.height <= 0:
+            raise MessageError(f"CameraInfo: expected a positive size, found {self.width} x {self.height}")
+
+    @property
+    def fx(self) -> float:
+        return float(self.K[0, 0])
+
+    @property
+    def fy(self) -> float:
+        return float(self.K[1, 1])
+
+    @property
+    def cx(self) -> float:
+        return float(self.K[0, 2])
+
+    @property
+    def cy(self) -> float:
+        return float(self.K[1, 2])
+
+
+@dataclass(slots=True, frozen=True)
+class Detection:
+    """One detection: a view of one row of `Detections` (not a wire type on its own)."""
+
+    xyxy: tuple[float, float, float, float]
+    score: float
+    class_id: int
+    class_name: str = ""
+    track_id: int | None = None
+
+
+@message("percept/Detections")
+@dataclass(slots=True)
+class Detections(Message):
+    """Detections of one frame as parallel arrays (rows of xyxy pixels); `track_ids` is -1 where unset."""
+
+    header: Header
+    xyxy: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    class_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    class_names: list[str] = field(default_factory=list)
+    track_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def __post_init__(self) -> None:
+        self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
+        n = len(self.xyxy)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
+        self.class_ids = np.asarray(self.class_ids, dtype=np.int32).reshape(-1)
+        self.track_ids = np.asarray(self.track_ids, dtype=np.int64).reshape(-1)
+        if len(self.track_ids) == 0 and n:
+            self.track_ids = np.full(n, -1, np.int64)
+        if not self.class_names and n:
+            self.class_names = [""] * n
+        sizes = {
+            "scores": len(self.scores),
+            "class_ids": len(self.class_ids),
+            "class_names": len(self.class_names),
+            "track_ids": len(self.track_ids),
+        }
+        wrong = {name: size for name, size in sizes.items() if size != n}
+        if wrong:
+            raise MessageError(f"Detections: xyxy has {n} rows, but these fields differ in length: {wrong}")
+
+    @classmethod
+    def from_list(cls, header: Header, detections: list[Detection]) -> Detections:
+        return cls(
+            header=header,
+            xyxy=np.array([d.xyxy for d in detections], np.float32).reshape(-1, 4),
+            scores=np.array([d.score for d in detections], np.float32),
+            class_ids=np.array([d.class_id for d in detections], np.int32),
+            class_names=[d.class_name for d in detections],
+            track_ids=np.array([-1 if d.track_id is None else d.track_id for d in detections], np.int64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    def __getitem__(self, index: int) -> Detection:
+        track = int(self.track_ids[index])
+        box = self.xyxy[index]
+        return Detection(
+            xyxy=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+            score=float(self.scores[index]),
+            class_id=int(self.class_ids[index]),
+            class_name=self.class_names[index],
+            track_id=None if track < 0 else track,
+        )
+
+    def __iter__(self) -> Iterator[Detection]:
+        return (self[i] for i in range(len(self)))
+
+
+@message("percept/TopicStats")
+@dataclass(slots=True)
+class TopicStats(Message):
+    """One endpoint's traffic over the last stats period."""
+
+    topic: str
+    type_name: str
+    direction: str  # "pub" or "sub"
+    count: int = 0  # total since start
+    msgs_per_s: float = 0.0
+    bytes_per_s: float = 0.0
+    latency_p50_ms: float = -1.0  # from header stamp to receipt; -1 when unknown
+    dropped_queue: int = 0  # total evicted by the subscription's keep-last / latest-only queue
+    dropped_gap: int = 0  # total lost before arriving (sequence gaps per publisher)
+    malformed: int = 0  # total dropped as undecodable or of an unexpected type
+
+
+@message("percept/NodeStats")
+@dataclass(slots=True)
+class NodeStats(Message):
+    """Published by every node on `/percept/stats` once per stats period."""
+
+    header: Header
+    node: str
+    pid: int
+    topics: list[TopicStats] = field(default_factory=list)
+
+
+@message("percept/GetParameters")
+@dataclass(slots=True)
+class GetParameters(Message):
+    """Request: the names to read (empty: all)."""
+
+    names: list[str] = field(default_factory=list)
+
+
+@message("percept/SetParameters")
+@dataclass(slots=True)
+class SetParameters(Message):
+    """Request: new values by name."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+@message("percept/ParameterValues")
+@dataclass(slots=True)
+class ParameterValues(Message):
+    """Reply: values, their type names and descriptions, by name."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    types: dict[str, str] = field(default_factory=dict)
+    descriptions: dict[str, str] = field(default_factory=dict)
+
+
+@message("percept/Trigger")
+@dataclass(slots=True)
+class Trigger(Message):
+    """An empty request."""
+
+
+@message("percept/Result")
+@dataclass(slots=True)
+class Result(Message):
+    """A reply: whether it worked, and why not."""
+
+    success: bool = True
+    message: str = ""

@@ -1,0 +1,103 @@
+"""Typed node parameters: declared with a default, overridden from launch files or the command line,
+read and changed at run time through the node's `~/get_parameters` and `~/set_parameters` services."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from perception.errors import ParameterError
+
+_TYPES: dict[type, str] = {bool: "bool", int: "int", float: "float", str: "str", list: "list", dict: "dict"}
+
+
+@dataclass(slots=True)
+class Parameter:
+    name: str
+    value: Any
+    type: type
+    description: str = ""
+    read_only: bool = False
+
+
+def coerce(name: str, value: Any, kind: type) -> Any:
+    """`value` as `kind`, or ParameterError. Integers widen to float; nothing else converts silently."""
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is list and isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    raise ParameterError(
+        f"parameter {name!r}: expected {_TYPES[kind]}, found {type(value).__name__} {value!r}"
+    )
+
+
+class Parameters:
+    """A node's parameters. `overrides` win over declared defaults."""
+
+    def __init__(self, owner: str, overrides: dict[str, Any] | None = None) -> None:
+        self._owner = owner
+        self._overrides = dict(overrides or {})
+        self._params: dict[str, Parameter] = {}
+        self._callbacks: list[Callable[[str, Any], None]] = []
+
+    def declare(self, name: str, default: Any, description: str = "", *, read_only: bool = False) -> Any:
+        if name in self._params:
+            raise ParameterError(f"parameter {name!r} of {self._owner} is already declared")
+        kind = type(default)
+        if kind not in _TYPES:
+            raise ParameterError(
+                f"parameter {name!r}: default must be one of {', '.join(_TYPES.values())}, "
+                f"found {kind.__name__}"
+            )
+        value = self._overrides.get(name, default)
+        value = coerce(f"{self._owner}.{name}", value, kind)
+        self._params[name] = Parameter(name, value, kind, description, read_only)
+        return value
+
+    def get(self, name: str) -> Any:
+        return self._lookup(name).value
+
+    def set(self, name: str, value: Any) -> Any:
+        param = self._lookup(name)
+        if param.read_only:
+            raise ParameterError(f"parameter {name!r} of {self._owner} is read-only")
+        value = coerce(f"{self._owner}.{name}", value, param.type)
+        old = param.value
+        param.value = value
+        try:
+            for callback in self._callbacks:
+                callback(name, value)
+        except Exception:
+            param.value = old  # a callback that rejects the value keeps the old one
+            raise
+        return value
+
+    def on_change(self, callback: Callable[[str, Any], None]) -> None:
+        """Call `callback(name, value)` after each change; raising in it rejects the change."""
+        self._callbacks.append(callback)
+
+    def unused_overrides(self) -> list[str]:
+        return sorted(set(self._overrides) - set(self._params))
+
+    def describe(self, names: list[str] | None = None) -> dict[str, Parameter]:
+        wanted = names or list(self._params)
+        return {name: self._lookup(name) for name in wanted}
+
+    def names(self) -> list[str]:
+        return list(self._params)
+
+    def _lookup(self, name: str) -> Parameter:
+        try:
+            return self._params[name]
+        except KeyError:
+            declared = ", ".join(self._params) or "none"
+            raise ParameterError(
+                f"{self._owner} has no parameter {name!r} (declared: {declared})"
+            ) from None
+
+
+def type_name(kind: type) -> str:
+    return _TYPES[kind]

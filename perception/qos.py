@@ -1,0 +1,27 @@
+"""Subscription quality of service: how many unprocessed messages a subscription keeps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class QoS:
+    """Keep the newest `depth` messages not yet handed to the callback; older ones are dropped and counted.
+
+    `depth=1` is latest-only: the callback always gets the newest message, never a backlog.
+    """
+
+    depth: int = 10
+
+    def __post_init__(self) -> None:
+        if self.depth < 1:
+            raise ValueError(f"QoS depth must be at least 1, found {self.depth}")
+
+    @property
+    def latest_only(self) -> bool:
+        return self.depth == 1
+
+
+KEEP_LAST = QoS(depth=10)
+LATEST_ONLY = QoS(depth=1)

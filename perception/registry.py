@@ -1,0 +1,180 @@
+"""The registry: who publishes what, and where (the role roscore plays in ROS 1).
+
+It only introduces peers: every publisher binds its own socket and subscribers connect to it directly,
+so data never passes through the registry and connected nodes keep talking if it goes away. Nodes send
+their full registration as a heartbeat every second, so a restarted registry rebuilds the graph within a
+second; a node silent for `expiry_s` is forgotten.
+
+Protocol (msgpack maps over a DEALER -> ROUTER socket, documented in docs/architecture.md):
+  sync    {op, id, node: {uid, name, pid, host, publishers, subscriptions, services}}
+          -> {id, ok, version, events, endpoints: {topic: [endpoint, ...]}}
+  bye     {op, id, uid} -> {id, ok}
+  graph   {op, id} -> {id, ok, version, nodes: [...]}
+  service {op, id, name} -> {id, ok, endpoint, request, response} or {id, ok: false, error}
+The registry's PUB socket (`events` above) sends [b"graph", version] whenever the graph changes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import msgpack
+import zmq
+
+from perception.errors import RegistryUnavailable
+
+DEFAULT_ADDRESS = "tcp://127.0.0.1:11511"
+log = logging.getLogger("percept.registry")
+
+
+def registry_address() -> str:
+    return os.environ.get("PERCEPT_REGISTRY", DEFAULT_ADDRESS)
+
+
+class Registry:
+    def __init__(self, address: str | None = None, *, expiry_s: float = 3.0) -> None:
+        self.address = address or registry_address()
+        self.expiry_s = expiry_s
+        self.version = 0
+        self._nodes: dict[str, dict[str, Any]] = {}
+        self._last_seen: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._context = zmq.Context()
+        self._router = self._context.socket(zmq.ROUTER)
+        self._router.setsockopt(zmq.LINGER, 0)
+        self._events = self._context.socket(zmq.PUB)
+        self._events.setsockopt(zmq.LINGER, 0)
+        try:
+            self._router.bind(self.address)
+        except zmq.ZMQError as exc:
+            self._router.close()
+            self._events.close()
+            raise RegistryUnavailable(f"cannot bind the registry at {self.address}: {exc}") from None
+        host = self.address.rsplit(":", 1)[0] if self.address.startswith("tcp://") else "tcp://127.0.0.1"
+        port = self._events.bind_to_random_port(host)
+        self.events_endpoint = f"{host}:{port}"
+
+    def serve(self) -> None:
+        """Answer requests until `stop()` is called."""
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        try:
+            while not self._stop.is_set():
+                if poller.poll(100):
+                    identity, payload = self._router.recv_multipart()[:2]
+                    self._router.send_multipart([identity, msgpack.packb(self._handle(payload))])
+                self._expire()
+        finally:
+            self._router.close()
+            self._events.close()
+            self._context.term()
+
+    def serve_in_thread(self) -> threading.Thread:
+        thread = threading.Thread(target=self.serve, name="percept-registry", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _handle(self, payload: bytes) -> dict[str, Any]:
+        try:
+            request = msgpack.unpackb(payload)
+            op = request["op"]
+            request_id = request.get("id", 0)
+        except Exception as exc:
+            return {"ok": False, "error": f"malformed registry request: {exc}"}
+        reply: dict[str, Any]
+        if op == "sync":
+            reply = self._sync(request["node"])
+        elif op == "bye":
+            if self._nodes.pop(request["uid"], None) is not None:
+                self._last_seen.pop(request["uid"], None)
+                self._changed()
+            reply = {"ok": True}
+        elif op == "graph":
+            reply = {"ok": True, "version": self.version, "nodes": list(self._nodes.values())}
+        elif op == "service":
+            reply = self._service(request["name"])
+        else:
+            reply = {"ok": False, "error": f"unknown registry op {op!r}"}
+        reply["id"] = request_id
+        return reply
+
+    def _sync(self, node: dict[str, Any]) -> dict[str, Any]:
+        uid = node["uid"]
+        previous = self._nodes.get(uid)
+        self._nodes[uid] = node
+        self._last_seen[uid] = time.monotonic()
+        if previous != node:
+            self._changed()
+        wanted = {sub["topic"] for sub in node.get("subscriptions", [])}
+        endpoints: dict[str, list[str]] = {topic: [] for topic in wanted}
+        for other in self._nodes.values():
+            for pub in other.get("publishers", []):
+                if pub["topic"] in endpoints:
+                    endpoints[pub["topic"]].append(pub["endpoint"])
+        return {"ok": True, "version": self.version, "events": self.events_endpoint, "endpoints": endpoints}
+
+    def _service(self, name: str) -> dict[str, Any]:
+        for node in self._nodes.values():
+            for service in node.get("services", []):
+                if service["name"] == name:
+                    return {"ok": True, **service}
+        known = sorted(s["name"] for n in self._nodes.values() for s in n.get("services", []))
+        return {"ok": False, "error": f"no server for service {name!r}", "known": known}
+
+    def _expire(self) -> None:
+        deadline = time.monotonic() - self.expiry_s
+        silent = [uid for uid, seen in self._last_seen.items() if seen < deadline]
+        for uid in silent:
+            node = self._nodes.pop(uid, {})
+            del self._last_seen[uid]
+            log.warning("forgot node %s (pid %s): silent for %.1f s", node.get("name"), node.get("pid"),
+                        self.expiry_s)
+        if silent:
+            self._changed()
+
+    def _changed(self) -> None:
+        self.version += 1
+        self._events.send_multipart([b"graph", str(self.version).encode()])
+
+
+_request_ids = itertools.count(1)
+
+
+def query(op: str, *, address: str | None = None, timeout_s: float = 1.0, **fields: Any) -> dict[str, Any]:
+    """One synchronous request to the registry (for the CLI and service clients)."""
+    address = address or registry_address()
+    context = zmq.Context.instance()
+    socket = context.socket(zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    try:
+        socket.connect(address)
+        request_id = next(_request_ids)
+        socket.send(msgpack.packb({"op": op, "id": request_id, **fields}))
+        deadline = time.monotonic() + timeout_s
+        while (remaining := deadline - time.monotonic()) > 0:
+            if socket.poll(int(remaining * 1000) + 1):
+                reply: dict[str, Any] = msgpack.unpackb(socket.recv())
+                if reply.get("id") == request_id:
+                    return reply
+        raise RegistryUnavailable(
+            f"the registry at {address} did not answer within {timeout_s:g} s; start one with "
+            "`percept registry` or `percept launch FILE`, or set PERCEPT_REGISTRY"
+        )
+    finally:
+        socket.close()
+
+
+def is_running(address: str | None = None, timeout_s: float = 0.3) -> bool:
+    try:
+        query("graph", address=address, timeout_s=timeout_s)
+    except RegistryUnavailable:
+        return False
+    return True

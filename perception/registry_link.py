@@ -1,0 +1,185 @@
+"""A node's link to the registry, on a background thread, so registration and discovery go on while
+the node's own thread is busy in a callback, or never spins at all (a publish-only script).
+
+The node's registration goes out on every change and once a second (the heartbeat); the replies carry
+the publisher endpoints of the node's subscriptions, handed to the node's thread (which owns the
+subscription sockets: ZeroMQ sockets are not thread-safe) through `take_endpoints()` and a wake-up
+message. If the registry stops answering, existing connections stay: connected nodes keep talking.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+import zmq
+
+from perception.errors import RegistryUnavailable
+from perception.registry import query
+
+HEARTBEAT_S = 1.0
+REPLY_TIMEOUT_S = 2.0
+
+
+class RegistryLink:
+    def __init__(
+        self,
+        context: zmq.Context[Any],
+        registry: str,
+        registration: Callable[[], dict[str, Any]],
+        wake_endpoint: str,
+        log: logging.Logger,
+    ) -> None:
+        self._context = context
+        self._registry = registry
+        self._registration = registration
+        self._wake_endpoint = wake_endpoint
+        self._log = log
+        self._lock = threading.Lock()
+        self._endpoints: dict[str, list[str]] = {}
+        self._pending: dict[str, list[str]] | None = None
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._control_endpoint = f"{wake_endpoint}-control"
+        self._control_in = context.socket(zmq.PULL)  # handed to the thread; bound before it starts
+        self._control_in.bind(self._control_endpoint)
+        self._control_out = context.socket(zmq.PUSH)
+        self._control_out.setsockopt(zmq.LINGER, 0)
+        self._control_out.connect(self._control_endpoint)
+        self.registry_ok = False
+        self._thread = threading.Thread(target=self._run, name="percept-registry-link", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def changed(self) -> None:
+        """The node's publishers, subscriptions or services changed: tell the registry now."""
+        self._dirty.set()
+        self._poke()
+
+    def take_endpoints(self) -> dict[str, list[str]] | None:
+        """Publisher endpoints per subscribed topic, if they changed since the last call."""
+        with self._lock:
+            pending, self._pending = self._pending, None
+        return pending
+
+    def stop(self, uid: str) -> None:
+        self._stop.set()
+        self._poke()
+        self._thread.join(timeout=2.0)
+        with self._lock:
+            self._control_out.close()
+        if self.registry_ok:  # a goodbye lets the graph forget us now rather than after expiry
+            try:
+                query("bye", address=self._registry, timeout_s=0.3, uid=uid)
+            except RegistryUnavailable:
+                pass
+
+    def _poke(self) -> None:
+        with self._lock:
+            if not self._control_out.closed:
+                try:
+                    self._control_out.send(b"", zmq.NOBLOCK)
+                except zmq.Again:
+                    pass  # the thread has a wake-up queued already
+
+    def _run(self) -> None:
+        dealer = self._context.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.setsockopt(zmq.SNDHWM, 4)
+        dealer.connect(self._registry)
+        events = self._context.socket(zmq.SUB)
+        events.setsockopt(zmq.LINGER, 0)
+        events.setsockopt(zmq.SUBSCRIBE, b"graph")
+        wake = self._context.socket(zmq.PUSH)
+        wake.setsockopt(zmq.LINGER, 0)
+        wake.setsockopt(zmq.SNDHWM, 1)
+        wake.connect(self._wake_endpoint)
+        control = self._control_in
+        poller = zmq.Poller()
+        for socket in (dealer, events, control):
+            poller.register(socket, zmq.POLLIN)
+        ids = itertools.count(1)
+        events_endpoint = ""
+        outstanding: tuple[int, float] | None = None
+        next_sync = 0.0
+        resync_at: float | None = None
+        warned = False
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if resync_at is not None and now >= resync_at:
+                    resync_at = None
+                    self._dirty.set()
+                if outstanding and now - outstanding[1] > REPLY_TIMEOUT_S:
+                    if not warned:
+                        self._log.warning(
+                            "registry at %s not answering; keeping existing connections", self._registry
+                        )
+                        warned = True
+                    self.registry_ok = False
+                    outstanding = None
+                if outstanding is None and (self._dirty.is_set() or now >= next_sync):
+                    self._dirty.clear()
+                    request_id = next(ids)
+                    request = {"op": "sync", "id": request_id, "node": self._registration()}
+                    try:
+                        dealer.send(msgpack.packb(request), zmq.NOBLOCK)
+                        outstanding = (request_id, now)
+                    except zmq.Again:
+                        pass
+                    next_sync = now + HEARTBEAT_S
+                for socket, _ in poller.poll(int(HEARTBEAT_S * 250)):
+                    if socket is control:
+                        while _has_message(control):
+                            pass
+                    elif socket is events:
+                        events.recv_multipart()
+                        self._dirty.set()
+                    else:
+                        reply = msgpack.unpackb(dealer.recv())
+                        if outstanding is None or reply.get("id") != outstanding[0]:
+                            continue  # a late answer to a request we gave up on
+                        outstanding = None
+                        if warned:
+                            self._log.info("registry at %s is back", self._registry)
+                            warned = False
+                        self.registry_ok = True
+                        if reply.get("events") and reply["events"] != events_endpoint:
+                            if events_endpoint:
+                                events.disconnect(events_endpoint)
+                            events_endpoint = reply["events"]
+                            events.connect(events_endpoint)
+                            # A change announced before this subscription completes is lost (a SUB
+                            # socket misses what was sent while it joined): ask again shortly.
+                            resync_at = time.monotonic() + 0.05
+                        self._deliver(reply.get("endpoints", {}), wake)
+        finally:
+            for socket in (dealer, events, wake, control):
+                socket.close()
+
+
+    def _deliver(self, endpoints: dict[str, list[str]], wake: zmq.Socket[Any]) -> None:
+        endpoints = {topic: sorted(set(eps)) for topic, eps in endpoints.items()}
+        if endpoints == self._endpoints:
+            return
+        self._endpoints = endpoints
+        with self._lock:
+            self._pending = endpoints
+        try:
+            wake.send(b"", zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # the node's thread has a wake-up queued already
+
+
+def _has_message(socket: zmq.Socket[Any]) -> bool:
+    try:
+        socket.recv(zmq.NOBLOCK)
+    except zmq.Again:
+        return False
+    return True

@@ -1,0 +1,130 @@
+"""Starting a node process: `perception.run(MyNode)` in a script, or `percept run TARGET` for any node.
+
+Both read the same command-line overrides, which is also how the launcher passes launch-file settings:
+  --name NAME  --namespace NS  -p name:=value (YAML value)  -r from:=to  --params-json JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import inspect
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import yaml
+
+from perception.context import Context, NodeOverrides
+from perception.errors import LaunchError, ParameterError
+from perception.node import Node
+
+
+def add_override_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", help="node name (overrides the class's default)")
+    parser.add_argument("--namespace", "--ns", help="namespace for the node and its relative names")
+    parser.add_argument(
+        "-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
+        help="set a parameter (value parsed as YAML); repeatable",
+    )
+    parser.add_argument(
+        "-r", "--remap", action="append", default=[], metavar="FROM:=TO", help="remap a name; repeatable"
+    )
+    parser.add_argument("--params-json", help="parameters as one JSON object (used by the launcher)")
+    parser.add_argument("--log-level", default=os.environ.get("PERCEPT_LOG_LEVEL", "INFO"))
+
+
+def split_assignment(text: str, what: str) -> tuple[str, str]:
+    key, sep, value = text.partition(":=")
+    if not sep or not key:
+        raise ParameterError(f"{what} {text!r}: expected NAME:=VALUE")
+    return key, value
+
+
+def overrides_from(args: argparse.Namespace) -> NodeOverrides:
+    parameters: dict[str, Any] = {}
+    if args.params_json:
+        parameters.update(json.loads(args.params_json))
+    for item in args.param:
+        key, value = split_assignment(item, "parameter")
+        parameters[key] = yaml.safe_load(value) if value else ""
+    remappings = dict(split_assignment(item, "remapping") for item in args.remap)
+    return NodeOverrides(
+        name=args.name, namespace=args.namespace, parameters=parameters, remappings=remappings
+    )
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="[%(levelname)s] [%(name)s] %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def load_node_class(target: str) -> type[Node]:
+    """`package.module:Class`, `path/to/file.py:Class`, or a module (or file) holding one Node subclass."""
+    module_ref, _, class_name = target.partition(":")
+    module: ModuleType
+    try:
+        if module_ref.endswith(".py"):
+            path = Path(module_ref)
+            if not path.is_file():
+                raise LaunchError(f"node {target!r}: file {path} not found")
+            spec = importlib.util.spec_from_file_location(path.stem, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[path.stem] = module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_ref)
+    except ImportError as exc:
+        raise LaunchError(f"node {target!r}: cannot import {module_ref!r}: {exc}") from None
+    if class_name:
+        cls = getattr(module, class_name, None)
+        if not (inspect.isclass(cls) and issubclass(cls, Node)):
+            raise LaunchError(f"node {target!r}: {module_ref} has no Node subclass named {class_name!r}")
+        return cls
+    found = [
+        obj for obj in vars(module).values()
+        if inspect.isclass(obj) and issubclass(obj, Node) and obj is not Node and obj.__module__ == module.__name__
+    ]
+    if len(found) != 1:
+        names = ", ".join(c.__name__ for c in found) or "none"
+        raise LaunchError(f"node {target!r}: name the class as MODULE:CLASS (Node subclasses here: {names})")
+    return found[0]
+
+
+def run(node_class: type[Node], argv: Sequence[str] | None = None) -> int:
+    """Build `node_class` with overrides from the command line, spin until SIGINT/SIGTERM, clean up."""
+    parser = argparse.ArgumentParser(description=(node_class.__doc__ or "").strip().split("\n")[0])
+    add_override_arguments(parser)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    configure_logging(args.log_level)
+    return spin_node(node_class, overrides_from(args))
+
+
+def spin_node(node_class: type[Node], overrides: NodeOverrides) -> int:
+    Context.set_default(Context(overrides=overrides))
+    node = node_class()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def stop(signum: int, frame: object) -> None:
+        node.request_shutdown()
+
+    for sig in previous:
+        signal.signal(sig, stop)
+    try:
+        node.spin()
+    finally:
+        node.destroy()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

@@ -1,0 +1,59 @@
+"""Per-endpoint traffic counters, reported in `NodeStats` messages."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from perception.msgs import TopicStats
+
+
+class EndpointStats:
+    def __init__(self, topic: str, type_name: str, direction: str) -> None:
+        self.topic = topic
+        self.type_name = type_name
+        self.direction = direction
+        self.count = 0
+        self.dropped_queue = 0
+        self.dropped_gap = 0
+        self.malformed = 0
+        self.callback_errors = 0
+        self._window_count = 0
+        self._window_bytes = 0
+        self._window_start = time.monotonic()
+        self._latencies_ns: deque[int] = deque(maxlen=256)
+
+    def record_arrival(self, nbytes: int) -> None:
+        """A message sent (publishers) or received (subscriptions)."""
+        self.count += 1
+        self._window_count += 1
+        self._window_bytes += nbytes
+
+    def record_latency(self, latency_ns: int | None) -> None:
+        """Stamp-to-callback delay of a message handed to a callback."""
+        if latency_ns is not None:
+            self._latencies_ns.append(latency_ns)
+
+    def snapshot(self) -> TopicStats:
+        """Rates since the previous snapshot; totals since the start."""
+        now = time.monotonic()
+        elapsed = max(now - self._window_start, 1e-9)
+        latencies = sorted(self._latencies_ns)
+        p50 = latencies[len(latencies) // 2] / 1e6 if latencies else -1.0
+        stats = TopicStats(
+            topic=self.topic,
+            type_name=self.type_name,
+            direction=self.direction,
+            count=self.count,
+            msgs_per_s=self._window_count / elapsed,
+            bytes_per_s=self._window_bytes / elapsed,
+            latency_p50_ms=p50,
+            dropped_queue=self.dropped_queue,
+            dropped_gap=self.dropped_gap,
+            malformed=self.malformed,
+        )
+        self._window_count = 0
+        self._window_bytes = 0
+        self._window_start = now
+        self._latencies_ns.clear()
+        return stats

@@ -1,0 +1,111 @@
+"""The one place that touches sockets for topics and services.
+
+Nodes talk to `Outlet` (a publisher's socket), `Inlet` (a subscription's socket) and the service
+socket factories below, never to ZeroMQ directly. A later shared-memory path or CURVE-secured TCP
+changes this module only: an Outlet may move large frames into shared memory, and the socket factories
+may set CURVE keys.
+
+By default every socket binds 127.0.0.1 on a free port. Set `host` (or PERCEPT_HOST) to an interface
+address to let other machines connect.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import zmq
+
+DEFAULT_HOST = "127.0.0.1"
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+
+
+class Outlet:
+    """A publisher's socket: an XPUB, so it can count its subscribers."""
+
+    def __init__(self, context: zmq.Context[Any], host: str, topic: bytes, send_hwm: int) -> None:
+        self.socket: zmq.Socket[Any] = context.socket(zmq.XPUB)
+        self.socket.setsockopt(zmq.SNDHWM, send_hwm)
+        self.socket.setsockopt(zmq.LINGER, 200)
+        # Pass every subscribe and unsubscribe up, so the count stays right with many subscribers.
+        self.socket.setsockopt(zmq.XPUB_VERBOSER, 1)
+        port = self.socket.bind_to_random_port(f"tcp://{host}")
+        self.endpoint = f"tcp://{host}:{port}"
+        self._topic = topic
+        self._subscribers = 0
+
+    def send(self, frames: list[Any]) -> None:
+        # XPUB never blocks: a subscriber whose queue is full loses the message, which it sees as a
+        # sequence gap.
+        self.socket.send_multipart(frames, copy=False)
+
+    def subscriber_count(self) -> int:
+        while True:
+            try:
+                event = self.socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return self._subscribers
+            if event[1:] == self._topic:
+                self._subscribers = max(0, self._subscribers + (1 if event[:1] == b"\x01" else -1))
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+class Inlet:
+    """A subscription's socket, connected to every publisher of its topic."""
+
+    def __init__(self, context: zmq.Context[Any], topic: bytes, receive_hwm: int) -> None:
+        self.socket: zmq.Socket[Any] = context.socket(zmq.SUB)
+        self.socket.setsockopt(zmq.RCVHWM, receive_hwm)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.SUBSCRIBE, topic)
+        self.endpoints: set[str] = set()
+
+    def set_endpoints(self, endpoints: list[str]) -> None:
+        """Connect to these publishers and drop the ones no longer listed."""
+        for endpoint in self.endpoints - set(endpoints):
+            try:
+                self.socket.disconnect(endpoint)
+            except zmq.ZMQError:
+                pass  # already gone
+        for endpoint in set(endpoints) - self.endpoints:
+            self.socket.connect(endpoint)
+        self.endpoints = set(endpoints)
+
+    def drain(self, limit: int) -> list[list[zmq.Frame]]:
+        """Up to `limit` messages already received, without waiting."""
+        batches: list[list[zmq.Frame]] = []
+        socket = self.socket
+        recv = socket.recv
+        # EVENTS and Frame.more avoid recv_multipart's exception at the end and its option lookups.
+        while len(batches) < limit and socket.getsockopt(_EVENTS) & _POLLIN:
+            frame = recv(copy=False)
+            parts = [frame]
+            while frame.more:
+                frame = recv(copy=False)
+                parts.append(frame)
+            batches.append(parts)
+        return batches
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+def service_server(context: zmq.Context[Any], host: str) -> tuple[zmq.Socket[Any], str]:
+    socket = context.socket(zmq.ROUTER)
+    socket.setsockopt(zmq.LINGER, 0)
+    port = socket.bind_to_random_port(f"tcp://{host}")
+    return socket, f"tcp://{host}:{port}"
+
+
+def service_client(context: zmq.Context[Any], endpoint: str) -> zmq.Socket[Any]:
+    socket = context.socket(zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.connect(endpoint)
+    return socket
+
+
+def default_host() -> str:
+    return os.environ.get("PERCEPT_HOST", DEFAULT_HOST)

@@ -1,0 +1,232 @@
+"""The wire format: a message becomes multipart frames [topic, header, array 0, array 1, ...].
+
+The header is a msgpack map {"type", "version", "fields", "src", "n"}. Inside "fields", every numpy
+array is replaced by msgpack extension type 1 whose payload is msgpack [frame index, dtype, shape];
+the array's bytes travel as their own frame, untouched. docs/wire-format.md specifies it for other
+languages. Decoding rebuilds arrays with numpy.frombuffer, so they share memory with the frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import typing
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from perception import msgs
+from perception.errors import MalformedMessage, MessageError
+
+ARRAY_EXT = 1
+_ALLOWED_DTYPE_KINDS = "biuf"  # bool, int, uint, float: no objects, no pointers
+Buffer = Any  # bytes, memoryview or zmq.Frame
+
+
+@dataclass(slots=True)
+class Received:
+    """A decoded message with what the transport knew about it."""
+
+    topic: str
+    msg: Any  # a Message, or an UnknownMessage when the type is not registered here
+    src: str  # publisher id
+    n: int  # per-publisher sequence number, from 1
+    nbytes: int
+
+
+@dataclass(slots=True)
+class UnknownMessage:
+    """A message of a type this process has not imported: its fields, decoded generically."""
+
+    type_name: str
+    version: int
+    fields: dict[str, Any]
+
+
+class _Encoder:
+    """Reusable packers (building a msgpack Packer costs more than packing a small header)."""
+
+    def __init__(self) -> None:
+        self.arrays: list[np.ndarray] = []
+        self.packer = msgpack.Packer(default=self.pack_special)
+        self.plain = msgpack.Packer()
+
+    def pack_special(self, obj: Any) -> Any:
+        if isinstance(obj, np.ndarray):
+            if obj.dtype.kind not in _ALLOWED_DTYPE_KINDS:
+                raise MessageError(f"array fields must be numeric; found dtype {obj.dtype}")
+            if not obj.flags.c_contiguous:
+                obj = np.ascontiguousarray(obj)
+            self.arrays.append(obj)
+            meta = self.plain.pack([len(self.arrays) - 1, obj.dtype.str, obj.shape])
+            return msgpack.ExtType(ARRAY_EXT, meta)
+        if isinstance(obj, msgs.Message):
+            return {name: getattr(obj, name) for name in _field_names(type(obj))}
+        if isinstance(obj, np.generic):
+            return obj.item()
+        raise MessageError(f"cannot encode a {type(obj).__name__} in a message")
+
+
+_encoders = threading.local()
+
+
+def encode(topic: bytes, msg: msgs.Message, src: str = "", n: int = 0) -> list[Any]:
+    """Frames for one message. Array frames are the arrays themselves (zero-copy with copy=False)."""
+    if not isinstance(msg, msgs.Message) or not msg.TYPE_NAME:
+        raise MessageError(f"expected a registered message, found {type(msg).__name__}")
+    encoder: _Encoder | None = getattr(_encoders, "encoder", None)
+    if encoder is None:
+        encoder = _encoders.encoder = _Encoder()
+    encoder.arrays = []
+    header = {"type": msg.TYPE_NAME, "version": msg.SCHEMA_VERSION, "fields": msg, "src": src, "n": n}
+    try:
+        packed = encoder.packer.pack(header)
+    except Exception:
+        encoder.packer.reset()  # drop a half-packed header so the next message starts clean
+        raise
+    return [topic, packed, *encoder.arrays]
+
+
+def decode(frames: list[Buffer], expected: type[msgs.Message] | None = None) -> Received:
+    """Rebuild a message from frames; raise MalformedMessage naming what is wrong."""
+    if len(frames) < 2:
+        raise MalformedMessage(f"expected at least 2 frames (topic, header), found {len(frames)}")
+    buffers = [_buffer(f) for f in frames]
+    try:
+        topic = bytes(buffers[0]).decode()
+    except UnicodeDecodeError:
+        raise MalformedMessage("topic frame is not UTF-8") from None
+
+    def unpack_array(code: int, data: bytes) -> Any:
+        if code != ARRAY_EXT:
+            raise MalformedMessage(f"unknown msgpack extension type {code}")
+        index, dtype_str, shape = msgpack.unpackb(data)
+        dtype = np.dtype(dtype_str)
+        if dtype.kind not in _ALLOWED_DTYPE_KINDS:
+            raise MalformedMessage(f"array dtype {dtype_str!r} is not numeric")
+        if not 0 <= index < len(buffers) - 2:
+            raise MalformedMessage(f"array frame {index} missing: only {len(buffers) - 2} array frames")
+        buf = buffers[index + 2]
+        expected_bytes = math.prod(shape) * dtype.itemsize
+        if buf.nbytes != expected_bytes:
+            raise MalformedMessage(
+                f"array frame {index}: shape {shape} of {dtype_str} needs {expected_bytes} bytes, "
+                f"found {buf.nbytes}"
+            )
+        return np.frombuffer(buf, dtype=dtype).reshape(shape)
+
+    try:
+        header = msgpack.unpackb(buffers[1], ext_hook=unpack_array, strict_map_key=False)
+    except MalformedMessage:
+        raise
+    except Exception as exc:
+        raise MalformedMessage(f"header is not valid msgpack: {exc}") from None
+    if not isinstance(header, dict) or not {"type", "version", "fields"} <= header.keys():
+        raise MalformedMessage("header must be a map with 'type', 'version' and 'fields'")
+    type_name, version, fields = header["type"], header["version"], header["fields"]
+    if not isinstance(fields, dict):
+        raise MalformedMessage(f"{type_name}: 'fields' must be a map, found {type(fields).__name__}")
+    if expected is not None and type_name != expected.TYPE_NAME:
+        raise MalformedMessage(f"expected type {expected.TYPE_NAME}, found {type_name}")
+    nbytes = sum(b.nbytes for b in buffers)
+    cls = msgs.registered_types().get(type_name)
+    msg: Any
+    if cls is None:
+        msg = UnknownMessage(type_name, version, fields)
+    else:
+        if version != cls.SCHEMA_VERSION:
+            raise MalformedMessage(
+                f"{type_name} schema version {version} received; this process reads version "
+                f"{cls.SCHEMA_VERSION}"
+            )
+        try:
+            msg = _build(cls, fields)
+        except (MessageError, TypeError, ValueError) as exc:
+            raise MalformedMessage(f"{type_name}: {exc}") from None
+    return Received(topic, msg, str(header.get("src", "")), int(header.get("n", 0)), nbytes)
+
+
+def peek_sequence(frames: list[Buffer]) -> tuple[str, int]:
+    """(publisher id, sequence number) from a frame set's header, without rebuilding the message."""
+    header = _peek_header(frames)
+    try:
+        return str(header.get("src", "")), int(header.get("n", 0))
+    except (TypeError, ValueError):
+        raise MalformedMessage("header 'n' is not an integer") from None
+
+
+def peek_type(frames: list[Buffer]) -> str:
+    """The type name in a frame set's header, without rebuilding the message."""
+    return str(_peek_header(frames).get("type", ""))
+
+
+def _peek_header(frames: list[Buffer]) -> dict[str, Any]:
+    if len(frames) < 2:
+        raise MalformedMessage(f"expected at least 2 frames (topic, header), found {len(frames)}")
+    try:
+        header = msgpack.unpackb(_buffer(frames[1]), ext_hook=_ignore_ext, strict_map_key=False)
+    except Exception as exc:
+        raise MalformedMessage(f"header is not valid msgpack: {exc}") from None
+    if not isinstance(header, dict):
+        raise MalformedMessage("header must be a map")
+    return header
+
+
+def _ignore_ext(code: int, data: bytes) -> None:
+    return None
+
+
+def _buffer(frame: Buffer) -> memoryview:
+    """A flat byte view of a frame: bytes, a zmq.Frame received with copy=False, or an array."""
+    buffer = getattr(frame, "buffer", None)
+    view = memoryview(frame if buffer is None else buffer)
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+
+
+@lru_cache(maxsize=None)
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+@lru_cache(maxsize=None)
+def _field_kinds(cls: type) -> dict[str, tuple[str, Any]]:
+    """Per field: how to rebuild it from decoded msgpack ('msg', 'msglist', 'tuple' or 'plain')."""
+    hints = typing.get_type_hints(cls)
+    kinds: dict[str, tuple[str, Any]] = {}
+    for name in _field_names(cls):
+        hint = hints[name]
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+        if isinstance(hint, type) and issubclass(hint, msgs.Message):
+            kinds[name] = ("msg", hint)
+        elif origin is list and args and isinstance(args[0], type) and issubclass(args[0], msgs.Message):
+            kinds[name] = ("msglist", args[0])
+        elif origin is tuple:
+            kinds[name] = ("tuple", None)
+        else:
+            kinds[name] = ("plain", None)
+    return kinds
+
+
+def _build(cls: type[msgs.Message], fields: dict[str, Any]) -> msgs.Message:
+    kinds = _field_kinds(cls)
+    unknown = fields.keys() - kinds.keys()
+    if unknown:
+        raise MessageError(f"unknown fields {sorted(unknown)}; expected {sorted(kinds)}")
+    values: dict[str, Any] = {}
+    for name, value in fields.items():
+        kind, sub = kinds[name]
+        if kind == "msg":
+            if not isinstance(value, dict):
+                raise MessageError(f"field {name!r}: expected a map, found {type(value).__name__}")
+            values[name] = _build(sub, value)
+        elif kind == "msglist":
+            values[name] = [_build(sub, item) for item in value]
+        elif kind == "tuple":
+            values[name] = tuple(value)
+        else:
+            values[name] = value
+    return cls(**values)
