@@ -1,0 +1,31 @@
+"""`percept`: the command line, in the spirit of the ros2 CLI. Each verb module adds its own parser."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from perception.errors import PerceptError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from perception.cli import bench, graph, launch, param, service, topic
+
+    parser = argparse.ArgumentParser(prog="percept", description="Camera-to-action perception on ZeroMQ.")
+    verbs = parser.add_subparsers(dest="verb", metavar="COMMAND", required=True)
+    for module in (launch, topic, graph, param, service, bench):
+        module.register(verbs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except PerceptError as exc:
+        print(f"percept: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,39 @@
+"""percept bench bus (later issues add sim, detect, grasp, track)"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(verbs: Any) -> None:
+    bench = verbs.add_parser("bench", help="Benchmarks, each side by side with its peer.").add_subparsers(
+        dest="what", required=True
+    )
+    p = bench.add_parser("bus", help="Our pub/sub against raw pyzmq: latency and throughput.")
+    p.add_argument("--payloads", default="640x480x3,1280x720x3,200B", help="comma-separated payloads")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per side (medians reported)")
+    p.add_argument("--count", type=int, default=300, help="messages in each latency phase")
+    p.add_argument("--rate", type=float, default=200.0, help="message rate in the latency phase (Hz)")
+    p.add_argument("--seconds", type=float, default=1.5, help="length of each throughput phase")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.set_defaults(func=_bus)
+
+
+def _bus(args: argparse.Namespace) -> int:
+    from perception.bench import bus
+    from perception.errors import PerceptError
+
+    payloads = [p.strip() for p in args.payloads.split(",") if p.strip()]
+    unknown = [p for p in payloads if p not in bus.PAYLOADS]
+    if unknown:
+        raise PerceptError(f"unknown payload {unknown[0]!r}; choose from {', '.join(bus.PAYLOADS)}")
+    settings = {"rounds": args.rounds, "count": args.count, "rate_hz": args.rate, "seconds": args.seconds,
+                "transport": "tcp loopback", "send_hwm": bus.SEND_HWM, "receive_buffer": bus.RECEIVE_BUFFER}
+    print(f"bus benchmark: {settings}", flush=True)
+    rows = bus.run(payloads, args.rounds, args.count, args.rate, args.seconds)
+    print(bus.table(rows))
+    print("ratio: ours / raw pyzmq (latency lower is better, throughput higher is better)")
+    if args.json:
+        print(bus.as_json(rows, settings))
+    return 0

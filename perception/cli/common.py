@@ -1,0 +1,58 @@
+"""Helpers shared by the verbs."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from perception import registry
+from perception.context import Context
+from perception.node import Node
+
+
+def cli_node(purpose: str) -> Node:
+    """A hidden node (its name starts with '_') for a CLI verb that needs to subscribe or call."""
+    return Node(f"_percept_{purpose}_{os.getpid()}", context=Context(), stats_period_s=3600.0)
+
+
+def graph_nodes(include_hidden: bool = False) -> list[dict[str, Any]]:
+    nodes = registry.query("graph", timeout_s=1.0)["nodes"]
+    if not include_hidden:
+        nodes = [n for n in nodes if not any(part.startswith("_") for part in n["name"].split("/"))]
+    return sorted(nodes, key=lambda n: n["name"])
+
+
+def format_value(value: Any, indent: int = 0, full: bool = False) -> str:
+    """YAML-like text of a message; arrays show shape, dtype and their first values."""
+    pad = "  " * indent
+    if hasattr(value, "__dataclass_fields__"):
+        fields = {name: getattr(value, name) for name in value.__dataclass_fields__}
+        return _format_map(fields, indent, full)
+    if hasattr(value, "type_name") and hasattr(value, "fields"):  # UnknownMessage
+        return _format_map(value.fields, indent, full)
+    if isinstance(value, dict):
+        return _format_map(value, indent, full)
+    if isinstance(value, np.ndarray):
+        flat = value.reshape(-1)
+        shown = flat if full else flat[:8]
+        more = "" if len(shown) == len(flat) else ", ..."
+        items = ", ".join(str(v) for v in shown.tolist())
+        return f"array(shape={tuple(value.shape)}, dtype={value.dtype}, [{items}{more}])"
+    if isinstance(value, list) and value and hasattr(value[0], "__dataclass_fields__"):
+        return "\n" + "\n".join(f"{pad}- " + format_value(v, indent + 1, full).lstrip() for v in value)
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _format_map(fields: dict[str, Any], indent: int, full: bool) -> str:
+    pad = "  " * indent
+    lines = []
+    for name, value in fields.items():
+        nested = hasattr(value, "__dataclass_fields__") or isinstance(value, dict) and value
+        text = format_value(value, indent + 1, full)
+        if nested:
+            lines.append(f"{pad}{name}:\n{text}")
+        else:
+            lines.append(f"{pad}{name}: {text}")
+    return "\n".join(lines)

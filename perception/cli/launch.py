@@ -1,0 +1,58 @@
+"""percept launch | run | registry"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import yaml
+
+from perception import launch_file, runner
+from perception.registry import Registry, registry_address
+
+
+def register(verbs: Any) -> None:
+    p = verbs.add_parser("launch", help="Run the nodes of a launch file, with a live status.")
+    p.add_argument("file", help="a YAML launch file")
+    p.add_argument("arguments", nargs="*", metavar="NAME:=VALUE", help="launch arguments")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--status-period", type=float, default=5.0, help="seconds between status tables (0: off)")
+    p.add_argument("--stop-timeout", type=float, default=5.0, help="seconds a node gets to exit on Ctrl-C")
+    p.set_defaults(func=_launch)
+
+    p = verbs.add_parser("run", help="Run one node in this process.")
+    p.add_argument("target", help="MODULE:CLASS, FILE.py:CLASS, or a module holding one Node subclass")
+    runner.add_override_arguments(p)
+    p.set_defaults(func=_run)
+
+    p = verbs.add_parser("registry", help="Run the registry (the launcher starts one when none runs).")
+    p.add_argument("--address", default=None, help="ZeroMQ endpoint (default: $PERCEPT_REGISTRY or %(default)s)")
+    p.set_defaults(func=_registry)
+
+
+def _launch(args: argparse.Namespace) -> int:
+    from perception.launcher import Launcher
+
+    given = {}
+    for item in args.arguments:
+        key, value = runner.split_assignment(item, "launch argument")
+        given[key] = yaml.safe_load(value) if value else ""
+    description = launch_file.load(args.file, given)
+    launcher = Launcher(description, status_period_s=args.status_period, stop_timeout_s=args.stop_timeout)
+    return launcher.run(args.duration)
+
+
+def _run(args: argparse.Namespace) -> int:
+    runner.configure_logging(args.log_level)
+    return runner.spin_node(runner.load_node_class(args.target), runner.overrides_from(args))
+
+
+def _registry(args: argparse.Namespace) -> int:
+    import signal
+
+    registry = Registry(args.address or registry_address())
+    signal.signal(signal.SIGTERM, lambda *_: registry.stop())
+    signal.signal(signal.SIGINT, lambda *_: registry.stop())
+    print(f"registry listening at {registry.address}", flush=True)
+    registry.serve()
+    return 0

@@ -1,0 +1,55 @@
+"""percept service list | call"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import yaml
+
+from perception import msgs
+from perception.cli.common import cli_node, format_value, graph_nodes
+from perception.cli.topic import build_message
+from perception.errors import ServiceUnavailable
+from perception.registry import query
+
+
+def register(verbs: Any) -> None:
+    service = verbs.add_parser("service", help="List and call services.").add_subparsers(
+        dest="action", required=True
+    )
+    p = service.add_parser("list", help="List services.")
+    p.add_argument("-t", "--show-types", action="store_true")
+    p.add_argument("-a", "--all", action="store_true", help="include hidden nodes' services")
+    p.set_defaults(func=_list)
+    p = service.add_parser("call", help="Call a service with a request built from YAML.")
+    p.add_argument("name")
+    p.add_argument("values", nargs="?", default="{}", help="request fields as YAML")
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.set_defaults(func=_call)
+
+
+def _list(args: argparse.Namespace) -> int:
+    services = sorted(
+        (s["name"], s["request"], s["response"]) for n in graph_nodes(args.all) for s in n["services"]
+    )
+    for name, request, response in services:
+        print(f"{name} [{request} -> {response}]" if args.show_types else name)
+    return 0
+
+
+def _call(args: argparse.Namespace) -> int:
+    found = query("service", name=args.name)
+    if not found.get("ok"):
+        known = ", ".join(found.get("known", [])) or "none"
+        raise ServiceUnavailable(f"no server for service {args.name} (services: {known})")
+    request_type = msgs.message_type(found["request"])
+    response_type = msgs.message_type(found["response"])
+    request = build_message(request_type.TYPE_NAME, yaml.safe_load(args.values) or {})
+    with cli_node("call") as node:
+        client = node.create_client(args.name, request_type, response_type)
+        print(f"requester: making request: {format_value(request)}".replace("\n", " "))
+        response = client.call(request, timeout_s=args.timeout)
+    print("response:")
+    print(format_value(response, indent=1))
+    return 0

@@ -1,0 +1,213 @@
+"""percept topic list | echo | hz | bw | pub"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+import typing
+from collections import deque
+from typing import Any
+
+import numpy as np
+import yaml
+
+from perception import msgs, wire
+from perception.cli.common import cli_node, format_value, graph_nodes
+from perception.errors import MessageError, PerceptError
+from perception.qos import KEEP_LAST
+
+
+def register(verbs: Any) -> None:
+    topic = verbs.add_parser("topic", help="Inspect and publish topics.").add_subparsers(
+        dest="action", required=True
+    )
+    p = topic.add_parser("list", help="List topics with their types.")
+    p.add_argument("-v", "--verbose", action="store_true", help="show publisher and subscriber counts")
+    p.set_defaults(func=_list)
+
+    p = topic.add_parser("echo", help="Print messages from a topic.")
+    p.add_argument("topic")
+    p.add_argument("--once", action="store_true", help="print one message and exit")
+    p.add_argument("--count", type=int, default=0, help="exit after this many messages")
+    p.add_argument("--timeout", type=float, default=0.0, help="exit with an error if nothing arrives in time")
+    p.add_argument("--full", action="store_true", help="print whole arrays, not the first values")
+    p.set_defaults(func=_echo)
+
+    p = topic.add_parser("hz", help="Print the rate of a topic.")
+    p.add_argument("topic")
+    p.add_argument("--window", type=int, default=100, help="messages in the rate window")
+    p.add_argument("--duration", type=float, default=0.0, help="exit after this many seconds")
+    p.set_defaults(func=_hz)
+
+    p = topic.add_parser("bw", help="Print the bandwidth of a topic.")
+    p.add_argument("topic")
+    p.add_argument("--window", type=int, default=100, help="messages in the window")
+    p.add_argument("--duration", type=float, default=0.0, help="exit after this many seconds")
+    p.set_defaults(func=_bw)
+
+    p = topic.add_parser("pub", help="Publish a message built from YAML.")
+    p.add_argument("topic")
+    p.add_argument("type", help="message type, e.g. percept/String")
+    p.add_argument("values", nargs="?", default="{}", help="fields as YAML, e.g. '{data: hello}'")
+    p.add_argument("--rate", type=float, default=1.0, help="messages per second")
+    p.add_argument("--times", type=int, default=0, help="publish this many messages and exit (0: forever)")
+    p.add_argument("--once", action="store_true", help="publish one message and exit")
+    p.add_argument("--wait", type=float, default=2.0, help="seconds to wait for a subscriber first")
+    p.set_defaults(func=_pub)
+
+
+def _list(args: argparse.Namespace) -> int:
+    topics: dict[str, dict[str, Any]] = {}
+    for node in graph_nodes(include_hidden=True):
+        for pub in node["publishers"]:
+            entry = topics.setdefault(pub["topic"], {"types": set(), "pubs": 0, "subs": 0})
+            entry["types"].add(pub["type"])
+            entry["pubs"] += 1
+        for sub in node["subscriptions"]:
+            entry = topics.setdefault(sub["topic"], {"types": set(), "pubs": 0, "subs": 0})
+            if sub["type"] != "*":
+                entry["types"].add(sub["type"])
+            entry["subs"] += 1
+    for name in sorted(topics):
+        entry = topics[name]
+        types = ", ".join(sorted(entry["types"])) or "?"
+        counts = f"  {entry['pubs']} publisher(s), {entry['subs']} subscription(s)" if args.verbose else ""
+        print(f"{name} [{types}]{counts}")
+    return 0
+
+
+def _spin_until(node: Any, done: Any, duration: float, timeout: float, topic: str, got: list[int]) -> int:
+    start = time.monotonic()
+    while not done():
+        node.spin_once(0.1)
+        elapsed = time.monotonic() - start
+        if duration and elapsed >= duration:
+            return 0
+        if timeout and not got[0] and elapsed >= timeout:
+            raise PerceptError(f"no message on {topic} within {timeout:g} s")
+    return 0
+
+
+def _echo(args: argparse.Namespace) -> int:
+    limit = 1 if args.once else args.count
+    got = [0]
+
+    def show(msg: Any) -> None:
+        if limit and got[0] >= limit:
+            return
+        got[0] += 1
+        print(format_value(msg, full=args.full))
+        print("---", flush=True)
+
+    with cli_node("echo") as node:
+        node.create_subscription(None, args.topic, show, KEEP_LAST)
+        return _spin_until(node, lambda: bool(limit) and got[0] >= limit, 0.0, args.timeout, args.topic, got)
+
+
+def _hz(args: argparse.Namespace) -> int:
+    stamps: deque[float] = deque(maxlen=args.window + 1)
+    got = [0]
+    next_print = [time.monotonic() + 1.0]
+
+    def tick(frames: Any) -> None:
+        got[0] += 1
+        stamps.append(time.monotonic())
+
+    def report() -> None:
+        if time.monotonic() < next_print[0]:
+            return
+        next_print[0] += 1.0
+        if len(stamps) < 2:
+            print("no new messages", flush=True)
+            return
+        periods = np.diff(np.array(stamps))
+        print(
+            f"average rate: {1.0 / periods.mean():.3f}\n"
+            f"\tmin: {periods.min():.3f}s max: {periods.max():.3f}s std dev: {periods.std():.5f}s "
+            f"window: {len(periods)}",
+            flush=True,
+        )
+
+    with cli_node("hz") as node:
+        node.create_subscription(None, args.topic, tick, KEEP_LAST, raw=True)
+        node.create_timer(0.2, report)
+        return _spin_until(node, lambda: False, args.duration, 0.0, args.topic, got)
+
+
+def _bw(args: argparse.Namespace) -> int:
+    sizes: deque[tuple[float, int]] = deque(maxlen=args.window)
+    got = [0]
+
+    def tick(frames: Any) -> None:
+        got[0] += 1
+        sizes.append((time.monotonic(), sum(len(f) for f in frames)))
+
+    def report() -> None:
+        if len(sizes) < 2:
+            print("no new messages", flush=True)
+            return
+        span = sizes[-1][0] - sizes[0][0]
+        total = sum(size for _, size in sizes)
+        rate = total / span if span > 0 else math.nan
+        print(f"{_human(rate)}/s from {len(sizes)} messages\n\tMessage size mean: {_human(total / len(sizes))}",
+              flush=True)
+
+    with cli_node("bw") as node:
+        node.create_subscription(None, args.topic, tick, KEEP_LAST, raw=True)
+        node.create_timer(1.0, report)
+        return _spin_until(node, lambda: False, args.duration, 0.0, args.topic, got)
+
+
+def _human(nbytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(nbytes) < 1000:
+            return f"{nbytes:.2f} {unit}"
+        nbytes /= 1000
+    return f"{nbytes:.2f} TB"
+
+
+def build_message(type_name: str, values: Any) -> msgs.Message:
+    """A message from YAML values: a missing `header` is stamped now, lists become arrays."""
+    cls = msgs.message_type(type_name)
+    if not isinstance(values, dict):
+        raise MessageError(f"{type_name}: expected a map of field values, found {values!r}")
+    hints = typing.get_type_hints(cls)
+    fields = dict(values)
+    if "header" in hints and "header" not in fields:
+        fields["header"] = msgs.Header.now()
+    for name, value in list(fields.items()):
+        hint = hints.get(name)
+        if hint is None:
+            raise MessageError(f"{type_name} has no field {name!r} (fields: {', '.join(hints)})")
+        if hint is np.ndarray and not isinstance(value, np.ndarray):
+            fields[name] = np.asarray(value)
+        elif isinstance(hint, type) and issubclass(hint, msgs.Message) and isinstance(value, dict):
+            fields[name] = build_message(hint.TYPE_NAME, value)
+    try:
+        return cls(**fields)
+    except TypeError as exc:
+        raise MessageError(f"{type_name}: {exc}") from None
+
+
+def _pub(args: argparse.Namespace) -> int:
+    values = yaml.safe_load(args.values) or {}
+    cls = msgs.message_type(args.type)
+    times = 1 if args.once else args.times
+    with cli_node("pub") as node:
+        publisher = node.create_publisher(cls, args.topic)
+        if args.wait and not publisher.wait_for_subscribers(1, args.wait):
+            print(f"no subscriber on {publisher.topic} after {args.wait:g} s; publishing anyway", flush=True)
+        sent = 0
+        period = 1.0 / args.rate
+        next_send = time.monotonic()
+        while not times or sent < times:
+            msg = build_message(args.type, values)
+            publisher.publish(msg)
+            sent += 1
+            print(f"publishing #{sent}: {format_value(msg)}".replace("\n", " "), flush=True)
+            next_send += period
+            while (delay := next_send - time.monotonic()) > 0 and (not times or sent < times):
+                node.spin_once(min(delay, 0.1))
+        node.spin_once(0.2)  # let the last message leave before the socket closes
+    return 0

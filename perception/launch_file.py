@@ -1,0 +1,243 @@
+"""Launch files: YAML that lists nodes, their parameters and remappings, and arguments with defaults.
+
+    arguments:
+      rate: 30                                  # a default
+      source: {default: 0, description: camera index or URL}
+    include:
+      - file: other.yaml                         # relative to this file
+        arguments: {rate: $(arg rate)}
+    nodes:
+      - name: camera
+        node: perception.nodes.test_camera:TestCamera   # MODULE:CLASS, or FILE.py:CLASS
+        namespace: /
+        parameters: {rate: $(arg rate)}
+        remappings: {image: /camera/image}
+        env: {OMP_NUM_THREADS: "1"}
+        respawn: true            # restart when it exits, waiting respawn_delay, doubling up to 30 s
+        respawn_delay: 1.0
+        required: false          # if it exits, stop everything and exit non-zero
+
+`$(arg NAME)` and `$(env NAME)` (or `$(env NAME default)`) are substituted in strings; a value that is
+only `$(arg NAME)` keeps the argument's type. Every error names the file, the line and the key.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from perception import names
+from perception.errors import InvalidNameError, LaunchError
+
+NODE_KEYS = {
+    "name": "the node's name",
+    "node": "MODULE:CLASS or FILE.py:CLASS",
+    "namespace": "a namespace such as /robot",
+    "parameters": "a map of parameter names to values",
+    "remappings": "a map of names to names",
+    "env": "a map of environment variables to strings",
+    "respawn": "true or false",
+    "respawn_delay": "seconds (a number)",
+    "required": "true or false",
+}
+TOP_KEYS = {"arguments", "include", "nodes"}
+_SUBSTITUTION = re.compile(r"\$\((arg|env)\s+([A-Za-z_][A-Za-z0-9_]*)(?:\s+([^)]*))?\)")
+
+
+@dataclass
+class NodeSpec:
+    name: str
+    target: str
+    namespace: str = "/"
+    parameters: dict[str, Any] = field(default_factory=dict)
+    remappings: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    respawn: bool = False
+    respawn_delay: float = 1.0
+    required: bool = False
+    source: str = ""  # file:line, for messages
+
+    @property
+    def fqn(self) -> str:
+        return names.join(self.namespace, self.name)
+
+
+@dataclass
+class LaunchDescription:
+    nodes: list[NodeSpec]
+    arguments: dict[str, Any]
+
+
+class _Located:
+    """YAML data plus the line of every value, keyed by its path (("nodes", 0, "name"))."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines: dict[tuple[Any, ...], int] = {}
+        try:
+            root = yaml.compose(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            raise LaunchError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        self.data = self._convert(root, ()) if root is not None else {}
+
+    def _convert(self, node: yaml.Node, at: tuple[Any, ...]) -> Any:
+        self.lines[at] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = yaml.safe_load(yaml.serialize(key_node))
+                if key in result:
+                    raise LaunchError(f"{self.path}:{key_node.start_mark.line + 1}: duplicate key {key!r}")
+                result[key] = self._convert(value_node, (*at, key))
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self._convert(item, (*at, i)) for i, item in enumerate(node.value)]
+        return yaml.safe_load(yaml.serialize(node))
+
+    def fail(self, at: tuple[Any, ...], message: str) -> LaunchError:
+        line = self.lines.get(at) or self.lines.get(at[:-1]) or self.lines.get(())
+        key = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(at))
+        return LaunchError(f"{self.path}:{line}: {key or 'top level'}: {message}")
+
+
+def load(path: str | Path, arguments: dict[str, Any] | None = None) -> LaunchDescription:
+    """Read, validate and substitute a launch file and its includes."""
+    return _load(Path(path), dict(arguments or {}), depth=0)
+
+
+def _load(path: Path, given: dict[str, Any], depth: int) -> LaunchDescription:
+    if depth > 8:
+        raise LaunchError(f"{path}: includes nested more than 8 deep (an include cycle?)")
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise LaunchError(f"launch file {path}: cannot read: {exc.strerror}") from None
+    doc = _Located(path, text)
+    data = doc.data
+    if not isinstance(data, dict):
+        raise doc.fail((), f"expected a map with keys {sorted(TOP_KEYS)}, found {type(data).__name__}")
+    for key in data:
+        if key not in TOP_KEYS:
+            raise doc.fail((key,), f"unknown key; expected one of {', '.join(sorted(TOP_KEYS))}")
+    arguments = _arguments(doc, data.get("arguments") or {}, given)
+    nodes: list[NodeSpec] = []
+    for i, include in enumerate(_list(doc, data, "include")):
+        at: tuple[Any, ...] = ("include", i)
+        if not isinstance(include, dict) or "file" not in include:
+            raise doc.fail(at, "expected a map with 'file' (and optional 'arguments')")
+        extra = set(include) - {"file", "arguments"}
+        if extra:
+            raise doc.fail((*at, sorted(extra)[0]), "unknown key; expected 'file' or 'arguments'")
+        included_args = _substitute(doc, (*at, "arguments"), include.get("arguments") or {}, arguments)
+        if not isinstance(included_args, dict):
+            raise doc.fail((*at, "arguments"), "expected a map of argument names to values")
+        file = _substitute(doc, (*at, "file"), include["file"], arguments)
+        nodes += _load(path.parent / str(file), included_args, depth + 1).nodes
+    for i, raw in enumerate(_list(doc, data, "nodes")):
+        nodes.append(_node(doc, ("nodes", i), _substitute(doc, ("nodes", i), raw, arguments)))
+    seen: dict[str, NodeSpec] = {}
+    for spec in nodes:
+        if spec.fqn in seen:
+            raise LaunchError(
+                f"{spec.source}: node {spec.fqn} is already defined at {seen[spec.fqn].source}; "
+                "give one of them another name or namespace"
+            )
+        seen[spec.fqn] = spec
+    return LaunchDescription(nodes=nodes, arguments=arguments)
+
+
+def _list(doc: _Located, data: dict[str, Any], key: str) -> list[Any]:
+    value = data.get(key) or []
+    if not isinstance(value, list):
+        raise doc.fail((key,), f"expected a list, found {type(value).__name__}")
+    return value
+
+
+def _arguments(doc: _Located, declared: Any, given: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(declared, dict):
+        raise doc.fail(("arguments",), "expected a map of argument names to defaults")
+    values: dict[str, Any] = {}
+    for name, spec in declared.items():
+        default = spec.get("default") if isinstance(spec, dict) else spec
+        values[name] = default
+    unknown = set(given) - set(values)
+    if unknown:
+        known = ", ".join(sorted(values)) or "none"
+        raise LaunchError(f"{doc.path}: unknown argument {sorted(unknown)[0]!r} (arguments declared: {known})")
+    values.update(given)
+    missing = [name for name, value in values.items() if value is None]
+    if missing:
+        raise LaunchError(f"{doc.path}: argument {missing[0]!r} has no default; pass {missing[0]}:=VALUE")
+    return values
+
+
+def _substitute(doc: _Located, at: tuple[Any, ...], value: Any, arguments: dict[str, Any]) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute(doc, (*at, k), v, arguments) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(doc, (*at, i), v, arguments) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "$(" not in value:
+        return value
+
+    def lookup(match: re.Match[str]) -> Any:
+        kind, name, default = match.group(1), match.group(2), match.group(3)
+        if kind == "arg":
+            if name not in arguments:
+                known = ", ".join(sorted(arguments)) or "none"
+                raise doc.fail(at, f"$(arg {name}) is not a declared argument (declared: {known})")
+            return arguments[name]
+        import os
+
+        if name not in os.environ and default is None:
+            raise doc.fail(at, f"$(env {name}) is not set and has no default")
+        return os.environ.get(name, default)
+
+    whole = _SUBSTITUTION.fullmatch(value.strip())
+    if whole:
+        return lookup(whole)
+    return _SUBSTITUTION.sub(lambda m: str(lookup(m)), value)
+
+
+def _node(doc: _Located, at: tuple[Any, ...], raw: Any) -> NodeSpec:
+    if not isinstance(raw, dict):
+        raise doc.fail(at, f"expected a map with keys {', '.join(NODE_KEYS)}, found {type(raw).__name__}")
+    for key in raw:
+        if key not in NODE_KEYS:
+            raise doc.fail((*at, key), f"unknown key; expected one of {', '.join(NODE_KEYS)}")
+    for key in ("node",):
+        if key not in raw:
+            raise doc.fail(at, f"missing '{key}' ({NODE_KEYS[key]})")
+    target = raw["node"]
+    if not isinstance(target, str) or not target:
+        raise doc.fail((*at, "node"), f"expected {NODE_KEYS['node']}, found {target!r}")
+    name = raw.get("name") or target.rpartition(":")[2].lower() or target.rsplit(".", 1)[-1]
+    checks: list[tuple[str, type | tuple[type, ...]]] = [
+        ("name", str), ("namespace", str), ("parameters", dict), ("remappings", dict), ("env", dict),
+        ("respawn", bool), ("respawn_delay", (int, float)), ("required", bool),
+    ]
+    for key, kind in checks:
+        if key in raw and (not isinstance(raw[key], kind) or (kind == (int, float) and isinstance(raw[key], bool))):
+            raise doc.fail((*at, key), f"expected {NODE_KEYS[key]}, found {raw[key]!r}")
+    try:
+        names.validate("/" + name, "node")
+        namespace = names.namespace_of(raw.get("namespace", "/"))
+    except InvalidNameError as exc:
+        raise doc.fail(at, str(exc)) from None
+    return NodeSpec(
+        name=name,
+        target=target,
+        namespace=namespace,
+        parameters=dict(raw.get("parameters") or {}),
+        remappings={str(k): str(v) for k, v in (raw.get("remappings") or {}).items()},
+        env={str(k): str(v) for k, v in (raw.get("env") or {}).items()},
+        respawn=bool(raw.get("respawn", False)),
+        respawn_delay=float(raw.get("respawn_delay", 1.0)),
+        required=bool(raw.get("required", False)),
+        source=f"{doc.path}:{doc.lines.get(at, '?')}",
+    )

@@ -1,0 +1,243 @@
+"""Runs a launch description: one process per node, a status table, respawns, and a clean stop.
+
+Each node runs as `python -m perception.cli run TARGET ...` in its own process group, with the parent-
+death signal set, so no child outlives the launcher: on Ctrl-C or SIGTERM every group gets SIGINT, then
+SIGTERM, then SIGKILL if it still lives after `stop_timeout_s`. The launcher starts a registry in its
+own process when none answers at PERCEPT_REGISTRY.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from perception import registry
+from perception.context import Context
+from perception.launch_file import LaunchDescription, NodeSpec
+from perception.msgs import NodeStats
+from perception.node import STATS_TOPIC, Node
+
+MAX_RESPAWN_DELAY_S = 30.0
+STABLE_AFTER_S = 10.0  # a node that ran this long before dying restarts with the shortest delay again
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class Child:
+    spec: NodeSpec
+    process: subprocess.Popen[bytes] | None = None
+    state: str = "starting"
+    restarts: int = 0
+    started_at: float = 0.0
+    restart_at: float | None = None
+    exit_code: int | None = None
+    rates: dict[str, float] = field(default_factory=dict)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if the launcher dies, even by SIGKILL."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass  # not Linux: the process-group kill on shutdown still applies
+
+
+def node_command(spec: NodeSpec) -> list[str]:
+    command = [sys.executable, "-m", "perception.cli", "run", spec.target, "--name", spec.name,
+               "--namespace", spec.namespace]
+    if spec.parameters:
+        command += ["--params-json", json.dumps(spec.parameters)]
+    for source, target in spec.remappings.items():
+        command += ["-r", f"{source}:={target}"]
+    return command
+
+
+class Launcher:
+    def __init__(
+        self,
+        description: LaunchDescription,
+        *,
+        status_period_s: float = 5.0,
+        stop_timeout_s: float = 5.0,
+        out: IO[str] = sys.stdout,
+    ) -> None:
+        self.children = [Child(spec) for spec in description.nodes]
+        self.status_period_s = status_period_s
+        self.stop_timeout_s = stop_timeout_s
+        self.out = out
+        self._stop = threading.Event()
+        self._failed_required: Child | None = None
+        self._print_lock = threading.Lock()
+        self._registry_process: subprocess.Popen[bytes] | None = None
+
+    def run(self, duration_s: float | None = None) -> int:
+        """Start everything, supervise until Ctrl-C, SIGTERM, `duration_s`, or a required node dies."""
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in previous:
+            signal.signal(sig, lambda signum, frame: self._stop.set())
+        self._ensure_registry()
+        monitor = Node("_launcher", context=Context())
+        monitor.create_subscription(NodeStats, STATS_TOPIC, self._on_stats)
+        try:
+            for child in self.children:
+                self._start(child)
+            deadline = None if duration_s is None else time.monotonic() + duration_s
+            next_status = time.monotonic() + self.status_period_s
+            while not self._stop.is_set():
+                monitor.spin_once(0.1)
+                self._supervise()
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    self._say(f"[launch] {duration_s:g} s elapsed, stopping")
+                    break
+                if self.status_period_s > 0 and now >= next_status:
+                    next_status = now + self.status_period_s
+                    self._say(self.status_table())
+                if all(c.state in ("exited", "failed") for c in self.children):
+                    self._say("[launch] every node has exited")
+                    break
+        finally:
+            self._stop.set()
+            self._shutdown()
+            monitor.destroy()
+            self._stop_registry()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if self._failed_required is not None:
+            spec = self._failed_required.spec
+            self._say(f"[launch] required node {spec.fqn} exited with code {self._failed_required.exit_code}")
+            return 1
+        self._say(self.status_table())
+        return 0
+
+    # -- processes ---------------------------------------------------------------------------------
+
+    def _ensure_registry(self) -> None:
+        address = registry.registry_address()
+        if registry.is_running(address):
+            self._say(f"[launch] using the registry at {address}")
+            return
+        self._registry_process = subprocess.Popen(
+            [sys.executable, "-m", "perception.cli", "registry", "--address", address],
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        deadline = time.monotonic() + 10
+        while not registry.is_running(address, timeout_s=0.2):
+            if self._registry_process.poll() is not None or time.monotonic() > deadline:
+                raise registry.RegistryUnavailable(f"could not start a registry at {address}")
+        self._say(f"[launch] started a registry at {address} (pid {self._registry_process.pid})")
+
+    def _stop_registry(self) -> None:
+        process = self._registry_process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def _start(self, child: Child) -> None:
+        env = {**os.environ, **child.spec.env, "PYTHONUNBUFFERED": "1"}
+        child.process = subprocess.Popen(
+            node_command(child.spec),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: we signal the group, grandchildren too
+            preexec_fn=_die_with_parent,
+        )
+        child.state = "running"
+        child.started_at = time.monotonic()
+        child.restart_at = None
+        child.exit_code = None
+        threading.Thread(target=self._relay, args=(child, child.process), daemon=True).start()
+
+    def _relay(self, child: Child, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        prefix = f"[{child.spec.fqn}] "
+        for line in iter(process.stdout.readline, b""):
+            self._say(prefix + line.decode(errors="replace").rstrip())
+
+    def _supervise(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            if child.state == "respawning" and child.restart_at is not None and now >= child.restart_at:
+                child.restarts += 1
+                self._start(child)
+                continue
+            if child.state != "running" or child.process is None or child.process.poll() is None:
+                continue
+            child.exit_code = child.process.returncode
+            spec = child.spec
+            if spec.required:
+                child.state = "failed"
+                self._failed_required = child
+                self._stop.set()
+            elif spec.respawn:
+                ran_for = now - child.started_at
+                level = 0 if ran_for > STABLE_AFTER_S else min(child.restarts, 10)
+                delay = min(spec.respawn_delay * 2**level, MAX_RESPAWN_DELAY_S)
+                child.state = "respawning"
+                child.restart_at = now + delay
+                self._say(f"[launch] {spec.fqn} exited with code {child.exit_code}; restarting in {delay:.1f} s")
+            else:
+                child.state = "exited" if child.exit_code == 0 else "failed"
+                self._say(f"[launch] {spec.fqn} exited with code {child.exit_code}")
+
+    def _shutdown(self) -> None:
+        alive = [c for c in self.children if c.process is not None and c.process.poll() is None]
+        for sig, wait_s in ((signal.SIGINT, self.stop_timeout_s), (signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
+            for child in alive:
+                assert child.process is not None
+                try:
+                    os.killpg(child.process.pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + wait_s
+            while alive and time.monotonic() < deadline:
+                alive = [c for c in alive if c.process is not None and c.process.poll() is None]
+                time.sleep(0.05)
+            if not alive:
+                break
+        for child in self.children:
+            if child.process is not None and child.process.poll() is not None and child.state == "running":
+                child.state = "stopped"
+                child.exit_code = child.process.returncode
+            if child.process is not None:  # anything left in the group (grandchildren) goes too
+                try:
+                    os.killpg(child.process.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+    # -- status ------------------------------------------------------------------------------------
+
+    def _on_stats(self, stats: NodeStats) -> None:
+        for child in self.children:
+            if child.spec.fqn == stats.node:
+                child.rates = {
+                    f"{'>' if t.direction == 'pub' else '<'}{t.topic}": t.msgs_per_s for t in stats.topics
+                }
+
+    def status_table(self) -> str:
+        lines = [f"{'node':<28} {'state':<11} {'pid':>7} {'restarts':>8}  rates (msgs/s; > out, < in)"]
+        for child in self.children:
+            pid = child.process.pid if child.process is not None else 0
+            state = child.state + (f" ({child.exit_code})" if child.exit_code not in (None, 0) else "")
+            rates = "  ".join(f"{topic} {rate:.1f}" for topic, rate in sorted(child.rates.items()))
+            lines.append(f"{child.spec.fqn:<28} {state:<11} {pid:>7} {child.restarts:>8}  {rates}")
+        return "\n".join(lines)
+
+    def _say(self, text: str) -> None:
+        with self._print_lock:
+            print(text, file=self.out, flush=True)

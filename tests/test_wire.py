@@ -1,0 +1,190 @@
+"""The wire format: round trips of every message type, zero-copy decoding, and malformed frame sets."""
+
+import dataclasses
+
+import msgpack
+import numpy as np
+import pytest
+
+from perception import msgs, wire
+from perception.errors import MalformedMessage, MessageError
+
+H = msgs.Header(stamp=123, frame_id="cam", seq=4)
+
+
+def pixels(shape, dtype):
+    return (np.arange(int(np.prod(shape))) % 251).astype(dtype).reshape(shape)
+
+
+def det(x, score, cid, name, track):
+    return msgs.Detection((x, 1.0, x + 2.0, 3.0), score, cid, name, track)
+
+
+TS = [msgs.TopicStats("/a", "percept/Image", "pub", 3, 1.5), msgs.TopicStats("/b", "percept/String", "sub")]
+CASES = {
+    "header": H,
+    "string": msgs.String("héllo"),  # non-ASCII text survives msgpack
+    **{  # every encoding, in both the HxW and HxWxC shapes it accepts
+        f"image-{enc}-{'x'.join(map(str, shape))}": msgs.Image(H, pixels(shape, dt), enc)
+        for enc, dt, shape in [
+            ("rgb8", np.uint8, (2, 3, 3)),
+            ("bgr8", np.uint8, (3, 2, 3)),
+            ("rgba8", np.uint8, (2, 2, 4)),
+            ("mono8", np.uint8, (2, 3)),
+            ("mono8", np.uint8, (2, 3, 1)),
+            ("16UC1", np.uint16, (4, 2)),
+            ("16UC1", np.uint16, (4, 2, 1)),
+            ("32FC1", np.float32, (2, 2)),
+            ("32FC1", np.float32, (2, 2, 1)),
+        ]
+    },
+    "pose": msgs.Pose((1.0, 2.0, 3.0), (0.0, 0.0, 0.6, 0.8)),  # tuples come back as tuples
+    "camera-info": msgs.CameraInfo(H, 640, 480, np.diag([500.0, 501.0, 1.0]), pose=msgs.Pose((1, 2, 3))),
+    "detections-empty": msgs.Detections(H),  # zero-length array frames
+    "detections": msgs.Detections.from_list(H, [det(1.0, 0.5, 2, "cup", None), det(5.0, 0.25, 7, "", 9)]),
+    "topic-stats": TS[0],
+    "node-stats": msgs.NodeStats(H, "detector", 42, TS),  # list of nested messages
+    "get-parameters": msgs.GetParameters(["fps", "gain"]),
+    "set-parameters": msgs.SetParameters({"fps": 30, "roi": {"x": [1, 2], "on": True}, "gain": 0.5}),
+    "parameter-values": msgs.ParameterValues({"fps": 30}, {"fps": "int"}, {"fps": "frames per second"}),
+    "trigger": msgs.Trigger(),  # no fields at all
+    "result": msgs.Result(False, "camera busy"),
+}
+
+
+def assert_same(a, b):
+    """Field-by-field equality that also checks arrays' dtype and shape."""
+    assert type(a) is type(b)
+    if isinstance(a, np.ndarray):
+        np.testing.assert_array_equal(a, b)
+        assert (a.dtype, a.shape) == (b.dtype, b.shape)
+    elif dataclasses.is_dataclass(a):
+        for f in dataclasses.fields(a):
+            assert_same(getattr(a, f.name), getattr(b, f.name))
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            assert_same(x, y)
+    else:
+        assert a == b
+
+
+def test_every_registered_type_has_a_round_trip_case():
+    assert {m.TYPE_NAME for m in CASES.values()} >= set(msgs.registered_types())
+
+
+def as_bytes(frames):
+    return [f.tobytes() if isinstance(f, np.ndarray) else bytes(f) for f in frames]
+
+
+@pytest.mark.parametrize("to_wire", [list, as_bytes], ids=["array-frames", "bytes-frames"])
+@pytest.mark.parametrize("msg", CASES.values(), ids=CASES.keys())
+def test_round_trip(msg, to_wire):
+    frames = to_wire(wire.encode(b"/cam/x", msg, src="pub1", n=7))
+    got = wire.decode(frames, expected=type(msg))
+    assert (got.topic, got.src, got.n) == ("/cam/x", "pub1", 7)
+    assert got.nbytes == sum(len(b) for b in as_bytes(frames))
+    assert_same(got.msg, msg)
+
+
+def test_decoded_arrays_share_memory_with_frames():
+    img = CASES["image-32FC1-2x2"]
+    frames = wire.encode(b"/img", img)
+    assert frames[2] is img.data  # a contiguous array is sent as-is, not copied
+    assert np.shares_memory(wire.decode(frames).msg.data, img.data)
+    frames = as_bytes(frames)
+    assert np.shares_memory(wire.decode(frames).msg.data, np.frombuffer(frames[2], np.float32))
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        lambda a: a[:, ::2],  # strided columns
+        lambda a: a[::-1],  # negative stride
+        np.asfortranarray,  # column-major
+    ],
+)
+def test_non_contiguous_arrays_are_encoded_by_value(view):
+    data = view(pixels((4, 6, 3), np.uint8))
+    assert not data.flags.c_contiguous
+    got = wire.decode(wire.encode(b"/img", msgs.Image(H, data))).msg
+    np.testing.assert_array_equal(got.data, data)
+
+
+def test_expected_type_mismatch_names_both_types():
+    frames = wire.encode(b"/s", msgs.String("x"))
+    with pytest.raises(MalformedMessage, match="expected type percept/Image, found percept/String"):
+        wire.decode(frames, expected=msgs.Image)
+
+
+def hdr(type_name="percept/String", version=1, fields=None, **extra):
+    return msgpack.packb({"type": type_name, "version": version, "fields": fields or {}, **extra})
+
+
+def ext(index, dtype, shape):
+    return msgpack.ExtType(wire.ARRAY_EXT, msgpack.packb([index, dtype, shape]))
+
+
+STATS = {"header": {}, "node": "n", "pid": 1}
+MALFORMED = [
+    ([b"/t"], r"at least 2 frames \(topic, header\), found 1"),  # header frame lost
+    ([b"/t", b"\xc1"], "header is not valid msgpack"),  # 0xc1 is never valid msgpack
+    ([b"/t", msgpack.packb([1, 2])], "header must be a map"),  # an array, not a map
+    ([b"/t", msgpack.packb({"type": "percept/String", "version": 1})], "'fields'"),  # key missing
+    ([b"/t", msgpack.packb({"type": "percept/String", "version": 1, "fields": [1]})],
+     "percept/String: 'fields' must be a map, found list"),
+    ([b"/t", hdr("percept/Image", fields={"header": {}, "data": ext(0, "|u1", [2, 2])})],
+     "array frame 0 missing: only 0 array frames"),  # header points at a frame that is not there
+    ([b"/t", hdr("percept/Image", fields={"header": {}, "data": ext(0, "|u1", [2, 2, 3])}), b"\0" * 5],
+     r"array frame 0: shape \[2, 2, 3\] of \|u1 needs 12 bytes, found 5"),
+    ([b"/t", hdr("x/Y", fields={"a": ext(0, "|O", [1])}), b"\0" * 8],
+     r"array dtype '\|O' is not numeric"),  # pointers must never be rebuilt from bytes
+    ([b"/t", hdr(fields={"a": msgpack.ExtType(5, b"")})], "unknown msgpack extension type 5"),
+    ([b"/t", hdr(fields={"data": "x", "extra": 1})],
+     r"percept/String: unknown fields \['extra'\]; expected \['data'\]"),  # newer sender
+    ([b"/t", hdr(version=2, fields={"data": "x"})],
+     "percept/String schema version 2 received; this process reads version 1"),
+    ([b"\xff/t", hdr(fields={"data": "x"})], "topic frame is not UTF-8"),
+    ([b"/t", hdr("percept/Image", fields={"header": {}, "data": [1]})],
+     "percept/Image: Image.data: expected a numpy array, found list"),  # fails message validation
+    ([b"/t", hdr("percept/NodeStats", fields={**STATS, "topics": [1]})],
+     "percept/NodeStats"),  # a list-of-messages item that is not a map
+    ([b"/t", hdr(fields={"data": "x"}, n="seven")], "'n'"),  # sequence number not an integer
+]
+
+
+@pytest.mark.parametrize(("frames", "match"), MALFORMED)
+def test_malformed_frames_raise_malformed_message(frames, match):
+    with pytest.raises(MalformedMessage, match=match):
+        wire.decode(frames)
+
+
+def test_unregistered_type_decodes_to_unknown_message():
+    frames = [b"/t", hdr("other/Thing", 3, {"a": 1, "arr": ext(0, "<i4", [2])}), np.array([5, 6], np.int32)]
+    got = wire.decode(frames).msg
+    assert isinstance(got, wire.UnknownMessage)
+    assert (got.type_name, got.version, got.fields["a"]) == ("other/Thing", 3, 1)
+    np.testing.assert_array_equal(got.fields["arr"], [5, 6])
+
+
+def test_peek_reads_header_only():
+    frames = wire.encode(b"/img", CASES["image-mono8-2x3"], src="cam", n=9)[:2]  # array frame dropped
+    assert wire.peek_sequence(frames) == ("cam", 9)
+    assert wire.peek_type(frames) == "percept/Image"
+    with pytest.raises(MalformedMessage, match="array frame 0 missing"):
+        wire.decode(frames)  # full decoding would need the array frame
+
+
+@pytest.mark.parametrize(
+    ("msg", "match"),
+    [
+        ({"stamp": 1}, "expected a registered message, found dict"),  # a plain dict is not a message
+        (msgs.Message(), "expected a registered message, found Message"),  # base class has no type name
+        (msgs.String(object()), "cannot encode a object in a message"),  # no generic pickling
+        (msgs.SetParameters({"a": np.array([None], object)}), "must be numeric; found dtype object"),
+    ],
+)
+def test_encode_rejects_what_it_cannot_send(msg, match):
+    with pytest.raises(MessageError, match=match):
+        wire.encode(b"/t", msg)
+    assert_same(wire.decode(wire.encode(b"/t", CASES["pose"])).msg, CASES["pose"])  # encoder left clean
