@@ -95,6 +95,7 @@ class _Located:
                 if key in result:
                     raise LaunchError(f"{self.path}:{key_node.start_mark.line + 1}: duplicate key {key!r}")
                 result[key] = self._convert(value_node, (*at, key))
+                self.lines[(*at, key)] = key_node.start_mark.line + 1  # errors point at the key
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self._convert(item, (*at, i)) for i, item in enumerate(node.value)]
@@ -102,7 +103,9 @@ class _Located:
 
     def fail(self, at: tuple[Any, ...], message: str) -> LaunchError:
         line = self.lines.get(at) or self.lines.get(at[:-1]) or self.lines.get(())
-        key = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(at))
+        key = "".join(
+            f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(at)
+        )
         return LaunchError(f"{self.path}:{line}: {key or 'top level'}: {message}")
 
 
@@ -169,7 +172,9 @@ def _arguments(doc: _Located, declared: Any, given: dict[str, Any]) -> dict[str,
     unknown = set(given) - set(values)
     if unknown:
         known = ", ".join(sorted(values)) or "none"
-        raise LaunchError(f"{doc.path}: unknown argument {sorted(unknown)[0]!r} (arguments declared: {known})")
+        raise LaunchError(
+            f"{doc.path}: unknown argument {sorted(unknown)[0]!r} (arguments declared: {known})"
+        )
     values.update(given)
     missing = [name for name, value in values.items() if value is None]
     if missing:
@@ -218,11 +223,19 @@ def _node(doc: _Located, at: tuple[Any, ...], raw: Any) -> NodeSpec:
         raise doc.fail((*at, "node"), f"expected {NODE_KEYS['node']}, found {target!r}")
     name = raw.get("name") or target.rpartition(":")[2].lower() or target.rsplit(".", 1)[-1]
     checks: list[tuple[str, type | tuple[type, ...]]] = [
-        ("name", str), ("namespace", str), ("parameters", dict), ("remappings", dict), ("env", dict),
-        ("respawn", bool), ("respawn_delay", (int, float)), ("required", bool),
+        ("name", str),
+        ("namespace", str),
+        ("parameters", dict),
+        ("remappings", dict),
+        ("env", dict),
+        ("respawn", bool),
+        ("respawn_delay", (int, float)),
+        ("required", bool),
     ]
     for key, kind in checks:
-        if key in raw and (not isinstance(raw[key], kind) or (kind == (int, float) and isinstance(raw[key], bool))):
+        if key in raw and (
+            not isinstance(raw[key], kind) or (kind == (int, float) and isinstance(raw[key], bool))
+        ):
             raise doc.fail((*at, key), f"expected {NODE_KEYS[key]}, found {raw[key]!r}")
     try:
         names.validate("/" + name, "node")

@@ -8,6 +8,7 @@ own process when none answers at PERCEPT_REGISTRY.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -17,10 +18,11 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO
 
 from perception import registry
 from perception.context import Context
+from perception.errors import RegistryUnavailable
 from perception.launch_file import LaunchDescription, NodeSpec
 from perception.msgs import NodeStats
 from perception.node import STATS_TOPIC, Node
@@ -52,8 +54,17 @@ def _die_with_parent() -> None:
 
 
 def node_command(spec: NodeSpec) -> list[str]:
-    command = [sys.executable, "-m", "perception.cli", "run", spec.target, "--name", spec.name,
-               "--namespace", spec.namespace]
+    command = [
+        sys.executable,
+        "-m",
+        "perception.cli",
+        "run",
+        spec.target,
+        "--name",
+        spec.name,
+        "--namespace",
+        spec.namespace,
+    ]
     if spec.parameters:
         command += ["--params-json", json.dumps(spec.parameters)]
     for source, target in spec.remappings.items():
@@ -134,7 +145,7 @@ class Launcher:
         deadline = time.monotonic() + 10
         while not registry.is_running(address, timeout_s=0.2):
             if self._registry_process.poll() is not None or time.monotonic() > deadline:
-                raise registry.RegistryUnavailable(f"could not start a registry at {address}")
+                raise RegistryUnavailable(f"could not start a registry at {address}")
         self._say(f"[launch] started a registry at {address} (pid {self._registry_process.pid})")
 
     def _stop_registry(self) -> None:
@@ -190,20 +201,24 @@ class Launcher:
                 delay = min(spec.respawn_delay * 2**level, MAX_RESPAWN_DELAY_S)
                 child.state = "respawning"
                 child.restart_at = now + delay
-                self._say(f"[launch] {spec.fqn} exited with code {child.exit_code}; restarting in {delay:.1f} s")
+                self._say(
+                    f"[launch] {spec.fqn} exited with code {child.exit_code}; restarting in {delay:.1f} s"
+                )
             else:
                 child.state = "exited" if child.exit_code == 0 else "failed"
                 self._say(f"[launch] {spec.fqn} exited with code {child.exit_code}")
 
     def _shutdown(self) -> None:
         alive = [c for c in self.children if c.process is not None and c.process.poll() is None]
-        for sig, wait_s in ((signal.SIGINT, self.stop_timeout_s), (signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
+        for sig, wait_s in (
+            (signal.SIGINT, self.stop_timeout_s),
+            (signal.SIGTERM, 2.0),
+            (signal.SIGKILL, 2.0),
+        ):
             for child in alive:
                 assert child.process is not None
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(child.process.pid, sig)
-                except ProcessLookupError:
-                    pass
             deadline = time.monotonic() + wait_s
             while alive and time.monotonic() < deadline:
                 alive = [c for c in alive if c.process is not None and c.process.poll() is None]
@@ -215,10 +230,8 @@ class Launcher:
                 child.state = "stopped"
                 child.exit_code = child.process.returncode
             if child.process is not None:  # anything left in the group (grandchildren) goes too
-                try:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(child.process.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
 
     # -- status ------------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 A message is a dataclass registered under a stable type name (`percept/Image`) and a schema version.
 Fields may be scalars (bool, int, float, str), numpy arrays (sent as raw frames, never copied),
 other messages, lists of scalars or of messages, and dicts of plain values. Arrays received from the
-wire are read-only views into the received frame; copy one before changing it.
+wire are read-only views of the received frame: copy one before changing it.
 
 Later issues add their messages here (grasps, tracks, ground truth) with the same decorator.
 """
@@ -108,7 +108,9 @@ class Image(Message):
         if not isinstance(data, np.ndarray):
             raise MessageError(f"Image.data: expected a numpy array, found {type(data).__name__}")
         if data.dtype != dtype:
-            raise MessageError(f"Image.data: encoding {self.encoding} needs dtype {dtype}, found {data.dtype}")
+            raise MessageError(
+                f"Image.data: encoding {self.encoding} needs dtype {dtype}, found {data.dtype}"
+            )
         shape_ok = (data.ndim == 3 and data.shape[2] == channels) or (data.ndim == 2 and channels == 1)
         if not shape_ok:
             expected = "H x W" + (f" or H x W x {channels}" if channels == 1 else f" x {channels}")
@@ -207,8 +209,13 @@ class Detections(Message):
     track_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def __post_init__(self) -> None:
-        self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
-        n = len(self.xyxy)
+        xyxy = np.asarray(self.xyxy, dtype=np.float32)
+        if xyxy.size == 0:
+            xyxy = xyxy.reshape(0, 4)
+        if xyxy.ndim != 2 or xyxy.shape[1] != 4:
+            raise MessageError(f"Detections.xyxy: expected shape (n, 4), found {xyxy.shape}")
+        self.xyxy = xyxy
+        n = len(xyxy)
         self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
         self.class_ids = np.asarray(self.class_ids, dtype=np.int32).reshape(-1)
         self.track_ids = np.asarray(self.track_ids, dtype=np.int64).reshape(-1)

@@ -20,7 +20,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-import msgpack
 import zmq
 
 from perception import names, transport, wire
@@ -34,7 +33,6 @@ from perception.errors import (
     ServiceTimeout,
     ServiceUnavailable,
 )
-from perception.registry_link import RegistryLink
 from perception.msgs import (
     GetParameters,
     Header,
@@ -47,6 +45,7 @@ from perception.msgs import (
 from perception.params import Parameters, type_name
 from perception.qos import KEEP_LAST, QoS
 from perception.registry import query
+from perception.registry_link import RegistryLink
 from perception.stats import EndpointStats
 
 M = TypeVar("M", bound=Message)
@@ -139,7 +138,8 @@ class Subscription(Generic[M]):
 
     @property
     def publisher_count(self) -> int:
-        return len(self._inlet.endpoints)  # read on another thread: a snapshot
+        """Publishers this subscription has connected to (including ones that have since gone)."""
+        return len(self._inlet.endpoints)
 
     def _receive(self) -> None:
         """Move everything that has arrived into the keep-last queue, evicting (and counting) the
@@ -148,7 +148,10 @@ class Subscription(Generic[M]):
         stats = self.stats
         # At most what the socket can hold per round, so that in a flood callbacks still run
         # between drains; a latest-only queue still ends up holding the newest arrival.
+        topic = self._inlet.topic
         for frames in self._inlet.drain(RECEIVE_HWM):
+            if frames[0].bytes != topic:
+                continue  # a longer topic matching ours as a prefix (a reused port): not for us
             stats.record_arrival(sum(len(f) for f in frames))
             if len(queue) == queue.maxlen:
                 stats.dropped_queue += 1
@@ -182,7 +185,7 @@ class Subscription(Generic[M]):
                     self._count_gap(received.src, received.n)
                     item = received.msg
                     self.stats.record_latency(_latency_ns(item))
-            except MalformedMessage as exc:
+            except Exception as exc:  # MalformedMessage, or anything else a foreign peer can provoke
                 self.stats.malformed += 1
                 self._log_error(f"dropped a malformed message on {self.topic}: {exc}")
                 continue
@@ -263,9 +266,7 @@ class Service(Generic[Req, Resp]):
 class Client(Generic[Req, Resp]):
     """Calls a service; blocks the calling thread until the reply or the timeout."""
 
-    def __init__(
-        self, node: Node, name: str, request_type: type[Req], response_type: type[Resp]
-    ) -> None:
+    def __init__(self, node: Node, name: str, request_type: type[Req], response_type: type[Resp]) -> None:
         self.name = name
         self.request_type = request_type
         self.response_type = response_type
@@ -300,8 +301,8 @@ class Client(Generic[Req, Resp]):
                 if not socket.poll(int(remaining * 1000) + 1):
                     continue
                 frames = socket.recv_multipart(copy=False)
-                if frames[0].bytes != request_id:
-                    continue  # the answer to an earlier call that timed out
+                if len(frames) < 3 or frames[0].bytes != request_id:
+                    continue  # the answer to an earlier call that timed out, or not our protocol
                 status = frames[1].bytes
                 if status == b"ok":
                     return wire.decode(frames[2:], self.response_type).msg  # type: ignore[no-any-return]
@@ -317,7 +318,10 @@ class Client(Generic[Req, Resp]):
         if not reply.get("ok"):
             known = ", ".join(reply.get("known", [])) or "none"
             raise ServiceUnavailable(f"no server for service {self.name} (services known: {known})")
-        if reply["request"] != self.request_type.TYPE_NAME or reply["response"] != self.response_type.TYPE_NAME:
+        if (
+            reply["request"] != self.request_type.TYPE_NAME
+            or reply["response"] != self.response_type.TYPE_NAME
+        ):
             raise ServiceUnavailable(
                 f"service {self.name} takes {reply['request']} -> {reply['response']}, this client uses "
                 f"{self.request_type.TYPE_NAME} -> {self.response_type.TYPE_NAME}"
@@ -386,7 +390,9 @@ class Node:
         self._wake.setsockopt(zmq.LINGER, 0)
         self._wake.bind(wake_endpoint)
         self._add_socket(self._wake, self._apply_endpoints)
-        self._registry_link = RegistryLink(self.context.zmq, self.context.registry, self._registration, wake_endpoint, self.log)
+        self._registry_link = RegistryLink(
+            self.context.zmq, self.context.registry, self._registration, wake_endpoint, self.log
+        )
 
         self._stats_publisher = self.create_publisher(NodeStats, STATS_TOPIC)
         self.create_timer(stats_period_s, self._publish_stats)
@@ -460,7 +466,9 @@ class Node:
         self._clients.append(client)
         return client
 
-    def declare_parameter(self, name: str, default: Any, description: str = "", *, read_only: bool = False) -> Any:
+    def declare_parameter(
+        self, name: str, default: Any, description: str = "", *, read_only: bool = False
+    ) -> Any:
         """Declare a typed parameter (its type is the default's) and return its value."""
         return self.parameters.declare(name, default, description, read_only=read_only)
 
@@ -537,7 +545,8 @@ class Node:
             self._registry_link.stop(self.uid)
             for client in self._clients:
                 client.close()
-            for closable in [*self._publishers, *self._subscriptions, *self._services]:
+            closables: list[Any] = [*self._publishers, *self._subscriptions, *self._services]
+            for closable in closables:
                 closable._close()
             self._wake.close()
 
@@ -593,9 +602,7 @@ class Node:
                     {"topic": p.topic, "type": p.msg_type.TYPE_NAME, "endpoint": p.endpoint}
                     for p in self._publishers
                 ],
-                "subscriptions": [
-                    {"topic": s.topic, "type": s.stats.type_name} for s in self._subscriptions
-                ],
+                "subscriptions": [{"topic": s.topic, "type": s.stats.type_name} for s in self._subscriptions],
                 "services": [
                     {
                         "name": s.name,
@@ -611,7 +618,9 @@ class Node:
         endpoints = [p.stats for p in self._publishers if p is not self._stats_publisher]
         endpoints += [s.stats for s in self._subscriptions]
         self._stats_publisher.publish(
-            NodeStats(header=self.header(), node=self.fqn, pid=os.getpid(), topics=[e.snapshot() for e in endpoints])
+            NodeStats(
+                header=self.header(), node=self.fqn, pid=os.getpid(), topics=[e.snapshot() for e in endpoints]
+            )
         )
 
     def _get_parameters(self, request: GetParameters) -> ParameterValues:

@@ -94,9 +94,7 @@ class Parameters:
             return self._params[name]
         except KeyError:
             declared = ", ".join(self._params) or "none"
-            raise ParameterError(
-                f"{self._owner} has no parameter {name!r} (declared: {declared})"
-            ) from None
+            raise ParameterError(f"{self._owner} has no parameter {name!r} (declared: {declared})") from None
 
 
 def type_name(kind: type) -> str:

@@ -5,7 +5,7 @@ so data never passes through the registry and connected nodes keep talking if it
 their full registration as a heartbeat every second, so a restarted registry rebuilds the graph within a
 second; a node silent for `expiry_s` is forgotten.
 
-Protocol (msgpack maps over a DEALER -> ROUTER socket, documented in docs/architecture.md):
+Protocol (msgpack maps over a DEALER -> ROUTER socket, specified in docs/wire-format.md):
   sync    {op, id, node: {uid, name, pid, host, publishers, subscriptions, services}}
           -> {id, ok, version, events, endpoints: {topic: [endpoint, ...]}}
   bye     {op, id, uid} -> {id, ok}
@@ -27,6 +27,7 @@ import msgpack
 import zmq
 
 from perception.errors import RegistryUnavailable
+from perception.transport import default_host
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:11511"
 log = logging.getLogger("percept.registry")
@@ -57,7 +58,9 @@ class Registry:
             raise RegistryUnavailable(f"cannot bind the registry at {self.address}: {exc}") from None
         host = self.address.rsplit(":", 1)[0] if self.address.startswith("tcp://") else "tcp://127.0.0.1"
         port = self._events.bind_to_random_port(host)
-        self.events_endpoint = f"{host}:{port}"
+        # Bound on every interface, it must still advertise an address others can connect to.
+        advertised = host.replace("*", default_host()).replace("0.0.0.0", default_host())
+        self.events_endpoint = f"{advertised}:{port}"
 
     def serve(self) -> None:
         """Answer requests until `stop()` is called."""
@@ -88,7 +91,15 @@ class Registry:
             op = request["op"]
             request_id = request.get("id", 0)
         except Exception as exc:
-            return {"ok": False, "error": f"malformed registry request: {exc}"}
+            return {"ok": False, "id": 0, "error": f"malformed registry request: {exc}"}
+        try:
+            reply = self._answer(op, request)
+        except Exception as exc:  # a bad request must not take the registry down
+            reply = {"ok": False, "error": f"bad {op!r} request: {type(exc).__name__}: {exc}"}
+        reply["id"] = request_id
+        return reply
+
+    def _answer(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
         reply: dict[str, Any]
         if op == "sync":
             reply = self._sync(request["node"])
@@ -103,7 +114,6 @@ class Registry:
             reply = self._service(request["name"])
         else:
             reply = {"ok": False, "error": f"unknown registry op {op!r}"}
-        reply["id"] = request_id
         return reply
 
     def _sync(self, node: dict[str, Any]) -> dict[str, Any]:
@@ -135,8 +145,9 @@ class Registry:
         for uid in silent:
             node = self._nodes.pop(uid, {})
             del self._last_seen[uid]
-            log.warning("forgot node %s (pid %s): silent for %.1f s", node.get("name"), node.get("pid"),
-                        self.expiry_s)
+            log.warning(
+                "forgot node %s (pid %s): silent for %.1f s", node.get("name"), node.get("pid"), self.expiry_s
+            )
         if silent:
             self._changed()
 
@@ -151,7 +162,7 @@ _request_ids = itertools.count(1)
 def query(op: str, *, address: str | None = None, timeout_s: float = 1.0, **fields: Any) -> dict[str, Any]:
     """One synchronous request to the registry (for the CLI and service clients)."""
     address = address or registry_address()
-    context = zmq.Context.instance()
+    context: zmq.Context[Any] = zmq.Context.instance()
     socket = context.socket(zmq.DEALER)
     socket.setsockopt(zmq.LINGER, 0)
     try:

@@ -9,6 +9,7 @@ message. If the registry stops answering, existing connections stay: connected n
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
@@ -75,10 +76,8 @@ class RegistryLink:
         with self._lock:
             self._control_out.close()
         if self.registry_ok:  # a goodbye lets the graph forget us now rather than after expiry
-            try:
+            with contextlib.suppress(RegistryUnavailable):
                 query("bye", address=self._registry, timeout_s=0.3, uid=uid)
-            except RegistryUnavailable:
-                pass
 
     def _poke(self) -> None:
         with self._lock:
@@ -134,7 +133,9 @@ class RegistryLink:
                     except zmq.Again:
                         pass
                     next_sync = now + HEARTBEAT_S
-                for socket, _ in poller.poll(int(HEARTBEAT_S * 250)):
+                wake_at = min(next_sync, resync_at or next_sync)
+                timeout_ms = max(1, min(250, int((wake_at - time.monotonic()) * 1000) + 1))
+                for socket, _ in poller.poll(timeout_ms):
                     if socket is control:
                         while _has_message(control):
                             pass
@@ -162,7 +163,6 @@ class RegistryLink:
         finally:
             for socket in (dealer, events, wake, control):
                 socket.close()
-
 
     def _deliver(self, endpoints: dict[str, list[str]], wake: zmq.Socket[Any]) -> None:
         endpoints = {topic: sorted(set(eps)) for topic, eps in endpoints.items()}

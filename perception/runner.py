@@ -15,10 +15,10 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -31,7 +31,11 @@ def add_override_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="node name (overrides the class's default)")
     parser.add_argument("--namespace", "--ns", help="namespace for the node and its relative names")
     parser.add_argument(
-        "-p", "--param", action="append", default=[], metavar="NAME:=VALUE",
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME:=VALUE",
         help="set a parameter (value parsed as YAML); repeatable",
     )
     parser.add_argument(
@@ -93,8 +97,12 @@ def load_node_class(target: str) -> type[Node]:
             raise LaunchError(f"node {target!r}: {module_ref} has no Node subclass named {class_name!r}")
         return cls
     found = [
-        obj for obj in vars(module).values()
-        if inspect.isclass(obj) and issubclass(obj, Node) and obj is not Node and obj.__module__ == module.__name__
+        obj
+        for obj in vars(module).values()
+        if inspect.isclass(obj)
+        and issubclass(obj, Node)
+        and obj is not Node
+        and obj.__module__ == module.__name__
     ]
     if len(found) != 1:
         names = ", ".join(c.__name__ for c in found) or "none"
@@ -113,7 +121,7 @@ def run(node_class: type[Node], argv: Sequence[str] | None = None) -> int:
 
 def spin_node(node_class: type[Node], overrides: NodeOverrides) -> int:
     Context.set_default(Context(overrides=overrides))
-    node = node_class()
+    node = cast(Callable[[], Node], node_class)()  # a node class names itself; overrides rename it
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def stop(signum: int, frame: object) -> None:

@@ -13,7 +13,6 @@ import math
 import threading
 import typing
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import msgpack
@@ -117,7 +116,9 @@ def decode(frames: list[Buffer], expected: type[msgs.Message] | None = None) -> 
                 f"array frame {index}: shape {shape} of {dtype_str} needs {expected_bytes} bytes, "
                 f"found {buf.nbytes}"
             )
-        return np.frombuffer(buf, dtype=dtype).reshape(shape)
+        array = np.frombuffer(buf, dtype=dtype).reshape(shape)
+        array.flags.writeable = False  # it is the received frame itself; copy it to change it
+        return array
 
     try:
         header = msgpack.unpackb(buffers[1], ext_hook=unpack_array, strict_map_key=False)
@@ -125,9 +126,18 @@ def decode(frames: list[Buffer], expected: type[msgs.Message] | None = None) -> 
         raise
     except Exception as exc:
         raise MalformedMessage(f"header is not valid msgpack: {exc}") from None
-    if not isinstance(header, dict) or not {"type", "version", "fields"} <= header.keys():
-        raise MalformedMessage("header must be a map with 'type', 'version' and 'fields'")
+    if not isinstance(header, dict):
+        raise MalformedMessage(f"header must be a map, found {type(header).__name__}")
+    missing = sorted({"type", "version", "fields"} - header.keys())
+    if missing:
+        raise MalformedMessage(
+            f"header lacks {', '.join(repr(k) for k in missing)}; found keys {sorted(header)}"
+        )
     type_name, version, fields = header["type"], header["version"], header["fields"]
+    if not isinstance(type_name, str) or not isinstance(version, int):
+        raise MalformedMessage(
+            f"header 'type' must be a string and 'version' an integer, found {type_name!r} and {version!r}"
+        )
     if not isinstance(fields, dict):
         raise MalformedMessage(f"{type_name}: 'fields' must be a map, found {type(fields).__name__}")
     if expected is not None and type_name != expected.TYPE_NAME:
@@ -145,18 +155,21 @@ def decode(frames: list[Buffer], expected: type[msgs.Message] | None = None) -> 
             )
         try:
             msg = _build(cls, fields)
-        except (MessageError, TypeError, ValueError) as exc:
-            raise MalformedMessage(f"{type_name}: {exc}") from None
-    return Received(topic, msg, str(header.get("src", "")), int(header.get("n", 0)), nbytes)
+        except Exception as exc:  # any field that does not fit its type, however it fails
+            raise MalformedMessage(f"{type_name}: {type(exc).__name__}: {exc}") from None
+    src, n = header.get("src", ""), header.get("n", 0)
+    if not isinstance(src, str) or not isinstance(n, int):
+        raise MalformedMessage(f"header 'src' must be a string and 'n' an integer, found {src!r} and {n!r}")
+    return Received(topic, msg, src, n, nbytes)
 
 
 def peek_sequence(frames: list[Buffer]) -> tuple[str, int]:
     """(publisher id, sequence number) from a frame set's header, without rebuilding the message."""
     header = _peek_header(frames)
-    try:
-        return str(header.get("src", "")), int(header.get("n", 0))
-    except (TypeError, ValueError):
-        raise MalformedMessage("header 'n' is not an integer") from None
+    src, n = header.get("src", ""), header.get("n", 0)
+    if not isinstance(src, str) or not isinstance(n, int):
+        raise MalformedMessage(f"header 'src' must be a string and 'n' an integer, found {src!r} and {n!r}")
+    return src, n
 
 
 def peek_type(frames: list[Buffer]) -> str:
@@ -184,17 +197,27 @@ def _buffer(frame: Buffer) -> memoryview:
     """A flat byte view of a frame: bytes, a zmq.Frame received with copy=False, or an array."""
     buffer = getattr(frame, "buffer", None)
     view = memoryview(frame if buffer is None else buffer)
-    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+    if view.format == "B" and view.ndim == 1:
+        return view
+    return view.cast("B") if view.nbytes else memoryview(b"")  # cast() refuses zero-size shapes
 
 
-@lru_cache(maxsize=None)
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_FIELD_KINDS: dict[type, dict[str, tuple[str, Any]]] = {}
+
+
 def _field_names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
 
 
-@lru_cache(maxsize=None)
 def _field_kinds(cls: type) -> dict[str, tuple[str, Any]]:
     """Per field: how to rebuild it from decoded msgpack ('msg', 'msglist', 'tuple' or 'plain')."""
+    cached = _FIELD_KINDS.get(cls)
+    if cached is not None:
+        return cached
     hints = typing.get_type_hints(cls)
     kinds: dict[str, tuple[str, Any]] = {}
     for name in _field_names(cls):
@@ -208,6 +231,7 @@ def _field_kinds(cls: type) -> dict[str, tuple[str, Any]]:
             kinds[name] = ("tuple", None)
         else:
             kinds[name] = ("plain", None)
+    _FIELD_KINDS[cls] = kinds
     return kinds
 
 

@@ -10,40 +10,38 @@ from perception import msgs, wire
 from perception.errors import MalformedMessage, MessageError
 
 H = msgs.Header(stamp=123, frame_id="cam", seq=4)
+TS = [msgs.TopicStats("/a", "percept/Image", "pub", 3, 1.5), msgs.TopicStats("/b", "percept/String", "sub")]
 
 
 def pixels(shape, dtype):
     return (np.arange(int(np.prod(shape))) % 251).astype(dtype).reshape(shape)
 
 
-def det(x, score, cid, name, track):
-    return msgs.Detection((x, 1.0, x + 2.0, 3.0), score, cid, name, track)
+def det(x, score, class_id, name, track):  # scores exact in float32 so Detection equality holds
+    return msgs.Detection((x, 1.0, x + 2.0, 3.0), score, class_id, name, track)
 
 
-TS = [msgs.TopicStats("/a", "percept/Image", "pub", 3, 1.5), msgs.TopicStats("/b", "percept/String", "sub")]
+IMAGES = [  # every encoding, in both the H x W and H x W x C shapes it accepts
+    ("rgb8", np.uint8, (2, 3, 3)),
+    ("bgr8", np.uint8, (3, 2, 3)),
+    ("rgba8", np.uint8, (2, 2, 4)),
+    ("mono8", np.uint8, (2, 3)),
+    ("mono8", np.uint8, (2, 3, 1)),
+    ("16UC1", np.uint16, (4, 2)),
+    ("16UC1", np.uint16, (4, 2, 1)),
+    ("32FC1", np.float32, (2, 2)),
+    ("32FC1", np.float32, (2, 2, 1)),
+]
 CASES = {
     "header": H,
     "string": msgs.String("héllo"),  # non-ASCII text survives msgpack
-    **{  # every encoding, in both the HxW and HxWxC shapes it accepts
-        f"image-{enc}-{'x'.join(map(str, shape))}": msgs.Image(H, pixels(shape, dt), enc)
-        for enc, dt, shape in [
-            ("rgb8", np.uint8, (2, 3, 3)),
-            ("bgr8", np.uint8, (3, 2, 3)),
-            ("rgba8", np.uint8, (2, 2, 4)),
-            ("mono8", np.uint8, (2, 3)),
-            ("mono8", np.uint8, (2, 3, 1)),
-            ("16UC1", np.uint16, (4, 2)),
-            ("16UC1", np.uint16, (4, 2, 1)),
-            ("32FC1", np.float32, (2, 2)),
-            ("32FC1", np.float32, (2, 2, 1)),
-        ]
-    },
+    **{f"image-{e}-{'x'.join(map(str, s))}": msgs.Image(H, pixels(s, d), e) for e, d, s in IMAGES},
     "pose": msgs.Pose((1.0, 2.0, 3.0), (0.0, 0.0, 0.6, 0.8)),  # tuples come back as tuples
     "camera-info": msgs.CameraInfo(H, 640, 480, np.diag([500.0, 501.0, 1.0]), pose=msgs.Pose((1, 2, 3))),
-    "detections-empty": msgs.Detections(H),  # zero-length array frames
+    "detections-empty": msgs.Detections(H),  # zero-length array frames, one of shape (0, 4)
     "detections": msgs.Detections.from_list(H, [det(1.0, 0.5, 2, "cup", None), det(5.0, 0.25, 7, "", 9)]),
     "topic-stats": TS[0],
-    "node-stats": msgs.NodeStats(H, "detector", 42, TS),  # list of nested messages
+    "node-stats": msgs.NodeStats(H, "detector", 42, TS),  # a list of nested messages
     "get-parameters": msgs.GetParameters(["fps", "gain"]),
     "set-parameters": msgs.SetParameters({"fps": 30, "roi": {"x": [1, 2], "on": True}, "gain": 0.5}),
     "parameter-values": msgs.ParameterValues({"fps": 30}, {"fps": "int"}, {"fps": "frames per second"}),
@@ -69,12 +67,12 @@ def assert_same(a, b):
         assert a == b
 
 
-def test_every_registered_type_has_a_round_trip_case():
-    assert {m.TYPE_NAME for m in CASES.values()} >= set(msgs.registered_types())
-
-
 def as_bytes(frames):
     return [f.tobytes() if isinstance(f, np.ndarray) else bytes(f) for f in frames]
+
+
+def test_every_registered_type_has_a_round_trip_case():
+    assert {m.TYPE_NAME for m in CASES.values()} >= set(msgs.registered_types())
 
 
 @pytest.mark.parametrize("to_wire", [list, as_bytes], ids=["array-frames", "bytes-frames"])
@@ -91,24 +89,21 @@ def test_decoded_arrays_share_memory_with_frames():
     img = CASES["image-32FC1-2x2"]
     frames = wire.encode(b"/img", img)
     assert frames[2] is img.data  # a contiguous array is sent as-is, not copied
-    assert np.shares_memory(wire.decode(frames).msg.data, img.data)
+    data = wire.decode(frames).msg.data
+    assert np.shares_memory(data, img.data)
+    assert not data.flags.writeable  # a view of the received frame: must be copied to change it
     frames = as_bytes(frames)
     assert np.shares_memory(wire.decode(frames).msg.data, np.frombuffer(frames[2], np.float32))
 
 
-@pytest.mark.parametrize(
-    "view",
-    [
-        lambda a: a[:, ::2],  # strided columns
-        lambda a: a[::-1],  # negative stride
-        np.asfortranarray,  # column-major
-    ],
-)
+VIEWS = {"strided": lambda a: a[:, ::2], "reversed": lambda a: a[::-1], "fortran": np.asfortranarray}
+
+
+@pytest.mark.parametrize("view", VIEWS.values(), ids=VIEWS.keys())
 def test_non_contiguous_arrays_are_encoded_by_value(view):
     data = view(pixels((4, 6, 3), np.uint8))
     assert not data.flags.c_contiguous
-    got = wire.decode(wire.encode(b"/img", msgs.Image(H, data))).msg
-    np.testing.assert_array_equal(got.data, data)
+    np.testing.assert_array_equal(wire.decode(wire.encode(b"/i", msgs.Image(H, data))).msg.data, data)
 
 
 def test_expected_type_mismatch_names_both_types():
@@ -125,35 +120,47 @@ def ext(index, dtype, shape):
     return msgpack.ExtType(wire.ARRAY_EXT, msgpack.packb([index, dtype, shape]))
 
 
-STATS = {"header": {}, "node": "n", "pid": 1}
-MALFORMED = [
-    ([b"/t"], r"at least 2 frames \(topic, header\), found 1"),  # header frame lost
-    ([b"/t", b"\xc1"], "header is not valid msgpack"),  # 0xc1 is never valid msgpack
-    ([b"/t", msgpack.packb([1, 2])], "header must be a map"),  # an array, not a map
-    ([b"/t", msgpack.packb({"type": "percept/String", "version": 1})], "'fields'"),  # key missing
-    ([b"/t", msgpack.packb({"type": "percept/String", "version": 1, "fields": [1]})],
-     "percept/String: 'fields' must be a map, found list"),
-    ([b"/t", hdr("percept/Image", fields={"header": {}, "data": ext(0, "|u1", [2, 2])})],
-     "array frame 0 missing: only 0 array frames"),  # header points at a frame that is not there
-    ([b"/t", hdr("percept/Image", fields={"header": {}, "data": ext(0, "|u1", [2, 2, 3])}), b"\0" * 5],
-     r"array frame 0: shape \[2, 2, 3\] of \|u1 needs 12 bytes, found 5"),
-    ([b"/t", hdr("x/Y", fields={"a": ext(0, "|O", [1])}), b"\0" * 8],
-     r"array dtype '\|O' is not numeric"),  # pointers must never be rebuilt from bytes
-    ([b"/t", hdr(fields={"a": msgpack.ExtType(5, b"")})], "unknown msgpack extension type 5"),
-    ([b"/t", hdr(fields={"data": "x", "extra": 1})],
-     r"percept/String: unknown fields \['extra'\]; expected \['data'\]"),  # newer sender
-    ([b"/t", hdr(version=2, fields={"data": "x"})],
-     "percept/String schema version 2 received; this process reads version 1"),
-    ([b"\xff/t", hdr(fields={"data": "x"})], "topic frame is not UTF-8"),
-    ([b"/t", hdr("percept/Image", fields={"header": {}, "data": [1]})],
-     "percept/Image: Image.data: expected a numpy array, found list"),  # fails message validation
-    ([b"/t", hdr("percept/NodeStats", fields={**STATS, "topics": [1]})],
-     "percept/NodeStats"),  # a list-of-messages item that is not a map
-    ([b"/t", hdr(fields={"data": "x"}, n="seven")], "'n'"),  # sequence number not an integer
-]
+def img(data, *arrays):  # frames of an Image whose 'data' field is `data`
+    return [b"/t", hdr("percept/Image", fields={"header": {}, "data": data}), *arrays]
 
 
-@pytest.mark.parametrize(("frames", "match"), MALFORMED)
+STATS = {"header": {}, "node": "n", "pid": 1, "topics": [1]}
+MALFORMED = {  # id: (frames, what the error must say)
+    "one-frame": ([b"/t"], r"at least 2 frames \(topic, header\), found 1"),  # header frame lost
+    "not-msgpack": ([b"/t", b"\xc1"], "header is not valid msgpack"),  # 0xc1 is never valid
+    "not-a-map": ([b"/t", msgpack.packb([1, 2])], "header must be a map"),  # an array header
+    "no-fields": ([b"/t", msgpack.packb({"type": "a/B", "version": 1})], "'fields'"),  # key missing
+    "fields-list": ([b"/t", hdr("a/B", fields=[1])], "a/B: 'fields' must be a map, found list"),
+    "frame-missing": (img(ext(0, "|u1", [2, 2])), "array frame 0 missing: only 0 array frames"),
+    "frame-size": (
+        img(ext(0, "|u1", [2, 2, 3]), b"\0" * 5),  # truncated frame
+        r"array frame 0: shape \[2, 2, 3\] of \|u1 needs 12 bytes, found 5",
+    ),
+    "object-dtype": (
+        img(ext(0, "|O", [1]), b"\0" * 8),  # pointers must never be rebuilt from bytes
+        r"array dtype '\|O' is not numeric",
+    ),
+    "ext-code": (img(msgpack.ExtType(5, b"")), "unknown msgpack extension type 5"),  # not an array
+    "unknown-field": (
+        [b"/t", hdr(fields={"data": "x", "extra": 1})],  # e.g. a newer sender
+        r"percept/String: .*unknown fields \['extra'\]; expected \['data'\]",
+    ),
+    "version": (
+        [b"/t", hdr(version=2, fields={"data": "x"})],  # schema changed
+        "percept/String schema version 2 received; this process reads version 1",
+    ),
+    "topic-utf8": ([b"\xff/t", hdr(fields={"data": "x"})], "topic frame is not UTF-8"),
+    "invalid-field": (img([1]), "percept/Image: .*Image.data: expected a numpy array, found list"),
+    "msglist-item": ([b"/t", hdr("percept/NodeStats", fields=STATS)], "percept/NodeStats"),  # 1 is no map
+    "type-not-str": ([b"/t", hdr(7)], "header 'type' must be a string.*found 7"),  # garbled type name
+    "n-not-int": (
+        [b"/t", hdr(fields={"data": "x"}, n="seven")],  # sequence number garbled
+        "'n' an integer, found '' and 'seven'",
+    ),
+}
+
+
+@pytest.mark.parametrize(("frames", "match"), MALFORMED.values(), ids=MALFORMED.keys())
 def test_malformed_frames_raise_malformed_message(frames, match):
     with pytest.raises(MalformedMessage, match=match):
         wire.decode(frames)
@@ -178,7 +185,7 @@ def test_peek_reads_header_only():
 @pytest.mark.parametrize(
     ("msg", "match"),
     [
-        ({"stamp": 1}, "expected a registered message, found dict"),  # a plain dict is not a message
+        ({"data": "x"}, "expected a registered message, found dict"),  # a plain dict is not a message
         (msgs.Message(), "expected a registered message, found Message"),  # base class has no type name
         (msgs.String(object()), "cannot encode a object in a message"),  # no generic pickling
         (msgs.SetParameters({"a": np.array([None], object)}), "must be numeric; found dtype object"),

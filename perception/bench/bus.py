@@ -79,14 +79,14 @@ def _subscriber(mode: str, endpoint_or_registry: str, control: Connection) -> No
             node.spin_once(0.01)
         node.destroy()
     else:
-        socket = zmq.Context.instance().socket(zmq.SUB)
+        socket: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.SUB)
         socket.setsockopt(zmq.RCVHWM, RECEIVE_BUFFER)
         socket.setsockopt(zmq.SUBSCRIBE, b"/bench/frames")
         socket.connect(endpoint_or_registry)
         control.send("ready")
         while not control.poll():
             if socket.poll(10):
-                topic, header, frame = socket.recv_multipart(copy=False)
+                _topic, header, frame = socket.recv_multipart(copy=False)
                 meta = json.loads(header.bytes)
                 np.frombuffer(frame.buffer, np.uint8)
                 on_message(meta["stamp"], meta["phase"])
@@ -124,9 +124,9 @@ class _OurPublisher:
 
 class _RawPublisher:
     def __init__(self) -> None:
-        self._socket = zmq.Context.instance().socket(zmq.PUB)
+        self._socket: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.PUB)
         self._socket.setsockopt(zmq.SNDHWM, SEND_HWM)
-        port = self._socket.bind_to_random_port("tcp://127.0.0.1")
+        port: int = self._socket.bind_to_random_port("tcp://127.0.0.1")
         self.endpoint = f"tcp://127.0.0.1:{port}"
 
     def wait(self) -> None:
@@ -134,14 +134,16 @@ class _RawPublisher:
 
     def send(self, data: np.ndarray, phase: str) -> None:
         header = json.dumps({"stamp": time.time_ns(), "phase": phase}).encode()
-        self._socket.send_multipart([b"/bench/frames", header, data], copy=False)
+        frames: list[Any] = [b"/bench/frames", header, data]
+        self._socket.send_multipart(frames, copy=False)
 
     def close(self) -> None:
         self._socket.close(linger=0)
 
 
-def _one_side(mode: str, registry: str, shape: tuple[int, int, int], count: int, rate_hz: float,
-              seconds: float) -> dict[str, float]:
+def _one_side(
+    mode: str, registry: str, shape: tuple[int, int, int], count: int, rate_hz: float, seconds: float
+) -> dict[str, float]:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     publisher: Any = _OurPublisher(registry) if mode == "ours" else _RawPublisher()
@@ -187,8 +189,9 @@ def _one_side(mode: str, registry: str, shape: tuple[int, int, int], count: int,
     }
 
 
-def run(payloads: list[str], rounds: int = 3, count: int = 300, rate_hz: float = 200.0,
-        seconds: float = 1.5) -> list[Row]:
+def run(
+    payloads: list[str], rounds: int = 3, count: int = 300, rate_hz: float = 200.0, seconds: float = 1.5
+) -> list[Row]:
     from perception.registry import Registry
 
     registry = Registry(f"tcp://127.0.0.1:{_free_port()}")
@@ -231,8 +234,10 @@ def _free_port() -> int:
 
 
 def table(rows: list[Row]) -> str:
-    head = (f"{'payload':<11} {'p50 µs':>8} {'raw p50':>8} {'ratio':>6} {'p99 µs':>8} {'raw p99':>8} "
-            f"{'msgs/s':>8} {'raw msg/s':>9} {'ratio':>6}")
+    head = (
+        f"{'payload':<11} {'p50 µs':>8} {'raw p50':>8} {'ratio':>6} {'p99 µs':>8} {'raw p99':>8} "
+        f"{'msgs/s':>8} {'raw msg/s':>9} {'ratio':>6}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
@@ -243,5 +248,11 @@ def table(rows: list[Row]) -> str:
 
 
 def as_json(rows: list[Row], settings: dict[str, Any]) -> str:
-    return json.dumps({"benchmark": "bus", "settings": settings, "cpu_count": os.cpu_count(),
-                       "results": [asdict(r) for r in rows]})
+    return json.dumps(
+        {
+            "benchmark": "bus",
+            "settings": settings,
+            "cpu_count": os.cpu_count(),
+            "results": [asdict(r) for r in rows],
+        }
+    )

@@ -28,8 +28,15 @@ def _bus(args: argparse.Namespace) -> int:
     unknown = [p for p in payloads if p not in bus.PAYLOADS]
     if unknown:
         raise PerceptError(f"unknown payload {unknown[0]!r}; choose from {', '.join(bus.PAYLOADS)}")
-    settings = {"rounds": args.rounds, "count": args.count, "rate_hz": args.rate, "seconds": args.seconds,
-                "transport": "tcp loopback", "send_hwm": bus.SEND_HWM, "receive_buffer": bus.RECEIVE_BUFFER}
+    settings = {
+        "rounds": args.rounds,
+        "count": args.count,
+        "rate_hz": args.rate,
+        "seconds": args.seconds,
+        "transport": "tcp loopback",
+        "send_hwm": bus.SEND_HWM,
+        "receive_buffer": bus.RECEIVE_BUFFER,
+    }
     print(f"bus benchmark: {settings}", flush=True)
     rows = bus.run(payloads, args.rounds, args.count, args.rate, args.seconds)
     print(bus.table(rows))

@@ -49,7 +49,7 @@ def _format_map(fields: dict[str, Any], indent: int, full: bool) -> str:
     pad = "  " * indent
     lines = []
     for name, value in fields.items():
-        nested = hasattr(value, "__dataclass_fields__") or isinstance(value, dict) and value
+        nested = hasattr(value, "__dataclass_fields__") or (isinstance(value, dict) and value)
         text = format_value(value, indent + 1, full)
         if nested:
             lines.append(f"{pad}{name}:\n{text}")

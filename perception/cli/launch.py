@@ -26,7 +26,9 @@ def register(verbs: Any) -> None:
     p.set_defaults(func=_run)
 
     p = verbs.add_parser("registry", help="Run the registry (the launcher starts one when none runs).")
-    p.add_argument("--address", default=None, help="ZeroMQ endpoint (default: $PERCEPT_REGISTRY or %(default)s)")
+    p.add_argument(
+        "--address", default=None, help="ZeroMQ endpoint (default: $PERCEPT_REGISTRY or %(default)s)"
+    )
     p.set_defaults(func=_registry)
 
 

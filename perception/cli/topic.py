@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from perception import msgs, wire
+from perception import msgs
 from perception.cli.common import cli_node, format_value, graph_nodes
 from perception.errors import MessageError, PerceptError
 from perception.qos import KEEP_LAST
@@ -150,8 +150,10 @@ def _bw(args: argparse.Namespace) -> int:
         span = sizes[-1][0] - sizes[0][0]
         total = sum(size for _, size in sizes)
         rate = total / span if span > 0 else math.nan
-        print(f"{_human(rate)}/s from {len(sizes)} messages\n\tMessage size mean: {_human(total / len(sizes))}",
-              flush=True)
+        print(
+            f"{_human(rate)}/s from {len(sizes)} messages\n\tMessage size mean: {_human(total / len(sizes))}",
+            flush=True,
+        )
 
     with cli_node("bw") as node:
         node.create_subscription(None, args.topic, tick, KEEP_LAST, raw=True)

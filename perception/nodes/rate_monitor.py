@@ -33,8 +33,12 @@ class RateMonitor(Node):
         p50 = latencies[len(latencies) // 2] if latencies else float("nan")
         self.log.info(
             "%s %s: %.1f frames/s, latency p50 %.2f ms, dropped %d (queue) + %d (in transit)",
-            self.subscription.topic, "x".join(map(str, self.last_shape)) or "-", self.frames / elapsed, p50,
-            stats.dropped_queue, stats.dropped_gap,
+            self.subscription.topic,
+            "x".join(map(str, self.last_shape)) or "-",
+            self.frames / elapsed,
+            p50,
+            stats.dropped_queue,
+            stats.dropped_gap,
         )
         self.frames = 0
         self.latencies_ms = []

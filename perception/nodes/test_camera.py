@@ -24,8 +24,9 @@ class TestCamera(Node):
         focal = 0.5 * self.width / np.tan(np.radians(30))  # a 60 degree horizontal field of view
         self.K = np.array([[focal, 0, self.width / 2], [0, focal, self.height / 2], [0, 0, 1]])
         rows, cols = np.mgrid[0 : self.height, 0 : self.width]
-        self.background = np.stack([cols * 255 // self.width, rows * 255 // self.height,
-                                    np.full_like(rows, 96)], axis=-1).astype(np.uint8)
+        self.background = np.stack(
+            [cols * 255 // self.width, rows * 255 // self.height, np.full_like(rows, 96)], axis=-1
+        ).astype(np.uint8)
         self.seq = 0
         self.create_timer(1.0 / rate, self.tick)
 

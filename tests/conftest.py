@@ -1,0 +1,87 @@
+"""Fixtures for tests that run real nodes in real processes over real sockets."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from perception.context import Context
+from perception.registry import Registry
+
+TESTS = Path(__file__).parent
+ROOT = TESTS.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
+    """A registry on a free port, in this process; child processes find it through PERCEPT_REGISTRY."""
+    reg = Registry(f"tcp://127.0.0.1:{free_port()}")
+    reg.serve_in_thread()
+    monkeypatch.setenv("PERCEPT_REGISTRY", reg.address)
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture
+def context(registry: Registry) -> Context:
+    return Context(registry=registry.address)
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start `python -m perception.cli ARGS...`; every process is killed at the end of the test."""
+    processes: list[subprocess.Popen[str]] = []
+
+    def start(*args: str, node: str | None = None) -> subprocess.Popen[str]:
+        command = [sys.executable, "-m", "perception.cli", *args]
+        if node is not None:
+            command = [sys.executable, "-m", "perception.cli", "run", f"{TESTS / 'nodes.py'}:{node}", *args]
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        if process.stdout:
+            process.stdout.close()
+
+
+def wait_for(condition: Callable[[], object], timeout_s: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def spin_until(
+    node: object, condition: Callable[[], object], timeout_s: float = 10.0, what: str = ""
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what or 'condition'}")
+        node.spin_once(0.02)  # type: ignore[attr-defined]

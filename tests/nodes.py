@@ -1,0 +1,109 @@
+"""Small nodes the integration tests run in their own processes."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from perception import Node
+from perception.msgs import Header, Image, Result, String, Trigger
+
+
+def pattern(seq: int, shape: tuple[int, ...] = (48, 64, 3)) -> np.ndarray:
+    """A frame whose every byte depends on its sequence number, so corruption and mix-ups show."""
+    return ((np.arange(np.prod(shape), dtype=np.uint32) * 7 + seq * 13) % 251).astype(np.uint8).reshape(shape)
+
+
+class SeqPublisher(Node):
+    """Publishes `count` pattern frames on `frames` at `rate` Hz (forever when count is 0)."""
+
+    def __init__(self) -> None:
+        super().__init__("seq_publisher")
+        self.count = self.declare_parameter("count", 0)
+        self.wait_for = self.declare_parameter("wait_for_subscribers", 0)
+        self.tag = self.declare_parameter("tag", "a")
+        rate = self.declare_parameter("rate", 100.0)
+        self.publisher = self.create_publisher(Image, "frames")
+        self.seq = 0
+        self.create_timer(1.0 / rate, self.tick)
+
+    def tick(self) -> None:
+        if self.wait_for and self.publisher.subscriber_count < self.wait_for:
+            return
+        if self.count and self.seq >= self.count:
+            print(f"published {self.seq}", flush=True)
+            self.request_shutdown()
+            return
+        header = Header(stamp=time.time_ns(), frame_id=self.tag, seq=self.seq)
+        self.publisher.publish(Image(header=header, data=pattern(self.seq), encoding="rgb8"))
+        self.seq += 1
+
+
+class FrameCounter(Node):
+    """Subscribes to `frames` and publishes how many it got on `count` every 0.2 s."""
+
+    def __init__(self) -> None:
+        super().__init__("frame_counter")
+        self.received = 0
+        self.create_subscription(Image, "frames", self.on_frame)
+        self.out = self.create_publisher(String, "count")
+        self.create_timer(0.2, lambda: self.out.publish(String(data=str(self.received))))
+
+    def on_frame(self, msg: Image) -> None:
+        self.received += 1
+
+
+class Services(Node):
+    """`~/slow` sleeps `delay` s, `~/fail` raises, `~/ok` answers at once."""
+
+    def __init__(self) -> None:
+        super().__init__("services")
+        self.delay = self.declare_parameter("delay", 1.0)
+        self.create_service("~/slow", Trigger, Result, self.slow)
+        self.create_service("~/fail", Trigger, Result, self.fail)
+        self.create_service("~/ok", Trigger, Result, lambda request: Result(success=True, message="ok"))
+
+    def slow(self, request: Trigger) -> Result:
+        time.sleep(self.delay)
+        return Result(success=True, message="slow")
+
+    def fail(self, request: Trigger) -> Result:
+        raise RuntimeError("the gripper is on fire")
+
+
+class Params(Node):
+    """Declares one parameter of each type."""
+
+    def __init__(self) -> None:
+        super().__init__("params")
+        self.declare_parameter("rate", 10.0, "a float")
+        self.declare_parameter("count", 3, "an int")
+        self.declare_parameter("label", "cam", "a string")
+        self.declare_parameter("enabled", True, "a bool")
+        self.declare_parameter("size", [640, 480], "a list")
+
+
+class ExitsSoon(Node):
+    """Exits with `code` after `after` seconds (for respawn and required-node tests)."""
+
+    def __init__(self) -> None:
+        super().__init__("exits_soon")
+        self.code = self.declare_parameter("code", 3)
+        self.create_timer(self.declare_parameter("after", 0.3), self.leave)
+
+    def leave(self) -> None:
+        sys.exit(self.code)
+
+
+class Sleeper(Node):
+    """Does nothing until stopped; ignores SIGINT when `stubborn` (to test the SIGTERM/SIGKILL path)."""
+
+    def __init__(self) -> None:
+        super().__init__("sleeper")
+        if self.declare_parameter("stubborn", False):
+            import signal
+
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -1,0 +1,253 @@
+"""Launch files and the launcher: arguments, errors with file and line, respawn, required, no orphans."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import ROOT, TESTS, free_port, wait_for
+
+from perception import launch_file
+from perception.errors import LaunchError
+
+NODES = f"{TESTS / 'nodes.py'}"
+
+
+def write(tmp_path: Path, text: str, name: str = "graph.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_arguments_substitution_and_includes(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAMERA_FRAME", "wrist")
+    write(
+        tmp_path,
+        """
+        arguments: {rate: 5}
+        nodes:
+          - name: counter
+            node: x:Y
+            parameters: {rate: $(arg rate)}
+        """,
+        "child.yaml",
+    )
+    path = write(
+        tmp_path,
+        """
+        arguments:
+          rate: {default: 30.0, description: frames per second}
+          ns: /robot
+        include:
+          - file: child.yaml
+            arguments: {rate: $(arg rate)}
+        nodes:
+          - name: cam
+            node: pkg.mod:Camera
+            namespace: $(arg ns)
+            parameters: {rate: $(arg rate), label: "cam at $(arg rate) Hz", frame: $(env CAMERA_FRAME)}
+            remappings: {image: /camera/image}
+            respawn: true
+            required: false
+        """,
+    )
+    description = launch_file.load(path, {"rate": 12})
+    counter, cam = description.nodes
+    assert counter.fqn == "/counter" and counter.parameters == {"rate": 12}
+    assert cam.fqn == "/robot/cam"
+    assert cam.parameters == {"rate": 12, "label": "cam at 12 Hz", "frame": "wrist"}  # whole $(arg) keeps int
+    assert cam.remappings == {"image": "/camera/image"} and cam.respawn and not cam.required
+
+
+@pytest.mark.parametrize(
+    ("text", "arguments", "message"),
+    [
+        # A typo in a key is the commonest mistake: name it, its line, and the keys that are allowed.
+        (
+            "nodes:\n  - node: a:B\n    paramters: {x: 1}\n",
+            {},
+            r"graph.yaml:3: nodes\[0\].paramters: unknown key; expected one of name, node",
+        ),
+        ("nodes:\n  - name: cam\n", {}, r"graph.yaml:2: nodes\[0\]: missing 'node' \(MODULE:CLASS"),
+        (
+            "nodes:\n  - node: a:B\n    respawn_delay: soon\n",
+            {},
+            r":3: nodes\[0\].respawn_delay: expected seconds \(a number\), found 'soon'",
+        ),
+        (
+            "nodes:\n  - node: a:B\n    parameters: [1, 2]\n",
+            {},
+            r":3: nodes\[0\].parameters: expected a map of parameter names",
+        ),
+        ("nodes: {node: a:B}\n", {}, r":1: nodes: expected a list, found dict"),
+        ("node:\n  - node: a:B\n", {}, r":1: node: unknown key; expected one of arguments, include, nodes"),
+        ("nodes:\n  - node: a:B\n    name: 2cams\n", {}, r"invalid node name '/2cams'"),
+        (
+            "nodes:\n  - node: a:B\n    parameters: {r: $(arg rate)}\n",
+            {},
+            r"\$\(arg rate\) is not a declared argument",
+        ),
+        (
+            "arguments: {rate: 1}\nnodes: []\n",
+            {"rat": 2},
+            r"unknown argument 'rat' \(arguments declared: rate\)",
+        ),
+        (
+            "arguments: {source: {default: null}}\n",
+            {},
+            r"argument 'source' has no default; pass source:=VALUE",
+        ),
+        ("nodes:\n  - node: a:B\n  - node: c:B\n", {}, r"node /b is already defined at .*graph.yaml:2"),
+        ("nodes:\n  - node: a:B\n    name: [unclosed\n", {}, r"graph.yaml:\d+: not valid YAML"),
+        ("include:\n  - file: missing.yaml\n", {}, r"missing.yaml: cannot read"),
+    ],
+)
+def test_invalid_launch_files_name_file_line_and_key(tmp_path, text, arguments, message):
+    path = write(tmp_path, text)
+    with pytest.raises(LaunchError, match=message):
+        launch_file.load(path, arguments)
+
+
+def _launch(tmp_path: Path, text: str, *extra: str) -> subprocess.Popen[str]:
+    path = write(tmp_path, text)
+    return subprocess.Popen(
+        [sys.executable, "-m", "perception.cli", "launch", str(path), "--status-period", "0", *extra],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _children(process: subprocess.Popen[str], count: int) -> list[psutil.Process]:
+    """The launcher's node processes (and its registry), once `count` of them run."""
+    launcher = psutil.Process(process.pid)
+    wait_for(lambda: len(launcher.children(recursive=True)) >= count, timeout_s=20, what=f"{count} children")
+    return launcher.children(recursive=True)
+
+
+def test_respawn_with_backoff_and_a_clean_stop_on_sigterm(tmp_path, registry):
+    process = _launch(
+        tmp_path,
+        f"""
+        nodes:
+          - name: flaky
+            node: {NODES}:ExitsSoon
+            parameters: {{after: 0.2}}
+            respawn: true
+            respawn_delay: 0.2
+          - name: steady
+            node: {NODES}:Sleeper
+        """,
+    )
+    children = _children(process, 2)
+    time.sleep(3.0)  # exits at 0.2 s, then restarts after 0.2, 0.4, 0.8 s ...
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    restarts = output.count("/flaky exited with code 3; restarting in")
+    assert 2 <= restarts <= 5, output
+    assert "restarting in 0.2 s" in output and "restarting in 0.4 s" in output  # the delay doubles
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_required_node_that_dies_stops_everything_and_fails(tmp_path, registry):
+    process = _launch(
+        tmp_path,
+        f"""
+        nodes:
+          - name: critical
+            node: {NODES}:ExitsSoon
+            parameters: {{after: 1.0, code: 4}}
+            required: true
+          - name: bystander
+            node: {NODES}:Sleeper
+        """,
+    )
+    children = _children(process, 2)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 1
+    assert "required node /critical exited with code 4" in output
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_node_that_ignores_sigint_and_sigterm_is_killed(tmp_path, registry):
+    process = _launch(
+        tmp_path,
+        f"""
+        nodes:
+          - name: stubborn
+            node: {NODES}:Sleeper
+            parameters: {{stubborn: true}}
+        """,
+        "--stop-timeout",
+        "1",
+    )
+    children = _children(process, 1)
+    time.sleep(1.5)  # let it install its signal handlers
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=30)
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_children_die_with_a_killed_launcher(tmp_path, monkeypatch):
+    monkeypatch.setenv("PERCEPT_REGISTRY", f"tcp://127.0.0.1:{free_port()}")
+    process = _launch(
+        tmp_path,
+        f"""
+        nodes:
+          - name: orphan
+            node: {NODES}:Sleeper
+        """,
+    )
+    children = _children(process, 2)  # the node and the registry the launcher started
+    process.kill()  # no chance to clean up: the parent-death signal must do it
+    process.communicate(timeout=10)
+    wait_for(
+        lambda: not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE],
+        timeout_s=15,
+        what="the orphans to exit",
+    )
+
+
+def test_launch_arguments_on_the_command_line_reach_the_nodes(tmp_path, registry):
+    process = _launch(
+        tmp_path,
+        f"""
+        arguments: {{after: 5.0}}
+        nodes:
+          - name: quick
+            node: {NODES}:ExitsSoon
+            parameters: {{after: $(arg after), code: 0}}
+        """,
+        "after:=0.3",
+        "--duration",
+        "20",
+    )
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert "/quick exited with code 0" in output and "every node has exited" in output
+
+
+def test_the_launcher_reports_an_invalid_file_in_one_line(tmp_path):
+    path = write(tmp_path, "nodes:\n  - node: a:B\n    respawn: maybe\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "perception.cli", "launch", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        == f"percept: error: {path}:3: nodes[0].respawn: expected true or false, found 'maybe'"
+    )

@@ -1,0 +1,126 @@
+"""Typed parameters: declaration, overrides, type checks, read-only, change callbacks and lookups."""
+
+import pytest
+
+from perception import params
+from perception.errors import ParameterError
+
+
+@pytest.mark.parametrize(
+    ("default", "overrides", "expected"),
+    [
+        (30, {}, 30),  # no override: the default
+        (30, {"p": 15}, 15),  # override wins
+        (0.5, {"p": 2}, 2.0),  # int widens to float
+        (True, {"p": False}, False),
+        ("rgb8", {"p": "mono8"}, "mono8"),
+        ([1, 2], {"p": (3, 4)}, [3, 4]),  # a tuple (e.g. from YAML or code) becomes a list
+        ({"a": 1}, {"p": {"b": 2}}, {"b": 2}),  # dicts are replaced, not merged
+        (30, {"other": 1}, 30),  # overrides of other names do not leak
+    ],
+)
+def test_declare_returns_default_or_override(default, overrides, expected):
+    p = params.Parameters("cam", overrides)
+    value = p.declare("p", default, "what p does")
+    assert value == expected and type(value) is type(expected)
+    assert p.get("p") == expected
+
+
+@pytest.mark.parametrize(
+    ("default", "value", "expected", "found"),
+    [
+        (30, True, "int", "bool True"),  # bool is an int subclass but not accepted as one
+        (0.5, False, "float", "bool False"),  # nor widened to float
+        (30, 2.0, "int", "float 2.0"),  # floats never narrow to int
+        (True, 1, "bool", "int 1"),  # 1 is not True
+        ("x", 5, "str", "int 5"),  # no str() conversion
+        ([1], {"a": 1}, "list", "dict {'a': 1}"),
+    ],
+)
+def test_wrong_type_names_parameter_expected_and_found(default, value, expected, found):
+    p = params.Parameters("cam", {"fps": value})
+    with pytest.raises(ParameterError, match=f"parameter 'cam.fps': expected {expected}, found {found}"):
+        p.declare("fps", default)  # from an override
+    q = params.Parameters("cam")
+    q.declare("fps", default)
+    with pytest.raises(ParameterError, match=f"parameter 'cam.fps': expected {expected}, found {found}"):
+        q.set("fps", value)  # at run time
+    assert q.get("fps") == default
+
+
+def test_declare_rejects_unsupported_default_and_redeclaration():
+    p = params.Parameters("cam")
+    with pytest.raises(ParameterError, match=r"'roi': default must be one of bool, int, .*found tuple"):
+        p.declare("roi", (0, 0))
+    p.declare("fps", 30)
+    with pytest.raises(ParameterError, match="parameter 'fps' of cam is already declared"):
+        p.declare("fps", 60)
+    assert p.get("fps") == 30
+
+
+def test_set_returns_coerced_value():
+    p = params.Parameters("cam")
+    p.declare("gain", 1.0)
+    assert p.set("gain", 3) == 3.0 and type(p.get("gain")) is float
+
+
+def test_set_on_read_only_raises():
+    p = params.Parameters("cam")
+    p.declare("device", "/dev/video0", read_only=True)
+    with pytest.raises(ParameterError, match="parameter 'device' of cam is read-only"):
+        p.set("device", "/dev/video1")
+    assert p.get("device") == "/dev/video0"
+
+
+def test_on_change_sees_new_value_and_a_raising_callback_rolls_back():
+    p = params.Parameters("cam")
+    p.declare("fps", 30)
+    seen = []
+    p.on_change(lambda name, value: seen.append((name, value, p.get(name))))
+    p.set("fps", 15)
+    assert seen == [("fps", 15, 15)]  # called after the value changed
+
+    def reject_fast(name, value):
+        if value > 60:
+            raise ValueError(f"{name}: at most 60, found {value}")
+
+    p.on_change(reject_fast)
+    with pytest.raises(ValueError, match="fps: at most 60, found 120"):
+        p.set("fps", 120)
+    assert p.get("fps") == 15  # rolled back
+    p.set("fps", 60)
+    assert p.get("fps") == 60
+
+
+@pytest.mark.parametrize(
+    ("declared", "match"),
+    [
+        (["fps", "gain"], r"cam has no parameter 'fsp' \(declared: fps, gain\)"),  # lists names for typos
+        ([], r"cam has no parameter 'fsp' \(declared: none\)"),
+    ],
+)
+def test_unknown_parameter_lists_declared_names(declared, match):
+    p = params.Parameters("cam")
+    for name in declared:
+        p.declare(name, 1)
+    for call in (lambda: p.get("fsp"), lambda: p.set("fsp", 1), lambda: p.describe(["fsp"])):
+        with pytest.raises(ParameterError, match=match):
+            call()
+
+
+def test_unused_overrides_lists_overrides_never_declared():
+    p = params.Parameters("cam", {"fps": 15, "gian": 2.0, "debug": True})
+    p.declare("fps", 30)
+    p.declare("gain", 1.0)
+    assert p.unused_overrides() == ["debug", "gian"]  # sorted; catches misspelt launch-file keys
+
+
+def test_describe():
+    p = params.Parameters("cam", {"fps": 15})
+    p.declare("fps", 30, "frames per second")
+    p.declare("device", "/dev/video0", read_only=True)
+    assert list(p.describe()) == ["fps", "device"] == p.names()  # all, in declaration order
+    assert p.describe([]) == p.describe()  # empty means all, like GetParameters
+    assert p.describe(["fps"]) == {"fps": params.Parameter("fps", 15, int, "frames per second", False)}
+    assert p.describe(["device"])["device"].read_only is True
+    assert [params.type_name(x.type) for x in p.describe().values()] == ["int", "str"]

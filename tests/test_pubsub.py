@@ -1,0 +1,164 @@
+"""Pub/sub between real processes over real sockets: order, integrity, discovery, QoS, bad input."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import numpy as np
+import pytest
+from conftest import spin_until
+from nodes import pattern
+
+from perception import KEEP_LAST, LATEST_ONLY, Node, QoS
+from perception.msgs import Header, Image, NodeStats, String
+
+
+def test_frames_arrive_in_order_and_intact(context, spawn):
+    with Node("checker", context=context) as node:
+        got: list[Image] = []
+        node.create_subscription(Image, "/frames", got.append, QoS(depth=1000))
+        spawn("-p", "count:=200", "-p", "rate:=400.0", "-p", "wait_for_subscribers:=1", node="SeqPublisher")
+        spin_until(node, lambda: len(got) == 200, what="200 frames")
+        assert [m.header.seq for m in got] == list(range(200))
+        for msg in got:
+            np.testing.assert_array_equal(msg.data, pattern(msg.header.seq))
+        assert not got[0].data.flags.writeable  # a view of the received frame, not a copy
+
+
+@pytest.mark.parametrize("subscriber_first", [True, False], ids=["subscriber-first", "publisher-first"])
+def test_nodes_find_each_other_in_any_start_order(context, spawn, subscriber_first):
+    got: list[int] = []
+    with Node("late", context=context) as node:
+        if not subscriber_first:
+            spawn("-p", "rate:=100.0", node="SeqPublisher")
+            time.sleep(1.0)  # the publisher is well under way before anyone listens
+        node.create_subscription(Image, "/frames", lambda m: got.append(m.header.seq))
+        if subscriber_first:
+            spawn("-p", "rate:=100.0", node="SeqPublisher")
+        spin_until(node, lambda: len(got) >= 20, what="frames from a publisher")
+    if not subscriber_first:
+        assert got[0] > 0  # a late joiner gets the live stream, not history
+    assert got == sorted(got)
+
+
+def test_two_publishers_on_one_topic(context, spawn):
+    by_tag: dict[str, list[int]] = {"a": [], "b": []}
+    with Node("both", context=context) as node:
+        node.create_subscription(
+            Image, "/frames", lambda m: by_tag[m.header.frame_id].append(m.header.seq), QoS(depth=1000)
+        )
+        spawn("--name", "pub_a", "-p", "tag:=a", "-p", "rate:=100.0", node="SeqPublisher")
+        spawn("--name", "pub_b", "-p", "tag:=b", "-p", "rate:=100.0", node="SeqPublisher")
+        spin_until(node, lambda: min(len(v) for v in by_tag.values()) >= 20, what="frames from both")
+    for seqs in by_tag.values():
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # each stream complete and in order
+
+
+def test_slow_keep_last_subscriber_counts_every_message(context, spawn):
+    """Everything published is either delivered or counted as dropped: nothing vanishes silently."""
+    delivered: list[int] = []
+
+    def slow(msg: Image) -> None:
+        delivered.append(msg.header.seq)
+        time.sleep(0.05)
+
+    with Node("slow", context=context) as node:
+        subscription = node.create_subscription(Image, "/frames", slow, QoS(depth=5))
+        spawn("-p", "count:=300", "-p", "rate:=300.0", "-p", "wait_for_subscribers:=1", node="SeqPublisher")
+        spin_until(node, lambda: delivered and delivered[-1] == 299, timeout_s=30, what="the last frame")
+        stats = subscription.stats
+        assert stats.dropped_queue > 0
+        assert len(delivered) + stats.dropped_queue + stats.dropped_gap == 300
+        assert delivered == sorted(delivered)
+
+
+def test_latest_only_subscriber_always_gets_a_fresh_frame(context, spawn):
+    ages_ms: list[float] = []
+
+    def slow(msg: Image) -> None:
+        ages_ms.append((time.time_ns() - msg.header.stamp) / 1e6)
+        time.sleep(0.1)  # ten frames arrive while this runs
+
+    with Node("detector", context=context) as node:
+        subscription = node.create_subscription(Image, "/frames", slow, LATEST_ONLY)
+        spawn("-p", "rate:=100.0", node="SeqPublisher")
+        spin_until(node, lambda: len(ages_ms) >= 15, timeout_s=20, what="15 frames")
+        # A backlog would make frames ever older (0.1 s more per callback); the newest is < 1 period old
+        # plus the time to wake up and decode.
+        assert float(np.median(ages_ms[5:])) < 30.0, ages_ms
+        assert subscription.stats.dropped_queue >= 5 * len(ages_ms) // 2
+
+
+def test_a_frozen_subscriber_never_blocks_the_publisher(context, spawn):
+    counter = spawn(node="FrameCounter")
+    with Node("fast", context=context) as node:
+        publisher = node.create_publisher(Image, "/frames")
+        assert publisher.wait_for_subscribers(1, timeout_s=10)
+        counter.send_signal(signal.SIGSTOP)  # the subscriber's process stops reading altogether
+        try:
+            frame = np.zeros((480, 640, 3), np.uint8)
+            start = time.monotonic()
+            for seq in range(2000):  # 1.8 GB: far more than any buffer between the two
+                publisher.publish(Image(header=Header(seq=seq), data=frame))
+            elapsed = time.monotonic() - start
+        finally:
+            counter.send_signal(signal.SIGCONT)
+        # A blocking publisher would hang here forever; the bound is loose on purpose (not a speed test).
+        assert elapsed < 60
+        counts: list[int] = []
+        node.create_subscription(String, "/count", lambda m: counts.append(int(m.data)))
+        spin_until(node, lambda: counts and counts[-1] > 0, what="the counter to resume")
+
+
+def test_malformed_and_mistyped_messages_are_dropped_and_counted(context, spawn):
+    counter = spawn(node="FrameCounter")
+    with Node("vandal", context=context) as node:
+        stats: list[NodeStats] = []
+        node.create_subscription(
+            NodeStats, "/percept/stats", lambda m: stats.append(m) if m.node == "/frame_counter" else None
+        )
+        frames = node.create_publisher(Image, "/frames")
+        assert frames.wait_for_subscribers(1, timeout_s=10)
+        outlet = frames._outlet
+        outlet.send([b"/frames", b"\xc1 not msgpack"])
+        outlet.send([b"/frames"])
+        outlet.send([b"/frames", b"\x93\x01\x02\x03"])  # msgpack, but not a header map
+        wrong_type = node.create_publisher(String, "/frames")
+        assert wrong_type.wait_for_subscribers(1, timeout_s=10)
+        wrong_type.publish(String(data="not an image"))
+        for seq in range(3):
+            frames.publish(Image(header=Header(seq=seq), data=pattern(seq)))
+
+        def counted() -> bool:
+            if not stats:
+                return False
+            topic = next(t for t in stats[-1].topics if t.topic == "/frames")
+            return topic.malformed == 4 and topic.count >= 7
+
+        spin_until(node, counted, what="the counter's stats to show 4 malformed messages")
+        counts: list[int] = []
+        node.create_subscription(String, "/count", lambda m: counts.append(int(m.data)))
+        spin_until(node, lambda: counts and counts[-1] == 3, what="the 3 good frames to be counted")
+    assert counter.poll() is None  # still running
+
+
+def test_publish_rejects_the_wrong_message_type(context):
+    with Node("strict", context=context) as node:
+        publisher = node.create_publisher(Image, "/frames")
+        with pytest.raises(TypeError, match="publisher on /frames expects Image, got String"):
+            publisher.publish(String(data="x"))  # type: ignore[arg-type]
+
+
+def test_keep_last_is_the_default_and_drops_the_oldest(context):
+    assert KEEP_LAST.depth == 10 and LATEST_ONLY.depth == 1
+    with Node("pub", context=context) as pub_node, Node("sub", context=context) as sub_node:
+        got: list[int] = []
+        sub_node.create_subscription(String, "/burst", lambda m: got.append(int(m.data)), QoS(depth=3))
+        publisher = pub_node.create_publisher(String, "/burst")
+        spin_until(sub_node, lambda: publisher.subscriber_count == 1, what="discovery")
+        for i in range(10):
+            publisher.publish(String(data=str(i)))
+        time.sleep(0.3)  # all ten arrive before the subscriber's node spins
+        spin_until(sub_node, lambda: got, what="the burst")
+        assert got == [7, 8, 9]

@@ -1,0 +1,121 @@
+"""Services, parameters and the registry, across real processes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import free_port, spin_until, wait_for
+
+from perception import Node
+from perception.context import Context
+from perception.errors import ServiceError, ServiceTimeout, ServiceUnavailable
+from perception.msgs import GetParameters, Image, ParameterValues, Result, SetParameters, String, Trigger
+from perception.registry import query
+
+
+def _client(node: Node, name: str, request=Trigger, response=Result):
+    client = node.create_client(name, request, response)
+    assert client.wait_for_service(10), f"{name} never appeared"
+    return client
+
+
+def test_service_call_reply_error_and_timeout(context, spawn):
+    spawn("-p", "delay:=1.0", node="Services")
+    with Node("caller", context=context) as node:
+        assert _client(node, "/services/ok").call(Trigger()).message == "ok"
+        with pytest.raises(ServiceError, match="RuntimeError: the gripper is on fire"):
+            _client(node, "/services/fail").call(Trigger())
+        slow = _client(node, "/services/slow")
+        with pytest.raises(ServiceTimeout, match=r"/services/slow did not answer within 0.2 s"):
+            slow.call(Trigger(), timeout_s=0.2)
+        # The late reply to the timed-out call must not be mistaken for the next one's.
+        assert slow.call(Trigger(), timeout_s=5).message == "slow"
+
+
+def test_calling_a_service_nobody_serves_names_the_known_ones(context, spawn):
+    spawn(node="Services")
+    with Node("caller", context=context) as node:
+        _client(node, "/services/ok")
+        with pytest.raises(ServiceUnavailable, match=r"no server for service /nobody/home .*/services/ok"):
+            node.create_client("/nobody/home", Trigger, Result).call(Trigger())
+
+
+def test_calling_without_a_registry_says_where_it_looked():
+    context = Context(registry=f"tcp://127.0.0.1:{free_port()}")
+    with (
+        Node("alone", context=context) as node,
+        pytest.raises(ServiceUnavailable, match=r"did not answer .* start one with `percept registry`"),
+    ):
+        node.create_client("/x", Trigger, Result).call(Trigger())
+
+
+def test_parameters_from_the_command_line_and_at_run_time(context, spawn):
+    spawn("-p", "rate:=5", "-p", "label:=wrist", "-p", "size:=[1280, 720]", node="Params")
+    with Node("tuner", context=context) as node:
+        get = _client(node, "/params/get_parameters", GetParameters, ParameterValues)
+        values = get.call(GetParameters()).values
+        assert values == {"rate": 5.0, "count": 3, "label": "wrist", "enabled": True, "size": [1280, 720]}
+        assert get.call(GetParameters(names=["rate"])).types == {"rate": "float"}
+        setter = _client(node, "/params/set_parameters", SetParameters, Result)
+        assert setter.call(SetParameters(values={"count": 7})).success
+        refused = setter.call(SetParameters(values={"count": "many"}))
+        assert not refused.success and "expected int, found str 'many'" in refused.message
+        assert get.call(GetParameters(names=["count"])).values == {"count": 7}
+
+
+def test_a_wrong_parameter_type_on_the_command_line_stops_the_node_with_a_clear_error(spawn, registry):
+    process = spawn("-p", "count:=lots", node="Params")
+    output, _ = process.communicate(timeout=20)
+    assert process.returncode != 0
+    assert "parameter '/params.count': expected int, found str 'lots'" in output
+
+
+def test_nodes_keep_talking_when_the_registry_dies_and_rejoin_a_new_one(spawn, monkeypatch):
+    address = f"tcp://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("PERCEPT_REGISTRY", address)
+    registry = spawn("registry", "--address", address)
+    wait_for(lambda: _graph_names(address) is not None, what="the registry")
+    spawn("-p", "rate:=50.0", node="SeqPublisher")
+    with Node("listener", context=Context(registry=address)) as node:
+        got: list[int] = []
+        node.create_subscription(Image, "/frames", lambda m: got.append(m.header.seq))
+        spin_until(node, lambda: len(got) >= 5, what="frames while the registry runs")
+        registry.terminate()
+        registry.wait(timeout=10)
+        before = len(got)
+        spin_until(node, lambda: len(got) >= before + 50, timeout_s=5, what="frames after the registry died")
+        spawn("registry", "--address", address)  # a new, empty registry: nodes re-register by heartbeat
+        spin_until(
+            node,
+            lambda: {"/seq_publisher", "/listener"} <= set(_graph_names(address) or []),
+            timeout_s=10,
+            what="both nodes to re-register",
+        )
+        assert got == sorted(got)
+
+
+def _graph_names(address: str) -> list[str] | None:
+    try:
+        return [n["name"] for n in query("graph", address=address, timeout_s=0.3)["nodes"]]
+    except Exception:
+        return None
+
+
+def test_a_node_that_vanishes_is_forgotten_by_the_registry(context, spawn, registry):
+    registry.expiry_s = 1.0
+    process = spawn(node="Params")
+    wait_for(lambda: "/params" in (_graph_names(registry.address) or []), what="registration")
+    process.kill()  # no goodbye: the registry must notice the silence
+    wait_for(lambda: "/params" not in (_graph_names(registry.address) or []), timeout_s=5, what="expiry")
+
+
+def test_a_clean_exit_unregisters_at_once(context, registry):
+    node = Node("brief", context=context)
+    publisher = node.create_publisher(String, "/brief")
+    wait_for(lambda: "/brief" in (_graph_names(registry.address) or []), what="registration")
+    assert publisher.endpoint.startswith("tcp://127.0.0.1:")  # loopback only by default
+    node.destroy()
+    start = time.monotonic()
+    wait_for(lambda: "/brief" not in (_graph_names(registry.address) or []), what="unregistration")
+    assert time.monotonic() - start < registry.expiry_s
