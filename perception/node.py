@@ -27,7 +27,6 @@ from perception.context import Context
 from perception.errors import (
     MalformedMessage,
     MessageError,
-    PerceptError,
     RegistryUnavailable,
     ServiceError,
     ServiceTimeout,
@@ -635,7 +634,7 @@ class Node:
         try:
             for name, value in request.values.items():
                 self.parameters.set(name, value)
-        except PerceptError as exc:
+        except Exception as exc:  # a wrong type, or a change the node's own callback refused
             return Result(success=False, message=str(exc))
         return Result(success=True, message="")
 

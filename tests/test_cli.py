@@ -177,3 +177,30 @@ def test_bench_bus_json_contract():
     for key in ("p50_us", "p99_us", "fps", "raw_p50_us", "raw_p99_us", "raw_fps"):
         assert row[key] > 0, key
     assert "ours / raw pyzmq" in result.stdout
+
+
+def test_the_demo_camera_follows_a_live_rate_change(registry, spawn):
+    spawn(
+        "run",
+        "perception.nodes.test_camera:TestCamera",
+        "--name",
+        "camera",
+        "-p",
+        "rate:=50.0",
+        "-p",
+        "width:=64",
+        "-p",
+        "height:=48",
+    )
+    assert percept("topic", "echo", "/image", "--once", "--timeout", "20").returncode == 0
+
+    def rates() -> list[float]:
+        out = percept("topic", "hz", "/image", "--duration", "2.5").stdout
+        return [float(r) for r in re.findall(r"average rate: ([\d.]+)", out)]
+
+    assert all(40 < r < 60 for r in rates())
+    assert percept("param", "set", "/camera", "rate", "10").returncode == 0
+    assert all(8 < r < 12 for r in rates()[1:])  # the first window may still span the change
+    refused = percept("param", "set", "/camera", "width", "320")
+    assert "width is fixed once the camera runs" in refused.stderr
+    assert percept("param", "get", "/camera", "width").stdout.strip() == "int value is: 64"

@@ -11,6 +11,7 @@ from conftest import spin_until
 from nodes import pattern
 
 from perception import KEEP_LAST, LATEST_ONLY, Node, QoS
+from perception.context import Context
 from perception.msgs import Header, Image, NodeStats, String
 
 
@@ -162,3 +163,18 @@ def test_keep_last_is_the_default_and_drops_the_oldest(context):
         time.sleep(0.3)  # all ten arrive before the subscriber's node spins
         spin_until(sub_node, lambda: got, what="the burst")
         assert got == [7, 8, 9]
+
+
+def test_nodes_on_another_address_talk_over_tcp(registry):
+    """PERCEPT_HOST (here Context(host=...)) moves a node's sockets to another interface: the multi-host
+    setting, shown on a second loopback address."""
+    remote = Context(registry=registry.address, host="127.0.0.2")
+    local = Context(registry=registry.address)
+    with Node("remote_cam", context=remote) as far, Node("local", context=local) as near:
+        publisher = far.create_publisher(String, "/far")
+        assert publisher.endpoint.startswith("tcp://127.0.0.2:")
+        got: list[str] = []
+        near.create_subscription(String, "/far", lambda m: got.append(m.data))
+        spin_until(near, lambda: publisher.subscriber_count == 1, what="discovery across addresses")
+        publisher.publish(String(data="over tcp"))
+        spin_until(near, lambda: got == ["over tcp"], what="the message")

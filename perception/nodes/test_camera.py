@@ -28,7 +28,15 @@ class TestCamera(Node):
             [cols * 255 // self.width, rows * 255 // self.height, np.full_like(rows, 96)], axis=-1
         ).astype(np.uint8)
         self.seq = 0
-        self.create_timer(1.0 / rate, self.tick)
+        self.timer = self.create_timer(1.0 / rate, self.tick)
+        self.parameters.on_change(self.on_parameter)
+
+    def on_parameter(self, name: str, value: object) -> None:
+        if name == "rate":  # `percept param set /camera rate 10` takes effect at once
+            self.timer.cancel()
+            self.timer = self.create_timer(1.0 / float(value), self.tick)  # type: ignore[arg-type]
+        elif name in ("width", "height"):
+            raise ValueError(f"{name} is fixed once the camera runs; relaunch to change it")
 
     def tick(self) -> None:
         frame = self.background.copy()  # a fresh buffer each time: published arrays are not reused
