@@ -7,6 +7,7 @@ import math
 import time
 import typing
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,8 @@ import yaml
 from perception import msgs
 from perception.cli.common import cli_node, format_value, graph_nodes
 from perception.errors import MessageError, PerceptError
-from perception.qos import KEEP_LAST
+from perception.node import RECEIVE_HWM
+from perception.qos import KEEP_LAST, QoS
 
 
 def register(verbs: Any) -> None:
@@ -105,60 +107,46 @@ def _echo(args: argparse.Namespace) -> int:
         return _spin_until(node, lambda: bool(limit) and got[0] >= limit, 0.0, args.timeout, args.topic, got)
 
 
-def _hz(args: argparse.Namespace) -> int:
-    stamps: deque[float] = deque(maxlen=args.window + 1)
+def _watch(args: argparse.Namespace, report: Callable[[deque[tuple[float, int]]], str]) -> int:
+    """Record (arrival time, bytes) of the last `--window` messages and print `report(window)` each
+    second. The frames are never decoded, and the queue is deep enough that a flood is measured, not
+    evicted before it is counted."""
+    window: deque[tuple[float, int]] = deque(maxlen=args.window)
     got = [0]
-    next_print = [time.monotonic() + 1.0]
 
-    def tick(frames: Any) -> None:
+    def arrived(frames: Any) -> None:
         got[0] += 1
-        stamps.append(time.monotonic())
+        window.append((time.monotonic(), sum(len(f) for f in frames)))
 
-    def report() -> None:
-        if time.monotonic() < next_print[0]:
-            return
-        next_print[0] += 1.0
-        if len(stamps) < 2:
-            print("no new messages", flush=True)
-            return
-        periods = np.diff(np.array(stamps))
-        print(
+    def show() -> None:
+        print(report(window) if len(window) >= 2 else "no new messages", flush=True)
+
+    with cli_node("watch") as node:
+        node.create_subscription(None, args.topic, arrived, QoS(depth=RECEIVE_HWM), raw=True)
+        node.create_timer(1.0, show)
+        return _spin_until(node, lambda: False, args.duration, 0.0, args.topic, got)
+
+
+def _hz(args: argparse.Namespace) -> int:
+    def report(window: deque[tuple[float, int]]) -> str:
+        periods = np.diff([t for t, _ in window])
+        return (
             f"average rate: {1.0 / periods.mean():.3f}\n"
             f"\tmin: {periods.min():.3f}s max: {periods.max():.3f}s std dev: {periods.std():.5f}s "
-            f"window: {len(periods)}",
-            flush=True,
+            f"window: {len(periods)}"
         )
 
-    with cli_node("hz") as node:
-        node.create_subscription(None, args.topic, tick, KEEP_LAST, raw=True)
-        node.create_timer(0.2, report)
-        return _spin_until(node, lambda: False, args.duration, 0.0, args.topic, got)
+    return _watch(args, report)
 
 
 def _bw(args: argparse.Namespace) -> int:
-    sizes: deque[tuple[float, int]] = deque(maxlen=args.window)
-    got = [0]
-
-    def tick(frames: Any) -> None:
-        got[0] += 1
-        sizes.append((time.monotonic(), sum(len(f) for f in frames)))
-
-    def report() -> None:
-        if len(sizes) < 2:
-            print("no new messages", flush=True)
-            return
-        span = sizes[-1][0] - sizes[0][0]
-        total = sum(size for _, size in sizes)
+    def report(window: deque[tuple[float, int]]) -> str:
+        span = window[-1][0] - window[0][0]
+        total = sum(size for _, size in window)
         rate = total / span if span > 0 else math.nan
-        print(
-            f"{_human(rate)}/s from {len(sizes)} messages\n\tMessage size mean: {_human(total / len(sizes))}",
-            flush=True,
-        )
+        return f"{_human(rate)}/s from {len(window)} messages\n\tMessage size mean: {_human(total / len(window))}"
 
-    with cli_node("bw") as node:
-        node.create_subscription(None, args.topic, tick, KEEP_LAST, raw=True)
-        node.create_timer(1.0, report)
-        return _spin_until(node, lambda: False, args.duration, 0.0, args.topic, got)
+    return _watch(args, report)
 
 
 def _human(nbytes: float) -> str:
