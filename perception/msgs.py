@@ -329,3 +329,45 @@ class Result(Message):
 
     success: bool = True
     message: str = ""
+
+
+@message("percept/GroundTruth")
+@dataclass(slots=True)
+class GroundTruth(Message):
+    """What the simulator knows about the visible objects of one frame, as parallel arrays: a stable
+    id per object (kept for the whole sequence), class, visible box (xyxy pixels, from the segmentation
+    mask), pose in the world (position; quaternion x, y, z, w) and visible fraction (0-1)."""
+
+    header: Header
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    class_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    class_names: list[str] = field(default_factory=list)
+    xyxy: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    positions: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float64))
+    orientations: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float64))
+    visible_fraction: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        shapes = {
+            "class_ids": (len(self.class_ids),),
+            "class_names": (len(self.class_names),),
+            "xyxy": np.shape(self.xyxy),
+            "positions": np.shape(self.positions),
+            "orientations": np.shape(self.orientations),
+            "visible_fraction": (len(self.visible_fraction),),
+        }
+        expected = {"xyxy": (n, 4), "positions": (n, 3), "orientations": (n, 4)}
+        wrong = {k: v for k, v in shapes.items() if v != expected.get(k, (n,))}
+        if wrong:
+            raise MessageError(f"GroundTruth: {n} ids, but these fields have other shapes: {wrong}")
+
+
+@message("percept/Reset")
+@dataclass(slots=True)
+class Reset(Message):
+    """Request: rebuild the scene with this seed and these scene parameters (empty: keep them)."""
+
+    seed: int = 0
+    scene: str = ""
+    params: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,143 @@
+"""Pinhole camera geometry for PyBullet renders: intrinsics from the projection matrix, metric depth
+from the OpenGL depth buffer, the camera's pose in the world (OpenCV optical frame: x right, y down,
+z forward), back-projection, and boxes from a segmentation mask. Plain numpy: no PyBullet here.
+
+Facts measured in PyBullet 3.2.7 (shared/field-notes-grasping.md): the field of view is vertical; view
+matrices are column-major (reshape(4, 4).T); TinyRenderer casts pixel (u, v) through
+(u - W/2, v + 1 - H/2) / f, so its principal point is (W/2, H/2 - 1) in pixel-index coordinates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# Principal point offset from (W/2, H/2), per renderer, in pixel-index coordinates; see the docstring.
+PIXEL_OFFSET = {"tiny": (0.0, -1.0), "egl": (0.0, -1.0)}
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """Where the camera is and how it sees."""
+
+    width: int = 640
+    height: int = 480
+    fov_deg: float = 58.0  # vertical
+    near: float = 0.05
+    far: float = 5.0
+    eye: tuple[float, float, float] = (0.95, -0.03, 0.6)
+    target: tuple[float, float, float] = (0.52, -0.03, 0.0)
+    up: tuple[float, float, float] = (0.0, 0.0, 1.0)
+
+    def __post_init__(self) -> None:
+        if self.width <= 0 or self.height <= 0:
+            raise ValueError(f"camera size must be positive, found {self.width} x {self.height}")
+        if not 0 < self.near < self.far:
+            raise ValueError(f"camera clip planes need 0 < near < far, found near={self.near} far={self.far}")
+        forward = np.subtract(self.target, self.eye)
+        if np.linalg.norm(np.cross(forward, self.up)) < 1e-9:
+            raise ValueError(f"camera up vector {self.up} is parallel to the view direction {tuple(forward)}")
+
+
+def view_matrix(spec: CameraSpec) -> np.ndarray:
+    """The 4x4 world-to-camera matrix in OpenGL axes (x right, y up, z backwards), row-major."""
+    eye, target, up = (np.asarray(v, np.float64) for v in (spec.eye, spec.target, spec.up))
+    forward = target - eye
+    forward /= np.linalg.norm(forward)
+    side = np.cross(forward, up)
+    side /= np.linalg.norm(side)
+    true_up = np.cross(side, forward)
+    view = np.eye(4)
+    view[0, :3], view[1, :3], view[2, :3] = side, true_up, -forward
+    view[:3, 3] = -view[:3, :3] @ eye
+    return view
+
+
+def projection_matrix(spec: CameraSpec) -> np.ndarray:
+    """The 4x4 OpenGL projection matrix for a vertical field of view, row-major."""
+    aspect = spec.width / spec.height
+    f = 1.0 / math.tan(math.radians(spec.fov_deg) / 2)
+    n, fa = spec.near, spec.far
+    return np.array(
+        [
+            [f / aspect, 0, 0, 0],
+            [0, f, 0, 0],
+            [0, 0, (fa + n) / (n - fa), 2 * fa * n / (n - fa)],
+            [0, 0, -1, 0],
+        ]
+    )
+
+
+def gl_list(matrix: np.ndarray) -> list[float]:
+    """A row-major 4x4 matrix as the column-major flat list PyBullet takes."""
+    return [float(v) for v in matrix.T.reshape(-1)]
+
+
+def intrinsics(spec: CameraSpec, renderer: str = "tiny") -> np.ndarray:
+    """The 3x3 K matrix derived from the projection matrix."""
+    projection = projection_matrix(spec)
+    fx = projection[0, 0] * spec.width / 2
+    fy = projection[1, 1] * spec.height / 2
+    du, dv = PIXEL_OFFSET[renderer]
+    return np.array([[fx, 0, spec.width / 2 + du], [0, fy, spec.height / 2 + dv], [0, 0, 1]])
+
+
+def depth_from_buffer(buffer: np.ndarray, near: float, far: float) -> np.ndarray:
+    """Metric depth (distance along the optical axis, metres, float32) from OpenGL depth in [0, 1].
+    Pixels on the far plane (nothing hit) become NaN."""
+    d = np.asarray(buffer, np.float64)
+    depth = far * near / (far - (far - near) * d)
+    depth[d >= 1.0] = np.nan
+    return depth.astype(np.float32)
+
+
+def world_from_camera(spec: CameraSpec) -> np.ndarray:
+    """4x4 pose of the camera's optical frame (OpenCV axes) in the world."""
+    return np.linalg.inv(view_matrix(spec)) @ np.diag([1.0, -1.0, -1.0, 1.0])
+
+
+def quaternion_from_matrix(rotation: np.ndarray) -> tuple[float, float, float, float]:
+    """(x, y, z, w) of a 3x3 rotation matrix."""
+    m = rotation
+    trace = m[0, 0] + m[1, 1] + m[2, 2]
+    if trace > 0:
+        s = 2.0 * math.sqrt(trace + 1.0)
+        w, x, y, z = 0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s
+    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
+        s = 2.0 * math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
+        w, x, y, z = (m[2, 1] - m[1, 2]) / s, 0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s
+    elif m[1, 1] > m[2, 2]:
+        s = 2.0 * math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
+        w, x, y, z = (m[0, 2] - m[2, 0]) / s, (m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s
+    else:
+        s = 2.0 * math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
+        w, x, y, z = (m[1, 0] - m[0, 1]) / s, (m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s
+    return (float(x), float(y), float(z), float(w))
+
+
+def back_project(
+    u: np.ndarray, v: np.ndarray, depth: np.ndarray, K: np.ndarray, pose: np.ndarray
+) -> np.ndarray:
+    """World points (N x 3) of pixels (u, v) with metric depth, given K and world_from_camera."""
+    u, v, z = (np.asarray(a, np.float64).reshape(-1) for a in (u, v, depth))
+    x = (u - K[0, 2]) / K[0, 0] * z
+    y = (v - K[1, 2]) / K[1, 1] * z
+    points = np.stack([x, y, z, np.ones_like(z)], axis=1)
+    world: np.ndarray = (points @ pose.T)[:, :3]
+    return world
+
+
+def boxes_from_mask(mask: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each id: its visible box (x1, y1, x2, y2; pixel edges, so x2 = last column + 1) and its pixel
+    count in the mask. Ids with no pixel get count 0 and a box of NaN."""
+    ids = np.asarray(ids).reshape(-1)
+    boxes = np.full((len(ids), 4), np.nan, np.float32)
+    counts = np.zeros(len(ids), np.int64)
+    for i, object_id in enumerate(ids):
+        rows, cols = np.nonzero(mask == object_id)
+        if len(rows):
+            counts[i] = len(rows)
+            boxes[i] = (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)
+    return boxes, counts

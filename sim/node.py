@@ -1,0 +1,120 @@
+"""The simulator node: publishes camera frames, depth, camera info and ground truth of a PyBullet scene.
+
+Topics (relative, so a namespace or remapping moves them): camera/image (rgb8), camera/depth (32FC1,
+metres), camera/camera_info, ground_truth. All messages of one frame share one header. Services:
+~/reset (percept/Reset -> percept/Result).
+
+Clock: `realtime` paces physics (240 Hz) and frames (`rate`) to the wall clock and stamps frames with
+it; `fast` runs as fast as it can and stamps frames with the simulation time (ns since the scene was
+built), for benchmarks and dataset generation.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from perception import Node, run
+from perception.msgs import CameraInfo, GroundTruth, Header, Image, Pose, Reset, Result
+from sim.camera import CameraSpec, quaternion_from_matrix
+from sim.frames import Frame, capture
+from sim.tabletop import TabletopScene, params_from
+from sim.world import PHYSICS_HZ, World
+
+SCENES = ("tabletop",)
+CLOCKS = ("realtime", "fast")
+
+
+class SimNode(Node):
+    """PyBullet simulator: camera, depth, camera info and ground truth of a seeded scene."""
+
+    def __init__(self) -> None:
+        super().__init__("sim")
+        self.scene_name = self.declare_parameter("scene", "tabletop", f"one of {', '.join(SCENES)}")
+        self.seed = self.declare_parameter("seed", 0, "scene seed (same seed, same scene)")
+        self.scene_params: dict[str, Any] = self.declare_parameter(
+            "scene_params", {}, "scene parameters, e.g. {objects: 5, camera_jitter: 0.02}"
+        )
+        width = self.declare_parameter("width", 640, "image width", read_only=True)
+        height = self.declare_parameter("height", 480, "image height", read_only=True)
+        self.rate = self.declare_parameter("rate", 10.0, "camera frames per second (sim time)")
+        self.clock = self.declare_parameter("clock", "realtime", "realtime or fast")
+        renderer = self.declare_parameter("renderer", "auto", "auto, egl or tiny", read_only=True)
+        gui = self.declare_parameter("gui", False, "open PyBullet's window (needs a display)", read_only=True)
+        self.frame_id = self.declare_parameter("frame_id", "camera", "frame id of the images")
+        if self.clock not in CLOCKS:
+            raise ValueError(f"parameter 'clock': expected one of {', '.join(CLOCKS)}, found {self.clock!r}")
+        self.camera = CameraSpec(width=width, height=height)
+        self.world = World(renderer, gui)
+        self.declare_parameter("renderer_in_use", self.world.renderer, "the renderer chosen", read_only=True)
+        self.image_pub = self.create_publisher(Image, "camera/image")
+        self.depth_pub = self.create_publisher(Image, "camera/depth")
+        self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info")
+        self.truth_pub = self.create_publisher(GroundTruth, "ground_truth")
+        self.create_service("~/reset", Reset, Result, self.on_reset)
+        self.scene = self._build(self.scene_name, self.seed, self.scene_params)
+        self.seq = 0
+        period = 1.0 / self.rate if self.clock == "realtime" else 1e-4
+        self.create_timer(period, self.tick)
+
+    def _build(self, scene: str, seed: int, params: dict[str, Any]) -> TabletopScene:
+        if scene not in SCENES:
+            raise ValueError(f"unknown scene {scene!r}; scenes: {', '.join(SCENES)}")
+        return TabletopScene(self.world, params_from(params), seed, self.camera)
+
+    def on_reset(self, request: Reset) -> Result:
+        scene = request.scene or self.scene_name
+        params = request.params or self.scene_params
+        try:
+            self.scene = self._build(scene, request.seed, params)
+        except (ValueError, RuntimeError) as exc:
+            # The old scene is gone (the world was cleared): rebuild it so the node keeps publishing.
+            self.scene = self._build(self.scene_name, self.seed, self.scene_params)
+            return Result(success=False, message=str(exc))
+        self.scene_name, self.seed, self.scene_params = scene, request.seed, params
+        self.log.info("reset: %s scene, seed %d, %d objects", scene, request.seed, len(self.scene.objects))
+        return Result(success=True, message=f"{scene} scene with {len(self.scene.objects)} objects")
+
+    def tick(self) -> None:
+        self.world.step(max(1, round(PHYSICS_HZ / self.rate)))
+        frame = capture(self.scene)
+        stamp = time.time_ns() if self.clock == "realtime" else round(frame.sim_time_s * 1e9)
+        header = Header(stamp=stamp, frame_id=self.frame_id, seq=self.seq)
+        self.seq += 1
+        self.publish_frame(header, frame)
+
+    def publish_frame(self, header: Header, frame: Frame) -> None:
+        self.image_pub.publish(Image(header=header, data=frame.rgb, encoding="rgb8"))
+        self.depth_pub.publish(Image(header=header, data=frame.depth, encoding="32FC1"))
+        pose = Pose(position=tuple(frame.pose[:3, 3]), orientation=quaternion_from_matrix(frame.pose[:3, :3]))
+        self.info_pub.publish(
+            CameraInfo(
+                header=header,
+                width=self.camera.width,
+                height=self.camera.height,
+                K=frame.K,
+                D=np.zeros(5),
+                pose=pose,
+            )
+        )
+        self.truth_pub.publish(
+            GroundTruth(
+                header=header,
+                ids=frame.ids,
+                class_ids=frame.class_ids,
+                class_names=frame.class_names,
+                xyxy=frame.xyxy,
+                positions=frame.positions,
+                orientations=frame.orientations,
+                visible_fraction=frame.visible_fraction,
+            )
+        )
+
+    def on_shutdown(self) -> None:
+        self.world.close()
+
+
+if __name__ == "__main__":
+    run(SimNode)

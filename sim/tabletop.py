@@ -1,0 +1,184 @@
+"""The tabletop scene: a Franka Panda at a table, a tray beside it, and objects to pick, seeded.
+
+Object classes (class ids are the detector's, see sim/classes.py): cube and cylinder (primitives with
+random colours and sizes), mug, duck, teddy, soccer ball, lego brick and jenga block (pybullet_data
+meshes at the scales that fit the Panda's 8 cm gripper; masses and friction from the grasping notes).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pybullet as p
+
+from sim.camera import CameraSpec
+from sim.classes import TABLETOP_CLASSES, class_id
+from sim.world import World
+
+PANDA_HOME = (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785)
+TRAY_POSITION = (0.45, 0.52, 0.0)
+WORKSPACE = ((0.40, 0.65), (-0.25, 0.20))  # x and y ranges the Panda reaches top-down
+
+
+@dataclass(frozen=True)
+class MeshClass:
+    urdf: str
+    scale: float
+    radius: float  # footprint radius for placement, metres
+    euler: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    mass: float | None = None
+
+
+MESHES = {
+    "mug": MeshClass("objects/mug.urdf", 0.7, 0.045, mass=0.3),
+    "duck": MeshClass("duck_vhacd.urdf", 0.7, 0.045, euler=(math.pi / 2, 0.0, 0.0)),
+    "teddy": MeshClass("teddy_vhacd.urdf", 0.7, 0.045),
+    "soccerball": MeshClass("soccerball.urdf", 0.06, 0.035, mass=0.1),
+    "lego": MeshClass("lego/lego.urdf", 1.5, 0.035),
+    "jenga": MeshClass("jenga/jenga.urdf", 1.0, 0.045),
+}
+
+
+@dataclass
+class TabletopParams:
+    """Scene parameters; `reset` takes any of them by name."""
+
+    objects: int = 5
+    classes: list[str] = field(default_factory=lambda: list(TABLETOP_CLASSES))
+    camera_jitter: float = 0.0  # metres, uniform per axis, applied to the camera eye
+    light_jitter: float = 0.0  # spread of the light direction's x and y
+    table_color: list[float] | None = None  # RGBA; None: random grey-brown
+    random_colors: bool = True  # primitives get random colours
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.classes if c not in TABLETOP_CLASSES]
+        if unknown:
+            raise ValueError(f"unknown tabletop class {unknown[0]!r}; classes: {', '.join(TABLETOP_CLASSES)}")
+        if not self.classes:
+            raise ValueError("classes: expected at least one tabletop class, found none")
+        if self.objects < 0:
+            raise ValueError(f"objects: expected a count >= 0, found {self.objects}")
+
+
+@dataclass
+class SceneObject:
+    body: int
+    class_name: str
+    class_id: int
+    vertices: np.ndarray  # local-frame points on the object's surface, for its silhouette
+
+
+def params_from(values: dict[str, Any]) -> TabletopParams:
+    known = TabletopParams.__dataclass_fields__
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown tabletop parameter {unknown[0]!r}; parameters: {', '.join(known)}")
+    return TabletopParams(**values)
+
+
+class TabletopScene:
+    name = "tabletop"
+
+    def __init__(self, world: World, params: TabletopParams, seed: int, camera: CameraSpec) -> None:
+        self.world = world
+        self.params = params
+        self.rng = np.random.default_rng(seed)
+        self.objects: list[SceneObject] = []
+        client = world.client
+        world.reset()
+        table = p.loadURDF("plane.urdf", physicsClientId=client)
+        color = params.table_color or [*self.rng.uniform([0.35, 0.3, 0.25], [0.75, 0.65, 0.55]), 1.0]
+        p.changeVisualShape(table, -1, rgbaColor=color, physicsClientId=client)
+        self.robot = p.loadURDF("franka_panda/panda.urdf", useFixedBase=True, physicsClientId=client)
+        for joint, angle in enumerate(PANDA_HOME):
+            p.resetJointState(self.robot, joint, angle, physicsClientId=client)
+        for finger in (9, 10):
+            p.resetJointState(self.robot, finger, 0.04, physicsClientId=client)
+        self.tray = p.loadURDF("tray/traybox.urdf", TRAY_POSITION, globalScaling=0.5, physicsClientId=client)
+        jitter = self.rng.uniform(-1, 1, 3) * params.camera_jitter
+        self.camera = CameraSpec(
+            width=camera.width,
+            height=camera.height,
+            fov_deg=camera.fov_deg,
+            near=camera.near,
+            far=camera.far,
+            eye=tuple(np.add(camera.eye, jitter)),
+            target=camera.target,
+            up=camera.up,  # type: ignore[arg-type]
+        )
+        spread = self.rng.uniform(-1, 1, 2) * params.light_jitter
+        self.light_direction = (0.5 + spread[0], -0.3 + spread[1], 1.0)
+        self._place_objects()
+        world.step(PHYSICS_SETTLE_STEPS)  # let everything come to rest before the first frame
+
+    def _place_objects(self) -> None:
+        choices = [self.rng.choice(self.params.classes) for _ in range(self.params.objects)]
+        radii = [MESHES[c].radius if c in MESHES else 0.04 for c in choices]
+        placed: list[tuple[float, float, float]] = []
+        (x0, x1), (y0, y1) = WORKSPACE
+        for name, radius in zip(choices, radii, strict=True):
+            for _ in range(500):
+                x, y = self.rng.uniform(x0 + radius, x1 - radius), self.rng.uniform(y0 + radius, y1 - radius)
+                if all(math.hypot(x - px, y - py) >= radius + pr + 0.01 for px, py, pr in placed):
+                    placed.append((x, y, radius))
+                    break
+            else:
+                raise ValueError(
+                    f"cannot place {self.params.objects} objects without overlap in the "
+                    f"{x1 - x0:.2f} x {y1 - y0:.2f} m workspace (placed {len(placed)}); ask for fewer"
+                )
+            self.objects.append(self._spawn(str(name), x, y, float(self.rng.uniform(-math.pi, math.pi))))
+
+    def _spawn(self, name: str, x: float, y: float, yaw: float) -> SceneObject:
+        client = self.world.client
+        if name in MESHES:
+            mesh = MESHES[name]
+            orientation = p.getQuaternionFromEuler([mesh.euler[0], mesh.euler[1], yaw])
+            body = p.loadURDF(
+                mesh.urdf, [x, y, 0.06], orientation, globalScaling=mesh.scale, physicsClientId=client
+            )
+            if mesh.mass is not None:
+                p.changeDynamics(body, -1, mass=mesh.mass, physicsClientId=client)
+            mesh_data = p.getMeshData(body, physicsClientId=client)
+            vertices = np.asarray(mesh_data[1], np.float64) if mesh_data[0] else np.zeros((0, 3))
+        else:
+            color = (
+                [*self.rng.uniform(0.1, 1.0, 3), 1.0] if self.params.random_colors else [0.8, 0.2, 0.2, 1.0]
+            )
+            if name == "cube":
+                half = float(self.rng.uniform(0.02, 0.03))
+                shape = dict(shapeType=p.GEOM_BOX, halfExtents=[half] * 3)
+                vertices = np.array(
+                    [[sx, sy, sz] for sx in (-half, half) for sy in (-half, half) for sz in (-half, half)]
+                )
+                height = half
+            else:  # cylinder
+                radius, length = float(self.rng.uniform(0.02, 0.03)), float(self.rng.uniform(0.06, 0.08))
+                shape = dict(shapeType=p.GEOM_CYLINDER, radius=radius, length=length)
+                angles = np.linspace(0, 2 * math.pi, 24, endpoint=False)
+                ring = np.stack([radius * np.cos(angles), radius * np.sin(angles)], axis=1)
+                vertices = np.concatenate([np.c_[ring, np.full(24, z)] for z in (-length / 2, length / 2)])
+                height = length / 2
+            visual_shape = {**shape}
+            if "length" in visual_shape:
+                visual_shape["length"] = shape["length"]
+            collision = p.createCollisionShape(
+                **{k.replace("length", "height"): v for k, v in shape.items()}, physicsClientId=client
+            )
+            visual = p.createVisualShape(rgbaColor=color, **shape, physicsClientId=client)
+            body = p.createMultiBody(
+                0.1,
+                collision,
+                visual,
+                [x, y, height + 0.002],
+                p.getQuaternionFromEuler([0, 0, yaw]),
+                physicsClientId=client,
+            )
+        p.changeDynamics(body, -1, lateralFriction=1.0, spinningFriction=0.01, physicsClientId=client)
+        return SceneObject(body, name, class_id(name), vertices)
+
+
+PHYSICS_SETTLE_STEPS = 120
