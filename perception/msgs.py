@@ -371,3 +371,27 @@ class Reset(Message):
     seed: int = 0
     scene: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+
+
+@message("percept/ExecuteGrasp")
+@dataclass(slots=True)
+class ExecuteGrasp(Message):
+    """Request: grasp at `pose` (the point between the fingertips, world frame; the gripper's z axis is
+    the approach direction) with the fingers opened to `width` metres, then lift; `place` drops a held
+    object in the tray."""
+
+    pose: Pose = field(default_factory=Pose)
+    width: float = 0.08
+    place: bool = True
+
+
+@message("percept/GraspResult")
+@dataclass(slots=True)
+class GraspResult(Message):
+    """Reply: whether the object was lifted at least 10 cm and held for 1 s of sim time, and why not."""
+
+    success: bool = False
+    reason: str = ""
+    object_id: int = -1
+    lifted_m: float = 0.0
+    placed: bool = False

@@ -2,7 +2,8 @@
 
 Topics (relative, so a namespace or remapping moves them): camera/image (rgb8), camera/depth (32FC1,
 metres), camera/camera_info, ground_truth. All messages of one frame share one header. Services:
-~/reset (percept/Reset -> percept/Result).
+~/reset (percept/Reset -> percept/Result) and, in the tabletop scene, ~/execute_grasp
+(percept/ExecuteGrasp -> percept/GraspResult); frames keep coming while the arm moves.
 
 Clock: `realtime` paces physics (240 Hz) and frames (`rate`) to the wall clock and stamps frames with
 it; `fast` runs as fast as it can and stamps frames with the simulation time (ns since the scene was
@@ -17,9 +18,20 @@ from typing import Any
 import numpy as np
 
 from perception import Node, run
-from perception.msgs import CameraInfo, GroundTruth, Header, Image, Pose, Reset, Result
+from perception.msgs import (
+    CameraInfo,
+    ExecuteGrasp,
+    GraspResult,
+    GroundTruth,
+    Header,
+    Image,
+    Pose,
+    Reset,
+    Result,
+)
 from sim.camera import CameraSpec, quaternion_from_matrix
 from sim.frames import Frame, capture
+from sim.grasp import Panda, execute_grasp
 from sim.tabletop import TabletopScene, params_from
 from sim.world import PHYSICS_HZ, World
 
@@ -54,15 +66,21 @@ class SimNode(Node):
         self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info")
         self.truth_pub = self.create_publisher(GroundTruth, "ground_truth")
         self.create_service("~/reset", Reset, Result, self.on_reset)
-        self.scene = self._build(self.scene_name, self.seed, self.scene_params)
+        self.create_service("~/execute_grasp", ExecuteGrasp, GraspResult, self.on_execute_grasp)
         self.seq = 0
+        self.steps_per_frame = max(1, round(PHYSICS_HZ / self.rate))
+        self._steps_since_frame = 0
+        self.scene = self._build(self.scene_name, self.seed, self.scene_params)
         period = 1.0 / self.rate if self.clock == "realtime" else 1e-4
         self.create_timer(period, self.tick)
 
     def _build(self, scene: str, seed: int, params: dict[str, Any]) -> TabletopScene:
+        self._motion_started = (time.monotonic(), 0.0)
         if scene not in SCENES:
             raise ValueError(f"unknown scene {scene!r}; scenes: {', '.join(SCENES)}")
-        return TabletopScene(self.world, params_from(params), seed, self.camera)
+        scene_ = TabletopScene(self.world, params_from(params), seed, self.camera)
+        self.panda = Panda(self.world, scene_.robot, on_step=self._during_motion)
+        return scene_
 
     def on_reset(self, request: Reset) -> Result:
         scene = request.scene or self.scene_name
@@ -77,8 +95,47 @@ class SimNode(Node):
         self.log.info("reset: %s scene, seed %d, %d objects", scene, request.seed, len(self.scene.objects))
         return Result(success=True, message=f"{scene} scene with {len(self.scene.objects)} objects")
 
+    def on_execute_grasp(self, request: ExecuteGrasp) -> GraspResult:
+        pose = request.pose
+        self._motion_started = (time.monotonic(), self.world.time_s)
+        outcome = execute_grasp(
+            self.panda,
+            [o.body for o in self.scene.objects],
+            pose.position,
+            pose.orientation,
+            request.width,
+            request.place,
+        )
+        if outcome.placed:  # it left the table: no longer an object to pick
+            self.scene.objects = [o for o in self.scene.objects if o.body != outcome.object_id]
+        self.log.info("grasp at %s: %s", tuple(round(v, 3) for v in pose.position), outcome.reason)
+        return GraspResult(
+            success=outcome.success,
+            reason=outcome.reason,
+            object_id=outcome.object_id,
+            lifted_m=outcome.lifted_m,
+            placed=outcome.placed,
+        )
+
     def tick(self) -> None:
-        self.world.step(max(1, round(PHYSICS_HZ / self.rate)))
+        self.world.step(self.steps_per_frame)
+        self._publish_now()
+
+    def _during_motion(self) -> None:
+        """Called after each physics step of a grasp: keep publishing frames at the camera rate, and in
+        real time keep the simulation from running ahead of the clock."""
+        self._steps_since_frame += 1
+        if self._steps_since_frame < self.steps_per_frame:
+            return
+        self._publish_now()
+        if self.clock == "realtime":
+            wall_start, sim_start = self._motion_started
+            ahead = (self.world.time_s - sim_start) - (time.monotonic() - wall_start)
+            if ahead > 0:
+                time.sleep(ahead)
+
+    def _publish_now(self) -> None:
+        self._steps_since_frame = 0
         frame = capture(self.scene)
         stamp = time.time_ns() if self.clock == "realtime" else round(frame.sim_time_s * 1e9)
         header = Header(stamp=stamp, frame_id=self.frame_id, seq=self.seq)

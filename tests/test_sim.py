@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pybullet as p
@@ -10,10 +11,11 @@ import pytest
 from conftest import spin_until
 
 from perception import Node
-from perception.msgs import CameraInfo, GroundTruth, Image, Reset, Result
+from perception.msgs import CameraInfo, ExecuteGrasp, GraspResult, GroundTruth, Image, Pose, Reset, Result
 from sim.camera import CameraSpec, back_project, boxes_from_mask, intrinsics, quaternion_from_matrix
 from sim.frames import capture
-from sim.tabletop import TabletopParams, TabletopScene, params_from
+from sim.grasp import Panda, execute_grasp, top_down
+from sim.tabletop import TRAY_POSITION, TabletopParams, TabletopScene, params_from
 from sim.world import World
 
 
@@ -163,3 +165,90 @@ def test_sim_node_publishes_one_stamp_per_frame_and_resets(context, spawn):
         assert not refused.success and "unknown tabletop class 'unicorn'" in refused.message
         truths.clear()
         spin_until(node, lambda: len(truths) >= 2, timeout_s=30, what="frames after a refused reset")
+
+
+@pytest.fixture(scope="module")
+def physics():
+    world = World("tiny")
+    yield world
+    world.close()
+
+
+def _centre(world: World, body: int) -> tuple[float, float, float]:
+    low, high = p.getAABB(body, physicsClientId=world.client)
+    return ((low[0] + high[0]) / 2, (low[1] + high[1]) / 2, (low[2] + high[2]) / 2)
+
+
+@pytest.mark.parametrize(
+    ("cls", "across"), [("cube", 0.0), ("cylinder", 0.0), ("mug", 0.0), ("jenga", -math.pi / 2)]
+)
+def test_execute_grasp_lifts_an_object_in_reach_and_drops_it_in_the_tray(physics, cls, across):
+    tabletop = TabletopScene(
+        physics, TabletopParams(objects=1, classes=[cls]), 2, CameraSpec(width=64, height=48)
+    )
+    body = tabletop.objects[0].body
+    yaw = p.getEulerFromQuaternion(p.getBasePositionAndOrientation(body, physicsClientId=physics.client)[1])[
+        2
+    ]
+    outcome = execute_grasp(
+        Panda(physics, tabletop.robot),
+        [body],
+        _centre(physics, body),
+        top_down(yaw + math.pi / 2 + across),
+        0.08,
+    )
+    assert outcome.success and outcome.reason == "held" and outcome.object_id == body
+    assert outcome.lifted_m >= 0.10 and outcome.placed
+    x, y, _ = p.getBasePositionAndOrientation(body, physicsClientId=physics.client)[0]
+    assert abs(x - TRAY_POSITION[0]) < 0.15 and abs(y - TRAY_POSITION[1]) < 0.15  # in the tray
+
+
+@pytest.mark.parametrize(
+    ("position", "width", "reason"),
+    [
+        ((1.2, 0.0, 0.05), 0.08, r"out of reach: inverse kinematics misses \(1.2, 0, 0.05\) by \d+ mm"),
+        ((0.5, 0.0, 0.05), 0.12, r"opening width 0.120 m is outside \(0, 0.08\] m"),
+        ((0.5, 0.2, 0.02), 0.08, r"the object rose -?0.0 cm, less than 10 cm"),  # nothing there to grasp
+    ],
+)
+def test_execute_grasp_fails_with_a_reason(physics, position, width, reason):
+    tabletop = TabletopScene(
+        physics, TabletopParams(objects=1, classes=["cube"]), 2, CameraSpec(width=64, height=48)
+    )
+    body = tabletop.objects[0].body
+    outcome = execute_grasp(Panda(physics, tabletop.robot), [body], position, top_down(0.0), width)
+    assert not outcome.success and not outcome.placed
+    assert re.fullmatch(reason, outcome.reason), outcome.reason
+
+
+def test_execute_grasp_service_picks_the_cube_it_sees(context, spawn):
+    spawn(
+        "run",
+        "sim.node:SimNode",
+        "-p",
+        "clock:=fast",
+        "-p",
+        "renderer:=tiny",
+        "-p",
+        "width:=160",
+        "-p",
+        "height:=120",
+        "-p",
+        "scene_params:={objects: 1, classes: [cube]}",
+    )
+    truths: list[GroundTruth] = []
+    with Node("picker", context=context) as node:
+        node.create_subscription(GroundTruth, "/ground_truth", truths.append)
+        spin_until(node, lambda: truths and len(truths[-1].ids) == 1, timeout_s=60, what="the cube")
+        truth = truths[-1]
+        x, y, z = truth.positions[0]
+        yaw = p.getEulerFromQuaternion(tuple(truth.orientations[0]))[2]
+        grasp = node.create_client("/sim/execute_grasp", ExecuteGrasp, GraspResult)
+        assert grasp.wait_for_service(10)
+        result = grasp.call(
+            ExecuteGrasp(pose=Pose((x, y, z), top_down(yaw + math.pi / 2)), width=0.08), timeout_s=60
+        )
+        assert result.success and result.placed, result.reason
+        assert result.object_id == int(truth.ids[0])
+        truths.clear()
+        spin_until(node, lambda: truths and len(truths[-1].ids) == 0, timeout_s=30, what="an empty table")

@@ -1,0 +1,209 @@
+"""Grasp execution with the Franka Panda: inverse kinematics, a parallel-jaw close, lift, hold, place.
+
+Settings measured in PyBullet 3.2.7 (shared/field-notes-grasping.md): IK on link 11 (the grasp target,
+10.5 cm below the hand) with joint damping 0.01 converges to < 0.1 mm in 20 iterations; the fingers are
+geared together (URDF mimic joints are ignored); 40 N finger force and friction 1.0 hold every object
+of the tabletop set; a top-down grasp at yaw psi closes the fingers along (sin psi, -cos psi, 0), and a
+yaw within a half turn of atan2(y, x) keeps joint 7 inside its limits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pybullet as p
+
+from sim.world import PHYSICS_HZ, World
+
+GRASP_LINK = 11
+FINGERS = (9, 10)
+ARM_JOINTS = tuple(range(7))
+MAX_OPENING = 0.08  # metres between the fingers
+FINGER_FORCE = 40.0
+LIFT_HEIGHT = 0.20
+SUCCESS_LIFT = 0.10  # the object must rise this much ...
+HOLD_S = 1.0  # ... and stay up this long
+SPEED = 0.3  # metres per second along Cartesian lines
+TRAY_DROP = (0.45, 0.52, 0.30)
+
+
+@dataclass
+class GraspOutcome:
+    success: bool
+    reason: str
+    object_id: int = -1  # the body grasped (nearest to the grasp point), -1 if none
+    lifted_m: float = 0.0  # how far that object rose by the end of the hold
+    placed: bool = False
+
+
+class Panda:
+    def __init__(self, world: World, robot: int, on_step: Callable[[], None] | None = None) -> None:
+        self.world = world
+        self.robot = robot
+        self.on_step = on_step or (lambda: None)
+        client = world.client
+        gear = p.createConstraint(
+            robot,
+            FINGERS[0],
+            robot,
+            FINGERS[1],
+            p.JOINT_GEAR,
+            [1, 0, 0],
+            [0, 0, 0],
+            [0, 0, 0],
+            physicsClientId=client,
+        )
+        p.changeConstraint(gear, gearRatio=-1, erp=0.1, maxForce=50, physicsClientId=client)
+        for finger in FINGERS:
+            p.changeDynamics(robot, finger, lateralFriction=1.0, spinningFriction=0.1, physicsClientId=client)
+        self.forces = [p.getJointInfo(robot, j, physicsClientId=client)[10] for j in ARM_JOINTS]
+        self.fingers = 0.04
+
+    # -- motion primitives ----------------------------------------------------------------------------
+
+    def hand_pose(self) -> tuple[np.ndarray, tuple[float, ...]]:
+        state = p.getLinkState(
+            self.robot, GRASP_LINK, computeForwardKinematics=True, physicsClientId=self.world.client
+        )
+        return np.array(state[4]), tuple(state[5])
+
+    def solve(self, position: np.ndarray, orientation: tuple[float, ...]) -> list[float]:
+        """Arm joint angles that put the grasp link at a pose (seeded from the current state)."""
+        angles = p.calculateInverseKinematics(
+            self.robot,
+            GRASP_LINK,
+            list(position),
+            list(orientation),
+            jointDamping=[0.01] * 9,
+            maxNumIterations=20,
+            physicsClientId=self.world.client,
+        )
+        return list(angles[:7])
+
+    def reach_error(self, position: np.ndarray, orientation: tuple[float, ...]) -> float:
+        """How far (metres) the IK solution for a pose leaves the grasp link from it; the arm's state,
+        velocities included, is restored afterwards."""
+        client = self.world.client
+        saved = [p.getJointState(self.robot, j, physicsClientId=client)[:2] for j in ARM_JOINTS]
+        for _ in range(3):  # IK is seeded from the current state: iterate from the solution
+            for joint, angle in zip(ARM_JOINTS, self.solve(position, orientation), strict=True):
+                p.resetJointState(self.robot, joint, angle, physicsClientId=client)
+        reached = np.array(
+            p.getLinkState(self.robot, GRASP_LINK, computeForwardKinematics=True, physicsClientId=client)[4]
+        )
+        for joint, (angle, velocity) in zip(ARM_JOINTS, saved, strict=True):
+            p.resetJointState(self.robot, joint, angle, velocity, physicsClientId=client)
+        return float(np.linalg.norm(reached - position))
+
+    def move(self, position: np.ndarray, orientation: tuple[float, ...]) -> None:
+        """A straight Cartesian line with a cosine speed profile, IK every step, then settle."""
+        start, _ = self.hand_pose()
+        distance = float(np.linalg.norm(position - start))
+        steps = max(24, int(distance / SPEED * PHYSICS_HZ))
+        for i in range(1, steps + 1):
+            s = 0.5 - 0.5 * math.cos(math.pi * i / steps)
+            self._drive(start + (position - start) * s, orientation)
+        for _ in range(48):
+            self._drive(position, orientation)
+
+    def grip(self, width: float, seconds: float) -> None:
+        self.fingers = width / 2
+        position, orientation = self.hand_pose()
+        for _ in range(int(seconds * PHYSICS_HZ)):
+            self._drive(position, orientation, track=False)
+
+    def _drive(self, position: np.ndarray, orientation: tuple[float, ...], track: bool = True) -> None:
+        client = self.world.client
+        if track:
+            angles = self.solve(position, orientation)
+            p.setJointMotorControlArray(
+                self.robot,
+                list(ARM_JOINTS),
+                p.POSITION_CONTROL,
+                targetPositions=angles,
+                forces=self.forces,
+                physicsClientId=client,
+            )
+        for finger in FINGERS:
+            p.setJointMotorControl2(
+                self.robot,
+                finger,
+                p.POSITION_CONTROL,
+                targetPosition=self.fingers,
+                force=FINGER_FORCE,
+                physicsClientId=client,
+            )
+        self.world.step()
+        self.on_step()
+
+
+def top_down(yaw: float) -> tuple[float, ...]:
+    return tuple(p.getQuaternionFromEuler([math.pi, 0.0, yaw]))
+
+
+def normalise_yaw(orientation: tuple[float, ...], position: np.ndarray) -> tuple[float, ...]:
+    """A parallel-jaw grasp is the same turned half a turn about its approach axis: pick the turn whose
+    yaw is nearest atan2(y, x), so joint 7 stays inside its limits (only for near top-down grasps)."""
+    rotation = np.array(p.getMatrixFromQuaternion(orientation)).reshape(3, 3)
+    if rotation[2, 2] > -0.8:  # approach axis (the hand's z) not pointing down: leave it
+        return orientation
+    yaw = math.atan2(rotation[1, 0], rotation[0, 0])
+    facing = math.atan2(position[1], position[0])
+    candidates = [yaw, yaw + math.pi, yaw - math.pi]
+    best = min(candidates, key=lambda y: abs(math.remainder(y - facing, 2 * math.pi)))
+    turn = p.getQuaternionFromEuler([0.0, 0.0, best - yaw])
+    return tuple(p.multiplyTransforms([0, 0, 0], turn, [0, 0, 0], orientation)[1])
+
+
+def execute_grasp(
+    panda: Panda,
+    objects: list[int],
+    position: tuple[float, float, float],
+    orientation: tuple[float, float, float, float],
+    width: float,
+    place: bool = True,
+) -> GraspOutcome:
+    """Approach from above, close to `width` (the fingers then squeeze), lift, hold, and optionally drop
+    the object in the tray. Success: the grasped object rose at least 10 cm and stayed up for 1 s."""
+    client = panda.world.client
+    if not 0.0 < width <= MAX_OPENING:
+        return GraspOutcome(False, f"opening width {width:.3f} m is outside (0, {MAX_OPENING}] m")
+    target = np.asarray(position, np.float64)
+    approach = normalise_yaw(orientation, target)
+    error = panda.reach_error(target, approach)
+    if error > 0.01:
+        return GraspOutcome(
+            False,
+            f"out of reach: inverse kinematics misses ({', '.join(f'{v:g}' for v in np.round(target, 3))}) by "
+            f"{error * 1000:.0f} mm",
+        )
+    heights = {body: p.getBasePositionAndOrientation(body, physicsClientId=client)[0] for body in objects}
+    nearest = min(heights, key=lambda b: np.linalg.norm(np.subtract(heights[b], target)), default=-1)
+    panda.grip(MAX_OPENING, 0.2)
+    panda.move(target + np.array([0.0, 0.0, 0.12]), approach)
+    panda.move(target, approach)
+    panda.grip(0.0, 0.5)  # squeeze: the object stops the fingers at its width
+    panda.move(target + np.array([0.0, 0.0, LIFT_HEIGHT]), approach)
+    start_z = heights[nearest][2] if nearest >= 0 else 0.0
+    lowest = math.inf
+    for _ in range(int(HOLD_S * PHYSICS_HZ)):
+        panda.grip(0.0, 1.0 / PHYSICS_HZ)
+        if nearest >= 0:
+            lowest = min(lowest, p.getBasePositionAndOrientation(nearest, physicsClientId=client)[0][2])
+    lifted = (lowest - start_z) if nearest >= 0 else 0.0
+    success = lifted >= SUCCESS_LIFT
+    placed = False
+    if success and place:
+        panda.move(np.array(TRAY_DROP), top_down(math.atan2(TRAY_DROP[1], TRAY_DROP[0]) - math.pi / 2))
+        panda.grip(MAX_OPENING, 0.5)
+        placed = True
+    if not success:
+        panda.grip(MAX_OPENING, 0.3)
+    panda.move(np.array([0.4, 0.0, 0.4]), top_down(0.0))
+    reason = (
+        "held" if success else f"the object rose {lifted * 100:.1f} cm, less than {SUCCESS_LIFT * 100:.0f} cm"
+    )
+    return GraspOutcome(success, reason, nearest, lifted, placed)
