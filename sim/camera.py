@@ -131,13 +131,26 @@ def back_project(
 
 def boxes_from_mask(mask: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each id: its visible box (x1, y1, x2, y2; pixel edges, so x2 = last column + 1) and its pixel
-    count in the mask. Ids with no pixel get count 0 and a box of NaN."""
-    ids = np.asarray(ids).reshape(-1)
+    count in the mask. Ids with no pixel get count 0 and a box of NaN. One pass over the mask."""
+    ids = np.asarray(ids, np.int64).reshape(-1)
     boxes = np.full((len(ids), 4), np.nan, np.float32)
     counts = np.zeros(len(ids), np.int64)
-    for i, object_id in enumerate(ids):
-        rows, cols = np.nonzero(mask == object_id)
-        if len(rows):
-            counts[i] = len(rows)
-            boxes[i] = (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)
+    if len(ids) == 0 or ids.max() < 0:
+        return boxes, counts
+    lookup = np.full(int(ids.max()) + 2, -1, np.int64)  # mask value -> index in ids (last slot: others)
+    lookup[ids[ids >= 0]] = np.flatnonzero(ids >= 0)
+    flat = np.asarray(mask).reshape(-1)
+    index = lookup[np.clip(flat, -1, len(lookup) - 1)]  # -1 and values beyond the ids map to -1
+    pixels = np.flatnonzero(index >= 0)
+    which = index[pixels]
+    rows, cols = np.divmod(pixels, mask.shape[1])
+    counts[:] = np.bincount(which, minlength=len(ids))
+    low = np.full((len(ids), 2), np.iinfo(np.int64).max)
+    high = np.full((len(ids), 2), -1)
+    np.minimum.at(low, (which, 0), cols)
+    np.minimum.at(low, (which, 1), rows)
+    np.maximum.at(high, (which, 0), cols)
+    np.maximum.at(high, (which, 1), rows)
+    seen = counts > 0
+    boxes[seen] = np.concatenate([low[seen], high[seen] + 1], axis=1)
     return boxes, counts

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
 import pybullet as p
+import pybullet_data
 
 from sim.camera import CameraSpec
 from sim.classes import TABLETOP_CLASSES, class_id
@@ -142,8 +145,7 @@ class TabletopScene:
             )
             if mesh.mass is not None:
                 p.changeDynamics(body, -1, mass=mesh.mass, physicsClientId=client)
-            mesh_data = p.getMeshData(body, physicsClientId=client)
-            vertices = np.asarray(mesh_data[1], np.float64) if mesh_data[0] else np.zeros((0, 3))
+            vertices = _mesh_vertices(client, body, mesh.urdf, mesh.scale)
         else:
             color = (
                 [*self.rng.uniform(0.1, 1.0, 3), 1.0] if self.params.random_colors else [0.8, 0.2, 0.2, 1.0]
@@ -182,3 +184,26 @@ class TabletopScene:
 
 
 PHYSICS_SETTLE_STEPS = 120
+
+
+def _mesh_vertices(client: int, body: int, urdf: str, scaling: float, most: int = 400) -> np.ndarray:
+    """The object's visual mesh vertices in its base (inertial) frame, read from the URDF's mesh file.
+    (getMeshData returns nothing for some files and getVisualShapeData no file name under EGL; bounding
+    boxes of meshes are about 1.4 cm loose per side, too coarse for a 3 cm brick's silhouette.)"""
+    path = Path(pybullet_data.getDataPath()) / urdf
+    visual = ElementTree.parse(path).getroot().find("link/visual")
+    if visual is None or (mesh := visual.find("geometry/mesh")) is None:
+        raise ValueError(f"{path}: expected a link with a visual mesh")
+    origin = visual.find("origin")
+    xyz = np.array((origin.get("xyz", "0 0 0") if origin is not None else "0 0 0").split(), np.float64)
+    rpy = [float(v) for v in (origin.get("rpy", "0 0 0") if origin is not None else "0 0 0").split()]
+    mesh_scale = np.array(mesh.get("scale", "1 1 1").split(), np.float64)
+    with open(path.parent / mesh.get("filename", "")) as obj:
+        points = np.array([line.split()[1:4] for line in obj if line.startswith("v ")], np.float64)
+    if len(points) > most:  # enough for a silhouette; keep it cheap per frame
+        points = points[np.linspace(0, len(points) - 1, most).astype(int)]
+    visual_rotation = np.array(p.getMatrixFromQuaternion(p.getQuaternionFromEuler(rpy))).reshape(3, 3)
+    in_link = (points * mesh_scale) @ visual_rotation.T * scaling + xyz * scaling
+    inertial_position, inertial_orientation = p.getDynamicsInfo(body, -1, physicsClientId=client)[3:5]
+    inertial_rotation = np.array(p.getMatrixFromQuaternion(inertial_orientation)).reshape(3, 3)
+    return np.asarray((in_link - np.asarray(inertial_position)) @ inertial_rotation)

@@ -11,6 +11,7 @@ import logging
 import pkgutil
 from typing import Any
 
+import cv2
 import numpy as np
 import pybullet as p
 import pybullet_data
@@ -78,10 +79,10 @@ class World:
             renderer=renderer,
             physicsClientId=self.client,
         )
-        rgb = np.asarray(rgba, np.uint8).reshape(spec.height, spec.width, 4)[..., :3]
+        rgb = cv2.cvtColor(np.asarray(rgba, np.uint8).reshape(spec.height, spec.width, 4), cv2.COLOR_RGBA2RGB)
         depth_m = depth_from_buffer(np.asarray(depth).reshape(spec.height, spec.width), spec.near, spec.far)
         mask = np.asarray(seg, np.int32).reshape(spec.height, spec.width)
-        return np.ascontiguousarray(rgb), depth_m, mask
+        return rgb, depth_m, mask
 
     def close(self) -> None:
         p.disconnect(physicsClientId=self.client)

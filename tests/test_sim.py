@@ -53,7 +53,7 @@ def test_ground_truth_boxes_are_the_segmentation_extents(world):
     for body, box, fraction in zip(frame.ids, frame.xyxy, frame.visible_fraction, strict=True):
         rows, cols = np.nonzero(frame.mask == body)
         assert tuple(box) == (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)
-        assert 0.3 < fraction <= 1.0  # nothing hides these objects much in this seed
+        assert 0.5 < fraction <= 1.0  # nothing hides these objects much in this seed
     background = np.isnan(frame.depth)
     assert not background[frame.mask >= 0].any()  # every rendered object pixel has a depth
 
@@ -252,3 +252,37 @@ def test_execute_grasp_service_picks_the_cube_it_sees(context, spawn):
         assert result.object_id == int(truth.ids[0])
         truths.clear()
         spin_until(node, lambda: truths and len(truths[-1].ids) == 0, timeout_s=30, what="an empty table")
+
+
+def test_bench_sim_json_contract():
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "perception.cli",
+            "bench",
+            "sim",
+            "--renderers",
+            "tiny",
+            "--resolutions",
+            "320x240",
+            "--frames",
+            "3",
+            "--json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout.strip().splitlines()[-1])["results"]
+    assert (row["renderer"], row["width"], row["height"]) == ("tiny", 320, 240)
+    assert row["fps"] > 0 and row["bare_fps"] > 0
+    assert row["overhead"] == pytest.approx(1 - row["fps"] / row["bare_fps"], abs=0.01)

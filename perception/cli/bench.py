@@ -1,4 +1,4 @@
-"""percept bench bus (later issues add sim, detect, grasp, track)"""
+"""percept bench bus | sim (later issues add detect, grasp, track)"""
 
 from __future__ import annotations
 
@@ -18,6 +18,13 @@ def register(verbs: Any) -> None:
     p.add_argument("--seconds", type=float, default=1.5, help="length of each throughput phase")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=_bus)
+
+    p = bench.add_parser("sim", help="Simulator node frames/s against a bare getCameraImage loop.")
+    p.add_argument("--renderers", default="egl,tiny", help="comma-separated: egl, tiny")
+    p.add_argument("--resolutions", default="320x240,640x480", help="comma-separated sizes")
+    p.add_argument("--frames", type=int, default=60, help="frames per side, per renderer and size")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.set_defaults(func=_sim)
 
 
 def _bus(args: argparse.Namespace) -> int:
@@ -43,4 +50,28 @@ def _bus(args: argparse.Namespace) -> int:
     print("ratio: ours / raw pyzmq (latency lower is better, throughput higher is better)")
     if args.json:
         print(bus.as_json(rows, settings))
+    return 0
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from perception.bench import sim
+    from perception.errors import PerceptError
+
+    renderers = [r.strip() for r in args.renderers.split(",") if r.strip()]
+    sizes = [s.strip() for s in args.resolutions.split(",") if s.strip()]
+    bad = [r for r in renderers if r not in ("egl", "tiny")] + [s for s in sizes if s not in sim.RESOLUTIONS]
+    if bad:
+        raise PerceptError(
+            f"unknown renderer or size {bad[0]!r}; renderers: egl, tiny; sizes: {', '.join(sim.RESOLUTIONS)}"
+        )
+    settings = {"frames": args.frames, "scene": "tabletop", "objects": 5}
+    print(f"sim benchmark: {settings}", flush=True)
+    rows = sim.run(renderers, sizes, args.frames)
+    print(sim.table(rows))
+    print(
+        "overhead = 1 - node fps / bare fps: the node's work beyond rendering (conversion, depth, ground "
+        "truth, publishing)"
+    )
+    if args.json:
+        print(sim.as_json(rows, settings))
     return 0
