@@ -29,13 +29,13 @@ from perception.msgs import (
     Reset,
     Result,
 )
+from sim import driving, tabletop
 from sim.camera import CameraSpec, quaternion_from_matrix
 from sim.frames import Frame, capture
 from sim.grasp import Panda, execute_grasp
-from sim.tabletop import TabletopScene, params_from
 from sim.world import PHYSICS_HZ, World
 
-SCENES = ("tabletop",)
+SCENES = ("tabletop", "driving")
 CLOCKS = ("realtime", "fast")
 
 
@@ -74,13 +74,18 @@ class SimNode(Node):
         period = 1.0 / self.rate if self.clock == "realtime" else 1e-4
         self.create_timer(period, self.tick)
 
-    def _build(self, scene: str, seed: int, params: dict[str, Any]) -> TabletopScene:
+    def _build(
+        self, scene: str, seed: int, params: dict[str, Any]
+    ) -> tabletop.TabletopScene | driving.DrivingScene:
         self._motion_started = (time.monotonic(), 0.0)
-        if scene not in SCENES:
-            raise ValueError(f"unknown scene {scene!r}; scenes: {', '.join(SCENES)}")
-        scene_ = TabletopScene(self.world, params_from(params), seed, self.camera)
-        self.panda = Panda(self.world, scene_.robot, on_step=self._during_motion)
-        return scene_
+        if scene == "tabletop":
+            table = tabletop.TabletopScene(self.world, tabletop.params_from(params), seed, self.camera)
+            self.panda: Panda | None = Panda(self.world, table.robot, on_step=self._during_motion)
+            return table
+        if scene == "driving":
+            self.panda = None
+            return driving.DrivingScene(self.world, driving.params_from(params), seed, self.camera)
+        raise ValueError(f"unknown scene {scene!r}; scenes: {', '.join(SCENES)}")
 
     def on_reset(self, request: Reset) -> Result:
         scene = request.scene or self.scene_name
@@ -97,6 +102,10 @@ class SimNode(Node):
 
     def on_execute_grasp(self, request: ExecuteGrasp) -> GraspResult:
         pose = request.pose
+        if self.panda is None:
+            return GraspResult(
+                success=False, reason=f"execute_grasp needs the tabletop scene, not {self.scene_name}"
+            )
         self._motion_started = (time.monotonic(), self.world.time_s)
         outcome = execute_grasp(
             self.panda,
@@ -106,7 +115,7 @@ class SimNode(Node):
             request.width,
             request.place,
         )
-        if outcome.placed:  # it left the table: no longer an object to pick
+        if outcome.placed and isinstance(self.scene, tabletop.TabletopScene):  # off the table: not to pick
             self.scene.objects = [o for o in self.scene.objects if o.body != outcome.object_id]
         self.log.info("grasp at %s: %s", tuple(round(v, 3) for v in pose.position), outcome.reason)
         return GraspResult(
@@ -118,7 +127,7 @@ class SimNode(Node):
         )
 
     def tick(self) -> None:
-        self.world.step(self.steps_per_frame)
+        self.scene.advance(self.steps_per_frame)
         self._publish_now()
 
     def _during_motion(self) -> None:

@@ -117,6 +117,10 @@ class TabletopScene:
         self._place_objects()
         world.step(PHYSICS_SETTLE_STEPS)  # let everything come to rest before the first frame
 
+    def advance(self, steps: int) -> None:
+        """Run the physics on by `steps` steps (the objects move only if pushed or grasped)."""
+        self.world.step(steps)
+
     def _place_objects(self) -> None:
         choices = [self.rng.choice(self.params.classes) for _ in range(self.params.objects)]
         radii = [MESHES[c].radius if c in MESHES else 0.04 for c in choices]

@@ -286,3 +286,46 @@ def test_bench_sim_json_contract():
     assert (row["renderer"], row["width"], row["height"]) == ("tiny", 320, 240)
     assert row["fps"] > 0 and row["bare_fps"] > 0
     assert row["overhead"] == pytest.approx(1 - row["fps"] / row["bare_fps"], abs=0.01)
+
+
+def test_driving_agents_keep_their_identity_and_come_and_go(world):
+    from sim.driving import DrivingParams, DrivingScene
+
+    road = DrivingScene(
+        world, DrivingParams(cars=10, pedestrians=4, cones=4), 7, CameraSpec(width=320, height=240)
+    )
+    by_id = {o.body: o.class_name for o in road.objects}
+    assert {"car", "pedestrian", "cone"} == set(by_id.values())
+    seen: list[set[int]] = []
+    previous: dict[int, np.ndarray] = {}
+    occluded = False
+    for _ in range(40):  # 8 s at 5 frames/s
+        road.advance(48)
+        frame = capture(road)
+        seen.append(set(frame.ids.tolist()))
+        current = {}
+        for body, name, position, fraction in zip(
+            frame.ids, frame.class_names, frame.positions, frame.visible_fraction, strict=True
+        ):
+            assert by_id[int(body)] == name  # one body, one class, for the whole sequence
+            if int(body) in previous:  # and moves continuously: at most 15 m/s * 0.2 s a frame
+                assert np.linalg.norm(position - previous[int(body)]) < 3.5
+            current[int(body)] = position
+            occluded |= bool(fraction < 0.5)
+        previous = current
+    assert seen[0] - seen[-1] and seen[-1] - seen[0]  # some left the view, others entered it
+    assert occluded  # agents hide one another (or leave the frame) at times
+
+
+def test_the_driving_camera_rides_with_the_ego_vehicle(world):
+    from sim.driving import DrivingParams, DrivingScene
+
+    road = DrivingScene(world, DrivingParams(ego_speed=10.0), 1, CameraSpec(width=64, height=48))
+    before = capture(road).pose[:3, 3]
+    road.advance(240)  # one second
+    after = capture(road).pose[:3, 3]
+    np.testing.assert_allclose(after - before, [10.0, 0.0, 0.0], atol=1e-6)
+    with pytest.raises(ValueError, match="unknown driving parameter 'trucks'"):
+        from sim.driving import params_from
+
+        params_from({"trucks": 3})

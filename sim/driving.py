@@ -1,0 +1,293 @@
+"""The driving scene: a three-lane road, an ego vehicle with a forward camera, and scripted agents.
+
+Agents are kinematic: their poses are functions of time and the seed, so a sequence is reproducible
+and every agent keeps one body (its id) for the whole sequence. Cars drive in lanes at different
+speeds and some change lanes to overtake; pedestrians cross the road; cones stand on the shoulders.
+Objects enter and leave the view as the ego vehicle overtakes them or they overtake it, and they
+occlude each other.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pybullet as p
+
+from sim.camera import CameraSpec
+from sim.classes import class_id
+from sim.world import World
+
+LANES = (-3.5, 0.0, 3.5)  # lane centres (y, metres); the ego drives in the middle lane
+ROAD_HALF_WIDTH = 5.25
+ROAD_LENGTH = 600.0
+CAMERA_HEIGHT = 1.4
+
+
+@dataclass
+class DrivingParams:
+    cars: int = 8
+    pedestrians: int = 3
+    cones: int = 4
+    ego_speed: float = 10.0  # m/s
+    camera_jitter: float = 0.0
+    light_jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("cars", "pedestrians", "cones"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: expected a count >= 0, found {getattr(self, name)}")
+        if not 0 <= self.ego_speed <= 40:
+            raise ValueError(f"ego_speed: expected 0-40 m/s, found {self.ego_speed}")
+
+
+def params_from(values: dict[str, Any]) -> DrivingParams:
+    known = DrivingParams.__dataclass_fields__
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown driving parameter {unknown[0]!r}; parameters: {', '.join(known)}")
+    return DrivingParams(**values)
+
+
+@dataclass
+class Agent:
+    body: int
+    class_name: str
+    class_id: int
+    vertices: np.ndarray
+    # Motion: x(t) = x0 + speed * t; y moves from y0 to y1 around t_change (lane change or crossing).
+    x0: float = 0.0
+    speed: float = 0.0
+    y0: float = 0.0
+    y1: float = 0.0
+    t_change: float = math.inf
+    change_s: float = 3.0
+    crossing_speed: float = 0.0  # pedestrians: lateral speed once they start
+    z: float = 0.0
+    yaw: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def pose(self, t: float) -> tuple[tuple[float, float, float], float]:
+        x = self.x0 + self.speed * t
+        if self.crossing_speed:
+            y = self.y0 + np.clip(t - self.t_change, 0.0, None) * self.crossing_speed
+            y = float(np.clip(y, -ROAD_HALF_WIDTH - 2, ROAD_HALF_WIDTH + 2))
+            return (x, y, self.z), self.yaw
+        s = (
+            1.0 / (1.0 + math.exp(-(t - self.t_change) * 6.0 / self.change_s))
+            if math.isfinite(self.t_change)
+            else 0.0
+        )
+        y = self.y0 + (self.y1 - self.y0) * s
+        heading = math.atan2((self.y1 - self.y0) * 6.0 / self.change_s * s * (1 - s), max(self.speed, 0.1))
+        return (x, y, self.z), self.yaw + heading
+
+
+class DrivingScene:
+    name = "driving"
+
+    def __init__(self, world: World, params: DrivingParams, seed: int, camera: CameraSpec) -> None:
+        self.world = world
+        self.params = params
+        self.rng = np.random.default_rng(seed)
+        self.time_s = 0.0
+        self.base_camera = camera
+        self.camera_offset = self.rng.uniform(-1, 1, 3) * params.camera_jitter
+        spread = self.rng.uniform(-1, 1, 2) * params.light_jitter
+        self.light_direction = (0.3 + spread[0], 0.4 + spread[1], 1.0)
+        self.objects: list[Agent] = []
+        world.reset()
+        self._build_road()
+        for _ in range(params.cars):
+            self.objects.append(self._car())
+        for _ in range(params.pedestrians):
+            self.objects.append(self._pedestrian())
+        for _ in range(params.cones):
+            self.objects.append(self._cone())
+        self.camera = camera
+        self.advance(0)
+
+    # -- motion -----------------------------------------------------------------------------------------
+
+    def advance(self, steps: int) -> None:
+        """Move time on by `steps` physics steps and put every agent and the camera where it belongs."""
+        if steps:
+            self.world.step(steps)
+        self.time_s = self.world.time_s
+        client = self.world.client
+        for agent in self.objects:
+            position, yaw = agent.pose(self.time_s)
+            p.resetBasePositionAndOrientation(
+                agent.body, position, p.getQuaternionFromEuler([0, 0, yaw]), physicsClientId=client
+            )
+        ego_x = self.params.ego_speed * self.time_s
+        eye = np.array([ego_x, 0.0, CAMERA_HEIGHT]) + self.camera_offset
+        base = self.base_camera
+        self.camera = CameraSpec(
+            width=base.width,
+            height=base.height,
+            fov_deg=60.0,
+            near=0.1,
+            far=150.0,
+            eye=tuple(eye),
+            target=(ego_x + 30.0, eye[1], 0.8),
+        )  # type: ignore[arg-type]
+
+    # -- building ---------------------------------------------------------------------------------------
+
+    def _build_road(self) -> None:
+        client = self.world.client
+        ground = p.loadURDF("plane.urdf", physicsClientId=client)
+        p.changeVisualShape(
+            ground,
+            -1,
+            rgbaColor=[*self.rng.uniform([0.25, 0.4, 0.2], [0.4, 0.55, 0.3]), 1],
+            physicsClientId=client,
+        )
+        grey = float(self.rng.uniform(0.2, 0.32))
+        # In 20 m pieces: a visual-only body is culled by its origin, so one 600 m box would vanish
+        # whenever its centre is beyond the far plane.
+        for x in np.arange(-50.0, ROAD_LENGTH - 50.0, 20.0) + 10.0:
+            # Raised a few cm: at a 0.1-150 m depth range a surface 1 cm above the ground flickers into it.
+            self._static_box([10.0, ROAD_HALF_WIDTH, 0.03], [x, 0, 0.0], [grey, grey, grey, 1])
+            for y in (-ROAD_HALF_WIDTH + 0.15, ROAD_HALF_WIDTH - 0.15):  # solid edge lines
+                self._static_box([10.0, 0.08, 0.01], [x, y, 0.035], [0.95, 0.95, 0.9, 1])
+        for y in (-1.75, 1.75):  # dashed lane lines: 3 m of paint every 9 m
+            for x in np.arange(-50, ROAD_LENGTH - 50, 9.0):
+                self._static_box([1.5, 0.07, 0.01], [x, y, 0.035], [0.95, 0.95, 0.9, 1])
+
+    def _static_box(self, half: list[float], position: list[float], color: list[float]) -> int:
+        client = self.world.client
+        visual = p.createVisualShape(p.GEOM_BOX, halfExtents=half, rgbaColor=color, physicsClientId=client)
+        return int(p.createMultiBody(0, -1, visual, position, physicsClientId=client))
+
+    def _compound(
+        self, parts: list[tuple[str, list[float], list[float], list[float]]]
+    ) -> tuple[int, np.ndarray]:
+        """One body from visual parts (shape, size, offset, colour): one id for the whole agent."""
+        client = self.world.client
+        shapes, offsets, points = [], [], []
+        for shape, size, offset, color in parts:
+            if shape == "box":
+                shapes.append(
+                    p.createVisualShape(p.GEOM_BOX, halfExtents=size, rgbaColor=color, physicsClientId=client)
+                )
+                corners = (
+                    np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]) * size
+                )
+            else:  # cylinder (radius, length) or sphere (radius)
+                radius, length = size[0], size[1] if len(size) > 1 else 2 * size[0]
+                if shape == "sphere":
+                    shapes.append(
+                        p.createVisualShape(
+                            p.GEOM_SPHERE, radius=radius, rgbaColor=color, physicsClientId=client
+                        )
+                    )
+                else:
+                    shapes.append(
+                        p.createVisualShape(
+                            p.GEOM_CYLINDER,
+                            radius=radius,
+                            length=length,
+                            rgbaColor=color,
+                            physicsClientId=client,
+                        )
+                    )
+                angles = np.linspace(0, 2 * math.pi, 12, endpoint=False)
+                ring = np.c_[radius * np.cos(angles), radius * np.sin(angles)]
+                corners = np.concatenate([np.c_[ring, np.full(12, z)] for z in (-length / 2, length / 2)])
+            offsets.append(offset)
+            points.append(corners + offset)
+        base, *links = shapes
+        body = (
+            p.createMultiBody(
+                0,
+                -1,
+                base,
+                [0, 0, -10],
+                physicsClientId=client,
+                linkMasses=[0] * len(links),
+                linkCollisionShapeIndices=[-1] * len(links),
+                linkVisualShapeIndices=links,
+                linkPositions=offsets[1:],
+                linkOrientations=[[0, 0, 0, 1]] * len(links),
+                linkInertialFramePositions=[[0, 0, 0]] * len(links),
+                linkInertialFrameOrientations=[[0, 0, 0, 1]] * len(links),
+                linkParentIndices=[0] * len(links),
+                linkJointTypes=[p.JOINT_FIXED] * len(links),
+                linkJointAxis=[[0, 0, 1]] * len(links),
+            )
+            if links
+            else p.createMultiBody(0, -1, base, [0, 0, -10], physicsClientId=client)
+        )
+        return int(body), np.concatenate(points)
+
+    def _car(self) -> Agent:
+        length, width = float(self.rng.uniform(3.9, 4.8)), float(self.rng.uniform(1.7, 1.95))
+        color = [*self.rng.uniform(0.05, 0.95, 3), 1]
+        body, vertices = self._compound(
+            [
+                ("box", [length / 2, width / 2, 0.45], [0, 0, 0], color),
+                ("box", [length * 0.28, width / 2 - 0.08, 0.33], [-0.2, 0, 0.75], [0.15, 0.18, 0.22, 1]),
+            ]
+        )
+        lane = int(self.rng.integers(0, 3))
+        agent = Agent(
+            body,
+            "car",
+            class_id("car"),
+            vertices,
+            x0=float(self.rng.uniform(-15, 90)),
+            speed=float(self.rng.uniform(5.0, 15.0)),
+            y0=LANES[lane],
+            y1=LANES[lane],
+            z=0.53,
+        )
+        if self.rng.random() < 0.4:  # overtake: move to a neighbouring lane some time into the sequence
+            target = lane + (1 if lane < 2 and (lane == 0 or self.rng.random() < 0.5) else -1)
+            agent.y1, agent.t_change = LANES[target], float(self.rng.uniform(2.0, 15.0))
+        return agent
+
+    def _pedestrian(self) -> Agent:
+        shirt = [*self.rng.uniform(0.1, 0.9, 3), 1]
+        body, vertices = self._compound(
+            [
+                ("cylinder", [0.2, 1.25], [0, 0, 0], shirt),
+                ("sphere", [0.13], [0, 0, 0.78], [0.85, 0.7, 0.55, 1]),
+            ]
+        )
+        side = -1 if self.rng.random() < 0.5 else 1
+        return Agent(
+            body,
+            "pedestrian",
+            class_id("pedestrian"),
+            vertices,
+            x0=float(self.rng.uniform(20, 90)),
+            speed=0.0,
+            y0=side * (ROAD_HALF_WIDTH + 1.5),
+            crossing_speed=-side * float(self.rng.uniform(1.0, 1.6)),
+            t_change=float(self.rng.uniform(0.0, 8.0)),
+            z=0.66,
+            yaw=-side * math.pi / 2,
+        )
+
+    def _cone(self) -> Agent:
+        body, vertices = self._compound(
+            [
+                ("box", [0.2, 0.2, 0.02], [0, 0, 0], [0.9, 0.35, 0.05, 1]),
+                ("cylinder", [0.11, 0.6], [0, 0, 0.3], [1.0, 0.45, 0.05, 1]),
+            ]
+        )
+        side = -1 if self.rng.random() < 0.5 else 1
+        return Agent(
+            body,
+            "cone",
+            class_id("cone"),
+            vertices,
+            x0=float(self.rng.uniform(12, 120)),
+            y0=side * (ROAD_HALF_WIDTH - 0.6),
+            y1=side * (ROAD_HALF_WIDTH - 0.6),
+            z=0.05,
+        )
