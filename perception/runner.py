@@ -23,7 +23,7 @@ from typing import Any, cast
 import yaml
 
 from perception.context import Context, NodeOverrides
-from perception.errors import LaunchError, ParameterError
+from perception.errors import LaunchError, ParameterError, PerceptError
 from perception.node import Node
 
 
@@ -121,7 +121,12 @@ def run(node_class: type[Node], argv: Sequence[str] | None = None) -> int:
 
 def spin_node(node_class: type[Node], overrides: NodeOverrides) -> int:
     Context.set_default(Context(overrides=overrides))
-    node = cast(Callable[[], Node], node_class)()  # a node class names itself; overrides rename it
+    try:
+        node = cast(Callable[[], Node], node_class)()  # a node class names itself; overrides rename it
+    except (PerceptError, ValueError, RuntimeError) as exc:
+        # A bad parameter or scene at start-up: one clear line, not a traceback (DEBUG shows it).
+        logging.getLogger(node_class.__name__).debug("start-up failed", exc_info=True)
+        raise PerceptError(f"{node_class.__name__} did not start: {exc}") from None
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def stop(signum: int, frame: object) -> None:

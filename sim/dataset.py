@@ -80,9 +80,7 @@ def render_episode(spec: ExportSpec, frames: list[int]) -> list[dict[str, Any]]:
                     objects=int(rng.integers(3, 7)),
                     camera_jitter=0.03,
                     light_jitter=0.6,
-                    classes=list(
-                        rng.choice(TABLETOP_CLASSES, size=int(rng.integers(3, 9)), replace=False)
-                    ),
+                    classes=list(rng.choice(TABLETOP_CLASSES, size=int(rng.integers(3, 9)), replace=False)),
                 )
                 scene = tabletop.TabletopScene(world, table_params, _scene_seed(spec.seed, index), camera)
             else:

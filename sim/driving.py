@@ -139,7 +139,7 @@ class DrivingScene:
 
     def _build_road(self) -> None:
         client = self.world.client
-        ground = p.loadURDF("plane.urdf", physicsClientId=client)
+        ground = self.world.load("plane.urdf")
         p.changeVisualShape(
             ground,
             -1,

@@ -92,15 +92,15 @@ class TabletopScene:
         self.objects: list[SceneObject] = []
         client = world.client
         world.reset()
-        table = p.loadURDF("plane.urdf", physicsClientId=client)
+        table = self.world.load("plane.urdf")
         color = params.table_color or [*self.rng.uniform([0.35, 0.3, 0.25], [0.75, 0.65, 0.55]), 1.0]
         p.changeVisualShape(table, -1, rgbaColor=color, physicsClientId=client)
-        self.robot = p.loadURDF("franka_panda/panda.urdf", useFixedBase=True, physicsClientId=client)
+        self.robot = world.load("franka_panda/panda.urdf", useFixedBase=True)
         for joint, angle in enumerate(PANDA_HOME):
             p.resetJointState(self.robot, joint, angle, physicsClientId=client)
         for finger in (9, 10):
             p.resetJointState(self.robot, finger, 0.04, physicsClientId=client)
-        self.tray = p.loadURDF("tray/traybox.urdf", TRAY_POSITION, globalScaling=0.5, physicsClientId=client)
+        self.tray = world.load("tray/traybox.urdf", TRAY_POSITION, globalScaling=0.5)
         jitter = self.rng.uniform(-1, 1, 3) * params.camera_jitter
         self.camera = CameraSpec(
             width=camera.width,
@@ -144,9 +144,7 @@ class TabletopScene:
         if name in MESHES:
             mesh = MESHES[name]
             orientation = p.getQuaternionFromEuler([mesh.euler[0], mesh.euler[1], yaw])
-            body = p.loadURDF(
-                mesh.urdf, [x, y, 0.06], orientation, globalScaling=mesh.scale, physicsClientId=client
-            )
+            body = self.world.load(mesh.urdf, [x, y, 0.06], orientation, globalScaling=mesh.scale)
             if mesh.mass is not None:
                 p.changeDynamics(body, -1, mass=mesh.mass, physicsClientId=client)
             vertices = _mesh_vertices(client, body, mesh.urdf, mesh.scale)

@@ -7,6 +7,7 @@ TinyRenderer, through Mesa; on a GPU much faster), else TinyRenderer. It must be
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pkgutil
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 import pybullet as p
 import pybullet_data
 
+from sim import quiet as _quiet
 from sim.camera import CameraSpec, depth_from_buffer, gl_list, projection_matrix, view_matrix
 
 PHYSICS_HZ = 240
@@ -27,16 +29,18 @@ class World:
     def __init__(self, renderer: str = "auto", gui: bool = False) -> None:
         if renderer not in RENDERERS:
             raise ValueError(f"renderer: expected one of {', '.join(RENDERERS)}, found {renderer!r}")
-        self.client = p.connect(p.GUI if gui else p.DIRECT)
+        with _quiet():
+            self.client = p.connect(p.GUI if gui else p.DIRECT)
         p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=self.client)
         self.renderer = "tiny"
         if renderer in ("auto", "egl"):
             loader: Any = pkgutil.get_loader("eglRenderer")
-            plugin = (
-                p.loadPlugin(loader.get_filename(), "_eglRendererPlugin", physicsClientId=self.client)
-                if loader
-                else -1
-            )
+            with _quiet():
+                plugin = (
+                    p.loadPlugin(loader.get_filename(), "_eglRendererPlugin", physicsClientId=self.client)
+                    if loader
+                    else -1
+                )
             if plugin >= 0:
                 self.renderer = "egl"
             elif renderer == "egl":
@@ -48,11 +52,23 @@ class World:
 
     def reset(self) -> None:
         """An empty world (resetSimulation also zeroes gravity and solver settings, so set them again)."""
-        p.resetSimulation(physicsClientId=self.client)
+        with _quiet():
+            p.resetSimulation(physicsClientId=self.client)
+        self._loud_after = 3
         p.setGravity(0, 0, -9.81, physicsClientId=self.client)
         p.setTimeStep(1.0 / PHYSICS_HZ, physicsClientId=self.client)
         p.setPhysicsEngineParameter(numSolverIterations=150, physicsClientId=self.client)
         self.steps = 0
+
+    def load(self, urdf: str, *args: Any, **kwargs: Any) -> int:
+        """loadURDF, with an error that names the file and where it was looked for."""
+        try:
+            with _quiet():
+                return int(p.loadURDF(urdf, *args, physicsClientId=self.client, **kwargs))
+        except p.error:
+            raise ValueError(
+                f"cannot load URDF {urdf!r} (looked in the working folder and {pybullet_data.getDataPath()})"
+            ) from None
 
     def step(self, count: int = 1) -> None:
         for _ in range(count):
@@ -69,20 +85,25 @@ class World:
         """RGB (H x W x 3 uint8), metric depth (H x W float32, NaN where nothing was hit) and the
         segmentation mask (H x W int32: body id, -1 for background)."""
         renderer = p.ER_BULLET_HARDWARE_OPENGL if self.renderer == "egl" else p.ER_TINY_RENDERER
-        _, _, rgba, depth, seg = p.getCameraImage(
-            spec.width,
-            spec.height,
-            gl_list(view_matrix(spec)),
-            gl_list(projection_matrix(spec)),
-            lightDirection=list(light_direction),
-            shadow=0,  # sticky in PyBullet: pass it every time
-            renderer=renderer,
-            physicsClientId=self.client,
-        )
+        # The EGL plugin prints its vendor after a reset, through a stream that surfaces a frame or two
+        # later: the first few frames render quietly (quieting every frame would cost milliseconds).
+        self._loud_after -= 1
+        with _quiet() if self._loud_after >= 0 else contextlib.nullcontext():
+            _, _, rgba, depth, seg = p.getCameraImage(
+                spec.width,
+                spec.height,
+                gl_list(view_matrix(spec)),
+                gl_list(projection_matrix(spec)),
+                lightDirection=list(light_direction),
+                shadow=0,  # sticky in PyBullet: pass it every time
+                renderer=renderer,
+                physicsClientId=self.client,
+            )
         rgb = cv2.cvtColor(np.asarray(rgba, np.uint8).reshape(spec.height, spec.width, 4), cv2.COLOR_RGBA2RGB)
         depth_m = depth_from_buffer(np.asarray(depth).reshape(spec.height, spec.width), spec.near, spec.far)
         mask = np.asarray(seg, np.int32).reshape(spec.height, spec.width)
         return rgb, depth_m, mask
 
     def close(self) -> None:
-        p.disconnect(physicsClientId=self.client)
+        with _quiet():
+            p.disconnect(physicsClientId=self.client)

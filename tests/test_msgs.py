@@ -136,3 +136,20 @@ def test_registering_a_second_class_under_a_taken_name_raises():
 
     assert msgs.message_type("percept/Image") is msgs.Image  # the original stays registered
     assert msgs.message("percept/Image")(msgs.Image) is msgs.Image  # re-registering the same class is fine
+
+
+def test_ground_truth_arrays_must_agree_with_the_ids():
+    header = msgs.Header()
+    with pytest.raises(
+        MessageError, match=r"GroundTruth: 2 ids, but these fields have other shapes: .*'xyxy': \(1, 4\)"
+    ):
+        msgs.GroundTruth(
+            header,
+            ids=np.array([1, 2]),
+            class_ids=np.array([0, 0]),
+            class_names=["a", "b"],
+            xyxy=np.zeros((1, 4)),
+            positions=np.zeros((2, 3)),
+            orientations=np.zeros((2, 4)),
+            visible_fraction=np.ones(2),
+        )

@@ -329,3 +329,21 @@ def test_the_driving_camera_rides_with_the_ego_vehicle(world):
         from sim.driving import params_from
 
         params_from({"trucks": 3})
+
+
+def test_a_urdf_that_does_not_load_is_named(physics):
+    with pytest.raises(
+        ValueError,
+        match=r"cannot load URDF 'no/such/robot.urdf' \(looked in the working folder and .*pybullet_data",
+    ):
+        physics.load("no/such/robot.urdf")
+
+
+def test_an_unknown_scene_stops_the_node_with_one_line(spawn, registry):
+    process = spawn("run", "sim.node:SimNode", "-p", "scene:=kitchen", "-p", "renderer:=tiny")
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert (
+        "percept: error: SimNode did not start: unknown scene 'kitchen'; scenes: tabletop, driving" in output
+    )
+    assert "Traceback" not in output

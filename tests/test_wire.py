@@ -47,6 +47,22 @@ CASES = {
     "parameter-values": msgs.ParameterValues({"fps": 30}, {"fps": "int"}, {"fps": "frames per second"}),
     "trigger": msgs.Trigger(),  # no fields at all
     "result": msgs.Result(False, "camera busy"),
+    "ground-truth": msgs.GroundTruth(  # parallel arrays of four dtypes, one per object
+        H,
+        np.array([7, 9]),
+        np.array([0, 8], np.int32),
+        ["cube", "car"],
+        pixels((2, 4), np.float32),
+        pixels((2, 3), np.float64),
+        np.array([[0, 0, 0, 1.0], [0, 0, 0.6, 0.8]]),
+        np.array([1.0, 0.25], np.float32),
+    ),
+    "ground-truth-empty": msgs.GroundTruth(H),  # no object visible
+    "reset": msgs.Reset(
+        seed=3, scene="driving", params={"cars": 4, "classes": ["car"]}
+    ),  # nested plain values
+    "execute-grasp": msgs.ExecuteGrasp(msgs.Pose((0.5, 0.0, 0.02), (1.0, 0.0, 0.0, 0.0)), 0.06, False),
+    "grasp-result": msgs.GraspResult(True, "held", 12, 0.2, True),
 }
 
 
