@@ -18,6 +18,7 @@ import pybullet as p
 
 from sim.camera import CameraSpec
 from sim.classes import class_id
+from sim.params import from_values
 from sim.world import World
 
 LANES = (-3.5, 0.0, 3.5)  # lane centres (y, metres); the ego drives in the middle lane
@@ -44,11 +45,7 @@ class DrivingParams:
 
 
 def params_from(values: dict[str, Any]) -> DrivingParams:
-    known = DrivingParams.__dataclass_fields__
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ValueError(f"unknown driving parameter {unknown[0]!r}; parameters: {', '.join(known)}")
-    return DrivingParams(**values)
+    return from_values(DrivingParams, values, "driving")
 
 
 @dataclass

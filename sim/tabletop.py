@@ -19,6 +19,7 @@ import pybullet_data
 
 from sim.camera import CameraSpec
 from sim.classes import TABLETOP_CLASSES, class_id
+from sim.params import from_values
 from sim.world import World
 
 PANDA_HOME = (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785)
@@ -75,11 +76,7 @@ class SceneObject:
 
 
 def params_from(values: dict[str, Any]) -> TabletopParams:
-    known = TabletopParams.__dataclass_fields__
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ValueError(f"unknown tabletop parameter {unknown[0]!r}; parameters: {', '.join(known)}")
-    return TabletopParams(**values)
+    return from_values(TabletopParams, values, "tabletop")
 
 
 class TabletopScene:

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import os
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
 import zmq
+
+from perception.bench.common import private_registry
 
 PAYLOADS = {"640x480x3": (480, 640, 3), "1280x720x3": (720, 1280, 3), "200B": (1, 200, 1)}
 SEND_HWM = 100
@@ -192,10 +193,8 @@ def _one_side(
 def run(
     payloads: list[str], rounds: int = 3, count: int = 300, rate_hz: float = 200.0, seconds: float = 1.5
 ) -> list[Row]:
-    from perception.registry import Registry
 
-    registry = Registry(f"tcp://127.0.0.1:{_free_port()}")
-    registry.serve_in_thread()
+    registry = private_registry()
     rows = []
     try:
         for name in payloads:
@@ -225,14 +224,6 @@ def run(
     return rows
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def table(rows: list[Row]) -> str:
     head = (
         f"{'payload':<11} {'p50 µs':>8} {'raw p50':>8} {'ratio':>6} {'p99 µs':>8} {'raw p99':>8} "
@@ -245,14 +236,3 @@ def table(rows: list[Row]) -> str:
             f"{r.raw_p99_us:>8.0f} {r.fps:>8.0f} {r.raw_fps:>9.0f} {r.throughput_ratio:>6.2f}"
         )
     return "\n".join(lines)
-
-
-def as_json(rows: list[Row], settings: dict[str, Any]) -> str:
-    return json.dumps(
-        {
-            "benchmark": "bus",
-            "settings": settings,
-            "cpu_count": os.cpu_count(),
-            "results": [asdict(r) for r in rows],
-        }
-    )

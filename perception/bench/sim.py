@@ -11,16 +11,17 @@ is reported on its own.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import pybullet as p
+
+from perception.bench.common import private_registry
 
 RESOLUTIONS = {"320x240": (320, 240), "640x480": (640, 480)}
 
@@ -38,21 +39,11 @@ class Row:
     physics_ms: float  # 24 steps at 240 Hz: one frame's worth at 10 frames/s
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def run(renderers: list[str], resolutions: list[str], frames: int = 60) -> list[Row]:
     from perception.context import Context, NodeOverrides
-    from perception.registry import Registry
     from sim.node import SimNode
 
-    registry = Registry(f"tcp://127.0.0.1:{_free_port()}")
-    registry.serve_in_thread()
+    registry = private_registry()
     env = {**os.environ, "PERCEPT_REGISTRY": registry.address}
     listener = subprocess.Popen(
         [sys.executable, "-m", "perception.cli", "topic", "hz", "/bench/camera/image"],
@@ -162,14 +153,3 @@ def table(rows: list[Row]) -> str:
             f"{r.frame_ms:>8.1f} {r.bare_ms:>8.1f} {r.physics_ms:>10.2f}"
         )
     return "\n".join(lines)
-
-
-def as_json(rows: list[Row], settings: dict[str, Any]) -> str:
-    return json.dumps(
-        {
-            "benchmark": "sim",
-            "settings": settings,
-            "cpu_count": os.cpu_count(),
-            "results": [asdict(r) for r in rows],
-        }
-    )

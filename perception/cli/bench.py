@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from perception.bench.common import as_json
+
 
 def register(verbs: Any) -> None:
     bench = verbs.add_parser("bench", help="Benchmarks, each side by side with its peer.").add_subparsers(
@@ -49,7 +51,7 @@ def _bus(args: argparse.Namespace) -> int:
     print(bus.table(rows))
     print("ratio: ours / raw pyzmq (latency lower is better, throughput higher is better)")
     if args.json:
-        print(bus.as_json(rows, settings))
+        print(as_json("bus", rows, settings))
     return 0
 
 
@@ -73,5 +75,5 @@ def _sim(args: argparse.Namespace) -> int:
         "truth, publishing)"
     )
     if args.json:
-        print(sim.as_json(rows, settings))
+        print(as_json("sim", rows, settings))
     return 0
