@@ -69,6 +69,8 @@ class SimNode(Node):
         self.create_service("~/execute_grasp", ExecuteGrasp, GraspResult, self.on_execute_grasp)
         self.seq = 0
         self.steps_per_frame = max(1, round(PHYSICS_HZ / self.rate))
+        self._slow_frames = 0
+        self._warned_pace = False
         self._steps_since_frame = 0
         self.scene = self._build(self.scene_name, self.seed, self.scene_params)
         period = 1.0 / self.rate if self.clock == "realtime" else 1e-4
@@ -127,8 +129,26 @@ class SimNode(Node):
         )
 
     def tick(self) -> None:
+        started = time.monotonic()
         self.scene.advance(self.steps_per_frame)
         self._publish_now()
+        if self.clock == "realtime":
+            self._check_pace(time.monotonic() - started)
+
+    def _check_pace(self, frame_s: float) -> None:
+        """Real time needs each frame within the camera period; say so once if the machine cannot."""
+        self._slow_frames = self._slow_frames + 1 if frame_s > 1.0 / self.rate else 0
+        if self._slow_frames == 10 and not self._warned_pace:
+            self._warned_pace = True
+            self.log.warning(
+                "cannot keep real time at %.1f frames/s: a frame takes %.0f ms (%s renderer, %dx%d); "
+                "simulation time now runs slower than the clock. Lower rate, width or height.",
+                self.rate,
+                frame_s * 1000,
+                self.world.renderer,
+                self.camera.width,
+                self.camera.height,
+            )
 
     def _during_motion(self) -> None:
         """Called after each physics step of a grasp: keep publishing frames at the camera rate, and in

@@ -347,3 +347,27 @@ def test_an_unknown_scene_stops_the_node_with_one_line(spawn, registry):
         "percept: error: SimNode did not start: unknown scene 'kitchen'; scenes: tabletop, driving" in output
     )
     assert "Traceback" not in output
+
+
+def test_a_node_that_cannot_keep_real_time_says_so(spawn, registry):
+    process = spawn(
+        "run",
+        "sim.node:SimNode",
+        "-p",
+        "rate:=500.0",
+        "-p",
+        "renderer:=tiny",
+        "-p",
+        "width:=320",
+        "-p",
+        "height:=240",
+    )
+    lines: list[str] = []
+    assert process.stdout is not None
+    while not any("cannot keep real time" in line for line in lines):
+        line = process.stdout.readline()
+        assert line, "".join(lines)
+        lines.append(line)
+    assert re.search(
+        r"cannot keep real time at 500.0 frames/s: a frame takes \d+ ms \(tiny renderer, 320x240\)", lines[-1]
+    )
