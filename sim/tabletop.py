@@ -24,7 +24,7 @@ from sim.world import World
 
 PANDA_HOME = (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785)
 TRAY_POSITION = (0.45, 0.52, 0.0)
-WORKSPACE = ((0.40, 0.65), (-0.25, 0.20))  # x and y ranges the Panda reaches top-down
+WORKSPACE = ((0.32, 0.70), (-0.30, 0.28))  # x, y the Panda reaches top-down, clear of the tray
 
 
 @dataclass(frozen=True)
@@ -119,22 +119,37 @@ class TabletopScene:
         self.world.step(steps)
 
     def _place_objects(self) -> None:
-        choices = [self.rng.choice(self.params.classes) for _ in range(self.params.objects)]
+        choices = [str(self.rng.choice(self.params.classes)) for _ in range(self.params.objects)]
         radii = [MESHES[c].radius if c in MESHES else 0.04 for c in choices]
-        placed: list[tuple[float, float, float]] = []
+        layout = self._layout(radii)
+        for name, (x, y, _) in zip(choices, layout, strict=True):
+            self.objects.append(self._spawn(name, x, y, float(self.rng.uniform(-math.pi, math.pi))))
+
+    def _layout(self, radii: list[float]) -> list[tuple[float, float, float]]:
+        """Positions 1 cm apart or more, by rejection sampling; whole layouts are retried, since an
+        unlucky start can leave no room for the last objects."""
         (x0, x1), (y0, y1) = WORKSPACE
-        for name, radius in zip(choices, radii, strict=True):
-            for _ in range(500):
-                x, y = self.rng.uniform(x0 + radius, x1 - radius), self.rng.uniform(y0 + radius, y1 - radius)
-                if all(math.hypot(x - px, y - py) >= radius + pr + 0.01 for px, py, pr in placed):
-                    placed.append((x, y, radius))
+        best: list[tuple[float, float, float]] = []
+        for _ in range(20):
+            placed: list[tuple[float, float, float]] = []
+            for radius in radii:
+                for _ in range(200):
+                    x, y = (
+                        self.rng.uniform(x0 + radius, x1 - radius),
+                        self.rng.uniform(y0 + radius, y1 - radius),
+                    )
+                    if all(math.hypot(x - px, y - py) >= radius + pr + 0.01 for px, py, pr in placed):
+                        placed.append((x, y, radius))
+                        break
+                else:
                     break
-            else:
-                raise ValueError(
-                    f"cannot place {self.params.objects} objects without overlap in the "
-                    f"{x1 - x0:.2f} x {y1 - y0:.2f} m workspace (placed {len(placed)}); ask for fewer"
-                )
-            self.objects.append(self._spawn(str(name), x, y, float(self.rng.uniform(-math.pi, math.pi))))
+            if len(placed) == len(radii):
+                return placed
+            best = max(best, placed, key=len)
+        raise ValueError(
+            f"cannot place {len(radii)} objects without overlap in the {x1 - x0:.2f} x {y1 - y0:.2f} m "
+            f"workspace (at most {len(best)} fitted); ask for fewer"
+        )
 
     def _spawn(self, name: str, x: float, y: float, yaw: float) -> SceneObject:
         client = self.world.client
