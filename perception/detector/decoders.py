@@ -1,0 +1,92 @@
+"""Output decoders: raw network outputs -> candidate boxes (network-input pixels), scores, classes.
+
+Layouts (batch 1):
+  yolov8   1 x (4+nc) x N    cx, cy, w, h, class scores; no objectness (YOLOv8, YOLO11)
+  yolov5   1 x N x (5+nc)    cx, cy, w, h, objectness, class scores (N = 3 anchors per cell)
+  yolox    1 x N x (5+nc)    raw grid offsets at strides 8/16/32 (N = one per cell), then as yolov5
+  end2end  1 x K x 6         x1, y1, x2, y2, score, class, NMS already inside (Ultralytics nms=True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+LAYOUTS = ("yolov8", "yolov5", "yolox", "end2end")
+STRIDES = (8, 16, 32)
+Candidates = tuple[np.ndarray, np.ndarray, np.ndarray]  # xyxy (N x 4), scores (N,), class ids (N,)
+
+
+def cells(input_hw: tuple[int, int], strides: Sequence[int] = STRIDES) -> int:
+    return sum((input_hw[0] // s) * (input_hw[1] // s) for s in strides)
+
+
+def choose_layout(shape: Sequence[int], input_hw: tuple[int, int]) -> str | None:
+    """The layout an output of this shape has, or None when none fits."""
+    if len(shape) != 3 or shape[0] != 1:
+        return None
+    _, a, b = shape
+    if b == 6 and a <= 1000:
+        return "end2end"
+    if 5 <= a < b:
+        return "yolov8"
+    if b >= 6 and a == cells(input_hw):
+        return "yolox"
+    if b >= 6 and a == 3 * cells(input_hw):
+        return "yolov5"
+    return None
+
+
+def _xyxy(cxcywh: np.ndarray) -> np.ndarray:
+    half = cxcywh[:, 2:4] / 2
+    return np.concatenate([cxcywh[:, :2] - half, cxcywh[:, :2] + half], axis=1)
+
+
+def decode(layout: str, output: np.ndarray, input_hw: tuple[int, int], threshold: float) -> Candidates:
+    if layout == "end2end":
+        rows = output[0]
+        rows = rows[rows[:, 4] > threshold]
+        return rows[:, :4].astype(np.float32), rows[:, 4].astype(np.float32), rows[:, 5].astype(np.int64)
+    if layout == "yolov8":
+        rows = output[0].T
+        class_scores = rows[:, 4:]
+    elif layout in ("yolov5", "yolox"):
+        rows = output[0]
+        if layout == "yolox":
+            rows = _yolox_grid(rows, input_hw)
+        class_scores = rows[:, 5:] * rows[:, 4:5]
+    else:
+        raise ValueError(f"unknown layout {layout!r}; layouts: {', '.join(LAYOUTS)}")
+    class_ids = class_scores.argmax(axis=1)
+    scores = class_scores[np.arange(len(rows)), class_ids]
+    keep = scores > threshold
+    return _xyxy(rows[keep, :4]).astype(np.float32), scores[keep].astype(np.float32), class_ids[keep]
+
+
+def _yolox_grid(rows: np.ndarray, input_hw: tuple[int, int]) -> np.ndarray:
+    """YOLOX's demo_postprocess: offsets + cell, times stride; exp(wh) times stride."""
+    grids, strides = [], []
+    for stride in STRIDES:
+        h, w = input_hw[0] // stride, input_hw[1] // stride
+        xv, yv = np.meshgrid(np.arange(w), np.arange(h))
+        grids.append(np.stack([xv, yv], axis=2).reshape(-1, 2))
+        strides.append(np.full((h * w, 1), stride))
+    grid, stride_column = np.concatenate(grids), np.concatenate(strides)
+    decoded = rows.astype(np.float32, copy=True)
+    decoded[:, :2] = (decoded[:, :2] + grid) * stride_column
+    decoded[:, 2:4] = np.exp(decoded[:, 2:4]) * stride_column
+    return decoded
+
+
+def nms(candidates: Candidates, iou: float, max_detections: int) -> Candidates:
+    """Class-aware non-maximum suppression (OpenCV's batched NMS), best first, at most max_detections."""
+    boxes, scores, class_ids = candidates
+    if len(boxes) == 0:
+        return candidates
+    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+    kept = cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores.tolist(), class_ids.tolist(), 0.0, iou)
+    indices = np.asarray(kept, np.int64).reshape(-1)
+    keep = indices[np.argsort(-scores[indices], kind="stable")][:max_detections]
+    return boxes[keep], scores[keep], class_ids[keep]

@@ -1,0 +1,61 @@
+"""Preprocessing that matches each model family exactly, and the inverse mapping of boxes.
+
+- Ultralytics (YOLOv5/v8/11 exports): letterbox centred, padded with 114, RGB scaled to 0-1; the
+  padding split and rounding follow ultralytics' LetterBox (pad - 0.1 / + 0.1 rounding).
+- YOLOX: padded at the bottom and right with 114, BGR, 0-255 (YOLOX's `preproc`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+PAD_VALUE = 114
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How an image was fitted into the network input: scale, then offset by (left, top)."""
+
+    scale: float
+    left: int
+    top: int
+    width: int  # of the original image
+    height: int
+
+    def to_image(self, xyxy: np.ndarray) -> np.ndarray:
+        """Boxes from network-input pixels back to original-image pixels, clipped to the image."""
+        boxes = (np.asarray(xyxy, np.float32) - [self.left, self.top, self.left, self.top]) / self.scale
+        np.clip(boxes[:, 0::2], 0, self.width, out=boxes[:, 0::2])
+        np.clip(boxes[:, 1::2], 0, self.height, out=boxes[:, 1::2])
+        return boxes
+
+
+def letterbox(
+    image: np.ndarray, size: tuple[int, int], *, centre: bool, bgr: bool, unit_scale: bool
+) -> tuple[np.ndarray, Letterbox]:
+    """An RGB uint8 image (H x W x 3) as a 1 x 3 x h x w float32 tensor for a network input of `size`
+    (h, w), and the transform that maps boxes back."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an H x W x 3 uint8 RGB image, found shape {image.shape} {image.dtype}")
+    height, width = image.shape[:2]
+    out_h, out_w = size
+    scale = min(out_h / height, out_w / width)
+    if centre:
+        new_w, new_h = round(width * scale), round(height * scale)
+        dw, dh = (out_w - new_w) / 2, (out_h - new_h) / 2
+        left, top = round(dw - 0.1), round(dh - 0.1)
+    else:
+        new_w, new_h = int(width * scale), int(height * scale)
+        left = top = 0
+    resized = (
+        image
+        if (new_w, new_h) == (width, height)
+        else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    )
+    canvas = np.full((out_h, out_w, 3), PAD_VALUE, np.uint8)
+    canvas[top : top + new_h, left : left + new_w] = resized
+    tensor = cv2.dnn.blobFromImage(canvas, scalefactor=1 / 255 if unit_scale else 1.0, swapRB=bgr)
+    return tensor, Letterbox(scale, left, top, width, height)

@@ -1,0 +1,178 @@
+"""The detector core on small ONNX graphs built here, each reproducing one family's output layout with
+known boxes, and the errors a bad model gets."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from perception.detector import Detector, DetectorError
+from perception.detector.decoders import cells
+from perception.detector.preprocess import letterbox
+
+SIZE = 320
+IMAGE = np.zeros((240, 320, 3), np.uint8)  # letterboxed into 320 x 320: 40 px bands top and bottom
+TRUE_BOX = (100.0, 50.0, 160.0, 90.0)  # in the 240 x 320 image; (100, 90, 160, 130) in the input
+NAMES = {0: "person", 1: "cup", 2: "duck"}
+
+
+def write_model(path, output: np.ndarray, *, names=None, input_shape=(1, 3, SIZE, SIZE)) -> str:
+    """An ONNX graph whose output is `output`, whatever the image (plus 0 x the image, so it is used)."""
+    nodes = [
+        helper.make_node("Constant", [], ["raw"], value=numpy_helper.from_array(output.astype(np.float32))),
+        helper.make_node("ReduceMean", ["images"], ["mean"], keepdims=0),
+        helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
+        helper.make_node("Add", ["raw", "nothing"], ["output0"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "fixture",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, list(input_shape))],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(output.shape))],
+        initializer=[numpy_helper.from_array(np.zeros((), np.float32), "zero")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    if names is not None:
+        model.metadata_props.add(key="names", value=str(names))
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def rows_cxcywh(
+    top_offset: float, other_shift: float = 3
+) -> list[tuple[float, float, float, float, float, int]]:
+    """(cx, cy, w, h, score, class) in network-input pixels: the true box, a weaker duplicate that NMS
+    removes, an overlapping box of another class that class-aware NMS keeps, one below threshold."""
+    x1, y1, x2, y2 = TRUE_BOX
+    cx, cy, w, h = (x1 + x2) / 2, (y1 + y2) / 2 + top_offset, x2 - x1, y2 - y1
+    return [
+        (cx, cy, w, h, 0.9, 2),
+        (cx + 2, cy + 1, w, h, 0.8, 2),
+        (cx + other_shift, cy, w, h, 0.7, 1),
+        (200, 200, 30, 30, 0.1, 0),
+    ]
+
+
+def yolov8_output() -> np.ndarray:
+    out = np.zeros((1, 4 + 3, 50), np.float32)
+    for i, (cx, cy, w, h, score, cls) in enumerate(rows_cxcywh(40)):
+        out[0, :4, i] = (cx, cy, w, h)
+        out[0, 4 + cls, i] = score
+    return out
+
+
+def yolov5_output() -> np.ndarray:
+    out = np.zeros((1, 3 * cells((SIZE, SIZE)), 5 + 3), np.float32)
+    for i, (cx, cy, w, h, score, cls) in enumerate(rows_cxcywh(40)):
+        out[0, i, :5] = (cx, cy, w, h, 1.0)  # objectness 1: the class score is the score
+        out[0, i, 5 + cls] = score
+    return out
+
+
+def yolox_output() -> np.ndarray:
+    """Raw grid outputs at stride 8: cx = (offset + cell) * 8, w = exp(log_w) * 8; no letterbox band
+    (YOLOX pads at the bottom), so the box sits at its image coordinates."""
+    out = np.zeros((1, cells((SIZE, SIZE)), 5 + 3), np.float32)
+    out[0, :, 2:4] = -10.0  # every other cell: a vanishing box
+    for cx, cy, w, h, score, cls in rows_cxcywh(0, other_shift=8):  # the other class in the next cell
+        gx, gy = int(cx // 8), int(cy // 8)
+        row = gy * (SIZE // 8) + gx
+        if out[0, row, 4]:
+            continue  # the duplicate falls in the same cell: one prediction per cell
+        out[0, row, :5] = (cx / 8 - gx, cy / 8 - gy, math.log(w / 8), math.log(h / 8), 1.0)
+        out[0, row, 5 + cls] = score
+    return out
+
+
+def end2end_output() -> np.ndarray:
+    out = np.zeros((1, 300, 6), np.float32)
+    x1, y1, x2, y2 = TRUE_BOX
+    out[0, 0] = (x1, y1 + 40, x2, y2 + 40, 0.9, 2)  # NMS already done inside the model
+    out[0, 1] = (x1 + 3, y1 + 40, x2 + 3, y2 + 40, 0.7, 1)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("layout", "make"),
+    [
+        ("yolov8", yolov8_output),
+        ("yolov5", yolov5_output),
+        ("yolox", yolox_output),
+        ("end2end", end2end_output),
+    ],
+)
+def test_each_layout_is_recognised_and_decoded_to_image_pixels(tmp_path, layout, make):
+    detector = Detector(write_model(tmp_path / "m.onnx", make(), names=NAMES))
+    assert detector.layout == layout and detector.class_names == ["person", "cup", "duck"]
+    result = detector(IMAGE)
+    by_class = dict(zip(result.class_names, result.xyxy, strict=True))
+    assert sorted(by_class) == ["cup", "duck"]  # the duplicate suppressed, the other class kept, 0.1 dropped
+    np.testing.assert_allclose(by_class["duck"], TRUE_BOX, atol=0.5)
+    assert result.scores[0] == pytest.approx(0.9) and result.class_names[0] == "duck"  # best first
+    assert set(result.timings_ms) == {"preprocess", "inference", "postprocess"}
+
+
+def test_a_forced_layout_and_a_class_map(tmp_path):
+    path = write_model(tmp_path / "m.onnx", yolov8_output(), names=NAMES)
+    detector = Detector(path, layout="yolov8", class_map={"duck": "rubber_duck", "cup": None})
+    result = detector(IMAGE)
+    assert result.class_names == ["rubber_duck"]  # renamed; cup filtered out
+
+
+def test_names_from_a_labels_file(tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\nc\n")
+    detector = Detector(write_model(tmp_path / "m.onnx", yolov8_output()), labels_file=labels)
+    assert detector.class_names == ["a", "b", "c"] and "c" in detector(IMAGE).class_names
+
+
+@pytest.mark.parametrize(
+    ("image_hw", "input_hw"), [((480, 640), (320, 320)), ((480, 640), (384, 640)), ((300, 200), (320, 256))]
+)
+@pytest.mark.parametrize("centre", [True, False])
+def test_letterbox_round_trip(image_hw, input_hw, centre):
+    """A box drawn at known pixels is found in the network input and maps back to those pixels."""
+    image = np.zeros((*image_hw, 3), np.uint8)
+    box = (40, 60, 120, 140)  # x1, y1, x2, y2
+    image[box[1] : box[3], box[0] : box[2]] = 255
+    tensor, transform = letterbox(image, input_hw, centre=centre, bgr=False, unit_scale=True)
+    assert tensor.shape == (1, 3, *input_hw) and tensor.dtype == np.float32
+    rows, cols = np.nonzero(tensor[0, 0] > 0.99)
+    found = np.array([[cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]], np.float32)
+    np.testing.assert_allclose(transform.to_image(found)[0], box, atol=1.0 / transform.scale + 0.5)
+    assert tensor[0, 0, 0, 0] == pytest.approx(114 / 255) or not centre or transform.top == 0
+
+
+@pytest.mark.parametrize(
+    ("make_file", "message"),
+    [
+        (lambda p: p, r"model .*missing.onnx: no such file"),
+        (lambda p: (p.write_bytes(b"not onnx"), p)[1], r"onnxruntime cannot load it"),
+        (
+            lambda p: write_model(p, yolov8_output(), input_shape=(1, 1, SIZE, SIZE)),
+            r"expected one image input of shape 1 x 3 x H x W, found images \[1, 1, 320, 320\]",
+        ),
+        (
+            lambda p: write_model(p, np.zeros((1, 7, 7), np.float32)),
+            r"no decoder fits its output shapes \[\[1, 7, 7\]\] for input \[320, 320\]; supported: yolov8",
+        ),
+    ],
+)
+def test_bad_models_get_errors_that_name_file_and_shapes(tmp_path, make_file, message):
+    path = make_file(tmp_path / "missing.onnx")
+    with pytest.raises(DetectorError, match=message):
+        Detector(path)
+
+
+def test_an_unavailable_provider_is_named(tmp_path):
+    path = write_model(tmp_path / "m.onnx", yolov8_output())
+    with pytest.raises(
+        DetectorError,
+        match=r"provider 'tensorrt' \(TensorrtExecutionProvider\) is not in this onnxruntime build; available: .*CPUExecutionProvider",
+    ):
+        Detector(path, provider="tensorrt")
