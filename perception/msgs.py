@@ -395,3 +395,17 @@ class GraspResult(Message):
     object_id: int = -1
     lifted_m: float = 0.0
     placed: bool = False
+
+
+@message("percept/DetectorStats")
+@dataclass(slots=True)
+class DetectorStats(Message):
+    """A detector's work over the last stats period (times are medians per frame)."""
+
+    header: Header
+    model: str
+    frames_per_s: float = 0.0
+    frames_skipped: int = 0  # total: frames that arrived while it was busy (latest-only) or were lost
+    preprocess_ms: float = 0.0
+    inference_ms: float = 0.0
+    postprocess_ms: float = 0.0

@@ -176,3 +176,34 @@ def test_an_unavailable_provider_is_named(tmp_path):
         match=r"provider 'tensorrt' \(TensorrtExecutionProvider\) is not in this onnxruntime build; available: .*CPUExecutionProvider",
     ):
         Detector(path, provider="tensorrt")
+
+
+def test_the_detector_node_stamps_detections_like_their_image(tmp_path, registry, context, spawn):
+    from conftest import spin_until
+
+    from perception import Node
+    from perception.msgs import Detections, DetectorStats, Header, Image
+
+    model = write_model(tmp_path / "m.onnx", yolov8_output(), names=NAMES)
+    spawn("run", "perception.nodes.detector:DetectorNode", "-p", f"model:={model}")
+    detections: list[Detections] = []
+    stats: list[DetectorStats] = []
+    with Node("camera", context=context) as node:
+        node.create_subscription(Detections, "/detections", detections.append)
+        node.create_subscription(DetectorStats, "/detector/stats", stats.append)
+        images = node.create_publisher(Image, "/image")
+        spin_until(node, lambda: images.subscriber_count, timeout_s=20, what="the detector")
+        images.publish(Image(header=Header(stamp=1234, frame_id="cam", seq=7), data=IMAGE.copy()))
+        spin_until(node, lambda: detections, what="detections")
+        first = detections[0]
+        assert (first.header.stamp, first.header.frame_id, first.header.seq) == (1234, "cam", 7)
+        assert first.class_names == ["duck", "cup"]
+        np.testing.assert_allclose(first.xyxy[0], TRUE_BOX, atol=0.5)
+        # An image it cannot use is refused without stopping the node; the next one is detected.
+        images.publish(Image(header=Header(seq=8), data=np.zeros((4, 4), np.float32), encoding="32FC1"))
+        images.publish(Image(header=Header(seq=9), data=IMAGE[..., ::-1].copy(), encoding="bgr8"))
+        spin_until(node, lambda: detections[-1].header.seq == 9, what="the bgr8 frame's detections")
+        np.testing.assert_allclose(detections[-1].xyxy[0], TRUE_BOX, atol=0.5)
+        spin_until(node, lambda: any(s.frames_per_s > 0 for s in stats), what="detector stats")
+        busy = next(s for s in stats if s.frames_per_s > 0)
+        assert busy.inference_ms > 0 and busy.model == model

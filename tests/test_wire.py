@@ -63,6 +63,7 @@ CASES = {
     ),  # nested plain values
     "execute-grasp": msgs.ExecuteGrasp(msgs.Pose((0.5, 0.0, 0.02), (1.0, 0.0, 0.0, 0.0)), 0.06, False),
     "grasp-result": msgs.GraspResult(True, "held", 12, 0.2, True),
+    "detector-stats": msgs.DetectorStats(H, "models/percept.onnx", 29.5, 3, 0.4, 5.1, 0.2),
 }
 
 

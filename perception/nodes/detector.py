@@ -1,0 +1,110 @@
+"""The detector node: images in (latest-only, never a backlog), detections out, stamped like the image.
+
+Topics: `image` (rgb8, bgr8 or mono8) -> `detections`; `~/stats` (DetectorStats) once a second.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import cv2
+import numpy as np
+
+from perception import LATEST_ONLY, Node, run
+from perception.detector import Detector
+from perception.detector.core import as_input_size
+from perception.msgs import Detections, DetectorStats, Image
+
+TO_RGB = {"rgb8": None, "bgr8": cv2.COLOR_BGR2RGB, "mono8": cv2.COLOR_GRAY2RGB}
+
+
+class DetectorNode(Node):
+    """Run an ONNX detector (ours or a YOLO export) on the newest image."""
+
+    def __init__(self) -> None:
+        super().__init__("detector")
+        model = self.declare_parameter("model", "models/percept.onnx", "ONNX file", read_only=True)
+        self.detector = Detector(
+            model,
+            provider=self.declare_parameter(
+                "provider", "cpu", "cpu, cuda, tensorrt, openvino or coreml", read_only=True
+            ),
+            threads=self.declare_parameter("threads", 2, "onnxruntime intra-op threads", read_only=True),
+            confidence=self.declare_parameter("confidence", 0.25, "minimum score"),
+            iou=self.declare_parameter("iou", 0.45, "NMS IoU threshold"),
+            max_detections=self.declare_parameter("max_detections", 300, "per image"),
+            layout=self.declare_parameter("layout", "auto", "output layout, or auto", read_only=True),
+            input_size=as_input_size(
+                self.declare_parameter("input_size", 0, "h or [h, w]; 0: the model's", read_only=True)
+            ),
+            labels_file=self.declare_parameter("labels", "", "class names file (one a line)", read_only=True)
+            or None,
+            class_map=self.declare_parameter(
+                "class_map", {}, "rename classes, or null to drop them", read_only=True
+            ),
+        )
+        self.parameters.on_change(self._retune)
+        self.model = model
+        self.publisher = self.create_publisher(Detections, "detections")
+        self.subscription = self.create_subscription(Image, "image", self.on_image, LATEST_ONLY)
+        self.stats_publisher = self.create_publisher(DetectorStats, "~/stats")
+        self.create_timer(1.0, self.publish_stats)
+        self.timings: list[dict[str, float]] = []
+        self.window_start = time.monotonic()
+        self.log.info(
+            "%s: %s layout, input %s, %d classes",
+            model,
+            self.detector.layout,
+            self.detector.input_hw,
+            len(self.detector.class_names),
+        )
+
+    def _retune(self, name: str, value: object) -> None:
+        if name in ("confidence", "iou", "max_detections"):
+            setattr(self.detector, name, value)
+
+    def on_image(self, msg: Image) -> None:
+        if msg.encoding not in TO_RGB:
+            raise ValueError(
+                f"image encoding {msg.encoding!r} cannot be detected on; expected {', '.join(TO_RGB)}"
+            )
+        data = msg.data if msg.data.ndim == 3 else msg.data[..., None]
+        code = TO_RGB[msg.encoding]
+        rgb = data if code is None else cv2.cvtColor(np.ascontiguousarray(data), code)
+        result = self.detector(rgb)
+        self.publisher.publish(
+            Detections(
+                header=msg.header,
+                xyxy=result.xyxy,
+                scores=result.scores,
+                class_ids=result.class_ids.astype(np.int32),
+                class_names=result.class_names,
+            )
+        )
+        self.timings.append(result.timings_ms)
+
+    def publish_stats(self) -> None:
+        elapsed = time.monotonic() - self.window_start
+        stats = self.subscription.stats
+
+        def median(key: str) -> float:
+            return statistics.median(t[key] for t in self.timings) if self.timings else 0.0
+
+        self.stats_publisher.publish(
+            DetectorStats(
+                header=self.header(),
+                model=self.model,
+                frames_per_s=len(self.timings) / elapsed,
+                frames_skipped=stats.dropped_queue + stats.dropped_gap,
+                preprocess_ms=median("preprocess"),
+                inference_ms=median("inference"),
+                postprocess_ms=median("postprocess"),
+            )
+        )
+        self.timings = []
+        self.window_start = time.monotonic()
+
+
+if __name__ == "__main__":
+    run(DetectorNode)
