@@ -24,6 +24,7 @@ import numpy as np
 
 from sim.camera import CameraSpec
 from sim.classes import ALL_CLASSES, TABLETOP_CLASSES
+from sim.frames import Frame, capture
 
 EPISODE_FRAMES = 50  # driving frames per sequence
 DRIVING_STEPS_PER_FRAME = 48  # 5 frames/s at 240 Hz
@@ -62,72 +63,80 @@ def _scene_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
-def render_episode(spec: ExportSpec, frames: list[int]) -> list[dict[str, Any]]:
-    """Render these frames, write their images, return their labels (runs in a worker process)."""
+def rendered_frames(
+    scene_name: str, seed: int, indices: list[int], camera: CameraSpec, renderer: str = "auto"
+) -> Iterator[tuple[int, Frame]]:
+    """Frames `indices` of the seeded sequence of a scene, each with its ground truth."""
     from sim import driving, tabletop
-    from sim.frames import capture
     from sim.world import World
 
-    world = World(spec.renderer)
-    camera = CameraSpec(width=spec.width, height=spec.height)
-    labels = []
+    world = World(renderer)
     try:
         scene: Any = None
-        for index in frames:
-            if spec.scene == "tabletop":
-                rng = np.random.default_rng(_scene_seed(spec.seed, index))
+        for index in indices:
+            if scene_name == "tabletop":
+                rng = np.random.default_rng(_scene_seed(seed, index))
                 table_params = tabletop.TabletopParams(
                     objects=int(rng.integers(3, 7)),
                     camera_jitter=0.03,
                     light_jitter=0.6,
                     classes=list(rng.choice(TABLETOP_CLASSES, size=int(rng.integers(3, 9)), replace=False)),
                 )
-                scene = tabletop.TabletopScene(world, table_params, _scene_seed(spec.seed, index), camera)
-            else:
+                scene = tabletop.TabletopScene(world, table_params, _scene_seed(seed, index), camera)
+            elif scene is None or index % EPISODE_FRAMES == 0 or index == indices[0]:
                 episode = index // EPISODE_FRAMES
-                if scene is None or index % EPISODE_FRAMES == 0 or index == frames[0]:
-                    rng = np.random.default_rng(_scene_seed(spec.seed, episode))
-                    params = driving.DrivingParams(
-                        cars=int(rng.integers(5, 12)),
-                        pedestrians=int(rng.integers(1, 5)),
-                        cones=int(rng.integers(2, 7)),
-                        camera_jitter=0.1,
-                        light_jitter=0.6,
-                        ego_speed=float(rng.uniform(6, 14)),
-                    )
-                    scene = driving.DrivingScene(world, params, _scene_seed(spec.seed, episode), camera)
-                    scene.advance((index % EPISODE_FRAMES + 1) * DRIVING_STEPS_PER_FRAME)
-                else:
-                    scene.advance(DRIVING_STEPS_PER_FRAME)
-            frame = capture(scene)
-            name = f"{index:06d}.png"
-            cv2.imwrite(str(spec.out / "images" / name), cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR))
-            counts = [int((frame.mask == body).sum()) for body in frame.ids]
-            boxes = [
-                {
-                    "class_id": int(c),
-                    "xyxy": [float(v) for v in box],
-                    "track_id": int(body),
-                    "visible_fraction": round(float(fraction), 4),
-                    "pixels": n,
-                }
-                for c, box, body, fraction, n in zip(
-                    frame.class_ids, frame.xyxy, frame.ids, frame.visible_fraction, counts, strict=True
+                rng = np.random.default_rng(_scene_seed(seed, episode))
+                params = driving.DrivingParams(
+                    cars=int(rng.integers(5, 12)),
+                    pedestrians=int(rng.integers(1, 5)),
+                    cones=int(rng.integers(2, 7)),
+                    camera_jitter=0.1,
+                    light_jitter=0.6,
+                    ego_speed=float(rng.uniform(6, 14)),
                 )
-                if n >= spec.min_pixels
-            ]
-            labels.append(
-                {
-                    "index": index,
-                    "file": name,
-                    "width": spec.width,
-                    "height": spec.height,
-                    "episode": index // EPISODE_FRAMES if spec.scene == "driving" else index,
-                    "boxes": boxes,
-                }
-            )
+                scene = driving.DrivingScene(world, params, _scene_seed(seed, episode), camera)
+                scene.advance((index % EPISODE_FRAMES + 1) * DRIVING_STEPS_PER_FRAME)
+            else:
+                scene.advance(DRIVING_STEPS_PER_FRAME)
+            yield index, capture(scene)
     finally:
         world.close()
+
+
+def frame_boxes(frame: Frame, min_pixels: int) -> list[dict[str, Any]]:
+    """The labels of one frame: objects with at least `min_pixels` visible pixels."""
+    return [
+        {
+            "class_id": int(c),
+            "xyxy": [float(v) for v in box],
+            "track_id": int(body),
+            "visible_fraction": round(float(fraction), 4),
+            "pixels": int(n),
+        }
+        for c, box, body, fraction, n in zip(
+            frame.class_ids, frame.xyxy, frame.ids, frame.visible_fraction, frame.pixels, strict=True
+        )
+        if n >= min_pixels
+    ]
+
+
+def render_episode(spec: ExportSpec, frames: list[int]) -> list[dict[str, Any]]:
+    """Render these frames, write their images, return their labels (runs in a worker process)."""
+    camera = CameraSpec(width=spec.width, height=spec.height)
+    labels = []
+    for index, frame in rendered_frames(spec.scene, spec.seed, frames, camera, spec.renderer):
+        name = f"{index:06d}.png"
+        cv2.imwrite(str(spec.out / "images" / name), cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR))
+        labels.append(
+            {
+                "index": index,
+                "file": name,
+                "width": spec.width,
+                "height": spec.height,
+                "episode": index // EPISODE_FRAMES if spec.scene == "driving" else index,
+                "boxes": frame_boxes(frame, spec.min_pixels),
+            }
+        )
     return labels
 
 

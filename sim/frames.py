@@ -35,6 +35,7 @@ class Frame:
     positions: np.ndarray
     orientations: np.ndarray
     visible_fraction: np.ndarray
+    pixels: np.ndarray  # visible pixel count per object
     sim_time_s: float
 
 
@@ -70,6 +71,7 @@ def capture(scene: Scene) -> Frame:
         positions=positions,
         orientations=orientations,
         visible_fraction=fractions,
+        pixels=counts[visible],
         sim_time_s=world.time_s,
     )
 

@@ -207,3 +207,65 @@ def test_the_detector_node_stamps_detections_like_their_image(tmp_path, registry
         spin_until(node, lambda: any(s.frames_per_s > 0 for s in stats), what="detector stats")
         busy = next(s for s in stats if s.frames_per_s > 0)
         assert busy.inference_ms > 0 and busy.model == model
+
+
+@pytest.mark.parametrize(
+    ("predicted", "name", "expected"),
+    [
+        # The exact box: perfect at every IoU threshold.
+        ((10, 10, 50, 50), "cube", (1.0, 1.0)),
+        # Shifted 5 px right and down: IoU = 35*35 / (2*1600 - 35*35) = 0.63, which passes the 0.50,
+        # 0.55 and 0.60 thresholds of the ten from 0.50 to 0.95: mAP@0.5 1, mAP@0.5:0.95 0.3.
+        ((15, 15, 55, 55), "cube", (1.0, 0.3)),
+        # Right place, wrong class; and a class name we do not know: nothing to score.
+        ((10, 10, 50, 50), "duck", (0.0, 0.0)),
+        ((10, 10, 50, 50), "person", (0.0, 0.0)),
+    ],
+)
+def test_coco_map_on_a_hand_checked_case(predicted, name, expected):
+    from perception.bench.detect import coco_map
+    from perception.detector.core import DetectionResult
+
+    truth = [[{"class_id": 0, "xyxy": [10.0, 10.0, 50.0, 50.0]}]]
+    prediction = DetectionResult(
+        np.array([predicted], np.float32), np.array([0.9], np.float32), np.array([0]), [name]
+    )
+    assert coco_map(truth, [prediction]) == pytest.approx(expected, abs=1e-3)
+
+
+def test_bench_detect_json_contract(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    model = write_model(tmp_path / "m.onnx", yolov8_output(), names=NAMES)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "perception.cli",
+            "bench",
+            "detect",
+            "--model",
+            model,
+            "--model",
+            model,
+            "--scene",
+            "tabletop",
+            "--frames",
+            "2",
+            "--json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(report["models"]) == 2 and report["ground_truth_boxes"] > 0
+    for row in report["models"]:
+        assert row["model"] == model and row["latency_p50_ms"] > 0 and row["fps"] > 0
+        assert 0.0 <= row["map50"] <= 1.0 and 0.0 <= row["map50_95"] <= row["map50"]

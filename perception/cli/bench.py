@@ -1,8 +1,10 @@
-"""percept bench bus | sim (later issues add detect, grasp, track)"""
+"""percept bench bus | sim | detect (later issues add grasp, track)"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from dataclasses import asdict
 from typing import Any
 
 from perception.bench.common import as_json
@@ -20,6 +22,15 @@ def register(verbs: Any) -> None:
     p.add_argument("--seconds", type=float, default=1.5, help="length of each throughput phase")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=_bus)
+
+    p = bench.add_parser("detect", help="Detectors side by side: latency per stage, frames/s, mAP.")
+    p.add_argument("--model", action="append", required=True, help="an ONNX file; repeat to compare")
+    p.add_argument("--scene", choices=["tabletop", "driving"], help="render this scene and score mAP")
+    p.add_argument("--frames", type=int, default=50, help="frames to run (and score)")
+    p.add_argument("--seed", type=int, default=1000, help="scene seed (keep it apart from training seeds)")
+    p.add_argument("--threads", type=int, default=2, help="onnxruntime threads per model")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.set_defaults(func=_detect)
 
     p = bench.add_parser("sim", help="Simulator node frames/s against a bare getCameraImage loop.")
     p.add_argument("--renderers", default="egl,tiny", help="comma-separated: egl, tiny")
@@ -76,4 +87,33 @@ def _sim(args: argparse.Namespace) -> int:
     )
     if args.json:
         print(as_json("sim", rows, settings))
+    return 0
+
+
+def _detect(args: argparse.Namespace) -> int:
+    from perception.bench import detect
+
+    settings = {
+        "scene": args.scene,
+        "frames": args.frames,
+        "seed": args.seed,
+        "threads": args.threads,
+        "image": "640x480",
+    }
+    print(f"detector benchmark: {settings}", flush=True)
+    rows, boxes = detect.run(args.model, args.scene, args.frames, args.seed, args.threads)
+    print(detect.table(rows))
+    if args.scene:
+        print(f"scored against {boxes} ground-truth boxes in {args.frames} {args.scene} frames (pycocotools)")
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "benchmark": "detect",
+                    "settings": settings,
+                    "ground_truth_boxes": boxes,
+                    "models": [asdict(r) for r in rows],
+                }
+            )
+        )
     return 0
