@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, free_port, spin_until
+from conftest import ROOT, free_port, percept, spin_until
 
 from perception import Node
 from perception.cli import build_parser, main
 from perception.msgs import Header, Image
-
-
-def percept(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "perception.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
 
 
 @pytest.fixture

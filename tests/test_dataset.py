@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import pytest
-from conftest import ROOT
+from conftest import percept
 
 from sim.classes import ALL_CLASSES
 from sim.dataset import ExportSpec, export
@@ -44,35 +42,27 @@ def test_coco_export_is_the_same_with_one_or_two_workers(tmp_path):
 
 def test_yolo_export_of_a_driving_sequence(tmp_path):
     out = tmp_path / "yolo"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "perception.cli",
-            "dataset",
-            "export",
-            "--scene",
-            "driving",
-            "--frames",
-            "12",
-            "--out",
-            str(out),
-            "--format",
-            "yolo",
-            "--seed",
-            "1",
-            "--width",
-            "160",
-            "--height",
-            "120",
-            "--renderer",
-            "tiny",
-            "--workers",
-            "1",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    result = percept(
+        "dataset",
+        "export",
+        "--scene",
+        "driving",
+        "--frames",
+        "12",
+        "--out",
+        str(out),
+        "--format",
+        "yolo",
+        "--seed",
+        "1",
+        "--width",
+        "160",
+        "--height",
+        "120",
+        "--renderer",
+        "tiny",
+        "--workers",
+        "1",
         timeout=120,
     )
     assert result.returncode == 0, result.stderr

@@ -235,32 +235,22 @@ def test_coco_map_on_a_hand_checked_case(predicted, name, expected):
 
 def test_bench_detect_json_contract(tmp_path):
     import json
-    import subprocess
-    import sys
 
-    from conftest import ROOT
+    from conftest import percept
 
     model = write_model(tmp_path / "m.onnx", yolov8_output(), names=NAMES)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "perception.cli",
-            "bench",
-            "detect",
-            "--model",
-            model,
-            "--model",
-            model,
-            "--scene",
-            "tabletop",
-            "--frames",
-            "2",
-            "--json",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    result = percept(
+        "bench",
+        "detect",
+        "--model",
+        model,
+        "--model",
+        model,
+        "--scene",
+        "tabletop",
+        "--frames",
+        "2",
+        "--json",
         timeout=120,
     )
     assert result.returncode == 0, result.stderr

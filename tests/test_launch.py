@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import ROOT, TESTS, free_port, wait_for
+from conftest import ROOT, TESTS, free_port, percept, wait_for
 
 from perception import launch_file
 from perception.errors import LaunchError
@@ -239,13 +239,7 @@ def test_launch_arguments_on_the_command_line_reach_the_nodes(tmp_path, registry
 
 def test_the_launcher_reports_an_invalid_file_in_one_line(tmp_path):
     path = write(tmp_path, "nodes:\n  - node: a:B\n    respawn: maybe\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "perception.cli", "launch", str(path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = percept("launch", str(path), timeout=30)
     assert result.returncode == 1
     assert (
         result.stderr.strip()

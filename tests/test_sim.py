@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pybullet as p
 import pytest
-from conftest import spin_until
+from conftest import percept, spin_until
 
 from perception import Node
 from perception.msgs import CameraInfo, ExecuteGrasp, GraspResult, GroundTruth, Image, Pose, Reset, Result
@@ -29,6 +29,14 @@ def world(request):
 
 def scene(world: World, seed: int = 3, **params: object) -> TabletopScene:
     return TabletopScene(world, TabletopParams(**params), seed, CameraSpec(width=320, height=240))  # type: ignore[arg-type]
+
+
+def spawn_sim(spawn, **params: str):
+    """A sim node process: fast clock, TinyRenderer, 160 x 120 unless `params` say otherwise."""
+    settings = {"clock": "fast", "renderer": "tiny", "width": "160", "height": "120", **params}
+    return spawn(
+        "run", "sim.node:SimNode", *[arg for k, v in settings.items() for arg in ("-p", f"{k}:={v}")]
+    )
 
 
 def test_depth_and_intrinsics_back_project_onto_the_true_position(world):
@@ -118,20 +126,7 @@ def test_camera_spec_rejects_a_view_along_the_up_vector():
 
 
 def test_sim_node_publishes_one_stamp_per_frame_and_resets(context, spawn):
-    spawn(
-        "run",
-        "sim.node:SimNode",
-        "-p",
-        "clock:=fast",
-        "-p",
-        "renderer:=tiny",
-        "-p",
-        "width:=160",
-        "-p",
-        "height:=120",
-        "-p",
-        "scene_params:={objects: 3}",
-    )
+    spawn_sim(spawn, scene_params="{objects: 3}")
     stamps: dict[str, list[int]] = {"image": [], "depth": [], "info": [], "truth": []}
     truths: list[GroundTruth] = []
     depths: list[Image] = []
@@ -222,20 +217,7 @@ def test_execute_grasp_fails_with_a_reason(physics, position, width, reason):
 
 
 def test_execute_grasp_service_picks_the_cube_it_sees(context, spawn):
-    spawn(
-        "run",
-        "sim.node:SimNode",
-        "-p",
-        "clock:=fast",
-        "-p",
-        "renderer:=tiny",
-        "-p",
-        "width:=160",
-        "-p",
-        "height:=120",
-        "-p",
-        "scene_params:={objects: 1, classes: [cube]}",
-    )
+    spawn_sim(spawn, scene_params="{objects: 1, classes: [cube]}")
     truths: list[GroundTruth] = []
     with Node("picker", context=context) as node:
         node.create_subscription(GroundTruth, "/ground_truth", truths.append)
@@ -256,29 +238,17 @@ def test_execute_grasp_service_picks_the_cube_it_sees(context, spawn):
 
 def test_bench_sim_json_contract():
     import json
-    import subprocess
-    import sys
 
-    from conftest import ROOT
-
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "perception.cli",
-            "bench",
-            "sim",
-            "--renderers",
-            "tiny",
-            "--resolutions",
-            "320x240",
-            "--frames",
-            "3",
-            "--json",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    result = percept(
+        "bench",
+        "sim",
+        "--renderers",
+        "tiny",
+        "--resolutions",
+        "320x240",
+        "--frames",
+        "3",
+        "--json",
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
@@ -340,7 +310,7 @@ def test_a_urdf_that_does_not_load_is_named(physics):
 
 
 def test_an_unknown_scene_stops_the_node_with_one_line(spawn, registry):
-    process = spawn("run", "sim.node:SimNode", "-p", "scene:=kitchen", "-p", "renderer:=tiny")
+    process = spawn_sim(spawn, scene="kitchen")
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 1
     assert (
@@ -350,18 +320,7 @@ def test_an_unknown_scene_stops_the_node_with_one_line(spawn, registry):
 
 
 def test_a_node_that_cannot_keep_real_time_says_so(spawn, registry):
-    process = spawn(
-        "run",
-        "sim.node:SimNode",
-        "-p",
-        "rate:=500.0",
-        "-p",
-        "renderer:=tiny",
-        "-p",
-        "width:=320",
-        "-p",
-        "height:=240",
-    )
+    process = spawn_sim(spawn, clock="realtime", rate="500.0", width="320", height="240")
     lines: list[str] = []
     assert process.stdout is not None
     while not any("cannot keep real time" in line for line in lines):
