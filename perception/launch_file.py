@@ -78,28 +78,37 @@ class _Located:
     def __init__(self, path: Path, text: str) -> None:
         self.path = path
         self.lines: dict[tuple[Any, ...], int] = {}
+        loader = yaml.SafeLoader(text)
         try:
-            root = yaml.compose(text)
+            root = loader.get_single_node()
+            self.data: Any = loader.construct_document(root) if root is not None else {}
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
             raise LaunchError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-        self.data = self._convert(root, ()) if root is not None else {}
+        finally:
+            loader.dispose()
+        if root is not None:
+            self._index(root, self.data, ())
 
-    def _convert(self, node: yaml.Node, at: tuple[Any, ...]) -> Any:
+    def _index(self, node: yaml.Node, value: Any, at: tuple[Any, ...]) -> None:
+        """Record the line of every value, walking the node tree beside the data built from it."""
         self.lines[at] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            result: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                key = yaml.safe_load(yaml.serialize(key_node))
-                if key in result:
-                    raise LaunchError(f"{self.path}:{key_node.start_mark.line + 1}: duplicate key {key!r}")
-                result[key] = self._convert(value_node, (*at, key))
+        if isinstance(node, yaml.MappingNode) and isinstance(value, dict):
+            if len(node.value) != len(value):  # the loader kept only the last of a repeated key
+                seen: set[str] = set()
+                for key_node, _ in node.value:
+                    if key_node.value in seen:
+                        raise LaunchError(
+                            f"{self.path}:{key_node.start_mark.line + 1}: duplicate key {key_node.value!r}"
+                        )
+                    seen.add(key_node.value)
+            for (key_node, value_node), key in zip(node.value, value, strict=False):
+                self._index(value_node, value[key], (*at, key))
                 self.lines[(*at, key)] = key_node.start_mark.line + 1  # errors point at the key
-            return result
-        if isinstance(node, yaml.SequenceNode):
-            return [self._convert(item, (*at, i)) for i, item in enumerate(node.value)]
-        return yaml.safe_load(yaml.serialize(node))
+        elif isinstance(node, yaml.SequenceNode) and isinstance(value, list):
+            for i, (item_node, item) in enumerate(zip(node.value, value, strict=False)):
+                self._index(item_node, item, (*at, i))
 
     def fail(self, at: tuple[Any, ...], message: str) -> LaunchError:
         line = self.lines.get(at) or self.lines.get(at[:-1]) or self.lines.get(())

@@ -259,3 +259,25 @@ def test_bench_detect_json_contract(tmp_path):
     for row in report["models"]:
         assert row["model"] == model and row["latency_p50_ms"] > 0 and row["fps"] > 0
         assert 0.0 <= row["map50"] <= 1.0 and 0.0 <= row["map50_95"] <= row["map50"]
+
+
+def test_the_sim_detect_launch_file_runs_a_users_model(tmp_path, registry):
+    from conftest import percept
+
+    model = write_model(tmp_path / "m.onnx", yolov8_output(), names=NAMES)
+    missing = percept("launch", "launch/sim_detect.yaml")
+    assert "argument 'model' has no default; pass model:=VALUE" in missing.stderr
+    result = percept(
+        "launch",
+        "launch/sim_detect.yaml",
+        f"model:={model}",
+        "--duration",
+        "8",
+        "--status-period",
+        "4",
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{model}: yolov8 layout, input (320, 320), 3 classes" in result.stdout
+    detector_rows = [line for line in result.stdout.splitlines() if line.startswith("/detector ")]
+    assert any(">/detections 10.0" in row or ">/detections 9." in row for row in detector_rows), detector_rows

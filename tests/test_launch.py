@@ -245,3 +245,13 @@ def test_the_launcher_reports_an_invalid_file_in_one_line(tmp_path):
         result.stderr.strip()
         == f"percept: error: {path}:3: nodes[0].respawn: expected true or false, found 'maybe'"
     )
+
+
+def test_null_values_and_repeated_keys(tmp_path):
+    path = write(tmp_path, "arguments:\n  model: {default: null}\n  rate: ~\nnodes: []\n")
+    with pytest.raises(LaunchError, match="argument 'model' has no default; pass model:=VALUE"):
+        launch_file.load(path)
+    assert launch_file.load(path, {"model": "m.onnx", "rate": 5}).arguments == {"model": "m.onnx", "rate": 5}
+    repeated = write(tmp_path, "nodes:\n  - node: a:B\n    name: x\n    name: y\n", "repeated.yaml")
+    with pytest.raises(LaunchError, match=r"repeated.yaml:4: duplicate key 'name'"):
+        launch_file.load(repeated)
