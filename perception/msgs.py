@@ -277,6 +277,7 @@ class TopicStats(Message):
     dropped_queue: int = 0  # total evicted by the subscription's keep-last / latest-only queue
     dropped_gap: int = 0  # total lost before arriving (sequence gaps per publisher)
     malformed: int = 0  # total dropped as undecodable or of an unexpected type
+    callback_errors: int = 0  # total messages whose callback raised (logged with the traceback)
 
 
 @message("percept/NodeStats")

@@ -51,6 +51,7 @@ class EndpointStats:
             dropped_queue=self.dropped_queue,
             dropped_gap=self.dropped_gap,
             malformed=self.malformed,
+            callback_errors=self.callback_errors,
         )
         self._window_count = 0
         self._window_bytes = 0

@@ -178,3 +178,21 @@ def test_nodes_on_another_address_talk_over_tcp(registry):
         spin_until(near, lambda: publisher.subscriber_count == 1, what="discovery across addresses")
         publisher.publish(String(data="over tcp"))
         spin_until(near, lambda: got == ["over tcp"], what="the message")
+
+
+def test_a_callback_that_raises_is_counted_and_the_node_goes_on(context):
+    with Node("pub", context=context) as pub_node, Node("sub", context=context) as sub_node:
+        seen: list[str] = []
+
+        def fragile(msg: String) -> None:
+            seen.append(msg.data)
+            if msg.data == "bad":
+                raise RuntimeError("a bug in user code")
+
+        subscription = sub_node.create_subscription(String, "/fragile", fragile)
+        publisher = pub_node.create_publisher(String, "/fragile")
+        spin_until(sub_node, lambda: publisher.subscriber_count == 1, what="discovery")
+        for text in ("bad", "good", "bad"):
+            publisher.publish(String(data=text))
+        spin_until(sub_node, lambda: len(seen) == 3, what="all three messages")
+        assert subscription.stats.snapshot().callback_errors == 2  # reported in /percept/stats
