@@ -48,6 +48,7 @@ def capture(scene: Scene) -> Frame:
     ids = np.array([o.body for o in scene.objects], np.int64)
     boxes, counts = boxes_from_mask(mask, ids)
     visible = counts > 0
+    pixels = counts[visible]
     objects = [o for o, v in zip(scene.objects, visible, strict=True) if v]
     positions = np.zeros((len(objects), 3))
     orientations = np.zeros((len(objects), 4))
@@ -57,7 +58,7 @@ def capture(scene: Scene) -> Frame:
         position, orientation = p.getBasePositionAndOrientation(obj.body, physicsClientId=world.client)
         positions[i], orientations[i] = position, orientation
         area = _silhouette_area(obj.vertices, position, orientation, camera_from_world, K)
-        fractions[i] = min(1.0, counts[visible][i] / area) if area > 0 else 1.0
+        fractions[i] = min(1.0, pixels[i] / area) if area > 0 else 1.0
     return Frame(
         rgb=rgb,
         depth=depth,
@@ -71,7 +72,7 @@ def capture(scene: Scene) -> Frame:
         positions=positions,
         orientations=orientations,
         visible_fraction=fractions,
-        pixels=counts[visible],
+        pixels=pixels,
         sim_time_s=world.time_s,
     )
 
