@@ -1,0 +1,53 @@
+"""percept train: train the shipped detector from `percept dataset export` folders."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def register(verbs: Any) -> None:
+    p = verbs.add_parser(
+        "train", help="Train the detector on exported datasets and write ONNX (needs the train extra)."
+    )
+    p.add_argument("--data", type=Path, action="append", required=True, help="a COCO export folder (repeat)")
+    p.add_argument(
+        "--out", type=Path, required=True, help="ONNX file to write (rewritten at each checkpoint)"
+    )
+    p.add_argument("--steps", type=int, required=True, help="optimiser steps")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between exports")
+    p.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from perception.errors import PerceptError
+
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise PerceptError("percept train needs torch: pip install 'percept[train]'") from None
+    from perception.train.fit import TrainSpec, train
+
+    for folder in args.data:
+        if not (folder / "annotations.json").is_file():
+            raise PerceptError(
+                f"--data {folder}: no annotations.json there (make one with percept dataset export)"
+            )
+    spec = TrainSpec(
+        datasets=args.data,
+        out=args.out,
+        steps=args.steps,
+        batch=args.batch,
+        lr=args.lr,
+        seed=args.seed,
+        threads=args.threads,
+        checkpoint_every=args.checkpoint_every,
+    )
+    summary = train(spec, log=lambda line: print(line, flush=True))
+    print(f"trained {summary['steps']} steps in {summary['minutes']} min; wrote {args.out}")
+    return 0

@@ -1,0 +1,117 @@
+"""Training data: `percept dataset export` folders (COCO layout) held in memory, served as augmented crops.
+
+The network is fully convolutional, so it trains on crops of the full-resolution frames and runs on whole
+frames: a crop costs a quarter of a frame to learn from, while objects keep the pixel size they will have
+at inference, which is what decides how well small, distant objects are found. A quarter of the crops
+zoom out (up to the whole frame) so that objects bigger than a crop are seen whole. Half the crops are
+centred near an object (driving frames are mostly road and sky), half are anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from perception.detector.preprocess import PAD_VALUE
+from sim.classes import ALL_CLASSES
+
+
+@dataclass
+class Dataset:
+    name: str
+    images: list[np.ndarray]  # H x W x 3 uint8 RGB
+    boxes: list[np.ndarray]  # per image, N x 4 float32 x1 y1 x2 y2
+    classes: list[np.ndarray]  # per image, N int64 ids into ALL_CLASSES
+
+
+def load_coco(folder: str | Path) -> Dataset:
+    """A `percept dataset export --format coco` folder; class ids follow names, so any export order works."""
+    folder = Path(folder)
+    index = folder / "annotations.json"
+    if not index.is_file():
+        raise FileNotFoundError(f"dataset {folder}: no annotations.json (expected a COCO export)")
+    coco = json.loads(index.read_text())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    unknown = sorted(set(names.values()) - set(ALL_CLASSES))
+    if unknown:
+        raise ValueError(f"dataset {folder}: classes {unknown} are not among {', '.join(ALL_CLASSES)}")
+    per_image: dict[int, list[tuple[list[float], int]]] = {image["id"]: [] for image in coco["images"]}
+    for a in coco["annotations"]:
+        x, y, w, h = a["bbox"]
+        per_image[a["image_id"]].append(([x, y, x + w, y + h], ALL_CLASSES.index(names[a["category_id"]])))
+    images, boxes, classes = [], [], []
+    for image in coco["images"]:
+        bgr = cv2.imread(str(folder / image["file_name"]), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise FileNotFoundError(f"dataset {folder}: cannot read {image['file_name']}")
+        images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        labels = per_image[image["id"]]
+        boxes.append(np.array([b for b, _ in labels], np.float32).reshape(-1, 4))
+        classes.append(np.array([c for _, c in labels], np.int64))
+    return Dataset(folder.name, images, boxes, classes)
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    height: int = 240
+    width: int = 320
+    min_scale: float = 0.75  # a crop covers (scale x height) x (scale x width) source pixels
+    max_scale: float = 1.33
+    zoom_out: float = 0.25  # share of crops taken at scales up to max_zoom_out instead
+    max_zoom_out: float = 2.0  # a 640x480 frame whole: near cars larger than a crop are seen whole too
+    near_object: float = 0.5  # share of crops centred near an object
+    min_pixels: float = 16.0  # a clipped box smaller than this (in source pixels) is no longer labelled
+
+
+def random_crop(
+    image: np.ndarray, boxes: np.ndarray, classes: np.ndarray, spec: CropSpec, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A crop resized to spec's size (padded where it leaves the image), with its boxes and classes."""
+    low, high = (
+        (spec.max_scale, spec.max_zoom_out)
+        if rng.random() < spec.zoom_out
+        else (spec.min_scale, spec.max_scale)
+    )
+    scale = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+    crop_w, crop_h = spec.width * scale, spec.height * scale
+    height, width = image.shape[:2]
+    if len(boxes) and rng.random() < spec.near_object:
+        x1, y1, x2, y2 = boxes[rng.integers(len(boxes))]
+        cx = (x1 + x2) / 2 + rng.uniform(-0.4, 0.4) * crop_w
+        cy = (y1 + y2) / 2 + rng.uniform(-0.4, 0.4) * crop_h
+        left, top = cx - crop_w / 2, cy - crop_h / 2
+    else:
+        left = rng.uniform(min(0.0, width - crop_w), max(0.0, width - crop_w))
+        top = rng.uniform(min(0.0, height - crop_h), max(0.0, height - crop_h))
+    # One affine warp does the crop, the resize and the padding.
+    s = spec.width / crop_w
+    matrix = np.array([[s, 0, -left * s], [0, s, -top * s]], np.float32)
+    crop = cv2.warpAffine(
+        image,
+        matrix,
+        (spec.width, spec.height),
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=(PAD_VALUE, PAD_VALUE, PAD_VALUE),
+    )
+    # The simulator labels the visible part of an object, so a box cut by the crop keeps its visible part.
+    shown = np.clip(boxes - [left, top, left, top], 0, [crop_w, crop_h, crop_w, crop_h]) * s
+    visible = np.clip(boxes, 0, [width, height, width, height])
+    kept_area = (shown[:, 2] - shown[:, 0]) * (shown[:, 3] - shown[:, 1]) / (s * s)
+    keep = (kept_area >= spec.min_pixels) & (visible[:, 2] > visible[:, 0])
+    return crop, shown[keep].astype(np.float32), classes[keep]
+
+
+def augment(image: np.ndarray, boxes: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Horizontal flip, per-channel gain and brightness: what lighting and paint vary in the scenes."""
+    if rng.random() < 0.5:
+        image = image[:, ::-1]
+        width = image.shape[1]
+        boxes = np.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1)
+    gain = rng.uniform(0.8, 1.2, 3) * rng.uniform(0.7, 1.3)
+    image = np.clip(image.astype(np.float32) * gain, 0, 255)
+    return image, boxes.reshape(-1, 4).astype(np.float32)

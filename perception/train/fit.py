@@ -1,0 +1,177 @@
+"""Train the shipped detector on exported datasets and write it as ONNX (needs torch: the `train` extra).
+
+AdamW with a linear warm-up and a cosine decay, an exponential moving average of the weights (the EMA is
+what gets exported), crops of the full-resolution frames drawn evenly from each dataset. Everything that
+varies is seeded, so a run is repeatable on the same machine and library versions.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from perception.train.data import CropSpec, Dataset, augment, load_coco, random_crop
+from perception.train.loss import detection_loss
+from perception.train.model import Exported, Network
+from perception.train.targets import STRIDE, encode
+from sim.classes import ALL_CLASSES
+
+
+@dataclass
+class TrainSpec:
+    datasets: list[Path]
+    out: Path
+    steps: int
+    batch: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 150
+    ema_decay: float = 0.998
+    input_hw: tuple[int, int] = (480, 640)  # of the exported model: the simulator's and most cameras' frames
+    crop: CropSpec = field(default_factory=CropSpec)
+    seed: int = 0
+    threads: int = 2
+    checkpoint_every: int = 500  # steps between exports of the EMA weights to `out`
+
+
+class Batches:
+    """Random batches of (image, heatmap, boxes, weight) tensors, a dataset at a time in turn."""
+
+    def __init__(self, datasets: list[Dataset], spec: TrainSpec) -> None:
+        self.datasets, self.spec = datasets, spec
+        self.rng = np.random.default_rng(spec.seed)
+
+    def next(self) -> tuple[torch.Tensor, ...]:
+        spec, crop = self.spec, self.spec.crop
+        images, heatmaps, boxes, weights = [], [], [], []
+        for i in range(spec.batch):
+            data = self.datasets[i % len(self.datasets)]
+            k = int(self.rng.integers(len(data.images)))
+            image, b, c = random_crop(data.images[k], data.boxes[k], data.classes[k], crop, self.rng)
+            image, b = augment(image, b, self.rng)
+            t = encode(b, c, (crop.height, crop.width), len(ALL_CLASSES))
+            images.append(image.transpose(2, 0, 1) / 255.0)
+            heatmaps.append(t.heatmap)
+            boxes.append(t.box)
+            weights.append(t.weight)
+        return tuple(
+            torch.from_numpy(np.stack(a).astype(np.float32)) for a in (images, heatmaps, boxes, weights)
+        )
+
+
+def learning_rate(spec: TrainSpec, step: int) -> float:
+    if step < spec.warmup_steps:
+        return spec.lr * (step + 1) / spec.warmup_steps
+    progress = (step - spec.warmup_steps) / max(1, spec.steps - spec.warmup_steps)
+    return spec.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for e, m in zip(ema.state_dict().values(), model.state_dict().values(), strict=True):
+            if e.dtype.is_floating_point:
+                e.mul_(decay).add_(m.detach(), alpha=1 - decay)
+            else:
+                e.copy_(m)
+
+
+def train(spec: TrainSpec, log: Callable[[str], None] = print) -> dict[str, float]:
+    torch.manual_seed(spec.seed)
+    torch.set_num_threads(spec.threads)
+    start = time.monotonic()
+    datasets = [load_coco(folder) for folder in spec.datasets]
+    log(
+        "loaded "
+        + ", ".join(
+            f"{d.name}: {len(d.images)} frames, {sum(len(b) for b in d.boxes)} boxes" for d in datasets
+        )
+        + f" in {time.monotonic() - start:.0f} s"
+    )
+    model = Network(len(ALL_CLASSES))
+    ema = copy.deepcopy(model).eval()
+    decay_params = [p for n, p in model.named_parameters() if p.ndim > 1]
+    other_params = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    optimiser = torch.optim.AdamW(
+        [
+            {"params": decay_params, "weight_decay": spec.weight_decay},
+            {"params": other_params, "weight_decay": 0},
+        ],
+        lr=spec.lr,
+    )
+    batches = Batches(datasets, spec)
+    train_start = time.monotonic()
+    recent: list[tuple[float, float]] = []
+    for step in range(spec.steps):
+        for group in optimiser.param_groups:
+            group["lr"] = learning_rate(spec, step)
+        image, heatmap, boxes, weight = batches.next()
+        logits, distances = model(image)
+        heat_loss, box_loss = detection_loss(logits, distances, heatmap, boxes, weight)
+        loss = heat_loss + box_loss
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        optimiser.step()
+        # The EMA starts fast and settles to its decay, as in YOLOX: early weights are not worth keeping.
+        update_ema(ema, model, spec.ema_decay * (1 - math.exp(-(step + 1) / 500)))
+        recent.append((heat_loss.item(), box_loss.item()))
+        if (step + 1) % 50 == 0:
+            elapsed = time.monotonic() - train_start
+            heat, box = np.mean(recent, axis=0)
+            recent.clear()
+            log(
+                f"step {step + 1}/{spec.steps}  heatmap {heat:.3f}  box {box:.3f}  lr {learning_rate(spec, step):.2e}  "
+                f"{(step + 1) * spec.batch / elapsed:.1f} img/s  {elapsed / 60:.1f} min"
+            )
+        if (step + 1) % spec.checkpoint_every == 0 or step + 1 == spec.steps:
+            export_onnx(ema, spec, minutes=(time.monotonic() - train_start) / 60, steps=step + 1)
+            log(f"wrote {spec.out} (EMA weights after {step + 1} steps)")
+    return {"minutes": round((time.monotonic() - train_start) / 60, 1), "steps": spec.steps}
+
+
+def export_onnx(network: torch.nn.Module, spec: TrainSpec, minutes: float, steps: int) -> None:
+    """The EMA network with its decoding, as ONNX with the metadata the detector reads."""
+    import onnx
+
+    spec.out.parent.mkdir(parents=True, exist_ok=True)
+    exported = Exported(copy.deepcopy(network).eval())
+    dummy = torch.zeros(1, 3, *spec.input_hw)
+    with torch.no_grad():
+        torch.onnx.export(
+            exported,
+            (dummy,),
+            str(spec.out),
+            input_names=["images"],
+            output_names=["detections"],
+            opset_version=17,
+            dynamo=False,
+        )
+    model = onnx.load(str(spec.out))
+    metadata = {
+        "names": json.dumps(list(ALL_CLASSES)),
+        "imgsz": json.dumps(list(spec.input_hw)),
+        "stride": str(STRIDE),
+        "layout": "end2end",
+        "preprocess": "letterbox centred, pad 114, RGB / 255",
+        "training": json.dumps(
+            {
+                "datasets": [d.name for d in spec.datasets],
+                "steps": steps,
+                "minutes": round(minutes, 1),
+                "seed": spec.seed,
+            }
+        ),
+    }
+    del model.metadata_props[:]
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(spec.out))

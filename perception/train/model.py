@@ -1,0 +1,106 @@
+"""The shipped detector's network (needs torch: the `train` extra).
+
+A small anchor-free detector in the manner of TTFNet/CenterNet: plain 3x3 conv-BN-ReLU stages down to
+stride 32 (dilated residual blocks widen the view for near cars), a light FPN back up to stride 4, and one
+output level there: a class heatmap and, per cell, distances to the four sides of the box. Stride 4 keeps
+distant pedestrians and cones (a few pixels wide) on cells of their own.
+
+`Exported` wraps it with the decoding (3x3 max-pool peaks, top-k, box gather), so the ONNX file outputs
+the end-to-end layout 1 x K x 6 (x1, y1, x2, y2, score, class) and needs no NMS outside.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from perception.train.targets import STRIDE
+
+REGRESSION_SCALE = 16.0  # box distances are predicted in units of 16 px (TTFNet's wh_offset_base)
+
+
+def conv(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, padding=dilation, dilation=dilation, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class Residual(nn.Module):
+    def __init__(self, channels: int, dilation: int = 1) -> None:
+        super().__init__()
+        self.first = conv(channels, channels, dilation=dilation)
+        self.second = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=dilation, dilation=dilation, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x + self.second(self.first(x)))
+
+
+class Network(nn.Module):
+    """Image (B x 3 x H x W, RGB 0-1) -> class logits (B x C x H/4 x W/4), box distances (B x 4 x ...)."""
+
+    def __init__(
+        self, num_classes: int, widths: tuple[int, int, int, int, int] = (16, 24, 48, 96, 128)
+    ) -> None:
+        super().__init__()
+        w2, w4, w8, w16, w32 = widths
+        self.stride4 = nn.Sequential(conv(3, w2, 2), conv(w2, w4, 2))
+        self.stride8 = nn.Sequential(conv(w4, w8, 2), Residual(w8))
+        self.stride16 = nn.Sequential(conv(w8, w16, 2), Residual(w16), Residual(w16, dilation=2))
+        self.stride32 = nn.Sequential(conv(w16, w32, 2), Residual(w32), Residual(w32, dilation=2))
+        neck = 32
+        self.lateral = nn.ModuleList(nn.Conv2d(w, neck, 1) for w in (w4, w8, w16, w32))
+        self.smooth8 = conv(neck, neck)
+        self.head = conv(neck, neck)
+        self.heatmap = nn.Conv2d(neck, num_classes, 1)
+        self.distances = nn.Conv2d(neck, 4, 1)
+        assert self.heatmap.bias is not None
+        nn.init.constant_(self.heatmap.bias, -2.19)  # CenterNet's prior: sigmoid = 0.1 everywhere at start
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c4 = self.stride4(image)
+        c8 = self.stride8(c4)
+        c16 = self.stride16(c8)
+        c32 = self.stride32(c16)
+        p = self.lateral[3](c32)
+        p = self.lateral[2](c16) + F.interpolate(p, size=c16.shape[2:], mode="nearest")
+        p = self.smooth8(self.lateral[1](c8) + F.interpolate(p, size=c8.shape[2:], mode="nearest"))
+        # The head's own 3x3 conv smooths the stride-4 sum: a separate one would cost a sixth of the net.
+        features = self.head(self.lateral[0](c4) + F.interpolate(p, size=c4.shape[2:], mode="nearest"))
+        return self.heatmap(features), F.relu(self.distances(features)) * REGRESSION_SCALE
+
+
+def boxes_from_distances(distances: torch.Tensor) -> torch.Tensor:
+    """B x 4 x h x w distances (left, top, right, bottom) -> B x 4 x h x w boxes in input pixels."""
+    h, w = distances.shape[2:]
+    xs = torch.arange(w, dtype=distances.dtype, device=distances.device) * STRIDE + STRIDE / 2
+    ys = torch.arange(h, dtype=distances.dtype, device=distances.device) * STRIDE + STRIDE / 2
+    x, y = xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w)
+    centre = torch.stack([x, y, x, y]).unsqueeze(0)
+    return centre + torch.cat([-distances[:, :2], distances[:, 2:]], dim=1)
+
+
+class Exported(nn.Module):
+    """Network plus decoding: image -> 1 x K x 6 (x1, y1, x2, y2, score, class), best first."""
+
+    def __init__(self, network: nn.Module, top_k: int = 100) -> None:
+        super().__init__()
+        self.network, self.top_k = network, top_k
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        logits, distances = self.network(image)
+        scores = torch.sigmoid(logits)
+        peaks = F.max_pool2d(scores, 3, stride=1, padding=1)
+        scores = scores * (peaks == scores).to(scores.dtype)
+        h, w = scores.shape[2:]
+        best, index = torch.topk(scores.reshape(1, -1), self.top_k)
+        cls = torch.div(index, h * w, rounding_mode="floor")
+        cell = index - cls * (h * w)
+        boxes = boxes_from_distances(distances).reshape(1, 4, -1)
+        picked = torch.gather(boxes, 2, cell.unsqueeze(1).expand(1, 4, self.top_k))
+        return torch.cat([picked.transpose(1, 2), best.unsqueeze(2), cls.unsqueeze(2).to(best.dtype)], dim=2)

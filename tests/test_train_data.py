@@ -1,0 +1,115 @@
+"""The numpy half of training (targets, crops, augmentation, dataset loading): no torch needed."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from perception.train.data import CropSpec, augment, load_coco, random_crop
+from perception.train.targets import STRIDE, encode
+from sim.classes import ALL_CLASSES
+
+
+def test_a_box_gets_a_peak_at_its_centre_and_regression_weight_of_log_area():
+    box = np.array([[40, 20, 80, 60]], np.float32)  # 40 x 40, centre (60, 40)
+    targets = encode(box, np.array([3]), (96, 128), len(ALL_CLASSES))
+    assert targets.heatmap.shape == (len(ALL_CLASSES), 96 // STRIDE, 128 // STRIDE)
+    peak = np.unravel_index(targets.heatmap[3].argmax(), targets.heatmap[3].shape)
+    assert peak == (40 // STRIDE, 60 // STRIDE)
+    assert targets.heatmap[3].max() == 1.0
+    assert targets.heatmap[np.arange(len(ALL_CLASSES)) != 3].max() == 0.0
+    assert targets.weight.sum() == pytest.approx(np.log(40 * 40), rel=1e-5)
+    assert targets.box[:, 10, 15].tolist() == [40, 20, 80, 60]
+    # The regression cells stay inside the box's middle.
+    ys, xs = np.nonzero(targets.weight)
+    assert xs.min() * STRIDE >= 40 and (xs.max() + 1) * STRIDE <= 80
+    assert ys.min() * STRIDE >= 20 and (ys.max() + 1) * STRIDE <= 60
+
+
+def test_a_box_smaller_than_a_cell_still_has_a_peak_and_a_regression_cell():
+    targets = encode(np.array([[101, 50, 104, 57]], np.float32), np.array([9]), (96, 128), len(ALL_CLASSES))
+    assert targets.heatmap[9, 53 // STRIDE, 102 // STRIDE] == 1.0
+    assert targets.weight[53 // STRIDE, 102 // STRIDE] > 0
+
+
+def test_where_boxes_overlap_the_smaller_one_regresses():
+    boxes = np.array([[0, 0, 128, 96], [56, 40, 72, 56]], np.float32)  # a small box at the big one's centre
+    targets = encode(boxes, np.array([8, 9]), (96, 128), len(ALL_CLASSES))
+    assert targets.box[:, 48 // STRIDE, 64 // STRIDE].tolist() == [56, 40, 72, 56]
+    assert targets.heatmap[8].max() == 1.0 and targets.heatmap[9].max() == 1.0
+
+
+def _image_with_box(box: list[int]) -> np.ndarray:
+    image = np.zeros((480, 640, 3), np.uint8)
+    x1, y1, x2, y2 = box
+    image[y1:y2, x1:x2] = 255
+    return image
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_crop_keeps_its_boxes_on_their_pixels(seed):
+    box = [300, 200, 360, 240]
+    image = _image_with_box(box)
+    spec = CropSpec(near_object=1.0)
+    crop, boxes, classes = random_crop(
+        image, np.array([box], np.float32), np.array([2]), spec, np.random.default_rng(seed)
+    )
+    assert crop.shape == (spec.height, spec.width, 3)
+    assert classes.tolist() == [2]
+    x1, y1, x2, y2 = np.round(boxes[0]).astype(int)
+    inside = crop[y1 + 1 : y2 - 1, x1 + 1 : x2 - 1]
+    assert inside.min() >= 200, "the box's own pixels are white"
+    white = np.argwhere(crop[:, :, 0] > 127)
+    assert np.allclose(white.min(axis=0), [y1, x1], atol=1.5) and np.allclose(
+        white.max(axis=0) + 1, [y2, x2], atol=1.5
+    )
+
+
+def test_a_crop_that_cuts_a_box_keeps_its_visible_part_and_drops_slivers():
+    image = np.zeros((480, 640, 3), np.uint8)
+    boxes = np.array([[0, 0, 100, 100], [630, 470, 640, 480]], np.float32)
+    spec = CropSpec(min_scale=1.0, max_scale=1.0, near_object=0.0, min_pixels=16)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        _, shown, _ = random_crop(image, boxes, np.array([0, 1]), spec, rng)
+        assert np.all(shown >= 0) and np.all(shown[:, 2] <= spec.width) and np.all(shown[:, 3] <= spec.height)
+        assert np.all((shown[:, 2] - shown[:, 0]) * (shown[:, 3] - shown[:, 1]) >= 16)
+
+
+def test_flip_mirrors_the_boxes():
+    image = _image_with_box([10, 20, 50, 60])
+    boxes = np.array([[10, 20, 50, 60]], np.float32)
+    for seed in range(10):
+        out, moved = augment(image, boxes, np.random.default_rng(seed))
+        x1, y1, x2, y2 = moved[0].astype(int)
+        assert out[y1:y2, x1:x2].mean() > 150, "the box follows the object through the flip"
+        assert moved[0].tolist() in ([10, 20, 50, 60], [590, 20, 630, 60])
+
+
+def test_load_coco_reads_a_percept_export(tmp_path):
+    from sim.dataset import ExportSpec, export
+
+    export(ExportSpec("tabletop", 2, tmp_path, "coco", seed=5, width=160, height=120), workers=1)
+    data = load_coco(tmp_path)
+    coco = json.loads((tmp_path / "annotations.json").read_text())
+    assert len(data.images) == 2 and data.images[0].shape == (120, 160, 3)
+    assert sum(len(b) for b in data.boxes) == len(coco["annotations"]) > 0
+    first = coco["annotations"][0]
+    x, y, w, h = first["bbox"]
+    assert data.boxes[0][0].tolist() == pytest.approx([x, y, x + w, y + h])
+    assert ALL_CLASSES[int(data.classes[0][0])] == coco["categories"][first["category_id"]]["name"]
+    expected = cv2.cvtColor(cv2.imread(str(tmp_path / coco["images"][0]["file_name"])), cv2.COLOR_BGR2RGB)
+    assert np.array_equal(data.images[0], expected)
+
+
+def test_load_coco_names_what_is_wrong(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no annotations\.json"):
+        load_coco(tmp_path)
+    (tmp_path / "annotations.json").write_text(
+        json.dumps({"images": [], "annotations": [], "categories": [{"id": 0, "name": "giraffe"}]})
+    )
+    with pytest.raises(ValueError, match="giraffe"):
+        load_coco(tmp_path)
