@@ -191,7 +191,12 @@ class Launcher:
                 continue
             child.exit_code = child.process.returncode
             spec = child.spec
-            if spec.required:
+            if spec.required and child.exit_code == 0:
+                # A required node that finishes its job (a pick loop, a recording) ends the launch cleanly.
+                child.state = "exited"
+                self._say(f"[launch] required node {spec.fqn} finished (exit code 0); stopping the others")
+                self._stop.set()
+            elif spec.required:
                 child.state = "failed"
                 self._failed_required = child
                 self._stop.set()

@@ -364,6 +364,70 @@ class GroundTruth(Message):
             raise MessageError(f"GroundTruth: {n} ids, but these fields have other shapes: {wrong}")
 
 
+@message("percept/Grasps")
+@dataclass(slots=True)
+class Grasps(Message):
+    """Parallel-jaw grasps planned on one frame, best first, as parallel arrays (world frame: position
+    between the fingertips; orientation x, y, z, w with the hand's z axis the approach and y the closing
+    direction; opening width in metres), the detections that got none, with the reason, and those
+    outside the workspace (not to be picked: in the tray, on the arm)."""
+
+    header: Header
+    positions: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float64))
+    orientations: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float64))
+    widths: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    qualities: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    detection_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    class_names: list[str] = field(default_factory=list)
+    rejected_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    rejected_reasons: list[str] = field(default_factory=list)
+    outside_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # not to pick
+    planning_ms: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.positions = np.asarray(self.positions, np.float64).reshape(-1, 3)
+        self.orientations = np.asarray(self.orientations, np.float64).reshape(-1, 4)
+        self.widths = np.asarray(self.widths, np.float32).reshape(-1)
+        self.qualities = np.asarray(self.qualities, np.float32).reshape(-1)
+        self.detection_indices = np.asarray(self.detection_indices, np.int32).reshape(-1)
+        self.rejected_indices = np.asarray(self.rejected_indices, np.int32).reshape(-1)
+        self.outside_indices = np.asarray(self.outside_indices, np.int32).reshape(-1)
+        n = len(self.positions)
+        sizes = {
+            "orientations": len(self.orientations),
+            "widths": len(self.widths),
+            "qualities": len(self.qualities),
+            "detection_indices": len(self.detection_indices),
+            "class_names": len(self.class_names),
+        }
+        wrong = {name: size for name, size in sizes.items() if size != n}
+        if wrong:
+            raise MessageError(f"Grasps: {n} positions, but these fields differ in length: {wrong}")
+        if len(self.rejected_reasons) != len(self.rejected_indices):
+            raise MessageError(
+                f"Grasps: {len(self.rejected_indices)} rejected indices but {len(self.rejected_reasons)} reasons"
+            )
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+
+@message("percept/PickAttempt")
+@dataclass(slots=True)
+class PickAttempt(Message):
+    """One attempt of a pick-and-place loop: the grasp tried and what came of it."""
+
+    header: Header
+    attempt: int = 0
+    class_name: str = ""
+    pose: Pose = field(default_factory=Pose)
+    width: float = 0.0
+    quality: float = 0.0
+    success: bool = False
+    reason: str = ""
+    objects_left: int = -1  # detections on the newest frame after the attempt; -1 if unknown
+
+
 @message("percept/Reset")
 @dataclass(slots=True)
 class Reset(Message):

@@ -179,6 +179,26 @@ def test_a_required_node_that_dies_stops_everything_and_fails(tmp_path, registry
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
 
 
+def test_a_required_node_that_finishes_ends_the_launch_cleanly(tmp_path, registry):
+    process = _launch(
+        tmp_path,
+        f"""
+        nodes:
+          - name: job
+            node: {NODES}:ExitsSoon
+            parameters: {{after: 1.0, code: 0}}
+            required: true
+          - name: bystander
+            node: {NODES}:Sleeper
+        """,
+    )
+    children = _children(process, 2)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "required node /job finished (exit code 0); stopping the others" in output
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
 def test_a_node_that_ignores_sigint_and_sigterm_is_killed(tmp_path, registry):
     process = _launch(
         tmp_path,

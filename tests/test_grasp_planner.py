@@ -1,0 +1,153 @@
+"""The grasp planner's geometry on synthetic depth maps: no simulator, no processes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from perception.grasp import GraspPlanner
+from perception.grasp.geometry import back_project, fit_plane, matrix_from_quaternion, quaternion_from_matrix
+
+W, H, F = 320, 240, 300.0
+K = np.array([[F, 0, W / 2], [0, F, H / 2], [0, 0, 1.0]])
+CAMERA_HEIGHT = 0.7
+
+
+def camera_looking_down(x: float = 0.5, y: float = 0.0) -> np.ndarray:
+    """Optical frame (OpenCV axes) above (x, y), looking straight down; image x is world -y."""
+    pose = np.eye(4)
+    pose[:3, :3] = np.array([[0.0, -1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+    pose[:3, 3] = (x, y, CAMERA_HEIGHT)
+    return pose
+
+
+def render(boxes: list[tuple[float, float, float, float, float, float]], pose: np.ndarray) -> np.ndarray:
+    """Depth of a floor at z = 0 with upright boxes (cx, cy, length, width, height, yaw) on it."""
+    v, u = np.indices((H, W), dtype=np.float64)
+    rays = np.stack([(u - K[0, 2]) / F, (v - K[1, 2]) / F, np.ones_like(u)], axis=-1) @ pose[:3, :3].T
+    depth = np.full((H, W), CAMERA_HEIGHT)  # the floor: straight down, z equals the optical depth
+    for cx, cy, length, width, height, yaw in sorted(boxes, key=lambda b: b[4]):
+        t = (CAMERA_HEIGHT - height) / -rays[..., 2]  # where each ray meets the box's top
+        px, py = pose[0, 3] + t * rays[..., 0] - cx, pose[1, 3] + t * rays[..., 1] - cy
+        along = px * math.cos(yaw) + py * math.sin(yaw)
+        across = -px * math.sin(yaw) + py * math.cos(yaw)
+        top = (np.abs(along) <= length / 2) & (np.abs(across) <= width / 2)
+        depth[top] = CAMERA_HEIGHT - height
+    return depth.astype(np.float32)
+
+
+def box_pixels(cx: float, cy: float, half: float, pose: np.ndarray) -> list[float]:
+    """A loose image box around a world point, like a detector's."""
+    camera = np.linalg.inv(pose) @ np.array([cx, cy, 0.03, 1.0])
+    u, v = F * camera[0] / camera[2] + W / 2, F * camera[1] / camera[2] + H / 2
+    r = F * half / camera[2]
+    return [u - r, v - r, u + r, v + r]
+
+
+def yaw_of_closing(grasp) -> float:
+    return math.atan2(grasp.closing[1], grasp.closing[0])
+
+
+@pytest.mark.parametrize("yaw_deg", [0, 30, 75, 120])
+def test_a_box_gets_a_grasp_at_its_centre_across_its_narrow_side(yaw_deg):
+    yaw = math.radians(yaw_deg)
+    pose = camera_looking_down()
+    depth = render([(0.52, 0.03, 0.10, 0.04, 0.05, yaw)], pose)
+    plan = GraspPlanner().plan(depth, K, pose, np.array([box_pixels(0.52, 0.03, 0.08, pose)]), ["jenga"])
+    assert plan.rejected == []
+    best = plan.grasps[0]
+    assert best.class_name == "jenga" and best.detection == 0
+    assert np.allclose(best.position[:2], (0.52, 0.03), atol=0.004)
+    assert 0.01 <= best.position[2] <= 0.05
+    # Fingers close across the 4 cm side: along the box's own y axis, either way round.
+    narrow = yaw + math.pi / 2
+    assert abs(math.remainder(yaw_of_closing(best) - narrow, math.pi)) < math.radians(6)
+    assert best.width == pytest.approx(0.04 + 2 * GraspPlanner().gripper.clearance, abs=0.006)
+    # The hand points down, and its y axis is the closing direction.
+    rotation = matrix_from_quaternion(best.orientation)
+    assert np.allclose(rotation[:, 2], (0, 0, -1), atol=1e-3)
+    assert np.allclose(rotation[:, 1], best.closing, atol=1e-6)
+    assert np.allclose(plan.plane.normal, (0, 0, 1), atol=1e-3) and abs(plan.plane.offset) < 1e-3
+
+
+def test_an_object_wider_than_the_gripper_everywhere_is_rejected_with_the_reason():
+    pose = camera_looking_down()
+    depth = render([(0.5, 0.0, 0.12, 0.10, 0.04, 0.0)], pose)
+    plan = GraspPlanner().plan(depth, K, pose, np.array([box_pixels(0.5, 0.0, 0.09, pose)]))
+    assert plan.grasps == []
+    ((index, reason),) = plan.rejected
+    assert index == 0 and "wider than the opening" in reason
+
+
+def test_a_neighbour_where_a_finger_would_go_turns_the_grasp():
+    pose = camera_looking_down()
+    # A tall neighbour 4.5 cm away along the cube's x: closing along x would put a pad on it.
+    depth = render([(0.5, 0.0, 0.04, 0.04, 0.05, 0.0), (0.545, 0.0, 0.02, 0.06, 0.08, 0.0)], pose)
+    planner = GraspPlanner(yaw_offsets_deg=(0.0, 90.0))
+    plan = planner.plan(depth, K, pose, np.array([box_pixels(0.5, 0.0, 0.035, pose)]))
+    best = plan.grasps[0]
+    assert abs(best.closing[1]) > 0.99, "the fingers close along y, away from the neighbour"
+
+
+def test_holes_and_boxes_outside_the_image_get_reasons_not_crashes():
+    pose = camera_looking_down()
+    depth = render([(0.5, 0.0, 0.04, 0.04, 0.05, 0.0)], pose)
+    depth[100:140, 140:180] = np.nan  # the cube's pixels have no reading
+    boxes = np.array([box_pixels(0.5, 0.0, 0.03, pose), [400, 300, 450, 350], [10, 10, 10, 20]])
+    plan = GraspPlanner().plan(depth, K, pose, boxes)
+    reasons = dict(plan.rejected)
+    assert plan.grasps == []
+    assert "holes, or nothing there" in reasons[0]
+    assert "outside the 320x240 depth image" in reasons[1]
+    assert "empty" in reasons[2]
+
+
+def test_no_table_in_view_is_a_reason():
+    pose = camera_looking_down()
+    depth = np.full((H, W), np.nan, np.float32)
+    plan = GraspPlanner().plan(depth, K, pose, np.array([[10.0, 10.0, 50.0, 50.0]]))
+    assert plan.grasps == [] and "to find the table" in plan.rejected[0][1]
+
+
+def test_plane_fit_and_back_projection_and_quaternions():
+    rng = np.random.default_rng(0)
+    points = np.c_[rng.uniform(-1, 1, (500, 2)), np.full(500, 0.2)]
+    points[:50, 2] += rng.uniform(0.05, 0.3, 50)  # outliers
+    plane, inliers = fit_plane(points, np.array([0, 0, 1.0]), rng)
+    assert inliers == 450 and np.allclose(plane.normal, (0, 0, 1)) and plane.offset == pytest.approx(-0.2)
+    pose = camera_looking_down()
+    world = back_project(np.array([W / 2]), np.array([H / 2]), np.array([0.7]), K, pose)
+    assert np.allclose(world, [[0.5, 0.0, 0.0]])
+    for q in [(0, 0, 0, 1), (1, 0, 0, 0), (0.5, 0.5, 0.5, 0.5), (0.0, 0.6, 0.0, 0.8)]:
+        back = quaternion_from_matrix(matrix_from_quaternion(q))
+        assert np.allclose(back, q) or np.allclose(back, -np.array(q))
+
+
+@pytest.mark.parametrize("cls", ["cube", "jenga", "mug"])
+def test_grasps_on_a_simulated_frame_land_on_the_objects_true_position(cls):
+    """Depth, K and camera pose from the simulator: the planned grasp is over the object's true centre."""
+    import pybullet as p
+
+    from sim.camera import CameraSpec
+    from sim.frames import capture
+    from sim.tabletop import TabletopParams, TabletopScene
+    from sim.world import World
+
+    world = World("tiny")
+    try:
+        scene = TabletopScene(
+            world, TabletopParams(objects=1, classes=[cls]), 7, CameraSpec(width=640, height=480)
+        )
+        frame = capture(scene)
+        low, high = (np.array(v) for v in p.getAABB(scene.objects[0].body, physicsClientId=world.client))
+    finally:
+        world.close()
+    plan = GraspPlanner().plan(frame.depth, frame.K, frame.pose, frame.xyxy, frame.class_names)
+    assert plan.rejected == [] and len(plan.grasps) == 1
+    grasp = plan.grasps[0]
+    centre = (low + high) / 2
+    assert np.allclose(grasp.position[:2], centre[:2], atol=0.012), (grasp.position, centre)
+    assert 0.005 < grasp.position[2] < high[2]
+    assert np.allclose(plan.plane.normal, (0, 0, 1), atol=0.01) and abs(plan.plane.offset) < 0.003
