@@ -1,0 +1,68 @@
+"""Where tracked objects stand on a flat road, how fast they move, and when they would reach the camera.
+
+A box's bottom edge is where the object meets the road; its middle pixel's ray, met with the plane
+z = ground_z of the world (the flat-road assumption), gives the object's ground position. From the
+camera's pose in the world (CameraInfo) come the distance, and from the positions over time the
+object's velocity (in the world: a moving camera does not move the objects) and the time to collision.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+HISTORY = 10  # ground positions kept per track for the velocity fit
+
+
+def ground_points(
+    xyxy: np.ndarray, K: np.ndarray, world_from_camera: np.ndarray, ground_z: float = 0.0
+) -> np.ndarray:
+    """World points (N x 3) where the boxes' bottom-centre rays meet the ground; NaN rows for boxes
+    whose bottom lies at or above the horizon (the ray never meets the road ahead)."""
+    boxes = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    u, v = (boxes[:, 0] + boxes[:, 2]) / 2, boxes[:, 3]
+    rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], axis=1)
+    directions = rays @ world_from_camera[:3, :3].T
+    origin = world_from_camera[:3, 3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reach = (ground_z - origin[2]) / directions[:, 2]
+    points: np.ndarray = origin + reach[:, None] * directions
+    points[~(reach > 0)] = np.nan
+    return points
+
+
+@dataclass
+class GroundMotion:
+    position: np.ndarray  # world x, y, z on the road
+    distance: float  # metres from the camera, on the ground plane
+    velocity: np.ndarray  # world x, y in m/s (zeros until two positions are known)
+    speed: float
+    time_to_collision: (
+        float  # seconds until the distance reaches 0 at the current closing rate; inf if opening
+    )
+
+
+class GroundHistory:
+    """Per-track ground positions over time; `update` returns the motion as of the newest one."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, np.ndarray, float]] = []  # (stamp, position, distance)
+
+    def update(self, stamp_s: float, position: np.ndarray, camera_position: np.ndarray) -> GroundMotion:
+        distance = float(np.hypot(*(position[:2] - camera_position[:2])))
+        self.samples.append((stamp_s, position, distance))
+        del self.samples[:-HISTORY]
+        velocity, closing = np.zeros(2), 0.0
+        if len(self.samples) >= 2:
+            t = np.array([s[0] for s in self.samples])
+            t = t - t.mean()
+            if np.ptp(t) > 0:
+                xy = np.array([s[1][:2] for s in self.samples])
+                d = np.array([s[2] for s in self.samples])
+                # Least-squares slopes: steadier than the last difference when boxes jitter.
+                velocity = (t @ (xy - xy.mean(axis=0))) / (t @ t)
+                closing = -float(t @ (d - d.mean()) / (t @ t))
+        ttc = distance / closing if closing > 1e-3 else math.inf
+        return GroundMotion(position, distance, velocity, float(np.hypot(*velocity)), ttc)

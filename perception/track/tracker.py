@@ -1,0 +1,209 @@
+"""`ByteTracker`: multi-object tracking by detection, in ByteTrack's manner (a library, no ZeroMQ).
+
+    tracker = ByteTracker()
+    for frame in frames:
+        tracks = tracker.update(xyxy, scores, class_ids, stamp_s)   # confirmed tracks seen this frame
+
+Each update, in order: (1) predict every track to this frame's time with its Kalman filter; (2) match
+high-score detections to confirmed and lost tracks by IoU with optimal assignment (scipy); (3) match
+low-score detections to the confirmed tracks still unmatched, which keeps tracks alive through
+occlusion and blur without letting weak detections start tracks; (4) match the remaining high-score
+detections to tentative tracks; (5) start tentative tracks from high-score leftovers; (6) confirm,
+lose and remove tracks by their parameters. Matching is class-consistent: a car never continues a cone.
+Detections may come in any order, a frame may be empty, and a gap in stamps is one longer prediction.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from perception.track import kalman
+
+
+class TrackState(enum.Enum):
+    TENTATIVE = "tentative"  # seen, not yet confirmed
+    CONFIRMED = "confirmed"
+    LOST = "lost"  # confirmed, missed since; may come back
+    REMOVED = "removed"
+
+
+@dataclass(frozen=True)
+class TrackerParams:
+    high_score: float = 0.5  # detections at least this sure are matched first and may start tracks
+    low_score: float = 0.1  # weaker ones are ignored; between the two they only extend tracks
+    new_track_score: float = 0.6  # a track starts from a detection at least this sure
+    match_iou: float = 0.2  # least IoU of a first-stage match
+    low_match_iou: float = 0.5  # least IoU of a low-score match (stricter: weak evidence)
+    confirm_hits: int = 2  # matched frames before a track is confirmed
+    max_lost_s: float = 1.5  # a lost track is removed after this long unseen
+    class_aware: bool = True  # match detections only to tracks of their class
+    default_dt: float = 0.1  # seconds assumed between the first two frames
+
+
+@dataclass
+class Track:
+    id: int
+    class_id: int
+    mean: np.ndarray  # Kalman state: cx, cy, w, h, and their velocities (px, px/s)
+    covariance: np.ndarray
+    score: float
+    state: TrackState = TrackState.TENTATIVE
+    hits: int = 1
+    born_s: float = 0.0
+    last_seen_s: float = 0.0
+    history: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (stamp, xyxy) when matched
+
+    @property
+    def xyxy(self) -> np.ndarray:
+        cx, cy, w, h = self.mean[:4]
+        return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
+
+    @property
+    def velocity(self) -> np.ndarray:
+        """Image-space velocity of the box centre, pixels per second."""
+        return np.asarray(self.mean[4:6])
+
+    def age_s(self, now_s: float) -> float:
+        return now_s - self.born_s
+
+
+def xyxy_to_cxcywh(xyxy: np.ndarray) -> np.ndarray:
+    xyxy = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    centres: np.ndarray = np.c_[(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]]
+    return centres
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box of a (N x 4 xyxy) with every box of b (M x 4)."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    low = np.maximum(a[:, None, :2], b[None, :, :2])
+    high = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(high - low, 0, None), axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    iou: np.ndarray = inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+    return iou
+
+
+def assign(iou: np.ndarray, threshold: float) -> tuple[list[tuple[int, int]], list[int], list[int]]:
+    """Optimal one-to-one matches of rows to columns with IoU >= threshold, and the unmatched of each."""
+    rows, cols = iou.shape
+    if rows == 0 or cols == 0:
+        return [], list(range(rows)), list(range(cols))
+    r, c = linear_sum_assignment(-iou)
+    matches = [(int(i), int(j)) for i, j in zip(r, c, strict=True) if iou[i, j] >= threshold]
+    matched_rows, matched_cols = {i for i, _ in matches}, {j for _, j in matches}
+    return (
+        matches,
+        [i for i in range(rows) if i not in matched_rows],
+        [j for j in range(cols) if j not in matched_cols],
+    )
+
+
+class ByteTracker:
+    def __init__(self, params: TrackerParams | None = None) -> None:
+        self.params = params or TrackerParams()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every track; ids start again from 1."""
+        self.tracks: list[Track] = []
+        self._ids = itertools.count(1)
+        self._last_stamp_s: float | None = None
+
+    def update(
+        self, xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, stamp_s: float
+    ) -> list[Track]:
+        """Feed one frame's detections (N x 4 xyxy pixels, N scores, N class ids; N may be 0) taken at
+        `stamp_s` seconds; returns the confirmed tracks matched in this frame."""
+        p = self.params
+        boxes = np.asarray(xyxy, np.float64).reshape(-1, 4)
+        scores = np.asarray(scores, np.float64).reshape(-1)
+        class_ids = np.asarray(class_ids, np.int64).reshape(-1)
+        if not len(boxes) == len(scores) == len(class_ids):
+            raise ValueError(
+                f"update: expected as many scores and class ids as boxes ({len(boxes)}), "
+                f"found {len(scores)} and {len(class_ids)}"
+            )
+        dt = p.default_dt if self._last_stamp_s is None else stamp_s - self._last_stamp_s
+        if dt < 0:
+            raise ValueError(f"update: stamps must not go back in time ({self._last_stamp_s} -> {stamp_s})")
+        first_frame = self._last_stamp_s is None
+        self._last_stamp_s = stamp_s
+        # 1. Predict.
+        for track in self.tracks:
+            track.mean, track.covariance = kalman.predict(track.mean, track.covariance, max(dt, 1e-3))
+        high = np.flatnonzero(scores >= p.high_score)
+        low = np.flatnonzero((scores >= p.low_score) & (scores < p.high_score))
+        pool = [t for t in self.tracks if t.state in (TrackState.CONFIRMED, TrackState.LOST)]
+        tentative = [t for t in self.tracks if t.state is TrackState.TENTATIVE]
+        matched: set[int] = set()
+        # 2. High-score detections against confirmed and lost tracks.
+        pairs, unmatched_tracks, unmatched_high = assign(
+            self._similarity(pool, boxes[high], class_ids[high]), p.match_iou
+        )
+        for t, d in pairs:
+            self._match(pool[t], boxes[high[d]], scores[high[d]], stamp_s)
+            matched.add(id(pool[t]))
+        # 3. Low-score detections against confirmed tracks still unmatched (not lost ones).
+        remaining = [pool[t] for t in unmatched_tracks if pool[t].state is TrackState.CONFIRMED]
+        pairs, _, _ = assign(self._similarity(remaining, boxes[low], class_ids[low]), p.low_match_iou)
+        for t, d in pairs:
+            self._match(remaining[t], boxes[low[d]], scores[low[d]], stamp_s)
+            matched.add(id(remaining[t]))
+        # 4. Leftover high-score detections against tentative tracks.
+        left = high[unmatched_high]
+        pairs, _, unmatched_left = assign(
+            self._similarity(tentative, boxes[left], class_ids[left]), p.match_iou
+        )
+        for t, d in pairs:
+            self._match(tentative[t], boxes[left[d]], scores[left[d]], stamp_s)
+            matched.add(id(tentative[t]))
+        # 5. New tracks.
+        for d in left[unmatched_left]:
+            if scores[d] >= p.new_track_score:
+                mean, covariance = kalman.initiate(xyxy_to_cxcywh(boxes[d])[0], p.default_dt)
+                track = Track(next(self._ids), int(class_ids[d]), mean, covariance, float(scores[d]))
+                track.born_s = track.last_seen_s = stamp_s
+                track.history.append((stamp_s, boxes[d].copy()))
+                if first_frame:  # as ByteTrack: nothing to confirm against on the very first frame
+                    track.state = TrackState.CONFIRMED
+                self.tracks.append(track)
+                matched.add(id(track))
+        # 6. Life cycle.
+        for track in self.tracks:
+            if id(track) in matched:
+                if track.state is TrackState.LOST or (
+                    track.state is TrackState.TENTATIVE and track.hits >= p.confirm_hits
+                ):
+                    track.state = TrackState.CONFIRMED
+            elif track.state is TrackState.TENTATIVE:
+                track.state = TrackState.REMOVED
+            elif track.state is TrackState.CONFIRMED:
+                track.state = TrackState.LOST
+            if track.state is TrackState.LOST and stamp_s - track.last_seen_s > p.max_lost_s:
+                track.state = TrackState.REMOVED
+        self.tracks = [t for t in self.tracks if t.state is not TrackState.REMOVED]
+        return [t for t in self.tracks if t.state is TrackState.CONFIRMED and id(t) in matched]
+
+    def _similarity(self, tracks: list[Track], boxes: np.ndarray, class_ids: np.ndarray) -> np.ndarray:
+        iou = iou_matrix(np.array([t.xyxy for t in tracks]).reshape(-1, 4), boxes)
+        if self.params.class_aware and iou.size:
+            iou[np.array([t.class_id for t in tracks])[:, None] != class_ids[None, :]] = 0.0
+        return iou
+
+    @staticmethod
+    def _match(track: Track, box: np.ndarray, score: float, stamp_s: float) -> None:
+        track.mean, track.covariance = kalman.update(track.mean, track.covariance, xyxy_to_cxcywh(box)[0])
+        track.hits += 1
+        track.score = float(score)
+        track.last_seen_s = stamp_s
+        track.history.append((stamp_s, box.copy()))
+        del track.history[:-30]  # enough for speed estimates; bounded for long runs

@@ -1,0 +1,148 @@
+"""The tracker core on hand-made sequences: identities through crossings and occlusion, life cycle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from perception.track import ByteTracker, TrackerParams
+from perception.track.tracker import assign, iou_matrix
+
+CAR, PEDESTRIAN = 8, 9
+
+
+def box(cx: float, cy: float, w: float = 40, h: float = 30) -> list[float]:
+    return [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+
+
+def run(tracker: ByteTracker, frames: list[list[tuple[list[float], float, int]]], dt: float = 0.1):
+    """Feed frames of (box, score, class) and return, per frame, {track id: box centre x}."""
+    out = []
+    for i, dets in enumerate(frames):
+        boxes = np.array([d[0] for d in dets]).reshape(-1, 4)
+        tracks = tracker.update(boxes, np.array([d[1] for d in dets]), np.array([d[2] for d in dets]), i * dt)
+        out.append({t.id: (t.xyxy[0] + t.xyxy[2]) / 2 for t in tracks})
+    return out
+
+
+def test_two_objects_crossing_keep_their_identities():
+    # Two cars of the same class drive towards each other along the same row and cross at frame 10.
+    frames = [[(box(100 + 10 * i, 200), 0.9, CAR), (box(300 - 10 * i, 205), 0.9, CAR)] for i in range(21)]
+    seen = run(ByteTracker(), frames)
+    assert set(seen[0]) == {1, 2}
+    left_mover = next(i for i, x in seen[0].items() if x < 200)
+    assert seen[-1][left_mover] == pytest.approx(300, abs=3)  # the one that started left ended right
+    assert all(set(frame) == {1, 2} for frame in seen)
+
+
+def test_an_object_occluded_for_a_few_frames_comes_back_with_its_id():
+    frames = [[(box(100 + 8 * i, 200), 0.9, CAR)] for i in range(20)]
+    for i in range(8, 12):
+        frames[i] = []  # hidden for 4 frames (0.4 s)
+    seen = run(ByteTracker(), frames)
+    assert seen[7] == {1: pytest.approx(156, abs=2)}
+    assert all(frame == {} for frame in seen[8:12])
+    assert list(seen[12]) == [1] and seen[12][1] == pytest.approx(196, abs=3)
+
+
+def test_low_score_detections_extend_tracks_but_do_not_start_them():
+    frames = [
+        [(box(100 + 5 * i, 200), 0.9 if i < 5 else 0.3, CAR), (box(400, 300), 0.3, CAR)] for i in range(10)
+    ]
+    seen = run(ByteTracker(), frames)
+    assert all(list(frame) == [1] for frame in seen)  # the weak, static detection never becomes a track
+
+
+def test_a_new_object_gets_a_new_id_after_confirmation():
+    frames = [[(box(100, 200), 0.9, CAR)] for _ in range(3)]
+    frames += [[(box(100, 200), 0.9, CAR), (box(400, 250), 0.9, PEDESTRIAN)] for _ in range(3)]
+    seen = run(ByteTracker(), frames)
+    assert list(seen[3]) == [1]  # tentative on its first frame
+    assert set(seen[4]) == {1, 2}
+
+
+def test_classes_never_swap_identities():
+    frames = [
+        [(box(100, 200), 0.9, CAR)],
+        [(box(101, 200), 0.9, PEDESTRIAN)],
+        [(box(102, 200), 0.9, PEDESTRIAN)],
+    ]
+    tracker = ByteTracker()
+    seen = run(tracker, frames)
+    assert list(seen[0]) == [1] and list(seen[2]) == [2]
+    assert (
+        ByteTracker(TrackerParams(class_aware=False))
+        .update(np.array([box(1, 1)]), np.array([0.9]), np.array([CAR]), 0.0)[0]
+        .class_id
+        == CAR
+    )
+
+
+def test_empty_frames_detection_order_and_a_gap_in_stamps():
+    tracker = ByteTracker()
+    assert tracker.update(np.zeros((0, 4)), np.zeros(0), np.zeros(0), 0.0) == []
+    a, b = box(100, 100), box(300, 100)
+    tracker.update(np.array([a, b]), np.array([0.9, 0.8]), np.array([CAR, CAR]), 0.1)
+    first = {
+        t.id: t.xyxy[0]
+        for t in tracker.update(np.array([b, a]), np.array([0.8, 0.9]), np.array([CAR, CAR]), 0.2)
+    }
+    # Half a second without frames, then the same boxes: one longer prediction, same ids.
+    after_gap = {
+        t.id: t.xyxy[0]
+        for t in tracker.update(np.array([a, b]), np.array([0.9, 0.8]), np.array([CAR, CAR]), 0.7)
+    }
+    assert first == pytest.approx(after_gap, abs=1.0) and set(first) == {1, 2}
+
+
+def test_velocity_is_in_pixels_per_second_and_lost_tracks_expire():
+    tracker = ByteTracker(TrackerParams(max_lost_s=0.5))
+    for i in range(15):
+        tracks = tracker.update(np.array([box(100 + 5 * i, 200)]), np.array([0.9]), np.array([CAR]), i * 0.1)
+    assert tracks[0].velocity[0] == pytest.approx(50, rel=0.1) and abs(tracks[0].velocity[1]) < 2
+    for i in range(15, 22):
+        tracker.update(np.zeros((0, 4)), np.zeros(0), np.zeros(0), i * 0.1)
+    assert tracker.tracks == []
+
+
+def test_bad_input_is_named():
+    tracker = ByteTracker()
+    with pytest.raises(ValueError, match=r"as many scores and class ids as boxes \(2\), found 1 and 2"):
+        tracker.update(np.array([box(1, 1), box(5, 5)]), np.array([0.9]), np.array([1, 2]), 0.0)
+    tracker.update(np.zeros((0, 4)), np.zeros(0), np.zeros(0), 1.0)
+    with pytest.raises(ValueError, match="back in time"):
+        tracker.update(np.zeros((0, 4)), np.zeros(0), np.zeros(0), 0.5)
+
+
+def test_iou_and_assignment_on_hand_checked_boxes():
+    a = np.array([[0, 0, 10, 10], [20, 20, 30, 30]])
+    b = np.array([[5, 0, 15, 10], [100, 100, 110, 110]])
+    np.testing.assert_allclose(iou_matrix(a, b), [[50 / 150, 0], [0, 0]])
+    assert iou_matrix(a, np.zeros((0, 4))).shape == (2, 0)
+    assert assign(iou_matrix(a, b), 0.3) == ([(0, 0)], [1], [1])
+
+
+def test_ground_points_distance_speed_and_time_to_collision():
+    from perception.track.ground import GroundHistory, ground_points
+
+    # A camera 1.5 m above the road at the origin, looking along world +x (OpenCV axes: x right = -y
+    # world, y down = -z world, z forward = +x world).
+    pose = np.eye(4)
+    pose[:3, :3] = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    pose[:3, 3] = (0, 0, 1.5)
+    K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+    # An object on the road 20 m ahead, 2 m to the left: its bottom edge at v = 240 + 500 * 1.5 / 20.
+    u = 320 + 500 * 2 / 20
+    v = 240 + 500 * 1.5 / 20
+    (point,) = ground_points(np.array([[u - 10, v - 30, u + 10, v]]), K, pose)
+    np.testing.assert_allclose(point, [20, -2, 0], atol=1e-9)
+    assert np.isnan(ground_points(np.array([[300, 100, 340, 200]]), K, pose)).all()  # above the horizon
+    history = GroundHistory()
+    for i in range(6):  # the object comes at 5 m/s
+        motion = history.update(i * 0.1, np.array([20 - 0.5 * i, 0, 0]), np.zeros(3))
+    assert motion.distance == pytest.approx(17.5) and motion.speed == pytest.approx(5.0)
+    assert motion.time_to_collision == pytest.approx(3.5)
+    receding = GroundHistory()
+    for i in range(3):
+        leaving = receding.update(i * 0.1, np.array([20 + i, 0, 0]), np.zeros(3))
+    assert leaving.time_to_collision == float("inf")
