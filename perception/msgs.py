@@ -428,6 +428,75 @@ class PickAttempt(Message):
     objects_left: int = -1  # detections on the newest frame after the attempt; -1 if unknown
 
 
+@message("percept/Tracks")
+@dataclass(slots=True)
+class Tracks(Message):
+    """Confirmed tracks seen in one frame, as parallel arrays: a persistent id, class, box (xyxy pixels),
+    image velocity of the box centre (px/s), age (s), and with a camera pose, the ground-plane position
+    (world, m), distance from the camera (m), speed (m/s) and time to collision (s; inf if not closing).
+    Ground fields are NaN where unknown (no CameraInfo, or a box whose bottom lies above the horizon)."""
+
+    header: Header
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    class_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    class_names: list[str] = field(default_factory=list)
+    xyxy: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    velocities: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    ages_s: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    ground_positions: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float64))
+    distances: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    speeds: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    times_to_collision: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        self.ids = np.asarray(self.ids, np.int64).reshape(-1)
+        self.class_ids = np.asarray(self.class_ids, np.int32).reshape(-1)
+        self.xyxy = np.asarray(self.xyxy, np.float32).reshape(-1, 4)
+        self.scores = np.asarray(self.scores, np.float32).reshape(-1)
+        self.velocities = np.asarray(self.velocities, np.float32).reshape(-1, 2)
+        self.ages_s = np.asarray(self.ages_s, np.float32).reshape(-1)
+        self.ground_positions = np.asarray(self.ground_positions, np.float64).reshape(-1, 3)
+        self.distances = np.asarray(self.distances, np.float32).reshape(-1)
+        self.speeds = np.asarray(self.speeds, np.float32).reshape(-1)
+        self.times_to_collision = np.asarray(self.times_to_collision, np.float32).reshape(-1)
+        sizes = {
+            name: len(getattr(self, name))
+            for name in (
+                "class_ids",
+                "class_names",
+                "xyxy",
+                "scores",
+                "velocities",
+                "ages_s",
+                "ground_positions",
+                "distances",
+                "speeds",
+                "times_to_collision",
+            )
+        }
+        wrong = {name: size for name, size in sizes.items() if size != n}
+        if wrong:
+            raise MessageError(f"Tracks: {n} ids, but these fields differ in length: {wrong}")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@message("percept/TrackerStats")
+@dataclass(slots=True)
+class TrackerStats(Message):
+    """A tracker's work over the last stats period."""
+
+    header: Header
+    tracks_alive: int = 0  # confirmed and lost tracks held
+    tracks_confirmed: int = 0  # seen in the newest frame
+    update_p50_ms: float = 0.0
+    update_p95_ms: float = 0.0
+    frames_per_s: float = 0.0
+
+
 @message("percept/Reset")
 @dataclass(slots=True)
 class Reset(Message):

@@ -146,3 +146,32 @@ def test_ground_points_distance_speed_and_time_to_collision():
     for i in range(3):
         leaving = receding.update(i * 0.1, np.array([20 + i, 0, 0]), np.zeros(3))
     assert leaving.time_to_collision == float("inf")
+
+
+def test_motchallenge_files_round_trip_through_percept_track_run(tmp_path):
+    from conftest import percept
+
+    from perception.track.mot import read_detections
+
+    rows = []
+    for frame in range(1, 11):  # two people walking apart; frame 6 has no detections at all
+        if frame != 6:
+            rows.append(f"{frame},-1,{100 + 5 * frame},200,40,80,0.9,-1,-1,-1")
+            rows.append(f"{frame},-1,{400 - 5 * frame},210,40,80,0.8,-1,-1,-1")
+    det = tmp_path / "det.txt"
+    det.write_text("\n".join(rows) + "\n")
+    parsed = read_detections(det)
+    assert sorted(parsed) == [1, 2, 3, 4, 5, 7, 8, 9, 10]
+    np.testing.assert_allclose(parsed[1][0], [105, 200, 145, 280, 0.9, 0])
+    out = tmp_path / "tracks.txt"
+    result = percept("track", "run", "--det", str(det), "--out", str(out), "--fps", "10")
+    assert result.returncode == 0, result.stderr
+    assert "tracked 9 frames: 18 track rows, 2 ids" in result.stdout
+    table = np.loadtxt(out, delimiter=",", ndmin=2)
+    assert sorted(set(table[:, 1].astype(int))) == [1, 2] and 6 not in table[:, 0]
+    first = table[table[:, 0] == 1]
+    np.testing.assert_allclose(first[first[:, 1] == 1, 2:6], [[105, 200, 40, 80]], atol=0.01)
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1,2,3\n")
+    failed = percept("track", "run", "--det", str(bad), "--out", str(out))
+    assert failed.returncode == 1 and "expected at least 7 comma-separated columns" in failed.stderr

@@ -116,6 +116,7 @@ class ByteTracker:
         """Forget every track; ids start again from 1."""
         self.tracks: list[Track] = []
         self._ids = itertools.count(1)
+        self.ids_issued = 0
         self._last_stamp_s: float | None = None
 
     def update(
@@ -171,6 +172,7 @@ class ByteTracker:
             if scores[d] >= p.new_track_score:
                 mean, covariance = kalman.initiate(xyxy_to_cxcywh(boxes[d])[0], p.default_dt)
                 track = Track(next(self._ids), int(class_ids[d]), mean, covariance, float(scores[d]))
+                self.ids_issued += 1
                 track.born_s = track.last_seen_s = stamp_s
                 track.history.append((stamp_s, boxes[d].copy()))
                 if first_frame:  # as ByteTrack: nothing to confirm against on the very first frame

@@ -1,0 +1,143 @@
+"""The tracker node: detections in (every frame, in order: tracking needs them all), tracks out, stamped
+like their detections; with camera info of the same stamp, ground-plane position, distance, speed and
+time to collision per track. `~/stats` (TrackerStats) once a second.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from perception import Node, run
+from perception.grasp.geometry import pose_matrix
+from perception.msgs import CameraInfo, Detections, TrackerStats, Tracks
+from perception.sync import StampBuffer
+from perception.track import ByteTracker, TrackerParams
+from perception.track.ground import GroundHistory, ground_points
+
+
+class TrackerNode(Node):
+    """Give detections persistent identities (ByteTrack-style), with motion and distance."""
+
+    def __init__(self) -> None:
+        super().__init__("tracker")
+        defaults = TrackerParams()
+        self.tracker = ByteTracker(
+            TrackerParams(
+                high_score=self.declare_parameter(
+                    "high_score", defaults.high_score, "first-stage score", read_only=True
+                ),
+                low_score=self.declare_parameter(
+                    "low_score", defaults.low_score, "weakest detection used", read_only=True
+                ),
+                new_track_score=self.declare_parameter(
+                    "new_track_score", defaults.new_track_score, "score that starts a track", read_only=True
+                ),
+                match_iou=self.declare_parameter(
+                    "match_iou", defaults.match_iou, "least IoU to match", read_only=True
+                ),
+                confirm_hits=self.declare_parameter(
+                    "confirm_hits",
+                    defaults.confirm_hits,
+                    "frames before a track is confirmed",
+                    read_only=True,
+                ),
+                max_lost_s=self.declare_parameter(
+                    "max_lost_s", defaults.max_lost_s, "keep lost tracks (s)", read_only=True
+                ),
+                class_aware=self.declare_parameter(
+                    "class_aware", True, "match within a class only", read_only=True
+                ),
+            )
+        )
+        self.classes = set(
+            self.declare_parameter("classes", [], "track only these classes; empty: all", read_only=True)
+        )
+        self.ground_z = self.declare_parameter(
+            "ground_z", 0.0, "height of the road in the world (m)", read_only=True
+        )
+        tolerance = self.declare_parameter(
+            "tolerance_s", 0.02, "max stamp gap to pair camera info", read_only=True
+        )
+        self.infos: StampBuffer[CameraInfo] = StampBuffer(10, tolerance)
+        self.grounds: dict[int, GroundHistory] = {}
+        self.create_subscription(CameraInfo, "camera_info", self.infos.add)
+        self.create_subscription(Detections, "detections", self.on_detections)
+        self.publisher = self.create_publisher(Tracks, "tracks")
+        self.stats_publisher = self.create_publisher(TrackerStats, "~/stats")
+        self.create_timer(1.0, self.publish_stats)
+        self.update_ms: list[float] = []
+        self.confirmed = 0
+        self.window_start = time.monotonic()
+
+    def on_detections(self, msg: Detections) -> None:
+        keep = np.array([not self.classes or name in self.classes for name in msg.class_names], bool)
+        start = time.perf_counter()
+        tracks = self.tracker.update(
+            msg.xyxy[keep], msg.scores[keep], msg.class_ids[keep], msg.header.stamp / 1e9
+        )
+        self.update_ms.append((time.perf_counter() - start) * 1000)
+        self.confirmed = len(tracks)
+        names = dict(zip(msg.class_ids.tolist(), msg.class_names, strict=True))
+        n = len(tracks)
+        positions = np.full((n, 3), np.nan)
+        distances, speeds, ttc = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+        info = self.infos.nearest(msg.header.stamp)
+        boxes = np.array([t.xyxy for t in tracks]).reshape(-1, 4)
+        if info is not None and n:
+            pose = pose_matrix(info.pose.position, info.pose.orientation)
+            for i, (track, point) in enumerate(
+                zip(tracks, ground_points(boxes, info.K, pose, self.ground_z), strict=True)
+            ):
+                if np.isnan(point).any():
+                    continue
+                motion = self.grounds.setdefault(track.id, GroundHistory()).update(
+                    msg.header.stamp / 1e9, point, pose[:3, 3]
+                )
+                positions[i], distances[i], speeds[i] = motion.position, motion.distance, motion.speed
+                ttc[i] = motion.time_to_collision
+        alive = {t.id for t in self.tracker.tracks}
+        self.grounds = {k: v for k, v in self.grounds.items() if k in alive}
+        now = msg.header.stamp / 1e9
+        self.publisher.publish(
+            Tracks(
+                header=msg.header,
+                ids=np.array([t.id for t in tracks], np.int64),
+                class_ids=np.array([t.class_id for t in tracks], np.int32),
+                class_names=[names.get(t.class_id, str(t.class_id)) for t in tracks],
+                xyxy=boxes.astype(np.float32),
+                scores=np.array([t.score for t in tracks], np.float32),
+                velocities=np.array([t.velocity for t in tracks], np.float32).reshape(-1, 2),
+                ages_s=np.array([t.age_s(now) for t in tracks], np.float32),
+                ground_positions=positions,
+                distances=distances.astype(np.float32),
+                speeds=speeds.astype(np.float32),
+                times_to_collision=ttc.astype(np.float32),
+            )
+        )
+
+    def publish_stats(self) -> None:
+        times = sorted(self.update_ms)
+        elapsed = time.monotonic() - self.window_start
+
+        def percentile(q: float) -> float:
+            return times[min(len(times) - 1, math.floor(q * len(times)))] if times else 0.0
+
+        self.stats_publisher.publish(
+            TrackerStats(
+                header=self.header(),
+                tracks_alive=len(self.tracker.tracks),
+                tracks_confirmed=self.confirmed,
+                update_p50_ms=percentile(0.5),
+                update_p95_ms=percentile(0.95),
+                frames_per_s=len(times) / elapsed,
+            )
+        )
+        self.update_ms = []
+        self.window_start = time.monotonic()
+
+
+if __name__ == "__main__":
+    run(TrackerNode)
