@@ -1,0 +1,60 @@
+"""The tracker node between real processes: ids persist across frames, ground distance from camera info."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from perception import Node
+from perception.grasp.geometry import quaternion_from_matrix
+from perception.msgs import CameraInfo, Detections, Header, Pose, TrackerStats, Tracks
+
+
+def test_the_tracker_node_keeps_ids_and_reports_distance(registry, context, spawn):
+    from conftest import spin_until
+
+    spawn("run", "perception.nodes.tracker:TrackerNode")
+    pose = np.eye(4)  # 1.5 m above the road, looking along world +x
+    pose[:3, :3] = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    pose[:3, 3] = (0, 0, 1.5)
+    K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+    tracks: list[Tracks] = []
+    stats: list[TrackerStats] = []
+    with Node("camera", context=context) as node:
+        node.create_subscription(Tracks, "/tracks", tracks.append)
+        node.create_subscription(TrackerStats, "/tracker/stats", stats.append)
+        detections = node.create_publisher(Detections, "/detections")
+        infos = node.create_publisher(CameraInfo, "/camera_info")
+        spin_until(node, lambda: detections.subscriber_count and infos.subscriber_count, what="the tracker")
+        for i in range(6):
+            header = Header(stamp=(1 + i) * 100_000_000, frame_id="camera", seq=i)
+            infos.publish(
+                CameraInfo(
+                    header=header,
+                    width=640,
+                    height=480,
+                    K=K,
+                    pose=Pose((0, 0, 1.5), quaternion_from_matrix(pose[:3, :3])),
+                )
+            )
+            node.spin_once(0.02)
+            distance = 20.0 - 0.5 * i  # a car coming at 5 m/s
+            bottom = 240 + 500 * 1.5 / distance
+            detections.publish(
+                Detections(
+                    header=header,
+                    xyxy=np.array([[300, bottom - 40, 340, bottom]], np.float32),
+                    scores=np.array([0.9]),
+                    class_ids=[8],
+                    class_names=["car"],
+                )
+            )
+        spin_until(node, lambda: len(tracks) >= 6, what="tracks for six frames")
+        confirmed = [t for t in tracks if len(t)]
+        assert {int(t.ids[0]) for t in confirmed} == {1} and confirmed[-1].class_names == ["car"]
+        assert confirmed[-1].header.seq == 5
+        assert abs(confirmed[-1].distances[0] - 17.5) < 0.175  # 1%: the filtered box lags a little
+        assert (
+            abs(confirmed[-1].speeds[0] - 5.0) < 0.2 and abs(confirmed[-1].times_to_collision[0] - 3.5) < 0.2
+        )
+        spin_until(node, lambda: any(s.frames_per_s > 0 for s in stats), what="tracker stats")
+        assert max(s.update_p50_ms for s in stats) > 0
