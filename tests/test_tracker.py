@@ -175,3 +175,25 @@ def test_motchallenge_files_round_trip_through_percept_track_run(tmp_path):
     bad.write_text("1,2,3\n")
     failed = percept("track", "run", "--det", str(bad), "--out", str(out))
     assert failed.returncode == 1 and "expected at least 7 comma-separated columns" in failed.stderr
+
+
+def test_mot_metrics_agree_with_a_hand_checked_sequence():
+    """Two objects over 4 frames. The tracker swaps ids on object B at frame 3 and misses A at frame 4:
+    GT detections 8, matches 7, misses 1, false positives 0, one id switch:
+    MOTA = 1 - (1 + 0 + 1) / 8 = 0.75. IDF1: the best id mapping is A->1 (3 frames) and B->2 or B->3
+    (2 frames each): IDTP 5, IDFN 8 - 5 = 3, IDFP 7 - 5 = 2 -> 2*5 / (2*5 + 3 + 2) = 0.667."""
+    from perception.track.evaluate import mot_metrics
+
+    a, b = [0, 0, 10, 10], [50, 50, 60, 60]
+    frames = [
+        (np.array([1, 2]), np.array([a, b]), np.array([1, 2]), np.array([a, b])),
+        (np.array([1, 2]), np.array([a, b]), np.array([1, 2]), np.array([a, b])),
+        (np.array([1, 2]), np.array([a, b]), np.array([1, 3]), np.array([a, b])),
+        (np.array([1, 2]), np.array([a, b]), np.array([3]), np.array([b])),
+    ]
+    scores = mot_metrics(frames)
+    assert scores["mota"] == pytest.approx(0.75)
+    assert scores["id_switches"] == 1 and scores["misses"] == 1 and scores["false_positives"] == 0
+    assert scores["idf1"] == pytest.approx(2 * 5 / (2 * 5 + 3 + 2))
+    assert scores["recall"] == pytest.approx(7 / 8) and scores["precision"] == pytest.approx(1.0)
+    assert 0 < scores["hota"] < 1
