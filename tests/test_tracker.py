@@ -197,3 +197,18 @@ def test_mot_metrics_agree_with_a_hand_checked_sequence():
     assert scores["idf1"] == pytest.approx(2 * 5 / (2 * 5 + 3 + 2))
     assert scores["recall"] == pytest.approx(7 / 8) and scores["precision"] == pytest.approx(1.0)
     assert 0 < scores["hota"] < 1
+
+
+def test_bench_track_json_contract():
+    import json
+
+    from conftest import percept
+
+    result = percept("bench", "track", "--truth", "--sequences", "1", "--json", timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["benchmark"] == "track" and report["sequences"] == 1 and report["frames"] == 50
+    for key in ("mota", "idf1", "hota", "precision", "recall"):
+        assert -1.0 <= report[key] <= 1.0, key
+    assert report["id_switches"] >= 0 and 0 < report["update_p50_ms"] <= report["update_p95_ms"]
+    assert report["update_p50_ms_50_objects"] > 0 and "MOTA" in result.stdout

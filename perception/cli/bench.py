@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import asdict
 from typing import Any
 
@@ -29,8 +30,43 @@ def register(verbs: Any) -> None:
     p.add_argument("--frames", type=int, default=50, help="frames to run (and score)")
     p.add_argument("--seed", type=int, default=1000, help="scene seed (keep it apart from training seeds)")
     p.add_argument("--threads", type=int, default=2, help="onnxruntime threads per model")
+    p.add_argument(
+        "--confidence", type=float, default=0.25, help="score threshold for every model (the node's default)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=_detect)
+
+    p = bench.add_parser("graph", help="The detector in a launched sim -> detector graph: keeps up? latency?")
+    p.add_argument("--model", default="models/percept.onnx", help="an ONNX detector")
+    p.add_argument("--scenes", default="tabletop,driving", help="comma-separated: tabletop, driving")
+    p.add_argument("--rates", default="10,20", help="comma-separated camera rates (frames/s) to try")
+    p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per scene and rate")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.set_defaults(func=_graph)
+
+    p = bench.add_parser(
+        "grasp", help="Pick-and-place episodes: grasp success, table clearing, planning time."
+    )
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--objects", type=int, default=5, help="objects per episode")
+    p.add_argument("--seed", type=int, default=1000, help="seed of the first episode (then +1 each)")
+    p.add_argument("--model", default="models/percept.onnx", help="the detector in the loop")
+    p.add_argument("--truth", action="store_true", help="ground-truth boxes instead of the detector")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.set_defaults(func=_grasp)
+
+    p = bench.add_parser("track", help="The tracker on driving sequences: MOTA, IDF1, HOTA (TrackEval).")
+    p.add_argument("--sequences", type=int, default=4, help="50-frame driving sequences")
+    p.add_argument("--seed", type=int, default=1000, help="scene seed (keep it apart from training seeds)")
+    p.add_argument("--model", default="models/percept.onnx", help="the detector in the loop")
+    p.add_argument(
+        "--truth", action="store_true", help="ground-truth boxes with noise instead of the detector"
+    )
+    p.add_argument("--drop", type=float, default=0.1, help="with --truth: share of boxes dropped")
+    p.add_argument("--jitter", type=float, default=2.0, help="with --truth: box corner noise (px)")
+    p.add_argument("--false-positives", type=float, default=0.5, help="with --truth: per frame, on average")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.set_defaults(func=_track)
 
     p = bench.add_parser("sim", help="Simulator node frames/s against a bare getCameraImage loop.")
     p.add_argument("--renderers", default="egl,tiny", help="comma-separated: egl, tiny")
@@ -90,6 +126,83 @@ def _sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grasp(args: argparse.Namespace) -> int:
+    from perception.bench import grasp
+    from perception.errors import PerceptError
+
+    if args.episodes < 1 or not 1 <= args.objects <= 8:
+        raise PerceptError(
+            f"expected --episodes >= 1 and --objects 1-8, found {args.episodes} and {args.objects}"
+        )
+    settings = {
+        "episodes": args.episodes,
+        "objects": args.objects,
+        "seed": args.seed,
+        "boxes": "ground truth" if args.truth else args.model,
+        "image": "640x480",
+    }
+    print(f"grasp benchmark: {settings}", flush=True)
+    summary, episodes = grasp.run(args.episodes, args.objects, args.seed, None if args.truth else args.model)
+    print(grasp.table(summary, episodes))
+    if args.json:
+        report = {"benchmark": "grasp", "settings": settings, **asdict(summary)}
+        report["episode_details"] = [asdict(e) for e in episodes]
+        print(json.dumps(report))
+    return 0
+
+
+def _track(args: argparse.Namespace) -> int:
+    from perception.errors import PerceptError
+
+    try:
+        import trackeval  # noqa: F401
+
+        from perception.bench import track
+    except ImportError:
+        raise PerceptError(
+            "percept bench track scores with TrackEval: pip install 'percept[bench]'"
+        ) from None
+    if args.sequences < 1:
+        raise PerceptError(f"--sequences: expected at least 1, found {args.sequences}")
+    noise = {"drop": args.drop, "jitter": args.jitter, "false_positives": args.false_positives}
+    settings = {
+        "sequences": args.sequences,
+        "seed": args.seed,
+        "boxes": "ground truth with noise" if args.truth else args.model,
+        **({"noise": noise} if args.truth else {}),
+    }
+    print(f"track benchmark: {settings}", flush=True)
+    summary, per_sequence = track.run(args.sequences, args.seed, None if args.truth else args.model, noise)
+    print(track.table(summary, per_sequence))
+    if args.json:
+        print(
+            json.dumps(
+                {"benchmark": "track", "settings": settings, **asdict(summary), "per_sequence": per_sequence}
+            )
+        )
+    return 0
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from perception.bench import graph
+    from perception.errors import PerceptError
+
+    scenes = [s.strip() for s in args.scenes.split(",") if s.strip()]
+    if not scenes or any(s not in ("tabletop", "driving") for s in scenes):
+        raise PerceptError(f"--scenes {args.scenes!r}: expected tabletop and/or driving")
+    try:
+        rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    except ValueError:
+        raise PerceptError(f"--rates {args.rates!r}: expected numbers, e.g. 10,20") from None
+    settings = {"model": args.model, "size": "640x480", "seconds": args.seconds, "cpu_count": os.cpu_count()}
+    print(f"graph benchmark (sim -> detector, separate processes): {settings}", flush=True)
+    rows = graph.run(args.model, scenes, rates, args.seconds)
+    print(graph.table(rows))
+    if args.json:
+        print(as_json("graph", rows, settings))
+    return 0
+
+
 def _detect(args: argparse.Namespace) -> int:
     from perception.bench import detect
 
@@ -98,10 +211,11 @@ def _detect(args: argparse.Namespace) -> int:
         "frames": args.frames,
         "seed": args.seed,
         "threads": args.threads,
+        "confidence": args.confidence,
         "image": "640x480",
     }
     print(f"detector benchmark: {settings}", flush=True)
-    rows, boxes = detect.run(args.model, args.scene, args.frames, args.seed, args.threads)
+    rows, boxes = detect.run(args.model, args.scene, args.frames, args.seed, args.threads, args.confidence)
     print(detect.table(rows))
     if args.scene:
         print(f"scored against {boxes} ground-truth boxes in {args.frames} {args.scene} frames (pycocotools)")
