@@ -69,7 +69,7 @@ def run(
             tracks = tracker.update(boxes, scores, classes, (index % EPISODE_FRAMES) * 0.2)
             update_ms.append((time.perf_counter() - start) * 1000)
             track_ids = np.array([t.id + 100_000 * number for t in tracks], np.int64)
-            track_boxes = np.array([t.xyxy for t in tracks]).reshape(-1, 4)
+            track_boxes = np.array([t.box for t in tracks]).reshape(-1, 4)
             frames.append((gt_ids + 100_000 * number, gt_boxes, track_ids, track_boxes))
         scores_one = mot_metrics(frames)
         per_sequence.append({"sequence": number, **scores_one})

@@ -85,7 +85,7 @@ class TrackerNode(Node):
         positions = np.full((n, 3), np.nan)
         distances, speeds, ttc = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
         info = self.infos.nearest(msg.header.stamp)
-        boxes = np.array([t.xyxy for t in tracks]).reshape(-1, 4)
+        boxes = np.array([t.box for t in tracks]).reshape(-1, 4)
         if info is not None and n:
             pose = pose_matrix(info.pose.position, info.pose.orientation)
             for i, (track, point) in enumerate(

@@ -47,7 +47,7 @@ def track_file(
     for frame in range(1, max(detections) + 1):
         rows = detections.get(frame, np.zeros((0, 6)))
         for track in tracker.update(rows[:, :4], rows[:, 4], rows[:, 5].astype(int), (frame - 1) / fps):
-            yield frame, track.id, track.xyxy, track.score
+            yield frame, track.id, track.box, track.score
 
 
 def write_tracks(rows: Iterator[tuple[int, int, np.ndarray, float]], path: str | Path) -> int:

@@ -42,6 +42,9 @@ class TrackerParams:
     confirm_hits: int = 2  # matched frames before a track is confirmed
     max_lost_s: float = 1.5  # a lost track is removed after this long unseen
     class_aware: bool = True  # match detections only to tracks of their class
+    buffer: float = 0.3  # boxes grow by this share of their size each side before IoU (C-BIoU): small,
+    # fast objects whose boxes no longer overlap from one frame to the next still match
+    tentative_buffer: float = 1.0  # more for tentative tracks, whose velocity is not known yet
     default_dt: float = 0.1  # seconds assumed between the first two frames
 
 
@@ -59,7 +62,14 @@ class Track:
     history: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (stamp, xyxy) when matched
 
     @property
+    def box(self) -> np.ndarray:
+        """The box observed in the newest frame that matched (what a consumer reports): the filter's
+        estimate lags a little behind objects that speed up or grow as they come closer."""
+        return self.history[-1][1]
+
+    @property
     def xyxy(self) -> np.ndarray:
+        """The filter's box, predicted to the newest frame's time (what matching uses)."""
         cx, cy, w, h = self.mean[:4]
         return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
 
@@ -76,6 +86,12 @@ def xyxy_to_cxcywh(xyxy: np.ndarray) -> np.ndarray:
     xyxy = np.asarray(xyxy, np.float64).reshape(-1, 4)
     centres: np.ndarray = np.c_[(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]]
     return centres
+
+
+def _grown(xyxy: np.ndarray, share: float) -> np.ndarray:
+    size = xyxy[:, 2:] - xyxy[:, :2]
+    grown: np.ndarray = np.c_[xyxy[:, :2] - share * size, xyxy[:, 2:] + share * size]
+    return grown
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -162,7 +178,7 @@ class ByteTracker:
         # 4. Leftover high-score detections against tentative tracks.
         left = high[unmatched_high]
         pairs, _, unmatched_left = assign(
-            self._similarity(tentative, boxes[left], class_ids[left]), p.match_iou
+            self._similarity(tentative, boxes[left], class_ids[left], p.tentative_buffer), p.match_iou
         )
         for t, d in pairs:
             self._match(tentative[t], boxes[left[d]], scores[left[d]], stamp_s)
@@ -195,8 +211,11 @@ class ByteTracker:
         self.tracks = [t for t in self.tracks if t.state is not TrackState.REMOVED]
         return [t for t in self.tracks if t.state is TrackState.CONFIRMED and id(t) in matched]
 
-    def _similarity(self, tracks: list[Track], boxes: np.ndarray, class_ids: np.ndarray) -> np.ndarray:
-        iou = iou_matrix(np.array([t.xyxy for t in tracks]).reshape(-1, 4), boxes)
+    def _similarity(
+        self, tracks: list[Track], boxes: np.ndarray, class_ids: np.ndarray, grow: float | None = None
+    ) -> np.ndarray:
+        grow = self.params.buffer if grow is None else grow
+        iou = iou_matrix(_grown(np.array([t.xyxy for t in tracks]).reshape(-1, 4), grow), _grown(boxes, grow))
         if self.params.class_aware and iou.size:
             iou[np.array([t.class_id for t in tracks])[:, None] != class_ids[None, :]] = 0.0
         return iou
