@@ -3,7 +3,7 @@
 State: (cx, cy, w, h, vx, vy, vw, vh) in pixels and pixels per second; measurement: (cx, cy, w, h).
 Noise scales with the box's size, as in SORT and ByteTrack (1/20 of it for positions, 1/160 per frame
 for velocities), so a far, small car and a near, large one are filtered alike. Time steps are explicit:
-a dropped frame is one longer step.
+a dropped frame is one longer step. `predict_many` and `update_many` work on every track at once (batched, not a loop).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import numpy as np
 
 POSITION_NOISE = 1 / 20  # standard deviations, relative to the box's size
 VELOCITY_NOISE = 1 / 160  # per frame
+_DIAGONAL = np.arange(8)
 
 
 def _size(state: np.ndarray) -> float:
@@ -21,24 +22,50 @@ def _size(state: np.ndarray) -> float:
 def initiate(box: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
     """Mean and covariance of a new track from its first box (cx, cy, w, h); velocity unknown."""
     size = _size(box)
-    std = np.r_[np.full(4, 2 * POSITION_NOISE * size), np.full(4, 10 * VELOCITY_NOISE * size / dt)]
-    return np.r_[box, np.zeros(4)].astype(np.float64), np.diag(std**2)
+    mean = np.zeros(8)
+    mean[:4] = box
+    covariance = np.zeros((8, 8))
+    covariance[_DIAGONAL[:4], _DIAGONAL[:4]] = (2 * POSITION_NOISE * size) ** 2
+    covariance[_DIAGONAL[4:], _DIAGONAL[4:]] = (10 * VELOCITY_NOISE * size / dt) ** 2
+    return mean, covariance
+
+
+def predict_many(means: np.ndarray, covariances: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """Every state (N x 8, N x 8 x 8) dt seconds later."""
+    motion = np.eye(8)
+    motion[:4, 4:] = np.eye(4) * dt
+    sizes = np.maximum(np.maximum(means[:, 2], means[:, 3]), 1.0)
+    new_means = means @ motion.T
+    new_means[:, 2:4] = np.maximum(new_means[:, 2:4], 1.0)  # a box never shrinks to nothing between frames
+    new_covariances = np.einsum("ij,njk,lk->nil", motion, covariances, motion)
+    new_covariances[:, _DIAGONAL[:4], _DIAGONAL[:4]] += ((POSITION_NOISE * sizes) ** 2)[:, None]
+    new_covariances[:, _DIAGONAL[4:], _DIAGONAL[4:]] += ((VELOCITY_NOISE * sizes / max(dt, 1e-3)) ** 2)[
+        :, None
+    ]
+    return new_means, new_covariances
 
 
 def predict(mean: np.ndarray, covariance: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
     """The state dt seconds later."""
-    motion = np.eye(8)
-    motion[:4, 4:] = np.eye(4) * dt
-    size = _size(mean)
-    std = np.r_[np.full(4, POSITION_NOISE * size), np.full(4, VELOCITY_NOISE * size / max(dt, 1e-3))]
-    new_mean = motion @ mean
-    new_mean[2:4] = np.maximum(new_mean[2:4], 1.0)  # a box never shrinks to nothing between frames
-    return new_mean, motion @ covariance @ motion.T + np.diag(std**2)
+    means, covariances = predict_many(mean[None], covariance[None], dt)
+    return means[0], covariances[0]
+
+
+def update_many(
+    means: np.ndarray, covariances: np.ndarray, boxes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """States (N x 8, N x 8 x 8) corrected by measured boxes (N x 4: cx, cy, w, h)."""
+    sizes = np.maximum(np.maximum(means[:, 2], means[:, 3]), 1.0)
+    projected = covariances[:, :4, :4].copy()
+    projected[:, _DIAGONAL[:4], _DIAGONAL[:4]] += ((POSITION_NOISE * sizes) ** 2)[:, None]
+    gains = np.linalg.solve(projected, covariances[:, :4, :]).transpose(0, 2, 1)  # P H^T S^-1 (S symmetric)
+    innovation = boxes - means[:, :4]
+    new_means = means + np.einsum("nij,nj->ni", gains, innovation)
+    new_covariances = covariances - np.einsum("nij,njk,nlk->nil", gains, projected, gains)
+    return new_means, new_covariances
 
 
 def update(mean: np.ndarray, covariance: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The state corrected by a measured box (cx, cy, w, h)."""
-    noise = np.diag(np.full(4, POSITION_NOISE * _size(mean)) ** 2)
-    projected = covariance[:4, :4] + noise
-    gain = np.linalg.solve(projected, covariance[:4, :]).T  # P H^T S^-1 (S symmetric)
-    return mean + gain @ (box - mean[:4]), covariance - gain @ projected @ gain.T
+    means, covariances = update_many(mean[None], covariance[None], np.asarray(box, np.float64)[None])
+    return means[0], covariances[0]

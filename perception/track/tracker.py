@@ -155,34 +155,39 @@ class ByteTracker:
         first_frame = self._last_stamp_s is None
         self._last_stamp_s = stamp_s
         # 1. Predict.
-        for track in self.tracks:
-            track.mean, track.covariance = kalman.predict(track.mean, track.covariance, max(dt, 1e-3))
+        if self.tracks:
+            means, covariances = kalman.predict_many(
+                np.array([t.mean for t in self.tracks]),
+                np.array([t.covariance for t in self.tracks]),
+                max(dt, 1e-3),
+            )
+            for track, mean, covariance in zip(self.tracks, means, covariances, strict=True):
+                track.mean, track.covariance = mean, covariance
         high = np.flatnonzero(scores >= p.high_score)
         low = np.flatnonzero((scores >= p.low_score) & (scores < p.high_score))
         pool = [t for t in self.tracks if t.state in (TrackState.CONFIRMED, TrackState.LOST)]
         tentative = [t for t in self.tracks if t.state is TrackState.TENTATIVE]
-        matched: set[int] = set()
+        matched: list[tuple[Track, np.ndarray, float]] = []  # corrected together after matching
         # 2. High-score detections against confirmed and lost tracks.
         pairs, unmatched_tracks, unmatched_high = assign(
             self._similarity(pool, boxes[high], class_ids[high]), p.match_iou
         )
         for t, d in pairs:
-            self._match(pool[t], boxes[high[d]], scores[high[d]], stamp_s)
-            matched.add(id(pool[t]))
+            matched.append((pool[t], boxes[high[d]], scores[high[d]]))
         # 3. Low-score detections against confirmed tracks still unmatched (not lost ones).
         remaining = [pool[t] for t in unmatched_tracks if pool[t].state is TrackState.CONFIRMED]
         pairs, _, _ = assign(self._similarity(remaining, boxes[low], class_ids[low]), p.low_match_iou)
         for t, d in pairs:
-            self._match(remaining[t], boxes[low[d]], scores[low[d]], stamp_s)
-            matched.add(id(remaining[t]))
+            matched.append((remaining[t], boxes[low[d]], scores[low[d]]))
         # 4. Leftover high-score detections against tentative tracks.
         left = high[unmatched_high]
         pairs, _, unmatched_left = assign(
             self._similarity(tentative, boxes[left], class_ids[left], p.tentative_buffer), p.match_iou
         )
         for t, d in pairs:
-            self._match(tentative[t], boxes[left[d]], scores[left[d]], stamp_s)
-            matched.add(id(tentative[t]))
+            matched.append((tentative[t], boxes[left[d]], scores[left[d]]))
+        self._correct(matched, stamp_s)
+        seen = {id(track) for track, _, _ in matched}
         # 5. New tracks.
         for d in left[unmatched_left]:
             if scores[d] >= p.new_track_score:
@@ -194,10 +199,10 @@ class ByteTracker:
                 if first_frame:  # as ByteTrack: nothing to confirm against on the very first frame
                     track.state = TrackState.CONFIRMED
                 self.tracks.append(track)
-                matched.add(id(track))
+                seen.add(id(track))
         # 6. Life cycle.
         for track in self.tracks:
-            if id(track) in matched:
+            if id(track) in seen:
                 if track.state is TrackState.LOST or (
                     track.state is TrackState.TENTATIVE and track.hits >= p.confirm_hits
                 ):
@@ -209,7 +214,7 @@ class ByteTracker:
             if track.state is TrackState.LOST and stamp_s - track.last_seen_s > p.max_lost_s:
                 track.state = TrackState.REMOVED
         self.tracks = [t for t in self.tracks if t.state is not TrackState.REMOVED]
-        return [t for t in self.tracks if t.state is TrackState.CONFIRMED and id(t) in matched]
+        return [t for t in self.tracks if t.state is TrackState.CONFIRMED and id(t) in seen]
 
     def _similarity(
         self, tracks: list[Track], boxes: np.ndarray, class_ids: np.ndarray, grow: float | None = None
@@ -221,10 +226,21 @@ class ByteTracker:
         return iou
 
     @staticmethod
-    def _match(track: Track, box: np.ndarray, score: float, stamp_s: float) -> None:
-        track.mean, track.covariance = kalman.update(track.mean, track.covariance, xyxy_to_cxcywh(box)[0])
-        track.hits += 1
-        track.score = float(score)
-        track.last_seen_s = stamp_s
-        track.history.append((stamp_s, box.copy()))
-        del track.history[:-30]  # enough for speed estimates; bounded for long runs
+    def _correct(matched: list[tuple[Track, np.ndarray, float]], stamp_s: float) -> None:
+        """Kalman corrections of every matched track, in one batch."""
+        if not matched:
+            return
+        boxes = np.array([box for _, box, _ in matched])
+        measured = np.c_[(boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]]
+        means, covariances = kalman.update_many(
+            np.array([t.mean for t, _, _ in matched]),
+            np.array([t.covariance for t, _, _ in matched]),
+            measured,
+        )
+        for (track, box, score), mean, covariance in zip(matched, means, covariances, strict=True):
+            track.mean, track.covariance = mean, covariance
+            track.hits += 1
+            track.score = float(score)
+            track.last_seen_s = stamp_s
+            track.history.append((stamp_s, box.copy()))
+            del track.history[:-30]  # enough for speed estimates; bounded for long runs
