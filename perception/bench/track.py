@@ -96,9 +96,12 @@ def run(
 def _noisy(
     boxes: np.ndarray, classes: list[int], noise: dict[str, float], rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ground truth as a detector with known faults: drop, jitter (px), false positives per frame."""
+    """Ground truth as a detector with known faults: drop (share), jitter (of the box's size), false
+    positives (per frame, on average)."""
     keep = rng.random(len(boxes)) >= noise.get("drop", 0.0)
-    kept = boxes[keep] + rng.normal(0, noise.get("jitter", 0.0), (int(keep.sum()), 4))
+    kept = boxes[keep]
+    wh = kept[:, 2:] - kept[:, :2]
+    kept = kept + rng.normal(0, noise.get("jitter", 0.0), kept.shape) * np.c_[wh, wh]
     cls = np.array(classes, np.int64)[keep]
     false = rng.poisson(noise.get("false_positives", 0.0))
     corners = rng.uniform([0, 180], [600, 440], (false, 2))

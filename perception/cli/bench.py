@@ -63,7 +63,9 @@ def register(verbs: Any) -> None:
         "--truth", action="store_true", help="ground-truth boxes with noise instead of the detector"
     )
     p.add_argument("--drop", type=float, default=0.1, help="with --truth: share of boxes dropped")
-    p.add_argument("--jitter", type=float, default=2.0, help="with --truth: box corner noise (px)")
+    p.add_argument(
+        "--jitter", type=float, default=0.05, help="with --truth: box edge noise, share of its size"
+    )
     p.add_argument("--false-positives", type=float, default=0.5, help="with --truth: per frame, on average")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=_track)

@@ -44,7 +44,8 @@ class TrackerParams:
     class_aware: bool = True  # match detections only to tracks of their class
     buffer: float = 0.3  # boxes grow by this share of their size each side before IoU (C-BIoU): small,
     # fast objects whose boxes no longer overlap from one frame to the next still match
-    tentative_buffer: float = 1.0  # more for tentative tracks, whose velocity is not known yet
+    gate_sigmas: float = 2.0  # track boxes also grow by this many standard deviations of their predicted
+    # centre: young tracks, whose velocity is barely known, reach further than settled ones
     default_dt: float = 0.1  # seconds assumed between the first two frames
 
 
@@ -182,7 +183,7 @@ class ByteTracker:
         # 4. Leftover high-score detections against tentative tracks.
         left = high[unmatched_high]
         pairs, _, unmatched_left = assign(
-            self._similarity(tentative, boxes[left], class_ids[left], p.tentative_buffer), p.match_iou
+            self._similarity(tentative, boxes[left], class_ids[left]), p.match_iou
         )
         for t, d in pairs:
             matched.append((tentative[t], boxes[left[d]], scores[left[d]]))
@@ -216,11 +217,21 @@ class ByteTracker:
         self.tracks = [t for t in self.tracks if t.state is not TrackState.REMOVED]
         return [t for t in self.tracks if t.state is TrackState.CONFIRMED and id(t) in seen]
 
-    def _similarity(
-        self, tracks: list[Track], boxes: np.ndarray, class_ids: np.ndarray, grow: float | None = None
-    ) -> np.ndarray:
-        grow = self.params.buffer if grow is None else grow
-        iou = iou_matrix(_grown(np.array([t.xyxy for t in tracks]).reshape(-1, 4), grow), _grown(boxes, grow))
+    def _similarity(self, tracks: list[Track], boxes: np.ndarray, class_ids: np.ndarray) -> np.ndarray:
+        p = self.params
+        if not tracks or not len(boxes):
+            return np.zeros((len(tracks), len(boxes)))
+        predicted = _grown(np.array([t.xyxy for t in tracks]), p.buffer)
+        detected = _grown(boxes, p.buffer)
+        # Both boxes of a pair grow by the track's uncertainty, so the IoU measures overlap, not size.
+        sigma = p.gate_sigmas * np.sqrt(np.array([[t.covariance[0, 0], t.covariance[1, 1]] for t in tracks]))
+        margin = np.c_[-sigma, sigma]
+        a = (predicted + margin)[:, None, :]
+        b = detected[None, :, :] + margin[:, None, :]
+        low, high = np.maximum(a[..., :2], b[..., :2]), np.minimum(a[..., 2:], b[..., 2:])
+        inter = np.prod(np.clip(high - low, 0, None), axis=2)
+        area_a, area_b = np.prod(a[..., 2:] - a[..., :2], axis=2), np.prod(b[..., 2:] - b[..., :2], axis=2)
+        iou: np.ndarray = inter / np.maximum(area_a + area_b - inter, 1e-9)
         if self.params.class_aware and iou.size:
             iou[np.array([t.class_id for t in tracks])[:, None] != class_ids[None, :]] = 0.0
         return iou
