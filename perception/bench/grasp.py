@@ -1,0 +1,158 @@
+"""`percept bench grasp`: pick-and-place episodes in the simulator with the planner in the loop.
+
+Each episode builds a seeded tabletop with K objects, then repeats: render a 640x480 frame, find the
+objects (the shipped detector, or the simulator's ground-truth boxes with `--truth`, which separates
+detection errors from planning errors), plan, execute the best grasp with the Panda, drop it in the tray;
+until nothing is left on the table, no grasp is feasible, or 2K + 2 attempts. Everything runs in this
+process on the fast clock, with the same cores as the nodes use (planner, detector, sim.grasp).
+
+Reported: grasp success rate (attempts that lifted, held and placed an object), clearing rate (episodes
+that ended with every object in the tray), planning time per frame p50/p95, and per-episode details.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+SUCCESS_TARGET, CLEAR_TARGET, PLAN_TARGET_MS = 0.95, 0.90, 10.0
+TABLE_X, TABLE_Y = (
+    (0.25, 0.80),
+    (-0.38, 0.36),
+)  # the tabletop scene's workspace with a margin; the tray is not in it
+
+
+@dataclass
+class Episode:
+    seed: int
+    objects: int
+    attempts: int = 0
+    successes: int = 0
+    cleared: bool = False
+    ended: str = ""
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Summary:
+    source: str  # detector model, or "ground truth"
+    episodes: int
+    objects: int
+    attempts: int
+    successes: int
+    success_rate: float
+    clear_rate: float
+    plan_p50_ms: float
+    plan_p95_ms: float
+    seconds: float
+
+
+def run(
+    episodes: int, objects: int, seed: int, model: str | None, renderer: str = "auto", min_score: float = 0.3
+) -> tuple[Summary, list[Episode]]:
+    from perception.detector import Detector
+    from perception.grasp import GraspPlanner, Workspace
+
+    TABLE = Workspace(x=TABLE_X, y=TABLE_Y)
+    from sim import tabletop
+    from sim.camera import CameraSpec
+    from sim.frames import capture
+    from sim.grasp import Panda, execute_grasp
+    from sim.world import World
+
+    detector = Detector(model, confidence=min_score) if model else None
+    planner = GraspPlanner(workspace=TABLE)
+    world = World(renderer)
+    plan_ms: list[float] = []
+    results: list[Episode] = []
+    start = time.monotonic()
+    try:
+        for number in range(episodes):
+            episode = Episode(seed + number, objects)
+            scene = tabletop.TabletopScene(
+                world,
+                tabletop.TabletopParams(objects=objects),
+                episode.seed,
+                CameraSpec(width=640, height=480),
+            )
+            panda = Panda(world, scene.robot)
+            while True:
+                frame = capture(scene)
+                boxes, names = _objects(frame, detector)
+                if len(boxes) == 0:
+                    episode.ended = "nothing detected on the table"
+                    break
+                plan = planner.plan(frame.depth, frame.K, frame.pose, boxes, names)
+                plan_ms.append(plan.planning_ms)
+                if not plan.grasps:
+                    episode.ended = (
+                        f"no feasible grasp: {plan.rejected[0][1]}"
+                        if plan.rejected
+                        else "nothing left in the workspace"
+                    )
+                    break
+                if episode.attempts >= 2 * objects + 2:
+                    episode.ended = f"{episode.attempts} attempts"
+                    break
+                best = plan.grasps[0]
+                outcome = execute_grasp(
+                    panda, [o.body for o in scene.objects], best.position, best.orientation, best.width
+                )
+                episode.attempts += 1
+                if outcome.placed:
+                    episode.successes += 1
+                    scene.objects = [o for o in scene.objects if o.body != outcome.object_id]
+                else:
+                    episode.failures.append(f"{best.class_name}: {outcome.reason}")
+            episode.cleared = not scene.objects
+            results.append(episode)
+    finally:
+        world.close()
+    attempts = sum(e.attempts for e in results)
+    successes = sum(e.successes for e in results)
+    summary = Summary(
+        source=model or "ground truth",
+        episodes=episodes,
+        objects=objects,
+        attempts=attempts,
+        successes=successes,
+        success_rate=round(successes / max(attempts, 1), 4),
+        clear_rate=round(sum(e.cleared for e in results) / max(episodes, 1), 4),
+        plan_p50_ms=round(float(np.percentile(plan_ms, 50)), 2) if plan_ms else 0.0,
+        plan_p95_ms=round(float(np.percentile(plan_ms, 95)), 2) if plan_ms else 0.0,
+        seconds=round(time.monotonic() - start, 1),
+    )
+    return summary, results
+
+
+def _objects(frame: Any, detector: Any) -> tuple[np.ndarray, list[str]]:
+    if detector is None:  # ground truth: objects with a usable visible patch
+        keep = frame.pixels >= 50
+        return frame.xyxy[keep], [n for n, k in zip(frame.class_names, keep, strict=True) if k]
+    result = detector(frame.rgb)
+    return result.xyxy, result.class_names
+
+
+def table(summary: Summary, episodes: list[Episode]) -> str:
+    lines = [f"{'seed':>6} {'objects':>7} {'attempts':>8} {'picked':>6} {'cleared':>7}  ended / failures"]
+    lines.append("-" * 80)
+    for e in episodes:
+        detail = e.ended + (f"; failed: {', '.join(e.failures)}" if e.failures else "")
+        lines.append(
+            f"{e.seed:>6} {e.objects:>7} {e.attempts:>8} {e.successes:>6} {'yes' if e.cleared else 'no':>7}  {detail}"
+        )
+    s = summary
+    lines += [
+        "",
+        f"{'measure':<22} {'value':>10} {'target':>10}",
+        f"{'grasp success rate':<22} {s.success_rate:>10.1%} {'>= ' + format(SUCCESS_TARGET, '.0%'):>10}",
+        f"{'clearing rate':<22} {s.clear_rate:>10.1%} {'>= ' + format(CLEAR_TARGET, '.0%'):>10}",
+        f"{'planning p50 (ms)':<22} {s.plan_p50_ms:>10.2f} {'<= ' + format(PLAN_TARGET_MS, 'g'):>10}",
+        f"{'planning p95 (ms)':<22} {s.plan_p95_ms:>10.2f} {'':>10}",
+        "anchors: GG-CNN 83-88% grasp success, Dex-Net 2.0 93% (known objects), VGN 92% clearing in clutter",
+        f"{s.episodes} episodes of {s.objects} object(s), {s.attempts} attempts, boxes from {s.source}, {s.seconds} s",
+    ]
+    return "\n".join(lines)

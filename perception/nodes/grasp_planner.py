@@ -1,0 +1,114 @@
+"""The grasp planner node: detections + the depth image and camera info of the same frame -> grasps.
+
+Topics: `detections`, `depth` (32FC1 metres), `camera_info` -> `grasps` (Grasps, stamped like the
+detections). Depth and camera info wait in small buffers and are paired with each detections message by
+stamp (`tolerance_s`); a frame without its depth or camera info still gets a Grasps message, with every
+detection rejected and the reason, so nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from perception import Node, run
+from perception.grasp import GraspPlanner, Gripper, Workspace
+from perception.grasp.geometry import pose_matrix
+from perception.msgs import CameraInfo, Detections, Grasps, Image
+from perception.sync import StampBuffer
+
+
+class GraspPlannerNode(Node):
+    """Plan parallel-jaw grasps for the detected objects."""
+
+    def __init__(self) -> None:
+        super().__init__("grasp_planner")
+        tolerance = self.declare_parameter(
+            "tolerance_s", 0.02, "max stamp gap to pair frames", read_only=True
+        )
+        self.min_score = self.declare_parameter("min_score", 0.3, "ignore weaker detections")
+        classes = self.declare_parameter("classes", [], "plan only for these classes; empty: all")
+        self.classes = set(classes)
+        gripper = Gripper(
+            max_opening=self.declare_parameter("max_opening", 0.078, "metres", read_only=True),
+            finger_length=self.declare_parameter("finger_length", 0.045, "metres", read_only=True),
+            clearance=self.declare_parameter("clearance", 0.008, "metres each side", read_only=True),
+        )
+        x_range = self.declare_parameter(
+            "workspace_x", [-10.0, 10.0], "world x range to pick from", read_only=True
+        )
+        y_range = self.declare_parameter(
+            "workspace_y", [-10.0, 10.0], "world y range to pick from", read_only=True
+        )
+        workspace = Workspace(
+            x=(float(x_range[0]), float(x_range[1])),
+            y=(float(y_range[0]), float(y_range[1])),
+            max_height=self.declare_parameter(
+                "max_height", 0.3, "tallest object to pick (m)", read_only=True
+            ),
+        )
+        step = self.declare_parameter("step", 2, "pixel stride", read_only=True)
+        self.planner = GraspPlanner(gripper, workspace, step=step)
+        self.depths: StampBuffer[Image] = StampBuffer(10, tolerance)
+        self.infos: StampBuffer[CameraInfo] = StampBuffer(10, tolerance)
+        self.create_subscription(Image, "depth", self.depths.add)
+        self.create_subscription(CameraInfo, "camera_info", self.infos.add)
+        self.create_subscription(Detections, "detections", self.on_detections)
+        self.publisher = self.create_publisher(Grasps, "grasps")
+        self.parameters.on_change(self._retune)
+
+    def _retune(self, name: str, value: object) -> None:
+        if name == "min_score":
+            self.min_score = float(value)  # type: ignore[arg-type]
+        elif name == "classes":
+            self.classes = set(value)  # type: ignore[call-overload]
+
+    def on_detections(self, msg: Detections) -> None:
+        stamp = msg.header.stamp
+        wanted = [
+            i
+            for i in range(len(msg))
+            if msg.scores[i] >= self.min_score and (not self.classes or msg.class_names[i] in self.classes)
+        ]
+        depth, info = self.depths.nearest(stamp), self.infos.nearest(stamp)
+        if depth is None or info is None or depth.encoding != "32FC1":
+            if depth is None:
+                why = f"no depth frame for this stamp ({self.depths.describe(stamp)})"
+            elif info is None:
+                why = f"no camera info for this stamp ({self.infos.describe(stamp)})"
+            else:
+                why = f"depth encoding {depth.encoding!r}; expected 32FC1 (metres)"
+            self.publisher.publish(
+                Grasps(
+                    header=msg.header,
+                    rejected_indices=np.array(wanted, np.int32),
+                    rejected_reasons=[why] * len(wanted),
+                )
+            )
+            return
+        plan = self.planner.plan(
+            depth.data,
+            info.K,
+            pose_matrix(info.pose.position, info.pose.orientation),
+            msg.xyxy[wanted],
+            [msg.class_names[i] for i in wanted],
+        )
+        grasps = plan.grasps
+        self.publisher.publish(
+            Grasps(
+                header=msg.header,
+                positions=np.array([g.position for g in grasps]).reshape(-1, 3),
+                orientations=np.array([g.orientation for g in grasps]).reshape(-1, 4),
+                widths=np.array([g.width for g in grasps], np.float32),
+                qualities=np.array([g.quality for g in grasps], np.float32),
+                detection_indices=np.array([wanted[g.detection] for g in grasps], np.int32),
+                class_names=[g.class_name for g in grasps],
+                rejected_indices=np.array([wanted[i] for i, _ in plan.rejected], np.int32),
+                rejected_reasons=[reason for _, reason in plan.rejected],
+                outside_indices=np.array([wanted[i] for i, _ in plan.outside], np.int32),
+                planning_ms=plan.planning_ms,
+            )
+        )
+
+
+if __name__ == "__main__":
+    run(GraspPlannerNode)

@@ -1,0 +1,117 @@
+"""The pick-and-place loop: take the best grasp of a fresh frame, ask the arm to execute it (the
+simulator's `execute_grasp` service, or a real robot's with the same messages), and repeat until the
+table is clear or it gives up. Each attempt is published on `attempts`; the end is a summary line.
+
+Only grasps planned on frames stamped after the previous attempt ended are used: during an attempt the
+camera still sees the old scene (and the arm in it).
+"""
+
+from __future__ import annotations
+
+import time
+
+from perception import LATEST_ONLY, Node, run
+from perception.errors import PerceptError, ServiceUnavailable
+from perception.msgs import ExecuteGrasp, GraspResult, Grasps, Header, PickAttempt, Pose
+
+
+class PickLoop(Node):
+    """Pick the detected objects one by one until none is left."""
+
+    def __init__(self) -> None:
+        super().__init__("pick_loop")
+        service = self.declare_parameter(
+            "service", "/sim/execute_grasp", "ExecuteGrasp service", read_only=True
+        )
+        self.max_attempts = self.declare_parameter("max_attempts", 15, "give up after this many attempts")
+        self.max_failures = self.declare_parameter("max_failures", 3, "give up after this many in a row")
+        self.clear_frames = self.declare_parameter("clear_frames", 3, "frames without objects = table clear")
+        self.exit_when_done = self.declare_parameter("exit_when_done", True, "exit when the loop ends")
+        self.client = self.create_client(service, ExecuteGrasp, GraspResult)
+        self.subscription = self.create_subscription(Grasps, "grasps", self.on_grasps, LATEST_ONLY)
+        self.publisher = self.create_publisher(PickAttempt, "attempts")
+        self.attempts = self.successes = self.failures_in_row = 0
+        self.empty_frames = self.stuck_frames = 0
+        self.not_before_ns = time.time_ns()
+        self.started: float | None = None
+        self.done = False
+        self.waiting_for_arm = False
+        self.summary = ""
+
+    def on_grasps(self, msg: Grasps) -> None:
+        if self.done or msg.header.stamp <= self.not_before_ns:
+            return
+        if self.started is None:
+            self.started = time.monotonic()
+        if len(msg) == 0:
+            if len(msg.rejected_indices) == 0:
+                self.empty_frames += 1
+                if self.empty_frames >= self.clear_frames:
+                    self.finish("the table is clear")
+            else:
+                self.stuck_frames += 1
+                if self.stuck_frames >= self.clear_frames:
+                    self.finish(
+                        f"{len(msg.rejected_indices)} object(s) left without a grasp: {msg.rejected_reasons[0]}"
+                    )
+            return
+        self.empty_frames = self.stuck_frames = 0
+        self.attempt(msg)
+
+    def attempt(self, msg: Grasps) -> None:
+        pose = Pose(tuple(msg.positions[0]), tuple(msg.orientations[0]))  # type: ignore[arg-type]
+        width = float(msg.widths[0])
+        try:
+            result = self.client.call(ExecuteGrasp(pose=pose, width=width, place=True), timeout_s=120)
+            success, reason = result.success and result.placed, result.reason
+        except ServiceUnavailable as exc:  # the arm is not up yet: not an attempt; try on the next frame
+            if not self.waiting_for_arm:
+                self.log.warning("%s; waiting for it", exc)
+            self.waiting_for_arm = True
+            return
+        except PerceptError as exc:  # a timeout or a failed call: an attempt that failed
+            success, reason = False, str(exc)
+        self.waiting_for_arm = False
+        self.attempts += 1
+        self.not_before_ns = time.time_ns()
+        self.successes += success
+        self.failures_in_row = 0 if success else self.failures_in_row + 1
+        self.publisher.publish(
+            PickAttempt(
+                header=Header(stamp=msg.header.stamp, frame_id="world"),
+                attempt=self.attempts,
+                class_name=msg.class_names[0],
+                pose=pose,
+                width=width,
+                quality=float(msg.qualities[0]),
+                success=success,
+                reason=reason,
+            )
+        )
+        self.log.info(
+            "attempt %d: %s at (%.3f, %.3f, %.3f), width %.1f cm: %s",
+            self.attempts,
+            msg.class_names[0],
+            *pose.position,
+            width * 100,
+            "picked and placed" if success else reason,
+        )
+        if self.failures_in_row >= self.max_failures:
+            self.finish(f"{self.failures_in_row} failures in a row")
+        elif self.attempts >= self.max_attempts:
+            self.finish(f"{self.attempts} attempts, the most allowed")
+
+    def finish(self, why: str) -> None:
+        self.done = True
+        seconds = time.monotonic() - (self.started or time.monotonic())
+        self.summary = (
+            f"pick loop done ({why}): {self.successes} picked in {self.attempts} attempts "
+            f"({self.successes / max(self.attempts, 1):.0%} success), {seconds:.1f} s"
+        )
+        self.log.info(self.summary)
+        if self.exit_when_done:
+            self.request_shutdown()
+
+
+if __name__ == "__main__":
+    run(PickLoop)
