@@ -21,6 +21,9 @@ def register(verbs: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between exports")
+    p.add_argument(
+        "--init", type=Path, help="start from the .pt weights an earlier run wrote beside its ONNX"
+    )
     p.set_defaults(func=_train)
 
 
@@ -47,6 +50,7 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         threads=args.threads,
         checkpoint_every=args.checkpoint_every,
+        init=args.init,
     )
     summary = train(spec, log=lambda line: print(line, flush=True))
     print(f"trained {summary['steps']} steps in {summary['minutes']} min; wrote {args.out}")

@@ -40,6 +40,7 @@ class TrainSpec:
     seed: int = 0
     threads: int = 2
     checkpoint_every: int = 500  # steps between exports of the EMA weights to `out`
+    init: Path | None = None  # start from these weights (a .pt written next to an earlier run's ONNX)
 
 
 class Batches:
@@ -96,6 +97,9 @@ def train(spec: TrainSpec, log: Callable[[str], None] = print) -> dict[str, floa
         + f" in {time.monotonic() - start:.0f} s"
     )
     model = Network(len(ALL_CLASSES))
+    if spec.init is not None:
+        model.load_state_dict(torch.load(spec.init, map_location="cpu"))
+        log(f"starting from the weights in {spec.init}")
     ema = copy.deepcopy(model).eval()
     decay_params = [p for n, p in model.named_parameters() if p.ndim > 1]
     other_params = [p for n, p in model.named_parameters() if p.ndim <= 1]
@@ -133,7 +137,11 @@ def train(spec: TrainSpec, log: Callable[[str], None] = print) -> dict[str, floa
             )
         if (step + 1) % spec.checkpoint_every == 0 or step + 1 == spec.steps:
             export_onnx(ema, spec, minutes=(time.monotonic() - train_start) / 60, steps=step + 1)
-            log(f"wrote {spec.out} (EMA weights after {step + 1} steps)")
+            # The torch weights too (not shipped), so a later run can go on from them with --init.
+            torch.save(ema.state_dict(), spec.out.with_suffix(".pt"))
+            log(
+                f"wrote {spec.out} and {spec.out.with_suffix('.pt').name} (EMA weights after {step + 1} steps)"
+            )
     return {"minutes": round((time.monotonic() - train_start) / 60, 1), "steps": spec.steps}
 
 
