@@ -233,6 +233,26 @@ def test_coco_map_on_a_hand_checked_case(predicted, name, expected):
     assert coco_map(truth, [prediction]) == pytest.approx(expected, abs=1e-3)
 
 
+def test_coco_map_ignores_detections_on_dont_care_regions():
+    from perception.bench.detect import coco_map
+    from perception.detector.core import DetectionResult
+
+    truth = [
+        [
+            {"class_id": 0, "xyxy": [10.0, 10.0, 50.0, 50.0]},
+            {"class_id": 0, "xyxy": [100.0, 100.0, 103.0, 104.0], "ignore": True},  # a sliver
+        ]
+    ]
+    boxes = np.array([[100, 100, 103, 104], [10, 10, 50, 50]], np.float32)  # the sliver scores higher
+    prediction = DetectionResult(boxes, np.array([0.9, 0.8], np.float32), np.array([0, 0]), ["cube", "cube"])
+    assert coco_map(truth, [prediction]) == pytest.approx((1.0, 1.0))
+    truth[0][1]["ignore"] = False  # the same sliver, labelled: missing it now costs
+    assert (
+        coco_map(truth, [DetectionResult(boxes[1:], np.array([0.8], np.float32), np.array([0]), ["cube"])])[0]
+        < 1
+    )
+
+
 def test_bench_detect_json_contract(tmp_path):
     import json
 
@@ -265,8 +285,6 @@ def test_the_sim_detect_launch_file_runs_a_users_model(tmp_path, registry):
     from conftest import percept
 
     model = write_model(tmp_path / "m.onnx", yolov8_output(), names=NAMES)
-    missing = percept("launch", "launch/sim_detect.yaml")
-    assert "argument 'model' has no default; pass model:=VALUE" in missing.stderr
     result = percept(
         "launch",
         "launch/sim_detect.yaml",

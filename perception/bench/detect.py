@@ -34,20 +34,30 @@ class Row:
 
 
 def run(
-    models: list[str], scene: str | None, frames: int, seed: int, threads: int = 2, min_pixels: int = 16
+    models: list[str],
+    scene: str | None,
+    frames: int,
+    seed: int,
+    threads: int = 2,
+    confidence: float = 0.25,
+    min_pixels: int = 16,
 ) -> tuple[list[Row], int]:
     """Rows per model, and the number of ground-truth boxes scored against."""
     from perception.detector import Detector
     from sim.camera import CameraSpec
     from sim.dataset import frame_boxes, rendered_frames
 
-    detectors = [Detector(m, threads=threads) for m in models]
+    detectors = [Detector(m, threads=threads, confidence=confidence) for m in models]
     images: list[np.ndarray] = []
     truth: list[list[dict[str, Any]]] = []
     if scene:
         for _, frame in rendered_frames(scene, seed, list(range(frames)), CameraSpec(width=640, height=480)):
             images.append(frame.rgb)
-            truth.append(frame_boxes(frame, min_pixels))
+            labelled = frame_boxes(frame, min_pixels)
+            # Objects in view but under the labelling threshold are "don't care" regions (COCO's
+            # iscrowd, KITTI's DontCare): finding them is no error, missing them no miss.
+            slivers = [dict(b, ignore=True) for b in frame_boxes(frame, 1) if b["pixels"] < min_pixels]
+            truth.append(labelled + slivers)
     else:
         rng = np.random.default_rng(seed)
         images = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(frames)]
@@ -77,11 +87,12 @@ def run(
         if scene:
             row.map50, row.map50_95 = coco_map(truth, preds)
         rows.append(row)
-    return rows, sum(len(t) for t in truth)
+    return rows, sum(1 for boxes in truth for box in boxes if not box.get("ignore"))
 
 
 def coco_map(truth: list[list[dict[str, Any]]], predictions: list[Any]) -> tuple[float, float]:
-    """(mAP@0.5, mAP@0.5:0.95) with pycocotools; 0 when the model predicts nothing it can be scored on."""
+    """(mAP@0.5, mAP@0.5:0.95) with pycocotools; 0 when the model predicts nothing it can be scored on.
+    Truth boxes marked `ignore` become crowd regions: detections on them count neither way."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -97,7 +108,7 @@ def coco_map(truth: list[list[dict[str, Any]]], predictions: list[Any]) -> tuple
                     "category_id": box["class_id"],
                     "bbox": [x1, y1, x2 - x1, y2 - y1],
                     "area": (x2 - x1) * (y2 - y1),
-                    "iscrowd": 0,
+                    "iscrowd": int(bool(box.get("ignore"))),
                 }
             )
     ground.dataset = {
@@ -118,7 +129,7 @@ def coco_map(truth: list[list[dict[str, Any]]], predictions: list[Any]) -> tuple
                         "score": float(score),
                     }
                 )
-    if not results or not annotations:
+    if not results or not any(not a["iscrowd"] for a in annotations):
         return 0.0, 0.0  # pycocotools' loadRes([]) raises: nothing to score is a score of 0
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its tables
         ground.createIndex()

@@ -31,6 +31,12 @@ class DetectorNode(Node):
                 "provider", "cpu", "cpu, cuda, tensorrt, openvino or coreml", read_only=True
             ),
             threads=self.declare_parameter("threads", 2, "onnxruntime intra-op threads", read_only=True),
+            spin=self.declare_parameter(
+                "spin",
+                False,
+                "let onnxruntime's threads busy-wait (faster alone, slower in company)",
+                read_only=True,
+            ),
             confidence=self.declare_parameter("confidence", 0.25, "minimum score"),
             iou=self.declare_parameter("iou", 0.45, "NMS IoU threshold"),
             max_detections=self.declare_parameter("max_detections", 300, "per image"),

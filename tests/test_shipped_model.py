@@ -1,0 +1,82 @@
+"""The model we ship: its file and metadata, and that it finds the objects of scenes it never saw."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from perception.detector import Detector
+from sim.camera import CameraSpec
+from sim.classes import ALL_CLASSES
+from sim.dataset import frame_boxes, rendered_frames
+
+MODEL = Path(__file__).parents[1] / "models" / "percept.onnx"
+FRESH_SEED = 4242  # never used for training (models/percept.md lists the training seeds)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of box a (4,) against boxes b (N x 4)."""
+    w = np.clip(np.minimum(a[2], b[:, 2]) - np.maximum(a[0], b[:, 0]), 0, None)
+    h = np.clip(np.minimum(a[3], b[:, 3]) - np.maximum(a[1], b[:, 1]), 0, None)
+    inter = w * h
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter)
+
+
+def test_the_model_file_is_small_and_names_its_classes_and_input():
+    assert MODEL.stat().st_size <= 10 * 2**20
+    meta = {p.key: p.value for p in onnx.load(str(MODEL), load_external_data=False).metadata_props}
+    assert json.loads(meta["names"]) == list(ALL_CLASSES)
+    assert json.loads(meta["imgsz"]) == [480, 640]
+    detector = Detector(MODEL)
+    assert detector.layout == "end2end" and detector.input_hw == (480, 640)
+    assert detector.class_names == list(ALL_CLASSES)
+
+
+@pytest.mark.parametrize("scene", ["tabletop", "driving"])
+def test_the_shipped_model_finds_the_objects_of_a_fresh_scene(scene):
+    detector = Detector(MODEL)
+    found = total = 0
+    for _, frame in rendered_frames(scene, FRESH_SEED, list(range(6)), CameraSpec(width=640, height=480)):
+        result = detector(frame.rgb)
+        for box in frame_boxes(frame, min_pixels=16):
+            total += 1
+            same_class = np.array(result.class_names) == ALL_CLASSES[box["class_id"]]
+            if same_class.any() and iou(np.array(box["xyxy"]), result.xyxy[same_class]).max() >= 0.5:
+                found += 1
+    assert total >= 10
+    assert found / total >= 0.8, f"found {found} of {total} {scene} objects at IoU >= 0.5"
+
+
+def test_bench_graph_runs_sim_and_detector_as_processes_and_reports_latency():
+    from conftest import percept
+
+    result = percept(
+        "bench", "graph", "--scenes", "tabletop", "--rates", "5", "--seconds", "3", "--json", timeout=180
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    (row,) = report["results"]
+    assert row["scene"] == "tabletop" and row["rate"] == 5
+    assert 3 <= row["camera_fps"] <= 7 and row["detections_fps"] > 0
+    assert (
+        0 < row["image_latency_p50_ms"] < row["detection_latency_p50_ms"] <= row["detection_latency_p95_ms"]
+    )
+    assert row["added_p50_ms"] == pytest.approx(
+        row["detection_latency_p50_ms"] - row["image_latency_p50_ms"], abs=0.02
+    )
+    assert "added p50" in result.stdout and "keeps up" in result.stdout
+
+
+def test_the_detection_demo_logs_what_the_detector_finds(registry):
+    from conftest import percept
+
+    result = percept("launch", "launch/demo.yaml", "--duration", "12", "--status-period", "0", timeout=90)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    lines = [line for line in result.stdout.splitlines() if "/detections:" in line and "last frame:" in line]
+    assert lines, result.stdout[-2000:]
+    # The tabletop has five objects; the newest frame's report names some of them.
+    assert any(name in lines[-1] for name in ALL_CLASSES[:8]), lines[-1]
