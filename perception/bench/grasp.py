@@ -54,7 +54,7 @@ def run(
     episodes: int, objects: int, seed: int, model: str | None, renderer: str = "auto", min_score: float = 0.3
 ) -> tuple[Summary, list[Episode]]:
     from perception.detector import Detector
-    from perception.grasp import GraspPlanner, Workspace
+    from perception.grasp import GraspPlanner, Workspace, first_untried
 
     TABLE = Workspace(x=TABLE_X, y=TABLE_Y)
     from sim import tabletop
@@ -79,6 +79,7 @@ def run(
                 CameraSpec(width=640, height=480),
             )
             panda = Panda(world, scene.robot)
+            failed: list[tuple[np.ndarray, np.ndarray]] = []  # a pick loop does not repeat a failed grasp
             while True:
                 frame = capture(scene)
                 boxes, names = _objects(frame, detector)
@@ -88,16 +89,20 @@ def run(
                 plan = planner.plan(frame.depth, frame.K, frame.pose, boxes, names)
                 plan_ms.append(plan.planning_ms)
                 if not plan.grasps:
-                    episode.ended = (
-                        f"no feasible grasp: {plan.rejected[0][1]}"
-                        if plan.rejected
-                        else "nothing left in the workspace"
-                    )
+                    episode.ended = plan.rejected[0][1] if plan.rejected else "nothing left in the workspace"
                     break
                 if episode.attempts >= 2 * objects + 2:
                     episode.ended = f"{episode.attempts} attempts"
                     break
-                best = plan.grasps[0]
+                choice = first_untried(
+                    np.array([g.position for g in plan.grasps]),
+                    np.array([g.closing for g in plan.grasps]),
+                    failed,
+                )
+                if choice is None:
+                    episode.ended = "every feasible grasp failed before"
+                    break
+                best = plan.grasps[choice]
                 outcome = execute_grasp(
                     panda, [o.body for o in scene.objects], best.position, best.orientation, best.width
                 )
@@ -107,6 +112,7 @@ def run(
                     scene.objects = [o for o in scene.objects if o.body != outcome.object_id]
                 else:
                     episode.failures.append(f"{best.class_name}: {outcome.reason}")
+                    failed.append((np.array(best.position), np.array(best.closing)))
             episode.cleared = not scene.objects
             results.append(episode)
     finally:

@@ -2,7 +2,7 @@
 
     planner = GraspPlanner()
     plan = planner.plan(depth, K, world_from_camera, boxes, class_names)
-    plan.grasps          # feasible grasps, best first (world frame)
+    plan.grasps          # feasible grasps, best first (world frame), up to `per_object` per object
     plan.rejected        # (detection index, reason) for objects without one
 
 Per frame: depth pixels become world points (every `step`-th pixel); RANSAC finds the supporting plane
@@ -88,6 +88,7 @@ class GraspPlanner:
     min_height: float = 0.008  # points this far above the plane belong to objects
     min_points: int = 12  # fewer object points than this: no grasp
     yaw_offsets_deg: tuple[float, ...] = (0.0, 15.0, -15.0, 30.0, -30.0, 90.0)
+    per_object: int = 3  # feasible candidates kept per object, so a pick loop has another to try
     seed: int = 0
 
     def plan(
@@ -241,7 +242,7 @@ class GraspPlanner:
             )
         if not grasps:
             return "no feasible grasp: " + "; ".join(reasons[:3])
-        return sorted(grasps, key=lambda grasp: -grasp.quality)[:1]
+        return sorted(grasps, key=lambda grasp: -grasp.quality)[: self.per_object]
 
     def _pad_clearance(
         self,
@@ -345,3 +346,22 @@ class _Grid:
             self.valid, self.depth * along + (plane.normal @ origin + plane.offset), 0.0
         )
         return heights
+
+
+def first_untried(
+    positions: np.ndarray,
+    closings: np.ndarray,
+    failed: list[tuple[np.ndarray, np.ndarray]],
+    radius: float = 0.015,
+    angle_deg: float = 20.0,
+) -> int | None:
+    """Index of the first grasp (rows of positions and closing directions, best first) that is not a
+    repeat of a failed one: within `radius` metres and `angle_deg` of its closing direction (either
+    way round, the jaws are symmetric). None when every grasp repeats a failure."""
+    cos_limit = math.cos(math.radians(angle_deg))
+    for i, (position, closing) in enumerate(zip(positions, closings, strict=True)):
+        if not any(
+            np.linalg.norm(position - p) < radius and abs(float(closing @ c)) > cos_limit for p, c in failed
+        ):
+            return i
+    return None

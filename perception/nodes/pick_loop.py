@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from perception import LATEST_ONLY, Node, run
 from perception.errors import PerceptError, ServiceUnavailable
+from perception.grasp import first_untried
+from perception.grasp.geometry import matrix_from_quaternion
 from perception.msgs import ExecuteGrasp, GraspResult, Grasps, Header, PickAttempt, Pose
 
 
@@ -36,6 +40,7 @@ class PickLoop(Node):
         self.started: float | None = None
         self.done = False
         self.waiting_for_arm = False
+        self.failed: list[tuple[np.ndarray, np.ndarray]] = []  # grasps that failed: not tried again
         self.summary = ""
 
     def on_grasps(self, msg: Grasps) -> None:
@@ -55,12 +60,20 @@ class PickLoop(Node):
                         f"{len(msg.rejected_indices)} object(s) left without a grasp: {msg.rejected_reasons[0]}"
                     )
             return
-        self.empty_frames = self.stuck_frames = 0
+        self.empty_frames = 0
         self.attempt(msg)
 
     def attempt(self, msg: Grasps) -> None:
-        pose = Pose(tuple(msg.positions[0]), tuple(msg.orientations[0]))  # type: ignore[arg-type]
-        width = float(msg.widths[0])
+        closings = np.array([matrix_from_quaternion(q)[:, 1] for q in msg.orientations])
+        choice = first_untried(msg.positions, closings, self.failed)
+        if choice is None:  # every grasp on offer failed before: like a frame without a feasible one
+            self.stuck_frames += 1
+            if self.stuck_frames >= self.clear_frames:
+                self.finish(f"{len(msg)} grasp(s) left, each failed before")
+            return
+        self.stuck_frames = 0
+        pose = Pose(tuple(msg.positions[choice]), tuple(msg.orientations[choice]))  # type: ignore[arg-type]
+        width = float(msg.widths[choice])
         try:
             result = self.client.call(ExecuteGrasp(pose=pose, width=width, place=True), timeout_s=120)
             success, reason = result.success and result.placed, result.reason
@@ -76,14 +89,16 @@ class PickLoop(Node):
         self.not_before_ns = time.time_ns()
         self.successes += success
         self.failures_in_row = 0 if success else self.failures_in_row + 1
+        if not success:
+            self.failed.append((msg.positions[choice].copy(), closings[choice]))
         self.publisher.publish(
             PickAttempt(
                 header=Header(stamp=msg.header.stamp, frame_id="world"),
                 attempt=self.attempts,
-                class_name=msg.class_names[0],
+                class_name=msg.class_names[choice],
                 pose=pose,
                 width=width,
-                quality=float(msg.qualities[0]),
+                quality=float(msg.qualities[choice]),
                 success=success,
                 reason=reason,
             )
@@ -91,7 +106,7 @@ class PickLoop(Node):
         self.log.info(
             "attempt %d: %s at (%.3f, %.3f, %.3f), width %.1f cm: %s",
             self.attempts,
-            msg.class_names[0],
+            msg.class_names[choice],
             *pose.position,
             width * 100,
             "picked and placed" if success else reason,
