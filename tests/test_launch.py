@@ -230,12 +230,15 @@ def test_children_die_with_a_killed_launcher(tmp_path, monkeypatch):
     )
     children = _children(process, 2)  # the node and the registry the launcher started
     process.kill()  # no chance to clean up: the parent-death signal must do it
-    process.communicate(timeout=10)
+    process.wait(timeout=10)
+    # Not communicate(): the children hold the output pipe until they are gone, which is what is tested.
     wait_for(
         lambda: not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE],
-        timeout_s=15,
+        timeout_s=30,
         what="the orphans to exit",
     )
+    if process.stdout:
+        process.stdout.close()
 
 
 def test_launch_arguments_on_the_command_line_reach_the_nodes(tmp_path, registry):
