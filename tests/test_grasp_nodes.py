@@ -34,12 +34,13 @@ def test_the_planner_node_pairs_depth_and_camera_info_with_detections_by_stamp(r
             node, lambda: detections_pub.subscriber_count and depth_pub.subscriber_count, what="the planner"
         )
 
-        def frame(stamp: int, with_depth: bool = True) -> None:
+        def frame(stamp: int, with_depth: bool = True, with_info: bool = True) -> None:
             header = Header(stamp=stamp, frame_id="camera")
             if with_depth:
                 depth_pub.publish(Image(header=header, data=depth, encoding="32FC1"))
-            info.header = header
-            info_pub.publish(info)
+            if with_info:
+                info.header = header
+                info_pub.publish(info)
             node.spin_once(0.05)
             detections_pub.publish(
                 Detections(
@@ -62,6 +63,12 @@ def test_the_planner_node_pairs_depth_and_camera_info_with_detections_by_stamp(r
         assert second.rejected_reasons[0].startswith(
             "no depth frame for this stamp (nearest is -1000 ms away"
         )
+        # And one whose camera info never came.
+        frame(3_000_000_000, with_info=False)
+        spin_until(node, lambda: len(grasps) >= 3, what="the third frame's grasps")
+        assert len(grasps[2]) == 0 and grasps[2].rejected_reasons == [
+            "no camera info for this stamp (nearest is -1000 ms away (tolerance 10 ms))"
+        ]
 
 
 def test_the_tabletop_grasp_launch_picks_a_cube_end_to_end(registry):

@@ -94,7 +94,8 @@ def test_a_neighbour_where_a_finger_would_go_turns_the_grasp():
 def test_holes_and_boxes_outside_the_image_get_reasons_not_crashes():
     pose = camera_looking_down()
     depth = render([(0.5, 0.0, 0.04, 0.04, 0.05, 0.0)], pose)
-    depth[100:140, 140:180] = np.nan  # the cube's pixels have no reading
+    depth[100:140, 140:160] = np.nan  # the cube's pixels have no reading: NaN from one camera,
+    depth[100:140, 160:180] = 0.0  # zero from another
     boxes = np.array([box_pixels(0.5, 0.0, 0.03, pose), [400, 300, 450, 350], [10, 10, 10, 20]])
     plan = GraspPlanner().plan(depth, K, pose, boxes)
     reasons = dict(plan.rejected)
