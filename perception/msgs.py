@@ -497,6 +497,21 @@ class TrackerStats(Message):
     frames_per_s: float = 0.0
 
 
+@message("percept/CameraStats")
+@dataclass(slots=True)
+class CameraStats(Message):
+    """A camera node's source over the last stats period: is it delivering, and what went wrong."""
+
+    header: Header
+    source: str
+    connected: bool = False
+    frames_per_s: float = 0.0
+    frames: int = 0  # since the start
+    failures: int = 0  # failed opens and reads since the start
+    reconnects: int = 0
+    last_error: str = ""
+
+
 @message("percept/Reset")
 @dataclass(slots=True)
 class Reset(Message):

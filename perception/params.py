@@ -22,9 +22,13 @@ class Parameter:
 
 
 def coerce(name: str, value: Any, kind: type) -> Any:
-    """`value` as `kind`, or ParameterError. Integers widen to float; nothing else converts silently."""
+    """`value` as `kind`, or ParameterError. Integers widen to float, and become text where text is
+    declared (`source:=0` on a command line is YAML's integer 0, meant as the string "0"); nothing else
+    converts silently."""
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is str and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     if kind is list and isinstance(value, tuple):
         return list(value)
     if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):

@@ -14,6 +14,7 @@ from perception.errors import ParameterError
         (0.5, {"p": 2}, 2.0),  # int widens to float
         (True, {"p": False}, False),
         ("rgb8", {"p": "mono8"}, "mono8"),
+        ("0", {"p": 2}, "2"),  # `source:=2` is YAML's integer 2, meant as text where text is declared
         ([1, 2], {"p": (3, 4)}, [3, 4]),  # a tuple (e.g. from YAML or code) becomes a list
         ({"a": 1}, {"p": {"b": 2}}, {"b": 2}),  # dicts are replaced, not merged
         (30, {"other": 1}, 30),  # overrides of other names do not leak
@@ -33,7 +34,7 @@ def test_declare_returns_default_or_override(default, overrides, expected):
         (0.5, False, "float", "bool False"),  # nor widened to float
         (30, 2.0, "int", "float 2.0"),  # floats never narrow to int
         (True, 1, "bool", "int 1"),  # 1 is not True
-        ("x", 5, "str", "int 5"),  # no str() conversion
+        ("x", 2.5, "str", "float 2.5"),  # no str() of anything but integers
         ([1], {"a": 1}, "list", "dict {'a': 1}"),
     ],
 )

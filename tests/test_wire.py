@@ -95,6 +95,9 @@ CASES = {
     ),
     "tracks-empty": msgs.Tracks(H),
     "tracker-stats": msgs.TrackerStats(H, 12, 9, 0.3, 0.6, 10.0),
+    "camera-stats": msgs.CameraStats(
+        H, "/dev/video0", False, 0.0, 120, 3, 1, "source '/dev/video0' did not open"
+    ),
 }
 
 

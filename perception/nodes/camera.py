@@ -1,0 +1,146 @@
+"""The camera node: any OpenCV source (device, file, RTSP/HTTP URL, GStreamer pipeline) published as
+the same topics as the simulator, so the detector, planner and tracker run unchanged on a real camera.
+
+Topics: `camera/image` (rgb8), `camera/camera_info` (K and distortion from a ROS calibration file, or
+nominal intrinsics; the camera pose from parameters), `~/stats` (CameraStats) once a second. A source
+that fails or drops out is reopened with backoff; the node keeps running and says so in its stats.
+"""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+
+from perception import Node, run
+from perception.camera import Calibration, FrameSource, load_calibration
+from perception.msgs import CameraInfo, CameraStats, Header, Image, Pose
+
+
+class CameraNode(Node):
+    """Publish frames from a camera, a video file or a stream."""
+
+    def __init__(self) -> None:
+        super().__init__("camera")
+        self.source_spec = str(
+            self.declare_parameter(
+                "source", "0", "device index, /dev/videoN, file, URL or GStreamer pipeline", read_only=True
+            )
+        )
+        width = self.declare_parameter("width", 0, "requested width (0: the source's)", read_only=True)
+        height = self.declare_parameter("height", 0, "requested height (0: the source's)", read_only=True)
+        rate = self.declare_parameter("rate", 30.0, "frames per second to publish at most", read_only=True)
+        self.source = FrameSource(
+            self.source_spec,
+            width=width,
+            height=height,
+            fps=rate,
+            loop=self.declare_parameter("loop", False, "start a video file again at its end", read_only=True),
+        )
+        path = self.declare_parameter("calibration", "", "ROS camera_calibration YAML file", read_only=True)
+        self.calibration: Calibration | None = load_calibration(path) if path else None
+        self.undistort = self.declare_parameter(
+            "undistort", False, "publish undistorted images", read_only=True
+        )
+        self.frame_id = self.declare_parameter("frame_id", "camera", "frame id in headers", read_only=True)
+        position = self.declare_parameter(
+            "position", [0.0, 0.0, 0.0], "camera position in the world (m)", read_only=True
+        )
+        orientation = self.declare_parameter(
+            "orientation",
+            [0.0, 0.0, 0.0, 1.0],
+            "optical frame orientation in the world (x, y, z, w)",
+            read_only=True,
+        )
+        self.pose = Pose(tuple(position), tuple(orientation))  # type: ignore[arg-type]
+        self.image_pub = self.create_publisher(Image, "camera/image")
+        self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info")
+        self.stats_pub = self.create_publisher(CameraStats, "~/stats")
+        self._maps: tuple[np.ndarray, np.ndarray] | None = None
+        self._window = (time.monotonic(), 0)
+        self._warned = ""
+        self.seq = 0
+        self.create_timer(1.0 / rate, self.tick)
+        self.create_timer(1.0, self.publish_stats)
+
+    def tick(self) -> None:
+        frame = self.source.read()
+        if frame is None:
+            error = self.source.status.last_error
+            if error != self._warned:  # once per kind of failure, not once per retry
+                self.log.warning("%s; retrying with backoff", error)
+                self._warned = error
+            return
+        self._warned = ""
+        stamp = time.time_ns()
+        height, width = frame.shape[:2]
+        calibration = self._calibration(width, height)
+        if self.undistort and np.any(calibration.D):
+            frame = self._undistorted(frame, calibration)
+        header = Header(stamp=stamp, frame_id=self.frame_id, seq=self.seq)
+        self.seq += 1
+        self.image_pub.publish(
+            Image(header=header, data=cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), encoding="rgb8")
+        )
+        distortion = np.zeros(5) if self.undistort else calibration.D
+        self.info_pub.publish(
+            CameraInfo(
+                header=header,
+                width=width,
+                height=height,
+                K=calibration.K,
+                D=distortion,
+                distortion_model=calibration.distortion_model,
+                pose=self.pose,
+            )
+        )
+
+    def _calibration(self, width: int, height: int) -> Calibration:
+        if self.calibration is None:
+            self.calibration = Calibration.nominal(width, height)
+            self.log.warning("no calibration file: nominal intrinsics (60° horizontal field of view)")
+        if (self.calibration.width, self.calibration.height) != (width, height):
+            self.log.warning(
+                "calibrated at %dx%d, the source delivers %dx%d: intrinsics scaled",
+                self.calibration.width,
+                self.calibration.height,
+                width,
+                height,
+            )
+            self.calibration = self.calibration.scaled(width, height)
+            self._maps = None
+        return self.calibration
+
+    def _undistorted(self, frame: np.ndarray, calibration: Calibration) -> np.ndarray:
+        if self._maps is None:
+            size = (calibration.width, calibration.height)
+            self._maps = cv2.initUndistortRectifyMap(
+                calibration.K, calibration.D, None, calibration.K, size, cv2.CV_16SC2
+            )
+        return cv2.remap(frame, self._maps[0], self._maps[1], cv2.INTER_LINEAR)
+
+    def publish_stats(self) -> None:
+        status = self.source.status
+        started, frames = self._window
+        elapsed = max(time.monotonic() - started, 1e-3)
+        self.stats_pub.publish(
+            CameraStats(
+                header=self.header(),
+                source=self.source_spec,
+                connected=status.connected,
+                frames_per_s=(status.frames - frames) / elapsed,
+                frames=status.frames,
+                failures=status.failures,
+                reconnects=status.reconnects,
+                last_error=status.last_error,
+            )
+        )
+        self._window = (time.monotonic(), status.frames)
+
+    def on_shutdown(self) -> None:
+        self.source.close()
+
+
+if __name__ == "__main__":
+    run(CameraNode)

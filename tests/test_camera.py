@@ -1,0 +1,148 @@
+"""The camera node and its parts on a video file written here: frames, calibration, reconnection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from perception.camera import Calibration, FrameSource, load_calibration
+from perception.camera.calibration import CalibrationError
+
+CALIBRATION = """\
+image_width: 160
+image_height: 120
+camera_name: test
+camera_matrix: {rows: 3, cols: 3, data: [150.0, 0, 80.5, 0, 151.0, 60.5, 0, 0, 1]}
+distortion_model: plumb_bob
+distortion_coefficients: {rows: 1, cols: 5, data: [-0.1, 0.01, 0, 0, 0]}
+"""
+
+
+def write_video(path, frames: int = 20, size=(160, 120)) -> str:
+    """An MJPG .avi whose frame i is a flat grey of level 10 * i, cycling every 25 frames (survives JPEG
+    well enough to tell apart)."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 20, size)
+    assert writer.isOpened(), "OpenCV cannot write MJPG here"
+    for i in range(frames):
+        writer.write(np.full((size[1], size[0], 3), 10 * (i % 25), np.uint8))
+    writer.release()
+    return str(path)
+
+
+def test_a_video_file_is_read_in_order_and_looped(tmp_path):
+    source = FrameSource(write_video(tmp_path / "clip.avi", frames=5), loop=True)
+    levels = [round(source.read().mean() / 10) for _ in range(8)]
+    assert levels == [0, 1, 2, 3, 4, 0, 1, 2]
+    assert source.status.connected and source.status.frames == 8 and source.status.failures == 0
+
+
+def test_a_missing_source_is_retried_with_backoff_and_comes_back(tmp_path):
+    path = tmp_path / "clip.avi"
+    source = FrameSource(str(path), min_backoff_s=1.0, max_backoff_s=4.0)
+    assert source.read(now=0.0) is None and source.status.failures == 1
+    assert "did not open" in source.status.last_error and not source.status.connected
+    assert source.read(now=0.5) is None and source.status.failures == 1  # waiting: no retry yet
+    assert source.read(now=1.0) is None and source.status.failures == 2  # retried, failed: next in 2 s
+    write_video(path)
+    assert source.read(now=2.9) is None  # still waiting
+    assert source.read(now=3.0) is not None and source.status.connected
+
+
+def test_calibration_files_in_the_ros_format(tmp_path):
+    good = tmp_path / "cam.yaml"
+    good.write_text(CALIBRATION)
+    calibration = load_calibration(good)
+    assert (calibration.width, calibration.height, calibration.name) == (160, 120, "test")
+    np.testing.assert_allclose(calibration.K, [[150, 0, 80.5], [0, 151, 60.5], [0, 0, 1]])
+    np.testing.assert_allclose(calibration.D, [-0.1, 0.01, 0, 0, 0])
+    half = calibration.scaled(80, 60)
+    np.testing.assert_allclose(half.K[:2], [[75, 0, 40.25], [0, 75.5, 30.25]])
+    nominal = Calibration.nominal(640, 480)
+    assert nominal.K[0, 0] == pytest.approx(320 / np.tan(np.radians(30)))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            CALIBRATION.replace("image_width: 160", "image_width: wide"),
+            "image_width: expected a positive integer, found 'wide'",
+        ),
+        (
+            CALIBRATION.replace("data: [150.0, 0, 80.5, 0, 151.0, 60.5, 0, 0, 1]", "data: [150.0, 0, 80.5]"),
+            "camera_matrix: expected 3 x 3 values, found 3",
+        ),
+        (
+            CALIBRATION.replace("plumb_bob", "fisheye9"),
+            "distortion_model: expected one of plumb_bob, rational_polynomial, equidistant, found 'fisheye9'",
+        ),
+        ("- just\n- a list\n", "expected a mapping of keys"),
+        ("camera_matrix: [unclosed", "not YAML"),
+    ],
+)
+def test_bad_calibration_files_name_the_key(tmp_path, text, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(CalibrationError, match=r"bad\.yaml") as error:
+        load_calibration(bad)
+    assert message in str(error.value)
+    with pytest.raises(CalibrationError, match="cannot read it"):
+        load_calibration(tmp_path / "missing.yaml")
+
+
+def test_the_camera_node_publishes_frames_and_survives_its_source_going_away(
+    tmp_path, registry, context, spawn
+):
+    from conftest import spin_until
+
+    from perception import Node
+    from perception.msgs import CameraInfo, CameraStats, Image
+
+    video = tmp_path / "clip.avi"
+    write_video(video, frames=40)
+    calibration = tmp_path / "cam.yaml"
+    calibration.write_text(CALIBRATION)
+    spawn(
+        "run",
+        "perception.nodes.camera:CameraNode",
+        "-p",
+        f"source:={video}",
+        "-p",
+        "loop:=true",
+        "-p",
+        "rate:=20",
+        "-p",
+        f"calibration:={calibration}",
+        "-p",
+        "position:=[0.5, 0.0, 1.0]",
+    )
+    images: list[Image] = []
+    infos: list[CameraInfo] = []
+    stats: list[CameraStats] = []
+    with Node("viewer", context=context) as node:
+        node.create_subscription(Image, "/camera/image", images.append)
+        node.create_subscription(CameraInfo, "/camera/camera_info", infos.append)
+        node.create_subscription(CameraStats, "/camera/stats", stats.append)
+        spin_until(node, lambda: len(images) >= 5 and infos, timeout_s=20, what="camera frames")
+        assert images[0].data.shape == (120, 160, 3) and images[0].encoding == "rgb8"
+        assert infos[0].header.stamp == images[0].header.stamp and infos[0].pose.position == (0.5, 0.0, 1.0)
+        np.testing.assert_allclose(infos[0].K[0], [150, 0, 80.5])
+        # The file disappears: the node keeps running and says so; it comes back: frames resume.
+        video.rename(tmp_path / "gone.avi")
+        spin_until(
+            node, lambda: stats and not stats[-1].connected, timeout_s=30, what="a disconnected camera"
+        )
+        assert "gave no frame" in stats[-1].last_error or "did not open" in stats[-1].last_error
+        (tmp_path / "gone.avi").rename(video)
+        before = len(images)
+        spin_until(
+            node, lambda: len(images) > before + 3, timeout_s=30, what="frames after the source returned"
+        )
+        spin_until(
+            node,
+            lambda: stats[-1].connected and stats[-1].reconnects >= 1,
+            timeout_s=10,
+            what="reconnected stats",
+        )
