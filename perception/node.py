@@ -87,6 +87,13 @@ class Publisher(Generic[M]):
             self._outlet.send(frames)
             self.stats.record_arrival(sum(_nbytes(f) for f in frames))
 
+    def publish_frames(self, frames: list[Any]) -> None:
+        """Send a message already in wire frames (the frames after the topic, e.g. from a recording),
+        unchanged: replay is byte-identical, sequence numbers included."""
+        with self._lock:
+            self._outlet.send([self._topic_bytes, *frames])
+            self.stats.record_arrival(sum(_nbytes(f) for f in frames))
+
     @property
     def subscriber_count(self) -> int:
         """Subscriptions currently connected (they will receive what is published next)."""
