@@ -82,3 +82,18 @@ def test_play_names_a_missing_file(tmp_path):
 
     result = percept("play", str(tmp_path / "none.mcap"))
     assert result.returncode == 1 and "none.mcap: no such file" in result.stderr
+
+
+def test_bench_record_json_contract():
+    import json
+
+    from conftest import percept
+
+    result = percept("bench", "record", "--rates", "20", "--seconds", "1", "--json", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (row,) = json.loads(result.stdout.strip().splitlines()[-1])["results"]
+    assert (
+        row["rate"] == 20 and row["published"] == 40 and row["written"] + row["dropped"] >= row["published"]
+    )
+    assert row["keeps_up"] and row["megabytes_per_s"] > 0 and row["raw_write_megabytes_per_s"] > 0
+    assert "highest rate recorded with nothing lost: 20 Hz" in result.stdout

@@ -70,6 +70,12 @@ def register(verbs: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=_track)
 
+    p = bench.add_parser("record", help="percept record on 640x480 frames + detections at rising rates.")
+    p.add_argument("--rates", default="30,60,120", help="comma-separated frame rates (Hz)")
+    p.add_argument("--seconds", type=float, default=5.0, help="publishing time per rate")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.set_defaults(func=_record)
+
     p = bench.add_parser("sim", help="Simulator node frames/s against a bare getCameraImage loop.")
     p.add_argument("--renderers", default="egl,tiny", help="comma-separated: egl, tiny")
     p.add_argument("--resolutions", default="320x240,640x480", help="comma-separated sizes")
@@ -182,6 +188,23 @@ def _track(args: argparse.Namespace) -> int:
                 {"benchmark": "track", "settings": settings, **asdict(summary), "per_sequence": per_sequence}
             )
         )
+    return 0
+
+
+def _record(args: argparse.Namespace) -> int:
+    from perception.bench import record
+    from perception.errors import PerceptError
+
+    try:
+        rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    except ValueError:
+        raise PerceptError(f"--rates {args.rates!r}: expected numbers, e.g. 30,60") from None
+    settings = {"rates": rates, "seconds": args.seconds, "frame": "640x480x3 + 5 detections"}
+    print(f"record benchmark (percept record as its own process): {settings}", flush=True)
+    rows = record.run(rates, args.seconds)
+    print(record.table(rows))
+    if args.json:
+        print(as_json("record", rows, settings))
     return 0
 
 
