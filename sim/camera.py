@@ -1,6 +1,7 @@
 """Pinhole camera geometry for PyBullet renders: intrinsics from the projection matrix, metric depth
 from the OpenGL depth buffer, the camera's pose in the world (OpenCV optical frame: x right, y down,
-z forward), back-projection, and boxes from a segmentation mask. Plain numpy: no PyBullet here.
+z forward), and boxes from a segmentation mask (rotations and back-projection: perception.geometry).
+Plain numpy: no PyBullet here.
 
 Facts measured in PyBullet 3.2.7 (shared/field-notes-grasping.md): the field of view is vertical; view
 matrices are column-major (reshape(4, 4).T); TinyRenderer casts pixel (u, v) through
@@ -100,37 +101,6 @@ def depth_from_buffer(buffer: np.ndarray, near: float, far: float) -> np.ndarray
 def world_from_camera(spec: CameraSpec) -> np.ndarray:
     """4x4 pose of the camera's optical frame (OpenCV axes) in the world."""
     return np.linalg.inv(view_matrix(spec)) @ np.diag([1.0, -1.0, -1.0, 1.0])
-
-
-def quaternion_from_matrix(rotation: np.ndarray) -> tuple[float, float, float, float]:
-    """(x, y, z, w) of a 3x3 rotation matrix."""
-    m = rotation
-    trace = m[0, 0] + m[1, 1] + m[2, 2]
-    if trace > 0:
-        s = 2.0 * math.sqrt(trace + 1.0)
-        w, x, y, z = 0.25 * s, (m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s
-    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
-        w, x, y, z = (m[2, 1] - m[1, 2]) / s, 0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s
-    elif m[1, 1] > m[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
-        w, x, y, z = (m[0, 2] - m[2, 0]) / s, (m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s
-    else:
-        s = 2.0 * math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
-        w, x, y, z = (m[1, 0] - m[0, 1]) / s, (m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s
-    return (float(x), float(y), float(z), float(w))
-
-
-def back_project(
-    u: np.ndarray, v: np.ndarray, depth: np.ndarray, K: np.ndarray, pose: np.ndarray
-) -> np.ndarray:
-    """World points (N x 3) of pixels (u, v) with metric depth, given K and world_from_camera."""
-    u, v, z = (np.asarray(a, np.float64).reshape(-1) for a in (u, v, depth))
-    x = (u - K[0, 2]) / K[0, 0] * z
-    y = (v - K[1, 2]) / K[1, 1] * z
-    points = np.stack([x, y, z, np.ones_like(z)], axis=1)
-    world: np.ndarray = (points @ pose.T)[:, :3]
-    return world
 
 
 def boxes_from_mask(mask: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from perception import Node, run
+from perception.geometry import quaternion_from_matrix
 from perception.msgs import (
     CameraInfo,
     ExecuteGrasp,
@@ -30,7 +31,7 @@ from perception.msgs import (
     Result,
 )
 from sim import driving, tabletop
-from sim.camera import CameraSpec, quaternion_from_matrix
+from sim.camera import CameraSpec
 from sim.frames import Frame, capture
 from sim.grasp import Panda, execute_grasp
 from sim.world import PHYSICS_HZ, World

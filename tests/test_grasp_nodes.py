@@ -6,7 +6,7 @@ import numpy as np
 from test_grasp_planner import K, box_pixels, camera_looking_down, render
 
 from perception import Node
-from perception.grasp.geometry import quaternion_from_matrix
+from perception.geometry import quaternion_from_matrix
 from perception.msgs import CameraInfo, Detections, Grasps, Header, Image, Pose
 
 

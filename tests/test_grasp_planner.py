@@ -7,8 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from perception.geometry import back_project, matrix_from_quaternion, quaternion_from_matrix
 from perception.grasp import GraspPlanner
-from perception.grasp.geometry import back_project, fit_plane, matrix_from_quaternion, quaternion_from_matrix
+from perception.grasp.geometry import fit_plane
 
 W, H, F = 320, 240, 300.0
 K = np.array([[F, 0, W / 2], [0, F, H / 2], [0, 0, 1.0]])

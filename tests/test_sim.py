@@ -11,8 +11,9 @@ import pytest
 from conftest import percept, spin_until
 
 from perception import Node
+from perception.geometry import back_project, quaternion_from_matrix
 from perception.msgs import CameraInfo, ExecuteGrasp, GraspResult, GroundTruth, Image, Pose, Reset, Result
-from sim.camera import CameraSpec, back_project, boxes_from_mask, intrinsics, quaternion_from_matrix
+from sim.camera import CameraSpec, boxes_from_mask, intrinsics
 from sim.frames import capture
 from sim.grasp import Panda, execute_grasp, top_down
 from sim.tabletop import TRAY_POSITION, TabletopParams, TabletopScene, params_from

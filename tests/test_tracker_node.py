@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from perception import Node
-from perception.grasp.geometry import quaternion_from_matrix
+from perception.geometry import quaternion_from_matrix
 from perception.msgs import CameraInfo, Detections, Header, Pose, TrackerStats, Tracks
 
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from perception.grasp.geometry import Plane, back_project_slopes, fit_plane, quaternion_from_matrix
+from perception.geometry import back_project_slopes, quaternion_from_matrix
+from perception.grasp.geometry import Plane, fit_plane
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ class GraspPlanner:
         pick = rng.integers(0, len(rows), min(len(rows), 2000))
         grid.plane, _ = fit_plane(grid.points(rows[pick], cols[pick]), world_from_camera[:3, 3], rng)
         grid.heights = grid.height_map()
+        grid.above = valid & (grid.heights > self.min_height)
         return grid
 
     # -- per object --------------------------------------------------------------------------------
@@ -162,7 +164,7 @@ class GraspPlanner:
         r0, r1, c0, c1 = _cells(box, s, h, w)
         if c1 <= c0 or r1 <= r0:
             return f"box {np.round(box, 1).tolist()} lies outside the {w * s}x{h * s} depth image"
-        above = grid.valid & (grid.heights > self.min_height)
+        above = grid.above
         patch = above[r0:r1, c0:c1].astype(np.uint8)
         if int(patch.sum()) < self.min_points:
             return f"{int(patch.sum())} depth points above the table in the box (holes, or nothing there)"
@@ -328,6 +330,7 @@ class _Grid:
         self.slope_y = (np.arange(h) * step - K[1, 2]) / K[1, 1]
         self.plane = Plane(np.array([0.0, 0.0, 1.0]), 0.0)
         self.heights = np.zeros_like(depth)
+        self.above = np.zeros_like(valid)  # cells standing on the plane: objects, once the plane is known
         self.axes = (np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]))
 
     def points(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from perception import Node, run
+from perception.geometry import pose_matrix
 from perception.grasp import GraspPlanner, Gripper, Workspace
-from perception.grasp.geometry import pose_matrix
 from perception.msgs import CameraInfo, Detections, Grasps, Image
 from perception.sync import StampBuffer
 

@@ -14,8 +14,8 @@ import numpy as np
 
 from perception import LATEST_ONLY, Node, run
 from perception.errors import PerceptError, ServiceUnavailable
+from perception.geometry import matrix_from_quaternion
 from perception.grasp import first_untried
-from perception.grasp.geometry import matrix_from_quaternion
 from perception.msgs import ExecuteGrasp, GraspResult, Grasps, Header, PickAttempt, Pose
 
 

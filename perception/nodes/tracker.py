@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from perception import Node, run
-from perception.grasp.geometry import pose_matrix
+from perception.geometry import pose_matrix
 from perception.msgs import CameraInfo, Detections, TrackerStats, Tracks
 from perception.sync import StampBuffer
 from perception.track import ByteTracker, TrackerParams
