@@ -10,20 +10,13 @@ import onnx
 import pytest
 
 from perception.detector import Detector
+from perception.track.tracker import iou_matrix
 from sim.camera import CameraSpec
 from sim.classes import ALL_CLASSES
 from sim.dataset import frame_boxes, rendered_frames
 
 MODEL = Path(__file__).parents[1] / "models" / "percept.onnx"
 FRESH_SEED = 4242  # never used for training (models/percept.md lists the training seeds)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of box a (4,) against boxes b (N x 4)."""
-    w = np.clip(np.minimum(a[2], b[:, 2]) - np.maximum(a[0], b[:, 0]), 0, None)
-    h = np.clip(np.minimum(a[3], b[:, 3]) - np.maximum(a[1], b[:, 1]), 0, None)
-    inter = w * h
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter)
 
 
 def test_the_model_file_is_small_and_names_its_classes_and_input():
@@ -45,7 +38,7 @@ def test_the_shipped_model_finds_the_objects_of_a_fresh_scene(scene):
         for box in frame_boxes(frame, min_pixels=16):
             total += 1
             same_class = np.array(result.class_names) == ALL_CLASSES[box["class_id"]]
-            if same_class.any() and iou(np.array(box["xyxy"]), result.xyxy[same_class]).max() >= 0.5:
+            if same_class.any() and iou_matrix(np.array([box["xyxy"]]), result.xyxy[same_class]).max() >= 0.5:
                 found += 1
     assert total >= 10
     assert found / total >= 0.8, f"found {found} of {total} {scene} objects at IoU >= 0.5"

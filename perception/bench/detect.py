@@ -53,11 +53,14 @@ def run(
     if scene:
         for _, frame in rendered_frames(scene, seed, list(range(frames)), CameraSpec(width=640, height=480)):
             images.append(frame.rgb)
-            labelled = frame_boxes(frame, min_pixels)
             # Objects in view but under the labelling threshold are "don't care" regions (COCO's
             # iscrowd, KITTI's DontCare): finding them is no error, missing them no miss.
-            slivers = [dict(b, ignore=True) for b in frame_boxes(frame, 1) if b["pixels"] < min_pixels]
-            truth.append(labelled + slivers)
+            truth.append(
+                [
+                    box if box["pixels"] >= min_pixels else dict(box, ignore=True)
+                    for box in frame_boxes(frame, 1)
+                ]
+            )
     else:
         rng = np.random.default_rng(seed)
         images = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(frames)]

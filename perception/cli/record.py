@@ -37,7 +37,8 @@ def _record(args: argparse.Namespace) -> int:
 
     def subscribe(topic: str) -> None:
         def write(frames: list[Any]) -> None:
-            recorder.write(topic, peek_type(frames), frames[1:], time.time_ns(), time.time_ns())
+            received = time.time_ns()
+            recorder.write(topic, peek_type(frames), frames[1:], received, received)
 
         subscriptions[topic] = node.create_subscription(None, topic, write, keep_all, raw=True)
 

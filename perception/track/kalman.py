@@ -45,12 +45,6 @@ def predict_many(means: np.ndarray, covariances: np.ndarray, dt: float) -> tuple
     return new_means, new_covariances
 
 
-def predict(mean: np.ndarray, covariance: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
-    """The state dt seconds later."""
-    means, covariances = predict_many(mean[None], covariance[None], dt)
-    return means[0], covariances[0]
-
-
 def update_many(
     means: np.ndarray, covariances: np.ndarray, boxes: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -63,9 +57,3 @@ def update_many(
     new_means = means + np.einsum("nij,nj->ni", gains, innovation)
     new_covariances = covariances - np.einsum("nij,njk,nlk->nil", gains, projected, gains)
     return new_means, new_covariances
-
-
-def update(mean: np.ndarray, covariance: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The state corrected by a measured box (cx, cy, w, h)."""
-    means, covariances = update_many(mean[None], covariance[None], np.asarray(box, np.float64)[None])
-    return means[0], covariances[0]

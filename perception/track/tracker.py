@@ -98,18 +98,19 @@ def _grown(xyxy: np.ndarray, share: float) -> np.ndarray:
     return grown
 
 
+def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of boxes a and b (xyxy in the last axis), broadcast against each other."""
+    low, high = np.maximum(a[..., :2], b[..., :2]), np.minimum(a[..., 2:], b[..., 2:])
+    inter = np.prod(np.clip(high - low, 0, None), axis=-1)
+    area_a, area_b = np.prod(a[..., 2:] - a[..., :2], axis=-1), np.prod(b[..., 2:] - b[..., :2], axis=-1)
+    iou: np.ndarray = inter / np.maximum(area_a + area_b - inter, 1e-9)
+    return iou
+
+
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every box of a (N x 4 xyxy) with every box of b (M x 4)."""
     a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    low = np.maximum(a[:, None, :2], b[None, :, :2])
-    high = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(high - low, 0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    iou: np.ndarray = inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-    return iou
+    return pairwise_iou(a[:, None, :], b[None, :, :])
 
 
 def assign(iou: np.ndarray, threshold: float) -> tuple[list[tuple[int, int]], list[int], list[int]]:
@@ -229,12 +230,7 @@ class ByteTracker:
         # Both boxes of a pair grow by the track's uncertainty, so the IoU measures overlap, not size.
         sigma = p.gate_sigmas * np.sqrt(np.array([[t.covariance[0, 0], t.covariance[1, 1]] for t in tracks]))
         margin = np.c_[-sigma, sigma]
-        a = (predicted + margin)[:, None, :]
-        b = detected[None, :, :] + margin[:, None, :]
-        low, high = np.maximum(a[..., :2], b[..., :2]), np.minimum(a[..., 2:], b[..., 2:])
-        inter = np.prod(np.clip(high - low, 0, None), axis=2)
-        area_a, area_b = np.prod(a[..., 2:] - a[..., :2], axis=2), np.prod(b[..., 2:] - b[..., :2], axis=2)
-        iou: np.ndarray = inter / np.maximum(area_a + area_b - inter, 1e-9)
+        iou = pairwise_iou((predicted + margin)[:, None, :], detected[None, :, :] + margin[:, None, :])
         if self.params.class_aware and iou.size:
             iou[np.array([t.class_id for t in tracks])[:, None] != class_ids[None, :]] = 0.0
         return iou
@@ -245,7 +241,7 @@ class ByteTracker:
         if not matched:
             return
         boxes = np.array([box for _, box, _ in matched])
-        measured = np.c_[(boxes[:, :2] + boxes[:, 2:]) / 2, boxes[:, 2:] - boxes[:, :2]]
+        measured = xyxy_to_cxcywh(boxes)
         means, covariances = kalman.update_many(
             np.array([t.mean for t, _, _ in matched]),
             np.array([t.covariance for t, _, _ in matched]),
