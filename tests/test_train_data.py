@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -113,3 +114,15 @@ def test_load_coco_names_what_is_wrong(tmp_path):
     )
     with pytest.raises(ValueError, match="giraffe"):
         load_coco(tmp_path)
+
+
+def test_a_dataset_argument_takes_an_optional_share():
+    import argparse
+
+    from perception.cli.train import _dataset
+
+    assert _dataset("data/driving:2.5") == (Path("data/driving"), 2.5)
+    assert _dataset("data/driving") == (Path("data/driving"), 1.0)
+    assert _dataset("C:/data/x") == (Path("C:/data/x"), 1.0)  # a colon that belongs to the path
+    with pytest.raises(argparse.ArgumentTypeError, match="above 0"):
+        _dataset("data/driving:0")

@@ -11,11 +11,24 @@ def register(verbs: Any) -> None:
     p = verbs.add_parser(
         "train", help="Train the detector on exported datasets and write ONNX (needs the train extra)."
     )
-    p.add_argument("--data", type=Path, action="append", required=True, help="a COCO export folder (repeat)")
+    p.add_argument(
+        "--data",
+        type=_dataset,
+        action="append",
+        required=True,
+        metavar="DIR[:SHARE]",
+        help="a COCO export folder (repeat), optionally with its relative share of the crops (default 1)",
+    )
     p.add_argument(
         "--out", type=Path, required=True, help="ONNX file to write (rewritten at each checkpoint)"
     )
-    p.add_argument("--steps", type=int, required=True, help="optimiser steps")
+    length = p.add_mutually_exclusive_group(required=True)
+    length.add_argument("--steps", type=int, help="optimiser steps")
+    length.add_argument(
+        "--minutes",
+        type=float,
+        help="train for this long: the steps are set from the speed measured over the first ones",
+    )
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
@@ -27,6 +40,19 @@ def register(verbs: Any) -> None:
     p.set_defaults(func=_train)
 
 
+def _dataset(text: str) -> tuple[Path, float]:
+    folder, _, share = text.rpartition(":")
+    if folder:
+        try:
+            value = float(share)
+        except ValueError:
+            return Path(text), 1.0  # a colon that is part of the path
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text}: the share after ':' must be above 0, got {share}")
+        return Path(folder), value
+    return Path(text), 1.0
+
+
 def _train(args: argparse.Namespace) -> int:
     from perception.errors import PerceptError
 
@@ -36,15 +62,17 @@ def _train(args: argparse.Namespace) -> int:
         raise PerceptError("percept train needs torch: pip install 'percept[train]'") from None
     from perception.train.fit import TrainSpec, train
 
-    for folder in args.data:
+    for folder, _ in args.data:
         if not (folder / "annotations.json").is_file():
             raise PerceptError(
                 f"--data {folder}: no annotations.json there (make one with percept dataset export)"
             )
     spec = TrainSpec(
-        datasets=args.data,
+        datasets=[folder for folder, _ in args.data],
+        weights=[share for _, share in args.data],
         out=args.out,
-        steps=args.steps,
+        steps=args.steps or 0,
+        minutes=args.minutes,
         batch=args.batch,
         lr=args.lr,
         seed=args.seed,

@@ -12,7 +12,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +24,18 @@ from perception.train.model import Exported, Network
 from perception.train.targets import STRIDE, encode
 from sim.classes import ALL_CLASSES
 
+TIMING_STEPS = 300  # with a time budget, the steps before the speed is measured
+UNKNOWN_STEPS = 10**9
+TIME_MARGIN = 0.95  # steps slow down a little as a run goes on; a budget is a limit, not a target
+
 
 @dataclass
 class TrainSpec:
     datasets: list[Path]
     out: Path
-    steps: int
+    steps: int  # with `minutes`, a first guess that the measured speed replaces
+    weights: list[float] | None = None  # each dataset's share of the crops (relative); equal by default
+    minutes: float | None = None  # fit the number of steps to this much training time
     batch: int = 32
     lr: float = 3e-3
     weight_decay: float = 0.01
@@ -44,17 +50,19 @@ class TrainSpec:
 
 
 class Batches:
-    """Random batches of (image, heatmap, boxes, weight) tensors, a dataset at a time in turn."""
+    """Random batches of (image, heatmap, boxes, weight) tensors, each crop from a dataset drawn by its share."""
 
     def __init__(self, datasets: list[Dataset], spec: TrainSpec) -> None:
         self.datasets, self.spec = datasets, spec
         self.rng = np.random.default_rng(spec.seed)
+        shares = np.asarray(spec.weights if spec.weights else [1.0] * len(datasets), np.float64)
+        self.shares = shares / shares.sum()
 
     def next(self) -> tuple[torch.Tensor, ...]:
         spec, crop = self.spec, self.spec.crop
         images, heatmaps, boxes, weights = [], [], [], []
-        for i in range(spec.batch):
-            data = self.datasets[i % len(self.datasets)]
+        for which in self.rng.choice(len(self.datasets), spec.batch, p=self.shares):
+            data = self.datasets[which]
             k = int(self.rng.integers(len(data.images)))
             image, b, c = random_crop(data.images[k], data.boxes[k], data.classes[k], crop, self.rng)
             image, b = augment(image, b, self.rng)
@@ -85,6 +93,9 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 
 
 def train(spec: TrainSpec, log: Callable[[str], None] = print) -> dict[str, float]:
+    if spec.minutes is not None:
+        # Until the speed is known the schedule runs as if the run were endless: warm-up, then peak lr.
+        spec = replace(spec, steps=UNKNOWN_STEPS)
     torch.manual_seed(spec.seed)
     torch.set_num_threads(spec.threads)
     start = time.monotonic()
@@ -113,7 +124,16 @@ def train(spec: TrainSpec, log: Callable[[str], None] = print) -> dict[str, floa
     batches = Batches(datasets, spec)
     train_start = time.monotonic()
     recent: list[tuple[float, float]] = []
-    for step in range(spec.steps):
+    step, timing_start = 0, train_start
+    while step < spec.steps:
+        if spec.minutes is not None and step == TIMING_STEPS:
+            # Ultralytics' `time` does the same: the schedule is set once from the measured speed, so
+            # the run stays step-based and `--steps` with the logged count repeats it exactly.
+            per_step = (time.monotonic() - timing_start) / (TIMING_STEPS - 20)
+            spec = replace(spec, steps=max(step + 1, int(TIME_MARGIN * spec.minutes * 60 / per_step)))
+            log(f"{per_step:.3f} s per step: {spec.steps} steps fit in {spec.minutes} min")
+        if step == 20:
+            timing_start = time.monotonic()  # after the first steps' allocations
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(spec, step)
         image, heatmap, boxes, weight = batches.next()
@@ -132,7 +152,7 @@ def train(spec: TrainSpec, log: Callable[[str], None] = print) -> dict[str, floa
             heat, box = np.mean(recent, axis=0)
             recent.clear()
             log(
-                f"step {step + 1}/{spec.steps}  heatmap {heat:.3f}  box {box:.3f}  lr {learning_rate(spec, step):.2e}  "
+                f"step {step + 1}/{spec.steps if spec.steps != UNKNOWN_STEPS else '?'}  heatmap {heat:.3f}  box {box:.3f}  lr {learning_rate(spec, step):.2e}  "
                 f"{(step + 1) * spec.batch / elapsed:.1f} img/s  {elapsed / 60:.1f} min"
             )
         if (step + 1) % spec.checkpoint_every == 0 or step + 1 == spec.steps:
@@ -142,6 +162,7 @@ def train(spec: TrainSpec, log: Callable[[str], None] = print) -> dict[str, floa
             log(
                 f"wrote {spec.out} and {spec.out.with_suffix('.pt').name} (EMA weights after {step + 1} steps)"
             )
+        step += 1
     return {"minutes": round((time.monotonic() - train_start) / 60, 1), "steps": spec.steps}
 
 
@@ -172,6 +193,7 @@ def export_onnx(network: torch.nn.Module, spec: TrainSpec, minutes: float, steps
         "training": json.dumps(
             {
                 "datasets": [d.name for d in spec.datasets],
+                "weights": spec.weights,
                 "steps": steps,
                 "minutes": round(minutes, 1),
                 "seed": spec.seed,
