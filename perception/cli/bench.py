@@ -31,7 +31,16 @@ def register(verbs: Any) -> None:
     p.add_argument("--seed", type=int, default=1000, help="scene seed (keep it apart from training seeds)")
     p.add_argument("--threads", type=int, default=2, help="onnxruntime threads per model")
     p.add_argument(
-        "--confidence", type=float, default=0.25, help="score threshold for every model (the node's default)"
+        "--confidence",
+        type=float,
+        default=0.25,
+        help="score threshold for every model while timing (the node's default)",
+    )
+    p.add_argument(
+        "--map-confidence",
+        type=float,
+        default=0.001,
+        help="score threshold while scoring mAP (Ultralytics' val uses 0.001: mAP needs the whole curve)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=_detect)
@@ -237,10 +246,13 @@ def _detect(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "threads": args.threads,
         "confidence": args.confidence,
+        "map_confidence": args.map_confidence,
         "image": "640x480",
     }
     print(f"detector benchmark: {settings}", flush=True)
-    rows, boxes = detect.run(args.model, args.scene, args.frames, args.seed, args.threads, args.confidence)
+    rows, boxes = detect.run(
+        args.model, args.scene, args.frames, args.seed, args.threads, args.confidence, args.map_confidence
+    )
     print(detect.table(rows))
     if args.scene:
         print(f"scored against {boxes} ground-truth boxes in {args.frames} {args.scene} frames (pycocotools)")
