@@ -1,10 +1,14 @@
-"""Recordings in MCAP (the `mcap` library): our messages exactly as they travelled, so replay is exact.
+"""Recordings in MCAP (the `mcap` library): our messages exactly as they travelled, so replay is exact,
+and beside them the same images, boxes, tracks and grasps in Foxglove's schemas, to look at in Foxglove.
 
 Each topic is an MCAP channel; its schema is the message type (`percept/Image`, ...) with the encoding
 `percept-wire`, and each message's data is the message's wire frames after the topic (the msgpack header,
 then one raw frame per array; docs/wire-format.md), each preceded by its length as a little-endian u64.
 Log time is when the recorder received the message; publish time is the message header's stamp.
 MCAP's chunks make a recording cut short (kill -9) readable up to its last complete chunk.
+
+The Foxglove channels (perception/foxglove.py) sit under /foxglove/..., protobuf-encoded; replay skips
+them, because they are views (a RawImage drops nothing, but a Detections message has more than its boxes).
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ class Recorded:
 class McapRecorder:
     """Writes messages to an MCAP file, one channel per topic."""
 
-    def __init__(self, path: str | Path, chunk_size: int = 4 * 2**20) -> None:
+    def __init__(self, path: str | Path, chunk_size: int = 4 * 2**20, foxglove: bool = True) -> None:
         self.path = Path(path)
         self._file: IO[bytes] = open(self.path, "wb")  # noqa: SIM115 (closed in close())
         self._writer = Writer(self._file, chunk_size=chunk_size, compression=CompressionType.NONE)
@@ -63,6 +67,7 @@ class McapRecorder:
         self._schemas: dict[str, int] = {}
         self._channels: dict[str, int] = {}
         self._sequence: dict[str, int] = {}
+        self._views: Views | None = Views(self._writer) if foxglove else None
         self.messages = 0
         self.bytes = 0
 
@@ -83,10 +88,61 @@ class McapRecorder:
         self._sequence[topic] += 1
         self.messages += 1
         self.bytes += len(data)
+        if self._views is not None and type_name in VIEWED_TYPES:
+            self.bytes += self._views.write(topic, frames, log_time_ns, publish_time_ns)
+
+    @property
+    def view_errors(self) -> int:
+        """Messages whose Foxglove view could not be made (their own channel has them all the same)."""
+        return self._views.errors if self._views is not None else 0
 
     def close(self) -> None:
         self._writer.finish()  # type: ignore[no-untyped-call]
         self._file.close()
+
+
+VIEWED_TYPES = frozenset(
+    {"percept/Image", "percept/CameraInfo", "percept/Detections", "percept/Tracks", "percept/Grasps"}
+)
+
+
+class Views:
+    """The Foxglove channels of a recording: each viewable message converted and written beside ours."""
+
+    def __init__(self, writer: Writer) -> None:
+        from perception.foxglove import Converter
+
+        self._writer, self._converter = writer, Converter()
+        self._schemas: dict[str, int] = {}
+        self._channels: dict[str, int] = {}
+        self.errors = 0
+
+    def write(self, topic: str, frames: list[Any], log_time_ns: int, publish_time_ns: int) -> int:
+        """Bytes written; a message that does not convert is counted in `errors`, never raised."""
+        from perception.foxglove import schema_data
+        from perception.wire import decode
+
+        try:
+            msg = decode([topic.encode(), *frames]).msg
+            views = self._converter.convert(topic, msg)
+        except Exception:
+            self.errors += 1
+            return 0
+        written = 0
+        for view_topic, view in views:
+            name = view.DESCRIPTOR.full_name
+            if name not in self._schemas:
+                self._schemas[name] = self._writer.register_schema(
+                    name, "protobuf", schema_data(view.DESCRIPTOR)
+                )
+            if view_topic not in self._channels:
+                self._channels[view_topic] = self._writer.register_channel(
+                    view_topic, "protobuf", self._schemas[name]
+                )
+            data = view.SerializeToString()
+            self._writer.add_message(self._channels[view_topic], log_time_ns, data, publish_time_ns)
+            written += len(data)
+        return written
 
 
 def read(path: str | Path, topics: list[str] | None = None) -> Iterator[Recorded]:
@@ -106,7 +162,11 @@ def topics_of(path: str | Path) -> dict[str, str]:
         except Exception:
             summary = None
         if summary is not None and summary.channels:
-            return {c.topic: summary.schemas[c.schema_id].name for c in summary.channels.values()}
+            return {
+                c.topic: summary.schemas[c.schema_id].name
+                for c in summary.channels.values()
+                if c.message_encoding == ENCODING
+            }
     found: dict[str, str] = {}
     for item in read(path):
         found.setdefault(item.topic, item.type_name)
@@ -122,7 +182,7 @@ def _stream(stream: IO[bytes], topics: list[str] | None) -> Iterator[Recorded]:
         for record in StreamReader(stream, skip_magic=False).records:
             if isinstance(record, Schema):
                 schemas[record.id] = record.name
-            elif isinstance(record, Channel):
+            elif isinstance(record, Channel) and record.message_encoding == ENCODING:
                 channels[record.id] = (record.topic, record.schema_id)
             elif isinstance(record, Message) and record.channel_id in channels:
                 topic, schema_id = channels[record.channel_id]

@@ -48,6 +48,7 @@ def test_record_then_play_gives_the_same_bytes_with_the_same_timing(tmp_path, re
     assert recorder.returncode == 0, out
     assert "wrote 30 messages" in out and "dropped 0" in out
     assert topics_of(output) == {"/camera/image": "percept/Image", "/detections": "percept/Detections"}
+    check_foxglove_views(output, sent)
     received: list[tuple[float, Image]] = []
     with Node("viewer", context=context) as node:
         node.create_subscription(Image, "/camera/image", lambda m: received.append((time.monotonic(), m)))
@@ -59,6 +60,39 @@ def test_record_then_play_gives_the_same_bytes_with_the_same_timing(tmp_path, re
         assert got.data.tobytes() == original.data.tobytes() and got.data.shape == original.data.shape
     gaps = np.diff([t for t, _ in received])
     assert abs(float(np.median(gaps)) - 0.1) < 0.03, gaps  # the 10 Hz of the recording
+
+
+def check_foxglove_views(path, sent: list[Image]) -> None:
+    """The Foxglove channels, read with the mcap library and decoded from the schemas in the file alone
+    (as Foxglove does), hold the same frames and the boxes."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from mcap.reader import make_reader
+
+    with open(path, "rb") as stream:
+        reader = make_reader(stream)
+        channels = reader.get_summary().channels
+        schemas = {c.topic: reader.get_summary().schemas[c.schema_id] for c in channels.values()}
+        assert {t: (s.name, s.encoding) for t, s in schemas.items() if t.startswith("/foxglove")} == {
+            "/foxglove/camera/image": ("foxglove.RawImage", "protobuf"),
+            "/foxglove/detections": ("foxglove.ImageAnnotations", "protobuf"),
+        }
+        classes = {}
+        for topic in ("/foxglove/camera/image", "/foxglove/detections"):
+            pool = descriptor_pool.DescriptorPool()
+            files = descriptor_pb2.FileDescriptorSet.FromString(schemas[topic].data)
+            for file in files.file:
+                pool.Add(file)
+            classes[topic] = message_factory.GetMessageClass(pool.FindMessageTypeByName(schemas[topic].name))
+        views: dict[str, list] = {"/foxglove/camera/image": [], "/foxglove/detections": []}
+        for _, channel, message in reader.iter_messages(topics=list(views)):
+            views[channel.topic].append(classes[channel.topic].FromString(message.data))
+    frames = views["/foxglove/camera/image"]
+    assert [(f.width, f.height, f.encoding, f.step) for f in frames] == [(64, 48, "rgb8", 192)] * 20
+    assert [f.data for f in frames] == [image.data.tobytes() for image in sent]
+    assert [f.timestamp.ToNanoseconds() for f in frames] == [image.header.stamp for image in sent]
+    boxes = views["/foxglove/detections"]
+    assert len(boxes) == 10 and all(b.texts[0].text == "mug 0.50" for b in boxes)
+    assert [(p.x, p.y) for p in boxes[0].points[0].points] == [(1, 2), (3, 2), (3, 4), (1, 4)]
 
 
 def test_a_recording_cut_short_is_readable_to_its_last_complete_chunk(tmp_path):

@@ -14,6 +14,12 @@ def register(verbs: Any) -> None:
     p.add_argument("topics", nargs="*", help="topics to record (default: every topic, as they appear)")
     p.add_argument("-o", "--output", type=Path, required=True, help="the .mcap file to write")
     p.add_argument("--duration", type=float, help="stop after this many seconds (default: Ctrl-C)")
+    p.add_argument(
+        "--no-foxglove",
+        dest="foxglove",
+        action="store_false",
+        help="skip the Foxglove views (/foxglove/...) of images, boxes, tracks and grasps",
+    )
     p.set_defaults(func=_record)
 
     p = verbs.add_parser("play", help="Publish an MCAP recording again, with its original timing.")
@@ -31,7 +37,7 @@ def _record(args: argparse.Namespace) -> int:
     from perception.wire import peek_type
 
     node = cli_node("record")
-    recorder = McapRecorder(args.output)
+    recorder = McapRecorder(args.output, foxglove=args.foxglove)
     subscriptions: dict[str, Any] = {}
     keep_all = QoS(depth=10_000)  # a recorder keeps everything; what it cannot keep is counted
 
@@ -74,6 +80,7 @@ def _record(args: argparse.Namespace) -> int:
     print(
         f"wrote {recorder.messages} messages ({recorder.bytes / 2**20:.1f} MB) on {len(subscriptions)} topics "
         f"to {args.output}; dropped {dropped}"
+        + (f"; {recorder.view_errors} messages had no Foxglove view" if recorder.view_errors else "")
     )
     return 0
 
