@@ -75,6 +75,7 @@ def test_tracks_get_their_id_and_a_trail_that_ends_with_the_track():
         [(_, view)] = converter.convert("/tracks", tracks([7], [[10 + step, 0, 20 + step, 30]]))
     assert view.texts[0].text == "#7 car"
     box, trail = view.points
+    assert [(p.x, p.y) for p in box.points] == [(12, 0), (22, 0), (22, 30), (12, 30)]
     assert [(p.x, p.y) for p in trail.points] == [(15, 30), (16, 30), (17, 30)]
     [(_, view)] = converter.convert("/tracks", tracks([], []))
     assert len(view.points) == 0 and converter.trails == {}
