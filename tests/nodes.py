@@ -107,3 +107,49 @@ class Sleeper(Node):
 
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+class ViewerScene(Node):
+    """A grey camera frame with a white square moving left to right, its detection (a 'mug' box) on
+    the same stamp a little later, as a detector would, and a track of it: what the viewer draws."""
+
+    BOX = (40.0, 30.0, 120.0, 90.0)
+
+    def __init__(self) -> None:
+        from perception.msgs import Detections, Tracks
+
+        super().__init__("viewer_scene")
+        self.images = self.create_publisher(Image, "camera/image")
+        self.detections = self.create_publisher(Detections, "detections")
+        self.tracks = self.create_publisher(Tracks, "tracks")
+        self.seq = 0
+        self.create_timer(0.1, self.tick)
+
+    def tick(self) -> None:
+        from perception.msgs import Detections, Tracks
+
+        header = Header(stamp=time.time_ns(), frame_id="camera", seq=self.seq)
+        frame = np.full((120, 160, 3), 90, np.uint8)
+        x = 10 + (self.seq * 6) % 120
+        frame[95:115, x : x + 20] = 255
+        self.images.publish(Image(header=header, data=frame, encoding="rgb8"))
+        self.detections.publish(
+            Detections(header=header, xyxy=[self.BOX], scores=[0.9], class_ids=[2], class_names=["mug"])
+        )
+        self.tracks.publish(
+            Tracks(
+                header=header,
+                ids=[5],
+                class_ids=[2],
+                class_names=["mug"],
+                xyxy=[[x, 95, x + 20, 115]],
+                scores=[0.9],
+                velocities=[[60.0, 0.0]],
+                ages_s=[1.0],
+                ground_positions=[[np.nan] * 3],
+                distances=[np.nan],
+                speeds=[np.nan],
+                times_to_collision=[np.inf],
+            )
+        )
+        self.seq += 1

@@ -10,11 +10,23 @@ from perception.errors import PerceptError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from perception.cli import bench, dataset, graph, launch, param, record, service, topic, track, train
+    from perception.cli import (
+        bench,
+        dataset,
+        graph,
+        launch,
+        param,
+        record,
+        service,
+        topic,
+        track,
+        train,
+        view,
+    )
 
     parser = argparse.ArgumentParser(prog="percept", description="Camera-to-action perception on ZeroMQ.")
     verbs = parser.add_subparsers(dest="verb", metavar="COMMAND", required=True)
-    for module in (launch, topic, graph, param, service, bench, dataset, train, track, record):
+    for module in (launch, topic, graph, param, service, bench, dataset, train, track, record, view):
         module.register(verbs)
     return parser
 

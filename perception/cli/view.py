@@ -1,0 +1,28 @@
+"""percept view: the live web viewer (the graph, topic rates, image streams with overlays)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(verbs: Any) -> None:
+    p = verbs.add_parser("view", help="Serve a live web page of the graph and its image streams.")
+    p.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
+    p.add_argument("--fps", type=float, default=15.0, help="default frame rate of a stream in the page")
+    p.add_argument("--quality", type=int, default=80, help="JPEG quality of the streams (1-100)")
+    p.add_argument("--duration", type=float, help="stop after this many seconds (default: Ctrl-C)")
+    p.set_defaults(func=_view)
+
+
+def _view(args: argparse.Namespace) -> int:
+    from perception.errors import PerceptError
+    from perception.viewer.server import run
+
+    if not 1 <= args.quality <= 100:
+        raise PerceptError(f"--quality: expected 1-100, found {args.quality}")
+    try:
+        return run(args.host, args.port, args.fps, args.quality, args.duration)
+    except OSError as exc:
+        raise PerceptError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from None

@@ -1,0 +1,213 @@
+"""`percept view`: a web page of the running graph, served on localhost.
+
+The node subscribes to every topic it finds (rates for all; images, camera info, detections, tracks
+and grasps kept for drawing). The web server runs in threads beside it and serves:
+
+| path | what |
+|---|---|
+| `/` | the page (plain HTML and JavaScript, no build step) |
+| `/api/graph` | nodes, topics with type, rate, publishers and subscribers, and the image streams (JSON) |
+| `/stream?topic=T&fps=15&overlays=1` | topic T as MJPEG (multipart/x-mixed-replace), overlays drawn |
+| `/snapshot?topic=T&overlays=1` | one JPEG of the same |
+
+A picture is drawn and encoded once per new input, however many browsers watch it, and only while
+one does: an unwatched stream costs the viewer its subscription alone.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from perception.qos import QoS
+from perception.viewer.state import ViewerState
+
+BOUNDARY = "percept-frame"
+MAX_FPS = 30.0
+
+
+class ViewerServer(ThreadingHTTPServer):
+    daemon_threads = True  # a browser left open does not hold the process at exit
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], state: ViewerState, default_fps: float) -> None:
+        super().__init__(address, _Handler)
+        self.state, self.default_fps = state, default_fps
+        self.stopping = threading.Event()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ViewerServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # a request log per frame would drown the terminal
+
+    def do_GET(self) -> None:
+        url = urlparse(self.path)
+        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        try:
+            if url.path in ("/", "/index.html"):
+                page = resources.files("perception.viewer").joinpath("index.html").read_bytes()
+                self._send(HTTPStatus.OK, "text/html; charset=utf-8", page)
+            elif url.path == "/api/graph":
+                self._send(HTTPStatus.OK, "application/json", json.dumps(self._graph()).encode())
+            elif url.path == "/snapshot":
+                frame = self.server.state.frame(query.get("topic", ""), query.get("overlays", "1") != "0")
+                if frame is None:
+                    self._not_found(query.get("topic", ""))
+                else:
+                    self._send(HTTPStatus.OK, "image/jpeg", frame.jpeg)
+            elif url.path == "/stream":
+                self._stream(query)
+            else:
+                self._send(HTTPStatus.NOT_FOUND, "text/plain", f"no page {url.path}".encode())
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the browser went away
+
+    def _send(self, status: HTTPStatus, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _not_found(self, topic: str) -> None:
+        streams = ", ".join(self.server.state.image_topics()) or "none yet"
+        text = f"no image topic {topic!r} (image topics: {streams})"
+        self._send(HTTPStatus.NOT_FOUND, "text/plain", text.encode())
+
+    def _graph(self) -> dict[str, Any]:
+        state = self.server.state
+        rates = state.rates()
+        with state.lock:
+            nodes = [n for n in state.graph if not n["name"].startswith("/_percept_view")]
+            types = dict(state.types)
+            sent = dict(state.frames_sent)
+        topics: dict[str, dict[str, Any]] = {}
+        for node in nodes:
+            for role, key in (("publishers", "publishers"), ("subscribers", "subscriptions")):
+                for endpoint in node[key]:
+                    entry = topics.setdefault(
+                        endpoint["topic"],
+                        {
+                            "topic": endpoint["topic"],
+                            "type": endpoint["type"],
+                            "publishers": [],
+                            "subscribers": [],
+                        },
+                    )
+                    entry[role].append(node["name"])
+                    if role == "publishers":
+                        entry["type"] = endpoint["type"]
+        for topic, entry in topics.items():
+            entry["rate_hz"] = rates.get(topic, 0.0)
+            entry["type"] = entry["type"] or types.get(topic, "")
+        return {
+            "nodes": [
+                {
+                    "name": n["name"],
+                    "publishes": sorted({p["topic"] for p in n["publishers"]}),
+                    "subscribes": sorted({s["topic"] for s in n["subscriptions"]}),
+                }
+                for n in nodes
+            ],
+            "topics": sorted(topics.values(), key=lambda t: t["topic"]),
+            "streams": state.image_topics(),
+            "frames_sent": sent,
+        }
+
+    def _stream(self, query: dict[str, str]) -> None:
+        state, topic = self.server.state, query.get("topic", "")
+        with_overlays = query.get("overlays", "1") != "0"
+        try:
+            fps = min(max(float(query.get("fps", self.server.default_fps)), 0.1), MAX_FPS)
+        except ValueError:
+            self._send(
+                HTTPStatus.BAD_REQUEST,
+                "text/plain",
+                f"fps: expected a number, found {query['fps']!r}".encode(),
+            )
+            return
+        if state.frame(topic, with_overlays) is None:
+            self._not_found(topic)
+            return
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        period, last_key, next_time = 1.0 / fps, None, time.monotonic()
+        while not self.server.stopping.is_set():
+            frame = state.frame(topic, with_overlays)
+            if frame is not None and frame.key != last_key:
+                head = (
+                    f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(frame.jpeg)}\r\n\r\n"
+                )
+                self.wfile.write(head.encode() + frame.jpeg + b"\r\n")
+                self.wfile.flush()
+                state.count_sent(topic)
+                last_key = frame.key
+            next_time = max(next_time + period, time.monotonic())
+            time.sleep(max(next_time - time.monotonic(), 0.0))
+
+
+def _keeper(state: ViewerState, topic: str) -> Callable[[Any], None]:
+    return lambda msg: state.add(topic, msg)
+
+
+def run(host: str, port: int, fps: float, jpeg_quality: int, duration_s: float | None) -> int:
+    """The viewer node and its web server until Ctrl-C (or `duration_s`)."""
+    import signal
+
+    from perception.cli.common import cli_node, graph_nodes
+
+    state = ViewerState(jpeg_quality)
+    node = cli_node("view")
+    subscribed: set[str] = set()
+    everything = QoS(depth=4)  # rates count what arrives; a slow drawing never builds a backlog
+
+    def discover() -> None:
+        try:
+            nodes = graph_nodes(include_hidden=True)
+        except Exception:
+            return  # no registry yet: the page shows an empty graph until one answers
+        with state.lock:
+            state.graph = nodes
+        for n in nodes:
+            if n["name"].startswith("/_percept_view"):
+                continue
+            for publisher in n["publishers"]:
+                topic = publisher["topic"]
+                if topic not in subscribed:
+                    subscribed.add(topic)
+                    node.create_subscription(None, topic, _keeper(state, topic), everything)
+
+    server = ViewerServer((host, port), state, fps)
+    thread = threading.Thread(target=server.serve_forever, name="viewer-http", daemon=True)
+    thread.start()
+    print(f"viewer at http://{host}:{server.server_address[1]}/ (Ctrl-C to stop)", flush=True)
+    discover()
+    node.create_timer(1.0, discover)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+    try:
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            node.spin_once(0.05)
+    finally:
+        server.stopping.set()
+        server.shutdown()
+        server.server_close()
+        node.destroy()
+    return 0

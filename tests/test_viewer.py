@@ -1,0 +1,218 @@
+"""The live viewer: overlay drawing on arrays, the choice of frame for a stream, the served API and
+MJPEG stream, and the page in a real headless browser (Debian's chromium driven by selenium)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import urllib.request
+
+import cv2
+import numpy as np
+import pytest
+
+from perception import msgs
+from perception.viewer import overlay
+from perception.viewer.state import ViewerState
+
+
+def header(stamp: int) -> msgs.Header:
+    return msgs.Header(stamp=stamp, frame_id="camera")
+
+
+def grey(stamp: int) -> msgs.Image:
+    return msgs.Image(header(stamp), np.full((120, 160, 3), 90, np.uint8), encoding="rgb8")
+
+
+def mug(stamp: int) -> msgs.Detections:
+    return msgs.Detections(
+        header(stamp), xyxy=[[40, 30, 120, 90]], scores=[0.9], class_ids=[2], class_names=["mug"]
+    )
+
+
+def test_depth_is_shown_near_warm_far_cold_and_invalid_black():
+    depth = np.tile(np.linspace(0.5, 5.0, 64, dtype=np.float32), (8, 1))
+    depth[:, :4] = np.nan
+    shown = overlay.displayable(msgs.Image(header(0), depth, encoding="32FC1"))
+    assert shown.shape == (8, 64, 3) and shown.dtype == np.uint8
+    assert (shown[:, :4] == 0).all()
+    near, far = shown[4, 8].astype(int), shown[4, 60].astype(int)
+    assert near[2] > near[0] and far[0] > far[2]  # BGR: red near, blue far
+
+
+def test_a_detection_is_outlined_in_its_class_colour_and_labelled():
+    canvas = overlay.displayable(grey(0))
+    overlay.draw_detections(canvas, mug(0))
+    assert tuple(canvas[60, 40]) == overlay.colour(2)  # left edge of the box
+    assert tuple(canvas[60, 80]) == (90, 90, 90)  # inside is untouched
+    assert (canvas[10:30, 40:100] != 90).any()  # the label above the box
+
+
+def test_a_grasp_is_drawn_where_the_camera_sees_it():
+    # A camera 1 m above the origin looking straight down (optical z = world -z).
+    down = (1.0, 0.0, 0.0, 0.0)  # 180 degrees about x
+    K = np.array([[100.0, 0, 80], [0, 100, 60], [0, 0, 1]])
+    info = msgs.CameraInfo(header(0), 160, 120, K, pose=msgs.Pose((0, 0, 1), down))
+    assert np.allclose(overlay.project(np.array([[0.1, 0.0, 0.0]]), info), [[90, 60]])
+    grasps = msgs.Grasps(header(0), [[0.1, 0, 0]], [[0, 0, 0, 1.0]], [0.2], [0.9], [0], ["cube"])
+    canvas = np.zeros((120, 160, 3), np.uint8)
+    overlay.draw_grasps(canvas, grasps, info)
+    # The hand's y axis closes: world y maps to image -y here, so the line runs vertically at u = 90.
+    assert tuple(canvas[60, 90]) == (255, 255, 255)
+    assert tuple(canvas[50, 90]) == overlay.GRASP_BEST and tuple(canvas[60, 110]) == (0, 0, 0)
+
+
+def test_a_stream_shows_the_newest_frame_its_detections_answered():
+    state = ViewerState()
+    for stamp in (1, 2, 3):
+        state.add("/camera/image", grey(stamp))
+    state.add("/detections", mug(2))  # the detector is one frame behind
+    frame = state.frame("/camera/image")
+    assert frame is not None
+    shown = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert np.abs(shown[60, 40].astype(int) - overlay.colour(2)).max() < 40
+    assert frame.key[0] == id(state.images["/camera/image"][1])  # stamp 2, not the newest (3)
+    assert state.frame("/camera/image") is frame  # nothing new: drawn once, shared
+    plain = state.frame("/camera/image", with_overlays=False)
+    assert plain is not None and plain.key == (id(state.images["/camera/image"][2]),)
+    assert state.frame("/nothing") is None
+
+
+def test_tracks_keep_trails_while_they_live():
+    state = ViewerState()
+    for step in range(3):
+        state.add(
+            "/tracks",
+            msgs.Tracks(
+                header(step),
+                ids=[5],
+                class_ids=[2],
+                class_names=["mug"],
+                xyxy=[[10 * step, 0, 10 * step + 10, 20]],
+                scores=[1.0],
+                velocities=[[0, 0]],
+                ages_s=[1.0],
+                ground_positions=[[np.nan] * 3],
+                distances=[np.nan],
+                speeds=[np.nan],
+                times_to_collision=[np.inf],
+            ),
+        )
+    assert list(state.trails["/tracks"][5]) == [(5.0, 20.0), (15.0, 20.0), (25.0, 20.0)]
+    state.add("/tracks", msgs.Tracks(header(4)))
+    assert state.trails["/tracks"] == {}
+
+
+def start_viewer(spawn, *args: str) -> tuple[object, str]:
+    viewer = spawn("view", "--port", "0", *args)
+    line = viewer.stdout.readline()
+    assert "viewer at http://" in line, line
+    return viewer, line.split()[2].rstrip("/")
+
+
+def get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read()
+
+
+def graph_of(base: str) -> dict:
+    return json.loads(get(base + "/api/graph"))
+
+
+def test_the_viewer_serves_the_graph_rates_and_an_mjpeg_stream(registry, spawn):
+    from conftest import wait_for
+
+    spawn(node="ViewerScene")
+    _, base = start_viewer(spawn)
+    wait_for(lambda: graph_of(base)["streams"] == ["/camera/image"], 20, "the image stream")
+    wait_for(
+        lambda: {t["topic"]: t["rate_hz"] for t in graph_of(base)["topics"]}.get("/detections", 0) > 5,
+        10,
+        "a rate for /detections",
+    )
+    graph = graph_of(base)
+    topics = {t["topic"]: t for t in graph["topics"]}
+    assert topics["/camera/image"]["type"] == "percept/Image"
+    assert topics["/camera/image"]["publishers"] == ["/viewer_scene"]
+    assert 7 < topics["/camera/image"]["rate_hz"] < 13  # published at 10 Hz
+    assert [n["name"] for n in graph["nodes"]] == ["/viewer_scene"]  # the viewer hides itself
+    with urllib.request.urlopen(base + "/stream?topic=/camera/image&fps=20", timeout=10) as stream:
+        assert stream.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+        frames = []
+        while len(frames) < 3:
+            line = stream.readline()
+            if line.lower().startswith(b"content-length:"):
+                stream.readline()  # the blank line before the JPEG
+                frames.append(stream.read(int(line.split(b":")[1])))
+    pictures = [cv2.imdecode(np.frombuffer(f, np.uint8), cv2.IMREAD_COLOR) for f in frames]
+    assert all(p.shape == (120, 160, 3) for p in pictures)
+    assert len({p[95:115].tobytes() for p in pictures}) == 3  # the square moved: three new frames
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        get(base + "/snapshot?topic=/nope")
+    assert missing.value.code == 404 and b"/camera/image" in missing.value.read()
+
+
+def browser():
+    """Headless Debian chromium through selenium, or a skip where it is not installed (CI installs it
+    and sets PERCEPT_REQUIRE_BROWSER, so there the test can only pass or fail)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not (chromium and driver):
+        if os.environ.get("PERCEPT_REQUIRE_BROWSER"):
+            pytest.fail("PERCEPT_REQUIRE_BROWSER is set but chromium or chromedriver is not installed")
+        pytest.skip("needs chromium and chromedriver (Debian: apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+# Draws the stream's <img> on a canvas and reads pixels: what the page shows, not what the server sent.
+READ_PIXELS = """
+const img = document.querySelector('.stream img');
+if (!img || !img.naturalWidth) return null;
+const canvas = document.createElement('canvas');
+canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+const g = canvas.getContext('2d');
+g.drawImage(img, 0, 0);
+const at = (x, y) => Array.from(g.getImageData(x, y, 1, 1).data.slice(0, 3));
+const row = Array.from(g.getImageData(0, 105, canvas.width, 1).data);
+return {size: [canvas.width, canvas.height], edge: at(40, 60), inside: at(80, 60), row: row.join(',')};
+"""
+
+
+def test_the_page_in_a_real_browser_shows_a_live_stream_with_its_overlays(registry, spawn):
+    from conftest import wait_for
+
+    driver = browser()
+    try:
+        spawn(node="ViewerScene")
+        _, base = start_viewer(spawn)
+        driver.get(base + "/")
+        wait_for(lambda: driver.execute_script(READ_PIXELS) is not None, 30, "the stream in the page")
+        first = driver.execute_script(READ_PIXELS)
+        assert first["size"] == [160, 120]
+        wait_for(
+            lambda: driver.execute_script(READ_PIXELS)["row"] != first["row"], 10, "the stream to update"
+        )
+        pixels = driver.execute_script(READ_PIXELS)
+        b, g, r = overlay.colour(2)
+        assert np.abs(np.array(pixels["edge"]) - [r, g, b]).max() < 40, pixels  # the mug's box outline
+        assert np.abs(np.array(pixels["inside"]) - 90).max() < 12, pixels  # and the frame inside it
+        page = driver.find_element("tag name", "body").text
+        assert "mug 0.90" not in page  # labels are drawn into the picture, not the page
+        assert "/viewer_scene" in page and "/detections" in page  # the graph and the topic table
+        driver.find_element("css selector", ".stream input[type=checkbox]").click()  # overlays off
+
+        def plain_edge() -> bool:
+            pixels = driver.execute_script(READ_PIXELS)  # None while the new stream starts
+            return pixels is not None and np.abs(np.array(pixels["edge"]) - 90).max() < 12
+
+        wait_for(plain_edge, 10, "the overlays to go")
+    finally:
+        driver.quit()
