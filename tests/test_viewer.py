@@ -216,3 +216,15 @@ def test_the_page_in_a_real_browser_shows_a_live_stream_with_its_overlays(regist
         wait_for(plain_edge, 10, "the overlays to go")
     finally:
         driver.quit()
+
+
+def test_bench_view_json_contract():
+    from conftest import percept
+
+    result = percept("bench", "view", "--seconds", "1", "--json", timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    rows = report["results"]
+    assert [r["streams"] for r in rows] == [0, 1, 2]
+    assert rows[0]["fps_delivered"] == 0 and all(r["fps_delivered"] > 5 for r in rows[1:])
+    assert all(r["viewer_cpu_percent"] > 0 and r["limit_per_stream_percent"] == 5.0 for r in rows)

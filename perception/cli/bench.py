@@ -85,6 +85,12 @@ def register(verbs: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=_record)
 
+    p = bench.add_parser("view", help="CPU of percept view per watched 640x480 stream, against 5% of a core.")
+    p.add_argument("--fps", type=float, default=15.0, help="frame rate each stream is watched at")
+    p.add_argument("--seconds", type=float, default=10.0, help="measuring time per phase")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.set_defaults(func=_view)
+
     p = bench.add_parser("sim", help="Simulator node frames/s against a bare getCameraImage loop.")
     p.add_argument("--renderers", default="egl,tiny", help="comma-separated: egl, tiny")
     p.add_argument("--resolutions", default="320x240,640x480", help="comma-separated sizes")
@@ -214,6 +220,18 @@ def _record(args: argparse.Namespace) -> int:
     print(record.table(rows))
     if args.json:
         print(as_json("record", rows, settings))
+    return 0
+
+
+def _view(args: argparse.Namespace) -> int:
+    from perception.bench import view
+
+    settings = {"fps": args.fps, "seconds": args.seconds, "cameras": "2 x 640x480 rgb8 at 30 Hz + detections"}
+    print(f"viewer benchmark (percept view as its own process): {settings}", flush=True)
+    rows = view.run(args.fps, args.seconds)
+    print(view.table(rows))
+    if args.json:
+        print(as_json("view", rows, settings))
     return 0
 
 
