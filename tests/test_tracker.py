@@ -199,12 +199,77 @@ def test_mot_metrics_agree_with_a_hand_checked_sequence():
     assert 0 < scores["hota"] < 1
 
 
-def test_bench_track_json_contract():
+def test_a_track_on_an_ignore_region_is_neither_a_false_positive_nor_takes_a_real_match():
+    from perception.track.evaluate import without_ignored
+
+    real, dont_care, beside = [0, 0, 10, 10], [40, 40, 44, 48], [1, 0, 11, 10]
+    # Track 7 sits on the real object, track 8 on the don't-care one, track 9 nowhere near either.
+    frame = (
+        np.array([1]),
+        np.array([real]),
+        np.array([7, 8, 9]),
+        np.array([real, dont_care, [90, 90, 99, 99]]),
+    )
+    gt_ids, _, track_ids, _ = without_ignored(frame, np.array([dont_care]))
+    assert gt_ids.tolist() == [1] and track_ids.tolist() == [7, 9]
+    # A track that overlaps both goes to the real object, so it is kept.
+    _, _, kept, _ = without_ignored(
+        (np.array([1]), np.array([real]), np.array([5]), np.array([beside])), [real]
+    )
+    assert kept.tolist() == [5]
+
+
+def write_mot_sequence(folder, frames: int = 20) -> None:
+    """Two objects moving right; a static don't-care object (flag 0) that the detector also finds."""
+    (folder / "det").mkdir(parents=True)
+    (folder / "gt").mkdir()
+    det, gt = [], []
+    for f in range(1, frames + 1):
+        for object_id, (x, y) in ((1, (10 + 3 * f, 50)), (2, (200 - 2 * f, 120))):
+            det.append(f"{f},-1,{x},{y},40,80,0.9,0,-1,-1")
+            gt.append(f"{f},{object_id},{x},{y},40,80,1,1,1.0")
+        det.append(f"{f},-1,400,300,6,10,0.8,0,-1,-1")
+        gt.append(f"{f},3,400,300,6,10,0,1,0.2")
+    (folder / "det/det.txt").write_text("\n".join(det) + "\n")
+    (folder / "gt/gt.txt").write_text("\n".join(gt) + "\n")
+    (folder / "seqinfo.ini").write_text(f"[Sequence]\nname=two\nframeRate=10\nseqLength={frames}\n")
+
+
+def test_bench_mot_runs_ours_and_the_peers_on_the_same_motchallenge_files(tmp_path):
     import json
 
     from conftest import percept
 
-    result = percept("bench", "track", "--truth", "--sequences", "1", "--json", timeout=120)
+    write_mot_sequence(tmp_path / "two")
+    result = percept("bench", "mot", str(tmp_path / "two"), "--json", timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    rows = {r["tracker"]: r for r in report["results"]}
+    assert set(rows) == {"ours", "sort", "bytetrack", "ocsort"}
+    for name, row in rows.items():
+        # The don't-care object is tracked by all of them but costs nothing; each tracker misses only
+        # the frames before it confirms a track.
+        assert row["false_positives"] == 0 and row["id_switches"] == 0, name
+        assert row["mota"] == pytest.approx(1 - row["misses"] / 40), name
+    # Ours reports tracks from the first frame on (as ByteTrack does then); SORT waits for 3 hits.
+    assert {name: row["misses"] for name, row in rows.items()} == {
+        "ours": 0,
+        "sort": 4,
+        "bytetrack": 2,
+        "ocsort": 2,
+    }
+    missing = percept("bench", "mot", str(tmp_path / "none"))
+    assert missing.returncode == 1 and "no det/det.txt" in missing.stderr
+
+
+def test_bench_track_json_contract(tmp_path):
+    import json
+
+    from conftest import percept
+
+    result = percept(
+        "bench", "track", "--truth", "--sequences", "1", "--write-mot", str(tmp_path), "--json", timeout=120
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["benchmark"] == "track" and report["sequences"] == 1 and report["frames"] == 50
@@ -212,3 +277,10 @@ def test_bench_track_json_contract():
         assert -1.0 <= report[key] <= 1.0, key
     assert report["id_switches"] >= 0 and 0 < report["update_p50_ms"] <= report["update_p95_ms"]
     assert report["update_p50_ms_50_objects"] > 0 and "MOTA" in result.stdout
+    assert report["kitti_mota"] >= report["mota"] - 0.05  # fewer, larger objects to score
+    sequence = tmp_path / "sim-driving-1000-00"
+    gt = np.loadtxt(sequence / "gt/gt.txt", delimiter=",", ndmin=2)
+    assert set(gt[:, 0].astype(int)) <= set(range(1, 51)) and set(gt[:, 6]) <= {0, 1}
+    assert (sequence / "det/det.txt").stat().st_size > 0 and "frameRate=5" in (
+        sequence / "seqinfo.ini"
+    ).read_text()

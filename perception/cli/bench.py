@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from perception.bench.common import as_json
@@ -76,8 +77,21 @@ def register(verbs: Any) -> None:
         "--jitter", type=float, default=0.05, help="with --truth: box edge noise, share of its size"
     )
     p.add_argument("--false-positives", type=float, default=0.5, help="with --truth: per frame, on average")
+    p.add_argument(
+        "--write-mot", type=Path, metavar="DIR", help="also write each sequence as a MOTChallenge folder here"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=_track)
+
+    p = bench.add_parser("mot", help="Our tracker beside SORT, ByteTrack, OC-SORT on MOTChallenge folders.")
+    p.add_argument("sequences", nargs="+", type=Path, help="MOTChallenge sequence folders (det/, gt/)")
+    p.add_argument(
+        "--trackers",
+        default="ours,sort,bytetrack,ocsort",
+        help="comma-separated: ours, sort, bytetrack, ocsort",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.set_defaults(func=_mot)
 
     p = bench.add_parser("record", help="percept record on 640x480 frames + detections at rising rates.")
     p.add_argument("--rates", default="30,60,120", help="comma-separated frame rates (Hz)")
@@ -195,7 +209,9 @@ def _track(args: argparse.Namespace) -> int:
         **({"noise": noise} if args.truth else {}),
     }
     print(f"track benchmark: {settings}", flush=True)
-    summary, per_sequence = track.run(args.sequences, args.seed, None if args.truth else args.model, noise)
+    summary, per_sequence = track.run(
+        args.sequences, args.seed, None if args.truth else args.model, noise, write_mot=args.write_mot
+    )
     print(track.table(summary, per_sequence))
     if args.json:
         print(
@@ -220,6 +236,48 @@ def _record(args: argparse.Namespace) -> int:
     print(record.table(rows))
     if args.json:
         print(as_json("record", rows, settings))
+    return 0
+
+
+def _mot(args: argparse.Namespace) -> int:
+    from perception.errors import PerceptError
+
+    trackers = [t.strip() for t in args.trackers.split(",") if t.strip()]
+    unknown = sorted(set(trackers) - {"ours", "sort", "bytetrack", "ocsort"})
+    if unknown or not trackers:
+        raise PerceptError(
+            f"--trackers: expected some of ours, sort, bytetrack, ocsort; found {args.trackers!r}"
+        )
+    try:
+        import trackeval  # noqa: F401
+
+        if set(trackers) - {"ours"}:
+            import trackers as _peers  # noqa: F401
+    except ImportError as exc:
+        raise PerceptError(
+            f"percept bench mot needs {exc.name} (TrackEval scores, `trackers` runs the peers): "
+            "pip install 'percept[bench]'"
+        ) from None
+    from perception.bench import mot
+
+    settings = {"sequences": [str(s) for s in args.sequences], "trackers": trackers}
+    print(f"MOT benchmark (the same detections for every tracker, TrackEval): {settings}", flush=True)
+    try:
+        rows, per_sequence = mot.run(args.sequences, trackers)
+    except (FileNotFoundError, ValueError) as exc:
+        raise PerceptError(str(exc)) from None
+    print(mot.table(rows))
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "benchmark": "mot",
+                    "settings": settings,
+                    "results": [asdict(r) for r in rows],
+                    "per_sequence": per_sequence,
+                }
+            )
+        )
     return 0
 
 

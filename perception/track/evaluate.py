@@ -17,6 +17,26 @@ from perception.track.tracker import iou_matrix
 Frame = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # gt ids, gt boxes, track ids, track boxes
 
 
+def without_ignored(frame: Frame, ignored_xyxy: np.ndarray, threshold: float = 0.5) -> Frame:
+    """The frame with its ignore regions applied, as MOTChallenge's and KITTI's evaluations do: tracker
+    boxes that the optimal matching against all ground truth (scored and ignored alike, IoU >= 0.5)
+    pairs with an ignored object are removed; the ignored objects were never in `frame`. So a box on a
+    don't-care object is neither a false positive nor, when missing, a miss."""
+    from scipy.optimize import linear_sum_assignment
+
+    gt_ids, gt_boxes, track_ids, track_boxes = frame
+    ignored = np.asarray(ignored_xyxy, np.float64).reshape(-1, 4)
+    if not len(ignored) or not len(track_boxes):
+        return frame
+    every = np.r_[np.asarray(gt_boxes, np.float64).reshape(-1, 4), ignored]
+    iou = iou_matrix(every, np.asarray(track_boxes, np.float64).reshape(-1, 4))
+    rows, cols = linear_sum_assignment(-np.where(iou >= threshold, iou, 0.0))
+    on_ignored = [c for r, c in zip(rows, cols, strict=True) if r >= len(gt_boxes) and iou[r, c] >= threshold]
+    keep = np.ones(len(track_boxes), bool)
+    keep[on_ignored] = False
+    return gt_ids, gt_boxes, np.asarray(track_ids)[keep], np.asarray(track_boxes).reshape(-1, 4)[keep]
+
+
 def _contiguous(ids_per_frame: list[np.ndarray]) -> tuple[list[np.ndarray], int]:
     """TrackEval wants ids 0..n-1."""
     every = np.unique(

@@ -1,0 +1,162 @@
+"""`percept bench mot`: our tracker beside SORT, ByteTrack and OC-SORT on MOTChallenge sequences, the
+same detections for all, scored with TrackEval.
+
+A sequence is a MOTChallenge folder: `det/det.txt` (the detections every tracker gets), `gt/gt.txt`
+(frame, id, left, top, width, height, flag, class, visibility) and `seqinfo.ini` (frameRate). Ground-truth
+rows with flag 0 are ignore regions, as MOT17 marks them: a track on one is neither a false positive
+nor, when absent, a miss. MOT17's own folders work as they are; `percept bench track --write-mot DIR`
+writes simulated driving sequences in this layout, with the shipped detector's boxes as det.txt.
+
+The peers are the clean-room implementations of the `trackers` package (Roboflow, Apache-2.0), each
+with its published defaults; ours runs with its defaults too. Each tracker's update time is measured
+around its update call alone.
+"""
+
+from __future__ import annotations
+
+import configparser
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from perception.track.evaluate import Frame, mot_metrics, without_ignored
+from perception.track.mot import read_detections
+
+PEERS = ("sort", "bytetrack", "ocsort")
+
+
+@dataclass
+class Sequence:
+    name: str
+    fps: float
+    length: int
+    detections: dict[int, np.ndarray]  # frame -> N x 6 (x1, y1, x2, y2, score, class)
+    truth: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]  # frame -> (ids, boxes, ignored boxes)
+
+
+@dataclass
+class Row:
+    tracker: str
+    mota: float
+    idf1: float
+    hota: float
+    id_switches: int
+    false_positives: int
+    misses: int
+    update_p50_ms: float
+
+
+def read_sequence(folder: str | Path) -> Sequence:
+    folder = Path(folder)
+    for needed in ("det/det.txt", "gt/gt.txt"):
+        if not (folder / needed).is_file():
+            raise FileNotFoundError(
+                f"sequence {folder}: no {needed} (expected a MOTChallenge sequence folder)"
+            )
+    info = configparser.ConfigParser()
+    info.read(folder / "seqinfo.ini")
+    fps = float(info.get("Sequence", "frameRate", fallback="30"))
+    detections = read_detections(folder / "det/det.txt")
+    table = np.loadtxt(folder / "gt/gt.txt", delimiter=",", ndmin=2)
+    if table.size and table.shape[1] < 7:
+        raise ValueError(
+            f"sequence {folder}: gt.txt needs at least 7 columns (frame, id, box, flag), found {table.shape[1]}"
+        )
+    length = int(info.get("Sequence", "seqLength", fallback="0")) or int(
+        max([*detections, *(table[:, 0].astype(int) if table.size else [])], default=0)
+    )
+    truth = {}
+    for frame in range(1, length + 1):
+        rows = table[table[:, 0] == frame] if table.size else np.zeros((0, 7))
+        boxes = np.c_[rows[:, 2:4], rows[:, 2:4] + rows[:, 4:6]]
+        scored = rows[:, 6] != 0
+        truth[frame] = (rows[scored, 1].astype(np.int64), boxes[scored], boxes[~scored])
+    return Sequence(folder.name, fps, length, detections, truth)
+
+
+def _ours(fps: float) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    from perception.track import ByteTracker, TrackerParams
+
+    tracker, frame = ByteTracker(TrackerParams(default_dt=1.0 / fps)), [0]
+
+    def update(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        tracks = tracker.update(rows[:, :4], rows[:, 4], rows[:, 5].astype(int), frame[0] / fps)
+        frame[0] += 1
+        return np.array([t.id for t in tracks], np.int64), np.array([t.box for t in tracks]).reshape(-1, 4)
+
+    return update
+
+
+def _peer(name: str, fps: float) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    import supervision as sv
+    from trackers import ByteTrackTracker, OCSORTTracker, SORTTracker
+
+    kind = {"sort": SORTTracker, "bytetrack": ByteTrackTracker, "ocsort": OCSORTTracker}[name]
+    tracker = kind(frame_rate=fps)
+
+    def update(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        detections = sv.Detections(
+            xyxy=rows[:, :4].astype(np.float32),
+            confidence=rows[:, 4].astype(np.float32),
+            class_id=rows[:, 5].astype(int),
+        )
+        out = tracker.update(detections)
+        ids = np.asarray(out.tracker_id if out.tracker_id is not None else [], np.int64)
+        confirmed = ids >= 0  # -1: not yet confirmed
+        return ids[confirmed], np.asarray(out.xyxy).reshape(-1, 4)[confirmed]
+
+    return update
+
+
+def run(folders: list[str | Path], trackers: list[str]) -> tuple[list[Row], list[dict[str, Any]]]:
+    """Rows per tracker over all sequences, and per-sequence scores."""
+    sequences = [read_sequence(f) for f in folders]
+    rows, per_sequence = [], []
+    for name in trackers:
+        every: list[Frame] = []
+        times: list[float] = []
+        for number, sequence in enumerate(sequences):
+            update = _ours(sequence.fps) if name == "ours" else _peer(name, sequence.fps)
+            frames: list[Frame] = []
+            for frame in range(1, sequence.length + 1):
+                rows_in = sequence.detections.get(frame, np.zeros((0, 6)))
+                start = time.perf_counter()
+                ids, boxes = update(rows_in)
+                times.append((time.perf_counter() - start) * 1000)
+                gt_ids, gt_boxes, ignored = sequence.truth[frame]
+                offset = 1_000_000 * number  # ids of different sequences never meet
+                frames.append(without_ignored((gt_ids + offset, gt_boxes, ids + offset, boxes), ignored))
+            scores = mot_metrics(frames)
+            per_sequence.append({"tracker": name, "sequence": sequence.name, **scores})
+            every += frames
+        total = mot_metrics(every)
+        rows.append(
+            Row(
+                tracker=name,
+                mota=round(total["mota"], 4),
+                idf1=round(total["idf1"], 4),
+                hota=round(total["hota"], 4),
+                id_switches=total["id_switches"],
+                false_positives=total["false_positives"],
+                misses=total["misses"],
+                update_p50_ms=round(float(np.percentile(times, 50)), 3),
+            )
+        )
+    return rows, per_sequence
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        "| tracker | MOTA | IDF1 | HOTA | ID switches | false positives | misses | update p50 (ms) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.tracker} | {r.mota:.3f} | {r.idf1:.3f} | {r.hota:.3f} | {r.id_switches} | "
+            f"{r.false_positives} | {r.misses} | {r.update_p50_ms:.3f} |"
+        )
+    return "\n".join(lines)
