@@ -284,3 +284,35 @@ def test_bench_track_json_contract(tmp_path):
     assert (sequence / "det/det.txt").stat().st_size > 0 and "frameRate=5" in (
         sequence / "seqinfo.ini"
     ).read_text()
+
+
+def test_ground_distance_matches_the_simulators_truth_within_5_percent_near_20_m():
+    """Flat-road distances from the boxes' bottom edges, against where the rendered depth puts each
+    object's lowest visible point (the point a box's bottom edge stands for) in driving frames."""
+    from perception.geometry import back_project
+    from perception.track.ground import ground_points
+    from sim.camera import CameraSpec
+    from sim.dataset import rendered_frames
+
+    errors = []
+    for _, frame in rendered_frames(
+        "driving", 77, list(range(0, 200, 10)), CameraSpec(width=640, height=480)
+    ):
+        camera = frame.pose[:3, 3]
+        for i, body in enumerate(frame.ids):
+            if frame.visible_fraction[i] < 0.9:
+                continue  # partly hidden: its box's bottom edge may be another object's
+            (point,) = ground_points(frame.xyxy[i : i + 1], frame.K, frame.pose)
+            u = int((frame.xyxy[i, 0] + frame.xyxy[i, 2]) / 2)
+            rows = np.flatnonzero(frame.mask[:, u] == body)
+            if not len(rows):
+                continue
+            v = rows.max()
+            (lowest,) = back_project(
+                np.array([u + 0.5]), np.array([v + 0.5]), np.array([frame.depth[v, u]]), frame.K, frame.pose
+            )
+            truth = float(np.hypot(*(lowest[:2] - camera[:2])))
+            if 15 <= truth <= 25:
+                errors.append((np.hypot(*(point[:2] - camera[:2])) - truth) / truth)
+    assert len(errors) >= 8, errors
+    assert np.abs(errors).max() < 0.05, errors
