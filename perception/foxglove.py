@@ -14,7 +14,6 @@ exact.
 
 from __future__ import annotations
 
-import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,11 +61,16 @@ def schema_data(descriptor: Any) -> bytes:
 
 
 def colour(key: int, alpha: float = 1.0) -> Color:
-    """A stable, saturated colour per class or track id."""
-    hue = (zlib.crc32(key.to_bytes(8, "little", signed=True)) % 360) / 60.0
-    x = 1 - abs(hue % 2 - 1)
-    r, g, b = [(1, x, 0), (x, 1, 0), (0, 1, x), (0, x, 1), (x, 0, 1), (1, 0, x)][int(hue) % 6]
-    return Color(r=r, g=g, b=b, a=alpha)
+    """The viewer's colour for this class or track id, so both show an object alike."""
+    from perception.viewer.overlay import colour as bgr
+
+    b, g, r = bgr(key)
+    return Color(r=r / 255, g=g / 255, b=b / 255, a=alpha)
+
+
+def _frame_id(header: msgs.Header) -> str:
+    """Foxglove links an image, its calibration and its transform by frame id, which must not be empty."""
+    return header.frame_id or "camera"
 
 
 def _stamp(header: msgs.Header) -> Timestamp:
@@ -117,7 +121,7 @@ class Converter:
         data = np.ascontiguousarray(image.data)
         raw = RawImage(
             timestamp=_stamp(image.header),
-            frame_id=image.header.frame_id,
+            frame_id=_frame_id(image.header),
             width=image.width,
             height=image.height,
             encoding=image.encoding,
@@ -131,7 +135,7 @@ class Converter:
         projection = np.hstack([K, np.zeros((3, 1))])
         calibration = CameraCalibration(
             timestamp=stamp,
-            frame_id=info.header.frame_id,
+            frame_id=_frame_id(info.header),
             width=info.width,
             height=info.height,
             distortion_model=info.distortion_model,
@@ -145,7 +149,7 @@ class Converter:
         transform = FrameTransform(
             timestamp=stamp,
             parent_frame_id=WORLD_FRAME,
-            child_frame_id=info.header.frame_id or "camera",
+            child_frame_id=_frame_id(info.header),
         )
         transform.translation.x, transform.translation.y, transform.translation.z = x, y, z
         rotation = transform.rotation
@@ -158,7 +162,7 @@ class Converter:
         for xyxy, score, class_id, name in zip(
             detections.xyxy, detections.scores, detections.class_ids, detections.class_names, strict=True
         ):
-            outline, text = _box(stamp, xyxy, int(class_id), f"{name} {score:.2f}")
+            outline, text = _box(stamp, xyxy, int(class_id), f"{name or class_id} {score:.2f}")
             annotations.points.append(outline)
             annotations.texts.append(text)
         return [(topic, annotations)]

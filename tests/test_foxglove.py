@@ -98,5 +98,16 @@ def test_grasps_become_slabs_as_wide_as_the_opening_in_the_world_frame():
     assert round(entity.cubes[0].pose.position.x, 3) == 0.5
 
 
+def test_detections_are_outlined_and_labelled_in_the_viewers_colours():
+    from perception.viewer.overlay import colour as bgr
+
+    detections = msgs.Detections(H, xyxy=[[1, 2, 3, 4]], scores=[0.5], class_ids=[7], class_names=[""])
+    [(topic, view)] = Converter().convert("/detections", detections)
+    assert topic == "/foxglove/detections" and view.texts[0].text == "7 0.50"  # no name: the id
+    b, g, r = bgr(7)
+    line = view.points[0].outline_color
+    assert (round(line.r * 255), round(line.g * 255), round(line.b * 255)) == (r, g, b)
+
+
 def test_messages_without_a_view_give_none():
     assert Converter().convert("/chatter", msgs.String("hi")) == []

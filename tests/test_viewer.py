@@ -72,11 +72,21 @@ def test_a_stream_shows_the_newest_frame_its_detections_answered():
     assert frame is not None
     shown = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert np.abs(shown[60, 40].astype(int) - overlay.colour(2)).max() < 40
-    assert frame.key[0] == id(state.images["/camera/image"][1])  # stamp 2, not the newest (3)
+    assert frame.key[0] == (2, 0)  # stamp 2, not the newest (3)
     assert state.frame("/camera/image") is frame  # nothing new: drawn once, shared
     plain = state.frame("/camera/image", with_overlays=False)
-    assert plain is not None and plain.key == (id(state.images["/camera/image"][2]),)
+    assert plain is not None and plain.key == ((3, 0),)
     assert state.frame("/nothing") is None
+    other = msgs.Detections(
+        msgs.Header(stamp=3, frame_id="other_camera"),
+        xyxy=[[0, 0, 9, 9]],
+        scores=[1.0],
+        class_ids=[2],
+        class_names=["mug"],
+    )
+    state.add("/other/detections", other)  # another camera's boxes: never drawn here, never waited for
+    frame = state.frame("/camera/image")
+    assert frame is not None and frame.key == ((2, 0), ("/detections", (2, 0)))
 
 
 def test_tracks_keep_trails_while_they_live():
@@ -148,6 +158,10 @@ def test_the_viewer_serves_the_graph_rates_and_an_mjpeg_stream(registry, spawn):
     pictures = [cv2.imdecode(np.frombuffer(f, np.uint8), cv2.IMREAD_COLOR) for f in frames]
     assert all(p.shape == (120, 160, 3) for p in pictures)
     assert len({p[95:115].tobytes() for p in pictures}) == 3  # the square moved: three new frames
+    for fps in ("nan", "0", "fast"):
+        with pytest.raises(urllib.error.HTTPError) as bad:
+            get(base + f"/stream?topic=/camera/image&fps={fps}")
+        assert bad.value.code == 400 and b"fps" in bad.value.read()
     with pytest.raises(urllib.error.HTTPError) as missing:
         get(base + "/snapshot?topic=/nope")
     assert missing.value.code == 404 and b"/camera/image" in missing.value.read()
@@ -207,7 +221,7 @@ def test_the_page_in_a_real_browser_shows_a_live_stream_with_its_overlays(regist
         page = driver.find_element("tag name", "body").text
         assert "mug 0.90" not in page  # labels are drawn into the picture, not the page
         assert "/viewer_scene" in page and "/detections" in page  # the graph and the topic table
-        driver.find_element("css selector", ".stream input[type=checkbox]").click()  # overlays off
+        driver.find_element("css selector", ".stream input.overlays").click()  # overlays off
 
         def plain_edge() -> bool:
             pixels = driver.execute_script(READ_PIXELS)  # None while the new stream starts

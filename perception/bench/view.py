@@ -101,6 +101,8 @@ def run(fps: float, seconds: float, rate: float = 30.0) -> list[Row]:
         if "viewer at http://" not in line:
             raise RuntimeError(f"bench view: the viewer said {line.strip()!r}")
         base = line.split()[2].rstrip("/")
+        # Keep reading what the viewer prints, so a full pipe never stalls it mid-measurement.
+        threading.Thread(target=viewer.stdout.read, daemon=True).start()
         publishers = [
             (
                 node.create_publisher(Image, topic),
@@ -176,7 +178,11 @@ def run(fps: float, seconds: float, rate: float = 30.0) -> list[Row]:
             publish_until(time.monotonic() + 1.0)  # readers close before the next phase
     finally:
         viewer.terminate()
-        viewer.communicate(timeout=20)
+        try:
+            viewer.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            viewer.kill()
+            viewer.wait()
         node.destroy()
         registry.stop()
     return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,10 @@ def _dataset(text: str) -> tuple[Path, float]:
             value = float(share)
         except ValueError:
             return Path(text), 1.0  # a colon that is part of the path
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{text}: the share after ':' must be above 0, got {share}")
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(
+                f"{text}: the share after ':' must be a number above 0, got {share}"
+            )
         return Path(folder), value
     return Path(text), 1.0
 
@@ -62,6 +65,8 @@ def _train(args: argparse.Namespace) -> int:
         raise PerceptError("percept train needs torch: pip install 'percept[train]'") from None
     from perception.train.fit import TrainSpec, train
 
+    if args.minutes is not None and not (math.isfinite(args.minutes) and args.minutes > 0):
+        raise PerceptError(f"--minutes: expected a number of minutes above 0, found {args.minutes}")
     for folder, _ in args.data:
         if not (folder / "annotations.json").is_file():
             raise PerceptError(

@@ -24,7 +24,7 @@ from perception.train.model import Exported, Network
 from perception.train.targets import STRIDE, encode
 from sim.classes import ALL_CLASSES
 
-TIMING_STEPS = 300  # with a time budget, the steps before the speed is measured
+TIMING_STEPS = 300  # with a time budget, the steps before the speed is measured (a shorter budget overruns)
 UNKNOWN_STEPS = 10**9
 TIME_MARGIN = 0.95  # steps slow down a little as a run goes on; a budget is a limit, not a target
 
@@ -33,7 +33,7 @@ TIME_MARGIN = 0.95  # steps slow down a little as a run goes on; a budget is a l
 class TrainSpec:
     datasets: list[Path]
     out: Path
-    steps: int  # with `minutes`, a first guess that the measured speed replaces
+    steps: int  # ignored with `minutes`: the measured speed sets it
     weights: list[float] | None = None  # each dataset's share of the crops (relative); equal by default
     minutes: float | None = None  # fit the number of steps to this much training time
     batch: int = 32

@@ -17,6 +17,7 @@ one does: an unwatched stream costs the viewer its subscription alone.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -129,14 +130,14 @@ class _Handler(BaseHTTPRequestHandler):
         state, topic = self.server.state, query.get("topic", "")
         with_overlays = query.get("overlays", "1") != "0"
         try:
-            fps = min(max(float(query.get("fps", self.server.default_fps)), 0.1), MAX_FPS)
+            fps = float(query.get("fps", self.server.default_fps))
         except ValueError:
-            self._send(
-                HTTPStatus.BAD_REQUEST,
-                "text/plain",
-                f"fps: expected a number, found {query['fps']!r}".encode(),
-            )
+            fps = math.nan
+        if not math.isfinite(fps) or fps <= 0:
+            text = f"fps: expected a number above 0, found {query.get('fps')!r}"
+            self._send(HTTPStatus.BAD_REQUEST, "text/plain", text.encode())
             return
+        fps = min(fps, MAX_FPS)
         if state.frame(topic, with_overlays) is None:
             self._not_found(topic)
             return
@@ -172,6 +173,7 @@ def run(host: str, port: int, fps: float, jpeg_quality: int, duration_s: float |
     from perception.cli.common import cli_node, graph_nodes
 
     state = ViewerState(jpeg_quality)
+    server = ViewerServer((host, port), state, fps)  # first: a port in use fails before any socket is made
     node = cli_node("view")
     subscribed: set[str] = set()
     everything = QoS(depth=4)  # rates count what arrives; a slow drawing never builds a backlog
@@ -192,17 +194,16 @@ def run(host: str, port: int, fps: float, jpeg_quality: int, duration_s: float |
                     subscribed.add(topic)
                     node.create_subscription(None, topic, _keeper(state, topic), everything)
 
-    server = ViewerServer((host, port), state, fps)
     thread = threading.Thread(target=server.serve_forever, name="viewer-http", daemon=True)
-    thread.start()
-    print(f"viewer at http://{host}:{server.server_address[1]}/ (Ctrl-C to stop)", flush=True)
-    discover()
-    node.create_timer(1.0, discover)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     deadline = None if duration_s is None else time.monotonic() + duration_s
     try:
+        thread.start()
+        print(f"viewer at http://{host}:{server.server_address[1]}/ (Ctrl-C to stop)", flush=True)
+        discover()
+        node.create_timer(1.0, discover)
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             node.spin_once(0.05)
     finally:

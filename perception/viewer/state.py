@@ -29,7 +29,7 @@ OVERLAY_TYPES = (msgs.Detections, msgs.Tracks, msgs.Grasps)
 
 @dataclass
 class Frame:
-    key: tuple[Any, ...]  # what it was drawn from: the same key, the same picture
+    key: tuple[Any, ...]  # what it was drawn from (stamps and sequence numbers): same key, same picture
     jpeg: bytes
 
 
@@ -39,7 +39,7 @@ class ViewerState:
         self.lock = threading.Lock()
         self.images: dict[str, deque[msgs.Image]] = {}
         self.overlays: dict[str, deque[tuple[float, Any]]] = {}  # (arrival, message)
-        self.camera_info: dict[str, msgs.CameraInfo] = {}  # by frame id
+        self.camera_info: dict[str, deque[msgs.CameraInfo]] = {}  # by frame id, newest last
         self.trails: dict[str, dict[int, deque[tuple[float, float]]]] = {}
         self.arrivals: dict[str, deque[float]] = {}
         self.first_seen: dict[str, float] = {}
@@ -53,13 +53,16 @@ class ViewerState:
     def add(self, topic: str, msg: Any) -> None:
         now = time.monotonic()
         with self.lock:
-            self.arrivals.setdefault(topic, deque(maxlen=512)).append(now)
+            arrivals = self.arrivals.setdefault(topic, deque())
+            arrivals.append(now)
+            while now - arrivals[0] > RATE_WINDOW_S:
+                arrivals.popleft()
             self.first_seen.setdefault(topic, now)
             self.types[topic] = getattr(msg, "TYPE_NAME", "") or getattr(msg, "type_name", "")
             if isinstance(msg, msgs.Image):
                 self.images.setdefault(topic, deque(maxlen=IMAGES_KEPT)).append(msg)
             elif isinstance(msg, msgs.CameraInfo):
-                self.camera_info[msg.header.frame_id] = msg
+                self.camera_info.setdefault(msg.header.frame_id, deque(maxlen=IMAGES_KEPT)).append(msg)
             elif isinstance(msg, OVERLAY_TYPES):
                 self.overlays.setdefault(topic, deque(maxlen=OVERLAYS_KEPT)).append((now, msg))
                 if isinstance(msg, msgs.Tracks):
@@ -83,7 +86,7 @@ class ViewerState:
         with self.lock:
             result = {}
             for topic, times in self.arrivals.items():
-                recent = sum(1 for t in times if now - t <= RATE_WINDOW_S)
+                recent = sum(1 for t in times if now - t <= RATE_WINDOW_S)  # a silent topic is not pruned
                 # Over the whole window once there is one: a burst (a backlog handed over at once when
                 # the subscription starts) then weighs no more than it should.
                 span = min(now - self.first_seen[topic], RATE_WINDOW_S)
@@ -101,7 +104,7 @@ class ViewerState:
             if picked is None:
                 return None
             image, drawn_overlays, info = picked
-            key = (id(image), *(id(m) for _, m in drawn_overlays))
+            key = (_identity(image), *((t, _identity(m)) for t, m in drawn_overlays))
             cached = self._drawn.get((topic, with_overlays))
             if cached is not None and cached.key == key:
                 return cached
@@ -152,8 +155,16 @@ class ViewerState:
             older = [m for _, m in kept if m.header.stamp <= image.header.stamp]
             if older:
                 drawn.append((overlay_topic, max(older, key=lambda m: m.header.stamp)))
-        return image, drawn, self.camera_info.get(frame_id)
+        # A camera on an arm moves: grasps are drawn through the pose the camera had for this image.
+        infos = [i for i in self.camera_info.get(frame_id, []) if i.header.stamp <= image.header.stamp]
+        info = max(infos, key=lambda i: i.header.stamp) if infos else None
+        return image, drawn, info
 
     def count_sent(self, topic: str) -> None:
         with self.lock:
             self.frames_sent[topic] = self.frames_sent.get(topic, 0) + 1
+
+
+def _identity(msg: Any) -> tuple[int, int]:
+    """A message's (stamp, sequence number): what tells one frame's picture from the next."""
+    return int(msg.header.stamp), int(msg.header.seq)
