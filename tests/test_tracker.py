@@ -258,6 +258,14 @@ def test_bench_mot_runs_ours_and_the_peers_on_the_same_motchallenge_files(tmp_pa
         "bytetrack": 2,
         "ocsort": 2,
     }
+    # MOT17's reading: only pedestrians (class 1) count, distractors (class 8) are ignore regions.
+    gt = (tmp_path / "two/gt/gt.txt").read_text().replace(",0,1,0.2", ",1,8,0.2")
+    (tmp_path / "two/gt/gt.txt").write_text(gt)
+    mot17 = percept(
+        "bench", "mot", str(tmp_path / "two"), "--protocol", "mot17", "--trackers", "ours", "--json"
+    )
+    [row] = json.loads(mot17.stdout.strip().splitlines()[-1])["results"]
+    assert (row["false_positives"], row["misses"], row["mota"]) == (0, 0, 1.0)
     missing = percept("bench", "mot", str(tmp_path / "none"))
     assert missing.returncode == 1 and "no det/det.txt" in missing.stderr
 

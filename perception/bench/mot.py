@@ -2,14 +2,19 @@
 same detections for all, scored with TrackEval.
 
 A sequence is a MOTChallenge folder: `det/det.txt` (the detections every tracker gets), `gt/gt.txt`
-(frame, id, left, top, width, height, flag, class, visibility) and `seqinfo.ini` (frameRate). Ground-truth
-rows with flag 0 are ignore regions, as MOT17 marks them: a track on one is neither a false positive
-nor, when absent, a miss. MOT17's own folders work as they are; `percept bench track --write-mot DIR`
-writes simulated driving sequences in this layout, with the shipped detector's boxes as det.txt.
+(frame, id, left, top, width, height, flag, class, visibility) and `seqinfo.ini` (frameRate). Two ways
+to read the ground truth:
+
+- `flags` (default; what `percept bench track --write-mot DIR` writes from the simulator): rows with
+  flag 1 are scored, rows with flag 0 are ignore regions (a track on one is neither a false positive
+  nor, when absent, a miss), whatever their class.
+- `mot17` (MOT16/17/20 folders, as TrackEval reads them): pedestrians (class 1) with flag 1 are scored;
+  the distractor classes (2 person on vehicle, 7 static person, 8 distractor, 12 reflection) are ignore
+  regions; every other row is dropped.
 
 The peers are the clean-room implementations of the `trackers` package (Roboflow, Apache-2.0), each
 with its published defaults; ours runs with its defaults too. Each tracker's update time is measured
-around its update call alone.
+around its update call, with the conversion of the detections into its input.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from perception.track.evaluate import Frame, mot_metrics, without_ignored
 from perception.track.mot import read_detections
 
 PEERS = ("sort", "bytetrack", "ocsort")
+PROTOCOLS = ("flags", "mot17")
+MOT17_PEDESTRIAN, MOT17_DISTRACTORS = 1, (2, 7, 8, 12)
 
 
 @dataclass
@@ -50,7 +57,7 @@ class Row:
     update_p50_ms: float
 
 
-def read_sequence(folder: str | Path) -> Sequence:
+def read_sequence(folder: str | Path, protocol: str = "flags") -> Sequence:
     folder = Path(folder)
     for needed in ("det/det.txt", "gt/gt.txt"):
         if not (folder / needed).is_file():
@@ -73,8 +80,15 @@ def read_sequence(folder: str | Path) -> Sequence:
     for frame in range(1, length + 1):
         rows = table[table[:, 0] == frame] if table.size else np.zeros((0, 7))
         boxes = np.c_[rows[:, 2:4], rows[:, 2:4] + rows[:, 4:6]]
-        scored = rows[:, 6] != 0
-        truth[frame] = (rows[scored, 1].astype(np.int64), boxes[scored], boxes[~scored])
+        if protocol == "mot17":
+            if rows.shape[1] < 8:
+                raise ValueError(f"sequence {folder}: the mot17 protocol needs gt.txt's class column (8th)")
+            scored = (rows[:, 6] != 0) & (rows[:, 7] == MOT17_PEDESTRIAN)
+            ignored = np.isin(rows[:, 7], MOT17_DISTRACTORS)
+        else:
+            scored = rows[:, 6] != 0
+            ignored = ~scored
+        truth[frame] = (rows[scored, 1].astype(np.int64), boxes[scored], boxes[ignored])
     return Sequence(folder.name, fps, length, detections, truth)
 
 
@@ -112,9 +126,11 @@ def _peer(name: str, fps: float) -> Callable[[np.ndarray], tuple[np.ndarray, np.
     return update
 
 
-def run(folders: list[str | Path], trackers: list[str]) -> tuple[list[Row], list[dict[str, Any]]]:
+def run(
+    folders: list[str | Path], trackers: list[str], protocol: str = "flags"
+) -> tuple[list[Row], list[dict[str, Any]]]:
     """Rows per tracker over all sequences, and per-sequence scores."""
-    sequences = [read_sequence(f) for f in folders]
+    sequences = [read_sequence(f, protocol) for f in folders]
     rows, per_sequence = [], []
     for name in trackers:
         every: list[Frame] = []

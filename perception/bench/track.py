@@ -6,7 +6,8 @@ noise (dropped boxes, jitter, false positives) to separate tracking errors from 
 sequence is one 50-frame driving episode at 5 frames/s, rendered fresh from its seed; objects with at
 least 16 visible pixels are the ground truth, and smaller ones don't-care regions, as in `percept bench
 detect`. Beside those figures come the same tracks scored by KITTI's tracking protocol, the one behind
-the KITTI anchors: objects under 25 px tall are don't-care too. The update time is measured around
+the KITTI anchors: objects under 25 px tall are don't-care too, and so are tracks that short which
+match no scored object. The update time is measured around
 `ByteTracker.update` alone, and on a synthetic frame of 50 moving objects (the issue's load).
 
 `write_mot` also writes each sequence as a MOTChallenge folder (det/det.txt with the detector's boxes,
@@ -96,7 +97,11 @@ def run(
             frames.append(without_ignored(raw, every_box[~scored]))
             tall = scored & (every_box[:, 3] - every_box[:, 1] >= KITTI_MIN_HEIGHT)
             kitti_frames.append(
-                without_ignored((every_id[tall], every_box[tall], track_ids, track_boxes), every_box[~tall])
+                without_ignored(
+                    (every_id[tall], every_box[tall], track_ids, track_boxes),
+                    every_box[~tall],
+                    min_height=KITTI_MIN_HEIGHT,
+                )
             )
             if write_mot is not None:
                 step = index % EPISODE_FRAMES + 1

@@ -90,6 +90,12 @@ def register(verbs: Any) -> None:
         default="ours,sort,bytetrack,ocsort",
         help="comma-separated: ours, sort, bytetrack, ocsort",
     )
+    p.add_argument(
+        "--protocol",
+        choices=["flags", "mot17"],
+        default="flags",
+        help="flags: gt flag 0 = ignore region (our exports); mot17: pedestrians scored, distractors ignored",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=_mot)
 
@@ -260,10 +266,14 @@ def _mot(args: argparse.Namespace) -> int:
         ) from None
     from perception.bench import mot
 
-    settings = {"sequences": [str(s) for s in args.sequences], "trackers": trackers}
+    settings = {
+        "sequences": [str(s) for s in args.sequences],
+        "trackers": trackers,
+        "protocol": args.protocol,
+    }
     print(f"MOT benchmark (the same detections for every tracker, TrackEval): {settings}", flush=True)
     try:
-        rows, per_sequence = mot.run(args.sequences, trackers)
+        rows, per_sequence = mot.run(args.sequences, trackers, args.protocol)
     except (FileNotFoundError, ValueError) as exc:
         raise PerceptError(str(exc)) from None
     print(mot.table(rows))

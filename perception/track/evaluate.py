@@ -17,7 +17,9 @@ from perception.track.tracker import iou_matrix
 Frame = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # gt ids, gt boxes, track ids, track boxes
 
 
-def without_ignored(frame: Frame, ignored_xyxy: np.ndarray, threshold: float = 0.5) -> Frame:
+def without_ignored(
+    frame: Frame, ignored_xyxy: np.ndarray, threshold: float = 0.5, min_height: float = 0.0
+) -> Frame:
     """The frame with its ignore regions applied, as MOTChallenge's and KITTI's evaluations do: tracker
     boxes that the optimal matching against all ground truth (scored and ignored alike, IoU >= 0.5)
     pairs with an ignored object are removed; the ignored objects were never in `frame`. So a box on a
