@@ -105,7 +105,9 @@ def register(verbs: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=_record)
 
-    p = bench.add_parser("view", help="CPU of percept view per watched 640x480 stream, against 5%% of a core.")
+    p = bench.add_parser(
+        "view", help="CPU of percept view per watched 640x480 stream, against 5%% of a core."
+    )
     p.add_argument("--fps", type=float, default=15.0, help="frame rate each stream is watched at")
     p.add_argument("--seconds", type=float, default=10.0, help="measuring time per phase")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
