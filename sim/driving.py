@@ -1,8 +1,9 @@
 """The driving scene: a three-lane road, an ego vehicle with a forward camera, and scripted agents.
 
-Agents are kinematic: their poses are functions of time and the seed, so a sequence is reproducible
-and every agent keeps one body (its id) for the whole sequence. Cars drive in lanes at different
-speeds and some change lanes to overtake; pedestrians cross the road; cones stand on the shoulders.
+Agents move by `sim.traffic`: cars and the ego vehicle follow the traffic ahead at their own desired
+speeds, change lanes to overtake when the gaps allow, and stop for pedestrians, who cross the road when
+no vehicle is about to reach them; cones stand on the shoulders. Poses are functions of time and the
+seed, so a sequence is reproducible, and every agent keeps one body (its id) for the whole sequence.
 Objects enter and leave the view as the ego vehicle overtakes them or they overtake it, and they
 occlude each other.
 """
@@ -10,7 +11,7 @@ occlude each other.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -19,12 +20,13 @@ import pybullet as p
 from sim.camera import CameraSpec
 from sim.classes import class_id
 from sim.params import from_values
+from sim.traffic import ROAD_HALF_WIDTH, Traffic, Vehicle, Walker
 from sim.world import World
 
-LANES = (-3.5, 0.0, 3.5)  # lane centres (y, metres); the ego drives in the middle lane
-ROAD_HALF_WIDTH = 5.25
 ROAD_LENGTH = 600.0
 CAMERA_HEIGHT = 1.4
+EGO = Vehicle(x=-0.9, lane=1, desired_speed=0.0, length=4.6, width=1.85)  # the camera 0.9 m ahead of
+# the ego vehicle's centre (1.4 m behind its front bumper); its desired speed comes from the parameters
 
 
 @dataclass
@@ -32,7 +34,7 @@ class DrivingParams:
     cars: int = 8
     pedestrians: int = 3
     cones: int = 4
-    ego_speed: float = 10.0  # m/s
+    ego_speed: float = 10.0  # m/s the ego vehicle drives at when nothing holds it up
     camera_jitter: float = 0.0
     light_jitter: float = 0.0
 
@@ -54,32 +56,11 @@ class Agent:
     class_name: str
     class_id: int
     vertices: np.ndarray
-    # Motion: x(t) = x0 + speed * t; y moves from y0 to y1 around t_change (lane change or crossing).
-    x0: float = 0.0
-    speed: float = 0.0
-    y0: float = 0.0
-    y1: float = 0.0
-    t_change: float = math.inf
-    change_s: float = 3.0
-    crossing_speed: float = 0.0  # pedestrians: lateral speed once they start
-    z: float = 0.0
-    yaw: float = 0.0
-    extra: dict[str, float] = field(default_factory=dict)
-
-    def pose(self, t: float) -> tuple[tuple[float, float, float], float]:
-        x = self.x0 + self.speed * t
-        if self.crossing_speed:
-            y = self.y0 + np.clip(t - self.t_change, 0.0, None) * self.crossing_speed
-            y = float(np.clip(y, -ROAD_HALF_WIDTH - 2, ROAD_HALF_WIDTH + 2))
-            return (x, y, self.z), self.yaw
-        s = (
-            1.0 / (1.0 + math.exp(-(t - self.t_change) * 6.0 / self.change_s))
-            if math.isfinite(self.t_change)
-            else 0.0
-        )
-        y = self.y0 + (self.y1 - self.y0) * s
-        heading = math.atan2((self.y1 - self.y0) * 6.0 / self.change_s * s * (1 - s), max(self.speed, 0.1))
-        return (x, y, self.z), self.yaw + heading
+    z: float  # height of the body's origin
+    slot: int = -1  # its index among the traffic's vehicles (cars) or walkers (pedestrians)
+    x: float = 0.0  # where it stands, if it never moves (cones)
+    y: float = 0.0
+    yaw: float = 0.0  # of the body at rest, relative to the direction it moves in
 
 
 class DrivingScene:
@@ -97,12 +78,20 @@ class DrivingScene:
         self.objects: list[Agent] = []
         world.reset()
         self._build_road()
+        vehicles, walkers = [replace(EGO, desired_speed=params.ego_speed)], list[Walker]()
         for _ in range(params.cars):
-            self.objects.append(self._car())
+            car, vehicle = self._car(vehicles)
+            car.slot = len(vehicles)
+            self.objects.append(car)
+            vehicles.append(vehicle)
         for _ in range(params.pedestrians):
-            self.objects.append(self._pedestrian())
+            pedestrian, walker = self._pedestrian()
+            pedestrian.slot = len(walkers)
+            self.objects.append(pedestrian)
+            walkers.append(walker)
         for _ in range(params.cones):
             self.objects.append(self._cone())
+        self.traffic = Traffic(vehicles, walkers, np.random.default_rng(self.rng.integers(2**32)))
         self.camera = camera
         self.advance(0)
 
@@ -114,12 +103,18 @@ class DrivingScene:
             self.world.step(steps)
         self.time_s = self.world.time_s
         client = self.world.client
+        xs, ys, yaws, walker_ys = self.traffic.state(self.time_s)
         for agent in self.objects:
-            position, yaw = agent.pose(self.time_s)
+            if agent.class_name == "car":
+                position, yaw = (xs[agent.slot], ys[agent.slot], agent.z), yaws[agent.slot]
+            elif agent.class_name == "pedestrian":
+                position, yaw = (agent.x, walker_ys[agent.slot], agent.z), agent.yaw
+            else:
+                position, yaw = (agent.x, agent.y, agent.z), agent.yaw
             p.resetBasePositionAndOrientation(
                 agent.body, position, p.getQuaternionFromEuler([0, 0, yaw]), physicsClientId=client
             )
-        ego_x = self.params.ego_speed * self.time_s
+        ego_x = xs[0] - EGO.x  # the camera rides at the ego vehicle's windscreen
         eye = np.array([ego_x, 0.0, CAMERA_HEIGHT]) + self.camera_offset
         base = self.base_camera
         self.camera = CameraSpec(
@@ -221,7 +216,7 @@ class DrivingScene:
         )
         return int(body), np.concatenate(points)
 
-    def _car(self) -> Agent:
+    def _car(self, vehicles: list[Vehicle]) -> tuple[Agent, Vehicle]:
         length, width = float(self.rng.uniform(3.9, 4.8)), float(self.rng.uniform(1.7, 1.95))
         color = [*self.rng.uniform(0.05, 0.95, 3), 1]
         body, vertices = self._compound(
@@ -230,24 +225,15 @@ class DrivingScene:
                 ("box", [length * 0.28, width / 2 - 0.08, 0.33], [-0.2, 0, 0.75], [0.15, 0.18, 0.22, 1]),
             ]
         )
-        lane = int(self.rng.integers(0, 3))
-        agent = Agent(
-            body,
-            "car",
-            class_id("car"),
-            vertices,
-            x0=float(self.rng.uniform(-15, 90)),
-            speed=float(self.rng.uniform(5.0, 15.0)),
-            y0=LANES[lane],
-            y1=LANES[lane],
-            z=0.53,
-        )
-        if self.rng.random() < 0.4:  # overtake: move to a neighbouring lane some time into the sequence
-            target = lane + (1 if lane < 2 and (lane == 0 or self.rng.random() < 0.5) else -1)
-            agent.y1, agent.t_change = LANES[target], float(self.rng.uniform(2.0, 15.0))
-        return agent
+        speed = float(self.rng.uniform(5.0, 15.0))
+        for _ in range(100):  # a free place at time 0: 4 m of road between bumpers
+            lane, x = int(self.rng.integers(0, 3)), float(self.rng.uniform(-15, 90))
+            if all(v.lane != lane or abs(v.x - x) > (v.length + length) / 2 + 4.0 for v in vehicles):
+                break
+        agent = Agent(body, "car", class_id("car"), vertices, z=0.53)
+        return agent, Vehicle(x=x, lane=lane, desired_speed=speed, length=length, width=width)
 
-    def _pedestrian(self) -> Agent:
+    def _pedestrian(self) -> tuple[Agent, Walker]:
         shirt = [*self.rng.uniform(0.1, 0.9, 3), 1]
         body, vertices = self._compound(
             [
@@ -256,19 +242,16 @@ class DrivingScene:
             ]
         )
         side = -1 if self.rng.random() < 0.5 else 1
-        return Agent(
-            body,
-            "pedestrian",
-            class_id("pedestrian"),
-            vertices,
-            x0=float(self.rng.uniform(20, 90)),
-            speed=0.0,
-            y0=side * (ROAD_HALF_WIDTH + 1.5),
-            crossing_speed=-side * float(self.rng.uniform(1.0, 1.6)),
-            t_change=float(self.rng.uniform(0.0, 8.0)),
-            z=0.66,
-            yaw=-side * math.pi / 2,
+        walker = Walker(
+            x=float(self.rng.uniform(20, 90)),
+            side=side,
+            speed=float(self.rng.uniform(1.0, 1.6)),
+            start_s=float(self.rng.uniform(0.0, 8.0)),
         )
+        agent = Agent(
+            body, "pedestrian", class_id("pedestrian"), vertices, z=0.66, x=walker.x, yaw=-side * math.pi / 2
+        )
+        return agent, walker
 
     def _cone(self) -> Agent:
         body, vertices = self._compound(
@@ -278,13 +261,5 @@ class DrivingScene:
             ]
         )
         side = -1 if self.rng.random() < 0.5 else 1
-        return Agent(
-            body,
-            "cone",
-            class_id("cone"),
-            vertices,
-            x0=float(self.rng.uniform(12, 120)),
-            y0=side * (ROAD_HALF_WIDTH - 0.6),
-            y1=side * (ROAD_HALF_WIDTH - 0.6),
-            z=0.05,
-        )
+        x = float(self.rng.uniform(12, 120))
+        return Agent(body, "cone", class_id("cone"), vertices, z=0.05, x=x, y=side * (ROAD_HALF_WIDTH - 0.6))

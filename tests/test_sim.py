@@ -291,11 +291,19 @@ def test_driving_agents_keep_their_identity_and_come_and_go(world):
 def test_the_driving_camera_rides_with_the_ego_vehicle(world):
     from sim.driving import DrivingParams, DrivingScene
 
-    road = DrivingScene(world, DrivingParams(ego_speed=10.0), 1, CameraSpec(width=64, height=48))
+    empty = DrivingParams(ego_speed=10.0, cars=0, pedestrians=0)  # nothing to slow it down
+    road = DrivingScene(world, empty, 1, CameraSpec(width=64, height=48))
     before = capture(road).pose[:3, 3]
     road.advance(240)  # one second
     after = capture(road).pose[:3, 3]
     np.testing.assert_allclose(after - before, [10.0, 0.0, 0.0], atol=1e-6)
+    busy = DrivingScene(world, DrivingParams(ego_speed=10.0, cars=11), 1, CameraSpec(width=64, height=48))
+    for _ in range(50):  # 10 s: the camera is always the ego's, whose traffic never reaches into it
+        busy.advance(48)
+        xs, ys, _, _ = busy.traffic.state(busy.time_s)
+        np.testing.assert_allclose(capture(busy).pose[:3, 3], [xs[0] + 0.9, 0.0, 1.4], atol=1e-6)
+        beside = np.abs(ys[1:] - ys[0]) < 1.9
+        assert np.all(~beside | (np.abs(xs[1:] - xs[0]) > 4.3)), busy.time_s
     with pytest.raises(ValueError, match="unknown driving parameter 'trucks'"):
         from sim.driving import params_from
 
