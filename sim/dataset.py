@@ -2,7 +2,8 @@
 
 Frame i depends only on (seed, i), never on the number of workers: a tabletop frame is a fresh scene
 (seeded from seed and i) with domain randomisation (object count and classes, colours, light, camera
-jitter); driving frames come in episodes of EPISODE_FRAMES at 5 frames/s, one seeded sequence each.
+jitter); driving frames come in episodes of EPISODE_S seconds (EPISODE_FRAMES at the dataset's 5
+frames/s), one seeded sequence each; `rendered_frames` also plays them at other rates (the same traffic).
 Each worker process runs its own simulator; episodes are handed out whole.
 """
 
@@ -26,8 +27,9 @@ from sim.camera import CameraSpec
 from sim.classes import ALL_CLASSES, TABLETOP_CLASSES
 from sim.frames import Frame, capture
 
-EPISODE_FRAMES = 50  # driving frames per sequence
-DRIVING_STEPS_PER_FRAME = 48  # 5 frames/s at 240 Hz
+EPISODE_S = 10.0  # seconds of driving per sequence
+DATASET_RATE = 5.0  # frames/s of exported driving sequences
+EPISODE_FRAMES = round(EPISODE_S * DATASET_RATE)  # driving frames per exported sequence
 SCENES = ("tabletop", "driving")
 FORMATS = ("coco", "yolo")
 
@@ -64,11 +66,20 @@ def _scene_seed(seed: int, index: int) -> int:
 
 
 def rendered_frames(
-    scene_name: str, seed: int, indices: list[int], camera: CameraSpec, renderer: str = "auto"
+    scene_name: str,
+    seed: int,
+    indices: list[int],
+    camera: CameraSpec,
+    renderer: str = "auto",
+    rate: float = DATASET_RATE,
 ) -> Iterator[tuple[int, Frame]]:
-    """Frames `indices` of the seeded sequence of a scene, each with its ground truth."""
+    """Frames `indices` of the seeded sequence of a scene, each with its ground truth. Driving episodes
+    hold EPISODE_S seconds at `rate` frames/s: episode e is the same traffic at any rate."""
     from sim import driving, tabletop
-    from sim.world import World
+    from sim.world import PHYSICS_HZ, World
+
+    per_episode = round(EPISODE_S * rate)
+    steps_per_frame = round(PHYSICS_HZ / rate)
 
     world = World(renderer)
     try:
@@ -83,8 +94,8 @@ def rendered_frames(
                     classes=list(rng.choice(TABLETOP_CLASSES, size=int(rng.integers(3, 9)), replace=False)),
                 )
                 scene = tabletop.TabletopScene(world, table_params, _scene_seed(seed, index), camera)
-            elif scene is None or index % EPISODE_FRAMES == 0 or index == indices[0]:
-                episode = index // EPISODE_FRAMES
+            elif scene is None or index % per_episode == 0 or index == indices[0]:
+                episode = index // per_episode
                 rng = np.random.default_rng(_scene_seed(seed, episode))
                 params = driving.DrivingParams(
                     cars=int(rng.integers(5, 12)),
@@ -95,9 +106,9 @@ def rendered_frames(
                     ego_speed=float(rng.uniform(6, 14)),
                 )
                 scene = driving.DrivingScene(world, params, _scene_seed(seed, episode), camera)
-                scene.advance((index % EPISODE_FRAMES + 1) * DRIVING_STEPS_PER_FRAME)
+                scene.advance((index % per_episode + 1) * steps_per_frame)
             else:
-                scene.advance(DRIVING_STEPS_PER_FRAME)
+                scene.advance(steps_per_frame)
             yield index, capture(scene)
     finally:
         world.close()

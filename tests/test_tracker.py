@@ -276,7 +276,17 @@ def test_bench_track_json_contract(tmp_path):
     from conftest import percept
 
     result = percept(
-        "bench", "track", "--truth", "--sequences", "1", "--write-mot", str(tmp_path), "--json", timeout=120
+        "bench",
+        "track",
+        "--truth",
+        "--sequences",
+        "1",
+        "--rate",
+        "5",  # the default 10 frames/s doubles the frames of the 10 s sequence
+        "--write-mot",
+        str(tmp_path),
+        "--json",
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
@@ -324,3 +334,11 @@ def test_ground_distance_matches_the_simulators_truth_within_5_percent_near_20_m
                 errors.append((np.hypot(*(point[:2] - camera[:2])) - truth) / truth)
     assert len(errors) >= 8, errors
     assert np.abs(errors).max() < 0.05, errors
+
+
+def test_bench_track_refuses_a_rate_out_of_range():
+    from conftest import percept
+
+    result = percept("bench", "track", "--rate", "0")
+    assert result.returncode == 1
+    assert "--rate: expected 1-60 frames/s, found 0.0" in result.stderr

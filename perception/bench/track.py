@@ -3,7 +3,8 @@ simulator's ground-truth identities.
 
 Boxes come from the shipped detector (the real pipeline), or with `--truth` from the ground truth with
 noise (dropped boxes, jitter, false positives) to separate tracking errors from detection errors. Each
-sequence is one 50-frame driving episode at 5 frames/s, rendered fresh from its seed; objects with at
+sequence is one 10-second driving episode, rendered fresh from its seed at the camera rate the launched
+graph runs (10 frames/s, as KITTI's sequences; `rate` changes it); objects with at
 least 16 visible pixels are the ground truth, and smaller ones don't-care regions, as in `percept bench
 detect`. Beside those figures come the same tracks scored by KITTI's tracking protocol, the one behind
 the KITTI anchors: objects under 25 px tall are don't-care too, and so are tracks that short which
@@ -56,6 +57,7 @@ def run(
     seed: int,
     model: str | None,
     noise: dict[str, float],
+    rate: float = 10.0,
     min_pixels: int = 16,
     write_mot: Path | None = None,
 ) -> tuple[Summary, list[dict[str, Any]]]:
@@ -63,7 +65,7 @@ def run(
     from perception.track import ByteTracker
     from perception.track.evaluate import mot_metrics, without_ignored
     from sim.camera import CameraSpec
-    from sim.dataset import EPISODE_FRAMES, frame_boxes, rendered_frames
+    from sim.dataset import EPISODE_S, frame_boxes, rendered_frames
 
     detector = Detector(model, confidence=0.1) if model else None
     rng = np.random.default_rng(seed)
@@ -71,12 +73,14 @@ def run(
     per_sequence: list[dict[str, Any]] = []
     all_frames: list[Frame] = []
     kitti_frames: list[Frame] = []
+    per_sequence_frames = round(EPISODE_S * rate)
     for number in range(sequences):
         tracker = ByteTracker()
         frames: list[Frame] = []
         mot_rows: dict[str, list[str]] = {"det": [], "gt": []}
-        indices = list(range(number * EPISODE_FRAMES, (number + 1) * EPISODE_FRAMES))
-        for index, frame in rendered_frames("driving", seed, indices, CameraSpec(width=640, height=480)):
+        indices = list(range(number * per_sequence_frames, (number + 1) * per_sequence_frames))
+        camera = CameraSpec(width=640, height=480)
+        for index, frame in rendered_frames("driving", seed, indices, camera, rate=rate):
             visible = frame_boxes(frame, 1)
             every_id = np.array([b["track_id"] for b in visible], np.int64) + 100_000 * number
             every_box = np.array([b["xyxy"] for b in visible], np.float64).reshape(-1, 4)
@@ -89,7 +93,7 @@ def run(
                 truth_classes = [b["class_id"] for b, s in zip(visible, scored, strict=True) if s]
                 boxes, scores, classes = _noisy(gt_boxes, truth_classes, noise, rng)
             start = time.perf_counter()
-            tracks = tracker.update(boxes, scores, classes, (index % EPISODE_FRAMES) * 0.2)
+            tracks = tracker.update(boxes, scores, classes, (index % per_sequence_frames) / rate)
             update_ms.append((time.perf_counter() - start) * 1000)
             track_ids = np.array([t.id + 100_000 * number for t in tracks], np.int64)
             track_boxes = np.array([t.box for t in tracks]).reshape(-1, 4)
@@ -104,7 +108,7 @@ def run(
                 )
             )
             if write_mot is not None:
-                step = index % EPISODE_FRAMES + 1
+                step = index % per_sequence_frames + 1
                 mot_rows["det"] += [
                     f"{step},-1,{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{score:.4f},{int(c)},-1,-1"
                     for (x1, y1, x2, y2), score, c in zip(boxes, scores, classes, strict=True)
@@ -115,7 +119,9 @@ def run(
                     for b, (x1, y1, x2, y2), s in zip(visible, every_box, scored, strict=True)
                 ]
         if write_mot is not None:
-            _write_sequence(write_mot / f"sim-driving-{seed}-{number:02d}", mot_rows)
+            _write_sequence(
+                write_mot / f"sim-driving-{seed}-{number:02d}", mot_rows, rate, per_sequence_frames
+            )
         scores_one = mot_metrics(frames)
         per_sequence.append({"sequence": number, **scores_one})
         all_frames += frames
@@ -142,14 +148,12 @@ def run(
     return summary, per_sequence
 
 
-def _write_sequence(folder: Path, rows: dict[str, list[str]]) -> None:
-    from sim.dataset import EPISODE_FRAMES
-
+def _write_sequence(folder: Path, rows: dict[str, list[str]], rate: float, frames: int) -> None:
     for kind in ("det", "gt"):
         (folder / kind).mkdir(parents=True, exist_ok=True)
         (folder / kind / f"{kind}.txt").write_text("".join(line + "\n" for line in rows[kind]))
     (folder / "seqinfo.ini").write_text(
-        f"[Sequence]\nname={folder.name}\nframeRate=5\nseqLength={EPISODE_FRAMES}\nimWidth=640\nimHeight=480\n"
+        f"[Sequence]\nname={folder.name}\nframeRate={rate:g}\nseqLength={frames}\nimWidth=640\nimHeight=480\n"
     )
 
 

