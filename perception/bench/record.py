@@ -17,6 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,10 +53,27 @@ def _raw_write_rate(folder: Path, seconds: float = 1.0) -> float:
     return written / elapsed / 2**20
 
 
+def _publish_pair(images: Any, detections: Any, frame: np.ndarray, seq: int) -> None:
+    """A frame and its five boxes, under one header."""
+    from perception.msgs import Detections, Header, Image
+
+    header = Header(stamp=time.time_ns(), frame_id="camera", seq=seq)
+    images.publish(Image(header=header, data=frame, encoding="rgb8"))
+    detections.publish(
+        Detections(
+            header=header,
+            xyxy=np.tile([10.0, 20.0, 30.0, 40.0], (5, 1)),
+            scores=np.full(5, 0.9, np.float32),
+            class_ids=np.ones(5, np.int32),
+            class_names=["mug"] * 5,
+        )
+    )
+
+
 def run(rates: list[float], seconds: float) -> list[Row]:
     from perception import Node
     from perception.context import Context
-    from perception.msgs import Detections, Header, Image
+    from perception.msgs import Detections, Image
 
     rows = []
     with tempfile.TemporaryDirectory() as folder:
@@ -102,20 +120,16 @@ def run(rates: list[float], seconds: float) -> list[Row]:
                     if now < due:
                         time.sleep(min(due - now, 0.01))
                         continue
-                    header = Header(stamp=time.time_ns(), frame_id="camera", seq=published)
-                    images.publish(Image(header=header, data=frames[published % 4], encoding="rgb8"))
-                    detections.publish(
-                        Detections(
-                            header=header,
-                            xyxy=np.tile([10.0, 20.0, 30.0, 40.0], (5, 1)),
-                            scores=np.full(5, 0.9, np.float32),
-                            class_ids=np.ones(5, np.int32),
-                            class_names=["mug"] * 5,
-                        )
-                    )
+                    _publish_pair(images, detections, frames[published % 4], published)
                     published += 1
                 elapsed = time.monotonic() - start
-                time.sleep(1.0)  # the recorder drains what is on its way
+                # A few last pairs, slowly, once the recorder has had time to drain: messages lost at
+                # the end of the flood show as sequence gaps only when a later message arrives.
+                for _ in range(4):
+                    time.sleep(0.5)
+                    _publish_pair(images, detections, frames[published % 4], published)
+                    published += 1
+                time.sleep(0.5)
             finally:
                 recorder.send_signal(signal.SIGINT)
                 out, _ = recorder.communicate(timeout=60)

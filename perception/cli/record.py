@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+QUIET_S = 0.3  # on stop, the recorder writes until its topics have been quiet this long
+
 
 def register(verbs: Any) -> None:
     p = verbs.add_parser("record", help="Record topics to an MCAP file (all topics when none is named).")
@@ -71,8 +73,12 @@ def _record(args: argparse.Namespace) -> int:
     try:
         while not stop["now"] and (deadline is None or time.monotonic() < deadline):
             node.spin_once(0.05)
-        for _ in range(20):  # what already arrived is written too
+        # What is already on its way is written too: drain until nothing has come for QUIET_S.
+        quiet_since, written, give_up = time.monotonic(), recorder.messages, time.monotonic() + 30
+        while time.monotonic() - quiet_since < QUIET_S and time.monotonic() < give_up:
             node.spin_once(0.01)
+            if recorder.messages != written:
+                quiet_since, written = time.monotonic(), recorder.messages
     finally:
         recorder.close()
         dropped = sum(s.stats.dropped_queue + s.stats.dropped_gap for s in subscriptions.values())
