@@ -1,10 +1,12 @@
-"""What every benchmark shares: a private registry on a free port, and the `--json` report line."""
+"""What every benchmark shares: a private registry on a free port, stopping the processes it started, and
+the `--json` report line."""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
+import subprocess
 from dataclasses import asdict
 from typing import Any
 
@@ -22,6 +24,18 @@ def private_registry() -> Registry:
     registry = Registry(f"tcp://127.0.0.1:{free_port()}")
     registry.serve_in_thread()
     return registry
+
+
+def stop(*processes: subprocess.Popen[Any], timeout_s: float = 10.0) -> None:
+    """Ask every process to end (SIGTERM) at once, then kill those still there after timeout_s."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def as_json(benchmark: str, rows: list[Any], settings: dict[str, Any]) -> str:

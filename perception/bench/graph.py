@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from perception.bench.common import private_registry
+from perception.bench.common import private_registry, stop
 
 ADDED_LATENCY_LIMIT_MS = 30.0
 
@@ -105,13 +105,7 @@ def run_one(model: str, scene: str, rate: float, seconds: float, renderer: str =
         elapsed = time.monotonic() - start
     finally:
         node.destroy()
-        for process in (detector, sim):
-            process.terminate()
-        for process in (detector, sim):
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(detector, sim)
         registry.stop()
     frames = {seq for seq, _ in images}
     detected = {seq for seq, _ in detections}

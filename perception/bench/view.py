@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from perception.bench.common import private_registry
+from perception.bench.common import private_registry, stop
 
 LIMIT_PERCENT_PER_STREAM = 5.0
 CAMERAS = ("/cam0/image", "/cam1/image")
@@ -177,12 +177,7 @@ def run(fps: float, seconds: float, rate: float = 30.0) -> list[Row]:
             )
             publish_until(time.monotonic() + 1.0)  # readers close before the next phase
     finally:
-        viewer.terminate()
-        try:
-            viewer.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            viewer.kill()
-            viewer.wait()
+        stop(viewer, timeout_s=20)
         node.destroy()
         registry.stop()
     return rows
