@@ -18,7 +18,7 @@ class Scene(Protocol):
     world: World
     camera: CameraSpec
     light_direction: tuple[float, float, float]
-    objects: list[Any]  # each with body, class_name, class_id, vertices
+    objects: list[Any]  # each with body, class_name, class_id, vertices (and maybe uid)
 
 
 @dataclass
@@ -28,7 +28,8 @@ class Frame:
     mask: np.ndarray  # H x W int32 body ids, -1 background
     K: np.ndarray
     pose: np.ndarray  # 4 x 4 world_from_camera (OpenCV optical frame)
-    ids: np.ndarray
+    ids: np.ndarray  # each visible object's identity (see capture)
+    bodies: np.ndarray  # each visible object's PyBullet body: its pixels in `mask`
     class_ids: np.ndarray
     class_names: list[str]
     xyxy: np.ndarray
@@ -45,8 +46,11 @@ def capture(scene: Scene) -> Frame:
     rgb, depth, mask = world.render(spec, scene.light_direction)
     K = intrinsics(spec, world.renderer)
     pose = world_from_camera(spec)
-    ids = np.array([o.body for o in scene.objects], np.int64)
-    boxes, counts = boxes_from_mask(mask, ids)
+    bodies = np.array([o.body for o in scene.objects], np.int64)
+    # The identity ground truth reports: a scene's own uid where it has one (the driving scene gives a
+    # road user that came back a new one, and PyBullet reuses removed bodies' ids), else the body id.
+    ids = np.array([getattr(o, "uid", o.body) for o in scene.objects], np.int64)
+    boxes, counts = boxes_from_mask(mask, bodies)
     visible = counts > 0
     pixels = counts[visible]
     objects = [o for o, v in zip(scene.objects, visible, strict=True) if v]
@@ -66,6 +70,7 @@ def capture(scene: Scene) -> Frame:
         K=K,
         pose=pose,
         ids=ids[visible],
+        bodies=bodies[visible],
         class_ids=np.array([o.class_id for o in objects], np.int32),
         class_names=[o.class_name for o in objects],
         xyxy=boxes[visible],

@@ -8,6 +8,11 @@ road and wait at a lane's edge while a vehicle would reach them within a few sec
 through anything: an earlier scene moved agents along fixed lines, and cars drove through the ego
 vehicle (the camera), a view no real camera has.
 
+Traffic never runs out: a vehicle that falls BEHIND_M behind the ego vehicle comes back out of sight
+ahead of it, one that gets AHEAD_M ahead comes back behind it, faster than the ego vehicle, and a
+pedestrian the ego vehicle has passed comes back at a kerb ahead. Each comeback is a new road user:
+`generation` counts them per slot, so the scene gives it a new body and identity.
+
 The simulation steps at a fixed STEP_S from time 0 and is extended on demand, so positions stay
 functions of the seed and the time: `state(t)` interpolates between steps.
 """
@@ -27,6 +32,10 @@ EXTEND_S = 10.0  # simulated ahead in pieces of this length
 CHANGE_S = 3.0  # a lane change takes this long
 DECIDE_EVERY = 10  # steps between a vehicle's lane-change decisions (0.5 s)
 HISTORY_S = 60.0  # how far back `state` can still be asked
+BEHIND_M = 100.0  # a vehicle this far behind the ego vehicle comes back ahead of it (out of sight)...
+AHEAD_M = 300.0  # ...and one this far ahead comes back behind it
+WALKER_BEHIND_M = 30.0  # a pedestrian this far behind comes back ahead
+COMEBACK_M = (160.0, 260.0)  # ahead of the ego vehicle: beyond the camera's 150 m far plane
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,21 @@ class Walker:
     speed: float  # m/s across the road
 
 
+@dataclass(frozen=True)
+class TrafficState:
+    """Everyone at one time: vehicles (x, y, yaw) and walkers (x, y, yaw, facing where they walk),
+    and how many times each slot's road user has come back as a new one."""
+
+    x: np.ndarray
+    y: np.ndarray
+    yaw: np.ndarray
+    walker_x: np.ndarray
+    walker_y: np.ndarray
+    walker_yaw: np.ndarray
+    generation: np.ndarray
+    walker_generation: np.ndarray
+
+
 class Traffic:
     """Vehicles (index 0 may be the ego vehicle: it never changes lanes) and walkers, stepped together."""
 
@@ -85,38 +109,55 @@ class Traffic:
         self.walker_y = np.array([w.side * (ROAD_HALF_WIDTH + 1.5) for w in walkers], np.float64)
         self.walker_start = np.array([w.start_s for w in walkers])
         self.walker_speed = np.array([w.speed for w in walkers])
+        self.generation = np.zeros(len(vehicles), np.int64)  # comebacks per vehicle slot
+        self.walker_generation = np.zeros(len(walkers), np.int64)
         self.steps = 0
         self._first_step = 0  # the step of the oldest one kept
-        # Per step: vehicle x, y, yaw and walker y (walkers keep their x).
-        self._x: list[np.ndarray] = []
-        self._y: list[np.ndarray] = []
-        self._yaw: list[np.ndarray] = []
-        self._walker_y: list[np.ndarray] = []
+        self._sizes = {(i, 0): (v.length, v.width) for i, v in enumerate(vehicles)}
+        self._steps: list[TrafficState] = []  # one per STEP_S, from _first_step on
         self._record()
 
     # -- queries ----------------------------------------------------------------------------------------
 
-    def state(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Vehicle x, y, yaw and walker y at time t (walkers' x never change). Times may only go back
-        HISTORY_S before the latest one asked for: older steps are let go, so a scene can run for hours."""
+    def state(self, t: float) -> TrafficState:
+        """Where everyone is at time t. Times may only go back HISTORY_S before the latest one asked for:
+        older steps are let go, so a scene can run for hours."""
         first = self._first_step * STEP_S
         if t < first:
             raise ValueError(f"traffic time: expected t >= {first:.2f} s, found {t}")
-        while t > (self._first_step + len(self._x) - 1) * STEP_S:
+        while t > (self._first_step + len(self._steps) - 1) * STEP_S:
             for _ in range(round(EXTEND_S / STEP_S)):
                 self._step()
-        i = min(int(t / STEP_S) - self._first_step, len(self._x) - 2)
+        i = min(int(t / STEP_S) - self._first_step, len(self._steps) - 2)
         a = (t / STEP_S) - self._first_step - i
-        x, y, yaw, walker_y = (
-            (1 - a) * values[i] + a * values[i + 1]
-            for values in (self._x, self._y, self._yaw, self._walker_y)
+        before, after = self._steps[i], self._steps[i + 1]
+        # A road user that came back between the two steps is where it came back, not half way there.
+        same = before.generation == after.generation
+        walker_same = before.walker_generation == after.walker_generation
+
+        def mix(old: np.ndarray, new: np.ndarray, keep: np.ndarray) -> np.ndarray:
+            mixed: np.ndarray = np.where(keep, (1 - a) * old + a * new, new)
+            return mixed
+
+        now = TrafficState(
+            x=mix(before.x, after.x, same),
+            y=mix(before.y, after.y, same),
+            yaw=mix(before.yaw, after.yaw, same),
+            walker_x=after.walker_x,
+            walker_y=mix(before.walker_y, after.walker_y, walker_same),
+            walker_yaw=after.walker_yaw,
+            generation=after.generation,
+            walker_generation=after.walker_generation,
         )
         drop = max(0, i - round(HISTORY_S / STEP_S))
         if drop > round(EXTEND_S / STEP_S):
-            for values in (self._x, self._y, self._yaw, self._walker_y):
-                del values[:drop]
+            del self._steps[:drop]
             self._first_step += drop
-        return x, y, yaw, walker_y
+        return now
+
+    def size(self, slot: int, generation: int) -> tuple[float, float]:
+        """Length and width of the vehicle in a slot, in a generation (each comeback is a new one)."""
+        return self._sizes[(slot, generation)]
 
     def lateral(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         """Each vehicle's y and dy/dt at time t, from its lane change (a smooth step over CHANGE_S)."""
@@ -130,10 +171,18 @@ class Traffic:
 
     def _record(self) -> None:
         y, dy = self.lateral(self.steps * STEP_S)
-        self._x.append(self.x.copy())
-        self._y.append(y)
-        self._yaw.append(np.arctan2(dy, np.maximum(self.v, 1.0)))
-        self._walker_y.append(self.walker_y.copy())
+        self._steps.append(
+            TrafficState(
+                x=self.x.copy(),
+                y=y,
+                yaw=np.arctan2(dy, np.maximum(self.v, 1.0)),
+                walker_x=self.walker_x.copy(),
+                walker_y=self.walker_y.copy(),
+                walker_yaw=self.walker_dir * math.pi / 2,
+                generation=self.generation.copy(),
+                walker_generation=self.walker_generation.copy(),
+            )
+        )
 
     def _leader(self, i: int, y: np.ndarray, lane_y: np.ndarray) -> tuple[float, float]:
         """The bumper gap from vehicle i to what is ahead of it in its path, and that thing's speed (inf
@@ -178,6 +227,7 @@ class Traffic:
         self.x = self.x + self.v * STEP_S
         self._keep_apart(y, lane_y)
         self._walk(t)
+        self._bring_back(t, y)
         self.steps += 1
         self._record()
 
@@ -233,6 +283,45 @@ class Traffic:
             float(bumper[b]) if b >= 0 else math.inf,
             float(self.v[b]) if b >= 0 else 0.0,
         )
+
+    def _bring_back(self, t: float, y: np.ndarray) -> None:
+        """Road users far out of sight come back as new ones where the ego vehicle is going or from
+        behind it (never where they would overlap a vehicle in that lane)."""
+        ego = self.x[0]
+        for i in range(1, len(self.x)):
+            if i in self.keeps_lane or -BEHIND_M <= self.x[i] - ego <= AHEAD_M:
+                continue
+            ahead = self.x[i] - ego < -BEHIND_M
+            length, width = float(self.rng.uniform(3.9, 4.8)), float(self.rng.uniform(1.7, 1.95))
+            for _ in range(20):
+                lane = int(self.rng.integers(0, len(LANES)))
+                x = ego + (self.rng.uniform(*COMEBACK_M) if ahead else -self.rng.uniform(60.0, 90.0))
+                there = (np.abs(y - LANES[lane]) < LANE_HALF_WIDTH + 1.0) | (self.lane_to == lane)
+                there[i] = False
+                if not np.any(there & (np.abs(self.x - x) < (self.length + length) / 2 + 10.0)):
+                    break
+            else:
+                continue  # no room this step: try again at the next
+            if ahead:
+                self.desired[i] = self.rng.uniform(5.0, 15.0)
+            else:  # from behind only what is faster than the ego vehicle catches up
+                self.desired[i] = min(self.desired[0] + self.rng.uniform(2.0, 6.0), 18.0)
+            self.x[i], self.v[i] = x, self.desired[i]
+            self.length[i], self.width[i] = length, width
+            self.lane_from[i] = self.lane_to[i] = lane
+            self.change_start[i] = -math.inf
+            self.generation[i] += 1
+            self._sizes[(i, int(self.generation[i]))] = (length, width)
+        for k in range(len(self.walker_x)):
+            if self.walker_x[k] - ego >= -WALKER_BEHIND_M:
+                continue
+            side = 1 if self.rng.random() < 0.5 else -1
+            self.walker_x[k] = ego + self.rng.uniform(*COMEBACK_M)
+            self.walker_dir[k] = -side
+            self.walker_y[k] = side * (ROAD_HALF_WIDTH + 1.5)
+            self.walker_start[k] = t + self.rng.uniform(0.0, 8.0)
+            self.walker_speed[k] = self.rng.uniform(1.0, 1.6)
+            self.walker_generation[k] += 1
 
     def _walk(self, t: float) -> None:
         """Pedestrians cross once their time comes, waiting at a lane's edge while a vehicle in that lane

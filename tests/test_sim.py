@@ -47,7 +47,7 @@ def test_depth_and_intrinsics_back_project_onto_the_true_position(world):
     frame = capture(cubes)
     assert len(frame.ids) == 6
     camera_from_world = np.linalg.inv(frame.pose)
-    for body, position in zip(frame.ids, frame.positions, strict=True):
+    for body, position in zip(frame.bodies, frame.positions, strict=True):
         top = np.array([position[0], position[1], p.getAABB(int(body), physicsClientId=world.client)[1][2]])
         x, y, z = (camera_from_world @ np.r_[top, 1.0])[:3]
         u, v = round(x / z * frame.K[0, 0] + frame.K[0, 2]), round(y / z * frame.K[1, 1] + frame.K[1, 2])
@@ -59,7 +59,7 @@ def test_depth_and_intrinsics_back_project_onto_the_true_position(world):
 def test_ground_truth_boxes_are_the_segmentation_extents(world):
     frame = capture(scene(world, objects=5))
     assert len(frame.ids) == 5 and set(frame.class_names) <= set(TabletopParams().classes)
-    for body, box, fraction in zip(frame.ids, frame.xyxy, frame.visible_fraction, strict=True):
+    for body, box, fraction in zip(frame.bodies, frame.xyxy, frame.visible_fraction, strict=True):
         rows, cols = np.nonzero(frame.mask == body)
         assert tuple(box) == (cols.min(), rows.min(), cols.max() + 1, rows.max() + 1)
         assert 0.5 < fraction <= 1.0  # nothing hides these objects much in this seed
@@ -300,7 +300,8 @@ def test_the_driving_camera_rides_with_the_ego_vehicle(world):
     busy = DrivingScene(world, DrivingParams(ego_speed=10.0, cars=11), 1, CameraSpec(width=64, height=48))
     for _ in range(50):  # 10 s: the camera is always the ego's, whose traffic never reaches into it
         busy.advance(48)
-        xs, ys, _, _ = busy.traffic.state(busy.time_s)
+        now = busy.traffic.state(busy.time_s)
+        xs, ys = now.x, now.y
         np.testing.assert_allclose(capture(busy).pose[:3, 3], [xs[0] + 0.9, 0.0, 1.4], atol=1e-6)
         beside = np.abs(ys[1:] - ys[0]) < 1.9
         assert np.all(~beside | (np.abs(xs[1:] - xs[0]) > 4.3)), busy.time_s
@@ -308,6 +309,29 @@ def test_the_driving_camera_rides_with_the_ego_vehicle(world):
         from sim.driving import params_from
 
         params_from({"trucks": 3})
+
+
+def test_the_driving_scene_goes_on_for_as_long_as_it_runs(world):
+    """Ground, road and traffic never run out (the road is 600 m long, the plane 200 m): what falls behind
+    the camera comes back ahead of it, and a road user that comes back is a new one, with a new id."""
+    from sim.driving import DrivingParams, DrivingScene
+
+    road = DrivingScene(world, DrivingParams(ego_speed=14.0), 3, CameraSpec(width=160, height=120))
+    bodies = p.getNumBodies(physicsClientId=world.client)
+    classes: dict[int, str] = {}
+    busy = 0
+    for _ in range(15):  # 2.5 minutes in 10 s strides: well over a kilometre
+        road.advance(2400)
+        frame = capture(road)
+        assert np.isfinite(frame.depth[-1, [0, 80, 159]]).all()  # ground under the whole bottom row
+        assert np.isfinite(frame.depth[70, [0, 159]]).all()  # and out to the sides, beyond the road
+        busy += len(frame.ids) > 0
+        for uid, name in zip(frame.ids, frame.class_names, strict=True):
+            assert classes.setdefault(int(uid), name) == name  # an id is one road user, never reused
+    assert frame.pose[0, 3] > 1000.0
+    assert busy >= 12  # traffic all along, not an empty road after the first minute
+    assert len([uid for uid in classes if uid >= 100_000]) >= 5  # road users that came back, new ids
+    assert p.getNumBodies(physicsClientId=world.client) == bodies  # comebacks replace bodies, no leak
 
 
 def test_a_urdf_that_does_not_load_is_named(physics):

@@ -317,7 +317,7 @@ def test_ground_distance_matches_the_simulators_truth_within_5_percent_near_20_m
         "driving", 77, list(range(0, 200, 10)), CameraSpec(width=640, height=480)
     ):
         camera = frame.pose[:3, 3]
-        for i, body in enumerate(frame.ids):
+        for i, body in enumerate(frame.bodies):
             if frame.visible_fraction[i] < 0.9:
                 continue  # partly hidden: its box's bottom edge may be another object's
             (point,) = ground_points(frame.xyxy[i : i + 1], frame.K, frame.pose)
