@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,7 +64,8 @@ class Track:
     hits: int = 1
     born_s: float = 0.0
     last_seen_s: float = 0.0
-    history: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (stamp, xyxy) when matched
+    # (stamp, xyxy) when matched; the last 30 are enough for speed estimates and bounded for long runs
+    history: deque[tuple[float, np.ndarray]] = field(default_factory=lambda: deque(maxlen=30))
 
     @property
     def box(self) -> np.ndarray:
@@ -225,20 +227,26 @@ class ByteTracker:
                 self.tracks.append(track)
                 seen.add(id(track))
         # 6. Life cycle.
+        confirmed, lost, tentative_state = TrackState.CONFIRMED, TrackState.LOST, TrackState.TENTATIVE
+        kept, reported = [], []
         for track in self.tracks:
+            state = track.state
             if id(track) in seen:
-                if track.state is TrackState.LOST or (
-                    track.state is TrackState.TENTATIVE and track.hits >= p.confirm_hits
-                ):
-                    track.state = TrackState.CONFIRMED
-            elif track.state is TrackState.TENTATIVE:
-                track.state = TrackState.REMOVED
-            elif track.state is TrackState.CONFIRMED:
-                track.state = TrackState.LOST
-            if track.state is TrackState.LOST and stamp_s - track.last_seen_s > p.max_lost_s:
-                track.state = TrackState.REMOVED
-        self.tracks = [t for t in self.tracks if t.state is not TrackState.REMOVED]
-        return [t for t in self.tracks if t.state is TrackState.CONFIRMED and id(t) in seen]
+                if state is lost or (state is tentative_state and track.hits >= p.confirm_hits):
+                    state = confirmed
+                if state is confirmed:
+                    reported.append(track)
+            elif state is tentative_state:
+                state = TrackState.REMOVED
+            elif state is confirmed:
+                state = lost
+            if state is lost and stamp_s - track.last_seen_s > p.max_lost_s:
+                state = TrackState.REMOVED
+            track.state = state
+            if state is not TrackState.REMOVED:
+                kept.append(track)
+        self.tracks = kept
+        return reported
 
     @staticmethod
     def _correct(matched: list[tuple[Track, np.ndarray, float]], stamp_s: float) -> None:
@@ -252,10 +260,9 @@ class ByteTracker:
             np.array([t.covariance for t, _, _ in matched]),
             measured,
         )
-        for (track, box, score), mean, covariance in zip(matched, means, covariances, strict=True):
+        for (track, _, score), box, mean, covariance in zip(matched, boxes, means, covariances, strict=True):
             track.mean, track.covariance = mean, covariance
             track.hits += 1
             track.score = float(score)
             track.last_seen_s = stamp_s
-            track.history.append((stamp_s, box.copy()))
-            del track.history[:-30]  # enough for speed estimates; bounded for long runs
+            track.history.append((stamp_s, box))  # a row of `boxes`, this update's own copy
