@@ -3,7 +3,14 @@
 State: (cx, cy, w, h, vx, vy, vw, vh) in pixels and pixels per second; measurement: (cx, cy, w, h).
 Noise scales with the box's size, as in SORT and ByteTrack (1/20 of it for positions, 1/160 per frame
 for velocities), so a far, small car and a near, large one are filtered alike. Time steps are explicit:
-a dropped frame is one longer step. `predict_many` and `update_many` work on every track at once (batched, not a loop).
+a dropped frame is one longer step. `predict_many` and `update_many` work on every track at once.
+
+The motion, the noise and the measurement treat each of the four quantities apart, and a new track's
+covariance is diagonal, so the 8 x 8 covariance only ever couples a quantity with its own velocity. It
+is kept as those four 2 x 2 blocks, a 3 x 4 array per track: row 0 the quantities' variances, row 1
+their covariances with their velocities, row 2 the velocities' variances. The filter is then
+element-wise arithmetic on N x 4 arrays, the same numbers as the matrix form at a tenth of the time
+(stacked 8 x 8 products and solves cost tens of microseconds each in numpy).
 """
 
 from __future__ import annotations
@@ -12,50 +19,51 @@ import numpy as np
 
 POSITION_NOISE = 1 / 20  # standard deviations, relative to the box's size
 VELOCITY_NOISE = 1 / 160  # per frame
-_DIAGONAL = np.arange(8)
 
 
-def _size(state: np.ndarray) -> float:
-    return max(float(state[2]), float(state[3]), 1.0)
+def _sizes(means: np.ndarray) -> np.ndarray:
+    sizes: np.ndarray = np.maximum(np.maximum(means[..., 2], means[..., 3]), 1.0)
+    return sizes
 
 
 def initiate(box: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance of a new track from its first box (cx, cy, w, h); velocity unknown."""
-    size = _size(box)
+    """Mean and covariance blocks of a new track from its first box (cx, cy, w, h); velocity unknown."""
+    size = float(_sizes(np.asarray(box)))
     mean = np.zeros(8)
     mean[:4] = box
-    covariance = np.zeros((8, 8))
-    covariance[_DIAGONAL[:4], _DIAGONAL[:4]] = (2 * POSITION_NOISE * size) ** 2
-    covariance[_DIAGONAL[4:], _DIAGONAL[4:]] = (10 * VELOCITY_NOISE * size / dt) ** 2
+    covariance = np.zeros((3, 4))
+    covariance[0] = (2 * POSITION_NOISE * size) ** 2
+    covariance[2] = (10 * VELOCITY_NOISE * size / dt) ** 2
     return mean, covariance
 
 
 def predict_many(means: np.ndarray, covariances: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
-    """Every state (N x 8, N x 8 x 8) dt seconds later."""
-    motion = np.eye(8)
-    motion[:4, 4:] = np.eye(4) * dt
-    sizes = np.maximum(np.maximum(means[:, 2], means[:, 3]), 1.0)
-    new_means = means @ motion.T
+    """Every state (N x 8 means, N x 3 x 4 covariance blocks) dt seconds later."""
+    sizes = _sizes(means)[:, None]
+    new_means = means.copy()
+    new_means[:, :4] += dt * means[:, 4:]
     new_means[:, 2:4] = np.maximum(new_means[:, 2:4], 1.0)  # a box never shrinks to nothing between frames
-    new_covariances = (
-        motion @ covariances @ motion.T
-    )  # batched matmul: einsum's three-operand loop is 10x slower
-    new_covariances[:, _DIAGONAL[:4], _DIAGONAL[:4]] += ((POSITION_NOISE * sizes) ** 2)[:, None]
-    new_covariances[:, _DIAGONAL[4:], _DIAGONAL[4:]] += ((VELOCITY_NOISE * sizes / max(dt, 1e-3)) ** 2)[
-        :, None
-    ]
+    variance, cross, velocity = covariances[:, 0], covariances[:, 1], covariances[:, 2]
+    new_covariances = np.empty_like(covariances)
+    new_covariances[:, 0] = variance + 2 * dt * cross + dt * dt * velocity + (POSITION_NOISE * sizes) ** 2
+    new_covariances[:, 1] = cross + dt * velocity
+    new_covariances[:, 2] = velocity + (VELOCITY_NOISE * sizes / max(dt, 1e-3)) ** 2
     return new_means, new_covariances
 
 
 def update_many(
     means: np.ndarray, covariances: np.ndarray, boxes: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """States (N x 8, N x 8 x 8) corrected by measured boxes (N x 4: cx, cy, w, h)."""
-    sizes = np.maximum(np.maximum(means[:, 2], means[:, 3]), 1.0)
-    projected = covariances[:, :4, :4].copy()
-    projected[:, _DIAGONAL[:4], _DIAGONAL[:4]] += ((POSITION_NOISE * sizes) ** 2)[:, None]
-    gains = np.linalg.solve(projected, covariances[:, :4, :]).transpose(0, 2, 1)  # P H^T S^-1 (S symmetric)
+    """States (N x 8, N x 3 x 4) corrected by measured boxes (N x 4: cx, cy, w, h)."""
+    variance, cross, velocity = covariances[:, 0], covariances[:, 1], covariances[:, 2]
+    innovation_variance = variance + (POSITION_NOISE * _sizes(means)[:, None]) ** 2
+    gain, velocity_gain = variance / innovation_variance, cross / innovation_variance
     innovation = boxes - means[:, :4]
-    new_means = means + (gains @ innovation[:, :, None])[:, :, 0]
-    new_covariances = covariances - gains @ projected @ gains.transpose(0, 2, 1)
+    new_means = means.copy()
+    new_means[:, :4] += gain * innovation
+    new_means[:, 4:] += velocity_gain * innovation
+    new_covariances = np.empty_like(covariances)
+    new_covariances[:, 0] = variance - gain * variance
+    new_covariances[:, 1] = cross - gain * cross
+    new_covariances[:, 2] = velocity - velocity_gain * cross
     return new_means, new_covariances

@@ -58,7 +58,7 @@ class Track:
     id: int
     class_id: int
     mean: np.ndarray  # Kalman state: cx, cy, w, h, and their velocities (px, px/s)
-    covariance: np.ndarray
+    covariance: np.ndarray  # 3 x 4 blocks (see kalman)
     score: float
     state: TrackState = TrackState.TENTATIVE
     hits: int = 1
@@ -175,7 +175,7 @@ class ByteTracker:
             centres, sizes = means[:, :2], means[:, 2:4]
             gates = _grown(np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1), p.buffer)
             # Both boxes of a pair grow by the track's uncertainty, so the IoU measures overlap, not size.
-            sigma = p.gate_sigmas * np.sqrt(covariances[:, [0, 1], [0, 1]])
+            sigma = p.gate_sigmas * np.sqrt(covariances[:, 0, :2])  # of the centre's x and y
             margins = np.concatenate([-sigma, sigma], axis=1)
             gates += margins
         track_classes = np.array([t.class_id for t in tracks], np.int64)
