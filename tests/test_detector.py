@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import onnx
 import pytest
@@ -146,6 +147,23 @@ def test_letterbox_round_trip(image_hw, input_hw, centre):
     found = np.array([[cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]], np.float32)
     np.testing.assert_allclose(transform.to_image(found)[0], box, atol=1.0 / transform.scale + 0.5)
     assert tensor[0, 0, 0, 0] == pytest.approx(114 / 255) or not centre or transform.top == 0
+
+
+@pytest.mark.parametrize(("image_hw", "input_hw"), [((480, 640), (480, 640)), ((300, 200), (320, 256))])
+@pytest.mark.parametrize(("centre", "bgr", "unit_scale"), [(True, False, True), (False, True, False)])
+def test_letterbox_tensor_is_opencvs_blob_bit_for_bit(image_hw, input_hw, centre, bgr, unit_scale):
+    """Our one-pass tensor equals cv2.dnn.blobFromImage of the same canvas, the reference it replaced."""
+    image = np.random.default_rng(0).integers(0, 256, (*image_hw, 3), np.uint8)
+    tensor, transform = letterbox(image, input_hw, centre=centre, bgr=bgr, unit_scale=unit_scale)
+    new_w, new_h = round(image_hw[1] * transform.scale), round(image_hw[0] * transform.scale)
+    if not centre:
+        new_w, new_h = int(image_hw[1] * transform.scale), int(image_hw[0] * transform.scale)
+    resized = image if (new_w, new_h) == image_hw[::-1] else cv2.resize(image, (new_w, new_h))
+    canvas = np.full((*input_hw, 3), 114, np.uint8)
+    canvas[transform.top : transform.top + new_h, transform.left : transform.left + new_w] = resized
+    blob = cv2.dnn.blobFromImage(canvas, scalefactor=1 / 255 if unit_scale else 1.0, swapRB=bgr)
+    assert tensor.dtype == blob.dtype and tensor.shape == blob.shape
+    assert np.array_equal(tensor, blob)
 
 
 @pytest.mark.parametrize(

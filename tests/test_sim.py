@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 
 import numpy as np
@@ -127,7 +128,7 @@ def test_camera_spec_rejects_a_view_along_the_up_vector():
 
 
 def test_sim_node_publishes_one_stamp_per_frame_and_resets(context, spawn):
-    spawn_sim(spawn, scene_params="{objects: 3}")
+    process = spawn_sim(spawn, scene_params="{objects: 3}")
     stamps: dict[str, list[int]] = {"image": [], "depth": [], "info": [], "truth": []}
     truths: list[GroundTruth] = []
     depths: list[Image] = []
@@ -150,6 +151,8 @@ def test_sim_node_publishes_one_stamp_per_frame_and_resets(context, spawn):
         assert step == pytest.approx(1e8, rel=0.05)  # fast clock: sim time, 10 frames per sim second
         assert depths[-1].encoding == "32FC1" and depths[-1].data.shape == (120, 160)
         assert len(truths[-1].ids) == 3
+        # It plays the world, so it yields the cores to the nodes under test (its main thread's niceness).
+        assert os.getpriority(os.PRIO_PROCESS, process.pid) == 19
 
         reset = node.create_client("/sim/reset", Reset, Result)
         assert reset.wait_for_service(10)
@@ -342,13 +345,18 @@ def test_a_urdf_that_does_not_load_is_named(physics):
         physics.load("no/such/robot.urdf")
 
 
-def test_an_unknown_scene_stops_the_node_with_one_line(spawn, registry):
-    process = spawn_sim(spawn, scene="kitchen")
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"scene": "kitchen"}, "unknown scene 'kitchen'; scenes: tabletop, driving"),
+        ({"nice": "25"}, "parameter 'nice': expected 0 to 19, found 25"),
+    ],
+)
+def test_a_bad_setting_stops_the_node_with_one_line(spawn, registry, params, message):
+    process = spawn_sim(spawn, **params)
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 1
-    assert (
-        "percept: error: SimNode did not start: unknown scene 'kitchen'; scenes: tabletop, driving" in output
-    )
+    assert f"percept: error: SimNode did not start: {message}" in output
     assert "Traceback" not in output
 
 

@@ -5,7 +5,8 @@ registry; this process subscribes to the camera and to the detections like any o
 camera rate it reports whether the detector keeps up (detections/s against camera frames/s, and the
 frames the detector skipped) and the latency from a frame's stamp (taken right after rendering) to the
 arrival of the image and of its detections. What the detector adds is the difference of the two medians;
-the limit it is held to is printed beside it.
+the limit it is held to is printed beside it. The simulator runs at its own default priority (nice 19,
+as in a launch file) unless `sim_nice` says otherwise.
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ def _spawn(target: str, env: dict[str, str], *args: str) -> subprocess.Popen[byt
     )
 
 
-def run_one(model: str, scene: str, rate: float, seconds: float, renderer: str = "auto") -> Row:
+def run_one(
+    model: str, scene: str, rate: float, seconds: float, sim_nice: int = 19, renderer: str = "auto"
+) -> Row:
     from perception import Node
     from perception.context import Context
     from perception.errors import PerceptError
@@ -66,6 +69,7 @@ def run_one(model: str, scene: str, rate: float, seconds: float, renderer: str =
         f"-p=renderer:={renderer}",
         "-p=width:=640",
         "-p=height:=480",
+        f"-p=nice:={sim_nice}",
     )
     detector = _spawn(
         "perception.nodes.detector:DetectorNode", env, f"-p=model:={model}", "-r=image:=/camera/image"
@@ -129,8 +133,8 @@ def run_one(model: str, scene: str, rate: float, seconds: float, renderer: str =
     )
 
 
-def run(model: str, scenes: list[str], rates: list[float], seconds: float) -> list[Row]:
-    return [run_one(model, scene, rate, seconds) for scene in scenes for rate in rates]
+def run(model: str, scenes: list[str], rates: list[float], seconds: float, sim_nice: int = 19) -> list[Row]:
+    return [run_one(model, scene, rate, seconds, sim_nice) for scene in scenes for rate in rates]
 
 
 def table(rows: list[Row]) -> str:

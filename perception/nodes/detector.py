@@ -34,7 +34,7 @@ class DetectorNode(Node):
             spin=self.declare_parameter(
                 "spin",
                 False,
-                "let onnxruntime's threads busy-wait (faster alone, slower in company)",
+                "let onnxruntime's threads busy-wait between frames too (faster alone, slower in company)",
                 read_only=True,
             ),
             confidence=self.declare_parameter("confidence", 0.25, "minimum score"),
