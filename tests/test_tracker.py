@@ -35,6 +35,22 @@ def test_two_objects_crossing_keep_their_identities():
     assert all(set(frame) == {1, 2} for frame in seen)
 
 
+def test_more_velocity_noise_keeps_objects_passing_one_behind_the_other_apart():
+    # Road users passing the ego vehicle: in the image they speed up (here 20% a frame) and grow, the
+    # second where the first was a frame before. With ByteTrack's velocity noise (the default) the
+    # filter follows the speed-up too slowly and the first one's track lands on the second; twice that
+    # keeps both identities.
+    frames, x, speed, size = [], 500.0, 2.0, 14.0
+    for _ in range(22):
+        frames.append([(box(x, 250, size, size), 0.9, CAR), (box(x + speed, 250, size, size), 0.9, CAR)])
+        x, speed, size = x - speed, speed * 1.2, size * 1.1
+    seen = run(ByteTracker(TrackerParams(velocity_noise=1 / 80)), frames)
+    leader = min(seen[1], key=seen[1].get)
+    assert all(set(frame) == {1, 2} for frame in seen)
+    assert all(min(frame, key=frame.get) == leader for frame in seen[1:])
+    assert len(set().union(*run(ByteTracker(), frames))) > 2
+
+
 def test_an_object_occluded_for_a_few_frames_comes_back_with_its_id():
     frames = [[(box(100 + 8 * i, 200), 0.9, CAR)] for i in range(20)]
     for i in range(8, 12):

@@ -21,6 +21,13 @@ def register(verbs: Any) -> None:
     p.add_argument("--low-score", type=float, default=0.1)
     p.add_argument("--new-track-score", type=float, default=0.6)
     p.add_argument("--max-lost-s", type=float, default=1.0, help="keep lost tracks this long")
+    p.add_argument(
+        "--velocity-noise",
+        type=float,
+        default=1 / 160,
+        help="velocity change allowed per frame, relative to box size (ByteTrack's 1/160); more for "
+        "objects that speed up in the image",
+    )
     p.set_defaults(func=_run)
 
 
@@ -38,6 +45,7 @@ def _run(args: argparse.Namespace) -> int:
         low_score=args.low_score,
         new_track_score=args.new_track_score,
         max_lost_s=args.max_lost_s,
+        velocity_noise=args.velocity_noise,
         default_dt=1.0 / args.fps,
     )
     tracker = ByteTracker(params)

@@ -47,6 +47,12 @@ class TrackerNode(Node):
                 max_lost_s=self.declare_parameter(
                     "max_lost_s", defaults.max_lost_s, "keep lost tracks (s)", read_only=True
                 ),
+                velocity_noise=self.declare_parameter(
+                    "velocity_noise",
+                    defaults.velocity_noise,
+                    "velocity change per frame, relative to box size",
+                    read_only=True,
+                ),
                 class_aware=self.declare_parameter(
                     "class_aware", True, "match within a class only", read_only=True
                 ),

@@ -1,8 +1,8 @@
 """A constant-velocity Kalman filter for image boxes, stateless like ByteTrack's: tracks hold the arrays.
 
 State: (cx, cy, w, h, vx, vy, vw, vh) in pixels and pixels per second; measurement: (cx, cy, w, h).
-Noise scales with the box's size, as in SORT and ByteTrack (1/20 of it for positions, 1/160 per frame
-for velocities), so a far, small car and a near, large one are filtered alike. Time steps are explicit:
+Noise scales with the box's size, as in SORT and ByteTrack (1/20 of it for positions, by default 1/160
+per frame for velocities), so a far, small car and a near, large one are filtered alike. Time steps are explicit:
 a dropped frame is one longer step. `predict_many` and `update_many` work on every track at once.
 
 The motion, the noise and the measurement treat each of the four quantities apart, and a new track's
@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 POSITION_NOISE = 1 / 20  # standard deviations, relative to the box's size
-VELOCITY_NOISE = 1 / 160  # per frame
+VELOCITY_NOISE = 1 / 160  # per frame: SORT's and ByteTrack's (pedestrians at 30 frames/s)
 
 
 def _sizes(means: np.ndarray) -> np.ndarray:
@@ -26,18 +26,22 @@ def _sizes(means: np.ndarray) -> np.ndarray:
     return sizes
 
 
-def initiate(box: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
+def initiate(
+    box: np.ndarray, dt: float, velocity_noise: float = VELOCITY_NOISE
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean and covariance blocks of a new track from its first box (cx, cy, w, h); velocity unknown."""
     size = float(_sizes(np.asarray(box)))
     mean = np.zeros(8)
     mean[:4] = box
     covariance = np.zeros((3, 4))
     covariance[0] = (2 * POSITION_NOISE * size) ** 2
-    covariance[2] = (10 * VELOCITY_NOISE * size / dt) ** 2
+    covariance[2] = (10 * velocity_noise * size / dt) ** 2
     return mean, covariance
 
 
-def predict_many(means: np.ndarray, covariances: np.ndarray, dt: float) -> tuple[np.ndarray, np.ndarray]:
+def predict_many(
+    means: np.ndarray, covariances: np.ndarray, dt: float, velocity_noise: float = VELOCITY_NOISE
+) -> tuple[np.ndarray, np.ndarray]:
     """Every state (N x 8 means, N x 3 x 4 covariance blocks) dt seconds later."""
     sizes = _sizes(means)[:, None]
     new_means = means.copy()
@@ -47,7 +51,7 @@ def predict_many(means: np.ndarray, covariances: np.ndarray, dt: float) -> tuple
     new_covariances = np.empty_like(covariances)
     new_covariances[:, 0] = variance + 2 * dt * cross + dt * dt * velocity + (POSITION_NOISE * sizes) ** 2
     new_covariances[:, 1] = cross + dt * velocity
-    new_covariances[:, 2] = velocity + (VELOCITY_NOISE * sizes / max(dt, 1e-3)) ** 2
+    new_covariances[:, 2] = velocity + (velocity_noise * sizes / max(dt, 1e-3)) ** 2
     return new_means, new_covariances
 
 
