@@ -72,7 +72,12 @@ def register(verbs: Any) -> None:
     p.set_defaults(func=_grasp)
 
     p = bench.add_parser("track", help="The tracker on driving sequences: MOTA, IDF1, HOTA (TrackEval).")
-    p.add_argument("--sequences", type=int, default=4, help="10-second driving sequences")
+    p.add_argument(
+        "--sequences",
+        type=int,
+        default=12,
+        help="10-second driving sequences (12: two minutes; single sequences range 0.83-0.98 MOTA)",
+    )
     p.add_argument("--seed", type=int, default=1000, help="scene seed (keep it apart from training seeds)")
     p.add_argument(
         "--rate",
