@@ -155,9 +155,8 @@ def test_letterbox_tensor_is_opencvs_blob_bit_for_bit(image_hw, input_hw, centre
     """Our one-pass tensor equals cv2.dnn.blobFromImage of the same canvas, the reference it replaced."""
     image = np.random.default_rng(0).integers(0, 256, (*image_hw, 3), np.uint8)
     tensor, transform = letterbox(image, input_hw, centre=centre, bgr=bgr, unit_scale=unit_scale)
-    new_w, new_h = round(image_hw[1] * transform.scale), round(image_hw[0] * transform.scale)
-    if not centre:
-        new_w, new_h = int(image_hw[1] * transform.scale), int(image_hw[0] * transform.scale)
+    to_pixels = round if centre else int  # as letterbox sizes Ultralytics' and YOLOX's resizes
+    new_w, new_h = to_pixels(image_hw[1] * transform.scale), to_pixels(image_hw[0] * transform.scale)
     resized = image if (new_w, new_h) == image_hw[::-1] else cv2.resize(image, (new_w, new_h))
     canvas = np.full((*input_hw, 3), 114, np.uint8)
     canvas[transform.top : transform.top + new_h, transform.left : transform.left + new_w] = resized

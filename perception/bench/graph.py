@@ -5,8 +5,8 @@ registry; this process subscribes to the camera and to the detections like any o
 camera rate it reports whether the detector keeps up (detections/s against camera frames/s, and the
 frames the detector skipped) and the latency from a frame's stamp (taken right after rendering) to the
 arrival of the image and of its detections. What the detector adds is the difference of the two medians;
-the limit it is held to is printed beside it. The simulator runs at its own default priority (nice 19,
-as in a launch file) unless `sim_nice` says otherwise.
+the limit it is held to is printed beside it. The simulator runs at the niceness `sim_nice` (the CLI's
+default is the simulator's own, 19, as in a launch file).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _spawn(target: str, env: dict[str, str], *args: str) -> subprocess.Popen[byt
 
 
 def run_one(
-    model: str, scene: str, rate: float, seconds: float, sim_nice: int = 19, renderer: str = "auto"
+    model: str, scene: str, rate: float, seconds: float, sim_nice: int, renderer: str = "auto"
 ) -> Row:
     from perception import Node
     from perception.context import Context
@@ -133,7 +133,7 @@ def run_one(
     )
 
 
-def run(model: str, scenes: list[str], rates: list[float], seconds: float, sim_nice: int = 19) -> list[Row]:
+def run(model: str, scenes: list[str], rates: list[float], seconds: float, sim_nice: int) -> list[Row]:
     return [run_one(model, scene, rate, seconds, sim_nice) for scene in scenes for rate in rates]
 
 
