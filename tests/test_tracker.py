@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from perception.track import ByteTracker, TrackerParams
+from perception.track import ByteTracker, TrackerParams, TrackState
 from perception.track.tracker import assign, iou_matrix
 
 CAR, PEDESTRIAN = 8, 9
@@ -116,9 +116,15 @@ def test_velocity_is_in_pixels_per_second_and_lost_tracks_expire():
     for i in range(15):
         tracks = tracker.update(np.array([box(100 + 5 * i, 200)]), np.array([0.9]), np.array([CAR]), i * 0.1)
     assert tracks[0].velocity[0] == pytest.approx(50, rel=0.1) and abs(tracks[0].velocity[1]) < 2
+    expiring = tracks[0]
     for i in range(15, 22):
         tracker.update(np.zeros((0, 4)), np.zeros(0), np.zeros(0), i * 0.1)
     assert tracker.tracks == []
+    # A removed track still reads its own last state, not the row of whatever track follows it.
+    other = tracker.update(np.array([box(500, 300)]), np.array([0.9]), np.array([PEDESTRIAN]), 2.2)
+    assert other == [] and len(tracker.tracks) == 1
+    assert expiring.state is TrackState.REMOVED and expiring.class_id == CAR and expiring.hits == 15
+    np.testing.assert_allclose(expiring.box, box(170, 200))
 
 
 def test_bad_input_is_named():
@@ -135,7 +141,13 @@ def test_iou_and_assignment_on_hand_checked_boxes():
     b = np.array([[5, 0, 15, 10], [100, 100, 110, 110]])
     np.testing.assert_allclose(iou_matrix(a, b), [[50 / 150, 0], [0, 0]])
     assert iou_matrix(a, np.zeros((0, 4))).shape == (2, 0)
-    assert assign(iou_matrix(a, b), 0.3) == ([(0, 0)], [1], [1])
+    rows, columns, free_rows, free_columns = assign(iou_matrix(a, b), 0.3)
+    assert (rows.tolist(), columns.tolist(), free_rows.tolist(), free_columns.tolist()) == (
+        [0],
+        [0],
+        [1],
+        [1],
+    )
 
 
 def test_ground_points_distance_speed_and_time_to_collision():

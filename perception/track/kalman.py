@@ -1,4 +1,4 @@
-"""A constant-velocity Kalman filter for image boxes, stateless like ByteTrack's: tracks hold the arrays.
+"""A constant-velocity Kalman filter for image boxes, stateless like ByteTrack's: the tracker holds the arrays.
 
 State: (cx, cy, w, h, vx, vy, vw, vh) in pixels and pixels per second; measurement: (cx, cy, w, h).
 Noise scales with the box's size, as in SORT and ByteTrack (1/20 of it for positions, by default 1/160

@@ -11,14 +11,15 @@ occlusion and blur without letting weak detections start tracks; (4) match the r
 detections to tentative tracks; (5) start tentative tracks from high-score leftovers; (6) confirm,
 lose and remove tracks by their parameters. Matching is class-consistent: a car never continues a cone.
 Detections may come in any order, a frame may be empty, and a gap in stamps is one longer prediction.
+The state of every track lives in one table of arrays, a row per track, so each step is a few numpy
+operations whatever the number of tracks; a `Track` is a view of its row.
 """
 
 from __future__ import annotations
 
 import enum
 import itertools
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -59,36 +60,98 @@ class TrackerParams:
     default_dt: float = 0.1  # seconds assumed between the first two frames
 
 
-@dataclass
+# Track states as the tracker stores them, one int8 per track: the index into TrackState's members.
+_STATES = list(TrackState)
+_TENTATIVE, _CONFIRMED, _LOST, _REMOVED = range(4)
+
+
+class _Table:
+    """Every track's state, a row each, so that each step of an update is one numpy operation over all
+    tracks: per-track Python objects cost more than the filter's arithmetic at 50 tracks."""
+
+    COLUMNS = ("means", "covariances", "class_ids", "states", "hits", "scores", "last_seen_s", "boxes")
+
+    def __init__(self, rows: int = 0) -> None:
+        self.means = np.zeros((rows, 8))  # Kalman state: cx, cy, w, h, and their velocities (px, px/s)
+        self.covariances = np.zeros((rows, 3, 4))  # 3 x 4 blocks (see kalman)
+        self.class_ids = np.zeros(rows, np.int64)
+        self.states = np.zeros(rows, np.int8)
+        self.hits = np.zeros(rows, np.int64)
+        self.scores = np.zeros(rows)
+        self.last_seen_s = np.zeros(rows)
+        self.boxes = np.zeros((rows, 4))  # xyxy observed in the newest frame that matched
+
+    def keep(self, rows: np.ndarray) -> None:
+        for name in self.COLUMNS:
+            setattr(self, name, getattr(self, name)[rows])
+
+    def extend(self, other: _Table) -> None:
+        for name in self.COLUMNS:
+            setattr(self, name, np.concatenate([getattr(self, name), getattr(other, name)]))
+
+    def row(self, index: int) -> _Table:
+        single = _Table()
+        for name in self.COLUMNS:
+            setattr(single, name, getattr(self, name)[index : index + 1].copy())
+        return single
+
+
 class Track:
-    id: int
-    class_id: int
-    mean: np.ndarray  # Kalman state: cx, cy, w, h, and their velocities (px, px/s)
-    covariance: np.ndarray  # 3 x 4 blocks (see kalman)
-    score: float
-    state: TrackState = TrackState.TENTATIVE
-    hits: int = 1
-    born_s: float = 0.0
-    last_seen_s: float = 0.0
-    # (stamp, xyxy) when matched; the last 30 are enough for speed estimates and bounded for long runs
-    history: deque[tuple[float, np.ndarray]] = field(default_factory=lambda: deque(maxlen=30))
+    """One track: its id, class and birth, and a view of its row in the tracker's state. A track the
+    tracker removes keeps a copy of its last row, so a consumer holding it still reads what it was."""
+
+    __slots__ = ("_row", "_table", "born_s", "class_id", "id")
+
+    def __init__(self, id: int, class_id: int, born_s: float, table: _Table, row: int) -> None:
+        self.id, self.class_id, self.born_s = id, class_id, born_s
+        self._table, self._row = table, row
+
+    def __repr__(self) -> str:
+        return f"Track(id={self.id}, class_id={self.class_id}, state={self.state.value}, box={self.box.tolist()})"
+
+    @property
+    def state(self) -> TrackState:
+        return _STATES[int(self._table.states[self._row])]
+
+    @property
+    def hits(self) -> int:
+        return int(self._table.hits[self._row])
+
+    @property
+    def score(self) -> float:
+        """The score of the detection that matched last."""
+        return float(self._table.scores[self._row])
+
+    @property
+    def last_seen_s(self) -> float:
+        return float(self._table.last_seen_s[self._row])
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Kalman state: cx, cy, w, h, and their velocities (px, px/s)."""
+        return np.array(self._table.means[self._row])
+
+    @property
+    def covariance(self) -> np.ndarray:
+        """The state's covariance as 3 x 4 blocks (see kalman)."""
+        return np.array(self._table.covariances[self._row])
 
     @property
     def box(self) -> np.ndarray:
         """The box observed in the newest frame that matched (what a consumer reports): the filter's
         estimate lags a little behind objects that speed up or grow as they come closer."""
-        return self.history[-1][1]
+        return np.array(self._table.boxes[self._row])
 
     @property
     def xyxy(self) -> np.ndarray:
         """The filter's box, predicted to the newest frame's time (what matching uses)."""
-        cx, cy, w, h = self.mean[:4]
+        cx, cy, w, h = self._table.means[self._row, :4]
         return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
 
     @property
     def velocity(self) -> np.ndarray:
         """Image-space velocity of the box centre, pixels per second."""
-        return np.asarray(self.mean[4:6])
+        return np.array(self._table.means[self._row, 4:6])
 
     def age_s(self, now_s: float) -> float:
         return now_s - self.born_s
@@ -123,19 +186,21 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return pairwise_iou(a[:, None, :], b[None, :, :])
 
 
-def assign(iou: np.ndarray, threshold: float) -> tuple[list[tuple[int, int]], list[int], list[int]]:
-    """Optimal one-to-one matches of rows to columns with IoU >= threshold, and the unmatched of each."""
+_NO_ROWS = np.zeros(0, np.int64)
+
+
+def assign(iou: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Optimal one-to-one matches of rows to columns with IoU >= threshold: the matched rows, their
+    columns, then the unmatched rows and the unmatched columns (each in increasing order)."""
     rows, cols = iou.shape
     if rows == 0 or cols == 0:
-        return [], list(range(rows)), list(range(cols))
+        return _NO_ROWS, _NO_ROWS, np.arange(rows), np.arange(cols)
     r, c = linear_sum_assignment(-iou)
-    matches = [(int(i), int(j)) for i, j in zip(r, c, strict=True) if iou[i, j] >= threshold]
-    matched_rows, matched_cols = {i for i, _ in matches}, {j for _, j in matches}
-    return (
-        matches,
-        [i for i in range(rows) if i not in matched_rows],
-        [j for j in range(cols) if j not in matched_cols],
-    )
+    good = iou[r, c] >= threshold
+    r, c = r[good], c[good]
+    free_rows, free_cols = np.ones(rows, bool), np.ones(cols, bool)
+    free_rows[r], free_cols[c] = False, False
+    return r, c, np.flatnonzero(free_rows), np.flatnonzero(free_cols)
 
 
 class ByteTracker:
@@ -145,7 +210,8 @@ class ByteTracker:
 
     def reset(self) -> None:
         """Forget every track; ids start again from 1."""
-        self.tracks: list[Track] = []
+        self.tracks: list[Track] = []  # alive (tentative, confirmed or lost); track i is row i of _table
+        self._table = _Table()
         self._ids = itertools.count(1)
         self.ids_issued = 0
         self._last_stamp_s: float | None = None
@@ -169,111 +235,121 @@ class ByteTracker:
             raise ValueError(f"update: stamps must not go back in time ({self._last_stamp_s} -> {stamp_s})")
         first_frame = self._last_stamp_s is None
         self._last_stamp_s = stamp_s
-        # 1. Predict, and the gate each track matches through, for every track at once.
-        tracks = self.tracks
-        gates, margins = np.zeros((len(tracks), 4)), np.zeros((len(tracks), 4))
-        if tracks:
-            means, covariances = kalman.predict_many(
-                np.array([t.mean for t in tracks]),
-                np.array([t.covariance for t in tracks]),
-                max(dt, 1e-3),
-                p.velocity_noise,
-            )
-            for track, mean, covariance in zip(tracks, means, covariances, strict=True):
-                track.mean, track.covariance = mean, covariance
-            centres, sizes = means[:, :2], means[:, 2:4]
-            gates = _grown(np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1), p.buffer)
-            # Both boxes of a pair grow by the track's uncertainty, so the IoU measures overlap, not size.
-            sigma = p.gate_sigmas * np.sqrt(covariances[:, 0, :2])  # of the centre's x and y
-            margins = np.concatenate([-sigma, sigma], axis=1)
-            gates += margins
-        track_classes = np.array([t.class_id for t in tracks], np.int64)
-        states = [t.state for t in tracks]
+        table = self._table
+        # 1. Predict, and the gate each track matches through.
+        table.means, table.covariances = kalman.predict_many(
+            table.means, table.covariances, max(dt, 1e-3), p.velocity_noise
+        )
+        centres, sizes = table.means[:, :2], table.means[:, 2:4]
+        gates = _grown(np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1), p.buffer)
+        # Both boxes of a pair grow by the track's uncertainty, so the IoU measures overlap, not size.
+        sigma = p.gate_sigmas * np.sqrt(table.covariances[:, 0, :2])  # of the centre's x and y
+        margins = np.concatenate([-sigma, sigma], axis=1)
+        gates += margins
+        states = table.states
         high = np.flatnonzero(scores >= p.high_score)
         low = np.flatnonzero((scores >= p.low_score) & (scores < p.high_score))
-        pool = [i for i, s in enumerate(states) if s in (TrackState.CONFIRMED, TrackState.LOST)]
-        tentative = [i for i, s in enumerate(states) if s is TrackState.TENTATIVE]
+        pool = np.flatnonzero(states != _TENTATIVE)  # confirmed and lost
+        tentative = np.flatnonzero(states == _TENTATIVE)
         grown = _grown(boxes, p.buffer)
 
-        def similarity(rows: list[int], columns: np.ndarray) -> np.ndarray:
-            """IoU of tracks (indices into `tracks`) and detections, 0 across classes."""
-            if not rows or not len(columns):
+        def similarity(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+            """IoU of tracks (rows of the table) and detections, 0 across classes."""
+            if not len(rows) or not len(columns):
                 return np.zeros((len(rows), len(columns)))
             iou = pairwise_iou(
                 gates[rows][:, None, :], grown[columns][None, :, :] + margins[rows][:, None, :]
             )
             if p.class_aware:
-                iou[track_classes[rows][:, None] != class_ids[columns][None, :]] = 0.0
+                iou[table.class_ids[rows][:, None] != class_ids[columns][None, :]] = 0.0
             return iou
 
-        matched: list[tuple[Track, np.ndarray, float]] = []  # corrected together after matching
         # 2. High-score detections against confirmed and lost tracks.
-        pairs, unmatched_tracks, unmatched_high = assign(similarity(pool, high), p.match_iou)
-        for t, d in pairs:
-            matched.append((tracks[pool[t]], boxes[high[d]], scores[high[d]]))
+        rows, columns, unmatched_tracks, unmatched_high = assign(similarity(pool, high), p.match_iou)
+        matched_rows, matched_detections = [pool[rows]], [high[columns]]
         # 3. Low-score detections against confirmed tracks still unmatched (not lost ones).
-        remaining = [pool[t] for t in unmatched_tracks if states[pool[t]] is TrackState.CONFIRMED]
-        pairs, _, _ = assign(similarity(remaining, low), p.low_match_iou)
-        for t, d in pairs:
-            matched.append((tracks[remaining[t]], boxes[low[d]], scores[low[d]]))
+        remaining = pool[unmatched_tracks]
+        remaining = remaining[states[remaining] == _CONFIRMED]
+        rows, columns, _, _ = assign(similarity(remaining, low), p.low_match_iou)
+        matched_rows.append(remaining[rows])
+        matched_detections.append(low[columns])
         # 4. Leftover high-score detections against tentative tracks.
         left = high[unmatched_high]
-        pairs, _, unmatched_left = assign(similarity(tentative, left), p.match_iou)
-        for t, d in pairs:
-            matched.append((tracks[tentative[t]], boxes[left[d]], scores[left[d]]))
-        self._correct(matched, stamp_s)
-        seen = {id(track) for track, _, _ in matched}
+        rows, columns, _, unmatched_left = assign(similarity(tentative, left), p.match_iou)
+        matched_rows.append(tentative[rows])
+        matched_detections.append(left[columns])
+        self._correct(
+            np.concatenate(matched_rows), np.concatenate(matched_detections), boxes, scores, stamp_s
+        )
+        seen = np.zeros(len(self.tracks), bool)
+        seen[np.concatenate(matched_rows)] = True
         # 5. New tracks.
-        for d in left[unmatched_left]:
-            if scores[d] >= p.new_track_score:
-                mean, covariance = kalman.initiate(
-                    xyxy_to_cxcywh(boxes[d])[0], p.default_dt, p.velocity_noise
-                )
-                track = Track(next(self._ids), int(class_ids[d]), mean, covariance, float(scores[d]))
-                self.ids_issued += 1
-                track.born_s = track.last_seen_s = stamp_s
-                track.history.append((stamp_s, boxes[d].copy()))
-                if first_frame:  # as ByteTrack: nothing to confirm against on the very first frame
-                    track.state = TrackState.CONFIRMED
-                self.tracks.append(track)
-                seen.add(id(track))
+        born = left[unmatched_left]
+        born = born[scores[born] >= p.new_track_score]
+        if len(born):
+            self._start(born, boxes, scores, class_ids, stamp_s, _CONFIRMED if first_frame else _TENTATIVE)
+            # (as ByteTrack: on the very first frame there is nothing to confirm against)
+            seen = np.concatenate([seen, np.ones(len(born), bool)])
         # 6. Life cycle.
-        confirmed, lost, tentative_state = TrackState.CONFIRMED, TrackState.LOST, TrackState.TENTATIVE
-        kept, reported = [], []
-        for track in self.tracks:
-            state = track.state
-            if id(track) in seen:
-                if state is lost or (state is tentative_state and track.hits >= p.confirm_hits):
-                    state = confirmed
-                if state is confirmed:
-                    reported.append(track)
-            elif state is tentative_state:
-                state = TrackState.REMOVED
-            elif state is confirmed:
-                state = lost
-            if state is lost and stamp_s - track.last_seen_s > p.max_lost_s:
-                state = TrackState.REMOVED
-            track.state = state
-            if state is not TrackState.REMOVED:
-                kept.append(track)
-        self.tracks = kept
+        states = table.states
+        confirm = (states == _LOST) | ((states == _TENTATIVE) & (table.hits >= p.confirm_hits))
+        states[seen & confirm] = _CONFIRMED
+        states[~seen & (states == _CONFIRMED)] = _LOST
+        removed = (~seen & (states == _TENTATIVE)) | (
+            (states == _LOST) & (stamp_s - table.last_seen_s > p.max_lost_s)
+        )
+        reported = [self.tracks[i] for i in np.flatnonzero(seen & (states == _CONFIRMED)).tolist()]
+        if removed.any():
+            self._remove(removed)
         return reported
 
-    @staticmethod
-    def _correct(matched: list[tuple[Track, np.ndarray, float]], stamp_s: float) -> None:
-        """Kalman corrections of every matched track, in one batch."""
-        if not matched:
-            return
-        boxes = np.array([box for _, box, _ in matched])
-        measured = xyxy_to_cxcywh(boxes)
-        means, covariances = kalman.update_many(
-            np.array([t.mean for t, _, _ in matched]),
-            np.array([t.covariance for t, _, _ in matched]),
-            measured,
+    def _correct(
+        self, rows: np.ndarray, detections: np.ndarray, boxes: np.ndarray, scores: np.ndarray, stamp_s: float
+    ) -> None:
+        """Kalman corrections of the tracks in `rows` by the detections matched to them, in one batch."""
+        table = self._table
+        table.means[rows], table.covariances[rows] = kalman.update_many(
+            table.means[rows], table.covariances[rows], xyxy_to_cxcywh(boxes[detections])
         )
-        for (track, _, score), box, mean, covariance in zip(matched, boxes, means, covariances, strict=True):
-            track.mean, track.covariance = mean, covariance
-            track.hits += 1
-            track.score = float(score)
-            track.last_seen_s = stamp_s
-            track.history.append((stamp_s, box))  # a row of `boxes`, this update's own copy
+        table.hits[rows] += 1
+        table.scores[rows] = scores[detections]
+        table.last_seen_s[rows] = stamp_s
+        table.boxes[rows] = boxes[detections]
+
+    def _start(
+        self,
+        detections: np.ndarray,
+        boxes: np.ndarray,
+        scores: np.ndarray,
+        class_ids: np.ndarray,
+        stamp_s: float,
+        state: int,
+    ) -> None:
+        p, first_row = self.params, len(self.tracks)
+        new = _Table(len(detections))
+        for row, d in enumerate(detections):
+            new.means[row], new.covariances[row] = kalman.initiate(
+                xyxy_to_cxcywh(boxes[d])[0], p.default_dt, p.velocity_noise
+            )
+        new.class_ids[:] = class_ids[detections]
+        new.states[:] = state
+        new.hits[:] = 1
+        new.scores[:] = scores[detections]
+        new.last_seen_s[:] = stamp_s
+        new.boxes[:] = boxes[detections]
+        self._table.extend(new)
+        for row, d in enumerate(detections, start=first_row):
+            self.tracks.append(Track(next(self._ids), int(class_ids[d]), stamp_s, self._table, row))
+        self.ids_issued += len(detections)
+
+    def _remove(self, removed: np.ndarray) -> None:
+        table = self._table
+        table.states[removed] = _REMOVED
+        for row in np.flatnonzero(removed).tolist():
+            gone = self.tracks[row]
+            gone._table, gone._row = table.row(row), 0
+        kept = np.flatnonzero(~removed)
+        table.keep(kept)
+        self.tracks = [self.tracks[i] for i in kept.tolist()]
+        for row, track in enumerate(self.tracks):
+            track._row = row
