@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from perception.track import ByteTracker, TrackerParams, TrackState
-from perception.track.tracker import assign, iou_matrix
+from perception.track.tracker import assign, iou_matrix, side_by_side, widen_occluded
 
 CAR, PEDESTRIAN = 8, 9
 
@@ -94,6 +94,55 @@ def test_classes_never_swap_identities():
     )
 
 
+def far_car_hidden_by_a_passing_one() -> list[list[tuple[list[float], float, int]]]:
+    """A far car 16 x 14 px drifting left, covered from its left by a car passing in front (its right
+    edge stays), hidden for half a second, then uncovered from the left: it comes back where its left
+    edge was, while the narrowing visible part had looked like motion to the right."""
+    frames = []
+    for i in range(10):
+        x = 345 - 0.5 * i
+        frames.append([([x, 230, x + 16, 244], 0.8, CAR)])
+    for k in range(1, 5):
+        x = 345 - 0.5 * (9 + k)
+        frames.append([([x + 3 * k, 230, x + 16, 244], 0.8, CAR)])
+    frames += [[] for _ in range(5)]
+    for k in range(1, 6):
+        x = 345 - 0.5 * (18 + k)
+        frames.append([([x, 230, x + 3 * k + 1, 244], 0.8, CAR)])
+    return frames
+
+
+@pytest.mark.parametrize(
+    "remedies",
+    [
+        {},
+        {"occluded_width_ratio": 0.0},  # re-entry beside the last box alone
+        {"reentry_gap_heights": 0.0},  # widening the hidden object's box alone
+    ],
+)
+def test_a_far_car_hidden_by_a_passing_one_keeps_its_id(remedies):
+    seen = run(ByteTracker(TrackerParams(**remedies)), far_car_hidden_by_a_passing_one())
+    assert [list(frame) for frame in seen[-4:]] == [[1]] * 4
+    # Without either remedy the track drifts right while the car is hidden and a new id takes over.
+    plain = TrackerParams(occluded_width_ratio=0.0, reentry_gap_heights=0.0)
+    assert set(run(ByteTracker(plain), far_car_hidden_by_a_passing_one())[-1]) == {2}
+
+
+def test_side_by_side_and_widening_on_hand_checked_boxes():
+    a = np.array([[0, 0, 10, 10]])
+    beside = np.array([[15, 0, 20, 10], [0, 6, 10, 16], [25, 0, 30, 10], [5, 0, 8, 10]])
+    # level, 5 px apart with height 10: 1 - 5/10; overlapping by 4 of 16 rows: not level; 15 px apart:
+    # beyond one height; overlapping, level: the vertical overlap itself.
+    np.testing.assert_allclose(side_by_side(a, beside, 1.0), [[0.5, 0.0, 0.0, 1.0]])
+    predicted = np.array([[353.0, 237, 16, 14]] * 3)  # xyxy 345, 230, 361, 244
+    detected = np.array([[354.0, 230, 361, 244], [345, 230, 359, 244], [354, 235, 361, 240]])
+    measured = widen_occluded(detected, predicted, 0.8)
+    # Narrow and as tall, its right edge where the track's was: widened to 16 px from that edge.
+    np.testing.assert_allclose(measured[0], [353, 237, 16, 14])
+    # Wide enough, or not as tall (no side occlusion): measured as detected.
+    np.testing.assert_allclose(measured[1:], [[352, 237, 14, 14], [357.5, 237.5, 7, 5]])
+
+
 def test_empty_frames_detection_order_and_a_gap_in_stamps():
     tracker = ByteTracker()
     assert tracker.update(np.zeros((0, 4)), np.zeros(0), np.zeros(0), 0.0) == []
@@ -128,6 +177,10 @@ def test_velocity_is_in_pixels_per_second_and_lost_tracks_expire():
 
 
 def test_bad_input_is_named():
+    with pytest.raises(ValueError, match=r"tracker parameter velocity_noise: expected > 0, found 0"):
+        TrackerParams(velocity_noise=0)
+    with pytest.raises(ValueError, match=r"occluded_width_ratio: expected in \[0, 1\], found 1.5"):
+        TrackerParams(occluded_width_ratio=1.5)
     tracker = ByteTracker()
     with pytest.raises(ValueError, match=r"as many scores and class ids as boxes \(2\), found 1 and 2"):
         tracker.update(np.array([box(1, 1), box(5, 5)]), np.array([0.9]), np.array([1, 2]), 0.0)

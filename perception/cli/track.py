@@ -28,6 +28,20 @@ def register(verbs: Any) -> None:
         help="velocity change allowed per frame, relative to box size (ByteTrack's 1/160); more for "
         "objects that speed up in the image",
     )
+    p.add_argument(
+        "--occluded-width-ratio",
+        type=float,
+        default=0.0,
+        help="read a detection narrower than this share of its track's box, and as tall, as a partly "
+        "hidden object (0, the default here: off; the driving tracker's 0.8 is untested on pedestrians)",
+    )
+    p.add_argument(
+        "--reentry-gap-heights",
+        type=float,
+        default=0.0,
+        help="lost tracks take back level detections at most this many box heights beside their last "
+        "box (0, the default here: off; the driving tracker uses 1.0)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -38,16 +52,18 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         detections = read_detections(args.det)
+        params = TrackerParams(
+            high_score=args.high_score,
+            low_score=args.low_score,
+            new_track_score=args.new_track_score,
+            max_lost_s=args.max_lost_s,
+            velocity_noise=args.velocity_noise,
+            occluded_width_ratio=args.occluded_width_ratio,
+            reentry_gap_heights=args.reentry_gap_heights,
+            default_dt=1.0 / args.fps,
+        )
     except ValueError as exc:
         raise PerceptError(str(exc)) from None
-    params = TrackerParams(
-        high_score=args.high_score,
-        low_score=args.low_score,
-        new_track_score=args.new_track_score,
-        max_lost_s=args.max_lost_s,
-        velocity_noise=args.velocity_noise,
-        default_dt=1.0 / args.fps,
-    )
     tracker = ByteTracker(params)
     written = write_tracks(track_file(detections, tracker, args.fps), args.out)
     print(

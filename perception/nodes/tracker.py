@@ -53,6 +53,18 @@ class TrackerNode(Node):
                     "velocity change per frame, relative to box size",
                     read_only=True,
                 ),
+                occluded_width_ratio=self.declare_parameter(
+                    "occluded_width_ratio",
+                    defaults.occluded_width_ratio,
+                    "narrower share of a track's box read as partly hidden; 0: off",
+                    read_only=True,
+                ),
+                reentry_gap_heights=self.declare_parameter(
+                    "reentry_gap_heights",
+                    defaults.reentry_gap_heights,
+                    "lost tracks take back detections this many heights beside; 0: off",
+                    read_only=True,
+                ),
                 class_aware=self.declare_parameter(
                     "class_aware", True, "match within a class only", read_only=True
                 ),

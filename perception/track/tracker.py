@@ -8,8 +8,11 @@ Each update, in order: (1) predict every track to this frame's time with its Kal
 high-score detections to confirmed and lost tracks by IoU with optimal assignment (scipy); (3) match
 low-score detections to the confirmed tracks still unmatched, which keeps tracks alive through
 occlusion and blur without letting weak detections start tracks; (4) match the remaining high-score
-detections to tentative tracks; (5) start tentative tracks from high-score leftovers; (6) confirm,
-lose and remove tracks by their parameters. Matching is class-consistent: a car never continues a cone.
+detections to tentative tracks; (5) let lost tracks take back leftovers level with and beside their
+last box (an object hidden by one passing in front comes out on its other side); (6) start tentative
+tracks from high-score leftovers; (7) confirm, lose and remove tracks by their parameters. Matched
+tracks are corrected together; a detection that looks like the visible part of a partly hidden object
+corrects its track as the whole object. Matching is class-consistent: a car never continues a cone.
 Detections may come in any order, a frame may be empty, and a gap in stamps is one longer prediction.
 The state of every track lives in one table of arrays, a row per track, so each step is a few numpy
 operations whatever the number of tracks; a `Track` is a view of its row.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,6 +62,33 @@ class TrackerParams:
     gate_sigmas: float = 2.0  # track boxes also grow by this many standard deviations of their predicted
     # centre: young tracks, whose velocity is barely known, reach further than settled ones
     default_dt: float = 0.1  # seconds assumed between the first two frames
+    # Far road users hidden for a second by one passing in front were the first cause of identity loss
+    # on the driving scenes: the visible part of the hidden object narrows from one side, the filter
+    # reads that as motion, and the object comes back on the occluder's other side, away from where the
+    # track has drifted. Two remedies, each 0 to turn it off; tuned on seeds 3000 and 5000 (IDF1 0.925
+    # -> 0.929, MOTA 0.913 -> 0.914), then held-out seeds 1000 (0.920 -> 0.923) and 7000 (0.890 -> 0.912):
+    occluded_width_ratio: float = 0.8  # a detection narrower than this share of its track's box, and as
+    # tall, is a partly hidden object: the filter sees it widened to the track's width from its edge
+    # nearer the track's own (the edge that stayed), so the track keeps the whole object, and its speed
+    reentry_gap_heights: float = 1.0  # a lost track takes back a high-score detection no track matched
+    # when the two are level (vertical extents overlapping by half or more) and side by side, at most
+    # this many box heights apart: the last box seen against the new one, whatever the track predicted
+
+    def __post_init__(self) -> None:
+        ranges = {
+            "high_score": (0, 1), "low_score": (0, 1), "new_track_score": (0, 1), "match_iou": (0, 1),
+            "low_match_iou": (0, 1), "occluded_width_ratio": (0, 1), "confirm_hits": (1, math.inf),
+            "max_lost_s": (0, math.inf), "velocity_noise": (0, math.inf), "buffer": (0, math.inf),
+            "gate_sigmas": (0, math.inf), "default_dt": (0, math.inf), "reentry_gap_heights": (0, math.inf),
+        }  # fmt: skip
+        positive = ("velocity_noise", "default_dt")  # a zero would divide or freeze the filter
+        for name, (least, most) in ranges.items():
+            value = getattr(self, name)
+            above = value > least if name in positive else value >= least
+            if not (above and value <= most):
+                lower = f"{'>' if name in positive else '>='} {least}"
+                expected = lower if most == math.inf else f"in [{least}, {most}]"
+                raise ValueError(f"tracker parameter {name}: expected {expected}, found {value}")
 
 
 # Track states as the tracker stores them, one int8 per track: the index into TrackState's members.
@@ -186,7 +217,44 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return pairwise_iou(a[:, None, :], b[None, :, :])
 
 
+def side_by_side(a: np.ndarray, b: np.ndarray, gap_heights: float) -> np.ndarray:
+    """How well each box of b (M x 4 xyxy) continues each box of a (N x 4) beside it, 0-1: N x M. Pairs
+    must be level, their vertical extents overlapping by half or more; the score falls from that
+    overlap to 0 as the gap between them grows to `gap_heights` times the taller one's height."""
+    a, b = np.asarray(a, np.float64)[:, None, :], np.asarray(b, np.float64)[None, :, :]
+    overlap = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])
+    span = np.maximum(a[..., 3], b[..., 3]) - np.minimum(a[..., 1], b[..., 1])
+    level = np.maximum(overlap, 0) / np.maximum(span, 1e-9)
+    gap = np.maximum(np.maximum(a[..., 0], b[..., 0]) - np.minimum(a[..., 2], b[..., 2]), 0)
+    height = np.maximum(a[..., 3] - a[..., 1], b[..., 3] - b[..., 1])
+    score: np.ndarray = level * np.clip(1 - gap / np.maximum(gap_heights * height, 1e-9), 0, 1)
+    score[level < 0.5] = 0.0
+    return score
+
+
+def widen_occluded(detected: np.ndarray, predicted: np.ndarray, ratio: float) -> np.ndarray:
+    """Filter measurements (N x 4 cx, cy, w, h) for detections (N x 4 xyxy) matched to tracks whose
+    predicted boxes are `predicted` (N x 4 cx, cy, w, h). A detection narrower than `ratio` times its
+    track's width and of its height (within 15%) is taken for the visible part of a partly hidden
+    object and widened to the track's width, keeping the edge nearer the track's own (the one that
+    stayed put while the other was covered)."""
+    measured = xyxy_to_cxcywh(detected)
+    width, height = predicted[:, 2], predicted[:, 3]
+    hidden = (measured[:, 2] < ratio * width) & (np.abs(measured[:, 3] - height) < 0.15 * height)
+    if hidden.any():
+        left_stayed = np.abs(detected[:, 0] - (predicted[:, 0] - width / 2)) < np.abs(
+            detected[:, 2] - (predicted[:, 0] + width / 2)
+        )
+        centre = np.where(left_stayed, detected[:, 0] + width / 2, detected[:, 2] - width / 2)
+        measured[hidden, 0] = centre[hidden]
+        measured[hidden, 2] = width[hidden]
+    return measured
+
+
 _NO_ROWS = np.zeros(0, np.int64)
+_ANY_OVERLAP = 0.01  # least side-by-side score of a re-entry: any level pair within the gap
+# Tracks matched fewer times than this have no settled width to compare a detection with.
+_SETTLED_HITS = 3
 
 
 def assign(iou: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -278,19 +346,30 @@ class ByteTracker:
         rows, columns, _, unmatched_left = assign(similarity(tentative, left), p.match_iou)
         matched_rows.append(tentative[rows])
         matched_detections.append(left[columns])
-        self._correct(
-            np.concatenate(matched_rows), np.concatenate(matched_detections), boxes, scores, stamp_s
-        )
+        # 5. Lost tracks still unmatched against leftover high-score detections side by side with
+        # their last box (see `reentry_gap_heights`).
+        left = left[unmatched_left]
+        lost = pool[unmatched_tracks]
+        lost = lost[states[lost] == _LOST]
+        if p.reentry_gap_heights > 0 and len(lost) and len(left):
+            beside = side_by_side(table.boxes[lost], boxes[left], p.reentry_gap_heights)
+            if p.class_aware:
+                beside[table.class_ids[lost][:, None] != class_ids[left][None, :]] = 0.0
+            rows, columns, _, unmatched_left = assign(beside, _ANY_OVERLAP)
+            matched_rows.append(lost[rows])
+            matched_detections.append(left[columns])
+            left = left[unmatched_left]
+        matched = np.concatenate(matched_rows)
+        self._correct(matched, np.concatenate(matched_detections), boxes, scores, stamp_s)
         seen = np.zeros(len(self.tracks), bool)
-        seen[np.concatenate(matched_rows)] = True
-        # 5. New tracks.
-        born = left[unmatched_left]
-        born = born[scores[born] >= p.new_track_score]
+        seen[matched] = True
+        # 6. New tracks.
+        born = left[scores[left] >= p.new_track_score]
         if len(born):
             self._start(born, boxes, scores, class_ids, stamp_s, _CONFIRMED if first_frame else _TENTATIVE)
             # (as ByteTrack: on the very first frame there is nothing to confirm against)
             seen = np.concatenate([seen, np.ones(len(born), bool)])
-        # 6. Life cycle.
+        # 7. Life cycle.
         states = table.states
         confirm = (states == _LOST) | ((states == _TENTATIVE) & (table.hits >= p.confirm_hits))
         states[seen & confirm] = _CONFIRMED
@@ -307,9 +386,15 @@ class ByteTracker:
         self, rows: np.ndarray, detections: np.ndarray, boxes: np.ndarray, scores: np.ndarray, stamp_s: float
     ) -> None:
         """Kalman corrections of the tracks in `rows` by the detections matched to them, in one batch."""
-        table = self._table
+        table, p = self._table, self.params
+        measured = xyxy_to_cxcywh(boxes[detections])
+        if p.occluded_width_ratio > 0:
+            settled = table.hits[rows] >= _SETTLED_HITS
+            measured[settled] = widen_occluded(
+                boxes[detections[settled]], table.means[rows[settled], :4], p.occluded_width_ratio
+            )
         table.means[rows], table.covariances[rows] = kalman.update_many(
-            table.means[rows], table.covariances[rows], xyxy_to_cxcywh(boxes[detections])
+            table.means[rows], table.covariances[rows], measured
         )
         table.hits[rows] += 1
         table.scores[rows] = scores[detections]
