@@ -326,7 +326,7 @@ def test_bench_mot_runs_ours_and_the_peers_on_the_same_motchallenge_files(tmp_pa
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     rows = {r["tracker"]: r for r in report["results"]}
-    assert set(rows) == {"ours", "sort", "bytetrack", "ocsort"}
+    assert set(rows) == {"ours", "sort", "bytetrack", "ocsort", "oracle"}
     for name, row in rows.items():
         # The don't-care object is tracked by all of them but costs nothing; each tracker misses only
         # the frames before it confirms a track.
@@ -338,6 +338,7 @@ def test_bench_mot_runs_ours_and_the_peers_on_the_same_motchallenge_files(tmp_pa
         "sort": 4,
         "bytetrack": 2,
         "ocsort": 2,
+        "oracle": 0,
     }
     # MOT17's reading: only pedestrians (class 1) count, distractors (class 8) are ignore regions.
     gt = (tmp_path / "two/gt/gt.txt").read_text().replace(",0,1,0.2", ",1,8,0.2")
@@ -349,6 +350,29 @@ def test_bench_mot_runs_ours_and_the_peers_on_the_same_motchallenge_files(tmp_pa
     assert (row["false_positives"], row["misses"], row["mota"]) == (0, 0, 1.0)
     missing = percept("bench", "mot", str(tmp_path / "none"))
     assert missing.returncode == 1 and "no det/det.txt" in missing.stderr
+
+
+def test_bench_mot_oracle_scores_what_the_trusted_detections_allow(tmp_path):
+    import json
+
+    from conftest import percept
+
+    write_mot_sequence(tmp_path / "two")
+    lines = (tmp_path / "two/det/det.txt").read_text().splitlines()
+    # Object 2 detected at 0.3 (under the 0.4 ours trusts) in frame 1, and 30 px off in frame 2.
+    lines[1] = lines[1].replace(",0.9,", ",0.3,")
+    lines[4] = lines[4].replace(",196,120,", ",226,120,")
+    (tmp_path / "two/det/det.txt").write_text("\n".join(lines) + "\n")
+    result = percept("bench", "mot", str(tmp_path / "two"), "--trackers", "oracle", "--json")
+    [row] = json.loads(result.stdout.strip().splitlines()[-1])["results"]
+    # Two misses (the untrusted and the misplaced one), one false positive (the misplaced box), no
+    # identity ever lost: 1 - 3/40.
+    assert (row["misses"], row["false_positives"], row["id_switches"]) == (2, 1, 0)
+    assert row["mota"] == pytest.approx(1 - 3 / 40)
+    unknown = percept("bench", "mot", str(tmp_path / "two"), "--trackers", "ours,magic")
+    assert (
+        unknown.returncode == 1 and "expected some of ours, sort, bytetrack, ocsort, oracle" in unknown.stderr
+    )
 
 
 def test_bench_track_json_contract(tmp_path):

@@ -15,11 +15,18 @@ to read the ground truth:
 The peers are the clean-room implementations of the `trackers` package (Roboflow, Apache-2.0), each
 with its published defaults; ours runs with its defaults too. Each tracker's update time is measured
 around its update call, with the conversion of the detections into its input.
+
+`oracle` is no tracker: it keeps the detections ours trusts (score at least its `high_score`) and gives
+each the identity of the ground-truth object it overlaps best at IoU 0.5 or more (optimal assignment
+per frame; others get identities of their own). It scores what these detections allow with perfect
+association, frame by frame: a tracker below it loses identities or boxes, one near it is held by
+the detector.
 """
 
 from __future__ import annotations
 
 import configparser
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +39,7 @@ from perception.track.evaluate import Frame, mot_metrics, without_ignored
 from perception.track.mot import read_detections
 
 PEERS = ("sort", "bytetrack", "ocsort")
+TRACKERS = ("ours", *PEERS, "oracle")
 PROTOCOLS = ("flags", "mot17")
 MOT17_PEDESTRIAN, MOT17_DISTRACTORS = 1, (2, 7, 8, 12)
 
@@ -105,6 +113,29 @@ def _ours(fps: float) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
     return update
 
 
+def _oracle(sequence: Sequence) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    from scipy.optimize import linear_sum_assignment
+
+    from perception.track import TrackerParams
+    from perception.track.tracker import iou_matrix
+
+    trusted, frame, unmatched_ids = TrackerParams().high_score, [0], itertools.count(10**9)
+
+    def update(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        frame[0] += 1
+        boxes = rows[rows[:, 4] >= trusted, :4]
+        truth_ids, truth_boxes, _ = sequence.truth[frame[0]]
+        ids = np.array([next(unmatched_ids) for _ in range(len(boxes))], np.int64)
+        if len(boxes) and len(truth_ids):
+            iou = iou_matrix(truth_boxes, boxes)
+            truth, detection = linear_sum_assignment(-iou)
+            good = iou[truth, detection] >= 0.5
+            ids[detection[good]] = truth_ids[truth[good]]
+        return ids, boxes
+
+    return update
+
+
 def _peer(name: str, fps: float) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
     import supervision as sv
     from trackers import ByteTrackTracker, OCSORTTracker, SORTTracker
@@ -136,7 +167,12 @@ def run(
         every: list[Frame] = []
         times: list[float] = []
         for number, sequence in enumerate(sequences):
-            update = _ours(sequence.fps) if name == "ours" else _peer(name, sequence.fps)
+            if name == "ours":
+                update = _ours(sequence.fps)
+            elif name == "oracle":
+                update = _oracle(sequence)
+            else:
+                update = _peer(name, sequence.fps)
             frames: list[Frame] = []
             for frame in range(1, sequence.length + 1):
                 rows_in = sequence.detections.get(frame, np.zeros((0, 6)))

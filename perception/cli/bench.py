@@ -104,8 +104,9 @@ def register(verbs: Any) -> None:
     p.add_argument("sequences", nargs="+", type=Path, help="MOTChallenge sequence folders (det/, gt/)")
     p.add_argument(
         "--trackers",
-        default="ours,sort,bytetrack,ocsort",
-        help="comma-separated: ours, sort, bytetrack, ocsort",
+        default="ours,sort,bytetrack,ocsort,oracle",
+        help="comma-separated: ours, sort, bytetrack, ocsort, oracle (the detections ours trusts, given "
+        "the ground truth's identities: what perfect association would score)",
     )
     p.add_argument(
         "--protocol",
@@ -276,23 +277,21 @@ def _mot(args: argparse.Namespace) -> int:
     from perception.errors import PerceptError
 
     trackers = [t.strip() for t in args.trackers.split(",") if t.strip()]
-    unknown = sorted(set(trackers) - {"ours", "sort", "bytetrack", "ocsort"})
+    from perception.bench import mot
+
+    unknown = sorted(set(trackers) - set(mot.TRACKERS))
     if unknown or not trackers:
-        raise PerceptError(
-            f"--trackers: expected some of ours, sort, bytetrack, ocsort; found {args.trackers!r}"
-        )
+        raise PerceptError(f"--trackers: expected some of {', '.join(mot.TRACKERS)}; found {args.trackers!r}")
     try:
         import trackeval  # noqa: F401
 
-        if set(trackers) - {"ours"}:
+        if set(trackers) & set(mot.PEERS):
             import trackers as _peers  # noqa: F401
     except ImportError as exc:
         raise PerceptError(
             f"percept bench mot needs {exc.name} (TrackEval scores, `trackers` runs the peers): "
             "pip install 'percept[bench]'"
         ) from None
-    from perception.bench import mot
-
     settings = {
         "sequences": [str(s) for s in args.sequences],
         "trackers": trackers,
