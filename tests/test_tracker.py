@@ -63,7 +63,7 @@ def test_an_object_occluded_for_a_few_frames_comes_back_with_its_id():
 
 def test_low_score_detections_extend_tracks_but_do_not_start_them():
     frames = [
-        [(box(100 + 5 * i, 200), 0.9 if i < 5 else 0.3, CAR), (box(400, 300), 0.3, CAR)] for i in range(10)
+        [(box(100 + 5 * i, 200), 0.9 if i < 5 else 0.35, CAR), (box(400, 300), 0.35, CAR)] for i in range(10)
     ]
     seen = run(ByteTracker(), frames)
     assert all(list(frame) == [1] for frame in seen)  # the weak, static detection never becomes a track
