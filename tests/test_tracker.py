@@ -256,6 +256,12 @@ def test_motchallenge_files_round_trip_through_percept_track_run(tmp_path):
     bad.write_text("1,2,3\n")
     failed = percept("track", "run", "--det", str(bad), "--out", str(out))
     assert failed.returncode == 1 and "expected at least 7 comma-separated columns" in failed.stderr
+    for option, value, message in (
+        ("--fps", "0", "--fps: expected a frame rate above 0, found 0.0"),
+        ("--low-score", "2", "tracker parameter low_score: expected in [0, 1], found 2.0"),
+    ):
+        refused = percept("track", "run", "--det", str(det), "--out", str(out), option, value)
+        assert refused.returncode == 1 and message in refused.stderr
 
 
 def test_mot_metrics_agree_with_a_hand_checked_sequence():

@@ -13,7 +13,8 @@ to read the ground truth:
   regions; every other row is dropped.
 
 The peers are the clean-room implementations of the `trackers` package (Roboflow, Apache-2.0), each
-with its published defaults; ours runs with its defaults too. Each tracker's update time is measured
+with its published defaults; ours runs with its defaults too (with `mot17`, the pedestrian settings
+of `percept track run`). Each tracker's update time is measured
 around its update call, with the conversion of the detections into its input.
 
 `oracle` is no tracker: it keeps the detections ours trusts (score at least its `high_score`) and gives
@@ -100,10 +101,14 @@ def read_sequence(folder: str | Path, protocol: str = "flags") -> Sequence:
     return Sequence(folder.name, fps, length, detections, truth)
 
 
-def _ours(fps: float) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    from perception.track import ByteTracker, TrackerParams
+def _ours(fps: float, protocol: str) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    from dataclasses import replace
 
-    tracker, frame = ByteTracker(TrackerParams(default_dt=1.0 / fps)), [0]
+    from perception.track import ByteTracker, TrackerParams
+    from perception.track.mot import PEDESTRIAN_PARAMS
+
+    params = PEDESTRIAN_PARAMS if protocol == "mot17" else TrackerParams()
+    tracker, frame = ByteTracker(replace(params, default_dt=1.0 / fps)), [0]
 
     def update(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         tracks = tracker.update(rows[:, :4], rows[:, 4], rows[:, 5].astype(int), frame[0] / fps)
@@ -168,7 +173,7 @@ def run(
         times: list[float] = []
         for number, sequence in enumerate(sequences):
             if name == "ours":
-                update = _ours(sequence.fps)
+                update = _ours(sequence.fps, protocol)
             elif name == "oracle":
                 update = _oracle(sequence)
             else:

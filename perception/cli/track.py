@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,51 +18,54 @@ def register(verbs: Any) -> None:
     )
     p.add_argument("--out", type=Path, required=True, help="results file to write")
     p.add_argument("--fps", type=float, default=30.0, help="frame rate of the sequence (MOT17: 30 mostly)")
-    p.add_argument("--high-score", type=float, default=0.5)
-    p.add_argument("--low-score", type=float, default=0.1)
-    p.add_argument("--new-track-score", type=float, default=0.6)
-    p.add_argument("--max-lost-s", type=float, default=1.0, help="keep lost tracks this long")
+    # Unset options keep the pedestrian settings (perception.track.mot.PEDESTRIAN_PARAMS).
+    p.add_argument(
+        "--high-score", type=float, help="matched first, may start tracks (default 0.5, ByteTrack's)"
+    )
+    p.add_argument("--low-score", type=float, help="weakest detection that extends a track (default 0.1)")
+    p.add_argument("--new-track-score", type=float, help="least score that starts a track (default 0.6)")
+    p.add_argument("--max-lost-s", type=float, help="keep lost tracks this long (default 1.0)")
     p.add_argument(
         "--velocity-noise",
         type=float,
-        default=1 / 160,
-        help="velocity change allowed per frame, relative to box size (ByteTrack's 1/160); more for "
-        "objects that speed up in the image",
+        help="velocity change allowed per frame, relative to box size (default 1/160, ByteTrack's); "
+        "more for objects that speed up in the image",
     )
     p.add_argument(
         "--occluded-width-ratio",
         type=float,
-        default=0.0,
         help="read a detection narrower than this share of its track's box, and as tall, as a partly "
-        "hidden object (0, the default here: off; the driving tracker's 0.8 is untested on pedestrians)",
+        "hidden object (default 0: off; the driving tracker's 0.8 is untested on pedestrians)",
     )
     p.add_argument(
         "--reentry-gap-heights",
         type=float,
-        default=0.0,
         help="lost tracks take back level detections at most this many box heights beside their last "
-        "box (0, the default here: off; the driving tracker uses 1.0)",
+        "box (default 0: off; the driving tracker uses 1.0)",
     )
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from perception.errors import PerceptError
-    from perception.track import ByteTracker, TrackerParams
-    from perception.track.mot import read_detections, track_file, write_tracks
+    from perception.track import ByteTracker
+    from perception.track.mot import PEDESTRIAN_PARAMS, read_detections, track_file, write_tracks
 
+    if not args.fps > 0:
+        raise PerceptError(f"--fps: expected a frame rate above 0, found {args.fps}")
     try:
         detections = read_detections(args.det)
-        params = TrackerParams(
-            high_score=args.high_score,
-            low_score=args.low_score,
-            new_track_score=args.new_track_score,
-            max_lost_s=args.max_lost_s,
-            velocity_noise=args.velocity_noise,
-            occluded_width_ratio=args.occluded_width_ratio,
-            reentry_gap_heights=args.reentry_gap_heights,
-            default_dt=1.0 / args.fps,
+        options = (
+            "high_score",
+            "low_score",
+            "new_track_score",
+            "max_lost_s",
+            "velocity_noise",
+            "occluded_width_ratio",
+            "reentry_gap_heights",
         )
+        given = {name: getattr(args, name) for name in options if getattr(args, name) is not None}
+        params = replace(PEDESTRIAN_PARAMS, default_dt=1.0 / args.fps, **given)
     except ValueError as exc:
         raise PerceptError(str(exc)) from None
     tracker = ByteTracker(params)

@@ -13,7 +13,19 @@ from pathlib import Path
 
 import numpy as np
 
-from perception.track.tracker import ByteTracker
+from perception.track.tracker import ByteTracker, TrackerParams
+
+# MOTChallenge's pedestrians come with detectors like YOLOX, whose scores run higher than ours:
+# ByteTrack's thresholds, and the driving scene's occlusion remedies off (untested on people, whose
+# width changes with each stride). `percept track run` and `percept bench mot --protocol mot17` use these.
+PEDESTRIAN_PARAMS = TrackerParams(
+    high_score=0.5,
+    low_score=0.1,
+    new_track_score=0.6,
+    max_lost_s=1.0,
+    occluded_width_ratio=0.0,
+    reentry_gap_heights=0.0,
+)
 
 
 def read_detections(path: str | Path) -> dict[int, np.ndarray]:
