@@ -30,14 +30,15 @@ import configparser
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from perception.track.evaluate import Frame, mot_metrics, without_ignored
-from perception.track.mot import read_detections
+from perception.track.mot import PEDESTRIAN_PARAMS, read_detections
+from perception.track.tracker import ByteTracker, TrackerParams, iou_matrix
 
 PEERS = ("sort", "bytetrack", "ocsort")
 TRACKERS = ("ours", *PEERS, "oracle")
@@ -101,14 +102,12 @@ def read_sequence(folder: str | Path, protocol: str = "flags") -> Sequence:
     return Sequence(folder.name, fps, length, detections, truth)
 
 
+def _our_params(protocol: str) -> TrackerParams:
+    return PEDESTRIAN_PARAMS if protocol == "mot17" else TrackerParams()
+
+
 def _ours(fps: float, protocol: str) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    from dataclasses import replace
-
-    from perception.track import ByteTracker, TrackerParams
-    from perception.track.mot import PEDESTRIAN_PARAMS
-
-    params = PEDESTRIAN_PARAMS if protocol == "mot17" else TrackerParams()
-    tracker, frame = ByteTracker(replace(params, default_dt=1.0 / fps)), [0]
+    tracker, frame = ByteTracker(replace(_our_params(protocol), default_dt=1.0 / fps)), [0]
 
     def update(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         tracks = tracker.update(rows[:, :4], rows[:, 4], rows[:, 5].astype(int), frame[0] / fps)
@@ -118,13 +117,10 @@ def _ours(fps: float, protocol: str) -> Callable[[np.ndarray], tuple[np.ndarray,
     return update
 
 
-def _oracle(sequence: Sequence) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def _oracle(sequence: Sequence, protocol: str) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
     from scipy.optimize import linear_sum_assignment
 
-    from perception.track import TrackerParams
-    from perception.track.tracker import iou_matrix
-
-    trusted, frame, unmatched_ids = TrackerParams().high_score, [0], itertools.count(10**9)
+    trusted, frame, unmatched_ids = _our_params(protocol).high_score, [0], itertools.count(10**9)
 
     def update(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         frame[0] += 1
@@ -175,7 +171,7 @@ def run(
             if name == "ours":
                 update = _ours(sequence.fps, protocol)
             elif name == "oracle":
-                update = _oracle(sequence)
+                update = _oracle(sequence, protocol)
             else:
                 update = _peer(name, sequence.fps)
             frames: list[Frame] = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,23 +48,15 @@ def register(verbs: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from perception.errors import PerceptError
-    from perception.track import ByteTracker
+    from perception.track import ByteTracker, TrackerParams
     from perception.track.mot import PEDESTRIAN_PARAMS, read_detections, track_file, write_tracks
 
     if not args.fps > 0:
         raise PerceptError(f"--fps: expected a frame rate above 0, found {args.fps}")
     try:
         detections = read_detections(args.det)
-        options = (
-            "high_score",
-            "low_score",
-            "new_track_score",
-            "max_lost_s",
-            "velocity_noise",
-            "occluded_width_ratio",
-            "reentry_gap_heights",
-        )
-        given = {name: getattr(args, name) for name in options if getattr(args, name) is not None}
+        tunable = {f.name for f in fields(TrackerParams)}
+        given = {name: value for name, value in vars(args).items() if name in tunable and value is not None}
         params = replace(PEDESTRIAN_PARAMS, default_dt=1.0 / args.fps, **given)
     except ValueError as exc:
         raise PerceptError(str(exc)) from None

@@ -17,6 +17,20 @@ from perception.sync import StampBuffer
 from perception.track import ByteTracker, TrackerParams
 from perception.track.ground import GroundHistory, ground_points
 
+# The tracker's parameters a launch file may set, with their descriptions (defaults: TrackerParams).
+TUNABLE = {
+    "high_score": "first-stage score",
+    "low_score": "weakest detection used",
+    "new_track_score": "score that starts a track",
+    "match_iou": "least IoU to match",
+    "confirm_hits": "frames before a track is confirmed",
+    "max_lost_s": "keep lost tracks (s)",
+    "velocity_noise": "velocity change per frame, relative to box size",
+    "occluded_width_ratio": "narrower share of a track's box read as partly hidden; 0: off",
+    "reentry_gap_heights": "lost tracks take back detections this many heights beside; 0: off",
+    "class_aware": "match within a class only",
+}
+
 
 class TrackerNode(Node):
     """Give detections persistent identities (ByteTrack-style), with motion and distance."""
@@ -26,48 +40,10 @@ class TrackerNode(Node):
         defaults = TrackerParams()
         self.tracker = ByteTracker(
             TrackerParams(
-                high_score=self.declare_parameter(
-                    "high_score", defaults.high_score, "first-stage score", read_only=True
-                ),
-                low_score=self.declare_parameter(
-                    "low_score", defaults.low_score, "weakest detection used", read_only=True
-                ),
-                new_track_score=self.declare_parameter(
-                    "new_track_score", defaults.new_track_score, "score that starts a track", read_only=True
-                ),
-                match_iou=self.declare_parameter(
-                    "match_iou", defaults.match_iou, "least IoU to match", read_only=True
-                ),
-                confirm_hits=self.declare_parameter(
-                    "confirm_hits",
-                    defaults.confirm_hits,
-                    "frames before a track is confirmed",
-                    read_only=True,
-                ),
-                max_lost_s=self.declare_parameter(
-                    "max_lost_s", defaults.max_lost_s, "keep lost tracks (s)", read_only=True
-                ),
-                velocity_noise=self.declare_parameter(
-                    "velocity_noise",
-                    defaults.velocity_noise,
-                    "velocity change per frame, relative to box size",
-                    read_only=True,
-                ),
-                occluded_width_ratio=self.declare_parameter(
-                    "occluded_width_ratio",
-                    defaults.occluded_width_ratio,
-                    "narrower share of a track's box read as partly hidden; 0: off",
-                    read_only=True,
-                ),
-                reentry_gap_heights=self.declare_parameter(
-                    "reentry_gap_heights",
-                    defaults.reentry_gap_heights,
-                    "lost tracks take back detections this many heights beside; 0: off",
-                    read_only=True,
-                ),
-                class_aware=self.declare_parameter(
-                    "class_aware", True, "match within a class only", read_only=True
-                ),
+                **{
+                    name: self.declare_parameter(name, getattr(defaults, name), description, read_only=True)
+                    for name, description in TUNABLE.items()
+                }
             )
         )
         self.classes = set(

@@ -343,8 +343,8 @@ class ByteTracker:
         rows, columns, unmatched_tracks, unmatched_high = assign(similarity(pool, high), p.match_iou)
         matched_rows, matched_detections = [pool[rows]], [high[columns]]
         # 3. Low-score detections against confirmed tracks still unmatched (not lost ones).
-        remaining = pool[unmatched_tracks]
-        remaining = remaining[states[remaining] == _CONFIRMED]
+        unmatched = pool[unmatched_tracks]
+        remaining = unmatched[states[unmatched] == _CONFIRMED]
         rows, columns, _, _ = assign(similarity(remaining, low), p.low_match_iou)
         matched_rows.append(remaining[rows])
         matched_detections.append(low[columns])
@@ -356,8 +356,7 @@ class ByteTracker:
         # 5. Lost tracks still unmatched against leftover high-score detections side by side with
         # their last box (see `reentry_gap_heights`).
         left = left[unmatched_left]
-        lost = pool[unmatched_tracks]
-        lost = lost[states[lost] == _LOST]
+        lost = unmatched[states[unmatched] == _LOST]
         if p.reentry_gap_heights > 0 and len(lost) and len(left):
             beside = side_by_side(table.boxes[lost], boxes[left], p.reentry_gap_heights)
             if p.class_aware:
