@@ -153,10 +153,18 @@ class Traffic:
         if drop > round(EXTEND_S / STEP_S):
             del self._steps[:drop]
             self._first_step += drop
+            # Sizes of road users gone before the oldest step kept can no longer be asked for.
+            oldest = self._steps[0].generation
+            self._sizes = {key: size for key, size in self._sizes.items() if key[1] >= oldest[key[0]]}
         return now
 
     def size(self, slot: int, generation: int) -> tuple[float, float]:
         """Length and width of the vehicle in a slot, in a generation (each comeback is a new one)."""
+        if (slot, generation) not in self._sizes:
+            raise ValueError(
+                f"traffic vehicle size: expected a slot and generation seen in the last {HISTORY_S:.0f} s,"
+                f" found slot {slot}, generation {generation}"
+            )
         return self._sizes[(slot, generation)]
 
     def lateral(self, t: float) -> tuple[np.ndarray, np.ndarray]:

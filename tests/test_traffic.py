@@ -105,6 +105,21 @@ def test_road_users_far_out_of_sight_come_back_as_new_ones():
     assert traffic.size(1, int(now.generation[1]))[0] >= 3.9  # each comeback has a size of its own
 
 
+def test_a_long_drive_forgets_the_road_users_it_left_behind():
+    traffic = _random_traffic(5)
+    first = traffic.state(0.0).generation.copy()
+    for t in np.arange(0.0, 400.0, 5.0):
+        now = traffic.state(float(t))
+    slot = int(np.argmax(now.generation - first))
+    assert now.generation[slot] > first[slot] + 1, "the drive should see a slot come back twice"
+    assert traffic.size(slot, int(now.generation[slot]))[0] >= 3.9
+    with pytest.raises(
+        ValueError,
+        match=rf"expected a slot and generation seen in the last 60 s, found slot {slot}, generation 0",
+    ):
+        traffic.size(slot, 0)
+
+
 def test_traffic_is_a_function_of_time_and_seed():
     a, b = _random_traffic(3), _random_traffic(3)
     late = a.state(12.34)

@@ -73,9 +73,10 @@ class Batches:
             heatmaps.append(t.heatmap)
             boxes.append(t.box)
             weights.append(t.weight)
-        return (torch.from_numpy(images).permute(0, 3, 1, 2),) + tuple(
+        targets = (
             torch.from_numpy(np.stack(a).astype(np.float32, copy=False)) for a in (heatmaps, boxes, weights)
         )
+        return (torch.from_numpy(images).permute(0, 3, 1, 2), *targets)
 
 
 def learning_rate(spec: TrainSpec, step: int) -> float:
@@ -109,7 +110,8 @@ def train(spec: TrainSpec, log: Callable[[str], None] = print) -> dict[str, floa
         )
         + f" in {time.monotonic() - start:.0f} s"
     )
-    model = Network(len(ALL_CLASSES)).to(memory_format=torch.channels_last)  # see Batches.next
+    # channels-last: see Batches.next (the stubs of Module.to lack the memory_format it takes)
+    model = Network(len(ALL_CLASSES)).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if spec.init is not None:
         model.load_state_dict(torch.load(spec.init, map_location="cpu"))
         log(f"starting from the weights in {spec.init}")
@@ -173,7 +175,8 @@ def export_onnx(network: torch.nn.Module, spec: TrainSpec, minutes: float, steps
     import onnx
 
     spec.out.parent.mkdir(parents=True, exist_ok=True)
-    exported = Exported(copy.deepcopy(network).to(memory_format=torch.contiguous_format).eval())
+    plain = copy.deepcopy(network).to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    exported = Exported(plain.eval())
     dummy = torch.zeros(1, 3, *spec.input_hw)
     with torch.no_grad():
         torch.onnx.export(
