@@ -47,6 +47,7 @@ class TrainSpec:
     threads: int = 2
     checkpoint_every: int = 500  # steps between exports of the EMA weights to `out`
     init: Path | None = None  # start from these weights (a .pt written next to an earlier run's ONNX)
+    device: str = "cpu"  # "cuda" (or "cuda:N") trains on a GPU
 
 
 class Batches:
@@ -110,11 +111,13 @@ def train(spec: TrainSpec, log: Callable[[str], None] = print) -> dict[str, floa
         )
         + f" in {time.monotonic() - start:.0f} s"
     )
+    device = torch.device(spec.device)
     # channels-last: see Batches.next (the stubs of Module.to lack the memory_format it takes)
     model = Network(len(ALL_CLASSES)).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if spec.init is not None:
         model.load_state_dict(torch.load(spec.init, map_location="cpu"))
         log(f"starting from the weights in {spec.init}")
+    model = model.to(device)
     ema = copy.deepcopy(model).eval()
     decay_params = [p for n, p in model.named_parameters() if p.ndim > 1]
     other_params = [p for n, p in model.named_parameters() if p.ndim <= 1]
@@ -140,7 +143,7 @@ def train(spec: TrainSpec, log: Callable[[str], None] = print) -> dict[str, floa
             timing_start = time.monotonic()  # after the first steps' allocations
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(spec, step)
-        image, heatmap, boxes, weight = batches.next()
+        image, heatmap, boxes, weight = (t.to(device, non_blocking=True) for t in batches.next())
         logits, distances = model(image)
         heat_loss, box_loss = detection_loss(logits, distances, heatmap, boxes, weight)
         loss = heat_loss + box_loss
@@ -162,7 +165,7 @@ def train(spec: TrainSpec, log: Callable[[str], None] = print) -> dict[str, floa
         if (step + 1) % spec.checkpoint_every == 0 or step + 1 == spec.steps:
             export_onnx(ema, spec, minutes=(time.monotonic() - train_start) / 60, steps=step + 1)
             # The torch weights too (not shipped), so a later run can go on from them with --init.
-            torch.save(ema.state_dict(), spec.out.with_suffix(".pt"))
+            torch.save({k: v.cpu() for k, v in ema.state_dict().items()}, spec.out.with_suffix(".pt"))
             log(
                 f"wrote {spec.out} and {spec.out.with_suffix('.pt').name} (EMA weights after {step + 1} steps)"
             )
@@ -175,7 +178,7 @@ def export_onnx(network: torch.nn.Module, spec: TrainSpec, minutes: float, steps
     import onnx
 
     spec.out.parent.mkdir(parents=True, exist_ok=True)
-    plain = copy.deepcopy(network).to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    plain = copy.deepcopy(network).cpu().to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     exported = Exported(plain.eval())
     dummy = torch.zeros(1, 3, *spec.input_hw)
     with torch.no_grad():
