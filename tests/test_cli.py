@@ -109,6 +109,19 @@ def test_errors_are_one_line_without_a_traceback(monkeypatch):
     assert "cannot import 'no_such_module'" in missing.stderr
 
 
+@pytest.mark.parametrize("size", ["600x800", "480xwide", "0", "480x640x3"])
+def test_train_refuses_an_input_size_the_network_cannot_take(size, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["train", "--steps", "0", "--out", "x.onnx", "--input-size", size])
+    assert exit_info.value.code == 2
+    assert f"{size}: expected H or HxW in pixels, each a multiple of 32" in capsys.readouterr().err
+
+
+def test_train_reads_an_input_size_as_height_by_width():
+    args = build_parser().parse_args(["train", "--steps", "0", "--out", "x.onnx", "--input-size", "608x800"])
+    assert args.input_size == (608, 800) and args.data == []
+
+
 def _verbs(parser, prefix=()):
     for action in parser._actions:
         if action.__class__.__name__ == "_SubParsersAction":

@@ -21,7 +21,9 @@ TRUE_BOX = (100.0, 50.0, 160.0, 90.0)  # in the 240 x 320 image; (100, 90, 160, 
 NAMES = {0: "person", 1: "cup", 2: "duck"}
 
 
-def write_model(path, output: np.ndarray, *, names=None, input_shape=(1, 3, SIZE, SIZE)) -> str:
+def write_model(
+    path, output: np.ndarray, *, names=None, input_shape=(1, 3, SIZE, SIZE), metadata=None
+) -> str:
     """An ONNX graph whose output is `output`, whatever the image (plus 0 x the image, so it is used)."""
     nodes = [
         helper.make_node("Constant", [], ["raw"], value=numpy_helper.from_array(output.astype(np.float32))),
@@ -40,6 +42,8 @@ def write_model(path, output: np.ndarray, *, names=None, input_shape=(1, 3, SIZE
     model.ir_version = 8
     if names is not None:
         model.metadata_props.add(key="names", value=str(names))
+    for key, value in (metadata or {}).items():
+        model.metadata_props.add(key=key, value=value)
     onnx.save(model, str(path))
     return str(path)
 
@@ -163,6 +167,38 @@ def test_letterbox_tensor_is_opencvs_blob_bit_for_bit(image_hw, input_hw, centre
     blob = cv2.dnn.blobFromImage(canvas, scalefactor=1 / 255 if unit_scale else 1.0, swapRB=bgr)
     assert tensor.dtype == blob.dtype and tensor.shape == blob.shape
     assert np.array_equal(tensor, blob)
+
+
+@pytest.mark.parametrize(
+    ("imgsz", "asked", "expected"),
+    [
+        (None, None, (640, 640)),  # Ultralytics' default
+        ("[480, 640]", None, (480, 640)),  # ours (JSON), and Ultralytics' str(list)
+        ("320", None, (320, 320)),
+        ("[480, 640]", (608, 800), (608, 800)),  # asked for: a larger input finds smaller objects
+    ],
+)
+def test_a_dynamic_input_runs_at_the_size_its_metadata_names_or_the_one_asked(
+    tmp_path, imgsz, asked, expected
+):
+    metadata = {"imgsz": imgsz} if imgsz else None
+    path = write_model(
+        tmp_path / "m.onnx", end2end_output(), input_shape=(1, 3, "height", "width"), metadata=metadata
+    )
+    detector = Detector(path, input_size=asked)
+    assert detector.input_hw == expected
+    assert len(detector(IMAGE)) > 0
+
+
+def test_a_metadata_size_that_is_no_size_is_named(tmp_path):
+    path = write_model(
+        tmp_path / "m.onnx",
+        end2end_output(),
+        input_shape=(1, 3, "height", "width"),
+        metadata={"imgsz": "big"},
+    )
+    with pytest.raises(DetectorError, match=r"m.onnx: its metadata imgsz 'big' is not a size"):
+        Detector(path)
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ def register(verbs: Any) -> None:
         "--data",
         type=_dataset,
         action="append",
-        required=True,
+        default=[],
         metavar="DIR[:SHARE]",
         help="a COCO export folder (repeat), optionally with its relative share of the crops (default 1)",
     )
@@ -24,7 +24,9 @@ def register(verbs: Any) -> None:
         "--out", type=Path, required=True, help="ONNX file to write (rewritten at each checkpoint)"
     )
     length = p.add_mutually_exclusive_group(required=True)
-    length.add_argument("--steps", type=int, help="optimiser steps")
+    length.add_argument(
+        "--steps", type=int, help="optimiser steps (0 with --init: export those weights as they are)"
+    )
     length.add_argument(
         "--minutes",
         type=float,
@@ -39,9 +41,25 @@ def register(verbs: Any) -> None:
         default="auto",
         help="cpu, cuda or cuda:N; auto (the default) takes the GPU when torch sees one",
     )
+    p.add_argument(
+        "--input-size",
+        type=_size,
+        default=(480, 640),
+        metavar="H[xW]",
+        help="the exported model's input (default 480x640, the training crops' scale); larger finds "
+        "smaller objects, in more time",
+    )
+    p.add_argument(
+        "--dynamic",
+        action="store_true",
+        help="export with dynamic height and width (the input size is then the detector's default)",
+    )
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between exports")
     p.add_argument(
-        "--init", type=Path, help="start from the .pt weights an earlier run wrote beside its ONNX"
+        "--init",
+        type=Path,
+        help="start from these weights: the .pt an earlier run wrote beside its ONNX, or an ONNX file "
+        "percept train wrote (models/percept.onnx: fine-tune the shipped model on your own frames)",
     )
     p.set_defaults(func=_train)
 
@@ -59,6 +77,20 @@ def _dataset(text: str) -> tuple[Path, float]:
             )
         return Path(folder), value
     return Path(text), 1.0
+
+
+def _size(text: str) -> tuple[int, int]:
+    """`640` or `480x640` (height x width), each a positive multiple of 32 (the network's stride)."""
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or any(v <= 0 or v % 32 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"{text}: expected H or HxW in pixels, each a multiple of 32 (e.g. 480x640 or 608x800)"
+        )
+    return (values[0], values[-1])
 
 
 def _device(name: str, torch: Any) -> str:
@@ -91,6 +123,14 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.minutes is not None and not (math.isfinite(args.minutes) and args.minutes > 0):
         raise PerceptError(f"--minutes: expected a number of minutes above 0, found {args.minutes}")
+    if args.steps is not None and args.steps < 0:
+        raise PerceptError(f"--steps: expected 0 or more, found {args.steps}")
+    if args.init is not None and not args.init.is_file():
+        raise PerceptError(f"--init {args.init}: no such file")
+    if args.steps == 0 and args.init is None:
+        raise PerceptError("--steps 0 exports the --init weights as they are: give --init")
+    if not args.data and args.steps != 0:
+        raise PerceptError("--data: give at least one dataset folder to train on")
     device = _device(args.device, torch)
     for folder, _ in args.data:
         if not (folder / "annotations.json").is_file():
@@ -110,6 +150,8 @@ def _train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         init=args.init,
         device=device,
+        input_hw=args.input_size,
+        dynamic=args.dynamic,
     )
     print(f"training on {device}", flush=True)
     summary = train(spec, log=lambda line: print(line, flush=True))

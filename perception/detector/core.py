@@ -115,8 +115,12 @@ class Detector:
                 f"model {self.path}: expected one image input of shape 1 x 3 x H x W, found {found}"
             )
         static = [d if isinstance(d, int) else None for d in shape[2:]]
-        if input_size is None:  # dynamic axes: the Ultralytics default size
-            input_size = (640, 640) if None in static else (int(shape[2]), int(shape[3]))
+        if input_size is None and None in static:
+            # Dynamic axes: the size the model was made for (Ultralytics and our exports both write
+            # `imgsz` in the metadata), else Ultralytics' default.
+            input_size = self._metadata_size() or (640, 640)
+        elif input_size is None:
+            input_size = (int(shape[2]), int(shape[3]))
         elif None not in static and tuple(static) != tuple(input_size):
             raise DetectorError(f"model {self.path}: its input is fixed at {static}, not {list(input_size)}")
         return inputs[0].name, (int(input_size[0]), int(input_size[1]))
@@ -138,6 +142,16 @@ class Detector:
         if layout not in decoders.LAYOUTS:
             raise DetectorError(f"layout {layout!r}: expected auto or one of {', '.join(decoders.LAYOUTS)}")
         return layout
+
+    def _metadata_size(self) -> tuple[int, int] | None:
+        text = self.session.get_modelmeta().custom_metadata_map.get("imgsz")
+        try:
+            value = ast.literal_eval(text) if text else None  # "[480, 640]" (h, w) or "640"
+            return as_input_size(value)
+        except (ValueError, SyntaxError, TypeError, IndexError):
+            raise DetectorError(
+                f"model {self.path}: its metadata imgsz {text!r} is not a size (expected h or [h, w])"
+            ) from None
 
     def _metadata_names(self) -> list[str]:
         meta = self.session.get_modelmeta().custom_metadata_map

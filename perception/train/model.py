@@ -11,6 +11,8 @@ the end-to-end layout 1 x K x 6 (x1, y1, x2, y2, score, class) and needs no NMS 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -73,6 +75,113 @@ class Network(nn.Module):
         # The head's own 3x3 conv smooths the stride-4 sum: a separate one would cost a sixth of the net.
         features = self.head(self.lateral[0](c4) + F.interpolate(p, size=c4.shape[2:], mode="nearest"))
         return self.heatmap(features), F.relu(self.distances(features)) * REGRESSION_SCALE
+
+
+def load_exported_weights(network: Network, path: str | Path) -> None:
+    """Fill `network` from an ONNX file this module exported, so a shipped model can be trained on or
+    exported again. The exporter folded each BatchNorm into its convolution's weights and bias; the
+    BatchNorms here become a plain shift by that bias (scale 1, mean 0, variance 1), which computes
+    the same function and trains on from there."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    initializers = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    convs = [node for node in model.graph.node if node.op_type == "Conv"]
+    layers = _conv_layers_in_graph_order(network)
+    if len(convs) != len(layers):
+        raise ValueError(f"{path}: expected {len(layers)} convolutions (this network's), found {len(convs)}")
+    with torch.no_grad():
+        for (conv_layer, norm), node in zip(layers, convs, strict=True):
+            weight, bias = (initializers.get(name) for name in node.input[1:3])
+            if weight is None or bias is None or weight.shape != tuple(conv_layer.weight.shape):
+                raise ValueError(
+                    f"{path}: convolution {node.name} has weights "
+                    f"{None if weight is None else list(weight.shape)}, "
+                    f"expected {list(conv_layer.weight.shape)} and a bias"
+                )
+            conv_layer.weight.copy_(torch.from_numpy(weight.copy()))
+            shift = norm.bias if norm is not None else conv_layer.bias
+            assert shift is not None
+            shift.copy_(torch.from_numpy(bias.copy()))
+            if norm is not None:
+                norm.weight.fill_(1)
+                assert norm.running_mean is not None and norm.running_var is not None
+                norm.running_mean.zero_()
+                norm.running_var.fill_(1 - norm.eps)
+
+
+def restore_batch_statistics(network: Network, images: list[torch.Tensor]) -> None:
+    """After `load_exported_weights`, give each BatchNorm back the statistics the export folded away.
+
+    The folded network computes the right function in eval mode, but in train mode each BatchNorm
+    would normalise its convolution's output by the batch's statistics and the learned function would
+    be lost at the first step. With the mean and spread of those outputs over a few batches (measured
+    in eval mode, where the function is the shipped one) as its running statistics, scale and shift,
+    BatchNorm computes the same function in eval mode and nearly the same in train mode."""
+    sums: dict[nn.BatchNorm2d, list[torch.Tensor]] = {}
+
+    def record(norm: nn.Module, inputs: tuple[torch.Tensor, ...], _: torch.Tensor) -> None:
+        x = inputs[0].detach().double()
+        moments = torch.stack([x.mean((0, 2, 3)), (x * x).mean((0, 2, 3))])
+        sums.setdefault(norm, []).append(moments)  # type: ignore[arg-type]
+
+    norms = [m for m in network.modules() if isinstance(m, nn.BatchNorm2d)]
+    hooks = [norm.register_forward_hook(record) for norm in norms]
+    was_training = network.training
+    network.eval()
+    try:
+        with torch.no_grad():
+            for batch in images:
+                network(batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        network.train(was_training)
+    with torch.no_grad():
+        for norm in norms:
+            mean, square = torch.stack(sums[norm]).mean(0)
+            variance = (square - mean * mean).clamp(min=1e-6)
+            assert norm.running_mean is not None and norm.running_var is not None
+            shift = norm.bias.clone()  # the folded bias: scale 1, mean 0, variance 1 after loading
+            norm.running_mean.copy_(mean.float())
+            norm.running_var.copy_((variance - norm.eps).clamp(min=1e-6).float())
+            norm.weight.copy_(variance.sqrt().float())
+            norm.bias.copy_(shift + mean.float())
+
+
+def _conv_layers_in_graph_order(network: Network) -> list[tuple[nn.Conv2d, nn.BatchNorm2d | None]]:
+    """(convolution, its BatchNorm or None) in the order `forward` runs them, which is the ONNX
+    graph's order."""
+
+    def conv_bn(block: nn.Module) -> tuple[nn.Conv2d, nn.BatchNorm2d | None]:
+        return (block[0], block[1])  # type: ignore[index]
+
+    def stage(blocks: nn.Module) -> list[tuple[nn.Conv2d, nn.BatchNorm2d | None]]:
+        found = []
+        for block in blocks.children():
+            found += (
+                [conv_bn(block.first), conv_bn(block.second)]
+                if isinstance(block, Residual)
+                else [conv_bn(block)]
+            )
+        return found
+
+    lateral: list[nn.Conv2d] = list(network.lateral)  # type: ignore[arg-type]
+    return [
+        *stage(network.stride4),
+        *stage(network.stride8),
+        *stage(network.stride16),
+        *stage(network.stride32),
+        (lateral[3], None),
+        (lateral[2], None),
+        (lateral[1], None),
+        conv_bn(network.smooth8),
+        (lateral[0], None),
+        conv_bn(network.head),
+        (network.heatmap, None),
+        (network.distances, None),
+    ]
 
 
 def boxes_from_distances(distances: torch.Tensor) -> torch.Tensor:
