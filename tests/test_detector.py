@@ -14,6 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 from perception.detector import Detector, DetectorError
 from perception.detector.decoders import cells
 from perception.detector.preprocess import letterbox
+from perception.detector.small_objects import merge_by_size
 
 SIZE = 320
 IMAGE = np.zeros((240, 320, 3), np.uint8)  # letterboxed into 320 x 320: 40 px bands top and bottom
@@ -352,3 +353,111 @@ def test_the_sim_detect_launch_file_runs_a_users_model(tmp_path, registry):
     assert f"{model}: yolov8 layout, input (320, 320), 3 classes" in result.stdout
     detector_rows = [line for line in result.stdout.splitlines() if line.startswith("/detector ")]
     assert any(">/detections 10.0" in row or ">/detections 9." in row for row in detector_rows), detector_rows
+
+
+def candidates(rows):
+    """(x1, y1, x2, y2, score, class) rows -> the decoders' (boxes, scores, class ids)."""
+    array = np.asarray(rows, np.float64).reshape(-1, 6)
+    return array[:, :4].astype(np.float32), array[:, 4].astype(np.float32), array[:, 5].astype(np.int64)
+
+
+def test_each_pass_answers_for_the_sizes_it_sees_best():
+    base = candidates([(0, 0, 100, 60, 0.9, 8), (300, 200, 304, 210, 0.3, 9)])  # a near car, a far person
+    zoomed = candidates(
+        [
+            (1, 1, 99, 58, 0.8, 8),  # the near car again: the first pass's box stays
+            (300, 201, 303, 209, 0.6, 9),  # the far person, tighter and surer
+            (500, 220, 506, 232, 0.7, 10),  # a cone the first pass missed
+        ]
+    )
+    boxes, scores, class_ids = merge_by_size(base, zoomed, max_side=24)
+    assert class_ids.tolist() == [8, 10, 9]  # best first
+    np.testing.assert_allclose(boxes[0], (0, 0, 100, 60))
+    np.testing.assert_allclose(boxes[2], (300, 201, 303, 209))
+    assert scores.tolist() == pytest.approx([0.9, 0.7, 0.6])
+
+
+def test_a_small_box_inside_a_large_one_is_dropped_only_for_the_same_class():
+    base = candidates([(100, 100, 130, 130, 0.9, 8)])  # short side 30: large
+    zoomed = candidates([(102, 102, 122, 128, 0.8, 8), (102, 102, 122, 128, 0.5, 9)])  # short side 20
+    _, _, class_ids = merge_by_size(base, zoomed, max_side=24)
+    assert class_ids.tolist() == [8, 9]
+    empty = candidates([])
+    assert len(merge_by_size(empty, empty, max_side=24)[0]) == 0
+    assert merge_by_size(empty, zoomed, max_side=24)[2].tolist() == [8, 9]
+
+
+def test_a_small_object_pass_runs_the_model_again_on_the_frame_scaled_up(tmp_path):
+    output = np.zeros((1, 100, 6), np.float32)
+    output[0, 0] = (20, 60, 220, 180, 0.9, 8)  # in input pixels: large at any scale
+    output[0, 1] = (100, 100, 108, 106, 0.8, 10)  # small
+    path = write_model(
+        tmp_path / "m.onnx", output, input_shape=(1, 3, "height", "width"), metadata={"imgsz": "[320, 320]"}
+    )
+    one = Detector(path)(IMAGE)
+    two = Detector(path, small_object_zoom=2, small_object_side=24)(IMAGE)
+    np.testing.assert_allclose(two.xyxy[0], one.xyxy[0])  # the large box from the first pass
+    # the small one from the second, run at 480 x 640, where input pixels are half as many image pixels
+    np.testing.assert_allclose(two.xyxy[1], (50, 50, 54, 53), atol=0.01)
+    assert two.timings_ms["inference"] > 0
+
+
+def test_a_small_object_pass_over_a_band_of_rows(tmp_path):
+    output = np.zeros((1, 100, 6), np.float32)
+    output[0, 0] = (100, 100, 108, 106, 0.8, 10)  # small; at (100, 60, 108, 66) in the first pass
+    path = write_model(
+        tmp_path / "m.onnx", output, input_shape=(1, 3, "height", "width"), metadata={"imgsz": "[320, 320]"}
+    )
+    detector = Detector(path, small_object_zoom=2, small_object_rows=(40, 200))
+    result = detector(IMAGE)
+    # Rows 40-200 of the 240 x 320 image, scaled by 2: 320 x 640; its boxes come back below row 40.
+    assert list(detector._small_object_sessions) == [(320, 640)]
+    np.testing.assert_allclose(result.xyxy, [(50, 90, 54, 93)], atol=0.01)
+
+
+def test_outside_the_band_the_first_pass_answers_for_every_size():
+    base = candidates([(10, 5, 14, 15, 0.5, 9), (10, 50, 14, 60, 0.5, 9)])  # above the band; inside it
+    zoomed = candidates([(30, 40, 34, 45, 0.9, 10), (30, 50, 34, 55, 0.8, 10)])  # cut by its edge; inside
+    boxes, _, _ = merge_by_size(base, zoomed, max_side=24, rows=(41, 99))  # a band of rows 40-100
+    np.testing.assert_allclose(boxes, [(30, 50, 34, 55), (10, 5, 14, 15)])
+
+
+def test_the_detector_node_takes_sizes_as_lists(tmp_path, registry, context, spawn):
+    from conftest import spin_until
+
+    from perception import Node
+    from perception.msgs import Detections, Header, Image
+
+    output = np.zeros((1, 100, 6), np.float32)
+    output[0, 0] = (100, 100, 108, 106, 0.8, 2)  # small: from the second pass
+    path = write_model(
+        tmp_path / "m.onnx",
+        output,
+        names=NAMES,
+        input_shape=(1, 3, "height", "width"),
+        metadata={"imgsz": "[320, 320]"},
+    )
+    spawn(
+        "run",
+        "perception.nodes.detector:DetectorNode",
+        "-p",
+        f"model:={path}",
+        "-p",
+        "input_size:=[320]",
+        "-p",
+        "small_object_zoom:=2",
+    )
+    detections: list[Detections] = []
+    with Node("camera", context=context) as node:
+        node.create_subscription(Detections, "/detections", detections.append)
+        images = node.create_publisher(Image, "/image")
+        spin_until(node, lambda: images.subscriber_count, timeout_s=20, what="the detector")
+        images.publish(Image(header=Header(seq=1), data=IMAGE.copy()))
+        spin_until(node, lambda: detections, what="detections")
+    np.testing.assert_allclose(detections[0].xyxy, [(50, 50, 54, 53)], atol=0.01)
+
+
+def test_a_small_object_pass_needs_a_model_of_dynamic_size(tmp_path):
+    path = write_model(tmp_path / "m.onnx", end2end_output())
+    with pytest.raises(DetectorError, match=r"a small-object pass \(zoom 2\) needs an input of dynamic size"):
+        Detector(path, small_object_zoom=2)

@@ -58,3 +58,19 @@ def test_the_tracker_node_keeps_ids_and_reports_distance(registry, context, spaw
         )
         spin_until(node, lambda: any(s.frames_per_s > 0 for s in stats), what="tracker stats")
         assert max(s.update_p50_ms for s in stats) > 0
+
+
+def test_the_tracker_benchmark_runs_the_detector_as_the_driving_graph_does():
+    import yaml
+    from conftest import ROOT
+
+    from perception.cli.bench import SMALL_OBJECT_ROWS, SMALL_OBJECT_ZOOM
+    from perception.detector import Detector
+
+    launch = yaml.safe_load((ROOT / "launch" / "driving_tracking.yaml").read_text())
+    detector = next(n for n in launch["nodes"] if n["name"] == "detector")["parameters"]
+    assert detector["small_object_zoom"] == SMALL_OBJECT_ZOOM
+    assert detector["small_object_rows"] == list(SMALL_OBJECT_ROWS)
+    shipped = Detector(ROOT / "models" / "percept.onnx", small_object_zoom=SMALL_OBJECT_ZOOM)
+    assert shipped.dynamic_size and shipped.input_hw == (480, 640)
+    assert detector["small_object_side"] == shipped.small_object_side

@@ -42,8 +42,11 @@ def run(
     confidence: float = 0.25,
     map_confidence: float = 0.001,
     min_pixels: int = 16,
+    small_object_zoom: float = 0.0,
+    small_object_rows: tuple[int, int] | None = None,
 ) -> tuple[list[Row], int]:
-    """Rows per model, and the number of ground-truth boxes scored against.
+    """Rows per model, and the number of ground-truth boxes scored against. With `small_object_zoom`,
+    each model whose input size is free gets a second row: the same model with a small-object pass.
 
     Timing runs at `confidence`, the threshold a deployed node uses; mAP is scored on a second pass at
     `map_confidence`, because a high threshold cuts the precision-recall curve short and understates it."""
@@ -51,7 +54,21 @@ def run(
     from sim.camera import CameraSpec
     from sim.dataset import frame_boxes, rendered_frames
 
-    detectors = [Detector(m, threads=threads, confidence=confidence) for m in models]
+    labels, detectors = [], []
+    for model in models:
+        labels.append(model)
+        detectors.append(Detector(model, threads=threads, confidence=confidence))
+        if small_object_zoom and detectors[-1].dynamic_size:
+            labels.append(f"{model} +small")
+            detectors.append(
+                Detector(
+                    model,
+                    threads=threads,
+                    confidence=confidence,
+                    small_object_zoom=small_object_zoom,
+                    small_object_rows=small_object_rows,
+                )
+            )
     images: list[np.ndarray] = []
     truth: list[list[dict[str, Any]]] = []
     if scene:
@@ -80,12 +97,13 @@ def run(
             detector.confidence = map_confidence
             preds.extend(detector(image) for image in images)
     rows = []
-    for model, detector, times, preds in zip(models, detectors, timings, predictions, strict=True):
+    for label, detector, times, preds in zip(labels, detectors, timings, predictions, strict=True):
         total = np.array([sum(t.values()) for t in times])
+        size = "x".join(map(str, detector.input_hw))
         row = Row(
-            model=model,
+            model=label,
             layout=detector.layout,
-            input_size="x".join(map(str, detector.input_hw)),
+            input_size=size + (f" +x{detector.small_object_zoom:g}" if detector.small_object_zoom else ""),
             latency_p50_ms=round(float(np.percentile(total, 50)), 2),
             latency_p95_ms=round(float(np.percentile(total, 95)), 2),
             preprocess_p50_ms=round(float(np.median([t["preprocess"] for t in times])), 2),
@@ -151,7 +169,7 @@ def coco_map(truth: list[list[dict[str, Any]]], predictions: list[Any]) -> tuple
 
 def table(rows: list[Row]) -> str:
     head = (
-        f"{'model':<32} {'layout':<8} {'input':>8} {'p50 ms':>7} {'p95 ms':>7} {'pre':>6} {'infer':>6} "
+        f"{'model':<32} {'layout':<8} {'input':>16} {'p50 ms':>7} {'p95 ms':>7} {'pre':>6} {'infer':>6} "
         f"{'post':>6} {'fps':>6} {'mAP50':>6} {'mAP50-95':>8}"
     )
     lines = [head, "-" * len(head)]
@@ -162,7 +180,7 @@ def table(rows: list[Row]) -> str:
             else f"{'-':>6} {'-':>8}"
         )
         lines.append(
-            f"{r.model[-32:]:<32} {r.layout:<8} {r.input_size:>8} {r.latency_p50_ms:>7.2f} {r.latency_p95_ms:>7.2f} "
+            f"{r.model[-32:]:<32} {r.layout:<8} {r.input_size:>16} {r.latency_p50_ms:>7.2f} {r.latency_p95_ms:>7.2f} "
             f"{r.preprocess_p50_ms:>6.2f} {r.inference_p50_ms:>6.2f} {r.postprocess_p50_ms:>6.2f} {r.fps:>6.1f} {scores}"
         )
     return "\n".join(lines)

@@ -61,6 +61,8 @@ def run(
     rate: float = 10.0,
     min_pixels: int = 16,
     write_mot: Path | None = None,
+    small_object_zoom: float = 0.0,
+    small_object_rows: tuple[int, int] | None = None,
 ) -> tuple[Summary, list[dict[str, Any]]]:
     from perception.detector import Detector
     from perception.track import ByteTracker
@@ -68,7 +70,13 @@ def run(
     from sim.camera import CameraSpec
     from sim.dataset import EPISODE_S, frame_boxes, rendered_frames
 
-    detector = Detector(model, confidence=0.1) if model else None
+    detector = (
+        Detector(
+            model, confidence=0.1, small_object_zoom=small_object_zoom, small_object_rows=small_object_rows
+        )
+        if model
+        else None
+    )
     rng = np.random.default_rng(seed)
     update_ms: list[float] = []
     per_sequence: list[dict[str, Any]] = []

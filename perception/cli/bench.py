@@ -10,6 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from perception.bench.common import as_json
+from perception.cli.common import rows_arg
+
+# The driving graph's detector runs a second pass for small objects on these rows of the frame (around
+# the simulated camera's horizon), scaled by this (launch/driving_tracking.yaml's small_object_zoom and
+# small_object_rows); the tracker benchmark runs the same detector.
+SMALL_OBJECT_ZOOM = 1.25
+SMALL_OBJECT_ROWS = (192, 336)
 
 
 def register(verbs: Any) -> None:
@@ -31,6 +38,17 @@ def register(verbs: Any) -> None:
     p.add_argument("--frames", type=int, default=50, help="frames to run (and score)")
     p.add_argument("--seed", type=int, default=1000, help="scene seed (keep it apart from training seeds)")
     p.add_argument("--threads", type=int, default=2, help="onnxruntime threads per model")
+    p.add_argument(
+        "--small-object-zoom",
+        type=float,
+        default=0.0,
+        metavar="Z",
+        help="also run each model of free input size with a second pass for small objects on the frame "
+        "scaled by Z",
+    )
+    p.add_argument(
+        "--small-object-rows", type=rows_arg, metavar="TOP,BOTTOM", help="the image rows that pass covers"
+    )
     p.add_argument(
         "--confidence",
         type=float,
@@ -86,6 +104,22 @@ def register(verbs: Any) -> None:
         help="camera frames/s (default 10: launch/driving_tracking.yaml's rate, and KITTI's)",
     )
     p.add_argument("--model", default="models/percept.onnx", help="the detector in the loop")
+    p.add_argument(
+        "--small-object-zoom",
+        type=float,
+        default=SMALL_OBJECT_ZOOM,
+        metavar="Z",
+        help="the detector's second pass for small objects, on the frame scaled by Z (default "
+        f"{SMALL_OBJECT_ZOOM}: launch/driving_tracking.yaml's); 0: none",
+    )
+    p.add_argument(
+        "--small-object-rows",
+        type=rows_arg,
+        default=SMALL_OBJECT_ROWS,
+        metavar="TOP,BOTTOM",
+        help=f"the image rows that pass covers (default {SMALL_OBJECT_ROWS[0]},{SMALL_OBJECT_ROWS[1]}: "
+        "around the horizon)",
+    )
     p.add_argument(
         "--truth", action="store_true", help="ground-truth boxes with noise instead of the detector"
     )
@@ -235,7 +269,11 @@ def _track(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "rate": args.rate,
         "boxes": "ground truth with noise" if args.truth else args.model,
-        **({"noise": noise} if args.truth else {}),
+        **(
+            {"noise": noise}
+            if args.truth
+            else {"small_object_zoom": args.small_object_zoom, "small_object_rows": args.small_object_rows}
+        ),
     }
     print(f"track benchmark: {settings}", flush=True)
     summary, per_sequence = track.run(
@@ -245,6 +283,8 @@ def _track(args: argparse.Namespace) -> int:
         noise,
         rate=args.rate,
         write_mot=args.write_mot,
+        small_object_zoom=args.small_object_zoom,
+        small_object_rows=args.small_object_rows,
     )
     print(track.table(summary, per_sequence))
     if args.json:
@@ -368,10 +408,23 @@ def _detect(args: argparse.Namespace) -> int:
         "confidence": args.confidence,
         "map_confidence": args.map_confidence,
         "image": "640x480",
+        **(
+            {"small_object_zoom": args.small_object_zoom, "small_object_rows": args.small_object_rows}
+            if args.small_object_zoom
+            else {}
+        ),
     }
     print(f"detector benchmark: {settings}", flush=True)
     rows, boxes = detect.run(
-        args.model, args.scene, args.frames, args.seed, args.threads, args.confidence, args.map_confidence
+        args.model,
+        args.scene,
+        args.frames,
+        args.seed,
+        args.threads,
+        args.confidence,
+        args.map_confidence,
+        small_object_zoom=args.small_object_zoom,
+        small_object_rows=args.small_object_rows,
     )
     print(detect.table(rows))
     if args.scene:

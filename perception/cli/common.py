@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from typing import Any
 
@@ -56,3 +57,28 @@ def _format_map(fields: dict[str, Any], indent: int, full: bool) -> str:
         else:
             lines.append(f"{pad}{name}: {text}")
     return "\n".join(lines)
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """`640` or `480x640` (height x width), each a positive multiple of 32 (the network's stride)."""
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or any(v <= 0 or v % 32 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"{text}: expected H or HxW in pixels, each a multiple of 32 (e.g. 480x640 or 608x800)"
+        )
+    return (values[0], values[-1])
+
+
+def rows_arg(text: str) -> tuple[int, int]:
+    """`192,336`: the first and last image row (exclusive) of a band, top < bottom."""
+    try:
+        top, bottom = (int(v) for v in text.split(","))
+    except ValueError:
+        top, bottom = -1, -1
+    if not 0 <= top < bottom:
+        raise argparse.ArgumentTypeError(f"{text}: expected TOP,BOTTOM image rows with 0 <= TOP < BOTTOM")
+    return (top, bottom)

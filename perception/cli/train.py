@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from perception.cli.common import image_size
+
 
 def register(verbs: Any) -> None:
     p = verbs.add_parser(
@@ -43,7 +45,7 @@ def register(verbs: Any) -> None:
     )
     p.add_argument(
         "--input-size",
-        type=_size,
+        type=image_size,
         default=(480, 640),
         metavar="H[xW]",
         help="the exported model's input (default 480x640, the training crops' scale); larger finds "
@@ -77,20 +79,6 @@ def _dataset(text: str) -> tuple[Path, float]:
             )
         return Path(folder), value
     return Path(text), 1.0
-
-
-def _size(text: str) -> tuple[int, int]:
-    """`640` or `480x640` (height x width), each a positive multiple of 32 (the network's stride)."""
-    parts = text.lower().split("x")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) not in (1, 2) or any(v <= 0 or v % 32 for v in values):
-        raise argparse.ArgumentTypeError(
-            f"{text}: expected H or HxW in pixels, each a multiple of 32 (e.g. 480x640 or 608x800)"
-        )
-    return (values[0], values[-1])
 
 
 def _device(name: str, torch: Any) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 from perception import LATEST_ONLY, Node, run
 from perception.detector import Detector
 from perception.detector.core import as_input_size
+from perception.errors import ParameterError
 from perception.msgs import Detections, DetectorStats, Image
 
 TO_RGB = {"rgb8": None, "bgr8": cv2.COLOR_BGR2RGB, "mono8": cv2.COLOR_GRAY2RGB}
@@ -41,8 +42,18 @@ class DetectorNode(Node):
             iou=self.declare_parameter("iou", 0.45, "NMS IoU threshold"),
             max_detections=self.declare_parameter("max_detections", 300, "per image"),
             layout=self.declare_parameter("layout", "auto", "output layout, or auto", read_only=True),
-            input_size=as_input_size(
-                self.declare_parameter("input_size", 0, "h or [h, w]; 0: the model's", read_only=True)
+            input_size=self._size("input_size", "[h, w] (or [s]: square); []: the model's"),
+            small_object_zoom=self.declare_parameter(
+                "small_object_zoom",
+                0.0,
+                "a second pass on the frame scaled by this, for small objects; 0: none",
+                read_only=True,
+            ),
+            small_object_rows=self._rows(
+                "small_object_rows", "[top, bottom]: the image rows it covers; []: all of them"
+            ),
+            small_object_side=self.declare_parameter(
+                "small_object_side", 24.0, "px: shorter boxes come from the small-object pass", read_only=True
             ),
             labels_file=self.declare_parameter("labels", "", "class names file (one a line)", read_only=True)
             or None,
@@ -59,12 +70,33 @@ class DetectorNode(Node):
         self.timings: list[dict[str, float]] = []
         self.window_start = time.monotonic()
         self.log.info(
-            "%s: %s layout, input %s, %d classes",
+            "%s: %s layout, input %s%s, %d classes",
             model,
             self.detector.layout,
             self.detector.input_hw,
+            f" (and the frame scaled by {self.detector.small_object_zoom:g} for small objects, rows "
+            f"{self.detector.small_object_rows or 'all'})"
+            if self.detector.small_object_zoom
+            else "",
             len(self.detector.class_names),
         )
+
+    def _size(self, name: str, description: str) -> tuple[int, int] | None:
+        value = self.declare_parameter(name, [], description, read_only=True)
+        try:
+            return as_input_size(value)
+        except (ValueError, TypeError):
+            raise ParameterError(f"parameter {name!r}: expected [h, w] in pixels, found {value!r}") from None
+
+    def _rows(self, name: str, description: str) -> tuple[int, int] | None:
+        value = self.declare_parameter(name, [], description, read_only=True)
+        if not value:
+            return None
+        if len(value) != 2 or not all(isinstance(v, int) for v in value) or not 0 <= value[0] < value[1]:
+            raise ParameterError(
+                f"parameter {name!r}: expected [top, bottom] rows, top < bottom, found {value!r}"
+            )
+        return (value[0], value[1])
 
     def _retune(self, name: str, value: object) -> None:
         if name in ("confidence", "iou", "max_detections"):
