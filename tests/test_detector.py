@@ -457,6 +457,13 @@ def test_the_detector_node_takes_sizes_as_lists(tmp_path, registry, context, spa
     np.testing.assert_allclose(detections[0].xyxy, [(50, 50, 54, 53)], atol=0.01)
 
 
+@pytest.mark.parametrize("rows", [(200, 100), (-10, 100)])
+def test_a_small_object_band_must_be_rows_of_the_image(tmp_path, rows):
+    path = write_model(tmp_path / "m.onnx", end2end_output(), input_shape=(1, 3, "height", "width"))
+    with pytest.raises(DetectorError, match=r"rows 0 <= top < bottom, found zoom 2, rows \("):
+        Detector(path, small_object_zoom=2, small_object_rows=rows)
+
+
 def test_a_small_object_pass_needs_a_model_of_dynamic_size(tmp_path):
     path = write_model(tmp_path / "m.onnx", end2end_output())
     with pytest.raises(DetectorError, match=r"a small-object pass \(zoom 2\) needs an input of dynamic size"):

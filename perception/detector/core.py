@@ -93,9 +93,11 @@ class Detector:
                 f"dynamic size; this one is fixed at {list(self.input_hw)} (export it with dynamic axes: "
                 "percept train --dynamic, Ultralytics dynamic=True)"
             )
-        if small_object_zoom < 0 or (small_object_rows and small_object_rows[0] >= small_object_rows[1]):
+        if small_object_zoom < 0 or (
+            small_object_rows and not 0 <= small_object_rows[0] < small_object_rows[1]
+        ):
             raise DetectorError(
-                f"small-object pass: expected a zoom of 0 (none) or more and rows top < bottom, found "
+                f"small-object pass: expected a zoom of 0 (none) or more and rows 0 <= top < bottom, found "
                 f"zoom {small_object_zoom:g}, rows {small_object_rows}"
             )
         self._session_options = (provider, threads, spin)

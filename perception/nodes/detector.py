@@ -92,11 +92,9 @@ class DetectorNode(Node):
         value = self.declare_parameter(name, [], description, read_only=True)
         if not value:
             return None
-        if len(value) != 2 or not all(isinstance(v, int) for v in value) or not 0 <= value[0] < value[1]:
-            raise ParameterError(
-                f"parameter {name!r}: expected [top, bottom] rows, top < bottom, found {value!r}"
-            )
-        return (value[0], value[1])
+        if len(value) != 2 or not all(isinstance(v, int) for v in value):
+            raise ParameterError(f"parameter {name!r}: expected [top, bottom] image rows, found {value!r}")
+        return (value[0], value[1])  # the detector checks that they make a band
 
     def _retune(self, name: str, value: object) -> None:
         if name in ("confidence", "iou", "max_detections"):

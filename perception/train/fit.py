@@ -8,6 +8,7 @@ varies is seeded, so a run is repeatable on the same machine and library version
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 import time
@@ -251,12 +252,7 @@ def export_onnx(network: torch.nn.Module, spec: TrainSpec, minutes: float, steps
 def training_record(spec: TrainSpec, minutes: float, steps: int) -> dict[str, object]:
     """What made these weights, for the metadata: this run, and the run it started from when that was
     an exported model (a re-export without training keeps that run's record as it is)."""
-    import onnx
-
-    earlier: dict[str, object] | None = None
-    if spec.init is not None and spec.init.suffix == ".onnx":
-        props = {p.key: p.value for p in onnx.load(str(spec.init), load_external_data=False).metadata_props}
-        earlier = json.loads(props["training"]) if "training" in props else None
+    earlier = _exported_training(spec.init) if spec.init is not None and spec.init.suffix == ".onnx" else None
     if steps == 0 and earlier is not None:
         return earlier
     record: dict[str, object] = {
@@ -269,3 +265,12 @@ def training_record(spec: TrainSpec, minutes: float, steps: int) -> dict[str, ob
     if spec.init is not None:
         record["init"] = earlier if earlier is not None else spec.init.name
     return record
+
+
+@functools.cache
+def _exported_training(path: Path) -> dict[str, object] | None:
+    """The `training` record in an exported model's metadata (read once: every checkpoint asks)."""
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return json.loads(props["training"]) if "training" in props else None
