@@ -44,6 +44,9 @@ class Registry:
         self.version = 0
         self._nodes: dict[str, dict[str, Any]] = {}
         self._last_seen: dict[str, float] = {}
+        # uid -> when it said goodbye. Its last heartbeat can reach us after the goodbye (they travel
+        # on different connections), and must not bring it back until expiry.
+        self._departed: dict[str, float] = {}
         self._stop = threading.Event()
         self._context = zmq.Context()
         self._router = self._context.socket(zmq.ROUTER)
@@ -104,6 +107,7 @@ class Registry:
         if op == "sync":
             reply = self._sync(request["node"])
         elif op == "bye":
+            self._departed[request["uid"]] = time.monotonic()
             if self._nodes.pop(request["uid"], None) is not None:
                 self._last_seen.pop(request["uid"], None)
                 self._changed()
@@ -118,6 +122,8 @@ class Registry:
 
     def _sync(self, node: dict[str, Any]) -> dict[str, Any]:
         uid = node["uid"]
+        if uid in self._departed:
+            return {"ok": False, "error": f"node {node.get('name')!r} ({uid}) has said goodbye"}
         previous = self._nodes.get(uid)
         self._nodes[uid] = node
         self._last_seen[uid] = time.monotonic()
@@ -141,6 +147,8 @@ class Registry:
 
     def _expire(self) -> None:
         deadline = time.monotonic() - self.expiry_s
+        for uid in [uid for uid, when in self._departed.items() if when < deadline]:
+            del self._departed[uid]
         silent = [uid for uid, seen in self._last_seen.items() if seen < deadline]
         for uid in silent:
             node = self._nodes.pop(uid, {})

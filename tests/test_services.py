@@ -119,3 +119,13 @@ def test_a_clean_exit_unregisters_at_once(context, registry):
     start = time.monotonic()
     wait_for(lambda: "/brief" not in (_graph_names(registry.address) or []), what="unregistration")
     assert time.monotonic() - start < registry.expiry_s
+
+
+def test_a_heartbeat_that_arrives_after_the_goodbye_does_not_list_the_node_again(registry):
+    # The heartbeat and the goodbye travel on different connections, so they can arrive in either order.
+    node = {"uid": "0123456789ab", "name": "/late", "pid": 1, "host": "h", "publishers": []}
+    assert query("sync", address=registry.address, node=node)["ok"]
+    assert query("bye", address=registry.address, uid=node["uid"])["ok"]
+    late = query("sync", address=registry.address, node=node)
+    assert not late["ok"] and "goodbye" in late["error"]
+    assert "/late" not in (_graph_names(registry.address) or [])
