@@ -89,6 +89,7 @@ class Launcher:
         self._failed_required: Child | None = None
         self._print_lock = threading.Lock()
         self._registry_process: subprocess.Popen[bytes] | None = None
+        self._relays: list[threading.Thread] = []
 
     def run(self, duration_s: float | None = None) -> int:
         """Start everything, supervise until Ctrl-C, SIGTERM, `duration_s`, or a required node dies."""
@@ -172,7 +173,9 @@ class Launcher:
         child.started_at = time.monotonic()
         child.restart_at = None
         child.exit_code = None
-        threading.Thread(target=self._relay, args=(child, child.process), daemon=True).start()
+        relay = threading.Thread(target=self._relay, args=(child, child.process), daemon=True)
+        relay.start()
+        self._relays = [r for r in self._relays if r.is_alive()] + [relay]
 
     def _relay(self, child: Child, process: subprocess.Popen[bytes]) -> None:
         assert process.stdout is not None
@@ -237,6 +240,9 @@ class Launcher:
             if child.process is not None:  # anything left in the group (grandchildren) goes too
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(child.process.pid, signal.SIGKILL)
+        # A node's last lines (a summary, a traceback) are still in its pipe when it exits: print them.
+        for relay in self._relays:
+            relay.join(timeout=2.0)
 
     # -- status ------------------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from perception.context import Context
 from perception.errors import (
     MalformedMessage,
     MessageError,
+    PerceptError,
     RegistryUnavailable,
     ServiceError,
     ServiceTimeout,
@@ -73,7 +74,8 @@ class Publisher(Generic[M]):
         self.endpoint = self._outlet.endpoint
         self._id = uuid.uuid4().hex[:12]
         self._count = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # publish() may come from any thread, destroy() from the node's
+        self._closed = False
         self.stats = EndpointStats(topic, msg_type.TYPE_NAME, "pub")
 
     def publish(self, msg: M) -> None:
@@ -82,6 +84,8 @@ class Publisher(Generic[M]):
                 f"publisher on {self.topic} expects {self.msg_type.__name__}, got {type(msg).__name__}"
             )
         with self._lock:
+            if self._closed:
+                raise PerceptError(f"publisher on {self.topic} is closed: its node was destroyed")
             self._count += 1
             frames = wire.encode(self._topic_bytes, msg, self._id, self._count)
             self._outlet.send(frames)
@@ -91,6 +95,8 @@ class Publisher(Generic[M]):
         """Send a message already in wire frames (the frames after the topic, e.g. from a recording),
         unchanged: replay is byte-identical, sequence numbers included."""
         with self._lock:
+            if self._closed:
+                raise PerceptError(f"publisher on {self.topic} is closed: its node was destroyed")
             self._outlet.send([self._topic_bytes, *frames])
             self.stats.record_arrival(sum(_nbytes(f) for f in frames))
 
@@ -109,7 +115,9 @@ class Publisher(Generic[M]):
         return True
 
     def _close(self) -> None:
-        self._outlet.close()
+        with self._lock:
+            self._closed = True
+            self._outlet.close()
 
 
 class Subscription(Generic[M]):
@@ -183,13 +191,11 @@ class Subscription(Generic[M]):
         for _ in range(len(queue)):
             frames = queue.popleft()
             try:
-                if self.raw:
-                    self._count_gap(*wire.peek_sequence(frames))
-                    item: Any = frames
-                else:
-                    received = wire.decode(frames, self.msg_type)
-                    self._count_gap(received.src, received.n)
-                    item = received.msg
+                # The sequence first: a message that then fails to decode still arrived, it is no gap.
+                self._count_gap(*wire.peek_sequence(frames))
+                item: Any = frames
+                if not self.raw:
+                    item = wire.decode(frames, self.msg_type).msg
                     self.stats.record_latency(_latency_ns(item))
             except Exception as exc:  # MalformedMessage, or anything else a foreign peer can provoke
                 self.stats.malformed += 1
@@ -595,7 +601,8 @@ class Node:
             return
         for subscription in self._subscriptions:
             if subscription.topic in endpoints:
-                subscription._inlet.set_endpoints(endpoints[subscription.topic])
+                for refused in subscription._inlet.set_endpoints(endpoints[subscription.topic]):
+                    self.log.warning("cannot connect to a publisher of %s at %s", subscription.topic, refused)
 
     def _registration(self) -> dict[str, Any]:
         with self._lock:

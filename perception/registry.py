@@ -121,6 +121,7 @@ class Registry:
         return reply
 
     def _sync(self, node: dict[str, Any]) -> dict[str, Any]:
+        _check_registration(node)  # one malformed registration kept would break every later sync
         uid = node["uid"]
         if uid in self._departed:
             return {"ok": False, "error": f"node {node.get('name')!r} ({uid}) has said goodbye"}
@@ -138,7 +139,9 @@ class Registry:
         return {"ok": True, "version": self.version, "events": self.events_endpoint, "endpoints": endpoints}
 
     def _service(self, name: str) -> dict[str, Any]:
-        for node in self._nodes.values():
+        # The most recently heard server first: a respawned node's, not the dead one's before it expires.
+        by_recency = sorted(self._nodes, key=lambda uid: self._last_seen.get(uid, 0.0), reverse=True)
+        for node in (self._nodes[uid] for uid in by_recency):
             for service in node.get("services", []):
                 if service["name"] == name:
                     return {"ok": True, **service}
@@ -162,6 +165,31 @@ class Registry:
     def _changed(self) -> None:
         self.version += 1
         self._events.send_multipart([b"graph", str(self.version).encode()])
+
+
+_REQUIRED = {
+    "publishers": ("topic", "endpoint"),
+    "subscriptions": ("topic",),
+    "services": ("name", "endpoint"),
+}
+
+
+def _check_registration(node: Any) -> None:
+    if (
+        not isinstance(node, dict)
+        or not isinstance(node.get("uid"), str)
+        or not isinstance(node.get("name"), str)
+    ):
+        raise ValueError(f"a registration must be a map with string 'uid' and 'name', found {node!r:.200}")
+    for key, fields in _REQUIRED.items():
+        entries = node.get(key, [])
+        if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and all(isinstance(e.get(f), str) for f in fields) for e in entries
+        ):
+            raise ValueError(
+                f"registration of {node['name']!r}: {key!r} must be a list of maps with string "
+                f"{', '.join(repr(f) for f in fields)}, found {entries!r:.200}"
+            )
 
 
 _request_ids = itertools.count(1)

@@ -9,7 +9,6 @@ message. If the registry stops answering, existing connections stay: connected n
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import threading
@@ -20,11 +19,9 @@ from typing import Any
 import msgpack
 import zmq
 
-from perception.errors import RegistryUnavailable
-from perception.registry import query
-
 HEARTBEAT_S = 1.0
 REPLY_TIMEOUT_S = 2.0
+GOODBYE_TIMEOUT_S = 1.0  # on 2 busy cores the registry took over 0.3 s to answer once (the test suite)
 
 
 class RegistryLink:
@@ -46,6 +43,7 @@ class RegistryLink:
         self._pending: dict[str, list[str]] | None = None
         self._dirty = threading.Event()
         self._stop = threading.Event()
+        self._goodbye_uid: str | None = None
         self._control_endpoint = f"{wake_endpoint}-control"
         self._control_in = context.socket(zmq.PULL)  # handed to the thread; bound before it starts
         self._control_in.bind(self._control_endpoint)
@@ -70,16 +68,13 @@ class RegistryLink:
         return pending
 
     def stop(self, uid: str) -> None:
+        """Stop, saying goodbye so the graph forgets this node now rather than after expiry."""
+        self._goodbye_uid = uid
         self._stop.set()
         self._poke()
-        self._thread.join(timeout=2.0)
+        self._thread.join(timeout=REPLY_TIMEOUT_S + GOODBYE_TIMEOUT_S)
         with self._lock:
             self._control_out.close()
-        if self.registry_ok:  # a goodbye lets the graph forget us now rather than after expiry
-            # 1 s: on 2 busy cores the registry took over 0.3 s to answer once (the test suite), and
-            # the node was then listed until its expiry.
-            with contextlib.suppress(RegistryUnavailable):
-                query("bye", address=self._registry, timeout_s=1.0, uid=uid)
 
     def _poke(self) -> None:
         with self._lock:
@@ -111,6 +106,7 @@ class RegistryLink:
         next_sync = 0.0
         resync_at: float | None = None
         warned = False
+        synced = False  # a registration went out, so there is something to say goodbye to
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
@@ -132,6 +128,7 @@ class RegistryLink:
                     try:
                         dealer.send(msgpack.packb(request), zmq.NOBLOCK)
                         outstanding = (request_id, now)
+                        synced = True
                     except zmq.Again:
                         pass
                     next_sync = now + HEARTBEAT_S
@@ -162,9 +159,27 @@ class RegistryLink:
                             # socket misses what was sent while it joined): ask again shortly.
                             resync_at = time.monotonic() + 0.05
                         self._deliver(reply.get("endpoints", {}), wake)
+            if synced and self._goodbye_uid is not None:
+                # On the heartbeats' own connection, so it cannot overtake the last of them.
+                self._say_goodbye(dealer, next(ids), self._goodbye_uid)
+        except Exception:  # a dead link would let the registry forget a node that is still running
+            self._log.exception("registry link failed; the registry will forget this node")
         finally:
             for socket in (dealer, events, wake, control):
                 socket.close()
+
+    def _say_goodbye(self, dealer: zmq.Socket[Any], request_id: int, uid: str) -> None:
+        try:
+            dealer.send(msgpack.packb({"op": "bye", "id": request_id, "uid": uid}), zmq.NOBLOCK)
+        except zmq.Again:
+            return  # the registry is not reading: it will forget us at expiry
+        deadline = time.monotonic() + GOODBYE_TIMEOUT_S
+        while (remaining := deadline - time.monotonic()) > 0:
+            if (
+                dealer.poll(int(remaining * 1000) + 1)
+                and msgpack.unpackb(dealer.recv()).get("id") == request_id
+            ):
+                return
 
     def _deliver(self, endpoints: dict[str, list[str]], wake: zmq.Socket[Any]) -> None:
         endpoints = {topic: sorted(set(eps)) for topic, eps in endpoints.items()}

@@ -64,18 +64,29 @@ class Inlet:
         self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)  # back off retrying a vanished publisher
         self.topic = topic
         self.endpoints: set[str] = set()
+        self.refused: set[str] = set()  # endpoints ZeroMQ would not connect to (a peer's bad address)
 
-    def set_endpoints(self, endpoints: list[str]) -> None:
+    def set_endpoints(self, endpoints: list[str]) -> list[str]:
         """Connect to publishers not yet connected.
 
         Never disconnects: libzmq asserts when a SUB socket's pipe is torn down while a multipart
         message from it is half read (libzmq#2163), and disconnecting also throws away whatever that
         publisher had already queued here. A vanished publisher's endpoint is retried quietly, with
         backoff, and its last messages are still delivered.
+
+        Returns what was refused this time, as "endpoint: reason": one peer advertising an address
+        nobody can connect to (e.g. tcp://*:port) must not stop its subscribers.
         """
-        for endpoint in set(endpoints) - self.endpoints:
-            self.socket.connect(endpoint)
+        refused = []
+        for endpoint in set(endpoints) - self.endpoints - self.refused:
+            try:
+                self.socket.connect(endpoint)
+            except zmq.ZMQError as exc:
+                self.refused.add(endpoint)
+                refused.append(f"{endpoint}: {exc}")
+                continue
             self.endpoints.add(endpoint)
+        return refused
 
     def drain(self, limit: int) -> list[list[zmq.Frame]]:
         """Up to `limit` messages already received, without waiting."""

@@ -146,3 +146,37 @@ def test_the_camera_node_publishes_frames_and_survives_its_source_going_away(
             timeout_s=10,
             what="reconnected stats",
         )
+
+
+def test_the_camera_launch_file_takes_the_camera_parameters_the_readme_names(tmp_path, registry):
+    import re
+
+    from conftest import percept
+
+    video = write_video(tmp_path / "clip.avi", frames=40)
+    calibration = tmp_path / "cam.yaml"
+    calibration.write_text(CALIBRATION)
+    result = percept(
+        "launch",
+        "launch/camera_detect.yaml",
+        f"source:={video}",
+        "loop:=true",
+        "rate:=10",
+        f"calibration:={calibration}",
+        "undistort:=true",
+        "width:=160",
+        "height:=120",
+        "position:=[0.5, 0.0, 1.0]",
+        "orientation:=[0.0, 0.0, 0.0, 1.0]",
+        "--duration",
+        "8",
+        "--status-period",
+        "4",
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "matches no declared parameter" not in output, output
+    detector_rows = [line for line in result.stdout.splitlines() if line.startswith("/detector ")]
+    rates = [float(rate) for row in detector_rows for rate in re.findall(r">/detections (\d+\.\d+)", row)]
+    assert rates and max(rates) > 5.0, detector_rows

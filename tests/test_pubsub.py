@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import spin_until
+from conftest import spin_until, wait_for
 from nodes import pattern
 
 from perception import KEEP_LAST, LATEST_ONLY, Node, QoS
@@ -86,8 +86,8 @@ def test_latest_only_subscriber_always_gets_a_fresh_frame(context, spawn):
         spawn("-p", "rate:=100.0", node="SeqPublisher")
         spin_until(node, lambda: len(ages_ms) >= 15, timeout_s=20, what="15 frames")
         # A backlog would make frames ever older (0.1 s more per callback); the newest is < 1 period old
-        # plus the time to wake up and decode.
-        assert float(np.median(ages_ms[5:])) < 30.0, ages_ms
+        # plus the time to wake up and decode (60 ms leaves room for 2 busy cores).
+        assert float(np.median(ages_ms[5:])) < 60.0, ages_ms
         assert subscription.stats.dropped_queue >= 5 * len(ages_ms) // 2
 
 
@@ -155,14 +155,21 @@ def test_keep_last_is_the_default_and_drops_the_oldest(context):
     assert KEEP_LAST.depth == 10 and LATEST_ONLY.depth == 1
     with Node("pub", context=context) as pub_node, Node("sub", context=context) as sub_node:
         got: list[int] = []
-        sub_node.create_subscription(String, "/burst", lambda m: got.append(int(m.data)), QoS(depth=3))
+        subscription = sub_node.create_subscription(
+            String, "/burst", lambda m: got.append(int(m.data)), QoS(depth=3)
+        )
         publisher = pub_node.create_publisher(String, "/burst")
         spin_until(sub_node, lambda: publisher.subscriber_count == 1, what="discovery")
         for i in range(10):
             publisher.publish(String(data=str(i)))
-        time.sleep(0.3)  # all ten arrive before the subscriber's node spins
-        spin_until(sub_node, lambda: got, what="the burst")
-        assert got == [7, 8, 9]
+
+        def all_ten_queued() -> bool:  # taken in before any is handed to the callback
+            subscription._receive()
+            return subscription.stats.count == 10
+
+        wait_for(all_ten_queued, what="the burst")
+        spin_until(sub_node, lambda: got, what="the burst's delivery")
+        assert got == [7, 8, 9] and subscription.stats.dropped_queue == 7
 
 
 def test_nodes_on_another_address_talk_over_tcp(registry):
@@ -178,6 +185,27 @@ def test_nodes_on_another_address_talk_over_tcp(registry):
         spin_until(near, lambda: publisher.subscriber_count == 1, what="discovery across addresses")
         publisher.publish(String(data="over tcp"))
         spin_until(near, lambda: got == ["over tcp"], what="the message")
+
+
+def test_a_publisher_with_an_address_nobody_can_reach_does_not_stop_its_subscribers(
+    registry, context, caplog
+):
+    from perception.registry import query
+
+    broken = {
+        "uid": "broken000000",
+        "name": "/broken",
+        "publishers": [{"topic": "/shared", "endpoint": "tcp://*:1"}],
+    }
+    assert query("sync", address=registry.address, node=broken)["ok"]
+    with Node("pub", context=context) as pub_node, Node("sub", context=context) as sub_node:
+        got: list[str] = []
+        sub_node.create_subscription(String, "/shared", lambda m: got.append(m.data))
+        publisher = pub_node.create_publisher(String, "/shared")
+        spin_until(sub_node, lambda: publisher.subscriber_count == 1, what="discovery")
+        publisher.publish(String(data="still here"))
+        spin_until(sub_node, lambda: got == ["still here"], what="the message")
+    assert "cannot connect to a publisher of /shared at tcp://*:1" in caplog.text
 
 
 def test_a_callback_that_raises_is_counted_and_the_node_goes_on(context):

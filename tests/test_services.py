@@ -97,35 +97,62 @@ def test_nodes_keep_talking_when_the_registry_dies_and_rejoin_a_new_one(spawn, m
 
 def _graph_names(address: str) -> list[str] | None:
     try:
-        return [n["name"] for n in query("graph", address=address, timeout_s=0.3)["nodes"]]
+        return [n["name"] for n in query("graph", address=address, timeout_s=1.0)["nodes"]]
     except Exception:
         return None
+
+
+def _listed(address: str, name: str) -> bool | None:
+    """None when the registry did not answer in time: ask again (a slow registry is not "not listed")."""
+    names = _graph_names(address)
+    return None if names is None else name in names
 
 
 def test_a_node_that_vanishes_is_forgotten_by_the_registry(context, spawn, registry):
     registry.expiry_s = 1.0
     process = spawn(node="Params")
-    wait_for(lambda: "/params" in (_graph_names(registry.address) or []), what="registration")
+    wait_for(lambda: _listed(registry.address, "/params") is True, what="registration")
     process.kill()  # no goodbye: the registry must notice the silence
-    wait_for(lambda: "/params" not in (_graph_names(registry.address) or []), timeout_s=5, what="expiry")
+    wait_for(lambda: _listed(registry.address, "/params") is False, timeout_s=5, what="expiry")
 
 
 def test_a_clean_exit_unregisters_at_once(context, registry):
     node = Node("brief", context=context)
     publisher = node.create_publisher(String, "/brief")
-    wait_for(lambda: "/brief" in (_graph_names(registry.address) or []), what="registration")
+    wait_for(lambda: _listed(registry.address, "/brief") is True, what="registration")
     assert publisher.endpoint.startswith("tcp://127.0.0.1:")  # loopback only by default
     node.destroy()
     start = time.monotonic()
-    wait_for(lambda: "/brief" not in (_graph_names(registry.address) or []), what="unregistration")
+    wait_for(lambda: _listed(registry.address, "/brief") is False, what="unregistration")
     assert time.monotonic() - start < registry.expiry_s
 
 
 def test_a_heartbeat_that_arrives_after_the_goodbye_does_not_list_the_node_again(registry):
-    # The heartbeat and the goodbye travel on different connections, so they can arrive in either order.
+    # A client may send its goodbye on another connection than its heartbeats (ours does not), and then
+    # they can arrive in either order.
     node = {"uid": "0123456789ab", "name": "/late", "pid": 1, "host": "h", "publishers": []}
     assert query("sync", address=registry.address, node=node)["ok"]
     assert query("bye", address=registry.address, uid=node["uid"])["ok"]
     late = query("sync", address=registry.address, node=node)
     assert not late["ok"] and "goodbye" in late["error"]
-    assert "/late" not in (_graph_names(registry.address) or [])
+    assert _listed(registry.address, "/late") is False
+
+
+def test_a_malformed_registration_is_refused_and_the_graph_goes_on(registry):
+    bad = {"uid": "bad000000000", "name": "/bad", "publishers": [{"topic": "/x"}]}  # no endpoint
+    reply = query("sync", address=registry.address, node=bad)
+    assert not reply["ok"] and "'publishers'" in reply["error"] and "'endpoint'" in reply["error"]
+    good = {"uid": "good00000000", "name": "/good", "subscriptions": [{"topic": "/x", "type": "*"}]}
+    assert query("sync", address=registry.address, node=good)["endpoints"] == {"/x": []}
+    assert _listed(registry.address, "/bad") is False
+
+
+def test_a_service_is_looked_up_at_its_most_recently_heard_server(registry):
+    def server(uid: str, endpoint: str) -> dict:
+        service = {"name": "/reset", "request": "Trigger", "response": "Result", "endpoint": endpoint}
+        return {"uid": uid, "name": "/resetter", "services": [service]}
+
+    assert query("sync", address=registry.address, node=server("dead00000000", "tcp://127.0.0.1:1"))["ok"]
+    time.sleep(0.01)  # the respawned server registers after the one that died
+    assert query("sync", address=registry.address, node=server("live00000000", "tcp://127.0.0.1:2"))["ok"]
+    assert query("service", address=registry.address, name="/reset")["endpoint"] == "tcp://127.0.0.1:2"
