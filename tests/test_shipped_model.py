@@ -10,6 +10,7 @@ import onnx
 import pytest
 
 from perception.detector import Detector
+from perception.errors import PerceptError
 from perception.track.tracker import iou_matrix
 from sim.camera import CameraSpec
 from sim.classes import ALL_CLASSES
@@ -27,6 +28,13 @@ def test_the_model_file_is_small_and_names_its_classes_and_input():
     detector = Detector(MODEL)
     assert detector.layout == "end2end" and detector.input_hw == (480, 640)
     assert detector.class_names == list(ALL_CLASSES)
+
+
+def test_the_launch_files_model_path_works_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # launch files say models/percept.onnx, relative to the checkout
+    assert Detector("models/percept.onnx").path == MODEL.resolve()
+    with pytest.raises(PerceptError, match=rf"models/other.onnx: no such file \(looked in {tmp_path} and "):
+        Detector("models/other.onnx")
 
 
 @pytest.mark.parametrize("scene", ["tabletop", "driving"])

@@ -27,6 +27,18 @@ from perception.detector.preprocess import letterbox
 from perception.detector.small_objects import merge_by_size
 from perception.errors import PerceptError
 
+# Where `models/` lies when percept is installed from its checkout (pip install -e): launch files name
+# the shipped model relative to it, and a relative path that is not below the working directory is
+# looked for there, as ROS resolves a package's share directory wherever it is run from.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _resolve_model(path: Path) -> Path:
+    if path.is_absolute() or path.is_file() or not (PROJECT_ROOT / path).is_file():
+        return path
+    return PROJECT_ROOT / path
+
+
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
@@ -72,7 +84,7 @@ class Detector:
         labels_file: str | Path | None = None,
         class_map: dict[str, str | None] | None = None,
     ) -> None:
-        self.path = Path(model)
+        self.path = _resolve_model(Path(model))
         self.confidence, self.iou, self.max_detections = confidence, iou, max_detections
         self.session = self._load(provider, threads, spin)
         self.input_name, self.input_hw = self._check_input(input_size)
@@ -124,7 +136,11 @@ class Detector:
                 f"available: {', '.join(available)}"
             )
         if not self.path.is_file():
-            raise DetectorError(f"model {self.path}: no such file")
+            raise DetectorError(
+                f"model {self.path}: no such file (looked in {Path.cwd()}"
+                + ("" if self.path.is_absolute() else f" and {PROJECT_ROOT}")
+                + "); give model:=PATH"
+            )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
