@@ -454,3 +454,31 @@ def test_bench_track_refuses_a_rate_out_of_range():
     result = percept("bench", "track", "--rate", "0")
     assert result.returncode == 1
     assert "--rate: expected 1-60 frames/s, found 0.0" in result.stderr
+
+
+def test_percept_track_run_help_states_the_defaults_it_uses():
+    import re
+    from fractions import Fraction
+
+    from perception.cli import build_parser
+    from perception.track.mot import PEDESTRIAN_PARAMS
+
+    verbs = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    run = verbs["track"]._subparsers._group_actions[0].choices["run"]
+    said = {
+        action.dest: re.search(r"\(default ([^,;:)]+)", action.help or "")
+        for action in run._actions
+        if action.dest
+        in {
+            "high_score",
+            "low_score",
+            "new_track_score",
+            "max_lost_s",
+            "velocity_noise",
+            "occluded_width_ratio",
+            "reentry_gap_heights",
+        }
+    }
+    assert len(said) == 7 and all(said.values()), said
+    for name, match in said.items():
+        assert float(Fraction(match.group(1))) == pytest.approx(getattr(PEDESTRIAN_PARAMS, name)), name
