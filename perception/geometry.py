@@ -10,8 +10,13 @@ import numpy as np
 
 
 def matrix_from_quaternion(q: tuple[float, float, float, float] | np.ndarray) -> np.ndarray:
-    """3 x 3 rotation of a unit quaternion (x, y, z, w)."""
+    """3 x 3 rotation of a quaternion (x, y, z, w), normalised first: a hand-typed or rounded one is
+    rarely of unit length, and would otherwise scale as well as rotate."""
     x, y, z, w = (float(v) for v in q)
+    norm = math.sqrt(x * x + y * y + z * z + w * w)
+    if not norm > 1e-9:
+        raise ValueError(f"quaternion (x, y, z, w): expected a rotation, found {tuple(q)} (length 0)")
+    x, y, z, w = x / norm, y / norm, z / norm, w / norm
     return np.array(
         [
             [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],

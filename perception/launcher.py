@@ -42,6 +42,18 @@ class Child:
     restart_at: float | None = None
     exit_code: int | None = None
     rates: dict[str, float] = field(default_factory=dict)
+    problems: str = ""  # what went wrong in the node so far, from its stats ("" when nothing)
+
+
+def _problems(stats: NodeStats) -> str:
+    """Totals that mean something is wrong (a queue dropping old messages by design is not)."""
+    totals = {
+        "lost in transit": sum(t.dropped_gap for t in stats.topics),
+        "malformed": sum(t.malformed for t in stats.topics),
+        "callback errors": sum(t.callback_errors for t in stats.topics),
+        "timer errors": stats.timer_errors,
+    }
+    return ", ".join(f"{count} {what}" for what, count in totals.items() if count)
 
 
 def _die_with_parent() -> None:
@@ -252,6 +264,7 @@ class Launcher:
                 child.rates = {
                     f"{'>' if t.direction == 'pub' else '<'}{t.topic}": t.msgs_per_s for t in stats.topics
                 }
+                child.problems = _problems(stats)
 
     def status_table(self) -> str:
         lines = [f"{'node':<28} {'state':<11} {'pid':>7} {'restarts':>8}  rates (msgs/s; > out, < in)"]
@@ -259,7 +272,8 @@ class Launcher:
             pid = child.process.pid if child.process is not None else 0
             state = child.state + (f" ({child.exit_code})" if child.exit_code not in (None, 0) else "")
             rates = "  ".join(f"{topic} {rate:.1f}" for topic, rate in sorted(child.rates.items()))
-            lines.append(f"{child.spec.fqn:<28} {state:<11} {pid:>7} {child.restarts:>8}  {rates}")
+            problems = f"  ! {child.problems}" if child.problems else ""
+            lines.append(f"{child.spec.fqn:<28} {state:<11} {pid:>7} {child.restarts:>8}  {rates}{problems}")
         return "\n".join(lines)
 
     def _say(self, text: str) -> None:

@@ -117,6 +117,8 @@ class Image(Message):
             raise MessageError(
                 f"Image.data: encoding {self.encoding} needs shape {expected}, found {tuple(data.shape)}"
             )
+        if data.shape[0] == 0 or data.shape[1] == 0:
+            raise MessageError(f"Image.data: expected at least 1 x 1 pixels, found {tuple(data.shape)}")
 
     @property
     def height(self) -> int:
@@ -232,6 +234,14 @@ class Detections(Message):
         wrong = {name: size for name, size in sizes.items() if size != n}
         if wrong:
             raise MessageError(f"Detections: xyxy has {n} rows, but these fields differ in length: {wrong}")
+        # A NaN box would become a track that breaks every later assignment, or a viewer overlay.
+        finite = np.isfinite(xyxy).all(axis=1) & np.isfinite(self.scores)
+        if not finite.all():
+            row = int(np.argmin(finite))
+            raise MessageError(
+                f"Detections row {row}: expected finite numbers, found xyxy {xyxy[row].tolist()} "
+                f"and score {float(self.scores[row])}"
+            )
 
     @classmethod
     def from_list(cls, header: Header, detections: list[Detection]) -> Detections:
@@ -289,6 +299,7 @@ class NodeStats(Message):
     node: str
     pid: int
     topics: list[TopicStats] = field(default_factory=list)
+    timer_errors: int = 0  # total timer callbacks that raised (logged with the traceback)
 
 
 @message("percept/GetParameters")
@@ -479,6 +490,12 @@ class Tracks(Message):
         wrong = {name: size for name, size in sizes.items() if size != n}
         if wrong:
             raise MessageError(f"Tracks: {n} ids, but these fields differ in length: {wrong}")
+        finite = np.isfinite(self.xyxy).all(axis=1)  # ground fields may be NaN (unknown); boxes may not
+        if not finite.all():
+            row = int(np.argmin(finite))
+            raise MessageError(
+                f"Tracks row {row}: expected a finite box, found xyxy {self.xyxy[row].tolist()}"
+            )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -495,6 +512,7 @@ class TrackerStats(Message):
     update_p50_ms: float = 0.0
     update_p95_ms: float = 0.0
     frames_per_s: float = 0.0
+    resets: int = 0  # times the tracks were dropped because stamps went back (a looped replay, a reset)
 
 
 @message("percept/CameraStats")
@@ -544,6 +562,7 @@ class GraspResult(Message):
     object_id: int = -1
     lifted_m: float = 0.0
     placed: bool = False
+    done_stamp: int = 0  # when the motion ended, on the clock of the simulator's image stamps (ns)
 
 
 @message("percept/DetectorStats")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import os
 import socket as socketlib
 import threading
@@ -390,6 +391,8 @@ class Node:
         self._services: list[Service[Any, Any]] = []
         self._clients: list[Client[Any, Any]] = []
         self._timers: list[tuple[float, int, Timer]] = []
+        self._timer_errors = 0
+        self._last_timer_error_log = -math.inf
         self._timer_ids = itertools.count()
         self._handlers: dict[Any, Callable[[], None]] = {}
         self._poller = zmq.Poller()
@@ -588,7 +591,12 @@ class Node:
             try:
                 timer.callback()
             except Exception:
-                self.log.error("timer callback raised:\n%s", traceback.format_exc())
+                self._timer_errors += 1
+                if now - self._last_timer_error_log > 1.0:  # a timer at 30 Hz must not flood the log
+                    self._last_timer_error_log = now
+                    self.log.error(
+                        "timer callback raised (%d so far):\n%s", self._timer_errors, traceback.format_exc()
+                    )
 
     def _apply_endpoints(self) -> None:
         while True:
@@ -632,7 +640,11 @@ class Node:
         endpoints += [s.stats for s in self._subscriptions]
         self._stats_publisher.publish(
             NodeStats(
-                header=self.header(), node=self.fqn, pid=os.getpid(), topics=[e.snapshot() for e in endpoints]
+                header=self.header(),
+                node=self.fqn,
+                pid=os.getpid(),
+                topics=[e.snapshot() for e in endpoints],
+                timer_errors=self._timer_errors,
             )
         )
 

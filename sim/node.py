@@ -50,18 +50,30 @@ class SimNode(Node):
 
     def __init__(self) -> None:
         super().__init__("sim")
-        self.scene_name = self.declare_parameter("scene", "tabletop", f"one of {', '.join(SCENES)}")
-        self.seed = self.declare_parameter("seed", 0, "scene seed (same seed, same scene)")
+        # The scene changes through ~/reset (it rebuilds the world), not by setting these.
+        self.scene_name = self.declare_parameter(
+            "scene", "tabletop", f"one of {', '.join(SCENES)} (~/reset changes it)", read_only=True
+        )
+        self.seed = self.declare_parameter(
+            "seed", 0, "scene seed: same seed, same scene (~/reset changes it)", read_only=True
+        )
         self.scene_params: dict[str, Any] = self.declare_parameter(
-            "scene_params", {}, "scene parameters, e.g. {objects: 5, camera_jitter: 0.02}"
+            "scene_params",
+            {},
+            "scene parameters, e.g. {objects: 5, camera_jitter: 0.02} (~/reset changes them)",
+            read_only=True,
         )
         width = self.declare_parameter("width", 640, "image width", read_only=True)
         height = self.declare_parameter("height", 480, "image height", read_only=True)
-        self.rate = self.declare_parameter("rate", 10.0, "camera frames per second (sim time)")
-        self.clock = self.declare_parameter("clock", "realtime", "realtime or fast")
+        self.rate = self.declare_parameter(
+            "rate", 10.0, "camera frames per second (sim time)", read_only=True
+        )
+        if not self.rate > 0:
+            raise ValueError(f"parameter 'rate': expected frames per second above 0, found {self.rate}")
+        self.clock = self.declare_parameter("clock", "realtime", "realtime or fast", read_only=True)
         renderer = self.declare_parameter("renderer", "auto", "auto, egl or tiny", read_only=True)
         gui = self.declare_parameter("gui", False, "open PyBullet's window (needs a display)", read_only=True)
-        self.frame_id = self.declare_parameter("frame_id", "camera", "frame id of the images")
+        self.frame_id = self.declare_parameter("frame_id", "camera", "frame id of the images", read_only=True)
         if self.clock not in CLOCKS:
             raise ValueError(f"parameter 'clock': expected one of {', '.join(CLOCKS)}, found {self.clock!r}")
         self.camera = CameraSpec(width=width, height=height)
@@ -117,7 +129,7 @@ class SimNode(Node):
         params = request.params or self.scene_params
         try:
             self.scene = self._build(scene, request.seed, params)
-        except (ValueError, RuntimeError) as exc:
+        except Exception as exc:  # a bad value of any type (objects: 5.0) must not leave an empty world
             # The old scene is gone (the world was cleared): rebuild it so the node keeps publishing.
             self.scene = self._build(self.scene_name, self.seed, self.scene_params)
             return Result(success=False, message=str(exc))
@@ -149,6 +161,7 @@ class SimNode(Node):
             object_id=outcome.object_id,
             lifted_m=outcome.lifted_m,
             placed=outcome.placed,
+            done_stamp=self._stamp_now(),
         )
 
     def tick(self) -> None:
@@ -189,10 +202,13 @@ class SimNode(Node):
     def _publish_now(self) -> None:
         self._steps_since_frame = 0
         frame = capture(self.scene)
-        stamp = time.time_ns() if self.clock == "realtime" else round(frame.sim_time_s * 1e9)
-        header = Header(stamp=stamp, frame_id=self.frame_id, seq=self.seq)
+        header = Header(stamp=self._stamp_now(), frame_id=self.frame_id, seq=self.seq)
         self.seq += 1
         self.publish_frame(header, frame)
+
+    def _stamp_now(self) -> int:
+        """Wall-clock time in real time; simulation time with the fast clock (ns)."""
+        return time.time_ns() if self.clock == "realtime" else round(self.world.time_s * 1e9)
 
     def publish_frame(self, header: Header, frame: Frame) -> None:
         self.image_pub.publish(Image(header=header, data=frame.rgb, encoding="rgb8"))

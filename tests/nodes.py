@@ -97,6 +97,17 @@ class ExitsSoon(Node):
         sys.exit(self.code)
 
 
+class FailingTimer(Node):
+    """A 20 Hz timer whose callback always raises (a sensor that went away)."""
+
+    def __init__(self) -> None:
+        super().__init__("failing_timer")
+        self.create_timer(0.05, self.read_sensor)
+
+    def read_sensor(self) -> None:
+        raise RuntimeError("the sensor is gone")
+
+
 class Sleeper(Node):
     """Does nothing until stopped; ignores SIGINT when `stubborn` (to test the SIGTERM/SIGKILL path)."""
 

@@ -180,3 +180,21 @@ def test_the_camera_launch_file_takes_the_camera_parameters_the_readme_names(tmp
     detector_rows = [line for line in result.stdout.splitlines() if line.startswith("/detector ")]
     rates = [float(rate) for row in detector_rows for rate in re.findall(r">/detections (\d+\.\d+)", row)]
     assert rates and max(rates) > 5.0, detector_rows
+
+
+def test_a_fisheye_calibration_is_undistorted_with_the_fisheye_model():
+    import cv2
+
+    from perception.nodes.camera import CameraNode
+
+    K = np.array([[80.0, 0, 80], [0, 80.0, 60], [0, 0, 1]])
+    D = np.array([0.2, 0.05, 0.0, 0.0])
+    fisheye = Calibration(160, 120, K, D, "equidistant", "fisheye")
+    frame = np.random.default_rng(0).integers(0, 255, (120, 160, 3), np.uint8)
+    camera = CameraNode.__new__(CameraNode)  # the undistortion alone, without a source
+    camera._maps = None
+    undistorted = camera._undistorted(frame, fisheye)
+    expected = cv2.fisheye.undistortImage(frame, K, D, Knew=K)
+    assert np.abs(undistorted.astype(int) - expected.astype(int)).mean() < 2.0
+    plumb_bob = cv2.undistort(frame, K, np.r_[D, 0.0])
+    assert np.abs(undistorted.astype(int) - plumb_bob.astype(int)).mean() > 5.0

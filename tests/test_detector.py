@@ -471,3 +471,20 @@ def test_a_small_object_pass_needs_a_model_of_dynamic_size(tmp_path):
     path = write_model(tmp_path / "m.onnx", end2end_output())
     with pytest.raises(DetectorError, match=r"a small-object pass \(zoom 2\) needs an input of dynamic size"):
         Detector(path, small_object_zoom=2)
+
+
+def test_thresholds_out_of_range_are_refused_and_change_nothing(tmp_path):
+    detector = Detector(write_model(tmp_path / "m.onnx", yolov8_output(), names=NAMES))
+    for change, message in (
+        ({"iou": -0.1}, "iou: expected an overlap from 0 to 1, found -0.1"),
+        ({"confidence": 1.5}, "confidence: expected a score from 0 to 1, found 1.5"),
+        ({"max_detections": 0}, "max_detections: expected a count of at least 1, found 0"),
+        ({"max_detections": 2.5}, "max_detections: expected a whole number, found 2.5"),
+    ):
+        with pytest.raises(DetectorError, match=re.escape(message)):
+            detector.retune(**change)
+    assert (detector.confidence, detector.iou, detector.max_detections) == (0.25, 0.45, 300)
+    detector.retune(iou=0.6)
+    assert detector.iou == 0.6
+    with pytest.raises(DetectorError, match="iou: expected"):
+        Detector(tmp_path / "m.onnx", iou=7)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from test_grasp_planner import K, box_pixels, camera_looking_down, render
 
 from perception import Node
@@ -34,7 +35,7 @@ def test_the_planner_node_pairs_depth_and_camera_info_with_detections_by_stamp(r
             node, lambda: detections_pub.subscriber_count and depth_pub.subscriber_count, what="the planner"
         )
 
-        def frame(stamp: int, with_depth: bool = True, with_info: bool = True) -> None:
+        def frame(stamp: int, with_depth: bool = True, with_info: bool = True, depth=depth) -> None:
             header = Header(stamp=stamp, frame_id="camera")
             if with_depth:
                 depth_pub.publish(Image(header=header, data=depth, encoding="32FC1"))
@@ -69,11 +70,21 @@ def test_the_planner_node_pairs_depth_and_camera_info_with_detections_by_stamp(r
         assert len(grasps[2]) == 0 and grasps[2].rejected_reasons == [
             "no camera info for this stamp (nearest is -1000 ms away (tolerance 10 ms))"
         ]
+        # And one whose depth image is not the colour camera's size (an unregistered RGB-D camera).
+        frame(4_000_000_000, depth=np.ascontiguousarray(depth[::2, ::2]))
+        spin_until(node, lambda: len(grasps) >= 4, what="the fourth frame's grasps")
+        h, w = depth.shape
+        assert len(grasps[3]) == 0 and grasps[3].rejected_reasons == [
+            f"depth {w // 2}x{h // 2} and camera info {w}x{h} differ; expected depth registered to the "
+            "colour camera"
+        ]
 
 
-def test_the_tabletop_grasp_launch_picks_a_cube_end_to_end(registry):
+@pytest.mark.parametrize("clock", ["realtime", "fast"])
+def test_the_tabletop_grasp_launch_picks_a_cube_end_to_end(registry, clock):
     """sim -> detector (the shipped model) -> planner -> pick loop, as separate processes; the launch
-    ends when the pick loop does."""
+    ends when the pick loop does. With the fast clock the frames carry simulated time, which the pick
+    loop must tell apart from frames taken before the arm moved just as well."""
     from conftest import percept
 
     result = percept(
@@ -82,6 +93,7 @@ def test_the_tabletop_grasp_launch_picks_a_cube_end_to_end(registry):
         "objects:=1",
         "classes:=[cube]",
         "seed:=0",
+        f"clock:={clock}",
         "--status-period",
         "0",
         "--duration",

@@ -167,3 +167,12 @@ def test_first_untried_skips_grasps_that_failed_before_either_way_round():
     assert first_untried(positions, closings, failed) == 2
     failed.append((positions[2], closings[2]))
     assert first_untried(positions, closings, failed) is None
+
+
+def test_a_quaternion_of_another_length_is_normalised_and_a_null_one_refused():
+    half_turn = matrix_from_quaternion((0.0, 0.0, 1.0, 0.0))
+    np.testing.assert_allclose(matrix_from_quaternion((0.0, 0.0, 2.0, 0.0)), half_turn, atol=1e-12)
+    rounded = matrix_from_quaternion((0.0, 0.0, 0.7071, 0.7071))  # a quarter turn, typed by hand
+    np.testing.assert_allclose(rounded @ rounded.T, np.eye(3), atol=1e-12)
+    with pytest.raises(ValueError, match="expected a rotation, found"):
+        matrix_from_quaternion((0.0, 0.0, 0.0, 0.0))

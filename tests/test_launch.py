@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import subprocess
@@ -296,3 +297,24 @@ def test_null_values_and_repeated_keys(tmp_path):
     repeated = write(tmp_path, "nodes:\n  - node: a:B\n    name: x\n    name: y\n", "repeated.yaml")
     with pytest.raises(LaunchError, match=r"repeated.yaml:4: duplicate key 'name'"):
         launch_file.load(repeated)
+
+
+def test_the_status_table_shows_what_went_wrong_in_a_node_and_its_log_is_not_flooded(tmp_path, registry):
+    process = _launch(
+        tmp_path,
+        f"""
+        nodes:
+          - name: failing
+            node: {NODES}:FailingTimer
+        """,
+        "--status-period",
+        "1",
+        "--duration",
+        "4",
+    )
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    rows = [line for line in output.splitlines() if line.startswith("/failing ")]
+    assert any(re.search(r"! \d+ timer errors", row) for row in rows), output
+    # About 60 failures in 3 s, at most one traceback a second.
+    assert 1 <= output.count("timer callback raised") <= 5, output

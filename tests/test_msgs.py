@@ -153,3 +153,33 @@ def test_ground_truth_arrays_must_agree_with_the_ids():
             orientations=np.zeros((2, 4)),
             visible_fraction=np.ones(2),
         )
+
+
+def test_detections_with_a_non_finite_box_or_score_are_refused_naming_the_row():
+    good = [[0, 0, 10, 10]]
+    with pytest.raises(MessageError, match=r"Detections row 1: expected finite numbers, found xyxy \[nan"):
+        msgs.Detections(H, xyxy=[*good, [np.nan, 0, 5, 5]], scores=[0.9, 0.8], class_ids=[0, 0])
+    with pytest.raises(MessageError, match=r"Detections row 0: .* and score inf"):
+        msgs.Detections(H, xyxy=good, scores=[np.inf], class_ids=[0])
+
+
+def test_an_empty_image_and_a_track_with_a_non_finite_box_are_refused():
+    with pytest.raises(
+        MessageError, match=r"Image.data: expected at least 1 x 1 pixels, found \(0, 640, 3\)"
+    ):
+        msgs.Image(H, np.zeros((0, 640, 3), np.uint8))
+    with pytest.raises(MessageError, match=r"Tracks row 0: expected a finite box, found xyxy \[nan"):
+        msgs.Tracks(
+            H,
+            ids=[1],
+            class_ids=[8],
+            class_names=["car"],
+            xyxy=[[np.nan, 0, 1, 1]],
+            scores=[0.9],
+            velocities=[[0, 0]],
+            ages_s=[0.1],
+            ground_positions=[[np.nan] * 3],
+            distances=[np.nan],
+            speeds=[np.nan],
+            times_to_collision=[np.inf],
+        )

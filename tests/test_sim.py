@@ -162,6 +162,9 @@ def test_sim_node_publishes_one_stamp_per_frame_and_resets(context, spawn):
         spin_until(node, lambda: truths and len(truths[-1].ids) == 4, timeout_s=30, what="the new scene")
         refused = reset.call(Reset(seed=1, params={"classes": ["unicorn"]}), timeout_s=30)
         assert not refused.success and "unknown tabletop class 'unicorn'" in refused.message
+        mistyped = reset.call(Reset(seed=1, params={"objects": 5.0}), timeout_s=30)
+        assert not mistyped.success
+        assert mistyped.message == "tabletop parameter 'objects': expected a whole number, found 5.0"
         truths.clear()
         spin_until(node, lambda: len(truths) >= 2, timeout_s=30, what="frames after a refused reset")
 

@@ -58,6 +58,21 @@ def test_the_tracker_node_keeps_ids_and_reports_distance(registry, context, spaw
         )
         spin_until(node, lambda: any(s.frames_per_s > 0 for s in stats), what="tracker stats")
         assert max(s.update_p50_ms for s in stats) > 0
+        # Time goes back (a looped replay, a simulator reset): the tracker starts over, with new ids.
+        before = len(tracks)
+        for i in range(4):
+            header = Header(stamp=(1 + i) * 100_000_000, frame_id="camera", seq=10 + i)
+            box = np.array([[100, 300, 160, 340]], np.float32)
+            detections.publish(
+                Detections(
+                    header=header, xyxy=box, scores=np.array([0.9]), class_ids=[8], class_names=["car"]
+                )
+            )
+            node.spin_once(0.02)
+        spin_until(node, lambda: len(tracks) >= before + 4, what="tracks after time went back")
+        again = [t for t in tracks[before:] if len(t)]
+        assert again and {int(t.ids[0]) for t in again} == {2}
+        spin_until(node, lambda: stats[-1].resets == 1, what="the reset in the stats")
 
 
 def test_the_tracker_benchmark_runs_the_detector_as_the_driving_graph_does():

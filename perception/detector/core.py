@@ -65,6 +65,10 @@ class DetectionResult:
 
 
 class Detector:
+    confidence: float
+    iou: float
+    max_detections: int
+
     def __init__(
         self,
         model: str | Path,
@@ -85,7 +89,7 @@ class Detector:
         class_map: dict[str, str | None] | None = None,
     ) -> None:
         self.path = _resolve_model(Path(model))
-        self.confidence, self.iou, self.max_detections = confidence, iou, max_detections
+        self.retune(confidence=confidence, iou=iou, max_detections=max_detections)
         self.session = self._load(provider, threads, spin)
         self.input_name, self.input_hw = self._check_input(input_size)
         shape = self.session.get_inputs()[0].shape
@@ -221,6 +225,24 @@ class Detector:
         return [str(n) for n in names]
 
     # -- running ---------------------------------------------------------------------------------------
+
+    def retune(
+        self, *, confidence: float | None = None, iou: float | None = None, max_detections: int | None = None
+    ) -> None:
+        """Change the thresholds (a running node's parameters); a value out of range changes nothing."""
+        checks = (
+            ("confidence", confidence, 0.0, 1.0, "a score from 0 to 1"),
+            ("iou", iou, 0.0, 1.0, "an overlap from 0 to 1"),
+            ("max_detections", max_detections, 1, math.inf, "a count of at least 1"),
+        )
+        for name, value, low, high, expected in checks:
+            if value is not None and (isinstance(value, bool) or not low <= value <= high):
+                raise DetectorError(f"{name}: expected {expected}, found {value!r}")
+        if max_detections is not None and not isinstance(max_detections, int):
+            raise DetectorError(f"max_detections: expected a whole number, found {max_detections!r}")
+        self.confidence = self.confidence if confidence is None else confidence
+        self.iou = self.iou if iou is None else iou
+        self.max_detections = self.max_detections if max_detections is None else max_detections
 
     def __call__(self, image: np.ndarray) -> DetectionResult:
         """Detect objects in an RGB uint8 image (H x W x 3)."""

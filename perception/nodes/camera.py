@@ -15,6 +15,7 @@ import numpy as np
 
 from perception import Node, run
 from perception.camera import Calibration, FrameSource, load_calibration
+from perception.errors import ParameterError
 from perception.msgs import CameraInfo, CameraStats, Header, Image, Pose
 
 
@@ -31,6 +32,8 @@ class CameraNode(Node):
         width = self.declare_parameter("width", 0, "requested width (0: the source's)", read_only=True)
         height = self.declare_parameter("height", 0, "requested height (0: the source's)", read_only=True)
         rate = self.declare_parameter("rate", 30.0, "frames per second to publish at most", read_only=True)
+        if not rate > 0:
+            raise ParameterError(f"parameter 'rate': expected frames per second above 0, found {rate}")
         self.source = FrameSource(
             self.source_spec,
             width=width,
@@ -53,6 +56,11 @@ class CameraNode(Node):
             "optical frame orientation in the world (x, y, z, w)",
             read_only=True,
         )
+        if len(orientation) != 4 or not 0.5 < float(np.linalg.norm(orientation)) < 2.0:
+            raise ParameterError(
+                f"parameter 'orientation': expected a unit quaternion [x, y, z, w], found {orientation!r}"
+            )
+        orientation = list(np.asarray(orientation, float) / np.linalg.norm(orientation))  # rounded input
         self.pose = Pose(tuple(position), tuple(orientation))  # type: ignore[arg-type]
         self.image_pub = self.create_publisher(Image, "camera/image")
         self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info")
@@ -115,9 +123,14 @@ class CameraNode(Node):
     def _undistorted(self, frame: np.ndarray, calibration: Calibration) -> np.ndarray:
         if self._maps is None:
             size = (calibration.width, calibration.height)
-            self._maps = cv2.initUndistortRectifyMap(
-                calibration.K, calibration.D, None, calibration.K, size, cv2.CV_16SC2
-            )
+            if calibration.distortion_model == "equidistant":  # fisheye: another model, another map
+                self._maps = cv2.fisheye.initUndistortRectifyMap(
+                    calibration.K, calibration.D[:4], np.eye(3), calibration.K, size, cv2.CV_16SC2
+                )
+            else:
+                self._maps = cv2.initUndistortRectifyMap(
+                    calibration.K, calibration.D, None, calibration.K, size, cv2.CV_16SC2
+                )
         return cv2.remap(frame, self._maps[0], self._maps[1], cv2.INTER_LINEAR)
 
     def publish_stats(self) -> None:

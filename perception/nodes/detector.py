@@ -98,7 +98,7 @@ class DetectorNode(Node):
 
     def _retune(self, name: str, value: object) -> None:
         if name in ("confidence", "iou", "max_detections"):
-            setattr(self.detector, name, value)
+            self.detector.retune(**{name: value})  # type: ignore[arg-type]  # it checks the value
 
     def on_image(self, msg: Image) -> None:
         if msg.encoding not in TO_RGB:

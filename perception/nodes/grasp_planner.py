@@ -11,10 +11,24 @@ from __future__ import annotations
 import numpy as np
 
 from perception import Node, run
+from perception.errors import ParameterError
 from perception.geometry import pose_matrix
 from perception.grasp import GraspPlanner, Gripper, Workspace
 from perception.msgs import CameraInfo, Detections, Grasps, Image
 from perception.sync import StampBuffer
+
+
+def _range(name: str, value: object) -> tuple[float, float]:
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(v, (int, float)) for v in value)
+        or not value[0] < value[1]
+    ):
+        raise ParameterError(
+            f"parameter {name!r}: expected [low, high] in metres with low < high, found {value!r}"
+        )
+    return (float(value[0]), float(value[1]))
 
 
 class GraspPlannerNode(Node):
@@ -40,13 +54,15 @@ class GraspPlannerNode(Node):
             "workspace_y", [-10.0, 10.0], "world y range to pick from", read_only=True
         )
         workspace = Workspace(
-            x=(float(x_range[0]), float(x_range[1])),
-            y=(float(y_range[0]), float(y_range[1])),
+            x=_range("workspace_x", x_range),
+            y=_range("workspace_y", y_range),
             max_height=self.declare_parameter(
                 "max_height", 0.3, "tallest object to pick (m)", read_only=True
             ),
         )
         step = self.declare_parameter("step", 2, "pixel stride", read_only=True)
+        if step < 1:
+            raise ParameterError(f"parameter 'step': expected a pixel stride of at least 1, found {step}")
         self.planner = GraspPlanner(gripper, workspace, step=step)
         self.depths: StampBuffer[Image] = StampBuffer(10, tolerance)
         self.infos: StampBuffer[CameraInfo] = StampBuffer(10, tolerance)
@@ -70,13 +86,21 @@ class GraspPlannerNode(Node):
             if msg.scores[i] >= self.min_score and (not self.classes or msg.class_names[i] in self.classes)
         ]
         depth, info = self.depths.nearest(stamp), self.infos.nearest(stamp)
-        if depth is None or info is None or depth.encoding != "32FC1":
-            if depth is None:
-                why = f"no depth frame for this stamp ({self.depths.describe(stamp)})"
-            elif info is None:
-                why = f"no camera info for this stamp ({self.infos.describe(stamp)})"
-            else:
-                why = f"depth encoding {depth.encoding!r}; expected 32FC1 (metres)"
+        why = ""
+        if depth is None:
+            why = f"no depth frame for this stamp ({self.depths.describe(stamp)})"
+        elif info is None:
+            why = f"no camera info for this stamp ({self.infos.describe(stamp)})"
+        elif depth.encoding != "32FC1":
+            why = f"depth encoding {depth.encoding!r}; expected 32FC1 (metres)"
+        elif depth.data.shape[:2] != (info.height, info.width):
+            # An RGB-D camera whose depth is not registered to its colour image: boxes would read the
+            # wrong pixels and grasps land elsewhere, silently.
+            why = (
+                f"depth {depth.data.shape[1]}x{depth.data.shape[0]} and camera info {info.width}x{info.height} "
+                "differ; expected depth registered to the colour camera"
+            )
+        if why or depth is None or info is None:
             self.publisher.publish(
                 Grasps(
                     header=msg.header,

@@ -27,16 +27,26 @@ class PickLoop(Node):
         service = self.declare_parameter(
             "service", "/sim/execute_grasp", "ExecuteGrasp service", read_only=True
         )
-        self.max_attempts = self.declare_parameter("max_attempts", 15, "give up after this many attempts")
-        self.max_failures = self.declare_parameter("max_failures", 3, "give up after this many in a row")
-        self.clear_frames = self.declare_parameter("clear_frames", 3, "frames without objects = table clear")
-        self.exit_when_done = self.declare_parameter("exit_when_done", True, "exit when the loop ends")
+        self.max_attempts = self.declare_parameter(
+            "max_attempts", 15, "give up after this many attempts", read_only=True
+        )
+        self.max_failures = self.declare_parameter(
+            "max_failures", 3, "give up after this many in a row", read_only=True
+        )
+        self.clear_frames = self.declare_parameter(
+            "clear_frames", 3, "frames without objects = table clear", read_only=True
+        )
+        self.exit_when_done = self.declare_parameter(
+            "exit_when_done", True, "exit when the loop ends", read_only=True
+        )
         self.client = self.create_client(service, ExecuteGrasp, GraspResult)
         self.subscription = self.create_subscription(Grasps, "grasps", self.on_grasps, LATEST_ONLY)
         self.publisher = self.create_publisher(PickAttempt, "attempts")
         self.attempts = self.successes = self.failures_in_row = 0
         self.empty_frames = self.stuck_frames = 0
-        self.not_before_ns = time.time_ns()
+        # Grasps planned on frames taken before the last motion ended show a table that is gone. The
+        # frames' stamps are the simulator's clock (wall or simulated), so the sim's reply says when.
+        self.not_before_ns = 0
         self.started: float | None = None
         self.done = False
         self.waiting_for_arm = False
@@ -76,17 +86,17 @@ class PickLoop(Node):
         width = float(msg.widths[choice])
         try:
             result = self.client.call(ExecuteGrasp(pose=pose, width=width, place=True), timeout_s=120)
-            success, reason = result.success and result.placed, result.reason
+            success, reason, done_stamp = result.success and result.placed, result.reason, result.done_stamp
         except ServiceUnavailable as exc:  # the arm is not up yet: not an attempt; try on the next frame
             if not self.waiting_for_arm:
                 self.log.warning("%s; waiting for it", exc)
             self.waiting_for_arm = True
             return
         except PerceptError as exc:  # a timeout or a failed call: an attempt that failed
-            success, reason = False, str(exc)
+            success, reason, done_stamp = False, str(exc), 0
         self.waiting_for_arm = False
         self.attempts += 1
-        self.not_before_ns = time.time_ns()
+        self.not_before_ns = done_stamp or msg.header.stamp  # a call that failed: at least not this frame
         self.successes += success
         self.failures_in_row = 0 if success else self.failures_in_row + 1
         if not success:

@@ -64,9 +64,22 @@ class TrackerNode(Node):
         self.create_timer(1.0, self.publish_stats)
         self.update_ms: list[float] = []
         self.confirmed = 0
+        self.resets = 0
         self.window_start = time.monotonic()
 
     def on_detections(self, msg: Detections) -> None:
+        last = self.tracker.last_stamp_s
+        if last is not None and msg.header.stamp / 1e9 < last:
+            # A replay looped or the simulator was reset: the tracks belong to a past that is gone. Start
+            # over, as tf2 clears its buffer when time jumps back, rather than refuse every frame.
+            self.log.warning(
+                "detections stamped %.3f s, before the last frame's %.3f s: time went back; tracks reset",
+                msg.header.stamp / 1e9,
+                last,
+            )
+            self.tracker.reset(restart_ids=False)
+            self.grounds = {}
+            self.resets += 1
         keep = np.array([not self.classes or name in self.classes for name in msg.class_names], bool)
         start = time.perf_counter()
         tracks = self.tracker.update(
@@ -127,6 +140,7 @@ class TrackerNode(Node):
                 update_p50_ms=percentile(0.5),
                 update_p95_ms=percentile(0.95),
                 frames_per_s=len(times) / elapsed,
+                resets=self.resets,
             )
         )
         self.update_ms = []

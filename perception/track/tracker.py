@@ -281,15 +281,24 @@ def assign(iou: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, n
 class ByteTracker:
     def __init__(self, params: TrackerParams | None = None) -> None:
         self.params = params or TrackerParams()
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget every track; ids start again from 1."""
-        self.tracks: list[Track] = []  # alive (tentative, confirmed or lost); track i is row i of _table
-        self._table = _Table()
         self._ids = itertools.count(1)
         self.ids_issued = 0
+        self.reset()
+
+    def reset(self, *, restart_ids: bool = True) -> None:
+        """Forget every track; ids start again from 1 unless `restart_ids` is false (a node that starts
+        over mid-stream keeps its ids unique, so that nothing downstream mixes an old track with a new)."""
+        self.tracks: list[Track] = []  # alive (tentative, confirmed or lost); track i is row i of _table
+        self._table = _Table()
+        if restart_ids:
+            self._ids = itertools.count(1)
+            self.ids_issued = 0
         self._last_stamp_s: float | None = None
+
+    @property
+    def last_stamp_s(self) -> float | None:
+        """The stamp of the newest frame fed to `update`, None before the first."""
+        return self._last_stamp_s
 
     def update(
         self, xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, stamp_s: float
