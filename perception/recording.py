@@ -4,7 +4,8 @@ and beside them the same images, boxes, tracks and grasps in Foxglove's schemas,
 Each topic is an MCAP channel; its schema is the message type (`percept/Image`, ...) with the encoding
 `percept-wire`, and each message's data is the message's wire frames after the topic (the msgpack header,
 then one raw frame per array; docs/wire-format.md), each preceded by its length as a little-endian u64.
-Log time is when the recorder received the message; publish time is the message header's stamp.
+Log time and publish time are both when the recorder received the message (the wire carries no send
+time; a message's own stamp is in its data, and replay keeps it).
 MCAP's chunks make a recording cut short (kill -9) readable up to its last complete chunk.
 
 The Foxglove channels (perception/foxglove.py) sit under /foxglove/..., protobuf-encoded; replay skips
@@ -21,6 +22,8 @@ from typing import IO, Any
 
 from mcap.stream_reader import StreamReader
 from mcap.writer import CompressionType, Writer
+
+from perception.errors import PerceptError
 
 ENCODING = "percept-wire"
 PROFILE = "percept"
@@ -61,7 +64,10 @@ class McapRecorder:
 
     def __init__(self, path: str | Path, chunk_size: int = 4 * 2**20, foxglove: bool = True) -> None:
         self.path = Path(path)
-        self._file: IO[bytes] = open(self.path, "wb")  # noqa: SIM115 (closed in close())
+        try:
+            self._file: IO[bytes] = open(self.path, "wb")  # noqa: SIM115 (closed in close())
+        except OSError as exc:
+            raise PerceptError(f"recording {self.path}: cannot write it ({exc.strerror})") from None
         self._writer = Writer(self._file, chunk_size=chunk_size, compression=CompressionType.NONE)
         self._writer.start(profile=PROFILE, library="percept")
         self._schemas: dict[str, int] = {}
@@ -145,11 +151,14 @@ class Views:
         return written
 
 
-def read(path: str | Path, topics: list[str] | None = None) -> Iterator[Recorded]:
+def read(
+    path: str | Path, topics: list[str] | None = None, torn: list[str] | None = None
+) -> Iterator[Recorded]:
     """The messages of a recording in the order they were written (the recorder writes them as they
-    arrive). Read front to back, so a file cut short yields everything in its complete chunks."""
+    arrive). Read front to back, so a file cut short yields everything in its complete chunks; what
+    stopped the reading early is appended to `torn` when given."""
     with open(path, "rb") as stream:
-        yield from _stream(stream, topics)
+        yield from _stream(stream, topics, torn)
 
 
 def topics_of(path: str | Path) -> dict[str, str]:
@@ -173,7 +182,7 @@ def topics_of(path: str | Path) -> dict[str, str]:
     return found
 
 
-def _stream(stream: IO[bytes], topics: list[str] | None) -> Iterator[Recorded]:
+def _stream(stream: IO[bytes], topics: list[str] | None, torn: list[str] | None = None) -> Iterator[Recorded]:
     from mcap.records import Channel, Message, Schema
 
     schemas: dict[int, str] = {}
@@ -194,5 +203,7 @@ def _stream(stream: IO[bytes], topics: list[str] | None) -> Iterator[Recorded]:
                         record.log_time,
                         record.publish_time,
                     )
-    except Exception:  # the torn end of a file cut short: everything before it was yielded
+    except Exception as exc:  # the torn end of a file cut short: everything before it was yielded
+        if torn is not None:
+            torn.append(f"{type(exc).__name__}: {exc}")
         return

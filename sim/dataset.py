@@ -53,6 +53,12 @@ class ExportSpec:
             raise ValueError(f"format: expected one of {', '.join(FORMATS)}, found {self.format!r}")
         if self.frames < 1:
             raise ValueError(f"frames: expected at least 1, found {self.frames}")
+        if self.width < 1 or self.height < 1:
+            raise ValueError(
+                f"size: expected a width and height of at least 1, found {self.width} x {self.height}"
+            )
+        if self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"out: expected a folder, found the file {self.out}")
 
 
 def episodes(spec: ExportSpec) -> list[list[int]]:

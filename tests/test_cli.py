@@ -205,3 +205,23 @@ def test_the_demo_camera_follows_a_live_rate_change(registry, spawn):
     refused = percept("param", "set", "/camera", "width", "320")
     assert "width is fixed once the camera runs" in refused.stderr
     assert percept("param", "get", "/camera", "width").stdout.strip() == "int value is: 64"
+
+
+def test_bad_yaml_and_bad_rates_on_the_command_line_get_one_line_errors():
+    cases = (
+        (
+            ("topic", "pub", "/t", "percept/String", "{data: [1"),
+            "message '{data: [1': not valid YAML at column",
+        ),
+        (
+            ("topic", "pub", "/t", "percept/String", "{data: a}", "--rate", "0"),
+            "--rate: expected messages per second",
+        ),
+        (("topic", "hz", "/t", "--window", "1"), "--window: expected at least 2 messages"),
+        (("param", "set", "/n", "x", "[1"), "value '[1': not valid YAML"),
+        (("view", "--fps", "0"), "--fps: expected frames per second above 0"),
+    )
+    for args, message in cases:
+        result = percept(*args)
+        assert result.returncode == 1, (args, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)

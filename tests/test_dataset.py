@@ -91,3 +91,16 @@ def test_bad_export_settings_are_named(tmp_path, kwargs, message):
     settings = {"scene": "tabletop", "frames": 1, "out": tmp_path, "format": "coco", **kwargs}
     with pytest.raises(ValueError, match=message):
         ExportSpec(**settings)  # type: ignore[arg-type]
+
+
+def test_export_names_a_bad_size_or_an_output_that_is_a_file(tmp_path):
+    common = ("dataset", "export", "--scene", "tabletop", "--frames", "2")
+    result = percept(*common, "--out", str(tmp_path / "d"), "--width", "0")
+    assert (
+        result.returncode == 1
+        and "size: expected a width and height of at least 1, found 0 x 480" in result.stderr
+    )
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    result = percept(*common, "--out", str(taken))
+    assert result.returncode == 1 and f"out: expected a folder, found the file {taken}" in result.stderr

@@ -149,6 +149,43 @@ def test_play_names_a_missing_file(tmp_path):
     assert result.returncode == 1 and "none.mcap: no such file" in result.stderr
 
 
+def test_play_refuses_what_is_no_recording_and_names_the_topics_it_holds(tmp_path):
+    from conftest import percept
+
+    junk = tmp_path / "notes.mcap"
+    junk.write_text("not a recording")
+    result = percept("play", str(junk))
+    assert result.returncode == 1 and "no percept messages in it; expected an MCAP file" in result.stderr
+    recorder = McapRecorder(tmp_path / "one.mcap")
+    recorder.write("/t", "percept/String", [b"header"], 1000, 1000)
+    recorder.close()
+    result = percept("play", str(tmp_path / "one.mcap"), "--topics", "/nope")
+    assert result.returncode == 1 and "no topic /nope; it holds /t" in result.stderr
+
+
+def test_record_names_a_folder_that_does_not_exist(tmp_path):
+    from conftest import percept
+
+    result = percept("record", "-o", str(tmp_path / "missing" / "run.mcap"), "--duration", "1")
+    assert result.returncode == 1
+    assert f"no folder {tmp_path / 'missing'} to write it in" in result.stderr
+
+
+def test_record_stops_soon_after_ctrl_c_while_a_camera_keeps_publishing(tmp_path, registry, spawn):
+    from conftest import wait_for
+
+    spawn("-p", "rate:=50.0", node="SeqPublisher")
+    output = tmp_path / "live.mcap"
+    recorder = spawn("record", "-o", str(output))
+    wait_for(lambda: output.exists() and output.stat().st_size > 0, what="the recording to start")
+    time.sleep(2.5)  # it finds the topic within a second, then records it
+    recorder.send_signal(signal.SIGINT)
+    # It drains what is already on its way for at most a second; it used to wait for a quiet topic.
+    out, _ = recorder.communicate(timeout=10)
+    assert recorder.returncode == 0 and "wrote " in out, out
+    assert len(list(read(output))) > 10
+
+
 def test_bench_record_json_contract():
     import json
 

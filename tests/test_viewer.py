@@ -242,3 +242,31 @@ def test_bench_view_json_contract():
     assert [r["streams"] for r in rows] == [0, 1, 2]
     assert rows[0]["fps_delivered"] == 0 and all(r["fps_delivered"] > 5 for r in rows[1:])
     assert all(r["viewer_cpu_percent"] > 0 and r["limit_per_stream_percent"] == 5.0 for r in rows)
+
+
+def test_a_picture_that_cannot_be_drawn_gets_a_one_line_error_and_the_server_goes_on(monkeypatch):
+    import threading
+    import urllib.error
+
+    from conftest import free_port
+
+    from perception.viewer.server import ViewerServer
+
+    state = ViewerState()
+    server = ViewerServer(("127.0.0.1", free_port()), state, 15.0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+
+        def broken(topic: str, overlays: bool) -> None:
+            raise ValueError("a box at row 2**40")
+
+        monkeypatch.setattr(state, "frame", broken)
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            urllib.request.urlopen(base + "/snapshot?topic=/camera/image", timeout=10)
+        assert failed.value.code == 500 and failed.value.read() == b"ValueError: a box at row 2**40"
+        with urllib.request.urlopen(base + "/api/graph", timeout=10) as response:  # still serving
+            assert response.status == 200
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -13,6 +13,22 @@ from perception.context import Context
 from perception.node import Node
 
 
+def yaml_argument(text: str, what: str) -> Any:
+    """A command-line value in YAML (`'{data: hi}'`, `9`, `[1, 2]`); a syntax error names the argument
+    and where in it, in one line."""
+    import yaml
+
+    from perception.errors import PerceptError
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise PerceptError(f"{what} {text!r}: not valid YAML{where} ({problem})") from None
+
+
 def cli_node(purpose: str) -> Node:
     """A hidden node (its name starts with '_') for a CLI verb that needs to subscribe or call."""
     return Node(f"_percept_{purpose}_{os.getpid()}", context=Context(), stats_period_s=3600.0)

@@ -43,7 +43,14 @@ def _export(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise PerceptError(str(exc)) from None
-    summary = export(spec, args.workers or None, progress_bar)
+    if args.workers < 0:
+        raise PerceptError(
+            f"--workers: expected a count of processes (0: one per core), found {args.workers}"
+        )
+    try:
+        summary = export(spec, args.workers or None, progress_bar)
+    except OSError as exc:  # the folder cannot be made or written
+        raise PerceptError(f"dataset {args.out}: {exc.strerror or exc}") from None
     print(
         f"wrote {summary['frames']} frames with {summary['boxes']} boxes to {summary['out']} "
         f"({summary['format']}) in {summary['seconds']} s with {summary['workers']} worker(s)"

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import yaml
-
-from perception.cli.common import cli_node
+from perception.cli.common import cli_node, yaml_argument
 from perception.errors import PerceptError
 from perception.msgs import GetParameters, ParameterValues, Result, SetParameters
 
@@ -53,7 +51,7 @@ def _get(args: argparse.Namespace) -> int:
 
 
 def _set(args: argparse.Namespace) -> int:
-    value = yaml.safe_load(args.value)
+    value = yaml_argument(args.value, "value")
     with cli_node("param") as node:
         client = node.create_client(f"{args.node}/set_parameters", SetParameters, Result)
         result = client.call(SetParameters(values={args.name: value}), timeout_s=args.timeout)

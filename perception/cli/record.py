@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
-QUIET_S = 0.3  # on stop, the recorder writes until its topics have been quiet this long
+QUIET_S = 0.3  # on stop, the recorder writes until its topics have been quiet this long,
+DRAIN_S = 1.0  # or this long at most: a 30 Hz camera is never quiet (a second Ctrl-C stops at once)
 
 
 def register(verbs: Any) -> None:
@@ -34,19 +36,26 @@ def register(verbs: Any) -> None:
 
 def _record(args: argparse.Namespace) -> int:
     from perception.cli.common import cli_node, graph_nodes
+    from perception.errors import PerceptError
     from perception.qos import QoS
     from perception.recording import McapRecorder
     from perception.wire import peek_type
 
+    if not args.output.parent.is_dir():
+        raise PerceptError(f"recording {args.output}: no folder {args.output.parent} to write it in")
     node = cli_node("record")
-    recorder = McapRecorder(args.output, foxglove=args.foxglove)
     subscriptions: dict[str, Any] = {}
+    write_errors: list[str] = []
     keep_all = QoS(depth=10_000)  # a recorder keeps everything; what it cannot keep is counted
 
     def subscribe(topic: str) -> None:
         def write(frames: list[Any]) -> None:
             received = time.time_ns()
-            recorder.write(topic, peek_type(frames), frames[1:], received, received)
+            try:
+                recorder.write(topic, peek_type(frames), frames[1:], received, received)
+            except OSError as exc:  # a full disk: stop, and keep what was written readable
+                write_errors.append(f"{exc.strerror or exc}")
+                stop["now"] += 1
 
         subscriptions[topic] = node.create_subscription(None, topic, write, keep_all, raw=True)
 
@@ -64,30 +73,51 @@ def _record(args: argparse.Namespace) -> int:
                 subscribe(topic)
                 print(f"recording {topic}", flush=True)
 
-    discover()
+    stop = {"now": 0}  # signals received: the first stops recording, a second stops draining too
+
+    def on_signal(*_: Any) -> None:
+        stop["now"] += 1
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        discover()  # before the file exists: without a registry there is nothing to write
+        recorder = McapRecorder(args.output, foxglove=args.foxglove)
+    except BaseException:
+        node.destroy()
+        raise
     node.create_timer(1.0, discover)
-    stop = {"now": False}
-    signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))
-    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
     deadline = None if args.duration is None else time.monotonic() + args.duration
     try:
         while not stop["now"] and (deadline is None or time.monotonic() < deadline):
             node.spin_once(0.05)
         # What is already on its way is written too: drain until nothing has come for QUIET_S.
-        quiet_since, written, give_up = time.monotonic(), recorder.messages, time.monotonic() + 30
-        while time.monotonic() - quiet_since < QUIET_S and time.monotonic() < give_up:
+        quiet_since, written, give_up = time.monotonic(), recorder.messages, time.monotonic() + DRAIN_S
+        while time.monotonic() - quiet_since < QUIET_S and time.monotonic() < give_up and stop["now"] < 2:
+            if write_errors:
+                break
             node.spin_once(0.01)
             if recorder.messages != written:
                 quiet_since, written = time.monotonic(), recorder.messages
     finally:
-        recorder.close()
-        dropped = sum(s.stats.dropped_queue + s.stats.dropped_gap for s in subscriptions.values())
+        try:
+            recorder.close()
+        except OSError as exc:
+            write_errors.append(f"closing: {exc.strerror or exc}")
+        lost = {
+            "dropped": sum(s.stats.dropped_queue + s.stats.dropped_gap for s in subscriptions.values()),
+            "malformed": sum(s.stats.malformed for s in subscriptions.values()),
+            "not written": sum(s.stats.callback_errors for s in subscriptions.values()),
+        }
         node.destroy()
     print(
         f"wrote {recorder.messages} messages ({recorder.bytes / 2**20:.1f} MB) on {len(subscriptions)} topics "
-        f"to {args.output}; dropped {dropped}"
+        f"to {args.output}; dropped {lost['dropped']}"
+        + "".join(f", {count} {what}" for what, count in lost.items() if what != "dropped" and count)
         + (f"; {recorder.view_errors} messages had no Foxglove view" if recorder.view_errors else "")
     )
+    if write_errors:
+        raise PerceptError(f"recording {args.output}: stopped writing: {write_errors[0]}")
     return 0
 
 
@@ -101,12 +131,25 @@ def _play(args: argparse.Namespace) -> int:
         raise PerceptError(f"recording {args.file}: no such file")
     if args.rate <= 0:
         raise PerceptError(f"--rate: expected a positive factor, found {args.rate}")
+    recorded = topics_of(args.file)
+    if not recorded:
+        torn: list[str] = []
+        next(read(args.file, torn=torn), None)
+        why = f" ({torn[0]})" if torn else ""
+        raise PerceptError(
+            f"recording {args.file}: no percept messages in it; expected an MCAP file percept record wrote{why}"
+        )
+    missing = sorted(set(args.topics or []) - set(recorded))
+    if missing:
+        raise PerceptError(
+            f"recording {args.file}: no topic {missing[0]}; it holds {', '.join(sorted(recorded))}"
+        )
     node = cli_node("play")
     publishers: dict[str, Any] = {}
     stop = {"now": False}
     signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-    for topic, type_name in topics_of(args.file).items():
+    for topic, type_name in recorded.items():
         if args.topics and topic not in args.topics:
             continue
         try:
@@ -117,10 +160,12 @@ def _play(args: argparse.Namespace) -> int:
     while time.monotonic() < deadline and not all(p.subscriber_count for p in publishers.values()):
         node.spin_once(0.05)
     played = 0
+    torn = []
     try:
         while not stop["now"]:
-            start_wall, start_log = time.monotonic(), None
-            for item in read(args.file, args.topics):
+            start_wall, start_log, played_before = time.monotonic(), None, played
+            torn = []
+            for item in read(args.file, args.topics, torn):
                 publisher = publishers.get(item.topic)
                 if stop["now"]:
                     break
@@ -132,11 +177,13 @@ def _play(args: argparse.Namespace) -> int:
                     node.spin_once(min(wait, 0.05))
                 publisher.publish_frames(item.frames)
                 played += 1
-            if not args.loop:
+            if not args.loop or played == played_before:  # a pass that plays nothing would spin forever
                 break
         for _ in range(10):  # let the last messages leave
             node.spin_once(0.02)
     finally:
         node.destroy()
     print(f"played {played} messages from {args.file}")
+    if torn:
+        print(f"the recording ends torn ({torn[0]}): played what came before", file=sys.stderr)
     return 0

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import yaml
-
 from perception import msgs
-from perception.cli.common import cli_node, format_value, graph_nodes
+from perception.cli.common import cli_node, format_value, graph_nodes, yaml_argument
 from perception.cli.topic import build_message
 from perception.errors import ServiceUnavailable
 from perception.registry import query
@@ -45,7 +43,7 @@ def _call(args: argparse.Namespace) -> int:
         raise ServiceUnavailable(f"no server for service {args.name} (services: {known})")
     request_type = msgs.message_type(found["request"])
     response_type = msgs.message_type(found["response"])
-    request = build_message(request_type.TYPE_NAME, yaml.safe_load(args.values) or {})
+    request = build_message(request_type.TYPE_NAME, yaml_argument(args.values, "request") or {})
     with cli_node("call") as node:
         client = node.create_client(args.name, request_type, response_type)
         print(f"requester: making request: {format_value(request)}".replace("\n", " "))

@@ -11,10 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import yaml
 
 from perception import msgs
-from perception.cli.common import cli_node, format_value, graph_nodes
+from perception.cli.common import cli_node, format_value, graph_nodes, yaml_argument
 from perception.errors import MessageError, PerceptError
 from perception.node import RECEIVE_HWM
 from perception.qos import KEEP_LAST, QoS
@@ -111,15 +110,20 @@ def _watch(args: argparse.Namespace, report: Callable[[deque[tuple[float, int]]]
     """Record (arrival time, bytes) of the last `--window` messages and print `report(window)` each
     second. The frames are never decoded, and the queue is deep enough that a flood is measured, not
     evicted before it is counted."""
+    if args.window < 2:
+        raise PerceptError(f"--window: expected at least 2 messages (a rate needs two), found {args.window}")
     window: deque[tuple[float, int]] = deque(maxlen=args.window)
     got = [0]
+    shown = [0]  # messages counted at the last report: none since then means the topic went quiet
 
     def arrived(frames: Any) -> None:
         got[0] += 1
         window.append((time.monotonic(), sum(len(f) for f in frames)))
 
     def show() -> None:
-        print(report(window) if len(window) >= 2 else "no new messages", flush=True)
+        fresh = got[0] != shown[0]
+        shown[0] = got[0]
+        print(report(window) if fresh and len(window) >= 2 else "no new messages", flush=True)
 
     with cli_node("watch") as node:
         node.create_subscription(None, args.topic, arrived, QoS(depth=RECEIVE_HWM), raw=True)
@@ -181,7 +185,9 @@ def build_message(type_name: str, values: Any) -> msgs.Message:
 
 
 def _pub(args: argparse.Namespace) -> int:
-    values = yaml.safe_load(args.values) or {}
+    if not args.rate > 0:
+        raise PerceptError(f"--rate: expected messages per second above 0, found {args.rate}")
+    values = yaml_argument(args.values, "message") or {}
     cls = msgs.message_type(args.type)
     times = 1 if args.once else args.times
     with cli_node("pub") as node:

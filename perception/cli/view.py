@@ -22,6 +22,8 @@ def _view(args: argparse.Namespace) -> int:
 
     if not 1 <= args.quality <= 100:
         raise PerceptError(f"--quality: expected 1-100, found {args.quality}")
+    if not 0 < args.fps <= 30:
+        raise PerceptError(f"--fps: expected frames per second above 0, at most 30, found {args.fps}")
     try:
         return run(args.host, args.port, args.fps, args.quality, args.duration)
     except OSError as exc:

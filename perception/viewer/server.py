@@ -16,7 +16,9 @@ one does: an unwatched stream costs the viewer its subscription alone.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import threading
 import time
@@ -30,6 +32,8 @@ from urllib.parse import parse_qs, urlparse
 from perception.qos import QoS
 from perception.viewer.state import ViewerState
 
+log = logging.getLogger("percept.viewer")
+
 BOUNDARY = "percept-frame"
 MAX_FPS = 30.0
 
@@ -42,6 +46,7 @@ class ViewerServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.state, self.default_fps = state, default_fps
         self.stopping = threading.Event()
+        self.last_error_log = -math.inf  # a page refreshing a broken picture must not flood the log
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -72,6 +77,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(HTTPStatus.NOT_FOUND, "text/plain", f"no page {url.path}".encode())
         except (BrokenPipeError, ConnectionResetError):
             pass  # the browser went away
+        except Exception as exc:  # a frame or overlay that cannot be drawn: one line, not a traceback
+            now = time.monotonic()
+            if now - self.server.last_error_log > 1.0:
+                self.server.last_error_log = now
+                log.error("viewer: %s %s failed: %s: %s", url.path, query, type(exc).__name__, exc)
+            if url.path != "/stream":  # a stream has sent its headers already: it just ends
+                with contextlib.suppress(OSError):
+                    body = f"{type(exc).__name__}: {exc}".encode()
+                    self._send(HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain", body)
 
     def _send(self, status: HTTPStatus, content_type: str, body: bytes) -> None:
         self.send_response(status)
