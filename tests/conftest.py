@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -23,6 +24,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def status_rates(launch_output: str, node: str, topic: str) -> list[float]:
+    """The rates a launcher's status tables gave `node` for publishing `topic` (`>topic 9.8`)."""
+    rows = [line for line in launch_output.splitlines() if line.startswith(f"{node} ")]
+    return [float(rate) for row in rows for rate in re.findall(rf">{re.escape(topic)} (\d+\.\d+)", row)]
 
 
 def percept(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

@@ -149,9 +149,7 @@ def test_the_camera_node_publishes_frames_and_survives_its_source_going_away(
 
 
 def test_the_camera_launch_file_takes_the_camera_parameters_the_readme_names(tmp_path, registry):
-    import re
-
-    from conftest import percept
+    from conftest import percept, status_rates
 
     video = write_video(tmp_path / "clip.avi", frames=40)
     calibration = tmp_path / "cam.yaml"
@@ -177,9 +175,8 @@ def test_the_camera_launch_file_takes_the_camera_parameters_the_readme_names(tmp
     assert result.returncode == 0, result.stdout + result.stderr
     output = result.stdout + result.stderr
     assert "matches no declared parameter" not in output, output
-    detector_rows = [line for line in result.stdout.splitlines() if line.startswith("/detector ")]
-    rates = [float(rate) for row in detector_rows for rate in re.findall(r">/detections (\d+\.\d+)", row)]
-    assert rates and max(rates) > 5.0, detector_rows
+    rates = status_rates(result.stdout, "/detector", "/detections")
+    assert rates and max(rates) > 5.0, result.stdout
 
 
 def test_a_fisheye_calibration_is_undistorted_with_the_fisheye_model():

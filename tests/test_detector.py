@@ -337,7 +337,7 @@ def test_bench_detect_json_contract(tmp_path):
 
 
 def test_the_sim_detect_launch_file_runs_a_users_model(tmp_path, registry):
-    from conftest import percept
+    from conftest import percept, status_rates
 
     model = write_model(tmp_path / "m.onnx", yolov8_output(), names=NAMES)
     result = percept(
@@ -352,10 +352,9 @@ def test_the_sim_detect_launch_file_runs_a_users_model(tmp_path, registry):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{model}: yolov8 layout, input (320, 320), 3 classes" in result.stdout
-    detector_rows = [line for line in result.stdout.splitlines() if line.startswith("/detector ")]
     # It keeps up with the 10 frames/s camera; 8 leaves room for 2 busy cores (one run under load read 8.x).
-    rates = [float(rate) for row in detector_rows for rate in re.findall(r">/detections (\d+\.\d+)", row)]
-    assert rates and max(rates) >= 8.0, detector_rows
+    rates = status_rates(result.stdout, "/detector", "/detections")
+    assert rates and max(rates) >= 8.0, result.stdout
 
 
 def candidates(rows):
