@@ -176,6 +176,16 @@ def test_velocity_is_in_pixels_per_second_and_lost_tracks_expire():
     np.testing.assert_allclose(expiring.box, box(170, 200))
 
 
+def test_a_track_lost_longer_than_max_lost_s_cannot_match_after_a_gap_in_stamps():
+    tracker = ByteTracker(TrackerParams(max_lost_s=2.0))
+    for i in range(20):
+        tracker.update(np.array([box(100 + 5 * i, 200)]), np.array([0.9]), np.array([CAR]), i * 0.1)
+    # 10 s later (a dropped stream), a car far away: the old track's gate has grown over the whole
+    # image, but the track is older than max_lost_s and must not take it.
+    later = tracker.update(np.array([box(900, 250)]), np.array([0.9]), np.array([CAR]), 11.9)
+    assert [t.id for t in tracker.tracks] == [2] and later == []
+
+
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match=r"tracker parameter velocity_noise: expected > 0, found 0"):
         TrackerParams(velocity_noise=0)
@@ -304,6 +314,22 @@ def test_a_track_on_an_ignore_region_is_neither_a_false_positive_nor_takes_a_rea
         (np.array([1]), np.array([real]), np.array([5]), np.array([beside])), [real]
     )
     assert kept.tolist() == [5]
+
+
+def test_kitti_leaves_out_small_tracks_that_match_nothing_but_keeps_small_ones_that_match():
+    from perception.track.evaluate import without_ignored
+
+    tall, small_real = [0, 0, 20, 40], [50, 50, 60, 60]
+    # Track 1 on the tall object; 2 on a small, scored object; 3 small and on nothing; 4 tall, on nothing.
+    frame = (
+        np.array([1, 2]),
+        np.array([tall, small_real]),
+        np.array([1, 2, 3, 4]),
+        np.array([tall, small_real, [100, 100, 110, 110], [200, 0, 230, 40]]),
+    )
+    _, _, kept, _ = without_ignored(frame, np.zeros((0, 4)), min_height=25)
+    assert kept.tolist() == [1, 2, 4]
+    assert without_ignored(frame, np.zeros((0, 4)))[2].tolist() == [1, 2, 3, 4]  # without min_height
 
 
 def write_mot_sequence(folder, frames: int = 20) -> None:

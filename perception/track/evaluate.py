@@ -23,19 +23,25 @@ def without_ignored(
     """The frame with its ignore regions applied, as MOTChallenge's and KITTI's evaluations do: tracker
     boxes that the optimal matching against all ground truth (scored and ignored alike, IoU >= 0.5)
     pairs with an ignored object are removed; the ignored objects were never in `frame`. So a box on a
-    don't-care object is neither a false positive nor, when missing, a miss."""
+    don't-care object is neither a false positive nor, when missing, a miss. With `min_height` (KITTI's
+    25 px), tracker boxes lower than that which match nothing at all are removed too, as KITTI's devkit
+    and TrackEval's KITTI reader do: objects that small are not scored either way."""
     from scipy.optimize import linear_sum_assignment
 
     gt_ids, gt_boxes, track_ids, track_boxes = frame
     ignored = np.asarray(ignored_xyxy, np.float64).reshape(-1, 4)
-    if not len(ignored) or not len(track_boxes):
+    if not len(track_boxes) or (not len(ignored) and not min_height):
         return frame
+    boxes = np.asarray(track_boxes, np.float64).reshape(-1, 4)
     every = np.r_[np.asarray(gt_boxes, np.float64).reshape(-1, 4), ignored]
-    iou = iou_matrix(every, np.asarray(track_boxes, np.float64).reshape(-1, 4))
+    iou = iou_matrix(every, boxes)
     rows, cols = linear_sum_assignment(-np.where(iou >= threshold, iou, 0.0))
-    on_ignored = [c for r, c in zip(rows, cols, strict=True) if r >= len(gt_boxes) and iou[r, c] >= threshold]
-    keep = np.ones(len(track_boxes), bool)
-    keep[on_ignored] = False
+    matched = [(r, c) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= threshold]
+    keep = np.ones(len(boxes), bool)
+    keep[[c for r, c in matched if r >= len(gt_boxes)]] = False
+    unmatched = np.ones(len(boxes), bool)
+    unmatched[[c for _, c in matched]] = False
+    keep[unmatched & (boxes[:, 3] - boxes[:, 1] < min_height)] = False
     return gt_ids, gt_boxes, np.asarray(track_ids)[keep], np.asarray(track_boxes).reshape(-1, 4)[keep]
 
 

@@ -333,7 +333,10 @@ class ByteTracker:
         states = table.states
         high = np.flatnonzero(scores >= p.high_score)
         low = np.flatnonzero((scores >= p.low_score) & (scores < p.high_score))
-        pool = np.flatnonzero(states != _TENTATIVE)  # confirmed and lost
+        # Confirmed and lost; a track unseen for longer than max_lost_s (lost, or confirmed before a gap
+        # in the stamps) is gone before it can match: its grown gate would take anything, as ByteTrack's.
+        expired = stamp_s - table.last_seen_s > p.max_lost_s
+        pool = np.flatnonzero((states != _TENTATIVE) & ~expired)
         tentative = np.flatnonzero(states == _TENTATIVE)
         grown = _grown(boxes, p.buffer)
 
