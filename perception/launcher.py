@@ -56,7 +56,7 @@ def _problems(stats: NodeStats) -> str:
     return ", ".join(f"{count} {what}" for what, count in totals.items() if count)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """In the child, before exec: get SIGTERM if the launcher dies, even by SIGKILL."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -153,7 +153,7 @@ class Launcher:
         self._registry_process = subprocess.Popen(
             [sys.executable, "-m", "perception.cli", "registry", "--address", address],
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + 10
         while not registry.is_running(address, timeout_s=0.2):
@@ -179,7 +179,7 @@ class Launcher:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: we signal the group, grandchildren too
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         child.state = "running"
         child.started_at = time.monotonic()

@@ -225,3 +225,23 @@ def test_bad_yaml_and_bad_rates_on_the_command_line_get_one_line_errors():
         result = percept(*args)
         assert result.returncode == 1, (args, result.stderr)
         assert message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
+
+
+def test_benchmarks_refuse_counts_rates_and_scores_out_of_range_before_any_work():
+    for args, message in (
+        (("bench", "bus", "--rounds", "0"), "argument --rounds: expected a whole number above 0, found 0"),
+        (("bench", "graph", "--rates", "10,0"), "argument --rates: expected a number above 0, found 0"),
+        (("bench", "record", "--seconds", "-1"), "argument --seconds: expected a number above 0, found -1"),
+        (
+            ("bench", "track", "--truth", "--jitter", "-1"),
+            "argument --jitter: expected a number of 0 or more",
+        ),
+        (
+            ("bench", "detect", "--model", "m.onnx", "--map-confidence", "1.5"),
+            "--map-confidence: expected a score",
+        ),
+        (("bench", "view", "--fps", "60"), "--fps: expected at most 30 frames/s"),
+    ):
+        result = percept(*args)
+        assert result.returncode in (1, 2), (args, result.stderr)  # 2: argparse's own usage errors
+        assert message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)

@@ -24,19 +24,25 @@ NAMES = {0: "person", 1: "cup", 2: "duck"}
 
 
 def write_model(
-    path, output: np.ndarray, *, names=None, input_shape=(1, 3, SIZE, SIZE), metadata=None
+    path, output: np.ndarray, *, names=None, input_shape=(1, 3, SIZE, SIZE), metadata=None, half=False
 ) -> str:
-    """An ONNX graph whose output is `output`, whatever the image (plus 0 x the image, so it is used)."""
+    """An ONNX graph whose output is `output`, whatever the image (plus 0 x the image, so it is used);
+    with `half`, its input is float16, as an Ultralytics half=True export's."""
     nodes = [
         helper.make_node("Constant", [], ["raw"], value=numpy_helper.from_array(output.astype(np.float32))),
-        helper.make_node("ReduceMean", ["images"], ["mean"], keepdims=0),
+        helper.make_node("Cast", ["images"], ["pixels"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["pixels"], ["mean"], keepdims=0),
         helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
         helper.make_node("Add", ["raw", "nothing"], ["output0"]),
     ]
     graph = helper.make_graph(
         nodes,
         "fixture",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, list(input_shape))],
+        [
+            helper.make_tensor_value_info(
+                "images", TensorProto.FLOAT16 if half else TensorProto.FLOAT, list(input_shape)
+            )
+        ],
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(output.shape))],
         initializer=[numpy_helper.from_array(np.zeros((), np.float32), "zero")],
     )
@@ -487,3 +493,28 @@ def test_thresholds_out_of_range_are_refused_and_change_nothing(tmp_path):
     assert detector.iou == 0.6
     with pytest.raises(DetectorError, match="iou: expected"):
         Detector(tmp_path / "m.onnx", iou=7)
+
+
+def test_exports_users_bring_fp16_ids_with_gaps_other_tasks_and_fixed_batches(tmp_path):
+    half = Detector(write_model(tmp_path / "half.onnx", yolov8_output(), names=NAMES, half=True))
+    assert half(np.zeros((SIZE, SIZE, 3), np.uint8)).class_names == ["duck", "cup"]
+    gaps = Detector(write_model(tmp_path / "gaps.onnx", yolov8_output(), names={0: "person", 2: "duck"}))
+    assert gaps.class_names == ["person", "1", "duck"]  # id 2 keeps its own name
+    with pytest.raises(DetectorError, match=r"an Ultralytics 'pose' model; expected a detection model"):
+        Detector(write_model(tmp_path / "pose.onnx", yolov8_output(), names=NAMES, metadata={"task": "pose"}))
+    with pytest.raises(DetectorError, match=r"fixed at a batch of 2; expected 1 or a dynamic batch"):
+        Detector(write_model(tmp_path / "b2.onnx", yolov8_output(), input_shape=(2, 3, SIZE, SIZE)))
+    with pytest.raises(DetectorError, match=r"metadata names .* are not a list or a map of class names"):
+        Detector(write_model(tmp_path / "bad.onnx", yolov8_output(), names="{0: 'person'"))
+
+
+def test_grey_and_rgba_images_are_converted_and_an_end2end_model_keeps_max_detections(tmp_path):
+    detector = Detector(write_model(tmp_path / "m.onnx", yolov8_output(), names=NAMES))
+    rgb = detector(np.zeros((SIZE, SIZE, 3), np.uint8))
+    for image in (np.zeros((SIZE, SIZE), np.uint8), np.zeros((SIZE, SIZE, 4), np.uint8)):
+        np.testing.assert_allclose(detector(image).xyxy, rgb.xyxy)
+    rows = np.zeros((1, 300, 6), np.float32)
+    rows[0, :, :4] = [10, 10, 50, 50]
+    rows[0, :, 4] = np.linspace(0.9, 0.3, 300)
+    end2end = Detector(write_model(tmp_path / "e2e.onnx", rows, names=NAMES), max_detections=5)
+    assert end2end.layout == "end2end" and len(end2end(np.zeros((SIZE, SIZE, 3), np.uint8))) == 5

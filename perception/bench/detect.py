@@ -94,7 +94,7 @@ def run(
     predictions: list[list[Any]] = [[] for _ in detectors]
     if scene:
         for detector, preds in zip(detectors, predictions, strict=True):
-            detector.confidence = map_confidence
+            detector.retune(confidence=map_confidence)
             preds.extend(detector(image) for image in images)
     rows = []
     for label, detector, times, preds in zip(labels, detectors, timings, predictions, strict=True):

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from perception.bench.common import private_registry, stop
+from perception.launcher import die_with_parent
 
 ADDED_LATENCY_LIMIT_MS = 30.0
 
@@ -45,6 +46,7 @@ def _spawn(target: str, env: dict[str, str], *args: str) -> subprocess.Popen[byt
     return subprocess.Popen(
         [sys.executable, "-m", "perception.cli", "run", target, *args],
         env=env,
+        preexec_fn=die_with_parent,  # a bench killed by SIGTERM or SIGKILL takes it along
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from perception.bench.common import private_registry
+from perception.launcher import die_with_parent
 
 FRAME_BYTES = 640 * 480 * 3
 
@@ -94,6 +95,7 @@ def run(rates: list[float], seconds: float) -> list[Row]:
                     str(output),
                 ],
                 env=env,
+                preexec_fn=die_with_parent,  # a bench killed by SIGTERM or SIGKILL takes it along
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,

@@ -22,6 +22,7 @@ from typing import Any
 import pybullet as p
 
 from perception.bench.common import private_registry
+from perception.launcher import die_with_parent
 
 RESOLUTIONS = {"320x240": (320, 240), "640x480": (640, 480)}
 
@@ -48,6 +49,7 @@ def run(renderers: list[str], resolutions: list[str], frames: int = 60) -> list[
     listener = subprocess.Popen(
         [sys.executable, "-m", "perception.cli", "topic", "hz", "/bench/camera/image"],
         env=env,
+        preexec_fn=die_with_parent,  # a bench killed by SIGTERM or SIGKILL takes it along
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from perception.bench.common import private_registry, stop
+from perception.launcher import die_with_parent
 
 LIMIT_PERCENT_PER_STREAM = 5.0
 CAMERAS = ("/cam0/image", "/cam1/image")
@@ -87,6 +88,7 @@ def run(fps: float, seconds: float, rate: float = 30.0) -> list[Row]:
     viewer = subprocess.Popen(
         [sys.executable, "-m", "perception.cli", "view", "--port", "0", "--fps", str(fps)],
         env=env,
+        preexec_fn=die_with_parent,  # a bench killed by SIGTERM or SIGKILL takes it along
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

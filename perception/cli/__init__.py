@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -39,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.arguments += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    # SIGTERM (a CI timeout, `kill`) ends a command as Ctrl-C does, through its cleanup: a benchmark
+    # stops the processes it started. Commands that stop gracefully install their own handler.
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         return int(args.func(args) or 0)
     except PerceptError as exc:
@@ -46,3 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

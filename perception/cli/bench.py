@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from perception.bench.common import as_json
-from perception.cli.common import rows_arg
+from perception.cli.common import non_negative_float, positive_float, positive_int, positive_numbers, rows_arg
 
 # The driving graph's detector runs a second pass for small objects on these rows of the frame (around
 # the simulated camera's horizon), scaled by this (launch/driving_tracking.yaml's small_object_zoom and
@@ -25,19 +25,23 @@ def register(verbs: Any) -> None:
     )
     p = bench.add_parser("bus", help="Our pub/sub against raw pyzmq: latency and throughput.")
     p.add_argument("--payloads", default="640x480x3,1280x720x3,200B", help="comma-separated payloads")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per side (medians reported)")
-    p.add_argument("--count", type=int, default=300, help="messages in each latency phase")
-    p.add_argument("--rate", type=float, default=200.0, help="message rate in the latency phase (Hz)")
-    p.add_argument("--seconds", type=float, default=1.5, help="length of each throughput phase")
+    p.add_argument(
+        "--rounds", type=positive_int, default=3, help="interleaved rounds per side (medians reported)"
+    )
+    p.add_argument("--count", type=positive_int, default=300, help="messages in each latency phase")
+    p.add_argument(
+        "--rate", type=positive_float, default=200.0, help="message rate in the latency phase (Hz)"
+    )
+    p.add_argument("--seconds", type=positive_float, default=1.5, help="length of each throughput phase")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=_bus)
 
     p = bench.add_parser("detect", help="Detectors side by side: latency per stage, frames/s, mAP.")
     p.add_argument("--model", action="append", required=True, help="an ONNX file; repeat to compare")
     p.add_argument("--scene", choices=["tabletop", "driving"], help="render this scene and score mAP")
-    p.add_argument("--frames", type=int, default=50, help="frames to run (and score)")
+    p.add_argument("--frames", type=positive_int, default=50, help="frames to run (and score)")
     p.add_argument("--seed", type=int, default=1000, help="scene seed (keep it apart from training seeds)")
-    p.add_argument("--threads", type=int, default=2, help="onnxruntime threads per model")
+    p.add_argument("--threads", type=positive_int, default=2, help="onnxruntime threads per model")
     p.add_argument(
         "--small-object-zoom",
         type=float,
@@ -67,8 +71,13 @@ def register(verbs: Any) -> None:
     p = bench.add_parser("graph", help="The detector in a launched sim -> detector graph: keeps up? latency?")
     p.add_argument("--model", default="models/percept.onnx", help="an ONNX detector")
     p.add_argument("--scenes", default="tabletop,driving", help="comma-separated: tabletop, driving")
-    p.add_argument("--rates", default="10,20", help="comma-separated camera rates (frames/s) to try")
-    p.add_argument("--seconds", type=float, default=10.0, help="measured seconds per scene and rate")
+    p.add_argument(
+        "--rates",
+        type=positive_numbers,
+        default="10,20",
+        help="comma-separated camera rates (frames/s) to try",
+    )
+    p.add_argument("--seconds", type=positive_float, default=10.0, help="measured seconds per scene and rate")
     p.add_argument(
         "--sim-nice",
         type=int,
@@ -81,7 +90,7 @@ def register(verbs: Any) -> None:
     p = bench.add_parser(
         "grasp", help="Pick-and-place episodes: grasp success, table clearing, planning time."
     )
-    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--episodes", type=positive_int, default=10)
     p.add_argument("--objects", type=int, default=5, help="objects per episode")
     p.add_argument("--seed", type=int, default=1000, help="seed of the first episode (then +1 each)")
     p.add_argument("--model", default="models/percept.onnx", help="the detector in the loop")
@@ -123,11 +132,18 @@ def register(verbs: Any) -> None:
     p.add_argument(
         "--truth", action="store_true", help="ground-truth boxes with noise instead of the detector"
     )
-    p.add_argument("--drop", type=float, default=0.1, help="with --truth: share of boxes dropped")
     p.add_argument(
-        "--jitter", type=float, default=0.05, help="with --truth: box edge noise, share of its size"
+        "--drop", type=non_negative_float, default=0.1, help="with --truth: share of boxes dropped"
     )
-    p.add_argument("--false-positives", type=float, default=0.5, help="with --truth: per frame, on average")
+    p.add_argument(
+        "--jitter",
+        type=non_negative_float,
+        default=0.05,
+        help="with --truth: box edge noise, share of its size",
+    )
+    p.add_argument(
+        "--false-positives", type=non_negative_float, default=0.5, help="with --truth: per frame, on average"
+    )
     p.add_argument(
         "--write-mot", type=Path, metavar="DIR", help="also write each sequence as a MOTChallenge folder here"
     )
@@ -152,23 +168,25 @@ def register(verbs: Any) -> None:
     p.set_defaults(func=_mot)
 
     p = bench.add_parser("record", help="percept record on 640x480 frames + detections at rising rates.")
-    p.add_argument("--rates", default="30,60,120", help="comma-separated frame rates (Hz)")
-    p.add_argument("--seconds", type=float, default=5.0, help="publishing time per rate")
+    p.add_argument(
+        "--rates", type=positive_numbers, default="30,60,120", help="comma-separated frame rates (Hz)"
+    )
+    p.add_argument("--seconds", type=positive_float, default=5.0, help="publishing time per rate")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=_record)
 
     p = bench.add_parser(
         "view", help="CPU of percept view per watched 640x480 stream, against 5%% of a core."
     )
-    p.add_argument("--fps", type=float, default=15.0, help="frame rate each stream is watched at")
-    p.add_argument("--seconds", type=float, default=10.0, help="measuring time per phase")
+    p.add_argument("--fps", type=positive_float, default=15.0, help="frame rate each stream is watched at")
+    p.add_argument("--seconds", type=positive_float, default=10.0, help="measuring time per phase")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=_view)
 
     p = bench.add_parser("sim", help="Simulator node frames/s against a bare getCameraImage loop.")
     p.add_argument("--renderers", default="egl,tiny", help="comma-separated: egl, tiny")
     p.add_argument("--resolutions", default="320x240,640x480", help="comma-separated sizes")
-    p.add_argument("--frames", type=int, default=60, help="frames per side, per renderer and size")
+    p.add_argument("--frames", type=positive_int, default=60, help="frames per side, per renderer and size")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=_sim)
 
@@ -298,12 +316,8 @@ def _track(args: argparse.Namespace) -> int:
 
 def _record(args: argparse.Namespace) -> int:
     from perception.bench import record
-    from perception.errors import PerceptError
 
-    try:
-        rates = [float(r) for r in args.rates.split(",") if r.strip()]
-    except ValueError:
-        raise PerceptError(f"--rates {args.rates!r}: expected numbers, e.g. 30,60") from None
+    rates = args.rates
     settings = {"rates": rates, "seconds": args.seconds, "frame": "640x480x3 + 5 detections"}
     print(f"record benchmark (percept record as its own process): {settings}", flush=True)
     rows = record.run(rates, args.seconds)
@@ -359,6 +373,10 @@ def _mot(args: argparse.Namespace) -> int:
 
 def _view(args: argparse.Namespace) -> int:
     from perception.bench import view
+    from perception.errors import PerceptError
+
+    if args.fps > 30:
+        raise PerceptError(f"--fps: expected at most 30 frames/s (the viewer's limit), found {args.fps:g}")
 
     settings = {"fps": args.fps, "seconds": args.seconds, "cameras": "2 x 640x480 rgb8 at 30 Hz + detections"}
     print(f"viewer benchmark (percept view as its own process): {settings}", flush=True)
@@ -376,10 +394,7 @@ def _graph(args: argparse.Namespace) -> int:
     scenes = [s.strip() for s in args.scenes.split(",") if s.strip()]
     if not scenes or any(s not in ("tabletop", "driving") for s in scenes):
         raise PerceptError(f"--scenes {args.scenes!r}: expected tabletop and/or driving")
-    try:
-        rates = [float(r) for r in args.rates.split(",") if r.strip()]
-    except ValueError:
-        raise PerceptError(f"--rates {args.rates!r}: expected numbers, e.g. 10,20") from None
+    rates = args.rates
     if not 0 <= args.sim_nice <= 19:
         raise PerceptError(f"--sim-nice {args.sim_nice}: expected 0 to 19")
     settings = {
@@ -399,6 +414,11 @@ def _graph(args: argparse.Namespace) -> int:
 
 def _detect(args: argparse.Namespace) -> int:
     from perception.bench import detect
+    from perception.errors import PerceptError
+
+    for option, value in (("--confidence", args.confidence), ("--map-confidence", args.map_confidence)):
+        if not 0 <= value <= 1:  # before any frame is rendered
+            raise PerceptError(f"{option}: expected a score from 0 to 1, found {value:g}")
 
     settings = {
         "scene": args.scene,

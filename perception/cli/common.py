@@ -13,6 +13,48 @@ from perception.context import Context
 from perception.node import Node
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number above 0 (a count of frames, rounds, episodes)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number above 0, found {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number above 0, found {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number above 0 (seconds, a rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, found {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, found {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a number of 0 or more (noise, a share)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of 0 or more, found {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of 0 or more, found {text}")
+    return value
+
+
+def positive_numbers(text: str) -> list[float]:
+    """argparse type: comma-separated numbers above 0 (`10,20`)."""
+    return [positive_float(part) for part in text.split(",") if part.strip()] or _none_given(text)
+
+
+def _none_given(text: str) -> list[float]:
+    raise argparse.ArgumentTypeError(f"expected comma-separated numbers above 0, e.g. 10,20; found {text!r}")
+
+
 def yaml_argument(text: str, what: str) -> Any:
     """A command-line value in YAML (`'{data: hi}'`, `9`, `[1, 2]`); a syntax error names the argument
     and where in it, in one line."""

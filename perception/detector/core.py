@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import onnxruntime as ort
 
@@ -97,6 +98,7 @@ class Detector:
         if any(isinstance(d, str) for d in shape):
             # Fixed where they were free, onnxruntime plans the graph as for a fixed input: 7% faster.
             self.session = self._load(provider, threads, spin, _fixed(shape, self.input_hw))
+        self._check_task()
         self.layout = self._choose_layout(layout)
         # A second pass on the frame (or a band of its rows) scaled up, for small objects: see
         # small_objects.py. Its input depends on the frame's size: ready for the model's own, made at
@@ -172,6 +174,13 @@ class Detector:
             raise DetectorError(
                 f"model {self.path}: expected one image input of shape 1 x 3 x H x W, found {found}"
             )
+        if isinstance(shape[0], int) and shape[0] != 1:
+            raise DetectorError(
+                f"model {self.path}: its input is fixed at a batch of {shape[0]}; expected 1 or a dynamic "
+                "batch (export it again with batch=1 or dynamic=True)"
+            )
+        # An fp16 export (Ultralytics' half=True) takes a float16 tensor: the letterbox's is converted.
+        self._input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
         static = [d if isinstance(d, int) else None for d in shape[2:]]
         if input_size is None and None in static:
             # Dynamic axes: the size the model was made for (Ultralytics and our exports both write
@@ -184,7 +193,7 @@ class Detector:
         return inputs[0].name, (int(input_size[0]), int(input_size[1]))
 
     def _choose_layout(self, layout: str) -> str:
-        blank = np.zeros((1, 3, *self.input_hw), np.float32)
+        blank = np.zeros((1, 3, *self.input_hw), self._input_dtype)
         outputs = self.session.run(None, {self.input_name: blank})  # also warms the session up
         shapes = [list(o.shape) for o in outputs]
         if layout == "auto":
@@ -219,10 +228,28 @@ class Detector:
         try:
             names = json.loads(text)
         except json.JSONDecodeError:
-            names = ast.literal_eval(text)  # Ultralytics writes str(dict): "{0: 'person', 1: ...}"
+            try:
+                names = ast.literal_eval(text)  # Ultralytics writes str(dict): "{0: 'person', 1: ...}"
+            except (ValueError, SyntaxError):
+                raise DetectorError(
+                    f"model {self.path}: its metadata names {text[:80]!r} are not a list or a map of class "
+                    "names; give labels:=file.txt"
+                ) from None
         if isinstance(names, dict):
-            return [str(names[k]) for k in sorted(names, key=int)]
+            # Ids with gaps keep their own names (a model trained on a subset of COCO's ids).
+            by_id = {int(k): str(v) for k, v in names.items()}
+            return [by_id.get(i, str(i)) for i in range(max(by_id, default=-1) + 1)]
         return [str(n) for n in names]
+
+    def _check_task(self) -> None:
+        """Ultralytics writes the model's task: a pose, segmentation or oriented-box model has extra
+        output columns that a detection decoder would read as class scores, silently."""
+        task = self.session.get_modelmeta().custom_metadata_map.get("task", "detect")
+        if task != "detect":
+            raise DetectorError(
+                f"model {self.path}: an Ultralytics {task!r} model; expected a detection model (task "
+                "'detect'): its extra outputs would be read as class scores"
+            )
 
     # -- running ---------------------------------------------------------------------------------------
 
@@ -245,8 +272,11 @@ class Detector:
         self.max_detections = self.max_detections if max_detections is None else max_detections
 
     def __call__(self, image: np.ndarray) -> DetectionResult:
-        """Detect objects in an RGB uint8 image (H x W x 3)."""
+        """Detect objects in an RGB uint8 image (H x W x 3; grey H x W and RGBA H x W x 4 are converted)."""
         timings = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
+        if image.dtype == np.uint8 and (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 4))):
+            code = cv2.COLOR_RGBA2RGB if image.ndim == 3 and image.shape[2] == 4 else cv2.COLOR_GRAY2RGB
+            image = cv2.cvtColor(image, code)
         boxes, scores, class_ids = self._detect(self.session, image, self.input_hw, timings)
         if self.small_object_zoom:
             small, rows = self._detect_small_objects(image, timings)
@@ -307,12 +337,16 @@ class Detector:
         tensor, transform = letterbox(
             image, input_hw, centre=not self._yolox, bgr=self._yolox, unit_scale=not self._yolox
         )
+        if self._input_dtype is not np.float32:
+            tensor = tensor.astype(self._input_dtype)
         preprocessed = time.perf_counter()
-        output = session.run(None, {self.input_name: tensor})[0]
+        output = session.run(None, {self.input_name: tensor})[0].astype(np.float32, copy=False)
         inferred = time.perf_counter()
         boxes, scores, class_ids = decoders.decode(self.layout, output, input_hw, self.confidence)
         if self.layout != "end2end":
             boxes, scores, class_ids = decoders.nms((boxes, scores, class_ids), self.iou, self.max_detections)
+        else:  # NMS ran inside the model; its best come first
+            boxes, scores, class_ids = (a[: self.max_detections] for a in (boxes, scores, class_ids))
         boxes = transform.to_image(boxes)
         done = time.perf_counter()
         timings["preprocess"] += (preprocessed - start) * 1000

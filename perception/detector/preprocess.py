@@ -43,12 +43,12 @@ def letterbox(
     height, width = image.shape[:2]
     out_h, out_w = size
     scale = min(out_h / height, out_w / width)
-    if centre:
-        new_w, new_h = round(width * scale), round(height * scale)
+    if centre:  # at least a pixel each way: a 1 x 2000 strip must not vanish
+        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
         dw, dh = (out_w - new_w) / 2, (out_h - new_h) / 2
         left, top = round(dw - 0.1), round(dh - 0.1)
     else:
-        new_w, new_h = int(width * scale), int(height * scale)
+        new_w, new_h = max(1, int(width * scale)), max(1, int(height * scale))
         left = top = 0
     resized = (
         image
