@@ -10,7 +10,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import math
 import os
 import socket as socketlib
 import threading
@@ -47,7 +46,7 @@ from perception.params import Parameters, type_name
 from perception.qos import KEEP_LAST, QoS
 from perception.registry import query
 from perception.registry_link import RegistryLink
-from perception.stats import EndpointStats
+from perception.stats import EndpointStats, Throttle
 
 M = TypeVar("M", bound=Message)
 Req = TypeVar("Req", bound=Message)
@@ -148,7 +147,7 @@ class Subscription(Generic[M]):
         self._inlet = transport.Inlet(node.context.zmq, topic.encode(), receive_hwm=RECEIVE_HWM)
         self._queue: deque[Any] = deque(maxlen=qos.depth)
         self._last_seq: dict[str, int] = {}
-        self._last_error_log = 0.0
+        self._error_log = Throttle()  # at most one line a second per subscription
         self.stats = EndpointStats(topic, msg_type.TYPE_NAME if msg_type else "*", "sub")
 
     @property
@@ -210,9 +209,7 @@ class Subscription(Generic[M]):
         return True
 
     def _log_error(self, text: str) -> None:
-        now = time.monotonic()
-        if now - self._last_error_log > 1.0:  # at most one line a second per subscription
-            self._last_error_log = now
+        if self._error_log.ready():
             self._node.log.error(text)
 
     def _close(self) -> None:
@@ -392,7 +389,7 @@ class Node:
         self._clients: list[Client[Any, Any]] = []
         self._timers: list[tuple[float, int, Timer]] = []
         self._timer_errors = 0
-        self._last_timer_error_log = -math.inf
+        self._timer_error_log = Throttle()  # a timer at 30 Hz must not flood the log
         self._timer_ids = itertools.count()
         self._handlers: dict[Any, Callable[[], None]] = {}
         self._poller = zmq.Poller()
@@ -592,8 +589,7 @@ class Node:
                 timer.callback()
             except Exception:
                 self._timer_errors += 1
-                if now - self._last_timer_error_log > 1.0:  # a timer at 30 Hz must not flood the log
-                    self._last_timer_error_log = now
+                if self._timer_error_log.ready():
                     self.log.error(
                         "timer callback raised (%d so far):\n%s", self._timer_errors, traceback.format_exc()
                     )

@@ -50,7 +50,6 @@ class RegistryLink:
         self._control_out = context.socket(zmq.PUSH)
         self._control_out.setsockopt(zmq.LINGER, 0)
         self._control_out.connect(self._control_endpoint)
-        self.registry_ok = False
         self._thread = threading.Thread(target=self._run, name="percept-registry-link", daemon=True)
 
     def start(self) -> None:
@@ -107,6 +106,7 @@ class RegistryLink:
         resync_at: float | None = None
         warned = False
         synced = False  # a registration went out, so there is something to say goodbye to
+        refused: str | None = None
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
@@ -119,7 +119,6 @@ class RegistryLink:
                             "registry at %s not answering; keeping existing connections", self._registry
                         )
                         warned = True
-                    self.registry_ok = False
                     outstanding = None
                 if outstanding is None and (self._dirty.is_set() or now >= next_sync):
                     self._dirty.clear()
@@ -149,7 +148,12 @@ class RegistryLink:
                         if warned:
                             self._log.info("registry at %s is back", self._registry)
                             warned = False
-                        self.registry_ok = True
+                        if not reply.get("ok", False):  # refused (a malformed registration): say so once
+                            if reply.get("error") != refused:
+                                refused = reply.get("error")
+                                self._log.error("the registry refused this node: %s", refused)
+                            continue
+                        refused = None
                         if reply.get("events") and reply["events"] != events_endpoint:
                             if events_endpoint:
                                 events.disconnect(events_endpoint)

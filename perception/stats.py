@@ -1,11 +1,31 @@
-"""Per-endpoint traffic counters, reported in `NodeStats` messages."""
+"""Per-endpoint traffic counters, reported in `NodeStats` messages; and the throttle that keeps a
+repeating error to a line a second in the log while its counter counts every one."""
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 from collections import deque
 
 from perception.msgs import TopicStats
+
+
+class Throttle:
+    """`ready()` is true at most once per `period_s` (thread-safe: HTTP handlers share one)."""
+
+    def __init__(self, period_s: float = 1.0) -> None:
+        self.period_s = period_s
+        self._last = -math.inf
+        self._lock = threading.Lock()
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last < self.period_s:
+                return False
+            self._last = now
+            return True
 
 
 class EndpointStats:

@@ -129,7 +129,9 @@ class SimNode(Node):
         params = request.params or self.scene_params
         try:
             self.scene = self._build(scene, request.seed, params)
-        except Exception as exc:  # a bad value of any type (objects: 5.0) must not leave an empty world
+        except Exception as exc:  # whatever failed, the world was cleared: it must not stay empty
+            if not isinstance(exc, (ValueError, RuntimeError)):  # not a bad request: a bug, with its trace
+                self.log.exception("reset failed")
             # The old scene is gone (the world was cleared): rebuild it so the node keeps publishing.
             self.scene = self._build(self.scene_name, self.seed, self.scene_params)
             return Result(success=False, message=str(exc))

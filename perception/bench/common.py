@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 from dataclasses import asdict
 from typing import Any
 
@@ -24,6 +25,14 @@ def private_registry() -> Registry:
     registry = Registry(f"tcp://127.0.0.1:{free_port()}")
     registry.serve_in_thread()
     return registry
+
+
+def spawn_cli(*args: str, env: dict[str, str], **popen: Any) -> subprocess.Popen[Any]:
+    """`percept ARGS` as a child process that dies with the benchmark, even one killed by SIGKILL."""
+    from perception.launcher import die_with_parent
+
+    command = [sys.executable, "-m", "perception.cli", *args]
+    return subprocess.Popen(command, env=env, preexec_fn=die_with_parent, **popen)
 
 
 def stop(*processes: subprocess.Popen[Any], timeout_s: float = 10.0) -> None:

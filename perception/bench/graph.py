@@ -14,15 +14,13 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from perception.bench.common import private_registry, stop
-from perception.launcher import die_with_parent
+from perception.bench.common import private_registry, spawn_cli, stop
 
 ADDED_LATENCY_LIMIT_MS = 30.0
 
@@ -43,13 +41,7 @@ class Row:
 
 
 def _spawn(target: str, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "perception.cli", "run", target, *args],
-        env=env,
-        preexec_fn=die_with_parent,  # a bench killed by SIGTERM or SIGKILL takes it along
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    return spawn_cli("run", target, *args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def run_one(

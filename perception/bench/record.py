@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -21,8 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from perception.bench.common import private_registry
-from perception.launcher import die_with_parent
+from perception.bench.common import private_registry, spawn_cli
 
 FRAME_BYTES = 640 * 480 * 3
 
@@ -83,19 +81,13 @@ def run(rates: list[float], seconds: float) -> list[Row]:
             registry = private_registry()
             env = {**os.environ, "PERCEPT_REGISTRY": registry.address, "PYTHONUNBUFFERED": "1"}
             output = Path(folder) / f"rate{rate:g}.mcap"
-            recorder = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "perception.cli",
-                    "record",
-                    "/camera/image",
-                    "/detections",
-                    "-o",
-                    str(output),
-                ],
+            recorder = spawn_cli(
+                "record",
+                "/camera/image",
+                "/detections",
+                "-o",
+                str(output),
                 env=env,
-                preexec_fn=die_with_parent,  # a bench killed by SIGTERM or SIGKILL takes it along
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,

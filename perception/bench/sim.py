@@ -14,15 +14,13 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import pybullet as p
 
-from perception.bench.common import private_registry
-from perception.launcher import die_with_parent
+from perception.bench.common import private_registry, spawn_cli
 
 RESOLUTIONS = {"320x240": (320, 240), "640x480": (640, 480)}
 
@@ -46,10 +44,11 @@ def run(renderers: list[str], resolutions: list[str], frames: int = 60) -> list[
 
     registry = private_registry()
     env = {**os.environ, "PERCEPT_REGISTRY": registry.address}
-    listener = subprocess.Popen(
-        [sys.executable, "-m", "perception.cli", "topic", "hz", "/bench/camera/image"],
+    listener = spawn_cli(
+        "topic",
+        "hz",
+        "/bench/camera/image",
         env=env,
-        preexec_fn=die_with_parent,  # a bench killed by SIGTERM or SIGKILL takes it along
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -21,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from perception.bench.common import private_registry, stop
-from perception.launcher import die_with_parent
+from perception.bench.common import private_registry, spawn_cli, stop
 
 LIMIT_PERCENT_PER_STREAM = 5.0
 CAMERAS = ("/cam0/image", "/cam1/image")
@@ -85,10 +83,13 @@ def run(fps: float, seconds: float, rate: float = 30.0) -> list[Row]:
     frames = scene_frames()
     registry = private_registry()
     env = {**os.environ, "PERCEPT_REGISTRY": registry.address, "PYTHONUNBUFFERED": "1"}
-    viewer = subprocess.Popen(
-        [sys.executable, "-m", "perception.cli", "view", "--port", "0", "--fps", str(fps)],
+    viewer = spawn_cli(
+        "view",
+        "--port",
+        "0",
+        "--fps",
+        str(fps),
         env=env,
-        preexec_fn=die_with_parent,  # a bench killed by SIGTERM or SIGKILL takes it along
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -374,9 +374,12 @@ def _mot(args: argparse.Namespace) -> int:
 def _view(args: argparse.Namespace) -> int:
     from perception.bench import view
     from perception.errors import PerceptError
+    from perception.viewer.server import MAX_FPS
 
-    if args.fps > 30:
-        raise PerceptError(f"--fps: expected at most 30 frames/s (the viewer's limit), found {args.fps:g}")
+    if args.fps > MAX_FPS:
+        raise PerceptError(
+            f"--fps: expected at most {MAX_FPS:g} frames/s (the viewer's limit), found {args.fps:g}"
+        )
 
     settings = {"fps": args.fps, "seconds": args.seconds, "cameras": "2 x 640x480 rgb8 at 30 Hz + detections"}
     print(f"viewer benchmark (percept view as its own process): {settings}", flush=True)
@@ -416,9 +419,8 @@ def _detect(args: argparse.Namespace) -> int:
     from perception.bench import detect
     from perception.errors import PerceptError
 
-    for option, value in (("--confidence", args.confidence), ("--map-confidence", args.map_confidence)):
-        if not 0 <= value <= 1:  # before any frame is rendered
-            raise PerceptError(f"{option}: expected a score from 0 to 1, found {value:g}")
+    if not 0 <= args.map_confidence <= 1:  # before any frame is rendered (--confidence: Detector checks)
+        raise PerceptError(f"--map-confidence: expected a score from 0 to 1, found {args.map_confidence:g}")
 
     settings = {
         "scene": args.scene,

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from perception.cli.common import positive_float
+
 QUIET_S = 0.3  # on stop, the recorder writes until its topics have been quiet this long,
 DRAIN_S = 1.0  # or this long at most: a 30 Hz camera is never quiet (a second Ctrl-C stops at once)
 
@@ -28,7 +30,7 @@ def register(verbs: Any) -> None:
 
     p = verbs.add_parser("play", help="Publish an MCAP recording again, with its original timing.")
     p.add_argument("file", type=Path)
-    p.add_argument("--rate", type=float, default=1.0, help="speed factor (2: twice as fast)")
+    p.add_argument("--rate", type=positive_float, default=1.0, help="speed factor (2: twice as fast)")
     p.add_argument("--loop", action="store_true", help="start again at the end")
     p.add_argument("--topics", nargs="*", help="only these topics")
     p.set_defaults(func=_play)
@@ -93,9 +95,12 @@ def _record(args: argparse.Namespace) -> int:
             node.spin_once(0.05)
         # What is already on its way is written too: drain until nothing has come for QUIET_S.
         quiet_since, written, give_up = time.monotonic(), recorder.messages, time.monotonic() + DRAIN_S
-        while time.monotonic() - quiet_since < QUIET_S and time.monotonic() < give_up and stop["now"] < 2:
-            if write_errors:
-                break
+        while (
+            time.monotonic() - quiet_since < QUIET_S
+            and time.monotonic() < give_up
+            and stop["now"] < 2
+            and not write_errors
+        ):
             node.spin_once(0.01)
             if recorder.messages != written:
                 quiet_since, written = time.monotonic(), recorder.messages
@@ -129,8 +134,6 @@ def _play(args: argparse.Namespace) -> int:
 
     if not args.file.is_file():
         raise PerceptError(f"recording {args.file}: no such file")
-    if args.rate <= 0:
-        raise PerceptError(f"--rate: expected a positive factor, found {args.rate}")
     recorded = topics_of(args.file)
     if not recorded:
         torn: list[str] = []

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from perception import msgs
-from perception.cli.common import cli_node, format_value, graph_nodes, yaml_argument
+from perception.cli.common import cli_node, format_value, graph_nodes, positive_float, yaml_argument
 from perception.errors import MessageError, PerceptError
 from perception.node import RECEIVE_HWM
 from perception.qos import KEEP_LAST, QoS
@@ -51,7 +51,7 @@ def register(verbs: Any) -> None:
     p.add_argument("topic")
     p.add_argument("type", help="message type, e.g. percept/String")
     p.add_argument("values", nargs="?", default="{}", help="fields as YAML, e.g. '{data: hello}'")
-    p.add_argument("--rate", type=float, default=1.0, help="messages per second")
+    p.add_argument("--rate", type=positive_float, default=1.0, help="messages per second")
     p.add_argument("--times", type=int, default=0, help="publish this many messages and exit (0: forever)")
     p.add_argument("--once", action="store_true", help="publish one message and exit")
     p.add_argument("--wait", type=float, default=2.0, help="seconds to wait for a subscriber first")
@@ -185,8 +185,6 @@ def build_message(type_name: str, values: Any) -> msgs.Message:
 
 
 def _pub(args: argparse.Namespace) -> int:
-    if not args.rate > 0:
-        raise PerceptError(f"--rate: expected messages per second above 0, found {args.rate}")
     values = yaml_argument(args.values, "message") or {}
     cls = msgs.message_type(args.type)
     times = 1 if args.once else args.times

@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from perception.cli.common import positive_float
+
 
 def register(verbs: Any) -> None:
     p = verbs.add_parser("view", help="Serve a live web page of the graph and its image streams.")
     p.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
-    p.add_argument("--fps", type=float, default=15.0, help="default frame rate of a stream in the page")
+    p.add_argument(
+        "--fps", type=positive_float, default=15.0, help="default frame rate of a stream in the page"
+    )
     p.add_argument("--quality", type=int, default=80, help="JPEG quality of the streams (1-100)")
     p.add_argument("--duration", type=float, help="stop after this many seconds (default: Ctrl-C)")
     p.set_defaults(func=_view)
@@ -18,12 +22,12 @@ def register(verbs: Any) -> None:
 
 def _view(args: argparse.Namespace) -> int:
     from perception.errors import PerceptError
-    from perception.viewer.server import run
+    from perception.viewer.server import MAX_FPS, run
 
     if not 1 <= args.quality <= 100:
         raise PerceptError(f"--quality: expected 1-100, found {args.quality}")
-    if not 0 < args.fps <= 30:
-        raise PerceptError(f"--fps: expected frames per second above 0, at most 30, found {args.fps}")
+    if args.fps > MAX_FPS:
+        raise PerceptError(f"--fps: expected at most {MAX_FPS:g} frames/s, found {args.fps:g}")
     try:
         return run(args.host, args.port, args.fps, args.quality, args.duration)
     except OSError as exc:

@@ -142,11 +142,8 @@ class Detector:
                 f"available: {', '.join(available)}"
             )
         if not self.path.is_file():
-            raise DetectorError(
-                f"model {self.path}: no such file (looked in {Path.cwd()}"
-                + ("" if self.path.is_absolute() else f" and {PROJECT_ROOT}")
-                + "); give model:=PATH"
-            )
+            where = "" if self.path.is_absolute() else f" (looked in {Path.cwd()} and {PROJECT_ROOT})"
+            raise DetectorError(f"model {self.path}: no such file{where}; give model:=PATH")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

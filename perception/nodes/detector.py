@@ -17,7 +17,7 @@ from perception.detector.core import as_input_size
 from perception.errors import ParameterError
 from perception.msgs import Detections, DetectorStats, Image
 
-TO_RGB = {"rgb8": None, "bgr8": cv2.COLOR_BGR2RGB, "mono8": cv2.COLOR_GRAY2RGB}
+TO_RGB = {"rgb8": None, "bgr8": cv2.COLOR_BGR2RGB, "mono8": None}  # the detector takes grey as it is
 
 
 class DetectorNode(Node):
@@ -105,10 +105,9 @@ class DetectorNode(Node):
             raise ValueError(
                 f"image encoding {msg.encoding!r} cannot be detected on; expected {', '.join(TO_RGB)}"
             )
-        data = msg.data if msg.data.ndim == 3 else msg.data[..., None]
         code = TO_RGB[msg.encoding]
-        rgb = data if code is None else cv2.cvtColor(np.ascontiguousarray(data), code)
-        result = self.detector(rgb)
+        image = msg.data if code is None else cv2.cvtColor(np.ascontiguousarray(msg.data), code)
+        result = self.detector(image)
         self.publisher.publish(
             Detections(
                 header=msg.header,

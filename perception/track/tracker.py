@@ -333,11 +333,11 @@ class ByteTracker:
         states = table.states
         high = np.flatnonzero(scores >= p.high_score)
         low = np.flatnonzero((scores >= p.low_score) & (scores < p.high_score))
-        # Confirmed and lost; a track unseen for longer than max_lost_s (lost, or confirmed before a gap
-        # in the stamps) is gone before it can match: its grown gate would take anything, as ByteTrack's.
+        # A track unseen for longer than max_lost_s (lost, or seen before a gap in the stamps) is gone
+        # before it can match: its grown gate would take anything, as ByteTrack's.
         expired = stamp_s - table.last_seen_s > p.max_lost_s
-        pool = np.flatnonzero((states != _TENTATIVE) & ~expired)
-        tentative = np.flatnonzero(states == _TENTATIVE)
+        pool = np.flatnonzero((states != _TENTATIVE) & ~expired)  # confirmed and lost
+        tentative = np.flatnonzero((states == _TENTATIVE) & ~expired)
         grown = _grown(boxes, p.buffer)
 
         def similarity(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from perception.qos import QoS
+from perception.stats import Throttle
 from perception.viewer.state import ViewerState
 
 log = logging.getLogger("percept.viewer")
@@ -46,7 +47,7 @@ class ViewerServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.state, self.default_fps = state, default_fps
         self.stopping = threading.Event()
-        self.last_error_log = -math.inf  # a page refreshing a broken picture must not flood the log
+        self.error_log = Throttle()  # a page refreshing a broken picture must not flood the log
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -78,9 +79,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the browser went away
         except Exception as exc:  # a frame or overlay that cannot be drawn: one line, not a traceback
-            now = time.monotonic()
-            if now - self.server.last_error_log > 1.0:
-                self.server.last_error_log = now
+            if self.server.error_log.ready():
                 log.error("viewer: %s %s failed: %s: %s", url.path, query, type(exc).__name__, exc)
             if url.path != "/stream":  # a stream has sent its headers already: it just ends
                 with contextlib.suppress(OSError):
