@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -13,37 +15,24 @@ from perception.context import Context
 from perception.node import Node
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number above 0 (a count of frames, rounds, episodes)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number above 0, found {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number above 0, found {value}")
-    return value
+def _bounded(convert: Callable[[str], Any], low: float, strict: bool, expected: str) -> Callable[[str], Any]:
+    """An argparse type: `convert(text)` above `low` (or at least `low`), finite; else a usage error."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, found {text!r}") from None
+        if not (value > low if strict else value >= low) or value == math.inf:
+            raise argparse.ArgumentTypeError(f"expected {expected}, found {text}")
+        return value
+
+    return parse
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a number above 0 (seconds, a rate)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number above 0, found {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number above 0, found {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """argparse type: a number of 0 or more (noise, a share)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of 0 or more, found {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of 0 or more, found {text}")
-    return value
+positive_int = _bounded(int, 0, True, "a whole number above 0")  # a count of frames, rounds, episodes
+positive_float = _bounded(float, 0, True, "a number above 0")  # seconds, a rate
+non_negative_float = _bounded(float, 0, False, "a number of 0 or more")  # noise, a share
 
 
 def positive_numbers(text: str) -> list[float]:
