@@ -95,6 +95,25 @@ def wait_for(condition: Callable[[], object], timeout_s: float = 10.0, what: str
         time.sleep(0.02)
 
 
+def send_until(
+    node: object,
+    send: Callable[[], None],
+    answered: Callable[[], object],
+    timeout_s: float = 20.0,
+    what: str = "",
+) -> None:
+    """`send()` every quarter second until `answered()`: the peer's publisher may join ours a moment after
+    its subscription did (discovery runs both ways on its own), and a PUB drops what no subscriber takes."""
+    deadline = time.monotonic() + timeout_s
+    while not answered():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what or 'an answer'}")
+        send()
+        resend = time.monotonic() + 0.25
+        while not answered() and time.monotonic() < resend:
+            node.spin_once(0.02)  # type: ignore[attr-defined]
+
+
 def spin_until(
     node: object, condition: Callable[[], object], timeout_s: float = 10.0, what: str = ""
 ) -> None:

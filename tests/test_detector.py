@@ -240,7 +240,7 @@ def test_an_unavailable_provider_is_named(tmp_path):
 
 
 def test_the_detector_node_stamps_detections_like_their_image(tmp_path, registry, context, spawn):
-    from conftest import spin_until
+    from conftest import send_until, spin_until
 
     from perception import Node
     from perception.msgs import Detections, DetectorStats, Header, Image
@@ -254,8 +254,14 @@ def test_the_detector_node_stamps_detections_like_their_image(tmp_path, registry
         node.create_subscription(DetectorStats, "/detector/stats", stats.append)
         images = node.create_publisher(Image, "/image")
         spin_until(node, lambda: images.subscriber_count, timeout_s=20, what="the detector")
-        images.publish(Image(header=Header(stamp=1234, frame_id="cam", seq=7), data=IMAGE.copy()))
-        spin_until(node, lambda: detections, what="detections")
+        send_until(
+            node,
+            lambda: images.publish(
+                Image(header=Header(stamp=1234, frame_id="cam", seq=7), data=IMAGE.copy())
+            ),
+            lambda: detections,
+            what="detections",
+        )
         first = detections[0]
         assert (first.header.stamp, first.header.frame_id, first.header.seq) == (1234, "cam", 7)
         assert first.class_names == ["duck", "cup"]
@@ -431,7 +437,7 @@ def test_outside_the_band_the_first_pass_answers_for_every_size():
 
 
 def test_the_detector_node_takes_sizes_as_lists(tmp_path, registry, context, spawn):
-    from conftest import spin_until
+    from conftest import send_until, spin_until
 
     from perception import Node
     from perception.msgs import Detections, Header, Image
@@ -460,8 +466,9 @@ def test_the_detector_node_takes_sizes_as_lists(tmp_path, registry, context, spa
         node.create_subscription(Detections, "/detections", detections.append)
         images = node.create_publisher(Image, "/image")
         spin_until(node, lambda: images.subscriber_count, timeout_s=20, what="the detector")
-        images.publish(Image(header=Header(seq=1), data=IMAGE.copy()))
-        spin_until(node, lambda: detections, what="detections")
+        send_until(
+            node, lambda: images.publish(Image(header=Header(seq=1), data=IMAGE.copy())), lambda: detections
+        )
     np.testing.assert_allclose(detections[0].xyxy, [(50, 50, 54, 53)], atol=0.01)
 
 
