@@ -7,6 +7,7 @@ background thread (perception.graph) so a node that never spins still registers 
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -191,14 +192,19 @@ class Subscription(Generic[M]):
         for _ in range(len(queue)):
             frames = queue.popleft()
             try:
-                # The sequence first: a message that then fails to decode still arrived, it is no gap.
-                self._count_gap(*wire.peek_sequence(frames))
-                item: Any = frames
-                if not self.raw:
-                    item = wire.decode(frames, self.msg_type).msg
+                if self.raw:
+                    self._count_gap(*wire.peek_sequence(frames))
+                    item: Any = frames
+                else:
+                    received = wire.decode(frames, self.msg_type)  # reads the header once
+                    self._count_gap(received.src, received.n)
+                    item = received.msg
                     self.stats.record_latency(_latency_ns(item))
             except Exception as exc:  # MalformedMessage, or anything else a foreign peer can provoke
                 self.stats.malformed += 1
+                # It arrived, so it is no gap: its sequence counts, where its header can be read.
+                with contextlib.suppress(Exception):
+                    self._count_gap(*wire.peek_sequence(frames))
                 self._log_error(f"dropped a malformed message on {self.topic}: {exc}")
                 continue
             try:

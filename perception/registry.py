@@ -44,8 +44,8 @@ class Registry:
         self.version = 0
         self._nodes: dict[str, dict[str, Any]] = {}
         self._last_seen: dict[str, float] = {}
-        # uid -> when it said goodbye. Its last heartbeat can reach us after the goodbye (they travel
-        # on different connections), and must not bring it back until expiry.
+        # uid -> when it said goodbye. A client that sends its goodbye on another connection than its
+        # heartbeats (ours does not) can have its last heartbeat arrive after it: no return until expiry.
         self._departed: dict[str, float] = {}
         self._stop = threading.Event()
         self._context = zmq.Context()

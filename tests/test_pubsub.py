@@ -224,3 +224,21 @@ def test_a_callback_that_raises_is_counted_and_the_node_goes_on(context):
             publisher.publish(String(data=text))
         spin_until(sub_node, lambda: len(seen) == 3, what="all three messages")
         assert subscription.stats.snapshot().callback_errors == 2  # reported in /percept/stats
+
+
+def test_a_message_that_fails_to_decode_is_malformed_and_not_also_a_gap(context):
+    from perception import wire
+
+    with Node("pub", context=context) as pub_node, Node("sub", context=context) as sub_node:
+        got: list[int] = []
+        subscription = sub_node.create_subscription(Image, "/torn", lambda m: got.append(m.header.seq))
+        publisher = pub_node.create_publisher(Image, "/torn")
+        spin_until(sub_node, lambda: publisher.subscriber_count == 1, what="discovery")
+        publisher.publish(Image(header=Header(seq=1), data=pattern(1)))
+        torn = wire.encode(b"/torn", Image(header=Header(seq=2), data=pattern(2)), publisher._id, 2)
+        torn[-1] = bytes(torn[-1])[:10]  # a header that reads, an array that does not
+        publisher._outlet.send(torn)
+        publisher._count = 2
+        publisher.publish(Image(header=Header(seq=3), data=pattern(3)))
+        spin_until(sub_node, lambda: got == [1, 3], what="the two whole frames")
+        assert subscription.stats.malformed == 1 and subscription.stats.dropped_gap == 0
