@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -26,6 +27,7 @@ from perception.errors import RegistryUnavailable
 from perception.launch_file import LaunchDescription, NodeSpec
 from perception.msgs import NodeStats
 from perception.node import STATS_TOPIC, Node
+from perception.stopping import StopFlag, stop_signals_call
 
 MAX_RESPAWN_DELAY_S = 30.0
 STABLE_AFTER_S = 10.0  # a node that ran this long before dying restarts with the shortest delay again
@@ -56,13 +58,22 @@ def _problems(stats: NodeStats) -> str:
     return ", ".join(f"{count} {what}" for what, count in totals.items() if count)
 
 
-def die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM if the launcher dies, even by SIGKILL."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass  # not Linux: the process-group kill on shutdown still applies
+def die_with_this_process() -> Callable[[], None]:
+    """A `preexec_fn` for a child that must not outlive this process: the child gets SIGTERM when this
+    process dies, even by SIGKILL. If it died between the fork and the prctl, no signal will come (the
+    child already has a new parent), so the child exits at once instead."""
+    parent = os.getpid()
+
+    def arm() -> None:
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        except OSError:
+            return  # not Linux: the process-group kill on shutdown still applies
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arm
 
 
 def node_command(spec: NodeSpec) -> list[str]:
@@ -97,7 +108,7 @@ class Launcher:
         self.status_period_s = status_period_s
         self.stop_timeout_s = stop_timeout_s
         self.out = out
-        self._stop = threading.Event()
+        self._stop = StopFlag()
         self._failed_required: Child | None = None
         self._print_lock = threading.Lock()
         self._registry_process: subprocess.Popen[bytes] | None = None
@@ -105,9 +116,10 @@ class Launcher:
 
     def run(self, duration_s: float | None = None) -> int:
         """Start everything, supervise until Ctrl-C, SIGTERM, `duration_s`, or a required node dies."""
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        for sig in previous:
-            signal.signal(sig, lambda signum, frame: self._stop.set())
+        with stop_signals_call(self._stop.set):
+            return self._run(duration_s)
+
+    def _run(self, duration_s: float | None) -> int:
         self._ensure_registry()
         monitor = Node("_launcher", context=Context())
         monitor.create_subscription(NodeStats, STATS_TOPIC, self._on_stats)
@@ -134,8 +146,6 @@ class Launcher:
             self._shutdown()
             monitor.destroy()
             self._stop_registry()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
         if self._failed_required is not None:
             spec = self._failed_required.spec
             self._say(f"[launch] required node {spec.fqn} exited with code {self._failed_required.exit_code}")
@@ -153,7 +163,7 @@ class Launcher:
         self._registry_process = subprocess.Popen(
             [sys.executable, "-m", "perception.cli", "registry", "--address", address],
             start_new_session=True,
-            preexec_fn=die_with_parent,
+            preexec_fn=die_with_this_process(),
         )
         deadline = time.monotonic() + 10
         while not registry.is_running(address, timeout_s=0.2):
@@ -179,7 +189,7 @@ class Launcher:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: we signal the group, grandchildren too
-            preexec_fn=die_with_parent,
+            preexec_fn=die_with_this_process(),
         )
         child.state = "running"
         child.started_at = time.monotonic()

@@ -48,6 +48,7 @@ from perception.qos import KEEP_LAST, QoS
 from perception.registry import query
 from perception.registry_link import RegistryLink
 from perception.stats import EndpointStats, Throttle
+from perception.stopping import StopFlag
 
 M = TypeVar("M", bound=Message)
 Req = TypeVar("Req", bound=Message)
@@ -399,7 +400,7 @@ class Node:
         self._timer_ids = itertools.count()
         self._handlers: dict[Any, Callable[[], None]] = {}
         self._poller = zmq.Poller()
-        self._shutdown = threading.Event()
+        self._shutdown = StopFlag()
         self._checked_overrides = False
         self._destroyed = False
 
@@ -542,7 +543,7 @@ class Node:
             )
 
     def request_shutdown(self) -> None:
-        """Make `spin()` return; safe from signal handlers and other threads."""
+        """Make `spin()` return within 0.1 s; safe from signal handlers and other threads."""
         self._shutdown.set()
 
     @property

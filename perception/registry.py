@@ -27,6 +27,7 @@ import msgpack
 import zmq
 
 from perception.errors import RegistryUnavailable
+from perception.stopping import StopFlag
 from perception.transport import default_host
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:11511"
@@ -47,7 +48,7 @@ class Registry:
         # uid -> when it said goodbye. A client that sends its goodbye on another connection than its
         # heartbeats (ours does not) can have its last heartbeat arrive after it: no return until expiry.
         self._departed: dict[str, float] = {}
-        self._stop = threading.Event()
+        self._stop = StopFlag()
         self._context = zmq.Context()
         self._router = self._context.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.LINGER, 0)
@@ -86,6 +87,7 @@ class Registry:
         return thread
 
     def stop(self) -> None:
+        """Make `serve()` return within 0.1 s; safe from a signal handler."""
         self._stop.set()
 
     def _handle(self, payload: bytes) -> dict[str, Any]:

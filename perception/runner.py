@@ -13,7 +13,6 @@ import inspect
 import json
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ import yaml
 from perception.context import Context, NodeOverrides
 from perception.errors import LaunchError, ParameterError, PerceptError
 from perception.node import Node
+from perception.stopping import stop_signals_call
 
 
 def add_override_arguments(parser: argparse.ArgumentParser) -> None:
@@ -127,17 +127,9 @@ def spin_node(node_class: type[Node], overrides: NodeOverrides) -> int:
         # A bad parameter or scene at start-up: one clear line, not a traceback (DEBUG shows it).
         logging.getLogger(node_class.__name__).debug("start-up failed", exc_info=True)
         raise PerceptError(f"{node_class.__name__} did not start: {exc}") from None
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def stop(signum: int, frame: object) -> None:
-        node.request_shutdown()
-
-    for sig in previous:
-        signal.signal(sig, stop)
-    try:
-        node.spin()
-    finally:
-        node.destroy()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with stop_signals_call(node.request_shutdown):
+        try:
+            node.spin()
+        finally:
+            node.destroy()
     return 0

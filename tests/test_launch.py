@@ -9,15 +9,20 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 from conftest import ROOT, TESTS, free_port, percept, wait_for
 
-from perception import launch_file
+from perception import Node, launch_file
 from perception.errors import LaunchError
+from perception.launcher import die_with_this_process
+from perception.stopping import StopFlag, stop_signals_call
 
 NODES = f"{TESTS / 'nodes.py'}"
 
@@ -318,3 +323,65 @@ def test_the_status_table_shows_what_went_wrong_in_a_node_and_its_log_is_not_flo
     assert any(re.search(r"! \d+ timer errors", row) for row in rows), output
     # About 60 failures in 3 s, at most one traceback a second.
     assert 1 <= output.count("timer callback raised") <= 5, output
+
+
+def _called_again_from_inside(request_stop: Callable[[], None]) -> bool:
+    """Call `request_stop` as two signals microseconds apart would: a second time from inside the first
+    call, at every line it runs (a signal handler runs between any two lines of the main thread).
+    True if it returned; a stop request that takes a lock waits on itself forever."""
+    nested = {"active": False}
+
+    def trace(frame: Any, event: str, arg: Any) -> Any:
+        if event == "line" and not nested["active"]:
+            nested["active"] = True
+            try:
+                request_stop()
+            finally:
+                nested["active"] = False
+        return trace
+
+    def outer() -> None:
+        sys.settrace(trace)
+        try:
+            request_stop()
+        finally:
+            sys.settrace(None)
+
+    thread = threading.Thread(target=outer, daemon=True)  # a deadlock must fail the test, not hang it
+    thread.start()
+    thread.join(timeout=5)
+    return not thread.is_alive()
+
+
+def test_stop_requests_survive_a_second_signal_inside_the_first(context, registry):
+    # A killed launcher sends its nodes one parent-death SIGTERM per thread it loses: a node stuck in
+    # its handler was left running after its launcher was gone.
+    node = Node("stoppable", context=context)
+    try:
+        assert _called_again_from_inside(node.request_shutdown)
+        assert node.shutdown_requested
+    finally:
+        node.destroy()
+    assert _called_again_from_inside(registry.stop)
+    flag = StopFlag()
+    with stop_signals_call(flag.set):
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler)
+        assert _called_again_from_inside(lambda: handler(signal.SIGTERM, None))
+    assert flag.is_set()
+    assert signal.getsignal(signal.SIGTERM) is not handler  # the handler from before is back
+
+
+def test_a_child_whose_launcher_died_before_it_armed_exits_at_once(monkeypatch):
+    # The launcher can die between a child's fork and its prctl: no parent-death signal comes then.
+    real_pid = os.getpid()
+    monkeypatch.setattr(os, "getpid", lambda: real_pid + 1)  # "the launcher" is not our process
+    arm = die_with_this_process()
+    monkeypatch.undo()
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], preexec_fn=arm)
+    try:
+        assert orphan.wait(timeout=10) == 1
+    finally:
+        orphan.kill()
+    child = subprocess.Popen([sys.executable, "-c", "pass"], preexec_fn=die_with_this_process())
+    assert child.wait(timeout=30) == 0  # with its launcher alive it runs as usual

@@ -29,10 +29,10 @@ def private_registry() -> Registry:
 
 def spawn_cli(*args: str, env: dict[str, str], **popen: Any) -> subprocess.Popen[Any]:
     """`percept ARGS` as a child process that dies with the benchmark, even one killed by SIGKILL."""
-    from perception.launcher import die_with_parent
+    from perception.launcher import die_with_this_process
 
     command = [sys.executable, "-m", "perception.cli", *args]
-    return subprocess.Popen(command, env=env, preexec_fn=die_with_parent, **popen)
+    return subprocess.Popen(command, env=env, preexec_fn=die_with_this_process(), **popen)
 
 
 def stop(*processes: subprocess.Popen[Any], timeout_s: float = 10.0) -> None:

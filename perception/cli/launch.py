@@ -9,6 +9,7 @@ import yaml
 
 from perception import launch_file, runner
 from perception.registry import Registry, registry_address
+from perception.stopping import stop_signals_call
 
 
 def register(verbs: Any) -> None:
@@ -50,11 +51,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _registry(args: argparse.Namespace) -> int:
-    import signal
-
     registry = Registry(args.address or registry_address())
-    signal.signal(signal.SIGTERM, lambda *_: registry.stop())
-    signal.signal(signal.SIGINT, lambda *_: registry.stop())
     print(f"registry listening at {registry.address}", flush=True)
-    registry.serve()
+    with stop_signals_call(registry.stop):
+        registry.serve()
     return 0

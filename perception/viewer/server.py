@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, urlparse
 
 from perception.qos import QoS
 from perception.stats import Throttle
+from perception.stopping import StopFlag, stop_signals_call
 from perception.viewer.state import ViewerState
 
 log = logging.getLogger("percept.viewer")
@@ -181,8 +182,6 @@ def _keeper(state: ViewerState, topic: str) -> Callable[[Any], None]:
 
 def run(host: str, port: int, fps: float, jpeg_quality: int, duration_s: float | None) -> int:
     """The viewer node and its web server until Ctrl-C (or `duration_s`)."""
-    import signal
-
     from perception.cli.common import cli_node, graph_nodes
 
     state = ViewerState(jpeg_quality)
@@ -208,20 +207,19 @@ def run(host: str, port: int, fps: float, jpeg_quality: int, duration_s: float |
                     node.create_subscription(None, topic, _keeper(state, topic), everything)
 
     thread = threading.Thread(target=server.serve_forever, name="viewer-http", daemon=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = StopFlag()
     deadline = None if duration_s is None else time.monotonic() + duration_s
-    try:
-        thread.start()
-        print(f"viewer at http://{host}:{server.server_address[1]}/ (Ctrl-C to stop)", flush=True)
-        discover()
-        node.create_timer(1.0, discover)
-        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-            node.spin_once(0.05)
-    finally:
-        server.stopping.set()
-        server.shutdown()
-        server.server_close()
-        node.destroy()
+    with stop_signals_call(stop.set):
+        try:
+            thread.start()
+            print(f"viewer at http://{host}:{server.server_address[1]}/ (Ctrl-C to stop)", flush=True)
+            discover()
+            node.create_timer(1.0, discover)
+            while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                node.spin_once(0.05)
+        finally:
+            server.stopping.set()
+            server.shutdown()
+            server.server_close()
+            node.destroy()
     return 0
