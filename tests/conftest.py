@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import socket
 import subprocess
 import sys
@@ -122,3 +123,18 @@ def spin_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what or 'condition'}")
         node.spin_once(0.02)  # type: ignore[attr-defined]
+
+
+def read_until(process: subprocess.Popen[str], text: str, timeout_s: float) -> str:
+    """A process's output until `text` appears (all of it read so far, if it never does). Read from
+    the pipe itself: the text wrapper's buffer would hide lines from select()."""
+    assert process.stdout is not None
+    fd, read = process.stdout.fileno(), b""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and text.encode() not in read:
+        if select.select([fd], [], [], 0.1)[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            read += chunk
+    return read.decode(errors="replace")

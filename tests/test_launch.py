@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import ROOT, TESTS, free_port, percept, wait_for
+from conftest import ROOT, TESTS, free_port, percept, read_until, wait_for
 
 from perception import Node, launch_file
 from perception.errors import LaunchError
@@ -141,21 +140,6 @@ def _children(process: subprocess.Popen[str], count: int) -> list[psutil.Process
     return launcher.children(recursive=True)
 
 
-def _read_until(process: subprocess.Popen[str], text: str, timeout_s: float) -> str:
-    """The launcher's output until `text` appears (all of it read so far, if it never does). Read from
-    the pipe itself: the text wrapper's buffer would hide lines from select()."""
-    assert process.stdout is not None
-    fd, read = process.stdout.fileno(), b""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and text.encode() not in read:
-        if select.select([fd], [], [], 0.1)[0]:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            read += chunk
-    return read.decode(errors="replace")
-
-
 def test_respawn_with_backoff_and_a_clean_stop_on_sigterm(tmp_path, registry):
     process = _launch(
         tmp_path,
@@ -172,7 +156,7 @@ def test_respawn_with_backoff_and_a_clean_stop_on_sigterm(tmp_path, registry):
     )
     children = _children(process, 2)
     # It exits at 0.2 s, then restarts after 0.2, 0.4, 0.8 s ...: read until the second delay shows.
-    seen = _read_until(process, "restarting in 0.4 s", timeout_s=30)
+    seen = read_until(process, "restarting in 0.4 s", timeout_s=30)
     process.send_signal(signal.SIGTERM)
     rest, _ = process.communicate(timeout=30)
     output = seen + rest

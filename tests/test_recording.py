@@ -117,7 +117,7 @@ def test_a_recorder_killed_with_sigkill_leaves_a_file_readable_to_its_last_chunk
 ):
     """The real thing: `percept record` as a process, 640x480 frames (its 4 MiB chunks fill every few
     frames), then kill -9. What it wrote before the last complete chunk reads back intact, in order."""
-    from conftest import spin_until
+    from conftest import spin_until, wait_for
 
     output = tmp_path / "killed.mcap"
     with Node("source", context=context) as node:
@@ -128,7 +128,8 @@ def test_a_recorder_killed_with_sigkill_leaves_a_file_readable_to_its_last_chunk
             frame = np.full((480, 640, 3), i, np.uint8)
             images.publish(Image(header=Header(stamp=time.time_ns(), frame_id="cam", seq=i), data=frame))
             node.spin_once(0.05)
-        time.sleep(1.0)
+        whole_chunks = 6 * 5 * frame.nbytes
+        wait_for(lambda: output.stat().st_size >= whole_chunks, timeout_s=30, what="six chunks on disk")
         recorder.send_signal(signal.SIGKILL)
         recorder.wait(timeout=10)
     items = list(read(output))
@@ -172,13 +173,13 @@ def test_record_names_a_folder_that_does_not_exist(tmp_path):
 
 
 def test_record_stops_soon_after_ctrl_c_while_a_camera_keeps_publishing(tmp_path, registry, spawn):
-    from conftest import wait_for
+    from conftest import read_until
 
     spawn("-p", "rate:=50.0", node="SeqPublisher")
     output = tmp_path / "live.mcap"
     recorder = spawn("record", "-o", str(output))
-    wait_for(lambda: output.exists() and output.stat().st_size > 0, what="the recording to start")
-    time.sleep(2.5)  # it finds the topic within a second, then records it
+    assert "recording /frames" in read_until(recorder, "recording /frames", timeout_s=30)
+    time.sleep(1.0)  # 50 frames
     recorder.send_signal(signal.SIGINT)
     # It drains what is already on its way for at most a second; it used to wait for a quiet topic.
     out, _ = recorder.communicate(timeout=10)
