@@ -102,6 +102,24 @@ def yolox_output() -> np.ndarray:
     return out
 
 
+def yolox_decoded_output() -> np.ndarray:
+    """YOLOX exported with --decode_in_inference: every cell's box already in pixels, centred on its
+    cell (as a real model's are, boxes or not), the known ones where yolox_output puts them."""
+    raw = yolox_output()
+    decoded = np.zeros_like(raw)
+    start = 0
+    for stride in (8, 16, 32):
+        rows, columns = SIZE // stride, SIZE // stride
+        gy, gx = np.divmod(np.arange(rows * columns), columns)
+        block = raw[0, start : start + rows * columns]
+        decoded[0, start : start + rows * columns, 0] = (block[:, 0] + gx) * stride
+        decoded[0, start : start + rows * columns, 1] = (block[:, 1] + gy) * stride
+        decoded[0, start : start + rows * columns, 2:4] = np.exp(block[:, 2:4]) * stride
+        decoded[0, start : start + rows * columns, 4:] = block[:, 4:]
+        start += rows * columns
+    return decoded
+
+
 def end2end_output() -> np.ndarray:
     out = np.zeros((1, 300, 6), np.float32)
     x1, y1, x2, y2 = TRUE_BOX
@@ -116,6 +134,7 @@ def end2end_output() -> np.ndarray:
         ("yolov8", yolov8_output),
         ("yolov5", yolov5_output),
         ("yolox", yolox_output),
+        ("yolox_decoded", yolox_decoded_output),
         ("end2end", end2end_output),
     ],
 )
@@ -128,6 +147,14 @@ def test_each_layout_is_recognised_and_decoded_to_image_pixels(tmp_path, layout,
     np.testing.assert_allclose(by_class["duck"], TRUE_BOX, atol=0.5)
     assert result.scores[0] == pytest.approx(0.9) and result.class_names[0] == "duck"  # best first
     assert set(result.timings_ms) == {"preprocess", "inference", "postprocess"}
+
+
+@pytest.mark.parametrize(("layout", "anchors"), [("yolox", 1), ("yolov5", 3)])
+def test_a_one_class_model_at_a_small_input_is_not_taken_for_end2end(tmp_path, layout, anchors):
+    # Rows of 5 + 1 = 6, as end2end's, and 1 x 525 (or 1575) rows at 160 x 160.
+    output = np.zeros((1, anchors * cells((160, 160)), 6), np.float32)
+    path = write_model(tmp_path / "m.onnx", output, names={0: "duck"}, input_shape=(1, 3, 160, 160))
+    assert Detector(path).layout == layout
 
 
 def test_a_forced_layout_and_a_class_map(tmp_path):

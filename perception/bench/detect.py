@@ -169,7 +169,7 @@ def coco_map(truth: list[list[dict[str, Any]]], predictions: list[Any]) -> tuple
 
 def table(rows: list[Row]) -> str:
     head = (
-        f"{'model':<32} {'layout':<8} {'input':>16} {'p50 ms':>7} {'p95 ms':>7} {'pre':>6} {'infer':>6} "
+        f"{'model':<32} {'layout':<13} {'input':>16} {'p50 ms':>7} {'p95 ms':>7} {'pre':>6} {'infer':>6} "
         f"{'post':>6} {'fps':>6} {'mAP50':>6} {'mAP50-95':>8}"
     )
     lines = [head, "-" * len(head)]
@@ -180,7 +180,7 @@ def table(rows: list[Row]) -> str:
             else f"{'-':>6} {'-':>8}"
         )
         lines.append(
-            f"{r.model[-32:]:<32} {r.layout:<8} {r.input_size:>16} {r.latency_p50_ms:>7.2f} {r.latency_p95_ms:>7.2f} "
+            f"{r.model[-32:]:<32} {r.layout:<13} {r.input_size:>16} {r.latency_p50_ms:>7.2f} {r.latency_p95_ms:>7.2f} "
             f"{r.preprocess_p50_ms:>6.2f} {r.inference_p50_ms:>6.2f} {r.postprocess_p50_ms:>6.2f} {r.fps:>6.1f} {scores}"
         )
     return "\n".join(lines)

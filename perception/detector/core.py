@@ -126,7 +126,7 @@ class Detector:
         names = class_names or (_read_labels(labels_file) if labels_file else None) or self._metadata_names()
         self.class_map = class_map or {}
         self.class_names = names
-        self._yolox = self.layout == "yolox"
+        self._yolox = self.layout in ("yolox", "yolox_decoded")
 
     # -- loading ---------------------------------------------------------------------------------------
 
@@ -194,12 +194,13 @@ class Detector:
         outputs = self.session.run(None, {self.input_name: blank})  # also warms the session up
         shapes = [list(o.shape) for o in outputs]
         if layout == "auto":
-            found = decoders.choose_layout(shapes[0], self.input_hw)
+            found = decoders.choose_layout(outputs[0], self.input_hw)
             if found is None:
                 raise DetectorError(
                     f"model {self.path}: no decoder fits its output shapes {shapes} for input "
                     f"{list(self.input_hw)}; supported: yolov8 1x(4+nc)xN, yolov5 1xNx(5+nc) with "
-                    f"N={3 * decoders.cells(self.input_hw)}, yolox 1xNx(5+nc) with N={decoders.cells(self.input_hw)}, "
+                    f"N={3 * decoders.cells(self.input_hw)}, yolox (raw or decoded) 1xNx(5+nc) with "
+                    f"N={decoders.cells(self.input_hw)}, "
                     "end2end 1xKx6 (pass layout=... to force one)"
                 )
             return found

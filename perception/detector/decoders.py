@@ -4,6 +4,7 @@ Layouts (batch 1):
   yolov8   1 x (4+nc) x N    cx, cy, w, h, class scores; no objectness (YOLOv8, YOLO11)
   yolov5   1 x N x (5+nc)    cx, cy, w, h, objectness, class scores (N = 3 anchors per cell)
   yolox    1 x N x (5+nc)    raw grid offsets at strides 8/16/32 (N = one per cell), then as yolov5
+  yolox_decoded              the same, already decoded to pixels (exported with --decode_in_inference)
   end2end  1 x K x 6         x1, y1, x2, y2, score, class, NMS already inside (Ultralytics nms=True)
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-LAYOUTS = ("yolov8", "yolov5", "yolox", "end2end")
+LAYOUTS = ("yolov8", "yolov5", "yolox", "yolox_decoded", "end2end")
 STRIDES = (8, 16, 32)
 Candidates = tuple[np.ndarray, np.ndarray, np.ndarray]  # xyxy (N x 4), scores (N,), class ids (N,)
 
@@ -23,19 +24,22 @@ def cells(input_hw: tuple[int, int], strides: Sequence[int] = STRIDES) -> int:
     return sum((input_hw[0] // s) * (input_hw[1] // s) for s in strides)
 
 
-def choose_layout(shape: Sequence[int], input_hw: tuple[int, int]) -> str | None:
-    """The layout an output of this shape has, or None when none fits."""
-    if len(shape) != 3 or shape[0] != 1:
+def choose_layout(output: np.ndarray, input_hw: tuple[int, int]) -> str | None:
+    """The layout of this output (of a blank image), or None when none fits."""
+    if output.ndim != 3 or output.shape[0] != 1:
         return None
-    _, a, b = shape
+    _, a, b = output.shape
+    # Cell counts first: a one-class YOLOX or YOLOv5 also has rows of 6, as end2end does.
+    if b >= 6 and a == cells(input_hw):
+        # Decoded, a box's centre is its cell's (plus a small offset), so the centres span the width;
+        # raw, they are offsets of a cell or two.
+        return "yolox_decoded" if np.ptp(output[0, :, 0]) > input_hw[1] / 4 else "yolox"
+    if b >= 6 and a == 3 * cells(input_hw):
+        return "yolov5"
     if b == 6 and a <= 1000:
         return "end2end"
     if 5 <= a < b:
         return "yolov8"
-    if b >= 6 and a == cells(input_hw):
-        return "yolox"
-    if b >= 6 and a == 3 * cells(input_hw):
-        return "yolov5"
     return None
 
 
@@ -52,7 +56,7 @@ def decode(layout: str, output: np.ndarray, input_hw: tuple[int, int], threshold
     if layout == "yolov8":
         rows = output[0].T
         class_scores = rows[:, 4:]
-    elif layout in ("yolov5", "yolox"):
+    elif layout in ("yolov5", "yolox", "yolox_decoded"):
         rows = output[0]
         if layout == "yolox":
             rows = _yolox_grid(rows, input_hw)

@@ -41,7 +41,12 @@ class DetectorNode(Node):
             confidence=self.declare_parameter("confidence", 0.25, "minimum score"),
             iou=self.declare_parameter("iou", 0.45, "NMS IoU threshold"),
             max_detections=self.declare_parameter("max_detections", 300, "per image"),
-            layout=self.declare_parameter("layout", "auto", "output layout, or auto", read_only=True),
+            layout=self.declare_parameter(
+                "layout",
+                "auto",
+                "output layout (yolov8, yolov5, yolox, yolox_decoded, end2end), or auto",
+                read_only=True,
+            ),
             input_size=self._size("input_size", "[h, w] (or [s]: square); []: the model's"),
             small_object_zoom=self.declare_parameter(
                 "small_object_zoom",
