@@ -270,3 +270,33 @@ def test_a_picture_that_cannot_be_drawn_gets_a_one_line_error_and_the_server_goe
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_closed_stream_frees_its_thread_while_its_topic_is_quiet():
+    import socket
+    import threading
+
+    from conftest import free_port, wait_for
+
+    from perception.viewer.server import ViewerServer
+
+    state = ViewerState()
+    state.add("/camera/image", grey(1))  # one frame, then the camera goes quiet
+    server = ViewerServer(("127.0.0.1", free_port()), state, 15.0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    handlers = lambda: [t for t in threading.enumerate() if "process_request" in t.name]  # noqa: E731
+    before = len(handlers())
+    try:
+        tab = socket.create_connection(server.server_address, timeout=10)
+        tab.sendall(b"GET /stream?topic=/camera/image HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        while b"Content-Type: image/jpeg" not in received:  # the response's head, then the frame's
+            chunk = tab.recv(65536)
+            assert chunk, received
+            received += chunk
+        assert len(handlers()) == before + 1
+        tab.close()
+        wait_for(lambda: len(handlers()) == before, timeout_s=5, what="the stream's thread to end")
+    finally:
+        server.shutdown()
+        server.server_close()

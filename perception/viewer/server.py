@@ -20,6 +20,8 @@ import contextlib
 import json
 import logging
 import math
+import select
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -172,8 +174,20 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 state.count_sent(topic)
                 last_key = frame.key
+            elif self._client_gone():
+                return  # a closed tab: without this its thread waited for the topic's next frame
             next_time = max(next_time + period, time.monotonic())
             time.sleep(max(next_time - time.monotonic(), 0.0))
+
+    def _client_gone(self) -> bool:
+        """True once the browser has closed the stream: a browser sends nothing more on it, so its
+        socket turning readable means end of file (or a reset)."""
+        if not select.select([self.connection], [], [], 0)[0]:
+            return False
+        try:
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
 
 
 def _keeper(state: ViewerState, topic: str) -> Callable[[Any], None]:
