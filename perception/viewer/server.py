@@ -185,9 +185,10 @@ class _Handler(BaseHTTPRequestHandler):
         if not select.select([self.connection], [], [], 0)[0]:
             return False
         try:
-            return self.connection.recv(1, socket.MSG_PEEK) == b""
+            peeked: bytes = self.connection.recv(1, socket.MSG_PEEK)
         except OSError:
             return True
+        return peeked == b""
 
 
 def _keeper(state: ViewerState, topic: str) -> Callable[[Any], None]:
