@@ -384,6 +384,80 @@ def test_bench_mot_runs_ours_and_the_peers_on_the_same_motchallenge_files(tmp_pa
     assert missing.returncode == 1 and "no det/det.txt" in missing.stderr
 
 
+def test_mot17_reading_removes_the_boxes_trackeval_removes(tmp_path):
+    """A static person (class 7, a distractor) beside a car (class 3, neither scored nor ignored), and
+    a pedestrian marked 0: TrackEval matches tracker boxes against every ground-truth row and removes
+    only those paired with a distractor. Scored through our reader, the same results give the same
+    figures as TrackEval's own MOT17 reader."""
+    import trackeval
+
+    from perception.bench.mot import read_sequence
+    from perception.track.evaluate import mot_metrics, without_ignored
+
+    name = "MOT17-90-SIM"
+    sequence = tmp_path / "gt" / name
+    (sequence / "gt").mkdir(parents=True)
+    (sequence / "det").mkdir()
+    (sequence / "seqinfo.ini").write_text(f"[Sequence]\nname={name}\nframeRate=30\nseqLength=3\n")
+    ground_truth = [  # frame, id, left, top, width, height, flag, class, visibility
+        (1, 1, 10, 10, 50, 100, 1, 1, 1.0),
+        (1, 2, 200, 10, 50, 100, 1, 7, 1.0),
+        (1, 3, 210, 10, 50, 100, 1, 3, 1.0),
+        (1, 4, 400, 10, 50, 100, 0, 1, 1.0),
+        (2, 1, 12, 10, 50, 100, 1, 1, 1.0),
+        (2, 2, 200, 10, 50, 100, 1, 7, 1.0),
+        (2, 3, 210, 10, 50, 100, 1, 3, 1.0),
+        (3, 1, 14, 10, 50, 100, 1, 1, 1.0),
+    ]
+    (sequence / "gt/gt.txt").write_text("".join(",".join(map(str, r)) + "\n" for r in ground_truth))
+    (sequence / "det/det.txt").write_text("1,-1,10,10,50,100,0.9\n")
+    results = [  # frame, id, left, top, width, height: on the pedestrian, the car, the flag-0 one, the static one
+        (1, 1, 10, 10, 50, 100),
+        (1, 2, 212, 10, 50, 100),
+        (1, 3, 400, 10, 50, 100),
+        (1, 5, 204, 10, 50, 100),
+        (2, 1, 12, 10, 50, 100),
+        (2, 2, 208, 10, 50, 100),  # nearer the car than the static person: a false positive
+        (3, 1, 14, 10, 50, 100),
+    ]
+    tracker_folder = tmp_path / "trackers" / "ours" / "data"
+    tracker_folder.mkdir(parents=True)
+    (tracker_folder / f"{name}.txt").write_text(
+        "".join(",".join(map(str, r)) + ",1,-1,-1,-1\n" for r in results)
+    )
+    (tmp_path / "seqmap.txt").write_text(f"name\n{name}\n")
+
+    quiet = {"PRINT_CONFIG": False}
+    evaluator = trackeval.Evaluator(
+        {**trackeval.Evaluator.get_default_eval_config(), **quiet, "PRINT_RESULTS": False}
+        | {"TIME_PROGRESS": False, "OUTPUT_SUMMARY": False, "OUTPUT_DETAILED": False, "PLOT_CURVES": False}
+    )
+    dataset = trackeval.datasets.MotChallenge2DBox(
+        {**trackeval.datasets.MotChallenge2DBox.get_default_dataset_config(), **quiet}
+        | {"GT_FOLDER": str(tmp_path / "gt"), "TRACKERS_FOLDER": str(tmp_path / "trackers")}
+        | {"SEQMAP_FILE": str(tmp_path / "seqmap.txt"), "SKIP_SPLIT_FOL": True, "TRACKERS_TO_EVAL": ["ours"]}
+    )
+    scores, _ = evaluator.evaluate([dataset], [trackeval.metrics.CLEAR(quiet)])
+    clear = scores["MotChallenge2DBox"]["ours"][name]["pedestrian"]["CLEAR"]
+
+    truth = read_sequence(sequence, "mot17").truth
+    table = np.array(results, float)
+    frames = []
+    for frame in (1, 2, 3):
+        rows = table[table[:, 0] == frame]
+        boxes = np.c_[rows[:, 2:4], rows[:, 2:4] + rows[:, 4:6]]
+        scored = (truth[frame].ids, truth[frame].boxes, rows[:, 1].astype(int), boxes)
+        frames.append(without_ignored(scored, truth[frame].ignored, unscored_xyxy=truth[frame].unscored))
+    ours = mot_metrics(frames)
+    assert (clear["CLR_FP"], clear["CLR_FN"], clear["IDSW"]) == (
+        3,
+        0,
+        0,
+    )  # the car's, twice; the flag-0 one's
+    assert (ours["false_positives"], ours["misses"], ours["id_switches"]) == (3, 0, 0)
+    assert ours["mota"] == pytest.approx(clear["MOTA"])
+
+
 def test_bench_mot_oracle_scores_what_the_trusted_detections_allow(tmp_path):
     import json
 

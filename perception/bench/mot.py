@@ -10,7 +10,9 @@ to read the ground truth:
   nor, when absent, a miss), whatever their class.
 - `mot17` (MOT16/17/20 folders, as TrackEval reads them): pedestrians (class 1) with flag 1 are scored;
   the distractor classes (2 person on vehicle, 7 static person, 8 distractor, 12 reflection) are ignore
-  regions; every other row is dropped.
+  regions; every other row (a car, a pedestrian with flag 0) is not scored but still takes part in the
+  matching that finds the boxes on distractors, as in TrackEval: a box that fits a car better than the
+  static person beside it stays a false positive.
 
 The peers are the clean-room implementations of the `trackers` package (Roboflow, Apache-2.0), each
 with its published defaults; ours runs with its defaults too (with `mot17`, the pedestrian settings
@@ -32,7 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -46,13 +48,22 @@ PROTOCOLS = ("flags", "mot17")
 MOT17_PEDESTRIAN, MOT17_DISTRACTORS = 1, (2, 7, 8, 12)
 
 
+class Truth(NamedTuple):
+    """One frame's ground truth (boxes x1, y1, x2, y2)."""
+
+    ids: np.ndarray  # of the scored objects
+    boxes: np.ndarray  # scored
+    ignored: np.ndarray  # ignore regions: a box on one is removed before scoring
+    unscored: np.ndarray  # neither: they only take part in finding the boxes on ignore regions
+
+
 @dataclass
 class Sequence:
     name: str
     fps: float
     length: int
     detections: dict[int, np.ndarray]  # frame -> N x 6 (x1, y1, x2, y2, score, class)
-    truth: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]  # frame -> (ids, boxes, ignored boxes)
+    truth: dict[int, Truth]
 
 
 @dataclass
@@ -98,7 +109,8 @@ def read_sequence(folder: str | Path, protocol: str = "flags") -> Sequence:
         else:
             scored = rows[:, 6] != 0
             ignored = ~scored
-        truth[frame] = (rows[scored, 1].astype(np.int64), boxes[scored], boxes[ignored])
+        unscored = ~scored & ~ignored
+        truth[frame] = Truth(rows[scored, 1].astype(np.int64), boxes[scored], boxes[ignored], boxes[unscored])
     return Sequence(folder.name, fps, length, detections, truth)
 
 
@@ -125,7 +137,7 @@ def _oracle(sequence: Sequence, protocol: str) -> Callable[[np.ndarray], tuple[n
     def update(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         frame[0] += 1
         boxes = rows[rows[:, 4] >= trusted, :4]
-        truth_ids, truth_boxes, _ = sequence.truth[frame[0]]
+        truth_ids, truth_boxes = sequence.truth[frame[0]][:2]
         ids = np.array([next(unmatched_ids) for _ in range(len(boxes))], np.int64)
         if len(boxes) and len(truth_ids):
             iou = iou_matrix(truth_boxes, boxes)
@@ -180,9 +192,10 @@ def run(
                 start = time.perf_counter()
                 ids, boxes = update(rows_in)
                 times.append((time.perf_counter() - start) * 1000)
-                gt_ids, gt_boxes, ignored = sequence.truth[frame]
+                truth = sequence.truth[frame]
                 offset = 1_000_000 * number  # ids of different sequences never meet
-                frames.append(without_ignored((gt_ids + offset, gt_boxes, ids + offset, boxes), ignored))
+                scored = (truth.ids + offset, truth.boxes, ids + offset, boxes)
+                frames.append(without_ignored(scored, truth.ignored, unscored_xyxy=truth.unscored))
             scores = mot_metrics(frames)
             per_sequence.append({"tracker": name, "sequence": sequence.name, **scores})
             every += frames

@@ -18,12 +18,17 @@ Frame = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # gt ids, gt boxe
 
 
 def without_ignored(
-    frame: Frame, ignored_xyxy: np.ndarray, threshold: float = 0.5, min_height: float = 0.0
+    frame: Frame,
+    ignored_xyxy: np.ndarray,
+    threshold: float = 0.5,
+    min_height: float = 0.0,
+    unscored_xyxy: np.ndarray | None = None,
 ) -> Frame:
     """The frame with its ignore regions applied, as MOTChallenge's and KITTI's evaluations do: tracker
-    boxes that the optimal matching against all ground truth (scored and ignored alike, IoU >= 0.5)
-    pairs with an ignored object are removed; the ignored objects were never in `frame`. So a box on a
-    don't-care object is neither a false positive nor, when missing, a miss. With `min_height` (KITTI's
+    boxes that the optimal matching against all ground truth (scored, ignored and `unscored` alike, IoU
+    >= 0.5) pairs with an ignored object are removed; the ignored objects were never in `frame`. So a
+    box on a don't-care object is neither a false positive nor, when missing, a miss. A box paired with
+    an unscored object (MOT17's cars, flag-0 rows) stays, a false positive. With `min_height` (KITTI's
     25 px), tracker boxes lower than that which match nothing at all are removed too, as KITTI's devkit
     and TrackEval's KITTI reader do: objects that small are not scored either way."""
     from scipy.optimize import linear_sum_assignment
@@ -33,12 +38,14 @@ def without_ignored(
     if not len(track_boxes) or (not len(ignored) and not min_height):
         return frame
     boxes = np.asarray(track_boxes, np.float64).reshape(-1, 4)
-    every = np.r_[np.asarray(gt_boxes, np.float64).reshape(-1, 4), ignored]
+    scored = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
+    unscored = np.zeros((0, 4)) if unscored_xyxy is None else np.asarray(unscored_xyxy, np.float64)
+    every = np.r_[scored, ignored, unscored.reshape(-1, 4)]
     iou = iou_matrix(every, boxes)
     rows, cols = linear_sum_assignment(-np.where(iou >= threshold, iou, 0.0))
     matched = [(r, c) for r, c in zip(rows, cols, strict=True) if iou[r, c] >= threshold]
     keep = np.ones(len(boxes), bool)
-    keep[[c for r, c in matched if r >= len(gt_boxes)]] = False
+    keep[[c for r, c in matched if len(scored) <= r < len(scored) + len(ignored)]] = False
     unmatched = np.ones(len(boxes), bool)
     unmatched[[c for _, c in matched]] = False
     keep[unmatched & (boxes[:, 3] - boxes[:, 1] < min_height)] = False
