@@ -137,13 +137,13 @@ def _oracle(sequence: Sequence, protocol: str) -> Callable[[np.ndarray], tuple[n
     def update(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         frame[0] += 1
         boxes = rows[rows[:, 4] >= trusted, :4]
-        truth_ids, truth_boxes = sequence.truth[frame[0]][:2]
+        truth = sequence.truth[frame[0]]
         ids = np.array([next(unmatched_ids) for _ in range(len(boxes))], np.int64)
-        if len(boxes) and len(truth_ids):
-            iou = iou_matrix(truth_boxes, boxes)
-            truth, detection = linear_sum_assignment(-iou)
-            good = iou[truth, detection] >= 0.5
-            ids[detection[good]] = truth_ids[truth[good]]
+        if len(boxes) and len(truth.ids):
+            iou = iou_matrix(truth.boxes, boxes)
+            objects, detection = linear_sum_assignment(-iou)
+            good = iou[objects, detection] >= 0.5
+            ids[detection[good]] = truth.ids[objects[good]]
         return ids, boxes
 
     return update
