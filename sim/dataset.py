@@ -23,8 +23,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from perception.detector.vocabulary import SHIPPED_CLASSES, TABLETOP_CLASSES
 from sim.camera import CameraSpec
-from sim.classes import ALL_CLASSES, TABLETOP_CLASSES
 from sim.frames import Frame, capture
 
 EPISODE_S = 10.0  # seconds of driving per sequence
@@ -219,7 +219,7 @@ def write_coco(spec: ExportSpec, labels: list[dict[str, Any]]) -> None:
                     "visible_fraction": box["visible_fraction"],
                 }
             )
-    categories = [{"id": i, "name": name} for i, name in enumerate(ALL_CLASSES)]
+    categories = [{"id": i, "name": name} for i, name in enumerate(SHIPPED_CLASSES)]
     document = {
         "info": {"description": f"percept {spec.scene} scenes", "seed": spec.seed},
         "images": images,
@@ -243,7 +243,7 @@ def write_yolo(spec: ExportSpec, labels: list[dict[str, Any]]) -> None:
         (spec.out / "labels" / item["file"].replace(".png", ".txt")).write_text(
             "\n".join(lines) + ("\n" if lines else "")
         )
-    names = "\n".join(f"  {i}: {name}" for i, name in enumerate(ALL_CLASSES))
+    names = "\n".join(f"  {i}: {name}" for i, name in enumerate(SHIPPED_CLASSES))
     (spec.out / "data.yaml").write_text(
         f"path: {spec.out.resolve()}\ntrain: images\nval: images\nnames:\n{names}\n"
     )

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pybullet as p
 
+from perception.detector.vocabulary import class_id
 from sim.camera import CameraSpec
-from sim.classes import class_id
 from sim.params import from_values
 from sim.traffic import ROAD_HALF_WIDTH, Traffic, Vehicle, Walker
 from sim.world import World

@@ -1,6 +1,6 @@
 """The tabletop scene: a Franka Panda at a table, a tray beside it, and objects to pick, seeded.
 
-Object classes (class ids are the detector's, see sim/classes.py): cube and cylinder (primitives with
+Object classes (class ids are the detector's, see perception/detector/vocabulary.py): cube and cylinder (primitives with
 random colours and sizes), mug, duck, teddy, soccer ball, lego brick and jenga block (pybullet_data
 meshes at the scales that fit the Panda's 8 cm gripper; masses and friction from the grasping notes).
 """
@@ -17,8 +17,8 @@ import numpy as np
 import pybullet as p
 import pybullet_data
 
+from perception.detector.vocabulary import TABLETOP_CLASSES, class_id
 from sim.camera import CameraSpec
-from sim.classes import TABLETOP_CLASSES, class_id
 from sim.params import from_values
 from sim.world import World
 

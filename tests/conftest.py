@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from perception.context import Context
-from perception.registry import Registry
+from perception.runtime.context import Context
+from perception.runtime.registry import Registry
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent

@@ -10,7 +10,7 @@ import cv2
 import pytest
 from conftest import percept
 
-from sim.classes import ALL_CLASSES
+from perception.detector.vocabulary import SHIPPED_CLASSES
 from sim.dataset import ExportSpec, export
 
 
@@ -29,7 +29,7 @@ def test_coco_export_is_the_same_with_one_or_two_workers(tmp_path):
     assert one["frames"] == two["frames"] == 30 and two["workers"] == 2
     assert _digest(tmp_path / "one") == _digest(tmp_path / "two")
     coco = json.loads((tmp_path / "one" / "annotations.json").read_text())
-    assert [c["name"] for c in coco["categories"]] == list(ALL_CLASSES)
+    assert [c["name"] for c in coco["categories"]] == list(SHIPPED_CLASSES)
     assert len(coco["images"]) == 30 and len(coco["annotations"]) == one["boxes"] > 30
     for annotation in coco["annotations"]:
         x, y, w, h = annotation["bbox"]
@@ -73,7 +73,7 @@ def test_yolo_export_of_a_driving_sequence(tmp_path):
     for label in labels:
         for line in label.read_text().splitlines():
             class_id, *box = line.split()
-            classes.add(ALL_CLASSES[int(class_id)])
+            classes.add(SHIPPED_CLASSES[int(class_id)])
             assert all(0.0 <= float(v) <= 1.0 for v in box)
     assert classes <= {"car", "pedestrian", "cone"} and "car" in classes
     assert "names:\n  0: cube" in (out / "data.yaml").read_text()

@@ -146,7 +146,7 @@ def test_each_layout_is_recognised_and_decoded_to_image_pixels(tmp_path, layout,
     assert sorted(by_class) == ["cup", "duck"]  # the duplicate suppressed, the other class kept, 0.1 dropped
     np.testing.assert_allclose(by_class["duck"], TRUE_BOX, atol=0.5)
     assert result.scores[0] == pytest.approx(0.9) and result.class_names[0] == "duck"  # best first
-    assert set(result.timings_ms) == {"preprocess", "inference", "postprocess"}
+    assert set(detector.timings_ms) == {"preprocess", "inference", "postprocess"}
 
 
 @pytest.mark.parametrize(("layout", "anchors"), [("yolox", 1), ("yolov5", 3)])
@@ -318,18 +318,18 @@ def test_the_detector_node_stamps_detections_like_their_image(tmp_path, registry
 )
 def test_coco_map_on_a_hand_checked_case(predicted, name, expected):
     from perception.bench.detect import coco_map
-    from perception.detector.core import DetectionResult
+    from perception.msgs import Detections, Header
 
     truth = [[{"class_id": 0, "xyxy": [10.0, 10.0, 50.0, 50.0]}]]
-    prediction = DetectionResult(
-        np.array([predicted], np.float32), np.array([0.9], np.float32), np.array([0]), [name]
+    prediction = Detections(
+        Header(), np.array([predicted], np.float32), np.array([0.9]), np.array([0]), [name]
     )
     assert coco_map(truth, [prediction]) == pytest.approx(expected, abs=1e-3)
 
 
 def test_coco_map_ignores_detections_on_dont_care_regions():
     from perception.bench.detect import coco_map
-    from perception.detector.core import DetectionResult
+    from perception.msgs import Detections, Header
 
     truth = [
         [
@@ -338,13 +338,10 @@ def test_coco_map_ignores_detections_on_dont_care_regions():
         ]
     ]
     boxes = np.array([[100, 100, 103, 104], [10, 10, 50, 50]], np.float32)  # the sliver scores higher
-    prediction = DetectionResult(boxes, np.array([0.9, 0.8], np.float32), np.array([0, 0]), ["cube", "cube"])
+    prediction = Detections(Header(), boxes, np.array([0.9, 0.8]), np.array([0, 0]), ["cube", "cube"])
     assert coco_map(truth, [prediction]) == pytest.approx((1.0, 1.0))
     truth[0][1]["ignore"] = False  # the same sliver, labelled: missing it now costs
-    assert (
-        coco_map(truth, [DetectionResult(boxes[1:], np.array([0.8], np.float32), np.array([0]), ["cube"])])[0]
-        < 1
-    )
+    assert coco_map(truth, [Detections(Header(), boxes[1:], np.array([0.8]), np.array([0]), ["cube"])])[0] < 1
 
 
 def test_bench_detect_json_contract(tmp_path):
@@ -436,11 +433,12 @@ def test_a_small_object_pass_runs_the_model_again_on_the_frame_scaled_up(tmp_pat
         tmp_path / "m.onnx", output, input_shape=(1, 3, "height", "width"), metadata={"imgsz": "[320, 320]"}
     )
     one = Detector(path)(IMAGE)
-    two = Detector(path, small_object_zoom=2, small_object_side=24)(IMAGE)
+    zoomed = Detector(path, small_object_zoom=2, small_object_side=24)
+    two = zoomed(IMAGE)
     np.testing.assert_allclose(two.xyxy[0], one.xyxy[0])  # the large box from the first pass
     # the small one from the second, run at 480 x 640, where input pixels are half as many image pixels
     np.testing.assert_allclose(two.xyxy[1], (50, 50, 54, 53), atol=0.01)
-    assert two.timings_ms["inference"] > 0
+    assert zoomed.timings_ms["inference"] > 0
 
 
 def test_a_small_object_pass_over_a_band_of_rows(tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from perception import msgs
-from perception.foxglove import Converter, schema_data
+from perception.recording.foxglove import Converter, schema_data
 
 H = msgs.Header(stamp=1_700_000_000_123_456_789, frame_id="camera")
 
@@ -99,7 +99,7 @@ def test_grasps_become_slabs_as_wide_as_the_opening_in_the_world_frame():
 
 
 def test_detections_are_outlined_and_labelled_in_the_viewers_colours():
-    from perception.viewer.overlay import colour as bgr
+    from perception.display.overlay import colour as bgr
 
     detections = msgs.Detections(H, xyxy=[[1, 2, 3, 4]], scores=[0.5], class_ids=[7], class_names=[""])
     [(topic, view)] = Converter().convert("/detections", detections)

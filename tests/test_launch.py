@@ -18,10 +18,11 @@ import psutil
 import pytest
 from conftest import ROOT, TESTS, free_port, percept, read_until, wait_for
 
-from perception import Node, launch_file
+from perception import Node
 from perception.errors import LaunchError
-from perception.launcher import die_with_this_process
-from perception.stopping import StopFlag, stop_signals_call
+from perception.runtime import launch_file
+from perception.runtime.launcher import die_with_this_process
+from perception.runtime.stopping import StopFlag, stop_signals_call
 
 NODES = f"{TESTS / 'nodes.py'}"
 

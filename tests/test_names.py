@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from perception import names
 from perception.errors import InvalidNameError
+from perception.runtime import names
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,8 @@
 
 import pytest
 
-from perception import params
 from perception.errors import ParameterError
+from perception.runtime import params
 
 
 @pytest.mark.parametrize(

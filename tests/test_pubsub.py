@@ -11,8 +11,8 @@ from conftest import spin_until, wait_for
 from nodes import pattern
 
 from perception import KEEP_LAST, LATEST_ONLY, Node, QoS
-from perception.context import Context
 from perception.msgs import Header, Image, NodeStats, String
+from perception.runtime.context import Context
 
 
 def test_frames_arrive_in_order_and_intact(context, spawn):
@@ -190,7 +190,7 @@ def test_nodes_on_another_address_talk_over_tcp(registry):
 def test_a_publisher_with_an_address_nobody_can_reach_does_not_stop_its_subscribers(
     registry, context, caplog
 ):
-    from perception.registry import query
+    from perception.runtime.registry import query
 
     broken = {
         "uid": "broken000000",
@@ -227,7 +227,7 @@ def test_a_callback_that_raises_is_counted_and_the_node_goes_on(context):
 
 
 def test_a_message_that_fails_to_decode_is_malformed_and_not_also_a_gap(context):
-    from perception import wire
+    from perception.runtime import wire
 
     with Node("pub", context=context) as pub_node, Node("sub", context=context) as sub_node:
         got: list[int] = []

@@ -9,8 +9,8 @@ import numpy as np
 
 from perception import Node
 from perception.msgs import Detections, Header, Image
-from perception.recording import McapRecorder, read, topics_of
-from perception.wire import decode
+from perception.recording.mcap_file import McapRecorder, read, topics_of
+from perception.runtime.wire import decode
 
 
 def test_record_then_play_gives_the_same_bytes_with_the_same_timing(tmp_path, registry, context, spawn):

@@ -8,10 +8,10 @@ import pytest
 from conftest import free_port, spin_until, wait_for
 
 from perception import Node
-from perception.context import Context
 from perception.errors import ServiceError, ServiceTimeout, ServiceUnavailable
 from perception.msgs import GetParameters, Image, ParameterValues, Result, SetParameters, String, Trigger
-from perception.registry import query
+from perception.runtime.context import Context
+from perception.runtime.registry import query
 
 
 def _client(node: Node, name: str, request=Trigger, response=Result):

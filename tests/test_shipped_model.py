@@ -10,10 +10,10 @@ import onnx
 import pytest
 
 from perception.detector import Detector
+from perception.detector.vocabulary import SHIPPED_CLASSES
 from perception.errors import PerceptError
 from perception.track.tracker import iou_matrix
 from sim.camera import CameraSpec
-from sim.classes import ALL_CLASSES
 from sim.dataset import frame_boxes, rendered_frames
 
 MODEL = Path(__file__).parents[1] / "models" / "percept.onnx"
@@ -23,11 +23,11 @@ FRESH_SEED = 4242  # never used for training (models/percept.md lists the traini
 def test_the_model_file_is_small_and_names_its_classes_and_input():
     assert MODEL.stat().st_size <= 10 * 2**20
     meta = {p.key: p.value for p in onnx.load(str(MODEL), load_external_data=False).metadata_props}
-    assert json.loads(meta["names"]) == list(ALL_CLASSES)
+    assert json.loads(meta["names"]) == list(SHIPPED_CLASSES)
     assert json.loads(meta["imgsz"]) == [480, 640]
     detector = Detector(MODEL)
     assert detector.layout == "end2end" and detector.input_hw == (480, 640)
-    assert detector.class_names == list(ALL_CLASSES)
+    assert detector.class_names == list(SHIPPED_CLASSES)
 
 
 def test_the_launch_files_model_path_works_from_any_directory(tmp_path, monkeypatch):
@@ -45,7 +45,7 @@ def test_the_shipped_model_finds_the_objects_of_a_fresh_scene(scene):
         result = detector(frame.rgb)
         for box in frame_boxes(frame, min_pixels=16):
             total += 1
-            same_class = np.array(result.class_names) == ALL_CLASSES[box["class_id"]]
+            same_class = np.array(result.class_names) == SHIPPED_CLASSES[box["class_id"]]
             if same_class.any() and iou_matrix(np.array([box["xyxy"]]), result.xyxy[same_class]).max() >= 0.5:
                 found += 1
     assert total >= 10
@@ -80,4 +80,4 @@ def test_the_detection_demo_logs_what_the_detector_finds(registry):
     lines = [line for line in result.stdout.splitlines() if "/detections:" in line and "last frame:" in line]
     assert lines, result.stdout[-2000:]
     # The tabletop has five objects; the newest frame's report names some of them.
-    assert any(name in lines[-1] for name in ALL_CLASSES[:8]), lines[-1]
+    assert any(name in lines[-1] for name in SHIPPED_CLASSES[:8]), lines[-1]

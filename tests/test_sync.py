@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from perception.msgs import Header
-from perception.sync import StampBuffer
+from perception.runtime.sync import StampBuffer
 
 
 class Stamped:

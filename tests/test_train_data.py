@@ -9,19 +9,19 @@ import cv2
 import numpy as np
 import pytest
 
+from perception.detector.vocabulary import SHIPPED_CLASSES
 from perception.train.data import CropSpec, augment, load_coco, random_crop
 from perception.train.targets import STRIDE, encode
-from sim.classes import ALL_CLASSES
 
 
 def test_a_box_gets_a_peak_at_its_centre_and_regression_weight_of_log_area():
     box = np.array([[40, 20, 80, 60]], np.float32)  # 40 x 40, centre (60, 40)
-    targets = encode(box, np.array([3]), (96, 128), len(ALL_CLASSES))
-    assert targets.heatmap.shape == (len(ALL_CLASSES), 96 // STRIDE, 128 // STRIDE)
+    targets = encode(box, np.array([3]), (96, 128), len(SHIPPED_CLASSES))
+    assert targets.heatmap.shape == (len(SHIPPED_CLASSES), 96 // STRIDE, 128 // STRIDE)
     peak = np.unravel_index(targets.heatmap[3].argmax(), targets.heatmap[3].shape)
     assert peak == (40 // STRIDE, 60 // STRIDE)
     assert targets.heatmap[3].max() == 1.0
-    assert targets.heatmap[np.arange(len(ALL_CLASSES)) != 3].max() == 0.0
+    assert targets.heatmap[np.arange(len(SHIPPED_CLASSES)) != 3].max() == 0.0
     assert targets.weight.sum() == pytest.approx(np.log(40 * 40), rel=1e-5)
     assert targets.box[:, 10, 15].tolist() == [40, 20, 80, 60]
     # The regression cells stay inside the box's middle.
@@ -31,14 +31,16 @@ def test_a_box_gets_a_peak_at_its_centre_and_regression_weight_of_log_area():
 
 
 def test_a_box_smaller_than_a_cell_still_has_a_peak_and_a_regression_cell():
-    targets = encode(np.array([[101, 50, 104, 57]], np.float32), np.array([9]), (96, 128), len(ALL_CLASSES))
+    targets = encode(
+        np.array([[101, 50, 104, 57]], np.float32), np.array([9]), (96, 128), len(SHIPPED_CLASSES)
+    )
     assert targets.heatmap[9, 53 // STRIDE, 102 // STRIDE] == 1.0
     assert targets.weight[53 // STRIDE, 102 // STRIDE] > 0
 
 
 def test_where_boxes_overlap_the_smaller_one_regresses():
     boxes = np.array([[0, 0, 128, 96], [56, 40, 72, 56]], np.float32)  # a small box at the big one's centre
-    targets = encode(boxes, np.array([8, 9]), (96, 128), len(ALL_CLASSES))
+    targets = encode(boxes, np.array([8, 9]), (96, 128), len(SHIPPED_CLASSES))
     assert targets.box[:, 48 // STRIDE, 64 // STRIDE].tolist() == [56, 40, 72, 56]
     assert targets.heatmap[8].max() == 1.0 and targets.heatmap[9].max() == 1.0
 
@@ -101,7 +103,7 @@ def test_load_coco_reads_a_percept_export(tmp_path):
     first = coco["annotations"][0]
     x, y, w, h = first["bbox"]
     assert data.boxes[0][0].tolist() == pytest.approx([x, y, x + w, y + h])
-    assert ALL_CLASSES[int(data.classes[0][0])] == coco["categories"][first["category_id"]]["name"]
+    assert SHIPPED_CLASSES[int(data.classes[0][0])] == coco["categories"][first["category_id"]]["name"]
     expected = cv2.cvtColor(cv2.imread(str(tmp_path / coco["images"][0]["file_name"])), cv2.COLOR_BGR2RGB)
     assert np.array_equal(data.images[0], expected)
 

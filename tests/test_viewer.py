@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from perception import msgs
-from perception.viewer import overlay
+from perception.display import overlay
 from perception.viewer.state import ViewerState
 
 

@@ -6,8 +6,9 @@ import msgpack
 import numpy as np
 import pytest
 
-from perception import msgs, wire
+from perception import msgs
 from perception.errors import MalformedMessage, MessageError
+from perception.runtime import wire
 
 H = msgs.Header(stamp=123, frame_id="cam", seq=4)
 TS = [msgs.TopicStats("/a", "percept/Image", "pub", 3, 1.5), msgs.TopicStats("/b", "percept/String", "sub")]

@@ -64,9 +64,9 @@ def _subscriber(mode: str, endpoint_or_registry: str, control: Connection) -> No
 
     if mode == "ours":
         from perception import QoS
-        from perception.context import Context
         from perception.msgs import Image
-        from perception.node import Node
+        from perception.runtime.context import Context
+        from perception.runtime.node import Node
 
         node = Node("_bench_sub", context=Context(registry=endpoint_or_registry))
 
@@ -101,9 +101,9 @@ def _subscriber(mode: str, endpoint_or_registry: str, control: Connection) -> No
 
 class _OurPublisher:
     def __init__(self, registry: str) -> None:
-        from perception.context import Context
         from perception.msgs import Header, Image
-        from perception.node import Node
+        from perception.runtime.context import Context
+        from perception.runtime.node import Node
 
         self._header = Header
         self._node = Node("_bench_pub", context=Context(registry=registry))

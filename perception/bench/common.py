@@ -11,7 +11,7 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from perception.registry import Registry
+from perception.runtime.registry import Registry
 
 
 def free_port() -> int:
@@ -29,7 +29,7 @@ def private_registry() -> Registry:
 
 def spawn_cli(*args: str, env: dict[str, str], **popen: Any) -> subprocess.Popen[Any]:
     """`percept ARGS` as a child process that dies with the benchmark, even one killed by SIGKILL."""
-    from perception.launcher import die_with_this_process
+    from perception.runtime.launcher import die_with_this_process
 
     command = [sys.executable, "-m", "perception.cli", *args]
     return subprocess.Popen(command, env=env, preexec_fn=die_with_this_process(), **popen)

@@ -48,9 +48,9 @@ def run_one(
     model: str, scene: str, rate: float, seconds: float, sim_nice: int, renderer: str = "auto"
 ) -> Row:
     from perception import Node
-    from perception.context import Context
     from perception.errors import PerceptError
     from perception.msgs import Detections, Image
+    from perception.runtime.context import Context
 
     registry = private_registry()
     env = {**os.environ, "PERCEPT_REGISTRY": registry.address, "PERCEPT_LOG_LEVEL": "WARNING"}

@@ -71,8 +71,8 @@ def _publish_pair(images: Any, detections: Any, frame: np.ndarray, seq: int) -> 
 
 def run(rates: list[float], seconds: float) -> list[Row]:
     from perception import Node
-    from perception.context import Context
     from perception.msgs import Detections, Image
+    from perception.runtime.context import Context
 
     rows = []
     with tempfile.TemporaryDirectory() as folder:

@@ -39,7 +39,7 @@ class Row:
 
 
 def run(renderers: list[str], resolutions: list[str], frames: int = 60) -> list[Row]:
-    from perception.context import Context, NodeOverrides
+    from perception.runtime.context import Context, NodeOverrides
     from sim.node import SimNode
 
     registry = private_registry()
@@ -133,7 +133,7 @@ def _bare_render(node: Any) -> Any:
 
 
 def _make_node(cls: Any, context: Any) -> Any:
-    from perception.context import Context
+    from perception.runtime.context import Context
 
     previous = Context._default
     Context.set_default(context)

@@ -77,8 +77,8 @@ def scene_frames(count: int = 8) -> list[np.ndarray]:
 
 def run(fps: float, seconds: float, rate: float = 30.0) -> list[Row]:
     from perception import Node
-    from perception.context import Context
     from perception.msgs import Detections, Header, Image
+    from perception.runtime.context import Context
 
     frames = scene_frames()
     registry = private_registry()

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
-from perception import registry
-from perception.context import Context
-from perception.node import Node
 
 
 def _bounded(convert: Callable[[str], Any], low: float, strict: bool, expected: str) -> Callable[[str], Any]:
@@ -58,18 +53,6 @@ def yaml_argument(text: str, what: str) -> Any:
         where = f" at column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise PerceptError(f"{what} {text!r}: not valid YAML{where} ({problem})") from None
-
-
-def cli_node(purpose: str) -> Node:
-    """A hidden node (its name starts with '_') for a CLI verb that needs to subscribe or call."""
-    return Node(f"_percept_{purpose}_{os.getpid()}", context=Context(), stats_period_s=3600.0)
-
-
-def graph_nodes(include_hidden: bool = False) -> list[dict[str, Any]]:
-    nodes = registry.query("graph", timeout_s=1.0)["nodes"]
-    if not include_hidden:
-        nodes = [n for n in nodes if not any(part.startswith("_") for part in n["name"].split("/"))]
-    return sorted(nodes, key=lambda n: n["name"])
 
 
 def format_value(value: Any, indent: int = 0, full: bool = False) -> str:

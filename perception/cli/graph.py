@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from perception.cli.common import graph_nodes
 from perception.errors import PerceptError
+from perception.runtime.graph import graph_nodes
 
 
 def register(verbs: Any) -> None:

@@ -7,9 +7,9 @@ from typing import Any
 
 import yaml
 
-from perception import launch_file, runner
-from perception.registry import Registry, registry_address
-from perception.stopping import stop_signals_call
+from perception.runtime import launch_file, runner
+from perception.runtime.registry import Registry, registry_address
+from perception.runtime.stopping import stop_signals_call
 
 
 def register(verbs: Any) -> None:
@@ -34,7 +34,7 @@ def register(verbs: Any) -> None:
 
 
 def _launch(args: argparse.Namespace) -> int:
-    from perception.launcher import Launcher
+    from perception.runtime.launcher import Launcher
 
     given = {}
     for item in args.arguments:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from perception.cli.common import cli_node, yaml_argument
+from perception.cli.common import yaml_argument
 from perception.errors import PerceptError
 from perception.msgs import GetParameters, ParameterValues, Result, SetParameters
+from perception.runtime.graph import tool_node
 
 
 def register(verbs: Any) -> None:
@@ -31,7 +32,7 @@ def register(verbs: Any) -> None:
 
 
 def _values(node_name: str, names: list[str], timeout: float) -> ParameterValues:
-    with cli_node("param") as node:
+    with tool_node("param") as node:
         client = node.create_client(f"{node_name}/get_parameters", GetParameters, ParameterValues)
         return client.call(GetParameters(names=names), timeout_s=timeout)
 
@@ -52,7 +53,7 @@ def _get(args: argparse.Namespace) -> int:
 
 def _set(args: argparse.Namespace) -> int:
     value = yaml_argument(args.value, "value")
-    with cli_node("param") as node:
+    with tool_node("param") as node:
         client = node.create_client(f"{args.node}/set_parameters", SetParameters, Result)
         result = client.call(SetParameters(values={args.name: value}), timeout_s=args.timeout)
     if not result.success:

@@ -37,15 +37,15 @@ def register(verbs: Any) -> None:
 
 
 def _record(args: argparse.Namespace) -> int:
-    from perception.cli.common import cli_node, graph_nodes
     from perception.errors import PerceptError
-    from perception.qos import QoS
-    from perception.recording import McapRecorder
-    from perception.wire import peek_type
+    from perception.recording.mcap_file import McapRecorder
+    from perception.runtime.graph import graph_nodes, tool_node
+    from perception.runtime.qos import QoS
+    from perception.runtime.wire import peek_type
 
     if not args.output.parent.is_dir():
         raise PerceptError(f"recording {args.output}: no folder {args.output.parent} to write it in")
-    node = cli_node("record")
+    node = tool_node("record")
     subscriptions: dict[str, Any] = {}
     write_errors: list[str] = []
     keep_all = QoS(depth=10_000)  # a recorder keeps everything; what it cannot keep is counted
@@ -128,9 +128,9 @@ def _record(args: argparse.Namespace) -> int:
 
 def _play(args: argparse.Namespace) -> int:
     from perception import msgs
-    from perception.cli.common import cli_node
     from perception.errors import MessageError, PerceptError
-    from perception.recording import read, topics_of
+    from perception.recording.mcap_file import read, topics_of
+    from perception.runtime.graph import tool_node
 
     if not args.file.is_file():
         raise PerceptError(f"recording {args.file}: no such file")
@@ -147,7 +147,7 @@ def _play(args: argparse.Namespace) -> int:
         raise PerceptError(
             f"recording {args.file}: no topic {missing[0]}; it holds {', '.join(sorted(recorded))}"
         )
-    node = cli_node("play")
+    node = tool_node("play")
     publishers: dict[str, Any] = {}
     stop = {"now": False}
     signal.signal(signal.SIGINT, lambda *_: stop.update(now=True))

@@ -6,10 +6,11 @@ import argparse
 from typing import Any
 
 from perception import msgs
-from perception.cli.common import cli_node, format_value, graph_nodes, yaml_argument
+from perception.cli.common import format_value, yaml_argument
 from perception.cli.topic import build_message
 from perception.errors import ServiceUnavailable
-from perception.registry import query
+from perception.runtime.graph import graph_nodes, tool_node
+from perception.runtime.registry import query
 
 
 def register(verbs: Any) -> None:
@@ -44,7 +45,7 @@ def _call(args: argparse.Namespace) -> int:
     request_type = msgs.message_type(found["request"])
     response_type = msgs.message_type(found["response"])
     request = build_message(request_type.TYPE_NAME, yaml_argument(args.values, "request") or {})
-    with cli_node("call") as node:
+    with tool_node("call") as node:
         client = node.create_client(args.name, request_type, response_type)
         print(f"requester: making request: {format_value(request)}".replace("\n", " "))
         response = client.call(request, timeout_s=args.timeout)

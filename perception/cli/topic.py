@@ -13,10 +13,11 @@ from typing import Any
 import numpy as np
 
 from perception import msgs
-from perception.cli.common import cli_node, format_value, graph_nodes, positive_float, yaml_argument
+from perception.cli.common import format_value, positive_float, yaml_argument
 from perception.errors import MessageError, PerceptError
-from perception.node import RECEIVE_HWM
-from perception.qos import KEEP_LAST, QoS
+from perception.runtime.graph import graph_nodes, tool_node
+from perception.runtime.node import RECEIVE_HWM
+from perception.runtime.qos import KEEP_LAST, QoS
 
 
 def register(verbs: Any) -> None:
@@ -101,7 +102,7 @@ def _echo(args: argparse.Namespace) -> int:
         print(format_value(msg, full=args.full))
         print("---", flush=True)
 
-    with cli_node("echo") as node:
+    with tool_node("echo") as node:
         node.create_subscription(None, args.topic, show, KEEP_LAST)
         return _spin_until(node, lambda: bool(limit) and got[0] >= limit, 0.0, args.timeout, args.topic, got)
 
@@ -125,7 +126,7 @@ def _watch(args: argparse.Namespace, report: Callable[[deque[tuple[float, int]]]
         shown[0] = got[0]
         print(report(window) if fresh and len(window) >= 2 else "no new messages", flush=True)
 
-    with cli_node("watch") as node:
+    with tool_node("watch") as node:
         node.create_subscription(None, args.topic, arrived, QoS(depth=RECEIVE_HWM), raw=True)
         node.create_timer(1.0, show)
         return _spin_until(node, lambda: False, args.duration, 0.0, args.topic, got)
@@ -188,7 +189,7 @@ def _pub(args: argparse.Namespace) -> int:
     values = yaml_argument(args.values, "message") or {}
     cls = msgs.message_type(args.type)
     times = 1 if args.once else args.times
-    with cli_node("pub") as node:
+    with tool_node("pub") as node:
         publisher = node.create_publisher(cls, args.topic)
         if args.wait and not publisher.wait_for_subscribers(1, args.wait):
             print(f"no subscriber on {publisher.topic} after {args.wait:g} s; publishing anyway", flush=True)

@@ -1,8 +1,9 @@
 """`Detector`: any ONNX object detector (ours, or a user's YOLO export) behind one call.
 
     detector = Detector("models/percept.onnx")
-    result = detector(rgb)          # H x W x 3 uint8 RGB
-    result.xyxy, result.scores, result.class_ids, result.class_names, result.timings_ms
+    detections = detector(rgb)      # H x W x 3 uint8 RGB -> perception.msgs.Detections
+    detections.xyxy, detections.scores, detections.class_ids, detections.class_names
+    detector.timings_ms             # the last call's preprocess, inference and postprocess times
 
 The output layout is recognised from the model's real output shapes (a warm-up run at load tells them
 even for dynamic axes) or forced with `layout=`; preprocessing follows the layout's family. A model of
@@ -15,7 +16,6 @@ import ast
 import json
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from perception.detector import decoders
 from perception.detector.preprocess import letterbox
 from perception.detector.small_objects import merge_by_size
 from perception.errors import PerceptError
+from perception.msgs import Detections, Header
 
 # Where `models/` lies when percept is installed from its checkout (pip install -e): launch files name
 # the shipped model relative to it, and a relative path that is not below the working directory is
@@ -51,18 +52,6 @@ PROVIDERS = {
 
 class DetectorError(PerceptError):
     """A model that cannot be used: it names the file, what was found and what is supported."""
-
-
-@dataclass
-class DetectionResult:
-    xyxy: np.ndarray  # N x 4 float32, original-image pixels
-    scores: np.ndarray  # N float32
-    class_ids: np.ndarray  # N int64 (after the class map)
-    class_names: list[str]
-    timings_ms: dict[str, float] = field(default_factory=dict)  # preprocess, inference, postprocess
-
-    def __len__(self) -> int:
-        return len(self.xyxy)
 
 
 class Detector:
@@ -91,6 +80,7 @@ class Detector:
     ) -> None:
         self.path = _resolve_model(Path(model))
         self.retune(confidence=confidence, iou=iou, max_detections=max_detections)
+        self.timings_ms: dict[str, float] = {}  # the last call's preprocess, inference, postprocess
         self.session = self._load(provider, threads, spin)
         self.input_name, self.input_hw = self._check_input(input_size)
         shape = self.session.get_inputs()[0].shape
@@ -269,8 +259,11 @@ class Detector:
         self.iou = self.iou if iou is None else iou
         self.max_detections = self.max_detections if max_detections is None else max_detections
 
-    def __call__(self, image: np.ndarray) -> DetectionResult:
-        """Detect objects in an RGB uint8 image (H x W x 3; grey H x W and RGBA H x W x 4 are converted)."""
+    def __call__(self, image: np.ndarray, header: Header | None = None) -> Detections:
+        """Detect objects in an RGB uint8 image (H x W x 3; grey H x W and RGBA H x W x 4 are converted).
+
+        Returns the message the detector node publishes, stamped with `header` (the frame's); the stage
+        times of this call are in `timings_ms` afterwards."""
         timings = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
         if image.dtype == np.uint8 and (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 4))):
             code = cv2.COLOR_RGBA2RGB if image.ndim == 3 and image.shape[2] == 4 else cv2.COLOR_GRAY2RGB
@@ -291,9 +284,11 @@ class Detector:
             keep = np.array([bool(m) for m in mapped], bool)
             boxes, scores, class_ids = boxes[keep], scores[keep], class_ids[keep]
             names = [m for m in mapped if m]
-        result = DetectionResult(boxes, scores, class_ids.astype(np.int64), names)
+        result = Detections(
+            header=header or Header(), xyxy=boxes, scores=scores, class_ids=class_ids, class_names=names
+        )
         timings["postprocess"] += (time.perf_counter() - start) * 1000
-        result.timings_ms = timings
+        self.timings_ms = timings
         return result
 
     def _detect_small_objects(

@@ -112,17 +112,8 @@ class DetectorNode(Node):
             )
         code = TO_RGB[msg.encoding]
         image = msg.data if code is None else cv2.cvtColor(np.ascontiguousarray(msg.data), code)
-        result = self.detector(image)
-        self.publisher.publish(
-            Detections(
-                header=msg.header,
-                xyxy=result.xyxy,
-                scores=result.scores,
-                class_ids=result.class_ids.astype(np.int32),
-                class_names=result.class_names,
-            )
-        )
-        self.timings.append(result.timings_ms)
+        self.publisher.publish(self.detector(image, msg.header))
+        self.timings.append(self.detector.timings_ms)
 
     def publish_stats(self) -> None:
         elapsed = time.monotonic() - self.window_start

@@ -15,7 +15,7 @@ from perception.errors import ParameterError
 from perception.geometry import pose_matrix
 from perception.grasp import GraspPlanner, Gripper, Workspace
 from perception.msgs import CameraInfo, Detections, Grasps, Image
-from perception.sync import StampBuffer
+from perception.runtime.sync import StampBuffer
 
 
 def _range(name: str, value: object) -> tuple[float, float]:

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from perception.detector.preprocess import PAD_VALUE
-from sim.classes import ALL_CLASSES
+from perception.detector.vocabulary import SHIPPED_CLASSES
 
 
 @dataclass
@@ -25,7 +25,7 @@ class Dataset:
     name: str
     images: list[np.ndarray]  # H x W x 3 uint8 RGB
     boxes: list[np.ndarray]  # per image, N x 4 float32 x1 y1 x2 y2
-    classes: list[np.ndarray]  # per image, N int64 ids into ALL_CLASSES
+    classes: list[np.ndarray]  # per image, N int64 ids into SHIPPED_CLASSES
 
 
 def load_coco(folder: str | Path) -> Dataset:
@@ -36,13 +36,15 @@ def load_coco(folder: str | Path) -> Dataset:
         raise FileNotFoundError(f"dataset {folder}: no annotations.json (expected a COCO export)")
     coco = json.loads(index.read_text())
     names = {c["id"]: c["name"] for c in coco["categories"]}
-    unknown = sorted(set(names.values()) - set(ALL_CLASSES))
+    unknown = sorted(set(names.values()) - set(SHIPPED_CLASSES))
     if unknown:
-        raise ValueError(f"dataset {folder}: classes {unknown} are not among {', '.join(ALL_CLASSES)}")
+        raise ValueError(f"dataset {folder}: classes {unknown} are not among {', '.join(SHIPPED_CLASSES)}")
     per_image: dict[int, list[tuple[list[float], int]]] = {image["id"]: [] for image in coco["images"]}
     for a in coco["annotations"]:
         x, y, w, h = a["bbox"]
-        per_image[a["image_id"]].append(([x, y, x + w, y + h], ALL_CLASSES.index(names[a["category_id"]])))
+        per_image[a["image_id"]].append(
+            ([x, y, x + w, y + h], SHIPPED_CLASSES.index(names[a["category_id"]]))
+        )
     images, boxes, classes = [], [], []
     for image in coco["images"]:
         bgr = cv2.imread(str(folder / image["file_name"]), cv2.IMREAD_COLOR)

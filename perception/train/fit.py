@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from perception.detector.vocabulary import SHIPPED_CLASSES
 from perception.errors import PerceptError
 from perception.train.data import CropSpec, Dataset, augment, load_coco, random_crop
 from perception.train.loss import detection_loss
 from perception.train.model import Exported, Network, load_exported_weights, restore_batch_statistics
 from perception.train.targets import STRIDE, encode
-from sim.classes import ALL_CLASSES
 
 TIMING_STEPS = 300  # with a time budget, the steps before the speed is measured (a shorter budget overruns)
 UNKNOWN_STEPS = 10**9
@@ -74,7 +74,7 @@ class Batches:
             k = int(self.rng.integers(len(data.images)))
             image, b, c = random_crop(data.images[k], data.boxes[k], data.classes[k], crop, self.rng)
             _, b = augment(image, b, self.rng, out=images[slot])
-            t = encode(b, c, (crop.height, crop.width), len(ALL_CLASSES))
+            t = encode(b, c, (crop.height, crop.width), len(SHIPPED_CLASSES))
             heatmaps.append(t.heatmap)
             boxes.append(t.box)
             weights.append(t.weight)
@@ -136,7 +136,7 @@ def train(spec: TrainSpec, log: Callable[[str], None] = print) -> dict[str, floa
     torch.manual_seed(spec.seed)
     torch.set_num_threads(spec.threads)
     # channels-last: see Batches.next (the stubs of Module.to lack the memory_format it takes)
-    model = Network(len(ALL_CLASSES)).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    model = Network(len(SHIPPED_CLASSES)).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if spec.init is not None:
         load_initial_weights(model, spec.init)
         log(f"starting from the weights in {spec.init}")
@@ -235,7 +235,7 @@ def export_onnx(network: torch.nn.Module, spec: TrainSpec, minutes: float, steps
         )
     model = onnx.load(str(spec.out))
     metadata = {
-        "names": json.dumps(list(ALL_CLASSES)),
+        "names": json.dumps(list(SHIPPED_CLASSES)),
         "imgsz": json.dumps(list(spec.input_hw)),
         "stride": str(STRIDE),
         "layout": "end2end",

@@ -31,9 +31,10 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from perception.qos import QoS
-from perception.stats import Throttle
-from perception.stopping import StopFlag, stop_signals_call
+from perception.runtime.graph import graph_nodes, tool_node
+from perception.runtime.qos import QoS
+from perception.runtime.stats import Throttle
+from perception.runtime.stopping import StopFlag, stop_signals_call
 from perception.viewer.state import ViewerState
 
 log = logging.getLogger("percept.viewer")
@@ -197,11 +198,9 @@ def _keeper(state: ViewerState, topic: str) -> Callable[[Any], None]:
 
 def run(host: str, port: int, fps: float, jpeg_quality: int, duration_s: float | None) -> int:
     """The viewer node and its web server until Ctrl-C (or `duration_s`)."""
-    from perception.cli.common import cli_node, graph_nodes
-
     state = ViewerState(jpeg_quality)
     server = ViewerServer((host, port), state, fps)  # first: a port in use fails before any socket is made
-    node = cli_node("view")
+    node = tool_node("view")
     subscribed: set[str] = set()
     everything = QoS(depth=4)  # rates count what arrives; a slow drawing never builds a backlog
 

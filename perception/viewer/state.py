@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 
 from perception import msgs
-from perception.viewer import overlay
+from perception.display import overlay
 
 IMAGES_KEPT = 16  # per image topic: how far back a stream can look for an answered frame
 OVERLAYS_KEPT = 32

@@ -30,8 +30,8 @@ from typing import Any
 
 import yaml
 
-from perception import names
 from perception.errors import InvalidNameError, LaunchError
+from perception.runtime import names
 
 NODE_KEYS = {
     "name": "the node's name",

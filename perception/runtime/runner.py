@@ -21,10 +21,10 @@ from typing import Any, cast
 
 import yaml
 
-from perception.context import Context, NodeOverrides
 from perception.errors import LaunchError, ParameterError, PerceptError
-from perception.node import Node
-from perception.stopping import stop_signals_call
+from perception.runtime.context import Context, NodeOverrides
+from perception.runtime.node import Node
+from perception.runtime.stopping import stop_signals_call
 
 
 def add_override_arguments(parser: argparse.ArgumentParser) -> None:

@@ -37,6 +37,7 @@ from google.protobuf.message import Message as Proto
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from perception import msgs
+from perception.display import palette
 
 TOPIC_PREFIX = "/foxglove"  # /camera/image is mirrored as /foxglove/camera/image
 WORLD_FRAME = "world"
@@ -62,10 +63,8 @@ def schema_data(descriptor: Any) -> bytes:
 
 def colour(key: int, alpha: float = 1.0) -> Color:
     """The viewer's colour for this class or track id, so both show an object alike."""
-    from perception.viewer.overlay import colour as bgr
-
-    b, g, r = bgr(key)
-    return Color(r=r / 255, g=g / 255, b=b / 255, a=alpha)
+    r, g, b, a = palette.rgba(key, alpha)
+    return Color(r=r, g=g, b=b, a=a)
 
 
 def _frame_id(header: msgs.Header) -> str:

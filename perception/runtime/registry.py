@@ -27,8 +27,8 @@ import msgpack
 import zmq
 
 from perception.errors import RegistryUnavailable
-from perception.stopping import StopFlag
-from perception.transport import default_host
+from perception.runtime.stopping import StopFlag
+from perception.runtime.transport import default_host
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:11511"
 log = logging.getLogger("percept.registry")

@@ -3,24 +3,14 @@ track ids with their trails, and grasps (projected from the world through the ca
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 
 import cv2
 import numpy as np
 
 from perception import msgs
+from perception.display.palette import GRASP_BEST, GRASP_OTHER, WHITE, colour
 from perception.geometry import matrix_from_quaternion
-
-WHITE = (255, 255, 255)
-GRASP_BEST, GRASP_OTHER = (60, 230, 30), (30, 160, 240)  # BGR: green, orange
-
-
-def colour(key: int) -> tuple[int, int, int]:
-    """A stable, saturated BGR colour per class or track id."""
-    hue = zlib.crc32(key.to_bytes(8, "little", signed=True)) % 180
-    bgr = cv2.cvtColor(np.array([[[hue, 220, 255]]], np.uint8), cv2.COLOR_HSV2BGR)[0, 0]
-    return int(bgr[0]), int(bgr[1]), int(bgr[2])
 
 
 def displayable(image: msgs.Image) -> np.ndarray:

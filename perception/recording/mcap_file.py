@@ -116,7 +116,7 @@ class Views:
     """The Foxglove channels of a recording: each viewable message converted and written beside ours."""
 
     def __init__(self, writer: Writer) -> None:
-        from perception.foxglove import Converter
+        from perception.recording.foxglove import Converter
 
         self._writer, self._converter = writer, Converter()
         self._schemas: dict[str, int] = {}
@@ -125,8 +125,8 @@ class Views:
 
     def write(self, topic: str, frames: list[Any], log_time_ns: int, publish_time_ns: int) -> int:
         """Bytes written; a message that does not convert is counted in `errors`, never raised."""
-        from perception.foxglove import schema_data
-        from perception.wire import decode
+        from perception.recording.foxglove import schema_data
+        from perception.runtime.wire import decode
 
         try:
             msg = decode([topic.encode(), *frames]).msg

@@ -21,13 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
-from perception import registry
-from perception.context import Context
 from perception.errors import RegistryUnavailable
-from perception.launch_file import LaunchDescription, NodeSpec
 from perception.msgs import NodeStats
-from perception.node import STATS_TOPIC, Node
-from perception.stopping import StopFlag, stop_signals_call
+from perception.runtime import registry
+from perception.runtime.context import Context
+from perception.runtime.launch_file import LaunchDescription, NodeSpec
+from perception.runtime.node import STATS_TOPIC, Node
+from perception.runtime.stopping import StopFlag, stop_signals_call
 
 MAX_RESPAWN_DELAY_S = 30.0
 STABLE_AFTER_S = 10.0  # a node that ran this long before dying restarts with the shortest delay again

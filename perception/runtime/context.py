@@ -1,0 +1,82 @@
+"""Process-wide settings shared by the nodes of one process: the ZeroMQ context, where the registry is,
+which address sockets bind, and the overrides a launcher or `percept run` passed on the command line.
+
+The context is also what makes a node's endpoints: publishers, subscriptions, services and clients ask
+it for their outlet, inlet or socket, so they need the context and not the node, and the in-process
+harness (perception.runtime.harness) swaps in endpoints that need no socket at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+
+from perception.runtime import transport
+from perception.runtime.registry import registry_address
+from perception.runtime.registry_link import RegistryLink
+from perception.runtime.transport import default_host
+
+
+@dataclass
+class NodeOverrides:
+    """What the command line says about the node this process runs (like `--ros-args`)."""
+
+    name: str | None = None
+    namespace: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    remappings: dict[str, str] = field(default_factory=dict)
+
+
+class Context:
+    _default: Context | None = None
+
+    def __init__(
+        self,
+        *,
+        registry: str | None = None,
+        host: str | None = None,
+        overrides: NodeOverrides | None = None,
+    ) -> None:
+        self.zmq: zmq.Context[Any] = zmq.Context()
+        self.registry = registry or registry_address()
+        self.host = host or default_host()
+        self.overrides = overrides or NodeOverrides()
+
+    @classmethod
+    def default(cls) -> Context:
+        if cls._default is None:
+            cls._default = cls()
+        return cls._default
+
+    @classmethod
+    def set_default(cls, context: Context | None) -> None:
+        cls._default = context
+
+    # -- endpoints ---------------------------------------------------------------------------------
+
+    def outlet(self, topic: bytes, send_hwm: int) -> transport.Outlet:
+        return transport.Outlet(self.zmq, self.host, topic, send_hwm)
+
+    def inlet(self, topic: bytes, receive_hwm: int) -> transport.Inlet:
+        return transport.Inlet(self.zmq, topic, receive_hwm)
+
+    def service_server(self) -> tuple[Any, str]:
+        return transport.service_server(self.zmq, self.host)
+
+    def service_client(self, endpoint: str) -> Any:
+        return transport.service_client(self.zmq, endpoint)
+
+    def discovery(
+        self, uid: str, registration: Callable[[], dict[str, Any]], log: logging.Logger
+    ) -> tuple[RegistryLink, Any]:
+        """The node's link to the registry and the socket that wakes its executor when the link has
+        learnt new publisher endpoints (ZeroMQ sockets are not thread-safe: the executor connects)."""
+        wake_endpoint = f"inproc://percept-wake-{uid}"
+        wake = self.zmq.socket(zmq.PULL)
+        wake.setsockopt(zmq.LINGER, 0)
+        wake.bind(wake_endpoint)
+        return RegistryLink(self.zmq, self.registry, registration, wake_endpoint, log), wake

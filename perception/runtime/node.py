@@ -1,0 +1,368 @@
+"""The node and its executor: publishers, subscriptions, timers, services and parameters on one thread.
+
+A node owns a single-threaded executor, like rclpy's: `spin()` waits on all of the node's sockets and
+timers and runs callbacks one at a time, so callbacks never race each other. Discovery runs on a
+background thread (perception.runtime.registry_link) so a node that never spins still registers its
+publishers. The endpoints themselves live in their own modules (publisher, subscription, timer, service,
+client) and are made through the node's context.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import socket as socketlib
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import zmq
+
+from perception.errors import MessageError
+from perception.msgs import (
+    GetParameters,
+    Header,
+    Message,
+    NodeStats,
+    ParameterValues,
+    Result,
+    SetParameters,
+)
+from perception.runtime import names
+from perception.runtime.client import Client
+from perception.runtime.context import Context
+from perception.runtime.params import Parameters, type_name
+from perception.runtime.publisher import Publisher
+from perception.runtime.qos import KEEP_LAST, QoS
+from perception.runtime.service import Service
+from perception.runtime.stats import Throttle
+from perception.runtime.stopping import StopFlag
+from perception.runtime.subscription import RECEIVE_HWM, Subscription
+from perception.runtime.timer import Timer
+
+M = TypeVar("M", bound=Message)
+Req = TypeVar("Req", bound=Message)
+Resp = TypeVar("Resp", bound=Message)
+
+STATS_TOPIC = "/percept/stats"
+_MAX_POLL_MS = 100
+_MAX_DISPATCH_ROUNDS = 100  # upper bound on how long a shutdown request can wait to be noticed
+
+__all__ = ["RECEIVE_HWM", "STATS_TOPIC", "Client", "Node", "Publisher", "Service", "Subscription", "Timer"]
+
+
+class Node:
+    """Base class of every node.
+
+    Subclass it, create publishers, subscriptions, timers and services in `__init__`, and start it with
+    `perception.run(MyNode)`; or make one directly and call `spin()`.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        namespace: str = "",
+        parameters: dict[str, Any] | None = None,
+        remappings: dict[str, str] | None = None,
+        context: Context | None = None,
+        stats_period_s: float = 1.0,
+    ) -> None:
+        self.context = context or Context.default()
+        overrides = self.context.overrides
+        self.name = overrides.name or name
+        names.validate("/" + self.name, "node")
+        self.namespace = names.namespace_of(overrides.namespace or namespace)
+        self.fqn = names.join(self.namespace, self.name)
+        self.log = logging.getLogger(self.fqn)
+        self.uid = uuid.uuid4().hex[:12]
+        self._remappings = {**(remappings or {}), **overrides.remappings}
+        self.parameters = Parameters(self.fqn, {**(parameters or {}), **overrides.parameters})
+
+        self._lock = threading.Lock()
+        self._publishers: list[Publisher[Any]] = []
+        self._subscriptions: list[Subscription[Any]] = []
+        self._services: list[Service[Any, Any]] = []
+        self._clients: list[Client[Any, Any]] = []
+        self._timers: list[tuple[float, int, Timer]] = []
+        self._timer_errors = 0
+        self._timer_error_log = Throttle()  # a timer at 30 Hz must not flood the log
+        self._timer_ids = itertools.count()
+        self._handlers: dict[Any, Callable[[], None]] = {}
+        self._poller = zmq.Poller()
+        self._shutdown = StopFlag()
+        self._checked_overrides = False
+        self._destroyed = False
+
+        self._registry_link, self._wake = self.context.discovery(self.uid, self._registration, self.log)
+        self._add_socket(self._wake, self._apply_endpoints)
+
+        self._stats_publisher = self.create_publisher(NodeStats, STATS_TOPIC)
+        self.create_timer(stats_period_s, self._publish_stats)
+        self.create_service("~/get_parameters", GetParameters, ParameterValues, self._get_parameters)
+        self.create_service("~/set_parameters", SetParameters, Result, self._set_parameters)
+        self._registry_link.start()
+
+    # -- creating things ---------------------------------------------------------------------------
+
+    def resolve(self, name: str, kind: str = "topic") -> str:
+        return names.resolve(
+            name, namespace=self.namespace, node_name=self.name, remappings=self._remappings, kind=kind
+        )
+
+    def create_publisher(self, msg_type: type[M], topic: str, *, queue_depth: int = 100) -> Publisher[M]:
+        """A publisher that never blocks: it queues at most `queue_depth` unsent messages per subscriber
+        (a burst), then drops, and the subscriber counts the gap. Subscribers empty this queue
+        continuously, so it only fills when a subscriber's process cannot keep up at all."""
+        _check_message_type(msg_type, "create_publisher")
+        publisher = Publisher(self.context, msg_type, self.resolve(topic), queue_depth)
+        with self._lock:
+            self._publishers.append(publisher)
+        self._registry_link.changed()
+        return publisher
+
+    def create_subscription(
+        self,
+        msg_type: type[M] | None,
+        topic: str,
+        callback: Callable[[M], None],
+        qos: QoS = KEEP_LAST,
+        *,
+        raw: bool = False,
+    ) -> Subscription[M]:
+        """Call `callback(msg)` on the node's thread for each message kept by `qos`.
+
+        `msg_type=None` accepts any type (messages of types not imported here arrive as UnknownMessage).
+        """
+        if msg_type is not None:
+            _check_message_type(msg_type, "create_subscription")
+        subscription = Subscription(self.context, self.log, msg_type, self.resolve(topic), callback, qos, raw)
+        with self._lock:
+            self._subscriptions.append(subscription)
+        if subscription._inlet.socket is not None:  # the in-process harness has no sockets
+            self._poller.register(subscription._inlet.socket, zmq.POLLIN)
+        self._registry_link.changed()
+        return subscription
+
+    def create_timer(self, period_s: float, callback: Callable[[], None]) -> Timer:
+        timer = Timer(period_s, callback)
+        heapq.heappush(self._timers, (timer.next_due, next(self._timer_ids), timer))
+        return timer
+
+    def create_service(
+        self,
+        name: str,
+        request_type: type[Req],
+        response_type: type[Resp],
+        handler: Callable[[Req], Resp],
+    ) -> Service[Req, Resp]:
+        service = Service(
+            self.context, self.log, self.resolve(name, "service"), request_type, response_type, handler
+        )
+        with self._lock:
+            self._services.append(service)
+        self._add_socket(service._socket, service._receive)
+        self._registry_link.changed()
+        return service
+
+    def create_client(
+        self, name: str, request_type: type[Req], response_type: type[Resp]
+    ) -> Client[Req, Resp]:
+        client = Client(self.context, self.resolve(name, "service"), request_type, response_type)
+        self._clients.append(client)
+        return client
+
+    def declare_parameter(
+        self, name: str, default: Any, description: str = "", *, read_only: bool = False
+    ) -> Any:
+        """Declare a typed parameter (its type is the default's) and return its value."""
+        return self.parameters.declare(name, default, description, read_only=read_only)
+
+    def get_parameter(self, name: str) -> Any:
+        return self.parameters.get(name)
+
+    def header(self, frame_id: str = "") -> Header:
+        return Header.now(frame_id)
+
+    # -- running -----------------------------------------------------------------------------------
+
+    def spin(self, duration_s: float | None = None) -> None:
+        """Run callbacks until shutdown is requested (or for `duration_s`)."""
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        while not self._shutdown.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            self.spin_once(0.1 if deadline is None else max(0.0, min(0.1, deadline - time.monotonic())))
+
+    def spin_once(self, timeout_s: float = 0.1) -> None:
+        """Wait up to `timeout_s` for work, then run what is due: timers, services, and the messages
+        waiting in the subscriptions, a subscription at a time. A subscription's socket is emptied into
+        its queue just before its queue is handed over, so a latest-only one always gets the newest."""
+        if not self._checked_overrides:
+            self._check_overrides()
+        timeout_ms = min(_MAX_POLL_MS, int(timeout_s * 1000))
+        if self._timers:
+            until_timer = self._timers[0][0] - time.monotonic()
+            timeout_ms = max(0, min(timeout_ms, int(until_timer * 1000) + 1))
+        for socket, _ in self._poller.poll(timeout_ms):
+            handler = self._handlers.get(socket)
+            if handler is not None:  # subscription sockets are read below
+                handler()
+        self._run_due_timers()
+        # Bounded, so timers and services wait at most this many rounds under a flood.
+        for _ in range(_MAX_DISPATCH_ROUNDS):
+            dispatched = False
+            for subscription in self._subscriptions:
+                subscription._receive()
+                dispatched |= subscription._dispatch()
+            if not dispatched or self._shutdown.is_set():
+                break
+            if self._timers and self._timers[0][0] <= time.monotonic():
+                break
+
+    def _check_overrides(self) -> None:
+        self._checked_overrides = True
+        for name in self.parameters.unused_overrides():
+            self.log.warning(
+                "parameter override %r matches no declared parameter (declared: %s)",
+                name,
+                ", ".join(self.parameters.names()),
+            )
+
+    def request_shutdown(self) -> None:
+        """Make `spin()` return within 0.1 s; safe from signal handlers and other threads."""
+        self._shutdown.set()
+
+    @property
+    def shutdown_requested(self) -> bool:
+        return self._shutdown.is_set()
+
+    def on_shutdown(self) -> None:
+        """Override to release devices or files; called once by `destroy()`."""
+
+    def destroy(self) -> None:
+        """Unregister and close every socket. Idempotent."""
+        if self._destroyed:
+            return
+        self._destroyed = True
+        try:
+            self.on_shutdown()
+        finally:
+            self._registry_link.stop(self.uid)
+            for client in self._clients:
+                client.close()
+            closables: list[Any] = [*self._publishers, *self._subscriptions, *self._services]
+            for closable in closables:
+                closable._close()
+            if self._wake is not None:
+                self._wake.close()
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.destroy()
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _add_socket(self, socket: Any, handler: Callable[[], None]) -> None:
+        if socket is None:  # the in-process harness calls the handler itself
+            return
+        self._handlers[socket] = handler
+        self._poller.register(socket, zmq.POLLIN)
+
+    def _run_due_timers(self) -> None:
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, timer = heapq.heappop(self._timers)
+            if timer.cancelled:
+                continue
+            # Schedule from the due time, not from now, so the rate does not drift; skip missed ticks.
+            timer.next_due += timer.period_s
+            if timer.next_due <= now:
+                timer.next_due = now + timer.period_s
+            heapq.heappush(self._timers, (timer.next_due, next(self._timer_ids), timer))
+            try:
+                timer.callback()
+            except Exception:
+                self._timer_errors += 1
+                if self._timer_error_log.ready():
+                    self.log.error(
+                        "timer callback raised (%d so far):\n%s", self._timer_errors, traceback.format_exc()
+                    )
+
+    def _apply_endpoints(self) -> None:
+        while self._wake is not None:
+            try:
+                self._wake.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+        endpoints = self._registry_link.take_endpoints()
+        if endpoints is None:
+            return
+        for subscription in self._subscriptions:
+            if subscription.topic in endpoints:
+                for refused in subscription._inlet.set_endpoints(endpoints[subscription.topic]):
+                    self.log.warning("cannot connect to a publisher of %s at %s", subscription.topic, refused)
+
+    def _registration(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "uid": self.uid,
+                "name": self.fqn,
+                "pid": os.getpid(),
+                "host": socketlib.gethostname(),
+                "publishers": [
+                    {"topic": p.topic, "type": p.msg_type.TYPE_NAME, "endpoint": p.endpoint}
+                    for p in self._publishers
+                ],
+                "subscriptions": [{"topic": s.topic, "type": s.stats.type_name} for s in self._subscriptions],
+                "services": [
+                    {
+                        "name": s.name,
+                        "request": s.request_type.TYPE_NAME,
+                        "response": s.response_type.TYPE_NAME,
+                        "endpoint": s.endpoint,
+                    }
+                    for s in self._services
+                ],
+            }
+
+    def _publish_stats(self) -> None:
+        endpoints = [p.stats for p in self._publishers if p is not self._stats_publisher]
+        endpoints += [s.stats for s in self._subscriptions]
+        self._stats_publisher.publish(
+            NodeStats(
+                header=self.header(),
+                node=self.fqn,
+                pid=os.getpid(),
+                topics=[e.snapshot() for e in endpoints],
+                timer_errors=self._timer_errors,
+            )
+        )
+
+    def _get_parameters(self, request: GetParameters) -> ParameterValues:
+        params = self.parameters.describe(request.names or None)
+        return ParameterValues(
+            values={n: p.value for n, p in params.items()},
+            types={n: type_name(p.type) for n, p in params.items()},
+            descriptions={n: p.description for n, p in params.items()},
+        )
+
+    def _set_parameters(self, request: SetParameters) -> Result:
+        try:
+            for name, value in request.values.items():
+                self.parameters.set(name, value)
+        except Exception as exc:  # a wrong type, or a change the node's own callback refused
+            return Result(success=False, message=str(exc))
+        return Result(success=True, message="")
+
+
+def _check_message_type(msg_type: Any, where: str) -> None:
+    if not (isinstance(msg_type, type) and issubclass(msg_type, Message) and msg_type.TYPE_NAME):
+        raise MessageError(f"{where}: expected a registered message class, found {msg_type!r}")

@@ -1,0 +1,82 @@
+"""A publisher: sends messages of one type on one topic through its transport outlet."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any, Generic, TypeVar
+
+from perception.errors import PerceptError
+from perception.msgs import Message
+from perception.runtime import wire
+from perception.runtime.context import Context
+from perception.runtime.stats import EndpointStats
+
+M = TypeVar("M", bound=Message)
+
+
+class Publisher(Generic[M]):
+    """Sends messages of one type on one topic. Safe to call from any thread.
+
+    `publish` hands the message's arrays to the transport without copying: do not change an array
+    after publishing it (publish a copy if you reuse a buffer).
+    """
+
+    def __init__(self, context: Context, msg_type: type[M], topic: str, send_hwm: int) -> None:
+        self.msg_type = msg_type
+        self.topic = topic
+        self._topic_bytes = topic.encode()
+        self._outlet = context.outlet(self._topic_bytes, send_hwm)
+        self.endpoint = self._outlet.endpoint
+        self._id = uuid.uuid4().hex[:12]
+        self._count = 0
+        self._lock = threading.Lock()  # publish() may come from any thread, destroy() from the node's
+        self._closed = False
+        self.stats = EndpointStats(topic, msg_type.TYPE_NAME, "pub")
+
+    def publish(self, msg: M) -> None:
+        if type(msg) is not self.msg_type:
+            raise TypeError(
+                f"publisher on {self.topic} expects {self.msg_type.__name__}, got {type(msg).__name__}"
+            )
+        with self._lock:
+            if self._closed:
+                raise PerceptError(f"publisher on {self.topic} is closed: its node was destroyed")
+            self._count += 1
+            frames = wire.encode(self._topic_bytes, msg, self._id, self._count)
+            self._outlet.send(frames)
+            self.stats.record_arrival(sum(nbytes(f) for f in frames))
+
+    def publish_frames(self, frames: list[Any]) -> None:
+        """Send a message already in wire frames (the frames after the topic, e.g. from a recording),
+        unchanged: replay is byte-identical, sequence numbers included."""
+        with self._lock:
+            if self._closed:
+                raise PerceptError(f"publisher on {self.topic} is closed: its node was destroyed")
+            self._outlet.send([self._topic_bytes, *frames])
+            self.stats.record_arrival(sum(nbytes(f) for f in frames))
+
+    @property
+    def subscriber_count(self) -> int:
+        """Subscriptions currently connected (they will receive what is published next)."""
+        with self._lock:
+            return self._outlet.subscriber_count()
+
+    def wait_for_subscribers(self, count: int = 1, timeout_s: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while self.subscriber_count < count:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def _close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._outlet.close()
+
+
+def nbytes(frame: Any) -> int:
+    """Bytes in one wire frame (a numpy array, a buffer or bytes)."""
+    return frame.nbytes if hasattr(frame, "nbytes") else len(frame)
