@@ -18,6 +18,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from perception.errors import MessageError
+from perception.geometry import matrix_from_quaternion
 
 
 class Message:
@@ -375,13 +376,14 @@ class GroundTruth(Message):
             raise MessageError(f"GroundTruth: {n} ids, but these fields have other shapes: {wrong}")
 
 
-@message("percept/Grasps")
+@message("percept/Grasps", version=2)
 @dataclass(slots=True)
 class Grasps(Message):
     """Parallel-jaw grasps planned on one frame, best first, as parallel arrays (world frame: position
     between the fingertips; orientation x, y, z, w with the hand's z axis the approach and y the closing
-    direction; opening width in metres), the detections that got none, with the reason, and those
-    outside the workspace (not to be picked: in the tray, on the arm)."""
+    direction; opening width in metres; the closing direction itself as a unit vector, as the planner
+    computed it), the detections that got none, with the reason, and those outside the workspace (not
+    to be picked: in the tray, on the arm). Version 2 added `closings`."""
 
     header: Header
     positions: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float64))
@@ -394,10 +396,14 @@ class Grasps(Message):
     rejected_reasons: list[str] = field(default_factory=list)
     outside_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # not to pick
     planning_ms: float = 0.0
+    closings: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float64))  # unit vectors
 
     def __post_init__(self) -> None:
         self.positions = np.asarray(self.positions, np.float64).reshape(-1, 3)
         self.orientations = np.asarray(self.orientations, np.float64).reshape(-1, 4)
+        self.closings = np.asarray(self.closings, np.float64).reshape(-1, 3)
+        if len(self.closings) == 0 and len(self.orientations):  # not given: the hand's y axis
+            self.closings = np.array([matrix_from_quaternion(q)[:, 1] for q in self.orientations])
         self.widths = np.asarray(self.widths, np.float32).reshape(-1)
         self.qualities = np.asarray(self.qualities, np.float32).reshape(-1)
         self.detection_indices = np.asarray(self.detection_indices, np.int32).reshape(-1)
@@ -406,6 +412,7 @@ class Grasps(Message):
         n = len(self.positions)
         sizes = {
             "orientations": len(self.orientations),
+            "closings": len(self.closings),
             "widths": len(self.widths),
             "qualities": len(self.qualities),
             "detection_indices": len(self.detection_indices),

@@ -461,11 +461,10 @@ def test_outside_the_band_the_first_pass_answers_for_every_size():
     np.testing.assert_allclose(boxes, [(30, 50, 34, 55), (10, 5, 14, 15)])
 
 
-def test_the_detector_node_takes_sizes_as_lists(tmp_path, registry, context, spawn):
-    from conftest import send_until, spin_until
-
-    from perception import Node
+def test_the_detector_node_takes_sizes_as_lists(tmp_path):
     from perception.msgs import Detections, Header, Image
+    from perception.nodes.detector import DetectorNode
+    from perception.runtime.harness import NodeHarness
 
     output = np.zeros((1, 100, 6), np.float32)
     output[0, 0] = (100, 100, 108, 106, 0.8, 2)  # small: from the second pass
@@ -476,25 +475,11 @@ def test_the_detector_node_takes_sizes_as_lists(tmp_path, registry, context, spa
         input_shape=(1, 3, "height", "width"),
         metadata={"imgsz": "[320, 320]"},
     )
-    spawn(
-        "run",
-        "perception.nodes.detector:DetectorNode",
-        "-p",
-        f"model:={path}",
-        "-p",
-        "input_size:=[320]",
-        "-p",
-        "small_object_zoom:=2",
-    )
-    detections: list[Detections] = []
-    with Node("camera", context=context) as node:
-        node.create_subscription(Detections, "/detections", detections.append)
-        images = node.create_publisher(Image, "/image")
-        spin_until(node, lambda: images.subscriber_count, timeout_s=20, what="the detector")
-        send_until(
-            node, lambda: images.publish(Image(header=Header(seq=1), data=IMAGE.copy())), lambda: detections
-        )
-    np.testing.assert_allclose(detections[0].xyxy, [(50, 50, 54, 53)], atol=0.01)
+    parameters = {"model": str(path), "input_size": [320], "small_object_zoom": 2}
+    with NodeHarness(DetectorNode, parameters=parameters) as harness:
+        harness.feed("/image", Image(header=Header(seq=1), data=IMAGE.copy()))
+        (detections,) = harness.published("/detections", Detections)
+    np.testing.assert_allclose(detections.xyxy, [(50, 50, 54, 53)], atol=0.01)
 
 
 @pytest.mark.parametrize("rows", [(200, 100), (-10, 100)])

@@ -1,4 +1,5 @@
-"""The grasp planner node (real processes, real sockets) and the pick-and-place graph in the simulator."""
+"""The grasp planner node (in process, through the node harness) and the pick-and-place graph in the
+simulator (real processes, real sockets)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,16 @@ import numpy as np
 import pytest
 from test_grasp_planner import K, box_pixels, camera_looking_down, render
 
-from perception import Node
-from perception.geometry import quaternion_from_matrix
-from perception.msgs import CameraInfo, Detections, Grasps, Header, Image, Pose
+from perception.detector.defaults import DEFAULT_CONFIDENCE
+from perception.geometry import matrix_from_quaternion, quaternion_from_matrix
+from perception.msgs import CameraInfo, Detections, Grasps, Header, Image, Pose, SetParameters
 
 
-def test_the_planner_node_pairs_depth_and_camera_info_with_detections_by_stamp(registry, context, spawn):
-    from conftest import send_until, spin_until
+def test_the_planner_node_pairs_depth_and_camera_info_with_detections_by_stamp():
+    """The node adapter alone, in process (NodeHarness): the graph test below runs it between processes."""
+    from perception.nodes.grasp_planner import GraspPlannerNode
+    from perception.runtime.harness import NodeHarness
 
-    spawn("run", "perception.nodes.grasp_planner:GraspPlannerNode", "-p", "tolerance_s:=0.01")
     pose = camera_looking_down()
     depth = render([(0.52, 0.03, 0.10, 0.04, 0.05, 0.3)], pose)
     info = CameraInfo(
@@ -25,61 +27,57 @@ def test_the_planner_node_pairs_depth_and_camera_info_with_detections_by_stamp(r
         pose=Pose(tuple(pose[:3, 3]), quaternion_from_matrix(pose[:3, :3])),  # type: ignore[arg-type]
     )
     box = np.array([box_pixels(0.52, 0.03, 0.08, pose)], np.float32)
-    grasps: list[Grasps] = []
-    with Node("camera", context=context) as node:
-        node.create_subscription(Grasps, "/grasps", grasps.append)
-        depth_pub = node.create_publisher(Image, "/depth")
-        info_pub = node.create_publisher(CameraInfo, "/camera_info")
-        detections_pub = node.create_publisher(Detections, "/detections")
-        spin_until(
-            node, lambda: detections_pub.subscriber_count and depth_pub.subscriber_count, what="the planner"
-        )
+    with NodeHarness(GraspPlannerNode, parameters={"tolerance_s": 0.01}) as harness:
 
-        def frame(stamp: int, with_depth: bool = True, with_info: bool = True, depth=depth) -> None:
+        def answer(stamp: int, with_depth: bool = True, with_info: bool = True, depth=depth) -> Grasps:
             header = Header(stamp=stamp, frame_id="camera")
             if with_depth:
-                depth_pub.publish(Image(header=header, data=depth, encoding="32FC1"))
+                harness.feed("/depth", Image(header=header, data=depth, encoding="32FC1"))
             if with_info:
                 info.header = header
-                info_pub.publish(info)
-            node.spin_once(0.05)
-            detections_pub.publish(
-                Detections(
-                    header=header, xyxy=box, scores=np.array([0.9]), class_ids=[0], class_names=["jenga"]
-                )
+                harness.feed("/camera_info", info)
+            detections = Detections(
+                header=header, xyxy=box, scores=np.array([0.9]), class_ids=[0], class_names=["jenga"]
             )
+            harness.feed("/detections", detections)
+            (grasps,) = harness.take("/grasps", Grasps)
+            assert grasps.header.stamp == stamp
+            return grasps
 
-        def answer(stamp: int) -> Grasps:
-            spin_until(node, lambda: any(g.header.stamp == stamp for g in grasps), what=f"grasps of {stamp}")
-            return next(g for g in grasps if g.header.stamp == stamp)
-
-        send_until(node, lambda: frame(1_000_000_000), lambda: grasps, what="grasps")
         first = answer(1_000_000_000)
         assert first.header.stamp == 1_000_000_000 and 1 <= len(first) <= 3  # best candidates first
         assert set(first.class_names) == {"jenga"} and set(first.detection_indices.tolist()) == {0}
         np.testing.assert_allclose(first.positions[0][:2], (0.52, 0.03), atol=0.005)
         assert list(first.qualities) == sorted(first.qualities, reverse=True) and first.planning_ms > 0
+        # The closing direction the planner computed travels with each grasp, a unit vector across the
+        # hand (its y axis), so the pick loop need not rebuild it from the orientation.
+        np.testing.assert_allclose(np.linalg.norm(first.closings, axis=1), 1.0, atol=1e-6)
+        hand_y = np.array([matrix_from_quaternion(q)[:, 1] for q in first.orientations])
+        np.testing.assert_allclose(np.abs(np.sum(first.closings * hand_y, axis=1)), 1.0, atol=1e-6)
         # A frame whose depth never came: the detection is rejected with the reason, not dropped.
-        frame(2_000_000_000, with_depth=False)
-        second = answer(2_000_000_000)
+        second = answer(2_000_000_000, with_depth=False)
         assert len(second) == 0 and second.rejected_indices.tolist() == [0]
         assert second.rejected_reasons[0].startswith(
             "no depth frame for this stamp (nearest is -1000 ms away"
         )
         # And one whose camera info never came.
-        frame(3_000_000_000, with_info=False)
-        third = answer(3_000_000_000)
+        third = answer(3_000_000_000, with_info=False)
         assert len(third) == 0 and third.rejected_reasons == [
             "no camera info for this stamp (nearest is -1000 ms away (tolerance 10 ms))"
         ]
         # And one whose depth image is not the colour camera's size (an unregistered RGB-D camera).
-        frame(4_000_000_000, depth=np.ascontiguousarray(depth[::2, ::2]))
-        fourth = answer(4_000_000_000)
+        fourth = answer(4_000_000_000, depth=np.ascontiguousarray(depth[::2, ::2]))
         h, w = depth.shape
         assert len(fourth) == 0 and fourth.rejected_reasons == [
             f"depth {w // 2}x{h // 2} and camera info {w}x{h} differ; expected depth registered to the "
             "colour camera"
         ]
+        # The score threshold is the detector's one name and default, range-checked at run time.
+        refused = harness.call("~/set_parameters", SetParameters(values={"confidence": 1.5}))
+        assert not refused.success and "expected a score from 0 to 1, found 1.5" in refused.message
+        assert harness.node.get_parameter("confidence") == DEFAULT_CONFIDENCE
+        harness.call("~/set_parameters", SetParameters(values={"confidence": 0.95}))
+        assert len(answer(5_000_000_000)) == 0  # the 0.9 box is now too weak: not planned for
 
 
 @pytest.mark.parametrize("clock", ["realtime", "fast"])

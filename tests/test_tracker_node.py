@@ -87,7 +87,7 @@ def test_the_tracker_benchmark_runs_the_detector_as_the_driving_graph_does():
     import yaml
     from conftest import ROOT
 
-    from perception.cli.bench import SMALL_OBJECT_ROWS, SMALL_OBJECT_ZOOM
+    from perception.bench.track import SMALL_OBJECT_ROWS, SMALL_OBJECT_ZOOM
     from perception.detector import Detector
 
     launch = yaml.safe_load((ROOT / "launch" / "driving_tracking.yaml").read_text())

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from perception.detector.defaults import DEFAULT_CONFIDENCE
 from perception.detector.vocabulary import SHIPPED_CLASSES
 
 
@@ -39,7 +40,7 @@ def run(
     frames: int,
     seed: int,
     threads: int = 2,
-    confidence: float = 0.25,
+    confidence: float = DEFAULT_CONFIDENCE,
     map_confidence: float = 0.001,
     min_pixels: int = 16,
     small_object_zoom: float = 0.0,

@@ -14,8 +14,8 @@ def build_parser() -> argparse.ArgumentParser:
     from perception.cli import (
         bench,
         dataset,
-        graph,
         launch,
+        node,
         param,
         record,
         service,
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="percept", description="Camera-to-action perception on ZeroMQ.")
     verbs = parser.add_subparsers(dest="verb", metavar="COMMAND", required=True)
-    for module in (launch, topic, graph, param, service, bench, dataset, train, track, record, view):
+    for module in (launch, topic, node, param, service, bench, dataset, train, track, record, view):
         module.register(verbs)
     return parser
 

@@ -39,6 +39,11 @@ def _none_given(text: str) -> list[float]:
     raise argparse.ArgumentTypeError(f"expected comma-separated numbers above 0, e.g. 10,20; found {text!r}")
 
 
+def comma_separated(text: str) -> list[str]:
+    """The non-blank items of `a, b,,c` (`['a', 'b', 'c']`), stripped."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def yaml_argument(text: str, what: str) -> Any:
     """A command-line value in YAML (`'{data: hi}'`, `9`, `[1, 2]`); a syntax error names the argument
     and where in it, in one line."""

@@ -24,6 +24,7 @@ import numpy as np
 import onnxruntime as ort
 
 from perception.detector import decoders
+from perception.detector.defaults import DEFAULT_CONFIDENCE, DEFAULT_IOU, DEFAULT_MAX_DETECTIONS
 from perception.detector.preprocess import letterbox
 from perception.detector.small_objects import merge_by_size
 from perception.errors import PerceptError
@@ -66,9 +67,9 @@ class Detector:
         provider: str = "cpu",
         threads: int = 2,
         spin: bool = False,
-        confidence: float = 0.25,
-        iou: float = 0.45,
-        max_detections: int = 300,
+        confidence: float = DEFAULT_CONFIDENCE,
+        iou: float = DEFAULT_IOU,
+        max_detections: int = DEFAULT_MAX_DETECTIONS,
         layout: str = "auto",
         input_size: tuple[int, int] | None = None,
         small_object_zoom: float = 0.0,

@@ -7,9 +7,8 @@ sees best: boxes whose short side (in image pixels) is under `max_side` come fro
 others from the first. The zoomed pass may cover a band of rows only (where distant objects are: around
 the horizon, for a road camera), at a fraction of the cost; outside the band the first pass answers for
 every size, and a zoomed box cut by the band's edge is a piece of something, not a small object.
-Measured with the tracker on the driving scene (tuning seeds 3000 + 5000, docs/benchmarks.md): MOTA
-0.918 -> 0.937 and IDF1 0.939 -> 0.936 with the second pass over every row (0.929 and 0.938 over rows
-192-336, at 60% of its cost), where a larger input alone gave 0.925 and 0.913.
+Chosen with the tracker on the driving scene, where it paid and a larger input alone did not; see
+docs/benchmarks.md, "Small-object pass tuning history".
 """
 
 from __future__ import annotations

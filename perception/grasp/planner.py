@@ -349,22 +349,3 @@ class _Grid:
             self.valid, self.depth * along + (plane.normal @ origin + plane.offset), 0.0
         )
         return heights
-
-
-def first_untried(
-    positions: np.ndarray,
-    closings: np.ndarray,
-    failed: list[tuple[np.ndarray, np.ndarray]],
-    radius: float = 0.015,
-    angle_deg: float = 20.0,
-) -> int | None:
-    """Index of the first grasp (rows of positions and closing directions, best first) that is not a
-    repeat of a failed one: within `radius` metres and `angle_deg` of its closing direction (either
-    way round, the jaws are symmetric). None when every grasp repeats a failure."""
-    cos_limit = math.cos(math.radians(angle_deg))
-    for i, (position, closing) in enumerate(zip(positions, closings, strict=True)):
-        if not any(
-            np.linalg.norm(position - p) < radius and abs(float(closing @ c)) > cos_limit for p, c in failed
-        ):
-            return i
-    return None

@@ -14,6 +14,7 @@ import numpy as np
 from perception import LATEST_ONLY, Node, run
 from perception.detector import Detector
 from perception.detector.core import as_input_size
+from perception.detector.defaults import DEFAULT_CONFIDENCE, DEFAULT_IOU, DEFAULT_MAX_DETECTIONS
 from perception.errors import ParameterError
 from perception.msgs import Detections, DetectorStats, Image
 
@@ -38,9 +39,9 @@ class DetectorNode(Node):
                 "let onnxruntime's threads busy-wait between frames too (faster alone, slower in company)",
                 read_only=True,
             ),
-            confidence=self.declare_parameter("confidence", 0.25, "minimum score"),
-            iou=self.declare_parameter("iou", 0.45, "NMS IoU threshold"),
-            max_detections=self.declare_parameter("max_detections", 300, "per image"),
+            confidence=self.declare_parameter("confidence", DEFAULT_CONFIDENCE, "minimum score"),
+            iou=self.declare_parameter("iou", DEFAULT_IOU, "NMS IoU threshold"),
+            max_detections=self.declare_parameter("max_detections", DEFAULT_MAX_DETECTIONS, "per image"),
             layout=self.declare_parameter(
                 "layout",
                 "auto",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from perception import Node, run
+from perception.detector.defaults import DEFAULT_CONFIDENCE
 from perception.errors import ParameterError
 from perception.geometry import pose_matrix
 from perception.grasp import GraspPlanner, Gripper, Workspace
@@ -39,7 +40,9 @@ class GraspPlannerNode(Node):
         tolerance = self.declare_parameter(
             "tolerance_s", 0.02, "max stamp gap to pair frames", read_only=True
         )
-        self.min_score = self.declare_parameter("min_score", 0.3, "ignore weaker detections")
+        self.confidence = _score(
+            self.declare_parameter("confidence", DEFAULT_CONFIDENCE, "ignore detections scored lower")
+        )
         classes = self.declare_parameter("classes", [], "plan only for these classes; empty: all")
         self.classes = set(classes)
         gripper = Gripper(
@@ -73,8 +76,8 @@ class GraspPlannerNode(Node):
         self.parameters.on_change(self._retune)
 
     def _retune(self, name: str, value: object) -> None:
-        if name == "min_score":
-            self.min_score = float(value)  # type: ignore[arg-type]
+        if name == "confidence":
+            self.confidence = _score(value)
         elif name == "classes":
             self.classes = set(value)  # type: ignore[call-overload]
 
@@ -83,7 +86,7 @@ class GraspPlannerNode(Node):
         wanted = [
             i
             for i in range(len(msg))
-            if msg.scores[i] >= self.min_score and (not self.classes or msg.class_names[i] in self.classes)
+            if msg.scores[i] >= self.confidence and (not self.classes or msg.class_names[i] in self.classes)
         ]
         depth, info = self.depths.nearest(stamp), self.infos.nearest(stamp)
         why = ""
@@ -122,6 +125,7 @@ class GraspPlannerNode(Node):
                 header=msg.header,
                 positions=np.array([g.position for g in grasps]).reshape(-1, 3),
                 orientations=np.array([g.orientation for g in grasps]).reshape(-1, 4),
+                closings=np.array([g.closing for g in grasps]).reshape(-1, 3),
                 widths=np.array([g.width for g in grasps], np.float32),
                 qualities=np.array([g.quality for g in grasps], np.float32),
                 detection_indices=np.array([wanted[g.detection] for g in grasps], np.int32),
@@ -132,6 +136,12 @@ class GraspPlannerNode(Node):
                 planning_ms=plan.planning_ms,
             )
         )
+
+
+def _score(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ParameterError(f"parameter confidence: expected a score from 0 to 1, found {value!r}")
+    return float(value)
 
 
 if __name__ == "__main__":

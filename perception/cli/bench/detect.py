@@ -1,0 +1,97 @@
+"""percept bench detect: detectors side by side (perception/bench/detect.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from typing import Any
+
+from perception.cli.common import positive_int, rows_arg
+from perception.detector.defaults import DEFAULT_CONFIDENCE
+from perception.errors import PerceptError
+
+
+def register(bench: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = bench.add_parser(
+        "detect", help="Detectors side by side: latency per stage, frames/s, mAP."
+    )
+    p.add_argument("--model", action="append", required=True, help="an ONNX file; repeat to compare")
+    p.add_argument("--scene", choices=["tabletop", "driving"], help="render this scene and score mAP")
+    p.add_argument("--frames", type=positive_int, default=50, help="frames to run (and score)")
+    p.add_argument("--seed", type=int, default=1000, help="scene seed (keep it apart from training seeds)")
+    p.add_argument("--threads", type=positive_int, default=2, help="onnxruntime threads per model")
+    p.add_argument(
+        "--small-object-zoom",
+        type=float,
+        default=0.0,
+        metavar="Z",
+        help="also run each model of free input size with a second pass for small objects on the frame "
+        "scaled by Z",
+    )
+    p.add_argument(
+        "--small-object-rows", type=rows_arg, metavar="TOP,BOTTOM", help="the image rows that pass covers"
+    )
+    p.add_argument(
+        "--confidence",
+        type=float,
+        default=DEFAULT_CONFIDENCE,
+        help="score threshold for every model while timing (the node's default)",
+    )
+    p.add_argument(
+        "--map-confidence",
+        type=float,
+        default=0.001,
+        help="score threshold while scoring mAP (Ultralytics' val uses 0.001: mAP needs the whole curve)",
+    )
+    p.set_defaults(func=_run)
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    from perception.bench import detect
+
+    if not 0 <= args.map_confidence <= 1:  # before any frame is rendered (--confidence: Detector checks)
+        raise PerceptError(f"--map-confidence: expected a score from 0 to 1, found {args.map_confidence:g}")
+
+    settings = {
+        "scene": args.scene,
+        "frames": args.frames,
+        "seed": args.seed,
+        "threads": args.threads,
+        "confidence": args.confidence,
+        "map_confidence": args.map_confidence,
+        "image": "640x480",
+        **(
+            {"small_object_zoom": args.small_object_zoom, "small_object_rows": args.small_object_rows}
+            if args.small_object_zoom
+            else {}
+        ),
+    }
+    print(f"detector benchmark: {settings}", flush=True)
+    rows, boxes = detect.run(
+        args.model,
+        args.scene,
+        args.frames,
+        args.seed,
+        args.threads,
+        args.confidence,
+        args.map_confidence,
+        small_object_zoom=args.small_object_zoom,
+        small_object_rows=args.small_object_rows,
+    )
+    print(detect.table(rows))
+    if args.scene:
+        print(f"scored against {boxes} ground-truth boxes in {args.frames} {args.scene} frames (pycocotools)")
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "benchmark": "detect",
+                    "settings": settings,
+                    "ground_truth_boxes": boxes,
+                    "models": [asdict(r) for r in rows],
+                }
+            )
+        )
+    return 0

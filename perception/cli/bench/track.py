@@ -1,0 +1,115 @@
+"""percept bench track: the tracker on driving sequences (perception/bench/track.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from perception.bench.track import SMALL_OBJECT_ROWS, SMALL_OBJECT_ZOOM
+from perception.cli.common import non_negative_float, rows_arg
+from perception.errors import PerceptError
+
+
+def register(bench: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = bench.add_parser(
+        "track", help="The tracker on driving sequences: MOTA, IDF1, HOTA (TrackEval)."
+    )
+    p.add_argument(
+        "--sequences",
+        type=int,
+        default=12,
+        help="10-second driving sequences (12: two minutes; single sequences range 0.83-0.98 MOTA)",
+    )
+    p.add_argument("--seed", type=int, default=1000, help="scene seed (keep it apart from training seeds)")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=10.0,
+        help="camera frames/s (default 10: launch/driving_tracking.yaml's rate, and KITTI's)",
+    )
+    p.add_argument("--model", default="models/percept.onnx", help="the detector in the loop")
+    p.add_argument(
+        "--small-object-zoom",
+        type=float,
+        default=SMALL_OBJECT_ZOOM,
+        metavar="Z",
+        help="the detector's second pass for small objects, on the frame scaled by Z (default "
+        f"{SMALL_OBJECT_ZOOM}: launch/driving_tracking.yaml's); 0: none",
+    )
+    p.add_argument(
+        "--small-object-rows",
+        type=rows_arg,
+        default=SMALL_OBJECT_ROWS,
+        metavar="TOP,BOTTOM",
+        help=f"the image rows that pass covers (default {SMALL_OBJECT_ROWS[0]},{SMALL_OBJECT_ROWS[1]}: "
+        "around the horizon)",
+    )
+    p.add_argument(
+        "--truth", action="store_true", help="ground-truth boxes with noise instead of the detector"
+    )
+    p.add_argument(
+        "--drop", type=non_negative_float, default=0.1, help="with --truth: share of boxes dropped"
+    )
+    p.add_argument(
+        "--jitter",
+        type=non_negative_float,
+        default=0.05,
+        help="with --truth: box edge noise, share of its size",
+    )
+    p.add_argument(
+        "--false-positives", type=non_negative_float, default=0.5, help="with --truth: per frame, on average"
+    )
+    p.add_argument(
+        "--write-mot", type=Path, metavar="DIR", help="also write each sequence as a MOTChallenge folder here"
+    )
+    p.set_defaults(func=_run)
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        import trackeval  # noqa: F401
+
+        from perception.bench import track
+    except ImportError:
+        raise PerceptError(
+            "percept bench track scores with TrackEval: pip install 'percept[bench]'"
+        ) from None
+    if args.sequences < 1:
+        raise PerceptError(f"--sequences: expected at least 1, found {args.sequences}")
+    if not 1 <= args.rate <= 60:
+        raise PerceptError(f"--rate: expected 1-60 frames/s, found {args.rate}")
+    noise = {"drop": args.drop, "jitter": args.jitter, "false_positives": args.false_positives}
+    settings = {
+        "sequences": args.sequences,
+        "seed": args.seed,
+        "rate": args.rate,
+        "boxes": "ground truth with noise" if args.truth else args.model,
+        **(
+            {"noise": noise}
+            if args.truth
+            else {"small_object_zoom": args.small_object_zoom, "small_object_rows": args.small_object_rows}
+        ),
+    }
+    print(f"track benchmark: {settings}", flush=True)
+    summary, per_sequence = track.run(
+        args.sequences,
+        args.seed,
+        None if args.truth else args.model,
+        noise,
+        rate=args.rate,
+        write_mot=args.write_mot,
+        small_object_zoom=args.small_object_zoom,
+        small_object_rows=args.small_object_rows,
+    )
+    print(track.table(summary, per_sequence))
+    if args.json:
+        print(
+            json.dumps(
+                {"benchmark": "track", "settings": settings, **asdict(summary), "per_sequence": per_sequence}
+            )
+        )
+    return 0

@@ -1,0 +1,38 @@
+"""percept bench view: the CPU of percept view per watched stream (perception/bench/view.py)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from perception.bench.common import as_json
+from perception.cli.common import positive_float
+from perception.errors import PerceptError
+
+
+def register(bench: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = bench.add_parser(
+        "view", help="CPU of percept view per watched 640x480 stream, against 5%% of a core."
+    )
+    p.add_argument("--fps", type=positive_float, default=15.0, help="frame rate each stream is watched at")
+    p.add_argument("--seconds", type=positive_float, default=10.0, help="measuring time per phase")
+    p.set_defaults(func=_run)
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    from perception.bench import view
+    from perception.viewer.server import MAX_FPS
+
+    if args.fps > MAX_FPS:
+        raise PerceptError(
+            f"--fps: expected at most {MAX_FPS:g} frames/s (the viewer's limit), found {args.fps:g}"
+        )
+
+    settings = {"fps": args.fps, "seconds": args.seconds, "cameras": "2 x 640x480 rgb8 at 30 Hz + detections"}
+    print(f"viewer benchmark (percept view as its own process): {settings}", flush=True)
+    rows = view.run(args.fps, args.seconds)
+    print(view.table(rows))
+    if args.json:
+        print(as_json("view", rows, settings))
+    return 0

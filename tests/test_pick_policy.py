@@ -1,0 +1,96 @@
+"""The pick policy on arrays alone: which grasp to try, when a loop stops (shared by the pick-loop node
+and `percept bench grasp`)."""
+
+import numpy as np
+import pytest
+
+from perception.grasp import PickLimits, PickPolicy
+
+X, Y = np.array([1.0, 0, 0]), np.array([0, 1.0, 0])
+
+
+def grasps(*points):
+    return np.array(points, np.float64).reshape(-1, 3), np.array([X] * len(points)).reshape(-1, 3)
+
+
+def test_three_empty_frames_in_a_row_mean_a_clear_table():
+    policy = PickPolicy()
+    for _ in range(2):
+        assert policy.choose(*grasps(), []) is None and not policy.done
+    assert policy.choose(*grasps(), []) is None
+    assert policy.done and policy.cleared and policy.ended == "the table is clear"
+
+
+def test_a_frame_with_grasps_starts_the_count_of_empty_frames_again():
+    policy = PickPolicy(PickLimits(clear_frames=2))
+    policy.choose(*grasps(), [])
+    assert policy.choose(*grasps((0.5, 0, 0)), []) == 0
+    policy.record(np.array([0.5, 0, 0]), X, success=True)
+    policy.choose(*grasps(), [])
+    assert not policy.done
+    policy.choose(*grasps(), [])
+    assert policy.cleared and policy.attempts == 1 and policy.successes == 1
+
+
+def test_a_failed_grasp_is_not_tried_again_and_the_next_one_is():
+    policy = PickPolicy()
+    positions, closings = grasps((0.5, 0, 0), (0.6, 0, 0))
+    assert policy.choose(positions, closings, []) == 0
+    policy.record(positions[0], closings[0], success=False)
+    assert policy.choose(positions, closings, []) == 1  # the failed one is skipped
+    assert policy.failures_in_row == 1 and not policy.done
+
+
+def test_only_failed_grasps_on_offer_ends_the_loop_after_clear_frames():
+    policy = PickPolicy()
+    positions, closings = grasps((0.5, 0, 0))
+    policy.choose(positions, closings, [])
+    policy.record(positions[0], closings[0], success=False)
+    for _ in range(3):
+        assert policy.choose(positions, closings, []) is None
+    assert policy.ended == "1 grasp(s) left, each failed before" and not policy.cleared
+
+
+def test_objects_without_a_feasible_grasp_end_the_loop_with_the_reason():
+    policy = PickPolicy()
+    for _ in range(3):
+        policy.choose(*grasps(), ["8.4 cm across, wider than the opening"])
+    assert policy.ended == "1 object(s) left without a grasp: 8.4 cm across, wider than the opening"
+
+
+def test_failures_in_a_row_and_the_attempt_limit_stop_the_loop():
+    policy = PickPolicy(PickLimits(max_failures=2))
+    for x in (0.3, 0.4):
+        policy.record(np.array([x, 0, 0]), X, success=False)
+    assert policy.ended == "2 failures in a row"
+    policy = PickPolicy(PickLimits(max_attempts=3))
+    for x in (0.3, 0.4, 0.5):
+        assert not policy.done
+        policy.record(np.array([x, 0, 0]), Y, success=True)
+    assert policy.ended == "3 attempts, the most allowed" and policy.successes == 3
+    assert policy.choose(*grasps((0.6, 0, 0)), []) is None  # over: nothing more is chosen
+
+
+@pytest.mark.parametrize("field", ["max_attempts", "max_failures", "clear_frames"])
+def test_limits_below_one_are_refused_by_name(field):
+    with pytest.raises(
+        ValueError, match=f"pick limit {field}: expected a whole number of at least 1, found 0"
+    ):
+        PickLimits(**{field: 0})
+
+
+def test_the_pick_loop_node_and_the_benchmark_share_the_policy_and_the_demo_settings():
+    import yaml
+    from conftest import ROOT
+
+    from perception.bench.grasp import DETECTOR_CONFIDENCE
+    from perception.nodes.pick_loop import PickLoop
+    from perception.runtime.harness import NodeHarness
+
+    launch = yaml.safe_load((ROOT / "launch" / "tabletop_grasp.yaml").read_text())
+    detector = next(n for n in launch["nodes"] if n["name"] == "detector")["parameters"]
+    assert detector["confidence"] == DETECTOR_CONFIDENCE
+    with NodeHarness(PickLoop) as harness:
+        defaults = PickLimits()
+        assert harness.node.policy.limits == defaults
+        assert harness.node.get_parameter("max_attempts") == defaults.max_attempts
