@@ -96,6 +96,19 @@ def wait_for(condition: Callable[[], object], timeout_s: float = 10.0, what: str
         time.sleep(0.02)
 
 
+def settled_signal(pid: int, signum: int) -> bool:
+    """Whether process `pid` has set what `signum` does, a handler or ignoring it (Linux: the SigCgt and
+    SigIgn masks in /proc), rather than leaving the default, which ends the process."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    masks = [
+        int(line.split()[1], 16) for line in status.splitlines() if line.startswith(("SigCgt:", "SigIgn:"))
+    ]
+    return any(mask >> (signum - 1) & 1 for mask in masks)
+
+
 def send_until(
     node: object,
     send: Callable[[], None],

@@ -8,7 +8,7 @@ Log time and publish time are both when the recorder received the message (the w
 time; a message's own stamp is in its data, and replay keeps it).
 MCAP's chunks make a recording cut short (kill -9) readable up to its last complete chunk.
 
-The Foxglove channels (perception/foxglove.py) sit under /foxglove/..., protobuf-encoded; replay skips
+The Foxglove channels (perception/recording/foxglove.py) sit under /foxglove/..., protobuf-encoded; replay skips
 them, because they are views (a RawImage drops nothing, but a Detections message has more than its boxes).
 """
 

@@ -41,27 +41,26 @@ class TrackState(enum.Enum):
 @dataclass(frozen=True)
 class TrackerParams:
     # Score thresholds for the shipped detector, whose scores run lower than YOLOX's (ByteTrack's 0.5 /
-    # 0.6 are for those; `percept track run` keeps them for MOTChallenge files). Tuned on driving seed
-    # 3000 at 10 frames/s (MOTA 0.897 -> 0.902 against 0.35 / 0.45); the benchmark scores seed 1000.
+    # 0.6 are for those; `percept track run` keeps them for MOTChallenge files). Tuned on the driving
+    # scenes; see docs/benchmarks.md, "Tracker tuning history".
     high_score: float = 0.4  # detections at least this sure are matched first and may start tracks
-    # Weaker ones are ignored; between the two they only extend tracks. ByteTrack's 0.1 let the
-    # detector's loosest boxes (a pixel or two off distant objects) extend tracks as false positives:
-    # 0.3 tuned on seeds 3000 + 5000 (MOTA 0.914 -> 0.918; 0.25-0.3 within 0.001), held out on seeds
-    # 1000 (0.912 -> 0.922), 7000 (0.914 -> 0.920) and 9000 (0.875 -> 0.884).
+    # Weaker ones are ignored; between the two they only extend tracks. Higher than ByteTrack's 0.1,
+    # which let the detector's loosest boxes (a pixel or two off distant objects) extend tracks as
+    # false positives; tuned on the driving scenes (docs/benchmarks.md, "Tracker tuning history").
     low_score: float = 0.3
     new_track_score: float = 0.45  # a track starts from a detection at least this sure
     match_iou: float = 0.2  # least IoU of a first-stage match
     low_match_iou: float = 0.5  # least IoU of a low-score match (stricter: weak evidence)
     confirm_hits: int = 2  # matched frames before a track is confirmed
-    # A lost track is removed after this long unseen. 2.0 (1.5 before) since the re-entry beside the
-    # last box (below) brings back objects hidden longer: tuned on seeds 3000 + 5000 (IDF1 0.934 ->
-    # 0.939; 3.0 added ID switches), held out over 60 sequences of five seeds (0.910 -> 0.912).
+    # A lost track is removed after this long unseen: long enough for the re-entry beside the last box
+    # (below) to bring back objects hidden for a while, short enough not to add ID switches; tuned on
+    # the driving scenes (docs/benchmarks.md, "Tracker tuning history").
     max_lost_s: float = 2.0
     # How much a track's velocity may change per frame, relative to its box's size (SORT's and
     # ByteTrack's 1/160). Objects that speed up in the image faster than that (road users passing a
-    # moving camera) need more, or a track lags and lands on the object just behind. 1/80 with
-    # max_lost_s 2.5 cut ID switches on the tuning seeds (38 -> 27 in 12 sequences) but not on held-out
-    # ones (seed 1000: 49 -> 34; seed 7000: 34 -> 39; MOTA and IDF1 within 0.003), so it stays 1/160.
+    # moving camera) need more, or a track lags and lands on the object just behind; a larger value did
+    # not carry over to held-out driving scenes, so it stays 1/160 (docs/benchmarks.md, "Tracker tuning
+    # history").
     velocity_noise: float = 1 / 160
     class_aware: bool = True  # match detections only to tracks of their class
     buffer: float = 0.3  # boxes grow by this share of their size each side before IoU (C-BIoU): small,
@@ -72,8 +71,8 @@ class TrackerParams:
     # Far road users hidden for a second by one passing in front were the first cause of identity loss
     # on the driving scenes: the visible part of the hidden object narrows from one side, the filter
     # reads that as motion, and the object comes back on the occluder's other side, away from where the
-    # track has drifted. Two remedies, each 0 to turn it off; tuned on seeds 3000 and 5000 (IDF1 0.925
-    # -> 0.929, MOTA 0.913 -> 0.914), then held-out seeds 1000 (0.920 -> 0.923) and 7000 (0.890 -> 0.912):
+    # track has drifted. Two remedies, each 0 to turn it off, tuned on the driving scenes
+    # (docs/benchmarks.md, "Tracker tuning history"):
     occluded_width_ratio: float = 0.8  # a detection narrower than this share of its track's box, and as
     # tall, is a partly hidden object: the filter sees it widened to the track's width from its edge
     # nearer the track's own (the edge that stayed), so the track keeps the whole object, and its speed

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -220,8 +219,15 @@ def test_a_node_that_ignores_sigint_and_sigterm_is_killed(tmp_path, registry):
         "--stop-timeout",
         "1",
     )
+    from conftest import settled_signal
+
     children = _children(process, 1)
-    time.sleep(1.5)  # let it install its signal handlers
+    # The launcher and the stubborn node have both set what SIGINT does before it is sent (the node
+    # ignores it: the launcher must escalate to SIGTERM, then SIGKILL).
+    for pid in (process.pid, *(c.pid for c in children)):
+        wait_for(
+            lambda pid=pid: settled_signal(pid, signal.SIGINT), timeout_s=20, what=f"{pid}'s SIGINT setting"
+        )
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=30)
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]

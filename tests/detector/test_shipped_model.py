@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from conftest import ROOT
 
 from perception.detector import Detector
 from perception.detector.vocabulary import SHIPPED_CLASSES
@@ -16,7 +16,7 @@ from perception.track.tracker import iou_matrix
 from sim.camera import CameraSpec
 from sim.dataset import frame_boxes, rendered_frames
 
-MODEL = Path(__file__).parents[1] / "models" / "percept.onnx"
+MODEL = ROOT / "models" / "percept.onnx"
 FRESH_SEED = 4242  # never used for training (models/percept.md lists the training seeds)
 
 

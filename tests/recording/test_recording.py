@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from perception import Node
+from perception import Node, QoS
 from perception.msgs import Detections, Header, Image
 from perception.recording.mcap_file import McapRecorder, read, topics_of
 from perception.runtime.wire import decode
@@ -172,14 +172,17 @@ def test_record_names_a_folder_that_does_not_exist(tmp_path):
     assert f"no folder {tmp_path / 'missing'} to write it in" in result.stderr
 
 
-def test_record_stops_soon_after_ctrl_c_while_a_camera_keeps_publishing(tmp_path, registry, spawn):
-    from conftest import read_until
+def test_record_stops_soon_after_ctrl_c_while_a_camera_keeps_publishing(tmp_path, registry, context, spawn):
+    from conftest import read_until, spin_until
 
     spawn("-p", "rate:=50.0", node="SeqPublisher")
     output = tmp_path / "live.mcap"
     recorder = spawn("record", "-o", str(output))
     assert "recording /frames" in read_until(recorder, "recording /frames", timeout_s=30)
-    time.sleep(1.0)  # 50 frames
+    seen: list[int] = []
+    with Node("watcher", context=context) as node:  # the camera goes on: 50 more frames go by
+        node.create_subscription(Image, "/frames", lambda m: seen.append(m.header.seq), QoS(depth=100))
+        spin_until(node, lambda: len(seen) >= 50, what="50 frames")
     recorder.send_signal(signal.SIGINT)
     # It drains what is already on its way for at most a second; it used to wait for a quiet topic.
     out, _ = recorder.communicate(timeout=10)

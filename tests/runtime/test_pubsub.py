@@ -13,6 +13,7 @@ from nodes import pattern
 from perception import KEEP_LAST, LATEST_ONLY, Node, QoS
 from perception.msgs import Header, Image, NodeStats, String
 from perception.runtime.context import Context
+from perception.runtime.registry import query
 
 
 def test_frames_arrive_in_order_and_intact(context, spawn):
@@ -33,7 +34,15 @@ def test_nodes_find_each_other_in_any_start_order(context, spawn, subscriber_fir
     with Node("late", context=context) as node:
         if not subscriber_first:
             spawn("-p", "rate:=100.0", node="SeqPublisher")
-            time.sleep(1.0)  # the publisher is well under way before anyone listens
+            # The publisher is registered, so publishing, before anyone listens.
+            wait_for(
+                lambda: any(
+                    p["topic"] == "/frames"
+                    for n in query("graph", address=context.registry, timeout_s=1.0)["nodes"]
+                    for p in n["publishers"]
+                ),
+                what="the publisher in the graph",
+            )
         node.create_subscription(Image, "/frames", lambda m: got.append(m.header.seq))
         if subscriber_first:
             spawn("-p", "rate:=100.0", node="SeqPublisher")
