@@ -48,10 +48,10 @@ def _xyxy(cxcywh: np.ndarray) -> np.ndarray:
     return np.concatenate([cxcywh[:, :2] - half, cxcywh[:, :2] + half], axis=1)
 
 
-def decode(layout: str, output: np.ndarray, input_hw: tuple[int, int], threshold: float) -> Candidates:
+def decode(layout: str, output: np.ndarray, input_hw: tuple[int, int], confidence: float) -> Candidates:
     if layout == "end2end":
         rows = output[0]
-        rows = rows[rows[:, 4] > threshold]
+        rows = rows[rows[:, 4] > confidence]
         return rows[:, :4].astype(np.float32), rows[:, 4].astype(np.float32), rows[:, 5].astype(np.int64)
     if layout == "yolov8":
         rows = output[0].T
@@ -65,7 +65,7 @@ def decode(layout: str, output: np.ndarray, input_hw: tuple[int, int], threshold
         raise ValueError(f"unknown layout {layout!r}; layouts: {', '.join(LAYOUTS)}")
     class_ids = class_scores.argmax(axis=1)
     scores = class_scores[np.arange(len(rows)), class_ids]
-    keep = scores > threshold
+    keep = scores > confidence
     return _xyxy(rows[keep, :4]).astype(np.float32), scores[keep].astype(np.float32), class_ids[keep]
 
 
