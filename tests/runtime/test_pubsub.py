@@ -34,14 +34,17 @@ def test_nodes_find_each_other_in_any_start_order(context, spawn, subscriber_fir
     with Node("late", context=context) as node:
         if not subscriber_first:
             spawn("-p", "rate:=100.0", node="SeqPublisher")
-            # The publisher is registered, so publishing, before anyone listens.
-            wait_for(
+            # The publisher is well under way before anyone listens: its own stats count what it sent.
+            stats: list[NodeStats] = []
+            node.create_subscription(NodeStats, "/percept/stats", stats.append)
+            spin_until(
+                node,
                 lambda: any(
-                    p["topic"] == "/frames"
-                    for n in query("graph", address=context.registry, timeout_s=1.0)["nodes"]
-                    for p in n["publishers"]
+                    t.topic == "/frames" and t.direction == "pub" and t.count > 0
+                    for s in stats
+                    for t in s.topics
                 ),
-                what="the publisher in the graph",
+                what="the publisher's stats counting frames sent",
             )
         node.create_subscription(Image, "/frames", lambda m: got.append(m.header.seq))
         if subscriber_first:
@@ -199,7 +202,6 @@ def test_nodes_on_another_address_talk_over_tcp(registry):
 def test_a_publisher_with_an_address_nobody_can_reach_does_not_stop_its_subscribers(
     registry, context, caplog
 ):
-    from perception.runtime.registry import query
 
     broken = {
         "uid": "broken000000",
