@@ -45,3 +45,7 @@ class LaunchError(PerceptError):
 
 class RegistryUnavailable(PerceptError):
     """The registry did not answer: start one with `percept registry` or `percept launch`."""
+
+
+class MissingExtra(PerceptError, ImportError):
+    """A command needs an optional extra that is not installed; the message says how to install it."""

@@ -32,5 +32,7 @@ def quiet() -> Iterator[None]:
         os.close(saved[1])
 
 
-with quiet():
-    import pybullet  # noqa: F401  (imported once here, quietly: it prints its build time on import)
+from perception.installed import require  # noqa: E402  (the hint for a missing extra)
+
+with quiet():  # imported once here, quietly: it prints its build time on import
+    require("pybullet", "the simulator")

@@ -17,6 +17,7 @@ import numpy as np
 
 from perception.detector.defaults import DEFAULT_CONFIDENCE
 from perception.detector.vocabulary import SHIPPED_CLASSES
+from perception.installed import require
 
 
 @dataclass
@@ -122,6 +123,7 @@ def run(
 def coco_map(truth: list[list[dict[str, Any]]], predictions: list[Any]) -> tuple[float, float]:
     """(mAP@0.5, mAP@0.5:0.95) with pycocotools; 0 when the model predicts nothing it can be scored on.
     Truth boxes marked `ignore` become crowd regions: detections on them count neither way."""
+    require("pycocotools", "percept bench detect --scene")
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 

@@ -11,7 +11,9 @@ from perception.errors import PerceptError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from perception import __version__
     from perception.cli import (
+        bag,
         bench,
         dataset,
         launch,
@@ -26,8 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     parser = argparse.ArgumentParser(prog="percept", description="Camera-to-action perception on ZeroMQ.")
+    parser.add_argument("--version", action="version", version=f"percept {__version__}")
     verbs = parser.add_subparsers(dest="verb", metavar="COMMAND", required=True)
-    for module in (launch, topic, node, param, service, bench, dataset, train, track, record, view):
+    for module in (launch, topic, node, param, service, bench, dataset, train, track, record, bag, view):
         module.register(verbs)
     return parser
 
@@ -50,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `percept ... | head`: the reader has gone; nothing left to say
+        sys.stderr.close()
+        return 141
 
 
 def _terminated(signum: int, frame: object) -> None:

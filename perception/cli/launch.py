@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -14,7 +15,8 @@ from perception.runtime.stopping import stop_signals_call
 
 def register(verbs: Any) -> None:
     p = verbs.add_parser("launch", help="Run the nodes of a launch file, with a live status.")
-    p.add_argument("file", help="a YAML launch file")
+    p.add_argument("file", nargs="?", help="a YAML launch file, or the name of one that ships (see --list)")
+    p.add_argument("--list", action="store_true", help="list the launch files that ship, and exit")
     p.add_argument("arguments", nargs="*", metavar="NAME:=VALUE", help="launch arguments")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--status-period", type=float, default=5.0, help="seconds between status tables (0: off)")
@@ -34,13 +36,22 @@ def register(verbs: Any) -> None:
 
 
 def _launch(args: argparse.Namespace) -> int:
+    from perception.errors import PerceptError
+    from perception.installed import find_launch_file, launch_files
     from perception.runtime.launcher import Launcher
+
+    if args.list:
+        for name, path in launch_files().items():
+            print(f"{name:<20} {_first_comment(path)}")
+        return 0
+    if args.file is None:
+        raise PerceptError("launch: name a launch file or one that ships (percept launch --list)")
 
     given = {}
     for item in args.arguments:
         key, value = runner.split_assignment(item, "launch argument")
         given[key] = yaml.safe_load(value) if value else ""
-    description = launch_file.load(args.file, given)
+    description = launch_file.load(find_launch_file(args.file), given)
     launcher = Launcher(description, status_period_s=args.status_period, stop_timeout_s=args.stop_timeout)
     return launcher.run(args.duration)
 
@@ -56,3 +67,11 @@ def _registry(args: argparse.Namespace) -> int:
     with stop_signals_call(registry.stop):
         registry.serve()
     return 0
+
+
+def _first_comment(path: Path) -> str:
+    """A launch file's first comment line: what it runs."""
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""

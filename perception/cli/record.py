@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from perception.cli.common import positive_float
+from perception.recording import COMPRESSIONS, IMAGE_FORMATS
 
 QUIET_S = 0.3  # on stop, the recorder writes until its topics have been quiet this long,
 DRAIN_S = 1.0  # or this long at most: a 30 Hz camera is never quiet (a second Ctrl-C stops at once)
@@ -24,7 +25,18 @@ def register(verbs: Any) -> None:
         "--no-foxglove",
         dest="foxglove",
         action="store_false",
-        help="skip the Foxglove views (/foxglove/...) of images, boxes, tracks and grasps",
+        help="skip the Foxglove views (/foxglove/...) of boxes, tracks and grasps (images are always "
+        "stored in Foxglove's image schemas)",
+    )
+    p.add_argument(
+        "--compression", choices=COMPRESSIONS, default="zstd", help="MCAP chunk compression (default zstd)"
+    )
+    p.add_argument(
+        "--image-format",
+        choices=IMAGE_FORMATS,
+        default="raw",
+        help="how images are stored: raw and png are lossless (play gives the same bytes), jpeg is not "
+        "(for long runs); default raw",
     )
     p.set_defaults(func=_record)
 
@@ -84,7 +96,9 @@ def _record(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         discover()  # before the file exists: without a registry there is nothing to write
-        recorder = McapRecorder(args.output, foxglove=args.foxglove)
+        recorder = McapRecorder(
+            args.output, foxglove=args.foxglove, compression=args.compression, image_format=args.image_format
+        )
     except BaseException:
         node.destroy()
         raise
@@ -116,14 +130,22 @@ def _record(args: argparse.Namespace) -> int:
         }
         node.destroy()
     print(
-        f"wrote {recorder.messages} messages ({recorder.bytes / 2**20:.1f} MB) on {len(subscriptions)} topics "
-        f"to {args.output}; dropped {lost['dropped']}"
+        f"wrote {recorder.messages} messages ({recorder.bytes / 2**20:.1f} MB, {_size_mb(args.output):.1f} MB "
+        f"on disk with {args.compression}) on {len(subscriptions)} topics to {args.output}; "
+        f"dropped {lost['dropped']}"
         + "".join(f", {count} {what}" for what, count in lost.items() if what != "dropped" and count)
         + (f"; {recorder.view_errors} messages had no Foxglove view" if recorder.view_errors else "")
     )
     if write_errors:
         raise PerceptError(f"recording {args.output}: stopped writing: {write_errors[0]}")
     return 0
+
+
+def _size_mb(path: Path) -> float:
+    try:
+        return path.stat().st_size / 2**20
+    except OSError:
+        return 0.0
 
 
 def _play(args: argparse.Namespace) -> int:

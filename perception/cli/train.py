@@ -102,11 +102,10 @@ def _device(name: str, torch: Any) -> str:
 
 def _train(args: argparse.Namespace) -> int:
     from perception.errors import PerceptError
+    from perception.installed import require
 
-    try:
-        import torch
-    except ImportError:
-        raise PerceptError("percept train needs torch: pip install 'percept[train]'") from None
+    torch = require("torch", "percept train")
+    require("onnx", "percept train")
     from perception.train.fit import TrainSpec, train
 
     if args.minutes is not None and not (math.isfinite(args.minutes) and args.minutes > 0):

@@ -28,19 +28,8 @@ from perception.detector.defaults import DEFAULT_CONFIDENCE, DEFAULT_IOU, DEFAUL
 from perception.detector.preprocess import letterbox
 from perception.detector.small_objects import merge_by_size
 from perception.errors import PerceptError
+from perception.installed import MODELS_DIR, find_model
 from perception.msgs import Detections, Header
-
-# Where `models/` lies when percept is installed from its checkout (pip install -e): launch files name
-# the shipped model relative to it, and a relative path that is not below the working directory is
-# looked for there, as ROS resolves a package's share directory wherever it is run from.
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _resolve_model(path: Path) -> Path:
-    if path.is_absolute() or path.is_file() or not (PROJECT_ROOT / path).is_file():
-        return path
-    return PROJECT_ROOT / path
-
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -79,7 +68,7 @@ class Detector:
         labels_file: str | Path | None = None,
         class_map: dict[str, str | None] | None = None,
     ) -> None:
-        self.path = _resolve_model(Path(model))
+        self.path = find_model(model)
         self.retune(confidence=confidence, iou=iou, max_detections=max_detections)
         self.timings_ms: dict[str, float] = {}  # the last call's preprocess, inference, postprocess
         self.session = self._load(provider, threads, spin)
@@ -133,7 +122,7 @@ class Detector:
                 f"available: {', '.join(available)}"
             )
         if not self.path.is_file():
-            where = "" if self.path.is_absolute() else f" (looked in {Path.cwd()} and {PROJECT_ROOT})"
+            where = "" if self.path.is_absolute() else f" (looked in {Path.cwd()} and {MODELS_DIR})"
             raise DetectorError(f"model {self.path}: no such file{where}; give model:=PATH")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads

@@ -5,7 +5,7 @@ exact.
 
 | our type | Foxglove schema |
 |---|---|
-| percept/Image | foxglove.RawImage (rgb8, bgr8, mono8, 32FC1, ... as they are) |
+| percept/Image | foxglove.RawImage or CompressedImage: the image itself, stored once (images.py) |
 | percept/CameraInfo | foxglove.CameraCalibration, and foxglove.FrameTransform (world -> camera) |
 | percept/Detections | foxglove.ImageAnnotations: a box outline and "class score" per detection |
 | percept/Tracks | foxglove.ImageAnnotations: box, "#id class" and the trail of the box's bottom centre |
@@ -27,7 +27,6 @@ from foxglove_schemas_protobuf.FrameTransform_pb2 import FrameTransform
 from foxglove_schemas_protobuf.ImageAnnotations_pb2 import ImageAnnotations
 from foxglove_schemas_protobuf.Point2_pb2 import Point2
 from foxglove_schemas_protobuf.PointsAnnotation_pb2 import PointsAnnotation
-from foxglove_schemas_protobuf.RawImage_pb2 import RawImage
 from foxglove_schemas_protobuf.SceneEntity_pb2 import SceneEntity
 from foxglove_schemas_protobuf.SceneUpdate_pb2 import SceneUpdate
 from foxglove_schemas_protobuf.TextAnnotation_pb2 import TextAnnotation
@@ -67,12 +66,12 @@ def colour(key: int, alpha: float = 1.0) -> Color:
     return Color(r=r, g=g, b=b, a=a)
 
 
-def _frame_id(header: msgs.Header) -> str:
+def frame_id_of(header: msgs.Header) -> str:
     """Foxglove links an image, its calibration and its transform by frame id, which must not be empty."""
     return header.frame_id or "camera"
 
 
-def _stamp(header: msgs.Header) -> Timestamp:
+def timestamp_of(header: msgs.Header) -> Timestamp:
     stamp = Timestamp()
     stamp.FromNanoseconds(int(header.stamp))
     return stamp
@@ -107,7 +106,6 @@ class Converter:
     def convert(self, topic: str, msg: Any) -> list[tuple[str, Proto]]:
         """(Foxglove topic, message) pairs for one of our messages; none for types without a view."""
         handlers: dict[type, Callable[[str, Any], list[tuple[str, Proto]]]] = {
-            msgs.Image: self._image,
             msgs.CameraInfo: self._camera_info,
             msgs.Detections: self._detections,
             msgs.Tracks: self._tracks,
@@ -116,25 +114,12 @@ class Converter:
         handler = handlers.get(type(msg))
         return handler(TOPIC_PREFIX + topic, msg) if handler else []
 
-    def _image(self, topic: str, image: msgs.Image) -> list[tuple[str, Proto]]:
-        data = np.ascontiguousarray(image.data)
-        raw = RawImage(
-            timestamp=_stamp(image.header),
-            frame_id=_frame_id(image.header),
-            width=image.width,
-            height=image.height,
-            encoding=image.encoding,
-            step=data.strides[0],
-            data=data.tobytes(),
-        )
-        return [(topic, raw)]
-
     def _camera_info(self, topic: str, info: msgs.CameraInfo) -> list[tuple[str, Proto]]:
-        stamp, K = _stamp(info.header), info.K
+        stamp, K = timestamp_of(info.header), info.K
         projection = np.hstack([K, np.zeros((3, 1))])
         calibration = CameraCalibration(
             timestamp=stamp,
-            frame_id=_frame_id(info.header),
+            frame_id=frame_id_of(info.header),
             width=info.width,
             height=info.height,
             distortion_model=info.distortion_model,
@@ -148,7 +133,7 @@ class Converter:
         transform = FrameTransform(
             timestamp=stamp,
             parent_frame_id=WORLD_FRAME,
-            child_frame_id=_frame_id(info.header),
+            child_frame_id=frame_id_of(info.header),
         )
         transform.translation.x, transform.translation.y, transform.translation.z = x, y, z
         rotation = transform.rotation
@@ -156,7 +141,7 @@ class Converter:
         return [(topic, calibration), (TOPIC_PREFIX + "/tf", transform)]
 
     def _detections(self, topic: str, detections: msgs.Detections) -> list[tuple[str, Proto]]:
-        stamp = _stamp(detections.header)
+        stamp = timestamp_of(detections.header)
         annotations = ImageAnnotations()
         for xyxy, score, class_id, name in zip(
             detections.xyxy, detections.scores, detections.class_ids, detections.class_names, strict=True
@@ -167,7 +152,7 @@ class Converter:
         return [(topic, annotations)]
 
     def _tracks(self, topic: str, tracks: msgs.Tracks) -> list[tuple[str, Proto]]:
-        stamp = _stamp(tracks.header)
+        stamp = timestamp_of(tracks.header)
         annotations = ImageAnnotations()
         alive = set()
         for track_id, name, xyxy in zip(tracks.ids, tracks.class_names, tracks.xyxy, strict=True):
@@ -193,7 +178,7 @@ class Converter:
         return [(topic, annotations)]
 
     def _grasps(self, topic: str, grasps: msgs.Grasps) -> list[tuple[str, Proto]]:
-        stamp = _stamp(grasps.header)
+        stamp = timestamp_of(grasps.header)
         update = SceneUpdate()
         entity = SceneEntity(timestamp=stamp, frame_id=WORLD_FRAME, id=topic, frame_locked=False)
         for rank, (position, orientation, width) in enumerate(

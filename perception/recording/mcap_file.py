@@ -1,15 +1,21 @@
 """Recordings in MCAP (the `mcap` library): our messages exactly as they travelled, so replay is exact,
-and beside them the same images, boxes, tracks and grasps in Foxglove's schemas, to look at in Foxglove.
+and beside them the boxes, tracks and grasps in Foxglove's schemas, to look at in Foxglove.
 
-Each topic is an MCAP channel; its schema is the message type (`percept/Image`, ...) with the encoding
-`percept-wire`, and each message's data is the message's wire frames after the topic (the msgpack header,
-then one raw frame per array; docs/wire-format.md), each preceded by its length as a little-endian u64.
-Log time and publish time are both when the recorder received the message (the wire carries no send
-time; a message's own stamp is in its data, and replay keeps it).
-MCAP's chunks make a recording cut short (kill -9) readable up to its last complete chunk.
+Each topic is an MCAP channel; its schema is the message type (`percept/Detections`, ...) with the
+encoding `percept-wire`, and each message's data is the message's wire frames after the topic (the
+msgpack header, then one raw frame per array; docs/wire-format.md), each preceded by its length as a
+little-endian u64. Log time and publish time are both when the recorder received the message (the wire
+carries no send time; a message's own stamp is in its data, and replay keeps it).
 
-The Foxglove channels (perception/recording/foxglove.py) sit under /foxglove/..., protobuf-encoded; replay skips
-them, because they are views (a RawImage drops nothing, but a Detections message has more than its boxes).
+Images are the exception, because they are most of the bytes: each is stored once, in Foxglove's own
+image schema on /foxglove/<topic>, carrying our wire header in a field of its own (images.py), so that
+Foxglove shows it and replay rebuilds the message exactly. The channel's metadata names our topic and
+type. Chunks are compressed (zstd by default, as rosbag2 does; lz4 or none on request); MCAP's chunks also
+make a recording cut short (kill -9) readable up to its last complete chunk.
+
+The other Foxglove channels (perception/recording/foxglove.py) sit under /foxglove/..., protobuf-encoded;
+replay skips them, because they are views (a Detections message has more than its boxes). Recordings
+from before images were stored once (an image channel of ours beside a RawImage view) still play.
 """
 
 from __future__ import annotations
@@ -24,9 +30,15 @@ from mcap.stream_reader import StreamReader
 from mcap.writer import CompressionType, Writer
 
 from perception.errors import PerceptError
+from perception.recording import COMPRESSIONS, IMAGE_FORMATS
+from perception.recording.images import store, wire_frames
 
 ENCODING = "percept-wire"
 PROFILE = "percept"
+IMAGE_TYPE = "percept/Image"
+_COMPRESSION_TYPES = {"zstd": CompressionType.ZSTD, "lz4": CompressionType.LZ4, "none": CompressionType.NONE}
+# Channel metadata on an image stored in a Foxglove schema: which of our topics and types it holds.
+TOPIC_KEY, TYPE_KEY = "percept.topic", "percept.type"
 _LENGTH = struct.Struct("<Q")
 
 
@@ -62,13 +74,29 @@ class Recorded:
 class McapRecorder:
     """Writes messages to an MCAP file, one channel per topic."""
 
-    def __init__(self, path: str | Path, chunk_size: int = 4 * 2**20, foxglove: bool = True) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        chunk_size: int = 4 * 2**20,
+        foxglove: bool = True,
+        compression: str = "zstd",
+        image_format: str = "raw",
+    ) -> None:
         self.path = Path(path)
+        if compression not in COMPRESSIONS:
+            raise PerceptError(
+                f"compression: expected one of {', '.join(COMPRESSIONS)}, found {compression!r}"
+            )
+        if image_format not in IMAGE_FORMATS:
+            raise PerceptError(
+                f"image format: expected one of {', '.join(IMAGE_FORMATS)}, found {image_format!r}"
+            )
+        self.compression, self.image_format = compression, image_format
         try:
             self._file: IO[bytes] = open(self.path, "wb")  # noqa: SIM115 (closed in close())
         except OSError as exc:
             raise PerceptError(f"recording {self.path}: cannot write it ({exc.strerror})") from None
-        self._writer = Writer(self._file, chunk_size=chunk_size, compression=CompressionType.NONE)
+        self._writer = Writer(self._file, chunk_size=chunk_size, compression=_COMPRESSION_TYPES[compression])
         self._writer.start(profile=PROFILE, library="percept")
         self._schemas: dict[str, int] = {}
         self._channels: dict[str, int] = {}
@@ -80,6 +108,9 @@ class McapRecorder:
     def write(
         self, topic: str, type_name: str, frames: list[Any], log_time_ns: int, publish_time_ns: int
     ) -> None:
+        if type_name == IMAGE_TYPE:
+            self._write_image(topic, frames, log_time_ns, publish_time_ns)
+            return
         if topic not in self._channels:
             if type_name not in self._schemas:
                 self._schemas[type_name] = self._writer.register_schema(
@@ -97,6 +128,37 @@ class McapRecorder:
         if self._views is not None and type_name in VIEWED_TYPES:
             self.bytes += self._views.write(topic, frames, log_time_ns, publish_time_ns)
 
+    def _write_image(self, topic: str, frames: list[Any], log_time_ns: int, publish_time_ns: int) -> None:
+        """An image, once: in Foxglove's schema, with our wire header inside (see images.py)."""
+        from perception.recording.foxglove import TOPIC_PREFIX, schema_data
+        from perception.runtime.wire import decode
+
+        header = pack([frames[0]])[_LENGTH.size :]  # the header frame's bytes
+        stored = store(decode([topic.encode(), *frames]).msg, header, self.image_format)
+        channel_topic = TOPIC_PREFIX + topic
+        if channel_topic not in self._channels:
+            if stored.schema not in self._schemas:
+                self._schemas[stored.schema] = self._writer.register_schema(
+                    stored.schema, "protobuf", schema_data(_descriptor(stored.schema))
+                )
+            self._channels[channel_topic] = self._writer.register_channel(
+                channel_topic,
+                "protobuf",
+                self._schemas[stored.schema],
+                metadata={TOPIC_KEY: topic, TYPE_KEY: IMAGE_TYPE},
+            )
+            self._sequence[channel_topic] = 0
+        self._writer.add_message(
+            self._channels[channel_topic],
+            log_time_ns,
+            stored.data,
+            publish_time_ns,
+            sequence=self._sequence[channel_topic],
+        )
+        self._sequence[channel_topic] += 1
+        self.messages += 1
+        self.bytes += len(stored.data)
+
     @property
     def view_errors(self) -> int:
         """Messages whose Foxglove view could not be made (their own channel has them all the same)."""
@@ -107,9 +169,15 @@ class McapRecorder:
         self._file.close()
 
 
-VIEWED_TYPES = frozenset(
-    {"percept/Image", "percept/CameraInfo", "percept/Detections", "percept/Tracks", "percept/Grasps"}
-)
+VIEWED_TYPES = frozenset({"percept/CameraInfo", "percept/Detections", "percept/Tracks", "percept/Grasps"})
+
+
+def _descriptor(schema: str) -> Any:
+    from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
+    from foxglove_schemas_protobuf.RawImage_pb2 import RawImage
+
+    classes: dict[str, Any] = {"foxglove.RawImage": RawImage, "foxglove.CompressedImage": CompressedImage}
+    return classes[schema].DESCRIPTOR
 
 
 class Views:
@@ -171,11 +239,13 @@ def topics_of(path: str | Path) -> dict[str, str]:
         except Exception:
             summary = None
         if summary is not None and summary.channels:
-            return {
-                c.topic: summary.schemas[c.schema_id].name
-                for c in summary.channels.values()
-                if c.message_encoding == ENCODING
-            }
+            in_summary: dict[str, str] = {}
+            for c in summary.channels.values():
+                if c.message_encoding == ENCODING:
+                    in_summary[c.topic] = summary.schemas[c.schema_id].name
+                elif TYPE_KEY in c.metadata:
+                    in_summary[c.metadata[TOPIC_KEY]] = c.metadata[TYPE_KEY]
+            return in_summary
     found: dict[str, str] = {}
     for item in read(path):
         found.setdefault(item.topic, item.type_name)
@@ -186,24 +256,128 @@ def _stream(stream: IO[bytes], topics: list[str] | None, torn: list[str] | None 
     from mcap.records import Channel, Message, Schema
 
     schemas: dict[int, str] = {}
-    channels: dict[int, tuple[str, int]] = {}
+    channels: dict[int, tuple[str, str, str]] = {}  # id -> our topic, our type, a stored image's schema
     try:
         for record in StreamReader(stream, skip_magic=False).records:
             if isinstance(record, Schema):
                 schemas[record.id] = record.name
             elif isinstance(record, Channel) and record.message_encoding == ENCODING:
-                channels[record.id] = (record.topic, record.schema_id)
+                channels[record.id] = (record.topic, schemas.get(record.schema_id, ""), "")
+            elif isinstance(record, Channel) and TYPE_KEY in record.metadata:
+                image_schema = schemas.get(record.schema_id, "")
+                channels[record.id] = (record.metadata[TOPIC_KEY], record.metadata[TYPE_KEY], image_schema)
             elif isinstance(record, Message) and record.channel_id in channels:
-                topic, schema_id = channels[record.channel_id]
+                topic, type_name, image_schema = channels[record.channel_id]
                 if topics is None or topic in topics:
-                    yield Recorded(
-                        topic,
-                        schemas.get(schema_id, ""),
-                        unpack(record.data),
-                        record.log_time,
-                        record.publish_time,
-                    )
+                    frames = wire_frames(image_schema, record.data) if image_schema else unpack(record.data)
+                    yield Recorded(topic, type_name, frames, record.log_time, record.publish_time)
     except Exception as exc:  # the torn end of a file cut short: everything before it was yielded
         if torn is not None:
             torn.append(f"{type(exc).__name__}: {exc}")
         return
+
+
+@dataclass
+class TopicInfo:
+    topic: str
+    type_name: str  # ours (percept/Image), or the view's schema for a Foxglove view
+    count: int
+    stored_as: str  # "percept-wire", or the Foxglove schema an image is stored in, or "view"
+
+
+@dataclass
+class BagInfo:
+    path: Path
+    size_bytes: int
+    start_ns: int
+    end_ns: int
+    messages: int
+    compression: str  # of the chunks: zstd, lz4, none, or several joined by "+"
+    topics: list[TopicInfo]
+    torn: str = ""  # why reading stopped early, for a file cut short (its summary is missing)
+
+    @property
+    def duration_s(self) -> float:
+        return max(0, self.end_ns - self.start_ns) / 1e9
+
+
+def describe(path: str | Path) -> BagInfo:
+    """What a recording holds, like `ros2 bag info`: from its summary, or, for a file cut short, by
+    reading it through to where it ends."""
+    from mcap.exceptions import McapError
+    from mcap.reader import make_reader
+    from mcap.records import Channel, Chunk, Schema
+    from mcap.records import Message as McapMessage
+
+    path = Path(path)
+    if not path.is_file():
+        raise PerceptError(f"recording {path}: no such file")
+    with open(path, "rb") as stream:
+        if stream.read(8) != b"\x89MCAP0\r\n":
+            raise PerceptError(f"recording {path}: not an MCAP file (its first bytes are not MCAP's magic)")
+        stream.seek(0)
+        try:
+            summary = make_reader(stream).get_summary()
+        except (McapError, ValueError, EOFError, struct.error):
+            summary = None
+    if summary is not None and summary.statistics is not None:
+        stats = summary.statistics
+        compressions = sorted({c.compression or "none" for c in summary.chunk_indexes})
+        topics = [
+            _topic_info(
+                channel, summary.schemas[channel.schema_id].name, stats.channel_message_counts.get(cid, 0)
+            )
+            for cid, channel in sorted(summary.channels.items())
+        ]
+        return BagInfo(
+            path,
+            path.stat().st_size,
+            stats.message_start_time,
+            stats.message_end_time,
+            stats.message_count,
+            "+".join(compressions) or "none",
+            topics,
+        )
+    # No summary: a recording cut short. Count what its complete chunks hold.
+    schemas: dict[int, str] = {}
+    channels: dict[int, Channel] = {}
+    counts: dict[int, int] = {}
+    compressions_seen: set[str] = set()
+    start = end = 0
+    torn = ""
+    with open(path, "rb") as stream:
+        try:
+            for record in StreamReader(stream, skip_magic=False).records:
+                if isinstance(record, Schema):
+                    schemas[record.id] = record.name
+                elif isinstance(record, Channel):
+                    channels[record.id] = record
+                elif isinstance(record, Chunk):
+                    compressions_seen.add(record.compression or "none")
+                elif isinstance(record, McapMessage):
+                    counts[record.channel_id] = counts.get(record.channel_id, 0) + 1
+                    start = record.log_time if not start else min(start, record.log_time)
+                    end = max(end, record.log_time)
+        except Exception as exc:
+            torn = f"{type(exc).__name__}: {exc}"
+    topics = [
+        _topic_info(c, schemas.get(c.schema_id, ""), counts.get(cid, 0))
+        for cid, c in sorted(channels.items())
+    ]
+    compression = "+".join(sorted(compressions_seen)) or "none"
+    return BagInfo(
+        path, path.stat().st_size, start, end, sum(counts.values()), compression, topics, torn or "no summary"
+    )
+
+
+def _topic_info(channel: Any, schema_name: str, count: int) -> TopicInfo:
+    if channel.message_encoding == ENCODING:
+        return TopicInfo(channel.topic, schema_name, count, ENCODING)
+    if TYPE_KEY in channel.metadata:
+        return TopicInfo(
+            channel.metadata[TOPIC_KEY],
+            channel.metadata[TYPE_KEY],
+            count,
+            f"{schema_name} on {channel.topic}",
+        )
+    return TopicInfo(channel.topic, schema_name, count, "view")

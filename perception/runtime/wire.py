@@ -177,6 +177,37 @@ def peek_type(frames: list[Buffer]) -> str:
     return str(_peek_header(frames).get("type", ""))
 
 
+@dataclass(frozen=True)
+class ArrayRef:
+    """An array as a header names it: which frame after the header holds it, its dtype and shape."""
+
+    index: int
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+
+
+def peek_fields(header_frame: Buffer) -> dict[str, Any]:
+    """The fields a header frame names, with each array as an `ArrayRef` (its frame is not needed):
+    for tools that store an array their own way and must rebuild its frame exactly."""
+
+    def array_ref(code: int, data: bytes) -> ArrayRef:
+        if code != ARRAY_EXT:
+            raise MalformedMessage(f"unknown msgpack extension type {code}")
+        index, dtype_str, shape = msgpack.unpackb(data)
+        return ArrayRef(int(index), np.dtype(dtype_str), tuple(int(s) for s in shape))
+
+    try:
+        header = msgpack.unpackb(_buffer(header_frame), ext_hook=array_ref, strict_map_key=False)
+    except MalformedMessage:
+        raise
+    except Exception as exc:
+        raise MalformedMessage(f"header is not valid msgpack: {exc}") from None
+    fields = header.get("fields") if isinstance(header, dict) else None
+    if not isinstance(fields, dict):
+        raise MalformedMessage("header must be a map with a 'fields' map")
+    return fields
+
+
 def _peek_header(frames: list[Buffer]) -> dict[str, Any]:
     if len(frames) < 2:
         raise MalformedMessage(f"expected at least 2 frames (topic, header), found {len(frames)}")

@@ -378,7 +378,7 @@ def test_the_sim_detect_launch_file_runs_a_users_model(tmp_path, registry):
     model = write_model(tmp_path / "m.onnx", yolov8_output(), names=NAMES)
     result = percept(
         "launch",
-        "launch/sim_detect.yaml",
+        "sim_detect",
         f"model:={model}",
         "--duration",
         "8",

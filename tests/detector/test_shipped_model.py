@@ -7,16 +7,16 @@ import json
 import numpy as np
 import onnx
 import pytest
-from conftest import ROOT
 
 from perception.detector import Detector
 from perception.detector.vocabulary import SHIPPED_CLASSES
 from perception.errors import PerceptError
+from perception.installed import DEFAULT_MODEL
 from perception.track.tracker import iou_matrix
 from sim.camera import CameraSpec
 from sim.dataset import frame_boxes, rendered_frames
 
-MODEL = ROOT / "models" / "percept.onnx"
+MODEL = DEFAULT_MODEL
 FRESH_SEED = 4242  # never used for training (models/percept.md lists the training seeds)
 
 
@@ -75,7 +75,7 @@ def test_bench_graph_runs_sim_and_detector_as_processes_and_reports_latency():
 def test_the_detection_demo_logs_what_the_detector_finds(registry):
     from conftest import percept
 
-    result = percept("launch", "launch/demo.yaml", "--duration", "12", "--status-period", "0", timeout=90)
+    result = percept("launch", "demo", "--duration", "12", "--status-period", "0", timeout=90)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     lines = [line for line in result.stdout.splitlines() if "/detections:" in line and "last frame:" in line]
     assert lines, result.stdout[-2000:]

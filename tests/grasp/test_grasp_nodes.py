@@ -89,7 +89,7 @@ def test_the_tabletop_grasp_launch_picks_a_cube_end_to_end(registry, clock):
 
     result = percept(
         "launch",
-        "launch/tabletop_grasp.yaml",
+        "tabletop_grasp",
         "objects:=1",
         "classes:=[cube]",
         "seed:=0",

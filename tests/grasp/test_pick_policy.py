@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from perception.grasp import PickLimits, PickPolicy
+from perception.installed import LAUNCH_DIR
 
 X, Y = np.array([1.0, 0, 0]), np.array([0, 1.0, 0])
 
@@ -81,13 +82,12 @@ def test_limits_below_one_are_refused_by_name(field):
 
 def test_the_pick_loop_node_and_the_benchmark_share_the_policy_and_the_demo_settings():
     import yaml
-    from conftest import ROOT
 
     from perception.bench.grasp import DETECTOR_CONFIDENCE
     from perception.nodes.pick_loop import PickLoop
     from perception.runtime.harness import NodeHarness
 
-    launch = yaml.safe_load((ROOT / "launch" / "tabletop_grasp.yaml").read_text())
+    launch = yaml.safe_load((LAUNCH_DIR / "tabletop_grasp.yaml").read_text())
     detector = next(n for n in launch["nodes"] if n["name"] == "detector")["parameters"]
     assert detector["confidence"] == DETECTOR_CONFIDENCE
     with NodeHarness(PickLoop) as harness:

@@ -122,7 +122,10 @@ def test_a_recorder_killed_with_sigkill_leaves_a_file_readable_to_its_last_chunk
     output = tmp_path / "killed.mcap"
     with Node("source", context=context) as node:
         images = node.create_publisher(Image, "/camera/image")
-        recorder = spawn("record", "/camera/image", "-o", str(output), "--no-foxglove")
+        # Uncompressed, so that the size on disk counts the chunks (frames of one value compress to nothing).
+        recorder = spawn(
+            "record", "/camera/image", "-o", str(output), "--no-foxglove", "--compression", "none"
+        )
         spin_until(node, lambda: images.subscriber_count, timeout_s=20, what="the recorder")
         for i in range(32):  # 5 frames (4.6 MB) close a chunk: the last 2 stay in the open one
             frame = np.full((480, 640, 3), i, np.uint8)

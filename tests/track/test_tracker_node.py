@@ -6,6 +6,7 @@ import numpy as np
 
 from perception import Node
 from perception.geometry import quaternion_from_matrix
+from perception.installed import DEFAULT_MODEL, LAUNCH_DIR
 from perception.msgs import CameraInfo, Detections, Header, Pose, TrackerStats, Tracks
 
 
@@ -85,15 +86,14 @@ def test_the_tracker_node_keeps_ids_and_reports_distance(registry, context, spaw
 
 def test_the_tracker_benchmark_runs_the_detector_as_the_driving_graph_does():
     import yaml
-    from conftest import ROOT
 
     from perception.bench.track import SMALL_OBJECT_ROWS, SMALL_OBJECT_ZOOM
     from perception.detector import Detector
 
-    launch = yaml.safe_load((ROOT / "launch" / "driving_tracking.yaml").read_text())
+    launch = yaml.safe_load((LAUNCH_DIR / "driving_tracking.yaml").read_text())
     detector = next(n for n in launch["nodes"] if n["name"] == "detector")["parameters"]
     assert detector["small_object_zoom"] == SMALL_OBJECT_ZOOM
     assert detector["small_object_rows"] == list(SMALL_OBJECT_ROWS)
-    shipped = Detector(ROOT / "models" / "percept.onnx", small_object_zoom=SMALL_OBJECT_ZOOM)
+    shipped = Detector(DEFAULT_MODEL, small_object_zoom=SMALL_OBJECT_ZOOM)
     assert shipped.dynamic_size and shipped.input_hw == (480, 640)
     assert detector["small_object_side"] == shipped.small_object_side

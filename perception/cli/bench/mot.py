@@ -10,6 +10,7 @@ from typing import Any
 
 from perception.cli.common import comma_separated
 from perception.errors import PerceptError
+from perception.installed import require
 
 
 def register(bench: Any) -> argparse.ArgumentParser:
@@ -40,16 +41,9 @@ def _run(args: argparse.Namespace) -> int:
     unknown = sorted(set(trackers) - set(mot.TRACKERS))
     if unknown or not trackers:
         raise PerceptError(f"--trackers: expected some of {', '.join(mot.TRACKERS)}; found {args.trackers!r}")
-    try:
-        import trackeval  # noqa: F401
-
-        if set(trackers) & set(mot.PEERS):
-            import trackers as _peers  # noqa: F401
-    except ImportError as exc:
-        raise PerceptError(
-            f"percept bench mot needs {exc.name} (TrackEval scores, `trackers` runs the peers): "
-            "pip install 'percept[bench]'"
-        ) from None
+    require("trackeval", "percept bench mot")
+    if set(trackers) & set(mot.PEERS):
+        require("trackers", "percept bench mot")
     settings = {
         "sequences": [str(s) for s in args.sequences],
         "trackers": trackers,

@@ -11,6 +11,7 @@ from typing import Any
 from perception.bench.track import SMALL_OBJECT_ROWS, SMALL_OBJECT_ZOOM
 from perception.cli.common import non_negative_float, rows_arg
 from perception.errors import PerceptError
+from perception.installed import require
 
 
 def register(bench: Any) -> argparse.ArgumentParser:
@@ -70,14 +71,9 @@ def register(bench: Any) -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        import trackeval  # noqa: F401
+    require("trackeval", "percept bench track")
+    from perception.bench import track
 
-        from perception.bench import track
-    except ImportError:
-        raise PerceptError(
-            "percept bench track scores with TrackEval: pip install 'percept[bench]'"
-        ) from None
     if args.sequences < 1:
         raise PerceptError(f"--sequences: expected at least 1, found {args.sequences}")
     if not 1 <= args.rate <= 60:

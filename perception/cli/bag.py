@@ -1,0 +1,67 @@
+"""percept bag info: what a recording holds, like `ros2 bag info`."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+from pathlib import Path
+from typing import Any
+
+
+def register(verbs: Any) -> None:
+    bag = verbs.add_parser("bag", help="Look into recordings.").add_subparsers(
+        dest="bag_verb", metavar="VERB", required=True
+    )
+    p = bag.add_parser("info", help="Duration, size, compression, and messages per topic with their rates.")
+    p.add_argument("file", type=Path, help="an MCAP recording")
+    p.set_defaults(func=_info)
+
+
+def _info(args: argparse.Namespace) -> int:
+    from perception.recording.mcap_file import describe
+
+    info = describe(args.file)
+    duration = info.duration_s
+    lines = [
+        f"Files:             {info.path}",
+        f"Bag size:          {_size(info.size_bytes)}",
+        f"Storage id:        mcap (chunks compressed: {info.compression})",
+        f"Duration:          {duration:.3f}s",
+        f"Start:             {_when(info.start_ns) if info.messages else '-'}",
+        f"End:               {_when(info.end_ns) if info.messages else '-'}",
+        f"Messages:          {info.messages}",
+    ]
+    if info.torn:
+        lines.append(
+            f"Torn:              the file ends early ({info.torn}): counted up to its last whole chunk"
+        )
+    ours = sorted((t for t in info.topics if t.stored_as != "view"), key=lambda t: t.topic)
+    views = sorted((t for t in info.topics if t.stored_as == "view"), key=lambda t: t.topic)
+    width = max((len(t.topic) for t in info.topics), default=0)
+    lines.append("Topic information: " + ("" if ours else "none"))
+    for t in ours:
+        # Messages over the time between the bag's first and last: a topic that starts late reads low.
+        rate = (t.count - 1) / duration if duration > 0 and t.count > 1 else 0.0
+        stored = "" if t.stored_as == "percept-wire" else f" | Stored as: {t.stored_as}"
+        lines.append(
+            f"  Topic: {t.topic:<{width}} | Type: {t.type_name} | Count: {t.count} | Rate: {rate:.1f} Hz{stored}"
+        )
+    if views:
+        lines.append("Foxglove views:")
+        for t in views:
+            lines.append(f"  Topic: {t.topic:<{width}} | Type: {t.type_name} | Count: {t.count}")
+    print("\n".join(lines))
+    return 0
+
+
+def _size(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{size} B"
+        size /= 1024  # type: ignore[assignment]
+    return f"{size} B"
+
+
+def _when(ns: int) -> str:
+    stamp = datetime.datetime.fromtimestamp(ns / 1e9, tz=datetime.UTC)
+    return f"{stamp:%b %d %Y %H:%M:%S.%f} ({ns / 1e9:.6f})"
