@@ -226,7 +226,7 @@ def read(
     arrive). Read front to back, so a file cut short yields everything in its complete chunks; what
     stopped the reading early is appended to `torn` when given."""
     with open(path, "rb") as stream:
-        yield from _stream(stream, topics, torn)
+        yield from _stream(stream, topics, torn, Path(path))
 
 
 def topics_of(path: str | Path) -> dict[str, str]:
@@ -252,29 +252,51 @@ def topics_of(path: str | Path) -> dict[str, str]:
     return found
 
 
-def _stream(stream: IO[bytes], topics: list[str] | None, torn: list[str] | None = None) -> Iterator[Recorded]:
-    from mcap.records import Channel, Message, Schema
+def _stream(
+    stream: IO[bytes], topics: list[str] | None, torn: list[str] | None, path: Path
+) -> Iterator[Recorded]:
+    from mcap.records import Channel, Chunk, Message, Schema
+    from mcap.stream_reader import breakup_chunk
 
     schemas: dict[int, str] = {}
     channels: dict[int, tuple[str, str, str]] = {}  # id -> our topic, our type, a stored image's schema
     try:
-        for record in StreamReader(stream, skip_magic=False).records:
-            if isinstance(record, Schema):
-                schemas[record.id] = record.name
-            elif isinstance(record, Channel) and record.message_encoding == ENCODING:
-                channels[record.id] = (record.topic, schemas.get(record.schema_id, ""), "")
-            elif isinstance(record, Channel) and TYPE_KEY in record.metadata:
-                image_schema = schemas.get(record.schema_id, "")
-                channels[record.id] = (record.metadata[TOPIC_KEY], record.metadata[TYPE_KEY], image_schema)
-            elif isinstance(record, Message) and record.channel_id in channels:
-                topic, type_name, image_schema = channels[record.channel_id]
-                if topics is None or topic in topics:
-                    frames = wire_frames(image_schema, record.data) if image_schema else unpack(record.data)
-                    yield Recorded(topic, type_name, frames, record.log_time, record.publish_time)
+        for outer in StreamReader(stream, skip_magic=False, emit_chunks=True).records:
+            if isinstance(outer, Chunk):
+                _check_compression(outer.compression, path)
+            for record in breakup_chunk(outer) if isinstance(outer, Chunk) else [outer]:
+                if isinstance(record, Schema):
+                    schemas[record.id] = record.name
+                elif isinstance(record, Channel) and record.message_encoding == ENCODING:
+                    channels[record.id] = (record.topic, schemas.get(record.schema_id, ""), "")
+                elif isinstance(record, Channel) and TYPE_KEY in record.metadata:
+                    image_schema = schemas.get(record.schema_id, "")
+                    channels[record.id] = (
+                        record.metadata[TOPIC_KEY],
+                        record.metadata[TYPE_KEY],
+                        image_schema,
+                    )
+                elif isinstance(record, Message) and record.channel_id in channels:
+                    topic, type_name, image_schema = channels[record.channel_id]
+                    if topics is None or topic in topics:
+                        frames = (
+                            wire_frames(image_schema, record.data) if image_schema else unpack(record.data)
+                        )
+                        yield Recorded(topic, type_name, frames, record.log_time, record.publish_time)
+    except PerceptError:
+        raise
     except Exception as exc:  # the torn end of a file cut short: everything before it was yielded
         if torn is not None:
             torn.append(f"{type(exc).__name__}: {exc}")
         return
+
+
+def _check_compression(compression: str, path: Path) -> None:
+    """A chunk compression this reader knows ("" is MCAP's none), or a one-line error."""
+    if (compression or "none") not in COMPRESSIONS:
+        raise PerceptError(
+            f"recording {path}: chunks compressed with {compression!r}; expected one of {', '.join(COMPRESSIONS)}"
+        )
 
 
 @dataclass
@@ -323,6 +345,8 @@ def describe(path: str | Path) -> BagInfo:
     if summary is not None and summary.statistics is not None:
         stats = summary.statistics
         compressions = sorted({c.compression or "none" for c in summary.chunk_indexes})
+        for compression in compressions:
+            _check_compression(compression, path)
         topics = [
             _topic_info(
                 channel, summary.schemas[channel.schema_id].name, stats.channel_message_counts.get(cid, 0)
@@ -339,6 +363,8 @@ def describe(path: str | Path) -> BagInfo:
             topics,
         )
     # No summary: a recording cut short. Count what its complete chunks hold.
+    from mcap.stream_reader import breakup_chunk
+
     schemas: dict[int, str] = {}
     channels: dict[int, Channel] = {}
     counts: dict[int, int] = {}
@@ -347,17 +373,21 @@ def describe(path: str | Path) -> BagInfo:
     torn = ""
     with open(path, "rb") as stream:
         try:
-            for record in StreamReader(stream, skip_magic=False).records:
-                if isinstance(record, Schema):
-                    schemas[record.id] = record.name
-                elif isinstance(record, Channel):
-                    channels[record.id] = record
-                elif isinstance(record, Chunk):
-                    compressions_seen.add(record.compression or "none")
-                elif isinstance(record, McapMessage):
-                    counts[record.channel_id] = counts.get(record.channel_id, 0) + 1
-                    start = record.log_time if not start else min(start, record.log_time)
-                    end = max(end, record.log_time)
+            for outer in StreamReader(stream, skip_magic=False, emit_chunks=True).records:
+                if isinstance(outer, Chunk):
+                    _check_compression(outer.compression, path)
+                    compressions_seen.add(outer.compression or "none")
+                for record in breakup_chunk(outer) if isinstance(outer, Chunk) else [outer]:
+                    if isinstance(record, Schema):
+                        schemas[record.id] = record.name
+                    elif isinstance(record, Channel):
+                        channels[record.id] = record
+                    elif isinstance(record, McapMessage):
+                        counts[record.channel_id] = counts.get(record.channel_id, 0) + 1
+                        start = record.log_time if not start else min(start, record.log_time)
+                        end = max(end, record.log_time)
+        except PerceptError:
+            raise
         except Exception as exc:
             torn = f"{type(exc).__name__}: {exc}"
     topics = [

@@ -160,3 +160,29 @@ def test_bag_info_on_a_torn_a_foreign_and_a_missing_file(tmp_path):
     )
     missing = percept("bag", "info", str(tmp_path / "none.mcap"))
     assert missing.returncode == 1 and missing.stderr.strip().endswith("none.mcap: no such file")
+
+
+def test_a_recording_with_an_unknown_compression_is_named_in_one_line(tmp_path):
+    write_demo_like(tmp_path / "lz4.mcap", compression="lz4")
+    data = (tmp_path / "lz4.mcap").read_bytes()
+    # MCAP names a chunk's compression as a length-prefixed string; make it one nobody reads.
+    (tmp_path / "bz2.mcap").write_bytes(data.replace(b"\x03\x00\x00\x00lz4", b"\x03\x00\x00\x00bz2"))
+    expected = (
+        f"recording {tmp_path / 'bz2.mcap'}: chunks compressed with 'bz2'; expected one of zstd, lz4, none"
+    )
+    with pytest.raises(PerceptError) as caught:
+        describe(tmp_path / "bz2.mcap")
+    assert str(caught.value) == expected
+    with pytest.raises(PerceptError) as caught:
+        list(read(tmp_path / "bz2.mcap"))
+    assert str(caught.value) == expected
+    info = percept("bag", "info", str(tmp_path / "bz2.mcap"))
+    assert info.returncode == 1 and info.stderr.strip() == f"percept: error: {expected}"
+
+
+def test_bag_info_counts_the_compression_of_a_torn_compressed_file(tmp_path):
+    write_demo_like(tmp_path / "whole.mcap", compression="zstd", count=40, chunk_size=2**16)
+    whole = (tmp_path / "whole.mcap").read_bytes()
+    (tmp_path / "torn.mcap").write_bytes(whole[: len(whole) // 2])
+    info = describe(tmp_path / "torn.mcap")
+    assert info.torn and info.compression == "zstd" and info.messages > 0
