@@ -35,12 +35,12 @@ NO_DEPS_INSTALL = (
 
 def require(module: str, command: str) -> ModuleType:
     """Import an optional module, or raise a one-line error naming the extra that installs it."""
+    root = module.split(".")[0]
     try:
         return importlib.import_module(module)
-    except ImportError as exc:
-        if exc.name is not None and exc.name.split(".")[0] != module.split(".")[0]:
-            raise  # the module is there but something it needs is broken: show that, not a hint
-        root = module.split(".")[0]
+    except ModuleNotFoundError as exc:
+        if exc.name != root:
+            raise  # it is installed but something it needs is missing or broken: show that, not a hint
         if root in NO_DEPS:
             raise MissingExtra(f"{command} needs {NO_DEPS[root]}: {NO_DEPS_INSTALL}") from None
         extra, purpose = EXTRAS[root]
@@ -66,6 +66,8 @@ def find_launch_file(spec: str | Path) -> Path:
     path = Path(spec)
     if path.is_file():
         return path
+    if path.suffix != ".yaml" and path.with_name(path.name + ".yaml").is_file():
+        return path.with_name(path.name + ".yaml")  # a file of the user's by its name, before ours
     shipped = launch_files()
     name = path.name.removesuffix(".yaml")
     if path.parent in (Path("."), Path("launch")) and name in shipped:

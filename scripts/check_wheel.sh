@@ -8,15 +8,21 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 checkout=$PWD
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-
-echo "+ pip wheel (no dependencies) into $work/dist"
-python3 -m pip wheel -q --no-deps -w "$work/dist" . >/dev/null
-wheel=$(ls "$work"/dist/percept-*.whl)
-echo "wheel: $(basename "$wheel") $(du -k "$wheel" | cut -f1) KiB"
+launcher=""
+cleanup() {
+  [ -n "$launcher" ] && kill "$launcher" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+show() { echo "--- $1"; cat "$1" || true; }
 
 python3 -m venv "$work/venv"
 venv="$work/venv/bin"
+echo "+ pip wheel (no dependencies) into $work/dist"
+"$venv/pip" wheel -q --no-deps -w "$work/dist" . >/dev/null
+wheel=$(ls "$work"/dist/percept-*.whl)
+echo "wheel: $(basename "$wheel") $(du -k "$wheel" | cut -f1) KiB"
+
 echo "+ pip install $(basename "$wheel")   # the base install"
 "$venv/pip" install -q "$wheel" >/dev/null
 "$venv/pip" check
@@ -42,15 +48,20 @@ for i in range(30):
     writer.write(frame)
 writer.release()
 EOF
-export PERCEPT_REGISTRY="tcp://127.0.0.1:$((20000 + RANDOM % 20000))"
-"$venv/percept" launch camera_detect source:=clip.avi loop:=true rate:=10 --duration 14 --status-period 6 \
+export PERCEPT_REGISTRY="tcp://127.0.0.1:$((20000 + RANDOM % 12000))"  # below the ephemeral range
+"$venv/percept" launch camera_detect source:=clip.avi loop:=true rate:=10 --duration 90 --status-period 4 \
   >launch.log 2>&1 &
 launcher=$!
-sleep 3
+for _ in $(seq 60); do  # until the camera publishes (the registry answers and lists it)
+  "$venv/percept" topic list 2>/dev/null | grep -qx /tracks && break
+  sleep 0.5
+done
 "$venv/percept" record -o run.mcap --duration 8 | tee record.log
-wait "$launcher" || { cat launch.log; exit 1; }
-grep -q "/detections" launch.log || { cat launch.log; echo "no detections in the status table" >&2; exit 1; }
-grep -q "/tracks" launch.log || { cat launch.log; echo "no tracks in the status table" >&2; exit 1; }
+kill -INT "$launcher"  # Ctrl-C: the launcher stops its nodes and prints its last status table
+wait "$launcher" || { show launch.log; exit 1; }
+launcher=""
+grep -Eq ">/detections [1-9]" launch.log || { show launch.log; echo "no detections flowing" >&2; exit 1; }
+grep -Eq ">/tracks [1-9]" launch.log || { show launch.log; echo "no tracks flowing" >&2; exit 1; }
 "$venv/percept" bag info run.mcap | tee info.log
 for topic in /camera/image /detections /tracks; do
   grep -q "Topic: $topic " info.log || { echo "the recording lacks $topic" >&2; exit 1; }
@@ -60,7 +71,7 @@ grep -q "chunks compressed: zstd" info.log
 echo "+ pip install '$(basename "$wheel")[sim]'"
 "$venv/pip" install -q "$wheel[sim]" >/dev/null
 "$venv/pip" check
-"$venv/percept" launch tabletop_grasp --status-period 0 clock:=fast 2>&1 | tee demo.log | grep "pick loop done"
-grep -q "pick loop done (the table is clear)" demo.log
+timeout 600 "$venv/percept" launch tabletop_grasp clock:=fast --status-period 0 >demo.log 2>&1 || { show demo.log; exit 1; }
+grep "pick loop done" demo.log || { show demo.log; echo "the demo did not finish its pick loop" >&2; exit 1; }
 cd "$checkout"
 echo "the wheel runs outside the checkout: base graph, recording, bag info, and the demo with [sim]"

@@ -95,7 +95,7 @@ import sys
 class Blocked:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in {blocked!r}:
-            raise ImportError(f"No module named {{name!r}}", name=name)
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
         return None
 
 sys.meta_path.insert(0, Blocked())
@@ -142,3 +142,9 @@ def test_require_passes_through_a_broken_dependency_of_an_installed_module(monke
     with pytest.raises(ImportError, match="libfoo") as caught:
         require("pycocotools", "percept bench detect")
     assert not isinstance(caught.value, MissingExtra)
+
+
+def test_a_users_own_launch_file_by_its_bare_name_comes_before_a_shipped_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo.yaml").write_text("nodes: []\n")
+    assert find_launch_file("demo").resolve() == (tmp_path / "demo.yaml").resolve()

@@ -35,8 +35,9 @@ def _info(args: argparse.Namespace) -> int:
         lines.append(
             f"Torn:              the file ends early ({info.torn}): counted up to its last whole chunk"
         )
-    ours = sorted((t for t in info.topics if t.stored_as != "view"), key=lambda t: t.topic)
+    ours = sorted((t for t in info.topics if t.stored_as not in ("view", "other")), key=lambda t: t.topic)
     views = sorted((t for t in info.topics if t.stored_as == "view"), key=lambda t: t.topic)
+    others = sorted((t for t in info.topics if t.stored_as == "other"), key=lambda t: t.topic)
     width = max((len(t.topic) for t in info.topics), default=0)
     lines.append("Topic information: " + ("" if ours else "none"))
     for t in ours:
@@ -46,10 +47,12 @@ def _info(args: argparse.Namespace) -> int:
         lines.append(
             f"  Topic: {t.topic:<{width}} | Type: {t.type_name} | Count: {t.count} | Rate: {rate:.1f} Hz{stored}"
         )
-    if views:
-        lines.append("Foxglove views:")
-        for t in views:
-            lines.append(f"  Topic: {t.topic:<{width}} | Type: {t.type_name} | Count: {t.count}")
+    for heading, channels in (("Foxglove views:", views), ("Other channels (not percept's):", others)):
+        if channels:
+            lines.append(heading)
+            lines += [
+                f"  Topic: {t.topic:<{width}} | Type: {t.type_name} | Count: {t.count}" for t in channels
+            ]
     print("\n".join(lines))
     return 0
 

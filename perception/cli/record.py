@@ -135,6 +135,11 @@ def _record(args: argparse.Namespace) -> int:
         f"dropped {lost['dropped']}"
         + "".join(f", {count} {what}" for what, count in lost.items() if what != "dropped" and count)
         + (f"; {recorder.view_errors} messages had no Foxglove view" if recorder.view_errors else "")
+        + (
+            f"; {recorder.images_kept_as_wire} images this version cannot read were kept as they came"
+            if recorder.images_kept_as_wire
+            else ""
+        )
     )
     if write_errors:
         raise PerceptError(f"recording {args.output}: stopped writing: {write_errors[0]}")
@@ -186,11 +191,12 @@ def _play(args: argparse.Namespace) -> int:
         node.spin_once(0.05)
     played = 0
     torn = []
+    skipped: list[str] = []
     try:
         while not stop["now"]:
             start_wall, start_log, played_before = time.monotonic(), None, played
             torn = []
-            for item in read(args.file, args.topics, torn):
+            for item in read(args.file, args.topics, torn, skipped):
                 publisher = publishers.get(item.topic)
                 if stop["now"]:
                     break
@@ -211,4 +217,9 @@ def _play(args: argparse.Namespace) -> int:
     print(f"played {played} messages from {args.file}")
     if torn:
         print(f"the recording ends torn ({torn[0]}): played what came before", file=sys.stderr)
+    if skipped:
+        print(
+            f"left out {len(skipped)} stored image(s) that did not decode (first: {skipped[0]})",
+            file=sys.stderr,
+        )
     return 0

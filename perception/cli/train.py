@@ -102,7 +102,7 @@ def _device(name: str, torch: Any) -> str:
 
 def _train(args: argparse.Namespace) -> int:
     from perception.errors import PerceptError
-    from perception.installed import require
+    from perception.installed import find_model, require
 
     torch = require("torch", "percept train")
     require("onnx", "percept train")
@@ -112,6 +112,8 @@ def _train(args: argparse.Namespace) -> int:
         raise PerceptError(f"--minutes: expected a number of minutes above 0, found {args.minutes}")
     if args.steps is not None and args.steps < 0:
         raise PerceptError(f"--steps: expected 0 or more, found {args.steps}")
+    if args.init is not None:
+        args.init = find_model(args.init)  # the shipped model by name too (models/percept.onnx)
     if args.init is not None and not args.init.is_file():
         raise PerceptError(f"--init {args.init}: no such file")
     if args.steps == 0 and args.init is None:

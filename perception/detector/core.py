@@ -122,7 +122,8 @@ class Detector:
                 f"available: {', '.join(available)}"
             )
         if not self.path.is_file():
-            where = "" if self.path.is_absolute() else f" (looked in {Path.cwd()} and {MODELS_DIR})"
+            shipped = self.path.parent in (Path("."), Path("models"))  # where find_model looks too
+            where = f" (looked in {Path.cwd()} and {MODELS_DIR})" if shipped else ""
             raise DetectorError(f"model {self.path}: no such file{where}; give model:=PATH")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads

@@ -124,10 +124,10 @@ def _fields(view: memoryview) -> dict[int, memoryview]:
         number, kind = key >> 3, key & 7
         if kind == 0:
             _, offset = _read_varint(view, offset)
-        elif kind == 1:
-            offset += 8
-        elif kind == 5:
-            offset += 4
+        elif kind in (1, 5):  # fixed 64 and 32 bits
+            offset += 8 if kind == 1 else 4
+            if offset > len(view):
+                raise ValueError(f"a protobuf field {number} runs past the end of its message")
         elif kind == 2:
             size, offset = _read_varint(view, offset)
             if offset + size > len(view):
@@ -135,7 +135,7 @@ def _fields(view: memoryview) -> dict[int, memoryview]:
             found[number] = view[offset : offset + size]
             offset += size
         else:
-            raise ValueError(f"protobuf wire type {kind} (groups) in a stored image")
+            raise ValueError(f"protobuf wire type {kind} in a stored image: expected 0, 1, 2 or 5")
     return found
 
 

@@ -104,12 +104,12 @@ class McapRecorder:
         self._views: Views | None = Views(self._writer) if foxglove else None
         self.messages = 0
         self.bytes = 0
+        self.images_kept_as_wire = 0  # images this process could not decode: stored as they came
 
     def write(
         self, topic: str, type_name: str, frames: list[Any], log_time_ns: int, publish_time_ns: int
     ) -> None:
-        if type_name == IMAGE_TYPE:
-            self._write_image(topic, frames, log_time_ns, publish_time_ns)
+        if type_name == IMAGE_TYPE and self._write_image(topic, frames, log_time_ns, publish_time_ns):
             return
         if topic not in self._channels:
             if type_name not in self._schemas:
@@ -128,36 +128,42 @@ class McapRecorder:
         if self._views is not None and type_name in VIEWED_TYPES:
             self.bytes += self._views.write(topic, frames, log_time_ns, publish_time_ns)
 
-    def _write_image(self, topic: str, frames: list[Any], log_time_ns: int, publish_time_ns: int) -> None:
-        """An image, once: in Foxglove's schema, with our wire header inside (see images.py)."""
+    def _write_image(self, topic: str, frames: list[Any], log_time_ns: int, publish_time_ns: int) -> bool:
+        """An image, once: in Foxglove's schema, with our wire header inside (see images.py). False for
+        one this process cannot read (another schema version, an encoding it does not know): the caller
+        stores its frames as they came, as any other message, so nothing is lost."""
         from perception.recording.foxglove import TOPIC_PREFIX, schema_data
         from perception.runtime.wire import decode
 
         header = pack([frames[0]])[_LENGTH.size :]  # the header frame's bytes
-        stored = store(decode([topic.encode(), *frames]).msg, header, self.image_format)
+        try:
+            stored = store(decode([topic.encode(), *frames]).msg, header, self.image_format)
+        except Exception:
+            self.images_kept_as_wire += 1
+            return False
+        # One channel per topic and schema: a topic whose frames change format (an encoding JPEG cannot
+        # hold) gets a second channel, so no channel ever holds a message its schema does not describe.
         channel_topic = TOPIC_PREFIX + topic
-        if channel_topic not in self._channels:
+        key = f"{channel_topic}\0{stored.schema}"
+        if key not in self._channels:
             if stored.schema not in self._schemas:
                 self._schemas[stored.schema] = self._writer.register_schema(
                     stored.schema, "protobuf", schema_data(_descriptor(stored.schema))
                 )
-            self._channels[channel_topic] = self._writer.register_channel(
+            self._channels[key] = self._writer.register_channel(
                 channel_topic,
                 "protobuf",
                 self._schemas[stored.schema],
                 metadata={TOPIC_KEY: topic, TYPE_KEY: IMAGE_TYPE},
             )
-            self._sequence[channel_topic] = 0
+            self._sequence[key] = 0
         self._writer.add_message(
-            self._channels[channel_topic],
-            log_time_ns,
-            stored.data,
-            publish_time_ns,
-            sequence=self._sequence[channel_topic],
+            self._channels[key], log_time_ns, stored.data, publish_time_ns, sequence=self._sequence[key]
         )
-        self._sequence[channel_topic] += 1
+        self._sequence[key] += 1
         self.messages += 1
         self.bytes += len(stored.data)
+        return True
 
     @property
     def view_errors(self) -> int:
@@ -220,13 +226,17 @@ class Views:
 
 
 def read(
-    path: str | Path, topics: list[str] | None = None, torn: list[str] | None = None
+    path: str | Path,
+    topics: list[str] | None = None,
+    torn: list[str] | None = None,
+    skipped: list[str] | None = None,
 ) -> Iterator[Recorded]:
     """The messages of a recording in the order they were written (the recorder writes them as they
     arrive). Read front to back, so a file cut short yields everything in its complete chunks; what
-    stopped the reading early is appended to `torn` when given."""
+    stopped the reading early is appended to `torn` when given. A stored image that does not decode is
+    left out and named in `skipped`, and reading goes on."""
     with open(path, "rb") as stream:
-        yield from _stream(stream, topics, torn, Path(path))
+        yield from _stream(stream, topics, torn, Path(path), skipped)
 
 
 def topics_of(path: str | Path) -> dict[str, str]:
@@ -242,18 +252,24 @@ def topics_of(path: str | Path) -> dict[str, str]:
             in_summary: dict[str, str] = {}
             for c in summary.channels.values():
                 if c.message_encoding == ENCODING:
-                    in_summary[c.topic] = summary.schemas[c.schema_id].name
+                    in_summary[c.topic] = _schema_name(summary.schemas, c.schema_id)
                 elif TYPE_KEY in c.metadata:
                     in_summary[c.metadata[TOPIC_KEY]] = c.metadata[TYPE_KEY]
             return in_summary
     found: dict[str, str] = {}
-    for item in read(path):
-        found.setdefault(item.topic, item.type_name)
+    with open(path, "rb") as stream:  # no summary (a file cut short): its channels, read through
+        for item in _stream(stream, None, None, Path(path), None, decode=False):
+            found.setdefault(item.topic, item.type_name)
     return found
 
 
 def _stream(
-    stream: IO[bytes], topics: list[str] | None, torn: list[str] | None, path: Path
+    stream: IO[bytes],
+    topics: list[str] | None,
+    torn: list[str] | None,
+    path: Path,
+    skipped: list[str] | None,
+    decode: bool = True,
 ) -> Iterator[Recorded]:
     from mcap.records import Channel, Chunk, Message, Schema
     from mcap.stream_reader import breakup_chunk
@@ -278,11 +294,20 @@ def _stream(
                     )
                 elif isinstance(record, Message) and record.channel_id in channels:
                     topic, type_name, image_schema = channels[record.channel_id]
-                    if topics is None or topic in topics:
+                    if topics is not None and topic not in topics:
+                        continue
+                    if not decode:
+                        yield Recorded(topic, type_name, [], record.log_time, record.publish_time)
+                        continue
+                    try:
                         frames = (
                             wire_frames(image_schema, record.data) if image_schema else unpack(record.data)
                         )
-                        yield Recorded(topic, type_name, frames, record.log_time, record.publish_time)
+                    except Exception as exc:  # one bad stored image: leave it out, say so, read on
+                        if skipped is not None:
+                            skipped.append(f"{topic} at {record.log_time}: {exc}")
+                        continue
+                    yield Recorded(topic, type_name, frames, record.log_time, record.publish_time)
     except PerceptError:
         raise
     except Exception as exc:  # the torn end of a file cut short: everything before it was yielded
@@ -304,7 +329,7 @@ class TopicInfo:
     topic: str
     type_name: str  # ours (percept/Image), or the view's schema for a Foxglove view
     count: int
-    stored_as: str  # "percept-wire", or the Foxglove schema an image is stored in, or "view"
+    stored_as: str  # "percept-wire", the Foxglove schema an image is stored in, "view", or "other"
 
 
 @dataclass
@@ -349,7 +374,9 @@ def describe(path: str | Path) -> BagInfo:
             _check_compression(compression, path)
         topics = [
             _topic_info(
-                channel, summary.schemas[channel.schema_id].name, stats.channel_message_counts.get(cid, 0)
+                channel,
+                _schema_name(summary.schemas, channel.schema_id),
+                stats.channel_message_counts.get(cid, 0),
             )
             for cid, channel in sorted(summary.channels.items())
         ]
@@ -395,9 +422,12 @@ def describe(path: str | Path) -> BagInfo:
         for cid, c in sorted(channels.items())
     ]
     compression = "+".join(sorted(compressions_seen)) or "none"
-    return BagInfo(
-        path, path.stat().st_size, start, end, sum(counts.values()), compression, topics, torn or "no summary"
-    )
+    return BagInfo(path, path.stat().st_size, start, end, sum(counts.values()), compression, topics, torn)
+
+
+def _schema_name(schemas: dict[int, Any], schema_id: int) -> str:
+    schema = schemas.get(schema_id)  # 0: a channel without a schema (JSON, say)
+    return schema.name if schema is not None else ""
 
 
 def _topic_info(channel: Any, schema_name: str, count: int) -> TopicInfo:
@@ -410,4 +440,7 @@ def _topic_info(channel: Any, schema_name: str, count: int) -> TopicInfo:
             count,
             f"{schema_name} on {channel.topic}",
         )
-    return TopicInfo(channel.topic, schema_name, count, "view")
+    from perception.recording.foxglove import TOPIC_PREFIX
+
+    kind = "view" if channel.topic.startswith(TOPIC_PREFIX) else "other"
+    return TopicInfo(channel.topic, schema_name, count, kind)

@@ -186,3 +186,32 @@ def test_bag_info_counts_the_compression_of_a_torn_compressed_file(tmp_path):
     (tmp_path / "torn.mcap").write_bytes(whole[: len(whole) // 2])
     info = describe(tmp_path / "torn.mcap")
     assert info.torn and info.compression == "zstd" and info.messages > 0
+
+
+def test_an_image_this_version_cannot_read_is_kept_as_it_came(tmp_path):
+    import msgpack
+
+    image = msgs.Image(msgs.Header(stamp=START, seq=1), np.zeros((2, 2, 3), np.uint8))
+    frames = frames_of("/camera/image", image, 1)
+    header = msgpack.unpackb(frames[0], strict_map_key=False, ext_hook=msgpack.ExtType)
+    header["version"] = 99  # a later schema of percept/Image
+    newer = [msgpack.packb(header), frames[1]]
+    recorder = McapRecorder(tmp_path / "newer.mcap")
+    recorder.write("/camera/image", "percept/Image", newer, START, START)
+    recorder.close()
+    assert recorder.images_kept_as_wire == 1
+    assert [[bytes(f) for f in item.frames] for item in read(tmp_path / "newer.mcap")] == [newer]
+
+
+def test_a_stored_image_that_does_not_decode_is_left_out_and_reading_goes_on(tmp_path):
+    sent = write_demo_like(tmp_path / "plain.mcap", compression="none", count=3)
+    data = (tmp_path / "plain.mcap").read_bytes()
+    tag = b"\xc2\xa9\x07"  # the protobuf key of our header's field (15000, length-delimited)
+    (tmp_path / "bad.mcap").write_bytes(data.replace(tag, b"\xc2\xa9\x08", 1))  # the first image loses it
+    skipped: list[str] = []
+    torn: list[str] = []
+    images = [
+        [bytes(f) for f in i.frames] for i in read(tmp_path / "bad.mcap", ["/camera/image"], torn, skipped)
+    ]
+    assert images == sent["/camera/image"][1:] and not torn
+    assert len(skipped) == 1 and "without percept's wire header" in skipped[0]
