@@ -3,21 +3,23 @@ with a scene, COCO mAP against the simulator's ground truth (pycocotools, the re
 
 Models run one after the other on each frame (interleaved), so drift in machine load hits all alike.
 Predictions are matched to ground truth by class name, so a model with other names (a COCO export)
-scores only on the classes whose names it shares (rename them with a class map).
+scores on the classes its names cover through a class map (class_maps.py, `--class-map coco`); the
+classes it cannot produce are reported as not covered and left out of its means. With a scene, each
+model also gets per-class figures, COCO's size buckets and a TIDE-style error breakdown
+(detection_metrics.py).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from perception.bench.class_maps import covered
 from perception.detector.defaults import DEFAULT_CONFIDENCE
 from perception.detector.vocabulary import SHIPPED_CLASSES
-from perception.installed import require
+from perception.errors import PerceptError
 
 
 @dataclass
@@ -31,8 +33,10 @@ class Row:
     inference_p50_ms: float
     postprocess_p50_ms: float
     fps: float
-    map50: float | None = None
+    map50: float | None = None  # over the classes the model covers
     map50_95: float | None = None
+    evaluation: dict[str, Any] | None = None  # per class, sizes, errors (detection_metrics.Evaluation)
+    failed: str = ""  # why this model could not be benchmarked; the others still are
 
 
 def run(
@@ -46,6 +50,7 @@ def run(
     min_pixels: int = 16,
     small_object_zoom: float = 0.0,
     small_object_rows: tuple[int, int] | None = None,
+    class_map: dict[str, str] | None = None,
 ) -> tuple[list[Row], int]:
     """Rows per model, and the number of ground-truth boxes scored against. With `small_object_zoom`,
     each model whose input size is free gets a second row: the same model with a small-object pass.
@@ -57,9 +62,17 @@ def run(
     from sim.dataset import frame_boxes, rendered_frames
 
     labels, detectors = [], []
+    failed: list[Row] = []
     for model in models:
+        try:
+            detector = Detector(
+                model, threads=threads, confidence=confidence, class_map=dict(class_map or {})
+            )
+        except PerceptError as exc:  # one bad model never stops the others: its row says why
+            failed.append(Row(model, "-", "-", 0, 0, 0, 0, 0, 0, failed=str(exc)))
+            continue
         labels.append(model)
-        detectors.append(Detector(model, threads=threads, confidence=confidence))
+        detectors.append(detector)
         if small_object_zoom and detectors[-1].dynamic_size:
             labels.append(f"{model} +small")
             detectors.append(
@@ -69,8 +82,11 @@ def run(
                     confidence=confidence,
                     small_object_zoom=small_object_zoom,
                     small_object_rows=small_object_rows,
+                    class_map=dict(class_map or {}),
                 )
             )
+    if not detectors:
+        return failed, 0
     images: list[np.ndarray] = []
     truth: list[list[dict[str, Any]]] = []
     if scene:
@@ -115,60 +131,30 @@ def run(
             fps=round(1000.0 / float(total.mean()), 1),
         )
         if scene:
-            row.map50, row.map50_95 = coco_map(truth, preds)
+            result = evaluate(truth, preds, confidence, covered(detector.class_names, class_map))
+            row.map50, row.map50_95 = result.map50, result.map50_95
+            row.evaluation = asdict(result)
         rows.append(row)
-    return rows, sum(1 for boxes in truth for box in boxes if not box.get("ignore"))
+    return rows + failed, sum(1 for boxes in truth for box in boxes if not box.get("ignore"))
+
+
+def evaluate(
+    truth: list[list[dict[str, Any]]], predictions: list[Any], confidence: float, can_produce: set[str]
+) -> Any:
+    """One model's predictions (Detections per frame) against the scene's truth (class ids of the
+    shipped vocabulary), by detection_metrics."""
+    from perception.bench.detection_metrics import evaluate as evaluate_arrays
+
+    named = [[dict(box, name=SHIPPED_CLASSES[box["class_id"]]) for box in boxes] for boxes in truth]
+    arrays = [(p.xyxy, p.scores, list(p.class_names)) for p in predictions]
+    return evaluate_arrays(named, arrays, list(SHIPPED_CLASSES), can_produce, confidence)
 
 
 def coco_map(truth: list[list[dict[str, Any]]], predictions: list[Any]) -> tuple[float, float]:
-    """(mAP@0.5, mAP@0.5:0.95) with pycocotools; 0 when the model predicts nothing it can be scored on.
-    Truth boxes marked `ignore` become crowd regions: detections on them count neither way."""
-    require("pycocotools", "percept bench detect --scene")
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    ground = COCO()
-    annotations: list[dict[str, Any]] = []
-    for image_id, boxes in enumerate(truth):
-        for box in boxes:
-            x1, y1, x2, y2 = box["xyxy"]
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": box["class_id"],
-                    "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "area": (x2 - x1) * (y2 - y1),
-                    "iscrowd": int(bool(box.get("ignore"))),
-                }
-            )
-    ground.dataset = {
-        "images": [{"id": i} for i in range(len(truth))],
-        "annotations": annotations,
-        "categories": [{"id": i, "name": n} for i, n in enumerate(SHIPPED_CLASSES)],
-    }
-    results = []
-    for image_id, result in enumerate(predictions):
-        for box, score, name in zip(result.xyxy, result.scores, result.class_names, strict=True):
-            if name in SHIPPED_CLASSES:
-                x1, y1, x2, y2 = (float(v) for v in box)
-                results.append(
-                    {
-                        "image_id": image_id,
-                        "category_id": SHIPPED_CLASSES.index(name),
-                        "bbox": [x1, y1, x2 - x1, y2 - y1],
-                        "score": float(score),
-                    }
-                )
-    if not results or not any(not a["iscrowd"] for a in annotations):
-        return 0.0, 0.0  # pycocotools' loadRes([]) raises: nothing to score is a score of 0
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its tables
-        ground.createIndex()
-        evaluation = COCOeval(ground, ground.loadRes(results), "bbox")
-        evaluation.evaluate()
-        evaluation.accumulate()
-        evaluation.summarize()
-    return round(float(evaluation.stats[1]), 4), round(float(evaluation.stats[0]), 4)
+    """(mAP@0.5, mAP@0.5:0.95) by pycocotools over the shipped classes present; 0 when the model
+    predicts nothing it can be scored on. Truth boxes marked `ignore` count neither way."""
+    result = evaluate(truth, predictions, 0.0, set(SHIPPED_CLASSES))
+    return result.map50, result.map50_95
 
 
 def table(rows: list[Row]) -> str:
@@ -178,6 +164,9 @@ def table(rows: list[Row]) -> str:
     )
     lines = [head, "-" * len(head)]
     for r in rows:
+        if r.failed:
+            lines.append(f"{r.model[-32:]:<32} failed: {r.failed}")
+            continue
         scores = (
             f"{r.map50:>6.3f} {r.map50_95:>8.3f}"
             if r.map50 is not None and r.map50_95 is not None
@@ -186,5 +175,36 @@ def table(rows: list[Row]) -> str:
         lines.append(
             f"{r.model[-32:]:<32} {r.layout:<13} {r.input_size:>16} {r.latency_p50_ms:>7.2f} {r.latency_p95_ms:>7.2f} "
             f"{r.preprocess_p50_ms:>6.2f} {r.inference_p50_ms:>6.2f} {r.postprocess_p50_ms:>6.2f} {r.fps:>6.1f} {scores}"
+        )
+    return "\n".join(lines)
+
+
+def class_table(rows: list[Row]) -> str:
+    """Per model: what `yolo val` prints per class, the size buckets, and the errors as AP lost."""
+    lines = []
+    for r in rows:
+        if not r.evaluation:
+            continue
+        e = r.evaluation
+        lines += ["", f"{r.model}: per class (precision and recall at the timing confidence, IoU 0.5)"]
+        head = f"  {'class':<12} {'instances':>9} {'P':>6} {'R':>6} {'AP50':>6} {'AP50-95':>8}"
+        lines += [head, "  " + "-" * (len(head) - 2)]
+        for c in e["classes"]:
+            lines.append(
+                f"  {c['name']:<12} {c['instances']:>9} {c['precision']:>6.3f} {c['recall']:>6.3f} "
+                f"{c['ap50']:>6.3f} {c['ap50_95']:>8.3f}"
+            )
+        lines.append(
+            f"  {'all':<12} {sum(c['instances'] for c in e['classes']):>9} {'':>6} {'':>6} {e['map50']:>6.3f} {e['map50_95']:>8.3f}"
+        )
+        if e["not_covered"]:
+            lines.append(f"  not covered (left out of the means): {', '.join(e['not_covered'])}")
+        sizes = ", ".join(f"{k} {v:.3f}" if v >= 0 else f"{k} -" for k, v in e["size_map50_95"].items())
+        lines.append(f"  mAP50-95 by size (COCO buckets): {sizes}")
+        errors = ", ".join(f"{k} {e['errors_dap'][k]:.2f} ({e['error_counts'][k]})" for k in e["errors_dap"])
+        lines.append(f"  AP50 lost to each error over the whole curve (count at the confidence): {errors}")
+        lines.append(
+            "  one object under two names at the confidence (cross-class duplicates): "
+            f"{e['cross_class_duplicates']}"
         )
     return "\n".join(lines)

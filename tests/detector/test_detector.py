@@ -535,3 +535,50 @@ def test_grey_and_rgba_images_are_converted_and_an_end2end_model_keeps_max_detec
     rows[0, :, 4] = np.linspace(0.9, 0.3, 300)
     end2end = Detector(write_model(tmp_path / "e2e.onnx", rows, names=NAMES), max_detections=5)
     assert end2end.layout == "end2end" and len(end2end(np.zeros((SIZE, SIZE, 3), np.uint8))) == 5
+
+
+def test_bench_detect_scores_a_coco_model_through_the_class_map_and_names_a_model_that_failed(tmp_path):
+    import json
+
+    from conftest import percept
+
+    from perception.bench.class_maps import COCO
+
+    coco_names = ["person", "bicycle", "car", "cup", "teddy bear", "sports ball", "dog"]
+    model = write_model(tmp_path / "coco.onnx", yolov8_output(), names=coco_names)
+    result = percept(
+        "bench",
+        "detect",
+        "--model",
+        model,
+        "--model",
+        str(tmp_path / "missing.onnx"),
+        "--scene",
+        "tabletop",
+        "--frames",
+        "2",
+        "--class-map",
+        "coco",
+        "--json",
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    scored, failed = report["models"]
+    assert failed["failed"].startswith(f"model {tmp_path / 'missing.onnx'}: no such file")
+    assert "failed: model" in result.stdout
+    evaluation = scored["evaluation"]
+    # Through the coco map it can produce mug, teddy and soccerball on the tabletop (and car and
+    # pedestrian, which the tabletop never shows); the rest of the table is not covered, not zero.
+    present = {c["name"] for c in evaluation["classes"]} | set(evaluation["not_covered"])
+    assert {c["name"] for c in evaluation["classes"]} <= {COCO[n] for n in coco_names if n in COCO}
+    assert {"cube", "lego", "jenga"} & present <= set(evaluation["not_covered"])
+    assert set(evaluation["errors_dap"]) == {
+        "classification",
+        "localisation",
+        "both",
+        "duplicate",
+        "background",
+        "missed",
+    }
+    assert "per class" in result.stdout and "not covered (left out of the means)" in result.stdout

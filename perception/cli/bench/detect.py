@@ -44,18 +44,27 @@ def register(bench: Any) -> argparse.ArgumentParser:
         default=0.001,
         help="score threshold while scoring mAP (Ultralytics' val uses 0.001: mAP needs the whole curve)",
     )
+    p.add_argument(
+        "--class-map",
+        metavar="coco|FILE",
+        help="what each model's class names mean in our scenes: the built-in coco map, or a YAML file of "
+        "`model name: our name` (null: none); classes a model cannot produce are reported not covered",
+    )
     p.set_defaults(func=_run)
     return p
 
 
 def _run(args: argparse.Namespace) -> int:
     from perception.bench import detect
+    from perception.bench.class_maps import load_class_map
 
     if not 0 <= args.map_confidence <= 1:  # before any frame is rendered (--confidence: Detector checks)
         raise PerceptError(f"--map-confidence: expected a score from 0 to 1, found {args.map_confidence:g}")
 
+    class_map = load_class_map(args.class_map) if args.class_map else None
     settings = {
         "scene": args.scene,
+        "class_map": args.class_map,
         "frames": args.frames,
         "seed": args.seed,
         "threads": args.threads,
@@ -79,8 +88,10 @@ def _run(args: argparse.Namespace) -> int:
         args.map_confidence,
         small_object_zoom=args.small_object_zoom,
         small_object_rows=args.small_object_rows,
+        class_map=class_map,
     )
     print(detect.table(rows))
+    print(detect.class_table(rows))
     if args.scene:
         print(f"scored against {boxes} ground-truth boxes in {args.frames} {args.scene} frames (pycocotools)")
     if args.json:
