@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from perception.cli.common import positive_int, rows_arg
+from perception.cli.common import comma_separated, positive_int, rows_arg
 from perception.detector.defaults import DEFAULT_CONFIDENCE
 from perception.errors import PerceptError
 
@@ -50,6 +50,15 @@ def register(bench: Any) -> argparse.ArgumentParser:
         help="what each model's class names mean in our scenes: the built-in coco map, or a YAML file of "
         "`model name: our name` (null: none); classes a model cannot produce are reported not covered",
     )
+    p.add_argument(
+        "--corruptions",
+        metavar="all|NAME,...",
+        help="also score each model on the frames corrupted (gaussian_noise, motion_blur, defocus_blur, jpeg, "
+        "brightness, contrast, fog) at each severity: mAP per severity, mPC and rPC (Michaelis et al.)",
+    )
+    p.add_argument(
+        "--severities", type=comma_separated, default="1,2,3,4,5", help="corruption severities, of 1-5"
+    )
     p.set_defaults(func=_run)
     return p
 
@@ -62,9 +71,11 @@ def _run(args: argparse.Namespace) -> int:
         raise PerceptError(f"--map-confidence: expected a score from 0 to 1, found {args.map_confidence:g}")
 
     class_map = load_class_map(args.class_map) if args.class_map else None
+    corruptions, severities = _corruptions(args)
     settings = {
         "scene": args.scene,
         "class_map": args.class_map,
+        **({"corruptions": corruptions, "severities": list(severities)} if corruptions else {}),
         "frames": args.frames,
         "seed": args.seed,
         "threads": args.threads,
@@ -89,9 +100,14 @@ def _run(args: argparse.Namespace) -> int:
         small_object_zoom=args.small_object_zoom,
         small_object_rows=args.small_object_rows,
         class_map=class_map,
+        corruptions=corruptions,
+        severities=severities,
+        progress=lambda line: print(line, flush=True),
     )
     print(detect.table(rows))
     print(detect.class_table(rows))
+    if corruptions:
+        print(detect.robustness_table(rows))
     if args.scene:
         print(f"scored against {boxes} ground-truth boxes in {args.frames} {args.scene} frames (pycocotools)")
     if args.json:
@@ -106,3 +122,25 @@ def _run(args: argparse.Namespace) -> int:
             )
         )
     return 0
+
+
+def _corruptions(args: argparse.Namespace) -> tuple[list[str] | None, tuple[int, ...]]:
+    from perception.bench.corruptions import CORRUPTIONS, SEVERITIES
+
+    if not args.corruptions:
+        return None, tuple(SEVERITIES)
+    if not args.scene:
+        raise PerceptError("--corruptions needs --scene: corruptions are scored against the scene's truth")
+    names = list(CORRUPTIONS) if args.corruptions == "all" else comma_separated(args.corruptions)
+    unknown = [n for n in names if n not in CORRUPTIONS]
+    if unknown:
+        raise PerceptError(f"--corruptions: {unknown[0]!r} is none of all, {', '.join(CORRUPTIONS)}")
+    try:
+        severities = tuple(int(s) for s in args.severities)
+    except ValueError:
+        raise PerceptError(
+            f"--severities: expected numbers from 1 to 5, found {','.join(args.severities)}"
+        ) from None
+    if not severities or any(s not in SEVERITIES for s in severities):
+        raise PerceptError(f"--severities: expected numbers from 1 to 5, found {','.join(args.severities)}")
+    return names, severities
