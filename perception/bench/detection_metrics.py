@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -55,7 +55,6 @@ class Evaluation:
     errors_dap: dict[str, float]  # AP@0.5 points (0-100) each kind of error costs, over the whole curve
     error_counts: dict[str, int]  # at the chosen confidence: what a deployed node would show
     cross_class_duplicates: int  # at the chosen confidence
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # -- one frame's boxes -------------------------------------------------------------------------------
