@@ -18,6 +18,7 @@ from perception.errors import MissingExtra, PerceptError
 EXTRAS = {
     "pybullet": ("sim", "the simulator"),
     "pycocotools": ("bench", "COCO mAP in percept bench detect"),
+    "matplotlib": ("bench", "the plots of a benchmark report"),
     "torch": ("train", "training"),
     "onnx": ("train", "writing the trained model"),
 }

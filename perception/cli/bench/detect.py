@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from perception.cli.common import comma_separated, positive_int, rows_arg
@@ -59,6 +60,12 @@ def register(bench: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--severities", type=comma_separated, default="1,2,3,4,5", help="corruption severities, of 1-5"
     )
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="also write results.json, PNG plots and report.md there (matplotlib, the bench extra)",
+    )
     p.set_defaults(func=_run)
     return p
 
@@ -110,17 +117,19 @@ def _run(args: argparse.Namespace) -> int:
         print(detect.robustness_table(rows))
     if args.scene:
         print(f"scored against {boxes} ground-truth boxes in {args.frames} {args.scene} frames (pycocotools)")
+    report = {
+        "benchmark": "detect",
+        "settings": settings,
+        "ground_truth_boxes": boxes,
+        "models": [asdict(r) for r in rows],
+    }
+    if args.out:
+        from perception.bench.report import write
+
+        written = write(args.out, report)
+        print(f"report: {len(written)} files in {args.out} ({', '.join(p.name for p in written)})")
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "benchmark": "detect",
-                    "settings": settings,
-                    "ground_truth_boxes": boxes,
-                    "models": [asdict(r) for r in rows],
-                }
-            )
-        )
+        print(json.dumps(report))
     return 0
 
 

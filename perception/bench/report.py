@@ -1,0 +1,182 @@
+"""`percept bench detect --out DIR`: the run as files to share: `results.json` (the same object `--json`
+prints), PNG plots made with matplotlib (latency by stage, AP per class, the errors as AP lost, and the
+robustness curves of every model on one plot per corruption), and `report.md` that shows them with the
+tables. matplotlib comes with the `bench` extra.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from perception.installed import require
+
+
+def write(out: Path, report: dict[str, Any]) -> list[Path]:
+    """Write the report of one run (the `--json` object) into `out`; returns the files written."""
+    require("matplotlib", "percept bench detect --out")
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display, same pixels everywhere
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    models = [m for m in report["models"] if not m.get("failed")]
+    written = [out / "results.json"]
+    written[0].write_text(json.dumps(report, indent=1))
+    plots: list[tuple[str, str]] = []
+
+    if models:
+        figure, axes = plt.subplots(figsize=(7, 0.6 + 0.5 * len(models)))
+        names = [_short(m["model"]) for m in models]
+        left = [0.0] * len(models)
+        for stage, colour in (
+            ("preprocess", "#8da0cb"),
+            ("inference", "#fc8d62"),
+            ("postprocess", "#66c2a5"),
+        ):
+            values = [m[f"{stage}_p50_ms"] for m in models]
+            axes.barh(names, values, left=left, label=stage, color=colour)
+            left = [a + b for a, b in zip(left, values, strict=True)]
+        axes.set_xlabel("ms per frame (p50)")
+        axes.legend(loc="lower right", fontsize=8)
+        plots.append(("latency.png", "Latency by stage"))
+        _save(figure, out / plots[-1][0], plt)
+
+    scored = [m for m in models if m.get("evaluation")]
+    if scored:
+        classes = [c["name"] for c in scored[0]["evaluation"]["classes"]]
+        for m in scored[1:]:
+            classes += [c["name"] for c in m["evaluation"]["classes"] if c["name"] not in classes]
+        figure, axes = plt.subplots(figsize=(max(6, 0.7 * len(classes) * len(scored)), 3.5))
+        width = 0.8 / len(scored)
+        for i, m in enumerate(scored):
+            ap = {c["name"]: c["ap50_95"] for c in m["evaluation"]["classes"]}
+            axes.bar(
+                [k + i * width for k in range(len(classes))],
+                [ap.get(c, 0.0) for c in classes],
+                width,
+                label=_short(m["model"]),
+            )
+        axes.set_xticks([k + 0.4 - width / 2 for k in range(len(classes))], classes, rotation=30, fontsize=8)
+        axes.set_ylabel("AP50-95")
+        axes.set_ylim(0, 1)
+        axes.legend(fontsize=8)
+        plots.append(("per_class_ap.png", "AP50-95 per class (a class a model does not cover has no bar)"))
+        _save(figure, out / plots[-1][0], plt)
+
+        errors = list(scored[0]["evaluation"]["errors_dap"])
+        figure, axes = plt.subplots(figsize=(7, 3))
+        width = 0.8 / len(scored)
+        for i, m in enumerate(scored):
+            axes.bar(
+                [k + i * width for k in range(len(errors))],
+                [m["evaluation"]["errors_dap"][e] for e in errors],
+                width,
+                label=_short(m["model"]),
+            )
+        axes.set_xticks([k + 0.4 - width / 2 for k in range(len(errors))], errors, fontsize=8)
+        axes.set_ylabel("AP50 points lost")
+        axes.legend(fontsize=8)
+        plots.append(("errors.png", "Errors as the AP50 each costs (TIDE's buckets)"))
+        _save(figure, out / plots[-1][0], plt)
+
+    robust = [m for m in models if m.get("robustness")]
+    if robust:
+        corruptions = list(robust[0]["robustness"]["corruptions"])
+        severities = robust[0]["robustness"]["severities"]
+        columns = min(4, len(corruptions))
+        rows = -(-len(corruptions) // columns)
+        figure, grid = plt.subplots(
+            rows, columns, figsize=(3.2 * columns, 2.6 * rows), squeeze=False, sharey=True
+        )
+        for index, name in enumerate(corruptions):
+            axes = grid[index // columns][index % columns]
+            for m in robust:
+                axes.plot(
+                    [0, *severities],
+                    [m["robustness"]["clean"], *m["robustness"]["corruptions"][name]],
+                    marker="o",
+                    label=_short(m["model"]),
+                )
+            axes.set_title(name, fontsize=9)
+            axes.set_xticks([0, *severities])
+            axes.set_ylim(0, 1)
+        for index in range(len(corruptions), rows * columns):
+            grid[index // columns][index % columns].axis("off")
+        grid[0][0].set_ylabel("mAP50-95")
+        grid[0][0].legend(fontsize=7)
+        plots.append(
+            ("robustness.png", "mAP50-95 against corruption severity (0: clean), every model on each plot")
+        )
+        _save(figure, out / plots[-1][0], plt)
+
+    written += [out / name for name, _ in plots]
+    markdown = out / "report.md"
+    markdown.write_text(_markdown(report, models, plots))
+    written.append(markdown)
+    return written
+
+
+def _markdown(report: dict[str, Any], models: list[dict[str, Any]], plots: list[tuple[str, str]]) -> str:
+    settings = report["settings"]
+    lines = [
+        "# Detector benchmark",
+        "",
+        "Settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()),
+        f"Ground-truth boxes scored: {report.get('ground_truth_boxes', 0)}",
+        "",
+        "| model | layout | input | p50 ms | p95 ms | frames/s | mAP50 | mAP50-95 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for m in report["models"]:
+        if m.get("failed"):
+            lines.append(f"| {m['model']} | failed: {m['failed']} | | | | | | |")
+            continue
+        scores = [f"{m[k]:.3f}" if m.get(k) is not None else "-" for k in ("map50", "map50_95")]
+        lines.append(
+            f"| {m['model']} | {m['layout']} | {m['input_size']} | {m['latency_p50_ms']} | {m['latency_p95_ms']} | "
+            f"{m['fps']} | {scores[0]} | {scores[1]} |"
+        )
+    for m in models:
+        e = m.get("evaluation")
+        if not e:
+            continue
+        lines += [
+            "",
+            f"## {m['model']}",
+            "",
+            "| class | instances | P | R | AP50 | AP50-95 |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {c['name']} | {c['instances']} | {c['precision']:.3f} | {c['recall']:.3f} | {c['ap50']:.3f} | {c['ap50_95']:.3f} |"
+            for c in e["classes"]
+        ]
+        if e["not_covered"]:
+            lines.append(f"\nNot covered (left out of the means): {', '.join(e['not_covered'])}")
+        lines.append(
+            "\nErrors, AP50 lost (count at the confidence): "
+            + ", ".join(f"{k} {v:.2f} ({e['error_counts'][k]})" for k, v in e["errors_dap"].items())
+        )
+        if m.get("robustness"):
+            r = m["robustness"]
+            lines.append(
+                f"\nRobustness ({r['metric']}): P {r['clean']:.3f}, mPC {r['mpc']:.3f}, rPC {r['rpc']:.1%}"
+            )
+    for name, caption in plots:
+        lines += ["", f"## {caption}", "", f"![{caption}]({name})"]
+    return "\n".join(lines) + "\n"
+
+
+def _short(model: str) -> str:
+    return Path(model).name if len(model) > 28 else model
+
+
+def _save(figure: Any, path: Path, plt: Any) -> None:
+    figure.tight_layout()
+    figure.savefig(
+        path, dpi=110, metadata={"Software": None}
+    )  # no version stamp: the same run, the same bytes
+    plt.close(figure)
