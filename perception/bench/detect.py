@@ -40,6 +40,9 @@ class Row:
     evaluation: dict[str, Any] | None = None  # per class, sizes, errors (detection_metrics.Evaluation)
     robustness: dict[str, Any] | None = None  # corruption: mAP50-95 per severity; mPC, rPC
     failed: str = ""  # why this model could not be benchmarked; the others still are
+    file_mb: float = 0.0  # the ONNX file, as `yolo benchmark` lists it
+    provider: str = ""  # the onnxruntime execution provider it ran on
+    memory_mb: float = 0.0  # resident memory the process grew by, loading it and running one frame
 
 
 def run(
@@ -57,6 +60,7 @@ def run(
     corruptions: list[str] | None = None,
     severities: tuple[int, ...] = (1, 2, 3, 4, 5),
     progress: Callable[[str], None] = lambda line: None,
+    providers: tuple[str, ...] = ("cpu",),
 ) -> tuple[list[Row], int]:
     """Rows per model, and the number of ground-truth boxes scored against. With `small_object_zoom`,
     each model whose input size is free gets a second row: the same model with a small-object pass.
@@ -67,30 +71,42 @@ def run(
     from sim.camera import CameraSpec
     from sim.dataset import frame_boxes, rendered_frames
 
-    labels, detectors = [], []
+    labels: list[str] = []
+    detectors: list[Any] = []
     failed: list[Row] = []
+    memory: dict[int, float] = {}
     for model in models:
-        try:
-            detector = Detector(
-                model, threads=threads, confidence=confidence, class_map=dict(class_map or {})
-            )
-        except PerceptError as exc:  # one bad model never stops the others: its row says why
-            failed.append(Row(model, "-", "-", 0, 0, 0, 0, 0, 0, failed=str(exc)))
-            continue
-        labels.append(model)
-        detectors.append(detector)
-        if small_object_zoom and detectors[-1].dynamic_size:
-            labels.append(f"{model} +small")
-            detectors.append(
-                Detector(
+        for provider in providers:
+            label = model if len(providers) == 1 else f"{model} [{provider}]"
+            before = _resident_mb()
+            try:
+                detector = Detector(
                     model,
+                    provider=provider,
                     threads=threads,
                     confidence=confidence,
-                    small_object_zoom=small_object_zoom,
-                    small_object_rows=small_object_rows,
                     class_map=dict(class_map or {}),
                 )
-            )
+                detector(np.zeros((480, 640, 3), np.uint8))  # its arena grows on the first frame
+            except PerceptError as exc:  # one bad model never stops the others: its row says why
+                failed.append(Row(label, "-", "-", 0, 0, 0, 0, 0, 0, failed=str(exc)))
+                continue
+            memory[len(detectors)] = round(_resident_mb() - before, 1)
+            labels.append(label)
+            detectors.append(detector)
+            if small_object_zoom and detector.dynamic_size:
+                labels.append(f"{label} +small")
+                detectors.append(
+                    Detector(
+                        model,
+                        provider=provider,
+                        threads=threads,
+                        confidence=confidence,
+                        small_object_zoom=small_object_zoom,
+                        small_object_rows=small_object_rows,
+                        class_map=dict(class_map or {}),
+                    )
+                )
     if not detectors:
         return failed, 0
     images: list[np.ndarray] = []
@@ -122,13 +138,18 @@ def run(
             detector.retune(confidence=map_confidence)
             preds.extend(detector(image) for image in images)
     rows = []
-    for label, detector, times, preds in zip(labels, detectors, timings, predictions, strict=True):
+    for index, (label, detector, times, preds) in enumerate(
+        zip(labels, detectors, timings, predictions, strict=True)
+    ):
         total = np.array([sum(t.values()) for t in times])
         size = "x".join(map(str, detector.input_hw))
         row = Row(
             model=label,
             layout=detector.layout,
             input_size=size + (f" +x{detector.small_object_zoom:g}" if detector.small_object_zoom else ""),
+            file_mb=round(detector.path.stat().st_size / 2**20, 3),
+            memory_mb=memory.get(index, 0.0),
+            provider=detector.session.get_providers()[0],
             latency_p50_ms=round(float(np.percentile(total, 50)), 2),
             latency_p95_ms=round(float(np.percentile(total, 95)), 2),
             preprocess_p50_ms=round(float(np.median([t["preprocess"] for t in times])), 2),
@@ -213,7 +234,7 @@ def coco_map(truth: list[list[dict[str, Any]]], predictions: list[Any]) -> tuple
 
 def table(rows: list[Row]) -> str:
     head = (
-        f"{'model':<32} {'layout':<13} {'input':>16} {'p50 ms':>7} {'p95 ms':>7} {'pre':>6} {'infer':>6} "
+        f"{'model':<32} {'layout':<13} {'input':>16} {'MB':>6} {'mem MB':>7} {'p50 ms':>7} {'p95 ms':>7} {'pre':>6} {'infer':>6} "
         f"{'post':>6} {'fps':>6} {'mAP50':>6} {'mAP50-95':>8}"
     )
     lines = [head, "-" * len(head)]
@@ -227,7 +248,8 @@ def table(rows: list[Row]) -> str:
             else f"{'-':>6} {'-':>8}"
         )
         lines.append(
-            f"{r.model[-32:]:<32} {r.layout:<13} {r.input_size:>16} {r.latency_p50_ms:>7.2f} {r.latency_p95_ms:>7.2f} "
+            f"{r.model[-32:]:<32} {r.layout:<13} {r.input_size:>16} {r.file_mb:>6.1f} {r.memory_mb:>7.1f} {r.latency_p50_ms:>7.2f} "
+            f"{r.latency_p95_ms:>7.2f} "
             f"{r.preprocess_p50_ms:>6.2f} {r.inference_p50_ms:>6.2f} {r.postprocess_p50_ms:>6.2f} {r.fps:>6.1f} {scores}"
         )
     return "\n".join(lines)
@@ -280,3 +302,15 @@ def robustness_table(rows: list[Row]) -> str:
             lines.append(f"  {name:<15} " + " ".join(f"{v:>6.3f}" for v in values))
         lines.append(f"  P (clean) {rb['clean']:.3f}   mPC {rb['mpc']:.3f}   rPC {rb['rpc']:.1%}")
     return "\n".join(lines)
+
+
+def _resident_mb() -> float:
+    """This process's resident memory (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0

@@ -582,3 +582,23 @@ def test_bench_detect_scores_a_coco_model_through_the_class_map_and_names_a_mode
         "missed",
     }
     assert "per class" in result.stdout and "not covered (left out of the means)" in result.stdout
+
+
+def test_bench_detect_times_each_model_on_each_provider_and_names_one_this_build_lacks(tmp_path):
+    import json
+
+    from conftest import percept
+
+    model = write_model(tmp_path / "m.onnx", yolov8_output(), names=NAMES)
+    result = percept(
+        "bench", "detect", "--model", model, "--providers", "cpu,tensorrt", "--frames", "2", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    cpu, tensorrt = report["models"]
+    assert cpu["model"] == f"{model} [cpu]" and cpu["provider"] == "CPUExecutionProvider"
+    assert cpu["file_mb"] > 0 and cpu["memory_mb"] >= 0 and cpu["fps"] > 0
+    assert tensorrt["failed"].startswith(
+        "provider 'tensorrt' (TensorrtExecutionProvider) is not in this onnxruntime build"
+    )
+    assert "CPUExecutionProvider" in report["settings"]["providers_available"]

@@ -61,6 +61,13 @@ def register(bench: Any) -> argparse.ArgumentParser:
         "--severities", type=comma_separated, default="1,2,3,4,5", help="corruption severities, of 1-5"
     )
     p.add_argument(
+        "--providers",
+        type=comma_separated,
+        default="cpu",
+        help="onnxruntime execution providers to time each model on, comma-separated (cpu, cuda, tensorrt, "
+        "openvino, coreml); one this onnxruntime lacks gets a row saying so",
+    )
+    p.add_argument(
         "--out",
         type=Path,
         metavar="DIR",
@@ -82,6 +89,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = {
         "scene": args.scene,
         "class_map": args.class_map,
+        "providers_available": _providers(),
         **({"corruptions": corruptions, "severities": list(severities)} if corruptions else {}),
         "frames": args.frames,
         "seed": args.seed,
@@ -107,6 +115,7 @@ def _run(args: argparse.Namespace) -> int:
         small_object_zoom=args.small_object_zoom,
         small_object_rows=args.small_object_rows,
         class_map=class_map,
+        providers=tuple(args.providers),
         corruptions=corruptions,
         severities=severities,
         progress=lambda line: print(line, flush=True),
@@ -153,3 +162,10 @@ def _corruptions(args: argparse.Namespace) -> tuple[list[str] | None, tuple[int,
     if not severities or any(s not in SEVERITIES for s in severities):
         raise PerceptError(f"--severities: expected numbers from 1 to 5, found {','.join(args.severities)}")
     return names, severities
+
+
+def _providers() -> list[str]:
+    """The execution providers this onnxruntime has (`--provider` of the detector picks one)."""
+    import onnxruntime
+
+    return list(onnxruntime.get_available_providers())
