@@ -116,10 +116,16 @@ def run(
             images.append(frame.rgb)
             # Objects in view but under the labelling threshold are "don't care" regions (COCO's
             # iscrowd, KITTI's DontCare): finding them is no error, missing them no miss.
+            # How far each labelled object is from the camera (frame_boxes keeps those with a pixel).
+            distances = np.linalg.norm(frame.positions - frame.pose[:3, 3], axis=1)[frame.pixels >= 1]
             truth.append(
                 [
-                    box if box["pixels"] >= min_pixels else dict(box, ignore=True)
-                    for box in frame_boxes(frame, 1)
+                    dict(
+                        box,
+                        distance=round(float(d), 2),
+                        **({} if box["pixels"] >= min_pixels else {"ignore": True}),
+                    )
+                    for box, d in zip(frame_boxes(frame, 1), distances, strict=True)
                 ]
             )
     else:
@@ -277,6 +283,10 @@ def class_table(rows: list[Row]) -> str:
             lines.append(f"  not covered (left out of the means): {', '.join(e['not_covered'])}")
         sizes = ", ".join(f"{k} {v:.3f}" if v >= 0 else f"{k} -" for k, v in e["size_map50_95"].items())
         lines.append(f"  mAP50-95 by size (COCO buckets): {sizes}")
+        for what, key in (("visible fraction", "by_visible_fraction"), ("distance", "by_distance")):
+            bands = ", ".join(f"{k} {v:.3f}" for k, v in e[key].items() if v is not None)
+            if bands:
+                lines.append(f"  mAP50 by {what}: {bands}")
         errors = ", ".join(f"{k} {e['errors_dap'][k]:.2f} ({e['error_counts'][k]})" for k in e["errors_dap"])
         lines.append(f"  AP50 lost to each error over the whole curve (count at the confidence): {errors}")
         lines.append(

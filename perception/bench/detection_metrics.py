@@ -55,6 +55,8 @@ class Evaluation:
     errors_dap: dict[str, float]  # AP@0.5 points (0-100) each kind of error costs, over the whole curve
     error_counts: dict[str, int]  # at the chosen confidence: what a deployed node would show
     cross_class_duplicates: int  # at the chosen confidence
+    by_visible_fraction: dict[str, float | None]  # mAP50 of the boxes in each band (None: none there)
+    by_distance: dict[str, float | None]  # mAP50 by the object's distance from the camera, in metres
 
 
 # -- one frame's boxes -------------------------------------------------------------------------------
@@ -262,7 +264,62 @@ def evaluate(
         if results
         else (0.0, 0.0)
     )
-    return Evaluation(results, not_covered, mean[0], mean[1], sizes, dap, counts, cross)
+    by_visible = ap50_by_band(truth, predictions, classes, covered, "visible_fraction", VISIBLE_BANDS)
+    by_distance = ap50_by_band(truth, predictions, classes, covered, "distance", DISTANCE_BANDS)
+    return Evaluation(
+        results, not_covered, mean[0], mean[1], sizes, dap, counts, cross, by_visible, by_distance
+    )
+
+
+# What the simulator knows and `yolo val` cannot: how much of each object shows (its visible pixels
+# over its pixels rendered alone) and how far it is. KITTI's difficulty levels are the template.
+VISIBLE_BANDS = {
+    "hidden (< 0.5)": (0.0, 0.5),
+    "partly (0.5-0.9)": (0.5, 0.9),
+    "visible (>= 0.9)": (0.9, 1.01),
+}
+DISTANCE_BANDS = {"< 2 m": (0.0, 2.0), "2-15 m": (2.0, 15.0), "15-30 m": (15.0, 30.0), ">= 30 m": (30.0, 1e9)}
+
+
+def ap50_by_band(
+    truth: list[list[dict[str, Any]]],
+    predictions: list[tuple[np.ndarray, np.ndarray, list[str]]],
+    classes: list[str],
+    covered: set[str],
+    key: str,
+    bands: dict[str, tuple[float, float]],
+) -> dict[str, float | None]:
+    """Mean AP50 of the boxes whose `key` lies in each band. The boxes outside a band become don't-care
+    regions for it (finding them is no error); a detection that matches nothing stays a false positive
+    in every band, since nothing tells which band it would belong to. None for a band without boxes,
+    or where the truth has no `key`."""
+    out: dict[str, float | None] = {}
+    scored = [c for c in classes if c in covered]
+    for label, (low, high) in bands.items():
+        banded = [
+            [
+                dict(box, ignore=bool(box.get("ignore")) or not (key in box and low <= box[key] < high))
+                for box in boxes
+            ]
+            for boxes in truth
+        ]
+        instances = dict.fromkeys(scored, 0)
+        for boxes in banded:
+            for box in boxes:
+                if not box["ignore"] and box["name"] in instances:
+                    instances[box["name"]] += 1
+        present = [c for c in scored if instances[c]]
+        if not present:
+            out[label] = None
+            continue
+        detections: list[_Detection] = []
+        for image, ((xyxy, scores, names), boxes) in enumerate(zip(predictions, banded, strict=True)):
+            keep = [i for i, n in enumerate(names) if n in scored]
+            detections += _match_frame(
+                image, boxes, np.asarray(xyxy)[keep], np.asarray(scores)[keep], [names[i] for i in keep]
+            )[0]
+        out[label] = round(_mean_ap(detections, instances, {}, present), 4)
+    return out
 
 
 def _precision_recall(

@@ -157,6 +157,10 @@ def _markdown(report: dict[str, Any], models: list[dict[str, Any]], plots: list[
         ]
         if e["not_covered"]:
             lines.append(f"\nNot covered (left out of the means): {', '.join(e['not_covered'])}")
+        for what, key in (("visible fraction", "by_visible_fraction"), ("distance", "by_distance")):
+            bands = ", ".join(f"{k} {v:.3f}" for k, v in e.get(key, {}).items() if v is not None)
+            if bands:
+                lines.append(f"\nmAP50 by {what}: {bands}")
         lines.append(
             "\nErrors, AP50 lost (count at the confidence): "
             + ", ".join(f"{k} {v:.2f} ({e['error_counts'][k]})" for k, v in e["errors_dap"].items())

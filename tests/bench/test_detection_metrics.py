@@ -179,3 +179,28 @@ def test_a_class_map_file_is_checked(tmp_path):
         match=r"class map nowhere.yaml: no such file, and no built-in map of that name \(built in: coco\)",
     ):
         load_class_map("nowhere.yaml")
+
+
+def test_ap_by_visible_fraction_and_distance_scores_each_band_on_its_own_boxes():
+    hidden = dict(box("car", 10), visible_fraction=0.3, distance=40.0)
+    visible = dict(box("car", 200), visible_fraction=0.95, distance=8.0)
+    truth = [[hidden, visible]]
+    result = evaluate(
+        truth, [preds(("car", 10, 0.9))], ["car"]
+    )  # finds the hidden far one, misses the near one
+    assert result.by_visible_fraction == {
+        "hidden (< 0.5)": 1.0,
+        "partly (0.5-0.9)": None,
+        "visible (>= 0.9)": 0.0,
+    }
+    assert result.by_distance == {"< 2 m": None, "2-15 m": 0.0, "15-30 m": None, ">= 30 m": 1.0}
+    # a detection on nothing counts against every band: nothing says which band it would be in
+    result = evaluate(truth, [preds(("car", 10, 0.5), ("car", 400, 0.9))], ["car"])
+    assert result.by_visible_fraction["hidden (< 0.5)"] == pytest.approx(
+        (51 * 0.5 + 50 * 0.5) / 101, abs=1e-3
+    )
+
+
+def test_bands_are_none_where_the_truth_does_not_say():
+    result = evaluate([[box("cube", 10)]], [preds(("cube", 10, 0.9))])
+    assert set(result.by_distance.values()) == {None} and set(result.by_visible_fraction.values()) == {None}
