@@ -197,6 +197,33 @@ def _mean_ap(
     return float(np.mean(values)) if values else 0.0
 
 
+def _match_frames(
+    truth: list[list[dict[str, Any]]],
+    predictions: list[tuple[np.ndarray, np.ndarray, list[str]]],
+    kept: set[str],
+) -> list[tuple[list[_Detection], list[bool], list[bool]]]:
+    """`_match_frame` on every frame, with the detections of the classes in `kept` only."""
+    matched = []
+    for image, ((xyxy, scores, names), boxes) in enumerate(zip(predictions, truth, strict=True)):
+        keep = [i for i, n in enumerate(names) if n in kept]
+        matched.append(
+            _match_frame(
+                image, boxes, np.asarray(xyxy)[keep], np.asarray(scores)[keep], [names[i] for i in keep]
+            )
+        )
+    return matched
+
+
+def _instances(truth: list[list[dict[str, Any]]], classes: list[str]) -> dict[str, int]:
+    """Ground-truth boxes per class, don't-care regions left out."""
+    instances = dict.fromkeys(classes, 0)
+    for boxes in truth:
+        for box in boxes:
+            if not box.get("ignore") and box["name"] in instances:
+                instances[box["name"]] += 1
+    return instances
+
+
 # -- the whole evaluation ----------------------------------------------------------------------------
 
 
@@ -211,11 +238,7 @@ def evaluate(
     class names) of one model on frame i, at a low threshold (mAP needs the whole curve); `classes`: the
     vocabulary scored; `covered`: those the model can produce; `confidence`: where precision and recall
     are read, as a deployed node would run."""
-    instances = {c: 0 for c in classes}
-    for boxes in truth:
-        for box in boxes:
-            if not box.get("ignore") and box["name"] in instances:
-                instances[box["name"]] += 1
+    instances = _instances(truth, classes)
     present = [c for c in classes if instances[c] > 0]
     scored = [c for c in present if c in covered]
     not_covered = [c for c in present if c not in covered]
@@ -224,12 +247,8 @@ def evaluate(
     detections: list[_Detection] = []
     missed = dict.fromkeys(scored, 0)
     missed_at_confidence = 0
-    for image, (prediction, frame_truth) in enumerate(zip(predictions, truth, strict=True)):
-        xyxy, scores, names = prediction
-        keep = [i for i, n in enumerate(names) if n in producible]  # errors on any class count
-        frame_detections, found, ignore = _match_frame(
-            image, frame_truth, np.asarray(xyxy)[keep], np.asarray(scores)[keep], [names[i] for i in keep]
-        )
+    matched = _match_frames(truth, predictions, producible)  # errors on any class count
+    for frame_truth, (frame_detections, found, ignore) in zip(truth, matched, strict=True):
         aimed = {d.target for d in frame_detections if d.error in ("classification", "localisation")}
         sure = [d for d in frame_detections if d.score >= confidence]
         found_sure = {d.matched for d in sure} | {
@@ -303,21 +322,12 @@ def ap50_by_band(
             ]
             for boxes in truth
         ]
-        instances = dict.fromkeys(scored, 0)
-        for boxes in banded:
-            for box in boxes:
-                if not box["ignore"] and box["name"] in instances:
-                    instances[box["name"]] += 1
+        instances = _instances(banded, scored)
         present = [c for c in scored if instances[c]]
         if not present:
             out[label] = None
             continue
-        detections: list[_Detection] = []
-        for image, ((xyxy, scores, names), boxes) in enumerate(zip(predictions, banded, strict=True)):
-            keep = [i for i, n in enumerate(names) if n in scored]
-            detections += _match_frame(
-                image, boxes, np.asarray(xyxy)[keep], np.asarray(scores)[keep], [names[i] for i in keep]
-            )[0]
+        detections = [d for frame in _match_frames(banded, predictions, set(scored)) for d in frame[0]]
         out[label] = round(_mean_ap(detections, instances, {}, present), 4)
     return out
 

@@ -271,49 +271,55 @@ def _stream(
     skipped: list[str] | None,
     decode: bool = True,
 ) -> Iterator[Recorded]:
-    from mcap.records import Channel, Chunk, Message, Schema
-    from mcap.stream_reader import breakup_chunk
+    from mcap.records import Channel, Message, Schema
 
     schemas: dict[int, str] = {}
     channels: dict[int, tuple[str, str, str]] = {}  # id -> our topic, our type, a stored image's schema
     try:
-        for outer in StreamReader(stream, skip_magic=False, emit_chunks=True).records:
-            if isinstance(outer, Chunk):
-                _check_compression(outer.compression, path)
-            for record in breakup_chunk(outer) if isinstance(outer, Chunk) else [outer]:
-                if isinstance(record, Schema):
-                    schemas[record.id] = record.name
-                elif isinstance(record, Channel) and record.message_encoding == ENCODING:
-                    channels[record.id] = (record.topic, schemas.get(record.schema_id, ""), "")
-                elif isinstance(record, Channel) and TYPE_KEY in record.metadata:
-                    image_schema = schemas.get(record.schema_id, "")
-                    channels[record.id] = (
-                        record.metadata[TOPIC_KEY],
-                        record.metadata[TYPE_KEY],
-                        image_schema,
-                    )
-                elif isinstance(record, Message) and record.channel_id in channels:
-                    topic, type_name, image_schema = channels[record.channel_id]
-                    if topics is not None and topic not in topics:
-                        continue
-                    if not decode:
-                        yield Recorded(topic, type_name, [], record.log_time, record.publish_time)
-                        continue
-                    try:
-                        frames = (
-                            wire_frames(image_schema, record.data) if image_schema else unpack(record.data)
-                        )
-                    except Exception as exc:  # one bad stored image: leave it out, say so, read on
-                        if skipped is not None:
-                            skipped.append(f"{topic} at {record.log_time}: {exc}")
-                        continue
-                    yield Recorded(topic, type_name, frames, record.log_time, record.publish_time)
+        for record in _records(stream, path):
+            if isinstance(record, Schema):
+                schemas[record.id] = record.name
+            elif isinstance(record, Channel) and record.message_encoding == ENCODING:
+                channels[record.id] = (record.topic, schemas.get(record.schema_id, ""), "")
+            elif isinstance(record, Channel) and TYPE_KEY in record.metadata:
+                image_schema = schemas.get(record.schema_id, "")
+                channels[record.id] = (record.metadata[TOPIC_KEY], record.metadata[TYPE_KEY], image_schema)
+            elif isinstance(record, Message) and record.channel_id in channels:
+                topic, type_name, image_schema = channels[record.channel_id]
+                if topics is not None and topic not in topics:
+                    continue
+                if not decode:
+                    yield Recorded(topic, type_name, [], record.log_time, record.publish_time)
+                    continue
+                try:
+                    frames = wire_frames(image_schema, record.data) if image_schema else unpack(record.data)
+                except Exception as exc:  # one bad stored image: leave it out, say so, read on
+                    if skipped is not None:
+                        skipped.append(f"{topic} at {record.log_time}: {exc}")
+                    continue
+                yield Recorded(topic, type_name, frames, record.log_time, record.publish_time)
     except PerceptError:
         raise
     except Exception as exc:  # the torn end of a file cut short: everything before it was yielded
         if torn is not None:
             torn.append(f"{type(exc).__name__}: {exc}")
         return
+
+
+def _records(stream: IO[bytes], path: Path, compressions: set[str] | None = None) -> Iterator[Any]:
+    """A recording's records front to back, each chunk opened in turn once its compression is known
+    to be one this reader takes (added to `compressions` when given). Raises at a torn end."""
+    from mcap.records import Chunk
+    from mcap.stream_reader import breakup_chunk
+
+    for outer in StreamReader(stream, skip_magic=False, emit_chunks=True).records:
+        if not isinstance(outer, Chunk):
+            yield outer
+            continue
+        _check_compression(outer.compression, path)
+        if compressions is not None:
+            compressions.add(outer.compression or "none")
+        yield from breakup_chunk(outer)
 
 
 def _check_compression(compression: str, path: Path) -> None:
@@ -353,7 +359,7 @@ def describe(path: str | Path) -> BagInfo:
     reading it through to where it ends."""
     from mcap.exceptions import McapError
     from mcap.reader import make_reader
-    from mcap.records import Channel, Chunk, Schema
+    from mcap.records import Channel, Schema
     from mcap.records import Message as McapMessage
 
     path = Path(path)
@@ -390,8 +396,6 @@ def describe(path: str | Path) -> BagInfo:
             topics,
         )
     # No summary: a recording cut short. Count what its complete chunks hold.
-    from mcap.stream_reader import breakup_chunk
-
     schemas: dict[int, str] = {}
     channels: dict[int, Channel] = {}
     counts: dict[int, int] = {}
@@ -400,19 +404,15 @@ def describe(path: str | Path) -> BagInfo:
     torn = ""
     with open(path, "rb") as stream:
         try:
-            for outer in StreamReader(stream, skip_magic=False, emit_chunks=True).records:
-                if isinstance(outer, Chunk):
-                    _check_compression(outer.compression, path)
-                    compressions_seen.add(outer.compression or "none")
-                for record in breakup_chunk(outer) if isinstance(outer, Chunk) else [outer]:
-                    if isinstance(record, Schema):
-                        schemas[record.id] = record.name
-                    elif isinstance(record, Channel):
-                        channels[record.id] = record
-                    elif isinstance(record, McapMessage):
-                        counts[record.channel_id] = counts.get(record.channel_id, 0) + 1
-                        start = record.log_time if not start else min(start, record.log_time)
-                        end = max(end, record.log_time)
+            for record in _records(stream, path, compressions_seen):
+                if isinstance(record, Schema):
+                    schemas[record.id] = record.name
+                elif isinstance(record, Channel):
+                    channels[record.id] = record
+                elif isinstance(record, McapMessage):
+                    counts[record.channel_id] = counts.get(record.channel_id, 0) + 1
+                    start = record.log_time if not start else min(start, record.log_time)
+                    end = max(end, record.log_time)
         except PerceptError:
             raise
         except Exception as exc:
