@@ -19,6 +19,7 @@ EXTRAS = {
     "pybullet": ("sim", "the simulator"),
     "pycocotools": ("bench", "COCO mAP in percept bench detect"),
     "matplotlib": ("bench", "the plots of a benchmark report"),
+    "distributed": ("cluster", "Dask distributed, to fan work out to a cluster"),
     "torch": ("train", "training"),
     "onnx": ("train", "writing the trained model"),
 }

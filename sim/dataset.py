@@ -26,6 +26,7 @@ import numpy as np
 from perception.detector.vocabulary import SHIPPED_CLASSES, TABLETOP_CLASSES
 from sim.camera import CameraSpec
 from sim.frames import Frame, capture
+from sim.variations import CLEAN, Variation
 
 EPISODE_S = 10.0  # seconds of driving per sequence
 DATASET_RATE = 5.0  # frames/s of exported driving sequences
@@ -78,11 +79,15 @@ def rendered_frames(
     camera: CameraSpec,
     renderer: str = "auto",
     rate: float = DATASET_RATE,
+    variation: Variation = CLEAN,
 ) -> Iterator[tuple[int, Frame]]:
     """Frames `indices` of the seeded sequence of a scene, each with its ground truth. Driving episodes
-    hold EPISODE_S seconds at `rate` frames/s: episode e is the same traffic at any rate."""
-    from sim import driving, tabletop
+    hold EPISODE_S seconds at `rate` frames/s: episode e is the same traffic at any rate. `variation`
+    changes one factor of every frame (sim.variations), the rest of the seeded scene staying as it is."""
+    from sim import driving, tabletop, variations
     from sim.world import PHYSICS_HZ, World
+
+    variation.check(scene_name)
 
     per_episode = round(EPISODE_S * rate)
     steps_per_frame = round(PHYSICS_HZ / rate)
@@ -90,6 +95,7 @@ def rendered_frames(
     world = World(renderer)
     try:
         scene: Any = None
+        occluders: variations.Occluders | None = None
         for index in indices:
             if scene_name == "tabletop":
                 rng = np.random.default_rng(_scene_seed(seed, index))
@@ -100,24 +106,50 @@ def rendered_frames(
                     classes=list(rng.choice(TABLETOP_CLASSES, size=int(rng.integers(3, 9)), replace=False)),
                 )
                 scene = tabletop.TabletopScene(world, table_params, _scene_seed(seed, index), camera)
+                if variations.extra_objects(variation):
+                    scene.add_objects(variations.extra_objects(variation))
+                occluders = variations.Occluders.for_variation(world.client, variation)
             elif scene is None or index % per_episode == 0 or index == indices[0]:
                 episode = index // per_episode
                 rng = np.random.default_rng(_scene_seed(seed, episode))
-                params = driving.DrivingParams(
-                    cars=int(rng.integers(5, 12)),
-                    pedestrians=int(rng.integers(1, 5)),
-                    cones=int(rng.integers(2, 7)),
-                    camera_jitter=0.1,
-                    light_jitter=0.6,
-                    ego_speed=float(rng.uniform(6, 14)),
+                params = variations.scene_params(
+                    "driving",
+                    driving.DrivingParams(
+                        cars=int(rng.integers(5, 12)),
+                        pedestrians=int(rng.integers(1, 5)),
+                        cones=int(rng.integers(2, 7)),
+                        camera_jitter=0.1,
+                        light_jitter=0.6,
+                        ego_speed=float(rng.uniform(6, 14)),
+                    ),
+                    variation,
                 )
                 scene = driving.DrivingScene(world, params, _scene_seed(seed, episode), camera)
                 scene.advance((index % per_episode + 1) * steps_per_frame)
+                occluders = variations.Occluders.for_variation(world.client, variation)
             else:
                 scene.advance(steps_per_frame)
-            yield index, capture(scene)
+            yield index, _capture_varied(scene, scene_name, variation, occluders)
     finally:
         world.close()
+
+
+def _capture_varied(scene: Any, scene_name: str, variation: Variation, occluders: Any) -> Frame:
+    """Capture with the variation's camera, light and occluders, then restore the scene's own camera
+    and light (a tabletop scene keeps them from frame to frame)."""
+    from sim import variations
+
+    camera, light_direction = scene.camera, scene.light_direction
+    scene.camera = variations.camera(camera, scene_name, variation)
+    scene.light_direction, gain = variations.light(light_direction, variation)
+    try:
+        if occluders is not None:
+            occluders.place(scene.objects, scene.camera)
+        frame = capture(scene)
+    finally:
+        scene.camera, scene.light_direction = camera, light_direction
+    frame.rgb = variations.apply_gain(frame.rgb, gain)
+    return frame
 
 
 def frame_boxes(frame: Frame, min_pixels: int) -> list[dict[str, Any]]:

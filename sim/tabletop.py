@@ -125,6 +125,28 @@ class TabletopScene:
         for name, (x, y, _) in zip(choices, layout, strict=True):
             self.objects.append(self._spawn(name, x, y, float(self.rng.uniform(-math.pi, math.pi))))
 
+    def add_objects(self, count: int) -> int:
+        """Put up to `count` more objects (of the scene's classes) around the ones already there, and let
+        them settle; returns how many found room (clutter sweeps)."""
+        (x0, x1), (y0, y1) = WORKSPACE
+        taken = [
+            (*p.getBasePositionAndOrientation(o.body, physicsClientId=self.world.client)[0][:2], 0.045)
+            for o in self.objects
+        ]
+        added = 0
+        for _ in range(count):
+            name = str(self.rng.choice(self.params.classes))
+            radius = MESHES[name].radius if name in MESHES else 0.04
+            for _ in range(200):
+                x, y = self.rng.uniform(x0 + radius, x1 - radius), self.rng.uniform(y0 + radius, y1 - radius)
+                if all(math.hypot(x - px, y - py) >= radius + pr + 0.01 for px, py, pr in taken):
+                    taken.append((x, y, radius))
+                    self.objects.append(self._spawn(name, x, y, float(self.rng.uniform(-math.pi, math.pi))))
+                    added += 1
+                    break
+        self.world.step(PHYSICS_SETTLE_STEPS)
+        return added
+
     def _layout(self, radii: list[float]) -> list[tuple[float, float, float]]:
         """Positions 1 cm apart or more, by rejection sampling; whole layouts are retried, since an
         unlucky start can leave no room for the last objects."""

@@ -44,6 +44,18 @@ def percept(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]
     )
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _suite_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Rendered benchmark suites go to a folder of this run, never the user's cache (children inherit it)."""
+    before = os.environ.get("PERCEPT_CACHE")
+    os.environ["PERCEPT_CACHE"] = str(tmp_path_factory.mktemp("percept-cache"))
+    yield
+    if before is None:
+        os.environ.pop("PERCEPT_CACHE", None)
+    else:
+        os.environ["PERCEPT_CACHE"] = before
+
+
 @pytest.fixture
 def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
     """A registry on a free port, in this process; child processes find it through PERCEPT_REGISTRY."""

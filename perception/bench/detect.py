@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,32 +46,113 @@ class Row:
     memory_mb: float = 0.0  # resident memory the process grew by, loading it and running one frame
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a worker needs to make one row's detector again: sessions never travel between processes."""
+
+    path: str
+    provider: str
+    class_map: tuple[tuple[str, str | None], ...] = ()
+    small_object_zoom: float = 0.0
+    small_object_rows: tuple[int, int] | None = None
+
+    def detector(self, threads: int, confidence: float) -> Any:
+        from perception.detector import Detector
+
+        return Detector(
+            self.path,
+            provider=self.provider,
+            threads=threads,
+            confidence=confidence,
+            class_map=dict(self.class_map),
+            small_object_zoom=self.small_object_zoom,
+            small_object_rows=self.small_object_rows,
+        )
+
+
+@dataclass(frozen=True)
+class PredictJob:
+    """Some frames of one variation (optionally corrupted) through every model, at the mAP threshold."""
+
+    models: tuple[ModelSpec, ...]
+    images: tuple[np.ndarray, ...]
+    first_index: int  # of the frames in their variation: seeds the corruption's noise
+    confidence: float
+    corruption: str = ""
+    severity: int = 0
+    seed: int = 0
+
+
+ACCURACY_THREADS = 1  # per worker: the same arithmetic wherever a job runs, so results are equal
+_WORKER_DETECTORS: dict[tuple[ModelSpec, float], Any] = {}  # one session per model per worker process
+
+
+def predict_job(job: PredictJob) -> list[list[tuple[np.ndarray, np.ndarray, list[str]]]]:
+    """Per model, per frame: (xyxy, scores, class names). Runs in a worker."""
+    from perception.bench.corruptions import corrupt
+
+    images = [
+        corrupt(image, job.corruption, job.severity, job.seed * 1000 + job.first_index + i)
+        if job.corruption
+        else image
+        for i, image in enumerate(job.images)
+    ]
+    out = []
+    for spec in job.models:
+        key = (spec, job.confidence)
+        if key not in _WORKER_DETECTORS:
+            _WORKER_DETECTORS[key] = spec.detector(ACCURACY_THREADS, job.confidence)
+        detector = _WORKER_DETECTORS[key]
+        found = [detector(image) for image in images]
+        out.append([(d.xyxy, d.scores, list(d.class_names)) for d in found])
+    return out
+
+
+@dataclass
+class Outcome:
+    rows: list[Row]
+    boxes: int  # ground-truth boxes scored against (clean frames)
+    frames_from: str = ""  # rendered by whom, or which cache
+    phases: dict[str, float] = field(default_factory=dict)  # where the time went
+    examples: list[dict[str, Any]] = field(default_factory=list)  # a few clean frames for the report
+
+
+PREDICT_CHUNK = 10  # frames per inference job
+
+
 def run(
     models: list[str],
-    scene: str | None,
+    suite: Any,
     frames: int,
     seed: int,
     threads: int = 2,
     confidence: float = DEFAULT_CONFIDENCE,
     map_confidence: float = 0.001,
-    min_pixels: int = 16,
     small_object_zoom: float = 0.0,
     small_object_rows: tuple[int, int] | None = None,
     class_map: dict[str, str] | None = None,
     corruptions: list[str] | None = None,
     severities: tuple[int, ...] = (1, 2, 3, 4, 5),
-    progress: Callable[[str], None] = lambda line: None,
+    progress: Callable[[str], Callable[[int, int, float], None] | None] = lambda stage: None,
     providers: tuple[str, ...] = ("cpu",),
-) -> tuple[list[Row], int]:
-    """Rows per model, and the number of ground-truth boxes scored against. With `small_object_zoom`,
-    each model whose input size is free gets a second row: the same model with a small-object pass.
+    pool: Any = None,
+    cache: Path | None = None,
+    examples: int = 3,
+) -> Outcome:
+    """Rows per model (per provider), scored on `suite` (suites.Suite; None: random frames, timing
+    only). With `small_object_zoom`, each model whose input size is free gets a second row: the same
+    model with a small-object pass.
 
-    Timing runs at `confidence`, the threshold a deployed node uses; mAP is scored on a second pass at
-    `map_confidence`, because a high threshold cuts the precision-recall curve short and understates it."""
-    from perception.detector import Detector
-    from sim.camera import CameraSpec
-    from sim.dataset import frame_boxes, rendered_frames
+    Timing runs here, models interleaved frame by frame, at `confidence` (a deployed node's threshold)
+    with `threads`; the frames and the mAP predictions come from `pool` (fanout.Pool: this process,
+    worker processes or a Dask cluster) at `map_confidence`, because a high threshold cuts the
+    precision-recall curve short. `progress(stage)` gives a callback for each stage's jobs."""
+    from perception.bench import fanout, suites
 
+    pool = pool or fanout.Pool("this process", lambda function, jobs: (function(job) for job in jobs))
+    phases: dict[str, float] = {}
+    mapping = tuple(sorted((class_map or {}).items()))
+    specs: list[ModelSpec] = []
     labels: list[str] = []
     detectors: list[Any] = []
     failed: list[Row] = []
@@ -78,145 +160,185 @@ def run(
     for model in models:
         for provider in providers:
             label = model if len(providers) == 1 else f"{model} [{provider}]"
+            spec = ModelSpec(model, provider, mapping)
             before = _resident_mb()
             try:
-                detector = Detector(
-                    model,
-                    provider=provider,
-                    threads=threads,
-                    confidence=confidence,
-                    class_map=dict(class_map or {}),
-                )
+                detector = spec.detector(threads, confidence)
                 detector(np.zeros((480, 640, 3), np.uint8))  # its arena grows on the first frame
             except PerceptError as exc:  # one bad model never stops the others: its row says why
                 failed.append(Row(label, "-", "-", 0, 0, 0, 0, 0, 0, failed=str(exc)))
                 continue
             memory[len(detectors)] = round(_resident_mb() - before, 1)
+            specs.append(spec)
             labels.append(label)
             detectors.append(detector)
             if small_object_zoom and detector.dynamic_size:
+                zoomed = ModelSpec(model, provider, mapping, small_object_zoom, small_object_rows)
+                specs.append(zoomed)
                 labels.append(f"{label} +small")
-                detectors.append(
-                    Detector(
-                        model,
-                        provider=provider,
-                        threads=threads,
-                        confidence=confidence,
-                        small_object_zoom=small_object_zoom,
-                        small_object_rows=small_object_rows,
-                        class_map=dict(class_map or {}),
-                    )
-                )
+                detectors.append(zoomed.detector(threads, confidence))
     if not detectors:
-        return failed, 0
-    images: list[np.ndarray] = []
-    truth: list[list[dict[str, Any]]] = []
-    if scene:
-        for _, frame in rendered_frames(scene, seed, list(range(frames)), CameraSpec(width=640, height=480)):
-            images.append(frame.rgb)
-            # Objects in view but under the labelling threshold are "don't care" regions (COCO's
-            # iscrowd, KITTI's DontCare): finding them is no error, missing them no miss.
-            # How far each labelled object is from the camera (frame_boxes keeps those with a pixel).
-            distances = np.linalg.norm(frame.positions - frame.pose[:3, 3], axis=1)[frame.pixels >= 1]
-            truth.append(
-                [
-                    dict(
-                        box,
-                        distance=round(float(d), 2),
-                        **({} if box["pixels"] >= min_pixels else {"ignore": True}),
-                    )
-                    for box, d in zip(frame_boxes(frame, 1), distances, strict=True)
-                ]
-            )
+        return Outcome(failed, 0)
+
+    started = time.monotonic()
+    rendered: dict[str, Any] = {}
+    if suite is not None:
+        rendered, source = suites.load_or_render(suite, pool, cache, progress("render"))
+        images, truth = rendered["clean"].images, rendered["clean"].truth
     else:
         rng = np.random.default_rng(seed)
-        images = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(frames)]
+        images, truth, source = (
+            [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(frames)],
+            [],
+            "",
+        )
+    phases["frames"] = round(time.monotonic() - started, 2)
+
+    started = time.monotonic()
     for detector in detectors:  # warm-up: allocations, caches
         detector(images[0])
     timings: list[list[dict[str, float]]] = [[] for _ in detectors]
-    for image in images:
+    tick = progress("timing")
+    for index, image in enumerate(images):
         for i, detector in enumerate(detectors):
             detector(image)
             timings[i].append(detector.timings_ms)
-    predictions: list[list[Any]] = [[] for _ in detectors]
-    if scene:
-        for detector, preds in zip(detectors, predictions, strict=True):
-            detector.retune(confidence=map_confidence)
-            preds.extend(detector(image) for image in images)
+        if tick:
+            tick(index + 1, len(images), time.monotonic() - started)
+    phases["timing"] = round(time.monotonic() - started, 2)
+
     rows = []
-    for index, (label, detector, times, preds) in enumerate(
-        zip(labels, detectors, timings, predictions, strict=True)
-    ):
+    for index, (label, detector, times) in enumerate(zip(labels, detectors, timings, strict=True)):
         total = np.array([sum(t.values()) for t in times])
         size = "x".join(map(str, detector.input_hw))
-        row = Row(
-            model=label,
-            layout=detector.layout,
-            input_size=size + (f" +x{detector.small_object_zoom:g}" if detector.small_object_zoom else ""),
-            file_mb=round(detector.path.stat().st_size / 2**20, 3),
-            memory_mb=memory.get(index, 0.0),
-            provider=detector.session.get_providers()[0],
-            latency_p50_ms=round(float(np.percentile(total, 50)), 2),
-            latency_p95_ms=round(float(np.percentile(total, 95)), 2),
-            preprocess_p50_ms=round(float(np.median([t["preprocess"] for t in times])), 2),
-            inference_p50_ms=round(float(np.median([t["inference"] for t in times])), 2),
-            postprocess_p50_ms=round(float(np.median([t["postprocess"] for t in times])), 2),
-            fps=round(1000.0 / float(total.mean()), 1),
+        rows.append(
+            Row(
+                model=label,
+                layout=detector.layout,
+                input_size=size
+                + (f" +x{detector.small_object_zoom:g}" if detector.small_object_zoom else ""),
+                file_mb=round(detector.path.stat().st_size / 2**20, 3),
+                memory_mb=memory.get(index, 0.0),
+                provider=detector.session.get_providers()[0],
+                latency_p50_ms=round(float(np.percentile(total, 50)), 2),
+                latency_p95_ms=round(float(np.percentile(total, 95)), 2),
+                preprocess_p50_ms=round(float(np.median([t["preprocess"] for t in times])), 2),
+                inference_p50_ms=round(float(np.median([t["inference"] for t in times])), 2),
+                postprocess_p50_ms=round(float(np.median([t["postprocess"] for t in times])), 2),
+                fps=round(1000.0 / float(total.mean()), 1),
+            )
         )
-        if scene:
-            result = evaluate(truth, preds, confidence, covered(detector.class_names, class_map))
-            row.map50, row.map50_95 = result.map50, result.map50_95
-            row.evaluation = asdict(result)
-        rows.append(row)
-    if scene and corruptions:
-        sweeps = _corruption_sweep(
-            detectors, images, truth, corruptions, severities, seed, confidence, class_map, progress
+    if suite is None:
+        return Outcome(rows + failed, 0, source, phases)
+
+    # Every set of frames to score: each variation the suite rendered, and each image corruption of
+    # the clean frames at each severity.
+    sets: list[tuple[str, str, int, list[np.ndarray]]] = [
+        (label, "", 0, r.images) for label, r in rendered.items()
+    ]
+    for name in corruptions or []:
+        for severity in severities:
+            sets.append((f"{name}-{severity}", name, severity, images))
+    jobs = [
+        PredictJob(
+            tuple(specs),
+            tuple(frames_[start : start + PREDICT_CHUNK]),
+            start,
+            map_confidence,
+            name,
+            severity,
+            seed,
         )
-        for row, sweep in zip(rows, sweeps, strict=True):
-            mpc = float(np.mean([m for per_severity in sweep.values() for m in per_severity]))
-            clean = row.map50_95 or 0.0
-            row.robustness = {
-                "metric": "mAP@[.5:.95] (COCO), as Michaelis et al. 2019",
-                "clean": clean,
-                "severities": list(severities),
-                "corruptions": sweep,
-                "mpc": round(mpc, 4),
-                "rpc": round(mpc / clean, 4) if clean else 0.0,
+        for _, name, severity, frames_ in sets
+        for start in range(0, len(frames_), PREDICT_CHUNK)
+    ]
+    started = time.monotonic()
+    results = pool.map(predict_job, jobs, progress("inference"))
+    phases["inference"] = round(time.monotonic() - started, 2)
+    predictions: dict[str, list[list[Any]]] = {key: [[] for _ in specs] for key, *_ in sets}
+    keys = [key for key, *_, frames_ in sets for _ in range(0, len(frames_), PREDICT_CHUNK)]
+    for result, key in zip(results, keys, strict=True):
+        for per_model, found in zip(predictions[key], result, strict=True):
+            per_model.extend(found)
+
+    started = time.monotonic()
+    for index, (row, detector) in enumerate(zip(rows, detectors, strict=True)):
+        can_produce = covered(detector.class_names, class_map)
+        result = evaluate(truth, predictions["clean"][index], confidence, can_produce)
+        row.map50, row.map50_95 = result.map50, result.map50_95
+        row.evaluation = asdict(result)
+        robustness: dict[str, Any] = {}
+        if suite.factors:
+            factors = {
+                factor: [
+                    evaluate(
+                        rendered[f"{factor}-{s}"].truth,
+                        predictions[f"{factor}-{s}"][index],
+                        confidence,
+                        can_produce,
+                    ).map50_95
+                    for s in suite.severities
+                ]
+                for factor in suite.factors
             }
-    return rows + failed, sum(1 for boxes in truth for box in boxes if not box.get("ignore"))
+            robustness["factors"] = factors
+            robustness["factor_severities"] = list(suite.severities)
+            robustness["factor_mean"] = round(float(np.mean([m for v in factors.values() for m in v])), 4)
+        if corruptions:
+            sweep = {
+                name: [
+                    evaluate(truth, predictions[f"{name}-{s}"][index], confidence, can_produce).map50_95
+                    for s in severities
+                ]
+                for name in corruptions
+            }
+            mpc = float(np.mean([m for per_severity in sweep.values() for m in per_severity]))
+            robustness.update(
+                corruptions=sweep,
+                severities=list(severities),
+                mpc=round(mpc, 4),
+                rpc=round(mpc / row.map50_95, 4) if row.map50_95 else 0.0,
+            )
+        if robustness:
+            row.robustness = {
+                "metric": "mAP@[.5:.95] (COCO); mPC and rPC as Michaelis et al. 2019",
+                "clean": row.map50_95,
+                **robustness,
+            }
+    phases["evaluation"] = round(time.monotonic() - started, 2)
+    return Outcome(
+        rows + failed,
+        sum(1 for boxes in truth for box in boxes if not box.get("ignore")),
+        source,
+        phases,
+        _examples(images, truth, predictions["clean"], labels, confidence, examples),
+    )
 
 
-def _corruption_sweep(
-    detectors: list[Any],
+def _examples(
     images: list[np.ndarray],
     truth: list[list[dict[str, Any]]],
-    corruptions: list[str],
-    severities: tuple[int, ...],
-    seed: int,
+    predictions: list[list[Any]],
+    labels: list[str],
     confidence: float,
-    class_map: dict[str, str] | None,
-    progress: Callable[[str], None],
-) -> list[dict[str, list[float]]]:
-    """Per detector: corruption -> mAP50-95 at each severity, on the same frames corrupted alike for
-    every model (the corruption's noise is seeded by the frame)."""
-    from perception.bench.corruptions import corrupt
-
-    sweeps: list[dict[str, list[float]]] = [{} for _ in detectors]
-    start, steps = time.monotonic(), len(corruptions) * len(severities)
-    for c_index, name in enumerate(corruptions):
-        for s_index, severity in enumerate(severities):
-            frames = [corrupt(image, name, severity, seed * 1000 + i) for i, image in enumerate(images)]
-            for detector, sweep in zip(detectors, sweeps, strict=True):
-                predictions = [detector(frame) for frame in frames]  # the low mAP threshold is still set
-                result = evaluate(truth, predictions, confidence, covered(detector.class_names, class_map))
-                sweep.setdefault(name, []).append(result.map50_95)
-            done = c_index * len(severities) + s_index + 1
-            elapsed = time.monotonic() - start
-            progress(
-                f"corruptions {done}/{steps} ({name} {severity}): {elapsed:.0f} s, "
-                f"about {elapsed / done * (steps - done):.0f} s left"
+    count: int,
+) -> list[dict[str, Any]]:
+    """The frames with the most labelled objects, with each model's detections at the confidence."""
+    order = sorted(range(len(images)), key=lambda i: (-len(truth[i]), i))[:count]
+    out = []
+    for i in sorted(order):
+        per_model = {}
+        for label, preds in zip(labels, predictions, strict=True):
+            xyxy, scores, names = preds[i]
+            keep = np.asarray(scores) >= confidence
+            per_model[label] = (
+                np.asarray(xyxy)[keep],
+                np.asarray(scores)[keep],
+                [n for n, k in zip(names, keep, strict=True) if k],
             )
-    return sweeps
+        named = [dict(box, name=SHIPPED_CLASSES[box["class_id"]]) for box in truth[i]]
+        out.append({"index": i, "image": images[i], "truth": named, "models": per_model})
+    return out
 
 
 def evaluate(
@@ -227,7 +349,7 @@ def evaluate(
     from perception.bench.detection_metrics import evaluate as evaluate_arrays
 
     named = [[dict(box, name=SHIPPED_CLASSES[box["class_id"]]) for box in boxes] for boxes in truth]
-    arrays = [(p.xyxy, p.scores, list(p.class_names)) for p in predictions]
+    arrays = [p if isinstance(p, tuple) else (p.xyxy, p.scores, list(p.class_names)) for p in predictions]
     return evaluate_arrays(named, arrays, list(SHIPPED_CLASSES), can_produce, confidence)
 
 
@@ -297,20 +419,31 @@ def class_table(rows: list[Row]) -> str:
 
 
 def robustness_table(rows: list[Row]) -> str:
-    """Per model: mAP50-95 per corruption and severity, and P (clean), mPC and rPC."""
+    """Per model: mAP50-95 per sim factor and per corruption at each severity; P (clean), the mean
+    under the sim factors, and mPC and rPC over the corruptions."""
     lines = []
     for r in rows:
         if not r.robustness:
             continue
         rb = r.robustness
-        severities = rb["severities"]
-        lines += [
-            "",
-            f"{r.model}: robustness to corruptions, mAP50-95 at severity " + ", ".join(map(str, severities)),
-        ]
-        for name, values in rb["corruptions"].items():
-            lines.append(f"  {name:<15} " + " ".join(f"{v:>6.3f}" for v in values))
-        lines.append(f"  P (clean) {rb['clean']:.3f}   mPC {rb['mpc']:.3f}   rPC {rb['rpc']:.1%}")
+        for kind, key, severities in (
+            ("simulator factors", "factors", rb.get("factor_severities")),
+            ("image corruptions", "corruptions", rb.get("severities")),
+        ):
+            if key not in rb:
+                continue
+            lines += [
+                "",
+                f"{r.model}: {kind}, mAP50-95 at severity " + ", ".join(map(str, severities or [])),
+            ]
+            for name, values in rb[key].items():
+                lines.append(f"  {name:<15} " + " ".join(f"{v:>6.3f}" for v in values))
+        summary = f"  P (clean) {rb['clean']:.3f}"
+        if "factor_mean" in rb:
+            summary += f"   mean under simulator factors {rb['factor_mean']:.3f}"
+        if "mpc" in rb:
+            summary += f"   mPC {rb['mpc']:.3f}   rPC {rb['rpc']:.1%}"
+        lines.append(summary)
     return "\n".join(lines)
 
 

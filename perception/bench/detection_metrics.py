@@ -57,6 +57,8 @@ class Evaluation:
     cross_class_duplicates: int  # at the chosen confidence
     by_visible_fraction: dict[str, float | None]  # mAP50 of the boxes in each band (None: none there)
     by_distance: dict[str, float | None]  # mAP50 by the object's distance from the camera, in metres
+    pr_curves50: dict[str, list[float]]  # per class: precision at COCO's 101 recall points, IoU 0.5
+    confusion: dict[str, Any]  # labels and matrix[truth][predicted] at the confidence, IoU 0.5
 
 
 # -- one frame's boxes -------------------------------------------------------------------------------
@@ -271,7 +273,7 @@ def evaluate(
     dap = {e: round(100 * (_mean_ap(detections, instances, missed, scored, fix=e) - base), 2) for e in ERRORS}
 
     per_class_pr = _precision_recall(detections, instances, scored, confidence)
-    ap50, ap50_95, sizes = _coco(truth, predictions, classes, scored)
+    ap50, ap50_95, sizes, curves = _coco(truth, predictions, classes, scored)
     results = [
         ClassResult(c, instances[c], *per_class_pr[c], ap50.get(c, 0.0), ap50_95.get(c, 0.0)) for c in scored
     ]
@@ -286,8 +288,58 @@ def evaluate(
     by_visible = ap50_by_band(truth, predictions, classes, covered, "visible_fraction", VISIBLE_BANDS)
     by_distance = ap50_by_band(truth, predictions, classes, covered, "distance", DISTANCE_BANDS)
     return Evaluation(
-        results, not_covered, mean[0], mean[1], sizes, dap, counts, cross, by_visible, by_distance
+        results,
+        not_covered,
+        mean[0],
+        mean[1],
+        sizes,
+        dap,
+        counts,
+        cross,
+        by_visible,
+        by_distance,
+        curves,
+        confusion(truth, predictions, classes, confidence),
     )
+
+
+def confusion(
+    truth: list[list[dict[str, Any]]],
+    predictions: list[tuple[np.ndarray, np.ndarray, list[str]]],
+    classes: list[str],
+    confidence: float,
+) -> dict[str, Any]:
+    """Which class each object was detected as, as `yolo val` draws it: detections at the confidence
+    matched to objects of any class by IoU >= 0.5 (highest score first, each object once); an object
+    nobody found counts under the predicted "background", a detection that found nothing under the
+    true "background". Don't-care regions and names outside `classes` are left out."""
+    labels = [*classes, "background"]
+    index = {name: i for i, name in enumerate(labels)}
+    matrix = np.zeros((len(labels), len(labels)), np.int64)
+    for boxes, (xyxy, scores, names) in zip(truth, predictions, strict=True):
+        scores = np.asarray(scores)
+        keep = [
+            i for i in np.argsort(-scores, kind="stable") if scores[i] >= confidence and names[i] in index
+        ]
+        gt = np.array([b["xyxy"] for b in boxes], np.float64).reshape(-1, 4)
+        overlaps = iou(np.asarray(xyxy, np.float64).reshape(-1, 4), gt)
+        taken = np.array([bool(b.get("ignore")) or b["name"] not in index for b in boxes], bool)
+        for i in keep:
+            row = np.where(taken, -1.0, overlaps[i]) if len(boxes) else np.zeros(0)
+            if len(row) and row.max() >= FOREGROUND_IOU:
+                j = int(np.argmax(row))
+                taken[j] = True
+                matrix[index[boxes[j]["name"]], index[names[i]]] += 1
+            elif not (len(boxes) and any(b.get("ignore") for b in boxes) and _on_ignored(overlaps[i], boxes)):
+                matrix[index["background"], index[names[i]]] += 1
+        for j, box in enumerate(boxes):
+            if not taken[j]:
+                matrix[index[box["name"]], index["background"]] += 1
+    return {"labels": labels, "matrix": matrix.tolist()}
+
+
+def _on_ignored(row: np.ndarray, boxes: list[dict[str, Any]]) -> bool:
+    return any(b.get("ignore") and row[j] >= FOREGROUND_IOU for j, b in enumerate(boxes))
 
 
 # What the simulator knows and `yolo val` cannot: how much of each object shows (its visible pixels
@@ -351,9 +403,9 @@ def _coco(
     predictions: list[tuple[np.ndarray, np.ndarray, list[str]]],
     classes: list[str],
     scored: list[str],
-) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
-    """Per-class AP@0.5 and AP@0.5:0.95, and the size buckets' mAP@0.5:0.95, from pycocotools, over
-    the scored classes only."""
+) -> tuple[dict[str, float], dict[str, float], dict[str, float], dict[str, list[float]]]:
+    """Per-class AP@0.5 and AP@0.5:0.95, the size buckets' mAP@0.5:0.95 and per-class precision at
+    the 101 recall points at IoU 0.5, from pycocotools, over the scored classes only."""
     require("pycocotools", "percept bench detect --scene")
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -390,7 +442,7 @@ def _coco(
                 )
     empty = {"small": -1.0, "medium": -1.0, "large": -1.0}
     if not results or not scored:
-        return {}, {}, empty
+        return {}, {}, empty, {}
     ground = COCO()
     ground.dataset = {
         "images": [{"id": i} for i in range(len(truth))],
@@ -405,12 +457,13 @@ def _coco(
         evaluation.accumulate()
         evaluation.summarize()
     precision = evaluation.eval["precision"]  # [IoU, recall, class, area, max detections]
-    ap50, ap50_95 = {}, {}
+    ap50, ap50_95, curves = {}, {}, {}
     for k, name in enumerate(scored):
         curve = precision[:, :, k, 0, -1]
+        curves[name] = [round(max(float(v), 0.0), 3) for v in curve[0]]
         ap50[name] = round(float(np.mean(curve[0][curve[0] > -1])) if (curve[0] > -1).any() else 0.0, 4)
         ap50_95[name] = round(float(np.mean(curve[curve > -1])) if (curve > -1).any() else 0.0, 4)
     sizes = {
         name: round(float(evaluation.stats[i]), 4) for i, name in ((3, "small"), (4, "medium"), (5, "large"))
     }
-    return ap50, ap50_95, sizes
+    return ap50, ap50_95, sizes, curves

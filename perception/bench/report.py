@@ -13,8 +13,9 @@ from typing import Any
 from perception.installed import require
 
 
-def write(out: Path, report: dict[str, Any]) -> list[Path]:
-    """Write the report of one run (the `--json` object) into `out`; returns the files written."""
+def write(out: Path, report: dict[str, Any], examples: list[dict[str, Any]] | None = None) -> list[Path]:
+    """Write the report of one run (the `--json` object) into `out`, with `examples` (detect.Outcome's:
+    frames, truth and each model's detections) drawn; returns the files written."""
     require("matplotlib", "percept bench detect --out")
     import matplotlib
 
@@ -82,35 +83,93 @@ def write(out: Path, report: dict[str, Any]) -> list[Path]:
         plots.append(("errors.png", "Errors as the AP50 each costs (TIDE's buckets)"))
         _save(figure, out / plots[-1][0], plt)
 
+    for m in scored:
+        curves = m["evaluation"].get("pr_curves50") or {}
+        if curves:
+            figure, axes = plt.subplots(figsize=(5.5, 4))
+            recall = [k / 100 for k in range(101)]
+            for name, precision in curves.items():
+                axes.plot(recall, precision, label=name, linewidth=1.2)
+            axes.set_xlabel("recall")
+            axes.set_ylabel("precision")
+            axes.set_xlim(0, 1)
+            axes.set_ylim(0, 1.02)
+            axes.set_title(f"{_short(m['model'])}: precision-recall at IoU 0.5", fontsize=9)
+            axes.legend(fontsize=7, loc="lower left")
+            plots.append((f"pr_{_slug(m['model'])}.png", f"{_short(m['model'])}: precision-recall per class"))
+            _save(figure, out / plots[-1][0], plt)
+        matrix = m["evaluation"].get("confusion")
+        if matrix:
+            labels, counts = matrix["labels"], matrix["matrix"]
+            used = [i for i in range(len(labels)) if any(counts[i]) or any(row[i] for row in counts)]
+            figure, axes = plt.subplots(figsize=(1.2 + 0.5 * len(used), 1.0 + 0.45 * len(used)))
+            shown = [[counts[i][j] for j in used] for i in used]
+            axes.imshow(shown, cmap="Blues")
+            for r, row in enumerate(shown):
+                for c, value in enumerate(row):
+                    if value:
+                        axes.text(c, r, str(value), ha="center", va="center", fontsize=7)
+            names = [labels[i] for i in used]
+            axes.set_xticks(range(len(used)), names, rotation=45, ha="right", fontsize=7)
+            axes.set_yticks(range(len(used)), names, fontsize=7)
+            axes.set_xlabel("predicted")
+            axes.set_ylabel("true")
+            axes.set_title(f"{_short(m['model'])}: confusion at the confidence", fontsize=9)
+            plots.append(
+                (f"confusion_{_slug(m['model'])}.png", f"{_short(m['model'])}: confusion matrix (IoU 0.5)")
+            )
+            _save(figure, out / plots[-1][0], plt)
+
     robust = [m for m in models if m.get("robustness")]
-    if robust:
-        corruptions = list(robust[0]["robustness"]["corruptions"])
-        severities = robust[0]["robustness"]["severities"]
-        columns = min(4, len(corruptions))
-        rows = -(-len(corruptions) // columns)
+    for key, severities_key, file, caption in (
+        (
+            "factors",
+            "factor_severities",
+            "robustness_factors.png",
+            "rendered by the simulator, one factor at a time",
+        ),
+        ("corruptions", "severities", "robustness.png", "image corruptions of the clean frames"),
+    ):
+        having = [m for m in robust if key in m["robustness"]]
+        if not having:
+            continue
+        names = list(having[0]["robustness"][key])
+        severities = having[0]["robustness"][severities_key]
+        columns = min(4, len(names))
+        rows = -(-len(names) // columns)
         figure, grid = plt.subplots(
             rows, columns, figsize=(3.2 * columns, 2.6 * rows), squeeze=False, sharey=True
         )
-        for index, name in enumerate(corruptions):
+        for index, name in enumerate(names):
             axes = grid[index // columns][index % columns]
-            for m in robust:
+            for m in having:
                 axes.plot(
                     [0, *severities],
-                    [m["robustness"]["clean"], *m["robustness"]["corruptions"][name]],
+                    [m["robustness"]["clean"], *m["robustness"][key][name]],
                     marker="o",
                     label=_short(m["model"]),
                 )
             axes.set_title(name, fontsize=9)
             axes.set_xticks([0, *severities])
             axes.set_ylim(0, 1)
-        for index in range(len(corruptions), rows * columns):
+        for index in range(len(names), rows * columns):
             grid[index // columns][index % columns].axis("off")
         grid[0][0].set_ylabel("mAP50-95")
         grid[0][0].legend(fontsize=7)
-        plots.append(
-            ("robustness.png", "mAP50-95 against corruption severity (0: clean), every model on each plot")
-        )
+        plots.append((file, f"mAP50-95 against severity (0: clean), {caption}, every model on each plot"))
         _save(figure, out / plots[-1][0], plt)
+
+    for m in models:
+        if examples and m["model"] in examples[0]["models"]:
+            name = f"examples_{_slug(m['model'])}.png"
+            _examples_image(out / name, examples, m["model"])
+            plots.append(
+                (
+                    name,
+                    f"{_short(m['model'])} on example frames: truth green, found blue, "
+                    "false positives red, misses orange",
+                )
+            )
 
     written += [out / name for name, _ in plots]
     markdown = out / "report.md"
@@ -167,12 +226,82 @@ def _markdown(report: dict[str, Any], models: list[dict[str, Any]], plots: list[
         )
         if m.get("robustness"):
             r = m["robustness"]
-            lines.append(
-                f"\nRobustness ({r['metric']}): P {r['clean']:.3f}, mPC {r['mpc']:.3f}, rPC {r['rpc']:.1%}"
-            )
+            parts = [f"P {r['clean']:.3f}"]
+            if "factor_mean" in r:
+                parts.append(f"mean under simulator factors {r['factor_mean']:.3f}")
+            if "mpc" in r:
+                parts += [f"mPC {r['mpc']:.3f}", f"rPC {r['rpc']:.1%}"]
+            lines.append(f"\nRobustness ({r['metric']}): " + ", ".join(parts))
+            for key, severities in (("factors", "factor_severities"), ("corruptions", "severities")):
+                if key in r:
+                    lines += [
+                        "",
+                        f"| {key[:-1]} | " + " | ".join(f"severity {v}" for v in r[severities]) + " |",
+                    ]
+                    lines.append("|---|" + "---|" * len(r[severities]))
+                    lines += [
+                        f"| {n} | " + " | ".join(f"{v:.3f}" for v in values) + " |"
+                        for n, values in r[key].items()
+                    ]
     for name, caption in plots:
         lines += ["", f"## {caption}", "", f"![{caption}]({name})"]
     return "\n".join(lines) + "\n"
+
+
+def _examples_image(path: Path, examples: list[dict[str, Any]], model: str) -> None:
+    """The example frames side by side at half size, with the model's detections against the truth."""
+    import cv2
+    import numpy as np
+
+    from perception.bench.detection_metrics import iou
+
+    tiles = []
+    for example in examples:
+        image = cv2.cvtColor(example["image"], cv2.COLOR_RGB2BGR)
+        xyxy, scores, names = example["models"][model]
+        truth = [b for b in example["truth"] if not b.get("ignore")]
+        gt = np.array([b["xyxy"] for b in truth], np.float64).reshape(-1, 4)
+        overlaps = iou(np.asarray(xyxy, np.float64).reshape(-1, 4), gt)
+        found = np.zeros(len(truth), bool)
+        for i in np.argsort(-np.asarray(scores), kind="stable"):
+            same = np.array([b["name"] == names[i] for b in truth], bool) & ~found
+            row = np.where(same, overlaps[i], -1.0) if len(truth) else np.zeros(0)
+            hit = bool(len(row)) and row.max() >= 0.5
+            if hit:
+                found[int(np.argmax(row))] = True
+            colour = (255, 120, 0) if hit else (0, 0, 255)  # BGR: blue found, red false positive
+            x1, y1, x2, y2 = (round(float(v)) for v in xyxy[i])
+            cv2.rectangle(image, (x1, y1), (x2, y2), colour, 2)
+            cv2.putText(
+                image,
+                f"{names[i]} {scores[i]:.2f}",
+                (x1, max(10, y1 - 3)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.4,
+                colour,
+                1,
+            )
+        for box, hit in zip(truth, found, strict=True):
+            x1, y1, x2, y2 = (round(float(v)) for v in box["xyxy"])
+            cv2.rectangle(image, (x1, y1), (x2, y2), (0, 200, 0) if hit else (0, 140, 255), 1 if hit else 2)
+            if not hit:
+                cv2.putText(
+                    image,
+                    f"missed {box['name']}",
+                    (x1, min(image.shape[0] - 3, y2 + 12)),
+                    cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4,
+                    (0, 140, 255),
+                    1,
+                )
+        tiles.append(
+            cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        )
+    cv2.imwrite(str(path), np.hstack(tiles))
+
+
+def _slug(model: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(model).name.removesuffix(".onnx"))
 
 
 def _short(model: str) -> str:

@@ -6,9 +6,21 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from perception.cli.bench import bag, bus, detect, graph, grasp, mot, record, sim, track, view
+from perception.cli.bench import bag, bus, detect, graph, grasp, mot, record, render, sim, track, view
 
-BENCHMARKS = (bus, detect, graph, grasp, track, mot, record, bag, view, sim)  # the order `bench --help` lists
+BENCHMARKS = (
+    bus,
+    detect,
+    render,
+    graph,
+    grasp,
+    track,
+    mot,
+    record,
+    bag,
+    view,
+    sim,
+)  # the order `bench --help` lists
 
 
 def register(verbs: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,41 @@ def register(bench: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = bench.add_parser(
         "detect", help="Detectors side by side: latency per stage, frames/s, mAP."
     )
-    p.add_argument("--model", action="append", required=True, help="an ONNX file; repeat to compare")
+    p.add_argument("--model", action="append", help="an ONNX file; repeat to compare")
+    p.add_argument(
+        "--suite",
+        metavar="NAME",
+        help="score on a named scenario suite (rendered once, then cached; see --list-suites)",
+    )
+    p.add_argument("--list-suites", action="store_true", help="list the scenario suites and exit")
     p.add_argument("--scene", choices=["tabletop", "driving"], help="render this scene and score mAP")
-    p.add_argument("--frames", type=positive_int, default=50, help="frames to run (and score)")
+    p.add_argument("--frames", type=positive_int, default=50, help="frames to run (and score) with --scene")
     p.add_argument("--seed", type=int, default=1000, help="scene seed (keep it apart from training seeds)")
+    p.add_argument(
+        "--factors",
+        metavar="all|NAME,...",
+        help="with --scene: also render the scene under each factor (lighting, scale, occlusion, clutter, "
+        "camera_height; driving: traffic) at each of --severities, one factor at a time",
+    )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=None,
+        help="local worker processes that render and score (default: one per core; 1: this process)",
+    )
+    p.add_argument(
+        "--cluster",
+        metavar="ADDRESS|local:N",
+        help="run the rendering and scoring on a Dask distributed cluster (the cluster extra); local:N "
+        "starts a LocalCluster of N workers here",
+    )
+    p.add_argument(
+        "--cache",
+        type=Path,
+        metavar="DIR",
+        help="where rendered suites are kept (default: $PERCEPT_CACHE or ~/.cache/percept)",
+    )
+    p.add_argument("--no-cache", action="store_true", help="render the frames without keeping them")
     p.add_argument("--threads", type=positive_int, default=2, help="onnxruntime threads per model")
     p.add_argument(
         "--small-object-zoom",
@@ -58,7 +90,10 @@ def register(bench: Any) -> argparse.ArgumentParser:
         "brightness, contrast, fog) at each severity: mAP per severity, mPC and rPC (Michaelis et al.)",
     )
     p.add_argument(
-        "--severities", type=comma_separated, default="1,2,3,4,5", help="corruption severities, of 1-5"
+        "--severities",
+        type=comma_separated,
+        default="1,2,3,4,5",
+        help="severities of corruptions and factors, of 1-5",
     )
     p.add_argument(
         "--providers",
@@ -78,25 +113,41 @@ def register(bench: Any) -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from perception.bench import detect
+    from perception.bench import detect, fanout, suites
     from perception.bench.class_maps import load_class_map
 
+    if args.list_suites:
+        print(suites.listing())
+        return 0
+    if not args.model:
+        raise PerceptError("--model: expected at least one ONNX file (repeat --model to compare)")
     if not 0 <= args.map_confidence <= 1:  # before any frame is rendered (--confidence: Detector checks)
         raise PerceptError(f"--map-confidence: expected a score from 0 to 1, found {args.map_confidence:g}")
+    if args.suite and args.scene:
+        raise PerceptError("--suite and --scene: expected one of them, found both")
 
     class_map = load_class_map(args.class_map) if args.class_map else None
     corruptions, severities = _corruptions(args)
+    suite = suites.find(args.suite) if args.suite else _scene_suite(args, severities)
+    workers = args.workers or fanout.default_workers()
+    cache = None if args.no_cache else (args.cache or suites.default_cache())
     settings = {
-        "scene": args.scene,
+        "suite": suite.name if suite else None,
+        "scene": suite.scene if suite else None,
+        "frames": suite.frames if suite else args.frames,
+        "seed": suite.seed if suite else args.seed,
+        **(
+            {"factors": list(suite.factors), "factor_severities": list(suite.severities)}
+            if suite and suite.factors
+            else {}
+        ),
         "class_map": args.class_map,
         "providers_available": _providers(),
         **({"corruptions": corruptions, "severities": list(severities)} if corruptions else {}),
-        "frames": args.frames,
-        "seed": args.seed,
         "threads": args.threads,
         "confidence": args.confidence,
         "map_confidence": args.map_confidence,
-        "image": "640x480",
+        "image": f"{suite.width}x{suite.height}" if suite else "640x480",
         **(
             {"small_object_zoom": args.small_object_zoom, "small_object_rows": args.small_object_rows}
             if args.small_object_zoom
@@ -104,55 +155,156 @@ def _run(args: argparse.Namespace) -> int:
         ),
     }
     print(f"detector benchmark: {settings}", flush=True)
-    rows, boxes = detect.run(
-        args.model,
-        args.scene,
-        args.frames,
-        args.seed,
-        args.threads,
-        args.confidence,
-        args.map_confidence,
-        small_object_zoom=args.small_object_zoom,
-        small_object_rows=args.small_object_rows,
-        class_map=class_map,
-        providers=tuple(args.providers),
-        corruptions=corruptions,
-        severities=severities,
-        progress=lambda line: print(line, flush=True),
-    )
-    print(detect.table(rows))
+    started = time.monotonic()
+    with fanout.open_pool(workers, args.cluster) as pool:
+        print(f"frames and scoring: {pool.description}", flush=True)
+        outcome = detect.run(
+            args.model,
+            suite,
+            args.frames,
+            args.seed,
+            args.threads,
+            args.confidence,
+            args.map_confidence,
+            small_object_zoom=args.small_object_zoom,
+            small_object_rows=args.small_object_rows,
+            class_map=class_map,
+            providers=tuple(args.providers),
+            corruptions=corruptions,
+            severities=severities,
+            progress=_bar,
+            pool=pool,
+            cache=cache,
+        )
+    rows = outcome.rows
+    _print_table(rows)
     print(detect.class_table(rows))
-    if corruptions:
+    if any(r.robustness for r in rows):
         print(detect.robustness_table(rows))
-    if args.scene:
-        print(f"scored against {boxes} ground-truth boxes in {args.frames} {args.scene} frames (pycocotools)")
-    report = {
+    if suite:
+        print(
+            f"scored against {outcome.boxes} ground-truth boxes in {suite.frames} clean {suite.scene} frames "
+            f"(pycocotools); frames {outcome.frames_from}"
+        )
+    report: dict[str, Any] = {
         "benchmark": "detect",
         "settings": settings,
-        "ground_truth_boxes": boxes,
+        "ground_truth_boxes": outcome.boxes,
+        "frames_from": outcome.frames_from,
+        "workers": pool.description,
         "models": [asdict(r) for r in rows],
     }
     if args.out:
         from perception.bench.report import write
 
-        written = write(args.out, report)
+        plotting = time.monotonic()
+        written = write(args.out, report, outcome.examples)
+        outcome.phases["report"] = round(time.monotonic() - plotting, 2)
         print(f"report: {len(written)} files in {args.out} ({', '.join(p.name for p in written)})")
+    outcome.phases["total"] = round(time.monotonic() - started, 2)
+    report["phases_s"] = outcome.phases
+    print("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in outcome.phases.items()))
     if args.json:
         print(json.dumps(report))
     return 0
 
 
+def _scene_suite(args: argparse.Namespace, severities: tuple[int, ...]) -> Any:
+    """An ad-hoc suite from --scene, --frames, --seed and --factors (None without a scene)."""
+    from perception.bench.suites import Suite
+    from sim.variations import FACTORS
+
+    if not args.scene:
+        if args.factors:
+            raise PerceptError("--factors needs --scene: the factors change a rendered scene")
+        return None
+    factors: tuple[str, ...] = ()
+    if args.factors:
+        known = FACTORS[args.scene]
+        factors = tuple(known) if args.factors == "all" else tuple(comma_separated(args.factors))
+        unknown = [f for f in factors if f not in known]
+        if unknown:
+            raise PerceptError(
+                f"--factors: {unknown[0]!r} is none of all, {', '.join(known)} (the {args.scene} scene's)"
+            )
+    return Suite(
+        f"{args.scene}-custom", args.scene, args.frames, args.seed, factors=factors, severities=severities
+    )
+
+
+def _bar(stage: str) -> Any:
+    """A progress bar with ETA for one stage (tqdm, on stderr), or a line now and then without it."""
+    try:
+        from tqdm import tqdm
+    except ModuleNotFoundError:
+        return lambda done, total, elapsed: (
+            print(f"{stage}: {done}/{total}, {elapsed:.0f} s", flush=True) if done == total else None
+        )
+    bar: Any = None
+
+    def update(done: int, total: int, elapsed: float) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=stage, unit="job", leave=True, mininterval=1.0)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def _print_table(rows: list[Any]) -> None:
+    """The summary table: rich's where it is installed (the bench extra), else plain text."""
+    from perception.bench import detect
+
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ModuleNotFoundError:
+        print(detect.table(rows))
+        return
+    table = Table(title="detectors side by side")
+    for name in (
+        "model",
+        "layout",
+        "input",
+        "MB",
+        "mem MB",
+        "p50 ms",
+        "p95 ms",
+        "pre",
+        "infer",
+        "post",
+        "fps",
+        "mAP50",
+        "mAP50-95",
+    ):
+        table.add_column(name, justify="left" if name in ("model", "layout") else "right")
+    for r in rows:
+        if r.failed:
+            table.add_row(r.model, f"failed: {r.failed}", *[""] * 11)
+            continue
+        scores = [f"{v:.3f}" if v is not None else "-" for v in (r.map50, r.map50_95)]
+        table.add_row(
+            r.model,
+            r.layout,
+            r.input_size,
+            f"{r.file_mb:.1f}",
+            f"{r.memory_mb:.1f}",
+            f"{r.latency_p50_ms:.2f}",
+            f"{r.latency_p95_ms:.2f}",
+            f"{r.preprocess_p50_ms:.2f}",
+            f"{r.inference_p50_ms:.2f}",
+            f"{r.postprocess_p50_ms:.2f}",
+            f"{r.fps:.1f}",
+            *scores,
+        )
+    Console(width=max(160, Console().width)).print(table)
+
+
 def _corruptions(args: argparse.Namespace) -> tuple[list[str] | None, tuple[int, ...]]:
     from perception.bench.corruptions import CORRUPTIONS, SEVERITIES
 
-    if not args.corruptions:
-        return None, tuple(SEVERITIES)
-    if not args.scene:
-        raise PerceptError("--corruptions needs --scene: corruptions are scored against the scene's truth")
-    names = list(CORRUPTIONS) if args.corruptions == "all" else comma_separated(args.corruptions)
-    unknown = [n for n in names if n not in CORRUPTIONS]
-    if unknown:
-        raise PerceptError(f"--corruptions: {unknown[0]!r} is none of all, {', '.join(CORRUPTIONS)}")
     try:
         severities = tuple(int(s) for s in args.severities)
     except ValueError:
@@ -161,6 +313,14 @@ def _corruptions(args: argparse.Namespace) -> tuple[list[str] | None, tuple[int,
         ) from None
     if not severities or any(s not in SEVERITIES for s in severities):
         raise PerceptError(f"--severities: expected numbers from 1 to 5, found {','.join(args.severities)}")
+    if not args.corruptions:
+        return None, severities
+    if not args.scene and not args.suite:
+        raise PerceptError("--corruptions needs --scene or --suite: corruptions are scored against the truth")
+    names = list(CORRUPTIONS) if args.corruptions == "all" else comma_separated(args.corruptions)
+    unknown = [n for n in names if n not in CORRUPTIONS]
+    if unknown:
+        raise PerceptError(f"--corruptions: {unknown[0]!r} is none of all, {', '.join(CORRUPTIONS)}")
     return names, severities
 
 
