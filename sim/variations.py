@@ -9,9 +9,9 @@ same places, the same camera and light unless the factor is the camera or the li
   per-channel gain on the rendered frame, the same on either renderer;
 - scale: the field of view widens (tan of its half-angle x1.2 to x2.5), so objects come out smaller,
   as if farther away;
-- occlusion: a grey panel stands between the camera and each labelled object, halfway along the line
-  of sight, covering 10% to 60% of its width from one side; the ground truth's visible fraction comes
-  from the segmentation, so it says how much really shows;
+- occlusion: a low grey wall stands between the camera and each labelled object, halfway along the
+  line of sight, hiding the lower 10% to 60% of it; the ground truth's visible fraction and box come
+  from the segmentation, so they say what really shows;
 - clutter (tabletop): 2 to 10 more objects on the table, placed around the ones already there;
 - camera_height: the camera moves from its mounting height with its target fixed (tabletop: down by
   7 cm a step, towards a grazing view; driving: up by 0.5 m a step, as on a truck or a pole);
@@ -112,11 +112,11 @@ def apply_gain(rgb: np.ndarray, gain: np.ndarray) -> np.ndarray:
 
 
 class Occluders:
-    """One grey panel per labelled object, halfway between it and the camera, covering `coverage` of
-    the object's width as the camera sees it, from the camera's left, and all of its height. Panels are
-    made again each frame (objects move and turn, and PyBullet cannot resize a body)."""
-
-    HALFWAY = 0.5
+    """One grey wall per labelled object, just in front of it (5% nearer the camera than its nearest
+    point), as wide as the object seen from there and covering the lower `coverage` of its silhouette
+    (as a low wall, a hedge or a parked car hides what stands behind it). A tall thin strip would look like a post
+    or a pedestrian, so sweeps would count detections of the occluders rather than what they hide.
+    Walls are made again each frame (objects move and turn, and PyBullet cannot resize a body)."""
 
     def __init__(self, client: int, coverage: float) -> None:
         self.client = client
@@ -135,7 +135,6 @@ class Occluders:
             p.removeBody(panel, physicsClientId=self.client)
         self.panels = []
         eye = np.asarray(spec.eye, np.float64)
-        t = self.HALFWAY
         for obj in objects:
             position, orientation = p.getBasePositionAndOrientation(obj.body, physicsClientId=self.client)
             centre = np.asarray(position)
@@ -145,17 +144,26 @@ class Occluders:
                 continue
             side /= np.linalg.norm(side)
             rotation = np.array(p.getMatrixFromQuaternion(orientation)).reshape(3, 3)
-            offsets = obj.vertices @ rotation.T  # from its origin, in world axes
-            lateral, height = offsets @ side, offsets[:, 2]
-            # Seen from the eye, a point at lateral offset l beside the object lies at t * l beside the
-            # line of sight on the plane halfway there; so is its height.
-            width = self.coverage * (lateral.max() - lateral.min()) * t
-            across = (lateral.min() * t) + width / 2
-            middle = eye + t * sight + side * across
-            middle[2] = eye[2] + t * (centre[2] + (height.max() + height.min()) / 2 - eye[2])
+            points = centre + obj.vertices @ rotation.T  # its surface, in the world
+            flat = np.array([sight[0], sight[1], 0.0])
+            forward = flat / max(float(np.linalg.norm(flat)), 1e-9)
+            ahead = (points - eye) @ forward  # each point's distance along the horizontal view
+            if ahead.min() <= 0.05:
+                continue  # beside or behind the camera: nothing to hide
+            wall = max(ahead.min() * 0.95, 0.3 * float(ahead.mean()))  # just in front of its nearest point
+            # Where the rays from the eye to its surface cross the wall's (vertical) plane: the
+            # object's silhouette there. The wall spans its width (with a margin) and its lowest
+            # `coverage` of height, so it hides that share of what the camera sees of it.
+            crossing = eye + (points - eye) * (wall / ahead)[:, None]
+            across, up = (crossing - eye) @ side, crossing[:, 2]
+            width = 1.1 * float(across.max() - across.min())
+            low = float(up.min())
+            high = low + self.coverage * float(up.max() - low)
+            middle = eye + wall * forward + side * float(across.max() + across.min()) / 2
+            middle[2] = (low + high) / 2
             visual = p.createVisualShape(
                 p.GEOM_BOX,
-                halfExtents=[0.002, width / 2, 0.55 * t * (height.max() - height.min())],
+                halfExtents=[0.002, width / 2, (high - low) / 2],
                 rgbaColor=list(OCCLUDER_RGBA),
                 physicsClientId=self.client,
             )

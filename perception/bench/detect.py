@@ -265,8 +265,10 @@ def run(
     for index, (row, detector) in enumerate(zip(rows, detectors, strict=True)):
         can_produce = covered(detector.class_names, class_map)
         result = evaluate(truth, predictions["clean"][index], confidence, can_produce)
-        row.map50, row.map50_95 = result.map50, result.map50_95
         row.evaluation = asdict(result)
+        if not result.classes:  # it covers none of the classes in these frames: no score, not zero
+            continue
+        row.map50, row.map50_95 = result.map50, result.map50_95
         robustness: dict[str, Any] = {}
         if suite.factors:
             factors = {
@@ -398,9 +400,13 @@ def class_table(rows: list[Row]) -> str:
                 f"  {c['name']:<12} {c['instances']:>9} {c['precision']:>6.3f} {c['recall']:>6.3f} "
                 f"{c['ap50']:>6.3f} {c['ap50_95']:>8.3f}"
             )
-        lines.append(
-            f"  {'all':<12} {sum(c['instances'] for c in e['classes']):>9} {'':>6} {'':>6} {e['map50']:>6.3f} {e['map50_95']:>8.3f}"
-        )
+        if not e["classes"]:
+            lines.append("  covers none of the classes in these frames: not scored")
+        else:
+            lines.append(
+                f"  {'all':<12} {sum(c['instances'] for c in e['classes']):>9} {'':>6} {'':>6} "
+                f"{e['map50']:>6.3f} {e['map50_95']:>8.3f}"
+            )
         if e["not_covered"]:
             lines.append(f"  not covered (left out of the means): {', '.join(e['not_covered'])}")
         sizes = ", ".join(f"{k} {v:.3f}" if v >= 0 else f"{k} -" for k, v in e["size_map50_95"].items())

@@ -214,6 +214,8 @@ def _markdown(report: dict[str, Any], models: list[dict[str, Any]], plots: list[
             f"| {c['name']} | {c['instances']} | {c['precision']:.3f} | {c['recall']:.3f} | {c['ap50']:.3f} | {c['ap50_95']:.3f} |"
             for c in e["classes"]
         ]
+        if not e["classes"]:
+            lines.append("\nCovers none of the classes in these frames: not scored.")
         if e["not_covered"]:
             lines.append(f"\nNot covered (left out of the means): {', '.join(e['not_covered'])}")
         for what, key in (("visible fraction", "by_visible_fraction"), ("distance", "by_distance")):

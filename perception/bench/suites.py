@@ -61,17 +61,17 @@ SUITES = {
         Suite(
             "tabletop-robustness",
             "tabletop",
-            20,
+            30,
             4100,
-            "20 tabletop scenes under lighting, scale, occlusion, clutter and camera height at 5 severities",
+            "30 tabletop scenes under lighting, scale, occlusion, clutter and camera height at 5 severities",
             factors=("lighting", "scale", "occlusion", "clutter", "camera_height"),
         ),
         Suite(
             "driving-robustness",
             "driving",
-            25,
+            50,
             4100,
-            "5 s of driving under lighting, scale, occlusion, camera height and traffic at 5 severities",
+            "10 s of driving under lighting, scale, occlusion, camera height and traffic at 5 severities",
             factors=("lighting", "scale", "occlusion", "camera_height", "traffic"),
         ),
     )
