@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
         bag,
         bench,
         dataset,
+        interface,
         launch,
         node,
         param,
@@ -27,11 +28,28 @@ def build_parser() -> argparse.ArgumentParser:
         train,
         view,
     )
+    from perception.cli.common import SuggestingParser
 
-    parser = argparse.ArgumentParser(prog="percept", description="Camera-to-action perception on ZeroMQ.")
+    parser = SuggestingParser(prog="percept", description="Camera-to-action perception on ZeroMQ.")
     parser.add_argument("--version", action="version", version=f"percept {__version__}")
-    verbs = parser.add_subparsers(dest="verb", metavar="COMMAND", required=True)
-    for module in (launch, topic, node, param, service, bench, dataset, train, track, record, bag, view):
+    verbs = parser.add_subparsers(
+        dest="verb", metavar="COMMAND", required=True, parser_class=SuggestingParser
+    )
+    for module in (
+        launch,
+        topic,
+        node,
+        param,
+        service,
+        interface,
+        bench,
+        dataset,
+        train,
+        track,
+        record,
+        bag,
+        view,
+    ):
         module.register(verbs)
     return parser
 

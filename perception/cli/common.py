@@ -39,6 +39,27 @@ def _none_given(text: str) -> list[float]:
     raise argparse.ArgumentTypeError(f"expected comma-separated numbers above 0, e.g. 10,20; found {text!r}")
 
 
+def did_you_mean(name: str, known: list[str] | set[str]) -> str:
+    """`; did you mean X?` for the closest of `known` to a mistyped `name`, or nothing."""
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(known), n=2, cutoff=0.6)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
+
+class SuggestingParser(argparse.ArgumentParser):
+    """An argparse parser whose "invalid choice" error suggests the closest verb (Python 3.11's does not)."""
+
+    def error(self, message: str) -> Any:
+        import re
+
+        found = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if found:
+            choices = [c.strip().strip("'") for c in found.group(2).split(",")]
+            message += did_you_mean(found.group(1), choices)
+        super().error(message)
+
+
 def comma_separated(text: str) -> list[str]:
     """The non-blank items of `a, b,,c` (`['a', 'b', 'c']`), stripped."""
     return [item.strip() for item in text.split(",") if item.strip()]
@@ -61,8 +82,14 @@ def yaml_argument(text: str, what: str) -> Any:
 
 
 def format_value(value: Any, indent: int = 0, full: bool = False) -> str:
-    """YAML-like text of a message; arrays show shape, dtype and their first values."""
+    """YAML-like text of a message; arrays show shape, dtype and their first values (with `full`, every
+    value, a 2-D array a row a line); a header's stamp also as ISO time."""
     pad = "  " * indent
+    if type(value).__name__ == "Header" and hasattr(value, "stamp"):
+        fields = {name: getattr(value, name) for name in value.__dataclass_fields__}
+        return _format_map(fields, indent, full).replace(
+            f"stamp: {value.stamp}", f"stamp: {value.stamp}  # {stamp_text(value.stamp)}", 1
+        )
     if hasattr(value, "__dataclass_fields__"):
         fields = {name: getattr(value, name) for name in value.__dataclass_fields__}
         return _format_map(fields, indent, full)
@@ -70,6 +97,9 @@ def format_value(value: Any, indent: int = 0, full: bool = False) -> str:
         return _format_map(value.fields, indent, full)
     if isinstance(value, dict):
         return _format_map(value, indent, full)
+    if isinstance(value, np.ndarray) and full and value.ndim == 2 and value.size:
+        rows = "\n".join(f"{pad}- [{', '.join(str(v) for v in row)}]" for row in value.tolist())
+        return f"{pad}# shape {tuple(value.shape)}, {value.dtype}\n{rows}"
     if isinstance(value, np.ndarray):
         flat = value.reshape(-1)
         shown = flat if full else flat[:8]
@@ -81,11 +111,22 @@ def format_value(value: Any, indent: int = 0, full: bool = False) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
+def stamp_text(stamp_ns: int) -> str:
+    """A stamp in ns as ISO time (UTC), or as seconds where it is sim time (small numbers)."""
+    import datetime
+
+    if stamp_ns < 10**17:  # before 1973: a simulated clock counting from 0, not wall time
+        return f"{stamp_ns / 1e9:.9f} s (sim time)"
+    moment = datetime.datetime.fromtimestamp(stamp_ns // 10**9, datetime.UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{stamp_ns % 10**9:09d}Z"
+
+
 def _format_map(fields: dict[str, Any], indent: int, full: bool) -> str:
     pad = "  " * indent
     lines = []
     for name, value in fields.items():
-        nested = hasattr(value, "__dataclass_fields__") or (isinstance(value, dict) and value)
+        rows = full and isinstance(value, np.ndarray) and value.ndim == 2 and value.size
+        nested = hasattr(value, "__dataclass_fields__") or (isinstance(value, dict) and value) or rows
         text = format_value(value, indent + 1, full)
         if nested:
             lines.append(f"{pad}{name}:\n{text}")

@@ -17,6 +17,9 @@ def register(verbs: Any) -> None:
     p = verbs.add_parser("launch", help="Run the nodes of a launch file, with a live status.")
     p.add_argument("file", nargs="?", help="a YAML launch file, or the name of one that ships (see --list)")
     p.add_argument("--list", action="store_true", help="list the launch files that ship, and exit")
+    p.add_argument(
+        "--show-args", action="store_true", help="list the file's arguments with defaults, and exit"
+    )
     p.add_argument("arguments", nargs="*", metavar="NAME:=VALUE", help="launch arguments")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--status-period", type=float, default=5.0, help="seconds between status tables (0: off)")
@@ -47,6 +50,13 @@ def _launch(args: argparse.Namespace) -> int:
     if args.file is None:
         raise PerceptError("launch: name a launch file or one that ships (percept launch --list)")
 
+    if args.show_args:
+        path = find_launch_file(args.file)
+        print(f"Arguments of {path} (NAME:=VALUE):")
+        for name, default, what in launch_file.declared_arguments(path):
+            shown = "required" if default is None else f"default {default!r}"
+            print(f"  {name:<16} {shown}" + (f"  # {what}" if what else ""))
+        return 0
     given = {}
     for item in args.arguments:
         key, value = runner.split_assignment(item, "launch argument")

@@ -1,14 +1,17 @@
-"""percept param list | get | set"""
+"""percept param list | get | set | dump | load"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
-from perception.cli.common import yaml_argument
+import yaml
+
+from perception.cli.common import did_you_mean, yaml_argument
 from perception.errors import PerceptError
 from perception.msgs import GetParameters, ParameterValues, Result, SetParameters
-from perception.runtime.graph import tool_node
+from perception.runtime.graph import graph_nodes, tool_node
 
 
 def register(verbs: Any) -> None:
@@ -27,11 +30,31 @@ def register(verbs: Any) -> None:
     p.add_argument("name")
     p.add_argument("value")
     p.set_defaults(func=_set)
-    for sub in (param.choices["list"], param.choices["get"], param.choices["set"]):
+    p = param.add_parser(
+        "dump", help="Print a node's parameters as YAML (percept param dump NODE > file.yaml)."
+    )
+    p.add_argument("node")
+    p.set_defaults(func=_dump)
+    p = param.add_parser("load", help="Set a node's parameters from a YAML file that `param dump` wrote.")
+    p.add_argument("node")
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=_load)
+    for sub in param.choices.values():
         sub.add_argument("--timeout", type=float, default=3.0)
 
 
+def _known_node(name: str) -> str:
+    """The node's full name; an unknown one gets "did you mean" (its services would time out)."""
+    names = [n["name"] for n in graph_nodes(include_hidden=True)]
+    full = name if name.startswith("/") else f"/{name}"
+    if full not in names:
+        visible = [n for n in names if not any(part.startswith("_") for part in n.split("/"))]
+        raise PerceptError(f"no node {full} in the graph{did_you_mean(full, visible)} (percept node list)")
+    return full
+
+
 def _values(node_name: str, names: list[str], timeout: float) -> ParameterValues:
+    node_name = _known_node(node_name)
     with tool_node("param") as node:
         client = node.create_client(f"{node_name}/get_parameters", GetParameters, ParameterValues)
         return client.call(GetParameters(names=names), timeout_s=timeout)
@@ -52,11 +75,44 @@ def _get(args: argparse.Namespace) -> int:
 
 
 def _set(args: argparse.Namespace) -> int:
-    value = yaml_argument(args.value, "value")
-    with tool_node("param") as node:
-        client = node.create_client(f"{args.node}/set_parameters", SetParameters, Result)
-        result = client.call(SetParameters(values={args.name: value}), timeout_s=args.timeout)
-    if not result.success:
-        raise PerceptError(f"setting {args.name} on {args.node} failed: {result.message}")
+    _set_values(args.node, {args.name: yaml_argument(args.value, "value")}, args.timeout)
     print("Set parameter successful")
+    return 0
+
+
+def _set_values(node_name: str, values: dict[str, Any], timeout: float) -> None:
+    node_name = _known_node(node_name)
+    with tool_node("param") as node:
+        client = node.create_client(f"{node_name}/set_parameters", SetParameters, Result)
+        result = client.call(SetParameters(values=values), timeout_s=timeout)
+    if not result.success:
+        raise PerceptError(f"setting {', '.join(values)} on {node_name} failed: {result.message}")
+
+
+def _dump(args: argparse.Namespace) -> int:
+    """The layout `ros2 param dump` writes: {node: {ros__parameters: {name: value}}} (here `parameters`)."""
+    reply = _values(args.node, [], args.timeout)
+    full = _known_node(args.node)
+    print(yaml.safe_dump({full: {"parameters": dict(sorted(reply.values.items()))}}, sort_keys=False), end="")
+    return 0
+
+
+def _load(args: argparse.Namespace) -> int:
+    full = _known_node(args.node)
+    try:
+        data = yaml.safe_load(args.file.read_text())
+    except OSError as exc:
+        raise PerceptError(f"parameter file {args.file}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise PerceptError(
+            f"parameter file {args.file}: not valid YAML ({str(exc).splitlines()[0]})"
+        ) from None
+    # `param dump`'s layout, ROS 2's (ros__parameters) or a plain map of name: value.
+    if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), dict):
+        (only,) = data.values()
+        data = only.get("parameters", only.get("ros__parameters", only))
+    if not isinstance(data, dict) or not data:
+        raise PerceptError(f"parameter file {args.file}: expected a map of parameter names to values")
+    _set_values(full, data, args.timeout)
+    print(f"Set {len(data)} parameters on {full}: {', '.join(data)}")
     return 0

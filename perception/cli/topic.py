@@ -1,9 +1,10 @@
-"""percept topic list | echo | hz | bw | pub"""
+"""percept topic list | info | type | find | echo | hz | bw | pub"""
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 import time
 import typing
 from collections import deque
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from perception import msgs
-from perception.cli.common import format_value, positive_float, yaml_argument
+from perception.cli.common import did_you_mean, format_value, positive_float, yaml_argument
 from perception.errors import MessageError, PerceptError
 from perception.runtime.graph import graph_nodes, tool_node
 from perception.runtime.node import RECEIVE_HWM
@@ -28,12 +29,26 @@ def register(verbs: Any) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="show publisher and subscriber counts")
     p.set_defaults(func=_list)
 
+    p = topic.add_parser("info", help="A topic's type, publishers and subscribers (with QoS and addresses).")
+    p.add_argument("topic")
+    p.add_argument("-v", "--verbose", action="store_true", help="list each publisher and subscriber")
+    p.set_defaults(func=_info)
+
+    p = topic.add_parser("type", help="Print a topic's message type.")
+    p.add_argument("topic")
+    p.set_defaults(func=_type)
+
+    p = topic.add_parser("find", help="List the topics of a message type.")
+    p.add_argument("type", help="a message type, e.g. percept/Image (or Image)")
+    p.set_defaults(func=_find)
+
     p = topic.add_parser("echo", help="Print messages from a topic.")
     p.add_argument("topic")
     p.add_argument("--once", action="store_true", help="print one message and exit")
     p.add_argument("--count", type=int, default=0, help="exit after this many messages")
     p.add_argument("--timeout", type=float, default=0.0, help="exit with an error if nothing arrives in time")
-    p.add_argument("--full", action="store_true", help="print whole arrays, not the first values")
+    p.add_argument("--full", action="store_true", help="print whole arrays (2-D ones a row a line)")
+    p.add_argument("--field", help="print only this field, e.g. header.stamp or xyxy")
     p.set_defaults(func=_echo)
 
     p = topic.add_parser("hz", help="Print the rate of a topic.")
@@ -60,27 +75,86 @@ def register(verbs: Any) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    topics: dict[str, dict[str, Any]] = {}
-    for node in graph_nodes(include_hidden=True):
-        for pub in node["publishers"]:
-            entry = topics.setdefault(pub["topic"], {"types": set(), "pubs": 0, "subs": 0})
-            entry["types"].add(pub["type"])
-            entry["pubs"] += 1
-        for sub in node["subscriptions"]:
-            entry = topics.setdefault(sub["topic"], {"types": set(), "pubs": 0, "subs": 0})
-            if sub["type"] != "*":
-                entry["types"].add(sub["type"])
-            entry["subs"] += 1
+    topics = _topics()
     for name in sorted(topics):
         entry = topics[name]
         types = ", ".join(sorted(entry["types"])) or "?"
-        counts = f"  {entry['pubs']} publisher(s), {entry['subs']} subscription(s)" if args.verbose else ""
+        counts = (
+            f"  {len(entry['publishers'])} publisher(s), {len(entry['subscribers'])} subscription(s)"
+            if args.verbose
+            else ""
+        )
         print(f"{name} [{types}]{counts}")
     return 0
 
 
-def _spin_until(node: Any, done: Any, duration: float, timeout: float, topic: str, got: list[int]) -> int:
+def _topics() -> dict[str, dict[str, Any]]:
+    """Every topic of the graph: its types, and its publishers and subscribers (node, details)."""
+    topics: dict[str, dict[str, Any]] = {}
+    for node in graph_nodes(include_hidden=True):
+        where = {"node": node["name"], "pid": node.get("pid"), "host": node.get("host")}
+        for pub in node["publishers"]:
+            entry = topics.setdefault(pub["topic"], {"types": set(), "publishers": [], "subscribers": []})
+            entry["types"].add(pub["type"])
+            entry["publishers"].append({**where, "address": pub.get("endpoint", "")})
+        for sub in node["subscriptions"]:
+            entry = topics.setdefault(sub["topic"], {"types": set(), "publishers": [], "subscribers": []})
+            if sub["type"] != "*":
+                entry["types"].add(sub["type"])
+            entry["subscribers"].append({**where, "depth": sub.get("depth")})
+    return topics
+
+
+def _known_topic(name: str) -> dict[str, Any]:
+    topics = _topics()
+    if name not in topics:
+        raise PerceptError(
+            f"no topic {name} in the graph{did_you_mean(name, list(topics))} (percept topic list)"
+        )
+    return topics[name]
+
+
+def _info(args: argparse.Namespace) -> int:
+    entry = _known_topic(args.topic)
+    print(f"Type: {', '.join(sorted(entry['types'])) or '?'}")
+    for kind, key in (("Publisher", "publishers"), ("Subscription", "subscribers")):
+        people = entry[key]
+        print(f"{kind} count: {len(people)}")
+        if not args.verbose:
+            continue
+        for who in people:
+            if key == "publishers":
+                detail = f"address {who['address']}"
+            else:
+                depth = who["depth"]
+                detail = "QoS " + (
+                    "latest only (depth 1)" if depth == 1 else f"keep last {depth}" if depth else "?"
+                )
+            print(f"  {who['node']}  (pid {who['pid']} on {who['host']})  {detail}")
+    return 0
+
+
+def _type(args: argparse.Namespace) -> int:
+    print(", ".join(sorted(_known_topic(args.topic)["types"])) or "?")
+    return 0
+
+
+def _find(args: argparse.Namespace) -> int:
+    from perception.cli.interface import find
+
+    wanted = find(args.type).TYPE_NAME
+    for name, entry in sorted(_topics().items()):
+        if wanted in entry["types"]:
+            print(name)
+    return 0
+
+
+def _spin_until(
+    node: Any, done: Any, duration: float, timeout: float, topic: str, got: list[int], notice_s: float = 1.0
+) -> int:
+    """Spin until `done()`; after `notice_s` without a message, say once whether anyone publishes."""
     start = time.monotonic()
+    noticed = False
     while not done():
         node.spin_once(0.1)
         elapsed = time.monotonic() - start
@@ -88,23 +162,67 @@ def _spin_until(node: Any, done: Any, duration: float, timeout: float, topic: st
             return 0
         if timeout and not got[0] and elapsed >= timeout:
             raise PerceptError(f"no message on {topic} within {timeout:g} s")
+        if not noticed and not got[0] and elapsed >= notice_s:
+            noticed = True
+            print(_silence(topic), file=sys.stderr, flush=True)
     return 0
+
+
+def _silence(topic: str) -> str:
+    """What to say when nothing has come in a second: nobody publishes it, or nobody has yet."""
+    try:
+        topics = _topics()
+    except PerceptError:
+        return f"nothing on {topic} yet, and the registry does not answer; waiting (Ctrl-C to stop)"
+    publishers = len(topics.get(topic, {}).get("publishers", []))
+    if publishers:
+        return f"nothing on {topic} yet from its {publishers} publisher(s); waiting (Ctrl-C to stop)"
+    hint = did_you_mean(topic, [t for t, e in topics.items() if e["publishers"]])
+    return f"nobody publishes {topic}{hint}; waiting for a publisher (--timeout S to give up)"
 
 
 def _echo(args: argparse.Namespace) -> int:
     limit = 1 if args.once else args.count
     got = [0]
 
+    failed: list[PerceptError] = []  # raised in a callback, the executor would only log it
+
     def show(msg: Any) -> None:
-        if limit and got[0] >= limit:
+        if (limit and got[0] >= limit) or failed:
+            return
+        try:
+            value = _pick(msg, args.field) if args.field else msg
+        except PerceptError as exc:
+            failed.append(exc)
             return
         got[0] += 1
-        print(format_value(msg, full=args.full))
+        print(format_value(value, full=args.full))
         print("---", flush=True)
 
     with tool_node("echo") as node:
         node.create_subscription(None, args.topic, show, KEEP_LAST)
-        return _spin_until(node, lambda: bool(limit) and got[0] >= limit, 0.0, args.timeout, args.topic, got)
+        done = lambda: bool(failed) or (bool(limit) and got[0] >= limit)  # noqa: E731
+        _spin_until(node, done, 0.0, args.timeout, args.topic, got)
+    if failed:
+        raise failed[0]
+    return 0
+
+
+def _pick(msg: Any, path: str) -> Any:
+    """A field of a message by a dotted path (`header.stamp`); an unknown one names the fields there."""
+    value = msg
+    for part in path.split("."):
+        fields = getattr(value, "__dataclass_fields__", None) or getattr(value, "fields", None) or {}
+        if part not in fields:
+            raise PerceptError(
+                f"--field {path}: no field {part!r}{did_you_mean(part, list(fields))} (fields: {', '.join(fields)})"
+            )
+        value = (
+            value.fields[part]
+            if hasattr(value, "type_name") and hasattr(value, "fields")
+            else getattr(value, part)
+        )
+    return value
 
 
 def _watch(args: argparse.Namespace, report: Callable[[deque[tuple[float, int]]], str]) -> int:
@@ -124,12 +242,17 @@ def _watch(args: argparse.Namespace, report: Callable[[deque[tuple[float, int]]]
     def show() -> None:
         fresh = got[0] != shown[0]
         shown[0] = got[0]
-        print(report(window) if fresh and len(window) >= 2 else "no new messages", flush=True)
+        if fresh and len(window) >= 2:
+            print(report(window), flush=True)
+        elif got[0]:
+            print("no new messages", flush=True)
+        else:  # nothing ever came: say why once a second, not a bare "no new messages"
+            print(_silence(args.topic), flush=True)
 
     with tool_node("watch") as node:
         node.create_subscription(None, args.topic, arrived, QoS(depth=RECEIVE_HWM), raw=True)
         node.create_timer(1.0, show)
-        return _spin_until(node, lambda: False, args.duration, 0.0, args.topic, got)
+        return _spin_until(node, lambda: False, args.duration, 0.0, args.topic, got, notice_s=math.inf)
 
 
 def _hz(args: argparse.Namespace) -> int:

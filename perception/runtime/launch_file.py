@@ -118,6 +118,21 @@ class _Located:
         return LaunchError(f"{self.path}:{line}: {key or 'top level'}: {message}")
 
 
+def declared_arguments(path: str | Path) -> list[tuple[str, Any, str]]:
+    """The arguments a launch file declares (not its includes'): name, default (None: required) and
+    description, in the file's order."""
+    doc = _Located(Path(path), Path(path).read_text())
+    declared = doc.data.get("arguments") or {} if isinstance(doc.data, dict) else {}
+    if not isinstance(declared, dict):
+        raise doc.fail(("arguments",), "expected a map of argument names to defaults")
+    return [
+        (name, spec.get("default"), str(spec.get("description", "")))
+        if isinstance(spec, dict)
+        else (name, spec, "")
+        for name, spec in declared.items()
+    ]
+
+
 def load(path: str | Path, arguments: dict[str, Any] | None = None) -> LaunchDescription:
     """Read, validate and substitute a launch file and its includes."""
     return _load(Path(path), dict(arguments or {}), depth=0)

@@ -321,7 +321,10 @@ class Node:
                     {"topic": p.topic, "type": p.msg_type.TYPE_NAME, "endpoint": p.endpoint}
                     for p in self._publishers
                 ],
-                "subscriptions": [{"topic": s.topic, "type": s.stats.type_name} for s in self._subscriptions],
+                "subscriptions": [
+                    {"topic": s.topic, "type": s.stats.type_name, "depth": s.qos.depth}
+                    for s in self._subscriptions
+                ],
                 "services": [
                     {
                         "name": s.name,

@@ -39,7 +39,9 @@ def test_node_topic_and_service_listings(graph):
 
 def test_echo_hz_and_bw(graph):
     echo = percept("topic", "echo", "/frames", "--once").stdout
-    assert re.search(r"header:\n  stamp: \d+\n  frame_id: 'a'\n  seq: \d+", echo)
+    assert re.search(
+        r"header:\n  stamp: \d+  # 20\d\d-\d\d-\d\dT[\d:]+\.\d{9}Z\n  frame_id: 'a'\n  seq: \d+", echo
+    )
     assert "data: array(shape=(48, 64, 3), dtype=uint8, [" in echo and echo.rstrip().endswith("---")
     hz = percept("topic", "hz", "/frames", "--duration", "2.5").stdout
     rates = [float(r) for r in re.findall(r"average rate: ([\d.]+)", hz)]
@@ -96,6 +98,92 @@ def test_param_get_set_list_and_service_call(graph):
     )
     call = percept("service", "call", "/services/ok")
     assert "response:\n  success: True\n  message: 'ok'" in call.stdout
+
+
+def test_topic_info_type_find_and_echo_of_one_field(graph):
+    info = percept("topic", "info", "/frames", "-v")
+    assert info.returncode == 0, info.stderr
+    lines = info.stdout.splitlines()
+    assert (
+        lines[0] == "Type: percept/Image"
+        and "Publisher count: 1" in lines
+        and "Subscription count: 0" in lines
+    )
+    assert re.search(r"  /seq_publisher  \(pid \d+ on .+\)  address tcp://", info.stdout)
+    assert percept("topic", "type", "/frames").stdout.strip() == "percept/Image"
+    assert percept("topic", "find", "Image").stdout.split() == ["/frames"]
+    stamp = percept("topic", "echo", "/frames", "--once", "--field", "header.frame_id").stdout
+    assert stamp.splitlines()[0] == "'a'"
+    wrong = percept("topic", "echo", "/frames", "--once", "--field", "header.stmp", "--timeout", "20")
+    assert wrong.returncode == 1
+    assert (
+        "--field header.stmp: no field 'stmp'; did you mean stamp? (fields: stamp, frame_id, seq)"
+        in wrong.stderr
+    )
+    typo = percept("topic", "info", "/frame")
+    assert typo.returncode == 1 and typo.stderr.strip() == (
+        "percept: error: no topic /frame in the graph; did you mean /frames? (percept topic list)"
+    )
+
+
+def test_waiting_on_a_topic_nobody_publishes_says_so(graph):
+    echo = percept("topic", "echo", "/framez", "--timeout", "3")
+    assert echo.returncode == 1
+    assert "nobody publishes /framez; did you mean /frames?; waiting for a publisher" in echo.stderr
+    assert "no message on /framez within 3 s" in echo.stderr
+    hz = percept("topic", "hz", "/framez", "--duration", "2.5")
+    assert "nobody publishes /framez" in hz.stdout and "no new messages" not in hz.stdout
+
+
+def test_param_dump_and_load_and_an_unknown_node(graph, tmp_path):
+    dump = percept("param", "dump", "/params")
+    assert dump.returncode == 0, dump.stderr
+    assert dump.stdout.startswith("/params:\n  parameters:\n") and "    rate: 10.0\n" in dump.stdout
+    changed = tmp_path / "params.yaml"
+    changed.write_text(dump.stdout.replace("rate: 10.0", "rate: 12.5").replace("label: cam", "label: front"))
+    load = percept("param", "load", "/params", str(changed))
+    assert load.returncode == 0, load.stderr
+    assert percept("param", "get", "/params", "rate").stdout.strip() == "float value is: 12.5"
+    assert percept("param", "get", "/params", "label").stdout.strip() == "str value is: 'front'"
+    unknown = percept("param", "list", "/parms")
+    assert unknown.returncode == 1 and unknown.stderr.strip() == (
+        "percept: error: no node /parms in the graph; did you mean /params? (percept node list)"
+    )
+
+
+def test_interfaces_launch_arguments_and_mistyped_verbs():
+    listing = percept("interface", "list").stdout
+    assert "percept/Detections" in listing and "percept/Image" in listing
+    show = percept("interface", "show", "percept/Detections").stdout
+    assert "percept/Header header\n    int stamp  # default 0" in show and "\narray xyxy" in show
+    typo = percept("interface", "show", "Detectoins")
+    assert typo.returncode == 1 and "did you mean Detections" in typo.stderr
+    arguments = percept("launch", "sim_detect", "--show-args").stdout
+    assert (
+        "  model            default 'models/percept.onnx'  # an ONNX detector (ours, YOLOv5/v8/11, YOLOX)"
+        in arguments
+    )
+    verb = percept("topik", "list")
+    assert verb.returncode == 2 and verb.stderr.strip().endswith("did you mean topic?")
+    sub = percept("topic", "ecko", "/frames")
+    assert sub.returncode == 2 and sub.stderr.strip().endswith("did you mean echo?")
+
+
+def test_echo_shows_stamps_as_time_and_two_dimensional_arrays_as_rows():
+    from perception.cli.common import format_value
+    from perception.msgs import Detections
+
+    boxes = Detections(
+        Header(stamp=1_764_800_000_123_456_789, frame_id="cam"),
+        np.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]], np.float32),
+        np.array([0.9, 0.8], np.float32),
+        np.array([1, 2], np.int32),
+        ["mug", "duck"],
+    )
+    text = format_value(boxes, full=True)
+    assert "stamp: 1764800000123456789  # 2025-12-03T22:13:20.123456789Z" in text
+    assert "xyxy:\n  # shape (2, 4), float32\n  - [1.0, 2.0, 3.0, 4.0]\n  - [5.0, 6.0, 7.0, 8.0]" in text
+    assert "stamp: 5000000000  # 5.000000000 s (sim time)" in format_value(Header(stamp=5_000_000_000))
 
 
 def test_errors_are_one_line_without_a_traceback(monkeypatch):
