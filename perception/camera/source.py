@@ -28,6 +28,30 @@ class SourceStatus:
     last_error: str = ""
 
 
+def video_backends() -> dict[str, bool]:
+    """The video I/O back-ends this OpenCV was built with (FFMPEG, GStreamer, v4l/v4l2, ...), from its
+    build information: VideoCapture opens a source through one of them or not at all."""
+    info = cv2.getBuildInformation()
+    section = info[info.find("Video I/O:") :].split("\n\n")[0].splitlines()[1:]
+    backends = {}
+    for line in section:
+        name, _, value = line.strip().partition(":")
+        if line.startswith("    ") and not line.startswith("      ") and value.strip():
+            backends[name.strip()] = value.strip().upper().startswith("YES")
+    return backends
+
+
+def check(spec: str) -> None:
+    """Refuse at once a source this OpenCV can never open (rather than retrying it forever): a GStreamer
+    pipeline where OpenCV has no GStreamer (the PyPI wheels have none)."""
+    if describe(spec)[1] == cv2.CAP_GSTREAMER and not video_backends().get("GStreamer", False):
+        raise ValueError(
+            f"source {spec!r} is a GStreamer pipeline, but this OpenCV ({cv2.__version__}) was built without "
+            "GStreamer; install one built with it (Debian's python3-opencv, or opencv-python built with "
+            "ENABLE_GSTREAMER), or give a device, file or URL (FFmpeg reads RTSP and HTTP)"
+        )
+
+
 def describe(spec: str) -> tuple[str | int, int]:
     """What cv2.VideoCapture gets for a source string, and the backend to ask for."""
     if spec.isdigit():
@@ -49,6 +73,7 @@ class FrameSource:
         min_backoff_s: float = 0.5,
         max_backoff_s: float = 10.0,
     ) -> None:
+        check(spec)
         self.spec, self.width, self.height, self.fps, self.loop = spec, width, height, fps, loop
         self.min_backoff_s, self.max_backoff_s = min_backoff_s, max_backoff_s
         self.status = SourceStatus()

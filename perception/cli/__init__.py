@@ -55,6 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Ctrl-C (or a launcher stopping its nodes) may come while the verbs are still being imported:
+    # the whole command, imports included, ends with exit code 130 and no traceback.
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # `percept launch FILE --duration 5 rate:=10`: launch arguments may follow options.
@@ -70,8 +79,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PerceptError as exc:
         print(f"percept: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
     except BrokenPipeError:  # `percept ... | head`: the reader has gone; nothing left to say
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that the flush at exit does not fail again

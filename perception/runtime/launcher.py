@@ -1,8 +1,10 @@
 """Runs a launch description: one process per node, a status table, respawns, and a clean stop.
 
 Each node runs as `python -m perception.cli run TARGET ...` in its own process group, with the parent-
-death signal set, so no child outlives the launcher: on Ctrl-C or SIGTERM every group gets SIGINT, then
-SIGTERM, then SIGKILL if it still lives after `stop_timeout_s`. The launcher starts a registry in its
+death signal set, so no child outlives the launcher: on Ctrl-C or SIGTERM every group gets SIGTERM (a
+node stops on it as on Ctrl-C; a process still starting Python ends quietly, where SIGINT would print a
+KeyboardInterrupt traceback from deep in its imports), then SIGKILL if it still lives after
+`stop_timeout_s`. The launcher starts a registry in its
 own process when none answers at PERCEPT_REGISTRY.
 """
 
@@ -31,6 +33,10 @@ from perception.runtime.stopping import StopFlag, stop_signals_call
 
 MAX_RESPAWN_DELAY_S = 30.0
 STABLE_AFTER_S = 10.0  # a node that ran this long before dying restarts with the shortest delay again
+# A node that dies the same way (exit code and last line) this many times in a row, each within
+# STABLE_AFTER_S of starting, is in a crash loop (Kubernetes' CrashLoopBackOff): respawning it cannot
+# help (a bad parameter, a missing file), so it is left stopped with its last error shown.
+CRASH_LOOP_COUNT = 5
 _PR_SET_PDEATHSIG = 1
 
 
@@ -45,6 +51,9 @@ class Child:
     exit_code: int | None = None
     rates: dict[str, float] = field(default_factory=dict)
     problems: str = ""  # what went wrong in the node so far, from its stats ("" when nothing)
+    last_line: str = ""  # the last line it printed (a node's last words are usually its error)
+    relay: threading.Thread | None = None
+    crashes: list[tuple[int | None, str]] = field(default_factory=list)  # the quick deaths in a row
 
 
 def _problems(stats: NodeStats) -> str:
@@ -138,7 +147,7 @@ class Launcher:
                 if self.status_period_s > 0 and now >= next_status:
                     next_status = now + self.status_period_s
                     self._say(self.status_table())
-                if all(c.state in ("exited", "failed") for c in self.children):
+                if all(c.state in ("exited", "failed", "crash-loop") for c in self.children):
                     self._say("[launch] every node has exited")
                     break
         finally:
@@ -151,6 +160,10 @@ class Launcher:
             self._say(f"[launch] required node {spec.fqn} exited with code {self._failed_required.exit_code}")
             return 1
         self._say(self.status_table())
+        looping = [c.spec.fqn for c in self.children if c.state == "crash-loop"]
+        if looping:
+            self._say(f"[launch] in a crash loop, left stopped: {', '.join(looping)}")
+            return 1
         return 0
 
     # -- processes ---------------------------------------------------------------------------------
@@ -196,6 +209,8 @@ class Launcher:
         child.restart_at = None
         child.exit_code = None
         relay = threading.Thread(target=self._relay, args=(child, child.process), daemon=True)
+        child.relay = relay
+        child.last_line = ""
         relay.start()
         self._relays = [r for r in self._relays if r.is_alive()] + [relay]
 
@@ -203,7 +218,10 @@ class Launcher:
         assert process.stdout is not None
         prefix = f"[{child.spec.fqn}] "
         for line in iter(process.stdout.readline, b""):
-            self._say(prefix + line.decode(errors="replace").rstrip())
+            text = line.decode(errors="replace").rstrip()
+            if text.strip():
+                child.last_line = text.strip()
+            self._say(prefix + text)
 
     def _supervise(self) -> None:
         now = time.monotonic()
@@ -225,6 +243,13 @@ class Launcher:
                 child.state = "failed"
                 self._failed_required = child
                 self._stop.set()
+            elif spec.respawn and self._crash_loop(child, now):
+                child.state = "crash-loop"
+                self._say(
+                    f"[launch] {spec.fqn} exited with code {child.exit_code} {CRASH_LOOP_COUNT} times in a row, "
+                    f"each within {STABLE_AFTER_S:g} s of starting: not restarting it (crash loop); "
+                    f"its last words: {child.last_line or '(none)'}"
+                )
             elif spec.respawn:
                 ran_for = now - child.started_at
                 level = 0 if ran_for > STABLE_AFTER_S else min(child.restarts, 10)
@@ -238,13 +263,21 @@ class Launcher:
                 child.state = "exited" if child.exit_code == 0 else "failed"
                 self._say(f"[launch] {spec.fqn} exited with code {child.exit_code}")
 
+    def _crash_loop(self, child: Child, now: float) -> bool:
+        """Note this exit; True when it is the CRASH_LOOP_COUNT-th quick death of the same kind in a row."""
+        if child.relay is not None:
+            child.relay.join(timeout=1.0)  # its last lines (the error) are still in the pipe
+        quick = child.exit_code != 0 and now - child.started_at <= STABLE_AFTER_S
+        way = (child.exit_code, child.last_line)
+        if not quick or (child.crashes and child.crashes[-1] != way):
+            child.crashes = []
+        if quick:
+            child.crashes.append(way)
+        return len(child.crashes) >= CRASH_LOOP_COUNT
+
     def _shutdown(self) -> None:
         alive = [c for c in self.children if c.process is not None and c.process.poll() is None]
-        for sig, wait_s in (
-            (signal.SIGINT, self.stop_timeout_s),
-            (signal.SIGTERM, 2.0),
-            (signal.SIGKILL, 2.0),
-        ):
+        for sig, wait_s in ((signal.SIGTERM, self.stop_timeout_s), (signal.SIGKILL, 2.0)):
             for child in alive:
                 assert child.process is not None
                 with contextlib.suppress(ProcessLookupError):

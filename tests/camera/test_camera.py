@@ -195,3 +195,38 @@ def test_a_fisheye_calibration_is_undistorted_with_the_fisheye_model():
     assert np.abs(undistorted.astype(int) - expected.astype(int)).mean() < 2.0
     plumb_bob = cv2.undistort(frame, K, np.r_[D, 0.0])
     assert np.abs(undistorted.astype(int) - plumb_bob.astype(int)).mean() > 5.0
+
+
+def test_a_gstreamer_pipeline_without_gstreamer_fails_at_once_in_one_line(monkeypatch):
+    from conftest import percept
+
+    from perception.camera import source
+
+    pipeline = "videotestsrc ! videoconvert ! appsink"
+    monkeypatch.setattr(source, "video_backends", lambda: {"FFMPEG": True, "GStreamer": False})
+    with pytest.raises(
+        ValueError, match=r"is a GStreamer pipeline, but this OpenCV .* was built without GStreamer"
+    ):
+        FrameSource(pipeline)
+    monkeypatch.setattr(source, "video_backends", lambda: {"FFMPEG": True, "GStreamer": True})
+    FrameSource(pipeline).close()  # with GStreamer it is tried (and retried) as any source
+    monkeypatch.undo()
+    assert not source.video_backends()["GStreamer"]  # the pip OpenCV this project installs has none
+    node = percept("run", "perception.nodes.camera:CameraNode", "-p", f"source:={pipeline}", timeout=60)
+    assert node.returncode == 1
+    assert (
+        node.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"percept: error: CameraNode did not start: source '{pipeline}' is a GStreamer pipeline")
+    )
+
+
+def test_video_backends_are_read_from_the_build_information():
+    from perception.camera.source import video_backends
+
+    backends = video_backends()
+    assert (
+        "FFMPEG" in backends
+        and "GStreamer" in backends
+        and all(isinstance(v, bool) for v in backends.values())
+    )

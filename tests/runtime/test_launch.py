@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -223,7 +224,7 @@ def test_a_node_that_ignores_sigint_and_sigterm_is_killed(tmp_path, registry):
 
     children = _children(process, 1)
     # The launcher and the stubborn node have both set what SIGINT does before it is sent (the node
-    # ignores it: the launcher must escalate to SIGTERM, then SIGKILL).
+    # ignores SIGINT and SIGTERM: the launcher must escalate to SIGKILL).
     for pid in (process.pid, *(c.pid for c in children)):
         wait_for(
             lambda pid=pid: settled_signal(pid, signal.SIGINT), timeout_s=20, what=f"{pid}'s SIGINT setting"
@@ -231,6 +232,49 @@ def test_a_node_that_ignores_sigint_and_sigterm_is_killed(tmp_path, registry):
     process.send_signal(signal.SIGINT)
     process.communicate(timeout=30)
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_a_node_in_a_crash_loop_is_left_stopped_with_its_last_error(tmp_path, registry):
+    process = _launch(
+        tmp_path,
+        f"""
+        nodes:
+          - name: params
+            node: {NODES}:Params
+            parameters: {{count: nine}}
+            respawn: true
+            respawn_delay: 0.1
+        """,
+    )
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 1, output
+    assert output.count("/params exited with code 1; restarting in") == 4, output
+    assert (
+        "[launch] /params exited with code 1 5 times in a row, each within 10 s of starting: not restarting "
+        "it (crash loop); its last words: percept: error: Params did not start: parameter '/params.count': "
+        "expected int, found str 'nine'"
+    ) in output
+    assert "in a crash loop, left stopped: /params" in output
+
+
+@pytest.mark.parametrize("after_s", [0.3, 0.6, 1.2])
+def test_ctrl_c_at_any_moment_of_the_start_prints_no_traceback(tmp_path, monkeypatch, after_s):
+    monkeypatch.setenv("PERCEPT_REGISTRY", f"tcp://127.0.0.1:{free_port()}")
+    process = _launch(
+        tmp_path,
+        f"""
+        nodes:
+          - name: one
+            node: {NODES}:Sleeper
+          - name: two
+            node: {NODES}:Sleeper
+        """,
+    )
+    time.sleep(after_s)  # the launcher and its nodes still importing, or just started
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    assert process.returncode in (0, 130), output
 
 
 def test_children_die_with_a_killed_launcher(tmp_path, monkeypatch):
