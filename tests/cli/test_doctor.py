@@ -1,0 +1,42 @@
+"""`percept doctor`: a line per check, ok / warning / error with what to do, on a live and a dead graph."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import free_port, percept
+
+
+def test_doctor_on_a_running_graph(registry):
+    result = percept("doctor", "--json", timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = {r["check"]: r for r in json.loads(result.stdout.strip().splitlines()[-1])["doctor"]}
+    assert set(report) == {
+        "registry", "network", "renderer", "video", "providers", "leftovers", "extras", "versions"
+    }  # fmt: skip
+    assert (
+        report["registry"]["status"] == "ok" and "answers at tcp://127.0.0.1:" in report["registry"]["detail"]
+    )
+    assert report["renderer"]["status"] in ("ok", "warning")
+    # The pip OpenCV has no GStreamer: a warning that says what works and what to install.
+    assert report["video"]["status"] == "warning" and "GStreamer pipelines need" in report["video"]["detail"]
+    assert "CPU" in report["providers"]["detail"] and "percept " in report["versions"]["detail"]
+    assert "installed: " in report["extras"]["detail"]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("ok       registry   answers at") and "8 checks: 0 errors" in result.stdout
+
+
+def test_doctor_without_a_registry_warns_and_says_what_to_do(monkeypatch):
+    monkeypatch.setenv("PERCEPT_REGISTRY", f"tcp://127.0.0.1:{free_port()}")
+    result = percept("doctor", timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "warning  registry   none at tcp://127.0.0.1:" in result.stdout
+    assert "`percept launch` starts one, or run `percept registry`" in result.stdout
+
+
+def test_doctor_names_a_host_that_does_not_resolve(monkeypatch):
+    monkeypatch.setenv("PERCEPT_HOST", "no-such-host.invalid")
+    monkeypatch.setenv("PERCEPT_REGISTRY", f"tcp://127.0.0.1:{free_port()}")
+    result = percept("doctor", timeout=60)
+    assert result.returncode == 1
+    assert "error    network    PERCEPT_HOST=no-such-host.invalid does not resolve" in result.stdout
