@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     from perception.cli import (
         bag,
         bench,
+        completion,
         dataset,
         doctor,
         interface,
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         record,
         bag,
         view,
+        completion,
     ):
         module.register(verbs)
     return parser
@@ -66,7 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    from perception.cli.completion import autocomplete
+
     parser = build_parser()
+    autocomplete(parser)  # answers a shell's tab completion and exits, when this run is one
     args, extra = parser.parse_known_args(argv)
     # `percept launch FILE --duration 5 rate:=10`: launch arguments may follow options.
     if getattr(args, "verb", None) == "launch" and all(":=" in item for item in extra):
