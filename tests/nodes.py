@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -164,3 +165,37 @@ class ViewerScene(Node):
             )
         )
         self.seq += 1
+
+
+class Relay(Node):
+    """Publishes on `out` a string for each one on `in`, and one a second of its own (two relays
+    remapped onto each other make a cycle in the graph)."""
+
+    def __init__(self) -> None:
+        from perception.msgs import String
+
+        super().__init__("relay")
+        self.out = self.create_publisher(String, "out")
+        self.create_subscription(String, "in", lambda msg: None)
+        self.create_timer(1.0, lambda: self.out.publish(String(data="tick")))
+
+
+class ImageFolder(Node):
+    """Publishes the PNG images of `folder` on `image` (rgb8), one after the other, round and round."""
+
+    def __init__(self) -> None:
+        import cv2
+
+        super().__init__("image_folder")
+        folder = Path(self.declare_parameter("folder", "."))
+        self.frames = [
+            cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in sorted(folder.glob("*.png"))
+        ]
+        self.publisher = self.create_publisher(Image, "image")
+        self.index = 0
+        self.create_timer(1.0 / self.declare_parameter("rate", 10.0), self.tick)
+
+    def tick(self) -> None:
+        frame = self.frames[self.index % len(self.frames)]
+        self.publisher.publish(Image(Header.now("cam", self.index), frame, "rgb8"))
+        self.index += 1

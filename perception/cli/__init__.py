@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     from perception.cli import (
         bag,
         bench,
+        calibrate,
         completion,
         dataset,
         doctor,
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         service,
         interface,
         doctor,
+        calibrate,
         bench,
         dataset,
         train,

@@ -37,38 +37,100 @@ def displayable(image: msgs.Image) -> np.ndarray:
     return coloured
 
 
-def _label(canvas: np.ndarray, text: str, x: int, y: int, bgr: tuple[int, int, int]) -> None:
-    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-    top = max(y - h - base - 2, 0)
-    cv2.rectangle(canvas, (x, top), (x + w + 4, top + h + base + 2), bgr, -1)
-    cv2.putText(canvas, text, (x + 2, top + h + 1), cv2.FONT_HERSHEY_SIMPLEX, 0.45, WHITE, 1, cv2.LINE_AA)
+LABEL_FONT, LABEL_SCALE = cv2.FONT_HERSHEY_SIMPLEX, 0.45
 
 
-def _box(canvas: np.ndarray, xyxy: Sequence[float], bgr: tuple[int, int, int], text: str) -> None:
-    x1, y1, x2, y2 = (round(float(v)) for v in xyxy)
-    cv2.rectangle(canvas, (x1, y1), (x2, y2), bgr, 2)
-    _label(canvas, text, x1, y1, bgr)
+def _label_size(text: str) -> tuple[int, int]:
+    (w, h), base = cv2.getTextSize(text, LABEL_FONT, LABEL_SCALE, 1)
+    return w + 4, h + base + 2
+
+
+def _place_labels(
+    shape: tuple[int, ...], labels: list[tuple[str, tuple[int, int, int, int]]]
+) -> list[tuple[int, int]]:
+    """Top-left corners for labels (text, box xyxy) given best first: each goes above its box, else
+    inside its top edge, else below it, else stacked downwards, wherever it overlaps no label placed
+    before it (so the best label keeps its place and the others make room)."""
+    height, width = shape[0], shape[1]
+    placed: list[tuple[int, int, int, int]] = []
+    corners = []
+    for text, (x1, y1, _, y2) in labels:
+        w, h = _label_size(text)
+        x = int(np.clip(x1, 0, max(width - w, 0)))
+        candidates = [y1 - h, y1, y2] + [y1 + k * h for k in range(1, 12)]
+        spot = None
+        for y in candidates:
+            y = int(np.clip(y, 0, max(height - h, 0)))
+            if not any(x < px2 and px1 < x + w and y < py2 and py1 < y + h for px1, py1, px2, py2 in placed):
+                spot = (x, y)
+                break
+        spot = spot or (x, int(np.clip(y1 - h, 0, max(height - h, 0))))  # no room: above its box
+        placed.append((spot[0], spot[1], spot[0] + w, spot[1] + h))
+        corners.append(spot)
+    return corners
+
+
+def _draw_label(canvas: np.ndarray, text: str, corner: tuple[int, int], bgr: tuple[int, int, int]) -> None:
+    w, h = _label_size(text)
+    x, y = corner
+    cv2.rectangle(canvas, (x, y), (x + w, y + h), bgr, -1)
+    (_, text_h), _ = cv2.getTextSize(text, LABEL_FONT, LABEL_SCALE, 1)
+    cv2.putText(canvas, text, (x + 2, y + text_h + 1), LABEL_FONT, LABEL_SCALE, WHITE, 1, cv2.LINE_AA)
+
+
+def _boxes(canvas: np.ndarray, items: list[tuple[Sequence[float], tuple[int, int, int], str]]) -> None:
+    """Boxes with labels, `items` best first: every box, then the labels placed so that none covers
+    another, drawn worst first so that, where they must overlap, the best is on top."""
+    boxes: list[tuple[int, int, int, int]] = []
+    for xyxy, _, _ in items:
+        x1, y1, x2, y2 = (round(float(v)) for v in xyxy)
+        boxes.append((x1, y1, x2, y2))
+    for (x1, y1, x2, y2), (_, bgr, _) in zip(boxes, items, strict=True):
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), bgr, 2)
+    corners = _place_labels(
+        canvas.shape, [(text, box) for box, (_, _, text) in zip(boxes, items, strict=True)]
+    )  # type: ignore[misc]
+    for corner, (_, bgr, text) in reversed(list(zip(corners, items, strict=True))):
+        _draw_label(canvas, text, corner, bgr)
 
 
 def draw_detections(canvas: np.ndarray, detections: msgs.Detections) -> None:
-    for xyxy, score, class_id, name in zip(
-        detections.xyxy, detections.scores, detections.class_ids, detections.class_names, strict=True
-    ):
-        _box(canvas, xyxy, colour(int(class_id)), f"{name or class_id} {score:.2f}")
+    order = np.argsort(-np.asarray(detections.scores), kind="stable")  # best first
+    _boxes(
+        canvas,
+        [
+            (
+                detections.xyxy[i],
+                colour(int(detections.class_ids[i])),
+                f"{detections.class_names[i] or detections.class_ids[i]} {detections.scores[i]:.2f}",
+            )
+            for i in order
+        ],
+    )
 
 
 def draw_tracks(
     canvas: np.ndarray, tracks: msgs.Tracks, trails: Mapping[int, Iterable[tuple[float, float]]]
 ) -> None:
-    """Boxes with '#id class' (and distance when known), each with its trail of past bottom centres."""
-    for i, (track_id, name, xyxy) in enumerate(zip(tracks.ids, tracks.class_names, tracks.xyxy, strict=True)):
+    """Boxes with '#id class' (and distance when known), each with its trail of past bottom centres;
+    the nearest first, so that its label keeps its place."""
+    items = []
+    distances = (
+        np.asarray(tracks.distances, np.float64)
+        if len(tracks.distances)
+        else np.full(len(tracks.ids), np.nan)
+    )
+    for i in np.argsort(np.where(np.isfinite(distances), distances, np.inf), kind="stable"):
+        track_id, name, xyxy = tracks.ids[i], tracks.class_names[i], tracks.xyxy[i]
         bgr = colour(int(track_id))
         trail = np.array(list(trails.get(int(track_id), [])), np.float32).reshape(-1, 2)
         if len(trail) > 1:
             cv2.polylines(canvas, [np.round(trail).astype(np.int32)], False, bgr, 2, cv2.LINE_AA)
-        distance = float(tracks.distances[i]) if len(tracks.distances) else float("nan")
-        text = f"#{int(track_id)} {name}" + (f" {distance:.1f} m" if np.isfinite(distance) else "")
-        _box(canvas, xyxy, bgr, text)
+        distance = float(distances[i])
+        items.append(
+            (xyxy, bgr, f"#{int(track_id)} {name}" + (f" {distance:.1f} m" if np.isfinite(distance) else ""))
+        )
+    _boxes(canvas, items)
 
 
 def project(points: np.ndarray, info: msgs.CameraInfo) -> np.ndarray:

@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, urlparse
 
 from perception.runtime.graph import graph_nodes, tool_node
 from perception.runtime.qos import QoS
+from perception.runtime.registry import registry_address
 from perception.runtime.stats import Throttle
 from perception.runtime.stopping import StopFlag, stop_signals_call
 from perception.viewer.state import ViewerState
@@ -108,6 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
         rates = state.rates()
         with state.lock:
             nodes = [n for n in state.graph if not n["name"].startswith("/_percept_view")]
+            registry_error = state.registry_error
             types = dict(state.types)
             sent = dict(state.frames_sent)
         topics: dict[str, dict[str, Any]] = {}
@@ -141,6 +143,7 @@ class _Handler(BaseHTTPRequestHandler):
             "topics": sorted(topics.values(), key=lambda t: t["topic"]),
             "streams": state.image_topics(),
             "frames_sent": sent,
+            "registry": {"address": registry_address(), "error": registry_error},
         }
 
     def _stream(self, query: dict[str, str]) -> None:
@@ -207,10 +210,14 @@ def run(host: str, port: int, fps: float, jpeg_quality: int, duration_s: float |
     def discover() -> None:
         try:
             nodes = graph_nodes(include_hidden=True)
-        except Exception:
-            return  # no registry yet: the page shows an empty graph until one answers
+        except Exception as exc:  # no registry (yet): the page says so, and the graph is emptied
+            with state.lock:
+                state.registry_error = str(exc)
+                state.graph = []
+            return
         with state.lock:
             state.graph = nodes
+            state.registry_error = ""
         for n in nodes:
             if n["name"].startswith("/_percept_view"):
                 continue

@@ -45,6 +45,7 @@ class ViewerState:
         self.first_seen: dict[str, float] = {}
         self.types: dict[str, str] = {}
         self.graph: list[dict[str, Any]] = []
+        self.registry_error = ""  # why the registry did not answer the last time it was asked
         self.frames_sent: dict[str, int] = {}
         self._drawn: dict[tuple[str, bool], Frame] = {}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import urllib.request
 
 import cv2
@@ -300,3 +301,72 @@ def test_a_closed_stream_frees_its_thread_while_its_topic_is_quiet():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_page_lays_out_a_graph_with_cycles_on_the_page_and_says_when_no_registry_answers(
+    registry, spawn, tmp_path, monkeypatch
+):
+    from conftest import free_port, wait_for
+
+    driver = browser()
+    try:
+        # Two relays feeding each other: /a -> relay_b -> /b -> relay_a -> /a, a cycle.
+        spawn("--name", "relay_a", "-r", "in:=/b", "-r", "out:=/a", node="Relay")
+        spawn("--name", "relay_b", "-r", "in:=/a", "-r", "out:=/b", node="Relay")
+        spawn(node="ViewerScene")
+        _, base = start_viewer(spawn)
+        driver.set_window_size(1280, 900)
+        driver.get(base + "/")
+        wait_for(lambda: "/relay_a" in driver.find_element("id", "graph").text, 30, "the relays in the graph")
+        time.sleep(2.5)  # a few refreshes: the old layout pushed the cycle a column further each time
+        box = driver.execute_script(
+            "const s = document.getElementById('graph'); const b = s.getBBox();"
+            "return {right: b.x + b.width, width: +s.getAttribute('width'), page: document.body.clientWidth};"
+        )
+        assert box["right"] <= box["width"] <= 1280, box  # every node and edge within the drawing and page
+        assert driver.find_element("id", "problem").is_displayed() is False
+        driver.save_screenshot(str(tmp_path / "graph-with-cycle.png"))
+        assert (tmp_path / "graph-with-cycle.png").stat().st_size > 10_000
+    finally:
+        driver.quit()
+
+    monkeypatch.setenv("PERCEPT_REGISTRY", f"tcp://127.0.0.1:{free_port()}")
+    driver = browser()
+    try:
+        _, base = start_viewer(spawn)
+        driver.get(base + "/")
+        problem = driver.find_element("id", "problem")
+        wait_for(problem.is_displayed, 20, "the message that no registry answers")
+        assert problem.text.startswith("No registry answers at tcp://127.0.0.1:")
+        assert "percept launch" in problem.text
+        driver.save_screenshot(str(tmp_path / "no-registry.png"))
+    finally:
+        driver.quit()
+
+
+def test_the_best_label_of_a_box_keeps_its_place_and_labels_never_cover_each_other():
+    canvas = overlay.displayable(grey(0))
+    # One object under two names (cross-class duplicate): the best label goes above the box, the other
+    # makes room; six distant cars side by side: their labels do not overlap either.
+    labels = [("mug 0.90", (40, 30, 120, 90)), ("cup 0.35", (40, 30, 120, 90))]
+    labels += [(f"car 0.{50 + i}", (10 + 22 * i, 70, 28 + 22 * i, 80)) for i in range(6)]
+    corners = overlay._place_labels(canvas.shape, labels)
+    _, h0 = overlay._label_size("mug 0.90")
+    assert corners[0] == (40, 30 - h0)  # the best one where a label belongs: on its box's top edge
+    rects = [
+        (x, y, x + overlay._label_size(t)[0], y + overlay._label_size(t)[1])
+        for (t, _), (x, y) in zip(labels, corners, strict=True)
+    ]
+    for i, a in enumerate(rects):
+        for b in rects[i + 1 :]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
+    # Drawn: the best label's colour is on top where it sits.
+    from perception.msgs import Detections, Header
+
+    both = Detections(
+        Header(), np.array([[40, 30, 120, 90], [40, 30, 120, 90]], np.float32), np.array([0.35, 0.9], np.float32),
+        np.array([3, 2], np.int32), ["cube", "mug"],
+    )  # fmt: skip
+    overlay.draw_detections(canvas, both)
+    x, y = corners[0]
+    assert tuple(canvas[y + 1, x + 1]) == overlay.colour(2)  # the mug's (best) label, not the cube's

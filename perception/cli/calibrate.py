@@ -1,0 +1,140 @@
+"""percept calibrate camera: intrinsics from a chessboard or ChArUco board (perception/camera/calibrate.py),
+from a folder of images, a video or a live camera topic; writes the ROS camera_info YAML the camera
+node reads (`calibration:=FILE`)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from perception.cli.common import positive_int
+from perception.errors import PerceptError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def register(verbs: Any) -> None:
+    calibrate = verbs.add_parser("calibrate", help="Calibrate a camera.").add_subparsers(
+        dest="action", required=True
+    )
+    p = calibrate.add_parser("camera", help="Intrinsics from views of a chessboard or ChArUco board.")
+    p.add_argument(
+        "--board",
+        required=True,
+        help="chessboard:COLSxROWS:SQUARE_M or charuco:COLSxROWS:SQUARE_M:MARKER_M (squares; metres)",
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", type=Path, metavar="DIR", help="a folder of images of the board")
+    source.add_argument("--video", type=Path, metavar="FILE", help="a video of the board")
+    source.add_argument("--topic", metavar="TOPIC", help="a live image topic (e.g. /camera/image)")
+    p.add_argument("--views", type=positive_int, default=25, help="views to collect from a video or topic")
+    p.add_argument("--fisheye", action="store_true", help="OpenCV's fisheye (equidistant) model")
+    p.add_argument("--name", default="camera", help="camera_name in the file")
+    p.add_argument("--out", type=Path, required=True, help="the calibration YAML to write")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for views on a topic")
+    p.set_defaults(func=_camera)
+
+
+def _camera(args: argparse.Namespace) -> int:
+    from perception.camera.calibrate import Board, calibrate, find_board
+
+    board = Board.parse(args.board)
+    views, size, seen = [], None, 0
+    for name, image in _frames(args):
+        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        if size is None:
+            size = (gray.shape[1], gray.shape[0])
+        elif (gray.shape[1], gray.shape[0]) != size:
+            raise PerceptError(
+                f"{name}: expected {size[0]}x{size[1]} like the first image, found {gray.shape[1]}x{gray.shape[0]}"
+            )
+        seen += 1
+        view = find_board(gray, board)
+        print(f"{name}: {'board found' if view is not None else 'no board'}", flush=True)
+        if view is not None:
+            views.append(view)
+            if (args.video or args.topic) and len(views) >= args.views:
+                break
+    if size is None:
+        raise PerceptError("calibrate camera: expected images of the board, found none")
+    result = calibrate(views, size, fisheye=args.fisheye)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(result.ros_yaml(args.name))
+    K = result.K
+    print(
+        f"board in {result.views} of {seen} images; RMS reprojection error {result.rms_px:.3f} px "
+        f"(worst view {max(result.per_view_rms_px):.3f} px); coverage {result.coverage:.0%} of the image"
+    )
+    print(
+        f"fx {K[0, 0]:.2f}  fy {K[1, 1]:.2f}  cx {K[0, 2]:.2f}  cy {K[1, 2]:.2f}  "
+        f"{result.model} {np.array2string(result.D, precision=5, separator=', ')}"
+    )
+    if result.coverage < 0.5:
+        print(
+            "coverage is low: move the board towards the image's edges and corners, where distortion is strongest"
+        )
+    if result.rms_px > 1.0:
+        print("the RMS error is high (above 1 px): blurred or mis-detected views? check the board's size")
+    print(f"wrote {args.out} (the camera node reads it: calibration:={args.out})")
+    return 0
+
+
+def _frames(args: argparse.Namespace) -> Iterator[tuple[str, np.ndarray]]:
+    if args.images:
+        if not args.images.is_dir():
+            raise PerceptError(f"--images {args.images}: expected a folder of images, found none there")
+        for path in sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            image = cv2.imread(str(path))
+            if image is None:
+                raise PerceptError(f"{path}: not an image OpenCV can read")
+            yield path.name, image
+    elif args.video:
+        capture = cv2.VideoCapture(str(args.video))
+        if not capture.isOpened():
+            raise PerceptError(f"--video {args.video}: OpenCV cannot open it")
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or args.views * 10
+        every = max(1, total // (args.views * 2))  # spread the views over the whole video
+        index = 0
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            if index % every == 0:
+                yield f"frame {index}", frame
+            index += 1
+        capture.release()
+    else:
+        yield from _topic_frames(args.topic, args.timeout)
+
+
+def _topic_frames(topic: str, timeout_s: float) -> Iterator[tuple[str, np.ndarray]]:
+    """Frames of a live topic, one every half second (so that the board has moved between views)."""
+    from perception.msgs import Image
+    from perception.runtime.graph import tool_node
+    from perception.runtime.qos import LATEST_ONLY
+
+    latest: list[Any] = []
+    with tool_node("calibrate") as node:
+        node.create_subscription(Image, topic, lambda msg: latest.append(msg), LATEST_ONLY)
+        deadline = time.monotonic() + timeout_s
+        next_take = 0.0
+        while time.monotonic() < deadline:
+            node.spin_once(0.05)
+            if latest and time.monotonic() >= next_take:
+                msg = latest.pop()
+                latest.clear()
+                next_take = time.monotonic() + 0.5
+                data = np.asarray(msg.data)
+                image = (
+                    cv2.cvtColor(data, cv2.COLOR_RGB2BGR)
+                    if data.ndim == 3 and msg.encoding == "rgb8"
+                    else data
+                )
+                yield f"{topic} #{msg.header.seq}", image
+    raise PerceptError(f"--topic {topic}: not enough views of the board within {timeout_s:g} s")

@@ -1,0 +1,115 @@
+"""`percept calibrate camera` on board images rendered by the simulator, whose intrinsics are known:
+fx, fy, cx, cy recovered within 1%, written as a file the camera node loads."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from conftest import percept
+
+from perception.camera import load_calibration
+from perception.camera.calibrate import Board
+from perception.errors import PerceptError
+from sim.calibration_board import board_views
+from sim.camera import CameraSpec
+
+CAMERA = CameraSpec(
+    width=640, height=480, fov_deg=50, eye=(0.0, 0.0, 1.0), target=(0.0, 0.0, 0.0), up=(0.0, 1.0, 0.0)
+)
+
+
+@pytest.mark.parametrize("board_text", ["chessboard:10x7:0.03", "charuco:10x7:0.03:0.022"])
+def test_intrinsics_from_rendered_board_views_within_one_percent(tmp_path, board_text):
+    board = Board.parse(board_text)
+    texture, size = board.image()
+    frames, K = board_views(texture, size, count=16, seed=3, camera=CAMERA)
+    folder = tmp_path / "views"
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "camera.yaml"
+    result = percept(
+        "calibrate", "camera", "--board", board_text, "--images", str(folder), "--out", str(out), "--name", "sim",
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "RMS reprojection error" in result.stdout and "coverage" in result.stdout
+    calibration = load_calibration(out)
+    assert (calibration.width, calibration.height, calibration.name) == (640, 480, "sim")
+    found = calibration.K[[0, 1, 0, 1], [0, 1, 2, 2]]
+    truth = K[[0, 1, 0, 1], [0, 1, 2, 2]]
+    assert np.all(np.abs(found - truth) / truth < 0.01), (found, truth)
+
+
+def test_fisheye_model_and_too_few_views(tmp_path):
+    board = Board.parse("chessboard:10x7:0.03")
+    texture, size = board.image()
+    frames, K = board_views(texture, size, count=12, seed=5, camera=CAMERA)
+    folder = tmp_path / "views"
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "fisheye.yaml"
+    result = percept(
+        "calibrate", "camera", "--board", "chessboard:10x7:0.03", "--images", str(folder), "--fisheye",
+        "--out", str(out), timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    calibration = load_calibration(out)
+    assert calibration.distortion_model == "equidistant" and len(calibration.D) == 4
+    assert abs(calibration.K[0, 0] - K[0, 0]) / K[0, 0] < 0.02  # a pinhole seen through the fisheye model
+    for extra in list(folder.iterdir())[3:]:
+        extra.unlink()
+    few = percept(
+        "calibrate", "camera", "--board", "chessboard:10x7:0.03", "--images", str(folder), "--out", str(out)
+    )
+    assert few.returncode == 1
+    assert few.stderr.strip().endswith("calibration: expected the board in at least 6 views, found 3")
+
+
+@pytest.mark.parametrize(
+    "text", ["chessboard:10:0.03", "checkers:10x7:0.03", "charuco:10x7:0.03:0.05", "chessboard:2x7:0.03"]
+)
+def test_a_bad_board_is_one_line(text):
+    with pytest.raises(PerceptError, match=r"--board"):
+        Board.parse(text)
+
+
+def test_views_from_a_video(tmp_path):
+    board = Board.parse("chessboard:10x7:0.03")
+    texture, size = board.image()
+    frames, K = board_views(texture, size, count=14, seed=7, camera=CAMERA)
+    video = tmp_path / "board.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    out = tmp_path / "camera.yaml"
+    result = percept(
+        "calibrate", "camera", "--board", "chessboard:10x7:0.03", "--video", str(video), "--views", "10",
+        "--out", str(out), timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    fx = load_calibration(out).K[0, 0]
+    assert abs(fx - K[0, 0]) / K[0, 0] < 0.01
+
+
+def test_views_from_a_live_topic(tmp_path, registry, spawn):
+    board = Board.parse("chessboard:10x7:0.03")
+    texture, size = board.image()
+    frames, K = board_views(texture, size, count=12, seed=11, camera=CAMERA)
+    folder = tmp_path / "views"
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    spawn("-p", f"folder:={folder}", "-r", "image:=/board", node="ImageFolder")
+    out = tmp_path / "camera.yaml"
+    result = percept(
+        "calibrate", "camera", "--board", "chessboard:10x7:0.03", "--topic", "/board", "--views", "8",
+        "--out", str(out), timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "/board #" in result.stdout and "board in 8 of" in result.stdout
+    fx = load_calibration(out).K[0, 0]
+    assert abs(fx - K[0, 0]) / K[0, 0] < 0.01
