@@ -49,18 +49,27 @@ def register(verbs: Any) -> None:
     p.add_argument("--timeout", type=float, default=0.0, help="exit with an error if nothing arrives in time")
     p.add_argument("--full", action="store_true", help="print whole arrays (2-D ones a row a line)")
     p.add_argument("--field", help="print only this field, e.g. header.stamp or xyxy")
+    p.add_argument(
+        "--wait", action="store_true", help="wait for a publisher where nobody publishes the topic"
+    )
     p.set_defaults(func=_echo)
 
     p = topic.add_parser("hz", help="Print the rate of a topic.")
     p.add_argument("topic")
     p.add_argument("--window", type=int, default=100, help="messages in the rate window")
     p.add_argument("--duration", type=float, default=0.0, help="exit after this many seconds")
+    p.add_argument(
+        "--wait", action="store_true", help="wait for a publisher where nobody publishes the topic"
+    )
     p.set_defaults(func=_hz)
 
     p = topic.add_parser("bw", help="Print the bandwidth of a topic.")
     p.add_argument("topic")
     p.add_argument("--window", type=int, default=100, help="messages in the window")
     p.add_argument("--duration", type=float, default=0.0, help="exit after this many seconds")
+    p.add_argument(
+        "--wait", action="store_true", help="wait for a publisher where nobody publishes the topic"
+    )
     p.set_defaults(func=_bw)
 
     p = topic.add_parser("pub", help="Publish a message built from YAML.")
@@ -150,9 +159,17 @@ def _find(args: argparse.Namespace) -> int:
 
 
 def _spin_until(
-    node: Any, done: Any, duration: float, timeout: float, topic: str, got: list[int], notice_s: float = 1.0
+    node: Any,
+    done: Any,
+    duration: float,
+    timeout: float,
+    topic: str,
+    got: list[int],
+    wait: bool,
+    notice_s: float = 1.0,
 ) -> int:
-    """Spin until `done()`; after `notice_s` without a message, say once whether anyone publishes."""
+    """Spin until `done()`. After `notice_s` without a message, say whether anyone publishes the topic:
+    where nobody does, give up at once unless asked to wait (`--wait`, or a `--timeout`/`--duration`)."""
     start = time.monotonic()
     noticed = False
     while not done():
@@ -164,21 +181,24 @@ def _spin_until(
             raise PerceptError(f"no message on {topic} within {timeout:g} s")
         if not noticed and not got[0] and elapsed >= notice_s:
             noticed = True
-            print(_silence(topic), file=sys.stderr, flush=True)
+            nobody, text = _silence(topic)
+            if nobody and not (wait or timeout or duration):
+                raise PerceptError(f"{text}; --wait waits for a publisher")
+            print(f"{text}; waiting" + ("" if nobody else " (Ctrl-C to stop)"), file=sys.stderr, flush=True)
     return 0
 
 
-def _silence(topic: str) -> str:
-    """What to say when nothing has come in a second: nobody publishes it, or nobody has yet."""
+def _silence(topic: str) -> tuple[bool, str]:
+    """Whether nobody publishes the topic (as far as the registry knows), and what to say about it."""
     try:
         topics = _topics()
     except PerceptError:
-        return f"nothing on {topic} yet, and the registry does not answer; waiting (Ctrl-C to stop)"
+        return False, f"nothing on {topic} yet, and the registry does not answer"
     publishers = len(topics.get(topic, {}).get("publishers", []))
     if publishers:
-        return f"nothing on {topic} yet from its {publishers} publisher(s); waiting (Ctrl-C to stop)"
+        return False, f"nothing on {topic} yet from its {publishers} publisher(s)"
     hint = did_you_mean(topic, [t for t, e in topics.items() if e["publishers"]])
-    return f"nobody publishes {topic}{hint}; waiting for a publisher (--timeout S to give up)"
+    return True, f"nobody publishes {topic}{hint}"
 
 
 def _echo(args: argparse.Namespace) -> int:
@@ -202,7 +222,7 @@ def _echo(args: argparse.Namespace) -> int:
     with tool_node("echo") as node:
         node.create_subscription(None, args.topic, show, KEEP_LAST)
         done = lambda: bool(failed) or (bool(limit) and got[0] >= limit)  # noqa: E731
-        _spin_until(node, done, 0.0, args.timeout, args.topic, got)
+        _spin_until(node, done, 0.0, args.timeout, args.topic, got, args.wait)
     if failed:
         raise failed[0]
     return 0
@@ -246,13 +266,13 @@ def _watch(args: argparse.Namespace, report: Callable[[deque[tuple[float, int]]]
             print(report(window), flush=True)
         elif got[0]:
             print("no new messages", flush=True)
-        else:  # nothing ever came: say why once a second, not a bare "no new messages"
-            print(_silence(args.topic), flush=True)
+        else:  # nothing ever came: say why, not a bare "no new messages"
+            print(_silence(args.topic)[1], flush=True)
 
     with tool_node("watch") as node:
         node.create_subscription(None, args.topic, arrived, QoS(depth=RECEIVE_HWM), raw=True)
         node.create_timer(1.0, show)
-        return _spin_until(node, lambda: False, args.duration, 0.0, args.topic, got, notice_s=math.inf)
+        return _spin_until(node, lambda: False, args.duration, 0.0, args.topic, got, args.wait)
 
 
 def _hz(args: argparse.Namespace) -> int:

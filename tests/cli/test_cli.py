@@ -127,12 +127,17 @@ def test_topic_info_type_find_and_echo_of_one_field(graph):
 
 
 def test_waiting_on_a_topic_nobody_publishes_says_so(graph):
-    echo = percept("topic", "echo", "/framez", "--timeout", "3")
+    echo = percept("topic", "echo", "/framez", "--timeout", "3")  # asked to wait: it waits, and says so
     assert echo.returncode == 1
-    assert "nobody publishes /framez; did you mean /frames?; waiting for a publisher" in echo.stderr
+    assert "nobody publishes /framez; did you mean /frames?; waiting" in echo.stderr
     assert "no message on /framez within 3 s" in echo.stderr
+    quick = percept("topic", "echo", "/framez")  # not asked to wait: it says why after a second, and exits
+    assert quick.returncode == 1 and quick.stderr.strip() == (
+        "percept: error: nobody publishes /framez; did you mean /frames?; --wait waits for a publisher"
+    )
     hz = percept("topic", "hz", "/framez", "--duration", "2.5")
     assert "nobody publishes /framez" in hz.stdout and "no new messages" not in hz.stdout
+    assert percept("topic", "hz", "/framez").returncode == 1
 
 
 def test_param_dump_and_load_and_an_unknown_node(graph, tmp_path):
