@@ -44,6 +44,9 @@ class Row:
     file_mb: float = 0.0  # the ONNX file, as `yolo benchmark` lists it
     provider: str = ""  # the onnxruntime execution provider it ran on
     memory_mb: float = 0.0  # resident memory the process grew by, loading it and running one frame
+    preprocess_p95_ms: float = 0.0
+    inference_p95_ms: float = 0.0
+    postprocess_p95_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -225,6 +228,9 @@ def run(
                 preprocess_p50_ms=round(float(np.median([t["preprocess"] for t in times])), 2),
                 inference_p50_ms=round(float(np.median([t["inference"] for t in times])), 2),
                 postprocess_p50_ms=round(float(np.median([t["postprocess"] for t in times])), 2),
+                preprocess_p95_ms=round(float(np.percentile([t["preprocess"] for t in times], 95)), 2),
+                inference_p95_ms=round(float(np.percentile([t["inference"] for t in times], 95)), 2),
+                postprocess_p95_ms=round(float(np.percentile([t["postprocess"] for t in times], 95)), 2),
                 fps=round(1000.0 / float(total.mean()), 1),
             )
         )
@@ -364,8 +370,8 @@ def coco_map(truth: list[list[dict[str, Any]]], predictions: list[Any]) -> tuple
 
 def table(rows: list[Row]) -> str:
     head = (
-        f"{'model':<32} {'layout':<13} {'input':>16} {'MB':>6} {'mem MB':>7} {'p50 ms':>7} {'p95 ms':>7} {'pre':>6} {'infer':>6} "
-        f"{'post':>6} {'fps':>6} {'mAP50':>6} {'mAP50-95':>8}"
+        f"{'model':<32} {'layout':<13} {'input':>16} {'MB':>6} {'mem MB':>7} {'p50 ms':>7} {'p95 ms':>7} {'pre p50/95':>11} {'infer p50/95':>13} "
+        f"{'post p50/95':>11} {'fps':>6} {'mAP50':>6} {'mAP50-95':>8}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -380,7 +386,9 @@ def table(rows: list[Row]) -> str:
         lines.append(
             f"{r.model[-32:]:<32} {r.layout:<13} {r.input_size:>16} {r.file_mb:>6.1f} {r.memory_mb:>7.1f} {r.latency_p50_ms:>7.2f} "
             f"{r.latency_p95_ms:>7.2f} "
-            f"{r.preprocess_p50_ms:>6.2f} {r.inference_p50_ms:>6.2f} {r.postprocess_p50_ms:>6.2f} {r.fps:>6.1f} {scores}"
+            f"{f'{r.preprocess_p50_ms:.2f}/{r.preprocess_p95_ms:.2f}':>11} "
+            f"{f'{r.inference_p50_ms:.2f}/{r.inference_p95_ms:.2f}':>13} "
+            f"{f'{r.postprocess_p50_ms:.2f}/{r.postprocess_p95_ms:.2f}':>11} {r.fps:>6.1f} {scores}"
         )
     return "\n".join(lines)
 

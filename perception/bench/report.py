@@ -186,17 +186,22 @@ def _markdown(report: dict[str, Any], models: list[dict[str, Any]], plots: list[
         "Settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()),
         f"Ground-truth boxes scored: {report.get('ground_truth_boxes', 0)}",
         "",
-        "| model | layout | provider | input | MB | memory MB | p50 ms | p95 ms | frames/s | mAP50 | mAP50-95 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | layout | provider | input | MB | memory MB | p50 ms | p95 ms | pre / infer / post p50 (p95) ms | frames/s | mAP50 | mAP50-95 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for m in report["models"]:
         if m.get("failed"):
-            lines.append(f"| {m['model']} | failed: {m['failed']} | | | | | | | | | |")
+            lines.append(f"| {m['model']} | failed: {m['failed']} | | | | | | | | | | |")
             continue
         scores = [f"{m[k]:.3f}" if m.get(k) is not None else "-" for k in ("map50", "map50_95")]
         lines.append(
             f"| {m['model']} | {m['layout']} | {m.get('provider', '')} | {m['input_size']} | {m.get('file_mb', 0)} | {m.get('memory_mb', 0)} | "
             f"{m['latency_p50_ms']} | {m['latency_p95_ms']} | "
+            + " / ".join(
+                f"{m[f'{stage}_p50_ms']} ({m.get(f'{stage}_p95_ms', 0.0)})"
+                for stage in ("preprocess", "inference", "postprocess")
+            )
+            + " | "
             f"{m['fps']} | {scores[0]} | {scores[1]} |"
         )
     for m in models:

@@ -598,6 +598,8 @@ def test_bench_detect_times_each_model_on_each_provider_and_names_one_this_build
     cpu, tensorrt = report["models"]
     assert cpu["model"] == f"{model} [cpu]" and cpu["provider"] == "CPUExecutionProvider"
     assert cpu["file_mb"] > 0 and cpu["memory_mb"] >= 0 and cpu["fps"] > 0
+    for stage in ("preprocess", "inference", "postprocess"):  # p50 and p95 per stage, as yolo benchmark
+        assert 0 <= cpu[f"{stage}_p50_ms"] <= cpu[f"{stage}_p95_ms"]
     assert tensorrt["failed"].startswith(
         "provider 'tensorrt' (TensorrtExecutionProvider) is not in this onnxruntime build"
     )
