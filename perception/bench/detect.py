@@ -245,24 +245,27 @@ def run(
     for name in corruptions or []:
         for severity in severities:
             sets.append((f"{name}-{severity}", name, severity, images))
-    jobs = [
-        PredictJob(
-            tuple(specs),
-            tuple(frames_[start : start + PREDICT_CHUNK]),
-            start,
-            map_confidence,
-            name,
-            severity,
-            seed,
+    keyed = [  # (the set's key, one of its jobs): the key says where the job's predictions go
+        (
+            key,
+            PredictJob(
+                tuple(specs),
+                tuple(frames_[start : start + PREDICT_CHUNK]),
+                start,
+                map_confidence,
+                name,
+                severity,
+                seed,
+            ),
         )
-        for _, name, severity, frames_ in sets
+        for key, name, severity, frames_ in sets
         for start in range(0, len(frames_), PREDICT_CHUNK)
     ]
     started = time.monotonic()
-    results = pool.map(predict_job, jobs, progress("inference"))
+    results = pool.map(predict_job, [job for _, job in keyed], progress("inference"))
     phases["inference"] = round(time.monotonic() - started, 2)
     predictions: dict[str, list[list[Any]]] = {key: [[] for _ in specs] for key, *_ in sets}
-    keys = [key for key, *_, frames_ in sets for _ in range(0, len(frames_), PREDICT_CHUNK)]
+    keys = [key for key, _ in keyed]
     for result, key in zip(results, keys, strict=True):
         for per_model, found in zip(predictions[key], result, strict=True):
             per_model.extend(found)

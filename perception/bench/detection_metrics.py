@@ -88,7 +88,7 @@ class _Detection:
     ignored: bool = False  # on a don't-care region: counts neither way
 
 
-def _match_frame(
+def match_frame(
     image: int, truth: list[dict[str, Any]], boxes: np.ndarray, scores: np.ndarray, names: list[str]
 ) -> tuple[list[_Detection], list[bool], list[bool]]:
     """Greedy matching by score (as COCO does at one threshold), then one error per false positive.
@@ -204,12 +204,12 @@ def _match_frames(
     predictions: list[tuple[np.ndarray, np.ndarray, list[str]]],
     kept: set[str],
 ) -> list[tuple[list[_Detection], list[bool], list[bool]]]:
-    """`_match_frame` on every frame, with the detections of the classes in `kept` only."""
+    """`match_frame` on every frame, with the detections of the classes in `kept` only."""
     matched = []
     for image, ((xyxy, scores, names), boxes) in enumerate(zip(predictions, truth, strict=True)):
         keep = [i for i, n in enumerate(names) if n in kept]
         matched.append(
-            _match_frame(
+            match_frame(
                 image, boxes, np.asarray(xyxy)[keep], np.asarray(scores)[keep], [names[i] for i in keep]
             )
         )

@@ -260,22 +260,20 @@ def _examples_image(path: Path, examples: list[dict[str, Any]], model: str) -> N
     import cv2
     import numpy as np
 
-    from perception.bench.detection_metrics import iou
+    from perception.bench.detection_metrics import match_frame
 
     tiles = []
     for example in examples:
         image = cv2.cvtColor(example["image"], cv2.COLOR_RGB2BGR)
         xyxy, scores, names = example["models"][model]
         truth = [b for b in example["truth"] if not b.get("ignore")]
-        gt = np.array([b["xyxy"] for b in truth], np.float64).reshape(-1, 4)
-        overlaps = iou(np.asarray(xyxy, np.float64).reshape(-1, 4), gt)
-        found = np.zeros(len(truth), bool)
-        for i in np.argsort(-np.asarray(scores), kind="stable"):
-            same = np.array([b["name"] == names[i] for b in truth], bool) & ~found
-            row = np.where(same, overlaps[i], -1.0) if len(truth) else np.zeros(0)
-            hit = bool(len(row)) and row.max() >= 0.5
-            if hit:
-                found[int(np.argmax(row))] = True
+        # The evaluation's own matching (greedy by score, same class, IoU >= 0.5), in score order.
+        detections, found, _ = match_frame(
+            0, truth, np.asarray(xyxy).reshape(-1, 4), np.asarray(scores), names
+        )
+        order = np.argsort(-np.asarray(scores), kind="stable")
+        for i, detection in zip(order, detections, strict=True):
+            hit = detection.matched >= 0
             colour = (255, 120, 0) if hit else (0, 0, 255)  # BGR: blue found, red false positive
             x1, y1, x2, y2 = (round(float(v)) for v in xyxy[i])
             cv2.rectangle(image, (x1, y1), (x2, y2), colour, 2)

@@ -28,14 +28,14 @@ def _print(args: argparse.Namespace) -> int:
 
 def _graph(kind: str) -> list[str]:
     """Topic or node names of the running graph; none (quietly) when no registry answers in time."""
-    try:
-        from perception.runtime import registry
+    from perception.runtime.graph import graph_nodes
 
-        nodes = registry.query("graph", timeout_s=0.3)["nodes"]
+    try:
+        nodes = graph_nodes(include_hidden=kind != "node", timeout_s=0.3)
     except Exception:  # completion must never print an error into the user's command line
         return []
     if kind == "node":
-        return sorted(n["name"] for n in nodes if not any(p.startswith("_") for p in n["name"].split("/")))
+        return [n["name"] for n in nodes]
     return sorted({e["topic"] for n in nodes for e in (*n["publishers"], *n["subscriptions"])})
 
 

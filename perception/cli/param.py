@@ -11,7 +11,7 @@ import yaml
 from perception.cli.common import did_you_mean, yaml_argument
 from perception.errors import PerceptError
 from perception.msgs import GetParameters, ParameterValues, Result, SetParameters
-from perception.runtime.graph import graph_nodes, tool_node
+from perception.runtime.graph import graph_nodes, is_hidden, tool_node
 
 
 def register(verbs: Any) -> None:
@@ -48,20 +48,20 @@ def _known_node(name: str) -> str:
     names = [n["name"] for n in graph_nodes(include_hidden=True)]
     full = name if name.startswith("/") else f"/{name}"
     if full not in names:
-        visible = [n for n in names if not any(part.startswith("_") for part in n.split("/"))]
+        visible = [n for n in names if not is_hidden(n)]
         raise PerceptError(f"no node {full} in the graph{did_you_mean(full, visible)} (percept node list)")
     return full
 
 
 def _values(node_name: str, names: list[str], timeout: float) -> ParameterValues:
-    node_name = _known_node(node_name)
+    """`node_name` as `_known_node` gave it."""
     with tool_node("param") as node:
         client = node.create_client(f"{node_name}/get_parameters", GetParameters, ParameterValues)
         return client.call(GetParameters(names=names), timeout_s=timeout)
 
 
 def _list(args: argparse.Namespace) -> int:
-    reply = _values(args.node, [], args.timeout)
+    reply = _values(_known_node(args.node), [], args.timeout)
     for name in sorted(reply.values):
         description = f"  # {reply.descriptions[name]}" if reply.descriptions.get(name) else ""
         print(f"{name}: {reply.values[name]!r} ({reply.types[name]}){description}")
@@ -69,19 +69,20 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _get(args: argparse.Namespace) -> int:
-    reply = _values(args.node, [args.name], args.timeout)
+    reply = _values(_known_node(args.node), [args.name], args.timeout)
     print(f"{reply.types[args.name]} value is: {reply.values[args.name]!r}")
     return 0
 
 
 def _set(args: argparse.Namespace) -> int:
-    _set_values(args.node, {args.name: yaml_argument(args.value, "value")}, args.timeout)
+    value = yaml_argument(args.value, "value")  # a bad value is named before the graph is asked
+    _set_values(_known_node(args.node), {args.name: value}, args.timeout)
     print("Set parameter successful")
     return 0
 
 
 def _set_values(node_name: str, values: dict[str, Any], timeout: float) -> None:
-    node_name = _known_node(node_name)
+    """`node_name` as `_known_node` gave it."""
     with tool_node("param") as node:
         client = node.create_client(f"{node_name}/set_parameters", SetParameters, Result)
         result = client.call(SetParameters(values=values), timeout_s=timeout)
@@ -91,8 +92,8 @@ def _set_values(node_name: str, values: dict[str, Any], timeout: float) -> None:
 
 def _dump(args: argparse.Namespace) -> int:
     """The layout `ros2 param dump` writes: {node: {ros__parameters: {name: value}}} (here `parameters`)."""
-    reply = _values(args.node, [], args.timeout)
     full = _known_node(args.node)
+    reply = _values(full, [], args.timeout)
     print(yaml.safe_dump({full: {"parameters": dict(sorted(reply.values.items()))}}, sort_keys=False), end="")
     return 0
 

@@ -16,9 +16,14 @@ def tool_node(purpose: str) -> Node:
     return Node(f"_percept_{purpose}_{os.getpid()}", context=Context(), stats_period_s=3600.0)
 
 
-def graph_nodes(include_hidden: bool = False) -> list[dict[str, Any]]:
+def is_hidden(name: str) -> bool:
+    """A tool's node or topic: a part of its name starts with '_'."""
+    return any(part.startswith("_") for part in name.split("/"))
+
+
+def graph_nodes(include_hidden: bool = False, timeout_s: float = 1.0) -> list[dict[str, Any]]:
     """The nodes the registry knows, by name; hidden ones (a name part starting with '_') on request."""
-    nodes = registry.query("graph", timeout_s=1.0)["nodes"]
+    nodes = registry.query("graph", timeout_s=timeout_s)["nodes"]
     if not include_hidden:
-        nodes = [n for n in nodes if not any(part.startswith("_") for part in n["name"].split("/"))]
+        nodes = [n for n in nodes if not is_hidden(n["name"])]
     return sorted(nodes, key=lambda n: n["name"])

@@ -145,7 +145,7 @@ def _matched(truth, predictions):
     detections = []
     instances = dict.fromkeys(CLASSES, 0)
     for image, (frame, (xyxy, scores, names)) in enumerate(zip(truth, predictions, strict=True)):
-        detections += dm._match_frame(image, frame, xyxy, scores, names)[0]
+        detections += dm.match_frame(image, frame, xyxy, scores, names)[0]
         for b in frame:
             instances[b["name"]] += 1
     present = [c for c in CLASSES if instances[c]]

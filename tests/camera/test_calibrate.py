@@ -19,15 +19,20 @@ CAMERA = CameraSpec(
 )
 
 
+def write_views(folder, frames):
+    """The rendered views as PNG files in `folder`, in order."""
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    return folder
+
+
 @pytest.mark.parametrize("board_text", ["chessboard:10x7:0.03", "charuco:10x7:0.03:0.022"])
 def test_intrinsics_from_rendered_board_views_within_one_percent(tmp_path, board_text):
     board = Board.parse(board_text)
     texture, size = board.image()
     frames, K = board_views(texture, size, count=16, seed=3, camera=CAMERA)
-    folder = tmp_path / "views"
-    folder.mkdir()
-    for i, frame in enumerate(frames):
-        cv2.imwrite(str(folder / f"{i:02d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    folder = write_views(tmp_path / "views", frames)
     out = tmp_path / "camera.yaml"
     result = percept(
         "calibrate", "camera", "--board", board_text, "--images", str(folder), "--out", str(out), "--name", "sim",
@@ -46,10 +51,7 @@ def test_fisheye_model_and_too_few_views(tmp_path):
     board = Board.parse("chessboard:10x7:0.03")
     texture, size = board.image()
     frames, K = board_views(texture, size, count=12, seed=5, camera=CAMERA)
-    folder = tmp_path / "views"
-    folder.mkdir()
-    for i, frame in enumerate(frames):
-        cv2.imwrite(str(folder / f"{i:02d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    folder = write_views(tmp_path / "views", frames)
     out = tmp_path / "fisheye.yaml"
     result = percept(
         "calibrate", "camera", "--board", "chessboard:10x7:0.03", "--images", str(folder), "--fisheye",
@@ -99,10 +101,7 @@ def test_views_from_a_live_topic(tmp_path, registry, spawn):
     board = Board.parse("chessboard:10x7:0.03")
     texture, size = board.image()
     frames, K = board_views(texture, size, count=12, seed=11, camera=CAMERA)
-    folder = tmp_path / "views"
-    folder.mkdir()
-    for i, frame in enumerate(frames):
-        cv2.imwrite(str(folder / f"{i:02d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    folder = write_views(tmp_path / "views", frames)
     spawn("-p", f"folder:={folder}", "-r", "image:=/board", node="ImageFolder")
     out = tmp_path / "camera.yaml"
     result = percept(
