@@ -20,9 +20,13 @@ EXTRAS = {
     "pycocotools": ("bench", "COCO mAP in percept bench detect"),
     "matplotlib": ("bench", "the plots of a benchmark report"),
     "distributed": ("cluster", "Dask distributed, to fan work out to a cluster"),
+    "foxglove": ("foxglove", "Foxglove's SDK, which serves the WebSocket protocol"),
+    "websockets": ("foxglove", "a WebSocket client"),
     "torch": ("train", "training"),
     "onnx": ("train", "writing the trained model"),
 }
+# Where the distribution's name differs from the module's.
+DISTRIBUTIONS = {"foxglove": "foxglove-sdk"}
 # TrackEval and the peer trackers require the desktop OpenCV (opencv-python), which would install a
 # second cv2 beside our headless one: they install without their dependencies, on top of `bench`
 # (which carries the rest of theirs).

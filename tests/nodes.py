@@ -167,6 +167,25 @@ class ViewerScene(Node):
         self.seq += 1
 
 
+class FoxgloveScene(ViewerScene):
+    """The viewer's scene with the camera's calibration and pose beside it, for the Foxglove link."""
+
+    def __init__(self) -> None:
+        from perception.msgs import CameraInfo
+
+        super().__init__()
+        self.camera_info = self.create_publisher(CameraInfo, "camera/camera_info")
+
+    def tick(self) -> None:
+        from perception.msgs import CameraInfo, Pose
+
+        super().tick()
+        header = Header(stamp=time.time_ns(), frame_id="camera", seq=self.seq)
+        K = np.array([[200.0, 0, 80], [0, 201.0, 60], [0, 0, 1]])
+        pose = Pose(position=[0.5, 0.0, 1.2], orientation=[1.0, 0.0, 0.0, 0.0])
+        self.camera_info.publish(CameraInfo(header=header, width=160, height=120, K=K, pose=pose))
+
+
 class Relay(Node):
     """Publishes on `out` a string for each one on `in`, and one a second of its own (two relays
     remapped onto each other make a cycle in the graph)."""

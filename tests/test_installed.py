@@ -14,6 +14,7 @@ from conftest import ROOT, percept
 from perception.errors import MissingExtra, PerceptError
 from perception.installed import (
     DEFAULT_MODEL,
+    DISTRIBUTIONS,
     EXTRAS,
     LAUNCH_DIR,
     NO_DEPS,
@@ -80,7 +81,8 @@ def test_the_extras_named_in_code_are_the_ones_pyproject_declares():
     base = project["dependencies"]
     name = re.compile(r"[A-Za-z0-9_.-]+")
     for module, (extra, _) in EXTRAS.items():
-        assert module in {name.match(r)[0] for r in extras[extra]}, (module, extra)
+        distribution = DISTRIBUTIONS.get(module, module)
+        assert distribution in {name.match(r)[0] for r in extras[extra]}, (module, extra)
         assert module not in {name.match(r)[0] for r in base}
     for module in NO_DEPS:  # installed without their dependencies: in no extra, so pip never pulls them
         assert not any(module in requirement for reqs in extras.values() for requirement in reqs)
@@ -117,6 +119,12 @@ sys.exit(main({argv!r}))
             ["bench", "track"],
             "percept: error: percept bench track needs TrackEval, which scores tracking: pip install 'percept[bench]' "
             "&& pip install --no-deps 'trackeval>=1.3,<2' 'trackers>=2.6,<3'",
+        ),
+        (
+            ["foxglove"],
+            ["foxglove", "--duration", "1"],
+            "percept: error: percept foxglove needs foxglove (Foxglove's SDK, which serves the WebSocket "
+            "protocol), in the `foxglove` extra: pip install 'percept[foxglove]'",
         ),
         (
             ["torch"],

@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
         completion,
         dataset,
         doctor,
+        foxglove,
         interface,
         launch,
         node,
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         record,
         bag,
         view,
+        foxglove,
         completion,
     ):
         module.register(verbs)

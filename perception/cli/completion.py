@@ -61,11 +61,17 @@ def launch_names(prefix: str = "", **_: Any) -> list[str]:
     return [*launch_files(), *FilesCompleter(("yaml", "yml"))(prefix)]
 
 
-COMPLETERS = {"topic": topics, "node": nodes, "type": message_types, "file@launch": launch_names}
+COMPLETERS = {
+    "topic": topics,
+    "topics": topics,
+    "node": nodes,
+    "type": message_types,
+    "file@launch": launch_names,
+}
 
 
 def attach(parser: argparse.ArgumentParser, verb: str = "") -> None:
-    """Give every positional named topic, node or type (and launch's file) its completer."""
+    """Give every positional named topic(s), node or type (and launch's file) its completer."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():

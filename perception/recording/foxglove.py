@@ -10,10 +10,15 @@ exact.
 | percept/Detections | foxglove.ImageAnnotations: a box outline and "class score" per detection |
 | percept/Tracks | foxglove.ImageAnnotations: box, "#id class" and the trail of the box's bottom centre |
 | percept/Grasps | foxglove.SceneUpdate: per grasp a slab as wide as the opening, in the world frame |
+
+The live link (live.py) sends the same views, and every other message as JSON (`as_json`), so that
+stats and results can be plotted and read in Foxglove's panels.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,6 +106,7 @@ def _box(stamp: Timestamp, xyxy: np.ndarray, key: int, label: str) -> tuple[Poin
 class Converter:
     """Turns our messages into Foxglove ones, topic by topic; keeps the track trails between messages."""
 
+    prefix: str = TOPIC_PREFIX  # a recording holds our own channels too; a live link has only these
     trails: dict[tuple[str, int], deque[tuple[float, float]]] = field(default_factory=dict)
 
     def convert(self, topic: str, msg: Any) -> list[tuple[str, Proto]]:
@@ -112,7 +118,7 @@ class Converter:
             msgs.Grasps: self._grasps,
         }
         handler = handlers.get(type(msg))
-        return handler(TOPIC_PREFIX + topic, msg) if handler else []
+        return handler(self.prefix + topic, msg) if handler else []
 
     def _camera_info(self, topic: str, info: msgs.CameraInfo) -> list[tuple[str, Proto]]:
         stamp, K = timestamp_of(info.header), info.K
@@ -138,7 +144,7 @@ class Converter:
         transform.translation.x, transform.translation.y, transform.translation.z = x, y, z
         rotation = transform.rotation
         rotation.x, rotation.y, rotation.z, rotation.w = qx, qy, qz, qw
-        return [(topic, calibration), (TOPIC_PREFIX + "/tf", transform)]
+        return [(topic, calibration), (self.prefix + "/tf", transform)]
 
     def _detections(self, topic: str, detections: msgs.Detections) -> list[tuple[str, Proto]]:
         stamp = timestamp_of(detections.header)
@@ -196,3 +202,31 @@ class Converter:
             entity.cubes.append(cube)
         update.entities.append(entity)
         return [(topic, update)]
+
+
+LARGEST_JSON_ARRAY = 4096  # elements; a larger array is named by its shape, not spelled out
+
+
+def as_json(value: Any) -> Any:
+    """A message as JSON-ready values: fields by name, arrays as (nested) lists, stamps as Foxglove's
+    {sec, nsec}; an array too large to read in a panel is named by its shape and type instead."""
+    if isinstance(value, msgs.Header):
+        sec, nsec = divmod(int(value.stamp), 1_000_000_000)
+        return {"stamp": {"sec": sec, "nsec": nsec}, "frame_id": value.frame_id, "seq": int(value.seq)}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: as_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, np.ndarray):
+        if value.size > LARGEST_JSON_ARRAY:
+            return f"<array {'x'.join(map(str, value.shape))} {value.dtype}>"
+        return as_json(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): as_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [as_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN or infinity
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(value)} bytes>"
+    return value

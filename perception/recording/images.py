@@ -18,12 +18,12 @@ import numpy as np
 
 from perception.recording import IMAGE_FORMATS
 
-__all__ = ["IMAGE_FORMATS", "StoredImage", "store", "wire_frames"]
+__all__ = ["IMAGE_FORMATS", "StoredImage", "descriptor", "encode", "store", "wire_frames"]
 
 WIRE_HEADER_FIELD = 15000  # the protobuf field (bytes) holding our msgpack wire header
 JPEG_QUALITY = 90
 # What each stored format can hold, and how OpenCV sees each encoding (it works in BGR).
-_ENCODABLE = {
+ENCODABLE = {
     "png": {"rgb8", "bgr8", "rgba8", "mono8", "mono16", "16UC1"},
     "jpeg": {"rgb8", "bgr8", "mono8"},
 }
@@ -34,19 +34,25 @@ _FROM_BGR = {"rgb8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_BGRA2RGBA}
 @dataclass(frozen=True)
 class StoredImage:
     schema: str  # foxglove.RawImage or foxglove.CompressedImage
-    data: bytes  # the serialized protobuf message, our header field included
+    data: bytes  # the serialized protobuf message (with our header field, when stored)
 
 
 def store(image: Any, wire_header: bytes, image_format: str) -> StoredImage:
-    """One `msgs.Image` as a Foxglove message carrying its wire header; an encoding the chosen format
-    cannot hold exactly (32FC1 depth in PNG, 16-bit in JPEG) is stored RAW."""
+    """One `msgs.Image` as a Foxglove message carrying its wire header (see `encode`)."""
+    encoded = encode(image, image_format)
+    return StoredImage(encoded.schema, encoded.data + _field(wire_header))
+
+
+def encode(image: Any, image_format: str) -> StoredImage:
+    """One `msgs.Image` as a Foxglove message, as the recorder stores it and the live link sends it; an
+    encoding the chosen format cannot hold exactly (32FC1 depth in PNG, 16-bit in JPEG) is sent RAW."""
     from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
     from foxglove_schemas_protobuf.RawImage_pb2 import RawImage
 
     from perception.recording.foxglove import frame_id_of, timestamp_of
 
     data = np.ascontiguousarray(image.data)
-    if image_format != "raw" and image.encoding in _ENCODABLE[image_format]:
+    if image_format != "raw" and image.encoding in ENCODABLE[image_format]:
         pixels = cv2.cvtColor(data, _TO_BGR[image.encoding]) if image.encoding in _TO_BGR else data
         extension, options = (
             (".png", [cv2.IMWRITE_PNG_COMPRESSION, 1])
@@ -61,7 +67,7 @@ def store(image: Any, wire_header: bytes, image_format: str) -> StoredImage:
                 data=encoded.tobytes(),
                 format=image_format,
             )
-            return StoredImage("foxglove.CompressedImage", message.SerializeToString() + _field(wire_header))
+            return StoredImage("foxglove.CompressedImage", message.SerializeToString())
     message = RawImage(
         timestamp=timestamp_of(image.header),
         frame_id=frame_id_of(image.header),
@@ -71,7 +77,16 @@ def store(image: Any, wire_header: bytes, image_format: str) -> StoredImage:
         step=data.strides[0],
         data=data.tobytes(),
     )
-    return StoredImage("foxglove.RawImage", message.SerializeToString() + _field(wire_header))
+    return StoredImage("foxglove.RawImage", message.SerializeToString())
+
+
+def descriptor(schema: str) -> Any:
+    """The protobuf descriptor of an image schema `encode` writes (foxglove.RawImage or CompressedImage)."""
+    from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
+    from foxglove_schemas_protobuf.RawImage_pb2 import RawImage
+
+    classes: dict[str, Any] = {"foxglove.RawImage": RawImage, "foxglove.CompressedImage": CompressedImage}
+    return classes[schema].DESCRIPTOR
 
 
 def wire_frames(schema: str, data: bytes | memoryview) -> list[memoryview]:

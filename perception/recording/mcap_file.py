@@ -31,7 +31,7 @@ from mcap.writer import CompressionType, Writer
 
 from perception.errors import PerceptError
 from perception.recording import COMPRESSIONS, IMAGE_FORMATS
-from perception.recording.images import store, wire_frames
+from perception.recording.images import descriptor, store, wire_frames
 
 ENCODING = "percept-wire"
 PROFILE = "percept"
@@ -148,7 +148,7 @@ class McapRecorder:
         if key not in self._channels:
             if stored.schema not in self._schemas:
                 self._schemas[stored.schema] = self._writer.register_schema(
-                    stored.schema, "protobuf", schema_data(_descriptor(stored.schema))
+                    stored.schema, "protobuf", schema_data(descriptor(stored.schema))
                 )
             self._channels[key] = self._writer.register_channel(
                 channel_topic,
@@ -176,14 +176,6 @@ class McapRecorder:
 
 
 VIEWED_TYPES = frozenset({"percept/CameraInfo", "percept/Detections", "percept/Tracks", "percept/Grasps"})
-
-
-def _descriptor(schema: str) -> Any:
-    from foxglove_schemas_protobuf.CompressedImage_pb2 import CompressedImage
-    from foxglove_schemas_protobuf.RawImage_pb2 import RawImage
-
-    classes: dict[str, Any] = {"foxglove.RawImage": RawImage, "foxglove.CompressedImage": CompressedImage}
-    return classes[schema].DESCRIPTOR
 
 
 class Views:

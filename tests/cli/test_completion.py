@@ -54,6 +54,8 @@ def test_live_topic_and_node_names_complete(registry, spawn, tmp_path):
     assert wait.returncode == 0, wait.stderr
     assert complete("percept topic echo /fr", tmp_path) == ["/frames"]
     assert complete("percept param list /seq", tmp_path) == ["/seq_publisher"]
+    assert complete("percept foxglove /fr", tmp_path) == ["/frames"]  # verbs taking several topics too
+    assert complete("percept record -o x.mcap /fr", tmp_path) == ["/frames"]
 
 
 def test_completion_prints_shell_code():

@@ -236,13 +236,19 @@ def test_the_page_in_a_real_browser_shows_a_live_stream_with_its_overlays(regist
 def test_bench_view_json_contract():
     from conftest import percept
 
-    result = percept("bench", "view", "--seconds", "1", "--json", timeout=120)
+    result = percept("bench", "view", "--seconds", "1", "--links", "view,foxglove", "--json", timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     rows = report["results"]
-    assert [r["streams"] for r in rows] == [0, 1, 2]
-    assert rows[0]["fps_delivered"] == 0 and all(r["fps_delivered"] > 5 for r in rows[1:])
-    assert all(r["viewer_cpu_percent"] > 0 and r["limit_per_stream_percent"] == 5.0 for r in rows)
+    assert [(r["link"], r["streams"]) for r in rows] == [
+        (link, streams) for link in ("view", "foxglove") for streams in (0, 1, 2)
+    ]
+    for link in (rows[:3], rows[3:]):
+        assert link[0]["fps_delivered"] == 0 and all(r["fps_delivered"] > 5 for r in link[1:])
+    assert all(r["link_cpu_percent"] > 0 and r["limit_per_stream_percent"] == 5.0 for r in rows)
+    unknown = percept("bench", "view", "--links", "rviz")
+    assert unknown.returncode == 1
+    assert "--links: expected some of view, foxglove, foxglove-jpeg, found 'rviz'" in unknown.stderr
 
 
 def test_a_picture_that_cannot_be_drawn_gets_a_one_line_error_and_the_server_goes_on(monkeypatch):

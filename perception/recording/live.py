@@ -1,0 +1,210 @@
+"""The live Foxglove link: the running graph served over Foxglove's WebSocket protocol with the
+`foxglove-sdk` package, so that Foxglove (app or desktop) watches it as it runs, as it opens a
+recording. `percept foxglove` runs this node; a launch file starts it as
+`node: perception.recording.live:FoxgloveLink`.
+
+Each topic a publisher announces becomes a Foxglove channel when its first message arrives, through the
+recorder's own conversions (foxglove.py, images.py): images as foxglove.RawImage (or CompressedImage
+with `image_format: jpeg|png`, for a slow link), detections and tracks as ImageAnnotations, camera info
+as CameraCalibration plus a FrameTransform on /tf, grasps as a SceneUpdate, and every other message as
+JSON (stats and results can be plotted). Topics keep their names, so the annotations are picked beside
+their image in Foxglove's Image panel.
+
+A message is decoded and converted only while a Foxglove client subscribes to one of its channels: an
+unwatched topic costs its subscription alone. `max_fps` thins each topic by its messages' stamps, not by
+arrival, so an image and its boxes (same stamp) are kept or skipped together. Slow clients are the SDK's
+to handle: it keeps a backlog per client and drops the oldest messages when it fills.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from perception.errors import PerceptError, RegistryUnavailable
+from perception.installed import require
+from perception.recording import IMAGE_FORMATS
+from perception.recording.foxglove import Converter, as_json, schema_data
+from perception.recording.images import descriptor, encode
+from perception.runtime.graph import is_hidden
+from perception.runtime.node import Node
+from perception.runtime.qos import QoS
+from perception.runtime.registry import query
+from perception.runtime.stats import Throttle
+from perception.runtime.wire import decode, peek_type
+
+DEFAULT_PORT = 8765  # Foxglove's own default for a WebSocket data source
+IMAGE_TYPE = "percept/Image"
+JSON_SCHEMA = json.dumps({"type": "object"}).encode()  # named by our type; fields as as_json gives them
+DISCOVERY_PERIOD_S = 1.0
+QUEUE = QoS(depth=4)  # a slow conversion never builds a backlog; what it skips is counted as dropped
+
+
+@dataclass
+class Route:
+    """One of our topics and the Foxglove channels its messages have gone to."""
+
+    topic: str
+    channels: list[Any] = field(default_factory=list)
+    last_slot: int = -1  # the max_fps time slot of the last message sent
+
+
+@dataclass
+class Counts:
+    sent: int = 0  # messages converted and handed to the server
+    unwatched: int = 0  # arrived while no client subscribed to their channels
+    thinned: int = 0  # skipped by max_fps
+    failed: int = 0  # did not decode or convert (each logged, at most once a second)
+
+
+class FoxgloveLink(Node):
+    """Serve the running graph to Foxglove over its WebSocket protocol (images, boxes, tracks, calibration)."""
+
+    def __init__(self, name: str = "foxglove") -> None:
+        super().__init__(name)
+        foxglove = require("foxglove", "the live Foxglove link")
+        host = self.declare_parameter(
+            "host", "127.0.0.1", "address to serve on (0.0.0.0: every interface)", read_only=True
+        )
+        port = self.declare_parameter(
+            "port", DEFAULT_PORT, "WebSocket port (0 picks a free one)", read_only=True
+        )
+        self.topics: list[str] = self.declare_parameter(
+            "topics", [], "topics to serve (empty: every topic, as publishers appear)", read_only=True
+        )
+        self.image_format: str = self.declare_parameter(
+            "image_format", "raw", "raw, or jpeg or png to compress images for a slow link", read_only=True
+        )
+        self.declare_parameter("max_fps", 0.0, "at most this many messages per topic a second (0: all)")
+        if self.image_format not in IMAGE_FORMATS:
+            raise PerceptError(
+                f"image_format: expected one of {', '.join(IMAGE_FORMATS)}, found {self.image_format!r}"
+            )
+        if not 0 <= port <= 65535:
+            raise PerceptError(f"port: expected 0-65535, found {port}")
+        self._foxglove = foxglove
+        logging.getLogger("foxglove").setLevel(logging.WARNING)  # its start and stop lines repeat ours
+        self._context = foxglove.Context()  # its own: two links in one process never share channels
+        try:
+            self.server = foxglove.start_server(
+                name="percept", host=host, port=port, context=self._context, server_listener=_Listener(self)
+            )
+        except Exception as exc:  # the SDK raises RuntimeError for a port in use or a bad address
+            raise PerceptError(f"cannot serve Foxglove on {host}:{port}: {exc}") from None
+        self.url = f"ws://{host}:{self.server.port}"
+        self.counts = Counts()
+        self._converter = Converter(prefix="")  # topics keep their names: nothing else is on this link
+        self.routes: dict[str, Route] = {}
+        self._channels: dict[tuple[str, str], Any] = {}  # (Foxglove topic, schema) -> channel
+        self._errors = Throttle()
+        self.log.info("Foxglove link at %s (Foxglove: Open connection, Foxglove WebSocket)", self.url)
+        for topic in self.topics:
+            self._serve(self.resolve(topic))
+        if not self.topics:
+            self.discover()
+            self.create_timer(DISCOVERY_PERIOD_S, self.discover)
+
+    def discover(self) -> None:
+        """Serve every topic a publisher announces (tools' hidden ones aside)."""
+        try:
+            nodes = query("graph", address=self.context.registry, timeout_s=0.5)["nodes"]
+        except RegistryUnavailable:
+            return  # the node's registry link says so already; known topics keep flowing
+        for node in nodes:
+            for publisher in node["publishers"]:
+                topic = publisher["topic"]
+                if topic not in self.routes and not is_hidden(topic):
+                    self._serve(topic)
+
+    def _serve(self, topic: str) -> None:
+        route = self.routes[topic] = Route(topic)
+        self.create_subscription(None, topic, lambda frames: self._on_frames(route, frames), QUEUE, raw=True)
+
+    def _on_frames(self, route: Route, frames: list[Any]) -> None:
+        if route.channels and not any(channel.has_sinks() for channel in route.channels):
+            self.counts.unwatched += 1
+            return
+        try:
+            msg = decode(frames).msg  # raw frames: the topic first, as they came
+            if not self._due(route, msg):
+                self.counts.thinned += 1
+                return
+            views = self._views(route.topic, peek_type(frames), msg)
+        except Exception as exc:  # one bad message: counted and logged, never the end of the link
+            self.counts.failed += 1
+            if self._errors.ready():
+                self.log.error("%s: no Foxglove view (%s: %s)", route.topic, type(exc).__name__, exc)
+            return
+        for channel_key, schema, data in views:
+            channel = self._channels.get(channel_key)
+            if channel is None:
+                channel = self._channels[channel_key] = self._open_channel(*channel_key, schema)
+            if channel not in route.channels:
+                route.channels.append(channel)
+            channel.log(data)
+        self.counts.sent += 1
+
+    def _due(self, route: Route, msg: Any) -> bool:
+        """With max_fps, one message per 1/max_fps of stamp time: the same stamps are kept on every
+        topic, so boxes arrive for the images that were sent."""
+        max_fps = float(self.get_parameter("max_fps"))
+        if max_fps <= 0:
+            return True
+        header = getattr(msg, "header", None)
+        stamp = int(header.stamp) if header is not None else time.time_ns()
+        slot = stamp // int(1e9 / max_fps)
+        if slot == route.last_slot:
+            return False
+        route.last_slot = slot
+        return True
+
+    def _views(self, topic: str, type_name: str, msg: Any) -> list[tuple[tuple[str, str], Any, bytes]]:
+        """((Foxglove topic, schema name), schema, payload) for each channel this message goes to."""
+        if type_name == IMAGE_TYPE:
+            image = encode(msg, self.image_format)
+            return [((topic, image.schema), descriptor(image.schema), image.data)]
+        converted = self._converter.convert(topic, msg)
+        if converted:
+            return [
+                ((view_topic, view.DESCRIPTOR.full_name), view.DESCRIPTOR, view.SerializeToString())
+                for view_topic, view in converted
+            ]
+        return [((topic, type_name), None, json.dumps(as_json(msg), default=str).encode())]
+
+    def _open_channel(self, topic: str, schema_name: str, descriptor: Any) -> Any:
+        fox = self._foxglove
+        if descriptor is None:  # JSON, with a schema that names our type
+            schema = fox.Schema(name=schema_name, encoding="jsonschema", data=JSON_SCHEMA)
+            return fox.Channel(topic, schema=schema, message_encoding="json", context=self._context)
+        schema = fox.Schema(name=schema_name, encoding="protobuf", data=schema_data(descriptor))
+        return fox.Channel(topic, schema=schema, message_encoding="protobuf", context=self._context)
+
+    def destroy(self) -> None:
+        server = getattr(self, "server", None)
+        if server is not None:
+            server.stop()
+            counts = self.counts
+            self.log.info(
+                "Foxglove link stopped: %d messages sent, %d unwatched, %d thinned by max_fps, %d failed",
+                counts.sent,
+                counts.unwatched,
+                counts.thinned,
+                counts.failed,
+            )
+        super().destroy()
+
+
+class _Listener:
+    """The SDK calls these from its own threads: they only log."""
+
+    def __init__(self, link: FoxgloveLink) -> None:
+        self._log = link.log
+
+    def on_subscribe(self, client: Any, channel: Any) -> None:
+        self._log.info("Foxglove client %s subscribed to %s", client.id, channel.topic)
+
+    def on_unsubscribe(self, client: Any, channel: Any) -> None:
+        self._log.info("Foxglove client %s unsubscribed from %s", client.id, channel.topic)

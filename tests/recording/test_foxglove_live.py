@@ -1,0 +1,160 @@
+"""The live Foxglove link, watched by a client speaking Foxglove's WebSocket protocol: real processes,
+the foxglove-sdk server, and each message decoded from the schema its channel advertised."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import time
+
+import numpy as np
+from conftest import free_port, percept, read_until
+
+from perception import msgs
+from perception.bench.foxglove_client import FoxgloveClient, Message
+from perception.recording.foxglove import as_json
+
+SCENE_TOPICS = ["/camera/image", "/detections", "/tracks", "/camera/camera_info", "/tf", "/percept/stats"]
+
+
+def link_url(process) -> str:
+    said = read_until(process, "Foxglove link at ws://", 30)
+    found = re.search(r"ws://[\d.]+:\d+", said)
+    assert found, said
+    return found.group(0)
+
+
+def collect(client: FoxgloveClient, wanted: dict[str, int], timeout_s: float) -> dict[str, list[Message]]:
+    got: dict[str, list[Message]] = {topic: [] for topic in wanted}
+    deadline = time.monotonic() + timeout_s
+    while any(len(got[t]) < n for t, n in wanted.items()) and time.monotonic() < deadline:
+        message = client.receive(0.5)
+        if message is not None:
+            got.setdefault(message.channel.topic, []).append(message)
+    assert all(len(got[t]) >= n for t, n in wanted.items()), {t: len(m) for t, m in got.items()}
+    return got
+
+
+def stamp_ns(timestamp) -> int:
+    return timestamp.seconds * 1_000_000_000 + timestamp.nanos
+
+
+def test_foxglove_sees_images_boxes_tracks_calibration_transforms_and_stats(registry, spawn):
+    spawn(node="FoxgloveScene")
+    link = spawn("foxglove", "--port", "0")
+    with FoxgloveClient(link_url(link)) as client:
+        channels = client.wait_for_topics(SCENE_TOPICS, 20)
+        schemas = {topic: (c.encoding, c.schema_name) for topic, c in channels.items()}
+        assert schemas == {
+            "/camera/image": ("protobuf", "foxglove.RawImage"),
+            "/detections": ("protobuf", "foxglove.ImageAnnotations"),
+            "/tracks": ("protobuf", "foxglove.ImageAnnotations"),
+            "/camera/camera_info": ("protobuf", "foxglove.CameraCalibration"),
+            "/tf": ("protobuf", "foxglove.FrameTransform"),
+            "/percept/stats": ("json", "percept/NodeStats"),
+        }
+        client.subscribe(list(channels.values()))
+        got = collect(client, {t: 3 for t in SCENE_TOPICS}, 20)
+
+    images = [m.decode() for m in got["/camera/image"]]
+    for image in images:  # the scene's grey frame with a white square on rows 95-114
+        assert (image.width, image.height, image.encoding, image.step) == (160, 120, "rgb8", 480)
+        pixels = np.frombuffer(image.data, np.uint8).reshape(120, 160, 3)
+        assert pixels[0, 0].tolist() == [90, 90, 90]
+        assert int((pixels[95:115] == 255).all(axis=2).sum()) == 20 * 20
+    boxes = [m.decode() for m in got["/detections"]]
+    outline = boxes[0].points[0]
+    assert [(p.x, p.y) for p in outline.points] == [(40, 30), (120, 30), (120, 90), (40, 90)]
+    assert boxes[0].texts[0].text == "mug 0.90"
+    # An image and its boxes carry one stamp: Foxglove's Image panel pairs them by it.
+    image_stamps = {stamp_ns(i.timestamp) for i in images}
+    box_stamps = {stamp_ns(b.points[0].timestamp) for b in boxes}
+    assert image_stamps & box_stamps
+    assert got["/tracks"][0].decode().texts[0].text == "#5 mug"
+    calibration = got["/camera/camera_info"][0].decode()
+    assert list(calibration.K) == [200, 0, 80, 0, 201, 60, 0, 0, 1]
+    assert calibration.frame_id == "camera" and (calibration.width, calibration.height) == (160, 120)
+    transform = got["/tf"][0].decode()
+    assert (transform.parent_frame_id, transform.child_frame_id) == ("world", "camera")
+    assert (transform.translation.x, transform.translation.z, transform.rotation.x) == (0.5, 1.2, 1.0)
+    stats = got["/percept/stats"][0].decode()
+    assert stats["node"] in {"/viewer_scene", "/foxglove"} and isinstance(stats["topics"], list)
+
+    # With nobody subscribed, messages are no longer converted: counted as unwatched when it stops.
+    time.sleep(1.5)
+    link.send_signal(signal.SIGINT)
+    said = read_until(link, "Foxglove link stopped", 15)
+    counts = re.search(r"(\d+) messages sent, (\d+) unwatched, (\d+) thinned by max_fps, (\d+) failed", said)
+    assert counts, said
+    sent, unwatched, thinned, failed = map(int, counts.groups())
+    assert sent >= 18 and unwatched >= 10 and thinned == 0 and failed == 0
+    assert link.wait(timeout=10) == 0
+
+
+def test_a_launch_file_starts_the_link_and_max_fps_keeps_images_and_their_boxes_together(
+    registry, spawn, tmp_path
+):
+    from conftest import TESTS
+
+    port = free_port()
+    launch = tmp_path / "watched.yaml"
+    launch.write_text(
+        "nodes:\n"
+        f"  - node: {TESTS / 'nodes.py'}:FoxgloveScene\n"
+        "  - node: perception.recording.live:FoxgloveLink\n"
+        f"    parameters: {{port: {port}, max_fps: 4.0, topics: [/camera/image, /detections]}}\n"
+    )
+    spawn("launch", str(launch))
+    deadline = time.monotonic() + 30
+    while True:  # the launch starts both processes; the link listens once its node is built
+        try:
+            client = FoxgloveClient(f"ws://127.0.0.1:{port}", timeout_s=2)
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the launched link never listened"
+            time.sleep(0.3)
+    with client:
+        channels = client.wait_for_topics(["/camera/image", "/detections"], 20)
+        assert sorted(c.topic for c in client.channels.values()) == ["/camera/image", "/detections"]
+        client.subscribe(list(channels.values()))
+        collect(client, {"/camera/image": 1}, 10)  # flowing
+        window: dict[str, list[int]] = {"/camera/image": [], "/detections": []}
+        start = time.monotonic()
+        while time.monotonic() - start < 3.0:
+            message = client.receive(0.5)
+            if message is not None:
+                decoded = message.decode()
+                is_image = message.channel.topic == "/camera/image"
+                stamp = decoded.timestamp if is_image else decoded.points[0].timestamp
+                window[message.channel.topic].append(stamp_ns(stamp))
+    images, boxes = window["/camera/image"], window["/detections"]
+    assert 8 <= len(images) <= 16, images  # the scene publishes 10 a second; at most 4 a second pass
+    assert len({stamp // 250_000_000 for stamp in images}) == len(images)  # one per quarter second
+    assert len(set(images) & set(boxes)) >= min(len(images), len(boxes)) - 1  # the same frames
+
+
+def test_bad_input_to_the_link_gets_one_line_and_exit_1():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = percept("foxglove", "--port", str(port), "--duration", "1")
+    assert result.returncode == 1
+    last = result.stderr.splitlines()[-1]
+    assert re.fullmatch(rf"percept: error: cannot serve Foxglove on 127.0.0.1:{port}: .+", last), (
+        result.stderr
+    )
+    result = percept("foxglove", "--port", "70000")
+    assert result.returncode == 1 and "--port: expected 0-65535, found 70000" in result.stderr
+
+
+def test_messages_without_a_foxglove_schema_go_as_json_readable_in_a_panel():
+    stats = msgs.TopicStats(topic="/x", type_name="percept/Image", direction="sub", count=3)
+    header = msgs.Header(stamp=1_700_000_000_123_456_789, frame_id="camera", seq=4)
+    stamp = {"sec": 1_700_000_000, "nsec": 123_456_789}
+    assert as_json(header) == {"stamp": stamp, "frame_id": "camera", "seq": 4}
+    assert as_json(stats)["count"] == 3
+    assert as_json(np.array([1.5, np.nan, np.inf])) == [1.5, None, None]  # JSON has no NaN
+    assert as_json(np.zeros((480, 640), np.float32)) == "<array 480x640 float32>"
+    assert as_json({"k": np.int64(3), "b": b"abc"}) == {"k": 3, "b": "<3 bytes>"}
