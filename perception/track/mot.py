@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -29,24 +30,52 @@ PEDESTRIAN_PARAMS = TrackerParams(
 
 
 def read_detections(path: str | Path) -> dict[int, np.ndarray]:
-    """Rows per frame: N x 6 (x1, y1, x2, y2, score, class)."""
+    """Rows per frame: N x 6 (x1, y1, x2, y2, score, class). A row that is not numbers, has a frame
+    below 1, or a box that is not a finite, positive size is refused with its line number."""
     try:
-        table = np.loadtxt(path, delimiter=",", ndmin=2)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"detections {path}: cannot read it as MOTChallenge rows: {exc}") from None
-    if table.size == 0:
-        return {}
-    if table.shape[1] < 7:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(
-            f"detections {path}: expected at least 7 comma-separated columns (frame, id, left, top, width, "
-            f"height, score), found {table.shape[1]}"
-        )
+            f"detections {path}: cannot read it: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
+    parsed: list[list[float]] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        parsed.append(_row(path, number, line))
+    if not parsed:
+        return {}
+    width = min(len(row) for row in parsed)
+    table = np.array([row[:width] for row in parsed])
     classes = np.zeros(len(table))
-    if table.shape[1] >= 8 and np.all(table[:, 7] >= 0) and np.all(table[:, 7] == np.round(table[:, 7])):
+    if width >= 8 and np.all(table[:, 7] >= 0) and np.all(table[:, 7] == np.round(table[:, 7])):
         classes = table[:, 7]
     rows = np.c_[table[:, 2:4], table[:, 2:4] + table[:, 4:6], table[:, 6], classes]
     frames = table[:, 0].astype(int)
     return {int(f): rows[frames == f] for f in np.unique(frames)}
+
+
+def _row(path: str | Path, number: int, line: str) -> list[float]:
+    where = f"detections {path}, line {number}"
+    try:
+        values = [float(v) for v in line.split(",")]
+    except ValueError:
+        raise ValueError(f"{where}: expected comma-separated numbers, found {line.strip()[:80]!r}") from None
+    if len(values) < 7:
+        raise ValueError(
+            f"{where}: expected at least 7 columns (frame, id, left, top, width, height, score), "
+            f"found {len(values)}"
+        )
+    frame, _, left, top, box_width, box_height, score = values[:7]
+    if not (frame >= 1 and frame == round(frame)):
+        raise ValueError(f"{where}: expected a frame number of 1 or more, found {frame:g}")
+    if not all(np.isfinite([left, top, box_width, box_height, score])):
+        raise ValueError(f"{where}: expected finite numbers, found {line.strip()[:80]!r}")
+    if box_width <= 0 or box_height <= 0:
+        raise ValueError(
+            f"{where}: expected a box of positive width and height, found {box_width:g} x {box_height:g}"
+        )
+    return values
 
 
 def track_file(
@@ -62,13 +91,11 @@ def track_file(
             yield frame, track.id, track.box, track.score
 
 
-def write_tracks(rows: Iterator[tuple[int, int, np.ndarray, float]], path: str | Path) -> int:
-    """Write MOTChallenge result rows; the number written."""
-    count = 0
-    with open(path, "w") as out:
-        for frame, track_id, (x1, y1, x2, y2), score in rows:
-            out.write(
-                f"{frame},{track_id},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{score:.4f},-1,-1,-1\n"
-            )
-            count += 1
-    return count
+def write_tracks(rows: Iterator[tuple[int, int, np.ndarray, float]], out: TextIO) -> tuple[int, int]:
+    """Write MOTChallenge result rows; the rows written and the identities in them."""
+    count, identities = 0, set()
+    for frame, track_id, (x1, y1, x2, y2), score in rows:
+        out.write(f"{frame},{track_id},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{score:.4f},-1,-1,-1\n")
+        count += 1
+        identities.add(track_id)
+    return count, len(identities)

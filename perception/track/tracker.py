@@ -26,7 +26,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from perception.track import kalman
 
@@ -266,6 +265,9 @@ _SETTLED_HITS = 3
 def assign(iou: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Optimal one-to-one matches of rows to columns with IoU >= threshold: the matched rows, their
     columns, then the unmatched rows and the unmatched columns (each in increasing order)."""
+    # scipy is imported here, not with the module: half a second the command line's start need not pay.
+    from scipy.optimize import linear_sum_assignment
+
     rows, cols = iou.shape
     if rows == 0 or cols == 0:
         return _NO_ROWS, _NO_ROWS, np.arange(rows), np.arange(cols)

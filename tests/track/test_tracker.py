@@ -257,7 +257,7 @@ def test_motchallenge_files_round_trip_through_percept_track_run(tmp_path):
     out = tmp_path / "tracks.txt"
     result = percept("track", "run", "--det", str(det), "--out", str(out), "--fps", "10")
     assert result.returncode == 0, result.stderr
-    assert "tracked 9 frames: 18 track rows, 2 ids" in result.stdout
+    assert "tracked 9 frames: 18 track rows, 2 identities" in result.stdout
     table = np.loadtxt(out, delimiter=",", ndmin=2)
     assert sorted(set(table[:, 1].astype(int))) == [1, 2] and 6 not in table[:, 0]
     first = table[table[:, 0] == 1]
@@ -265,7 +265,29 @@ def test_motchallenge_files_round_trip_through_percept_track_run(tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_text("1,2,3\n")
     failed = percept("track", "run", "--det", str(bad), "--out", str(out))
-    assert failed.returncode == 1 and "expected at least 7 comma-separated columns" in failed.stderr
+    assert failed.returncode == 1 and "line 1: expected at least 7 columns" in failed.stderr
+    good = "1,-1,10,20,30,40,0.9,-1,-1,-1\n"
+    for row, message in (
+        ("2,-1,10,20,nan,40,0.9,-1,-1,-1", "line 2: expected finite numbers, found '2,-1,10,20,nan,40"),
+        ("2,-1,10,20,30,inf,0.9,-1,-1,-1", "line 2: expected finite numbers"),
+        (
+            "2,-1,10,20,-30,40,0.9,-1,-1,-1",
+            "line 2: expected a box of positive width and height, found -30 x 40",
+        ),
+        ("2,-1,10,20,30,0,0.9,-1,-1,-1", "line 2: expected a box of positive width and height, found 30 x 0"),
+        ("0,-1,10,20,30,40,0.9,-1,-1,-1", "line 2: expected a frame number of 1 or more, found 0"),
+        ("2,-1,10,twenty,30,40,0.9", "line 2: expected comma-separated numbers, found '2,-1,10,twenty"),
+    ):
+        bad.write_text(good + row + "\n")
+        refused = percept("track", "run", "--det", str(bad), "--out", str(out))
+        assert refused.returncode == 1, refused.stdout
+        assert refused.stderr.count("\n") == 1, refused.stderr  # one line
+        assert refused.stderr.startswith(f"percept: error: detections {bad}, {message}"), refused.stderr
+    unwritable = percept("track", "run", "--det", str(det), "--out", str(tmp_path / "no" / "such" / "t.txt"))
+    assert unwritable.returncode == 1 and unwritable.stderr.count("\n") == 1
+    assert (
+        "--out " in unwritable.stderr and "cannot write it (No such file or directory)" in unwritable.stderr
+    )
     for option, value, message in (
         ("--fps", "0", "--fps: expected a frame rate above 0, found 0.0"),
         ("--low-score", "2", "tracker parameter low_score: expected in [0, 1], found 2.0"),
