@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from perception.bench.class_maps import covered
-from perception.detector.defaults import DEFAULT_CONFIDENCE
+from perception.detector.defaults import DEFAULT_CONFIDENCE, DEFAULT_CROSS_CLASS_IOU
 from perception.detector.vocabulary import SHIPPED_CLASSES
 from perception.errors import PerceptError
 
@@ -58,6 +58,7 @@ class ModelSpec:
     class_map: tuple[tuple[str, str | None], ...] = ()
     small_object_zoom: float = 0.0
     small_object_rows: tuple[int, int] | None = None
+    cross_class_iou: float = DEFAULT_CROSS_CLASS_IOU
 
     def detector(self, threads: int, confidence: float) -> Any:
         from perception.detector import Detector
@@ -70,6 +71,7 @@ class ModelSpec:
             class_map=dict(self.class_map),
             small_object_zoom=self.small_object_zoom,
             small_object_rows=self.small_object_rows,
+            cross_class_iou=self.cross_class_iou,
         )
 
 
@@ -141,6 +143,7 @@ def run(
     pool: Any = None,
     cache: Path | None = None,
     examples: int = 3,
+    cross_class_iou: float = DEFAULT_CROSS_CLASS_IOU,
 ) -> Outcome:
     """Rows per model (per provider), scored on `suite` (suites.Suite; None: random frames, timing
     only). With `small_object_zoom`, each model whose input size is free gets a second row: the same
@@ -163,7 +166,7 @@ def run(
     for model in models:
         for provider in providers:
             label = model if len(providers) == 1 else f"{model} [{provider}]"
-            spec = ModelSpec(model, provider, mapping)
+            spec = ModelSpec(model, provider, mapping, cross_class_iou=cross_class_iou)
             before = _resident_mb()
             try:
                 detector = spec.detector(threads, confidence)
@@ -176,7 +179,9 @@ def run(
             labels.append(label)
             detectors.append(detector)
             if small_object_zoom and detector.dynamic_size:
-                zoomed = ModelSpec(model, provider, mapping, small_object_zoom, small_object_rows)
+                zoomed = ModelSpec(
+                    model, provider, mapping, small_object_zoom, small_object_rows, cross_class_iou
+                )
                 specs.append(zoomed)
                 labels.append(f"{label} +small")
                 detectors.append(zoomed.detector(threads, confidence))

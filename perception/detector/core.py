@@ -24,7 +24,12 @@ import numpy as np
 import onnxruntime as ort
 
 from perception.detector import decoders
-from perception.detector.defaults import DEFAULT_CONFIDENCE, DEFAULT_IOU, DEFAULT_MAX_DETECTIONS
+from perception.detector.defaults import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_CROSS_CLASS_IOU,
+    DEFAULT_IOU,
+    DEFAULT_MAX_DETECTIONS,
+)
 from perception.detector.preprocess import letterbox
 from perception.detector.small_objects import merge_by_size
 from perception.errors import PerceptError
@@ -48,6 +53,7 @@ class Detector:
     confidence: float
     iou: float
     max_detections: int
+    cross_class_iou: float
 
     def __init__(
         self,
@@ -59,6 +65,7 @@ class Detector:
         confidence: float = DEFAULT_CONFIDENCE,
         iou: float = DEFAULT_IOU,
         max_detections: int = DEFAULT_MAX_DETECTIONS,
+        cross_class_iou: float = DEFAULT_CROSS_CLASS_IOU,
         layout: str = "auto",
         input_size: tuple[int, int] | None = None,
         small_object_zoom: float = 0.0,
@@ -69,7 +76,9 @@ class Detector:
         class_map: dict[str, str | None] | None = None,
     ) -> None:
         self.path = find_model(model)
-        self.retune(confidence=confidence, iou=iou, max_detections=max_detections)
+        self.retune(
+            confidence=confidence, iou=iou, max_detections=max_detections, cross_class_iou=cross_class_iou
+        )
         self.timings_ms: dict[str, float] = {}  # the last call's preprocess, inference, postprocess
         self.session = self._load(provider, threads, spin)
         self.input_name, self.input_hw = self._check_input(input_size)
@@ -233,13 +242,19 @@ class Detector:
     # -- running ---------------------------------------------------------------------------------------
 
     def retune(
-        self, *, confidence: float | None = None, iou: float | None = None, max_detections: int | None = None
+        self,
+        *,
+        confidence: float | None = None,
+        iou: float | None = None,
+        max_detections: int | None = None,
+        cross_class_iou: float | None = None,
     ) -> None:
         """Change the thresholds (a running node's parameters); a value out of range changes nothing."""
         checks = (
             ("confidence", confidence, 0.0, 1.0, "a score from 0 to 1"),
             ("iou", iou, 0.0, 1.0, "an overlap from 0 to 1"),
             ("max_detections", max_detections, 1, math.inf, "a count of at least 1"),
+            ("cross_class_iou", cross_class_iou, 0.0, 1.0, "an overlap from 0 to 1 (1: per class only)"),
         )
         for name, value, low, high, expected in checks:
             if value is not None and (isinstance(value, bool) or not low <= value <= high):
@@ -249,6 +264,7 @@ class Detector:
         self.confidence = self.confidence if confidence is None else confidence
         self.iou = self.iou if iou is None else iou
         self.max_detections = self.max_detections if max_detections is None else max_detections
+        self.cross_class_iou = self.cross_class_iou if cross_class_iou is None else cross_class_iou
 
     def __call__(self, image: np.ndarray, header: Header | None = None) -> Detections:
         """Detect objects in an RGB uint8 image (H x W x 3; grey H x W and RGBA H x W x 4 are converted).
@@ -269,6 +285,9 @@ class Detector:
             boxes, scores, class_ids = (a[: self.max_detections] for a in (boxes, scores, class_ids))
             timings["postprocess"] += (time.perf_counter() - start) * 1000
         start = time.perf_counter()
+        boxes, scores, class_ids = decoders.suppress_across_classes(
+            (boxes, scores, class_ids), self.cross_class_iou, self.confidence
+        )
         names = [self.class_names[i] if 0 <= i < len(self.class_names) else str(i) for i in class_ids]
         if self.class_map:
             mapped = [self.class_map.get(n, n) for n in names]

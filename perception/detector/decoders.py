@@ -94,3 +94,39 @@ def nms(candidates: Candidates, iou: float, max_detections: int) -> Candidates:
     indices = np.asarray(kept, np.int64).reshape(-1)
     keep = indices[np.argsort(-scores[indices], kind="stable")][:max_detections]
     return boxes[keep], scores[keep], class_ids[keep]
+
+
+# Soft-NMS's Gaussian (Bodla et al., ICCV 2017; sigma 0.5 as theirs): a box under a better box of another
+# class keeps exp(-IoU^2 / sigma) of its score, 0.14 of it on the same box.
+SOFT_SIGMA = 0.5
+
+
+def suppress_across_classes(candidates: Candidates, iou: float, confidence: float) -> Candidates:
+    """One class per object: a box overlapping a better-scoring box of another class by more than `iou`
+    is demoted, as Soft-NMS demotes (its score times exp(-IoU^2 / SOFT_SIGMA)), and dropped if that
+    leaves it below `confidence`. Demoted rather than deleted: where the wrong class won, the right one
+    stays in the ranking, low, which mAP counts and a deployed threshold removes. Best first."""
+    boxes, scores, class_ids = candidates
+    if len(boxes) < 2 or iou >= 1.0:
+        return candidates
+    order = np.argsort(-scores, kind="stable")
+    boxes, scores, class_ids = boxes[order], scores[order], class_ids[order]
+    overlap = _iou_matrix(boxes)
+    # Row i is demoted by the better boxes (earlier rows) of other classes it overlaps more than `iou`.
+    better = np.tril(np.ones_like(overlap, bool), -1)
+    demoting = better & (class_ids[:, None] != class_ids[None, :]) & (overlap > iou)
+    worst = np.where(demoting, overlap, 0.0).max(axis=1)
+    scores = np.where(worst > 0, scores * np.exp(-(worst**2) / SOFT_SIGMA), scores).astype(np.float32)
+    keep = np.flatnonzero(scores >= confidence)
+    keep = keep[np.argsort(-scores[keep], kind="stable")]
+    return boxes[keep], scores[keep], class_ids[keep]
+
+
+def _iou_matrix(boxes: np.ndarray) -> np.ndarray:
+    x1, y1, x2, y2 = (boxes[:, k] for k in range(4))
+    area = (x2 - x1) * (y2 - y1)
+    width = np.clip(np.minimum(x2[:, None], x2[None, :]) - np.maximum(x1[:, None], x1[None, :]), 0, None)
+    height = np.clip(np.minimum(y2[:, None], y2[None, :]) - np.maximum(y1[:, None], y1[None, :]), 0, None)
+    inter = width * height
+    union = area[:, None] + area[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)

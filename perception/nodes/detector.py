@@ -14,7 +14,12 @@ import numpy as np
 from perception import LATEST_ONLY, Node, run
 from perception.detector import Detector
 from perception.detector.core import as_input_size
-from perception.detector.defaults import DEFAULT_CONFIDENCE, DEFAULT_IOU, DEFAULT_MAX_DETECTIONS
+from perception.detector.defaults import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_CROSS_CLASS_IOU,
+    DEFAULT_IOU,
+    DEFAULT_MAX_DETECTIONS,
+)
 from perception.errors import ParameterError
 from perception.msgs import Detections, DetectorStats, Image
 
@@ -42,6 +47,11 @@ class DetectorNode(Node):
             confidence=self.declare_parameter("confidence", DEFAULT_CONFIDENCE, "minimum score"),
             iou=self.declare_parameter("iou", DEFAULT_IOU, "NMS IoU threshold"),
             max_detections=self.declare_parameter("max_detections", DEFAULT_MAX_DETECTIONS, "per image"),
+            cross_class_iou=self.declare_parameter(
+                "cross_class_iou",
+                DEFAULT_CROSS_CLASS_IOU,
+                "boxes of different classes overlapping more than this are one object (1: per class only)",
+            ),
             layout=self.declare_parameter(
                 "layout",
                 "auto",
@@ -103,7 +113,7 @@ class DetectorNode(Node):
         return (value[0], value[1])  # the detector checks that they make a band
 
     def _retune(self, name: str, value: object) -> None:
-        if name in ("confidence", "iou", "max_detections"):
+        if name in ("confidence", "iou", "max_detections", "cross_class_iou"):
             self.detector.retune(**{name: value})  # type: ignore[arg-type]  # it checks the value
 
     def on_image(self, msg: Image) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from perception.cli.common import comma_separated, positive_int, rows_arg
-from perception.detector.defaults import DEFAULT_CONFIDENCE
+from perception.detector.defaults import DEFAULT_CONFIDENCE, DEFAULT_CROSS_CLASS_IOU
 from perception.errors import PerceptError
 
 
@@ -70,6 +70,13 @@ def register(bench: Any) -> argparse.ArgumentParser:
         type=float,
         default=DEFAULT_CONFIDENCE,
         help="score threshold for every model while timing (the node's default)",
+    )
+    p.add_argument(
+        "--cross-class-iou",
+        type=float,
+        default=DEFAULT_CROSS_CLASS_IOU,
+        help="boxes of different classes overlapping more than this are one object, the best class kept "
+        f"(default {DEFAULT_CROSS_CLASS_IOU:g}, the node's; 1: per-class suppression only)",
     )
     p.add_argument(
         "--map-confidence",
@@ -147,6 +154,7 @@ def _run(args: argparse.Namespace) -> int:
         "threads": args.threads,
         "confidence": args.confidence,
         "map_confidence": args.map_confidence,
+        "cross_class_iou": args.cross_class_iou,
         "image": f"{suite.width}x{suite.height}" if suite else "640x480",
         **(
             {"small_object_zoom": args.small_object_zoom, "small_object_rows": args.small_object_rows}
@@ -175,6 +183,7 @@ def _run(args: argparse.Namespace) -> int:
             progress=_bar,
             pool=pool,
             cache=cache,
+            cross_class_iou=args.cross_class_iou,
         )
     rows = outcome.rows
     _print_table(rows)
