@@ -23,7 +23,7 @@ EXTRAS = {
     "foxglove": ("foxglove", "Foxglove's SDK, which serves the WebSocket protocol"),
     "websockets": ("foxglove", "a WebSocket client"),
     "torch": ("train", "training"),
-    "onnx": ("train", "writing the trained model"),
+    "onnx": ("train", "writing models: training, and percept export --int8"),
 }
 # Where the distribution's name differs from the module's.
 DISTRIBUTIONS = {"foxglove": "foxglove-sdk"}

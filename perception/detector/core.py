@@ -328,6 +328,22 @@ class Detector:
             self._small_object_sessions[input_hw] = session
         return session
 
+    def preprocess(
+        self, image: np.ndarray, input_hw: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, Any]:
+        """The model's input tensor for an RGB image (its family's letterbox) and the transform back to
+        the image's pixels; what calibrating a quantised model feeds it too."""
+        tensor, transform = letterbox(
+            image,
+            input_hw or self.input_hw,
+            centre=not self._yolox,
+            bgr=self._yolox,
+            unit_scale=not self._yolox,
+        )
+        if self._input_dtype is not np.float32:
+            tensor = tensor.astype(self._input_dtype)
+        return tensor, transform
+
     def _detect(
         self,
         session: ort.InferenceSession,
@@ -337,11 +353,7 @@ class Detector:
     ) -> decoders.Candidates:
         """One pass at `input_hw`: boxes in image pixels, scores, class ids; stage times added up."""
         start = time.perf_counter()
-        tensor, transform = letterbox(
-            image, input_hw, centre=not self._yolox, bgr=self._yolox, unit_scale=not self._yolox
-        )
-        if self._input_dtype is not np.float32:
-            tensor = tensor.astype(self._input_dtype)
+        tensor, transform = self.preprocess(image, input_hw)
         preprocessed = time.perf_counter()
         output = session.run(None, {self.input_name: tensor})[0].astype(np.float32, copy=False)
         inferred = time.perf_counter()

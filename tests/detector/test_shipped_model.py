@@ -37,9 +37,13 @@ def test_the_launch_files_model_path_works_from_any_directory(tmp_path, monkeypa
         Detector("models/other.onnx")
 
 
+INT8_MODEL = MODEL.with_name("percept-int8.onnx")
+
+
+@pytest.mark.parametrize("model", [MODEL, INT8_MODEL], ids=["fp32", "int8"])
 @pytest.mark.parametrize("scene", ["tabletop", "driving"])
-def test_the_shipped_model_finds_the_objects_of_a_fresh_scene(scene):
-    detector = Detector(MODEL)
+def test_the_shipped_model_finds_the_objects_of_a_fresh_scene(scene, model):
+    detector = Detector(model)
     found = total = 0
     for _, frame in rendered_frames(scene, FRESH_SEED, list(range(6)), CameraSpec(width=640, height=480)):
         result = detector(frame.rgb)
@@ -80,6 +84,52 @@ def test_one_class_per_object_by_default_and_per_class_suppression_on_request():
     assert one_class[1] >= 0.9 * one_class[2] and one_class[1] >= per_class[1] - 1, (per_class, one_class)
     with pytest.raises(PerceptError, match=r"cross_class_iou: expected an overlap from 0 to 1"):
         Detector(MODEL, cross_class_iou=1.5)
+
+
+def test_export_int8_quantises_all_but_the_output_convolutions_and_keeps_the_names(tmp_path):
+    from conftest import percept
+
+    out = tmp_path / "int8.onnx"
+    result = percept("export", "--int8", "--out", str(out), "--calibration-frames", "4", timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert "kept in float: /network/distances/Conv, /network/heatmap/Conv" in result.stdout
+    model = onnx.load(str(out))
+    ops = [node.op_type for node in model.graph.node]
+    assert ops.count("QuantizeLinear") > 10 and ops.count("DequantizeLinear") > 10
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(meta["names"]) == list(SHIPPED_CLASSES)
+    assert (
+        json.loads(meta["quantization"])["calibration"]
+        == "4 frames of tabletop, driving rendered from seed 9100"
+    )
+    assert out.stat().st_size < MODEL.stat().st_size / 2
+    shipped = {p.key: p.value for p in onnx.load(str(INT8_MODEL)).metadata_props}
+    assert json.loads(shipped["quantization"])["from"] == "percept.onnx"
+    assert percept("export", "--int8", "--out", str(tmp_path / "no" / "x.onnx")).returncode == 1
+
+
+def test_output_convolutions_are_the_last_convolutions_before_each_output():
+    from onnx import TensorProto, helper
+
+    from perception.train.quantize import output_convolutions
+
+    def conv(name: str, source: str) -> object:
+        return helper.make_node("Conv", [source, "w"], [name], name=name)
+
+    nodes = [
+        conv("stem", "x"),
+        helper.make_node("Relu", ["stem"], ["r"], name="relu"),
+        conv("scores", "r"),
+        helper.make_node("Sigmoid", ["scores"], ["p"], name="sigmoid"),
+        conv("boxes", "r"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("p", "boxes")],
+    )
+    assert output_convolutions(helper.make_model(graph)) == ["boxes", "scores"]
 
 
 def test_bench_graph_runs_sim_and_detector_as_processes_and_reports_latency():

@@ -1,0 +1,53 @@
+"""percept export: a model in another form; today an int8 copy (perception/train/quantize.py)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from perception.cli.common import comma_separated
+
+
+def register(verbs: Any) -> None:
+    p = verbs.add_parser(
+        "export",
+        help="Write an int8 copy of a detector, calibrated on simulator frames (needs the train extra: onnx).",
+    )
+    p.add_argument(
+        "model",
+        help="the ONNX detector to quantise (default models/percept.onnx)",
+        nargs="?",
+        default="models/percept.onnx",
+    )
+    p.add_argument(
+        "--int8", action="store_true", required=True, help="static int8 quantisation (onnxruntime)"
+    )
+    p.add_argument("--out", type=Path, required=True, help="the ONNX file to write")
+    p.add_argument(
+        "--calibration-frames", type=int, default=64, help="rendered frames to calibrate on (default 64)"
+    )
+    p.add_argument(
+        "--scenes",
+        type=comma_separated,
+        default="tabletop,driving",
+        help="scenes they come from (default both)",
+    )
+    p.set_defaults(func=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from perception.errors import PerceptError
+    from perception.train.quantize import quantize
+
+    unknown = [s for s in args.scenes if s not in ("tabletop", "driving")]
+    if unknown:
+        raise PerceptError(f"--scenes: expected tabletop or driving, found {unknown[0]!r}")
+    if not args.out.parent.is_dir():
+        raise PerceptError(f"--out {args.out}: no folder {args.out.parent} to write it in")
+    result = quantize(args.model, args.out, args.calibration_frames, tuple(args.scenes))
+    print(
+        f"wrote {result.path} ({result.megabytes} MB): int8, calibrated on {result.frames} rendered frames in "
+        f"{result.seconds:g} s; kept in float: {', '.join(result.kept_float)}"
+    )
+    return 0
