@@ -39,10 +39,11 @@ def register(verbs: Any) -> None:
 def _export(args: argparse.Namespace) -> int:
     from perception.errors import PerceptError
     from perception.train.quantize import quantize
+    from sim.dataset import SCENES
 
-    unknown = [s for s in args.scenes if s not in ("tabletop", "driving")]
+    unknown = [s for s in args.scenes if s not in SCENES]
     if unknown:
-        raise PerceptError(f"--scenes: expected tabletop or driving, found {unknown[0]!r}")
+        raise PerceptError(f"--scenes: expected some of {', '.join(SCENES)}, found {unknown[0]!r}")
     if not args.out.parent.is_dir():
         raise PerceptError(f"--out {args.out}: no folder {args.out.parent} to write it in")
     result = quantize(args.model, args.out, args.calibration_frames, tuple(args.scenes))

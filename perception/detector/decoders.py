@@ -111,7 +111,7 @@ def suppress_across_classes(candidates: Candidates, iou: float, confidence: floa
         return candidates
     order = np.argsort(-scores, kind="stable")
     boxes, scores, class_ids = boxes[order], scores[order], class_ids[order]
-    overlap = _iou_matrix(boxes)
+    overlap = iou_matrix(boxes, boxes)
     # Row i is demoted by the better boxes (earlier rows) of other classes it overlaps more than `iou`.
     better = np.tril(np.ones_like(overlap, bool), -1)
     demoting = better & (class_ids[:, None] != class_ids[None, :]) & (overlap > iou)
@@ -122,11 +122,11 @@ def suppress_across_classes(candidates: Candidates, iou: float, confidence: floa
     return boxes[keep], scores[keep], class_ids[keep]
 
 
-def _iou_matrix(boxes: np.ndarray) -> np.ndarray:
-    x1, y1, x2, y2 = (boxes[:, k] for k in range(4))
-    area = (x2 - x1) * (y2 - y1)
-    width = np.clip(np.minimum(x2[:, None], x2[None, :]) - np.maximum(x1[:, None], x1[None, :]), 0, None)
-    height = np.clip(np.minimum(y2[:, None], y2[None, :]) - np.maximum(y1[:, None], y1[None, :]), 0, None)
-    inter = width * height
-    union = area[:, None] + area[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box of `a` (N x 4 xyxy) with every box of `b` (M x 4)."""
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    return np.asarray(inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9))

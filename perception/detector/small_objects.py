@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 
+from perception.detector import decoders
 from perception.detector.decoders import Candidates
 
 EVERY_ROW = (-math.inf, math.inf)
@@ -42,7 +43,7 @@ def merge_by_size(
     kept_boxes, kept_scores, kept_classes = (a[~base_small] for a in base)
     boxes, scores, class_ids = (a[zoomed_small] for a in zoomed)
     if len(boxes) and len(kept_boxes):
-        same = (_iou(boxes, kept_boxes) > iou) & (class_ids[:, None] == kept_classes[None, :])
+        same = (decoders.iou_matrix(boxes, kept_boxes) > iou) & (class_ids[:, None] == kept_classes[None, :])
         fresh = ~same.any(axis=1)
         boxes, scores, class_ids = boxes[fresh], scores[fresh], class_ids[fresh]
     merged_scores = np.concatenate([kept_scores, scores])
@@ -56,12 +57,3 @@ def merge_by_size(
 
 def _within(boxes: np.ndarray, rows: tuple[float, float]) -> np.ndarray:
     return np.asarray((boxes[:, 1] >= rows[0]) & (boxes[:, 3] <= rows[1]))
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    return np.asarray(inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9))

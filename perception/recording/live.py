@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from perception import msgs
 from perception.errors import PerceptError, RegistryUnavailable
 from perception.installed import require
 from perception.recording import IMAGE_FORMATS
@@ -34,10 +35,9 @@ from perception.runtime.node import Node
 from perception.runtime.qos import QoS
 from perception.runtime.registry import query
 from perception.runtime.stats import Throttle
-from perception.runtime.wire import decode, peek_type
+from perception.runtime.wire import decode
 
 DEFAULT_PORT = 8765  # Foxglove's own default for a WebSocket data source
-IMAGE_TYPE = "percept/Image"
 JSON_SCHEMA = json.dumps({"type": "object"}).encode()  # named by our type; fields as as_json gives them
 DISCOVERY_PERIOD_S = 1.0
 QUEUE = QoS(depth=4)  # a slow conversion never builds a backlog; what it skips is counted as dropped
@@ -132,7 +132,7 @@ class FoxgloveLink(Node):
             if not self._due(route, msg):
                 self.counts.thinned += 1
                 return
-            views = self._views(route.topic, peek_type(frames), msg)
+            views = self._views(route.topic, msg)
         except Exception as exc:  # one bad message: counted and logged, never the end of the link
             self.counts.failed += 1
             if self._errors.ready():
@@ -161,9 +161,9 @@ class FoxgloveLink(Node):
         route.last_slot = slot
         return True
 
-    def _views(self, topic: str, type_name: str, msg: Any) -> list[tuple[tuple[str, str], Any, bytes]]:
+    def _views(self, topic: str, msg: Any) -> list[tuple[tuple[str, str], Any, bytes]]:
         """((Foxglove topic, schema name), schema, payload) for each channel this message goes to."""
-        if type_name == IMAGE_TYPE:
+        if isinstance(msg, msgs.Image):
             image = encode(msg, self.image_format)
             return [((topic, image.schema), descriptor(image.schema), image.data)]
         converted = self._converter.convert(topic, msg)
@@ -172,6 +172,8 @@ class FoxgloveLink(Node):
                 ((view_topic, view.DESCRIPTOR.full_name), view.DESCRIPTOR, view.SerializeToString())
                 for view_topic, view in converted
             ]
+        # A type this process has not imported arrives as wire.UnknownMessage, which names its type.
+        type_name = msg.TYPE_NAME if isinstance(msg, msgs.Message) else msg.type_name
         return [((topic, type_name), None, json.dumps(as_json(msg), default=str).encode())]
 
     def _open_channel(self, topic: str, schema_name: str, descriptor: Any) -> Any:

@@ -56,19 +56,21 @@ def quantize(
     model: str | Path,
     out: Path,
     frames: int = 64,
-    scenes: tuple[str, ...] = ("tabletop", "driving"),
+    scenes: tuple[str, ...] | None = None,
     seed: int = CALIBRATION_SEED,
 ) -> Quantized:
-    """Write an int8 copy of `model` to `out`, calibrated on `frames` rendered frames of `scenes`."""
+    """Write an int8 copy of `model` to `out`, calibrated on `frames` rendered frames of `scenes` (every
+    scene by default)."""
     onnx = require("onnx", "percept export --int8")  # onnxruntime's quantisation is written on it
     from onnxruntime import quantization
     from onnxruntime.quantization.shape_inference import quant_pre_process  # type: ignore[import-untyped]
 
     from perception.detector import Detector
     from sim.camera import CameraSpec
-    from sim.dataset import rendered_frames
+    from sim.dataset import SCENES, rendered_frames
 
     started = time.monotonic()
+    scenes = scenes or SCENES
     detector = Detector(model)
     if frames < 1:
         raise PerceptError(f"--calibration-frames: expected 1 or more, found {frames}")
