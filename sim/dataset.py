@@ -31,7 +31,8 @@ from sim.variations import CLEAN, Variation
 EPISODE_S = 10.0  # seconds of driving per sequence
 DATASET_RATE = 5.0  # frames/s of exported driving sequences
 EPISODE_FRAMES = round(EPISODE_S * DATASET_RATE)  # driving frames per exported sequence
-SCENES = ("tabletop", "driving")
+SCENES = ("tabletop", "driving")  # the scenes datasets export (the shipped detector's); the crowd scene
+# is the tracker's, played by `rendered_frames` alone
 FORMATS = ("coco", "yolo")
 
 
@@ -82,14 +83,15 @@ def rendered_frames(
     variation: Variation = CLEAN,
 ) -> Iterator[tuple[int, Frame]]:
     """Frames `indices` of the seeded sequence of a scene, each with its ground truth. Driving episodes
-    hold EPISODE_S seconds at `rate` frames/s: episode e is the same traffic at any rate. `variation`
-    changes one factor of every frame (sim.variations), the rest of the seeded scene staying as it is."""
-    from sim import driving, tabletop, variations
+    hold EPISODE_S seconds at `rate` frames/s, crowd episodes crowd.EPISODE_S: episode e is the same
+    traffic or crowd at any rate. `variation` changes one factor of every frame (sim.variations), the
+    rest of the seeded scene staying as it is."""
+    from sim import crowd, driving, tabletop, variations
     from sim.world import PHYSICS_HZ, World
 
     variation.check(scene_name)
 
-    per_episode = round(EPISODE_S * rate)
+    per_episode = round((crowd.EPISODE_S if scene_name == "crowd" else EPISODE_S) * rate)
     steps_per_frame = round(PHYSICS_HZ / rate)
 
     world = World(renderer)
@@ -112,6 +114,17 @@ def rendered_frames(
             elif scene is None or index % per_episode == 0 or index == indices[0]:
                 episode = index // per_episode
                 rng = np.random.default_rng(_scene_seed(seed, episode))
+                if scene_name == "crowd":
+                    people = crowd.CrowdParams(
+                        people=int(rng.integers(10, 31)),
+                        camera_height=float(rng.uniform(*crowd.CAMERA_HEIGHTS)),
+                        light_jitter=0.6,
+                    )
+                    scene = crowd.CrowdScene(world, people, _scene_seed(seed, episode), camera)
+                    scene.advance((index % per_episode + 1) * steps_per_frame)
+                    occluders = None
+                    yield index, _capture_varied(scene, scene_name, variation, occluders)
+                    continue
                 params = variations.scene_params(
                     "driving",
                     driving.DrivingParams(

@@ -14,7 +14,6 @@ has passed stand again further on. So a live scene runs for as long as it is lef
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,6 +21,7 @@ import numpy as np
 import pybullet as p
 
 from perception.detector.vocabulary import class_id
+from sim.bodies import compound
 from sim.camera import CameraSpec
 from sim.params import from_values
 from sim.traffic import ROAD_HALF_WIDTH, Traffic, Vehicle, Walker
@@ -208,67 +208,6 @@ class DrivingScene:
         visual = p.createVisualShape(p.GEOM_BOX, halfExtents=half, rgbaColor=color, physicsClientId=client)
         self._piece(int(p.createMultiBody(0, -1, visual, position, physicsClientId=client)), position, period)
 
-    def _compound(
-        self, parts: list[tuple[str, list[float], list[float], list[float]]]
-    ) -> tuple[int, np.ndarray]:
-        """One body from visual parts (shape, size, offset, colour): one id for the whole agent."""
-        client = self.world.client
-        shapes, offsets, points = [], [], []
-        for shape, size, offset, color in parts:
-            if shape == "box":
-                shapes.append(
-                    p.createVisualShape(p.GEOM_BOX, halfExtents=size, rgbaColor=color, physicsClientId=client)
-                )
-                corners = (
-                    np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]) * size
-                )
-            else:  # cylinder (radius, length) or sphere (radius)
-                radius, length = size[0], size[1] if len(size) > 1 else 2 * size[0]
-                if shape == "sphere":
-                    shapes.append(
-                        p.createVisualShape(
-                            p.GEOM_SPHERE, radius=radius, rgbaColor=color, physicsClientId=client
-                        )
-                    )
-                else:
-                    shapes.append(
-                        p.createVisualShape(
-                            p.GEOM_CYLINDER,
-                            radius=radius,
-                            length=length,
-                            rgbaColor=color,
-                            physicsClientId=client,
-                        )
-                    )
-                angles = np.linspace(0, 2 * math.pi, 12, endpoint=False)
-                ring = np.c_[radius * np.cos(angles), radius * np.sin(angles)]
-                corners = np.concatenate([np.c_[ring, np.full(12, z)] for z in (-length / 2, length / 2)])
-            offsets.append(offset)
-            points.append(corners + offset)
-        base, *links = shapes
-        body = (
-            p.createMultiBody(
-                0,
-                -1,
-                base,
-                [0, 0, -10],
-                physicsClientId=client,
-                linkMasses=[0] * len(links),
-                linkCollisionShapeIndices=[-1] * len(links),
-                linkVisualShapeIndices=links,
-                linkPositions=offsets[1:],
-                linkOrientations=[[0, 0, 0, 1]] * len(links),
-                linkInertialFramePositions=[[0, 0, 0]] * len(links),
-                linkInertialFrameOrientations=[[0, 0, 0, 1]] * len(links),
-                linkParentIndices=[0] * len(links),
-                linkJointTypes=[p.JOINT_FIXED] * len(links),
-                linkJointAxis=[[0, 0, 1]] * len(links),
-            )
-            if links
-            else p.createMultiBody(0, -1, base, [0, 0, -10], physicsClientId=client)
-        )
-        return int(body), np.concatenate(points)
-
     def _car(self, vehicles: list[Vehicle]) -> tuple[Agent, Vehicle]:
         length, width = float(self.rng.uniform(3.9, 4.8)), float(self.rng.uniform(1.7, 1.95))
         agent = self._car_body(length, width, self.rng)
@@ -281,11 +220,12 @@ class DrivingScene:
 
     def _car_body(self, length: float, width: float, rng: np.random.Generator) -> Agent:
         color = [*rng.uniform(0.05, 0.95, 3), 1]
-        body, vertices = self._compound(
+        body, vertices = compound(
+            self.world.client,
             [
                 ("box", [length / 2, width / 2, 0.45], [0, 0, 0], color),
                 ("box", [length * 0.28, width / 2 - 0.08, 0.33], [-0.2, 0, 0.75], [0.15, 0.18, 0.22, 1]),
-            ]
+            ],
         )
         return Agent(body, "car", class_id("car"), vertices, z=0.53)
 
@@ -317,11 +257,12 @@ class DrivingScene:
 
     def _pedestrian_body(self, rng: np.random.Generator) -> Agent:
         shirt = [*rng.uniform(0.1, 0.9, 3), 1]
-        body, vertices = self._compound(
+        body, vertices = compound(
+            self.world.client,
             [
                 ("cylinder", [0.2, 1.25], [0, 0, 0], shirt),
                 ("sphere", [0.13], [0, 0, 0.78], [0.85, 0.7, 0.55, 1]),
-            ]
+            ],
         )
         return Agent(body, "pedestrian", class_id("pedestrian"), vertices, z=0.66)
 
@@ -330,11 +271,12 @@ class DrivingScene:
 
     def _cone(self, rng: np.random.Generator, after: float = 0.0) -> Agent:
         """A cone on a shoulder, 12-120 m down the road at first, and 150-250 m `after` a passed one."""
-        body, vertices = self._compound(
+        body, vertices = compound(
+            self.world.client,
             [
                 ("box", [0.2, 0.2, 0.02], [0, 0, 0], [0.9, 0.35, 0.05, 1]),
                 ("cylinder", [0.11, 0.6], [0, 0, 0.3], [1.0, 0.45, 0.05, 1]),
-            ]
+            ],
         )
         side = -1 if rng.random() < 0.5 else 1
         x = after + float(rng.uniform(150.0, 250.0)) if after else float(rng.uniform(12, 120))

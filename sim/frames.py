@@ -32,7 +32,9 @@ class Frame:
     bodies: np.ndarray  # each visible object's PyBullet body: its pixels in `mask`
     class_ids: np.ndarray
     class_names: list[str]
-    xyxy: np.ndarray
+    xyxy: np.ndarray  # the visible pixels' boxes
+    extents: np.ndarray  # the whole objects' boxes, hidden parts included (the projected outline's box,
+    # clipped to the image), as MOTChallenge annotates people
     positions: np.ndarray
     orientations: np.ndarray
     visible_fraction: np.ndarray
@@ -57,12 +59,18 @@ def capture(scene: Scene) -> Frame:
     positions = np.zeros((len(objects), 3))
     orientations = np.zeros((len(objects), 4))
     fractions = np.zeros(len(objects), np.float32)
+    extents = boxes[visible].astype(np.float64)
     camera_from_world = np.linalg.inv(pose)
     for i, obj in enumerate(objects):
         position, orientation = p.getBasePositionAndOrientation(obj.body, physicsClientId=world.client)
         positions[i], orientations[i] = position, orientation
-        area = _silhouette_area(obj.vertices, position, orientation, camera_from_world, K)
+        area, outline = _silhouette(obj.vertices, position, orientation, camera_from_world, K)
         fractions[i] = min(1.0, pixels[i] / area) if area > 0 else 1.0
+        if area > 0:  # the outline's box, clipped; never smaller than the visible pixels' own
+            clipped = np.clip(outline, 0, [spec.width, spec.height, spec.width, spec.height])
+            extents[i] = np.r_[
+                np.minimum(clipped[:2], extents[i, :2]), np.maximum(clipped[2:], extents[i, 2:])
+            ]
     return Frame(
         rgb=rgb,
         depth=depth,
@@ -74,6 +82,7 @@ def capture(scene: Scene) -> Frame:
         class_ids=np.array([o.class_id for o in objects], np.int32),
         class_names=[o.class_name for o in objects],
         xyxy=boxes[visible],
+        extents=extents,
         positions=positions,
         orientations=orientations,
         visible_fraction=fractions,
@@ -82,20 +91,20 @@ def capture(scene: Scene) -> Frame:
     )
 
 
-def _silhouette_area(
+def _silhouette(
     vertices: np.ndarray, position: Any, orientation: Any, camera_from_world: np.ndarray, K: np.ndarray
-) -> float:
-    """Pixel area of the convex hull of the object's projected vertices, unclipped by the image border:
-    the whole silhouette, so occlusion and truncation both lower the visible fraction. (A convex hull
-    overestimates concave shapes such as a mug's handle gap a little.)"""
+) -> tuple[float, np.ndarray]:
+    """Pixel area of the convex hull of the object's projected vertices, unclipped by the image border,
+    and the hull's box (xyxy): the whole silhouette, so occlusion and truncation both lower the visible
+    fraction. (A convex hull overestimates concave shapes such as a mug's handle gap a little.)"""
     if len(vertices) == 0:
-        return 0.0
+        return 0.0, np.zeros(4)
     rotation = np.array(p.getMatrixFromQuaternion(orientation)).reshape(3, 3)
     world = vertices @ rotation.T + np.asarray(position)
     camera = world @ camera_from_world[:3, :3].T + camera_from_world[:3, 3]
     camera = camera[camera[:, 2] > 1e-3]
     if len(camera) < 3:
-        return 0.0
+        return 0.0, np.zeros(4)
     pixels = (camera[:, :2] / camera[:, 2:3]) * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
     hull = cv2.convexHull(pixels.astype(np.float32))
-    return float(cv2.contourArea(hull))
+    return float(cv2.contourArea(hull)), np.r_[pixels.min(axis=0), pixels.max(axis=0)]

@@ -35,13 +35,14 @@ from perception.msgs import (
     Reset,
     Result,
 )
-from sim import driving, tabletop
+from sim import crowd, driving, tabletop
 from sim.camera import CameraSpec
+from sim.dataset import SCENES as DATASET_SCENES
 from sim.frames import Frame, capture
 from sim.grasp import Panda, execute_grasp
 from sim.world import PHYSICS_HZ, World
 
-SCENES = ("tabletop", "driving")
+SCENES = (*DATASET_SCENES, "crowd")
 CLOCKS = ("realtime", "fast")
 
 
@@ -113,7 +114,7 @@ class SimNode(Node):
 
     def _build(
         self, scene: str, seed: int, params: dict[str, Any]
-    ) -> tabletop.TabletopScene | driving.DrivingScene:
+    ) -> tabletop.TabletopScene | driving.DrivingScene | crowd.CrowdScene:
         self._motion_started = (time.monotonic(), 0.0)
         if scene == "tabletop":
             table = tabletop.TabletopScene(self.world, tabletop.params_from(params), seed, self.camera)
@@ -122,6 +123,9 @@ class SimNode(Node):
         if scene == "driving":
             self.panda = None
             return driving.DrivingScene(self.world, driving.params_from(params), seed, self.camera)
+        if scene == "crowd":
+            self.panda = None
+            return crowd.CrowdScene(self.world, crowd.params_from(params), seed, self.camera)
         raise ValueError(f"unknown scene {scene!r}; scenes: {', '.join(SCENES)}")
 
     def on_reset(self, request: Reset) -> Result:

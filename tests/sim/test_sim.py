@@ -167,6 +167,14 @@ def test_sim_node_publishes_one_stamp_per_frame_and_resets(context, spawn):
         assert mistyped.message == "tabletop parameter 'objects': expected a whole number, found 5.0"
         truths.clear()
         spin_until(node, lambda: len(truths) >= 2, timeout_s=30, what="frames after a refused reset")
+        # The crowd scene, by reset: people crossing a plaza, each with an identity of their own.
+        crowd = reset.call(
+            Reset(seed=3, scene="crowd", params={"people": 12, "camera_height": 5.0}), timeout_s=30
+        )
+        assert crowd.success and crowd.message == "crowd scene with 12 objects", crowd.message
+        truths.clear()
+        spin_until(node, lambda: len(truths) >= 2 and len(truths[-1].ids) >= 3, timeout_s=30, what="people")
+        assert len(set(truths[-1].ids)) == len(truths[-1].ids)
 
 
 @pytest.fixture(scope="module")
