@@ -32,13 +32,13 @@ import configparser
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from perception.track.evaluate import Frame, mot_metrics, without_ignored
+from perception.track.evaluate import SEQUENCE_IDS, Frame, mot_metrics, without_ignored
 from perception.track.mot import PEDESTRIAN_PARAMS, read_detections
 from perception.track.tracker import ByteTracker, TrackerParams, iou_matrix
 
@@ -119,7 +119,7 @@ def _our_params(protocol: str) -> TrackerParams:
 
 
 def _ours(fps: float, protocol: str) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    tracker, frame = ByteTracker(replace(_our_params(protocol), default_dt=1.0 / fps)), [0]
+    tracker, frame = ByteTracker(_our_params(protocol)), [0]
 
     def update(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         tracks = tracker.update(rows[:, :4], rows[:, 4], rows[:, 5].astype(int), frame[0] / fps)
@@ -193,7 +193,7 @@ def run(
                 ids, boxes = update(rows_in)
                 times.append((time.perf_counter() - start) * 1000)
                 truth = sequence.truth[frame]
-                offset = 1_000_000 * number  # ids of different sequences never meet
+                offset = SEQUENCE_IDS * number
                 scored = (truth.ids + offset, truth.boxes, ids + offset, boxes)
                 frames.append(without_ignored(scored, truth.ignored, unscored_xyxy=truth.unscored))
             scores = mot_metrics(frames)

@@ -7,6 +7,8 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
+DEFAULT_FPS = 30.0
+
 
 def register(verbs: Any) -> None:
     from perception.track.mot import PEDESTRIAN_PARAMS
@@ -20,7 +22,10 @@ def register(verbs: Any) -> None:
     )
     p.add_argument("--out", type=Path, required=True, help="results file to write (MOTChallenge rows)")
     p.add_argument(
-        "--fps", type=float, default=30.0, help="frame rate of the sequence (default 30, as most of MOT17)"
+        "--fps",
+        type=float,
+        help=f"frame rate of the sequence (default: the frameRate of the seqinfo.ini of the MOTChallenge "
+        f"folder the detections are in, else {DEFAULT_FPS:g}, as most of MOT17)",
     )
     # Unset options keep the pedestrian settings; their defaults are read from them, not written twice.
     pedestrian = PEDESTRIAN_PARAMS
@@ -47,8 +52,21 @@ def register(verbs: Any) -> None:
     p.add_argument(
         "--velocity-noise",
         type=float,
-        help=f"velocity change allowed per frame, relative to box size (default {pedestrian.velocity_noise:.5g}, "
-        "ByteTrack's 1/160); more for objects that speed up in the image",
+        help="velocity change allowed per 0.1 s, relative to box size (default "
+        f"{pedestrian.velocity_noise:.5g}, ByteTrack's 1/160); more for objects that speed up in the image",
+    )
+    p.add_argument(
+        "--gate-sigmas",
+        type=float,
+        help="widen each track's box by this many standard deviations of its predicted centre before "
+        f"matching (default {pedestrian.gate_sigmas:g}: off, as in crowds a widened gate takes the next "
+        "person's box; the driving tracker uses 2)",
+    )
+    p.add_argument(
+        "--buffer",
+        type=float,
+        help="boxes grow by this share of their size each side before IoU, per 0.1 s between frames "
+        f"(default {pedestrian.buffer:g}, C-BIoU's)",
     )
     p.add_argument(
         "--occluded-width-ratio",
@@ -71,13 +89,14 @@ def _run(args: argparse.Namespace) -> int:
     from perception.track import ByteTracker, TrackerParams
     from perception.track.mot import PEDESTRIAN_PARAMS, read_detections, track_file, write_tracks
 
-    if not args.fps > 0:
-        raise PerceptError(f"--fps: expected a frame rate above 0, found {args.fps}")
+    fps, source = (args.fps, "--fps") if args.fps is not None else _sequence_rate(args.det)
+    if not fps > 0:
+        raise PerceptError(f"{source}: expected a frame rate above 0, found {fps}")
     try:
         detections = read_detections(args.det)
         tunable = {f.name for f in fields(TrackerParams)}
         given = {name: value for name, value in vars(args).items() if name in tunable and value is not None}
-        params = replace(PEDESTRIAN_PARAMS, default_dt=1.0 / args.fps, **given)
+        params = replace(PEDESTRIAN_PARAMS, **given)
     except ValueError as exc:
         raise PerceptError(str(exc)) from None
     tracker = ByteTracker(params)
@@ -86,8 +105,28 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise PerceptError(f"--out {args.out}: cannot write it ({exc.strerror})") from None
     with out:
-        written, identities = write_tracks(track_file(detections, tracker, args.fps), out)
+        written, identities = write_tracks(track_file(detections, tracker, fps), out)
     print(
-        f"tracked {len(detections)} frames: {written} track rows, {identities} identities; wrote {args.out}"
+        f"tracked {len(detections)} frames at {fps:g} frames/s ({source}): {written} track rows, "
+        f"{identities} identities; wrote {args.out}"
     )
     return 0
+
+
+def _sequence_rate(det: Path) -> tuple[float, str]:
+    """The frame rate of the MOTChallenge folder holding `det` (SEQ/det/det.txt: SEQ/seqinfo.ini), and
+    where it came from; DEFAULT_FPS when there is none."""
+    import configparser
+
+    from perception.errors import PerceptError
+
+    info_path = det.resolve().parent.parent / "seqinfo.ini"
+    if not info_path.is_file():
+        return DEFAULT_FPS, "the default"
+    info = configparser.ConfigParser()
+    try:
+        info.read(info_path)
+        rate = info.get("Sequence", "frameRate", fallback=None)
+        return (float(rate), str(info_path)) if rate is not None else (DEFAULT_FPS, "the default")
+    except (configparser.Error, ValueError) as exc:
+        raise PerceptError(f"{info_path}: expected a frameRate number under [Sequence] ({exc})") from None

@@ -15,6 +15,10 @@ import numpy as np
 from perception.track.tracker import iou_matrix
 
 Frame = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # gt ids, gt boxes, track ids, track boxes
+# Scoring several sequences together, sequence n's identities are offset by n times this, so that
+# identities of different sequences never meet (the simulator's own run past 100 000: road users and
+# people who came later).
+SEQUENCE_IDS = 10**9
 
 
 def without_ignored(

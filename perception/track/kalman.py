@@ -2,8 +2,14 @@
 
 State: (cx, cy, w, h, vx, vy, vw, vh) in pixels and pixels per second; measurement: (cx, cy, w, h).
 Noise scales with the box's size, as in SORT and ByteTrack (1/20 of it for positions, by default 1/160
-per frame for velocities), so a far, small car and a near, large one are filtered alike. Time steps are explicit:
+for velocities), so a far, small car and a near, large one are filtered alike. Time steps are explicit:
 a dropped frame is one longer step. `predict_many` and `update_many` work on every track at once.
+
+The noise is spread over time, not counted per frame: SORT's and ByteTrack's figures are per frame,
+so their uncertainty grows three times faster per second at 30 frames/s than at 10 (and the velocity's
+27 times), and a tracker tuned at one rate behaves differently at another. Here the figures are per
+NOISE_INTERVAL_S (the driving scenes' 10 frames/s, where they were tuned) and each step adds its share
+of them, so a track's uncertainty after a second unseen is the same at 14, 25 or 30 frames/s.
 
 The motion, the noise and the measurement treat each of the four quantities apart, and a new track's
 covariance is diagonal, so the 8 x 8 covariance only ever couples a quantity with its own velocity. It
@@ -17,8 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
-POSITION_NOISE = 1 / 20  # standard deviations, relative to the box's size
-VELOCITY_NOISE = 1 / 160  # per frame: SORT's and ByteTrack's (pedestrians at 30 frames/s)
+POSITION_NOISE = 1 / 20  # standard deviations, relative to the box's size, per NOISE_INTERVAL_S
+VELOCITY_NOISE = 1 / 160  # SORT's and ByteTrack's figure, here per NOISE_INTERVAL_S
+NOISE_INTERVAL_S = 0.1  # the time the noise figures are for
 
 
 def _sizes(means: np.ndarray) -> np.ndarray:
@@ -26,16 +33,14 @@ def _sizes(means: np.ndarray) -> np.ndarray:
     return sizes
 
 
-def initiate(
-    box: np.ndarray, dt: float, velocity_noise: float = VELOCITY_NOISE
-) -> tuple[np.ndarray, np.ndarray]:
+def initiate(box: np.ndarray, velocity_noise: float = VELOCITY_NOISE) -> tuple[np.ndarray, np.ndarray]:
     """Mean and covariance blocks of a new track from its first box (cx, cy, w, h); velocity unknown."""
     size = float(_sizes(np.asarray(box)))
     mean = np.zeros(8)
     mean[:4] = box
     covariance = np.zeros((3, 4))
     covariance[0] = (2 * POSITION_NOISE * size) ** 2
-    covariance[2] = (10 * velocity_noise * size / dt) ** 2
+    covariance[2] = (10 * velocity_noise * size / NOISE_INTERVAL_S) ** 2
     return mean, covariance
 
 
@@ -44,14 +49,17 @@ def predict_many(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Every state (N x 8 means, N x 3 x 4 covariance blocks) dt seconds later."""
     sizes = _sizes(means)[:, None]
+    share = dt / NOISE_INTERVAL_S  # of the noise figures, which are per NOISE_INTERVAL_S
+    position_variance = share * (POSITION_NOISE * sizes) ** 2
+    velocity_variance = share * (velocity_noise * sizes / NOISE_INTERVAL_S) ** 2
     new_means = means.copy()
     new_means[:, :4] += dt * means[:, 4:]
     new_means[:, 2:4] = np.maximum(new_means[:, 2:4], 1.0)  # a box never shrinks to nothing between frames
     variance, cross, velocity = covariances[:, 0], covariances[:, 1], covariances[:, 2]
     new_covariances = np.empty_like(covariances)
-    new_covariances[:, 0] = variance + 2 * dt * cross + dt * dt * velocity + (POSITION_NOISE * sizes) ** 2
+    new_covariances[:, 0] = variance + 2 * dt * cross + dt * dt * velocity + position_variance
     new_covariances[:, 1] = cross + dt * velocity
-    new_covariances[:, 2] = velocity + (velocity_noise * sizes / max(dt, 1e-3)) ** 2
+    new_covariances[:, 2] = velocity + velocity_variance
     return new_means, new_covariances
 
 

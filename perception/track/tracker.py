@@ -39,9 +39,11 @@ class TrackState(enum.Enum):
 
 @dataclass(frozen=True)
 class TrackerParams:
-    # Score thresholds for the shipped detector, whose scores run lower than YOLOX's (ByteTrack's 0.5 /
-    # 0.6 are for those; `percept track run` keeps them for MOTChallenge files). Tuned on the driving
-    # scenes; see docs/benchmarks.md, "Tracker tuning history".
+    # The defaults are for the shipped detector on the driving scenes (10 frames/s); people in
+    # MOTChallenge files take `perception.track.mot.PEDESTRIAN_PARAMS` (ByteTrack's published settings,
+    # no widened gate, the filter's boxes). Score thresholds for the shipped detector, whose scores run
+    # lower than YOLOX's (ByteTrack's 0.6 / 0.7 are for those). Tuned on the driving scenes; see
+    # docs/benchmarks.md, "Tracker tuning history".
     high_score: float = 0.4  # detections at least this sure are matched first and may start tracks
     # Weaker ones are ignored; between the two they only extend tracks. Higher than ByteTrack's 0.1,
     # which let the detector's loosest boxes (a pixel or two off distant objects) extend tracks as
@@ -55,18 +57,20 @@ class TrackerParams:
     # (below) to bring back objects hidden for a while, short enough not to add ID switches; tuned on
     # the driving scenes (docs/benchmarks.md, "Tracker tuning history").
     max_lost_s: float = 2.0
-    # How much a track's velocity may change per frame, relative to its box's size (SORT's and
-    # ByteTrack's 1/160). Objects that speed up in the image faster than that (road users passing a
-    # moving camera) need more, or a track lags and lands on the object just behind; a larger value did
-    # not carry over to held-out driving scenes, so it stays 1/160 (docs/benchmarks.md, "Tracker tuning
-    # history").
+    # How much a track's velocity may change per 0.1 s, relative to its box's size (SORT's and
+    # ByteTrack's 1/160, which they count per frame; spread over time here, see kalman). Objects that
+    # speed up in the image faster than that (road users passing a moving camera) need more, or a track
+    # lags and lands on the object just behind; a larger value did not carry over to held-out driving
+    # scenes, so it stays 1/160 (docs/benchmarks.md, "Tracker tuning history").
     velocity_noise: float = 1 / 160
     class_aware: bool = True  # match detections only to tracks of their class
-    buffer: float = 0.3  # boxes grow by this share of their size each side before IoU (C-BIoU): small,
-    # fast objects whose boxes no longer overlap from one frame to the next still match
+    buffer: float = 0.3  # boxes grow by this share of their size each side before IoU (C-BIoU) when
+    # frames are 0.1 s apart, in proportion at other rates (a third at 30 frames/s): small, fast objects
+    # whose boxes no longer overlap from one frame to the next still match
     gate_sigmas: float = 2.0  # track boxes also grow by this many standard deviations of their predicted
-    # centre: young tracks, whose velocity is barely known, reach further than settled ones
-    default_dt: float = 0.1  # seconds assumed between the first two frames
+    # centre: young tracks, whose velocity is barely known, and lost ones reach further than settled
+    # ones. Both boxes of a pair grow, so an uncertain track takes whatever stands within its gate as a
+    # near-perfect match: right for road users far apart, wrong in a crowd (PEDESTRIAN_PARAMS: 0)
     # Far road users hidden for a second by one passing in front were the first cause of identity loss
     # on the driving scenes: the visible part of the hidden object narrows from one side, the filter
     # reads that as motion, and the object comes back on the occluder's other side, away from where the
@@ -78,15 +82,21 @@ class TrackerParams:
     reentry_gap_heights: float = 1.0  # a lost track takes back a high-score detection no track matched
     # when the two are level (vertical extents overlapping by half or more) and side by side, at most
     # this many box heights apart: the last box seen against the new one, whatever the track predicted
+    # What a track reports as its box: the newest detection matched to it (False), or the filter's estimate
+    # of the whole object after that detection (True), as SORT and ByteTrack report. The shipped
+    # detector's boxes are tight and the filter lags road users that speed up in the image; public
+    # pedestrian detections are jittered and often box only the visible part of a person, which the
+    # filter's estimate smooths out (docs/benchmarks.md, "Tracking people").
+    filtered_boxes: bool = False
 
     def __post_init__(self) -> None:
         ranges = {
             "high_score": (0, 1), "low_score": (0, 1), "new_track_score": (0, 1), "match_iou": (0, 1),
             "low_match_iou": (0, 1), "occluded_width_ratio": (0, 1), "confirm_hits": (1, math.inf),
             "max_lost_s": (0, math.inf), "velocity_noise": (0, math.inf), "buffer": (0, math.inf),
-            "gate_sigmas": (0, math.inf), "default_dt": (0, math.inf), "reentry_gap_heights": (0, math.inf),
+            "gate_sigmas": (0, math.inf), "reentry_gap_heights": (0, math.inf),
         }  # fmt: skip
-        positive = ("velocity_noise", "default_dt")  # a zero would divide or freeze the filter
+        positive = ("velocity_noise",)  # a zero would freeze the filter
         for name, (least, most) in ranges.items():
             value = getattr(self, name)
             above = value > least if name in positive else value >= least
@@ -115,7 +125,7 @@ class _Table:
         self.hits = np.zeros(rows, np.int64)
         self.scores = np.zeros(rows)
         self.last_seen_s = np.zeros(rows)
-        self.boxes = np.zeros((rows, 4))  # xyxy observed in the newest frame that matched
+        self.boxes = np.zeros((rows, 4))  # xyxy reported as of the newest frame that matched (filtered_boxes)
 
     def keep(self, rows: np.ndarray) -> None:
         for name in self.COLUMNS:
@@ -174,8 +184,8 @@ class Track:
 
     @property
     def box(self) -> np.ndarray:
-        """The box observed in the newest frame that matched (what a consumer reports): the filter's
-        estimate lags a little behind objects that speed up or grow as they come closer."""
+        """The box as of the newest frame that matched (what a consumer reports): the detection matched
+        then, or with `filtered_boxes` the filter's estimate after it."""
         return np.array(self._table.boxes[self._row])
 
     @property
@@ -257,6 +267,7 @@ def widen_occluded(detected: np.ndarray, predicted: np.ndarray, ratio: float) ->
 
 
 _NO_ROWS = np.zeros(0, np.int64)
+_MOST_BUFFER_INTERVALS = 3.0  # a longer gap between frames grows the buffer no further
 _ANY_OVERLAP = 0.01  # least side-by-side score of a re-entry: any level pair within the gap
 # Tracks matched fewer times than this have no settled width to compare a detection with.
 _SETTLED_HITS = 3
@@ -315,7 +326,7 @@ class ByteTracker:
                 f"update: expected as many scores and class ids as boxes ({len(boxes)}), "
                 f"found {len(scores)} and {len(class_ids)}"
             )
-        dt = p.default_dt if self._last_stamp_s is None else stamp_s - self._last_stamp_s
+        dt = 0.0 if self._last_stamp_s is None else stamp_s - self._last_stamp_s  # no track to predict yet
         if dt < 0:
             raise ValueError(f"update: stamps must not go back in time ({self._last_stamp_s} -> {stamp_s})")
         first_frame = self._last_stamp_s is None
@@ -326,7 +337,9 @@ class ByteTracker:
             table.means, table.covariances, max(dt, 1e-3), p.velocity_noise
         )
         centres, sizes = table.means[:, :2], table.means[:, 2:4]
-        gates = _grown(np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1), p.buffer)
+        # The buffer covers motion the prediction misses, which grows with the time between frames.
+        buffer = p.buffer * min(max(dt, 1e-3) / kalman.NOISE_INTERVAL_S, _MOST_BUFFER_INTERVALS)
+        gates = _grown(np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1), buffer)
         # Both boxes of a pair grow by the track's uncertainty, so the IoU measures overlap, not size.
         sigma = p.gate_sigmas * np.sqrt(table.covariances[:, 0, :2])  # of the centre's x and y
         margins = np.concatenate([-sigma, sigma], axis=1)
@@ -339,7 +352,7 @@ class ByteTracker:
         expired = stamp_s - table.last_seen_s > p.max_lost_s
         pool = np.flatnonzero((states != _TENTATIVE) & ~expired)  # confirmed and lost
         tentative = np.flatnonzero((states == _TENTATIVE) & ~expired)
-        grown = _grown(boxes, p.buffer)
+        grown = _grown(boxes, buffer)
 
         def similarity(rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
             """IoU of tracks (rows of the table) and detections, 0 across classes."""
@@ -418,7 +431,11 @@ class ByteTracker:
         table.hits[rows] += 1
         table.scores[rows] = scores[detections]
         table.last_seen_s[rows] = stamp_s
-        table.boxes[rows] = boxes[detections]
+        if p.filtered_boxes:
+            centres, sizes = table.means[rows, :2], table.means[rows, 2:4]
+            table.boxes[rows] = np.concatenate([centres - sizes / 2, centres + sizes / 2], axis=1)
+        else:
+            table.boxes[rows] = boxes[detections]
 
     def _start(
         self,
@@ -433,7 +450,7 @@ class ByteTracker:
         new = _Table(len(detections))
         for row, d in enumerate(detections):
             new.means[row], new.covariances[row] = kalman.initiate(
-                xyxy_to_cxcywh(boxes[d])[0], p.default_dt, p.velocity_noise
+                xyxy_to_cxcywh(boxes[d])[0], p.velocity_noise
             )
         new.class_ids[:] = class_ids[detections]
         new.states[:] = state

@@ -257,7 +257,7 @@ def test_motchallenge_files_round_trip_through_percept_track_run(tmp_path):
     out = tmp_path / "tracks.txt"
     result = percept("track", "run", "--det", str(det), "--out", str(out), "--fps", "10")
     assert result.returncode == 0, result.stderr
-    assert "tracked 9 frames: 18 track rows, 2 identities" in result.stdout
+    assert "tracked 9 frames at 10 frames/s (--fps): 18 track rows, 2 identities" in result.stdout
     table = np.loadtxt(out, delimiter=",", ndmin=2)
     assert sorted(set(table[:, 1].astype(int))) == [1, 2] and 6 not in table[:, 0]
     first = table[table[:, 0] == 1]
@@ -294,6 +294,15 @@ def test_motchallenge_files_round_trip_through_percept_track_run(tmp_path):
     ):
         refused = percept("track", "run", "--det", str(det), "--out", str(out), option, value)
         assert refused.returncode == 1 and message in refused.stderr
+    # In a MOTChallenge folder the frame rate comes from its seqinfo.ini unless --fps is given.
+    (tmp_path / "seq" / "det").mkdir(parents=True)
+    (tmp_path / "seq" / "det" / "det.txt").write_text(det.read_text())
+    (tmp_path / "seq" / "seqinfo.ini").write_text("[Sequence]\nname=seq\nframeRate=14\nseqLength=10\n")
+    from_folder = percept("track", "run", "--det", str(tmp_path / "seq/det/det.txt"), "--out", str(out))
+    assert from_folder.returncode == 0, from_folder.stderr
+    assert f"at 14 frames/s ({(tmp_path / 'seq' / 'seqinfo.ini').resolve()})" in from_folder.stdout
+    alone = percept("track", "run", "--det", str(det), "--out", str(out))
+    assert "at 30 frames/s (the default)" in alone.stdout
 
 
 def test_mot_metrics_agree_with_a_hand_checked_sequence():
@@ -599,8 +608,43 @@ def test_percept_track_run_help_states_the_defaults_it_uses():
             "velocity_noise",
             "occluded_width_ratio",
             "reentry_gap_heights",
+            "gate_sigmas",
+            "buffer",
         }
     }
-    assert len(said) == 7 and all(said.values()), said
+    assert len(said) == 9 and all(said.values()), said
     for name, match in said.items():
         assert float(Fraction(match.group(1))) == pytest.approx(getattr(PEDESTRIAN_PARAMS, name)), name
+
+
+def test_uncertainty_grows_per_second_alike_at_any_frame_rate():
+    """A second unseen adds the same velocity uncertainty at 10, 14 or 30 frames/s (SORT's per-frame
+    noise adds 27 times as much at 30 as at 10), and nearly the same position uncertainty."""
+    from perception.track import kalman
+
+    mean, covariance = kalman.initiate(np.array([320.0, 240.0, 40.0, 80.0]))
+    after = {}
+    for rate in (10, 14, 30):
+        means, covariances = mean[None], covariance[None]
+        for _ in range(rate):
+            means, covariances = kalman.predict_many(means, covariances, 1.0 / rate)
+        after[rate] = covariances[0]
+    np.testing.assert_allclose(after[30][2], after[10][2], rtol=1e-9)
+    np.testing.assert_allclose(after[14][2], after[10][2], rtol=1e-9)
+    np.testing.assert_allclose(after[30][0], after[10][0], rtol=0.1)
+
+
+def test_filtered_boxes_report_the_filters_estimate_closer_to_the_truth_than_jittered_detections():
+    rng = np.random.default_rng(3)
+    truth = np.array([box(100 + 4 * i, 200, 30, 80) for i in range(60)])
+    detected = truth + rng.normal(0, 3, truth.shape)
+    errors = {}
+    for filtered in (False, True):
+        tracker = ByteTracker(TrackerParams(filtered_boxes=filtered))
+        reported = []
+        for i, b in enumerate(detected):
+            (track,) = tracker.update(b[None], np.array([0.9]), np.array([PEDESTRIAN]), i / 30)
+            reported.append(track.box)
+        errors[filtered] = np.abs(np.array(reported)[10:] - truth[10:]).mean()
+    np.testing.assert_allclose(errors[False], np.abs(detected[10:] - truth[10:]).mean())  # the detections
+    assert errors[True] < 0.9 * errors[False]
