@@ -41,6 +41,7 @@ def test_bench_track_crowd_writes_mot17_folders_scored_as_people(tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["settings"]["scene"] == "crowd" and report["frames"] == 100  # 20 s at 5 frames/s
+    assert f"percept bench mot {tmp_path}/* --protocol mot17" in result.stdout  # how to score them
     assert 0.3 < report["mota"] <= 1.0 and 0.3 < report["idf1"] <= 1.0
     sequence = tmp_path / "sim-crowd-1000-00"
     gt = np.loadtxt(sequence / "gt/gt.txt", delimiter=",", ndmin=2)

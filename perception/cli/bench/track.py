@@ -115,6 +115,11 @@ def _run(args: argparse.Namespace) -> int:
         scene=args.scene,
     )
     print(track.table(summary, per_sequence))
+    if args.write_mot is not None:
+        protocol = " --protocol mot17" if args.scene == "crowd" else ""
+        print(
+            f"wrote MOTChallenge folders to {args.write_mot}: percept bench mot {args.write_mot}/*{protocol}"
+        )
     if args.json:
         print(
             json.dumps(
