@@ -46,6 +46,13 @@ MESHES = {
 }
 
 
+LAYOUTS = ("spread", "packed", "pile")
+PILE_BOX = 0.12  # half side (m) of the box a pile is dropped into
+PACKED_SPACING = 0.8  # packed objects stand this share of their placement radii apart: the radii are
+# loose (a mesh's widest reach), so at 1.0 neighbours would stand a centimetre or two apart
+PILE_DROP_STEPS = 60  # physics steps after each drop (a quarter second)
+
+
 @dataclass
 class TabletopParams:
     """Scene parameters; `reset` takes any of them by name."""
@@ -56,8 +63,12 @@ class TabletopParams:
     light_jitter: float = 0.0  # spread of the light direction's x and y
     table_color: list[float] | None = None  # RGBA; None: random grey-brown
     random_colors: bool = True  # primitives get random colours
+    layout: str = "spread"  # spread: 1 cm apart or more; packed: touching, in the smallest square they
+    # fit in; pile: dropped in a heap into a box that is then taken away, as VGN's pile scenes
 
     def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout: expected one of {', '.join(LAYOUTS)}, found {self.layout!r}")
         unknown = [c for c in self.classes if c not in TABLETOP_CLASSES]
         if unknown:
             raise ValueError(f"unknown tabletop class {unknown[0]!r}; classes: {', '.join(TABLETOP_CLASSES)}")
@@ -120,10 +131,64 @@ class TabletopScene:
 
     def _place_objects(self) -> None:
         choices = [str(self.rng.choice(self.params.classes)) for _ in range(self.params.objects)]
+        if self.params.layout == "pile":
+            self._drop_pile(choices)
+            return
         radii = [MESHES[c].radius if c in MESHES else 0.04 for c in choices]
-        layout = self._layout(radii)
+        layout = self._layout(radii) if self.params.layout == "spread" else self._packed(radii)
         for name, (x, y, _) in zip(choices, layout, strict=True):
             self.objects.append(self._spawn(name, x, y, float(self.rng.uniform(-math.pi, math.pi))))
+
+    def _packed(self, radii: list[float]) -> list[tuple[float, float, float]]:
+        """Positions with footprints touching or nearly (no gap wanted), in the smallest square round the
+        workspace's centre that takes them: a square of a quarter more than their footprints' area, grown
+        until they fit."""
+        (x0, x1), (y0, y1) = WORKSPACE
+        centre = ((x0 + x1) / 2, (y0 + y1) / 2)
+        side = math.sqrt(sum((2 * r) ** 2 for r in radii) * 1.25)
+        while side <= min(x1 - x0, y1 - y0):
+            for _ in range(50):
+                placed: list[tuple[float, float, float]] = []
+                for radius in sorted(radii, reverse=True):
+                    half = side / 2 - radius
+                    for _ in range(300):
+                        x, y = (
+                            centre[0] + self.rng.uniform(-half, half),
+                            centre[1] + self.rng.uniform(-half, half),
+                        )
+                        if all(
+                            math.hypot(x - px, y - py) >= PACKED_SPACING * (radius + pr)
+                            for px, py, pr in placed
+                        ):
+                            placed.append((x, y, radius))
+                            break
+                    else:
+                        break
+                if len(placed) == len(radii):
+                    order = sorted(range(len(radii)), key=lambda i: -radii[i])  # back to the classes' order
+                    return [placed[order.index(i)] for i in range(len(radii))]
+            side *= 1.1
+        return self._layout(radii)  # too many to pack in the workspace: spread them as far as they go
+
+    def _drop_pile(self, choices: list[str]) -> None:
+        """Drop the objects one by one, tumbling, into a box round the workspace's centre, let them
+        settle, take the box away and let the heap slump."""
+        client = self.world.client
+        (x0, x1), (y0, y1) = WORKSPACE
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        walls = []
+        for dx, dy, hx, hy in ((PILE_BOX, 0, 0.005, PILE_BOX), (-PILE_BOX, 0, 0.005, PILE_BOX),
+                               (0, PILE_BOX, PILE_BOX, 0.005), (0, -PILE_BOX, PILE_BOX, 0.005)):  # fmt: skip
+            shape = p.createCollisionShape(p.GEOM_BOX, halfExtents=[hx, hy, 0.1], physicsClientId=client)
+            walls.append(p.createMultiBody(0, shape, -1, [cx + dx, cy + dy, 0.1], physicsClientId=client))
+        for name in choices:
+            x, y = cx + self.rng.uniform(-0.05, 0.05), cy + self.rng.uniform(-0.05, 0.05)
+            tumble = self.rng.uniform(-math.pi, math.pi, 3)
+            self.objects.append(self._spawn(name, x, y, float(tumble[2]), z=0.2, tilt=tumble[:2]))
+            self.world.step(PILE_DROP_STEPS)
+        self.world.step(PHYSICS_SETTLE_STEPS)
+        for wall in walls:
+            p.removeBody(wall, physicsClientId=client)
 
     def add_objects(self, count: int) -> int:
         """Put up to `count` more objects (of the scene's classes) around the ones already there, and let
@@ -173,12 +238,18 @@ class TabletopScene:
             f"workspace (at most {len(best)} fitted); ask for fewer"
         )
 
-    def _spawn(self, name: str, x: float, y: float, yaw: float) -> SceneObject:
+    def _spawn(
+        self, name: str, x: float, y: float, yaw: float, z: float | None = None, tilt: Any = (0.0, 0.0)
+    ) -> SceneObject:
+        """One object at (x, y), turned by `yaw`; by default resting on the table, or with `z` dropped
+        from that height, tilted by `tilt` (roll and pitch, radians) on top of its own upright pose."""
         client = self.world.client
         if name in MESHES:
             mesh = MESHES[name]
-            orientation = p.getQuaternionFromEuler([mesh.euler[0], mesh.euler[1], yaw])
-            body = self.world.load(mesh.urdf, [x, y, 0.06], orientation, globalScaling=mesh.scale)
+            orientation = p.getQuaternionFromEuler([mesh.euler[0] + tilt[0], mesh.euler[1] + tilt[1], yaw])
+            body = self.world.load(
+                mesh.urdf, [x, y, 0.06 if z is None else z], orientation, globalScaling=mesh.scale
+            )
             if mesh.mass is not None:
                 p.changeDynamics(body, -1, mass=mesh.mass, physicsClientId=client)
             vertices = _mesh_vertices(client, body, mesh.urdf, mesh.scale)
@@ -211,8 +282,8 @@ class TabletopScene:
                 0.1,
                 collision,
                 visual,
-                [x, y, height + 0.002],
-                p.getQuaternionFromEuler([0, 0, yaw]),
+                [x, y, height + 0.002 if z is None else z],
+                p.getQuaternionFromEuler([tilt[0], tilt[1], yaw]),
                 physicsClientId=client,
             )
         p.changeDynamics(body, -1, lateralFriction=1.0, spinningFriction=0.01, physicsClientId=client)
@@ -220,6 +291,15 @@ class TabletopScene:
 
 
 PHYSICS_SETTLE_STEPS = 120
+ON_TABLE_MARGIN = 0.07  # metres round the workspace where an object still lies on the table (not the tray's)
+
+
+def on_table(world: World, body: int) -> bool:
+    """Whether a body lies on the table round the workspace: not in the tray, not fallen off, not held."""
+    (x0, x1), (y0, y1) = WORKSPACE
+    x, y, z = p.getBasePositionAndOrientation(body, physicsClientId=world.client)[0]
+    m = ON_TABLE_MARGIN
+    return bool(x0 - m <= x <= x1 + m and y0 - m <= y <= y1 + m and z < 0.25)
 
 
 def _mesh_vertices(client: int, body: int, urdf: str, scaling: float, most: int = 400) -> np.ndarray:

@@ -21,7 +21,7 @@ CLEAR = "the table is clear"
 
 @dataclass(frozen=True)
 class PickLimits:
-    max_attempts: int = 15  # give up after this many attempts
+    max_attempts: int = 30  # give up after this many attempts: two per object of the largest scenes (15)
     max_failures: int = 3  # give up after this many failures in a row
     clear_frames: int = 3  # frames in a row with nothing to pick (or nothing pickable) before stopping
 

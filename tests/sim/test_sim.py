@@ -382,3 +382,34 @@ def test_a_node_that_cannot_keep_real_time_says_so(spawn, registry):
     assert re.search(
         r"cannot keep real time at 500.0 frames/s: a frame takes \d+ ms \(tiny renderer, 320x240\)", lines[-1]
     )
+
+
+def test_packed_and_piled_tables_crowd_the_objects_and_keep_them_on_the_table(physics):
+    from sim.tabletop import LAYOUTS, WORKSPACE
+
+    def resting(layout: str, objects: int) -> np.ndarray:
+        table = TabletopScene(
+            physics, TabletopParams(objects=objects, layout=layout), 11, CameraSpec(width=64, height=48)
+        )
+        return np.array(
+            [
+                p.getBasePositionAndOrientation(o.body, physicsClientId=physics.client)[0]
+                for o in table.objects
+            ]
+        )
+
+    def nearest(points: np.ndarray) -> np.ndarray:
+        gaps = np.linalg.norm(points[:, None, :2] - points[None, :, :2], axis=2)
+        np.fill_diagonal(gaps, np.inf)
+        return gaps.min(axis=1)
+
+    assert LAYOUTS == ("spread", "packed", "pile")
+    spread, packed = resting("spread", 8), resting("packed", 8)
+    assert np.median(nearest(packed)) < 0.75 * np.median(nearest(spread))
+    pile = resting("pile", 12)
+    (x0, x1), (y0, y1) = WORKSPACE
+    assert np.all((pile[:, 0] > x0) & (pile[:, 0] < x1) & (pile[:, 1] > y0) & (pile[:, 1] < y1))
+    assert pile[:, 2].max() > 0.06  # some lie on others
+    assert p.getNumBodies(physicsClientId=physics.client) == 3 + 12  # table, robot, tray: the box is gone
+    with pytest.raises(ValueError, match="layout: expected one of spread, packed, pile, found 'heap'"):
+        TabletopParams(layout="heap")

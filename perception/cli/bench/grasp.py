@@ -7,6 +7,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from perception.bench.grasp import MOST_OBJECTS
 from perception.cli.common import positive_int
 from perception.errors import PerceptError
 
@@ -16,7 +17,14 @@ def register(bench: Any) -> argparse.ArgumentParser:
         "grasp", help="Pick-and-place episodes: grasp success, table clearing, planning time."
     )
     p.add_argument("--episodes", type=positive_int, default=10)
-    p.add_argument("--objects", type=int, default=5, help="objects per episode")
+    p.add_argument(
+        "--objects", type=int, default=5, help=f"objects per episode, 1-{MOST_OBJECTS} (default 5)"
+    )
+    p.add_argument(
+        "--layout",
+        default="spread",
+        help="spread: 1 cm apart or more; packed: touching; pile: dropped in a heap (default spread)",
+    )
     p.add_argument("--seed", type=int, default=1000, help="seed of the first episode (then +1 each)")
     p.add_argument("--model", default="models/percept.onnx", help="the detector in the loop")
     p.add_argument("--truth", action="store_true", help="ground-truth boxes instead of the detector")
@@ -26,20 +34,24 @@ def register(bench: Any) -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from perception.bench import grasp
+    from sim.tabletop import LAYOUTS  # the scene owns its layouts (and needs the sim extra anyway)
 
-    if args.episodes < 1 or not 1 <= args.objects <= 8:
-        raise PerceptError(
-            f"expected --episodes >= 1 and --objects 1-8, found {args.episodes} and {args.objects}"
-        )
+    if args.layout not in LAYOUTS:
+        raise PerceptError(f"--layout: expected one of {', '.join(LAYOUTS)}, found {args.layout!r}")
+    if not 1 <= args.objects <= MOST_OBJECTS:
+        raise PerceptError(f"--objects: expected 1-{MOST_OBJECTS}, found {args.objects}")
     settings = {
         "episodes": args.episodes,
         "objects": args.objects,
+        "layout": args.layout,
         "seed": args.seed,
         "boxes": "ground truth" if args.truth else args.model,
         "image": "640x480",
     }
     print(f"grasp benchmark: {settings}", flush=True)
-    summary, episodes = grasp.run(args.episodes, args.objects, args.seed, None if args.truth else args.model)
+    summary, episodes = grasp.run(
+        args.episodes, args.objects, args.seed, None if args.truth else args.model, layout=args.layout
+    )
     print(grasp.table(summary, episodes))
     if args.json:
         report = {"benchmark": "grasp", "settings": settings, **asdict(summary)}
