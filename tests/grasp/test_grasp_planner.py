@@ -86,7 +86,7 @@ def test_a_neighbour_where_a_finger_would_go_turns_the_grasp():
     pose = camera_looking_down()
     # A tall neighbour 4.5 cm away along the cube's x: closing along x would put a pad on it.
     depth = render([(0.5, 0.0, 0.04, 0.04, 0.05, 0.0), (0.545, 0.0, 0.02, 0.06, 0.08, 0.0)], pose)
-    planner = GraspPlanner(yaw_offsets_deg=(0.0, 90.0))
+    planner = GraspPlanner()
     plan = planner.plan(depth, K, pose, np.array([box_pixels(0.5, 0.0, 0.035, pose)]))
     best = plan.grasps[0]
     assert abs(best.closing[1]) > 0.99, "the fingers close along y, away from the neighbour"
@@ -176,3 +176,85 @@ def test_a_quaternion_of_another_length_is_normalised_and_a_null_one_refused():
     np.testing.assert_allclose(rounded @ rounded.T, np.eye(3), atol=1e-12)
     with pytest.raises(ValueError, match="expected a rotation, found"):
         matrix_from_quaternion((0.0, 0.0, 0.0, 0.0))
+
+
+def test_a_square_near_the_opening_is_grasped_across_its_sides_whatever_its_turn():
+    # 6 cm square: 7.6 cm with clearance fits the 7.8 cm opening only within 2 degrees of a side; its
+    # spread has no narrow axis, so the sides come from the smallest enclosing rectangle.
+    pose = camera_looking_down()
+    for yaw_deg in (0, 20, 37):
+        yaw = math.radians(yaw_deg)
+        depth = render([(0.5, 0.0, 0.06, 0.06, 0.04, yaw)], pose)
+        plan = GraspPlanner().plan(depth, K, pose, np.array([box_pixels(0.5, 0.0, 0.06, pose)]))
+        assert plan.rejected == [], (yaw_deg, plan.rejected)
+        off_side = math.remainder(yaw_of_closing(plan.grasps[0]) - yaw, math.pi / 2)
+        assert abs(off_side) < math.radians(3), yaw_deg
+
+
+def test_a_wide_base_below_the_fingertips_does_not_widen_the_grasp():
+    # A 10 cm plinth 2 cm tall under a 4 cm post 7 cm tall: the pads close on the post.
+    pose = camera_looking_down()
+    depth = render([(0.5, 0.0, 0.10, 0.10, 0.02, 0.0), (0.5, 0.0, 0.04, 0.04, 0.07, 0.0)], pose)
+    plan = GraspPlanner().plan(depth, K, pose, np.array([box_pixels(0.5, 0.0, 0.07, pose)]))
+    assert plan.rejected == [] and plan.grasps
+    best = plan.grasps[0]
+    assert best.position[2] > 0.02 + 0.005  # above the plinth
+    # The post's 4 cm (less up to a grid step of 4 mm at this range) and the clearance: not the plinth's 10.
+    assert best.width == pytest.approx(0.04 + 2 * GraspPlanner().gripper.clearance, abs=0.008)
+
+
+def test_a_higher_grasp_lets_the_fingers_pass_over_lower_neighbours_all_round():
+    # An 8 cm tall box ringed 1.2 cm away by 4.5 cm tall neighbours: at the deepest grasp (4 cm up)
+    # a pad would land on one whatever the angle; 6 cm up the fingertips pass over them.
+    pose = camera_looking_down()
+    ring = [(0.5 + dx, dy, lx, ly, 0.045, 0.0) for dx, dy, lx, ly in (
+        (0.05, 0.0, 0.02, 0.12), (-0.05, 0.0, 0.02, 0.12), (0.0, 0.05, 0.12, 0.02), (0.0, -0.05, 0.12, 0.02)
+    )]  # fmt: skip
+    depth = render([(0.5, 0.0, 0.056, 0.056, 0.08, 0.0), *ring], pose)
+    boxes = np.array([box_pixels(0.5, 0.0, 0.035, pose)])
+    deepest_only = GraspPlanner(grasp_heights=1).plan(depth, K, pose, boxes)
+    assert deepest_only.grasps == [] and "neighbour" in deepest_only.rejected[0][1]
+    plan = GraspPlanner().plan(depth, K, pose, boxes)
+    assert plan.grasps and plan.grasps[0].position[2] > 0.045 + 0.01
+
+
+def test_bench_grasp_names_a_bad_layout_or_object_count():
+    from conftest import percept
+
+    for args, message in (
+        (["--objects", "16"], "--objects: expected 1-15, found 16"),
+        (["--layout", "heap"], "--layout: expected one of spread, packed, pile, found 'heap'"),
+    ):
+        result = percept("bench", "grasp", *args)
+        assert result.returncode == 1 and result.stderr.strip() == f"percept: error: {message}", result.stderr
+
+
+def test_touching_objects_are_told_apart_by_the_step_between_them_and_by_their_boxes():
+    pose = camera_looking_down()
+    planner = GraspPlanner()
+    # A 5 cm tall block against a 3 cm tall one; the detector's box round the first reaches a centimetre
+    # into the second. The step between their tops cuts the patch: the grasp is the first block's alone.
+    depth = render([(0.5, 0.0, 0.04, 0.04, 0.05, 0.0), (0.54, 0.0, 0.04, 0.04, 0.03, 0.0)], pose)
+    plan = planner.plan(depth, K, pose, np.array([box_pixels(0.5, 0.0, 0.03, pose)]))
+    assert plan.grasps, plan.rejected
+    best = plan.grasps[0]
+    assert np.allclose(best.position[:2], (0.5, 0.0), atol=0.006)
+    assert best.width == pytest.approx(0.04 + 2 * planner.gripper.clearance, abs=0.008)
+    # Two blocks of one height side by side, each with its own box: the boxes share the patch out, and
+    # each is grasped at its own centre, across the line between them (a pad between them has no room).
+    depth = render([(0.5, 0.0, 0.04, 0.04, 0.04, 0.0), (0.5, 0.04, 0.04, 0.04, 0.04, 0.0)], pose)
+    boxes = np.array([box_pixels(0.5, 0.0, 0.025, pose), box_pixels(0.5, 0.04, 0.025, pose)])
+    plan = planner.plan(depth, K, pose, boxes)
+    assert plan.rejected == []
+    for index, centre_y in ((0, 0.0), (1, 0.04)):
+        best = next(g for g in plan.grasps if g.detection == index)
+        assert np.allclose(best.position[:2], (0.5, centre_y), atol=0.006), index
+        assert abs(best.closing[0]) > 0.97, index  # closing along x, not towards the other block
+
+
+def test_one_wide_object_is_not_cut_into_graspable_pieces():
+    pose = camera_looking_down()
+    # A 10 cm slab with a 4 cm step on top: the step is the object's own, and its box holds every piece.
+    depth = render([(0.5, 0.0, 0.10, 0.10, 0.03, 0.0), (0.5, 0.0, 0.10, 0.05, 0.035, 0.0)], pose)
+    plan = GraspPlanner().plan(depth, K, pose, np.array([box_pixels(0.5, 0.0, 0.075, pose)]))
+    assert plan.grasps == [] and "wider than the opening" in plan.rejected[0][1]
