@@ -16,23 +16,37 @@ def compound(client: int, parts: list[Part]) -> tuple[int, np.ndarray]:
     """One body from visual parts: "box" (half extents), "cylinder" (radius, length) or "sphere"
     (radius), each at an offset from the body's origin. Returns the body id and the outline's points
     (the boxes' corners and rings around the round parts), in the body's frame."""
-    shapes, offsets, points = [], [], []
+    shapes: list[int] = []
+    offsets: list[list[float]] = []
+    points: list[np.ndarray] = []
     for shape, size, offset, color in parts:
+        # The first part is the body's base, placed by its visual frame; the others are links, placed by
+        # their link positions.
+        frame = {} if shapes else {"visualFramePosition": list(offset)}
         if shape == "box":
             shapes.append(
-                p.createVisualShape(p.GEOM_BOX, halfExtents=size, rgbaColor=color, physicsClientId=client)
+                p.createVisualShape(
+                    p.GEOM_BOX, halfExtents=size, rgbaColor=color, physicsClientId=client, **frame
+                )
             )
             corners = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]) * size
         else:
             radius, length = size[0], size[1] if len(size) > 1 else 2 * size[0]
             if shape == "sphere":
                 shapes.append(
-                    p.createVisualShape(p.GEOM_SPHERE, radius=radius, rgbaColor=color, physicsClientId=client)
+                    p.createVisualShape(
+                        p.GEOM_SPHERE, radius=radius, rgbaColor=color, physicsClientId=client, **frame
+                    )
                 )
             else:
                 shapes.append(
                     p.createVisualShape(
-                        p.GEOM_CYLINDER, radius=radius, length=length, rgbaColor=color, physicsClientId=client
+                        p.GEOM_CYLINDER,
+                        radius=radius,
+                        length=length,
+                        rgbaColor=color,
+                        physicsClientId=client,
+                        **frame,
                     )
                 )
             angles = np.linspace(0, 2 * math.pi, 12, endpoint=False)

@@ -10,7 +10,7 @@ else's path, so people pass in front of each other in the camera's view all the 
 reaches their goal leaves, and someone new (a new body and identity) enters from the edge.
 
 The camera stands still at `camera_height` (eye level to a first-floor window, as MOTChallenge's
-cameras) and looks down at the plaza's middle. Positions are functions of the seed and of time alone:
+cameras) and looks at the ground LOOK_AT_M ahead, the near half of the plaza. Positions are functions of the seed and of time alone:
 the crowd steps at a fixed STEP_S, whatever the frame rate it is rendered at.
 """
 
