@@ -132,7 +132,11 @@ def _ours(fps: float, protocol: str) -> Callable[[np.ndarray], tuple[np.ndarray,
 def _oracle(sequence: Sequence, protocol: str) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
     from scipy.optimize import linear_sum_assignment
 
-    trusted, frame, unmatched_ids = _our_params(protocol).high_score, [0], itertools.count(10**9)
+    trusted, frame, unmatched_ids = (
+        _our_params(protocol).high_score,
+        [0],
+        itertools.count(SEQUENCE_IDS // 2),
+    )  # below the next sequence's offset
 
     def update(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         frame[0] += 1

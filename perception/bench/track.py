@@ -170,7 +170,8 @@ def run(
     fifty = _fifty_objects()
     kitti = mot_metrics(kitti_frames)
     summary = Summary(
-        source=model or f"ground truth with noise {noise}",
+        source=model
+        or ("ground truth as public detections" if people else f"ground truth with noise {noise}"),
         sequences=sequences,
         frames=len(all_frames),
         mota=round(overall["mota"], 4),
@@ -226,11 +227,11 @@ def _noisy(
 # person gets two boxes (suppression that failed).
 PUBLIC_DETECTOR = {
     "found": 0.92,  # the share of fully visible people found with a strong box
-    "visible_from": 0.2,  # below this visible share a person is never found...
+    "visible_from": 0.2,  # below this visible share a person is never found with a strong box...
     "visible_full": 0.6,  # ...above it as often as a fully visible one
-    "height_from": 15.0,  # px: below this a person is never found...
+    "height_from": 15.0,  # px: below this a person is never found with a strong box...
     "height_full": 40.0,  # ...above it as often as a tall one
-    "weak": 0.3,  # share of the missed, partly visible people who come as a weak detection
+    "weak": 0.3,  # share of the missed people more than a tenth visible who come as a weak detection
     "visible_box": 0.5,  # share of partly hidden people (under 0.7 visible) boxed by their visible part
     "centre_jitter": 0.05,  # of the box's width (x) and height (y)
     "size_jitter": 0.08,  # log-normal spread of width and height
@@ -246,7 +247,7 @@ def like_public_detector(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Boxes (N x 4 xyxy) and scores for a crowd frame, drawn from its ground truth as MOTChallenge's
     public detections come (PUBLIC_DETECTOR). `haunts` are the sequence's places that fire again and
-    again (K x 4 xyxy; drawn from `rng` on the first frame when None: pass the same ones every frame)."""
+    again (K x 4 xyxy, from `haunted_places`: pass the same ones every frame; None: none)."""
     d = PUBLIC_DETECTOR
     whole, part, seen = frame.extents, frame.xyxy, frame.visible_fraction.astype(np.float64)
     height = whole[:, 3] - whole[:, 1]
