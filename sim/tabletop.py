@@ -48,8 +48,9 @@ MESHES = {
 
 LAYOUTS = ("spread", "packed", "pile")
 PILE_BOX = 0.12  # half side (m) of the box a pile is dropped into
-PACKED_SPACING = 0.8  # packed objects stand this share of their placement radii apart: the radii are
-# loose (a mesh's widest reach), so at 1.0 neighbours would stand a centimetre or two apart
+PACKED_SPACING = 0.8  # packed meshes stand this share of their placement radii apart: those radii are
+# loose (a mesh's widest reach), so at 1.0 neighbours would stand a centimetre or two apart; the
+# primitives' 0.04 is tight (a turned 3 cm cube reaches 4.2 cm) and is kept whole
 PILE_DROP_STEPS = 60  # physics steps after each drop (a quarter second)
 
 
@@ -135,7 +136,12 @@ class TabletopScene:
             self._drop_pile(choices)
             return
         radii = [MESHES[c].radius if c in MESHES else 0.04 for c in choices]
-        layout = self._layout(radii) if self.params.layout == "spread" else self._packed(radii)
+        if self.params.layout == "spread":
+            layout = self._layout(radii)
+        else:
+            layout = self._packed(
+                [r * PACKED_SPACING if c in MESHES else r for c, r in zip(choices, radii, strict=True)]
+            )
         for name, (x, y, _) in zip(choices, layout, strict=True):
             self.objects.append(self._spawn(name, x, y, float(self.rng.uniform(-math.pi, math.pi))))
 
@@ -156,10 +162,7 @@ class TabletopScene:
                             centre[0] + self.rng.uniform(-half, half),
                             centre[1] + self.rng.uniform(-half, half),
                         )
-                        if all(
-                            math.hypot(x - px, y - py) >= PACKED_SPACING * (radius + pr)
-                            for px, py, pr in placed
-                        ):
+                        if all(math.hypot(x - px, y - py) >= radius + pr for px, py, pr in placed):
                             placed.append((x, y, radius))
                             break
                     else:
@@ -291,11 +294,14 @@ class TabletopScene:
 
 
 PHYSICS_SETTLE_STEPS = 120
-ON_TABLE_MARGIN = 0.07  # metres round the workspace where an object still lies on the table (not the tray's)
+ON_TABLE_MARGIN = 0.07  # metres round the workspace where an object still lies on the table to be cleared
 
 
 def on_table(world: World, body: int) -> bool:
-    """Whether a body lies on the table round the workspace: not in the tray, not fallen off, not held."""
+    """Whether a body lies on the table round the workspace, still to be cleared: not in the tray or
+    beside it (a dropped object can bounce out of the tray), not held up by the arm. An object knocked
+    further than ON_TABLE_MARGIN beyond the workspace is out of the camera's workspace too, and is not
+    counted (the table is a plane without edges)."""
     (x0, x1), (y0, y1) = WORKSPACE
     x, y, z = p.getBasePositionAndOrientation(body, physicsClientId=world.client)[0]
     m = ON_TABLE_MARGIN

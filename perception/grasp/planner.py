@@ -68,6 +68,7 @@ class OutsideWorkspace(str):
 MIN_GRIP_DEPTH = 0.02  # metres of the object the pads hold at the highest grasp tried
 HEIGHT_TOLERANCE = 0.005  # points this far below the grasp height still meet the pads
 OBSTACLE_CELL = 0.005  # metres: neighbours are checked against the pads on a grid this fine
+SAME_ANGLE = math.radians(2.0)  # closing directions closer than this are one candidate
 CLEARANCE_BATCH = 4  # candidates whose pads are checked together
 CLEARANCE_COUNTED = 0.03  # metres of free room round the pads that raise a grasp's quality
 
@@ -194,7 +195,7 @@ class GraspPlanner:
         mine = self._object_cells(index, boxes, grid, (wr0, wr1, wc0, wc1), (r0, r1, c0, c1), box_cells)
         rows, cols = np.nonzero(mine)
         if len(rows) < self.min_points:
-            return f"its largest patch above the table has {len(rows)} depth points"
+            return f"what is left of it once cut from its neighbours has {len(rows)} depth points"
         e1, e2 = grid.axes
         object_points = grid.points(rows + wr0, cols + wc0)
         heights = grid.heights[wr0:wr1, wc0:wc1]
@@ -254,6 +255,9 @@ class GraspPlanner:
             if len(stats) < 2:
                 return np.zeros_like(standing)
             return np.asarray(labels == 1 + int(stats[1:, cv2.CC_STAT_AREA].argmax()))
+        # One cell deep: the rim beside the cut. Grown deeper through edge cells it could walk into a
+        # touching neighbour's own rim; a rounded side's outer cells stay out instead, and count as a
+        # neighbour's (the pads keep that much further off: the safe side).
         rim = cv2.dilate(mine.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & edges & standing
         whole: np.ndarray = mine | (rim & inside)
         return whole
@@ -357,6 +361,13 @@ class GraspPlanner:
         angles: np.ndarray = np.r_[
             narrow + np.radians(self.angle_step_deg) * np.arange(steps), rect, rect + math.pi / 2
         ]
+        # The rectangle's sides often repeat an angle already there (the jaws make angles alike mod pi).
+        folded = np.mod(angles - narrow + math.pi / 2, math.pi)
+        repeats = np.array([
+            k > 0 and bool(np.any(np.abs(np.remainder(folded[k] - folded[:k] + math.pi / 2, math.pi) - math.pi / 2) < SAME_ANGLE))
+            for k in range(len(angles))
+        ])  # fmt: skip
+        angles = angles[~repeats]
         return angles, elongation
 
     def _pad_clearance(

@@ -254,7 +254,8 @@ def test_touching_objects_are_told_apart_by_the_step_between_them_and_by_their_b
 
 def test_one_wide_object_is_not_cut_into_graspable_pieces():
     pose = camera_looking_down()
-    # A 10 cm slab with a 4 cm step on top: the step is the object's own, and its box holds every piece.
-    depth = render([(0.5, 0.0, 0.10, 0.10, 0.03, 0.0), (0.5, 0.0, 0.10, 0.05, 0.035, 0.0)], pose)
+    # A 10 cm slab 3 cm thick with a 2 cm step on half of it: the step is a jump the cut sees, but it is
+    # the object's own, and its box holds every piece.
+    depth = render([(0.5, 0.0, 0.10, 0.10, 0.03, 0.0), (0.5, 0.0, 0.10, 0.05, 0.05, 0.0)], pose)
     plan = GraspPlanner().plan(depth, K, pose, np.array([box_pixels(0.5, 0.0, 0.075, pose)]))
     assert plan.grasps == [] and "wider than the opening" in plan.rejected[0][1]
