@@ -28,7 +28,6 @@ the detector.
 
 from __future__ import annotations
 
-import configparser
 import itertools
 import time
 from collections.abc import Callable
@@ -39,7 +38,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from perception.track.evaluate import SEQUENCE_IDS, Frame, mot_metrics, without_ignored
-from perception.track.mot import PEDESTRIAN_PARAMS, read_detections
+from perception.track.mot import DEFAULT_FPS, PEDESTRIAN_PARAMS, read_detections, sequence_info
 from perception.track.tracker import ByteTracker, TrackerParams, iou_matrix
 
 PEERS = ("sort", "bytetrack", "ocsort")
@@ -85,18 +84,14 @@ def read_sequence(folder: str | Path, protocol: str = "flags") -> Sequence:
             raise FileNotFoundError(
                 f"sequence {folder}: no {needed} (expected a MOTChallenge sequence folder)"
             )
-    info = configparser.ConfigParser()
-    info.read(folder / "seqinfo.ini")
-    fps = float(info.get("Sequence", "frameRate", fallback="30"))
+    rate, frames = sequence_info(folder)
     detections = read_detections(folder / "det/det.txt")
     table = np.loadtxt(folder / "gt/gt.txt", delimiter=",", ndmin=2)
     if table.size and table.shape[1] < 7:
         raise ValueError(
             f"sequence {folder}: gt.txt needs at least 7 columns (frame, id, box, flag), found {table.shape[1]}"
         )
-    length = int(info.get("Sequence", "seqLength", fallback="0")) or int(
-        max([*detections, *(table[:, 0].astype(int) if table.size else [])], default=0)
-    )
+    length = frames or int(max([*detections, *(table[:, 0].astype(int) if table.size else [])], default=0))
     truth = {}
     for frame in range(1, length + 1):
         rows = table[table[:, 0] == frame] if table.size else np.zeros((0, 7))
@@ -111,7 +106,7 @@ def read_sequence(folder: str | Path, protocol: str = "flags") -> Sequence:
             ignored = ~scored
         unscored = ~scored & ~ignored
         truth[frame] = Truth(rows[scored, 1].astype(np.int64), boxes[scored], boxes[ignored], boxes[unscored])
-    return Sequence(folder.name, fps, length, detections, truth)
+    return Sequence(folder.name, rate or DEFAULT_FPS, length, detections, truth)
 
 
 def _our_params(protocol: str) -> TrackerParams:

@@ -7,11 +7,9 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-DEFAULT_FPS = 30.0
-
 
 def register(verbs: Any) -> None:
-    from perception.track.mot import PEDESTRIAN_PARAMS
+    from perception.track.mot import DEFAULT_FPS, PEDESTRIAN_PARAMS
 
     track = verbs.add_parser("track", help="Offline tracking of detection files.").add_subparsers(
         dest="action", required=True
@@ -115,18 +113,13 @@ def _run(args: argparse.Namespace) -> int:
 
 def _sequence_rate(det: Path) -> tuple[float, str]:
     """The frame rate of the MOTChallenge folder holding `det` (SEQ/det/det.txt: SEQ/seqinfo.ini), and
-    where it came from; DEFAULT_FPS when there is none."""
-    import configparser
-
+    where it came from; DEFAULT_FPS when it gives none."""
     from perception.errors import PerceptError
+    from perception.track.mot import DEFAULT_FPS, sequence_info
 
-    info_path = det.resolve().parent.parent / "seqinfo.ini"
-    if not info_path.is_file():
-        return DEFAULT_FPS, "the default"
-    info = configparser.ConfigParser()
+    folder = det.resolve().parent.parent
     try:
-        info.read(info_path)
-        rate = info.get("Sequence", "frameRate", fallback=None)
-        return (float(rate), str(info_path)) if rate is not None else (DEFAULT_FPS, "the default")
-    except (configparser.Error, ValueError) as exc:
-        raise PerceptError(f"{info_path}: expected a frameRate number under [Sequence] ({exc})") from None
+        rate, _ = sequence_info(folder)
+    except ValueError as exc:
+        raise PerceptError(str(exc)) from None
+    return (DEFAULT_FPS, "the default") if rate is None else (rate, str(folder / "seqinfo.ini"))

@@ -8,6 +8,7 @@ have id -1). A detection file's 8th column is read as a class id where it is a n
 
 from __future__ import annotations
 
+import configparser
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
@@ -36,6 +37,28 @@ PEDESTRIAN_PARAMS = TrackerParams(
     reentry_gap_heights=0.0,
     filtered_boxes=True,
 )
+
+
+DEFAULT_FPS = 30.0  # frames/s of a sequence that does not say: most of MOT17's
+
+
+def sequence_info(folder: str | Path) -> tuple[float | None, int | None]:
+    """The frame rate and the length in frames that a MOTChallenge folder's seqinfo.ini gives, None for
+    each it does not give (or when there is no seqinfo.ini); a value that is not a number is refused,
+    naming the file."""
+    path = Path(folder) / "seqinfo.ini"
+    if not path.is_file():
+        return None, None
+    info = configparser.ConfigParser()
+    try:
+        info.read(path)
+        rate = info.get("Sequence", "frameRate", fallback=None)
+        length = info.get("Sequence", "seqLength", fallback=None)
+        return (None if rate is None else float(rate)), (None if length is None else int(length))
+    except (configparser.Error, ValueError) as exc:
+        raise ValueError(
+            f"{path}: expected frameRate and seqLength numbers under [Sequence] ({exc})"
+        ) from None
 
 
 def read_detections(path: str | Path) -> dict[int, np.ndarray]:
