@@ -70,7 +70,8 @@ HEIGHT_TOLERANCE = 0.005  # points this far below the grasp height still meet th
 OBSTACLE_CELL = 0.005  # metres: neighbours are checked against the pads on a grid this fine
 SAME_ANGLE = math.radians(2.0)  # closing directions closer than this are one candidate
 CLEARANCE_BATCH = 4  # candidates whose pads are checked together
-CLEARANCE_COUNTED = 0.03  # metres of free room round the pads that raise a grasp's quality
+CLEARANCE_COUNTED = 0.03  # metres of free room round the pads that raise a grasp's quality...
+CLEARANCE_WEIGHT = 0.2  # ...by up to this much
 
 
 @dataclass(frozen=True)
@@ -214,9 +215,7 @@ class GraspPlanner:
         )
         if refused:
             return OutsideWorkspace(refused)
-        return self._candidates(
-            index, name, flat, heights[rows, cols], top, near_flat, near_heights, grid.plane, e1, e2
-        )
+        return self._candidates(index, name, flat, standing, top, near_flat, near_heights, grid.plane, e1, e2)
 
     def _object_cells(
         self,
@@ -314,12 +313,12 @@ class GraspPlanner:
             near = (near_heights > level - 0.01) & (np.linalg.norm(near_flat - centre, axis=1) <= reach)
             obstacles = near_flat[near]
             # Best first, a few at a time, until no unchecked candidate can beat those kept (clearance
-            # adds at most 0.2): in clutter most candidates are never checked.
+            # adds at most CLEARANCE_WEIGHT): in clutter most candidates are never checked.
             order = fits[np.argsort(-bases[fits], kind="stable")]
             kept_k, kept_q = np.zeros(0, np.int64), np.zeros(0)
             for chunk in range(0, len(order), CLEARANCE_BATCH):
                 batch = order[chunk : chunk + CLEARANCE_BATCH]
-                if len(kept_q) >= self.per_object and bases[batch[0]] + 0.2 <= kept_q[-1]:
+                if len(kept_q) >= self.per_object and bases[batch[0]] + CLEARANCE_WEIGHT <= kept_q[-1]:
                     break
                 free = self._pad_clearance(
                     middles[batch], closings[batch], acrosses[batch], widths[batch], obstacles
@@ -327,7 +326,8 @@ class GraspPlanner:
                 clear = free >= 0.0
                 kept_k = np.r_[kept_k, batch[clear]]
                 kept_q = np.r_[
-                    kept_q, bases[batch[clear]] + 0.2 * np.minimum(free[clear] / CLEARANCE_COUNTED, 1.0)
+                    kept_q,
+                    bases[batch[clear]] + CLEARANCE_WEIGHT * np.minimum(free[clear] / CLEARANCE_COUNTED, 1.0),
                 ]
                 best = np.argsort(-kept_q, kind="stable")[: self.per_object]
                 kept_k, kept_q = kept_k[best], kept_q[best]
@@ -361,12 +361,10 @@ class GraspPlanner:
         angles: np.ndarray = np.r_[
             narrow + np.radians(self.angle_step_deg) * np.arange(steps), rect, rect + math.pi / 2
         ]
-        # The rectangle's sides often repeat an angle already there (the jaws make angles alike mod pi).
-        folded = np.mod(angles - narrow + math.pi / 2, math.pi)
-        repeats = np.array([
-            k > 0 and bool(np.any(np.abs(np.remainder(folded[k] - folded[:k] + math.pi / 2, math.pi) - math.pi / 2) < SAME_ANGLE))
-            for k in range(len(angles))
-        ])  # fmt: skip
+        # The rectangle's sides often repeat an angle already there (the jaws make angles alike mod pi):
+        # keep the first of each group closer than SAME_ANGLE.
+        apart = np.abs(np.mod(angles[:, None] - angles[None, :] + math.pi / 2, math.pi) - math.pi / 2)
+        repeats = np.tril(apart < SAME_ANGLE, k=-1).any(axis=1)
         angles = angles[~repeats]
         return angles, elongation
 
