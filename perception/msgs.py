@@ -376,14 +376,16 @@ class GroundTruth(Message):
             raise MessageError(f"GroundTruth: {n} ids, but these fields have other shapes: {wrong}")
 
 
-@message("percept/Grasps", version=2)
+@message("percept/Grasps", version=3)
 @dataclass(slots=True)
 class Grasps(Message):
     """Parallel-jaw grasps planned on one frame, best first, as parallel arrays (world frame: position
     between the fingertips; orientation x, y, z, w with the hand's z axis the approach and y the closing
     direction; opening width in metres; the closing direction itself as a unit vector, as the planner
     computed it), the detections that got none, with the reason, and those outside the workspace (not
-    to be picked: in the tray, on the arm). Version 2 added `closings`."""
+    to be picked: in the tray, on the arm). For detections without a grasp, pushes, best first: straight
+    lines at the fingertips' height from `push_starts` to `push_ends` (world), made with the fingers
+    closed. Version 2 added `closings`, version 3 the pushes."""
 
     header: Header
     positions: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float64))
@@ -397,8 +399,28 @@ class Grasps(Message):
     outside_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # not to pick
     planning_ms: float = 0.0
     closings: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float64))  # unit vectors
+    push_starts: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float64))
+    push_ends: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float64))
+    push_qualities: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    push_detection_indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    push_class_names: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.push_starts = np.asarray(self.push_starts, np.float64).reshape(-1, 3)
+        self.push_ends = np.asarray(self.push_ends, np.float64).reshape(-1, 3)
+        self.push_qualities = np.asarray(self.push_qualities, np.float32).reshape(-1)
+        self.push_detection_indices = np.asarray(self.push_detection_indices, np.int32).reshape(-1)
+        pushes = {
+            "push_ends": len(self.push_ends),
+            "push_qualities": len(self.push_qualities),
+            "push_detection_indices": len(self.push_detection_indices),
+            "push_class_names": len(self.push_class_names),
+        }
+        unequal = {name: size for name, size in pushes.items() if size != len(self.push_starts)}
+        if unequal:
+            raise MessageError(
+                f"Grasps: {len(self.push_starts)} push starts, but these fields differ in length: {unequal}"
+            )
         self.positions = np.asarray(self.positions, np.float64).reshape(-1, 3)
         self.orientations = np.asarray(self.orientations, np.float64).reshape(-1, 4)
         self.closings = np.asarray(self.closings, np.float64).reshape(-1, 3)
@@ -430,10 +452,12 @@ class Grasps(Message):
         return len(self.positions)
 
 
-@message("percept/PickAttempt")
+@message("percept/PickAttempt", version=2)
 @dataclass(slots=True)
 class PickAttempt(Message):
-    """One attempt of a pick-and-place loop: the grasp tried and what came of it."""
+    """One action of a pick-and-place loop: the grasp tried, or the push made (`action` "push": `pose`
+    where the fingers came down, `push_end` where they stopped, `width` 0), and what came of it. Version 2
+    added pushes; `attempt` counts actions of both kinds."""
 
     header: Header
     attempt: int = 0
@@ -444,6 +468,8 @@ class PickAttempt(Message):
     success: bool = False
     reason: str = ""
     objects_left: int = -1  # detections on the newest frame after the attempt; -1 if unknown
+    action: str = "grasp"  # or "push"
+    push_end: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 @message("percept/Tracks")
@@ -569,6 +595,36 @@ class GraspResult(Message):
     object_id: int = -1
     lifted_m: float = 0.0
     placed: bool = False
+    done_stamp: int = 0  # when the motion ended, on the clock of the simulator's image stamps (ns)
+
+
+@message("percept/ExecutePush")
+@dataclass(slots=True)
+class ExecutePush(Message):
+    """Request: with the fingers closed, come down at `start` and push in a straight line to `end` (world
+    points, metres, at the fingertips' height above the table), then rise."""
+
+    start: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    end: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def __post_init__(self) -> None:
+        for name in ("start", "end"):
+            point = getattr(self, name)
+            if len(point) != 3:
+                raise MessageError(f"ExecutePush.{name}: expected 3 values (x, y, z), found {len(point)}")
+            setattr(self, name, tuple(float(v) for v in point))
+
+
+@message("percept/PushResult")
+@dataclass(slots=True)
+class PushResult(Message):
+    """Reply: whether the push was carried out (not whether it made room: the next frame tells), why not,
+    and how far the object that moved most moved."""
+
+    success: bool = False
+    reason: str = ""
+    object_id: int = -1
+    moved_m: float = 0.0
     done_stamp: int = 0  # when the motion ended, on the clock of the simulator's image stamps (ns)
 
 

@@ -1,4 +1,5 @@
-"""Grasp execution with the Franka Panda: inverse kinematics, a parallel-jaw close, lift, hold, place.
+"""Grasp and push execution with the Franka Panda: inverse kinematics, a parallel-jaw close, lift, hold,
+place; and a straight push with the closed fingers, low over the table.
 
 Settings measured in PyBullet 3.2.7 (shared/field-notes-grasping.md): IK on link 11 (the grasp target,
 10.5 cm below the hand) with joint damping 0.01 converges to < 0.1 mm in 20 iterations; the fingers are
@@ -27,6 +28,9 @@ LIFT_HEIGHT = 0.20
 SUCCESS_LIFT = 0.10  # the object must rise this much ...
 HOLD_S = 1.0  # ... and stay up this long
 SPEED = 0.3  # metres per second along Cartesian lines
+PUSH_SPEED = 0.1  # slower while pushing: an object shoved fast slides on, or tips over
+PUSH_LONGEST = 0.30  # metres: a push longer than this is a mistake, not a push
+PUSH_LOWEST = 0.008  # metres above the table the fingertips may go (they would scrape it lower)
 TRAY_DROP = (0.45, 0.52, 0.30)
 
 
@@ -34,8 +38,8 @@ TRAY_DROP = (0.45, 0.52, 0.30)
 class GraspOutcome:
     success: bool
     reason: str
-    object_id: int = -1  # the body grasped (nearest to the grasp point), -1 if none
-    lifted_m: float = 0.0  # how far that object rose by the end of the hold
+    object_id: int = -1  # the body that rose most (the one held, on success), -1 if none
+    lifted_m: float = 0.0  # how far it rose by the end of the hold
     placed: bool = False
 
 
@@ -98,11 +102,11 @@ class Panda:
             p.resetJointState(self.robot, joint, angle, velocity, physicsClientId=client)
         return float(np.linalg.norm(reached - position))
 
-    def move(self, position: np.ndarray, orientation: tuple[float, ...]) -> None:
+    def move(self, position: np.ndarray, orientation: tuple[float, ...], speed: float = SPEED) -> None:
         """A straight Cartesian line with a cosine speed profile, IK every step, then settle."""
         start, _ = self.hand_pose()
         distance = float(np.linalg.norm(position - start))
-        steps = max(24, int(distance / SPEED * PHYSICS_HZ))
+        steps = max(24, int(distance / speed * PHYSICS_HZ))
         for i in range(1, steps + 1):
             s = 0.5 - 0.5 * math.cos(math.pi * i / steps)
             self._drive(start + (position - start) * s, orientation)
@@ -180,20 +184,28 @@ def execute_grasp(
             f"out of reach: inverse kinematics misses ({', '.join(f'{v:g}' for v in np.round(target, 3))}) by "
             f"{error * 1000:.0f} mm",
         )
-    heights = {body: p.getBasePositionAndOrientation(body, physicsClientId=client)[0] for body in objects}
-    nearest = min(heights, key=lambda b: np.linalg.norm(np.subtract(heights[b], target)), default=-1)
-    panda.grip(MAX_OPENING, 0.2)
+
+    def heights() -> np.ndarray:
+        return np.array([p.getBasePositionAndOrientation(b, physicsClientId=client)[0][2] for b in objects])
+
+    # Which object the fingers hold is read from what rose, not guessed beforehand: in a heap the body
+    # whose origin is nearest the grasp point is often not the one between the fingers.
+    start_z = heights()
+    # Open only as wide as asked: the planner checked that pads this far apart land on free space, and
+    # fully open they would come down on a touching neighbour.
+    panda.grip(width, 0.2)
     panda.move(target + np.array([0.0, 0.0, 0.12]), approach)
     panda.move(target, approach)
     panda.grip(0.0, 0.5)  # squeeze: the object stops the fingers at its width
     panda.move(target + np.array([0.0, 0.0, LIFT_HEIGHT]), approach)
-    start_z = heights[nearest][2] if nearest >= 0 else 0.0
-    lowest = math.inf
+    lowest = np.full(len(objects), math.inf)
     for _ in range(int(HOLD_S * PHYSICS_HZ)):
         panda.grip(0.0, 1.0 / PHYSICS_HZ)
-        if nearest >= 0:
-            lowest = min(lowest, p.getBasePositionAndOrientation(nearest, physicsClientId=client)[0][2])
-    lifted = (lowest - start_z) if nearest >= 0 else 0.0
+        lowest = np.minimum(lowest, heights())
+    rise = lowest - start_z
+    held = int(rise.argmax()) if len(objects) else -1
+    nearest = objects[held] if held >= 0 else -1
+    lifted = float(rise[held]) if held >= 0 else 0.0
     success = lifted >= SUCCESS_LIFT
     placed = False
     if success and place:
@@ -207,3 +219,71 @@ def execute_grasp(
         "held" if success else f"the object rose {lifted * 100:.1f} cm, less than {SUCCESS_LIFT * 100:.0f} cm"
     )
     return GraspOutcome(success, reason, nearest, lifted, placed)
+
+
+@dataclass
+class PushOutcome:
+    success: bool  # the push was carried out (not whether it helped: the next frame tells)
+    reason: str
+    object_id: int = -1  # the body that moved most, -1 if none moved
+    moved_m: float = 0.0  # how far it moved
+
+
+def execute_push(
+    panda: Panda,
+    objects: list[int],
+    start: tuple[float, float, float],
+    end: tuple[float, float, float],
+) -> PushOutcome:
+    """Close the fingers, come down beside an object at `start`, push in a straight line to `end` (world
+    points at the fingertips' height), rise and go home. The hand is turned so its fingers close along
+    the push: its long side follows the line instead of sweeping a 20 cm swath across neighbours."""
+    client = panda.world.client
+    begin, finish = np.asarray(start, np.float64), np.asarray(end, np.float64)
+    if not (np.all(np.isfinite(begin)) and np.all(np.isfinite(finish))):
+        return PushOutcome(False, f"push from {tuple(begin)} to {tuple(finish)}: expected finite points")
+    line = finish - begin
+    length = float(np.linalg.norm(line[:2]))
+    if not 0.01 <= length <= PUSH_LONGEST:
+        return PushOutcome(
+            False, f"push length {length * 100:.1f} cm is outside [1, {PUSH_LONGEST * 100:.0f}] cm"
+        )
+    if min(begin[2], finish[2]) < PUSH_LOWEST:
+        return PushOutcome(
+            False,
+            f"push height {min(begin[2], finish[2]) * 100:.1f} cm: the fingertips would scrape the "
+            f"table (at least {PUSH_LOWEST * 100:.1f} cm)",
+        )
+    # The fingers close along (sin yaw, -cos yaw): along the push when yaw is its heading plus a quarter.
+    hand = normalise_yaw(top_down(math.atan2(line[1], line[0]) + math.pi / 2), begin)
+    for point in (begin, finish):
+        error = panda.reach_error(point, hand)
+        if error > 0.01:
+            where = ", ".join(f"{v:g}" for v in np.round(point, 3))
+            return PushOutcome(
+                False, f"out of reach: inverse kinematics misses ({where}) by {error * 1000:.0f} mm"
+            )
+    before = {
+        body: np.array(p.getBasePositionAndOrientation(body, physicsClientId=client)[0]) for body in objects
+    }
+    above = np.array([0.0, 0.0, 0.12])
+    panda.grip(0.0, 0.3)
+    panda.move(begin + above, hand)
+    panda.move(begin, hand)
+    panda.move(finish, hand, speed=PUSH_SPEED)
+    panda.move(finish + above, hand)
+    panda.grip(MAX_OPENING, 0.2)
+    panda.move(np.array([0.4, 0.0, 0.4]), top_down(0.0))
+    moved = {
+        body: float(
+            np.linalg.norm(
+                np.array(p.getBasePositionAndOrientation(body, physicsClientId=client)[0])[:2] - at[:2]
+            )
+        )
+        for body, at in before.items()
+    }
+    most = max(moved, key=moved.__getitem__, default=-1)
+    distance = moved.get(most, 0.0)
+    if distance < 0.005:
+        return PushOutcome(True, "pushed, but nothing moved", -1, distance)
+    return PushOutcome(True, f"pushed: an object moved {distance * 100:.1f} cm", most, distance)

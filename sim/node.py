@@ -3,7 +3,8 @@
 Topics (relative, so a namespace or remapping moves them): camera/image (rgb8), camera/depth (32FC1,
 metres), camera/camera_info, ground_truth. All messages of one frame share one header. Services:
 ~/reset (percept/Reset -> percept/Result) and, in the tabletop scene, ~/execute_grasp
-(percept/ExecuteGrasp -> percept/GraspResult); frames keep coming while the arm moves.
+(percept/ExecuteGrasp -> percept/GraspResult) and ~/execute_push (percept/ExecutePush ->
+percept/PushResult); frames keep coming while the arm moves.
 
 Clock: `realtime` paces physics (240 Hz) and frames (`rate`) to the wall clock and stamps frames with
 it; `fast` runs as fast as it can and stamps frames with the simulation time (ns since the scene was
@@ -27,11 +28,13 @@ from perception.geometry import quaternion_from_matrix
 from perception.msgs import (
     CameraInfo,
     ExecuteGrasp,
+    ExecutePush,
     GraspResult,
     GroundTruth,
     Header,
     Image,
     Pose,
+    PushResult,
     Reset,
     Result,
 )
@@ -39,7 +42,7 @@ from sim import crowd, driving, tabletop
 from sim.camera import CameraSpec
 from sim.dataset import SCENES as DATASET_SCENES
 from sim.frames import Frame, capture
-from sim.grasp import Panda, execute_grasp
+from sim.grasp import Panda, execute_grasp, execute_push
 from sim.world import PHYSICS_HZ, World
 
 SCENES = (*DATASET_SCENES, "crowd")
@@ -90,6 +93,7 @@ class SimNode(Node):
         self.truth_pub = self.create_publisher(GroundTruth, "ground_truth")
         self.create_service("~/reset", Reset, Result, self.on_reset)
         self.create_service("~/execute_grasp", ExecuteGrasp, GraspResult, self.on_execute_grasp)
+        self.create_service("~/execute_push", ExecutePush, PushResult, self.on_execute_push)
         self.seq = 0
         self.steps_per_frame = max(1, round(PHYSICS_HZ / self.rate))
         self._slow_frames = 0
@@ -145,21 +149,20 @@ class SimNode(Node):
 
     def on_execute_grasp(self, request: ExecuteGrasp) -> GraspResult:
         pose = request.pose
-        if self.panda is None:
+        if self.panda is None or not isinstance(self.scene, tabletop.TabletopScene):
             return GraspResult(
                 success=False, reason=f"execute_grasp needs the tabletop scene, not {self.scene_name}"
             )
         self._motion_started = (time.monotonic(), self.world.time_s)
         outcome = execute_grasp(
             self.panda,
-            [o.body for o in self.scene.objects],
+            [o.body for o in self.scene.every_object],
             pose.position,
             pose.orientation,
             request.width,
             request.place,
         )
-        if outcome.placed and isinstance(self.scene, tabletop.TabletopScene):  # off the table: not to pick
-            self.scene.objects = [o for o in self.scene.objects if o.body != outcome.object_id]
+        self.scene.refresh()  # what is on the table now: in the tray is not to pick
         self.log.info("grasp at %s: %s", tuple(round(v, 3) for v in pose.position), outcome.reason)
         return GraspResult(
             success=outcome.success,
@@ -167,6 +170,30 @@ class SimNode(Node):
             object_id=outcome.object_id,
             lifted_m=outcome.lifted_m,
             placed=outcome.placed,
+            done_stamp=self._stamp_now(),
+        )
+
+    def on_execute_push(self, request: ExecutePush) -> PushResult:
+        if self.panda is None or not isinstance(self.scene, tabletop.TabletopScene):
+            return PushResult(
+                success=False, reason=f"execute_push needs the tabletop scene, not {self.scene_name}"
+            )
+        self._motion_started = (time.monotonic(), self.world.time_s)
+        outcome = execute_push(
+            self.panda, [o.body for o in self.scene.every_object], request.start, request.end
+        )
+        self.scene.refresh()
+        self.log.info(
+            "push from %s to %s: %s",
+            tuple(round(v, 3) for v in request.start),
+            tuple(round(v, 3) for v in request.end),
+            outcome.reason,
+        )
+        return PushResult(
+            success=outcome.success,
+            reason=outcome.reason,
+            object_id=outcome.object_id,
+            moved_m=outcome.moved_m,
             done_stamp=self._stamp_now(),
         )
 

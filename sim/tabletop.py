@@ -124,7 +124,15 @@ class TabletopScene:
         spread = self.rng.uniform(-1, 1, 2) * params.light_jitter
         self.light_direction = (0.5 + spread[0], -0.3 + spread[1], 1.0)
         self._place_objects()
+        # `objects` are those still to pick (see `refresh`); this list keeps every one the scene made.
+        self.every_object = list(self.objects)
         world.step(PHYSICS_SETTLE_STEPS)  # let everything come to rest before the first frame
+
+    def refresh(self) -> None:
+        """After the arm moved: `objects` becomes those physics has on the table now (see on_table). One
+        dropped in the tray leaves the list; one that bounced back out of it, or was knocked off the arm,
+        is on it again: where an object lies decides, not what the arm meant to do with it."""
+        self.objects = [o for o in self.every_object if on_table(self.world, o.body)]
 
     def advance(self, steps: int) -> None:
         """Run the physics on by `steps` steps (the objects move only if pushed or grasped)."""
@@ -210,6 +218,7 @@ class TabletopScene:
                 if all(math.hypot(x - px, y - py) >= radius + pr + 0.01 for px, py, pr in taken):
                     taken.append((x, y, radius))
                     self.objects.append(self._spawn(name, x, y, float(self.rng.uniform(-math.pi, math.pi))))
+                    self.every_object.append(self.objects[-1])
                     added += 1
                     break
         self.world.step(PHYSICS_SETTLE_STEPS)

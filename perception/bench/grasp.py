@@ -2,13 +2,15 @@
 
 Each episode builds a seeded tabletop with K objects, then repeats: render a 640x480 frame, find the
 objects (the shipped detector, or the simulator's ground-truth boxes with `--truth`, which separates
-detection errors from planning errors), plan, let the pick policy choose a grasp, execute it with the
-Panda, drop the object in the tray; until the pick policy stops the loop, by the same rules as the demo's
-pick-loop node (perception.grasp.pick_policy, at the node's defaults). Everything runs in this process on
-the fast clock, with the same cores as the nodes use (detector, planner, pick policy, sim.grasp).
+detection errors from planning errors), plan, let the pick policy choose a grasp or a push, execute it
+with the Panda (a grasp drops the object in the tray); until the pick policy stops the loop, by the same
+rules as the demo's pick-loop node (perception.grasp.pick_policy, at the node's defaults). Everything runs
+in this process on the fast clock, with the same cores as the nodes use (detector, planner, pick
+policy, sim.grasp). `--no-push` plans and makes no pushes, for comparison.
 
 Reported: grasp success rate (attempts that lifted, held and placed an object), clearing rate (episodes
-that ended with every object in the tray), planning time per frame p50/p95, and per-episode details.
+that ended with every object in the tray), actions (grasps and pushes) per object, planning time per
+frame p50/p95, and per-episode details.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Episode:
     layout: str = "spread"
     attempts: int = 0
     successes: int = 0
+    pushes: int = 0
     cleared: bool = False
     ended: str = ""
     failures: list[str] = field(default_factory=list)
@@ -50,9 +53,10 @@ class Summary:
     layout: str
     attempts: int
     successes: int
+    pushes: int
     success_rate: float
     clear_rate: float
-    actions_per_object: float  # attempts per object on the table at the start
+    actions_per_object: float  # grasps and pushes per object on the table at the start
     plan_p50_ms: float
     plan_p95_ms: float
     seconds: float
@@ -66,17 +70,18 @@ def run(
     renderer: str = "auto",
     confidence: float = DETECTOR_CONFIDENCE,
     layout: str = "spread",
+    push: bool = True,
 ) -> tuple[Summary, list[Episode]]:
     from perception.detector import Detector
-    from perception.grasp import GraspPlanner, PickPolicy, Workspace
+    from perception.grasp import GRASP, GraspPlanner, PickPolicy, Workspace
     from sim import tabletop
     from sim.camera import CameraSpec
     from sim.frames import capture
-    from sim.grasp import Panda, execute_grasp
+    from sim.grasp import Panda, execute_grasp, execute_push
     from sim.world import World
 
     detector = Detector(model, confidence=confidence) if model else None
-    planner = GraspPlanner(workspace=Workspace(x=TABLE_X, y=TABLE_Y))
+    planner = GraspPlanner(workspace=Workspace(x=TABLE_X, y=TABLE_Y), pushes=push)
     world = World(renderer)
     plan_ms: list[float] = []
     results: list[Episode] = []
@@ -91,7 +96,7 @@ def run(
                 CameraSpec(width=640, height=480),
             )
             panda = Panda(world, scene.robot)
-            everything = list(scene.objects)
+            bodies = [o.body for o in scene.every_object]
             policy = PickPolicy()
             while not policy.done:
                 frame = capture(scene)
@@ -102,26 +107,34 @@ def run(
                     np.array([g.position for g in plan.grasps]).reshape(-1, 3),
                     np.array([g.closing for g in plan.grasps]).reshape(-1, 3),
                     [reason for _, reason in plan.rejected],
+                    np.array([q.start for q in plan.pushes]).reshape(-1, 3),
+                    np.array([q.end for q in plan.pushes]).reshape(-1, 3),
                 )
                 if choice is None:
                     continue  # the next frame, or the policy has ended the loop
-                best = plan.grasps[choice]
-                outcome = execute_grasp(
-                    panda, [o.body for o in scene.objects], best.position, best.orientation, best.width
-                )
-                if outcome.placed:
-                    scene.objects = [o for o in scene.objects if o.body != outcome.object_id]
-                else:
+                if choice.kind != GRASP:
+                    shove = plan.pushes[choice.index]
+                    pushed = execute_push(panda, bodies, shove.start, shove.end)
+                    scene.refresh()
+                    if not pushed.success:
+                        episode.failures.append(f"push {shove.class_name}: {pushed.reason}")
+                    policy.record_push(np.array(shove.start), np.array(shove.end))
+                    continue
+                best = plan.grasps[choice.index]
+                outcome = execute_grasp(panda, bodies, best.position, best.orientation, best.width)
+                scene.refresh()
+                if not outcome.placed:
                     episode.failures.append(f"{best.class_name}: {outcome.reason}")
                 policy.record(np.array(best.position), np.array(best.closing), outcome.placed)
-            episode.attempts, episode.successes, episode.ended = (
+            episode.attempts, episode.successes, episode.pushes, episode.ended = (
                 policy.attempts,
                 policy.successes,
+                policy.pushes,
                 policy.ended,
             )
             # Where every object of the scene lies now, placed or not (one that bounced out of the tray,
             # or was knocked off the table, is where physics put it).
-            left = [o for o in everything if tabletop.on_table(world, o.body)]
+            left = [o for o in scene.every_object if tabletop.on_table(world, o.body)]
             episode.cleared = not left
             if policy.cleared and left:  # the loop saw nothing more to pick; the table knows better
                 episode.ended = (
@@ -135,6 +148,7 @@ def run(
         world.close()
     attempts = sum(e.attempts for e in results)
     successes = sum(e.successes for e in results)
+    pushes = sum(e.pushes for e in results)
     summary = Summary(
         source=model or "ground truth",
         episodes=episodes,
@@ -142,9 +156,10 @@ def run(
         layout=layout,
         attempts=attempts,
         successes=successes,
+        pushes=pushes,
         success_rate=round(successes / max(attempts, 1), 4),
         clear_rate=round(sum(e.cleared for e in results) / max(episodes, 1), 4),
-        actions_per_object=round(attempts / max(episodes * objects, 1), 3),
+        actions_per_object=round((attempts + pushes) / max(episodes * objects, 1), 3),
         plan_p50_ms=round(float(np.percentile(plan_ms, 50)), 2) if plan_ms else 0.0,
         plan_p95_ms=round(float(np.percentile(plan_ms, 95)), 2) if plan_ms else 0.0,
         seconds=round(time.monotonic() - start, 1),
@@ -161,12 +176,15 @@ def _objects(frame: Any, detector: Any) -> tuple[np.ndarray, list[str]]:
 
 
 def table(summary: Summary, episodes: list[Episode]) -> str:
-    lines = [f"{'seed':>6} {'objects':>7} {'attempts':>8} {'picked':>6} {'cleared':>7}  ended / failures"]
+    lines = [
+        f"{'seed':>6} {'objects':>7} {'grasps':>6} {'picked':>6} {'pushes':>6} {'cleared':>7}  ended / failures"
+    ]
     lines.append("-" * 80)
     for e in episodes:
         detail = e.ended + (f"; failed: {', '.join(e.failures)}" if e.failures else "")
         lines.append(
-            f"{e.seed:>6} {e.objects:>7} {e.attempts:>8} {e.successes:>6} {'yes' if e.cleared else 'no':>7}  {detail}"
+            f"{e.seed:>6} {e.objects:>7} {e.attempts:>6} {e.successes:>6} {e.pushes:>6} "
+            f"{'yes' if e.cleared else 'no':>7}  {detail}"
         )
     s = summary
     lines += [
@@ -178,7 +196,8 @@ def table(summary: Summary, episodes: list[Episode]) -> str:
         f"{'planning p50 (ms)':<22} {s.plan_p50_ms:>10.2f} {'<= ' + format(PLAN_TARGET_MS, 'g'):>10}",
         f"{'planning p95 (ms)':<22} {s.plan_p95_ms:>10.2f} {'':>10}",
         "anchors: GG-CNN 83-88% grasp success, Dex-Net 2.0 93% (known objects), VGN 92% clearing in clutter",
-        f"{s.episodes} episodes of {s.objects} object(s) ({s.layout}), {s.attempts} attempts, boxes from "
+        f"{s.episodes} episodes of {s.objects} object(s) ({s.layout}), {s.attempts} grasps, {s.pushes} pushes, "
+        "boxes from "
         f"{s.source}, {s.seconds} s",
     ]
     return "\n".join(lines)

@@ -4,6 +4,7 @@
     plan = planner.plan(depth, K, world_from_camera, boxes, class_names)
     plan.grasps          # feasible grasps, best first (world frame), up to `per_object` per object
     plan.rejected        # (detection index, reason) for objects without one
+    plan.pushes          # for those: pushes that may make room for a grasp, best first
 
 Per frame: depth pixels become world points (every `step`-th pixel); RANSAC finds the supporting plane
 among the points outside the boxes; cells beside a jump in height between two standing cells mark
@@ -15,7 +16,9 @@ footprint's narrow axis and along the sides of its smallest enclosing rectangle,
 height the fingers reach, then higher ones while none fits (the pads close on the part above the grasp
 height; higher, the fingertips pass over lower neighbours). Each needs an opening within the gripper's
 and finger pads that land on free space, not on a neighbour. The quality prefers room to spare in the
-opening, the narrow axis, and clearance from neighbours.
+opening, the narrow axis, and clearance from neighbours. An object without a feasible grasp gets
+pushes instead (perception.grasp.push): straight lines low over the table that move it away from its
+neighbours or turn it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import numpy as np
 
 from perception.geometry import back_project_slopes, quaternion_from_matrix
 from perception.grasp.geometry import Plane, fit_plane
+from perception.grasp.push import plan_pushes
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ SAME_ANGLE = math.radians(2.0)  # closing directions closer than this are one ca
 CLEARANCE_BATCH = 4  # candidates whose pads are checked together
 CLEARANCE_COUNTED = 0.03  # metres of free room round the pads that raise a grasp's quality...
 CLEARANCE_WEIGHT = 0.2  # ...by up to this much
+PUSH_MARGIN = 0.05  # metres inside the workspace's bounds that a pushed object's middle must stay
 
 
 @dataclass(frozen=True)
@@ -85,10 +90,24 @@ class Grasp:
     closing: tuple[float, float, float]  # unit direction the fingers close along (world)
 
 
+@dataclass(frozen=True)
+class Push:
+    """A straight push with the closed fingers: down at `start`, along the table to `end` (world points
+    at the fingertips' height), for an object that no grasp fits."""
+
+    start: tuple[float, float, float]
+    end: tuple[float, float, float]
+    quality: float  # 0-1
+    detection: int  # index of the detection it pushes
+    class_name: str
+    kind: str  # "separate" (away from its neighbours) or "turn" (off its middle)
+
+
 @dataclass
 class Plan:
     grasps: list[Grasp] = field(default_factory=list)  # best first
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (detection index, reason)
+    pushes: list[Push] = field(default_factory=list)  # for rejected objects, best first
     outside: list[tuple[int, str]] = field(default_factory=list)  # not in the workspace: not to pick
     plane: Plane | None = None
     planning_ms: float = 0.0
@@ -109,6 +128,7 @@ class GraspPlanner:
     jump: float = 0.01  # metres: a height step this large between neighbouring grid cells is an edge
     # between objects (the grid's cells are 2-3 mm apart: a rounded side's slope stays under it)
     seed: int = 0
+    pushes: bool = True  # plan pushes for objects without a feasible grasp
 
     def plan(
         self,
@@ -136,7 +156,7 @@ class GraspPlanner:
             return result
         result.plane = grid.plane
         for index in range(len(boxes)):
-            reason_or_grasps = self._plan_object(index, boxes, names[index], grid)
+            reason_or_grasps = self._plan_object(index, boxes, names[index], grid, result.pushes)
             if isinstance(reason_or_grasps, OutsideWorkspace):
                 result.outside.append((index, str(reason_or_grasps)))
             elif isinstance(reason_or_grasps, str):
@@ -144,6 +164,7 @@ class GraspPlanner:
             else:
                 result.grasps.extend(reason_or_grasps)
         result.grasps.sort(key=lambda g: -g.quality)
+        result.pushes.sort(key=lambda push: -push.quality)
         result.planning_ms = (time.perf_counter() - start) * 1000
         return result
 
@@ -174,9 +195,11 @@ class GraspPlanner:
 
     # -- per object --------------------------------------------------------------------------------
 
-    def _plan_object(self, index: int, boxes: np.ndarray, name: str, grid: _Grid) -> str | list[Grasp]:
+    def _plan_object(
+        self, index: int, boxes: np.ndarray, name: str, grid: _Grid, pushes: list[Push]
+    ) -> str | list[Grasp]:
         """Grasps for detection `index` (of `boxes`), or why it has none (an OutsideWorkspace reason: not
-        to pick)."""
+        to pick), then with pushes for it added to `pushes`."""
         s, (h, w) = grid.step, grid.valid.shape
         box = boxes[index]
         x1, y1, x2, y2 = box
@@ -215,7 +238,53 @@ class GraspPlanner:
         )
         if refused:
             return OutsideWorkspace(refused)
-        return self._candidates(index, name, flat, standing, top, near_flat, near_heights, grid.plane, e1, e2)
+        found = self._candidates(
+            index, name, flat, standing, top, near_flat, near_heights, grid.plane, e1, e2
+        )
+        if isinstance(found, str) and self.pushes:
+            pushes.extend(self._pushes(index, name, flat, top, near_flat, near_heights, grid.plane, e1, e2))
+        return found
+
+    def _pushes(
+        self,
+        index: int,
+        name: str,
+        flat: np.ndarray,
+        top: float,
+        near_flat: np.ndarray,
+        near_heights: np.ndarray,
+        plane: Plane,
+        e1: np.ndarray,
+        e2: np.ndarray,
+    ) -> list[Push]:
+        """Pushes for an object no grasp fits, in the world frame; the object's new place must be in the
+        workspace, PUSH_MARGIN inside its bounds (so a push never clears the table by shoving an object
+        off it)."""
+        g = self.gripper
+
+        def world(point: np.ndarray, height: float = 0.0) -> np.ndarray:
+            on_plane: np.ndarray = point[0] * e1 + point[1] * e2 + (height - plane.offset) * plane.normal
+            return on_plane
+
+        def inside(point: np.ndarray) -> bool:
+            x, y = world(point)[:2]
+            (x0, x1), (y0, y1), m = self.workspace.x, self.workspace.y, PUSH_MARGIN
+            return bool(x0 + m <= x <= x1 - m and y0 + m <= y <= y1 - m)
+
+        found = plan_pushes(
+            flat, top, near_flat, near_heights, 2 * g.pad_thickness, g.pad_width, g.max_opening, inside
+        )
+        return [
+            Push(
+                start=tuple(float(v) for v in world(c.start, c.height)),  # type: ignore[arg-type]
+                end=tuple(float(v) for v in world(c.end, c.height)),  # type: ignore[arg-type]
+                quality=c.quality,
+                detection=index,
+                class_name=name,
+                kind=c.kind,
+            )
+            for c in found
+        ]
 
     def _object_cells(
         self,

@@ -1,9 +1,10 @@
 """The grasp planner node: detections + the depth image and camera info of the same frame -> grasps.
 
 Topics: `detections`, `depth` (32FC1 metres), `camera_info` -> `grasps` (Grasps, stamped like the
-detections). Depth and camera info wait in small buffers and are paired with each detections message by
-stamp (`tolerance_s`); a frame without its depth or camera info still gets a Grasps message, with every
-detection rejected and the reason, so nothing is dropped silently.
+detections; with pushes for the objects no grasp fits, unless `pushes` is false). Depth and camera info
+wait in small buffers and are paired with each detections message by stamp (`tolerance_s`); a frame
+without its depth or camera info still gets a Grasps message, with every detection rejected and the
+reason, so nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -66,7 +67,10 @@ class GraspPlannerNode(Node):
         step = self.declare_parameter("step", 2, "pixel stride", read_only=True)
         if step < 1:
             raise ParameterError(f"parameter 'step': expected a pixel stride of at least 1, found {step}")
-        self.planner = GraspPlanner(gripper, workspace, step=step)
+        pushes = self.declare_parameter(
+            "pushes", True, "plan pushes for objects without a grasp", read_only=True
+        )
+        self.planner = GraspPlanner(gripper, workspace, step=step, pushes=bool(pushes))
         self.depths: StampBuffer[Image] = StampBuffer(10, tolerance)
         self.infos: StampBuffer[CameraInfo] = StampBuffer(10, tolerance)
         self.create_subscription(Image, "depth", self.depths.add)
@@ -134,6 +138,11 @@ class GraspPlannerNode(Node):
                 rejected_reasons=[reason for _, reason in plan.rejected],
                 outside_indices=np.array([wanted[i] for i, _ in plan.outside], np.int32),
                 planning_ms=plan.planning_ms,
+                push_starts=np.array([q.start for q in plan.pushes]).reshape(-1, 3),
+                push_ends=np.array([q.end for q in plan.pushes]).reshape(-1, 3),
+                push_qualities=np.array([q.quality for q in plan.pushes], np.float32),
+                push_detection_indices=np.array([wanted[q.detection] for q in plan.pushes], np.int32),
+                push_class_names=[q.class_name for q in plan.pushes],
             )
         )
 

@@ -259,3 +259,46 @@ def test_one_wide_object_is_not_cut_into_graspable_pieces():
     depth = render([(0.5, 0.0, 0.10, 0.10, 0.03, 0.0), (0.5, 0.0, 0.10, 0.05, 0.05, 0.0)], pose)
     plan = GraspPlanner().plan(depth, K, pose, np.array([box_pixels(0.5, 0.0, 0.075, pose)]))
     assert plan.grasps == [] and "wider than the opening" in plan.rejected[0][1]
+
+
+def test_a_block_wedged_between_walls_is_pushed_out_along_the_gap():
+    # A 4 cm wide, 10 cm long block between two taller walls that touch its long sides: the fingers
+    # cannot close across it (a pad would land on a wall) nor along it (10 cm). The push comes down
+    # beyond one end, on free table, and shoves it along the gap; nothing moves it into a wall.
+    pose = camera_looking_down()
+    walls = [(0.5, dy, 0.26, 0.02, 0.07, 0.0) for dy in (-0.031, 0.031)]
+    depth = render([(0.5, 0.0, 0.10, 0.04, 0.04, 0.0), *walls], pose)
+    boxes = np.array([box_pixels(0.5, 0.0, 0.05, pose)])
+    plan = GraspPlanner().plan(depth, K, pose, boxes, ["jenga"])
+    assert plan.grasps == [] and "neighbour" in plan.rejected[0][1]
+    assert plan.pushes, "expected a push for the wedged block"
+    for push in plan.pushes:
+        start, end = np.array(push.start), np.array(push.end)
+        heading = (end - start)[:2] / np.linalg.norm((end - start)[:2])
+        assert abs(heading[0]) > 0.97, heading  # along the gap (world x)
+        assert abs(start[0] - 0.5) > 0.05 and abs(start[1]) < 0.01  # beyond an end, on its middle line
+        assert 0.01 <= start[2] <= 0.02 and end[2] == pytest.approx(start[2])
+        assert push.detection == 0 and push.class_name == "jenga" and 0 < push.quality <= 1
+    assert GraspPlanner(pushes=False).plan(depth, K, pose, boxes).pushes == []
+
+
+def test_a_push_never_moves_an_object_out_of_the_workspace_nor_lands_on_a_neighbour():
+    from perception.grasp import Workspace
+    from perception.grasp.planner import PUSH_MARGIN
+    from perception.grasp.push import PUSH_DISTANCE
+
+    # A slab too wide to grasp near the workspace's +x edge, a tall post just behind it at -x: pushes
+    # towards +x would leave the workspace, and those from the +x side... the fingers start beside the
+    # slab, so only pushes whose start is clear of the post and whose end keeps the slab inside remain.
+    pose = camera_looking_down()
+    depth = render([(0.5, 0.0, 0.12, 0.10, 0.03, 0.0), (0.42, 0.0, 0.03, 0.03, 0.08, 0.0)], pose)
+    workspace = Workspace(x=(0.2, 0.58), y=(-0.3, 0.3))
+    plan = GraspPlanner(workspace=workspace).plan(
+        depth, K, pose, np.array([box_pixels(0.5, 0.0, 0.08, pose)])
+    )
+    assert plan.grasps == [] and plan.pushes
+    for push in plan.pushes:
+        start, end = np.array(push.start), np.array(push.end)
+        heading = (end - start)[:2] / np.linalg.norm((end - start)[:2])
+        assert 0.5 + PUSH_DISTANCE * heading[0] <= 0.58 - PUSH_MARGIN + 0.01
+        assert np.linalg.norm(start[:2] - (0.42, 0.0)) > 0.03  # not down on the post

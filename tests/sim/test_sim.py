@@ -13,10 +13,21 @@ from conftest import percept, spin_until
 
 from perception import Node
 from perception.geometry import back_project, quaternion_from_matrix
-from perception.msgs import CameraInfo, ExecuteGrasp, GraspResult, GroundTruth, Image, Pose, Reset, Result
+from perception.msgs import (
+    CameraInfo,
+    ExecuteGrasp,
+    ExecutePush,
+    GraspResult,
+    GroundTruth,
+    Image,
+    Pose,
+    PushResult,
+    Reset,
+    Result,
+)
 from sim.camera import CameraSpec, boxes_from_mask, intrinsics
 from sim.frames import capture
-from sim.grasp import Panda, execute_grasp, top_down
+from sim.grasp import Panda, execute_grasp, execute_push, top_down
 from sim.tabletop import TRAY_POSITION, TabletopParams, TabletopScene, params_from
 from sim.world import World
 
@@ -231,12 +242,60 @@ def test_execute_grasp_fails_with_a_reason(physics, position, width, reason):
     assert re.fullmatch(reason, outcome.reason), outcome.reason
 
 
+def test_execute_push_moves_an_object_along_the_line_and_refuses_bad_pushes(physics):
+    tabletop = TabletopScene(
+        physics, TabletopParams(objects=1, classes=["cube"]), 2, CameraSpec(width=64, height=48)
+    )
+    body = tabletop.objects[0].body
+    x, y, _ = _centre(physics, body)
+    panda = Panda(physics, tabletop.robot)
+    # From 4 cm behind the cube's middle (its side is 3-4 cm away from it at most) to 5 cm beyond it.
+    outcome = execute_push(panda, [body], (x - 0.04, y, 0.015), (x + 0.05, y, 0.015))
+    assert outcome.success and outcome.object_id == body, outcome.reason
+    nx, ny, _ = p.getBasePositionAndOrientation(body, physicsClientId=physics.client)[0]
+    # The fingers meet it after about 1 cm and push it 8 cm on; it slides a little further (2-3 cm).
+    assert 0.05 <= nx - x <= 0.12 and abs(ny - y) < 0.025, (nx - x, ny - y)
+    assert outcome.moved_m == pytest.approx(math.hypot(nx - x, ny - y), abs=1e-6)
+    for start, end, reason in (
+        ((0.5, 0.0, 0.015), (0.9, 0.0, 0.015), r"push length 40.0 cm is outside \[1, 30\] cm"),
+        (
+            (0.5, 0.0, 0.003),
+            (0.6, 0.0, 0.003),
+            r"push height 0.3 cm: the fingertips would scrape the table .*",
+        ),
+        (
+            (1.1, 0.0, 0.015),
+            (1.2, 0.0, 0.015),
+            r"out of reach: inverse kinematics misses \(1.1, 0, 0.015\) .*",
+        ),
+    ):
+        refused = execute_push(panda, [body], start, end)
+        assert not refused.success and re.fullmatch(reason, refused.reason), refused.reason
+
+
 def test_execute_grasp_service_picks_the_cube_it_sees(context, spawn):
     spawn_sim(spawn, scene_params="{objects: 1, classes: [cube]}")
     truths: list[GroundTruth] = []
     with Node("picker", context=context) as node:
         node.create_subscription(GroundTruth, "/ground_truth", truths.append)
         spin_until(node, lambda: truths and len(truths[-1].ids) == 1, timeout_s=60, what="the cube")
+        truth = truths[-1]
+        x, y, z = truth.positions[0]
+        yaw = p.getEulerFromQuaternion(tuple(truth.orientations[0]))[2]
+        # Pushed 4 cm along world y first, through the push service; then grasped where it went.
+        push = node.create_client("/sim/execute_push", ExecutePush, PushResult)
+        assert push.wait_for_service(10)
+        pushed = push.call(ExecutePush(start=(x, y - 0.045, 0.015), end=(x, y + 0.04, 0.015)), timeout_s=60)
+        assert pushed.success and pushed.object_id == int(truth.ids[0]) and pushed.moved_m > 0.02, (
+            pushed.reason
+        )
+        truths.clear()
+        spin_until(
+            node,
+            lambda: truths and truths[-1].header.stamp >= pushed.done_stamp,
+            timeout_s=30,
+            what="a frame after the push",
+        )
         truth = truths[-1]
         x, y, z = truth.positions[0]
         yaw = p.getEulerFromQuaternion(tuple(truth.orientations[0]))[2]

@@ -28,6 +28,9 @@ def register(bench: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1000, help="seed of the first episode (then +1 each)")
     p.add_argument("--model", default="models/percept.onnx", help="the detector in the loop")
     p.add_argument("--truth", action="store_true", help="ground-truth boxes instead of the detector")
+    p.add_argument(
+        "--no-push", action="store_true", help="grasps only: plan and make no pushes (for comparison)"
+    )
     p.set_defaults(func=_run)
     return p
 
@@ -47,10 +50,16 @@ def _run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "boxes": "ground truth" if args.truth else args.model,
         "image": "640x480",
+        "pushes": not args.no_push,
     }
     print(f"grasp benchmark: {settings}", flush=True)
     summary, episodes = grasp.run(
-        args.episodes, args.objects, args.seed, None if args.truth else args.model, layout=args.layout
+        args.episodes,
+        args.objects,
+        args.seed,
+        None if args.truth else args.model,
+        layout=args.layout,
+        push=not args.no_push,
     )
     print(grasp.table(summary, episodes))
     if args.json:
