@@ -26,20 +26,24 @@ class Message:
 
     TYPE_NAME: ClassVar[str] = ""
     SCHEMA_VERSION: ClassVar[int] = 0
+    READS_VERSIONS: ClassVar[frozenset[int]] = frozenset()  # older versions it decodes too
 
 
 M = TypeVar("M", bound=Message)
 _TYPES: dict[str, type[Message]] = {}
 
 
-def message(type_name: str, version: int = 1) -> Callable[[type[M]], type[M]]:
-    """Register a dataclass as a message type under a stable name and schema version."""
+def message(type_name: str, version: int = 1, reads: tuple[int, ...] = ()) -> Callable[[type[M]], type[M]]:
+    """Register a dataclass as a message type under a stable name and schema version. `reads`: older
+    versions whose messages it still decodes, because the fields added since have defaults (a recording
+    made before a field was added replays)."""
 
     def register(cls: type[M]) -> type[M]:
         if type_name in _TYPES and _TYPES[type_name] is not cls:
             raise MessageError(f"message type {type_name!r} is already registered by {_TYPES[type_name]}")
         cls.TYPE_NAME = type_name
         cls.SCHEMA_VERSION = version
+        cls.READS_VERSIONS = frozenset({version, *reads})
         _TYPES[type_name] = cls
         return cls
 
@@ -376,7 +380,7 @@ class GroundTruth(Message):
             raise MessageError(f"GroundTruth: {n} ids, but these fields have other shapes: {wrong}")
 
 
-@message("percept/Grasps", version=3)
+@message("percept/Grasps", version=3, reads=(1, 2))
 @dataclass(slots=True)
 class Grasps(Message):
     """Parallel-jaw grasps planned on one frame, best first, as parallel arrays (world frame: position
@@ -452,7 +456,7 @@ class Grasps(Message):
         return len(self.positions)
 
 
-@message("percept/PickAttempt", version=2)
+@message("percept/PickAttempt", version=2, reads=(1,))
 @dataclass(slots=True)
 class PickAttempt(Message):
     """One action of a pick-and-place loop: the grasp tried, or the push made (`action` "push": `pose`

@@ -76,6 +76,7 @@ SAME_ANGLE = math.radians(2.0)  # closing directions closer than this are one ca
 CLEARANCE_BATCH = 4  # candidates whose pads are checked together
 CLEARANCE_COUNTED = 0.03  # metres of free room round the pads that raise a grasp's quality...
 CLEARANCE_WEIGHT = 0.2  # ...by up to this much
+OPEN_MARGIN = 0.01  # metres the fingers open wider each side than the object needs, where there is room
 PUSH_MARGIN = 0.05  # metres inside the workspace's bounds that a pushed object's middle must stay
 
 
@@ -384,7 +385,7 @@ class GraspPlanner:
             # Best first, a few at a time, until no unchecked candidate can beat those kept (clearance
             # adds at most CLEARANCE_WEIGHT): in clutter most candidates are never checked.
             order = fits[np.argsort(-bases[fits], kind="stable")]
-            kept_k, kept_q = np.zeros(0, np.int64), np.zeros(0)
+            kept_k, kept_q, kept_f = np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
             for chunk in range(0, len(order), CLEARANCE_BATCH):
                 batch = order[chunk : chunk + CLEARANCE_BATCH]
                 if len(kept_q) >= self.per_object and bases[batch[0]] + CLEARANCE_WEIGHT <= kept_q[-1]:
@@ -393,19 +394,21 @@ class GraspPlanner:
                     middles[batch], closings[batch], acrosses[batch], widths[batch], obstacles
                 )
                 clear = free >= 0.0
-                kept_k = np.r_[kept_k, batch[clear]]
+                kept_k, kept_f = np.r_[kept_k, batch[clear]], np.r_[kept_f, free[clear]]
                 kept_q = np.r_[
                     kept_q,
                     bases[batch[clear]] + CLEARANCE_WEIGHT * np.minimum(free[clear] / CLEARANCE_COUNTED, 1.0),
                 ]
                 best = np.argsort(-kept_q, kind="stable")[: self.per_object]
-                kept_k, kept_q = kept_k[best], kept_q[best]
+                kept_k, kept_q, kept_f = kept_k[best], kept_q[best], kept_f[best]
             if len(kept_k):
+                # The opening to command: as measured, plus the free room round the pads up to
+                # OPEN_MARGIN each side, for what depth does not show (a rounded side under its
+                # silhouette, a few millimetres of error in the measured width).
+                openings = np.minimum(widths[kept_k] + 2 * np.minimum(kept_f, OPEN_MARGIN), g.max_opening)
                 return [
-                    self._grasp(
-                        index, name, middles[k], closings[k], level, float(widths[k]), q, plane, e1, e2
-                    )
-                    for k, q in zip(kept_k.tolist(), kept_q.tolist(), strict=True)
+                    self._grasp(index, name, middles[k], closings[k], level, float(opening), q, plane, e1, e2)
+                    for k, q, opening in zip(kept_k.tolist(), kept_q.tolist(), openings.tolist(), strict=True)
                 ]
             blocked = True
         if blocked:

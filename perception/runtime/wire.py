@@ -148,7 +148,7 @@ def decode(frames: list[Buffer], expected: type[msgs.Message] | None = None) -> 
     if cls is None:
         msg = UnknownMessage(type_name, version, fields)
     else:
-        if version != cls.SCHEMA_VERSION:
+        if version not in cls.READS_VERSIONS:
             raise MalformedMessage(
                 f"{type_name} schema version {version} received; this process reads version "
                 f"{cls.SCHEMA_VERSION}"

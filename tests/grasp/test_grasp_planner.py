@@ -10,6 +10,7 @@ import pytest
 from perception.geometry import back_project, matrix_from_quaternion, quaternion_from_matrix
 from perception.grasp import GraspPlanner
 from perception.grasp.geometry import fit_plane
+from perception.grasp.planner import OPEN_MARGIN
 
 W, H, F = 320, 240, 300.0
 K = np.array([[F, 0, W / 2], [0, F, H / 2], [0, 0, 1.0]])
@@ -65,7 +66,10 @@ def test_a_box_gets_a_grasp_at_its_centre_across_its_narrow_side(yaw_deg):
     # Fingers close across the 4 cm side: along the box's own y axis, either way round.
     narrow = yaw + math.pi / 2
     assert abs(math.remainder(yaw_of_closing(best) - narrow, math.pi)) < math.radians(6)
-    assert best.width == pytest.approx(0.04 + 2 * GraspPlanner().gripper.clearance, abs=0.006)
+    # The opening: the 4 cm side, the clearance, and the margin the free table round it allows.
+    assert best.width == pytest.approx(
+        0.04 + 2 * GraspPlanner().gripper.clearance + 2 * OPEN_MARGIN, abs=0.006
+    )
     # The hand points down, and its y axis is the closing direction.
     rotation = matrix_from_quaternion(best.orientation)
     assert np.allclose(rotation[:, 2], (0, 0, -1), atol=1e-3)
@@ -200,7 +204,9 @@ def test_a_wide_base_below_the_fingertips_does_not_widen_the_grasp():
     best = plan.grasps[0]
     assert best.position[2] > 0.02 + 0.005  # above the plinth
     # The post's 4 cm (less up to a grid step of 4 mm at this range) and the clearance: not the plinth's 10.
-    assert best.width == pytest.approx(0.04 + 2 * GraspPlanner().gripper.clearance, abs=0.008)
+    assert best.width == pytest.approx(
+        0.04 + 2 * GraspPlanner().gripper.clearance + 2 * OPEN_MARGIN, abs=0.008
+    )
 
 
 def test_a_higher_grasp_lets_the_fingers_pass_over_lower_neighbours_all_round():
@@ -239,7 +245,7 @@ def test_touching_objects_are_told_apart_by_the_step_between_them_and_by_their_b
     assert plan.grasps, plan.rejected
     best = plan.grasps[0]
     assert np.allclose(best.position[:2], (0.5, 0.0), atol=0.006)
-    assert best.width == pytest.approx(0.04 + 2 * planner.gripper.clearance, abs=0.008)
+    assert best.width == pytest.approx(0.04 + 2 * planner.gripper.clearance + 2 * OPEN_MARGIN, abs=0.008)
     # Two blocks of one height side by side, each with its own box: the boxes share the patch out, and
     # each is grasped at its own centre, across the line between them (a pad between them has no room).
     depth = render([(0.5, 0.0, 0.04, 0.04, 0.04, 0.0), (0.5, 0.04, 0.04, 0.04, 0.04, 0.0)], pose)
@@ -302,3 +308,16 @@ def test_a_push_never_moves_an_object_out_of_the_workspace_nor_lands_on_a_neighb
         heading = (end - start)[:2] / np.linalg.norm((end - start)[:2])
         assert 0.5 + PUSH_DISTANCE * heading[0] <= 0.58 - PUSH_MARGIN + 0.01
         assert np.linalg.norm(start[:2] - (0.42, 0.0)) > 0.03  # not down on the post
+
+
+def test_the_fingers_open_wider_than_the_object_needs_only_as_far_as_the_neighbours_allow():
+    # A 4 x 6 cm block with a tall wall 1.7 cm beyond one side: closing across the 4 cm, a pad's outer
+    # face lies 4.0 cm from the middle, the wall 4.5 cm: half a centimetre of the margin is free.
+    pose = camera_looking_down()
+    planner = GraspPlanner()
+    depth = render([(0.5, 0.0, 0.06, 0.04, 0.04, 0.0), (0.5, 0.055, 0.12, 0.02, 0.06, 0.0)], pose)
+    plan = planner.plan(depth, K, pose, np.array([box_pixels(0.5, 0.0, 0.04, pose)]))
+    best = plan.grasps[0]
+    assert abs(best.closing[1]) > 0.97  # across the 4 cm
+    measured = 0.04 + 2 * planner.gripper.clearance
+    assert measured + 0.004 <= best.width <= measured + 0.016  # some of the margin, not all of it
