@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from perception import msgs
-from perception.display.palette import GRASP_BEST, GRASP_OTHER, WHITE, colour
+from perception.display.palette import GRASP_BEST, GRASP_OTHER, PUSH, WHITE, colour
 from perception.geometry import matrix_from_quaternion
 
 
@@ -144,7 +144,7 @@ def project(points: np.ndarray, info: msgs.CameraInfo) -> np.ndarray:
 
 def draw_grasps(canvas: np.ndarray, grasps: msgs.Grasps, info: msgs.CameraInfo) -> None:
     """Each grasp as its closing line (finger to finger, as wide as the opening) with a dot at its
-    centre; the best one green, the others orange."""
+    centre, the best one green, the others orange; each push as a violet arrow along its line."""
     for rank, (position, orientation, width) in enumerate(
         zip(grasps.positions, grasps.orientations, grasps.widths, strict=True)
     ):
@@ -159,3 +159,8 @@ def draw_grasps(canvas: np.ndarray, grasps: msgs.Grasps, info: msgs.CameraInfo) 
         for end in (a, b):
             cv2.circle(canvas, end, 4, bgr, -1, cv2.LINE_AA)
         cv2.circle(canvas, centre, 3, WHITE, -1, cv2.LINE_AA)
+    for start, end in zip(grasps.push_starts, grasps.push_ends, strict=True):  # pushes: an arrow each
+        pixels = project(np.array([start, end]), info)
+        if np.isfinite(pixels).all():
+            a, b = (tuple(round(float(v)) for v in p) for p in pixels)
+            cv2.arrowedLine(canvas, a, b, PUSH, 2, cv2.LINE_AA, tipLength=0.25)

@@ -10,6 +10,7 @@ import numpy as np
 
 WHITE = (255, 255, 255)
 GRASP_BEST, GRASP_OTHER = (60, 230, 30), (30, 160, 240)  # BGR: green, orange
+PUSH = (230, 60, 200)  # BGR: violet, a push's line from where the fingers come down to where they stop
 
 
 def colour(key: int) -> tuple[int, int, int]:

@@ -21,6 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 
 CLEAR = "the table is clear"
+# Two grasps (or pushes) this close, and their closing directions (or headings) this alike, are one: a
+# failed one is not tried again, and the planner offers distinct ones so a failure leaves others.
+REPEAT_RADIUS = 0.015  # metres
+REPEAT_ANGLE_DEG = 20.0
 GRASP, PUSH = "grasp", "push"
 
 
@@ -160,8 +164,8 @@ def first_untried(
     positions: np.ndarray,
     closings: np.ndarray,
     failed: list[tuple[np.ndarray, np.ndarray]],
-    radius: float = 0.015,
-    angle_deg: float = 20.0,
+    radius: float = REPEAT_RADIUS,
+    angle_deg: float = REPEAT_ANGLE_DEG,
 ) -> int | None:
     """Index of the first grasp (rows of positions and closing directions, best first) that is not a
     repeat of a failed one: within `radius` metres and `angle_deg` of its closing direction (either

@@ -32,6 +32,7 @@ import numpy as np
 
 from perception.geometry import back_project_slopes, quaternion_from_matrix
 from perception.grasp.geometry import Plane, fit_plane
+from perception.grasp.pick_policy import REPEAT_ANGLE_DEG, REPEAT_RADIUS
 from perception.grasp.push import plan_pushes
 
 
@@ -383,24 +384,27 @@ class GraspPlanner:
             near = (near_heights > level - 0.01) & (np.linalg.norm(near_flat - centre, axis=1) <= reach)
             obstacles = near_flat[near]
             # Best first, a few at a time, until no unchecked candidate can beat those kept (clearance
-            # adds at most CLEARANCE_WEIGHT): in clutter most candidates are never checked.
+            # adds at most CLEARANCE_WEIGHT): in clutter most candidates are never checked. Those kept
+            # are distinct grasps (not repeats in the pick policy's sense), so one that fails leaves
+            # the pick loop others to try.
             order = fits[np.argsort(-bases[fits], kind="stable")]
-            kept_k, kept_q, kept_f = np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+            clear_k, clear_q, clear_f = np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+            kept = np.zeros(0, np.int64)  # rows of the clear_ arrays
             for chunk in range(0, len(order), CLEARANCE_BATCH):
                 batch = order[chunk : chunk + CLEARANCE_BATCH]
-                if len(kept_q) >= self.per_object and bases[batch[0]] + CLEARANCE_WEIGHT <= kept_q[-1]:
+                if len(kept) >= self.per_object and bases[batch[0]] + CLEARANCE_WEIGHT <= clear_q[kept[-1]]:
                     break
                 free = self._pad_clearance(
                     middles[batch], closings[batch], acrosses[batch], widths[batch], obstacles
                 )
                 clear = free >= 0.0
-                kept_k, kept_f = np.r_[kept_k, batch[clear]], np.r_[kept_f, free[clear]]
-                kept_q = np.r_[
-                    kept_q,
+                clear_k, clear_f = np.r_[clear_k, batch[clear]], np.r_[clear_f, free[clear]]
+                clear_q = np.r_[
+                    clear_q,
                     bases[batch[clear]] + CLEARANCE_WEIGHT * np.minimum(free[clear] / CLEARANCE_COUNTED, 1.0),
                 ]
-                best = np.argsort(-kept_q, kind="stable")[: self.per_object]
-                kept_k, kept_q, kept_f = kept_k[best], kept_q[best], kept_f[best]
+                kept = self._distinct(clear_q, middles[clear_k], closings[clear_k])
+            kept_k, kept_q, kept_f = clear_k[kept], clear_q[kept], clear_f[kept]
             if len(kept_k):
                 # The opening to command: as measured, plus the free room round the pads up to
                 # OPEN_MARGIN each side, for what depth does not show (a rounded side under its
@@ -417,6 +421,22 @@ class GraspPlanner:
             f"no feasible grasp: {narrowest * 100:.1f} cm across where narrowest (every "
             f"{self.angle_step_deg:g}° of the half-turn, {len(levels)} grasp height(s)), wider than the opening"
         )
+
+    def _distinct(self, qualities: np.ndarray, middles: np.ndarray, closings: np.ndarray) -> np.ndarray:
+        """Up to `per_object` rows, best first, none a repeat of a better one: within REPEAT_RADIUS and
+        REPEAT_ANGLE_DEG of its closing direction (either way round)."""
+        cos_limit = math.cos(math.radians(REPEAT_ANGLE_DEG))
+        kept: list[int] = []
+        for row in np.argsort(-qualities, kind="stable").tolist():
+            if all(
+                float(np.hypot(*(middles[row] - middles[other]))) >= REPEAT_RADIUS
+                or abs(float(closings[row] @ closings[other])) <= cos_limit
+                for other in kept
+            ):
+                kept.append(row)
+                if len(kept) == self.per_object:
+                    break
+        return np.array(kept, np.int64)
 
     def _angles(self, held: np.ndarray) -> tuple[np.ndarray, float]:
         """Closing directions to try (radians): the narrow axis of the held points first, then every

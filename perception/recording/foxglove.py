@@ -9,7 +9,7 @@ exact.
 | percept/CameraInfo | foxglove.CameraCalibration, and foxglove.FrameTransform (world -> camera) |
 | percept/Detections | foxglove.ImageAnnotations: a box outline and "class score" per detection |
 | percept/Tracks | foxglove.ImageAnnotations: box, "#id class" and the trail of the box's bottom centre |
-| percept/Grasps | foxglove.SceneUpdate: per grasp a slab as wide as the opening, in the world frame |
+| percept/Grasps | foxglove.SceneUpdate: per grasp a slab as wide as the opening, per push a line, in the world frame |
 
 The live link (live.py) sends the same views, and every other message as JSON (`as_json`), so that
 stats and results can be plotted and read in Foxglove's panels.
@@ -30,7 +30,9 @@ from foxglove_schemas_protobuf.Color_pb2 import Color
 from foxglove_schemas_protobuf.CubePrimitive_pb2 import CubePrimitive
 from foxglove_schemas_protobuf.FrameTransform_pb2 import FrameTransform
 from foxglove_schemas_protobuf.ImageAnnotations_pb2 import ImageAnnotations
+from foxglove_schemas_protobuf.LinePrimitive_pb2 import LinePrimitive
 from foxglove_schemas_protobuf.Point2_pb2 import Point2
+from foxglove_schemas_protobuf.Point3_pb2 import Point3
 from foxglove_schemas_protobuf.PointsAnnotation_pb2 import PointsAnnotation
 from foxglove_schemas_protobuf.SceneEntity_pb2 import SceneEntity
 from foxglove_schemas_protobuf.SceneUpdate_pb2 import SceneUpdate
@@ -200,6 +202,16 @@ class Converter:
             q = cube.pose.orientation
             q.x, q.y, q.z, q.w = (float(v) for v in orientation)
             entity.cubes.append(cube)
+        b, g, r = palette.PUSH
+        for start, end in zip(grasps.push_starts, grasps.push_ends, strict=True):  # a line per push
+            line = LinePrimitive(
+                type=LinePrimitive.LINE_STRIP,
+                thickness=0.006,
+                color=Color(r=r / 255, g=g / 255, b=b / 255, a=0.9),
+            )
+            line.pose.orientation.w = 1.0
+            line.points.extend(Point3(x=float(x), y=float(y), z=float(z)) for x, y, z in (start, end))
+            entity.lines.append(line)
         update.entities.append(entity)
         return [(topic, update)]
 

@@ -105,3 +105,51 @@ def test_the_tabletop_grasp_launch_picks_a_cube_end_to_end(registry, clock):
     assert "attempt 1: " in output and "picked and placed" in output
     assert "pick loop done (the table is clear): 1 picked in 1 attempts (100% success)" in output
     assert "required node /pick_loop finished (exit code 0)" in output
+
+
+def test_the_pick_loop_node_pushes_through_the_simulators_service_when_no_grasp_fits(context, spawn):
+    """A Grasps message offering no grasp and one push, as the planner sends for a wedged object: the
+    pick-loop process calls the sim process's /sim/execute_push, the cube moves, and the action is
+    published on /attempts as a push."""
+    from conftest import spin_until
+
+    from perception import Node
+    from perception.msgs import GroundTruth, PickAttempt
+
+    settings = {"clock": "fast", "renderer": "tiny", "width": "160", "height": "120"}
+    settings["scene_params"] = "{objects: 1, classes: [cube]}"
+    spawn("run", "sim.node:SimNode", *[arg for k, v in settings.items() for arg in ("-p", f"{k}:={v}")])
+    spawn("run", "perception.nodes.pick_loop:PickLoop", "-p", "exit_when_done:=false")
+    truths: list[GroundTruth] = []
+    attempts: list[PickAttempt] = []
+    with Node("planner_stand_in", context=context) as node:
+        node.create_subscription(GroundTruth, "/ground_truth", truths.append)
+        node.create_subscription(PickAttempt, "/attempts", attempts.append)
+        publisher = node.create_publisher(Grasps, "/grasps")
+        spin_until(node, lambda: truths and len(truths[-1].ids) == 1, timeout_s=60, what="the cube")
+        x, y, _ = truths[-1].positions[0]
+        start, end = (x, y - 0.045, 0.015), (x, y + 0.04, 0.015)
+
+        def offer() -> bool:
+            publisher.publish(
+                Grasps(
+                    header=Header(stamp=truths[-1].header.stamp),
+                    rejected_indices=np.array([0], np.int32),
+                    rejected_reasons=["no feasible grasp: a finger would land on a neighbour"],
+                    push_starts=np.array([start]),
+                    push_ends=np.array([end]),
+                    push_qualities=np.array([0.7], np.float32),
+                    push_detection_indices=np.array([0], np.int32),
+                    push_class_names=["cube"],
+                )
+            )
+            return bool(attempts)
+
+        spin_until(node, offer, timeout_s=90, what="the pick loop's first action")
+        action = attempts[0]
+        assert action.action == "push" and action.success and action.class_name == "cube", action.reason
+        assert action.reason.startswith("pushed: an object moved")
+        assert np.allclose(action.pose.position, start) and np.allclose(action.push_end, end)
+        truths.clear()
+        spin_until(node, lambda: truths, timeout_s=30, what="a frame after the push")
+        assert truths[-1].positions[0][1] - y > 0.02  # the cube went along +y

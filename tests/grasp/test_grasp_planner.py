@@ -321,3 +321,17 @@ def test_the_fingers_open_wider_than_the_object_needs_only_as_far_as_the_neighbo
     assert abs(best.closing[1]) > 0.97  # across the 4 cm
     measured = 0.04 + 2 * planner.gripper.clearance
     assert measured + 0.004 <= best.width <= measured + 0.016  # some of the margin, not all of it
+
+
+def test_the_grasps_kept_for_an_object_are_distinct_so_a_failure_leaves_others_to_try():
+    from perception.grasp import first_untried
+
+    pose = camera_looking_down()
+    depth = render([(0.5, 0.0, 0.05, 0.05, 0.05, 0.3)], pose)  # a square: many angles fit, alike in quality
+    plan = GraspPlanner().plan(depth, K, pose, np.array([box_pixels(0.5, 0.0, 0.05, pose)]))
+    assert len(plan.grasps) == 3
+    positions = np.array([g.position for g in plan.grasps])
+    closings = np.array([g.closing for g in plan.grasps])
+    for tried in range(3):  # each one failing still leaves the next, not a repeat of it
+        failed = [(positions[i], closings[i]) for i in range(tried + 1)]
+        assert first_untried(positions, closings, failed) == (tried + 1 if tried < 2 else None)

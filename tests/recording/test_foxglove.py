@@ -88,7 +88,7 @@ def test_tracks_get_their_id_and_a_trail_that_ends_with_the_track():
     assert len(view.points) == 0 and converter.trails == {}
 
 
-def test_grasps_become_slabs_as_wide_as_the_opening_in_the_world_frame():
+def test_grasps_become_slabs_as_wide_as_the_opening_and_pushes_lines_in_the_world_frame():
     grasps = msgs.Grasps(
         H,
         [[0.5, 0.1, 0.02], [0.4, 0, 0.03]],
@@ -97,12 +97,22 @@ def test_grasps_become_slabs_as_wide_as_the_opening_in_the_world_frame():
         [0.9, 0.5],
         [0, 1],
         ["a", "b"],
+        push_starts=[[0.4, 0.2, 0.015]],
+        push_ends=[[0.49, 0.2, 0.015]],
+        push_qualities=[0.6],
+        push_detection_indices=[2],
+        push_class_names=["c"],
     )
     [(_, update)] = Converter().convert("/grasps", grasps)
     [entity] = update.entities
     assert entity.frame_id == "world"
     assert [round(c.size.y, 3) for c in entity.cubes] == [0.05, 0.07]
     assert round(entity.cubes[0].pose.position.x, 3) == 0.5
+    [push] = entity.lines  # a push: its line, start to end
+    assert [(round(p.x, 3), round(p.y, 3), round(p.z, 3)) for p in push.points] == [
+        (0.4, 0.2, 0.015),
+        (0.49, 0.2, 0.015),
+    ]
 
 
 def test_detections_are_outlined_and_labelled_in_the_viewers_colours():

@@ -15,6 +15,7 @@ import pytest
 
 from perception import msgs
 from perception.display import overlay
+from perception.display.palette import PUSH
 from perception.viewer.state import ViewerState
 
 
@@ -62,6 +63,17 @@ def test_a_grasp_is_drawn_where_the_camera_sees_it():
     # The hand's y axis closes: world y maps to image -y here, so the line runs vertically at u = 90.
     assert tuple(canvas[60, 90]) == (255, 255, 255)
     assert tuple(canvas[50, 90]) == overlay.GRASP_BEST and tuple(canvas[60, 110]) == (0, 0, 0)
+    # A push from (-0.3, 0.3) to (-0.1, 0.3) in the world: image u 50 to 70 on row v = 30.
+    pushes = msgs.Grasps(
+        header(0),
+        push_starts=[[-0.3, 0.3, 0.0]],
+        push_ends=[[-0.1, 0.3, 0.0]],
+        push_qualities=[0.5],
+        push_detection_indices=[0],
+        push_class_names=["cube"],
+    )
+    overlay.draw_grasps(canvas, pushes, info)
+    assert tuple(canvas[30, 58]) == PUSH and tuple(canvas[40, 58]) == (0, 0, 0)
 
 
 def test_a_stream_shows_the_newest_frame_its_detections_answered():
