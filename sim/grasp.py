@@ -31,7 +31,18 @@ SPEED = 0.3  # metres per second along Cartesian lines
 PUSH_SPEED = 0.1  # slower while pushing: an object shoved fast slides on, or tips over
 PUSH_LONGEST = 0.30  # metres: a push longer than this is a mistake, not a push
 PUSH_LOWEST = 0.008  # metres above the table the fingertips may go (they would scrape it lower)
-TRAY_DROP = (0.45, 0.52, 0.30)
+TRAY_RELEASE_HEIGHT = 0.20  # the fingers open this high: a held object's bottom clears the walls
+# Where successive objects are let go, about the tray's centre: dropped all on one spot, a dozen objects
+# heap up, and the next one bounces off the heap, over the wall and back onto the table.
+TRAY_SPOTS = (
+    (0.0, 0.0),
+    (-0.07, -0.07),
+    (0.07, 0.07),
+    (-0.07, 0.07),
+    (0.07, -0.07),
+    (0.0, 0.08),
+    (0.0, -0.08),
+)
 
 
 @dataclass
@@ -44,9 +55,12 @@ class GraspOutcome:
 
 
 class Panda:
-    def __init__(self, world: World, robot: int, on_step: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, world: World, robot: int, tray: int, on_step: Callable[[], None] | None = None
+    ) -> None:
         self.world = world
         self.robot = robot
+        self.tray = tray  # the body objects are placed in (its origin is its floor's middle)
         self.on_step = on_step or (lambda: None)
         client = world.client
         gear = p.createConstraint(
@@ -65,6 +79,7 @@ class Panda:
             p.changeDynamics(robot, finger, lateralFriction=1.0, spinningFriction=0.1, physicsClientId=client)
         self.forces = [p.getJointInfo(robot, j, physicsClientId=client)[10] for j in ARM_JOINTS]
         self.fingers = 0.04
+        self.placed = 0  # objects let go in the tray, to spread them over it
 
     # -- motion primitives ----------------------------------------------------------------------------
 
@@ -209,7 +224,11 @@ def execute_grasp(
     success = lifted >= SUCCESS_LIFT
     placed = False
     if success and place:
-        panda.move(np.array(TRAY_DROP), top_down(math.atan2(TRAY_DROP[1], TRAY_DROP[0]) - math.pi / 2))
+        dx, dy = TRAY_SPOTS[panda.placed % len(TRAY_SPOTS)]
+        tray_x, tray_y, _ = p.getBasePositionAndOrientation(panda.tray, physicsClientId=client)[0]
+        spot = np.array([tray_x + dx, tray_y + dy, TRAY_RELEASE_HEIGHT])
+        panda.move(spot, top_down(math.atan2(spot[1], spot[0]) - math.pi / 2))
+        panda.placed += 1
         panda.grip(MAX_OPENING, 0.5)
         placed = True
     if not success:

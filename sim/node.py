@@ -122,7 +122,7 @@ class SimNode(Node):
         self._motion_started = (time.monotonic(), 0.0)
         if scene == "tabletop":
             table = tabletop.TabletopScene(self.world, tabletop.params_from(params), seed, self.camera)
-            self.panda: Panda | None = Panda(self.world, table.robot, on_step=self._during_motion)
+            self.panda: Panda | None = Panda(self.world, table.robot, table.tray, on_step=self._during_motion)
             return table
         if scene == "driving":
             self.panda = None

@@ -95,13 +95,13 @@ def run(
                 episode.seed,
                 CameraSpec(width=640, height=480),
             )
-            panda = Panda(world, scene.robot)
+            panda = Panda(world, scene.robot, scene.tray)
             bodies = [o.body for o in scene.every_object]
             policy = PickPolicy()
             while not policy.done:
                 frame = capture(scene)
                 boxes, names = _objects(frame, detector)
-                plan = planner.plan(frame.depth, frame.K, frame.pose, boxes, names)
+                plan = planner.plan(frame.depth, frame.K, frame.pose, boxes, names, policy.failed)
                 plan_ms.append(plan.planning_ms)
                 choice = policy.choose(
                     np.array([g.position for g in plan.grasps]).reshape(-1, 3),

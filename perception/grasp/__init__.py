@@ -1,13 +1,22 @@
 """Grasp planning: a library (no ZeroMQ) from depth, camera model and detections to ranked grasps, and
 the pick policy (which grasp to try next, when to stop) that the pick loop and its benchmark share."""
 
-from perception.grasp.pick_policy import GRASP, PUSH, Action, PickLimits, PickPolicy, first_untried
+from perception.grasp.pick_policy import (
+    GRASP,
+    PUSH,
+    Action,
+    FailedGrasps,
+    PickLimits,
+    PickPolicy,
+    first_untried,
+)
 from perception.grasp.planner import Grasp, GraspPlanner, Gripper, Plan, Push, Workspace
 
 __all__ = [
     "GRASP",
     "PUSH",
     "Action",
+    "FailedGrasps",
     "Grasp",
     "GraspPlanner",
     "Gripper",

@@ -16,6 +16,7 @@ before may be tried again. The loop stops when:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +56,29 @@ class Action:
     index: int
 
 
+class FailedGrasps:
+    """The grasps that failed since the scene was last moved on purpose (by a push): a loop does not try
+    them again, and the grasp planner, told of them, does not offer them (perception.grasp.planner). The
+    pick policy keeps one; a planner node keeps its own from the loop's published attempts, by the same
+    rule."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[np.ndarray, np.ndarray]] = []  # position and closing direction
+
+    def record(self, action: str, position: np.ndarray, closing: np.ndarray, success: bool) -> None:
+        """One action of the loop: a push forgets them all (the scene moved), a failed grasp is added."""
+        if action == PUSH:
+            self.items = []
+        elif not success:
+            self.items.append((np.array(position, np.float64), np.array(closing, np.float64)))
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
 class PickPolicy:
     """The state of one pick-and-place loop: what was tried, what failed, and whether it is over."""
 
@@ -62,7 +86,7 @@ class PickPolicy:
         self.limits = limits or PickLimits()
         self.attempts = self.successes = self.failures_in_row = 0  # grasps
         self.pushes = self.pushes_in_row = 0
-        self.failed: list[tuple[np.ndarray, np.ndarray]] = []  # grasps: position and closing direction
+        self.failed = FailedGrasps()
         self.pushed: list[tuple[np.ndarray, np.ndarray]] = []  # since the last success: start and end
         self.ended = ""  # why the loop stopped; empty while it runs
         self._empty_frames = self._stuck_frames = 0
@@ -124,8 +148,7 @@ class PickPolicy:
         self.failures_in_row = 0 if success else self.failures_in_row + 1
         if success:
             self.pushes_in_row, self.pushed = 0, []
-        else:
-            self.failed.append((np.array(position, np.float64), np.array(closing, np.float64)))
+        self.failed.record(GRASP, position, closing, success)
         if self.failures_in_row >= self.limits.max_failures:
             self.ended = f"{self.failures_in_row} failures in a row"
         else:
@@ -136,8 +159,9 @@ class PickPolicy:
         self.pushes += 1
         self.pushes_in_row += 1
         start = np.array(start, np.float64)
-        self.pushed.append((start, _directions(start[None], np.array(end, np.float64)[None])[0]))
-        self.failed = []
+        heading = _directions(start[None], np.array(end, np.float64)[None])[0]
+        self.pushed.append((start, heading))
+        self.failed.record(PUSH, start, heading, True)
         self._count_actions()
 
     def _count_actions(self) -> None:
@@ -160,21 +184,26 @@ def _directions(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     return directions
 
 
+def repeats(
+    positions: np.ndarray, closings: np.ndarray, failed: Iterable[tuple[np.ndarray, np.ndarray]]
+) -> np.ndarray:
+    """Per grasp (rows of positions and closing directions): whether it repeats a failed one, within
+    REPEAT_RADIUS metres and REPEAT_ANGLE_DEG of its closing direction, either way round (the jaws are
+    symmetric)."""
+    cos_limit = math.cos(math.radians(REPEAT_ANGLE_DEG))
+    repeated = np.zeros(len(positions), bool)
+    for position, closing in failed:
+        near = np.linalg.norm(positions - position, axis=1) < REPEAT_RADIUS
+        repeated |= near & (np.abs(closings @ closing) > cos_limit)
+    return repeated
+
+
 def first_untried(
-    positions: np.ndarray,
-    closings: np.ndarray,
-    failed: list[tuple[np.ndarray, np.ndarray]],
-    radius: float = REPEAT_RADIUS,
-    angle_deg: float = REPEAT_ANGLE_DEG,
+    positions: np.ndarray, closings: np.ndarray, failed: Iterable[tuple[np.ndarray, np.ndarray]]
 ) -> int | None:
-    """Index of the first grasp (rows of positions and closing directions, best first) that is not a
-    repeat of a failed one: within `radius` metres and `angle_deg` of its closing direction (either
-    way round, the jaws are symmetric). None when every grasp repeats a failure. Pushes are compared
-    the same way, by start and direction."""
-    cos_limit = math.cos(math.radians(angle_deg))
-    for i, (position, closing) in enumerate(zip(positions, closings, strict=True)):
-        if not any(
-            np.linalg.norm(position - p) < radius and abs(float(closing @ c)) > cos_limit for p, c in failed
-        ):
-            return i
-    return None
+    """Index of the first grasp (rows, best first) that does not repeat a failed one (see `repeats`), or
+    None when every one does. Pushes are compared the same way, by start and direction."""
+    fresh = np.flatnonzero(
+        ~repeats(np.asarray(positions).reshape(-1, 3), np.asarray(closings).reshape(-1, 3), failed)
+    )
+    return int(fresh[0]) if len(fresh) else None

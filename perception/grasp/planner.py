@@ -4,7 +4,7 @@
     plan = planner.plan(depth, K, world_from_camera, boxes, class_names)
     plan.grasps          # feasible grasps, best first (world frame), up to `per_object` per object
     plan.rejected        # (detection index, reason) for objects without one
-    plan.pushes          # for those: pushes that may make room for a grasp, best first
+    plan.pushes          # when no grasp is left: pushes for those, best first
 
 Per frame: depth pixels become world points (every `step`-th pixel); RANSAC finds the supporting plane
 among the points outside the boxes; cells beside a jump in height between two standing cells mark
@@ -16,15 +16,17 @@ footprint's narrow axis and along the sides of its smallest enclosing rectangle,
 height the fingers reach, then higher ones while none fits (the pads close on the part above the grasp
 height; higher, the fingertips pass over lower neighbours). Each needs an opening within the gripper's
 and finger pads that land on free space, not on a neighbour. The quality prefers room to spare in the
-opening, the narrow axis, and clearance from neighbours. An object without a feasible grasp gets
-pushes instead (perception.grasp.push): straight lines low over the table that move it away from its
-neighbours or turn it.
+opening, the narrow axis, and clearance from neighbours. Grasps that failed before (told by the
+caller) are not offered again. When no grasp is left to offer in the whole frame, the objects without
+one get pushes instead (perception.grasp.push): straight lines low over the table that move one away
+from its neighbours or turn it.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import cv2
@@ -32,7 +34,7 @@ import numpy as np
 
 from perception.geometry import back_project_slopes, quaternion_from_matrix
 from perception.grasp.geometry import Plane, fit_plane
-from perception.grasp.pick_policy import REPEAT_ANGLE_DEG, REPEAT_RADIUS
+from perception.grasp.pick_policy import REPEAT_ANGLE_DEG, REPEAT_RADIUS, repeats
 from perception.grasp.push import plan_pushes
 
 
@@ -109,7 +111,7 @@ class Push:
 class Plan:
     grasps: list[Grasp] = field(default_factory=list)  # best first
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (detection index, reason)
-    pushes: list[Push] = field(default_factory=list)  # for rejected objects, best first
+    pushes: list[Push] = field(default_factory=list)  # for rejected objects when no grasp is left, best first
     outside: list[tuple[int, str]] = field(default_factory=list)  # not in the workspace: not to pick
     plane: Plane | None = None
     planning_ms: float = 0.0
@@ -139,9 +141,13 @@ class GraspPlanner:
         world_from_camera: np.ndarray,
         boxes: np.ndarray,
         class_names: list[str] | None = None,
+        failed: Iterable[tuple[np.ndarray, np.ndarray]] = (),
     ) -> Plan:
         """Grasps for the detected objects (boxes: N x 4 pixels) in a metric depth image (NaN or 0 for
-        no reading); K the 3 x 3 intrinsics; world_from_camera the 4 x 4 optical-frame pose."""
+        no reading); K the 3 x 3 intrinsics; world_from_camera the 4 x 4 optical-frame pose. `failed`:
+        grasps (world position, closing direction) that failed since the scene last moved
+        (perception.grasp.FailedGrasps); none is offered again, and an object whose every grasp repeats
+        one is rejected. Pushes are planned only when no grasp is left to offer: a loop grasps first."""
         start = time.perf_counter()
         depth = np.asarray(depth)
         if depth.ndim != 2:
@@ -157,8 +163,10 @@ class GraspPlanner:
             result.planning_ms = (time.perf_counter() - start) * 1000
             return result
         result.plane = grid.plane
+        failed = list(failed)
+        unpushed: list[_Unpushed] = []  # objects rejected, with what a push needs of them
         for index in range(len(boxes)):
-            reason_or_grasps = self._plan_object(index, boxes, names[index], grid, result.pushes)
+            reason_or_grasps = self._plan_object(index, boxes, names[index], grid, failed, unpushed)
             if isinstance(reason_or_grasps, OutsideWorkspace):
                 result.outside.append((index, str(reason_or_grasps)))
             elif isinstance(reason_or_grasps, str):
@@ -166,6 +174,9 @@ class GraspPlanner:
             else:
                 result.grasps.extend(reason_or_grasps)
         result.grasps.sort(key=lambda g: -g.quality)
+        if self.pushes and not result.grasps:
+            for rejected in unpushed:
+                result.pushes.extend(self._pushes(rejected, grid.plane, *grid.axes))
         result.pushes.sort(key=lambda push: -push.quality)
         result.planning_ms = (time.perf_counter() - start) * 1000
         return result
@@ -198,10 +209,16 @@ class GraspPlanner:
     # -- per object --------------------------------------------------------------------------------
 
     def _plan_object(
-        self, index: int, boxes: np.ndarray, name: str, grid: _Grid, pushes: list[Push]
+        self,
+        index: int,
+        boxes: np.ndarray,
+        name: str,
+        grid: _Grid,
+        failed: list[tuple[np.ndarray, np.ndarray]],
+        unpushed: list[_Unpushed],
     ) -> str | list[Grasp]:
-        """Grasps for detection `index` (of `boxes`), or why it has none (an OutsideWorkspace reason: not
-        to pick), then with pushes for it added to `pushes`."""
+        """Grasps for detection `index` (of `boxes`) that do not repeat a failed one, or why it has none
+        (an OutsideWorkspace reason: not to pick); an object without one is added to `unpushed`."""
         s, (h, w) = grid.step, grid.valid.shape
         box = boxes[index]
         x1, y1, x2, y2 = box
@@ -243,22 +260,20 @@ class GraspPlanner:
         found = self._candidates(
             index, name, flat, standing, top, near_flat, near_heights, grid.plane, e1, e2
         )
-        if isinstance(found, str) and self.pushes:
-            pushes.extend(self._pushes(index, name, flat, top, near_flat, near_heights, grid.plane, e1, e2))
+        if not isinstance(found, str) and failed:
+            fresh = ~repeats(
+                np.array([g.position for g in found]), np.array([g.closing for g in found]), failed
+            )
+            found = [g for g, keep in zip(found, fresh, strict=True) if keep] or (
+                f"each of its {len(found)} grasp(s) failed before"
+            )
+        if isinstance(found, str):
+            # A push needs the footprint to a few millimetres, not every depth point of it: thinned as the
+            # neighbours are, it costs a fifth as much.
+            unpushed.append(_Unpushed(index, name, _thinned(flat, standing)[0], top, near_flat, near_heights))
         return found
 
-    def _pushes(
-        self,
-        index: int,
-        name: str,
-        flat: np.ndarray,
-        top: float,
-        near_flat: np.ndarray,
-        near_heights: np.ndarray,
-        plane: Plane,
-        e1: np.ndarray,
-        e2: np.ndarray,
-    ) -> list[Push]:
+    def _pushes(self, rejected: _Unpushed, plane: Plane, e1: np.ndarray, e2: np.ndarray) -> list[Push]:
         """Pushes for an object no grasp fits, in the world frame; the object's new place must be in the
         workspace, PUSH_MARGIN inside its bounds (so a push never clears the table by shoving an object
         off it)."""
@@ -273,16 +288,24 @@ class GraspPlanner:
             (x0, x1), (y0, y1), m = self.workspace.x, self.workspace.y, PUSH_MARGIN
             return bool(x0 + m <= x <= x1 - m and y0 + m <= y <= y1 - m)
 
+        r = rejected
         found = plan_pushes(
-            flat, top, near_flat, near_heights, 2 * g.pad_thickness, g.pad_width, g.max_opening, inside
+            r.footprint,
+            r.top,
+            r.near_flat,
+            r.near_heights,
+            2 * g.pad_thickness,
+            g.pad_width,
+            g.max_opening,
+            inside,
         )
         return [
             Push(
                 start=tuple(float(v) for v in world(c.start, c.height)),  # type: ignore[arg-type]
                 end=tuple(float(v) for v in world(c.end, c.height)),  # type: ignore[arg-type]
                 quality=c.quality,
-                detection=index,
-                class_name=name,
+                detection=r.index,
+                class_name=r.name,
                 kind=c.kind,
             )
             for c in found
@@ -580,6 +603,18 @@ def _cells(box: np.ndarray, step: int, h: int, w: int) -> tuple[int, int, int, i
         min(max(int(x1) // step, 0), w),
         max(min(math.ceil(x2 / step), w), 0),
     )
+
+
+@dataclass(frozen=True)
+class _Unpushed:
+    """An object without a grasp to offer, and what planning a push for it needs (plane frame)."""
+
+    index: int
+    name: str
+    footprint: np.ndarray  # its points, thinned
+    top: float
+    near_flat: np.ndarray  # its neighbours' points and heights
+    near_heights: np.ndarray
 
 
 class _Grid:

@@ -100,9 +100,11 @@ def plan_pushes(
     close = np.all((near_flat >= lowest - reach) & (near_flat <= highest + reach), axis=1)
     blocking = near_flat[close & (near_heights > height - 0.005)]
     if len(blocking):
-        relative = blocking[:, None, None, :] - starts[None]  # obstacles x headings x 3 x 2
-        a = np.einsum("mhkx,hx->mhk", relative, d)
-        c = np.einsum("mhkx,hx->mhk", relative, n)
+        # Each obstacle's place along and across each line from its start: (b - s) . d = b . d - s . d.
+        a = (blocking @ d.T)[:, :, None] - np.einsum("hkx,hx->hk", starts, d)[
+            None
+        ]  # obstacles x headings x 3
+        c = (blocking @ n.T)[:, :, None] - np.einsum("hkx,hx->hk", starts, n)[None]
         on_way = (
             (a >= -finger_length / 2) & (a <= finger_length / 2 + PUSH_GAP) & (np.abs(c) <= finger_width / 2)
         )
@@ -113,12 +115,8 @@ def plan_pushes(
     # Away from the neighbours it touches (points within TOUCHING of its outline, on a sample of it).
     nearby = near_flat[np.all((near_flat >= lowest - TOUCHING) & (near_flat <= highest + TOUCHING), axis=1)]
     sample = flat[:: max(1, len(flat) // 100)]
-    gaps = (
-        np.sqrt(((nearby[:, None, :] - sample[None]) ** 2).sum(axis=2)).min(axis=1)
-        if len(nearby)
-        else np.zeros(0)
-    )
-    touching = nearby[gaps < TOUCHING]
+    squared = ((nearby[:, None, :] - sample[None]) ** 2).sum(axis=2) if len(nearby) else np.zeros((0, 1))
+    touching = nearby[squared.min(axis=1) < TOUCHING**2]
     away = centre - touching.mean(axis=0) if len(touching) else np.zeros(2)
     norm = float(np.linalg.norm(away))
     apart = np.full(directions, 0.5) if norm == 0 else (1 + d @ away / norm) / 2

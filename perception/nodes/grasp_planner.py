@@ -1,7 +1,9 @@
 """The grasp planner node: detections + the depth image and camera info of the same frame -> grasps.
 
 Topics: `detections`, `depth` (32FC1 metres), `camera_info` -> `grasps` (Grasps, stamped like the
-detections; with pushes for the objects no grasp fits, unless `pushes` is false). Depth and camera info
+detections; with pushes for the objects without a grasp when no grasp is left to offer, unless `pushes` is
+false). It listens to the pick loop's `attempts` too: a grasp that failed is not offered again until a
+push moves the scene (perception.grasp.FailedGrasps, the rule the pick policy keeps). Depth and camera info
 wait in small buffers and are paired with each detections message by stamp (`tolerance_s`); a frame
 without its depth or camera info still gets a Grasps message, with every detection rejected and the
 reason, so nothing is dropped silently.
@@ -14,9 +16,9 @@ import numpy as np
 from perception import Node, run
 from perception.detector.defaults import DEFAULT_CONFIDENCE
 from perception.errors import ParameterError
-from perception.geometry import pose_matrix
-from perception.grasp import GraspPlanner, Gripper, Workspace
-from perception.msgs import CameraInfo, Detections, Grasps, Image
+from perception.geometry import matrix_from_quaternion, pose_matrix
+from perception.grasp import FailedGrasps, GraspPlanner, Gripper, Workspace
+from perception.msgs import CameraInfo, Detections, Grasps, Image, PickAttempt
 from perception.runtime.sync import StampBuffer
 
 
@@ -76,6 +78,8 @@ class GraspPlannerNode(Node):
         self.create_subscription(Image, "depth", self.depths.add)
         self.create_subscription(CameraInfo, "camera_info", self.infos.add)
         self.create_subscription(Detections, "detections", self.on_detections)
+        self.failed = FailedGrasps()
+        self.create_subscription(PickAttempt, "attempts", self.on_attempt)
         self.publisher = self.create_publisher(Grasps, "grasps")
         self.parameters.on_change(self._retune)
 
@@ -84,6 +88,10 @@ class GraspPlannerNode(Node):
             self.confidence = _score(value)
         elif name == "classes":
             self.classes = set(value)  # type: ignore[call-overload]
+
+    def on_attempt(self, msg: PickAttempt) -> None:
+        closing = matrix_from_quaternion(msg.pose.orientation)[:, 1]  # the hand's y axis closes it
+        self.failed.record(msg.action, np.array(msg.pose.position), closing, msg.success)
 
     def on_detections(self, msg: Detections) -> None:
         stamp = msg.header.stamp
@@ -122,6 +130,7 @@ class GraspPlannerNode(Node):
             pose_matrix(info.pose.position, info.pose.orientation),
             msg.xyxy[wanted],
             [msg.class_names[i] for i in wanted],
+            self.failed,
         )
         grasps = plan.grasps
         self.publisher.publish(

@@ -9,7 +9,7 @@ from test_grasp_planner import K, box_pixels, camera_looking_down, render
 
 from perception.detector.defaults import DEFAULT_CONFIDENCE
 from perception.geometry import matrix_from_quaternion, quaternion_from_matrix
-from perception.msgs import CameraInfo, Detections, Grasps, Header, Image, Pose, SetParameters
+from perception.msgs import CameraInfo, Detections, Grasps, Header, Image, PickAttempt, Pose, SetParameters
 
 
 def test_the_planner_node_pairs_depth_and_camera_info_with_detections_by_stamp():
@@ -46,6 +46,23 @@ def test_the_planner_node_pairs_depth_and_camera_info_with_detections_by_stamp()
 
         first = answer(1_000_000_000)
         assert first.header.stamp == 1_000_000_000 and 1 <= len(first) <= 3  # best candidates first
+        # The pick loop's attempts: a grasp that failed is not offered again, until a push.
+        failure = PickAttempt(
+            header=Header(stamp=1_000_000_000),
+            pose=Pose(tuple(first.positions[0]), tuple(first.orientations[0])),  # type: ignore[arg-type]
+            success=False,
+            action="grasp",
+        )
+        harness.feed("/attempts", failure)
+        retried = answer(1_000_000_001)
+        assert len(first) == 1 and len(retried) == 0  # the 10 cm block has one grasp, across it
+        assert retried.rejected_reasons == ["each of its 1 grasp(s) failed before"] and len(
+            retried.push_starts
+        )
+        harness.feed(
+            "/attempts", PickAttempt(header=Header(stamp=1_000_000_001), action="push", success=True)
+        )
+        assert len(answer(1_000_000_002)) == len(first)
         assert set(first.class_names) == {"jenga"} and set(first.detection_indices.tolist()) == {0}
         np.testing.assert_allclose(first.positions[0][:2], (0.52, 0.03), atol=0.005)
         assert list(first.qualities) == sorted(first.qualities, reverse=True) and first.planning_ms > 0

@@ -335,3 +335,29 @@ def test_the_grasps_kept_for_an_object_are_distinct_so_a_failure_leaves_others_t
     for tried in range(3):  # each one failing still leaves the next, not a repeat of it
         failed = [(positions[i], closings[i]) for i in range(tried + 1)]
         assert first_untried(positions, closings, failed) == (tried + 1 if tried < 2 else None)
+
+
+def test_failed_grasps_are_not_offered_again_and_pushes_come_only_when_no_grasp_is_left():
+    from perception.grasp import FailedGrasps
+
+    pose = camera_looking_down()
+    walls = [(0.5, dy, 0.26, 0.02, 0.07, 0.0) for dy in (-0.031, 0.031)]
+    wedged = [(0.5, 0.0, 0.10, 0.04, 0.04, 0.0), *walls]
+    free_cube = (0.5, 0.15, 0.04, 0.04, 0.04, 0.0)
+    boxes = np.array([box_pixels(0.5, 0.0, 0.05, pose), box_pixels(0.5, 0.15, 0.03, pose)])
+    planner = GraspPlanner()
+    # The cube can be grasped: the wedged block gets no push yet (a loop grasps first).
+    plan = planner.plan(render([*wedged, free_cube], pose), K, pose, boxes, ["jenga", "cube"])
+    assert [g.detection for g in plan.grasps] == [1, 1, 1] and plan.rejected[0][0] == 0
+    assert plan.pushes == []
+    # Each of the cube's grasps failed: none is offered, the cube is rejected, and now pushes come.
+    failed = FailedGrasps()
+    for g in plan.grasps:
+        failed.record("grasp", np.array(g.position), np.array(g.closing), success=False)
+    again = planner.plan(render([*wedged, free_cube], pose), K, pose, boxes, ["jenga", "cube"], failed)
+    assert again.grasps == [] and (1, "each of its 3 grasp(s) failed before") in again.rejected
+    assert {p.detection for p in again.pushes} >= {0}
+    # A push forgets the failures: the cube's grasps are offered again.
+    failed.record("push", np.zeros(3), np.array([1.0, 0, 0]), success=True)
+    assert len(failed) == 0
+    assert len(planner.plan(render([*wedged, free_cube], pose), K, pose, boxes, None, failed).grasps) == 3

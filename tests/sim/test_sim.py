@@ -212,7 +212,7 @@ def test_execute_grasp_lifts_an_object_in_reach_and_drops_it_in_the_tray(physics
         2
     ]
     outcome = execute_grasp(
-        Panda(physics, tabletop.robot),
+        Panda(physics, tabletop.robot, tabletop.tray),
         [body],
         _centre(physics, body),
         top_down(yaw + math.pi / 2 + across),
@@ -237,7 +237,9 @@ def test_execute_grasp_fails_with_a_reason(physics, position, width, reason):
         physics, TabletopParams(objects=1, classes=["cube"]), 2, CameraSpec(width=64, height=48)
     )
     body = tabletop.objects[0].body
-    outcome = execute_grasp(Panda(physics, tabletop.robot), [body], position, top_down(0.0), width)
+    outcome = execute_grasp(
+        Panda(physics, tabletop.robot, tabletop.tray), [body], position, top_down(0.0), width
+    )
     assert not outcome.success and not outcome.placed
     assert re.fullmatch(reason, outcome.reason), outcome.reason
 
@@ -248,7 +250,7 @@ def test_execute_push_moves_an_object_along_the_line_and_refuses_bad_pushes(phys
     )
     body = tabletop.objects[0].body
     x, y, _ = _centre(physics, body)
-    panda = Panda(physics, tabletop.robot)
+    panda = Panda(physics, tabletop.robot, tabletop.tray)
     # From 4 cm behind the cube's middle (its side is 3-4 cm away from it at most) to 5 cm beyond it.
     outcome = execute_push(panda, [body], (x - 0.04, y, 0.015), (x + 0.05, y, 0.015))
     assert outcome.success and outcome.object_id == body, outcome.reason
