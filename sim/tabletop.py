@@ -317,6 +317,13 @@ def on_table(world: World, body: int) -> bool:
     return bool(x0 - m <= x <= x1 + m and y0 - m <= y <= y1 + m and z < 0.25)
 
 
+def in_tray(world: World, tray: int, body: int) -> bool:
+    """Whether a body lies in the tray: over its floor, below its walls' top with a margin for a heap."""
+    (x0, y0, _), (x1, y1, _) = p.getAABB(tray, physicsClientId=world.client)
+    x, y, z = p.getBasePositionAndOrientation(body, physicsClientId=world.client)[0]
+    return bool(x0 <= x <= x1 and y0 <= y <= y1 and z < 0.2)
+
+
 def _mesh_vertices(client: int, body: int, urdf: str, scaling: float, most: int = 400) -> np.ndarray:
     """The object's visual mesh vertices in its base (inertial) frame, read from the URDF's mesh file.
     (getMeshData returns nothing for some files and getVisualShapeData no file name under EGL; bounding
