@@ -140,7 +140,6 @@ def run(
             # Where every object of the scene lies now, placed or not (one that bounced out of the tray,
             # or was knocked off the table, is where physics put it).
             left = [o for o in scene.every_object if tabletop.on_table(world, o.body)]
-            episode.cleared = not left
             # The table is judged within the workspace and a margin: an object knocked further is not on
             # it any more, and not picked either. Say so, not to pass it off as cleared by the arm.
             knocked = [
@@ -149,6 +148,8 @@ def run(
                 if o not in left and o.body not in placed and not tabletop.in_tray(world, scene.tray, o.body)
             ]
             episode.knocked_off = len(knocked)
+            # Cleared means picked: an object knocked off the table was not (VGN counts objects grasped).
+            episode.cleared = not left and not knocked
             if policy.cleared and left:  # the loop saw nothing more to pick; the table knows better
                 episode.ended = (
                     f"nothing more in view to pick, but {len(left)} object(s) left on the table "
@@ -157,9 +158,9 @@ def run(
             elif episode.cleared and not policy.cleared:
                 episode.ended = f"the table is clear ({policy.ended} then)"
             if knocked:
-                episode.ended += (
-                    f" ({len(knocked)} object(s) knocked off the table, not picked: "
-                    f"{', '.join(o.class_name for o in knocked)})"
+                episode.ended = (
+                    f"{len(knocked)} object(s) knocked off the table, not picked "
+                    f"({', '.join(o.class_name for o in knocked)}); {episode.ended}"
                 )
             results.append(episode)
     finally:
