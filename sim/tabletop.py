@@ -124,9 +124,9 @@ class TabletopScene:
         spread = self.rng.uniform(-1, 1, 2) * params.light_jitter
         self.light_direction = (0.5 + spread[0], -0.3 + spread[1], 1.0)
         self._place_objects()
+        world.step(PHYSICS_SETTLE_STEPS)  # let everything come to rest before the first frame
         # `objects` are those still to pick (see `refresh`); this list keeps every one the scene made.
         self.every_object = list(self.objects)
-        world.step(PHYSICS_SETTLE_STEPS)  # let everything come to rest before the first frame
 
     def refresh(self) -> None:
         """After the arm moved: `objects` becomes those physics has on the table now (see on_table). One
@@ -298,11 +298,21 @@ class TabletopScene:
                 p.getQuaternionFromEuler([tilt[0], tilt[1], yaw]),
                 physicsClientId=client,
             )
-        p.changeDynamics(body, -1, lateralFriction=1.0, spinningFriction=0.01, physicsClientId=client)
+        # Rolling friction: without it a cylinder on its side or a ball rolls on for ever on the plane
+        # (metres across the floor in 20 s), where real ones stop within a few centimetres.
+        p.changeDynamics(
+            body,
+            -1,
+            lateralFriction=1.0,
+            spinningFriction=0.01,
+            rollingFriction=ROLLING_FRICTION,
+            physicsClientId=client,
+        )
         return SceneObject(body, name, class_id(name), vertices)
 
 
 PHYSICS_SETTLE_STEPS = 120
+ROLLING_FRICTION = 0.002  # metres (Bullet's rolling resistance arm): hard objects on a table
 ON_TABLE_MARGIN = 0.07  # metres round the workspace where an object still lies on the table to be cleared
 
 

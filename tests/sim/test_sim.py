@@ -474,3 +474,26 @@ def test_packed_and_piled_tables_crowd_the_objects_and_keep_them_on_the_table(ph
     assert p.getNumBodies(physicsClientId=physics.client) == 3 + 12  # table, robot, tray: the box is gone
     with pytest.raises(ValueError, match="layout: expected one of spread, packed, pile, found 'heap'"):
         TabletopParams(layout="heap")
+
+
+def test_a_pile_lies_still_on_the_table_once_settled(physics):
+    from sim.tabletop import on_table
+
+    # Seed 5003's pile of 15 has two cylinders on their sides: without rolling friction they rolled on
+    # across the plane (metres in 20 s) and left the table though nothing touched them.
+    table = TabletopScene(
+        physics, TabletopParams(objects=15, layout="pile"), 5003, CameraSpec(width=64, height=48)
+    )
+
+    def where() -> np.ndarray:
+        return np.array(
+            [
+                p.getBasePositionAndOrientation(o.body, physicsClientId=physics.client)[0]
+                for o in table.objects
+            ]
+        )
+
+    before = where()
+    physics.step(5 * 240)
+    assert np.linalg.norm(where()[:, :2] - before[:, :2], axis=1).max() < 0.06
+    assert all(on_table(physics, o.body) for o in table.objects)
