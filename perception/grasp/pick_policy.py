@@ -26,6 +26,7 @@ CLEAR = "the table is clear"
 # failed one is not tried again, and the planner offers distinct ones so a failure leaves others.
 REPEAT_RADIUS = 0.015  # metres
 REPEAT_ANGLE_DEG = 20.0
+ELSEWHERE = 0.04  # metres: a grasp this far from a failed one is on another object (or another end)
 GRASP, PUSH = "grasp", "push"
 
 
@@ -122,6 +123,17 @@ class PickPolicy:
             return None
         self._empty_frames = 0
         choice = first_untried(positions, closings, self.failed)
+        if choice is not None and len(self.failed):
+            # After a failure, another object first: the one that failed may be out of reach or badly
+            # seen, and failing on it again and again would end the loop with the others still there.
+            away = np.array(
+                [
+                    min(np.linalg.norm(position - p) for p, _ in self.failed) >= ELSEWHERE
+                    for position in positions
+                ]
+            )
+            fresh = ~repeats(positions, closings, self.failed) & away
+            choice = int(np.flatnonzero(fresh)[0]) if fresh.any() else choice
         if choice is not None:
             self._stuck_frames = 0
             return Action(GRASP, choice)

@@ -51,18 +51,22 @@ class Gripper:
 
 @dataclass(frozen=True)
 class Workspace:
-    """Where objects may be picked from: world x and y bounds of an object's footprint centre, and the
-    most an object may stand above the plane (taller things are the arm, or not on the table)."""
+    """Where objects may be picked from: world x and y bounds of an object's footprint centre, how far
+    from the arm's base (the world origin) in x and y the arm reaches down to the table, and the most an
+    object may stand above the plane (taller things are the arm, or not on the table)."""
 
     x: tuple[float, float] = (-math.inf, math.inf)
     y: tuple[float, float] = (-math.inf, math.inf)
     max_height: float = 0.30
+    reach: float = math.inf  # metres
 
     def refuses(self, point: np.ndarray, top: float) -> str:
         """Why an object centred at `point` (world) with this top height is not to be picked; "" if it is."""
         x, y = float(point[0]), float(point[1])
         if not (self.x[0] <= x <= self.x[1] and self.y[0] <= y <= self.y[1]):
             return f"outside the workspace at ({x:.2f}, {y:.2f})"
+        if math.hypot(x, y) > self.reach:
+            return f"out of the arm's reach at ({x:.2f}, {y:.2f}): {math.hypot(x, y):.2f} m from its base, more than {self.reach:g} m"
         if top > self.max_height:
             return f"{top * 100:.0f} cm tall: more than the workspace's {self.max_height * 100:.0f} cm"
         return ""
@@ -286,7 +290,8 @@ class GraspPlanner:
         def inside(point: np.ndarray) -> bool:
             x, y = world(point)[:2]
             (x0, x1), (y0, y1), m = self.workspace.x, self.workspace.y, PUSH_MARGIN
-            return bool(x0 + m <= x <= x1 - m and y0 + m <= y <= y1 - m)
+            within_reach = math.hypot(x, y) <= self.workspace.reach - m
+            return bool(x0 + m <= x <= x1 - m and y0 + m <= y <= y1 - m and within_reach)
 
         r = rejected
         found = plan_pushes(

@@ -65,6 +65,15 @@ class GraspPlannerNode(Node):
             max_height=self.declare_parameter(
                 "max_height", 0.3, "tallest object to pick (m)", read_only=True
             ),
+            reach=_positive(
+                "workspace_reach",
+                self.declare_parameter(
+                    "workspace_reach",
+                    100.0,
+                    "metres from the arm's base (world origin) it reaches",
+                    read_only=True,
+                ),
+            ),
         )
         step = self.declare_parameter("step", 2, "pixel stride", read_only=True)
         if step < 1:
@@ -154,6 +163,12 @@ class GraspPlannerNode(Node):
                 push_class_names=[q.class_name for q in plan.pushes],
             )
         )
+
+
+def _positive(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ParameterError(f"parameter {name!r}: expected a distance in metres above 0, found {value!r}")
+    return float(value)
 
 
 def _score(value: object) -> float:

@@ -361,3 +361,17 @@ def test_failed_grasps_are_not_offered_again_and_pushes_come_only_when_no_grasp_
     failed.record("push", np.zeros(3), np.array([1.0, 0, 0]), success=True)
     assert len(failed) == 0
     assert len(planner.plan(render([*wedged, free_cube], pose), K, pose, boxes, None, failed).grasps) == 3
+
+
+def test_an_object_beyond_the_arms_reach_is_not_to_be_picked():
+    from perception.grasp import Workspace
+
+    pose = camera_looking_down()
+    depth = render([(0.5, 0.0, 0.04, 0.04, 0.04, 0.0)], pose)
+    plan = GraspPlanner(workspace=Workspace(reach=0.45)).plan(
+        depth, K, pose, np.array([box_pixels(0.5, 0.0, 0.03, pose)])
+    )
+    assert plan.grasps == [] and plan.rejected == []
+    assert plan.outside == [
+        (0, "out of the arm's reach at (0.50, 0.00): 0.50 m from its base, more than 0.45 m")
+    ]

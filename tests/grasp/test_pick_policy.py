@@ -4,7 +4,7 @@ and `percept bench grasp`)."""
 import numpy as np
 import pytest
 
-from perception.grasp import PickLimits, PickPolicy
+from perception.grasp import Action, PickLimits, PickPolicy
 from perception.installed import LAUNCH_DIR
 
 X, Y = np.array([1.0, 0, 0]), np.array([0, 1.0, 0])
@@ -83,13 +83,16 @@ def test_limits_below_one_are_refused_by_name(field):
 def test_the_pick_loop_node_and_the_benchmark_share_the_policy_and_the_demo_settings():
     import yaml
 
-    from perception.bench.grasp import DETECTOR_CONFIDENCE
+    from perception.bench.grasp import DETECTOR_CONFIDENCE, PANDA_REACH, TABLE_X, TABLE_Y
     from perception.nodes.pick_loop import PickLoop
     from perception.runtime.harness import NodeHarness
 
     launch = yaml.safe_load((LAUNCH_DIR / "tabletop_grasp.yaml").read_text())
     detector = next(n for n in launch["nodes"] if n["name"] == "detector")["parameters"]
     assert detector["confidence"] == DETECTOR_CONFIDENCE
+    planner = next(n for n in launch["nodes"] if n["name"] == "grasp_planner")["parameters"]
+    assert (tuple(planner["workspace_x"]), tuple(planner["workspace_y"])) == (TABLE_X, TABLE_Y)
+    assert planner["workspace_reach"] == PANDA_REACH
     with NodeHarness(PickLoop) as harness:
         defaults = PickLimits()
         assert harness.node.policy.limits == defaults
@@ -146,3 +149,17 @@ def test_grasps_and_pushes_count_together_towards_the_most_actions():
     assert policy.ended == "2 actions (1 grasps, 1 pushes), the most allowed"
     with pytest.raises(ValueError, match="max_pushes: expected a whole number of at least 0, found -1"):
         PickLimits(max_pushes=-1)
+
+
+def test_after_a_failure_another_object_is_tried_first():
+    from perception.grasp import GRASP
+
+    policy = PickPolicy()
+    # Best first: two grasps on one object (2 cm apart, turned), then one on another object 20 cm away.
+    positions = np.array([[0.5, 0.0, 0.02], [0.5, 0.02, 0.02], [0.7, 0.0, 0.02]])
+    closings = np.array([X, Y, X])
+    assert policy.choose(positions, closings, []) == Action(GRASP, 0)
+    policy.record(positions[0], closings[0], success=False)
+    assert policy.choose(positions, closings, []) == Action(GRASP, 2)  # not the first object's other grasp
+    policy.record(positions[2], closings[2], success=True)
+    assert policy.choose(positions[:2], closings[:2], []) == Action(GRASP, 1)  # then back to it
