@@ -31,18 +31,11 @@ SPEED = 0.3  # metres per second along Cartesian lines
 PUSH_SPEED = 0.1  # slower while pushing: an object shoved fast slides on, or tips over
 PUSH_LONGEST = 0.30  # metres: a push longer than this is a mistake, not a push
 PUSH_LOWEST = 0.008  # metres above the table the fingertips may go (they would scrape it lower)
-TRAY_RELEASE_HEIGHT = 0.20  # the fingers open this high: a held object's bottom clears the walls
-# Where successive objects are let go, about the tray's centre: dropped all on one spot, a dozen objects
-# heap up, and the next one bounces off the heap, over the wall and back onto the table.
-TRAY_SPOTS = (
-    (0.0, 0.0),
-    (-0.07, -0.07),
-    (0.07, 0.07),
-    (-0.07, 0.07),
-    (0.07, -0.07),
-    (0.0, 0.08),
-    (0.0, -0.08),
-)
+TRAY_RELEASE_HEIGHT = 0.14  # the fingers open this high: a held object's bottom just clears the walls
+# Where successive objects are let go, about the tray's centre, 8 cm or more inside its walls: dropped
+# all on one spot, a dozen objects heap up and the next bounces off the heap; dropped high or near a
+# wall, a ball bounces over it and back onto the table.
+TRAY_SPOTS = ((0.0, 0.0), (-0.05, -0.05), (0.05, 0.05), (-0.05, 0.05), (0.05, -0.05))
 
 
 @dataclass
