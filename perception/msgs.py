@@ -10,6 +10,7 @@ Later issues add their messages here (grasps, tracks, ground truth) with the sam
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -71,6 +72,21 @@ class Header(Message):
     stamp: int = 0
     frame_id: str = ""
     seq: int = 0
+
+    def __post_init__(self) -> None:
+        # A header from the wire is a peer's: a stamp that is text or true would break every stamp
+        # comparison downstream (pairing, ordering, staleness) far from where it came in.
+        for name in ("stamp", "seq"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+                raise MessageError(
+                    f"Header.{name}: expected an integer, found {type(value).__name__} {value!r}"
+                )
+            setattr(self, name, int(value))  # numpy's integers too, as plain ints
+        if not isinstance(self.frame_id, str):
+            raise MessageError(
+                f"Header.frame_id: expected text, found {type(self.frame_id).__name__} {self.frame_id!r}"
+            )
 
     @classmethod
     def now(cls, frame_id: str = "", seq: int = 0) -> Header:

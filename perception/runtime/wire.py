@@ -130,8 +130,9 @@ def decode(frames: list[Buffer], expected: type[msgs.Message] | None = None) -> 
         raise MalformedMessage(f"header must be a map, found {type(header).__name__}")
     missing = sorted({"type", "version", "fields"} - header.keys())
     if missing:
+        # Keys of any type a peer sent (an int beside a str would not sort): named by their repr.
         raise MalformedMessage(
-            f"header lacks {', '.join(repr(k) for k in missing)}; found keys {sorted(header)}"
+            f"header lacks {', '.join(repr(k) for k in missing)}; found keys {sorted(map(repr, header))}"
         )
     type_name, version, fields = header["type"], header["version"], header["fields"]
     if not isinstance(type_name, str) or not isinstance(version, int):

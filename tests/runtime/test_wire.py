@@ -287,3 +287,23 @@ def test_grasps_whose_arrays_differ_in_length_are_refused_by_name():
         )
     with pytest.raises(MessageError, match=r"ExecutePush.end: expected 3 values \(x, y, z\), found 2"):
         msgs.ExecutePush((0.4, 0.0, 0.015), (0.49, 0.0))
+
+
+def test_headers_with_keys_of_mixed_types_or_a_text_stamp_get_the_documented_error():
+    # A peer's header map with an integer key beside text keys: MalformedMessage naming the keys, not a
+    # TypeError from sorting them (issue 22, item 7).
+    mixed = [b"/t", msgpack.packb({1: "x", "type": "percept/String"}, strict_types=False)]
+    with pytest.raises(
+        MalformedMessage, match=r"header lacks 'fields', 'version'; found keys \[\"'type'\", '1'\]"
+    ):
+        wire.decode(mixed)
+    # A Header whose stamp is text or a boolean is refused; numpy's integers become plain ints.
+    text_stamp = [b"/t", hdr("percept/Header", fields={"stamp": "12", "frame_id": "cam"})]
+    with pytest.raises(MalformedMessage, match=r"Header.stamp: expected an integer, found str '12'"):
+        wire.decode(text_stamp)
+    with pytest.raises(MessageError, match=r"Header.seq: expected an integer, found bool True"):
+        msgs.Header(seq=True)
+    with pytest.raises(MessageError, match=r"Header.frame_id: expected text, found int 3"):
+        msgs.Header(frame_id=3)
+    header = msgs.Header(stamp=np.int64(5))
+    assert header.stamp == 5 and type(header.stamp) is int
