@@ -110,6 +110,14 @@ class Panda:
             p.resetJointState(self.robot, joint, angle, velocity, physicsClientId=client)
         return float(np.linalg.norm(reached - position))
 
+    def unreachable(self, position: np.ndarray, orientation: tuple[float, ...]) -> str:
+        """Why the grasp link cannot be put at this pose (IK misses it by over 1 cm); "" if it can."""
+        error = self.reach_error(position, orientation)
+        if error <= 0.01:
+            return ""
+        where = ", ".join(f"{v:g}" for v in np.round(position, 3))
+        return f"out of reach: inverse kinematics misses ({where}) by {error * 1000:.0f} mm"
+
     def move(self, position: np.ndarray, orientation: tuple[float, ...], speed: float = SPEED) -> None:
         """A straight Cartesian line with a cosine speed profile, IK every step, then settle."""
         start, _ = self.hand_pose()
@@ -185,13 +193,9 @@ def execute_grasp(
         return GraspOutcome(False, f"opening width {width:.3f} m is outside (0, {MAX_OPENING}] m")
     target = np.asarray(position, np.float64)
     approach = normalise_yaw(orientation, target)
-    error = panda.reach_error(target, approach)
-    if error > 0.01:
-        return GraspOutcome(
-            False,
-            f"out of reach: inverse kinematics misses ({', '.join(f'{v:g}' for v in np.round(target, 3))}) by "
-            f"{error * 1000:.0f} mm",
-        )
+    unreachable = panda.unreachable(target, approach)
+    if unreachable:
+        return GraspOutcome(False, unreachable)
 
     def heights() -> np.ndarray:
         return np.array([p.getBasePositionAndOrientation(b, physicsClientId=client)[0][2] for b in objects])
@@ -269,12 +273,9 @@ def execute_push(
     # The fingers close along (sin yaw, -cos yaw): along the push when yaw is its heading plus a quarter.
     hand = normalise_yaw(top_down(math.atan2(line[1], line[0]) + math.pi / 2), begin)
     for point in (begin, finish):
-        error = panda.reach_error(point, hand)
-        if error > 0.01:
-            where = ", ".join(f"{v:g}" for v in np.round(point, 3))
-            return PushOutcome(
-                False, f"out of reach: inverse kinematics misses ({where}) by {error * 1000:.0f} mm"
-            )
+        unreachable = panda.unreachable(point, hand)
+        if unreachable:
+            return PushOutcome(False, unreachable)
     before = {
         body: np.array(p.getBasePositionAndOrientation(body, physicsClientId=client)[0]) for body in objects
     }

@@ -100,6 +100,14 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen[str]]]:
             process.stdout.close()
 
 
+def spawn_sim(spawn: Callable[..., subprocess.Popen[str]], **params: str) -> subprocess.Popen[str]:
+    """A sim node process: fast clock, TinyRenderer, 160 x 120 unless `params` say otherwise."""
+    settings = {"clock": "fast", "renderer": "tiny", "width": "160", "height": "120", **params}
+    return spawn(
+        "run", "sim.node:SimNode", *[arg for k, v in settings.items() for arg in ("-p", f"{k}:={v}")]
+    )
+
+
 def wait_for(condition: Callable[[], object], timeout_s: float = 10.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():

@@ -122,21 +122,16 @@ class PickPolicy:
                 self.ended = CLEAR
             return None
         self._empty_frames = 0
-        choice = first_untried(positions, closings, self.failed)
-        if choice is not None and len(self.failed):
+        positions, closings = np.asarray(positions).reshape(-1, 3), np.asarray(closings).reshape(-1, 3)
+        fresh = ~repeats(positions, closings, self.failed)
+        if fresh.any():
             # After a failure, another object first: the one that failed may be out of reach or badly
             # seen, and failing on it again and again would end the loop with the others still there.
-            away = np.array(
-                [
-                    min(np.linalg.norm(position - p) for p, _ in self.failed) >= ELSEWHERE
-                    for position in positions
-                ]
-            )
-            fresh = ~repeats(positions, closings, self.failed) & away
-            choice = int(np.flatnonzero(fresh)[0]) if fresh.any() else choice
-        if choice is not None:
+            elsewhere = fresh.copy()
+            for failed_at, _ in self.failed:
+                elsewhere &= np.linalg.norm(positions - failed_at, axis=1) >= ELSEWHERE
             self._stuck_frames = 0
-            return Action(GRASP, choice)
+            return Action(GRASP, int(np.flatnonzero(elsewhere if elsewhere.any() else fresh)[0]))
         # No grasp to try: every object left has none that fits, or each one on offer failed before.
         push = None
         if push_starts is not None and push_ends is not None and self.pushes_in_row < self.limits.max_pushes:

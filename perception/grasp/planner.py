@@ -34,7 +34,7 @@ import numpy as np
 
 from perception.geometry import back_project_slopes, quaternion_from_matrix
 from perception.grasp.geometry import Plane, fit_plane
-from perception.grasp.pick_policy import REPEAT_ANGLE_DEG, REPEAT_RADIUS, repeats
+from perception.grasp.pick_policy import repeats
 from perception.grasp.push import plan_pushes
 
 
@@ -256,9 +256,7 @@ class GraspPlanner:
         k = int(0.95 * (len(standing) - 1))  # its 95th percentile height (np.percentile costs 0.1 ms)
         top = float(np.partition(standing, k)[k])
         middle = (flat.min(axis=0) + flat.max(axis=0)) / 2
-        refused = self.workspace.refuses(
-            middle[0] * e1 + middle[1] * e2 - grid.plane.offset * grid.plane.normal, top
-        )
+        refused = self.workspace.refuses(_in_world(middle, 0.0, grid.plane, e1, e2), top)
         if refused:
             return OutsideWorkspace(refused)
         found = self._candidates(
@@ -283,12 +281,8 @@ class GraspPlanner:
         off it)."""
         g = self.gripper
 
-        def world(point: np.ndarray, height: float = 0.0) -> np.ndarray:
-            on_plane: np.ndarray = point[0] * e1 + point[1] * e2 + (height - plane.offset) * plane.normal
-            return on_plane
-
         def inside(point: np.ndarray) -> bool:
-            x, y = world(point)[:2]
+            x, y = _in_world(point, 0.0, plane, e1, e2)[:2]
             (x0, x1), (y0, y1), m = self.workspace.x, self.workspace.y, PUSH_MARGIN
             within_reach = math.hypot(x, y) <= self.workspace.reach - m
             return bool(x0 + m <= x <= x1 - m and y0 + m <= y <= y1 - m and within_reach)
@@ -306,8 +300,8 @@ class GraspPlanner:
         )
         return [
             Push(
-                start=tuple(float(v) for v in world(c.start, c.height)),  # type: ignore[arg-type]
-                end=tuple(float(v) for v in world(c.end, c.height)),  # type: ignore[arg-type]
+                start=tuple(float(v) for v in _in_world(c.start, c.height, plane, e1, e2)),  # type: ignore[arg-type]
+                end=tuple(float(v) for v in _in_world(c.end, c.height, plane, e1, e2)),  # type: ignore[arg-type]
                 quality=c.quality,
                 detection=r.index,
                 class_name=r.name,
@@ -451,16 +445,12 @@ class GraspPlanner:
         )
 
     def _distinct(self, qualities: np.ndarray, middles: np.ndarray, closings: np.ndarray) -> np.ndarray:
-        """Up to `per_object` rows, best first, none a repeat of a better one: within REPEAT_RADIUS and
-        REPEAT_ANGLE_DEG of its closing direction (either way round)."""
-        cos_limit = math.cos(math.radians(REPEAT_ANGLE_DEG))
+        """Up to `per_object` rows, best first, none a repeat of a better one (the pick policy's
+        `repeats`)."""
         kept: list[int] = []
         for row in np.argsort(-qualities, kind="stable").tolist():
-            if all(
-                float(np.hypot(*(middles[row] - middles[other]))) >= REPEAT_RADIUS
-                or abs(float(closings[row] @ closings[other])) <= cos_limit
-                for other in kept
-            ):
+            better = [(middles[other], closings[other]) for other in kept]
+            if not repeats(middles[row : row + 1], closings[row : row + 1], better)[0]:
                 kept.append(row)
                 if len(kept) == self.per_object:
                     break
@@ -525,9 +515,7 @@ class GraspPlanner:
         e1: np.ndarray,
         e2: np.ndarray,
     ) -> Grasp:
-        # A point of the plane under the footprint's middle, then up to the grasp height.
-        on_plane = middle[0] * e1 + middle[1] * e2 - plane.offset * plane.normal
-        position = on_plane + grasp_height * plane.normal
+        position = _in_world(middle, grasp_height, plane, e1, e2)
         close_world = closing[0] * e1 + closing[1] * e2
         approach = -plane.normal
         # The hand: z along the approach, fingers closing along y (the Panda's convention).
@@ -548,6 +536,14 @@ class GraspPlanner:
             class_name=name,
             closing=(float(close_world[0]), float(close_world[1]), float(close_world[2])),
         )
+
+
+def _in_world(point: np.ndarray, height: float, plane: Plane, e1: np.ndarray, e2: np.ndarray) -> np.ndarray:
+    """The world point `height` above the plane over a point of the plane's frame (e1, e2 its basis):
+    the plane's point under it, then up along its normal."""
+    on_plane = point[0] * e1 + point[1] * e2 - plane.offset * plane.normal
+    world: np.ndarray = on_plane + height * plane.normal
+    return world
 
 
 def _height_jumps(heights: np.ndarray, above: np.ndarray, jump: float) -> np.ndarray:

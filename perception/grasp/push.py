@@ -45,7 +45,6 @@ class PushCandidate:
     height: float
     quality: float  # 0-1
     kind: str  # "separate" or "turn"
-    moved_centre: np.ndarray  # 2: where the object's middle is pushed to
 
 
 def plan_pushes(
@@ -69,7 +68,8 @@ def plan_pushes(
     if len(flat) < 3:
         return []
     height = min(max(top / 2, LOWEST), HIGHEST)
-    centre = (flat.min(axis=0) + flat.max(axis=0)) / 2
+    lowest, highest = flat.min(axis=0), flat.max(axis=0)
+    centre = (lowest + highest) / 2
     headings = 2 * math.pi * np.arange(directions) / directions
     d = np.stack([np.cos(headings), np.sin(headings)], axis=1)  # headings x 2
     n = np.stack([-d[:, 1], d[:, 0]], axis=1)
@@ -95,7 +95,6 @@ def plan_pushes(
     )  # headings x 3 x 2
     # Neighbours the lowered fingers would meet, among those near enough to matter (the fingers come
     # down within PUSH_GAP plus their length of the object's outline).
-    lowest, highest = flat.min(axis=0), flat.max(axis=0)
     reach = PUSH_GAP + finger_length + finger_width
     close = np.all((near_flat >= lowest - reach) & (near_flat <= highest + reach), axis=1)
     blocking = near_flat[close & (near_heights > height - 0.005)]
@@ -135,7 +134,6 @@ def plan_pushes(
                 height,
                 float(quality[h, k]),
                 "separate" if k == 0 else "turn",
-                centre + PUSH_DISTANCE * d[h],
             )
         )
     return found

@@ -128,14 +128,12 @@ def test_the_pick_loop_node_pushes_through_the_simulators_service_when_no_grasp_
     """A Grasps message offering no grasp and one push, as the planner sends for a wedged object: the
     pick-loop process calls the sim process's /sim/execute_push, the cube moves, and the action is
     published on /attempts as a push."""
-    from conftest import spin_until
+    from conftest import spawn_sim, spin_until
 
     from perception import Node
     from perception.msgs import GroundTruth, PickAttempt
 
-    settings = {"clock": "fast", "renderer": "tiny", "width": "160", "height": "120"}
-    settings["scene_params"] = "{objects: 1, classes: [cube]}"
-    spawn("run", "sim.node:SimNode", *[arg for k, v in settings.items() for arg in ("-p", f"{k}:={v}")])
+    spawn_sim(spawn, scene_params="{objects: 1, classes: [cube]}")
     spawn("run", "perception.nodes.pick_loop:PickLoop", "-p", "exit_when_done:=false")
     truths: list[GroundTruth] = []
     attempts: list[PickAttempt] = []

@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pybullet as p
 import pytest
-from conftest import percept, spin_until
+from conftest import percept, spawn_sim, spin_until
 
 from perception import Node
 from perception.geometry import back_project, quaternion_from_matrix
@@ -42,14 +42,6 @@ def world(request):
 
 def scene(world: World, seed: int = 3, **params: object) -> TabletopScene:
     return TabletopScene(world, TabletopParams(**params), seed, CameraSpec(width=320, height=240))  # type: ignore[arg-type]
-
-
-def spawn_sim(spawn, **params: str):
-    """A sim node process: fast clock, TinyRenderer, 160 x 120 unless `params` say otherwise."""
-    settings = {"clock": "fast", "renderer": "tiny", "width": "160", "height": "120", **params}
-    return spawn(
-        "run", "sim.node:SimNode", *[arg for k, v in settings.items() for arg in ("-p", f"{k}:={v}")]
-    )
 
 
 def test_depth_and_intrinsics_back_project_onto_the_true_position(world):
