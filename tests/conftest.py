@@ -76,14 +76,16 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen[str]]]:
     """Start `python -m perception.cli ARGS...`; every process is killed at the end of the test."""
     processes: list[subprocess.Popen[str]] = []
 
-    def start(*args: str, node: str | None = None) -> subprocess.Popen[str]:
+    def start(
+        *args: str, node: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[str]:
         command = [sys.executable, "-m", "perception.cli", *args]
         if node is not None:
             command = [sys.executable, "-m", "perception.cli", "run", f"{TESTS / 'nodes.py'}:{node}", *args]
         process = subprocess.Popen(
             command,
             cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -25,6 +25,7 @@ class SeqPublisher(Node):
         self.count = self.declare_parameter("count", 0)
         self.wait_for = self.declare_parameter("wait_for_subscribers", 0)
         self.tag = self.declare_parameter("tag", "a")
+        self.shape = (self.declare_parameter("height", 48), self.declare_parameter("width", 64), 3)
         rate = self.declare_parameter("rate", 100.0)
         self.publisher = self.create_publisher(Image, "frames")
         self.seq = 0
@@ -38,7 +39,7 @@ class SeqPublisher(Node):
             self.request_shutdown()
             return
         header = Header(stamp=time.time_ns(), frame_id=self.tag, seq=self.seq)
-        self.publisher.publish(Image(header=header, data=pattern(self.seq), encoding="rgb8"))
+        self.publisher.publish(Image(header=header, data=pattern(self.seq, self.shape), encoding="rgb8"))
         self.seq += 1
 
 

@@ -160,22 +160,27 @@ def _providers() -> tuple[str, str, str]:
 
 
 def _leftovers() -> tuple[str, str, str]:
-    """Shared memory or registry files left by processes that died without cleaning up."""
-    found = []
-    shm = "/dev/shm"
-    if os.path.isdir(shm):
-        for name in os.listdir(shm):
-            if name.startswith("percept"):
-                pid = name.rsplit("_", 1)[-1]
-                if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-                    found.append(os.path.join(shm, name))
-    if found:
+    """Shared-memory segments and pipes left by processes killed outright: removed here (any process's
+    first use of shared memory removes them as well)."""
+    from perception.runtime import shm
+
+    if not shm.enabled():
+        return OK, "leftovers", "shared memory is off here (PERCEPT_SHM, or no /dev/shm): frames go over TCP"
+    removed = shm.sweep()
+    ours = [n for n in os.listdir(shm.SHM_DIR) if n.startswith(shm.PREFIX)]
+    stats = os.statvfs(shm.SHM_DIR)
+    free_mib = stats.f_bavail * stats.f_frsize / 2**20
+    text = (
+        f"shared memory: removed {len(removed)} segments and pipes of dead processes; "
+        f"{len(ours)} in use; {free_mib:,.0f} MiB free in {shm.SHM_DIR}"
+    )
+    if free_mib < 256:  # Docker's default /dev/shm is 64 MB
         return (
             WARNING,
             "leftovers",
-            f"{len(found)} shared-memory segments of dead processes: rm {' '.join(found[:5])}",
+            text + " (small: run containers with --shm-size=1g, or PERCEPT_SHM_MB lower)",
         )
-    return OK, "leftovers", "no shared memory or files left by dead processes"
+    return OK, "leftovers", text
 
 
 def _extras() -> tuple[str, str, str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import zmq
 
-from perception.runtime import transport
+from perception.runtime import shm, transport
 from perception.runtime.registry import registry_address
 from perception.runtime.registry_link import RegistryLink
 from perception.runtime.transport import default_host
@@ -40,8 +40,11 @@ class Context:
         registry: str | None = None,
         host: str | None = None,
         overrides: NodeOverrides | None = None,
+        shared_memory: bool | None = None,
     ) -> None:
         self.zmq: zmq.Context[Any] = zmq.Context()
+        # Same-host pairs through a pipe and shared memory (PERCEPT_SHM=off turns it off everywhere).
+        self.shared_memory = shm.enabled() if shared_memory is None else shared_memory and shm.enabled()
         self.registry = registry or registry_address()
         self.host = host or default_host()
         self.overrides = overrides or NodeOverrides()
@@ -59,10 +62,10 @@ class Context:
     # -- endpoints ---------------------------------------------------------------------------------
 
     def outlet(self, topic: bytes, send_hwm: int) -> transport.Outlet:
-        return transport.Outlet(self.zmq, self.host, topic, send_hwm)
+        return transport.Outlet(self.zmq, self.host, topic, send_hwm, local=self.shared_memory)
 
     def inlet(self, topic: bytes, receive_hwm: int) -> transport.Inlet:
-        return transport.Inlet(self.zmq, topic, receive_hwm)
+        return transport.Inlet(self.zmq, topic, receive_hwm, local=self.shared_memory)
 
     def service_server(self) -> tuple[Any, str]:
         return transport.service_server(self.zmq, self.host)

@@ -39,9 +39,10 @@ class _CapturingOutlet:
         self.endpoint = f"inproc://harness{topic.decode()}"
         self.sent: list[list[Any]] = []
 
-    def send(self, frames: list[Any]) -> None:
+    def send(self, frames: list[Any], src: str = "", n: int = 0) -> int:
         # Copy now: a publisher may reuse its buffers after publish() returns, as it may on the bus.
         self.sent.append([bytes(memoryview(f)) if not isinstance(f, bytes) else f for f in frames])
+        return 0
 
     def subscriber_count(self) -> int:
         return 1  # the harness listens to everything
@@ -54,13 +55,15 @@ class _FedInlet:
     """A subscription's inlet that hands over what the harness fed it."""
 
     socket = None
+    local = None
+    local_fd = None
 
     def __init__(self, topic: bytes) -> None:
         self.topic = topic
         self.endpoints: set[str] = set()
         self.pending: list[list[zmq.Frame]] = []
 
-    def set_endpoints(self, endpoints: list[str]) -> list[str]:
+    def set_endpoints(self, endpoints: list[str], local: dict[str, str] | None = None) -> list[str]:
         return []
 
     def drain(self, limit: int) -> list[list[zmq.Frame]]:

@@ -146,6 +146,8 @@ class Node:
             self._subscriptions.append(subscription)
         if subscription._inlet.socket is not None:  # the in-process harness has no sockets
             self._poller.register(subscription._inlet.socket, zmq.POLLIN)
+        if subscription._inlet.local_fd is not None:  # the same-host channel's pipe
+            self._poller.register(subscription._inlet.local_fd, zmq.POLLIN)
         self._registry_link.changed()
         return subscription
 
@@ -302,12 +304,13 @@ class Node:
                 self._wake.recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
-        endpoints = self._registry_link.take_endpoints()
-        if endpoints is None:
+        discovered = self._registry_link.take_endpoints()
+        if discovered is None:
             return
+        endpoints, local = discovered
         for subscription in self._subscriptions:
             if subscription.topic in endpoints:
-                for refused in subscription._inlet.set_endpoints(endpoints[subscription.topic]):
+                for refused in subscription._inlet.set_endpoints(endpoints[subscription.topic], local):
                     self.log.warning("cannot connect to a publisher of %s at %s", subscription.topic, refused)
 
     def _registration(self) -> dict[str, Any]:
@@ -318,7 +321,12 @@ class Node:
                 "pid": os.getpid(),
                 "host": socketlib.gethostname(),
                 "publishers": [
-                    {"topic": p.topic, "type": p.msg_type.TYPE_NAME, "endpoint": p.endpoint}
+                    {
+                        "topic": p.topic,
+                        "type": p.msg_type.TYPE_NAME,
+                        "endpoint": p.endpoint,
+                        **({"local": p.local_address} if p.local_address else {}),
+                    }
                     for p in self._publishers
                 ],
                 "subscriptions": [

@@ -7,7 +7,9 @@ import time
 import uuid
 from typing import Any, Generic, TypeVar
 
-from perception.errors import PerceptError
+import numpy as np
+
+from perception.errors import MalformedMessage, PerceptError
 from perception.msgs import Message
 from perception.runtime import wire
 from perception.runtime.context import Context
@@ -29,6 +31,8 @@ class Publisher(Generic[M]):
         self._topic_bytes = topic.encode()
         self._outlet = context.outlet(self._topic_bytes, send_hwm)
         self.endpoint = self._outlet.endpoint
+        # Where subscribers on this host join it without TCP (None with shared memory off).
+        self.local_address: str | None = getattr(self._outlet, "local_address", None)
         self._id = uuid.uuid4().hex[:12]
         self._count = 0
         self._lock = threading.Lock()  # publish() may come from any thread, destroy() from the node's
@@ -45,8 +49,23 @@ class Publisher(Generic[M]):
                 raise PerceptError(f"publisher on {self.topic} is closed: its node was destroyed")
             self._count += 1
             frames = wire.encode(self._topic_bytes, msg, self._id, self._count)
-            self._outlet.send(frames)
+            self.stats.dropped_queue += self._outlet.send(frames, self._id, self._count)
             self.stats.record_arrival(sum(nbytes(f) for f in frames))
+
+    def loan(self, shape: tuple[int, ...], dtype: Any = np.uint8) -> np.ndarray:
+        """An array to fill and publish in a message (in place of one you would allocate): with a
+        subscriber on this host it lies in shared memory, and publishing it copies nothing, however
+        large (a 1920x1080 frame costs what a 640x480 one does). Otherwise it is an ordinary array.
+
+        Once published it belongs to the bus: fill a fresh loan for the next message, and do not keep
+        or change a published one (its slot goes to a later message once subscribers are done with it).
+        """
+        dtype = np.dtype(dtype)
+        with self._lock:
+            if self._closed:
+                raise PerceptError(f"publisher on {self.topic} is closed: its node was destroyed")
+            array = self._outlet.loan(tuple(shape), dtype) if hasattr(self._outlet, "loan") else None
+        return array if array is not None else np.empty(shape, dtype)
 
     def publish_frames(self, frames: list[Any]) -> None:
         """Send a message already in wire frames (the frames after the topic, e.g. from a recording),
@@ -54,7 +73,11 @@ class Publisher(Generic[M]):
         with self._lock:
             if self._closed:
                 raise PerceptError(f"publisher on {self.topic} is closed: its node was destroyed")
-            self._outlet.send([self._topic_bytes, *frames])
+            try:
+                src, n = wire.peek_sequence([self._topic_bytes, *frames])
+            except MalformedMessage:
+                src, n = "", 0  # sent as it is, as TCP would: its subscribers count it malformed
+            self.stats.dropped_queue += self._outlet.send([self._topic_bytes, *frames], src, n)
             self.stats.record_arrival(sum(nbytes(f) for f in frames))
 
     @property

@@ -134,11 +134,20 @@ class Registry:
             self._changed()
         wanted = {sub["topic"] for sub in node.get("subscriptions", [])}
         endpoints: dict[str, list[str]] = {topic: [] for topic in wanted}
+        local: dict[str, str] = {}  # endpoint -> where a subscriber on the publisher's host joins it
         for other in self._nodes.values():
             for pub in other.get("publishers", []):
                 if pub["topic"] in endpoints:
                     endpoints[pub["topic"]].append(pub["endpoint"])
-        return {"ok": True, "version": self.version, "events": self.events_endpoint, "endpoints": endpoints}
+                    if isinstance(pub.get("local"), str):
+                        local[pub["endpoint"]] = pub["local"]
+        return {
+            "ok": True,
+            "version": self.version,
+            "events": self.events_endpoint,
+            "endpoints": endpoints,
+            "local": local,
+        }
 
     def _service(self, name: str) -> dict[str, Any]:
         # The most recently heard server first: a respawned node's, not the dead one's before it expires.

@@ -21,6 +21,8 @@ import zmq
 
 HEARTBEAT_S = 1.0
 REPLY_TIMEOUT_S = 2.0
+# Publisher endpoints per topic, and endpoint -> local address for publishers that have one.
+Discovered = tuple[dict[str, list[str]], dict[str, str]]
 GOODBYE_TIMEOUT_S = 1.0  # on 2 busy cores the registry took over 0.3 s to answer once (the test suite)
 
 
@@ -39,8 +41,8 @@ class RegistryLink:
         self._wake_endpoint = wake_endpoint
         self._log = log
         self._lock = threading.Lock()
-        self._endpoints: dict[str, list[str]] = {}
-        self._pending: dict[str, list[str]] | None = None
+        self._endpoints: Discovered = ({}, {})
+        self._pending: Discovered | None = None
         self._dirty = threading.Event()
         self._stop = threading.Event()
         self._goodbye_uid: str | None = None
@@ -60,8 +62,9 @@ class RegistryLink:
         self._dirty.set()
         self._poke()
 
-    def take_endpoints(self) -> dict[str, list[str]] | None:
-        """Publisher endpoints per subscribed topic, if they changed since the last call."""
+    def take_endpoints(self) -> Discovered | None:
+        """Publisher endpoints per subscribed topic, and the local addresses of those that have one,
+        if they changed since the last call."""
         with self._lock:
             pending, self._pending = self._pending, None
         return pending
@@ -162,7 +165,10 @@ class RegistryLink:
                             # A change announced before this subscription completes is lost (a SUB
                             # socket misses what was sent while it joined): ask again shortly.
                             resync_at = time.monotonic() + 0.05
-                        self._deliver(reply.get("endpoints", {}), wake)
+                        local = reply.get("local")
+                        self._deliver(
+                            reply.get("endpoints", {}), local if isinstance(local, dict) else {}, wake
+                        )
             if synced and self._goodbye_uid is not None:
                 # On the heartbeats' own connection, so it cannot overtake the last of them.
                 self._say_goodbye(dealer, next(ids), self._goodbye_uid)
@@ -185,13 +191,13 @@ class RegistryLink:
             ):
                 return
 
-    def _deliver(self, endpoints: dict[str, list[str]], wake: zmq.Socket[Any]) -> None:
-        endpoints = {topic: sorted(set(eps)) for topic, eps in endpoints.items()}
-        if endpoints == self._endpoints:
+    def _deliver(self, endpoints: dict[str, list[str]], local: dict[str, str], wake: zmq.Socket[Any]) -> None:
+        discovered = ({topic: sorted(set(eps)) for topic, eps in endpoints.items()}, local)
+        if discovered == self._endpoints:
             return
-        self._endpoints = endpoints
+        self._endpoints = discovered
         with self._lock:
-            self._pending = endpoints
+            self._pending = discovered
         try:
             wake.send(b"", zmq.NOBLOCK)
         except zmq.Again:

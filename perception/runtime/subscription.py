@@ -6,6 +6,7 @@ import contextlib
 import logging
 import time
 import traceback
+import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
@@ -14,12 +15,16 @@ from perception.errors import MalformedMessage
 from perception.msgs import Header, Message
 from perception.runtime import wire
 from perception.runtime.context import Context
+from perception.runtime.local_channel import LeasedFrames, SlotMessage
 from perception.runtime.qos import QoS
 from perception.runtime.stats import EndpointStats, Throttle
 
 M = TypeVar("M", bound=Message)
 
 RECEIVE_HWM = 1000  # messages a subscription socket may hold while its node is busy
+# Queued messages that may stay in a publisher's shared memory; older ones in a backlog are copied out,
+# so a deep queue (a recorder's) never holds the slots that other subscribers need.
+LEASED_IN_QUEUE = 4
 _LATENCY_LIMIT_NS = 60 * 1_000_000_000  # stamps further off than this are not wall-clock stamps
 
 
@@ -50,8 +55,10 @@ class Subscription(Generic[M]):
         # queue would drop the *newest* messages), and the next drain keeps the newest `depth`.
         self._inlet = context.inlet(topic.encode(), RECEIVE_HWM)
         self._queue: deque[Any] = deque(maxlen=qos.depth)
+        self._leased: deque[weakref.ref[LeasedFrames]] = deque()  # queued ones, oldest first
         self._last_seq: dict[str, int] = {}
         self._error_log = Throttle()  # at most one line a second per subscription
+        self._local_malformed = 0
         self.stats = EndpointStats(topic, msg_type.TYPE_NAME if msg_type else "*", "sub")
 
     @property
@@ -61,24 +68,66 @@ class Subscription(Generic[M]):
 
     def _receive(self) -> None:
         """Move everything that has arrived into the keep-last queue, evicting (and counting) the
-        oldest. Frames are decoded only when handed to the callback, so a flood costs little."""
+        oldest. Frames are decoded only when handed to the callback, so a flood costs little.
+
+        A message in a publisher's shared memory is queued unread (a `SlotMessage`): it is read when
+        handed over, so a backlog holds no slot the publisher needs. A raw subscription (a recorder)
+        reads it on arrival instead and copies out all but its newest few, as TCP would have copied."""
         queue = self._queue
         stats = self.stats
         # At most what the socket can hold per round, so that in a flood callbacks still run
         # between drains; a latest-only queue still ends up holding the newest arrival.
         topic = self._inlet.topic
-        for frames in self._inlet.drain(RECEIVE_HWM):
-            if frames[0].bytes != topic:
-                continue  # a longer topic matching ours as a prefix (a reused port): not for us
-            stats.record_arrival(sum(len(f) for f in frames))
+        for item in self._inlet.drain(RECEIVE_HWM):
+            if type(item) is SlotMessage:
+                stats.record_arrival(item.nbytes)
+                if self.raw:
+                    item = self._take(item)
+                    if item is None:
+                        continue
+                    self._hold_few(item)
+            else:
+                if item[0].bytes != topic:
+                    continue  # a longer topic matching ours as a prefix (a reused port): not for us
+                stats.record_arrival(sum(len(f) for f in item))
             if len(queue) == queue.maxlen:
                 stats.dropped_queue += 1
                 evicted = queue.popleft()
                 try:
-                    self._count_gap(*wire.peek_sequence(evicted))
+                    if type(evicted) is SlotMessage:
+                        evicted.let_go()
+                        self._count_gap(evicted.src, evicted.n)
+                    else:
+                        self._count_gap(*wire.peek_sequence(evicted))
                 except MalformedMessage:
                     stats.malformed += 1
-            queue.append(frames)
+            queue.append(item)
+        local = self._inlet.local
+        if local is not None and local.malformed != self._local_malformed:
+            stats.malformed += local.malformed - self._local_malformed
+            self._local_malformed = local.malformed
+
+    def _take(self, message: SlotMessage) -> LeasedFrames | None:
+        """Read a message from shared memory; None (counted as dropped from the queue, as TCP's
+        keep-last queue would have dropped it) when a newer message has taken its slot."""
+        try:
+            frames = message.take()
+        except Exception as exc:
+            self.stats.malformed += 1
+            self._log_error(f"dropped a malformed message on {self.topic}: {exc}")
+            return None
+        if frames is None:
+            self.stats.dropped_queue += 1
+            self._count_gap(message.src, message.n)
+        return frames
+
+    def _hold_few(self, frames: LeasedFrames) -> None:
+        leased = self._leased
+        leased.append(weakref.ref(frames))
+        while len(leased) > LEASED_IN_QUEUE:
+            oldest = leased.popleft()()
+            if oldest is not None:  # still queued (one handed over or evicted is gone already)
+                oldest.detach()
 
     def _count_gap(self, src: str, n: int) -> None:
         # Eviction and dispatch both take the queue's oldest entry, so this sees arrival order.
@@ -94,6 +143,10 @@ class Subscription(Generic[M]):
             return False
         for _ in range(len(queue)):
             frames = queue.popleft()
+            if type(frames) is SlotMessage:
+                frames = self._take(frames)
+                if frames is None:
+                    continue
             try:
                 if self.raw:
                     self._count_gap(*wire.peek_sequence(frames))

@@ -1,9 +1,10 @@
 """The one place that touches sockets for topics and services.
 
 Nodes talk to `Outlet` (a publisher's socket), `Inlet` (a subscription's socket) and the service
-socket factories below, never to ZeroMQ directly. A later shared-memory path or CURVE-secured TCP
-changes this module only: an Outlet may move large frames into shared memory, and the socket factories
-may set CURVE keys.
+socket factories below, never to ZeroMQ directly. Between two processes of one host an Outlet and an
+Inlet also have a local channel (perception.runtime.local_channel: a pipe, and shared memory for large
+messages), chosen per publisher-subscriber pair: a subscriber that can reach a publisher locally
+registers there and does not connect to it over TCP, so each pair uses exactly one path, in order.
 
 By default every socket binds 127.0.0.1 on a free port. Set `host` (or PERCEPT_HOST) to an interface
 address to let other machines connect.
@@ -22,9 +23,14 @@ _POLLIN = int(zmq.POLLIN)
 
 
 class Outlet:
-    """A publisher's socket: an XPUB, so it can count its subscribers."""
+    """A publisher's socket (an XPUB, so it can count its subscribers) and, with shared memory on, its
+    local channel for subscribers on this host."""
 
-    def __init__(self, context: zmq.Context[Any], host: str, topic: bytes, send_hwm: int) -> None:
+    def __init__(
+        self, context: zmq.Context[Any], host: str, topic: bytes, send_hwm: int, local: bool = False
+    ) -> None:
+        self.local = _local_channel().LocalOutlet() if local else None
+        self.local_address = self.local.address if self.local else None
         self.socket: zmq.Socket[Any] = context.socket(zmq.XPUB)
         self.socket.setsockopt(zmq.SNDHWM, send_hwm)
         self.socket.setsockopt(zmq.LINGER, 200)
@@ -35,28 +41,51 @@ class Outlet:
         self._topic = topic
         self._subscribers = 0
 
-    def send(self, frames: list[Any]) -> None:
+    def send(self, frames: list[Any], src: str, n: int) -> int:
+        """Send to every subscriber (`src` and `n`: the publisher id and sequence number in the
+        header); returns how many local subscribers missed it (a full channel, or every
+        shared-memory slot held)."""
+        missed = self.local.send(frames[1:], src, n) if self.local is not None else 0
         # XPUB never blocks: a subscriber whose queue is full loses the message, which it sees as a
-        # sequence gap.
-        self.socket.send_multipart(frames, copy=False)
+        # sequence gap. With no TCP subscriber, nothing is handed to ZeroMQ at all.
+        if self.local is None or self._tcp_subscribers():
+            self.socket.send_multipart(frames, copy=False)
+        return missed
+
+    def loan(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """A writable array in shared memory, or None (see Publisher.loan)."""
+        return self.local.loan(shape, dtype) if self.local is not None else None
 
     def subscriber_count(self) -> int:
-        while True:
+        local = self.local.peer_count if self.local is not None else 0
+        return self._tcp_subscribers() + local
+
+    def _tcp_subscribers(self) -> int:
+        socket = self.socket
+        while cast(int, socket.getsockopt(_EVENTS)) & _POLLIN:
             try:
-                event = self.socket.recv(zmq.NOBLOCK)
+                event = socket.recv(zmq.NOBLOCK)
             except zmq.Again:
-                return self._subscribers
+                break
             if event[1:] == self._topic:
                 self._subscribers = max(0, self._subscribers + (1 if event[:1] == b"\x01" else -1))
+        return self._subscribers
 
     def close(self) -> None:
         self.socket.close()
+        if self.local is not None:
+            self.local.close()
 
 
 class Inlet:
-    """A subscription's socket, connected to every publisher of its topic."""
+    """A subscription's socket, connected to every publisher of its topic that is not reachable
+    through the local channel."""
 
-    def __init__(self, context: zmq.Context[Any], topic: bytes, receive_hwm: int) -> None:
+    def __init__(
+        self, context: zmq.Context[Any], topic: bytes, receive_hwm: int, local: bool = False
+    ) -> None:
+        self.local = _local_channel().LocalInlet(topic) if local else None
+        self.local_fd = self.local.fd if self.local is not None else None
         self.socket: zmq.Socket[Any] = context.socket(zmq.SUB)
         self.socket.setsockopt(zmq.RCVHWM, receive_hwm)
         self.socket.setsockopt(zmq.LINGER, 0)
@@ -66,8 +95,9 @@ class Inlet:
         self.endpoints: set[str] = set()
         self.refused: set[str] = set()  # endpoints ZeroMQ would not connect to (a peer's bad address)
 
-    def set_endpoints(self, endpoints: list[str]) -> list[str]:
-        """Connect to publishers not yet connected.
+    def set_endpoints(self, endpoints: list[str], local: dict[str, str] | None = None) -> list[str]:
+        """Connect to publishers not yet connected: through the local channel where `local` gives the
+        publisher's local address and it is on this host, over TCP otherwise.
 
         Never disconnects: libzmq asserts when a SUB socket's pipe is torn down while a multipart
         message from it is half read (libzmq#2163), and disconnecting also throws away whatever that
@@ -78,7 +108,12 @@ class Inlet:
         nobody can connect to (e.g. tcp://*:port) must not stop its subscribers.
         """
         refused = []
+        local = local or {}
         for endpoint in set(endpoints) - self.endpoints - self.refused:
+            address = local.get(endpoint)
+            if self.local is not None and isinstance(address, str) and self.local.register(address):
+                self.endpoints.add(endpoint)
+                continue
             try:
                 self.socket.connect(endpoint)
             except zmq.ZMQError as exc:
@@ -88,9 +123,10 @@ class Inlet:
             self.endpoints.add(endpoint)
         return refused
 
-    def drain(self, limit: int) -> list[list[zmq.Frame]]:
-        """Up to `limit` messages already received, without waiting."""
-        batches: list[list[zmq.Frame]] = []
+    def drain(self, limit: int) -> list[Any]:
+        """Messages already received, without waiting: up to `limit` from TCP, then what the local
+        channel holds (at most one pipe read)."""
+        batches: list[Any] = []
         socket = self.socket
         # Checking EVENTS first spares the exception a NOBLOCK receive raises on an empty socket.
         # (Reading parts one by one with Frame.more crashed libzmq under load: keep recv_multipart.)
@@ -99,10 +135,14 @@ class Inlet:
                 batches.append(socket.recv_multipart(zmq.NOBLOCK, copy=False))
             except zmq.Again:
                 break
+        if self.local is not None:
+            batches += self.local.drain()
         return batches
 
     def close(self) -> None:
         self.socket.close()
+        if self.local is not None:
+            self.local.close()
 
 
 def service_server(context: zmq.Context[Any], host: str) -> tuple[zmq.Socket[Any], str]:
@@ -117,6 +157,13 @@ def service_client(context: zmq.Context[Any], endpoint: str) -> zmq.Socket[Any]:
     socket.setsockopt(zmq.LINGER, 0)
     socket.connect(endpoint)
     return socket
+
+
+def _local_channel() -> Any:
+    """The same-host channel's module, imported where it is used: it needs Linux (pipes, /dev/shm)."""
+    from perception.runtime import local_channel
+
+    return local_channel
 
 
 def default_host() -> str:

@@ -251,26 +251,27 @@ def test_the_readme_node_runs(registry, spawn, context):
 
 def test_bench_bus_json_contract():
     result = percept(
-        "bench",
-        "bus",
-        "--payloads",
-        "200B",
-        "--rounds",
-        "1",
-        "--count",
-        "40",
-        "--seconds",
-        "0.3",
-        "--json",
-        timeout=120,
-    )
+        "bench", "bus", "--payloads", "200B,640x480x3", "--count-1khz", "40", "--count-30hz", "4",
+        "--seconds", "0.3", "--json",
+        timeout=240,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    (row,) = report["results"]
-    assert row["payload"] == "200B"
-    for key in ("p50_us", "p99_us", "fps", "raw_p50_us", "raw_p99_us", "raw_fps"):
-        assert row[key] > 0, key
-    assert "ours / raw pyzmq" in result.stdout
+    rows = report["results"]
+    sides = [
+        "shm",
+        "shm-loan",
+        "tcp",
+        "zmq",
+        *(["iceoryx2"] if "iceoryx2" in report["settings"]["sides"] else []),
+    ]
+    assert [(r["payload"], r["side"]) for r in rows] == [(p, s) for p in ("200B", "640x480x3") for s in sides]
+    for row in rows:
+        for key in ("p50_us_1khz", "p99_us_1khz", "p50_us_30hz", "frames_per_s"):
+            assert row[key] > 0, (row["side"], key)
+        assert row["sent"]["1kHz"] == 40 and row["sent"]["30Hz"] == 4
+        assert 0 <= row["lost_30hz"] <= 4
+    assert "tcp / raw pyzmq" in result.stdout
 
 
 def test_the_demo_camera_follows_a_live_rate_change(registry, spawn):

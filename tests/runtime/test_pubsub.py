@@ -134,9 +134,9 @@ def test_malformed_and_mistyped_messages_are_dropped_and_counted(context, spawn)
         frames = node.create_publisher(Image, "/frames")
         assert frames.wait_for_subscribers(1, timeout_s=10)
         outlet = frames._outlet
-        outlet.send([b"/frames", b"\xc1 not msgpack"])
-        outlet.send([b"/frames"])
-        outlet.send([b"/frames", b"\x93\x01\x02\x03"])  # msgpack, but not a header map
+        outlet.send([b"/frames", b"\xc1 not msgpack"], "", 0)
+        outlet.send([b"/frames"], "", 0)
+        outlet.send([b"/frames", b"\x93\x01\x02\x03"], "", 0)  # msgpack, but not a header map
         wrong_type = node.create_publisher(String, "/frames")
         assert wrong_type.wait_for_subscribers(1, timeout_s=10)
         wrong_type.publish(String(data="not an image"))
@@ -248,7 +248,7 @@ def test_a_message_that_fails_to_decode_is_malformed_and_not_also_a_gap(context)
         publisher.publish(Image(header=Header(seq=1), data=pattern(1)))
         torn = wire.encode(b"/torn", Image(header=Header(seq=2), data=pattern(2)), publisher._id, 2)
         torn[-1] = bytes(torn[-1])[:10]  # a header that reads, an array that does not
-        publisher._outlet.send(torn)
+        publisher._outlet.send(torn, publisher._id, 2)
         publisher._count = 2
         publisher.publish(Image(header=Header(seq=3), data=pattern(3)))
         spin_until(sub_node, lambda: got == [1, 3], what="the two whole frames")

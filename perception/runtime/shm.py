@@ -1,0 +1,391 @@
+"""Shared-memory segments for large messages between processes on one host (Linux).
+
+A publisher owns segments of fixed-size slots in /dev/shm; each large message is written into one slot
+once, and every local subscriber reads it in place (read-only numpy views, no copy). The rules that keep
+a held frame intact live in the segment's control block, in 64-bit cells each written by one side only:
+
+- `tick[slot]`: the publisher's counter of the message in the slot (WRITING while it is being written).
+- `drained[row]`: a subscriber (its row) has taken every message up to this tick out of its channel.
+- `released[row][slot]`: the subscriber is done with the message of this tick in this slot (evicted
+  from its queue, or every array of it garbage collected).
+
+The publisher writes a slot only when each subscriber it sent the slot's message to has released it,
+or has not yet taken it out of its channel (a backlog: the newer message supersedes it, as a keep-last
+queue would). The second case races with the subscriber taking it, so both sides store first, fence,
+then load (a Dekker handshake): the publisher marks the slot WRITING and re-reads `drained`; the
+subscriber stores `drained` and re-reads `tick`. At least one sees the other: either the publisher backs
+off, or the subscriber finds the tick changed and counts the message as superseded. Nothing is read torn.
+
+Files are named `percept-<pid>-<start time>-<token>.<kind>`, so anyone can tell a dead owner's leftovers
+(the pid is gone, or reused by a process started at another time) and remove them: `sweep()`, called
+when a process first uses shared memory and by `percept doctor`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import mmap
+import os
+import secrets
+import sys
+import threading
+import weakref
+from typing import Any
+
+import numpy as np
+
+from perception.errors import PerceptError
+
+SHM_DIR = "/dev/shm"
+PREFIX = "percept-"
+MAGIC = 0x31_74_70_65_63_72_65_70  # b"percept1" little-endian
+WRITING = np.uint64(2**64 - 1)
+ROWS = 16  # local subscribers per publisher (more connect over TCP)
+MAX_SLOTS = 1024  # small messages: as many as the budget holds, up to this
+MIN_SLOTS = 2
+ALIGN = 64  # every frame in a slot starts on a cache line (numpy views of any dtype stay aligned)
+LOAN_OFFSET = 16384  # where a loaned array starts in its slot: the header and small frames go before it
+DEFAULT_BUDGET_MB = 64.0
+_HEADER_WORDS = 8
+_PAGE = mmap.PAGESIZE
+_barrier_lock = threading.Lock()
+
+
+def fence() -> None:
+    """A full memory barrier between a store and a later load to shared memory: taking a lock is a
+    locked read-modify-write, which x86-64 orders against every earlier store and later load."""
+    with _barrier_lock:
+        pass
+
+
+# -- settings ---------------------------------------------------------------------------------------
+
+
+def enabled() -> bool:
+    """Shared memory unless PERCEPT_SHM turns it off (0, off, false, no), on Linux with /dev/shm."""
+    setting = os.environ.get("PERCEPT_SHM", "on").strip().lower()
+    return setting not in ("0", "off", "false", "no") and sys.platform == "linux" and os.path.isdir(SHM_DIR)
+
+
+def host_id() -> str:
+    """Who counts as this host: the kernel's boot id (PERCEPT_HOST_ID overrides it, e.g. to test the
+    TCP fallback between two processes of one machine)."""
+    override = os.environ.get("PERCEPT_HOST_ID")
+    if override:
+        return override
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
+
+
+def budget_bytes() -> int:
+    """Shared memory a publisher may use per topic (PERCEPT_SHM_MB, default 64 MiB)."""
+    text = os.environ.get("PERCEPT_SHM_MB", str(DEFAULT_BUDGET_MB))
+    try:
+        megabytes = float(text)
+    except ValueError:
+        megabytes = -1.0
+    if not 1 <= megabytes <= 1 << 20:
+        raise PerceptError(f"PERCEPT_SHM_MB: expected a number of MiB from 1 to 1048576, found {text!r}")
+    return int(megabytes * 2**20)
+
+
+# -- names and leftovers ------------------------------------------------------------------------------
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()  # the command name may hold spaces and ")"
+    return fields[19].decode() if len(fields) > 19 else None
+
+
+_own_tag: str | None = None
+
+
+def process_tag() -> str:
+    global _own_tag
+    pid = os.getpid()
+    if _own_tag is None or not _own_tag.startswith(f"{pid}-"):  # a forked child gets its own
+        _own_tag = f"{pid}-{_start_time(pid) or 0}"
+    return _own_tag
+
+
+def new_path(kind: str) -> str:
+    return f"{SHM_DIR}/{PREFIX}{process_tag()}-{secrets.token_hex(6)}.{kind}"
+
+
+def owner_alive(path: str) -> bool:
+    """Whether the process that made this percept file still runs (same pid, same start time)."""
+    name = os.path.basename(path)
+    parts = name[len(PREFIX) :].split("-")
+    if len(parts) < 3 or not parts[0].isdigit():
+        return True  # not ours to judge
+    return _start_time(int(parts[0])) == parts[1]
+
+
+def sweep() -> list[str]:
+    """Remove the segments and channels of processes that died without removing them (kill -9)."""
+    removed: list[str] = []
+    try:
+        names = [n for n in os.listdir(SHM_DIR) if n.startswith(PREFIX)]
+    except OSError:
+        return removed
+    for name in names:
+        path = f"{SHM_DIR}/{name}"
+        if not owner_alive(path):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+                removed.append(name)
+    return removed
+
+
+_swept = False
+
+
+def sweep_once() -> None:
+    """Sweep leftovers the first time this process uses shared memory."""
+    global _swept
+    if not _swept:
+        _swept = True
+        sweep()
+
+
+# -- segments ---------------------------------------------------------------------------------------
+
+
+def _round_up(n: int, to: int) -> int:
+    return (n + to - 1) // to * to
+
+
+class _Layout:
+    """Where things are in a segment of `slots` slots of `slot_bytes` each."""
+
+    def __init__(self, slots: int, slot_bytes: int) -> None:
+        self.slots = slots
+        self.slot_bytes = slot_bytes
+        words = _HEADER_WORDS + slots + ROWS + ROWS * slots
+        self.control_bytes = _round_up(words * 8, _PAGE)
+        self.total = self.control_bytes + slots * slot_bytes
+
+    def arrays(self, control: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        words = np.frombuffer(control, np.uint64, count=self.control_bytes // 8)
+        header = words[:_HEADER_WORDS]
+        tick = words[_HEADER_WORDS : _HEADER_WORDS + self.slots]
+        drained = words[_HEADER_WORDS + self.slots : _HEADER_WORDS + self.slots + ROWS]
+        start = _HEADER_WORDS + self.slots + ROWS
+        released = words[start : start + ROWS * self.slots].reshape(ROWS, self.slots)
+        return header, tick, drained, released
+
+
+class Segment:
+    """A publisher's segment: picks a slot for each large message and writes the message into it."""
+
+    def __init__(self, slot_bytes: int, budget: int) -> None:
+        slot_bytes = _round_up(slot_bytes, _PAGE)
+        slots = max(MIN_SLOTS, min(MAX_SLOTS, budget // slot_bytes))
+        self.layout = _Layout(slots, slot_bytes)
+        self.path = new_path("seg")
+        self.name = os.path.basename(self.path)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd, self.layout.total)  # sparse: a page is memory only once it is written
+            self._mmap = mmap.mmap(fd, self.layout.total)
+        except OSError:
+            os.unlink(self.path)
+            raise
+        finally:
+            os.close(fd)
+        header, self.tick, self.drained, self.released = self.layout.arrays(
+            memoryview(self._mmap)[: self.layout.control_bytes]
+        )
+        header[:4] = (MAGIC, slots, slot_bytes, ROWS)
+        self.data = np.frombuffer(self._mmap, np.uint8, offset=self.layout.control_bytes)
+        # Per slot: the tick each row was sent it with, for rows that have not said they are done.
+        self.pending: list[dict[int, int]] = [{} for _ in range(slots)]
+        self.loaned: dict[int, tuple[int, int]] = {}  # loaned array's address -> (slot, loan number)
+        self._loans = 0
+        self.superseded = 0  # slots taken back from a subscriber that had not drained them yet
+
+    def acquire(self, live_rows: set[int]) -> int | None:
+        """A slot that nobody holds, lowest first (the slots just released are still in the CPU's
+        caches, so a steady stream reuses two or three); else the oldest one that its subscribers have
+        not read yet (superseded); None when subscribers hold every slot."""
+        unread = []
+        loaned = {slot for slot, _ in self.loaned.values()}
+        for slot in range(self.layout.slots):
+            if slot in loaned:
+                continue
+            holding = self._holding(slot, live_rows)
+            if not holding:
+                self.pending[slot].clear()
+                return slot
+            if all(self.drained[r] < t for r, t in holding.items()):
+                unread.append((min(holding.values()), slot, holding))
+        for _, slot, holding in sorted(unread):
+            if self._take_back(slot, holding):
+                return slot
+        return None
+
+    def _holding(self, slot: int, live_rows: set[int]) -> dict[int, int]:
+        released = self.released
+        return {r: t for r, t in self.pending[slot].items() if r in live_rows and released[r, slot] < t}
+
+    def _take_back(self, slot: int, holding: dict[int, int]) -> bool:
+        """Take a slot back from subscribers that have not read it, unless one reads it right now."""
+        drained = self.drained
+        previous = self.tick[slot]
+        self.tick[slot] = WRITING
+        fence()
+        if any(drained[r] >= t for r, t in holding.items()):
+            self.tick[slot] = previous  # lost the race: that subscriber has it now
+            return False
+        self.superseded += 1
+        self.pending[slot].clear()
+        return True
+
+    def write(self, slot: int, tick: int, frames: list[memoryview]) -> None:
+        """Copy the frames into the slot: a table (count, then offset and length per frame), then the
+        frames, each on a cache line. `tick` is set last, once the bytes are in place."""
+        self.tick[slot] = WRITING
+        base = slot * self.layout.slot_bytes
+        table = self.data[base : base + 8 + 16 * len(frames)].view(np.uint64)
+        table[0] = len(frames)
+        offset = table_bytes(len(frames))
+        for i, frame in enumerate(frames):
+            size = frame.nbytes
+            self.data[base + offset : base + offset + size] = np.frombuffer(frame, np.uint8)
+            table[1 + 2 * i] = offset
+            table[2 + 2 * i] = size
+            offset += _round_up(size, ALIGN)
+        self.tick[slot] = tick
+
+    def loan(self, shape: tuple[int, ...], dtype: np.dtype[Any], live_rows: set[int]) -> np.ndarray | None:
+        """A writable array in a free slot, to be filled and published without a copy; None when no
+        slot is free or the array does not fit. Given back if dropped unpublished."""
+        size = math.prod(shape) * dtype.itemsize
+        if LOAN_OFFSET + size > self.layout.slot_bytes:
+            return None
+        slot = self.acquire(live_rows)
+        if slot is None:
+            return None
+        start = slot * self.layout.slot_bytes + LOAN_OFFSET
+        array = self.data[start : start + size].view(dtype).reshape(shape)
+        address = array.__array_interface__["data"][0]
+        self._loans += 1
+        self.loaned[address] = (slot, self._loans)
+        weakref.finalize(array, self._give_back, address, self._loans)
+        return array
+
+    def _give_back(self, address: int, loan: int) -> None:
+        """A loaned array was dropped: its slot is free again, unless it was published (or loaned anew)."""
+        if self.loaned.get(address, (0, 0))[1] == loan:
+            del self.loaned[address]
+
+    def write_around(self, slot: int, tick: int, frames: list[memoryview], loaned_index: int) -> bool:
+        """Publish a message one of whose frames is the array loaned in this slot: the other frames go
+        before it; False when they do not fit there (then the caller copies the whole message)."""
+        offsets = []
+        offset = table_bytes(len(frames))
+        for i, frame in enumerate(frames):
+            if i == loaned_index:
+                offsets.append(LOAN_OFFSET)
+                continue
+            offsets.append(offset)
+            offset += _round_up(frame.nbytes, ALIGN)
+        if offset > LOAN_OFFSET:
+            return False
+        self.tick[slot] = WRITING
+        base = slot * self.layout.slot_bytes
+        table = self.data[base : base + 8 + 16 * len(frames)].view(np.uint64)
+        table[0] = len(frames)
+        for i, frame in enumerate(frames):
+            if i != loaned_index:
+                start = base + offsets[i]
+                self.data[start : start + frame.nbytes] = np.frombuffer(frame, np.uint8)
+            table[1 + 2 * i] = offsets[i]
+            table[2 + 2 * i] = frame.nbytes
+        self.tick[slot] = tick
+        return True
+
+    def drop_row(self, row: int) -> None:
+        """A subscriber has gone: nothing it was sent is held any longer."""
+        for pending in self.pending:
+            pending.pop(row, None)
+
+    def idle(self, live_rows: set[int]) -> bool:
+        """True when no live subscriber holds any slot (a retired segment may then be closed)."""
+        return not any(self._holding(slot, live_rows) for slot in range(self.layout.slots))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        del self.tick, self.drained, self.released, self.data
+        with contextlib.suppress(BufferError):
+            self._mmap.close()
+
+
+def table_bytes(frame_count: int) -> int:
+    return _round_up(8 + 16 * frame_count, ALIGN)
+
+
+def fits(sizes: list[int], slot_bytes: int) -> bool:
+    return table_bytes(len(sizes)) + sum(_round_up(s, ALIGN) for s in sizes) <= slot_bytes
+
+
+def slot_size(sizes: list[int]) -> int:
+    return table_bytes(len(sizes)) + sum(_round_up(s, ALIGN) for s in sizes)
+
+
+class SegmentView:
+    """A subscriber's mapping of a publisher's segment: data read-only, its own cells writable."""
+
+    def __init__(self, path: str) -> None:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            head = np.frombuffer(os.pread(fd, 32, 0), np.uint64)
+            if int(head[0]) != MAGIC or int(head[3]) != ROWS:
+                raise PerceptError(f"{path}: not a percept segment of this version")
+            self.layout = _Layout(int(head[1]), int(head[2]))
+            if os.fstat(fd).st_size < self.layout.total:
+                raise PerceptError(f"{path}: shorter than its header says")
+            self._control = mmap.mmap(fd, self.layout.control_bytes)
+            self._data = mmap.mmap(
+                fd,
+                self.layout.total - self.layout.control_bytes,
+                prot=mmap.PROT_READ,
+                offset=self.layout.control_bytes,
+            )
+        finally:
+            os.close(fd)
+        # Unmapped when this object goes: every array read from it and every queued message keeps it.
+        _, self.tick, self.drained, self.released = self.layout.arrays(self._control)
+
+    def check(self, row: int, slot: int) -> None:
+        if not (0 <= row < ROWS and 0 <= slot < self.layout.slots):
+            raise PerceptError(f"row {row} / slot {slot} outside the segment ({self.layout.slots} slots)")
+
+    def let_go(self, row: int, slot: int, tick: int) -> None:
+        """This subscriber will never read the message of `tick` in `slot`."""
+        self.released[row, slot] = tick
+
+    def claim(self, row: int, slot: int, tick: int) -> np.ndarray | None:
+        """The slot's bytes as a read-only array that holds the slot until it is garbage collected;
+        None when the publisher took the slot back before this subscriber got to it."""
+        self.drained[row] = tick
+        fence()
+        if self.tick[slot] != tick:
+            self.released[row, slot] = tick
+            return None
+        size = self.layout.slot_bytes
+        array = np.frombuffer(self._data, np.uint8, count=size, offset=slot * size)
+        # Released when the last view of it goes (on whichever thread drops it).
+        weakref.finalize(array, self.let_go, row, slot, tick)
+        return array

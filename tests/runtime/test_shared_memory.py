@@ -1,0 +1,257 @@
+"""Frames between processes of one host through the local channel and shared memory: intact, in order,
+held frames never overwritten, fan-out, drop accounting as on TCP, kill -9 of either side, the TCP
+fallback. Real processes, real pipes and segments in /dev/shm."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import deque
+
+import numpy as np
+import pytest
+
+from perception import Node, QoS
+from perception.msgs import Header, Image, String
+from perception.runtime import shm
+from perception.runtime.context import Context
+from tests.conftest import percept, spin_until
+from tests.nodes import pattern
+
+pytestmark = pytest.mark.skipif(not shm.enabled(), reason="shared memory needs Linux and /dev/shm")
+
+
+def _files_of(pid: int) -> list[str]:
+    return [n for n in os.listdir(shm.SHM_DIR) if n.startswith(f"{shm.PREFIX}{pid}-")]
+
+
+def _local_publishers(node: Node) -> int:
+    """Publishers the node's subscriptions reach through the local channel (not TCP)."""
+    return sum(len(s._inlet.local._publishers) for s in node._subscriptions if s._inlet.local is not None)
+
+
+def _counts(subscription: object) -> tuple[int, int]:
+    stats = subscription.stats  # type: ignore[attr-defined]
+    return stats.dropped_queue, stats.dropped_gap
+
+
+def test_frames_arrive_intact_in_order_through_shared_memory(context, spawn):
+    with Node("checker", context=context) as node:
+        seqs: list[int] = []
+        intact: list[bool] = []
+        held: deque[Image] = deque(maxlen=40)  # 35 MiB held, within the 64 MiB a publisher may use
+
+        def check(msg: Image) -> None:
+            seqs.append(msg.header.seq)
+            intact.append(np.array_equal(msg.data, pattern(msg.header.seq, (480, 640, 3))))
+            held.append(msg)
+
+        subscription = node.create_subscription(Image, "/frames", check, QoS(depth=1000))
+        spawn(
+            "-p", "count:=150", "-p", "rate:=200.0", "-p", "wait_for_subscribers:=1",
+            "-p", "height:=480", "-p", "width:=640",
+            node="SeqPublisher",
+        )  # fmt: skip
+        spin_until(node, lambda: len(seqs) == 150, what="150 frames")
+        assert _local_publishers(node) == 1  # the pair is on one host: no TCP connection was made
+        assert seqs == list(range(150)) and all(intact)
+        for msg in held:  # held by this test all along, across the publisher's slot reuse
+            np.testing.assert_array_equal(msg.data, pattern(msg.header.seq, (480, 640, 3)))
+        assert not held[0].data.flags.writeable
+        assert _counts(subscription) == (0, 0)
+
+
+def test_a_held_frame_stays_intact_while_the_publisher_reuses_slots(context, spawn):
+    # A 2 MiB budget: eight 230 KiB slots, four of them held here in the end, so 200 frames reuse the
+    # other slots dozens of times around the held ones.
+    with Node("holder", context=context) as node:
+        held: list[Image] = []
+        seen: list[int] = []
+
+        def keep_every_fiftieth(msg: Image) -> None:
+            seen.append(msg.header.seq)
+            if msg.header.seq % 50 == 0:
+                held.append(msg)
+
+        subscription = node.create_subscription(Image, "/frames", keep_every_fiftieth, QoS(depth=2))
+        spawn(
+            "-p", "count:=200", "-p", "rate:=300.0", "-p", "wait_for_subscribers:=1",
+            "-p", "height:=240", "-p", "width:=320",
+            node="SeqPublisher", env={"PERCEPT_SHM_MB": "2"},
+        )  # fmt: skip
+        spin_until(node, lambda: seen and seen[-1] == 199, what="the last frame")
+        assert _local_publishers(node) == 1
+        assert [m.header.seq for m in held] == [0, 50, 100, 150]
+        for msg in held:
+            np.testing.assert_array_equal(msg.data, pattern(msg.header.seq, (240, 320, 3)))
+        dropped_queue, dropped_gap = _counts(subscription)
+        assert len(seen) + dropped_queue + dropped_gap == 200  # everything is delivered or counted
+
+
+def test_one_publisher_four_subscribers(registry, spawn):
+    nodes = [Node(f"fan{i}", context=Context(registry=registry.address)) for i in range(4)]
+    try:
+        got: list[list[int]] = [[] for _ in nodes]
+        for node, into in zip(nodes, got, strict=True):
+            node.create_subscription(
+                Image,
+                "/frames",
+                lambda m, into=into: (
+                    into.append(m.header.seq)
+                    if np.array_equal(m.data, pattern(m.header.seq, (120, 160, 3)))
+                    else into.append(-1)
+                ),
+                QoS(depth=1000),
+            )
+        spawn(
+            "-p", "count:=80", "-p", "rate:=100.0", "-p", "wait_for_subscribers:=4",
+            "-p", "height:=120", "-p", "width:=160",
+            node="SeqPublisher",
+        )  # fmt: skip
+        deadline = time.monotonic() + 20
+        while any(len(g) < 80 for g in got) and time.monotonic() < deadline:
+            for node in nodes:
+                node.spin_once(0.01)
+        assert all(g == list(range(80)) for g in got)  # all of them, intact, in order, to each
+        assert all(_local_publishers(node) == 1 for node in nodes)
+    finally:
+        for node in nodes:
+            node.destroy()
+
+
+@pytest.mark.parametrize("shared_memory", [True, False], ids=["shm", "tcp"])
+def test_a_slow_keep_last_subscriber_counts_as_on_tcp(registry, spawn, shared_memory):
+    """A subscriber slower than its publisher keeps its newest `depth` frames and counts the rest as
+    dropped from its queue, the same way over shared memory as over TCP."""
+    context = Context(registry=registry.address, shared_memory=shared_memory)
+    with Node("slow", context=context) as node:
+        seqs: list[int] = []
+
+        def slow(msg: Image) -> None:
+            seqs.append(msg.header.seq)
+            time.sleep(0.03)
+
+        subscription = node.create_subscription(Image, "/frames", slow, QoS(depth=3))
+        spawn(
+            "-p", "count:=100", "-p", "rate:=200.0", "-p", "wait_for_subscribers:=1",
+            "-p", "height:=240", "-p", "width:=320",
+            node="SeqPublisher",
+        )  # fmt: skip
+        spin_until(node, lambda: seqs and seqs[-1] == 99, timeout_s=30, what="the last frame")
+        assert _local_publishers(node) == (1 if shared_memory else 0)
+        dropped_queue, dropped_gap = _counts(subscription)
+        assert dropped_gap == 0
+        assert dropped_queue > 0 and len(seqs) + dropped_queue == 100
+        assert seqs == sorted(seqs)
+
+
+def test_a_backlog_larger_than_the_budget_is_superseded_oldest_first(context, spawn):
+    # 1 MiB: four slots. A subscriber that falls 40 frames behind cannot keep them all in shared
+    # memory: the publisher takes back the oldest unread slots, and they count as dropped from the queue.
+    with Node("behind", context=context) as node:
+        seqs: list[int] = []
+        subscription = node.create_subscription(
+            Image, "/frames", lambda m: seqs.append(m.header.seq), QoS(depth=100)
+        )
+        spawn(
+            "-p", "count:=40", "-p", "rate:=400.0", "-p", "wait_for_subscribers:=1",
+            "-p", "height:=240", "-p", "width:=320",
+            node="SeqPublisher", env={"PERCEPT_SHM_MB": "1"},
+        )  # fmt: skip
+        spin_until(node, lambda: _local_publishers(node) == 1, what="registration")
+        time.sleep(0.5)  # the whole burst (0.1 s) is sent while nothing is read
+        spin_until(node, lambda: seqs and seqs[-1] == 39, what="the last frame")
+        dropped_queue, dropped_gap = _counts(subscription)
+        assert dropped_gap == 0 and dropped_queue >= 30  # at most four slots were left unread
+        assert len(seqs) + dropped_queue == 40
+        assert seqs == sorted(seqs) and seqs[-1] == 39  # the newest survive
+
+
+def test_kill_9_of_a_publisher_leaves_nothing_after_a_respawn(context, spawn):
+    with Node("survivor", context=context) as node:
+        got: list[tuple[str, int]] = []
+        node.create_subscription(Image, "/frames", lambda m: got.append((m.header.frame_id, m.header.seq)))
+        first = spawn(
+            "-p",
+            "tag:=first",
+            "-p",
+            "rate:=100.0",
+            "-p",
+            "width:=640",
+            "-p",
+            "height:=480",
+            node="SeqPublisher",
+        )
+        spin_until(node, lambda: len(got) > 10, what="frames from the first publisher")
+        assert _files_of(first.pid)  # its pipe and segment
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        assert _files_of(first.pid)  # kill -9: nobody removed them
+        spawn(
+            "-p",
+            "tag:=second",
+            "-p",
+            "rate:=100.0",
+            "-p",
+            "width:=640",
+            "-p",
+            "height:=480",
+            node="SeqPublisher",
+        )
+        spin_until(node, lambda: got[-1][0] == "second" and got[-1][1] > 10, what="frames from the respawn")
+        assert not _files_of(first.pid)  # the respawn's first shared-memory use swept them
+
+
+def test_kill_9_of_a_subscriber_leaves_the_publisher_working(context, spawn):
+    with Node("source", context=context) as node:
+        publisher = node.create_publisher(Image, "/frames")
+        counts: list[int] = []
+        node.create_subscription(String, "/count", lambda m: counts.append(int(m.data)))
+        first = spawn(node="FrameCounter")
+        spin_until(node, lambda: publisher.subscriber_count == 1, what="the first counter")
+        seq = 0
+
+        def publish_some(n: int) -> None:
+            nonlocal seq
+            for _ in range(n):
+                publisher.publish(Image(header=Header(seq=seq), data=pattern(seq, (480, 640, 3))))
+                seq += 1
+                node.spin_once(0.005)
+
+        publish_some(20)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        publish_some(20)  # writes to a dead subscriber's pipe fail quietly; its row is freed
+        assert publisher._outlet.local.peer_count == 0
+        counts.clear()
+        spawn(node="FrameCounter")
+        spin_until(node, lambda: publisher.subscriber_count == 1, what="the respawned counter")
+        assert not _files_of(first.pid)
+        for _ in range(50):
+            publish_some(1)
+            if counts and counts[-1] >= 10:
+                break
+            time.sleep(0.02)
+        spin_until(node, lambda: counts and counts[-1] >= 10, what="the respawn counting frames")
+
+
+def test_pairs_on_different_hosts_use_tcp(context, spawn):
+    with Node("elsewhere", context=context) as node:
+        got: list[Image] = []
+        node.create_subscription(Image, "/frames", got.append, QoS(depth=100))
+        spawn("-p", "count:=30", "-p", "rate:=100.0", "-p", "wait_for_subscribers:=1", node="SeqPublisher",
+              env={"PERCEPT_HOST_ID": "another-host"})  # fmt: skip
+        spin_until(node, lambda: len(got) == 30, what="30 frames over TCP")
+        assert _local_publishers(node) == 0
+        for msg in got:
+            np.testing.assert_array_equal(msg.data, pattern(msg.header.seq))
+
+
+def test_doctor_removes_a_dead_process_leftovers():
+    dead = f"{shm.SHM_DIR}/{shm.PREFIX}999999999-1-abcdef012345.seg"
+    with open(dead, "wb") as f:
+        f.write(b"left behind by kill -9")
+    result = percept("doctor")
+    assert not os.path.exists(dead)
+    assert "shared memory" in result.stdout
