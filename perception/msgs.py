@@ -64,6 +64,11 @@ def registered_types() -> dict[str, type[Message]]:
     return dict(_TYPES)
 
 
+def registered_type(type_name: str) -> type[Message] | None:
+    """The class registered under `type_name`, or None (without copying the registry)."""
+    return _TYPES.get(type_name)
+
+
 @message("percept/Header")
 @dataclass(slots=True)
 class Header(Message):
@@ -76,6 +81,8 @@ class Header(Message):
     def __post_init__(self) -> None:
         # A header from the wire is a peer's: a stamp that is text or true would break every stamp
         # comparison downstream (pairing, ordering, staleness) far from where it came in.
+        if type(self.stamp) is int and type(self.seq) is int and type(self.frame_id) is str:
+            return  # the usual case, checked first: this runs for every message received
         for name in ("stamp", "seq"):
             value = getattr(self, name)
             if not isinstance(value, numbers.Integral) or isinstance(value, bool):

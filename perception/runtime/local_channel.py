@@ -32,6 +32,7 @@ from perception.runtime import shm
 PIPE_BUF = getattr(select, "PIPE_BUF", 512)  # 4096 on Linux: the most one write delivers whole
 _HEAD = struct.Struct("<HB")  # record length, kind
 _INLINE_COUNT = struct.Struct("<I")
+_COUNT = struct.Struct("<Q")  # frames in a slot's table
 # row, slot, tick, the message's sequence number and size, its publisher id's length; then the
 # publisher id and the segment's name. The sequence number travels outside the slot so that a message
 # evicted or superseded before it is read still counts as the keep-last queue counts it on TCP.
@@ -362,12 +363,14 @@ class SlotMessage:
         array = self.view.claim(self.row, self.slot, self.tick)
         if array is None:
             return None
-        count = int(array[:8].view(np.uint64)[0])
+        raw = memoryview(array)  # type: ignore[arg-type]  # numpy arrays export the buffer protocol
+        (count,) = _COUNT.unpack_from(raw)
         if not 0 <= count <= (len(array) - 8) // 16:
             raise ValueError(f"slot table claims {count} frames")
-        table = array[8 : 8 + 16 * count].view(np.uint64).reshape(count, 2)
+        table = struct.unpack_from(f"<{2 * count}Q", raw, 8)
         frames = LeasedFrames([self.topic])
-        for offset, size in table.tolist():
+        for i in range(0, 2 * count, 2):
+            offset, size = table[i], table[i + 1]
             if offset + size > len(array):
                 raise ValueError("a frame runs past the end of its slot")
             frames.append(Frame(array[offset : offset + size]))

@@ -40,7 +40,7 @@ from perception.errors import PerceptError
 SHM_DIR = "/dev/shm"
 PREFIX = "percept-"
 MAGIC = 0x31_74_70_65_63_72_65_70  # b"percept1" little-endian
-WRITING = np.uint64(2**64 - 1)
+WRITING = 2**64 - 1
 ROWS = 16  # local subscribers per publisher (more connect over TCP)
 MAX_SLOTS = 1024  # small messages: as many as the budget holds, up to this
 MIN_SLOTS = 2
@@ -175,13 +175,15 @@ class _Layout:
         self.control_bytes = _round_up(words * 8, _PAGE)
         self.total = self.control_bytes + slots * slot_bytes
 
-    def arrays(self, control: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        words = np.frombuffer(control, np.uint64, count=self.control_bytes // 8)
+    def arrays(self, control: Any) -> tuple[memoryview, memoryview, memoryview, memoryview]:
+        """header, tick[slot], drained[row], released[row * slots + slot]: 64-bit cells, as memoryviews
+        (a Python int in and out, each an aligned 8-byte load or store, cheaper than numpy's)."""
+        words = memoryview(control)[: self.control_bytes].cast("Q")
         header = words[:_HEADER_WORDS]
         tick = words[_HEADER_WORDS : _HEADER_WORDS + self.slots]
         drained = words[_HEADER_WORDS + self.slots : _HEADER_WORDS + self.slots + ROWS]
         start = _HEADER_WORDS + self.slots + ROWS
-        released = words[start : start + ROWS * self.slots].reshape(ROWS, self.slots)
+        released = words[start : start + ROWS * self.slots]
         return header, tick, drained, released
 
 
@@ -206,7 +208,7 @@ class Segment:
         header, self.tick, self.drained, self.released = self.layout.arrays(
             memoryview(self._mmap)[: self.layout.control_bytes]
         )
-        header[:4] = (MAGIC, slots, slot_bytes, ROWS)
+        header[0], header[1], header[2], header[3] = MAGIC, slots, slot_bytes, ROWS
         self.data = np.frombuffer(self._mmap, np.uint8, offset=self.layout.control_bytes)
         # Per slot: the tick each row was sent it with, for rows that have not said they are done.
         self.pending: list[dict[int, int]] = [{} for _ in range(slots)]
@@ -236,7 +238,10 @@ class Segment:
 
     def _holding(self, slot: int, live_rows: set[int]) -> dict[int, int]:
         released = self.released
-        return {r: t for r, t in self.pending[slot].items() if r in live_rows and released[r, slot] < t}
+        slots = self.layout.slots
+        return {
+            r: t for r, t in self.pending[slot].items() if r in live_rows and released[r * slots + slot] < t
+        }
 
     def _take_back(self, slot: int, holding: dict[int, int]) -> bool:
         """Take a slot back from subscribers that have not read it, unless one reads it right now."""
@@ -374,7 +379,7 @@ class SegmentView:
 
     def let_go(self, row: int, slot: int, tick: int) -> None:
         """This subscriber will never read the message of `tick` in `slot`."""
-        self.released[row, slot] = tick
+        self.released[row * self.layout.slots + slot] = tick
 
     def claim(self, row: int, slot: int, tick: int) -> np.ndarray | None:
         """The slot's bytes as a read-only array that holds the slot until it is garbage collected;
@@ -382,7 +387,7 @@ class SegmentView:
         self.drained[row] = tick
         fence()
         if self.tick[slot] != tick:
-            self.released[row, slot] = tick
+            self.let_go(row, slot, tick)
             return None
         size = self.layout.slot_bytes
         array = np.frombuffer(self._data, np.uint8, count=size, offset=slot * size)

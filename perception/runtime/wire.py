@@ -22,6 +22,7 @@ from perception import msgs
 from perception.errors import MalformedMessage, MessageError
 
 ARRAY_EXT = 1
+_DTYPES: dict[str, np.dtype[Any]] = {}  # dtype strings seen on the wire, already checked numeric
 _ALLOWED_DTYPE_KINDS = "biuf"  # bool, int, uint, float: no objects, no pointers
 Buffer = Any  # bytes, memoryview or zmq.Frame
 
@@ -104,9 +105,13 @@ def decode(frames: list[Buffer], expected: type[msgs.Message] | None = None) -> 
         if code != ARRAY_EXT:
             raise MalformedMessage(f"unknown msgpack extension type {code}")
         index, dtype_str, shape = msgpack.unpackb(data)
-        dtype = np.dtype(dtype_str)
-        if dtype.kind not in _ALLOWED_DTYPE_KINDS:
-            raise MalformedMessage(f"array dtype {dtype_str!r} is not numeric")
+        dtype = _DTYPES.get(dtype_str) if isinstance(dtype_str, str) else None
+        if dtype is None:
+            dtype = np.dtype(dtype_str)
+            if dtype.kind not in _ALLOWED_DTYPE_KINDS:
+                raise MalformedMessage(f"array dtype {dtype_str!r} is not numeric")
+            if len(_DTYPES) < 64:  # a peer cycling through dtypes cannot grow this without bound
+                _DTYPES[dtype_str] = dtype
         if not 0 <= index < len(buffers) - 2:
             raise MalformedMessage(f"array frame {index} missing: only {len(buffers) - 2} array frames")
         buf = buffers[index + 2]
@@ -128,8 +133,8 @@ def decode(frames: list[Buffer], expected: type[msgs.Message] | None = None) -> 
         raise MalformedMessage(f"header is not valid msgpack: {exc}") from None
     if not isinstance(header, dict):
         raise MalformedMessage(f"header must be a map, found {type(header).__name__}")
-    missing = sorted({"type", "version", "fields"} - header.keys())
-    if missing:
+    if not ("type" in header and "version" in header and "fields" in header):
+        missing = sorted({"type", "version", "fields"} - header.keys())
         # Keys of any type a peer sent (an int beside a str would not sort): named by their repr.
         raise MalformedMessage(
             f"header lacks {', '.join(repr(k) for k in missing)}; found keys {sorted(map(repr, header))}"
@@ -144,7 +149,7 @@ def decode(frames: list[Buffer], expected: type[msgs.Message] | None = None) -> 
     if expected is not None and type_name != expected.TYPE_NAME:
         raise MalformedMessage(f"expected type {expected.TYPE_NAME}, found {type_name}")
     nbytes = sum(b.nbytes for b in buffers)
-    cls = msgs.registered_types().get(type_name)
+    cls = msgs.registered_type(type_name)
     msg: Any
     if cls is None:
         msg = UnknownMessage(type_name, version, fields)
@@ -269,20 +274,20 @@ def _field_kinds(cls: type) -> dict[str, tuple[str, Any]]:
 
 def _build(cls: type[msgs.Message], fields: dict[str, Any]) -> msgs.Message:
     kinds = _field_kinds(cls)
-    unknown = fields.keys() - kinds.keys()
-    if unknown:
-        raise MessageError(f"unknown fields {sorted(unknown)}; expected {sorted(kinds)}")
+    if not fields.keys() <= kinds.keys():
+        unknown = fields.keys() - kinds.keys()
+        raise MessageError(f"unknown fields {sorted(unknown, key=repr)}; expected {sorted(kinds)}")
     values: dict[str, Any] = {}
     for name, value in fields.items():
         kind, sub = kinds[name]
-        if kind == "msg":
+        if kind == "plain":
+            values[name] = value
+        elif kind == "msg":
             if not isinstance(value, dict):
                 raise MessageError(f"field {name!r}: expected a map, found {type(value).__name__}")
             values[name] = _build(sub, value)
         elif kind == "msglist":
             values[name] = [_build(sub, item) for item in value]
-        elif kind == "tuple":
+        else:  # a tuple
             values[name] = tuple(value)
-        else:
-            values[name] = value
     return cls(**values)
