@@ -130,6 +130,7 @@ class LocalOutlet:
         self._carry = b""
         self._housekeeping_at = 0.0
         self._registrations_at = 0.0
+        self._rows: set[int] | None = None
         self.missed = 0  # deliveries to local subscribers that did not happen (full pipe, no free slot)
 
     @property
@@ -184,7 +185,7 @@ class LocalOutlet:
         slot = self._loaned_slot(segment, views) if segment is not None and segment.loaned else None
         if slot is not None and segment is not None:
             self._tick += 1
-            if not segment.write_around(slot[0], self._tick, views, slot[1]):
+            if not segment.write(slot[0], self._tick, views, loaned=slot[1]):
                 slot = None  # the other frames do not fit before the loaned array: copy them all
         if slot is None or segment is None:
             segment = self._segment_for(shm.slot_size(sizes))
@@ -229,7 +230,9 @@ class LocalOutlet:
             return False
 
     def _live_rows(self) -> set[int]:
-        return {p.row for p in self._peers.values()} | set(self._leaving)
+        if self._rows is None:  # worked out again only when a subscriber comes or goes
+            self._rows = {p.row for p in self._peers.values()} | set(self._leaving)
+        return self._rows
 
     def _take_registrations(self) -> None:
         self._registrations_at = time.monotonic() + _REGISTRATIONS_S
@@ -260,11 +263,13 @@ class LocalOutlet:
         except OSError:
             return  # it went away again
         self._peers[path] = _Peer(fd, path, free[0])
+        self._rows = None
 
     def _remove(self, path: str, gone: bool) -> None:
         peer = self._peers.pop(path, None)
         if peer is None:
             return
+        self._rows = None
         with contextlib.suppress(OSError):
             os.close(peer.fd)
         if gone or not shm.owner_alive(path):
@@ -274,6 +279,7 @@ class LocalOutlet:
 
     def _drop_row(self, row: int) -> None:
         self._leaving.pop(row, None)
+        self._rows = None
         for segment in (self._segment, *self._retired):
             if segment is not None:
                 segment.drop_row(row)

@@ -28,6 +28,7 @@ import math
 import mmap
 import os
 import secrets
+import struct
 import sys
 import threading
 import weakref
@@ -210,6 +211,7 @@ class Segment:
         )
         header[0], header[1], header[2], header[3] = MAGIC, slots, slot_bytes, ROWS
         self.data = np.frombuffer(self._mmap, np.uint8, offset=self.layout.control_bytes)
+        self._bytes = memoryview(self._mmap)[self.layout.control_bytes :]
         # Per slot: the tick each row was sent it with, for rows that have not said they are done.
         self.pending: list[dict[int, int]] = [{} for _ in range(slots)]
         self.loaned: dict[int, tuple[int, int]] = {}  # loaned array's address -> (slot, loan number)
@@ -256,21 +258,31 @@ class Segment:
         self.pending[slot].clear()
         return True
 
-    def write(self, slot: int, tick: int, frames: list[memoryview]) -> None:
+    def write(self, slot: int, tick: int, frames: list[memoryview], loaned: int = -1) -> bool:
         """Copy the frames into the slot: a table (count, then offset and length per frame), then the
-        frames, each on a cache line. `tick` is set last, once the bytes are in place."""
-        self.tick[slot] = WRITING
-        base = slot * self.layout.slot_bytes
-        table = self.data[base : base + 8 + 16 * len(frames)].view(np.uint64)
-        table[0] = len(frames)
+        frames, each on a cache line; `tick` is set last, once the bytes are in place. Frame `loaned`
+        (an index) is the array loaned in this slot, in place already: the others go before it, and
+        False means they do not fit there (the caller then copies the whole message elsewhere)."""
+        table: list[int] = [len(frames)]
         offset = table_bytes(len(frames))
         for i, frame in enumerate(frames):
-            size = frame.nbytes
-            self.data[base + offset : base + offset + size] = np.frombuffer(frame, np.uint8)
-            table[1 + 2 * i] = offset
-            table[2 + 2 * i] = size
-            offset += _round_up(size, ALIGN)
+            if i == loaned:
+                table += (LOAN_OFFSET, frame.nbytes)
+            else:
+                table += (offset, frame.nbytes)
+                offset += _round_up(frame.nbytes, ALIGN)
+        if loaned >= 0 and offset > LOAN_OFFSET:
+            return False
+        self.tick[slot] = WRITING
+        base = slot * self.layout.slot_bytes
+        data = self._bytes
+        for i, frame in enumerate(frames):
+            if i != loaned:
+                start = base + table[1 + 2 * i]
+                data[start : start + frame.nbytes] = frame  # one memcpy
+        struct.pack_into(f"<{len(table)}Q", data, base, *table)
         self.tick[slot] = tick
+        return True
 
     def loan(self, shape: tuple[int, ...], dtype: np.dtype[Any], live_rows: set[int]) -> np.ndarray | None:
         """A writable array in a free slot, to be filled and published without a copy; None when no
@@ -294,32 +306,6 @@ class Segment:
         if self.loaned.get(address, (0, 0))[1] == loan:
             del self.loaned[address]
 
-    def write_around(self, slot: int, tick: int, frames: list[memoryview], loaned_index: int) -> bool:
-        """Publish a message one of whose frames is the array loaned in this slot: the other frames go
-        before it; False when they do not fit there (then the caller copies the whole message)."""
-        offsets = []
-        offset = table_bytes(len(frames))
-        for i, frame in enumerate(frames):
-            if i == loaned_index:
-                offsets.append(LOAN_OFFSET)
-                continue
-            offsets.append(offset)
-            offset += _round_up(frame.nbytes, ALIGN)
-        if offset > LOAN_OFFSET:
-            return False
-        self.tick[slot] = WRITING
-        base = slot * self.layout.slot_bytes
-        table = self.data[base : base + 8 + 16 * len(frames)].view(np.uint64)
-        table[0] = len(frames)
-        for i, frame in enumerate(frames):
-            if i != loaned_index:
-                start = base + offsets[i]
-                self.data[start : start + frame.nbytes] = np.frombuffer(frame, np.uint8)
-            table[1 + 2 * i] = offsets[i]
-            table[2 + 2 * i] = frame.nbytes
-        self.tick[slot] = tick
-        return True
-
     def drop_row(self, row: int) -> None:
         """A subscriber has gone: nothing it was sent is held any longer."""
         for pending in self.pending:
@@ -332,7 +318,7 @@ class Segment:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             os.unlink(self.path)
-        del self.tick, self.drained, self.released, self.data
+        del self.tick, self.drained, self.released, self.data, self._bytes
         with contextlib.suppress(BufferError):
             self._mmap.close()
 

@@ -255,3 +255,22 @@ def test_doctor_removes_a_dead_process_leftovers():
     result = percept("doctor")
     assert not os.path.exists(dead)
     assert "shared memory" in result.stdout
+
+
+def test_a_loaned_frame_is_published_without_a_copy(registry):
+    context = Context(registry=registry.address)
+    with Node("camera", context=context) as camera, Node("viewer", context=context) as viewer:
+        publisher = camera.create_publisher(Image, "/frames")
+        assert type(publisher.loan((4, 4, 3))) is np.ndarray  # no subscriber yet: an ordinary array
+        got: list[Image] = []
+        viewer.create_subscription(Image, "/frames", got.append)
+        spin_until(viewer, lambda: publisher.subscriber_count == 1, what="the viewer joining")
+        for seq in range(3):
+            frame = publisher.loan((1080, 1920, 3))
+            frame[...] = pattern(seq, (1080, 1920, 3))
+            publisher.publish(Image(header=Header(seq=seq), data=frame))
+        spin_until(viewer, lambda: len(got) == 3, what="three loaned frames")
+        for msg in got:
+            np.testing.assert_array_equal(msg.data, pattern(msg.header.seq, (1080, 1920, 3)))
+        frame[0, 0, 0] = 255 - frame[0, 0, 0]  # breaking the loan's rule shows that nothing was copied
+        assert got[-1].data[0, 0, 0] == frame[0, 0, 0]
