@@ -172,33 +172,14 @@ def test_kill_9_of_a_publisher_leaves_nothing_after_a_respawn(context, spawn):
     with Node("survivor", context=context) as node:
         got: list[tuple[str, int]] = []
         node.create_subscription(Image, "/frames", lambda m: got.append((m.header.frame_id, m.header.seq)))
-        first = spawn(
-            "-p",
-            "tag:=first",
-            "-p",
-            "rate:=100.0",
-            "-p",
-            "width:=640",
-            "-p",
-            "height:=480",
-            node="SeqPublisher",
-        )
+        vga = ("-p", "rate:=100.0", "-p", "width:=640", "-p", "height:=480")
+        first = spawn("-p", "tag:=first", *vga, node="SeqPublisher")
         spin_until(node, lambda: len(got) > 10, what="frames from the first publisher")
         assert _files_of(first.pid)  # its pipe and segment
         os.kill(first.pid, signal.SIGKILL)
         first.wait(timeout=10)
         assert _files_of(first.pid)  # kill -9: nobody removed them
-        spawn(
-            "-p",
-            "tag:=second",
-            "-p",
-            "rate:=100.0",
-            "-p",
-            "width:=640",
-            "-p",
-            "height:=480",
-            node="SeqPublisher",
-        )
+        spawn("-p", "tag:=second", *vga, node="SeqPublisher")
         spin_until(node, lambda: got[-1][0] == "second" and got[-1][1] > 10, what="frames from the respawn")
         assert not _files_of(first.pid)  # the respawn's first shared-memory use swept them
 
