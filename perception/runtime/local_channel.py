@@ -40,6 +40,7 @@ _SLOT = struct.Struct("<HIQQQB")
 INLINE, SLOT, REGISTER, BYE = 1, 2, 3, 4
 _READ_CHUNK = 1 << 16
 _HOUSEKEEPING_S = 1.0
+PIPE_SIZE = 1 << 20  # bytes a subscription's pipe may hold (Linux's default is 64 KiB)
 LINGER_S = 1.0  # how long a closing publisher waits for its subscribers to read their pipes
 _REGISTRATIONS_S = 0.01  # a new subscriber's first message waits at most this long
 
@@ -323,6 +324,21 @@ class LocalOutlet:
         self._segment, self._retired = None, []
 
 
+def _enlarge(fd: int) -> None:
+    """Let a subscription's pipe hold what a TCP subscriber's queue would (a node busy in a long
+    callback, say a grasp being executed, must not lose small messages that TCP would have queued):
+    1 MiB, or the most this system allows unprivileged; pages are used only when filled."""
+    import fcntl
+
+    try:
+        with open("/proc/sys/fs/pipe-max-size") as f:
+            most = int(f.read())
+    except (OSError, ValueError):
+        most = PIPE_SIZE
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, min(PIPE_SIZE, most))
+
+
 def _unread(fd: int) -> int:
     """Bytes written to a pipe and not read yet (asked through either end)."""
     import fcntl  # Unix only, as this channel is
@@ -397,6 +413,7 @@ class LocalInlet:
         self.path = shm.new_path("sub")
         os.mkfifo(self.path, 0o600)
         self.fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK)
+        _enlarge(self.fd)
         self._topic = Frame(topic)
         self._host = shm.host_id()
         self._publishers: dict[str, int] = {}  # publisher pipe -> our write end, to say goodbye

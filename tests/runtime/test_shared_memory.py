@@ -255,3 +255,21 @@ def test_a_loaned_frame_is_published_without_a_copy(registry):
             np.testing.assert_array_equal(msg.data, pattern(msg.header.seq, (1080, 1920, 3)))
         frame[0, 0, 0] = 255 - frame[0, 0, 0]  # breaking the loan's rule shows that nothing was copied
         assert got[-1].data[0, 0, 0] == frame[0, 0, 0]
+
+
+def test_a_busy_subscriber_loses_no_small_message_that_tcp_would_have_queued(registry):
+    # 300 messages of 1 KiB while the subscriber does not read: 330 KB, past a pipe's default 64 KiB.
+    context = Context(registry=registry.address)
+    with Node("talker", context=context) as talker, Node("busy", context=context) as busy:
+        publisher = talker.create_publisher(String, "/chatter")
+        got: list[str] = []
+        subscription = busy.create_subscription(
+            String, "/chatter", lambda m: got.append(m.data), QoS(depth=1000)
+        )
+        spin_until(busy, lambda: publisher.subscriber_count == 1, what="the subscriber joining")
+        assert _local_publishers(busy) == 1
+        for i in range(300):
+            publisher.publish(String(data=f"{i:04d}" + "x" * 1020))
+        spin_until(busy, lambda: len(got) == 300, what="all 300 messages")
+        assert [int(s[:4]) for s in got] == list(range(300))
+        assert _counts(subscription) == (0, 0)
