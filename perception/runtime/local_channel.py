@@ -197,7 +197,7 @@ class LocalOutlet:
             segment.write(free, self._tick, views)
             slot = (free, -1)
         tail = src + segment.name.encode()
-        n = n if 0 <= n < 2**64 else 0  # a replayed header's number that no u64 holds: no gap counted
+        n = n if 0 <= n < 2**63 else 0  # a replayed header's number out of range: no gap counted
         total = sum(sizes)
         pending = segment.pending[slot[0]]
         missed = 0

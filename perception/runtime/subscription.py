@@ -25,6 +25,8 @@ RECEIVE_HWM = 1000  # messages a subscription socket may hold while its node is 
 # Queued messages that may stay in a publisher's shared memory; older ones in a backlog are copied out,
 # so a deep queue (a recorder's) never holds the slots that other subscribers need.
 LEASED_IN_QUEUE = 4
+MAX_PUBLISHERS_TRACKED = 1024  # publisher ids whose sequence numbers a subscription remembers
+MAX_GAP = 1 << 32  # the most one jump in a publisher's sequence numbers counts as lost
 _LATENCY_LIMIT_NS = 60 * 1_000_000_000  # stamps further off than this are not wall-clock stamps
 
 
@@ -132,7 +134,10 @@ class Subscription(Generic[M]):
     def _count_gap(self, src: str, n: int) -> None:
         # Eviction and dispatch both take the queue's oldest entry, so this sees arrival order.
         last = self._last_seq.get(src)
-        if last is not None and n > last + 1:
+        if last is None:
+            if len(self._last_seq) >= MAX_PUBLISHERS_TRACKED:  # a peer inventing ids cannot grow this
+                del self._last_seq[next(iter(self._last_seq))]
+        elif 0 < n - last - 1 <= MAX_GAP:  # a larger jump is a restarted or lying peer, not a loss
             self.stats.dropped_gap += n - last - 1
         self._last_seq[src] = n
 

@@ -163,18 +163,24 @@ def decode(frames: list[Buffer], expected: type[msgs.Message] | None = None) -> 
             msg = _build(cls, fields)
         except Exception as exc:  # any field that does not fit its type, however it fails
             raise MalformedMessage(f"{type_name}: {type(exc).__name__}: {exc}") from None
-    src, n = header.get("src", ""), header.get("n", 0)
-    if not isinstance(src, str) or not isinstance(n, int):
-        raise MalformedMessage(f"header 'src' must be a string and 'n' an integer, found {src!r} and {n!r}")
+    src, n = _sequence(header)
     return Received(topic, msg, src, n, nbytes)
 
 
 def peek_sequence(frames: list[Buffer]) -> tuple[str, int]:
     """(publisher id, sequence number) from a frame set's header, without rebuilding the message."""
-    header = _peek_header(frames)
+    return _sequence(_peek_header(frames))
+
+
+MAX_SEQUENCE = 2**63 - 1  # sequence numbers are int64 from 1 (0: none), as every reader can hold them
+
+
+def _sequence(header: dict[Any, Any]) -> tuple[str, int]:
     src, n = header.get("src", ""), header.get("n", 0)
-    if not isinstance(src, str) or not isinstance(n, int):
-        raise MalformedMessage(f"header 'src' must be a string and 'n' an integer, found {src!r} and {n!r}")
+    if not isinstance(src, str) or type(n) is not int or not 0 <= n <= MAX_SEQUENCE:
+        raise MalformedMessage(
+            f"header 'src' must be a string and 'n' an integer from 0 to 2^63-1, found {src!r:.80} and {n!r}"
+        )
     return src, n
 
 

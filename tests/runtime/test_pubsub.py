@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import time
 
+import msgpack
 import numpy as np
 import pytest
 from conftest import spin_until, wait_for
@@ -253,3 +254,45 @@ def test_a_message_that_fails_to_decode_is_malformed_and_not_also_a_gap(context)
         publisher.publish(Image(header=Header(seq=3), data=pattern(3)))
         spin_until(sub_node, lambda: got == [1, 3], what="the two whole frames")
         assert subscription.stats.malformed == 1 and subscription.stats.dropped_gap == 0
+
+
+@pytest.mark.parametrize("shared_memory", [True, False], ids=["shm", "tcp"])
+def test_a_peer_cannot_poison_sequence_accounting_or_stats(registry, shared_memory):
+    """Issue 22, item 1: extreme sequence numbers (even in messages that do not decode) once overflowed
+    `dropped_gap`, after which the node's stats could never be encoded again."""
+    from perception.runtime import wire
+    from perception.runtime.subscription import MAX_PUBLISHERS_TRACKED
+
+    context = Context(registry=registry.address, shared_memory=shared_memory)
+    with Node("vandal", context=context) as vandal, Node("victim", context=context) as victim:
+        got: list[int] = []
+        subscription = victim.create_subscription(
+            Image, "/frames", lambda m: got.append(m.header.seq), QoS(depth=2000)
+        )  # deep enough that every forged message is read, not evicted unread
+        reports: list[NodeStats] = []
+        victim.create_subscription(NodeStats, "/percept/stats", reports.append)
+        publisher = vandal.create_publisher(Image, "/frames")
+        spin_until(victim, lambda: publisher.subscriber_count == 1, what="discovery")
+        outlet = publisher._outlet
+        for n in (-(2**63), 2**64 - 1, 2**63):  # outside int64: malformed, whatever else they carry
+            frames = wire.encode(b"/frames", Image(header=Header(seq=9), data=pattern(9)), "forged", 0)
+            header = msgpack.unpackb(
+                frames[1], strict_map_key=False, ext_hook=lambda c, d: msgpack.ExtType(c, d)
+            )
+            frames[1] = msgpack.packb({**header, "n": n})
+            outlet.send(frames, "forged", 0)
+        # In range but a jump no real publisher makes, then ids invented by the thousand.
+        forged = [("liar", 1), ("liar", 2**62), *((f"id{i}", 1) for i in range(MAX_PUBLISHERS_TRACKED + 10))]
+        for i, (src, n) in enumerate(forged):
+            outlet.send(wire.encode(b"/frames", Image(header=Header(seq=7), data=pattern(7)), src, n), src, n)
+            if i % 50 == 0:
+                victim.spin_once(0.01)  # in batches a sending queue of 100 holds
+        publisher._count = 0
+        publisher.publish(Image(header=Header(seq=1), data=pattern(1)))
+        spin_until(victim, lambda: got[-1:] == [1], what="a real frame after the forged ones")
+        stats = subscription.stats
+        assert stats.malformed == 3 and stats.dropped_gap == 0
+        assert len(subscription._last_seq) <= MAX_PUBLISHERS_TRACKED
+        stats.dropped_gap = 2**70  # however a counter got there, the report still goes out
+        reports.clear()
+        spin_until(victim, lambda: any(r.node == "/victim" for r in reports), what="the victim's stats")

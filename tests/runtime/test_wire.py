@@ -217,7 +217,7 @@ MALFORMED = {  # id: (frames, what the error must say)
     "type-not-str": ([b"/t", hdr(7)], "header 'type' must be a string.*found 7"),  # garbled type name
     "n-not-int": (
         [b"/t", hdr(fields={"data": "x"}, n="seven")],  # sequence number garbled
-        "'n' an integer, found '' and 'seven'",
+        "'n' an integer from 0 to 2\\^63-1, found '' and 'seven'",
     ),
 }
 
@@ -307,3 +307,14 @@ def test_headers_with_keys_of_mixed_types_or_a_text_stamp_get_the_documented_err
         msgs.Header(frame_id=3)
     header = msgs.Header(stamp=np.int64(5))
     assert header.stamp == 5 and type(header.stamp) is int
+
+
+@pytest.mark.parametrize("n", [-1, -(2**63), 2**63, 2**64 - 1, True, 1.5], ids=repr)
+def test_a_sequence_number_outside_int64_is_malformed(n):
+    frames = wire.encode(b"/t", msgs.String(data="x"), "src", 1)
+    header = msgpack.unpackb(frames[1])
+    frames[1] = msgpack.packb({**header, "n": n})
+    with pytest.raises(MalformedMessage, match="'n' an integer from 0 to 2\\^63-1"):
+        wire.decode(frames)
+    with pytest.raises(MalformedMessage, match="'n' an integer from 0 to 2\\^63-1"):
+        wire.peek_sequence(frames)
