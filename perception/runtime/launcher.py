@@ -54,6 +54,17 @@ class Child:
     last_line: str = ""  # the last line it printed (a node's last words are usually its error)
     relay: threading.Thread | None = None
     crashes: list[tuple[int | None, str]] = field(default_factory=list)  # the quick deaths in a row
+    quick_exits: int = 0  # exits in a row, each within STABLE_AFTER_S of its start
+
+
+def respawn_backoff(child: Child, ran_for: float) -> float:
+    """The delay before restarting a node that just exited after `ran_for` seconds: its respawn delay,
+    doubled for each exit in a row that came within STABLE_AFTER_S of its start (up to
+    MAX_RESPAWN_DELAY_S). A run longer than that starts the count again, so the restarts of a node that
+    crashes now and then, hours apart, never add up to a long outage."""
+    child.quick_exits = child.quick_exits + 1 if ran_for <= STABLE_AFTER_S else 0
+    level = min(max(child.quick_exits - 1, 0), 10)
+    return float(min(child.spec.respawn_delay * 2**level, MAX_RESPAWN_DELAY_S))
 
 
 def _problems(stats: NodeStats) -> str:
@@ -251,9 +262,7 @@ class Launcher:
                     f"its last words: {child.last_line or '(none)'}"
                 )
             elif spec.respawn:
-                ran_for = now - child.started_at
-                level = 0 if ran_for > STABLE_AFTER_S else min(child.restarts, 10)
-                delay = min(spec.respawn_delay * 2**level, MAX_RESPAWN_DELAY_S)
+                delay = respawn_backoff(child, now - child.started_at)
                 child.state = "respawning"
                 child.restart_at = now + delay
                 self._say(

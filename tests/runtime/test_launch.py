@@ -420,3 +420,18 @@ def test_a_child_whose_launcher_died_before_it_armed_exits_at_once(monkeypatch):
         orphan.kill()
     child = subprocess.Popen([sys.executable, "-c", "pass"], preexec_fn=die_with_this_process())
     assert child.wait(timeout=30) == 0  # with its launcher alive it runs as usual
+
+
+def test_respawn_backoff_counts_quick_exits_in_a_row_not_a_lifetime_of_restarts():
+    """Issue 22, item 2: after six well-spaced restarts, two quick crashes gave a 30 s outage."""
+    from perception.runtime.launch_file import NodeSpec
+    from perception.runtime.launcher import MAX_RESPAWN_DELAY_S, STABLE_AFTER_S, Child, respawn_backoff
+
+    child = Child(NodeSpec(name="detector", target="x:Y", respawn=True, respawn_delay=0.5))
+    long_run, quick = STABLE_AFTER_S + 60, 1.0
+    for _ in range(6):  # crashes hours apart: each restart waits the shortest delay
+        child.restarts += 1
+        assert respawn_backoff(child, long_run) == 0.5
+    assert [respawn_backoff(child, quick) for _ in range(2)] == [0.5, 1.0]  # not 30 s
+    assert [respawn_backoff(child, quick) for _ in range(8)][-1] == MAX_RESPAWN_DELAY_S  # a real crash loop
+    assert respawn_backoff(child, long_run) == 0.5  # a good run forgives
