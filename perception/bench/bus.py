@@ -41,7 +41,8 @@ PAYLOADS = {
     "1280x720x3": (720, 1280, 3),
     "1920x1080x3": (1080, 1920, 3),
 }
-SIDES = ("shm", "shm-loan", "tcp", "zmq", "iceoryx2")
+OURS = ("shm", "shm-loan", "tcp")  # the sides that run our node API
+SIDES = (*OURS, "zmq", "iceoryx2")
 PHASES = ("1kHz", "30Hz", "flat")
 RATES = {"1kHz": 1000.0, "30Hz": 30.0}
 SEND_HWM = 100
@@ -105,7 +106,7 @@ class _Tally:
 
 def _subscriber(side: str, address: str, control: Connection) -> None:
     tally = _Tally()
-    if side in ("shm", "shm-loan", "tcp"):
+    if side in OURS:
         from perception import QoS
         from perception.msgs import Image
         from perception.runtime.context import Context
@@ -268,7 +269,7 @@ class _Iceoryx2Publisher:
 
 
 def _publisher(side: str, registry: str) -> Any:
-    if side in ("shm", "shm-loan", "tcp"):
+    if side in OURS:
         return _OurPublisher(registry, side)
     return _ZmqPublisher() if side == "zmq" else _Iceoryx2Publisher()
 
@@ -279,7 +280,7 @@ def _one_side(
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     publisher = _publisher(side, registry)
-    address = registry if side in ("shm", "shm-loan", "tcp") else publisher.address
+    address = registry if side in OURS else publisher.address
     process = ctx.Process(target=_subscriber, args=(side, address, child), daemon=True)
     process.start()
     sent = dict.fromkeys(PHASES, 0)

@@ -44,6 +44,9 @@ class _CapturingOutlet:
         self.sent.append([bytes(memoryview(f)) if not isinstance(f, bytes) else f for f in frames])
         return 0
 
+    def loan(self, shape: tuple[int, ...], dtype: Any) -> None:
+        return None  # no shared memory in-process: the publisher hands out an ordinary array
+
     def subscriber_count(self) -> int:
         return 1  # the harness listens to everything
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from perception.runtime import shm
+from perception.runtime import shm, wire
 
 PIPE_BUF = getattr(select, "PIPE_BUF", 512)  # 4096 on Linux: the most one write delivers whole
 _HEAD = struct.Struct("<HB")  # record length, kind
@@ -149,7 +149,7 @@ class LocalOutlet:
             return 0
         if now > self._housekeeping_at:
             self._housekeeping()
-        views = [_bytes_view(f) for f in frames]
+        views = [wire.byte_view(f) for f in frames]
         sizes = [v.nbytes for v in views]
         inline = _HEAD.size + _INLINE_COUNT.size + 4 * len(sizes) + sum(sizes)
         if inline <= PIPE_BUF:
@@ -197,7 +197,7 @@ class LocalOutlet:
             segment.write(free, self._tick, views)
             slot = (free, -1)
         tail = src + segment.name.encode()
-        n = n if 0 <= n < 2**63 else 0  # a replayed header's number out of range: no gap counted
+        n = n if 0 <= n <= wire.MAX_SEQUENCE else 0  # a number out of range: no gap counted
         total = sum(sizes)
         pending = segment.pending[slot[0]]
         missed = 0
@@ -348,14 +348,6 @@ def _unread(fd: int) -> int:
         return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
     except OSError:
         return 0
-
-
-def _bytes_view(frame: Any) -> memoryview:
-    buffer = getattr(frame, "buffer", None)
-    view = memoryview(frame if buffer is None else buffer)
-    if view.format == "B" and view.ndim == 1 and view.c_contiguous:
-        return view
-    return view.cast("B") if view.nbytes else memoryview(b"")
 
 
 class SlotMessage:

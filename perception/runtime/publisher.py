@@ -64,7 +64,7 @@ class Publisher(Generic[M]):
         with self._lock:
             if self._closed:
                 raise PerceptError(f"publisher on {self.topic} is closed: its node was destroyed")
-            array = self._outlet.loan(tuple(shape), dtype) if hasattr(self._outlet, "loan") else None
+            array = self._outlet.loan(tuple(shape), dtype)
         return array if array is not None else np.empty(shape, dtype)
 
     def publish_frames(self, frames: list[Any]) -> None:

@@ -210,7 +210,6 @@ class Segment:
             memoryview(self._mmap)[: self.layout.control_bytes]
         )
         header[0], header[1], header[2], header[3] = MAGIC, slots, slot_bytes, ROWS
-        self.data = np.frombuffer(self._mmap, np.uint8, offset=self.layout.control_bytes)
         self._bytes = memoryview(self._mmap)[self.layout.control_bytes :]
         # Per slot: the tick each row was sent it with, for rows that have not said they are done.
         self.pending: list[dict[int, int]] = [{} for _ in range(slots)]
@@ -294,7 +293,7 @@ class Segment:
         if slot is None:
             return None
         start = slot * self.layout.slot_bytes + LOAN_OFFSET
-        array = self.data[start : start + size].view(dtype).reshape(shape)
+        array = np.frombuffer(self._bytes, dtype, count=math.prod(shape), offset=start).reshape(shape)
         address = array.__array_interface__["data"][0]
         self._loans += 1
         self.loaned[address] = (slot, self._loans)
@@ -318,17 +317,13 @@ class Segment:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             os.unlink(self.path)
-        del self.tick, self.drained, self.released, self.data, self._bytes
+        del self.tick, self.drained, self.released, self._bytes
         with contextlib.suppress(BufferError):
             self._mmap.close()
 
 
 def table_bytes(frame_count: int) -> int:
     return _round_up(8 + 16 * frame_count, ALIGN)
-
-
-def fits(sizes: list[int], slot_bytes: int) -> bool:
-    return table_bytes(len(sizes)) + sum(_round_up(s, ALIGN) for s in sizes) <= slot_bytes
 
 
 def slot_size(sizes: list[int]) -> int:

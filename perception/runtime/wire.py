@@ -95,7 +95,7 @@ def decode(frames: list[Buffer], expected: type[msgs.Message] | None = None) -> 
     """Rebuild a message from frames; raise MalformedMessage naming what is wrong."""
     if len(frames) < 2:
         raise MalformedMessage(f"expected at least 2 frames (topic, header), found {len(frames)}")
-    buffers = [_buffer(f) for f in frames]
+    buffers = [byte_view(f) for f in frames]
     try:
         topic = bytes(buffers[0]).decode()
     except UnicodeDecodeError:
@@ -209,7 +209,7 @@ def peek_fields(header_frame: Buffer) -> dict[str, Any]:
         return ArrayRef(int(index), np.dtype(dtype_str), tuple(int(s) for s in shape))
 
     try:
-        header = msgpack.unpackb(_buffer(header_frame), ext_hook=array_ref, strict_map_key=False)
+        header = msgpack.unpackb(byte_view(header_frame), ext_hook=array_ref, strict_map_key=False)
     except MalformedMessage:
         raise
     except Exception as exc:
@@ -224,7 +224,7 @@ def _peek_header(frames: list[Buffer]) -> dict[str, Any]:
     if len(frames) < 2:
         raise MalformedMessage(f"expected at least 2 frames (topic, header), found {len(frames)}")
     try:
-        header = msgpack.unpackb(_buffer(frames[1]), ext_hook=_ignore_ext, strict_map_key=False)
+        header = msgpack.unpackb(byte_view(frames[1]), ext_hook=_ignore_ext, strict_map_key=False)
     except Exception as exc:
         raise MalformedMessage(f"header is not valid msgpack: {exc}") from None
     if not isinstance(header, dict):
@@ -236,7 +236,7 @@ def _ignore_ext(code: int, data: bytes) -> None:
     return None
 
 
-def _buffer(frame: Buffer) -> memoryview:
+def byte_view(frame: Buffer) -> memoryview:
     """A flat byte view of a frame: bytes, a zmq.Frame received with copy=False, or an array."""
     buffer = getattr(frame, "buffer", None)
     view = memoryview(frame if buffer is None else buffer)
