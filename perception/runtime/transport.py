@@ -17,6 +17,8 @@ from typing import Any, cast
 
 import zmq
 
+from perception.runtime.local_channel import LocalInlet, LocalOutlet
+
 DEFAULT_HOST = "127.0.0.1"
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
@@ -29,7 +31,7 @@ class Outlet:
     def __init__(
         self, context: zmq.Context[Any], host: str, topic: bytes, send_hwm: int, local: bool = False
     ) -> None:
-        self.local = _local_channel().LocalOutlet() if local else None
+        self.local = LocalOutlet() if local else None
         self.local_address = self.local.address if self.local else None
         self.socket: zmq.Socket[Any] = context.socket(zmq.XPUB)
         self.socket.setsockopt(zmq.SNDHWM, send_hwm)
@@ -84,7 +86,7 @@ class Inlet:
     def __init__(
         self, context: zmq.Context[Any], topic: bytes, receive_hwm: int, local: bool = False
     ) -> None:
-        self.local = _local_channel().LocalInlet(topic) if local else None
+        self.local = LocalInlet(topic) if local else None
         self.local_fd = self.local.fd if self.local is not None else None
         self.socket: zmq.Socket[Any] = context.socket(zmq.SUB)
         self.socket.setsockopt(zmq.RCVHWM, receive_hwm)
@@ -157,13 +159,6 @@ def service_client(context: zmq.Context[Any], endpoint: str) -> zmq.Socket[Any]:
     socket.setsockopt(zmq.LINGER, 0)
     socket.connect(endpoint)
     return socket
-
-
-def _local_channel() -> Any:
-    """The same-host channel's module, imported where it is used: it needs Linux (pipes, /dev/shm)."""
-    from perception.runtime import local_channel
-
-    return local_channel
 
 
 def default_host() -> str:
