@@ -156,3 +156,16 @@ def test_a_users_own_launch_file_by_its_bare_name_comes_before_a_shipped_one(tmp
     monkeypatch.chdir(tmp_path)
     (tmp_path / "demo.yaml").write_text("nodes: []\n")
     assert find_launch_file("demo").resolve() == (tmp_path / "demo.yaml").resolve()
+
+
+@pytest.mark.parametrize("name", sorted(launch_files()))
+def test_shipped_graphs_respawn_their_processing_nodes(name):
+    """Issue 22: a crashed detector (tracker, planner, camera, simulator) restarts; only the end of a job
+    (the pick loop's) or a node that fails for good ends a run."""
+    from perception.runtime import launch_file
+
+    description = launch_file.load(launch_files()[name], {})
+    processing = ("sim.node:", "camera:", "test_camera:", "detector:", "tracker:", "grasp_planner:")
+    for spec in description.nodes:
+        if any(part in spec.target for part in processing):
+            assert spec.respawn, f"{name}: {spec.fqn} ({spec.target}) does not respawn"

@@ -15,7 +15,9 @@
         env: {OMP_NUM_THREADS: "1"}
         respawn: true            # restart when it exits, waiting respawn_delay, doubling up to 30 s
         respawn_delay: 1.0
-        required: false          # if it exits, stop everything and exit non-zero
+        required: false          # the run needs it: when it finishes (exit code 0) stop everything; when it
+                                 # fails for good (no respawn, never came up, or a crash loop) stop
+                                 # everything and exit non-zero
 
 `$(arg NAME)` and `$(env NAME)` (or `$(env NAME default)`) are substituted in strings; a value that is
 only `$(arg NAME)` keeps the argument's type. Every error names the file, the line and the key.

@@ -55,6 +55,7 @@ class Child:
     relay: threading.Thread | None = None
     crashes: list[tuple[int | None, str]] = field(default_factory=list)  # the quick deaths in a row
     quick_exits: int = 0  # exits in a row, each within STABLE_AFTER_S of its start
+    came_up: bool = False  # it reported its stats at least once, in any of its runs
 
 
 def respawn_backoff(child: Child, ran_for: float) -> float:
@@ -250,7 +251,9 @@ class Launcher:
                 child.state = "exited"
                 self._say(f"[launch] required node {spec.fqn} finished (exit code 0); stopping the others")
                 self._stop.set()
-            elif spec.required:
+            elif spec.required and not (spec.respawn and child.came_up):
+                # A node that never came up failed to start (a bad parameter, a missing model):
+                # starting it again cannot help, and the run cannot go on without it.
                 child.state = "failed"
                 self._failed_required = child
                 self._stop.set()
@@ -261,6 +264,9 @@ class Launcher:
                     f"each within {STABLE_AFTER_S:g} s of starting: not restarting it (crash loop); "
                     f"its last words: {child.last_line or '(none)'}"
                 )
+                if spec.required:
+                    self._failed_required = child
+                    self._stop.set()
             elif spec.respawn:
                 delay = respawn_backoff(child, now - child.started_at)
                 child.state = "respawning"
@@ -313,6 +319,7 @@ class Launcher:
     def _on_stats(self, stats: NodeStats) -> None:
         for child in self.children:
             if child.spec.fqn == stats.node:
+                child.came_up = True
                 child.rates = {
                     f"{'>' if t.direction == 'pub' else '<'}{t.topic}": t.msgs_per_s for t in stats.topics
                 }

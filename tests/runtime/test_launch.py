@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -16,7 +17,7 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import ROOT, TESTS, free_port, percept, read_until, wait_for
+from conftest import ROOT, TESTS, free_port, percept, read_until, spin_until, wait_for
 
 from perception import Node
 from perception.errors import LaunchError
@@ -435,3 +436,87 @@ def test_respawn_backoff_counts_quick_exits_in_a_row_not_a_lifetime_of_restarts(
     assert [respawn_backoff(child, quick) for _ in range(2)] == [0.5, 1.0]  # not 30 s
     assert [respawn_backoff(child, quick) for _ in range(8)][-1] == MAX_RESPAWN_DELAY_S  # a real crash loop
     assert respawn_backoff(child, long_run) == 0.5  # a good run forgives
+
+
+def test_a_required_node_that_respawns_comes_back_and_its_subscribers_carry_on(tmp_path, registry, context):
+    """Issue 22 (graphs that heal): kill -9 of an upstream node costs a restart, not the run, and the node
+    downstream keeps its process and counts the new publisher's frames."""
+    from perception.msgs import NodeStats, String
+    from perception.runtime.node import STATS_TOPIC
+
+    process = _launch(
+        tmp_path,
+        f"""
+        nodes:
+          - name: camera
+            node: {NODES}:SeqPublisher
+            parameters: {{rate: 50.0}}
+            remappings: {{frames: /frames}}
+            respawn: true
+            respawn_delay: 0.2
+            required: true
+          - name: counter
+            node: {NODES}:FrameCounter
+            remappings: {{frames: /frames, count: /count}}
+        """,
+    )
+    try:
+        counts: list[int] = []
+        node = Node("observer", context=context)
+        reported: list[str] = []
+        node.create_subscription(String, "/count", lambda m: counts.append(int(m.data)))
+        node.create_subscription(NodeStats, STATS_TOPIC, lambda m: reported.append(m.node))
+        # Once its stats are out (twice: the launcher has surely read one), the launcher knows it came up
+        # (a required node that never did is not respawned).
+        spin_until(
+            node,
+            lambda: reported.count("/camera") >= 2 and counts and counts[-1] > 20,
+            timeout_s=30,
+            what="frames",
+        )
+        camera = _pid_of(process, "camera")
+        counter = _pid_of(process, "counter")
+        os.kill(camera, signal.SIGKILL)
+        killed_at, before = time.monotonic(), counts[-1]
+        spin_until(
+            node, lambda: _pid_of(process, "camera") not in (None, camera), timeout_s=20, what="respawn"
+        )
+        spin_until(node, lambda: counts[-1] > before + 20, timeout_s=20, what="frames after the respawn")
+        assert time.monotonic() - killed_at < 15
+        assert process.poll() is None  # the run goes on
+        assert _pid_of(process, "counter") == counter  # downstream was not restarted
+        node.destroy()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert "/camera exited with code -9; restarting in 0.2 s" in output, output
+    assert process.returncode == 0, output
+
+
+def test_a_required_node_that_never_comes_up_ends_the_run_even_with_respawn(tmp_path, registry):
+    """A bad parameter cannot be fixed by restarting: the run ends at once with the node's error."""
+    process = _launch(
+        tmp_path,
+        f"""
+        nodes:
+          - name: params
+            node: {NODES}:Params
+            parameters: {{count: nine}}
+            respawn: true
+            required: true
+        """,
+    )
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 1, output
+    assert "restarting in" not in output
+    assert "required node /params exited with code 1" in output
+
+
+def _pid_of(process: subprocess.Popen[str], name: str) -> int | None:
+    """The pid of the launcher's node process named `name` (its `--name` argument)."""
+    for child in psutil.Process(process.pid).children():
+        with contextlib.suppress(psutil.Error):
+            command = child.cmdline()
+            if "--name" in command and command[command.index("--name") + 1] == name:
+                return child.pid
+    return None
