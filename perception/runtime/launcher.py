@@ -4,8 +4,8 @@ Each node runs as `python -m perception.cli run TARGET ...` in its own process g
 death signal set, so no child outlives the launcher: on Ctrl-C or SIGTERM every group gets SIGTERM (a
 node stops on it as on Ctrl-C; a process still starting Python ends quietly, where SIGINT would print a
 KeyboardInterrupt traceback from deep in its imports), then SIGKILL if it still lives after
-`stop_timeout_s`. The launcher starts a registry in its
-own process when none answers at PERCEPT_REGISTRY.
+`stop_timeout_s`. The launcher starts a registry in its own process when none answers at
+PERCEPT_REGISTRY, and restarts it if it dies.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from perception.runtime.node import STATS_TOPIC, Node
 from perception.runtime.stopping import StopFlag, stop_signals_call
 
 MAX_RESPAWN_DELAY_S = 30.0
+REGISTRY_RESPAWN_DELAY_S = 0.5  # after a second quick death of the registry; the first restarts at once
 STABLE_AFTER_S = 10.0  # a node that ran this long before dying restarts with the shortest delay again
 # A node that dies the same way (exit code and last line) this many times in a row, each within
 # STABLE_AFTER_S of starting, is in a crash loop (Kubernetes' CrashLoopBackOff): respawning it cannot
@@ -133,6 +134,10 @@ class Launcher:
         self._failed_required: Child | None = None
         self._print_lock = threading.Lock()
         self._registry_process: subprocess.Popen[bytes] | None = None
+        self._registry_started_at = 0.0
+        self._registry_restart_at: float | None = None
+        self._registry_quick_exits = 0
+        self._registry_restarts = 0
         self._relays: list[threading.Thread] = []
 
     def run(self, duration_s: float | None = None) -> int:
@@ -151,6 +156,7 @@ class Launcher:
             next_status = time.monotonic() + self.status_period_s
             while not self._stop.is_set():
                 monitor.spin_once(0.1)
+                self._supervise_registry()
                 self._supervise()
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
@@ -185,16 +191,52 @@ class Launcher:
         if registry.is_running(address):
             self._say(f"[launch] using the registry at {address}")
             return
-        self._registry_process = subprocess.Popen(
-            [sys.executable, "-m", "perception.cli", "registry", "--address", address],
-            start_new_session=True,
-            preexec_fn=die_with_this_process(),
-        )
+        self._registry_process = self._spawn_registry(address)
         deadline = time.monotonic() + 10
         while not registry.is_running(address, timeout_s=0.2):
             if self._registry_process.poll() is not None or time.monotonic() > deadline:
                 raise RegistryUnavailable(f"could not start a registry at {address}")
         self._say(f"[launch] started a registry at {address} (pid {self._registry_process.pid})")
+
+    def _spawn_registry(self, address: str) -> subprocess.Popen[bytes]:
+        self._registry_started_at = time.monotonic()
+        return subprocess.Popen(
+            [sys.executable, "-m", "perception.cli", "registry", "--address", address],
+            start_new_session=True,
+            preexec_fn=die_with_this_process(),
+        )
+
+    def _supervise_registry(self) -> None:
+        """Restart the registry this launcher started if it died: without one, a node that restarts
+        or joins is introduced to nobody. Nodes resend their registration every second, so the new one
+        knows the whole graph again within about a second of starting."""
+        process = self._registry_process
+        if process is None or process.poll() is None:
+            return
+        now = time.monotonic()
+        if self._registry_restart_at is None:
+            ran_for = now - self._registry_started_at
+            self._registry_quick_exits = self._registry_quick_exits + 1 if ran_for <= STABLE_AFTER_S else 0
+            level = min(self._registry_quick_exits, 8)
+            delay = (
+                0.0 if level <= 1 else min(REGISTRY_RESPAWN_DELAY_S * 2 ** (level - 1), MAX_RESPAWN_DELAY_S)
+            )
+            self._registry_restart_at = now + delay
+            self._say(
+                f"[launch] the registry exited with code {process.returncode}; restarting it in {delay:.1f} s"
+            )
+            return
+        if now < self._registry_restart_at:
+            return
+        self._registry_restart_at = None
+        address = registry.registry_address()
+        if registry.is_running(address, timeout_s=0.2):  # somebody else started one meanwhile
+            self._registry_process = None
+            self._say(f"[launch] using the registry at {address}")
+            return
+        self._registry_process = self._spawn_registry(address)
+        self._registry_restarts += 1
+        self._say(f"[launch] restarted the registry at {address} (pid {self._registry_process.pid})")
 
     def _stop_registry(self) -> None:
         process = self._registry_process

@@ -4,7 +4,10 @@ the node's own thread is busy in a callback, or never spins at all (a publish-on
 The node's registration goes out on every change and once a second (the heartbeat); the replies carry
 the publisher endpoints of the node's subscriptions, handed to the node's thread (which owns the
 subscription sockets: ZeroMQ sockets are not thread-safe) through `take_endpoints()` and a wake-up
-message. If the registry stops answering, existing connections stay: connected nodes keep talking.
+message. If the registry stops answering, existing connections stay: connected nodes keep talking, and
+the link keeps sending its registration every heartbeat (ZeroMQ holds the last few while the registry
+is away and delivers them as it reconnects), so a restarted registry knows this node within about a
+tenth of a second of binding its address, and answers with the endpoints it needs.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import msgpack
 import zmq
 
 HEARTBEAT_S = 1.0
-REPLY_TIMEOUT_S = 2.0
+REPLY_TIMEOUT_S = 2.0  # a registry this late is "not answering" (said once, in the log)
 # Publisher endpoints per topic, and endpoint -> local address for publishers that have one.
 Discovered = tuple[dict[str, list[str]], dict[str, str]]
 GOODBYE_TIMEOUT_S = 1.0  # on 2 busy cores the registry took over 0.3 s to answer once (the test suite)
@@ -104,7 +107,10 @@ class RegistryLink:
             poller.register(socket, zmq.POLLIN)
         ids = itertools.count(1)
         events_endpoint = ""
-        outstanding: tuple[int, float] | None = None
+        answered = 0  # the id of the newest request answered
+        latest = 0  # the id of the newest request sent
+        waiting_since: float | None = None  # when the oldest unanswered request went out
+        last_sent = -HEARTBEAT_S
         next_sync = 0.0
         resync_at: float | None = None
         warned = False
@@ -116,23 +122,26 @@ class RegistryLink:
                 if resync_at is not None and now >= resync_at:
                     resync_at = None
                     self._dirty.set()
-                if outstanding and now - outstanding[1] > REPLY_TIMEOUT_S:
-                    if not warned:
-                        self._log.warning(
-                            "registry at %s not answering; keeping existing connections", self._registry
-                        )
-                        warned = True
-                    outstanding = None
-                if outstanding is None and (self._dirty.is_set() or now >= next_sync):
+                if waiting_since is not None and now - waiting_since > REPLY_TIMEOUT_S and not warned:
+                    self._log.warning(
+                        "registry at %s not answering; keeping existing connections", self._registry
+                    )
+                    warned = True
+                # One request at a time while the registry answers; while it does not, one a heartbeat
+                # (a request it lost as it died is never answered; a later one reaches its successor).
+                may_send = waiting_since is None or now - last_sent >= HEARTBEAT_S
+                if may_send and (self._dirty.is_set() or now >= next_sync):
                     self._dirty.clear()
                     request_id = next(ids)
                     request = {"op": "sync", "id": request_id, "node": self._registration()}
                     try:
                         dealer.send(msgpack.packb(request), zmq.NOBLOCK)
-                        outstanding = (request_id, now)
+                        latest, last_sent = request_id, now
+                        if waiting_since is None:
+                            waiting_since = now
                         synced = True
                     except zmq.Again:
-                        pass
+                        pass  # four are queued for a registry that is away: enough
                     next_sync = now + HEARTBEAT_S
                 wake_at = min(next_sync, resync_at or next_sync)
                 timeout_ms = max(1, min(250, int((wake_at - time.monotonic()) * 1000) + 1))
@@ -145,9 +154,12 @@ class RegistryLink:
                         self._dirty.set()
                     else:
                         reply = msgpack.unpackb(dealer.recv())
-                        if outstanding is None or reply.get("id") != outstanding[0]:
-                            continue  # a late answer to a request we gave up on
-                        outstanding = None
+                        reply_id = reply.get("id")
+                        if not isinstance(reply_id, int) or reply_id <= answered:
+                            continue  # an answer older than one already taken
+                        answered = reply_id
+                        if reply_id == latest:
+                            waiting_since = None
                         if warned:
                             self._log.info("registry at %s is back", self._registry)
                             warned = False

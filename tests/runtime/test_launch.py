@@ -21,6 +21,7 @@ from conftest import ROOT, TESTS, free_port, percept, read_until, spin_until, wa
 
 from perception import Node
 from perception.errors import LaunchError
+from perception.msgs import Image
 from perception.runtime import launch_file
 from perception.runtime.launcher import die_with_this_process
 from perception.runtime.stopping import StopFlag, stop_signals_call
@@ -518,5 +519,55 @@ def _pid_of(process: subprocess.Popen[str], name: str) -> int | None:
         with contextlib.suppress(psutil.Error):
             command = child.cmdline()
             if "--name" in command and command[command.index("--name") + 1] == name:
+                return child.pid
+    return None
+
+
+def test_the_launcher_restarts_its_registry_and_a_new_node_joins_within_two_seconds(tmp_path, monkeypatch):
+    """Issue 22, item 3: with its registry killed, the launcher starts another at once; a node that
+    joins then (a respawned one, or a viewer) finds its publishers within 2 s of the registry's return."""
+    from perception.runtime import registry
+    from perception.runtime.context import Context
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("PERCEPT_REGISTRY", address)  # none there: the launcher starts its own
+    process = _launch(
+        tmp_path,
+        f"""
+        nodes:
+          - name: camera
+            node: {NODES}:SeqPublisher
+            parameters: {{rate: 50.0}}
+            remappings: {{frames: /frames}}
+        """,
+    )
+    try:
+        # Once the camera runs, the launcher has seen its registry answer (it starts nodes after that).
+        wait_for(lambda: _pid_of(process, "camera") is not None, timeout_s=20, what="the camera")
+        first = _pid_of_registry(process)
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: _pid_of_registry(process) not in (None, first), timeout_s=10, what="a new registry")
+        wait_for(lambda: registry.is_running(address, timeout_s=0.2), timeout_s=10, what="the new registry")
+        back_at = time.monotonic()
+        got: list[int] = []
+        node = Node("late_viewer", context=Context(registry=address))
+        node.create_subscription(Image, "/frames", lambda m: got.append(m.header.seq))
+        spin_until(node, lambda: len(got) >= 3, timeout_s=10, what="frames through the new registry")
+        joined_s = time.monotonic() - back_at
+        node.destroy()
+        assert joined_s < 2.0, f"joined {joined_s:.2f} s after the registry came back"
+        assert process.poll() is None
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert "[launch] the registry exited with code -9; restarting it in 0.0 s" in output, output
+    assert "[launch] restarted the registry at" in output, output
+
+
+def _pid_of_registry(process: subprocess.Popen[str]) -> int | None:
+    for child in psutil.Process(process.pid).children():
+        with contextlib.suppress(psutil.Error):
+            if "registry" in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
                 return child.pid
     return None

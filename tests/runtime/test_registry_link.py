@@ -1,0 +1,50 @@
+"""A node's link to the registry across the registry's death (issue 22, item 3)."""
+
+from __future__ import annotations
+
+import time
+
+import zmq
+from conftest import free_port, wait_for
+
+from perception import Node
+from perception.msgs import String
+from perception.runtime import registry
+from perception.runtime.context import Context
+from perception.runtime.registry import Registry
+
+
+def _known(address: str, name: str) -> bool:
+    reply = registry.query("graph", address=address, timeout_s=0.5)
+    return any(node["name"] == name for node in reply["nodes"])
+
+
+def test_a_registration_lost_with_the_registry_reaches_the_next_one_within_a_heartbeat():
+    """The registry dies with a node's request unanswered; the next one must not wait for that answer
+    to time out (2 s) before it hears from the node."""
+    address = f"tcp://127.0.0.1:{free_port()}"
+    context = zmq.Context()
+    dying = context.socket(zmq.ROUTER)  # takes the node's first request and dies without answering
+    dying.bind(address)
+    node = Node("survivor", context=Context(registry=address))
+    node.create_publisher(String, "/x")
+    assert dying.poll(5000), "the node sent no registration"
+    dying.close(linger=0)
+    context.term()
+    successor = None
+    deadline = time.monotonic() + 5
+    while successor is None:
+        try:
+            successor = Registry(address)
+        except Exception:  # the port is released a moment after the close
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    successor.serve_in_thread()
+    started = time.monotonic()
+    try:
+        wait_for(lambda: _known(address, "/survivor"), timeout_s=10, what="the node in the new registry")
+        assert time.monotonic() - started < 1.5
+    finally:
+        node.destroy()
+        successor.stop()
