@@ -328,6 +328,7 @@ class NodeStats(Message):
     pid: int
     topics: list[TopicStats] = field(default_factory=list)
     timer_errors: int = 0  # total timer callbacks that raised (logged with the traceback)
+    service_errors: int = 0  # total service requests that failed (malformed, or the handler raised)
 
 
 @message("percept/GetParameters")

@@ -67,13 +67,11 @@ class SimNode(Node):
             "scene parameters, e.g. {objects: 5, camera_jitter: 0.02} (~/reset changes them)",
             read_only=True,
         )
-        width = self.declare_parameter("width", 640, "image width", read_only=True)
-        height = self.declare_parameter("height", 480, "image height", read_only=True)
+        width = self.declare_parameter("width", 640, "image width", read_only=True, range=(16, 4096))
+        height = self.declare_parameter("height", 480, "image height", read_only=True, range=(16, 4096))
         self.rate = self.declare_parameter(
-            "rate", 10.0, "camera frames per second (sim time)", read_only=True
+            "rate", 10.0, "camera frames per second (sim time)", read_only=True, range=(0.01, 1000.0)
         )
-        if not self.rate > 0:
-            raise ValueError(f"parameter 'rate': expected frames per second above 0, found {self.rate}")
         self.clock = self.declare_parameter("clock", "realtime", "realtime or fast", read_only=True)
         renderer = self.declare_parameter("renderer", "auto", "auto, egl or tiny", read_only=True)
         gui = self.declare_parameter("gui", False, "open PyBullet's window (needs a display)", read_only=True)

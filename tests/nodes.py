@@ -80,7 +80,7 @@ class Params(Node):
 
     def __init__(self) -> None:
         super().__init__("params")
-        self.declare_parameter("rate", 10.0, "a float")
+        self.declare_parameter("rate", 10.0, "a float", range=(0.1, 1000.0))
         self.declare_parameter("count", 3, "an int")
         self.declare_parameter("label", "cam", "a string")
         self.declare_parameter("enabled", True, "a bool")

@@ -29,11 +29,15 @@ class CameraNode(Node):
                 "source", "0", "device index, /dev/videoN, file, URL or GStreamer pipeline", read_only=True
             )
         )
-        width = self.declare_parameter("width", 0, "requested width (0: the source's)", read_only=True)
-        height = self.declare_parameter("height", 0, "requested height (0: the source's)", read_only=True)
-        rate = self.declare_parameter("rate", 30.0, "frames per second to publish at most", read_only=True)
-        if not rate > 0:
-            raise ParameterError(f"parameter 'rate': expected frames per second above 0, found {rate}")
+        width = self.declare_parameter(
+            "width", 0, "requested width (0: the source's)", read_only=True, range=(0, 16384)
+        )
+        height = self.declare_parameter(
+            "height", 0, "requested height (0: the source's)", read_only=True, range=(0, 16384)
+        )
+        rate = self.declare_parameter(
+            "rate", 30.0, "frames per second to publish at most", read_only=True, range=(0.01, 1000.0)
+        )
         self.source = FrameSource(
             self.source_spec,
             width=width,

@@ -15,7 +15,9 @@ class DetectionMonitor(Node):
 
     def __init__(self) -> None:
         super().__init__("detection_monitor")
-        period = self.declare_parameter("report_period", 2.0, "seconds between log lines")
+        period = self.declare_parameter(
+            "report_period", 2.0, "seconds between log lines", range=(0.05, 3600.0)
+        )
         self.subscription = self.create_subscription(Detections, "detections", self.on_detections)
         self.messages = 0
         self.latencies_ms: list[float] = []

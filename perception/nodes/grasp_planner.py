@@ -75,9 +75,7 @@ class GraspPlannerNode(Node):
                 ),
             ),
         )
-        step = self.declare_parameter("step", 2, "pixel stride", read_only=True)
-        if step < 1:
-            raise ParameterError(f"parameter 'step': expected a pixel stride of at least 1, found {step}")
+        step = self.declare_parameter("step", 2, "pixel stride", read_only=True, range=(1, 64))
         pushes = self.declare_parameter(
             "pushes", True, "plan pushes for objects without a grasp", read_only=True
         )

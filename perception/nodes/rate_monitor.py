@@ -13,7 +13,9 @@ class RateMonitor(Node):
 
     def __init__(self) -> None:
         super().__init__("rate_monitor")
-        period = self.declare_parameter("report_period", 2.0, "seconds between log lines")
+        period = self.declare_parameter(
+            "report_period", 2.0, "seconds between log lines", range=(0.05, 3600.0)
+        )
         self.subscription = self.create_subscription(Image, "image", self.on_image, LATEST_ONLY)
         self.frames = 0
         self.latencies_ms: list[float] = []

@@ -15,9 +15,9 @@ class TestCamera(Node):
 
     def __init__(self) -> None:
         super().__init__("test_camera")
-        self.width = self.declare_parameter("width", 640, "image width in pixels")
-        self.height = self.declare_parameter("height", 480, "image height in pixels")
-        rate = self.declare_parameter("rate", 30.0, "frames per second")
+        self.width = self.declare_parameter("width", 640, "image width in pixels", range=(1, 8192))
+        self.height = self.declare_parameter("height", 480, "image height in pixels", range=(1, 8192))
+        rate = self.declare_parameter("rate", 30.0, "frames per second", range=(0.01, 1000.0))
         self.frame_id = self.declare_parameter("frame_id", "camera", "the frame the images are in")
         self.image_pub = self.create_publisher(Image, "image")
         self.info_pub = self.create_publisher(CameraInfo, "camera_info")

@@ -78,7 +78,9 @@ class FoxgloveLink(Node):
         self.image_format: str = self.declare_parameter(
             "image_format", "raw", "raw, or jpeg or png to compress images for a slow link", read_only=True
         )
-        self.declare_parameter("max_fps", 0.0, "at most this many messages per topic a second (0: all)")
+        self.declare_parameter(
+            "max_fps", 0.0, "at most this many messages per topic a second (0: all)", range=(0.0, 1e6)
+        )
         if self.image_format not in IMAGE_FORMATS:
             raise PerceptError(
                 f"image_format: expected one of {', '.join(IMAGE_FORMATS)}, found {self.image_format!r}"

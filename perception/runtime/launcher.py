@@ -76,6 +76,7 @@ def _problems(stats: NodeStats) -> str:
         "malformed": sum(t.malformed for t in stats.topics),
         "callback errors": sum(t.callback_errors for t in stats.topics),
         "timer errors": stats.timer_errors,
+        "failed service requests": stats.service_errors,
     }
     return ", ".join(f"{count} {what}" for what, count in totals.items() if count)
 

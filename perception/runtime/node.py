@@ -40,7 +40,7 @@ from perception.runtime.params import Parameters, type_name
 from perception.runtime.publisher import Publisher
 from perception.runtime.qos import KEEP_LAST, QoS
 from perception.runtime.service import Service
-from perception.runtime.stats import Throttle
+from perception.runtime.stats import Throttle, as_int64
 from perception.runtime.stopping import StopFlag
 from perception.runtime.subscription import RECEIVE_HWM, Subscription
 from perception.runtime.timer import Timer
@@ -180,10 +180,17 @@ class Node:
         return client
 
     def declare_parameter(
-        self, name: str, default: Any, description: str = "", *, read_only: bool = False
+        self,
+        name: str,
+        default: Any,
+        description: str = "",
+        *,
+        read_only: bool = False,
+        range: tuple[float, float] | None = None,
     ) -> Any:
-        """Declare a typed parameter (its type is the default's) and return its value."""
-        return self.parameters.declare(name, default, description, read_only=read_only)
+        """Declare a typed parameter (its type is the default's) and return its value. A number may
+        have a `range` (both ends included): a value outside it is refused at start and when set."""
+        return self.parameters.declare(name, default, description, read_only=read_only, range=range)
 
     def get_parameter(self, name: str) -> Any:
         return self.parameters.get(name)
@@ -353,7 +360,8 @@ class Node:
                 node=self.fqn,
                 pid=os.getpid(),
                 topics=[e.snapshot() for e in endpoints],
-                timer_errors=self._timer_errors,
+                timer_errors=as_int64(self._timer_errors),
+                service_errors=as_int64(sum(s.failures for s in self._services)),
             )
         )
 
@@ -362,7 +370,7 @@ class Node:
         return ParameterValues(
             values={n: p.value for n, p in params.items()},
             types={n: type_name(p.type) for n, p in params.items()},
-            descriptions={n: p.description for n, p in params.items()},
+            descriptions={n: p.explained() for n, p in params.items()},
         )
 
     def _set_parameters(self, request: SetParameters) -> Result:

@@ -3,6 +3,7 @@ read and changed at run time through the node's `~/get_parameters` and `~/set_pa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,14 @@ class Parameter:
     type: type
     description: str = ""
     read_only: bool = False
+    range: tuple[float, float] | None = None  # inclusive bounds of a number (ROS 2's FloatingPointRange)
+
+    def explained(self) -> str:
+        """The description, with the range when there is one."""
+        if self.range is None:
+            return self.description
+        bounds = f"{self.range[0]:g} to {self.range[1]:g}"
+        return f"{self.description} ({bounds})" if self.description else bounds
 
 
 def coerce(name: str, value: Any, kind: type) -> Any:
@@ -31,6 +40,8 @@ def coerce(name: str, value: Any, kind: type) -> Any:
         return str(value)
     if kind is list and isinstance(value, tuple):
         return list(value)
+    if kind is float and isinstance(value, float) and math.isnan(value):
+        raise ParameterError(f"parameter {name!r}: expected a number, found nan")
     if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
         return value
     raise ParameterError(
@@ -47,7 +58,16 @@ class Parameters:
         self._params: dict[str, Parameter] = {}
         self._callbacks: list[Callable[[str, Any], None]] = []
 
-    def declare(self, name: str, default: Any, description: str = "", *, read_only: bool = False) -> Any:
+    def declare(
+        self,
+        name: str,
+        default: Any,
+        description: str = "",
+        *,
+        read_only: bool = False,
+        range: tuple[float, float] | None = None,
+    ) -> Any:
+        """Declare `name` with the type of `default`; `range` bounds a number, both ends included."""
         if name in self._params:
             raise ParameterError(f"parameter {name!r} of {self._owner} is already declared")
         kind = type(default)
@@ -56,9 +76,14 @@ class Parameters:
                 f"parameter {name!r}: default must be one of {', '.join(_TYPES.values())}, "
                 f"found {kind.__name__}"
             )
-        value = self._overrides.get(name, default)
-        value = coerce(f"{self._owner}.{name}", value, kind)
-        self._params[name] = Parameter(name, value, kind, description, read_only)
+        if range is not None and kind not in (int, float):
+            raise ParameterError(f"parameter {name!r}: a range bounds a number, found {kind.__name__}")
+        param = Parameter(name, default, kind, description, read_only, range)
+        _check_range(f"{self._owner}.{name}", default, param)  # the default too: a range is a promise
+        value = coerce(f"{self._owner}.{name}", self._overrides.get(name, default), kind)
+        _check_range(f"{self._owner}.{name}", value, param)
+        param.value = value
+        self._params[name] = param
         return value
 
     def get(self, name: str) -> Any:
@@ -69,6 +94,7 @@ class Parameters:
         if param.read_only:
             raise ParameterError(f"parameter {name!r} of {self._owner} is read-only")
         value = coerce(f"{self._owner}.{name}", value, param.type)
+        _check_range(f"{self._owner}.{name}", value, param)
         old = param.value
         param.value = value
         try:
@@ -99,6 +125,12 @@ class Parameters:
         except KeyError:
             declared = ", ".join(self._params) or "none"
             raise ParameterError(f"{self._owner} has no parameter {name!r} (declared: {declared})") from None
+
+
+def _check_range(where: str, value: Any, param: Parameter) -> None:
+    if param.range is not None and not param.range[0] <= value <= param.range[1]:
+        low, high = param.range
+        raise ParameterError(f"parameter {where!r}: expected {low:g} to {high:g}, found {value!r}")
 
 
 def type_name(kind: type) -> str:

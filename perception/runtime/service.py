@@ -11,13 +11,18 @@ import zmq
 from perception.msgs import Message
 from perception.runtime import wire
 from perception.runtime.context import Context
+from perception.runtime.stats import Throttle
 
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp", bound=Message)
 
 
 class Service(Generic[Req, Resp]):
-    """Answers requests on the node's thread; a handler that raises sends the error text back."""
+    """Answers requests on the node's thread; a handler that raises sends the error text back.
+
+    Every request that fails (not this protocol, not the request type, or the handler raised) is
+    counted in `failures`, which the node reports in its stats, and logged at most once a second: a
+    peer sending garbage in a loop must not fill the disk with the log."""
 
     def __init__(
         self,
@@ -33,6 +38,9 @@ class Service(Generic[Req, Resp]):
         self.response_type = response_type
         self._log = log
         self._handler = handler
+        self.failures = 0
+        self._unlogged = 0  # failures since the last line in the log
+        self._failure_log = Throttle()
         self._socket, self.endpoint = context.service_server()
 
     def respond(self, request: Req) -> Resp:
@@ -51,15 +59,26 @@ class Service(Generic[Req, Resp]):
             except zmq.Again:
                 return
             if len(frames) < 3:
-                continue  # not our protocol
+                self._failed(f"a request of {len(frames)} frames (expected identity, request id, message)")
+                continue  # not our protocol: nobody to answer
             identity, request_id = frames[0].bytes, frames[1].bytes
             try:
                 request = wire.decode(frames[2:], self.request_type).msg
                 reply = [b"ok", *wire.encode(self.name.encode(), self.respond(request))]
             except Exception as exc:
-                self._log.error("service %s failed: %s", self.name, exc)
+                self._failed(str(exc))
                 reply = [b"error", f"{type(exc).__name__}: {exc}".encode()]
             self._socket.send_multipart([identity, request_id, *reply], copy=False)
+
+    def _failed(self, why: str) -> None:
+        self.failures += 1
+        self._unlogged += 1
+        if self._failure_log.ready():
+            more = f" ({self._unlogged - 1} more since the last report)" if self._unlogged > 1 else ""
+            self._log.error(
+                "service %s failed: %s%s; %d failures so far", self.name, why, more, self.failures
+            )
+            self._unlogged = 0
 
     def _close(self) -> None:
         if self._socket is not None:  # the in-process harness has none

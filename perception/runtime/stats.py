@@ -64,14 +64,14 @@ class EndpointStats:
             topic=self.topic,
             type_name=self.type_name,
             direction=self.direction,
-            count=_int64(self.count),
+            count=as_int64(self.count),
             msgs_per_s=self._window_count / elapsed,
             bytes_per_s=self._window_bytes / elapsed,
             latency_p50_ms=p50,
-            dropped_queue=_int64(self.dropped_queue),
-            dropped_gap=_int64(self.dropped_gap),
-            malformed=_int64(self.malformed),
-            callback_errors=_int64(self.callback_errors),
+            dropped_queue=as_int64(self.dropped_queue),
+            dropped_gap=as_int64(self.dropped_gap),
+            malformed=as_int64(self.malformed),
+            callback_errors=as_int64(self.callback_errors),
         )
         self._window_count = 0
         self._window_bytes = 0
@@ -80,6 +80,6 @@ class EndpointStats:
         return stats
 
 
-def _int64(count: int) -> int:
+def as_int64(count: int) -> int:
     """A counter as every reader of the stats can hold it: encoding a report must never fail."""
     return min(count, 2**63 - 1)

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 class Timer:
     def __init__(self, period_s: float, callback: Callable[[], None]) -> None:
-        if period_s <= 0:
-            raise ValueError(f"timer period must be positive, found {period_s}")
+        if not 0 < period_s < float("inf"):  # NaN fails the comparison too
+            raise ValueError(f"timer period: expected a positive number of seconds, found {period_s}")
         self.period_s = period_s
         self.callback = callback
         self.next_due = time.monotonic() + period_s

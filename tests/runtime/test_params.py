@@ -125,3 +125,22 @@ def test_describe():
     assert p.describe(["fps"]) == {"fps": params.Parameter("fps", 15, int, "frames per second", False)}
     assert p.describe(["device"])["device"].read_only is True
     assert [params.type_name(x.type) for x in p.describe().values()] == ["int", "str"]
+
+
+def test_a_range_is_enforced_on_the_default_the_override_and_at_run_time():
+    p = params.Parameters("cam", {"fps": 1e308})
+    with pytest.raises(ParameterError, match=r"parameter 'cam.fps': expected 0.1 to 240, found 1e\+308"):
+        p.declare("fps", 30.0, "frames per second", range=(0.1, 240.0))
+    q = params.Parameters("cam")
+    assert q.declare("fps", 30.0, "frames per second", range=(0.1, 240.0)) == 30.0
+    for hostile in (1e308, 0.0, -5, float("inf")):
+        with pytest.raises(ParameterError, match=r"parameter 'cam\.fps': expected 0\.1 to 240, found"):
+            q.set("fps", hostile)
+    with pytest.raises(ParameterError, match=r"parameter 'cam\.fps': expected a number, found nan"):
+        q.set("fps", float("nan"))
+    assert q.get("fps") == 30.0 and q.set("fps", 240) == 240.0  # both ends included
+    assert q.describe(["fps"])["fps"].explained() == "frames per second (0.1 to 240)"
+    with pytest.raises(ParameterError, match="expected 1 to 8, found 9"):
+        params.Parameters("cam").declare("step", 9, range=(1, 8))  # a default outside is a bug
+    with pytest.raises(ParameterError, match="a range bounds a number, found str"):
+        params.Parameters("cam").declare("label", "x", range=(1, 8))

@@ -62,6 +62,12 @@ def test_parameters_from_the_command_line_and_at_run_time(context, spawn):
         refused = setter.call(SetParameters(values={"count": "many"}))
         assert not refused.success and "expected int, found str 'many'" in refused.message
         assert get.call(GetParameters(names=["count"])).values == {"count": 7}
+        # A range is enforced at run time and shown with the description (issue 22, item 6).
+        for hostile in (1e308, -1.0, float("nan")):
+            refused = setter.call(SetParameters(values={"rate": hostile}))
+            assert not refused.success and "parameter '/params.rate': expected" in refused.message
+        assert get.call(GetParameters(names=["rate"])).descriptions == {"rate": "a float (0.1 to 1000)"}
+        assert get.call(GetParameters(names=["rate"])).values == {"rate": 5.0}
 
 
 def test_a_wrong_parameter_type_on_the_command_line_stops_the_node_with_a_clear_error(spawn, registry):
@@ -156,3 +162,44 @@ def test_a_service_is_looked_up_at_its_most_recently_heard_server(registry):
     time.sleep(0.01)  # the respawned server registers after the one that died
     assert query("sync", address=registry.address, node=server("live00000000", "tcp://127.0.0.1:2"))["ok"]
     assert query("service", address=registry.address, name="/reset")["endpoint"] == "tcp://127.0.0.1:2"
+
+
+def test_failed_service_requests_are_counted_in_stats_and_logged_once_a_second(context, caplog):
+    """Issue 22, item 6: 400 hostile requests (not the protocol, or not the request type) cost one log
+    line a second, and every one is counted in the node's stats."""
+    import zmq
+
+    from perception.msgs import NodeStats
+    from perception.runtime.node import STATS_TOPIC
+
+    with Node("server", context=context) as server, Node("watcher", context=context) as watcher:
+        service = server.create_service("~/ok", Trigger, Result, lambda request: Result())
+        reports: list[NodeStats] = []
+        watcher.create_subscription(NodeStats, STATS_TOPIC, reports.append)
+        attacker = zmq.Context.instance().socket(zmq.DEALER)
+        attacker.setsockopt(zmq.LINGER, 0)
+        attacker.connect(service.endpoint)
+        for i in range(200):
+            attacker.send(b"one frame")  # the server sees [identity, frame]: not the protocol
+            attacker.send_multipart([str(i).encode(), b"\xc1 not msgpack"])  # not a Trigger
+        with caplog.at_level("ERROR"):
+            spin_until(server, lambda: service.failures == 400, what="400 failures counted")
+        lines = [r for r in caplog.records if "service /server/ok failed" in r.getMessage()]
+        assert 1 <= len(lines) <= 3, [r.getMessage() for r in lines]
+        assert attacker.poll(2000), "a malformed request gets an error reply"
+        attacker.close()
+
+        def counted() -> bool:
+            server.spin_once(0.05)
+            return any(r.node == "/server" and r.service_errors == 400 for r in reports)
+
+        spin_until(watcher, counted, timeout_s=10, what="service_errors 400 in the stats")
+        # And it still answers (from a thread of its own: a call blocks the caller's thread).
+        import threading
+
+        client = _client(watcher, "/server/ok")
+        serving = threading.Thread(target=server.spin, args=(5.0,), daemon=True)
+        serving.start()
+        assert client.call(Trigger(), timeout_s=5).success
+        server.request_shutdown()
+        serving.join()
