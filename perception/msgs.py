@@ -28,6 +28,9 @@ class Message:
     TYPE_NAME: ClassVar[str] = ""
     SCHEMA_VERSION: ClassVar[int] = 0
     READS_VERSIONS: ClassVar[frozenset[int]] = frozenset()  # older versions it decodes too
+    # The largest message of this type a receiver takes (all its frames): a bigger one is refused
+    # before it is read whole (wire.max_message_bytes; PERCEPT_MAX_MESSAGE_MB overrides every type's).
+    MAX_BYTES: ClassVar[int] = 16 << 20
 
 
 M = TypeVar("M", bound=Message)
@@ -121,6 +124,8 @@ IMAGE_ENCODINGS: dict[str, tuple[np.dtype[Any], int]] = {
 @dataclass(slots=True)
 class Image(Message):
     """An H x W x C (or H x W for one channel) array. 32FC1 is depth in metres, 16UC1 depth in mm."""
+
+    MAX_BYTES: ClassVar[int] = 64 << 20  # 4096 x 4096 RGBA or float32 depth; 4K RGB is 24 MiB
 
     header: Header
     data: np.ndarray

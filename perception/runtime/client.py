@@ -89,7 +89,9 @@ class Client(Generic[Req, Resp]):
     def _connect(self) -> zmq.Socket[Any]:
         if self._socket is None:
             self._endpoint = self._lookup()
-            self._socket = self._context.service_client(self._endpoint)
+            self._socket = self._context.service_client(
+                self._endpoint, wire.receive_limit(self.response_type)
+            )
         return self._socket
 
     def _reset(self) -> None:

@@ -64,14 +64,14 @@ class Context:
     def outlet(self, topic: bytes, send_hwm: int) -> transport.Outlet:
         return transport.Outlet(self.zmq, self.host, topic, send_hwm, local=self.shared_memory)
 
-    def inlet(self, topic: bytes, receive_hwm: int) -> transport.Inlet:
-        return transport.Inlet(self.zmq, topic, receive_hwm, local=self.shared_memory)
+    def inlet(self, topic: bytes, receive_hwm: int, max_bytes: int) -> transport.Inlet:
+        return transport.Inlet(self.zmq, topic, receive_hwm, max_bytes, local=self.shared_memory)
 
-    def service_server(self) -> tuple[Any, str]:
-        return transport.service_server(self.zmq, self.host)
+    def service_server(self, max_bytes: int) -> tuple[Any, str]:
+        return transport.service_server(self.zmq, self.host, max_bytes)
 
-    def service_client(self, endpoint: str) -> Any:
-        return transport.service_client(self.zmq, endpoint)
+    def service_client(self, endpoint: str, max_bytes: int) -> Any:
+        return transport.service_client(self.zmq, endpoint, max_bytes)
 
     def discovery(
         self, uid: str, registration: Callable[[], dict[str, Any]], log: logging.Logger

@@ -60,6 +60,8 @@ class _FedInlet:
     socket = None
     local = None
     local_fd = None
+    cut_off = 0  # nothing fed is ever too large to be read
+    max_bytes = 0
 
     def __init__(self, topic: bytes) -> None:
         self.topic = topic
@@ -108,15 +110,15 @@ class HarnessContext(Context):
         self.outlets.setdefault(topic.decode(), []).append(outlet)
         return outlet
 
-    def inlet(self, topic: bytes, receive_hwm: int) -> Any:
+    def inlet(self, topic: bytes, receive_hwm: int, max_bytes: int) -> Any:
         inlet = _FedInlet(topic)
         self.inlets.setdefault(topic.decode(), []).append(inlet)
         return inlet
 
-    def service_server(self) -> tuple[Any, str]:
+    def service_server(self, max_bytes: int) -> tuple[Any, str]:
         return None, "inproc://harness-service"
 
-    def service_client(self, endpoint: str) -> Any:
+    def service_client(self, endpoint: str, max_bytes: int) -> Any:
         raise ServiceUnavailable(f"the node harness has no service at {endpoint} to call")
 
     def discovery(self, uid: str, registration: Callable[[], dict[str, Any]], log: logging.Logger) -> Any:

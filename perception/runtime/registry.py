@@ -31,6 +31,10 @@ from perception.runtime.stopping import StopFlag
 from perception.runtime.transport import default_host
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:11511"
+# Bounds ZeroMQ enforces before a request or reply is read whole: a registration of thousands of
+# topics is well under the first, a graph of thousands of nodes under the second.
+MAX_REQUEST_BYTES = 4 << 20
+MAX_REPLY_BYTES = 64 << 20
 log = logging.getLogger("percept.registry")
 
 
@@ -52,6 +56,7 @@ class Registry:
         self._context = zmq.Context()
         self._router = self._context.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.LINGER, 0)
+        self._router.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
         self._events = self._context.socket(zmq.PUB)
         self._events.setsockopt(zmq.LINGER, 0)
         try:
@@ -212,6 +217,7 @@ def query(op: str, *, address: str | None = None, timeout_s: float = 1.0, **fiel
     context: zmq.Context[Any] = zmq.Context.instance()
     socket = context.socket(zmq.DEALER)
     socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
     try:
         socket.connect(address)
         request_id = next(_request_ids)

@@ -22,6 +22,8 @@ from typing import Any
 import msgpack
 import zmq
 
+from perception.runtime.registry import MAX_REPLY_BYTES
+
 HEARTBEAT_S = 1.0
 REPLY_TIMEOUT_S = 2.0  # a registry this late is "not answering" (said once, in the log)
 # Publisher endpoints per topic, and endpoint -> local address for publishers that have one.
@@ -93,6 +95,7 @@ class RegistryLink:
         dealer = self._context.socket(zmq.DEALER)
         dealer.setsockopt(zmq.LINGER, 0)
         dealer.setsockopt(zmq.SNDHWM, 4)
+        dealer.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
         dealer.connect(self._registry)
         events = self._context.socket(zmq.SUB)
         events.setsockopt(zmq.LINGER, 0)

@@ -55,12 +55,14 @@ class Subscription(Generic[M]):
         # libzmq's own I/O thread keeps moving arrivals into this socket's queue while a callback
         # runs; keeping that queue large means a backlog waits here, not at the publisher (whose full
         # queue would drop the *newest* messages), and the next drain keeps the newest `depth`.
-        self._inlet = context.inlet(topic.encode(), RECEIVE_HWM)
+        self._max_bytes = wire.max_message_bytes(msg_type)  # a raw subscription: any type's
+        self._inlet = context.inlet(topic.encode(), RECEIVE_HWM, wire.receive_limit(msg_type))
         self._queue: deque[Any] = deque(maxlen=qos.depth)
         self._leased: deque[weakref.ref[LeasedFrames]] = deque()  # queued ones, oldest first
         self._last_seq: dict[str, int] = {}
         self._error_log = Throttle()  # at most one line a second per subscription
         self._local_malformed = 0
+        self._cut_off = 0
         self.stats = EndpointStats(topic, msg_type.TYPE_NAME if msg_type else "*", "sub")
 
     @property
@@ -83,7 +85,7 @@ class Subscription(Generic[M]):
         for item in self._inlet.drain(RECEIVE_HWM):
             if type(item) is SlotMessage:
                 stats.record_arrival(item.nbytes)
-                if self.raw:
+                if self.raw and item.nbytes <= self._max_bytes:  # one too large is refused at dispatch
                     item = self._take(item)
                     if item is None:
                         continue
@@ -108,6 +110,18 @@ class Subscription(Generic[M]):
         if local is not None and local.malformed != self._local_malformed:
             stats.malformed += local.malformed - self._local_malformed
             self._local_malformed = local.malformed
+        cut_off = self._inlet.cut_off
+        if cut_off != self._cut_off:
+            stats.malformed += cut_off - self._cut_off
+            self._cut_off = cut_off
+            self._log.error(  # once per cut: at most every CUT_OFF_AFTER_S
+                "a publisher of %s sent a frame over %d bytes, the most a %s may have (set %s for "
+                "more): ZeroMQ cut it off unread; connected again",
+                self.topic,
+                self._inlet.max_bytes,
+                self.stats.type_name,
+                wire.MAX_MESSAGE_ENV,
+            )
 
     def _take(self, message: SlotMessage) -> LeasedFrames | None:
         """Read a message from shared memory; None (counted as dropped from the queue, as TCP's
@@ -149,6 +163,12 @@ class Subscription(Generic[M]):
         for _ in range(len(queue)):
             frames = queue.popleft()
             if type(frames) is SlotMessage:
+                if frames.nbytes > self._max_bytes:  # refused unread, as ZeroMQ refuses one over TCP
+                    frames.let_go()
+                    self.stats.malformed += 1
+                    self._count_gap(frames.src, frames.n)
+                    self._log_error(f"dropped a message of {frames.nbytes} bytes on {self.topic}: too large")
+                    continue
                 frames = self._take(frames)
                 if frames is None:
                     continue

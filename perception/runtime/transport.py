@@ -12,16 +12,26 @@ address to let other machines connect.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from typing import Any, cast
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from perception.runtime.local_channel import LocalInlet, LocalOutlet
 
 DEFAULT_HOST = "127.0.0.1"
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
+# A connection ZeroMQ ends for a protocol error (a frame over ZMQ_MAXMSGSIZE) is not retried, where
+# one that merely dropped is, within a reconnect interval (0.1-0.2 s): a disconnection followed by no
+# retry within this long was a cut, and the inlet connects again itself.
+CUT_OFF_AFTER_S = 2.0
+_WATCHED = (
+    zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CONNECT_DELAYED
+)
 
 
 class Outlet:
@@ -84,12 +94,17 @@ class Inlet:
     through the local channel."""
 
     def __init__(
-        self, context: zmq.Context[Any], topic: bytes, receive_hwm: int, local: bool = False
+        self, context: zmq.Context[Any], topic: bytes, receive_hwm: int, max_bytes: int, local: bool = False
     ) -> None:
         self.local = LocalInlet(topic) if local else None
         self.local_fd = self.local.fd if self.local is not None else None
         self.socket: zmq.Socket[Any] = context.socket(zmq.SUB)
         self.socket.setsockopt(zmq.RCVHWM, receive_hwm)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, max_bytes)  # a bigger frame cuts its sender off unread
+        self.max_bytes = max_bytes
+        self._monitor = self.socket.get_monitor_socket(_WATCHED)
+        self._down: dict[str, float] = {}  # endpoint -> when it was seen disconnected, not yet retried
+        self.cut_off = 0  # connections ended for a frame over max_bytes (each connected again)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.SUBSCRIBE, topic)
         self.socket.setsockopt(zmq.RECONNECT_IVL_MAX, 5000)  # back off retrying a vanished publisher
@@ -139,24 +154,51 @@ class Inlet:
                 break
         if self.local is not None:
             batches += self.local.drain()
+        if cast(int, self._monitor.getsockopt(_EVENTS)) & _POLLIN or self._down:
+            self._watch_connections()
         return batches
 
+    def _watch_connections(self) -> None:
+        """Connect again to a publisher whose connection ZeroMQ ended for good, and count it."""
+        while cast(int, self._monitor.getsockopt(_EVENTS)) & _POLLIN:
+            event = recv_monitor_message(self._monitor, zmq.NOBLOCK)
+            endpoint = event["endpoint"].decode(errors="replace")
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                self._down[endpoint] = time.monotonic()
+            else:
+                self._down.pop(endpoint, None)
+        now = time.monotonic()
+        for endpoint, since in list(self._down.items()):
+            if now - since > CUT_OFF_AFTER_S:
+                del self._down[endpoint]
+                self.cut_off += 1
+                # ZeroMQ keeps the ended connection on its books, and a second connect to the same
+                # endpoint does nothing: forget it first. Its pipe is gone already (a protocol error
+                # ends it at once), so nothing is half read (libzmq#2163, see set_endpoints).
+                with contextlib.suppress(zmq.ZMQError):
+                    self.socket.disconnect(endpoint)
+                self.socket.connect(endpoint)
+
     def close(self) -> None:
+        self.socket.disable_monitor()
+        self._monitor.close()
         self.socket.close()
         if self.local is not None:
             self.local.close()
 
 
-def service_server(context: zmq.Context[Any], host: str) -> tuple[zmq.Socket[Any], str]:
+def service_server(context: zmq.Context[Any], host: str, max_bytes: int) -> tuple[zmq.Socket[Any], str]:
     socket = context.socket(zmq.ROUTER)
     socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.MAXMSGSIZE, max_bytes)
     port = socket.bind_to_random_port(f"tcp://{host}")
     return socket, f"tcp://{host}:{port}"
 
 
-def service_client(context: zmq.Context[Any], endpoint: str) -> zmq.Socket[Any]:
+def service_client(context: zmq.Context[Any], endpoint: str, max_bytes: int) -> zmq.Socket[Any]:
     socket: zmq.Socket[Any] = context.socket(zmq.DEALER)
     socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.MAXMSGSIZE, max_bytes)
     socket.connect(endpoint)
     return socket
 

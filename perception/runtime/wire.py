@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import threading
 import typing
 from dataclasses import dataclass
@@ -25,6 +26,31 @@ ARRAY_EXT = 1
 _DTYPES: dict[str, np.dtype[Any]] = {}  # dtype strings seen on the wire, already checked numeric
 _ALLOWED_DTYPE_KINDS = "biuf"  # bool, int, uint, float: no objects, no pointers
 Buffer = Any  # bytes, memoryview or zmq.Frame
+MAX_HEADER_BYTES = 1 << 20  # a header holds names and numbers (arrays travel in frames of their own)
+MAX_MESSAGE_ENV = "PERCEPT_MAX_MESSAGE_MB"
+
+
+def max_message_bytes(msg_type: type[msgs.Message] | None = None) -> int:
+    """The most bytes a receiver takes in one message of `msg_type` (all its frames; any type
+    when None): the type's MAX_BYTES, or PERCEPT_MAX_MESSAGE_MB for every type when set."""
+    override = os.environ.get(MAX_MESSAGE_ENV)
+    if override:
+        try:
+            megabytes = float(override)
+        except ValueError:
+            megabytes = math.nan
+        if not 0 < megabytes < 1 << 20:
+            raise MessageError(f"{MAX_MESSAGE_ENV}: expected a size in MiB above 0, found {override!r}")
+        return int(megabytes * (1 << 20))
+    if msg_type is None:
+        return max(cls.MAX_BYTES for cls in msgs.registered_types().values())
+    return msg_type.MAX_BYTES
+
+
+def receive_limit(msg_type: type[msgs.Message] | None = None) -> int:
+    """ZMQ_MAXMSGSIZE for a socket receiving `msg_type`: its largest single frame (ZeroMQ bounds each
+    frame, and cuts off a peer that sends a bigger one before it is read whole)."""
+    return max(max_message_bytes(msg_type), MAX_HEADER_BYTES)
 
 
 @dataclass(slots=True)
@@ -96,6 +122,7 @@ def decode(frames: list[Buffer], expected: type[msgs.Message] | None = None) -> 
     if len(frames) < 2:
         raise MalformedMessage(f"expected at least 2 frames (topic, header), found {len(frames)}")
     buffers = [byte_view(f) for f in frames]
+    _check_header_size(buffers[1])
     try:
         topic = bytes(buffers[0]).decode()
     except UnicodeDecodeError:
@@ -150,6 +177,8 @@ def decode(frames: list[Buffer], expected: type[msgs.Message] | None = None) -> 
         raise MalformedMessage(f"expected type {expected.TYPE_NAME}, found {type_name}")
     nbytes = sum(b.nbytes for b in buffers)
     cls = msgs.registered_type(type_name)
+    if nbytes > (limit := max_message_bytes(cls or expected)):
+        raise MalformedMessage(f"{type_name} of {nbytes} bytes; at most {limit} accepted ({MAX_MESSAGE_ENV})")
     msg: Any
     if cls is None:
         msg = UnknownMessage(type_name, version, fields)
@@ -223,6 +252,7 @@ def peek_fields(header_frame: Buffer) -> dict[str, Any]:
 def _peek_header(frames: list[Buffer]) -> dict[str, Any]:
     if len(frames) < 2:
         raise MalformedMessage(f"expected at least 2 frames (topic, header), found {len(frames)}")
+    _check_header_size(byte_view(frames[1]))
     try:
         header = msgpack.unpackb(byte_view(frames[1]), ext_hook=_ignore_ext, strict_map_key=False)
     except Exception as exc:
@@ -230,6 +260,11 @@ def _peek_header(frames: list[Buffer]) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise MalformedMessage("header must be a map")
     return header
+
+
+def _check_header_size(header: memoryview) -> None:
+    if header.nbytes > MAX_HEADER_BYTES:
+        raise MalformedMessage(f"header of {header.nbytes} bytes; at most {MAX_HEADER_BYTES} accepted")
 
 
 def _ignore_ext(code: int, data: bytes) -> None:

@@ -296,3 +296,49 @@ def test_a_peer_cannot_poison_sequence_accounting_or_stats(registry, shared_memo
         stats.dropped_gap = 2**70  # however a counter got there, the report still goes out
         reports.clear()
         spin_until(victim, lambda: any(r.node == "/victim" for r in reports), what="the victim's stats")
+
+
+def _peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
+@pytest.mark.parametrize("shared_memory", [True, False], ids=["shm", "tcp"])
+def test_a_frame_over_the_size_limit_is_refused_unread_and_counted(registry, spawn, shared_memory):
+    """Issue 22, item 5: a 1 GiB frame was received whole (subscriber RSS 35 -> 1,039 MiB) before it was
+    refused. Now a frame over the type's limit never reaches the subscriber's memory: over TCP ZeroMQ
+    cuts the sender off before reading it (its sequence number then counts it as lost in transit), in
+    shared memory it is never mapped in (counted as malformed); the frames after it arrive."""
+    limit_mib = 4
+    env = {"PERCEPT_MAX_MESSAGE_MB": str(limit_mib), "PERCEPT_SHM": "1" if shared_memory else "0"}
+    counter = spawn("-r", "frames:=/frames", "-r", "count:=/count", node="FrameCounter", env=env)
+    context = Context(registry=registry.address, shared_memory=shared_memory)
+    with Node("sender", context=context) as node:
+        counts: list[int] = []
+        reports: list[NodeStats] = []
+        node.create_subscription(String, "/count", lambda m: counts.append(int(m.data)))
+        node.create_subscription(NodeStats, "/percept/stats", reports.append)
+        publisher = node.create_publisher(Image, "/frames")
+        spin_until(node, lambda: publisher.subscriber_count == 1 and counts, timeout_s=20, what="discovery")
+        small = Image(header=Header(seq=1), data=pattern(1))
+        for _ in range(5):
+            publisher.publish(small)
+            node.spin_once(0.02)
+        spin_until(node, lambda: counts[-1] == 5, what="5 small frames")
+        baseline = _peak_rss_mib(counter.pid)
+        huge = np.zeros((10 * limit_mib * 1024, 1024), np.uint8)  # ten times the limit: 40 MiB
+        publisher.publish(Image(header=Header(seq=2), data=huge, encoding="mono8"))
+        deadline = time.monotonic() + 20
+        while counts[-1] < 10 and time.monotonic() < deadline:  # TCP reconnects after the cut
+            publisher.publish(small)
+            node.spin_once(0.2)
+        assert counts[-1] >= 10, f"small frames after the huge one: {counts[-1] - 5}"
+        assert _peak_rss_mib(counter.pid) - baseline < 2 * limit_mib  # never read whole, nor mapped
+
+        def refused() -> bool:
+            mine = [r for r in reports if r.node == "/frame_counter"]
+            topic = [t for t in mine[-1].topics if t.topic == "/frames"] if mine else []
+            return bool(topic) and topic[0].malformed + topic[0].dropped_gap >= 1
+
+        spin_until(node, refused, timeout_s=10, what="the huge frame counted")

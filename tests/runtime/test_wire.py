@@ -318,3 +318,25 @@ def test_a_sequence_number_outside_int64_is_malformed(n):
         wire.decode(frames)
     with pytest.raises(MalformedMessage, match="'n' an integer from 0 to 2\\^63-1"):
         wire.peek_sequence(frames)
+
+
+def test_a_header_or_a_message_over_its_bound_is_malformed(monkeypatch):
+    """Issue 22, item 5: a 100 MB header was accepted; a message's arrays are bounded by its type."""
+    image = msgs.Image(header=msgs.Header(seq=1), data=np.zeros((4, 4, 3), np.uint8))
+    frames = wire.encode(b"/x", image)
+    huge_header = msgpack.packb({"type": "percept/Image", "version": 1, "fields": {"pad": "x" * (1 << 20)}})
+    for decode in (lambda f: wire.decode(f), wire.peek_sequence):
+        with pytest.raises(MalformedMessage, match=r"header of \d+ bytes; at most 1048576 accepted"):
+            decode([b"/x", huge_header])
+    assert wire.max_message_bytes(msgs.Image) == 64 << 20 and wire.max_message_bytes(msgs.String) == 16 << 20
+    assert wire.max_message_bytes() == 64 << 20  # any type: the largest
+    monkeypatch.setenv("PERCEPT_MAX_MESSAGE_MB", "0.001")  # 1,048 bytes: a 4 x 4 image fits, not 32 x 32
+    assert wire.decode(frames, msgs.Image).msg.data.shape == (4, 4, 3)
+    big = wire.encode(b"/x", msgs.Image(header=msgs.Header(), data=np.zeros((32, 32, 3), np.uint8)))
+    with pytest.raises(MalformedMessage, match=r"percept/Image of \d+ bytes; at most 1048 accepted"):
+        wire.decode(big, msgs.Image)
+    monkeypatch.setenv("PERCEPT_MAX_MESSAGE_MB", "lots")
+    with pytest.raises(
+        MessageError, match="PERCEPT_MAX_MESSAGE_MB: expected a size in MiB above 0, found 'lots'"
+    ):
+        wire.max_message_bytes(msgs.Image)
