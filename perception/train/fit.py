@@ -96,7 +96,9 @@ def load_initial_weights(model: Network, path: Path) -> None:
             raise PerceptError(f"--init {path}: cannot read it as ONNX; expected {expected}") from None
         return
     try:
-        state = torch.load(path, map_location="cpu")
+        # weights_only: tensors and plain containers, never arbitrary objects, so a .pt from elsewhere
+        # cannot run code as it is read (a full unpickle would).
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # torch raises pickle's and zipfile's errors for a file that is no .pt
         raise PerceptError(f"--init {path}: cannot read it as torch weights; expected {expected}") from None
     current = model.state_dict()
