@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any
 
 from perception.cli.common import positive_float
@@ -11,7 +12,23 @@ from perception.cli.common import positive_float
 def register(verbs: Any) -> None:
     p = verbs.add_parser("view", help="Serve a live web page of the graph and its image streams.")
     p.add_argument("--port", type=int, default=8080, help="0 picks a free port")
-    p.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to serve on (0.0.0.0: every interface; off loopback the page needs a token)",
+    )
+    p.add_argument(
+        "--token",
+        default=os.environ.get("PERCEPT_VIEW_TOKEN"),
+        help="the token the page asks for (default: PERCEPT_VIEW_TOKEN, or a random one off loopback)",
+    )
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another name browsers reach this machine by (a DNS alias, a proxy); repeatable",
+    )
     p.add_argument(
         "--fps", type=positive_float, default=15.0, help="default frame rate of a stream in the page"
     )
@@ -29,6 +46,8 @@ def _view(args: argparse.Namespace) -> int:
     if args.fps > MAX_FPS:
         raise PerceptError(f"--fps: expected at most {MAX_FPS:g} frames/s, found {args.fps:g}")
     try:
-        return run(args.host, args.port, args.fps, args.quality, args.duration)
+        return run(
+            args.host, args.port, args.fps, args.quality, args.duration, args.token, tuple(args.allow_host)
+        )
     except OSError as exc:
         raise PerceptError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from None

@@ -11,7 +11,8 @@ and grasps kept for drawing). The web server runs in threads beside it and serve
 | `/snapshot?topic=T&overlays=1` | one JPEG of the same |
 
 A picture is drawn and encoded once per new input, however many browsers watch it, and only while
-one does: an unwatched stream costs the viewer its subscription alone.
+one does: an unwatched stream costs the viewer its subscription alone. Every request first passes the
+checks of perception.viewer.access (its Host header, its Origin, and off loopback a token).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from perception.runtime.qos import QoS
 from perception.runtime.registry import registry_address
 from perception.runtime.stats import Throttle
 from perception.runtime.stopping import StopFlag, stop_signals_call
+from perception.viewer.access import Access
 from perception.viewer.state import ViewerState
 
 log = logging.getLogger("percept.viewer")
@@ -48,9 +50,12 @@ class ViewerServer(ThreadingHTTPServer):
     daemon_threads = True  # a browser left open does not hold the process at exit
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], state: ViewerState, default_fps: float) -> None:
+    def __init__(
+        self, address: tuple[str, int], state: ViewerState, default_fps: float, access: Access | None = None
+    ) -> None:
         super().__init__(address, _Handler)
         self.state, self.default_fps = state, default_fps
+        self.access = access or Access.for_address(address[0], None)
         self.stopping = threading.Event()
         self.error_log = Throttle()  # a page refreshing a broken picture must not flood the log
 
@@ -65,6 +70,11 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlparse(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        refusal = self.server.access.refusal({k.lower(): v for k, v in self.headers.items()}, query)
+        if refusal is not None:
+            self._send(refusal[0], "text/plain; charset=utf-8", refusal[1].encode())
+            return
+        self.cookie = self.server.access.cookie_for(query)
         try:
             if url.path in ("/", "/index.html"):
                 page = resources.files("perception.viewer").joinpath("index.html").read_bytes()
@@ -91,8 +101,12 @@ class _Handler(BaseHTTPRequestHandler):
                     body = f"{type(exc).__name__}: {exc}".encode()
                     self._send(HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain", body)
 
+    cookie: str | None = None  # the token's cookie, for a request that brought the token in its address
+
     def _send(self, status: HTTPStatus, content_type: str, body: bytes) -> None:
         self.send_response(status)
+        if self.cookie:
+            self.send_header("Set-Cookie", self.cookie)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
@@ -199,10 +213,20 @@ def _keeper(state: ViewerState, topic: str) -> Callable[[Any], None]:
     return lambda msg: state.add(topic, msg)
 
 
-def run(host: str, port: int, fps: float, jpeg_quality: int, duration_s: float | None) -> int:
+def run(
+    host: str,
+    port: int,
+    fps: float,
+    jpeg_quality: int,
+    duration_s: float | None,
+    token: str | None = None,
+    allow_hosts: tuple[str, ...] = (),
+) -> int:
     """The viewer node and its web server until Ctrl-C (or `duration_s`)."""
     state = ViewerState(jpeg_quality)
-    server = ViewerServer((host, port), state, fps)  # first: a port in use fails before any socket is made
+    access = Access.for_address(host, token, allow_hosts)
+    # First: a port in use fails before any socket is made.
+    server = ViewerServer((host, port), state, fps, access)
     node = tool_node("view")
     subscribed: set[str] = set()
     everything = QoS(depth=4)  # rates count what arrives; a slow drawing never builds a backlog
@@ -233,7 +257,11 @@ def run(host: str, port: int, fps: float, jpeg_quality: int, duration_s: float |
     with stop_signals_call(stop.set):
         try:
             thread.start()
-            print(f"viewer at http://{host}:{server.server_address[1]}/ (Ctrl-C to stop)", flush=True)
+            shown = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
+            address = f"http://{shown}:{server.server_address[1]}/"
+            if access.token is not None:
+                address += f"?token={access.token}"
+            print(f"viewer at {address} (Ctrl-C to stop)", flush=True)
             discover()
             node.create_timer(1.0, discover)
             while not stop.is_set() and (deadline is None or time.monotonic() < deadline):

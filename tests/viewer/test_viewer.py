@@ -307,7 +307,7 @@ def test_a_closed_stream_frees_its_thread_while_its_topic_is_quiet():
     before = len(handlers())
     try:
         tab = socket.create_connection(server.server_address, timeout=10)
-        tab.sendall(b"GET /stream?topic=/camera/image HTTP/1.1\r\nHost: x\r\n\r\n")
+        tab.sendall(b"GET /stream?topic=/camera/image HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         received = b""
         while b"Content-Type: image/jpeg" not in received:  # the response's head, then the frame's
             chunk = tab.recv(65536)
@@ -388,3 +388,45 @@ def test_the_best_label_of_a_box_keeps_its_place_and_labels_never_cover_each_oth
     overlay.draw_detections(canvas, both)
     x, y = corners[0]
     assert tuple(canvas[y + 1, x + 1]) == overlay.colour(2)  # the mug's (best) label, not the cube's
+
+
+def _request(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as refused:
+        return refused.code, dict(refused.headers), refused.read()
+
+
+def test_a_page_of_another_site_cannot_read_the_viewer_by_rebinding_its_name(registry, spawn):
+    """Issue 22 (the viewer): DNS rebinding makes a browser send the attacker's name as Host to
+    127.0.0.1; a scripted cross-site request carries its Origin. Both are refused; the viewer's own
+    names are served."""
+    _, base = start_viewer(spawn)
+    port = base.rsplit(":", 1)[1]
+    for host in (f"attacker.example:{port}", "attacker.example", f"127.0.0.1.attacker.example:{port}"):
+        status, _, body = _request(base + "/api/graph", {"Host": host})
+        assert status == 403 and b"is not an address this viewer serves" in body, (host, body)
+    status, _, body = _request(base + "/api/graph", {"Origin": "http://attacker.example"})
+    assert status == 403 and b"is another site" in body
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+        assert _request(base + "/api/graph", {"Host": host})[0] == 200
+    assert _request(base + "/api/graph", {"Origin": f"http://localhost:{port}"})[0] == 200
+
+
+def test_off_loopback_the_viewer_asks_for_the_token_it_printed(registry, spawn):
+    _, printed = start_viewer(spawn, "--host", "0.0.0.0")
+    address, _, token = printed.partition("/?token=")
+    assert len(token) >= 20, printed
+    base = "http://127.0.0.1:" + address.rsplit(":", 1)[1]
+    status, _, body = _request(base + "/api/graph", {})
+    assert status == 401 and b"needs its token" in body
+    assert _request(base + "/api/graph?token=wrong", {})[0] == 401
+    status, headers, _ = _request(base + f"/?token={token}", {})
+    assert (
+        status == 200 and "HttpOnly" in headers["Set-Cookie"] and "SameSite=Strict" in headers["Set-Cookie"]
+    )
+    cookie = headers["Set-Cookie"].split(";")[0]
+    assert _request(base + "/api/graph", {"Cookie": cookie})[0] == 200  # the page's later requests
+    assert _request(base + "/api/graph", {"Authorization": f"Bearer {token}"})[0] == 200  # a script's
