@@ -13,6 +13,8 @@ Sides:
 - `shm-loan`: the same, the publisher filling a loaned array (Publisher.loan) before stamping: nothing
   is copied on the way, as for a camera or renderer that writes its frame straight into the loan.
 - `tcp`: ours with shared memory off (PERCEPT_SHM=off), as between two hosts (here over loopback).
+- `tcp-curve`: the same with CURVE encryption and authentication (a keystore made for the run), as a
+  graph secured across hosts would be.
 - `zmq`: raw pyzmq PUB/SUB over TCP loopback, multipart [topic, JSON header, frame], `copy=False`.
 - `iceoryx2`: raw iceoryx2 (Python bindings), a slice loaned and filled by copy, an event to wake the
   subscriber (whose wait is blocking, as ours is).
@@ -25,9 +27,11 @@ import json
 import multiprocessing as mp
 import os
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,7 +45,7 @@ PAYLOADS = {
     "1280x720x3": (720, 1280, 3),
     "1920x1080x3": (1080, 1920, 3),
 }
-OURS = ("shm", "shm-loan", "tcp")  # the sides that run our node API
+OURS = ("shm", "shm-loan", "tcp", "tcp-curve")  # the sides that run our node API
 SIDES = (*OURS, "zmq", "iceoryx2")
 PHASES = ("1kHz", "30Hz", "flat")
 RATES = {"1kHz": 1000.0, "30Hz": 30.0}
@@ -104,15 +108,23 @@ class _Tally:
         return {"latencies": self.latencies, "first": self.first, "last": self.last}
 
 
-def _subscriber(side: str, address: str, control: Connection) -> None:
+def _context(side: str, registry: str, keystore: str | None) -> Any:
+    """Our side's context: shared memory or not, CURVE keys or none (never PERCEPT_KEYSTORE's)."""
+    from perception.runtime.context import Context
+    from perception.runtime.security import TOOLS, Keys
+
+    keys = Keys.load(keystore, TOOLS) if side == "tcp-curve" and keystore else False
+    return Context(registry=registry, shared_memory=side.startswith("shm"), keys=keys)
+
+
+def _subscriber(side: str, address: str, control: Connection, keystore: str | None = None) -> None:
     tally = _Tally()
     if side in OURS:
         from perception import QoS
         from perception.msgs import Image
-        from perception.runtime.context import Context
         from perception.runtime.node import Node
 
-        node = Node("_bench_sub", context=Context(registry=address, shared_memory=side != "tcp"))
+        node = Node("_bench_sub", context=_context(side, address, keystore))
 
         def callback(msg: Image) -> None:
             np.asarray(msg.data)
@@ -185,15 +197,14 @@ def _iceoryx2_subscriber(name: str, control: Connection, tally: _Tally) -> None:
 
 
 class _OurPublisher:
-    def __init__(self, registry: str, side: str) -> None:
+    def __init__(self, registry: str, side: str, keystore: str | None) -> None:
         from perception.msgs import Header, Image
-        from perception.runtime.context import Context
         from perception.runtime.node import Node
 
         self._header = Header
         self._image = Image
         self._loan = side == "shm-loan"
-        self._node = Node("_bench_pub", context=Context(registry=registry, shared_memory=side != "tcp"))
+        self._node = Node("_bench_pub", context=_context(side, registry, keystore))
         self._publisher = self._node.create_publisher(Image, _TOPIC, queue_depth=SEND_HWM)
 
     def wait(self) -> None:
@@ -268,20 +279,25 @@ class _Iceoryx2Publisher:
         del self._publisher, self._notifier, self._service, self._events, self._node
 
 
-def _publisher(side: str, registry: str) -> Any:
+def _publisher(side: str, registry: str, keystore: str | None) -> Any:
     if side in OURS:
-        return _OurPublisher(registry, side)
+        return _OurPublisher(registry, side, keystore)
     return _ZmqPublisher() if side == "zmq" else _Iceoryx2Publisher()
 
 
 def _one_side(
-    side: str, registry: str, shape: tuple[int, int, int], counts: dict[str, int], seconds: float
+    side: str,
+    registry: str,
+    shape: tuple[int, int, int],
+    counts: dict[str, int],
+    seconds: float,
+    keystore: str | None = None,
 ) -> Row:
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
-    publisher = _publisher(side, registry)
+    publisher = _publisher(side, registry, keystore)
     address = registry if side in OURS else publisher.address
-    process = ctx.Process(target=_subscriber, args=(side, address, child), daemon=True)
+    process = ctx.Process(target=_subscriber, args=(side, address, child, keystore), daemon=True)
     process.start()
     sent = dict.fromkeys(PHASES, 0)
     try:
@@ -348,20 +364,28 @@ def run(
     seconds: float = 1.5,
 ) -> list[Row]:
     """Rows per payload and side: medians over `rounds` interleaved rounds (lost: summed)."""
-    registry = private_registry()
+    from perception.runtime.security import REGISTRY, Keys, generate
+
     counts = {"1kHz": count_1khz, "30Hz": count_30hz}
     rows = []
-    try:
-        for name in payloads:
-            shape = PAYLOADS[name]
-            results: dict[str, list[Row]] = {side: [] for side in sides}
-            for _ in range(rounds):  # interleaved, so drift in machine load hits every side alike
+    with tempfile.TemporaryDirectory(prefix="percept-bench-keys-") as keystore:
+        generate(Path(keystore), [])  # the registry's and the tools' (the benchmark's nodes are hidden)
+        registry = private_registry()
+        secure = private_registry(Keys.load(keystore, REGISTRY)) if "tcp-curve" in sides else None
+        try:
+            for name in payloads:
+                shape = PAYLOADS[name]
+                results: dict[str, list[Row]] = {side: [] for side in sides}
+                for _ in range(rounds):  # interleaved, so drift in machine load hits every side alike
+                    for side in sides:
+                        address = secure.address if secure and side == "tcp-curve" else registry.address
+                        results[side].append(_one_side(side, address, shape, counts, seconds, keystore))
                 for side in sides:
-                    results[side].append(_one_side(side, registry.address, shape, counts, seconds))
-            for side in sides:
-                rows.append(_median(name, side, results[side]))
-    finally:
-        registry.stop()
+                    rows.append(_median(name, side, results[side]))
+        finally:
+            registry.stop()
+            if secure is not None:
+                secure.stop()
     return rows
 
 
@@ -411,6 +435,13 @@ def ratios(rows: list[Row]) -> list[str]:
                 f"{payload}: tcp / raw pyzmq: latency {tcp.p50_us_1khz / zmq_row.p50_us_1khz:.2f}x at 1 kHz, "
                 f"{tcp.p50_us_30hz / zmq_row.p50_us_30hz:.2f}x at 30 Hz; "
                 f"throughput {tcp.frames_per_s / zmq_row.frames_per_s:.2f}x"
+            )
+        curve = by.get((payload, "tcp-curve"))
+        if tcp and curve:
+            lines.append(
+                f"{payload}: tcp-curve / tcp: latency {curve.p50_us_1khz / tcp.p50_us_1khz:.2f}x at 1 kHz, "
+                f"{curve.p50_us_30hz / tcp.p50_us_30hz:.2f}x at 30 Hz; "
+                f"throughput {curve.frames_per_s / tcp.frames_per_s:.2f}x"
             )
     small, large = by.get(("640x480x3", "shm-loan")), by.get(("1920x1080x3", "shm-loan"))
     if small and large:

@@ -20,9 +20,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def private_registry() -> Registry:
-    """A registry of the benchmark's own, so it never meets (or disturbs) a running graph."""
-    registry = Registry(f"tcp://127.0.0.1:{free_port()}")
+def private_registry(keys: Any = False) -> Registry:
+    """A registry of the benchmark's own, so it never meets (or disturbs) a running graph (with CURVE
+    when given its `keys`, never from PERCEPT_KEYSTORE)."""
+    registry = Registry(f"tcp://127.0.0.1:{free_port()}", keys=keys)
     registry.serve_in_thread()
     return registry
 

@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         export,
         foxglove,
         interface,
+        keys,
         launch,
         node,
         param,
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         bag,
         view,
         foxglove,
+        keys,
         completion,
     ):
         module.register(verbs)

@@ -11,7 +11,8 @@ import yaml
 from perception.cli.common import did_you_mean, yaml_argument
 from perception.errors import PerceptError
 from perception.msgs import GetParameters, ParameterValues, Result, SetParameters
-from perception.runtime.graph import graph_nodes, is_hidden, tool_node
+from perception.runtime.graph import graph_nodes, tool_node
+from perception.runtime.names import is_hidden
 
 
 def register(verbs: Any) -> None:

@@ -30,7 +30,7 @@ from perception.installed import require
 from perception.recording import IMAGE_FORMATS
 from perception.recording.foxglove import Converter, as_json, schema_data
 from perception.recording.images import descriptor, encode
-from perception.runtime.graph import is_hidden
+from perception.runtime.names import is_hidden
 from perception.runtime.node import Node
 from perception.runtime.qos import QoS
 from perception.runtime.registry import query
@@ -112,7 +112,9 @@ class FoxgloveLink(Node):
     def discover(self) -> None:
         """Serve every topic a publisher announces (tools' hidden ones aside)."""
         try:
-            nodes = query("graph", address=self.context.registry, timeout_s=0.5)["nodes"]
+            nodes = query(
+                "graph", address=self.context.registry, timeout_s=0.5, keys=self.context.keys or False
+            )["nodes"]
         except RegistryUnavailable:
             return  # the node's registry link says so already; known topics keep flowing
         for node in nodes:

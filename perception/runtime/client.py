@@ -68,9 +68,11 @@ class Client(Generic[Req, Resp]):
             self._reset()  # the server may have moved; look it up again next time
             raise ServiceTimeout(f"service {self.name} did not answer within {timeout_s:g} s")
 
-    def _lookup(self) -> str:
+    def _lookup(self) -> tuple[str, str | None]:
+        """The server's endpoint, and the CURVE key it serves with (with a keystore)."""
         try:
-            reply = query("service", address=self._context.registry, timeout_s=1.0, name=self.name)
+            keys = self._context.keys or False
+            reply = query("service", address=self._context.registry, timeout_s=1.0, keys=keys, name=self.name)
         except RegistryUnavailable as exc:
             raise ServiceUnavailable(f"cannot look up service {self.name}: {exc}") from None
         if not reply.get("ok"):
@@ -84,13 +86,14 @@ class Client(Generic[Req, Resp]):
                 f"service {self.name} takes {reply['request']} -> {reply['response']}, this client uses "
                 f"{self.request_type.TYPE_NAME} -> {self.response_type.TYPE_NAME}"
             )
-        return str(reply["endpoint"])
+        key = reply.get("key")
+        return str(reply["endpoint"]), key if isinstance(key, str) else None
 
     def _connect(self) -> zmq.Socket[Any]:
         if self._socket is None:
-            self._endpoint = self._lookup()
+            self._endpoint, server_key = self._lookup()
             self._socket = self._context.service_client(
-                self._endpoint, wire.receive_limit(self.response_type)
+                self._endpoint, wire.receive_limit(self.response_type), server_key
             )
         return self._socket
 

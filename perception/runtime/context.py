@@ -18,6 +18,7 @@ import zmq
 from perception.runtime import shm, transport
 from perception.runtime.registry import registry_address
 from perception.runtime.registry_link import RegistryLink
+from perception.runtime.security import Gatekeeper, Keys
 from perception.runtime.transport import default_host
 
 
@@ -41,10 +42,16 @@ class Context:
         host: str | None = None,
         overrides: NodeOverrides | None = None,
         shared_memory: bool | None = None,
+        keys: Keys | bool | None = None,
     ) -> None:
+        """`keys`: this process's CURVE keys (None: PERCEPT_KEYSTORE's, if set; False: none)."""
         self.zmq: zmq.Context[Any] = zmq.Context()
+        self.keys = keys if isinstance(keys, Keys) else Keys.from_environment() if keys is None else None
+        self._gatekeeper = Gatekeeper(self.zmq, self.keys) if self.keys else None
         # Same-host pairs through a pipe and shared memory (PERCEPT_SHM=off turns it off everywhere).
-        self.shared_memory = shm.enabled() if shared_memory is None else shared_memory and shm.enabled()
+        # They are not encrypted: with a keystore only PERCEPT_SHM=on in so many words keeps them.
+        wanted = shm.asked_for() if self.keys else shm.enabled()
+        self.shared_memory = wanted if shared_memory is None else shared_memory and shm.enabled()
         self.registry = registry or registry_address()
         self.host = host or default_host()
         self.overrides = overrides or NodeOverrides()
@@ -62,16 +69,20 @@ class Context:
     # -- endpoints ---------------------------------------------------------------------------------
 
     def outlet(self, topic: bytes, send_hwm: int) -> transport.Outlet:
-        return transport.Outlet(self.zmq, self.host, topic, send_hwm, local=self.shared_memory)
+        return transport.Outlet(
+            self.zmq, self.host, topic, send_hwm, local=self.shared_memory, keys=self.keys
+        )
 
     def inlet(self, topic: bytes, receive_hwm: int, max_bytes: int) -> transport.Inlet:
-        return transport.Inlet(self.zmq, topic, receive_hwm, max_bytes, local=self.shared_memory)
+        return transport.Inlet(
+            self.zmq, topic, receive_hwm, max_bytes, local=self.shared_memory, keys=self.keys
+        )
 
     def service_server(self, max_bytes: int) -> tuple[Any, str]:
-        return transport.service_server(self.zmq, self.host, max_bytes)
+        return transport.service_server(self.zmq, self.host, max_bytes, self.keys)
 
-    def service_client(self, endpoint: str, max_bytes: int) -> Any:
-        return transport.service_client(self.zmq, endpoint, max_bytes)
+    def service_client(self, endpoint: str, max_bytes: int, server_key: str | None = None) -> Any:
+        return transport.service_client(self.zmq, endpoint, max_bytes, self.keys, server_key)
 
     def discovery(
         self, uid: str, registration: Callable[[], dict[str, Any]], log: logging.Logger
@@ -82,4 +93,4 @@ class Context:
         wake = self.zmq.socket(zmq.PULL)
         wake.setsockopt(zmq.LINGER, 0)
         wake.bind(wake_endpoint)
-        return RegistryLink(self.zmq, self.registry, registration, wake_endpoint, log), wake
+        return RegistryLink(self.zmq, self.registry, registration, wake_endpoint, log, self.keys), wake

@@ -8,17 +8,13 @@ from typing import Any
 
 from perception.runtime import registry
 from perception.runtime.context import Context
+from perception.runtime.names import is_hidden
 from perception.runtime.node import Node
 
 
 def tool_node(purpose: str) -> Node:
     """A hidden node (its name starts with '_') for a tool that needs to subscribe or call."""
     return Node(f"_percept_{purpose}_{os.getpid()}", context=Context(), stats_period_s=3600.0)
-
-
-def is_hidden(name: str) -> bool:
-    """A tool's node or topic: a part of its name starts with '_'."""
-    return any(part.startswith("_") for part in name.split("/"))
 
 
 def graph_nodes(include_hidden: bool = False, timeout_s: float = 1.0) -> list[dict[str, Any]]:

@@ -68,7 +68,12 @@ class _FedInlet:
         self.endpoints: set[str] = set()
         self.pending: list[list[zmq.Frame]] = []
 
-    def set_endpoints(self, endpoints: list[str], local: dict[str, str] | None = None) -> list[str]:
+    def set_endpoints(
+        self,
+        endpoints: list[str],
+        local: dict[str, str] | None = None,
+        server_keys: dict[str, str] | None = None,
+    ) -> list[str]:
         return []
 
     def drain(self, limit: int) -> list[list[zmq.Frame]]:
@@ -118,7 +123,7 @@ class HarnessContext(Context):
     def service_server(self, max_bytes: int) -> tuple[Any, str]:
         return None, "inproc://harness-service"
 
-    def service_client(self, endpoint: str, max_bytes: int) -> Any:
+    def service_client(self, endpoint: str, max_bytes: int, server_key: str | None = None) -> Any:
         raise ServiceUnavailable(f"the node harness has no service at {endpoint} to call")
 
     def discovery(self, uid: str, registration: Callable[[], dict[str, Any]], log: logging.Logger) -> Any:

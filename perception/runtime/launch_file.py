@@ -19,6 +19,9 @@
                                  # fails for good (no respawn, never came up, or a crash loop) stop
                                  # everything and exit non-zero
 
+    security: {keystore: keys/}  # CURVE for every socket of the graph (`percept keys generate keys/`),
+                                 # relative to this file; PERCEPT_KEYSTORE does the same for any run
+
 `$(arg NAME)` and `$(env NAME)` (or `$(env NAME default)`) are substituted in strings; a value that is
 only `$(arg NAME)` keeps the argument's type. Every error names the file, the line and the key.
 """
@@ -46,7 +49,7 @@ NODE_KEYS = {
     "respawn_delay": "seconds (a number)",
     "required": "true or false",
 }
-TOP_KEYS = {"arguments", "include", "nodes"}
+TOP_KEYS = {"arguments", "include", "nodes", "security"}
 _SUBSTITUTION = re.compile(r"\$\((arg|env)\s+([A-Za-z_][A-Za-z0-9_]*)(?:\s+([^)]*))?\)")
 
 
@@ -72,6 +75,7 @@ class NodeSpec:
 class LaunchDescription:
     nodes: list[NodeSpec]
     arguments: dict[str, Any]
+    keystore: Path | None = None  # `security: {keystore: DIR}`, resolved against the file's folder
 
 
 class _Located:
@@ -155,6 +159,7 @@ def _load(path: Path, given: dict[str, Any], depth: int) -> LaunchDescription:
         if key not in TOP_KEYS:
             raise doc.fail((key,), f"unknown key; expected one of {', '.join(sorted(TOP_KEYS))}")
     arguments = _arguments(doc, data.get("arguments") or {}, given)
+    keystore = _keystore(doc, path, _substitute(doc, ("security",), data.get("security") or {}, arguments))
     nodes: list[NodeSpec] = []
     for i, include in enumerate(_list(doc, data, "include")):
         at: tuple[Any, ...] = ("include", i)
@@ -167,7 +172,9 @@ def _load(path: Path, given: dict[str, Any], depth: int) -> LaunchDescription:
         if not isinstance(included_args, dict):
             raise doc.fail((*at, "arguments"), "expected a map of argument names to values")
         file = _substitute(doc, (*at, "file"), include["file"], arguments)
-        nodes += _load(path.parent / str(file), included_args, depth + 1).nodes
+        included = _load(path.parent / str(file), included_args, depth + 1)
+        nodes += included.nodes
+        keystore = keystore or included.keystore
     for i, raw in enumerate(_list(doc, data, "nodes")):
         nodes.append(_node(doc, ("nodes", i), _substitute(doc, ("nodes", i), raw, arguments)))
     seen: dict[str, NodeSpec] = {}
@@ -178,7 +185,18 @@ def _load(path: Path, given: dict[str, Any], depth: int) -> LaunchDescription:
                 "give one of them another name or namespace"
             )
         seen[spec.fqn] = spec
-    return LaunchDescription(nodes=nodes, arguments=arguments)
+    return LaunchDescription(nodes=nodes, arguments=arguments, keystore=keystore)
+
+
+def _keystore(doc: _Located, path: Path, security: Any) -> Path | None:
+    if not isinstance(security, dict) or set(security) - {"keystore"}:
+        raise doc.fail(("security",), "expected a map with 'keystore' (a keystore directory)")
+    keystore = security.get("keystore")
+    if keystore in (None, ""):
+        return None
+    if not isinstance(keystore, str):
+        raise doc.fail(("security", "keystore"), f"expected a directory, found {keystore!r}")
+    return path.parent / keystore
 
 
 def _list(doc: _Located, data: dict[str, Any], key: str) -> list[Any]:

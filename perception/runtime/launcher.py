@@ -29,6 +29,7 @@ from perception.runtime import registry
 from perception.runtime.context import Context
 from perception.runtime.launch_file import LaunchDescription, NodeSpec
 from perception.runtime.node import STATS_TOPIC, Node
+from perception.runtime.security import ENCLAVE_ENV, KEYSTORE_ENV, TOOLS, Keys, enclave_for
 from perception.runtime.stopping import StopFlag, stop_signals_call
 
 MAX_RESPAWN_DELAY_S = 30.0
@@ -128,6 +129,7 @@ class Launcher:
         out: IO[str] = sys.stdout,
     ) -> None:
         self.children = [Child(spec) for spec in description.nodes]
+        self.keystore = description.keystore
         self.status_period_s = status_period_s
         self.stop_timeout_s = stop_timeout_s
         self.out = out
@@ -147,6 +149,7 @@ class Launcher:
             return self._run(duration_s)
 
     def _run(self, duration_s: float | None) -> int:
+        self._check_keystore()
         self._ensure_registry()
         monitor = Node("_launcher", context=Context())
         monitor.create_subscription(NodeStats, STATS_TOPIC, self._on_stats)
@@ -186,6 +189,19 @@ class Launcher:
         return 0
 
     # -- processes ---------------------------------------------------------------------------------
+
+    def _check_keystore(self) -> None:
+        """With a keystore (the launch file's, or PERCEPT_KEYSTORE), every node must have its key:
+        say which is missing now rather than as each node fails to start."""
+        if self.keystore is not None:
+            os.environ[KEYSTORE_ENV] = str(self.keystore.resolve())  # the registry, the nodes, this process
+        keystore = os.environ.get(KEYSTORE_ENV)
+        if not keystore:
+            return
+        Keys.load(keystore, TOOLS)  # this process's monitor, and a clear error for a bad keystore
+        for child in self.children:
+            Keys.load(keystore, enclave_for(child.spec.fqn))
+        self._say(f"[launch] CURVE on: keystore {keystore}")
 
     def _ensure_registry(self) -> None:
         address = registry.registry_address()
@@ -251,6 +267,8 @@ class Launcher:
 
     def _start(self, child: Child) -> None:
         env = {**os.environ, **child.spec.env, "PYTHONUNBUFFERED": "1"}
+        if env.get(KEYSTORE_ENV):
+            env[ENCLAVE_ENV] = enclave_for(child.spec.fqn)  # each node speaks with its own key
         child.process = subprocess.Popen(
             node_command(child.spec),
             env=env,

@@ -13,6 +13,11 @@ from perception.errors import InvalidNameError
 _TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+def is_hidden(name: str) -> bool:
+    """A tool's node or topic: a part of its name starts with '_'."""
+    return any(part.startswith("_") for part in name.split("/"))
+
+
 def validate(name: str, kind: str = "topic") -> str:
     """Return `name` if it is a valid absolute name, else raise InvalidNameError pointing at the fault."""
     if not name.startswith("/"):

@@ -314,10 +314,11 @@ class Node:
         discovered = self._registry_link.take_endpoints()
         if discovered is None:
             return
-        endpoints, local = discovered
+        endpoints, local, server_keys = discovered
         for subscription in self._subscriptions:
             if subscription.topic in endpoints:
-                for refused in subscription._inlet.set_endpoints(endpoints[subscription.topic], local):
+                found = endpoints[subscription.topic]
+                for refused in subscription._inlet.set_endpoints(found, local, server_keys):
                     self.log.warning("cannot connect to a publisher of %s at %s", subscription.topic, refused)
 
     def _registration(self) -> dict[str, Any]:

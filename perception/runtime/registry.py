@@ -12,6 +12,10 @@ Protocol (msgpack maps over a DEALER -> ROUTER socket, specified in docs/wire-fo
   graph   {op, id} -> {id, ok, version, nodes: [...]}
   service {op, id, name} -> {id, ok, endpoint, request, response} or {id, ok: false, error}
 The registry's PUB socket (`events` above) sends [b"graph", version] whenever the graph changes.
+
+With a keystore (perception.runtime.security) both sockets are CURVE servers, only keys of the
+keystore get in, a node may register only under its own enclave's name, each node's `key` is the one
+its handshake proved, and `sync` and `service` replies carry the keys their endpoints serve with.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import msgpack
 import zmq
 
 from perception.errors import RegistryUnavailable
+from perception.runtime.security import REGISTRY, TOOLS, Gatekeeper, Keys, may_register
 from perception.runtime.stopping import StopFlag
 from perception.runtime.transport import default_host
 
@@ -43,7 +48,13 @@ def registry_address() -> str:
 
 
 class Registry:
-    def __init__(self, address: str | None = None, *, expiry_s: float = 3.0) -> None:
+    def __init__(
+        self, address: str | None = None, *, expiry_s: float = 3.0, keys: Keys | bool | None = None
+    ) -> None:
+        """`keys`: the registry's (None: PERCEPT_KEYSTORE's, if set; False: none)."""
+        self.keys = (
+            keys if isinstance(keys, Keys) else Keys.from_environment(REGISTRY) if keys is None else None
+        )
         self.address = address or registry_address()
         self.expiry_s = expiry_s
         self.version = 0
@@ -54,11 +65,15 @@ class Registry:
         self._departed: dict[str, float] = {}
         self._stop = StopFlag()
         self._context = zmq.Context()
+        self._gatekeeper = Gatekeeper(self._context, self.keys) if self.keys else None
         self._router = self._context.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.LINGER, 0)
         self._router.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
         self._events = self._context.socket(zmq.PUB)
         self._events.setsockopt(zmq.LINGER, 0)
+        if self.keys:
+            self.keys.serve(self._router)
+            self.keys.serve(self._events)
         try:
             self._router.bind(self.address)
         except zmq.ZMQError as exc:
@@ -78,12 +93,19 @@ class Registry:
         try:
             while not self._stop.is_set():
                 if poller.poll(100):
-                    identity, payload = self._router.recv_multipart()[:2]
-                    self._router.send_multipart([identity, msgpack.packb(self._handle(payload))])
+                    frames = self._router.recv_multipart(copy=False)
+                    if len(frames) < 2:
+                        continue
+                    # The client key its CURVE handshake proved (ZeroMQ's User-Id), with a keystore.
+                    user = str(frames[1].get("User-Id")) if self.keys else None
+                    reply = self._handle(frames[1].bytes, user)
+                    self._router.send_multipart([frames[0].bytes, msgpack.packb(reply)])
                 self._expire()
         finally:
             self._router.close()
             self._events.close()
+            if self._gatekeeper is not None:
+                self._gatekeeper.stop()
             self._context.term()
 
     def serve_in_thread(self) -> threading.Thread:
@@ -95,7 +117,7 @@ class Registry:
         """Make `serve()` return within 0.1 s; safe from a signal handler."""
         self._stop.set()
 
-    def _handle(self, payload: bytes) -> dict[str, Any]:
+    def _handle(self, payload: bytes, user: str | None = None) -> dict[str, Any]:
         try:
             request = msgpack.unpackb(payload)
             op = request["op"]
@@ -103,17 +125,20 @@ class Registry:
         except Exception as exc:
             return {"ok": False, "id": 0, "error": f"malformed registry request: {exc}"}
         try:
-            reply = self._answer(op, request)
+            reply = self._answer(op, request, user)
         except Exception as exc:  # a bad request must not take the registry down
             reply = {"ok": False, "error": f"bad {op!r} request: {type(exc).__name__}: {exc}"}
         reply["id"] = request_id
         return reply
 
-    def _answer(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
+    def _answer(self, op: str, request: dict[str, Any], user: str | None) -> dict[str, Any]:
         reply: dict[str, Any]
         if op == "sync":
-            reply = self._sync(request["node"])
+            reply = self._sync(request["node"], user)
         elif op == "bye":
+            node = self._nodes.get(request["uid"])
+            if self.keys and node is not None and node.get("key") != user:
+                return {"ok": False, "error": "only a node itself may say goodbye"}
             self._departed[request["uid"]] = time.monotonic()
             if self._nodes.pop(request["uid"], None) is not None:
                 self._last_seen.pop(request["uid"], None)
@@ -127,12 +152,23 @@ class Registry:
             reply = {"ok": False, "error": f"unknown registry op {op!r}"}
         return reply
 
-    def _sync(self, node: dict[str, Any]) -> dict[str, Any]:
+    def _sync(self, node: dict[str, Any], user: str | None) -> dict[str, Any]:
         _check_registration(node)  # one malformed registration kept would break every later sync
         uid = node["uid"]
+        if self.keys:
+            enclave = self.keys.enclave_of(user or "") or "?"
+            if not may_register(enclave, node["name"]):
+                hint = "hidden names only" if enclave == TOOLS else f"only {'/' + enclave.replace('.', '/')}"
+                return {
+                    "ok": False,
+                    "error": f"the key of enclave {enclave} may not register {node['name']} ({hint})",
+                }
+            node = {**node, "key": user}  # the key its handshake proved, whatever it claimed
         if uid in self._departed:
             return {"ok": False, "error": f"node {node.get('name')!r} ({uid}) has said goodbye"}
         previous = self._nodes.get(uid)
+        if self.keys and previous is not None and previous.get("key") != node["key"]:
+            return {"ok": False, "error": f"node id {uid} belongs to another key"}
         self._nodes[uid] = node
         self._last_seen[uid] = time.monotonic()
         if previous != node:
@@ -140,19 +176,25 @@ class Registry:
         wanted = {sub["topic"] for sub in node.get("subscriptions", [])}
         endpoints: dict[str, list[str]] = {topic: [] for topic in wanted}
         local: dict[str, str] = {}  # endpoint -> where a subscriber on the publisher's host joins it
+        keys: dict[str, str] = {}  # endpoint -> the CURVE key it serves with (with a keystore)
         for other in self._nodes.values():
             for pub in other.get("publishers", []):
                 if pub["topic"] in endpoints:
                     endpoints[pub["topic"]].append(pub["endpoint"])
                     if isinstance(pub.get("local"), str):
                         local[pub["endpoint"]] = pub["local"]
-        return {
+                    if isinstance(other.get("key"), str):
+                        keys[pub["endpoint"]] = other["key"]
+        reply = {
             "ok": True,
             "version": self.version,
             "events": self.events_endpoint,
             "endpoints": endpoints,
             "local": local,
         }
+        if self.keys:
+            reply["keys"] = keys
+        return reply
 
     def _service(self, name: str) -> dict[str, Any]:
         # The most recently heard server first: a respawned node's, not the dead one's before it expires.
@@ -160,7 +202,7 @@ class Registry:
         for node in (self._nodes[uid] for uid in by_recency):
             for service in node.get("services", []):
                 if service["name"] == name:
-                    return {"ok": True, **service}
+                    return {"ok": True, **service, **({"key": node["key"]} if "key" in node else {})}
         known = sorted(s["name"] for n in self._nodes.values() for s in n.get("services", []))
         return {"ok": False, "error": f"no server for service {name!r}", "known": known}
 
@@ -211,13 +253,24 @@ def _check_registration(node: Any) -> None:
 _request_ids = itertools.count(1)
 
 
-def query(op: str, *, address: str | None = None, timeout_s: float = 1.0, **fields: Any) -> dict[str, Any]:
-    """One synchronous request to the registry (for the CLI and service clients)."""
+def query(
+    op: str,
+    *,
+    address: str | None = None,
+    timeout_s: float = 1.0,
+    keys: Keys | bool | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """One synchronous request to the registry (for the CLI and service clients). `keys`: the caller's
+    CURVE keys (None: PERCEPT_KEYSTORE's, as the tools; False: none)."""
     address = address or registry_address()
+    keys = keys if isinstance(keys, Keys) else Keys.from_environment() if keys is None else None
     context: zmq.Context[Any] = zmq.Context.instance()
     socket = context.socket(zmq.DEALER)
     socket.setsockopt(zmq.LINGER, 0)
     socket.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
+    if keys is not None:
+        keys.connect_to(socket, keys.registry_public)
     try:
         socket.connect(address)
         request_id = next(_request_ids)

@@ -23,11 +23,13 @@ import msgpack
 import zmq
 
 from perception.runtime.registry import MAX_REPLY_BYTES
+from perception.runtime.security import Keys
 
 HEARTBEAT_S = 1.0
 REPLY_TIMEOUT_S = 2.0  # a registry this late is "not answering" (said once, in the log)
-# Publisher endpoints per topic, and endpoint -> local address for publishers that have one.
-Discovered = tuple[dict[str, list[str]], dict[str, str]]
+# Publisher endpoints per topic; endpoint -> local address for publishers that have one; endpoint ->
+# the CURVE key it serves with (with a keystore).
+Discovered = tuple[dict[str, list[str]], dict[str, str], dict[str, str]]
 GOODBYE_TIMEOUT_S = 1.0  # on 2 busy cores the registry took over 0.3 s to answer once (the test suite)
 
 
@@ -39,14 +41,16 @@ class RegistryLink:
         registration: Callable[[], dict[str, Any]],
         wake_endpoint: str,
         log: logging.Logger,
+        keys: Keys | None = None,
     ) -> None:
         self._context = context
+        self._keys = keys
         self._registry = registry
         self._registration = registration
         self._wake_endpoint = wake_endpoint
         self._log = log
         self._lock = threading.Lock()
-        self._endpoints: Discovered = ({}, {})
+        self._endpoints: Discovered = ({}, {}, {})
         self._pending: Discovered | None = None
         self._dirty = threading.Event()
         self._stop = threading.Event()
@@ -96,9 +100,13 @@ class RegistryLink:
         dealer.setsockopt(zmq.LINGER, 0)
         dealer.setsockopt(zmq.SNDHWM, 4)
         dealer.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
+        if self._keys is not None:
+            self._keys.connect_to(dealer, self._keys.registry_public)
         dealer.connect(self._registry)
         events = self._context.socket(zmq.SUB)
         events.setsockopt(zmq.LINGER, 0)
+        if self._keys is not None:
+            self._keys.connect_to(events, self._keys.registry_public)
         events.setsockopt(zmq.SUBSCRIBE, b"graph")
         wake = self._context.socket(zmq.PUSH)
         wake.setsockopt(zmq.LINGER, 0)
@@ -180,9 +188,12 @@ class RegistryLink:
                             # A change announced before this subscription completes is lost (a SUB
                             # socket misses what was sent while it joined): ask again shortly.
                             resync_at = time.monotonic() + 0.05
-                        local = reply.get("local")
+                        local, keys = reply.get("local"), reply.get("keys")
                         self._deliver(
-                            reply.get("endpoints", {}), local if isinstance(local, dict) else {}, wake
+                            reply.get("endpoints", {}),
+                            local if isinstance(local, dict) else {},
+                            keys if isinstance(keys, dict) else {},
+                            wake,
                         )
             if synced and self._goodbye_uid is not None:
                 # On the heartbeats' own connection, so it cannot overtake the last of them.
@@ -206,8 +217,14 @@ class RegistryLink:
             ):
                 return
 
-    def _deliver(self, endpoints: dict[str, list[str]], local: dict[str, str], wake: zmq.Socket[Any]) -> None:
-        discovered = ({topic: sorted(set(eps)) for topic, eps in endpoints.items()}, local)
+    def _deliver(
+        self,
+        endpoints: dict[str, list[str]],
+        local: dict[str, str],
+        keys: dict[str, str],
+        wake: zmq.Socket[Any],
+    ) -> None:
+        discovered = ({topic: sorted(set(eps)) for topic, eps in endpoints.items()}, local, keys)
         if discovered == self._endpoints:
             return
         self._endpoints = discovered

@@ -63,6 +63,11 @@ def fence() -> None:
 # -- settings ---------------------------------------------------------------------------------------
 
 
+def asked_for() -> bool:
+    """PERCEPT_SHM says on (1, on, true, yes) in so many words (a keystore turns the default off)."""
+    return os.environ.get("PERCEPT_SHM", "").strip().lower() in ("1", "on", "true", "yes")
+
+
 def enabled() -> bool:
     """Shared memory unless PERCEPT_SHM turns it off (0, off, false, no), on Linux with /dev/shm."""
     setting = os.environ.get("PERCEPT_SHM", "on").strip().lower()

@@ -21,6 +21,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from perception.runtime.local_channel import LocalInlet, LocalOutlet
+from perception.runtime.security import Keys, SecurityError
 
 DEFAULT_HOST = "127.0.0.1"
 _EVENTS = int(zmq.EVENTS)
@@ -39,11 +40,19 @@ class Outlet:
     local channel for subscribers on this host."""
 
     def __init__(
-        self, context: zmq.Context[Any], host: str, topic: bytes, send_hwm: int, local: bool = False
+        self,
+        context: zmq.Context[Any],
+        host: str,
+        topic: bytes,
+        send_hwm: int,
+        local: bool = False,
+        keys: Keys | None = None,
     ) -> None:
         self.local = LocalOutlet() if local else None
         self.local_address = self.local.address if self.local else None
         self.socket: zmq.Socket[Any] = context.socket(zmq.XPUB)
+        if keys is not None:
+            keys.serve(self.socket)
         self.socket.setsockopt(zmq.SNDHWM, send_hwm)
         self.socket.setsockopt(zmq.LINGER, 200)
         # Pass every subscribe and unsubscribe up, so the count stays right with many subscribers.
@@ -94,8 +103,16 @@ class Inlet:
     through the local channel."""
 
     def __init__(
-        self, context: zmq.Context[Any], topic: bytes, receive_hwm: int, max_bytes: int, local: bool = False
+        self,
+        context: zmq.Context[Any],
+        topic: bytes,
+        receive_hwm: int,
+        max_bytes: int,
+        local: bool = False,
+        keys: Keys | None = None,
     ) -> None:
+        self.keys = keys
+        self.server_keys: dict[str, str] = {}  # endpoint -> the CURVE key it serves with
         self.local = LocalInlet(topic) if local else None
         self.local_fd = self.local.fd if self.local is not None else None
         self.socket: zmq.Socket[Any] = context.socket(zmq.SUB)
@@ -112,9 +129,15 @@ class Inlet:
         self.endpoints: set[str] = set()
         self.refused: set[str] = set()  # endpoints ZeroMQ would not connect to (a peer's bad address)
 
-    def set_endpoints(self, endpoints: list[str], local: dict[str, str] | None = None) -> list[str]:
+    def set_endpoints(
+        self,
+        endpoints: list[str],
+        local: dict[str, str] | None = None,
+        server_keys: dict[str, str] | None = None,
+    ) -> list[str]:
         """Connect to publishers not yet connected: through the local channel where `local` gives the
-        publisher's local address and it is on this host, over TCP otherwise.
+        publisher's local address and it is on this host, over TCP otherwise (as a CURVE client of the
+        key `server_keys` gives, with a keystore: an endpoint without one is refused).
 
         Never disconnects: libzmq asserts when a SUB socket's pipe is torn down while a multipart
         message from it is half read (libzmq#2163), and disconnecting also throws away whatever that
@@ -132,8 +155,8 @@ class Inlet:
                 self.endpoints.add(endpoint)
                 continue
             try:
-                self.socket.connect(endpoint)
-            except zmq.ZMQError as exc:
+                self._connect(endpoint, (server_keys or {}).get(endpoint))
+            except (zmq.ZMQError, SecurityError) as exc:
                 self.refused.add(endpoint)
                 refused.append(f"{endpoint}: {exc}")
                 continue
@@ -177,7 +200,16 @@ class Inlet:
                 # ends it at once), so nothing is half read (libzmq#2163, see set_endpoints).
                 with contextlib.suppress(zmq.ZMQError):
                     self.socket.disconnect(endpoint)
-                self.socket.connect(endpoint)
+                with contextlib.suppress(SecurityError):  # an endpoint as ZeroMQ resolved it: no key here
+                    self._connect(endpoint, self.server_keys.get(endpoint))
+
+    def _connect(self, endpoint: str, server_key: str | None) -> None:
+        if self.keys is not None:
+            if server_key is None:
+                raise SecurityError(f"the registry gave no CURVE key for {endpoint}")
+            self.keys.connect_to(self.socket, server_key)
+            self.server_keys[endpoint] = server_key
+        self.socket.connect(endpoint)
 
     def close(self) -> None:
         self.socket.disable_monitor()
@@ -187,18 +219,32 @@ class Inlet:
             self.local.close()
 
 
-def service_server(context: zmq.Context[Any], host: str, max_bytes: int) -> tuple[zmq.Socket[Any], str]:
+def service_server(
+    context: zmq.Context[Any], host: str, max_bytes: int, keys: Keys | None = None
+) -> tuple[zmq.Socket[Any], str]:
     socket = context.socket(zmq.ROUTER)
     socket.setsockopt(zmq.LINGER, 0)
     socket.setsockopt(zmq.MAXMSGSIZE, max_bytes)
+    if keys is not None:
+        keys.serve(socket)
     port = socket.bind_to_random_port(f"tcp://{host}")
     return socket, f"tcp://{host}:{port}"
 
 
-def service_client(context: zmq.Context[Any], endpoint: str, max_bytes: int) -> zmq.Socket[Any]:
+def service_client(
+    context: zmq.Context[Any],
+    endpoint: str,
+    max_bytes: int,
+    keys: Keys | None = None,
+    server_key: str | None = None,
+) -> zmq.Socket[Any]:
     socket: zmq.Socket[Any] = context.socket(zmq.DEALER)
     socket.setsockopt(zmq.LINGER, 0)
     socket.setsockopt(zmq.MAXMSGSIZE, max_bytes)
+    if keys is not None:
+        if server_key is None:
+            raise SecurityError(f"the registry gave no CURVE key for the service at {endpoint}")
+        keys.connect_to(socket, server_key)
     socket.connect(endpoint)
     return socket
 

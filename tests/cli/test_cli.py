@@ -262,6 +262,7 @@ def test_bench_bus_json_contract():
         "shm",
         "shm-loan",
         "tcp",
+        "tcp-curve",
         "zmq",
         *(["iceoryx2"] if "iceoryx2" in report["settings"]["sides"] else []),
     ]
@@ -271,7 +272,7 @@ def test_bench_bus_json_contract():
             assert row[key] > 0, (row["side"], key)
         assert row["sent"]["1kHz"] == 40 and row["sent"]["30Hz"] == 4
         assert 0 <= row["lost_30hz"] <= 4
-    assert "tcp / raw pyzmq" in result.stdout
+    assert "tcp / raw pyzmq" in result.stdout and "tcp-curve / tcp" in result.stdout
 
 
 def test_the_demo_camera_follows_a_live_rate_change(registry, spawn):

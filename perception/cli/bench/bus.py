@@ -24,7 +24,7 @@ def register(bench: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--sides",
         default="",
-        help="comma-separated sides (default: shm, shm-loan, tcp, zmq, and iceoryx2 when it is installed)",
+        help="comma-separated sides (default: shm, shm-loan, tcp, tcp-curve, zmq, and iceoryx2 when installed)",
     )
     p.add_argument(
         "--rounds", type=positive_int, default=1, help="interleaved rounds (medians reported; default 1)"
