@@ -84,7 +84,10 @@ class _Located:
     def __init__(self, path: Path, text: str) -> None:
         self.path = path
         self.lines: dict[tuple[Any, ...], int] = {}
-        loader = yaml.SafeLoader(text)
+        try:
+            loader = yaml.SafeLoader(text)  # reads the text at once: a control character fails here
+        except yaml.YAMLError as exc:
+            raise LaunchError(f"{path}: not valid YAML: {exc}") from None
         try:
             root = loader.get_single_node()
             self.data: Any = loader.construct_document(root) if root is not None else {}
