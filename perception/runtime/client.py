@@ -79,15 +79,17 @@ class Client(Generic[Req, Resp]):
             known = ", ".join(reply.get("known", [])) or "none"
             raise ServiceUnavailable(f"no server for service {self.name} (services known: {known})")
         if (
-            reply["request"] != self.request_type.TYPE_NAME
-            or reply["response"] != self.response_type.TYPE_NAME
+            reply.get("request") != self.request_type.TYPE_NAME
+            or reply.get("response") != self.response_type.TYPE_NAME
         ):
             raise ServiceUnavailable(
-                f"service {self.name} takes {reply['request']} -> {reply['response']}, this client uses "
+                f"service {self.name} takes {reply.get('request')} -> {reply.get('response')}, this client uses "
                 f"{self.request_type.TYPE_NAME} -> {self.response_type.TYPE_NAME}"
             )
-        key = reply.get("key")
-        return str(reply["endpoint"]), key if isinstance(key, str) else None
+        key, endpoint = reply.get("key"), reply.get("endpoint")
+        if not isinstance(endpoint, str):
+            raise ServiceUnavailable(f"the registry gave service {self.name} no endpoint")
+        return endpoint, key if isinstance(key, str) else None
 
     def _connect(self) -> zmq.Socket[Any]:
         if self._socket is None:

@@ -29,7 +29,15 @@ from perception.runtime import registry
 from perception.runtime.context import Context
 from perception.runtime.launch_file import LaunchDescription, NodeSpec
 from perception.runtime.node import STATS_TOPIC, Node
-from perception.runtime.security import ENCLAVE_ENV, KEYSTORE_ENV, TOOLS, Keys, enclave_for
+from perception.runtime.security import (
+    ENCLAVE_ENV,
+    KEYSTORE_ENV,
+    REGISTRY,
+    TOOLS,
+    Keys,
+    SecurityError,
+    enclave_for,
+)
 from perception.runtime.stopping import StopFlag, stop_signals_call
 
 MAX_RESPAWN_DELAY_S = 30.0
@@ -200,6 +208,10 @@ class Launcher:
             return
         Keys.load(keystore, TOOLS)  # this process's monitor, and a clear error for a bad keystore
         for child in self.children:
+            if enclave_for(child.spec.fqn) in (REGISTRY, TOOLS):
+                raise SecurityError(
+                    f"node {child.spec.fqn}: with a keystore, a node may not be named as an enclave of its own (registry, tools)"
+                )
             Keys.load(keystore, enclave_for(child.spec.fqn))
         self._say(f"[launch] CURVE on: keystore {keystore}")
 

@@ -71,6 +71,7 @@ class Registry:
         self._router.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
         self._events = self._context.socket(zmq.PUB)
         self._events.setsockopt(zmq.LINGER, 0)
+        self._events.setsockopt(zmq.MAXMSGSIZE, 64 << 10)  # it reads subscriptions: a byte and "graph"
         if self.keys:
             self.keys.serve(self._router)
             self.keys.serve(self._events)
@@ -136,12 +137,12 @@ class Registry:
         if op == "sync":
             reply = self._sync(request["node"], user)
         elif op == "bye":
-            node = self._nodes.get(request["uid"])
-            if self.keys and node is not None and node.get("key") != user:
-                return {"ok": False, "error": "only a node itself may say goodbye"}
-            self._departed[request["uid"]] = time.monotonic()
-            if self._nodes.pop(request["uid"], None) is not None:
-                self._last_seen.pop(request["uid"], None)
+            uid = self._own(str(request["uid"]), user)  # with a keystore, only a node's own key reaches it
+            if self.keys and uid not in self._nodes:
+                return {"ok": True}  # nothing of this key's to forget (and nothing to remember it by)
+            self._departed[uid] = time.monotonic()
+            if self._nodes.pop(uid, None) is not None:
+                self._last_seen.pop(uid, None)
                 self._changed()
             reply = {"ok": True}
         elif op == "graph":
@@ -152,23 +153,22 @@ class Registry:
             reply = {"ok": False, "error": f"unknown registry op {op!r}"}
         return reply
 
+    def _own(self, uid: str, user: str | None) -> str:
+        """Where a node is filed: by its id, and with a keystore under its key too, so that no other
+        key can reach it (say goodbye for it, or take its id over after a registry restart)."""
+        return f"{user}/{uid}" if self.keys else uid
+
     def _sync(self, node: dict[str, Any], user: str | None) -> dict[str, Any]:
         _check_registration(node)  # one malformed registration kept would break every later sync
-        uid = node["uid"]
+        uid = self._own(node["uid"], user)
         if self.keys:
-            enclave = self.keys.enclave_of(user or "") or "?"
-            if not may_register(enclave, node["name"]):
-                hint = "hidden names only" if enclave == TOOLS else f"only {'/' + enclave.replace('.', '/')}"
-                return {
-                    "ok": False,
-                    "error": f"the key of enclave {enclave} may not register {node['name']} ({hint})",
-                }
+            refusal = self._refusal(node, user)
+            if refusal:
+                return {"ok": False, "error": refusal}
             node = {**node, "key": user}  # the key its handshake proved, whatever it claimed
         if uid in self._departed:
-            return {"ok": False, "error": f"node {node.get('name')!r} ({uid}) has said goodbye"}
+            return {"ok": False, "error": f"node {node.get('name')!r} ({node['uid']}) has said goodbye"}
         previous = self._nodes.get(uid)
-        if self.keys and previous is not None and previous.get("key") != node["key"]:
-            return {"ok": False, "error": f"node id {uid} belongs to another key"}
         self._nodes[uid] = node
         self._last_seen[uid] = time.monotonic()
         if previous != node:
@@ -195,6 +195,28 @@ class Registry:
         if self.keys:
             reply["keys"] = keys
         return reply
+
+    def _refusal(self, node: dict[str, Any], user: str | None) -> str:
+        """Why a key may not register this (with a keystore): another enclave's name, a service outside
+        its own name, or an endpoint another key already serves."""
+        assert self.keys is not None
+        enclave = self.keys.enclave_of(user or "") or "?"
+        name = node["name"]
+        if not may_register(enclave, name):
+            hint = "hidden names only" if enclave == TOOLS else f"only {'/' + enclave.replace('.', '/')}"
+            return f"the key of enclave {enclave} may not register {name} ({hint})"
+        for service in node.get("services", []):
+            if not service["name"].startswith(name.rstrip("/") + "/"):
+                return f"{name} may serve only services under its own name, not {service['name']}"
+        mine = {e["endpoint"] for e in node.get("publishers", []) + node.get("services", [])}
+        for other in self._nodes.values():
+            if other.get("key") != user:
+                taken = mine & {
+                    e["endpoint"] for e in other.get("publishers", []) + other.get("services", [])
+                }
+                if taken:
+                    return f"endpoint {sorted(taken)[0]} is served by {other['name']} with another key"
+        return ""
 
     def _service(self, name: str) -> dict[str, Any]:
         # The most recently heard server first: a respawned node's, not the dead one's before it expires.
@@ -228,8 +250,10 @@ class Registry:
 _REQUIRED = {
     "publishers": ("topic", "endpoint"),
     "subscriptions": ("topic",),
-    "services": ("name", "endpoint"),
+    "services": ("name", "endpoint", "request", "response"),
 }
+MAX_ENTRIES = 1024  # publishers, subscriptions or services of one node
+MAX_TEXT = 512  # characters of a name, topic, endpoint or type
 
 
 def _check_registration(node: Any) -> None:
@@ -239,14 +263,24 @@ def _check_registration(node: Any) -> None:
         or not isinstance(node.get("name"), str)
     ):
         raise ValueError(f"a registration must be a map with string 'uid' and 'name', found {node!r:.200}")
+    if len(node["uid"]) > MAX_TEXT or len(node["name"]) > MAX_TEXT:
+        raise ValueError(f"a registration's 'uid' and 'name' have at most {MAX_TEXT} characters")
     for key, fields in _REQUIRED.items():
         entries = node.get(key, [])
-        if not isinstance(entries, list) or not all(
-            isinstance(e, dict) and all(isinstance(e.get(f), str) for f in fields) for e in entries
+        # Bounded, so that a few registrations cannot swell every subscriber's sync reply past its limit.
+        if (
+            not isinstance(entries, list)
+            or len(entries) > MAX_ENTRIES
+            or not all(
+                isinstance(e, dict)
+                and all(isinstance(e.get(f), str) and len(e[f]) <= MAX_TEXT for f in fields)
+                for e in entries
+            )
         ):
             raise ValueError(
-                f"registration of {node['name']!r}: {key!r} must be a list of maps with string "
-                f"{', '.join(repr(f) for f in fields)}, found {entries!r:.200}"
+                f"registration of {node['name']!r}: {key!r} must be a list of at most {MAX_ENTRIES} maps with "
+                f"string {', '.join(repr(f) for f in fields)} (at most {MAX_TEXT} characters each), found "
+                f"{entries!r:.200}"
             )
 
 

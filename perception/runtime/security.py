@@ -53,7 +53,10 @@ def enclave_for(name: str) -> str:
 
 
 def may_register(enclave: str, name: str) -> bool:
-    """A node may take `name` with the key of `enclave`: its own name, or a hidden one for the tools."""
+    """A node may take `name` with the key of `enclave`: its own name, or a hidden one for the tools.
+    No node may be named as the registry's or the tools' enclave (it would get their key)."""
+    if enclave_for(name) in (REGISTRY, TOOLS):
+        return False
     return enclave_for(name) == enclave or (enclave == TOOLS and is_hidden(name))
 
 
@@ -66,7 +69,9 @@ def generate(keystore: Path, enclaves: list[str]) -> list[str]:
     private.chmod(0o700)
     made = []
     for enclave in dict.fromkeys([REGISTRY, TOOLS, *enclaves]):
-        if (public / f"{enclave}.key").exists() and (private / f"{enclave}.key_secret").exists():
+        # A public key is never replaced, even where its secret is not here (a host given only its own
+        # secrets): every host's allow-list and every client of the registry depend on it.
+        if (public / f"{enclave}.key").exists():
             continue
         public_file, secret_file = zmq.auth.create_certificates(private, enclave)
         Path(secret_file).chmod(0o600)

@@ -13,6 +13,7 @@ from perception.runtime import wire
 from perception.runtime.context import Context
 from perception.runtime.stats import Throttle
 
+MAX_REQUESTS_A_ROUND = 100  # then timers and subscriptions get their turn (the rest wait on the socket)
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp", bound=Message)
 
@@ -53,7 +54,7 @@ class Service(Generic[Req, Resp]):
         return response
 
     def _receive(self) -> None:
-        while True:
+        for _ in range(MAX_REQUESTS_A_ROUND):  # a caller sending without pause must not hold the node
             try:
                 frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:

@@ -115,8 +115,9 @@ class Subscription(Generic[M]):
             stats.malformed += cut_off - self._cut_off
             self._cut_off = cut_off
             self._log.error(  # once per cut: at most every CUT_OFF_AFTER_S
-                "a publisher of %s sent a frame over %d bytes, the most a %s may have (set %s for "
-                "more): ZeroMQ cut it off unread; connected again",
+                "ZeroMQ ended a connection to a publisher of %s without retrying: it sent a frame over "
+                "%d bytes, the most a %s may have (set %s for more), or (with a keystore) refused this "
+                "node's key; connected again",
                 self.topic,
                 self._inlet.max_bytes,
                 self.stats.type_name,

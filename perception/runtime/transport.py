@@ -30,6 +30,7 @@ _POLLIN = int(zmq.POLLIN)
 # one that merely dropped is, within a reconnect interval (0.1-0.2 s): a disconnection followed by no
 # retry within this long was a cut, and the inlet connects again itself.
 CUT_OFF_AFTER_S = 2.0
+MAX_SUBSCRIPTION_BYTES = 64 << 10  # a subscription frame: a flag byte and a topic name
 _WATCHED = (
     zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_CONNECT_DELAYED
 )
@@ -51,6 +52,7 @@ class Outlet:
         self.local = LocalOutlet() if local else None
         self.local_address = self.local.address if self.local else None
         self.socket: zmq.Socket[Any] = context.socket(zmq.XPUB)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, MAX_SUBSCRIPTION_BYTES)  # it reads subscriptions
         if keys is not None:
             keys.serve(self.socket)
         self.socket.setsockopt(zmq.SNDHWM, send_hwm)

@@ -185,7 +185,14 @@ good_registrations = st.fixed_dictionaries(
             st.fixed_dictionaries({"topic": st.sampled_from(["/x", "/y"])}), max_size=2
         ),
         "services": st.lists(
-            st.fixed_dictionaries({"name": st.sampled_from(["/a/s", "/b"]), "endpoint": st.text(max_size=8)}),
+            st.fixed_dictionaries(
+                {
+                    "name": st.sampled_from(["/a/s", "/b"]),
+                    "endpoint": st.text(max_size=8),
+                    "request": st.just("percept/Trigger"),
+                    "response": st.just("percept/Result"),
+                }
+            ),
             max_size=2,
         ),
     }

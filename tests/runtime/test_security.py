@@ -150,6 +150,45 @@ def test_a_key_cannot_take_another_nodes_name(keystore, secure_registry, spawn):
         node={"uid": "x", "name": "/camera", "pid": 1, "host": "h", "publishers": [], "subscriptions": []},
     )
     assert not reply["ok"] and "may not register /camera" in reply["error"]
+    camera = next(
+        n
+        for n in registry_module.query("graph", address=secure_registry.address, keys=tools)["nodes"]
+        if n["name"] == "/camera"
+    )
+
+    def sync(enclave: str, **node: object) -> dict:
+        registration = {
+            "uid": camera["uid"],
+            "pid": 1,
+            "host": "h",
+            "publishers": [],
+            "subscriptions": [],
+            **node,
+        }
+        keys = Keys.load(keystore, enclave)
+        return registry_module.query("sync", address=secure_registry.address, keys=keys, node=registration)
+
+    # Nor serve a service under another node's name, nor advertise another node's endpoint, nor reach
+    # another node's id (the camera's, taken from the graph) to say goodbye for it.
+    service = {
+        "name": "/camera/set_parameters",
+        "endpoint": "tcp://127.0.0.1:1",
+        "request": "a",
+        "response": "b",
+    }
+    refused = sync(security.TOOLS, name="/_tool", services=[service])
+    assert not refused["ok"] and "only services under its own name" in refused["error"]
+    stolen = {"topic": "/frames", "endpoint": _endpoint(secure_registry, "/camera")}
+    refused = sync("intruder", name="/intruder", publishers=[stolen])
+    assert not refused["ok"] and "served by /camera with another key" in refused["error"]
+    registry_module.query(
+        "bye", address=secure_registry.address, keys=Keys.load(keystore, "intruder"), uid=camera["uid"]
+    )
+    assert any(
+        n["name"] == "/camera"
+        for n in registry_module.query("graph", address=secure_registry.address, keys=tools)["nodes"]
+    )
+    assert not security.may_register(security.REGISTRY, "/registry")  # no node takes an enclave's key
 
 
 def test_curve_traffic_is_unreadable_on_the_wire(keystore, secure_registry, spawn):
