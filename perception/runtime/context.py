@@ -46,7 +46,7 @@ class Context:
     ) -> None:
         """`keys`: this process's CURVE keys (None: PERCEPT_KEYSTORE's, if set; False: none)."""
         self.zmq: zmq.Context[Any] = zmq.Context()
-        self.keys = keys if isinstance(keys, Keys) else Keys.from_environment() if keys is None else None
+        self.keys = Keys.resolve(keys)
         self._gatekeeper = Gatekeeper(self.zmq, self.keys) if self.keys else None
         # Same-host pairs through a pipe and shared memory (PERCEPT_SHM=off turns it off everywhere).
         # They are not encrypted: with a keystore only PERCEPT_SHM=on in so many words keeps them.

@@ -52,9 +52,7 @@ class Registry:
         self, address: str | None = None, *, expiry_s: float = 3.0, keys: Keys | bool | None = None
     ) -> None:
         """`keys`: the registry's (None: PERCEPT_KEYSTORE's, if set; False: none)."""
-        self.keys = (
-            keys if isinstance(keys, Keys) else Keys.from_environment(REGISTRY) if keys is None else None
-        )
+        self.keys = Keys.resolve(keys, REGISTRY)
         self.address = address or registry_address()
         self.expiry_s = expiry_s
         self.version = 0
@@ -298,7 +296,7 @@ def query(
     """One synchronous request to the registry (for the CLI and service clients). `keys`: the caller's
     CURVE keys (None: PERCEPT_KEYSTORE's, as the tools; False: none)."""
     address = address or registry_address()
-    keys = keys if isinstance(keys, Keys) else Keys.from_environment() if keys is None else None
+    keys = Keys.resolve(keys)
     context: zmq.Context[Any] = zmq.Context.instance()
     socket = context.socket(zmq.DEALER)
     socket.setsockopt(zmq.LINGER, 0)

@@ -23,6 +23,7 @@ PERCEPT_SHM=on asks for them (docs/security.md).
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from dataclasses import dataclass
@@ -126,7 +127,15 @@ class Keys:
         keystore = os.environ.get(KEYSTORE_ENV)
         if not keystore:
             return None
-        return cls.load(keystore, enclave or os.environ.get(ENCLAVE_ENV) or TOOLS)
+        return _loaded(keystore, enclave or os.environ.get(ENCLAVE_ENV) or TOOLS)
+
+    @classmethod
+    def resolve(cls, keys: Keys | bool | None, enclave: str | None = None) -> Keys | None:
+        """What a `keys` argument means: given keys; None: the environment's (for `enclave`); False:
+        none."""
+        if isinstance(keys, Keys):
+            return keys
+        return cls.from_environment(enclave) if keys is None else None
 
     def enclave_of(self, user_id: str) -> str | None:
         """The enclave whose public key authenticated a message (ZeroMQ's User-Id property)."""
@@ -146,6 +155,13 @@ class Keys:
         socket.curve_secretkey = self.secret
         socket.curve_publickey = self.public
         socket.curve_serverkey = server_key.encode() if isinstance(server_key, str) else server_key
+
+
+@functools.lru_cache(maxsize=16)
+def _loaded(keystore: str, enclave: str) -> Keys:
+    """A keystore read once per process (a tool asks the registry every second): like the ZAP
+    handler's allow-list, a change to the keystore takes effect at the next start."""
+    return Keys.load(keystore, enclave)
 
 
 class Gatekeeper:
