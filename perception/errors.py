@@ -35,6 +35,11 @@ class ServiceTimeout(PerceptError, TimeoutError):
     """A service server did not answer in time."""
 
 
+class ServiceLost(PerceptError):
+    """The server's connection ended while a call waited for its answer (it crashed or was killed): the
+    request may or may not have been carried out. The next call looks the server up again."""
+
+
 class ServiceError(PerceptError):
     """The service handler raised; the message is the server's error text."""
 

@@ -9,7 +9,15 @@ from typing import Any, Generic, TypeVar
 
 import zmq
 
-from perception.errors import RegistryUnavailable, ServiceError, ServiceTimeout, ServiceUnavailable
+from zmq.utils.monitor import recv_monitor_message
+
+from perception.errors import (
+    RegistryUnavailable,
+    ServiceError,
+    ServiceLost,
+    ServiceTimeout,
+    ServiceUnavailable,
+)
 from perception.msgs import Message
 from perception.runtime import wire
 from perception.runtime.context import Context
@@ -30,6 +38,10 @@ class Client(Generic[Req, Resp]):
         self.response_type = response_type
         self._context = context
         self._socket: zmq.Socket[Any] | None = None
+        # Tells when the server's connection ends: a call waiting on a server that died fails at once
+        # (ServiceLost) instead of waiting out its timeout, and the next call looks the server up again
+        # (a respawned server listens on a new port).
+        self._monitor: zmq.Socket[Any] | None = None
         self._endpoint = ""
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -51,12 +63,24 @@ class Client(Generic[Req, Resp]):
                 f"service {self.name} expects {self.request_type.__name__}, got {type(request).__name__}"
             )
         with self._lock:
+            if self._socket is not None and self._server_went_away():
+                self._reset()  # the server went away since the last call
             socket = self._connect()
             request_id = str(next(self._ids)).encode()
             socket.send_multipart([request_id, *wire.encode(self.name.encode(), request)], copy=False)
             deadline = time.monotonic() + timeout_s
+            poller = zmq.Poller()
+            poller.register(socket, zmq.POLLIN)
+            poller.register(self._monitor, zmq.POLLIN)
             while (remaining := deadline - time.monotonic()) > 0:
-                if not socket.poll(int(remaining * 1000) + 1):
+                ready = dict(poller.poll(int(remaining * 1000) + 1))
+                if self._monitor in ready and socket not in ready and self._server_went_away():
+                    self._reset()
+                    raise ServiceLost(
+                        f"the server of {self.name} went away while the call waited for its answer "
+                        "(it may or may not have carried it out)"
+                    )
+                if socket not in ready:
                     continue
                 frames = socket.recv_multipart(copy=False)
                 if len(frames) < 3 or frames[0].bytes != request_id:
@@ -97,12 +121,23 @@ class Client(Generic[Req, Resp]):
             self._socket = self._context.service_client(
                 self._endpoint, wire.receive_limit(self.response_type), server_key
             )
+            self._monitor = self._socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         return self._socket
+
+    def _server_went_away(self) -> bool:
+        """Whether the connection to the server ended (read without waiting)."""
+        went_away = False
+        while self._monitor is not None and self._monitor.poll(0):
+            went_away |= recv_monitor_message(self._monitor)["event"] == zmq.EVENT_DISCONNECTED
+        return went_away
 
     def _reset(self) -> None:
         if self._socket is not None:
+            self._socket.disable_monitor()
+            assert self._monitor is not None
+            self._monitor.close()
             self._socket.close()
-        self._socket = None
+        self._socket = self._monitor = None
 
     def close(self) -> None:
         with self._lock:

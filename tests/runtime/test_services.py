@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 from conftest import free_port, spin_until, wait_for
 
 from perception import Node
-from perception.errors import ServiceError, ServiceTimeout, ServiceUnavailable
+from perception.errors import ServiceError, ServiceLost, ServiceTimeout, ServiceUnavailable
 from perception.msgs import GetParameters, Image, ParameterValues, Result, SetParameters, String, Trigger
 from perception.runtime.context import Context
 from perception.runtime.registry import query
@@ -31,6 +32,31 @@ def test_service_call_reply_error_and_timeout(context, spawn):
             slow.call(Trigger(), timeout_s=0.2)
         # The late reply to the timed-out call must not be mistaken for the next one's.
         assert slow.call(Trigger(), timeout_s=5).message == "slow"
+
+
+def test_a_server_that_dies_mid_request_fails_the_call_at_once_and_its_respawn_answers_the_next(
+    context, spawn
+):
+    server = spawn("-p", "delay:=30.0", node="Services")
+    with Node("caller", context=context) as node:
+        slow = _client(node, "/services/slow")
+        ok = _client(node, "/services/ok")
+        assert ok.call(Trigger()).message == "ok"  # connected: a death from now on is seen
+        time.sleep(0.2)
+        threading.Timer(0.5, server.kill).start()
+        started = time.monotonic()
+        with pytest.raises(ServiceLost, match="/services/slow went away while the call waited"):
+            slow.call(Trigger(), timeout_s=60)
+        assert time.monotonic() - started < 3.0  # not the 60 s timeout
+        spawn("-p", "delay:=0.1", node="Services")  # its respawn, on a new port
+        answered = None
+        deadline = time.monotonic() + 10
+        while answered is None and time.monotonic() < deadline:
+            try:  # the old connection ended: the client looks the server up again, never the dead port
+                answered = ok.call(Trigger(), timeout_s=1.0).message
+            except (ServiceUnavailable, ServiceTimeout):
+                time.sleep(0.1)
+        assert answered == "ok"
 
 
 def test_calling_a_service_nobody_serves_names_the_known_ones(context, spawn):
