@@ -8,7 +8,6 @@ import time
 from typing import Any, Generic, TypeVar
 
 import zmq
-
 from zmq.utils.monitor import recv_monitor_message
 
 from perception.errors import (
