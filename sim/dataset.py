@@ -5,6 +5,12 @@ Frame i depends only on (seed, i), never on the number of workers: a tabletop fr
 jitter); driving frames come in episodes of EPISODE_S seconds (EPISODE_FRAMES at the dataset's 5
 frames/s), one seeded sequence each; `rendered_frames` also plays them at other rates (the same traffic).
 Each worker process runs its own simulator; episodes are handed out whole.
+
+The split is real: a share of the frames (VAL_SHARE) is held out for validation by a hash of (seed,
+index), and driving frames go whole episodes at a time, so that no validation frame has a near twin of
+a few hundred milliseconds in training. A user's own objects (sim/user_objects.py) join the tabletop
+draw: each frame holds one or more of them among our classes as distractors, and the class list
+(COCO categories, YOLO names) is ours followed by theirs.
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from perception.detector.vocabulary import SHIPPED_CLASSES, TABLETOP_CLASSES
+from perception.detector.vocabulary import TABLETOP_CLASSES, with_user_classes
 from sim.camera import CameraSpec
 from sim.frames import Frame, capture
+from sim.user_objects import UserObject
 from sim.variations import CLEAN, Variation
 
 EPISODE_S = 10.0  # seconds of driving per sequence
@@ -34,6 +41,7 @@ EPISODE_FRAMES = round(EPISODE_S * DATASET_RATE)  # driving frames per exported 
 SCENES = ("tabletop", "driving")  # the scenes datasets export (the shipped detector's); the crowd scene
 # is the tracker's, played by `rendered_frames` alone
 FORMATS = ("coco", "yolo")
+VAL_SHARE = 0.2  # of the frames (driving: of the episodes) held out for validation
 
 
 @dataclass(frozen=True)
@@ -47,8 +55,19 @@ class ExportSpec:
     height: int = 480
     renderer: str = "auto"
     min_pixels: int = 16  # boxes smaller than this many visible pixels are left out (slivers)
+    user_objects: tuple[UserObject, ...] = ()  # a user's own objects (tabletop only)
+    val_share: float = VAL_SHARE
+
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        return with_user_classes([o.name for o in self.user_objects])
 
     def __post_init__(self) -> None:
+        if self.user_objects and self.scene != "tabletop":
+            raise ValueError(f"user objects: the tabletop scene takes them, not {self.scene}")
+        with_user_classes([o.name for o in self.user_objects])  # names clear of ours and of each other
+        if not 0 <= self.val_share < 1:
+            raise ValueError(f"val share: expected a fraction from 0 to under 1, found {self.val_share}")
         if self.scene not in SCENES:
             raise ValueError(f"scene: expected one of {', '.join(SCENES)}, found {self.scene!r}")
         if self.format not in FORMATS:
@@ -73,6 +92,14 @@ def _scene_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
+def split_of(spec: ExportSpec, index: int) -> str:
+    """ "train" or "val" for frame `index`: by a hash of the seed and the frame (tabletop: every frame is
+    its own scene) or of its episode (driving: whole sequences), the same for any number of frames."""
+    unit = index // EPISODE_FRAMES if spec.scene == "driving" else index
+    draw = np.random.SeedSequence([spec.seed, unit, 0x5B1]).generate_state(1)[0] / 2**32
+    return "val" if draw < spec.val_share else "train"
+
+
 def rendered_frames(
     scene_name: str,
     seed: int,
@@ -81,6 +108,7 @@ def rendered_frames(
     renderer: str = "auto",
     rate: float = DATASET_RATE,
     variation: Variation = CLEAN,
+    user_objects: tuple[UserObject, ...] = (),
 ) -> Iterator[tuple[int, Frame]]:
     """Frames `indices` of the seeded sequence of a scene, each with its ground truth. Driving episodes
     hold EPISODE_S seconds at `rate` frames/s, crowd episodes crowd.EPISODE_S: episode e is the same
@@ -101,11 +129,16 @@ def rendered_frames(
         for index in indices:
             if scene_name == "tabletop":
                 rng = np.random.default_rng(_scene_seed(seed, index))
+                ours = list(rng.choice(TABLETOP_CLASSES, size=int(rng.integers(3, 9)), replace=False))
+                if user_objects:  # theirs in every frame, among a few of ours as distractors
+                    ours = [*(o.name for o in user_objects), *ours[: int(rng.integers(1, 5))]]
                 table_params = tabletop.TabletopParams(
                     objects=int(rng.integers(3, 7)),
                     camera_jitter=0.03,
                     light_jitter=0.6,
-                    classes=list(rng.choice(TABLETOP_CLASSES, size=int(rng.integers(3, 9)), replace=False)),
+                    classes=ours,
+                    user_objects=list(user_objects),
+                    include=[o.name for o in user_objects],
                 )
                 scene = tabletop.TabletopScene(world, table_params, _scene_seed(seed, index), camera)
                 if variations.extra_objects(variation):
@@ -186,7 +219,10 @@ def render_episode(spec: ExportSpec, frames: list[int]) -> list[dict[str, Any]]:
     """Render these frames, write their images, return their labels (runs in a worker process)."""
     camera = CameraSpec(width=spec.width, height=spec.height)
     labels = []
-    for index, frame in rendered_frames(spec.scene, spec.seed, frames, camera, spec.renderer):
+    frames_of = rendered_frames(
+        spec.scene, spec.seed, frames, camera, spec.renderer, user_objects=spec.user_objects
+    )
+    for index, frame in frames_of:
         name = f"{index:06d}.png"
         cv2.imwrite(str(spec.out / "images" / name), cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR))
         labels.append(
@@ -196,6 +232,7 @@ def render_episode(spec: ExportSpec, frames: list[int]) -> list[dict[str, Any]]:
                 "width": spec.width,
                 "height": spec.height,
                 "episode": index // EPISODE_FRAMES if spec.scene == "driving" else index,
+                "split": split_of(spec, index),
                 "boxes": frame_boxes(frame, spec.min_pixels),
             }
         )
@@ -229,6 +266,7 @@ def export(
     boxes = sum(len(item["boxes"]) for item in labels)
     return {
         "frames": len(labels),
+        "val_frames": sum(item["split"] == "val" for item in labels),
         "boxes": boxes,
         "seconds": round(time.monotonic() - start, 1),
         "workers": workers,
@@ -238,6 +276,16 @@ def export(
 
 
 def write_coco(spec: ExportSpec, labels: list[dict[str, Any]]) -> None:
+    """annotations.json (every frame, each image with its "split"), and train.json and val.json: the
+    same in two disjoint parts."""
+    document = _coco(spec, labels)
+    (spec.out / "annotations.json").write_text(json.dumps(document))
+    for split in ("train", "val"):
+        part = _coco(spec, [item for item in labels if item["split"] == split])
+        (spec.out / f"{split}.json").write_text(json.dumps(part))
+
+
+def _coco(spec: ExportSpec, labels: list[dict[str, Any]]) -> dict[str, Any]:
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     for item in labels:
@@ -248,6 +296,7 @@ def write_coco(spec: ExportSpec, labels: list[dict[str, Any]]) -> None:
                 "width": item["width"],
                 "height": item["height"],
                 "episode": item["episode"],
+                "split": item["split"],
             }
         )
         for box in item["boxes"]:
@@ -264,14 +313,13 @@ def write_coco(spec: ExportSpec, labels: list[dict[str, Any]]) -> None:
                     "visible_fraction": box["visible_fraction"],
                 }
             )
-    categories = [{"id": i, "name": name} for i, name in enumerate(SHIPPED_CLASSES)]
-    document = {
+    categories = [{"id": i, "name": name} for i, name in enumerate(spec.vocabulary)]
+    return {
         "info": {"description": f"percept {spec.scene} scenes", "seed": spec.seed},
         "images": images,
         "annotations": annotations,
         "categories": categories,
     }
-    (spec.out / "annotations.json").write_text(json.dumps(document))
 
 
 def write_yolo(spec: ExportSpec, labels: list[dict[str, Any]]) -> None:
@@ -288,9 +336,12 @@ def write_yolo(spec: ExportSpec, labels: list[dict[str, Any]]) -> None:
         (spec.out / "labels" / item["file"].replace(".png", ".txt")).write_text(
             "\n".join(lines) + ("\n" if lines else "")
         )
-    names = "\n".join(f"  {i}: {name}" for i, name in enumerate(SHIPPED_CLASSES))
+    for split in ("train", "val"):  # image lists, as Ultralytics reads them
+        files = [f"images/{item['file']}" for item in labels if item["split"] == split]
+        (spec.out / f"{split}.txt").write_text("".join(f"./{f}\n" for f in files))
+    names = "\n".join(f"  {i}: {name}" for i, name in enumerate(spec.vocabulary))
     (spec.out / "data.yaml").write_text(
-        f"path: {spec.out.resolve()}\ntrain: images\nval: images\nnames:\n{names}\n"
+        f"path: {spec.out.resolve()}\ntrain: train.txt\nval: val.txt\nnames:\n{names}\n"
     )
 
 

@@ -17,9 +17,10 @@ import numpy as np
 import pybullet as p
 import pybullet_data
 
-from perception.detector.vocabulary import TABLETOP_CLASSES, class_id
+from perception.detector.vocabulary import TABLETOP_CLASSES, with_user_classes
 from sim.camera import CameraSpec
 from sim.params import from_values
+from sim.user_objects import UserObject, prepare
 from sim.world import World
 
 PANDA_HOME = (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785)
@@ -66,13 +67,30 @@ class TabletopParams:
     random_colors: bool = True  # primitives get random colours
     layout: str = "spread"  # spread: 1 cm apart or more; packed: touching, in the smallest square they
     # fit in; pile: dropped in a heap into a box that is then taken away, as VGN's pile scenes
+    # A user's own objects (sim/user_objects.py): "PATH:NAME[:SCALE]" or mappings. Their classes join
+    # the draw, unless `classes` names one of them (then `classes` alone decides).
+    user_objects: list[Any] = field(default_factory=list)
+    include: list[str] = field(default_factory=list)  # classes every scene holds one of, the rest drawn
+
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        """Class names by id: the shipped model's, then the user objects'."""
+        return with_user_classes([o.name for o in self.user_objects])
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
             raise ValueError(f"layout: expected one of {', '.join(LAYOUTS)}, found {self.layout!r}")
-        unknown = [c for c in self.classes if c not in TABLETOP_CLASSES]
+        self.user_objects = [
+            o if isinstance(o, UserObject) else UserObject.parse(o) for o in self.user_objects
+        ]
+        user_names = [o.name for o in self.user_objects]
+        with_user_classes(user_names)  # names clear of ours and of each other
+        if user_names and not set(user_names) & set(self.classes):
+            self.classes = [*self.classes, *user_names]
+        known = (*TABLETOP_CLASSES, *user_names)
+        unknown = [c for c in [*self.classes, *self.include] if c not in known]
         if unknown:
-            raise ValueError(f"unknown tabletop class {unknown[0]!r}; classes: {', '.join(TABLETOP_CLASSES)}")
+            raise ValueError(f"unknown tabletop class {unknown[0]!r}; classes: {', '.join(known)}")
         if not self.classes:
             raise ValueError("classes: expected at least one tabletop class, found none")
         if self.objects < 0:
@@ -99,6 +117,10 @@ class TabletopScene:
         self.params = params
         self.rng = np.random.default_rng(seed)
         self.objects: list[SceneObject] = []
+        self.user = {o.name: o for o in params.user_objects}
+        self.user_meshes = {
+            o.name: prepare(o) for o in params.user_objects if o.path.suffix.lower() != ".urdf"
+        }
         client = world.client
         world.reset()
         table = self.world.load("plane.urdf")
@@ -139,11 +161,15 @@ class TabletopScene:
         self.world.step(steps)
 
     def _place_objects(self) -> None:
-        choices = [str(self.rng.choice(self.params.classes)) for _ in range(self.params.objects)]
+        included = self.params.include[: self.params.objects]
+        drawn = [
+            str(self.rng.choice(self.params.classes)) for _ in range(self.params.objects - len(included))
+        ]
+        choices = [*included, *drawn]
         if self.params.layout == "pile":
             self._drop_pile(choices)
             return
-        radii = [MESHES[c].radius if c in MESHES else 0.04 for c in choices]
+        radii = [self._radius(c) for c in choices]
         if self.params.layout == "spread":
             layout = self._layout(radii)
         else:
@@ -212,7 +238,7 @@ class TabletopScene:
         added = 0
         for _ in range(count):
             name = str(self.rng.choice(self.params.classes))
-            radius = MESHES[name].radius if name in MESHES else 0.04
+            radius = self._radius(name)
             for _ in range(200):
                 x, y = self.rng.uniform(x0 + radius, x1 - radius), self.rng.uniform(y0 + radius, y1 - radius)
                 if all(math.hypot(x - px, y - py) >= radius + pr + 0.01 for px, py, pr in taken):
@@ -223,6 +249,16 @@ class TabletopScene:
                     break
         self.world.step(PHYSICS_SETTLE_STEPS)
         return added
+
+    def _radius(self, name: str) -> float:
+        """Footprint radius for placement (metres)."""
+        if name in MESHES:
+            return MESHES[name].radius
+        if name in self.user_meshes:
+            return max(self.user_meshes[name].radius, 0.02)
+        if name in self.user:
+            return 0.05  # a URDF: its size is known once loaded; a loose guess
+        return 0.04
 
     def _layout(self, radii: list[float]) -> list[tuple[float, float, float]]:
         """Positions 1 cm apart or more, by rejection sampling; whole layouts are retried, since an
@@ -256,7 +292,9 @@ class TabletopScene:
         """One object at (x, y), turned by `yaw`; by default resting on the table, or with `z` dropped
         from that height, tilted by `tilt` (roll and pitch, radians) on top of its own upright pose."""
         client = self.world.client
-        if name in MESHES:
+        if name in self.user:
+            body, vertices = self._spawn_user(self.user[name], x, y, yaw, z, tilt)
+        elif name in MESHES:
             mesh = MESHES[name]
             orientation = p.getQuaternionFromEuler([mesh.euler[0] + tilt[0], mesh.euler[1] + tilt[1], yaw])
             body = self.world.load(
@@ -308,7 +346,60 @@ class TabletopScene:
             rollingFriction=ROLLING_FRICTION,
             physicsClientId=client,
         )
-        return SceneObject(body, name, class_id(name), vertices)
+        return SceneObject(body, name, self.params.vocabulary.index(name), vertices)
+
+    def _spawn_user(
+        self, obj: UserObject, x: float, y: float, yaw: float, z: float | None, tilt: Any
+    ) -> tuple[int, np.ndarray]:
+        """A user's object: a prepared mesh built as a body, or their URDF loaded (checked for size)."""
+        client = self.world.client
+        orientation = p.getQuaternionFromEuler([tilt[0], tilt[1], yaw])
+        if obj.name in self.user_meshes:
+            mesh = self.user_meshes[obj.name]
+            color = obj.color or [*np.full(3, self.rng.uniform(0.35, 0.85)), 1.0]
+            collision = p.createCollisionShape(
+                p.GEOM_MESH, fileName=str(mesh.collision), physicsClientId=client
+            )
+            visual = p.createVisualShape(
+                p.GEOM_MESH, fileName=str(mesh.visual), rgbaColor=color, physicsClientId=client
+            )
+            height = mesh.half_height + 0.002 if z is None else z
+            body = p.createMultiBody(
+                obj.mass, collision, visual, [x, y, height], orientation, physicsClientId=client
+            )
+            vertices = mesh.vertices
+        else:
+            body = self.world.load(
+                str(obj.path), [x, y, 0.06 if z is None else z], orientation, globalScaling=obj.scale
+            )
+            lower, upper = p.getAABB(body, physicsClientId=client)
+            size = float(max(np.subtract(upper, lower)))
+            if not 0.01 <= size <= 0.30:
+                raise ValueError(
+                    f"object {obj.name} ({obj.path}): at scale {obj.scale:g} it is {size * 100:.3g} cm across; "
+                    "expected 1-30 cm"
+                )
+            p.changeDynamics(body, -1, mass=obj.mass, physicsClientId=client)
+            try:
+                vertices = _mesh_vertices(client, body, str(obj.path), obj.scale)
+            except (ValueError, OSError):  # no visual mesh to read: the box round it
+                position, turn = p.getBasePositionAndOrientation(body, physicsClientId=client)
+                corners = np.array(
+                    [
+                        [a, b, c]
+                        for a in (lower[0], upper[0])
+                        for b in (lower[1], upper[1])
+                        for c in (lower[2], upper[2])
+                    ]
+                )
+                rotation = np.array(p.getMatrixFromQuaternion(turn)).reshape(3, 3)
+                vertices = (corners - np.asarray(position)) @ rotation
+        if obj.color is not None and obj.name not in self.user_meshes:
+            p.changeVisualShape(body, -1, rgbaColor=obj.color, physicsClientId=client)
+        if obj.texture is not None:
+            texture = p.loadTexture(str(obj.texture), physicsClientId=client)
+            p.changeVisualShape(body, -1, textureUniqueId=texture, physicsClientId=client)
+        return body, vertices
 
 
 PHYSICS_SETTLE_STEPS = 120

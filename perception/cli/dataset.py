@@ -22,14 +22,29 @@ def register(verbs: Any) -> None:
     p.add_argument("--renderer", default="auto", choices=["auto", "egl", "tiny"])
     p.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
     p.add_argument("--min-pixels", type=int, default=16, help="leave out boxes with fewer visible pixels")
+    p.add_argument(
+        "--object",
+        action="append",
+        default=[],
+        metavar="PATH:NAME[:SCALE]",
+        help="your own object (OBJ, STL or URDF) in every tabletop frame, among ours; repeat for more",
+    )
+    p.add_argument(
+        "--val-share",
+        type=float,
+        default=0.2,
+        help="frames (driving: episodes) held out for validation (default 0.2)",
+    )
     p.set_defaults(func=_export)
 
 
 def _export(args: argparse.Namespace) -> int:
     from perception.errors import PerceptError
     from sim.dataset import ExportSpec, export, progress_bar
+    from sim.user_objects import UserObject
 
     try:
+        objects = tuple(UserObject.parse(value) for value in args.object)
         spec = ExportSpec(
             args.scene,
             args.frames,
@@ -40,6 +55,8 @@ def _export(args: argparse.Namespace) -> int:
             args.height,
             args.renderer,
             args.min_pixels,
+            objects,
+            args.val_share,
         )
     except ValueError as exc:
         raise PerceptError(str(exc)) from None
@@ -52,7 +69,8 @@ def _export(args: argparse.Namespace) -> int:
     except OSError as exc:  # the folder cannot be made or written
         raise PerceptError(f"dataset {args.out}: {exc.strerror or exc}") from None
     print(
-        f"wrote {summary['frames']} frames with {summary['boxes']} boxes to {summary['out']} "
+        f"wrote {summary['frames']} frames ({summary['val_frames']} held out for validation) with "
+        f"{summary['boxes']} boxes to {summary['out']} "
         f"({summary['format']}) in {summary['seconds']} s with {summary['workers']} worker(s)"
     )
     return 0

@@ -17,3 +17,15 @@ def class_id(name: str) -> int:
         return SHIPPED_CLASSES.index(name)
     except ValueError:
         raise ValueError(f"unknown class {name!r}; classes: {', '.join(SHIPPED_CLASSES)}") from None
+
+
+def with_user_classes(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The shipped classes, then a user's own in the order given: their ids follow on from ours (a
+    model fine-tuned with `--add-class` puts them in the same places)."""
+    clash = [n for n in names if n in SHIPPED_CLASSES]
+    if clash:
+        raise ValueError(f"user class {clash[0]!r} is one of ours already; give your object another name")
+    repeated = sorted({n for n in names if list(names).count(n) > 1})
+    if repeated:
+        raise ValueError(f"user class {repeated[0]!r} is given twice; one name per object")
+    return SHIPPED_CLASSES + tuple(names)

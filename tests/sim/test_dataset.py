@@ -66,7 +66,7 @@ def test_yolo_export_of_a_driving_sequence(tmp_path):
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert "12/12 frames" in result.stderr and result.stdout.startswith("wrote 12 frames with ")
+    assert "12/12 frames" in result.stderr and result.stdout.startswith("wrote 12 frames (")
     labels = sorted((out / "labels").glob("*.txt"))
     assert len(labels) == 12 and len(list((out / "images").glob("*.png"))) == 12
     classes = set()

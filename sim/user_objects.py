@@ -1,0 +1,206 @@
+"""A user's own objects in the tabletop scene: a mesh (OBJ or STL) or a URDF, with a class name, a scale,
+and optionally a colour, a texture, a mass and an upright rotation.
+
+    --object parts/bracket.stl:bracket:0.001      a path, a class name, a scale (here millimetres)
+
+    scene_params:                                  the same in a launch file, with the optional fields
+      user_objects:
+        - {path: parts/bracket.stl, name: bracket, scale: 0.001, color: [0.7, 0.7, 0.75, 1], mass: 0.05}
+
+A mesh is read with trimesh, checked (it has triangles; scaled, it is between MIN_SIZE_M and MAX_SIZE_M
+across: an STL in millimetres given no scale is caught here, not as a 40 m object that crushes the
+arm), centred, scaled and written once to a cache as OBJ for PyBullet. Its collision shape is the mesh
+itself where it is convex, and where it is concave (a mug, a bracket) a convex decomposition by the
+V-HACD that PyBullet ships: a dynamic body's mesh would otherwise collide as its convex hull, and
+fingers would close on air across a mug's opening. The decomposition is cached beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MESH_SUFFIXES = (".obj", ".stl")
+MIN_SIZE_M, MAX_SIZE_M = 0.01, 0.30  # what the Panda's table and 8 cm gripper take
+CONVEX_ENOUGH = 0.9  # mesh volume over its convex hull's: above, the hull is the collision shape
+DEFAULT_MASS_KG = 0.1
+MOST_VERTICES = 400  # enough for a silhouette; kept cheap per frame
+
+
+@dataclass(frozen=True)
+class UserObject:
+    """What the user asked for: checked for sense, not yet loaded."""
+
+    path: Path
+    name: str
+    scale: float = 1.0
+    color: tuple[float, float, float, float] | None = None  # RGBA; None: the file's, or random grey
+    texture: Path | None = None  # an image wrapped on a mesh (OBJ with texture coordinates)
+    mass: float = DEFAULT_MASS_KG
+    euler_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)  # turns the file's axes to stand it upright
+
+    def __post_init__(self) -> None:
+        where = f"object {self.name or '?'} ({self.path})"
+        if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(
+                f"{where}: expected a class name of letters, digits, - or _, found {self.name!r}"
+            )
+        if self.path.suffix.lower() not in (*MESH_SUFFIXES, ".urdf"):
+            raise ValueError(
+                f"{where}: expected an .obj, .stl or .urdf file, found {self.path.suffix or 'no suffix'}"
+            )
+        if not self.path.is_file():
+            raise ValueError(f"{where}: no such file")
+        if not (np.isfinite(self.scale) and self.scale > 0):
+            raise ValueError(f"{where}: expected a scale > 0, found {self.scale}")
+        if not (np.isfinite(self.mass) and 0 < self.mass <= 5):
+            raise ValueError(f"{where}: expected a mass in kg, over 0 and at most 5, found {self.mass}")
+        if self.color is not None and (len(self.color) != 4 or not all(0 <= c <= 1 for c in self.color)):
+            raise ValueError(
+                f"{where}: expected a colour as 4 numbers from 0 to 1 (RGBA), found {self.color}"
+            )
+        if self.texture is not None and not self.texture.is_file():
+            raise ValueError(f"{where}: texture {self.texture}: no such file")
+
+    @classmethod
+    def parse(cls, value: str | dict[str, Any], base: Path | None = None) -> UserObject:
+        """From `path:name[:scale]` or a mapping with those keys and the optional ones; a relative path
+        is taken from `base` (a launch file's folder) or the working directory."""
+        if isinstance(value, str):
+            parts = value.rsplit(":", 2) if value.count(":") >= 2 else value.rsplit(":", 1)
+            if len(parts) < 2 or not parts[1]:
+                raise ValueError(f"--object {value!r}: expected PATH:NAME or PATH:NAME:SCALE")
+            fields: dict[str, Any] = {"path": parts[0], "name": parts[1]}
+            if len(parts) == 3:
+                try:
+                    fields["scale"] = float(parts[2])
+                except ValueError:
+                    raise ValueError(
+                        f"--object {value!r}: expected a number for the scale, found {parts[2]!r}"
+                    ) from None
+        elif isinstance(value, dict):
+            fields = dict(value)
+            missing = [k for k in ("path", "name") if k not in fields]
+            if missing:
+                raise ValueError(f"user object {value!r}: expected a {missing[0]!r}")
+            known = {"path", "name", "scale", "color", "texture", "mass", "euler_deg"}
+            if unknown := sorted(set(fields) - known):
+                raise ValueError(
+                    f"user object {fields['name']!r}: unknown key {unknown[0]!r}; keys: {', '.join(sorted(known))}"
+                )
+        else:
+            raise ValueError(f"user object: expected PATH:NAME[:SCALE] or a mapping, found {value!r}")
+        root = base or Path.cwd()
+        path = Path(os.path.expanduser(str(fields.pop("path"))))
+        texture = fields.pop("texture", None)
+        try:
+            return cls(
+                path=path if path.is_absolute() else root / path,
+                texture=None
+                if texture is None
+                else (Path(texture) if Path(texture).is_absolute() else root / texture),
+                name=str(fields.pop("name")),
+                scale=float(fields.pop("scale", 1.0)),
+                color=None if (c := fields.pop("color", None)) is None else tuple(float(v) for v in c),  # type: ignore[arg-type]
+                mass=float(fields.pop("mass", DEFAULT_MASS_KG)),
+                euler_deg=tuple(float(v) for v in fields.pop("euler_deg", (0.0, 0.0, 0.0))),  # type: ignore[arg-type]
+            )
+        except (TypeError, ValueError) as exc:
+            if str(exc).startswith("object "):
+                raise
+            raise ValueError(f"user object {value!r}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class PreparedMesh:
+    """A mesh object ready for PyBullet: files in the cache, its points and its footprint."""
+
+    visual: Path  # the centred, scaled OBJ
+    collision: Path  # the same, or its convex decomposition
+    vertices: np.ndarray  # on its surface, in the body frame (for silhouettes)
+    radius: float  # footprint radius for placement, metres
+    half_height: float  # from its centre to its lowest point, standing upright
+    decomposed: bool
+
+
+def cache_dir() -> Path:
+    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return root / "percept" / "user_objects"
+
+
+def prepare(obj: UserObject) -> PreparedMesh:
+    """Read, check, centre, scale and (if concave) decompose a mesh, once; later calls read the cache."""
+    import trimesh
+
+    where = f"object {obj.name} ({obj.path})"
+    try:
+        mesh = trimesh.load(obj.path, force="mesh")
+    except Exception as exc:  # trimesh raises many kinds for a bad file
+        raise ValueError(f"{where}: cannot read it as a mesh: {exc}") from None
+    if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
+        raise ValueError(f"{where}: expected a mesh with triangles, found none")
+    rotation = trimesh.transformations.euler_matrix(*np.radians(obj.euler_deg))  # type: ignore[no-untyped-call]
+    mesh.apply_transform(rotation)
+    mesh.apply_scale(obj.scale)  # type: ignore[no-untyped-call]
+    size = float(mesh.extents.max())
+    if not MIN_SIZE_M <= size <= MAX_SIZE_M:
+        suggest = 0.05 / (size / obj.scale)
+        raise ValueError(
+            f"{where}: at scale {obj.scale:g} it is {size * 100:.3g} cm across; expected "
+            f"{MIN_SIZE_M * 100:g}-{MAX_SIZE_M * 100:g} cm (scale {suggest:.3g} makes it 5 cm)"
+        )
+    mesh.apply_translation(-mesh.bounds.mean(axis=0))
+    key = hashlib.sha256(obj.path.read_bytes() + repr((obj.scale, obj.euler_deg)).encode()).hexdigest()[:16]
+    folder = cache_dir() / f"{obj.name}-{key}"
+    folder.mkdir(parents=True, exist_ok=True)
+    visual = folder / "visual.obj"
+    if not visual.exists():
+        mesh.export(visual.with_suffix(".tmp.obj"))
+        os.replace(visual.with_suffix(".tmp.obj"), visual)
+    convex = mesh.is_watertight and mesh.volume / max(mesh.convex_hull.volume, 1e-12) >= CONVEX_ENOUGH
+    collision = visual
+    if not convex:
+        collision = folder / "collision_vhacd.obj"
+        if not collision.exists():
+            _decompose(visual, collision)
+    points = np.asarray(mesh.vertices, np.float64)
+    if len(points) > MOST_VERTICES:
+        points = points[np.linspace(0, len(points) - 1, MOST_VERTICES).astype(int)]
+    return PreparedMesh(
+        visual=visual,
+        collision=collision,
+        vertices=points,
+        radius=float(np.hypot(mesh.vertices[:, 0], mesh.vertices[:, 1]).max()),
+        half_height=float(-mesh.bounds[0, 2]),
+        decomposed=not convex,
+    )
+
+
+def _decompose(source: Path, target: Path) -> None:
+    """V-HACD (PyBullet's) into convex parts, written to `target` (through a temporary file, so that
+    an interrupted run leaves no half-written cache)."""
+    import pybullet as p
+
+    from sim import quiet
+
+    client = p.connect(p.DIRECT)
+    try:
+        partial = target.with_suffix(".tmp.obj")
+        with quiet():  # V-HACD prints its progress bars on standard output
+            p.vhacd(
+                str(source),
+                str(partial),
+                str(target.with_suffix(".log")),
+                resolution=200_000,
+                physicsClientId=client,
+            )
+        if not partial.exists() or partial.stat().st_size == 0:
+            raise ValueError(f"{source}: the convex decomposition (V-HACD) made nothing of it")
+        os.replace(partial, target)
+    finally:
+        p.disconnect(client)
