@@ -63,6 +63,13 @@ def register(verbs: Any) -> None:
         help="start from these weights: the .pt an earlier run wrote beside its ONNX, or an ONNX file "
         "percept train wrote (models/percept.onnx: fine-tune the shipped model on your own frames)",
     )
+    p.add_argument(
+        "--add-class",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a class of your own (repeat), after the --init model's: its head grows a row for each",
+    )
     p.set_defaults(func=_train)
 
 
@@ -106,7 +113,8 @@ def _train(args: argparse.Namespace) -> int:
 
     torch = require("torch", "percept train")
     require("onnx", "percept train")
-    from perception.train.fit import TrainSpec, train
+    from perception.detector.vocabulary import SHIPPED_CLASSES
+    from perception.train.fit import TrainSpec, initial_classes, train
 
     if args.minutes is not None and not (math.isfinite(args.minutes) and args.minutes > 0):
         raise PerceptError(f"--minutes: expected a number of minutes above 0, found {args.minutes}")
@@ -120,6 +128,14 @@ def _train(args: argparse.Namespace) -> int:
         raise PerceptError("--steps 0 exports the --init weights as they are: give --init")
     if not args.data and args.steps != 0:
         raise PerceptError("--data: give at least one dataset folder to train on")
+    classes = (initial_classes(args.init) if args.init is not None else SHIPPED_CLASSES) + tuple(
+        args.add_class
+    )
+    repeated = next((name for name in args.add_class if classes.count(name) > 1), None)
+    if repeated is not None:
+        raise PerceptError(
+            f"--add-class {repeated}: the model has that class already (classes: {', '.join(classes)})"
+        )
     device = _device(args.device, torch)
     for folder, _ in args.data:
         if not (folder / "annotations.json").is_file():
@@ -141,6 +157,7 @@ def _train(args: argparse.Namespace) -> int:
         device=device,
         input_hw=args.input_size,
         dynamic=args.dynamic,
+        classes=classes,
     )
     print(f"training on {device}", flush=True)
     summary = train(spec, log=lambda line: print(line, flush=True))

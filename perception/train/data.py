@@ -25,27 +25,34 @@ class Dataset:
     name: str
     images: list[np.ndarray]  # H x W x 3 uint8 RGB
     boxes: list[np.ndarray]  # per image, N x 4 float32 x1 y1 x2 y2
-    classes: list[np.ndarray]  # per image, N int64 ids into SHIPPED_CLASSES
+    classes: list[np.ndarray]  # per image, N int64 ids into the model's classes
 
 
-def load_coco(folder: str | Path) -> Dataset:
-    """A `percept dataset export --format coco` folder; class ids follow names, so any export order works."""
+def load_coco(
+    folder: str | Path, classes: tuple[str, ...] = SHIPPED_CLASSES, split: str = "train"
+) -> Dataset:
+    """A `percept dataset export --format coco` folder: its `split` part (train.json or val.json) where
+    the export wrote one, else every frame (annotations.json, an older export). Class ids follow the
+    names into `classes`, so any export order works."""
     folder = Path(folder)
-    index = folder / "annotations.json"
+    index = folder / f"{split}.json"
+    if not index.is_file():
+        index = folder / "annotations.json"
     if not index.is_file():
         raise FileNotFoundError(f"dataset {folder}: no annotations.json (expected a COCO export)")
     coco = json.loads(index.read_text())
     names = {c["id"]: c["name"] for c in coco["categories"]}
-    unknown = sorted(set(names.values()) - set(SHIPPED_CLASSES))
+    used = {names[a["category_id"]] for a in coco["annotations"] if a["category_id"] in names}
+    unknown = sorted(used - set(classes))
     if unknown:
-        raise ValueError(f"dataset {folder}: classes {unknown} are not among {', '.join(SHIPPED_CLASSES)}")
+        added = [n for n in unknown if n not in SHIPPED_CLASSES]
+        hint = f" (add yours with --add-class {added[0]})" if added else ""
+        raise ValueError(f"dataset {folder}: classes {unknown} are not among {', '.join(classes)}{hint}")
     per_image: dict[int, list[tuple[list[float], int]]] = {image["id"]: [] for image in coco["images"]}
     for a in coco["annotations"]:
         x, y, w, h = a["bbox"]
-        per_image[a["image_id"]].append(
-            ([x, y, x + w, y + h], SHIPPED_CLASSES.index(names[a["category_id"]]))
-        )
-    images, boxes, classes = [], [], []
+        per_image[a["image_id"]].append(([x, y, x + w, y + h], classes.index(names[a["category_id"]])))
+    images, boxes, class_ids = [], [], []
     for image in coco["images"]:
         bgr = cv2.imread(str(folder / image["file_name"]), cv2.IMREAD_COLOR)
         if bgr is None:
@@ -53,8 +60,8 @@ def load_coco(folder: str | Path) -> Dataset:
         images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         labels = per_image[image["id"]]
         boxes.append(np.array([b for b, _ in labels], np.float32).reshape(-1, 4))
-        classes.append(np.array([c for _, c in labels], np.int64))
-    return Dataset(folder.name, images, boxes, classes)
+        class_ids.append(np.array([c for _, c in labels], np.int64))
+    return Dataset(folder.name, images, boxes, class_ids)
 
 
 @dataclass(frozen=True)

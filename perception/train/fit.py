@@ -52,6 +52,7 @@ class TrainSpec:
     checkpoint_every: int = 500  # steps between exports of the EMA weights to `out`
     init: Path | None = None  # start from these weights (a .pt written next to an earlier run's ONNX)
     device: str = "cpu"  # "cuda" (or "cuda:N") trains on a GPU
+    classes: tuple[str, ...] = SHIPPED_CLASSES  # the model's, by id: ours, then any added (--add-class)
 
 
 class Batches:
@@ -74,7 +75,7 @@ class Batches:
             k = int(self.rng.integers(len(data.images)))
             image, b, c = random_crop(data.images[k], data.boxes[k], data.classes[k], crop, self.rng)
             _, b = augment(image, b, self.rng, out=images[slot])
-            t = encode(b, c, (crop.height, crop.width), len(SHIPPED_CLASSES))
+            t = encode(b, c, (crop.height, crop.width), len(spec.classes))
             heatmaps.append(t.heatmap)
             boxes.append(t.box)
             weights.append(t.weight)
@@ -104,7 +105,14 @@ def load_initial_weights(model: Network, path: Path) -> None:
     current = model.state_dict()
     missing = [k for k in current if k not in state]
     unexpected = [k for k in state if k not in current]
-    resized = [k for k in current if k in state and state[k].shape != current[k].shape]
+    grown = {  # the class heatmap of a model with fewer classes: its rows come first (--add-class)
+        k
+        for k in ("heatmap.weight", "heatmap.bias")
+        if k in state
+        and state[k].shape[0] < current[k].shape[0]
+        and state[k].shape[1:] == current[k].shape[1:]
+    }
+    resized = [k for k in current if k in state and state[k].shape != current[k].shape and k not in grown]
     differences = [
         f"{len(names)} {what} (e.g. {names[0]})"
         for what, names in (("missing", missing), ("unknown", unexpected), ("of another shape", resized))
@@ -112,7 +120,22 @@ def load_initial_weights(model: Network, path: Path) -> None:
     ]
     if differences:
         raise PerceptError(f"--init {path}: weights of another network: {', '.join(differences)}")
+    for key in grown:
+        state[key] = torch.cat([state[key], current[key][state[key].shape[0] :]])
     model.load_state_dict(state)
+
+
+def initial_classes(path: Path) -> tuple[str, ...]:
+    """The class names of the weights training starts from: an ONNX file's metadata, or (a .pt keeps
+    none) the heatmap's row count against ours."""
+    if path.suffix == ".onnx":
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        if "names" in props:
+            names = json.loads(props["names"])
+            return tuple(names.values() if isinstance(names, dict) else names)
+    return SHIPPED_CLASSES
 
 
 def learning_rate(spec: TrainSpec, step: int) -> float:
@@ -138,15 +161,19 @@ def train(spec: TrainSpec, log: Callable[[str], None] = print) -> dict[str, floa
     torch.manual_seed(spec.seed)
     torch.set_num_threads(spec.threads)
     # channels-last: see Batches.next (the stubs of Module.to lack the memory_format it takes)
-    model = Network(len(SHIPPED_CLASSES)).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    model = Network(len(spec.classes)).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     if spec.init is not None:
         load_initial_weights(model, spec.init)
-        log(f"starting from the weights in {spec.init}")
+        added = spec.classes[len(initial_classes(spec.init)) :]
+        log(f"starting from the weights in {spec.init}" + (f", adding {', '.join(added)}" if added else ""))
     if spec.steps == 0:  # nothing to train: export the weights as they are (e.g. again, at today's export)
         export_onnx(model.eval(), spec, minutes=0, steps=0)
         return {"minutes": 0.0, "steps": 0}
     start = time.monotonic()
-    datasets = [load_coco(folder) for folder in spec.datasets]
+    try:
+        datasets = [load_coco(folder, spec.classes) for folder in spec.datasets]
+    except (ValueError, FileNotFoundError) as exc:
+        raise PerceptError(str(exc)) from None
     log(
         "loaded "
         + ", ".join(
@@ -237,7 +264,7 @@ def export_onnx(network: torch.nn.Module, spec: TrainSpec, minutes: float, steps
         )
     model = onnx.load(str(spec.out))
     metadata = {
-        "names": json.dumps(list(SHIPPED_CLASSES)),
+        "names": json.dumps(list(spec.classes)),
         "imgsz": json.dumps(list(spec.input_hw)),
         "stride": str(STRIDE),
         "layout": "end2end",

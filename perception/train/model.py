@@ -94,21 +94,40 @@ def load_exported_weights(network: Network, path: str | Path) -> None:
     with torch.no_grad():
         for (conv_layer, norm), node in zip(layers, convs, strict=True):
             weight, bias = (initializers.get(name) for name in node.input[1:3])
-            if weight is None or bias is None or weight.shape != tuple(conv_layer.weight.shape):
+            # The class heatmap may have more classes than the file's (`--add-class`): the file's fill
+            # the first rows, the new ones keep their initial prior.
+            grown = (
+                conv_layer is network.heatmap and weight is not None and _prefix_of(weight.shape, conv_layer)
+            )
+            if (
+                weight is None
+                or bias is None
+                or (weight.shape != tuple(conv_layer.weight.shape) and not grown)
+            ):
                 raise ValueError(
                     f"{path}: convolution {node.name} has weights "
                     f"{None if weight is None else list(weight.shape)}, "
                     f"expected {list(conv_layer.weight.shape)} and a bias"
                 )
-            conv_layer.weight.copy_(torch.from_numpy(weight.copy()))
+            rows = weight.shape[0]
+            conv_layer.weight[:rows].copy_(torch.from_numpy(weight.copy()))
             shift = norm.bias if norm is not None else conv_layer.bias
             assert shift is not None
-            shift.copy_(torch.from_numpy(bias.copy()))
+            shift[:rows].copy_(torch.from_numpy(bias.copy()))
             if norm is not None:
                 norm.weight.fill_(1)
                 assert norm.running_mean is not None and norm.running_var is not None
                 norm.running_mean.zero_()
                 norm.running_var.fill_(1 - norm.eps)
+
+
+def _prefix_of(shape: tuple[int, ...], layer: nn.Conv2d) -> bool:
+    """Whether weights of `shape` are the first output channels of `layer` (fewer classes)."""
+    return (
+        len(shape) == 4
+        and shape[0] <= layer.weight.shape[0]
+        and tuple(shape[1:]) == tuple(layer.weight.shape[1:])
+    )
 
 
 def restore_batch_statistics(network: Network, images: list[torch.Tensor]) -> None:

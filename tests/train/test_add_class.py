@@ -1,0 +1,107 @@
+"""`percept train --add-class` (issue 24, "training on a CPU"): the shipped model's head grows a row per
+new class, the old classes keep detecting as they did, the new names reach the ONNX metadata the
+detector reads, and a tiny end-to-end run (a mesh of the user's, a few dozen frames, a few steps) goes
+through (needs torch, the `train` extra; CI does not install it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch", reason="torch is the train extra")
+onnx = pytest.importorskip("onnx", reason="onnx is the train extra")
+trimesh = pytest.importorskip("trimesh", reason="trimesh is the sim extra")
+
+from conftest import percept  # noqa: E402
+
+from perception.detector.core import Detector  # noqa: E402
+from perception.detector.vocabulary import SHIPPED_CLASSES  # noqa: E402
+from perception.installed import find_model  # noqa: E402
+
+SHIPPED = find_model("models/percept.onnx")
+
+
+def _names(path: Path) -> list[str]:
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    return list(json.loads(props["names"]))
+
+
+@pytest.fixture(scope="module")
+def block_dataset(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("block")
+    mesh = folder / "block.stl"
+    trimesh.creation.box(extents=[50, 30, 20]).export(mesh)  # millimetres
+    out = folder / "data"
+    result = percept(
+        "dataset", "export", "--scene", "tabletop", "--frames", "24", "--out", str(out), "--width", "320",
+        "--height", "240", "--renderer", "tiny", "--workers", "1", "--object", f"{mesh}:block:0.001",
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def test_a_grown_head_keeps_the_old_classes_detections_exactly(tmp_path, block_dataset):
+    grown = tmp_path / "grown.onnx"
+    result = percept(
+        "train",
+        "--init",
+        str(SHIPPED),
+        "--add-class",
+        "block",
+        "--steps",
+        "0",
+        "--out",
+        str(grown),
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _names(grown) == [*SHIPPED_CLASSES, "block"]
+    import cv2
+
+    frame = cv2.cvtColor(cv2.imread(str(next((block_dataset / "images").glob("*.png")))), cv2.COLOR_BGR2RGB)
+    before, after = Detector(SHIPPED)(frame), Detector(grown)(frame)
+    assert len(before.scores) > 0
+    np.testing.assert_allclose(after.xyxy, before.xyxy, atol=0.05)
+    assert after.class_names == before.class_names  # the new row starts at the prior: nothing found yet
+
+
+def test_a_few_steps_on_a_users_mesh_write_a_model_that_names_it(tmp_path, block_dataset):
+    out = tmp_path / "mine.onnx"
+    result = percept(
+        "train", "--init", str(SHIPPED), "--add-class", "block", "--data", str(block_dataset), "--steps", "4",
+        "--batch", "2", "--out", str(out), timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "adding block" in result.stdout
+    assert _names(out) == [*SHIPPED_CLASSES, "block"]
+    again = percept(  # its .pt goes on from there, the grown head and all
+        "train", "--init", str(out.with_suffix(".pt")), "--add-class", "block", "--steps", "0",
+        "--out", str(tmp_path / "again.onnx"), timeout=300,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_a_class_of_ours_or_one_left_out_is_named(tmp_path, block_dataset):
+    ours = percept(
+        "train",
+        "--init",
+        str(SHIPPED),
+        "--add-class",
+        "mug",
+        "--steps",
+        "0",
+        "--out",
+        str(tmp_path / "x.onnx"),
+    )
+    assert ours.returncode == 1
+    assert "--add-class mug: the model has that class already" in ours.stderr
+    left_out = percept(
+        "train", "--init", str(SHIPPED), "--data", str(block_dataset), "--steps", "2", "--out", str(tmp_path / "y.onnx"),
+        timeout=300,
+    )  # fmt: skip
+    assert left_out.returncode == 1
+    assert "classes ['block'] are not among" in left_out.stderr and "--add-class block" in left_out.stderr
