@@ -17,6 +17,7 @@ from perception.errors import MissingExtra, PerceptError
 # graph needs (runtime, detector, tracker, grasp planner, cameras, record/play, viewer).
 EXTRAS = {
     "pybullet": ("sim", "the simulator"),
+    "trimesh": ("sim", "reading your OBJ and STL meshes"),
     "pycocotools": ("bench", "COCO mAP in percept bench detect"),
     "matplotlib": ("bench", "the plots of a benchmark report"),
     "distributed": ("cluster", "Dask distributed, to fan work out to a cluster"),

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from perception.cli.common import image_size
 
 
@@ -162,4 +164,41 @@ def _train(args: argparse.Namespace) -> int:
     print(f"training on {device}", flush=True)
     summary = train(spec, log=lambda line: print(line, flush=True))
     print(f"trained {summary['steps']} steps in {summary['minutes']} min; wrote {args.out}")
+    if spec.datasets and summary["steps"]:
+        card = write_card(args.out, spec.datasets, args.init)
+        if card is not None:
+            print(f"held-out frames: {card}")
     return 0
+
+
+def write_card(model: Path, datasets: list[Path], init: Path | None) -> str | None:
+    """Score the model on the datasets' val splits (beside the model it started from), write its card
+    beside it (MODEL.md), and return a one-line summary; None where no dataset has a val split."""
+    import json
+
+    from perception.bench import held_out
+
+    with_split = [folder for folder in datasets if (folder / "val.json").is_file()]
+    if not with_split:
+        print("no val split in the data (older exports): no held-out scores, no model card")
+        return None
+    trained = held_out.score(model, with_split)
+    baseline = None
+    if init is not None and init.suffix == ".onnx":
+        baseline = held_out.score(init, with_split, classes=held_out.model_classes(init))
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
+    record = json.loads(props.get("training", "{}"))
+    path = model.with_suffix(".md")
+    path.write_text(held_out.card(model, trained, baseline, record))
+    added = [c for c in trained.per_class if baseline is None or c not in baseline.per_class]
+    parts = [f"mAP@0.5 {trained.map50:.3f}, mAP@0.5:0.95 {trained.map50_95:.3f} over {trained.frames} frames"]
+    for name in added:
+        instances, ap50, ap50_95 = trained.per_class[name]
+        parts.append(f"{name}: AP@0.5 {ap50:.3f}, AP@0.5:0.95 {ap50_95:.3f} ({instances} boxes)")
+    if baseline is not None and init is not None:
+        old = [c for c in trained.per_class if c in baseline.per_class]
+        change = np.mean([trained.per_class[c][1] - baseline.per_class[c][1] for c in old]) if old else 0.0
+        parts.append(f"our classes: AP@0.5 {change:+.3f} on average against {init.name}")
+    return "; ".join(parts) + f"; card: {path}"

@@ -105,3 +105,20 @@ def test_a_class_of_ours_or_one_left_out_is_named(tmp_path, block_dataset):
     )  # fmt: skip
     assert left_out.returncode == 1
     assert "classes ['block'] are not among" in left_out.stderr and "--add-class block" in left_out.stderr
+
+
+def test_teach_goes_from_a_mesh_to_a_scored_model_and_its_card(tmp_path):
+    mesh = tmp_path / "block.stl"
+    trimesh.creation.box(extents=[50, 30, 20]).export(mesh)
+    out = tmp_path / "block.onnx"
+    result = percept(
+        "teach", "--object", f"{mesh}:block:0.001", "--out", str(out), "--frames", "16", "--steps", "2",
+        "--batch", "2", "--renderer", "tiny", "--workers", "1", timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _names(out) == [*SHIPPED_CLASSES, "block"]
+    assert "block: AP@0.5 " in result.stdout and "our classes: AP@0.5 " in result.stdout
+    card = out.with_suffix(".md").read_text()
+    assert "11: block" in card and "| block |" in card and "never trained on" in card
+    split = json.loads((tmp_path / "block-data" / "val.json").read_text())
+    assert split["images"] and all(image["split"] == "val" for image in split["images"])

@@ -1,0 +1,121 @@
+"""A trained model scored on the frames its training never saw (an export's val split), and the model card
+written beside it: what it detects, what it learned from, and how well it does on held-out frames,
+class by class, next to the model it started from.
+
+    percept train ... --out models/mine.onnx     writes models/mine.md (this module's card)
+    percept teach --object ...                   the whole path, ending with the same card
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+MAP_CONFIDENCE = 0.001  # mAP reads the whole precision-recall curve
+
+
+@dataclass
+class HeldOut:
+    model: str
+    frames: int
+    map50: float
+    map50_95: float
+    per_class: dict[str, tuple[int, float, float]]  # class -> (instances, AP@0.5, AP@0.5:0.95)
+
+
+def model_classes(model: Path) -> list[str]:
+    from perception.detector.core import Detector
+
+    return list(Detector(model).class_names)
+
+
+def score(model: Path, folders: list[Path], split: str = "val", classes: list[str] | None = None) -> HeldOut:
+    """mAP of `model` on the `split` frames of these COCO exports, over `classes` (default: the model's
+    own) that have instances there."""
+    from perception.bench.detection_metrics import evaluate
+    from perception.detector.core import Detector
+
+    detector = Detector(model, confidence=MAP_CONFIDENCE)
+    scored = classes or list(detector.class_names)
+    truth: list[list[dict[str, Any]]] = []
+    predictions: list[tuple[np.ndarray, np.ndarray, list[str]]] = []
+    for folder in folders:
+        index = folder / f"{split}.json"
+        if not index.is_file():
+            raise FileNotFoundError(
+                f"dataset {folder}: no {split}.json (export it again: older exports have no split)"
+            )
+        coco = json.loads(index.read_text())
+        names = {c["id"]: c["name"] for c in coco["categories"]}
+        boxes: dict[int, list[dict[str, Any]]] = {image["id"]: [] for image in coco["images"]}
+        for a in coco["annotations"]:
+            x, y, w, h = a["bbox"]
+            boxes[a["image_id"]].append({"xyxy": [x, y, x + w, y + h], "name": names[a["category_id"]]})
+        for image in coco["images"]:
+            bgr = cv2.imread(str(folder / image["file_name"]), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise FileNotFoundError(f"dataset {folder}: cannot read {image['file_name']}")
+            found = detector(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            truth.append(boxes[image["id"]])
+            predictions.append((found.xyxy, found.scores, list(found.class_names)))
+    result = evaluate(truth, predictions, scored, set(detector.class_names), 0.25)
+    return HeldOut(
+        str(model),
+        len(truth),
+        result.map50,
+        result.map50_95,
+        {c.name: (c.instances, c.ap50, c.ap50_95) for c in result.classes},
+    )
+
+
+def card(model: Path, trained: HeldOut, baseline: HeldOut | None, record: dict[str, Any]) -> str:
+    """The model card (Markdown): classes, data, training, held-out scores (beside the baseline's)."""
+    classes = model_classes(model)
+    lines = [
+        f"# {model.name}",
+        "",
+        f"A percept detector ({len(classes)} classes), trained by `percept train`. Run it with "
+        f"`percept launch sim_detect model:={model}` or give it to `percept bench detect`.",
+        "",
+        "## Classes (id: name)",
+        "",
+        ", ".join(f"{i}: {name}" for i, name in enumerate(classes)),
+        "",
+        "## Training",
+        "",
+        f"- data: {', '.join(record.get('datasets', [])) or '-'} (their train split)",
+        f"- steps: {record.get('steps')}, minutes: {record.get('minutes')}, seed: {record.get('seed')}",
+        f"- started from: {_init_name(record.get('init'))}",
+        "",
+        f"## Held-out frames ({trained.frames}, the val split: never trained on)",
+        "",
+        f"mAP@0.5 {trained.map50:.3f}, mAP@0.5:0.95 {trained.map50_95:.3f}"
+        + (
+            f" (the model it started from: {baseline.map50:.3f}, {baseline.map50_95:.3f} on its classes)"
+            if baseline
+            else ""
+        ),
+        "",
+        "| class | boxes | AP@0.5 | AP@0.5:0.95 |" + (" before: AP@0.5 | change |" if baseline else ""),
+        "|---|---|---|---|" + ("---|---|" if baseline else ""),
+    ]
+    for name, (instances, ap50, ap50_95) in trained.per_class.items():
+        row = f"| {name} | {instances} | {ap50:.3f} | {ap50_95:.3f} |"
+        if baseline is not None:
+            before = baseline.per_class.get(name)
+            row += f" {before[1]:.3f} | {ap50 - before[1]:+.3f} |" if before else " new | |"
+        lines.append(row)
+    return "\n".join(lines) + "\n"
+
+
+def _init_name(init: Any) -> str:
+    if init is None:
+        return "random weights"
+    if isinstance(init, dict):
+        return f"a model trained on {', '.join(init.get('datasets', []))} for {init.get('steps')} steps"
+    return str(init)

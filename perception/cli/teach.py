@@ -1,0 +1,108 @@
+"""percept teach: from meshes of yours to a detector that finds them, in one command: render a dataset
+with your objects among ours (sim/dataset.py), fine-tune the shipped model with their classes added
+(perception/train), score it on the held-out frames beside the shipped model and write its card
+(perception/bench/held_out.py)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from perception.cli.common import positive_float
+
+
+def register(verbs: Any) -> None:
+    p = verbs.add_parser(
+        "teach",
+        help="From your meshes to a detector for them: render, fine-tune, score (the sim and train extras).",
+    )
+    p.add_argument(
+        "--object",
+        action="append",
+        required=True,
+        metavar="PATH:NAME[:SCALE]",
+        help="your object (OBJ, STL or URDF), its class name and scale to metres; repeat for more",
+    )
+    p.add_argument("--out", type=Path, required=True, help="the ONNX to write (its card beside it, .md)")
+    p.add_argument("--frames", type=int, default=800, help="frames to render (default 800)")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--minutes", type=positive_float, default=20.0, help="training time (default 20)")
+    length.add_argument("--steps", type=int, help="optimiser steps instead of a time budget")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--init", default="models/percept.onnx", help="the model to start from (default ours)")
+    p.add_argument("--data", type=Path, help="where the dataset goes (default: beside OUT, OUT-data)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--renderer", default="auto", choices=["auto", "egl", "tiny"])
+    p.add_argument("--workers", type=int, default=0, help="rendering processes (default: one per core)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (auto: the GPU when torch sees one)")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.set_defaults(func=_teach)
+
+
+def _teach(args: argparse.Namespace) -> int:
+    from perception.cli.train import _device, write_card
+    from perception.errors import PerceptError
+    from perception.installed import find_model, require
+
+    torch = require("torch", "percept teach")
+    require("onnx", "percept teach")
+    require("trimesh", "percept teach")
+    from perception.train.fit import TrainSpec, initial_classes, train
+    from sim.dataset import ExportSpec, export, progress_bar
+    from sim.user_objects import UserObject
+
+    if args.frames < 10:
+        raise PerceptError(f"--frames: expected at least 10 (some are held out), found {args.frames}")
+    init = find_model(args.init)
+    if not init.is_file():
+        raise PerceptError(f"--init {args.init}: no such file")
+    try:
+        objects = tuple(UserObject.parse(value) for value in args.object)
+        data = args.data or args.out.with_name(args.out.stem + "-data")
+        spec = ExportSpec(
+            "tabletop", args.frames, data, "coco", args.seed, renderer=args.renderer, user_objects=objects
+        )
+    except ValueError as exc:
+        raise PerceptError(str(exc)) from None
+    classes = initial_classes(init) + tuple(o.name for o in objects)
+    if len(set(classes)) != len(classes):
+        raise PerceptError(
+            f"--object: a name the model {init.name} has already; classes: {', '.join(classes)}"
+        )
+    started = time.monotonic()
+    print(
+        f"1/3 rendering {args.frames} tabletop frames with {', '.join(o.name for o in objects)} to {data}",
+        flush=True,
+    )
+    summary = export(spec, args.workers or None, progress_bar)
+    rendered_s = time.monotonic() - started
+    print(
+        f"    {summary['frames']} frames ({summary['val_frames']} held out), {summary['boxes']} boxes, {rendered_s:.0f} s"
+    )
+    device = _device(args.device, torch)
+    print(
+        f"2/3 fine-tuning {init.name} with {', '.join(classes[len(initial_classes(init)) :])} added, {f'{args.steps} steps' if args.steps else f'{args.minutes:g} min'} on {device}",
+        flush=True,
+    )
+    trainspec = TrainSpec(
+        datasets=[data],
+        out=args.out,
+        steps=args.steps or 0,
+        minutes=None if args.steps else args.minutes,
+        batch=args.batch,
+        seed=args.seed,
+        threads=args.threads,
+        init=init,
+        device=device,
+        classes=classes,
+    )
+    trained = train(trainspec, log=lambda line: print(f"    {line}", flush=True))
+    print("3/3 scoring it on the held-out frames", flush=True)
+    line = write_card(args.out, [data], init)
+    total = (time.monotonic() - started) / 60
+    print(
+        f"taught in {total:.1f} min (rendering {rendered_s / 60:.1f}, training {trained['minutes']}): {line}"
+    )
+    return 0
