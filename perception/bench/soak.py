@@ -64,7 +64,7 @@ class Report:
     rate_series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # topic -> (t, msgs/s)
 
 
-def _rss_mib(pid: int) -> float | None:
+def rss_mib(pid: int) -> float | None:
     try:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
@@ -75,7 +75,7 @@ def _rss_mib(pid: int) -> float | None:
     return None
 
 
-def _processes(launcher_pid: int) -> dict[str, int]:
+def processes(launcher_pid: int) -> dict[str, int]:
     """The launcher's children by role: each node by its --name, and "registry"."""
     found: dict[str, int] = {}
     for entry in os.listdir("/proc"):
@@ -99,6 +99,28 @@ def _processes(launcher_pid: int) -> dict[str, int]:
     return found
 
 
+def start_graph(
+    path: Path, arguments: list[str] | None, log: Path | None
+) -> tuple[subprocess.Popen[Any], str, Any]:
+    """`percept launch PATH` in its own process group on a private registry: the launcher, the
+    registry's address, and where its output goes (a file to close, or DEVNULL)."""
+    address = f"tcp://127.0.0.1:{free_port()}"
+    env = {**os.environ, "PERCEPT_REGISTRY": address, "PYTHONUNBUFFERED": "1"}
+    output = open(log, "w") if log is not None else subprocess.DEVNULL  # noqa: SIM115 (the caller's)
+    launcher = spawn_cli(
+        "launch",
+        str(path),
+        *(arguments or []),
+        "--status-period",
+        "0",
+        env=env,
+        start_new_session=True,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+    )
+    return launcher, address, output
+
+
 def run(
     launch: str,
     minutes: float,
@@ -117,20 +139,7 @@ def run(
 
     path = find_launch_file(launch)
     respawning = [s.fqn for s in launch_file.load(path).nodes if s.respawn]
-    address = f"tcp://127.0.0.1:{free_port()}"
-    env = {**os.environ, "PERCEPT_REGISTRY": address, "PYTHONUNBUFFERED": "1"}
-    output = open(log, "w") if log is not None else subprocess.DEVNULL  # noqa: SIM115 (closed below)
-    launcher = spawn_cli(
-        "launch",
-        str(path),
-        *(arguments or []),
-        "--status-period",
-        "0",
-        env=env,
-        start_new_session=True,
-        stdout=output,
-        stderr=subprocess.STDOUT,
-    )
+    launcher, address, output = start_graph(path, arguments, log)
     watcher = Node("_percept_soak", context=Context(registry=address), stats_period_s=3600.0)
     stats: dict[str, NodeStats] = {}
     rate_sums: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -189,8 +198,8 @@ def run(
             now = time.monotonic()
             if now >= next_sample:
                 next_sample = now + sample_s
-                for role, pid in _processes(launcher.pid).items():
-                    rss = _rss_mib(pid)
+                for role, pid in processes(launcher.pid).items():
+                    rss = rss_mib(pid)
                     if rss is None:
                         continue
                     first_seen.setdefault(pid, now)
@@ -243,7 +252,7 @@ def _kill(
 ) -> KillRow:
     from perception.runtime.node import STATS_TOPIC
 
-    pid = _processes(launcher_pid).get(target)
+    pid = processes(launcher_pid).get(target)
     at = time.monotonic()
     if pid is None:
         return KillRow(round(at - start, 1), target, None)
