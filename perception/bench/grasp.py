@@ -75,7 +75,10 @@ def run(
     confidence: float = DETECTOR_CONFIDENCE,
     layout: str = "spread",
     push: bool = True,
+    user_objects: tuple[Any, ...] = (),
 ) -> tuple[Summary, list[Episode]]:
+    """`user_objects` (sim.user_objects.UserObject): a user's own, one of each on every table at least,
+    among ours."""
     from perception.detector import Detector
     from perception.grasp import GRASP, GraspPlanner, PickPolicy, Workspace
     from sim import tabletop
@@ -95,7 +98,12 @@ def run(
             episode = Episode(seed + number, objects, layout)
             scene = tabletop.TabletopScene(
                 world,
-                tabletop.TabletopParams(objects=objects, layout=layout),
+                tabletop.TabletopParams(
+                    objects=objects,
+                    layout=layout,
+                    user_objects=list(user_objects),
+                    include=[o.name for o in user_objects],
+                ),
                 episode.seed,
                 CameraSpec(width=640, height=480),
             )

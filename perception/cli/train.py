@@ -66,6 +66,11 @@ def register(verbs: Any) -> None:
         "percept train wrote (models/percept.onnx: fine-tune the shipped model on your own frames)",
     )
     p.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on from the last checkpoint of this --out (OUT.resume.pt), with the same data and settings",
+    )
+    p.add_argument(
         "--add-class",
         action="append",
         default=[],
@@ -160,6 +165,7 @@ def _train(args: argparse.Namespace) -> int:
         input_hw=args.input_size,
         dynamic=args.dynamic,
         classes=classes,
+        resume=args.resume,
     )
     print(f"training on {device}", flush=True)
     summary = train(spec, log=lambda line: print(line, flush=True))

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,6 +54,12 @@ class TrainSpec:
     init: Path | None = None  # start from these weights (a .pt written next to an earlier run's ONNX)
     device: str = "cpu"  # "cuda" (or "cuda:N") trains on a GPU
     classes: tuple[str, ...] = SHIPPED_CLASSES  # the model's, by id: ours, then any added (--add-class)
+    resume: bool = False  # go on from the last checkpoint of this `out` (its .resume.pt)
+
+
+def resume_path(out: Path) -> Path:
+    """Where a run keeps what it needs to go on after an interruption: weights, EMA, optimiser, step."""
+    return out.with_suffix(".resume.pt")
 
 
 class Batches:
@@ -184,7 +191,8 @@ def train(spec: TrainSpec, log: Callable[[str], None] = print) -> dict[str, floa
     device = torch.device(spec.device)
     model = model.to(device)
     batches = Batches(datasets, spec)
-    if spec.init is not None and spec.init.suffix == ".onnx":
+    saved = _resumed(spec) if spec.resume else None
+    if spec.init is not None and spec.init.suffix == ".onnx" and saved is None:
         restore_batch_statistics(model, [batches.next()[0].to(device) for _ in range(CALIBRATION_BATCHES)])
     ema = copy.deepcopy(model).eval()
     decay_params = [p for n, p in model.named_parameters() if p.ndim > 1]
@@ -196,11 +204,21 @@ def train(spec: TrainSpec, log: Callable[[str], None] = print) -> dict[str, floa
         ],
         lr=spec.lr,
     )
-    train_start = time.monotonic()
+    step, earlier_s = 0, 0.0
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        ema.load_state_dict(saved["ema"])
+        optimiser.load_state_dict(saved["optimiser"])
+        step, earlier_s = int(saved["step"]), float(saved["elapsed_s"])
+        spec = replace(spec, steps=int(saved["steps"]))
+        batches.rng = np.random.default_rng([spec.seed, step])  # fresh crops from here, repeatably
+        log(f"resuming at step {step}/{spec.steps} after {earlier_s / 60:.1f} min")
+    train_start = time.monotonic() - earlier_s
+    run_start, run_first_step = time.monotonic(), step
     recent: list[tuple[float, float]] = []
-    step, timing_start = 0, train_start
+    timing_start = train_start
     while step < spec.steps:
-        if spec.minutes is not None and step == TIMING_STEPS:
+        if spec.minutes is not None and step == TIMING_STEPS and spec.steps == UNKNOWN_STEPS:
             # Ultralytics' `time` does the same: the schedule is set once from the measured speed, so
             # the run stays step-based and `--steps` with the logged count repeats it exactly.
             per_step = (time.monotonic() - timing_start) / (TIMING_STEPS - 20)
@@ -223,21 +241,48 @@ def train(spec: TrainSpec, log: Callable[[str], None] = print) -> dict[str, floa
         recent.append((heat_loss.item(), box_loss.item()))
         if (step + 1) % 50 == 0:
             elapsed = time.monotonic() - train_start
+            per_step = (time.monotonic() - run_start) / (step + 1 - run_first_step)
             heat, box = np.mean(recent, axis=0)
             recent.clear()
+            known = spec.steps != UNKNOWN_STEPS
+            eta = f"  ETA {(spec.steps - step - 1) * per_step / 60:.1f} min" if known else ""
             log(
-                f"step {step + 1}/{spec.steps if spec.steps != UNKNOWN_STEPS else '?'}  heatmap {heat:.3f}  box {box:.3f}  lr {learning_rate(spec, step):.2e}  "
-                f"{(step + 1) * spec.batch / elapsed:.1f} img/s  {elapsed / 60:.1f} min"
+                f"step {step + 1}/{spec.steps if known else '?'}  heatmap {heat:.3f}  box {box:.3f}  "
+                f"lr {learning_rate(spec, step):.2e}  {spec.batch / per_step:.1f} img/s  {elapsed / 60:.1f} min{eta}"
             )
         if (step + 1) % spec.checkpoint_every == 0 or step + 1 == spec.steps:
             export_onnx(ema, spec, minutes=(time.monotonic() - train_start) / 60, steps=step + 1)
             # The torch weights too (not shipped), so a later run can go on from them with --init.
             torch.save({k: v.cpu() for k, v in ema.state_dict().items()}, spec.out.with_suffix(".pt"))
+            checkpoint = {
+                "model": model.state_dict(),
+                "ema": ema.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "step": step + 1,
+                "steps": spec.steps,
+                "elapsed_s": time.monotonic() - train_start,
+            }
+            partial = resume_path(spec.out).with_suffix(".partial")
+            torch.save(checkpoint, partial)
+            partial.replace(resume_path(spec.out))  # a run killed while writing keeps the last whole one
             log(
                 f"wrote {spec.out} and {spec.out.with_suffix('.pt').name} (EMA weights after {step + 1} steps)"
             )
         step += 1
     return {"minutes": round((time.monotonic() - train_start) / 60, 1), "steps": spec.steps}
+
+
+def _resumed(spec: TrainSpec) -> dict[str, Any] | None:
+    """The checkpoint to go on from (read without running anything in it: weights_only)."""
+    path = resume_path(spec.out)
+    if not path.is_file():
+        raise PerceptError(
+            f"--resume: no checkpoint {path} to go on from (a run writes it at each checkpoint)"
+        )
+    try:
+        return dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception:  # pickle's and zipfile's errors for a damaged file
+        raise PerceptError(f"--resume: cannot read {path} as a checkpoint of percept train") from None
 
 
 def export_onnx(network: torch.nn.Module, spec: TrainSpec, minutes: float, steps: int) -> None:

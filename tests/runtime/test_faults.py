@@ -25,8 +25,11 @@ def test_a_stalled_consumer_never_slows_its_source_and_resumes_at_once():
     assert during["source_hz"] > 0.8 * before["source_hz"]  # the camera did not wait for its consumer
     assert after["output_hz"] > 0.5 * before["output_hz"]  # detections flow again at their rate
     assert all(p["restarts"] == 0 for p in report["phases"])
+    # What the stalled consumer did not take waits in the camera's queue for it, bounded by the
+    # publisher's queue depth (100 messages, 92 MB of 640x480 frames); here 60 frames at most.
     camera_growth = during["peak_rss_mib"]["/camera"] - before["peak_rss_mib"]["/camera"]
-    assert camera_growth < 50  # what the stalled consumer did not take is bounded, not queued forever
+    assert camera_growth < 100
+    assert after["dropped_queue"] > 0  # the backlog the consumer found on waking: counted, not processed
 
 
 def test_a_burst_of_ten_times_the_rate_is_absorbed_and_counted():

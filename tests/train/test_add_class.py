@@ -122,3 +122,39 @@ def test_teach_goes_from_a_mesh_to_a_scored_model_and_its_card(tmp_path):
     assert "11: block" in card and "| block |" in card and "never trained on" in card
     split = json.loads((tmp_path / "block-data" / "val.json").read_text())
     assert split["images"] and all(image["split"] == "val" for image in split["images"])
+
+
+def test_a_run_killed_after_a_checkpoint_goes_on_from_it_with_resume(tmp_path, block_dataset):
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "r.onnx"
+    args = [
+        "--init",
+        str(SHIPPED),
+        "--add-class",
+        "block",
+        "--data",
+        str(block_dataset),
+        "--batch",
+        "2",
+        "--out",
+        str(out),
+    ]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "perception.cli", "train", *args, "--steps", "60", "--checkpoint-every", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 240
+    while not out.with_suffix(".resume.pt").exists() and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.2)
+    first.kill()  # interrupted after its first checkpoint, long before its 60 steps
+    first.wait()
+    resumed = percept("train", *args, "--steps", "60", "--checkpoint-every", "20", "--resume", timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resuming at step " in resumed.stdout and "/60 after " in resumed.stdout
+    assert "EMA weights after 60 steps" in resumed.stdout and "ETA " in resumed.stdout
+    missing = percept("train", *args, "--steps", "2", "--resume", "--out", str(tmp_path / "none.onnx"))
+    assert missing.returncode == 1 and "--resume: no checkpoint" in missing.stderr

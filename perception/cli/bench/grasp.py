@@ -31,6 +31,13 @@ def register(bench: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--no-push", action="store_true", help="grasps only: plan and make no pushes (for comparison)"
     )
+    p.add_argument(
+        "--object",
+        action="append",
+        default=[],
+        metavar="PATH:NAME[:SCALE]",
+        help="your own object (OBJ, STL or URDF) on every table among ours; repeat for more",
+    )
     p.set_defaults(func=_run)
     return p
 
@@ -38,7 +45,12 @@ def register(bench: Any) -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from perception.bench import grasp
     from sim.tabletop import LAYOUTS  # the scene owns its layouts (and needs the sim extra anyway)
+    from sim.user_objects import UserObject
 
+    try:
+        objects = tuple(UserObject.parse(value) for value in args.object)
+    except ValueError as exc:
+        raise PerceptError(str(exc)) from None
     if args.layout not in LAYOUTS:
         raise PerceptError(f"--layout: expected one of {', '.join(LAYOUTS)}, found {args.layout!r}")
     if not 1 <= args.objects <= MOST_OBJECTS:
@@ -51,6 +63,7 @@ def _run(args: argparse.Namespace) -> int:
         "boxes": "ground truth" if args.truth else args.model,
         "image": "640x480",
         "pushes": not args.no_push,
+        "user_objects": [f"{o.name} ({o.path.name})" for o in objects],
     }
     print(f"grasp benchmark: {settings}", flush=True)
     summary, episodes = grasp.run(
@@ -60,6 +73,7 @@ def _run(args: argparse.Namespace) -> int:
         None if args.truth else args.model,
         layout=args.layout,
         push=not args.no_push,
+        user_objects=objects,
     )
     print(grasp.table(summary, episodes))
     if args.json:
