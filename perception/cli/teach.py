@@ -31,6 +31,12 @@ def register(verbs: Any) -> None:
     length.add_argument("--minutes", type=positive_float, default=20.0, help="training time (default 20)")
     length.add_argument("--steps", type=int, help="optimiser steps instead of a time budget")
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=1e-3,
+        help="peak learning rate (default 1e-3: fine-tuning, not from scratch)",
+    )
     p.add_argument("--init", default="models/percept.onnx", help="the model to start from (default ours)")
     p.add_argument("--data", type=Path, help="where the dataset goes (default: beside OUT, OUT-data)")
     p.add_argument("--seed", type=int, default=0)
@@ -92,6 +98,7 @@ def _teach(args: argparse.Namespace) -> int:
         steps=args.steps or 0,
         minutes=None if args.steps else args.minutes,
         batch=args.batch,
+        lr=args.lr,
         seed=args.seed,
         threads=args.threads,
         init=init,
