@@ -32,6 +32,7 @@ from typing import Any
 
 from perception.bench.common import stop
 from perception.bench.soak import processes, rss_mib, start_graph
+from perception.runtime.launcher import STABLE_AFTER_S
 
 CAMPAIGNS = ("burst", "slow", "stall", "service-death")
 BURST_FACTOR = 10.0
@@ -364,7 +365,10 @@ def _service_death(launcher_pid: int, watcher: _Watcher, address: str, kill_afte
             except PerceptError:
                 pass
     new = new_frames()
-    watcher.spin_for(2.0)  # the graph settles before the next round
+    # The next round waits until the respawned server has run long enough to count as stable: killed
+    # again sooner, the launcher would take it for a crash loop (and back off, then stop restarting it),
+    # which is right for a node that keeps dying at start, and not the fault this campaign injects.
+    watcher.spin_for(max(2.0, STABLE_AFTER_S + 1.0 - (time.monotonic() - (answering or killed))))
     call_end = ended[0] if ended else None
     return CallRow(
         call_ended_s=round(call_end[0] - killed, 2) if call_end else None,
