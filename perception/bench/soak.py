@@ -52,6 +52,7 @@ class KillRow:
     at_s: float
     target: str
     healed_s: float | None  # None: not within HEAL_TIMEOUT_S
+    unhealed: str = ""  # why not, as far as the soak can see: no process, or one not heard from
 
 
 @dataclass
@@ -272,7 +273,14 @@ def _kill(
                 else time.monotonic()
             )
             return KillRow(round(at - start, 1), target, round(healed - at, 2))
-    return KillRow(round(at - start, 1), target, None)
+    now = processes(launcher_pid).get(target)
+    silent = [t for t in topics if not set(publishers[t]) - before[t]]
+    why = (
+        f"the launcher runs it again (pid {now}), but nothing new was heard on {', '.join(silent)}"
+        if now is not None and now != pid
+        else "the launcher has not started it again"
+    )
+    return KillRow(round(at - start, 1), target, None, why)
 
 
 def _registry_healed(address: str, killed_at: float) -> float | None:
@@ -308,7 +316,11 @@ def table(report: Report) -> str:
         lines.append("")
         lines.append(f"{'kill -9 at s':>12}  {'target':<22} healed in")
         for k in report.kills:
-            healed = f"{k.healed_s:.2f} s" if k.healed_s is not None else f"not within {HEAL_TIMEOUT_S:g} s"
+            healed = (
+                f"{k.healed_s:.2f} s"
+                if k.healed_s is not None
+                else f"not within {HEAL_TIMEOUT_S:g} s: {k.unhealed}"
+            )
             lines.append(f"{k.at_s:>12.1f}  {k.target:<22} {healed}")
         by_target: dict[str, list[float]] = defaultdict(list)
         for k in report.kills:
