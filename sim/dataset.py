@@ -6,8 +6,8 @@ jitter); driving frames come in episodes of EPISODE_S seconds (EPISODE_FRAMES at
 frames/s), one seeded sequence each; `rendered_frames` also plays them at other rates (the same traffic).
 Each worker process runs its own simulator; episodes are handed out whole.
 
-The split is real: a share of the frames (VAL_SHARE) is held out for validation by a hash of (seed,
-index), and driving frames go whole episodes at a time, so that no validation frame has a near twin of
+The split is real: a share of the frames (VAL_SHARE) is held out for validation, spread evenly, and
+driving frames go whole episodes at a time, so that no validation frame has a near twin of
 a few hundred milliseconds in training. A user's own objects (sim/user_objects.py) join the tabletop
 draw: each frame holds one or more of them among our classes as distractors, and the class list
 (COCO categories, YOLO names) is ours followed by theirs.
@@ -16,6 +16,7 @@ draw: each frame holds one or more of them among our classes as distractors, and
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing as mp
 import os
 import sys
@@ -93,11 +94,12 @@ def _scene_seed(seed: int, index: int) -> int:
 
 
 def split_of(spec: ExportSpec, index: int) -> str:
-    """ "train" or "val" for frame `index`: by a hash of the seed and the frame (tabletop: every frame is
-    its own scene) or of its episode (driving: whole sequences), the same for any number of frames."""
+    """ "train" or "val" for frame `index`: every (1 / val_share)-th unit, spread evenly (a unit is a
+    frame for the tabletop, where every frame is its own scene, and a whole episode for driving), so
+    that any export of a few units holds some out, and a frame's part never depends on how many were
+    asked for."""
     unit = index // EPISODE_FRAMES if spec.scene == "driving" else index
-    draw = np.random.SeedSequence([spec.seed, unit, 0x5B1]).generate_state(1)[0] / 2**32
-    return "val" if draw < spec.val_share else "train"
+    return "val" if math.floor((unit + 1) * spec.val_share) > math.floor(unit * spec.val_share) else "train"
 
 
 def rendered_frames(

@@ -113,7 +113,7 @@ def test_teach_goes_from_a_mesh_to_a_scored_model_and_its_card(tmp_path):
     out = tmp_path / "block.onnx"
     result = percept(
         "teach", "--object", f"{mesh}:block:0.001", "--out", str(out), "--frames", "16", "--steps", "2",
-        "--batch", "2", "--renderer", "tiny", "--workers", "1", timeout=600,
+        "--batch", "2", "--renderer", "tiny", "--workers", "1", "--replay-frames", "50", timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert _names(out) == [*SHIPPED_CLASSES, "block"]
