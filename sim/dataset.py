@@ -131,11 +131,12 @@ def rendered_frames(
         for index in indices:
             if scene_name == "tabletop":
                 rng = np.random.default_rng(_scene_seed(seed, index))
+                objects = int(rng.integers(3, 7))  # drawn first: the seeded scenes stay as they were
                 ours = list(rng.choice(TABLETOP_CLASSES, size=int(rng.integers(3, 9)), replace=False))
                 if user_objects:  # theirs in every frame, among a few of ours as distractors
                     ours = [*(o.name for o in user_objects), *ours[: int(rng.integers(1, 5))]]
                 table_params = tabletop.TabletopParams(
-                    objects=int(rng.integers(3, 7)),
+                    objects=objects,
                     camera_jitter=0.03,
                     light_jitter=0.6,
                     classes=ours,

@@ -112,9 +112,17 @@ def test_load_coco_names_what_is_wrong(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"no annotations\.json"):
         load_coco(tmp_path)
     (tmp_path / "annotations.json").write_text(
-        json.dumps({"images": [], "annotations": [], "categories": [{"id": 0, "name": "giraffe"}]})
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": "images/1.png", "width": 8, "height": 8}],
+                "annotations": [{"id": 1, "image_id": 1, "category_id": 0, "bbox": [1, 1, 4, 4]}],
+                "categories": [{"id": 0, "name": "giraffe"}],
+            }
+        )
     )
-    with pytest.raises(ValueError, match="giraffe"):
+    with pytest.raises(
+        ValueError, match=r"classes \['giraffe'\] are not among .* \(add yours with --add-class giraffe\)"
+    ):
         load_coco(tmp_path)
 
 
