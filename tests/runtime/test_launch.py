@@ -276,7 +276,9 @@ def test_ctrl_c_at_any_moment_of_the_start_prints_no_traceback(tmp_path, monkeyp
     process.send_signal(signal.SIGINT)
     output, _ = process.communicate(timeout=60)
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
-    assert process.returncode in (0, 130), output
+    # 130 or 0 from the launcher's own handling; -SIGINT when the signal came before Python had set
+    # its handler (the interpreter still starting): ended, silently, as Ctrl-C should.
+    assert process.returncode in (0, 130, -signal.SIGINT), output
 
 
 def test_children_die_with_a_killed_launcher(tmp_path, monkeypatch):
