@@ -13,6 +13,7 @@ At exit the outcome counts are printed. Needs `pip install atheris` (wheels for 
 
 from __future__ import annotations
 
+import os
 import struct
 import sys
 from collections import Counter
@@ -129,8 +130,6 @@ def main() -> None:
     if target not in ("wire", "registry"):
         sys.exit("usage: fuzz_atheris.py wire|registry [libFuzzer options, e.g. -runs=100000]")
     corpus = f"/tmp/percept-atheris-{target}"
-    import os
-
     os.makedirs(corpus, exist_ok=True)
     for i, seed in enumerate(wire_seeds() if target == "wire" else registry_seeds()):
         with open(f"{corpus}/seed{i}", "wb") as out:

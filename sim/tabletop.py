@@ -20,7 +20,7 @@ import pybullet_data
 from perception.detector.vocabulary import TABLETOP_CLASSES, with_user_classes
 from sim.camera import CameraSpec
 from sim.params import from_values
-from sim.user_objects import UserObject, prepare
+from sim.user_objects import UserObject, check_size, prepare
 from sim.world import World
 
 PANDA_HOME = (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785)
@@ -373,12 +373,7 @@ class TabletopScene:
                 str(obj.path), [x, y, 0.06 if z is None else z], orientation, globalScaling=obj.scale
             )
             lower, upper = p.getAABB(body, physicsClientId=client)
-            size = float(max(np.subtract(upper, lower)))
-            if not 0.01 <= size <= 0.30:
-                raise ValueError(
-                    f"object {obj.name} ({obj.path}): at scale {obj.scale:g} it is {size * 100:.3g} cm across; "
-                    "expected 1-30 cm"
-                )
+            check_size(obj, float(max(np.subtract(upper, lower))))
             p.changeDynamics(body, -1, mass=obj.mass, physicsClientId=client)
             try:
                 vertices = _mesh_vertices(client, body, str(obj.path), obj.scale)

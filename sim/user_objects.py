@@ -17,6 +17,7 @@ fingers would close on air across a mug's opening. The decomposition is cached b
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -128,13 +129,30 @@ class PreparedMesh:
     decomposed: bool
 
 
+def check_size(obj: UserObject, size_m: float) -> None:
+    """Refuse an object that comes out under MIN_SIZE_M or over MAX_SIZE_M across at its scale (a file
+    in millimetres given no scale), naming the scale that would make it 5 cm."""
+    if not MIN_SIZE_M <= size_m <= MAX_SIZE_M:
+        suggest = 0.05 / (size_m / obj.scale)
+        raise ValueError(
+            f"object {obj.name} ({obj.path}): at scale {obj.scale:g} it is {size_m * 100:.3g} cm across; "
+            f"expected {MIN_SIZE_M * 100:g}-{MAX_SIZE_M * 100:g} cm (scale {suggest:.3g} makes it 5 cm)"
+        )
+
+
 def cache_dir() -> Path:
     root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return root / "percept" / "user_objects"
 
 
 def prepare(obj: UserObject) -> PreparedMesh:
-    """Read, check, centre, scale and (if concave) decompose a mesh, once; later calls read the cache."""
+    """Read, check, centre, scale and (if concave) decompose a mesh: once a process (every scene of a
+    dataset asks), and the files once a machine (later processes read the cache)."""
+    return _prepare(obj, cache_dir())
+
+
+@functools.cache
+def _prepare(obj: UserObject, cache: Path) -> PreparedMesh:
     import trimesh
 
     where = f"object {obj.name} ({obj.path})"
@@ -147,16 +165,10 @@ def prepare(obj: UserObject) -> PreparedMesh:
     rotation = trimesh.transformations.euler_matrix(*np.radians(obj.euler_deg))  # type: ignore[no-untyped-call]
     mesh.apply_transform(rotation)
     mesh.apply_scale(obj.scale)  # type: ignore[no-untyped-call]
-    size = float(mesh.extents.max())
-    if not MIN_SIZE_M <= size <= MAX_SIZE_M:
-        suggest = 0.05 / (size / obj.scale)
-        raise ValueError(
-            f"{where}: at scale {obj.scale:g} it is {size * 100:.3g} cm across; expected "
-            f"{MIN_SIZE_M * 100:g}-{MAX_SIZE_M * 100:g} cm (scale {suggest:.3g} makes it 5 cm)"
-        )
+    check_size(obj, float(mesh.extents.max()))
     mesh.apply_translation(-mesh.bounds.mean(axis=0))
     key = hashlib.sha256(obj.path.read_bytes() + repr((obj.scale, obj.euler_deg)).encode()).hexdigest()[:16]
-    folder = cache_dir() / f"{obj.name}-{key}"
+    folder = cache / f"{obj.name}-{key}"
     folder.mkdir(parents=True, exist_ok=True)
     visual = folder / "visual.obj"
     if not visual.exists():

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from perception.bench.common import stop
-from perception.bench.soak import processes, rss_mib, start_graph
+from perception.bench.soak import first_heard, processes, rss_mib, start_graph
 from perception.runtime.launcher import STABLE_AFTER_S
 
 CAMPAIGNS = ("burst", "slow", "stall", "service-death")
@@ -97,7 +97,9 @@ class _Watcher:
         self.node.create_subscription(NodeStats, STATS_TOPIC, self._on_stats)
         self.node.create_subscription(None, output, self._on_output, LATEST_ONLY)
         for topic in topics:
-            self.node.create_subscription(None, topic, self._arrival(topic), LATEST_ONLY, raw=True)
+            self.node.create_subscription(
+                None, topic, first_heard(self.publishers[topic]), LATEST_ONLY, raw=True
+            )
 
     def _on_stats(self, msg: Any) -> None:
         self.stats[msg.node].append((time.monotonic(), msg))
@@ -105,18 +107,6 @@ class _Watcher:
     def _on_output(self, msg: Any) -> None:
         stamp = getattr(getattr(msg, "header", None), "stamp", 0)
         self.outputs.append((time.monotonic(), (time.time_ns() - stamp) / 1e6 if stamp else math.nan))
-
-    def _arrival(self, topic: str) -> Any:
-        def heard(frames: Any) -> None:
-            from perception.runtime import wire
-
-            try:
-                publisher, _ = wire.peek_sequence(frames)
-            except Exception:  # a malformed message has no publisher to time
-                return
-            self.publishers[topic].setdefault(publisher, time.monotonic())
-
-        return heard
 
     def spin_for(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -197,21 +187,21 @@ def _phases(
         begin = time.monotonic()
         if phase == "during" and campaign == "burst":
             _set_parameter(watcher, source, "rate", nominal * BURST_FACTOR)
-        stopped = threading.Event()
-        stopper = threading.Thread(target=_throttle, args=(victim, campaign, seconds, stopped))
+        stopper = None  # the thread that stops and starts the consumer, while it does
         if phase == "during" and campaign in ("slow", "stall"):
+            stopper = threading.Thread(target=_throttle, args=(victim, campaign, seconds))
             stopper.start()
-        while time.monotonic() - begin < seconds or (phase == "during" and not _ended(campaign, stopped)):
+        while time.monotonic() - begin < seconds or (stopper is not None and stopper.is_alive()):
             watcher.spin_for(0.25)
             for role, pid in processes(launcher_pid).items():
                 pids[role].add(pid)
                 if (rss := rss_mib(pid)) is not None:
                     peaks[phase][role] = max(peaks[phase].get(role, 0.0), round(rss, 1))
         if phase == "during":
-            if campaign == "burst":
-                _set_parameter(watcher, source, "rate", nominal)
-            else:
+            if stopper is not None:
                 stopper.join()
+            else:
+                _set_parameter(watcher, source, "rate", nominal)
             ended = time.monotonic()
         bounds.append((phase, begin, time.monotonic()))
     fresh = [t for t, age in watcher.outputs if t >= ended and t - age / 1000 >= ended]
@@ -228,11 +218,7 @@ def _phases(
     )
 
 
-def _ended(campaign: str, stopped: threading.Event) -> bool:
-    return campaign == "burst" or stopped.is_set()
-
-
-def _throttle(pid: int, campaign: str, seconds: float, done: threading.Event) -> None:
+def _throttle(pid: int, campaign: str, seconds: float) -> None:
     """Stop the process for `seconds` (stall), or most of each cycle for `seconds` (slow)."""
     try:
         if campaign == "stall":
@@ -250,7 +236,6 @@ def _throttle(pid: int, campaign: str, seconds: float, done: threading.Event) ->
             os.kill(pid, signal.SIGCONT)
         except ProcessLookupError:
             pass
-        done.set()
 
 
 def _phase_row(

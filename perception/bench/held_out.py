@@ -22,28 +22,23 @@ MAP_CONFIDENCE = 0.001  # mAP reads the whole precision-recall curve
 @dataclass
 class HeldOut:
     model: str
+    model_classes: list[str]  # all the model can name, by id
     frames: int
     map50: float
     map50_95: float
     per_class: dict[str, tuple[int, float, float]]  # class -> (instances, AP@0.5, AP@0.5:0.95)
 
 
-def model_classes(model: Path) -> list[str]:
-    from perception.detector.core import Detector
-
-    return list(Detector(model).class_names)
-
-
-def score(model: Path, folders: list[Path], split: str = "val", classes: list[str] | None = None) -> HeldOut:
-    """mAP of `model` on the `split` frames of these COCO exports, over `classes` (default: the model's
-    own) that have instances there."""
+def score(models: list[Path], folders: list[Path], split: str = "val") -> list[HeldOut]:
+    """mAP of each model on the `split` frames of these COCO exports, over its own classes that have
+    instances there; every frame is read once, for all the models."""
     from perception.bench.detection_metrics import evaluate
     from perception.detector.core import Detector
+    from perception.detector.defaults import DEFAULT_CONFIDENCE
 
-    detector = Detector(model, confidence=MAP_CONFIDENCE)
-    scored = classes or list(detector.class_names)
+    detectors = [Detector(model, confidence=MAP_CONFIDENCE) for model in models]
     truth: list[list[dict[str, Any]]] = []
-    predictions: list[tuple[np.ndarray, np.ndarray, list[str]]] = []
+    predictions: list[list[tuple[np.ndarray, np.ndarray, list[str]]]] = [[] for _ in models]
     for folder in folders:
         index = folder / f"{split}.json"
         if not index.is_file():
@@ -60,22 +55,31 @@ def score(model: Path, folders: list[Path], split: str = "val", classes: list[st
             bgr = cv2.imread(str(folder / image["file_name"]), cv2.IMREAD_COLOR)
             if bgr is None:
                 raise FileNotFoundError(f"dataset {folder}: cannot read {image['file_name']}")
-            found = detector(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             truth.append(boxes[image["id"]])
-            predictions.append((found.xyxy, found.scores, list(found.class_names)))
-    result = evaluate(truth, predictions, scored, set(detector.class_names), 0.25)
-    return HeldOut(
-        str(model),
-        len(truth),
-        result.map50,
-        result.map50_95,
-        {c.name: (c.instances, c.ap50, c.ap50_95) for c in result.classes},
-    )
+            for detector, found_by in zip(detectors, predictions, strict=True):
+                found = detector(rgb)
+                found_by.append((found.xyxy, found.scores, list(found.class_names)))
+    scores = []
+    for model, detector, found_by in zip(models, detectors, predictions, strict=True):
+        classes = list(detector.class_names)
+        result = evaluate(truth, found_by, classes, set(classes), DEFAULT_CONFIDENCE)
+        scores.append(
+            HeldOut(
+                str(model),
+                classes,
+                len(truth),
+                result.map50,
+                result.map50_95,
+                {c.name: (c.instances, c.ap50, c.ap50_95) for c in result.classes},
+            )
+        )
+    return scores
 
 
 def card(model: Path, trained: HeldOut, baseline: HeldOut | None, record: dict[str, Any]) -> str:
     """The model card (Markdown): classes, data, training, held-out scores (beside the baseline's)."""
-    classes = model_classes(model)
+    classes = trained.model_classes
     lines = [
         f"# {model.name}",
         "",

@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,22 @@ def start_graph(
     return launcher, address, output
 
 
+def first_heard(publishers: dict[str, float]) -> Callable[[Any], None]:
+    """A raw subscription's callback that notes when each publisher of the topic was first heard (its
+    publisher id is new after a restart: that is how a kill is seen to heal)."""
+
+    def heard(frames: Any) -> None:
+        from perception.runtime import wire
+
+        try:
+            publisher, _ = wire.peek_sequence(frames)
+        except Exception:  # a malformed message has no publisher to time
+            return
+        publishers.setdefault(publisher, time.monotonic())
+
+    return heard
+
+
 def run(
     launch: str,
     minutes: float,
@@ -165,18 +182,6 @@ def run(
             elif topic.direction == "sub":
                 rate_sums[msg.node][f"<{topic.topic}"].append(topic.msgs_per_s)
 
-    def arrival(topic: str) -> Any:
-        def heard(frames: Any) -> None:
-            from perception.runtime import wire
-
-            try:
-                src, _ = wire.peek_sequence(frames)
-            except Exception:
-                return
-            publishers[topic].setdefault(src, time.monotonic())
-
-        return heard
-
     watcher.create_subscription(NodeStats, STATS_TOPIC, on_stats)
     deadline = start + minutes * 60
     next_sample = start
@@ -194,7 +199,7 @@ def run(
                     ):
                         subscribed.add(topic.topic)
                         watcher.create_subscription(
-                            None, topic.topic, arrival(topic.topic), LATEST_ONLY, raw=True
+                            None, topic.topic, first_heard(publishers[topic.topic]), LATEST_ONLY, raw=True
                         )
             now = time.monotonic()
             if now >= next_sample:
@@ -261,7 +266,7 @@ def _kill(
         os.kill(pid, signal.SIGKILL)
         return KillRow(round(at - start, 1), target, _registry_healed(address, at))
     topics = [t.topic for t in getattr(stats.get(target), "topics", []) if t.direction == "pub"]
-    topics = [t for t in topics if t != STATS_TOPIC and t in publishers]
+    topics = [t for t in topics if t != STATS_TOPIC and publishers.get(t)]  # heard before the kill
     before = {t: set(publishers[t]) for t in topics}
     os.kill(pid, signal.SIGKILL)
     while time.monotonic() - at < HEAL_TIMEOUT_S:

@@ -57,14 +57,14 @@ def register(verbs: Any) -> None:
 
 
 def _teach(args: argparse.Namespace) -> int:
-    from perception.cli.train import _device, write_card
+    from perception.cli.train import _device, classes_with, write_card
     from perception.errors import PerceptError
     from perception.installed import find_model, require
 
     torch = require("torch", "percept teach")
     require("onnx", "percept teach")
     require("trimesh", "percept teach")
-    from perception.train.fit import TrainSpec, initial_classes, train
+    from perception.train.fit import TrainSpec, train
     from sim.dataset import ExportSpec, export, progress_bar
     from sim.user_objects import UserObject
 
@@ -87,14 +87,11 @@ def _teach(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise PerceptError(str(exc)) from None
-    classes = initial_classes(init) + tuple(o.name for o in objects)
-    if len(set(classes)) != len(classes):
-        raise PerceptError(
-            f"--object: a name the model {init.name} has already; classes: {', '.join(classes)}"
-        )
+    added = [o.name for o in objects]
+    classes = classes_with(init, added, "--object")
     started = time.monotonic()
     print(
-        f"1/3 rendering {args.frames} tabletop frames with {', '.join(o.name for o in objects)} to {data}",
+        f"1/3 rendering {args.frames} tabletop frames with {', '.join(added)} to {data}",
         flush=True,
     )
     summary = export(spec, args.workers or None, progress_bar)
@@ -116,7 +113,7 @@ def _teach(args: argparse.Namespace) -> int:
     print(f"    rendered in {rendered_s:.0f} s")
     device = _device(args.device, torch)
     print(
-        f"2/3 fine-tuning {init.name} with {', '.join(classes[len(initial_classes(init)) :])} added, {f'{args.steps} steps' if args.steps else f'{args.minutes:g} min'} on {device}",
+        f"2/3 fine-tuning {init.name} with {', '.join(added)} added, {f'{args.steps} steps' if args.steps else f'{args.minutes:g} min'} on {device}",
         flush=True,
     )
     trainspec = TrainSpec(

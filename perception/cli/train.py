@@ -120,8 +120,7 @@ def _train(args: argparse.Namespace) -> int:
 
     torch = require("torch", "percept train")
     require("onnx", "percept train")
-    from perception.detector.vocabulary import SHIPPED_CLASSES
-    from perception.train.fit import TrainSpec, initial_classes, train
+    from perception.train.fit import TrainSpec, train
 
     if args.minutes is not None and not (math.isfinite(args.minutes) and args.minutes > 0):
         raise PerceptError(f"--minutes: expected a number of minutes above 0, found {args.minutes}")
@@ -135,14 +134,7 @@ def _train(args: argparse.Namespace) -> int:
         raise PerceptError("--steps 0 exports the --init weights as they are: give --init")
     if not args.data and args.steps != 0:
         raise PerceptError("--data: give at least one dataset folder to train on")
-    classes = (initial_classes(args.init) if args.init is not None else SHIPPED_CLASSES) + tuple(
-        args.add_class
-    )
-    repeated = next((name for name in args.add_class if classes.count(name) > 1), None)
-    if repeated is not None:
-        raise PerceptError(
-            f"--add-class {repeated}: the model has that class already (classes: {', '.join(classes)})"
-        )
+    classes = classes_with(args.init, args.add_class, "--add-class")
     device = _device(args.device, torch)
     for folder, _ in args.data:
         if not (folder / "annotations.json").is_file():
@@ -177,25 +169,38 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def classes_with(init: Path | None, added: list[str], option: str) -> tuple[str, ...]:
+    """The classes of a model trained from `init` (ours without one) with `added` after them; a name
+    it has already, or one given twice, is refused, naming `option`."""
+    from perception.detector.vocabulary import SHIPPED_CLASSES
+    from perception.errors import PerceptError
+    from perception.train.fit import initial_classes
+
+    classes = (initial_classes(init) if init is not None else SHIPPED_CLASSES) + tuple(added)
+    repeated = next((name for name in added if classes.count(name) > 1), None)
+    if repeated is not None:
+        raise PerceptError(
+            f"{option} {repeated}: the model has that class already (classes: {', '.join(classes)})"
+        )
+    return classes
+
+
 def write_card(model: Path, datasets: list[Path], init: Path | None) -> str | None:
     """Score the model on the datasets' val splits (beside the model it started from), write its card
     beside it (MODEL.md), and return a one-line summary; None where no dataset has a val split."""
     import json
 
     from perception.bench import held_out
+    from perception.train.metadata import model_metadata
 
     with_split = [folder for folder in datasets if (folder / "val.json").is_file()]
     if not with_split:
         print("no val split in the data (older exports): no held-out scores, no model card")
         return None
-    trained = held_out.score(model, with_split)
-    baseline = None
-    if init is not None and init.suffix == ".onnx":
-        baseline = held_out.score(init, with_split, classes=held_out.model_classes(init))
-    import onnx
-
-    props = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
-    record = json.loads(props.get("training", "{}"))
+    baseline_model = [init] if init is not None and init.suffix == ".onnx" else []  # a .pt does not run
+    trained, *rest = held_out.score([model, *baseline_model], with_split)
+    baseline = rest[0] if rest else None
+    record = json.loads(model_metadata(model).get("training", "{}"))  # this run's, just written
     path = model.with_suffix(".md")
     path.write_text(held_out.card(model, trained, baseline, record))
     added = [c for c in trained.per_class if baseline is None or c not in baseline.per_class]

@@ -24,6 +24,7 @@ from perception.detector.vocabulary import SHIPPED_CLASSES
 from perception.errors import PerceptError
 from perception.train.data import CropSpec, Dataset, augment, load_coco, random_crop
 from perception.train.loss import detection_loss
+from perception.train.metadata import model_metadata
 from perception.train.model import Exported, Network, load_exported_weights, restore_batch_statistics
 from perception.train.targets import STRIDE, encode
 
@@ -133,12 +134,10 @@ def load_initial_weights(model: Network, path: Path) -> None:
 
 
 def initial_classes(path: Path) -> tuple[str, ...]:
-    """The class names of the weights training starts from: an ONNX file's metadata, or (a .pt keeps
-    none) the heatmap's row count against ours."""
+    """The class names of the weights training starts from: an ONNX file's metadata, or ours (a .pt
+    keeps no names: classes it was taught are given again with --add-class)."""
     if path.suffix == ".onnx":
-        import onnx
-
-        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        props = model_metadata(path)
         if "names" in props:
             names = json.loads(props["names"])
             return tuple(names.values() if isinstance(names, dict) else names)
@@ -272,7 +271,7 @@ def train(spec: TrainSpec, log: Callable[[str], None] = print) -> dict[str, floa
     return {"minutes": round((time.monotonic() - train_start) / 60, 1), "steps": spec.steps}
 
 
-def _resumed(spec: TrainSpec) -> dict[str, Any] | None:
+def _resumed(spec: TrainSpec) -> dict[str, Any]:
     """The checkpoint to go on from (read without running anything in it: weights_only)."""
     path = resume_path(spec.out)
     if not path.is_file():
@@ -344,7 +343,5 @@ def training_record(spec: TrainSpec, minutes: float, steps: int) -> dict[str, ob
 @functools.cache
 def _exported_training(path: Path) -> dict[str, object] | None:
     """The `training` record in an exported model's metadata (read once: every checkpoint asks)."""
-    import onnx
-
-    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    props = model_metadata(path)
     return json.loads(props["training"]) if "training" in props else None

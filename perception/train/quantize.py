@@ -20,6 +20,7 @@ import numpy as np
 
 from perception.errors import PerceptError
 from perception.installed import require
+from perception.train.metadata import model_metadata
 
 CALIBRATION_SEED = 9100  # not a benchmark suite's seed (4000, 4100) nor a training seed (models/percept.md)
 
@@ -107,9 +108,7 @@ def quantize(
             nodes_to_exclude=kept_float,
         )
     quantized = onnx.load(str(out))
-    metadata = {
-        p.key: p.value for p in onnx.load(str(detector.path), load_external_data=False).metadata_props
-    }
+    metadata = model_metadata(detector.path)
     metadata["quantization"] = json.dumps(
         {
             "kind": "int8 static, onnxruntime QDQ, weights per channel",
