@@ -39,7 +39,13 @@ def test_a_burst_of_ten_times_the_rate_is_absorbed_and_counted():
     assert report["resumed_s"] is not None and report["resumed_s"] < 3.0, report
     assert report["silent"] == []
     assert after["age_p50_ms"] < 1000  # no backlog left behind: what arrives after is fresh
-    assert during["dropped_queue"] + during["dropped_gap"] > 0  # what the detector could not take, counted
+    # Nothing vanishes: every frame published in the burst reached the detector (taken, or evicted from
+    # its latest-only queue and counted there) or was counted as lost in transit. Whether it had to
+    # evict any depends on the machine: a fast one keeps up with 50 Hz.
+    seconds = during["seconds"]
+    arrived_or_lost = during["consumer_in_hz"] * seconds + during["dropped_gap"]
+    assert arrived_or_lost >= 0.9 * during["source_hz"] * seconds, during
+    assert during["dropped_queue"] <= during["consumer_in_hz"] * seconds, during
 
 
 def test_a_server_killed_mid_request_fails_the_call_at_once_and_comes_back():
