@@ -12,6 +12,7 @@ import numpy as np
 import pybullet as p
 
 from sim.camera import CameraSpec, intrinsics
+from sim.textures import textured_body, write_quad_obj
 from sim.world import World
 
 
@@ -60,17 +61,7 @@ def _board_body(world: World, folder: Path, texture: np.ndarray, size_m: tuple[f
     """A textured quad (an OBJ with texture coordinates: PyBullet's boxes tile a texture per face)."""
     image = texture if texture.ndim == 3 else cv2.cvtColor(texture, cv2.COLOR_GRAY2BGR)
     cv2.imwrite(str(folder / "board.png"), image)
-    w, h = size_m[0] / 2, size_m[1] / 2
-    (folder / "board.obj").write_text(
-        f"v {-w} {-h} 0\nv {w} {-h} 0\nv {w} {h} 0\nv {-w} {h} 0\n"
-        "vt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\nvn 0 0 1\nf 1/1/1 2/2/1 3/3/1\nf 1/1/1 3/3/1 4/4/1\n"
-    )
-    visual = p.createVisualShape(
-        p.GEOM_MESH, fileName=str(folder / "board.obj"), physicsClientId=world.client
-    )
-    body = p.createMultiBody(0, -1, visual, [0, 0, 0], physicsClientId=world.client)
-    texture_id = p.loadTexture(str(folder / "board.png"), physicsClientId=world.client)
-    p.changeVisualShape(
-        body, -1, textureUniqueId=texture_id, rgbaColor=[1, 1, 1, 1], physicsClientId=world.client
-    )
-    return int(body)
+    quad = write_quad_obj(folder / "board.obj", size_m[0] / 2, size_m[1] / 2)
+    visual = p.createVisualShape(p.GEOM_MESH, fileName=str(quad), physicsClientId=world.client)
+    texture = p.loadTexture(str(folder / "board.png"), physicsClientId=world.client)
+    return textured_body(world.client, visual, texture, [0, 0, 0])

@@ -43,6 +43,8 @@ SCENES = ("tabletop", "driving")  # the scenes datasets export (the shipped dete
 # is the tracker's, played by `rendered_frames` alone
 FORMATS = ("coco", "yolo")
 VAL_SHARE = 0.2  # of the frames (driving: of the episodes) held out for validation
+USER_OBJECT_TEXTURES = 0.5  # share of tables textured (and user meshes recoloured) in --object exports:
+# half the frames keep the plain table the suites and the demo show
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,7 @@ def rendered_frames(
                     classes=ours,
                     user_objects=list(user_objects),
                     include=[o.name for o in user_objects],
+                    textures=USER_OBJECT_TEXTURES if user_objects else 0.0,
                 )
                 scene = tabletop.TabletopScene(world, table_params, _scene_seed(seed, index), camera)
                 if variations.extra_objects(variation):

@@ -20,6 +20,7 @@ import pybullet_data
 from perception.detector.vocabulary import TABLETOP_CLASSES, with_user_classes
 from sim.camera import CameraSpec
 from sim.params import from_values
+from sim.textures import cover_table
 from sim.user_objects import UserObject, check_size, prepare
 from sim.world import World
 
@@ -53,6 +54,7 @@ PACKED_SPACING = 0.8  # packed meshes stand this share of their placement radii 
 # loose (a mesh's widest reach), so at 1.0 neighbours would stand a centimetre or two apart; the
 # primitives' 0.04 is tight (a turned 3 cm cube reaches 4.2 cm) and is kept whole
 PILE_DROP_STEPS = 60  # physics steps after each drop (a quarter second)
+LOOK_STREAM = 1  # textures=...: draws from numpy's seed [seed, 1], a stream apart from the scene's
 
 
 @dataclass
@@ -71,6 +73,11 @@ class TabletopParams:
     # the draw, unless `classes` names one of them (then `classes` alone decides).
     user_objects: list[Any] = field(default_factory=list)
     include: list[str] = field(default_factory=list)  # classes every scene holds one of, the rest drawn
+    # Domain randomisation, for datasets: the share of scenes whose table wears a random procedural
+    # texture (sim/textures.py), and of user meshes with no colour or texture of their own that take any
+    # colour (else greys); cubes and cylinders take random colours anyway. Drawn from a stream of its
+    # own, so a seeded scene's layout is the same whatever the share.
+    textures: float = 0.0
 
     @property
     def vocabulary(self) -> tuple[str, ...]:
@@ -95,6 +102,8 @@ class TabletopParams:
             raise ValueError("classes: expected at least one tabletop class, found none")
         if self.objects < 0:
             raise ValueError(f"objects: expected a count >= 0, found {self.objects}")
+        if not 0.0 <= self.textures <= 1.0:
+            raise ValueError(f"textures: expected a share from 0 to 1, found {self.textures}")
 
 
 @dataclass
@@ -121,8 +130,8 @@ class TabletopScene:
         self.user_meshes = {
             o.name: prepare(o) for o in params.user_objects if o.path.suffix.lower() != ".urdf"
         }
+        world.reset()  # first: it may connect afresh (see World.reset)
         client = world.client
-        world.reset()
         table = self.world.load("plane.urdf")
         color = params.table_color or [*self.rng.uniform([0.35, 0.3, 0.25], [0.75, 0.65, 0.55]), 1.0]
         p.changeVisualShape(table, -1, rgbaColor=color, physicsClientId=client)
@@ -132,6 +141,9 @@ class TabletopScene:
         for finger in (9, 10):
             p.resetJointState(self.robot, finger, 0.04, physicsClientId=client)
         self.tray = world.load("tray/traybox.urdf", TRAY_POSITION, globalScaling=0.5)
+        look_rng = np.random.default_rng([seed, LOOK_STREAM])
+        if look_rng.uniform() < params.textures:
+            cover_table(client, look_rng)
         jitter = self.rng.uniform(-1, 1, 3) * params.camera_jitter
         self.camera = CameraSpec(
             width=camera.width,
@@ -146,9 +158,17 @@ class TabletopScene:
         spread = self.rng.uniform(-1, 1, 2) * params.light_jitter
         self.light_direction = (0.5 + spread[0], -0.3 + spread[1], 1.0)
         self._place_objects()
+        for obj in self.objects:  # user meshes with no look of their own: any colour, not just greys
+            if self._recolourable(obj.class_name) and look_rng.uniform() < params.textures:
+                colour = [*look_rng.uniform(0.05, 1.0, 3), 1.0]
+                p.changeVisualShape(obj.body, -1, rgbaColor=colour, physicsClientId=client)
         world.step(PHYSICS_SETTLE_STEPS)  # let everything come to rest before the first frame
         # `objects` are those still to pick (see `refresh`); this list keeps every one the scene made.
         self.every_object = list(self.objects)
+
+    def _recolourable(self, name: str) -> bool:
+        user = self.user.get(name)
+        return user is not None and user.color is None and user.texture is None
 
     def refresh(self) -> None:
         """After the arm moved: `objects` becomes those physics has on the table now (see on_table). One
