@@ -63,5 +63,5 @@ def _board_body(world: World, folder: Path, texture: np.ndarray, size_m: tuple[f
     cv2.imwrite(str(folder / "board.png"), image)
     quad = write_quad_obj(folder / "board.obj", size_m[0] / 2, size_m[1] / 2)
     visual = p.createVisualShape(p.GEOM_MESH, fileName=str(quad), physicsClientId=world.client)
-    texture = p.loadTexture(str(folder / "board.png"), physicsClientId=world.client)
-    return textured_body(world.client, visual, texture, [0, 0, 0])
+    texture_id = p.loadTexture(str(folder / "board.png"), physicsClientId=world.client)
+    return textured_body(world.client, visual, texture_id, [0, 0, 0])

@@ -49,7 +49,7 @@ def texture_image(index: int) -> np.ndarray:
         mix = 0.5 + 0.5 * np.sin(2 * np.pi * (int(rng.integers(4, 16)) * yy + 0.8 * bend))
     image = a * (1 - mix[..., None]) + b * mix[..., None]
     image += rng.normal(0, 6, image.shape)  # a little fine grain on every kind
-    return image.clip(0, 255).astype(np.uint8)
+    return np.asarray(image.clip(0, 255), dtype=np.uint8)
 
 
 @functools.cache
