@@ -25,6 +25,8 @@ EXTRAS = {
     "websockets": ("foxglove", "a WebSocket client"),
     "torch": ("train", "training"),
     "onnx": ("train", "writing models: training, and percept export --int8"),
+    "rosbags": ("ros2", "ROS 2 message layouts, CDR and rosbag2 files"),
+    "cyclonedds": ("ros2", "DDS, to join a ROS 2 graph"),
 }
 # Where the distribution's name differs from the module's.
 DISTRIBUTIONS = {"foxglove": "foxglove-sdk"}

@@ -9,6 +9,7 @@ client) and are made through the node's context.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -94,6 +95,7 @@ class Node:
         self._timer_error_log = Throttle()  # a timer at 30 Hz must not flood the log
         self._timer_ids = itertools.count()
         self._handlers: dict[Any, Callable[[], None]] = {}
+        self._wakers: list[tuple[int, int]] = []  # pipes of create_waker
         self._poller = zmq.Poller()
         self._shutdown = StopFlag()
         self._checked_overrides = False
@@ -155,6 +157,27 @@ class Node:
         timer = Timer(period_s, callback)
         heapq.heappush(self._timers, (timer.next_due, next(self._timer_ids), timer))
         return timer
+
+    def create_waker(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """A function any thread may call to have `callback` run on the node's thread soon after (a
+        library's receive thread hands work over with it: the node's sockets stay on one thread).
+        Calls that come while one is pending run `callback` once."""
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        os.set_blocking(write_fd, False)
+        self._wakers.append((read_fd, write_fd))
+
+        def on_wake() -> None:
+            with contextlib.suppress(BlockingIOError):
+                os.read(read_fd, 4096)
+            callback()
+
+        def wake() -> None:
+            with contextlib.suppress(BlockingIOError, OSError):  # full: a wake is pending; closed: done
+                os.write(write_fd, b"\0")
+
+        self._add_socket(read_fd, on_wake)
+        return wake
 
     def create_service(
         self,
@@ -270,6 +293,10 @@ class Node:
                 closable._close()
             if self._wake is not None:
                 self._wake.close()
+            for read_fd, write_fd in self._wakers:
+                self._poller.unregister(read_fd)
+                os.close(read_fd)
+                os.close(write_fd)
 
     def __enter__(self) -> Node:
         return self

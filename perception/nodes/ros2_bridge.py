@@ -1,0 +1,230 @@
+"""The ROS 2 bridge: joins a ROS 2 graph over DDS (no ROS install: Cyclone DDS and rosbags, the `ros2`
+extra) and maps its topics to ours both ways, by the rows of its `topics` parameter
+(perception/ros2/mapping.py): a robot's camera driver feeds our detector, and our detections, tracks
+and grasps reach ROS 2 nodes as vision_msgs and geometry_msgs.
+
+Samples arrive on a thread of Cyclone's; the bridge keeps the newest `depth` per topic (older ones
+evicted and counted, as a latest-only subscription does), converts them on the node's thread and
+publishes. A sample that cannot be converted (an encoding we do not take, bytes that are not the type)
+is counted and logged once a topic and reason, and the bridge goes on. An input topic no writer on the
+domain offers after `wait_for_topics_s` is named in one warning line, with those that are offered.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import os
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from perception import Node, run
+from perception.errors import ParameterError, PerceptError
+from perception.msgs import CameraInfo, Pose
+from perception.ros2.convert import ConversionError
+from perception.ros2.dds import Participant
+from perception.ros2.mapping import DEFAULT_TOPICS, TopicMap, parse_topics
+from perception.ros2.types import dds_type_name, deserialize, serialize
+
+REPORT_PERIOD_S = 10.0  # a line of counts when something was dropped or refused since the last
+
+
+class Inbound:
+    """One ROS 2 topic coming in: the newest samples, kept between Cyclone's thread and the node's."""
+
+    def __init__(self, topic_map: TopicMap, publisher: Any) -> None:
+        self.map = topic_map
+        self.publisher = publisher
+        self.pending: collections.deque[bytes] = collections.deque(maxlen=topic_map.depth or 1)
+        self.lock = threading.Lock()
+        self.received = 0
+        self.evicted = 0  # arrived while `depth` newer ones waited: dropped, counted
+        self.refused = 0  # could not be converted
+        self.reasons: set[str] = set()
+
+    def offer(self, cdr: bytes) -> None:
+        with self.lock:
+            self.received += 1
+            if len(self.pending) == self.pending.maxlen:
+                self.evicted += 1
+            self.pending.append(cdr)
+
+    def take(self) -> list[bytes]:
+        with self.lock:
+            samples = list(self.pending)
+            self.pending.clear()
+        return samples
+
+
+class Ros2Bridge(Node):
+    """Map ROS 2 topics (over DDS) to ours and ours to ROS 2's."""
+
+    def __init__(self) -> None:
+        super().__init__("ros2_bridge")
+        domain_id = self.declare_parameter(
+            "domain_id",
+            int(os.environ.get("ROS_DOMAIN_ID", "0") or 0),
+            "the ROS 2 domain (ROS_DOMAIN_ID; default: that variable, else 0)",
+            read_only=True,
+            range=(0, 232),
+        )
+        rows = self.declare_parameter(
+            "topics", DEFAULT_TOPICS, "rows {ros, type, ours, direction, as, qos, depth}", read_only=True
+        )
+        position = self.declare_parameter(
+            "camera_position",
+            [0.0, 0.0, 0.0],
+            "the camera's position in the world (m), for camera info coming in",
+            read_only=True,
+        )
+        orientation = self.declare_parameter(
+            "camera_orientation",
+            [0.0, 0.0, 0.0, 1.0],
+            "its optical frame's orientation in the world (x, y, z, w)",
+            read_only=True,
+        )
+        self.world_frame = self.declare_parameter(
+            "world_frame", "world", "the parent frame of TF going out", read_only=True
+        )
+        self.wait_for_topics_s = self.declare_parameter(
+            "wait_for_topics_s",
+            5.0,
+            "seconds before an input topic nobody offers is reported",
+            read_only=True,
+            range=(0.0, 3600.0),
+        )
+        if len(orientation) != 4 or not 0.5 < float(np.linalg.norm(orientation)) < 2.0:
+            raise ParameterError(
+                f"parameter 'camera_orientation': expected a unit quaternion [x, y, z, w], found {orientation!r}"
+            )
+        self.camera_pose = Pose(
+            tuple(position), tuple(np.asarray(orientation, float) / np.linalg.norm(orientation))
+        )  # type: ignore[arg-type]
+        try:
+            self.maps = parse_topics(rows)
+            self.dds = Participant(domain_id)
+        except PerceptError as exc:
+            raise ParameterError(str(exc)) from None
+        self.inbound: list[Inbound] = []
+        self.outbound: dict[str, dict[str, int]] = {}
+        wake = self.create_waker(self.publish_pending)
+        for topic_map in self.maps:
+            if topic_map.direction == "in":
+                inbound = Inbound(topic_map, self.create_publisher(topic_map.conversion.ours, topic_map.ours))
+                self.inbound.append(inbound)
+
+                def on_sample(cdr: bytes, inbound: Inbound = inbound) -> None:
+                    inbound.offer(cdr)
+                    wake()
+
+                self.dds.reader(topic_map.ros, topic_map.ros_type, on_sample, topic_map.qos, topic_map.depth)
+            else:
+                write = self.dds.writer(topic_map.ros, topic_map.ros_type, topic_map.qos, topic_map.depth)
+                counts = self.outbound.setdefault(str(topic_map), {"sent": 0, "refused": 0})
+                self.create_subscription(
+                    topic_map.conversion.ours,
+                    topic_map.ours,
+                    functools.partial(self.send, topic_map, write, counts),
+                )
+            self.log.info("bridging %s", topic_map)
+        self.log.info("on ROS 2 domain %d", domain_id)
+        self.started = time.monotonic()
+        self.checked_topics = False
+        self.reported: dict[str, tuple[int, int]] = {}
+        self.create_timer(min(1.0, max(0.1, self.wait_for_topics_s)), self.check_topics)
+        self.create_timer(REPORT_PERIOD_S, self.report)
+
+    def publish_pending(self) -> None:
+        for inbound in self.inbound:
+            m = inbound.map
+            for cdr in inbound.take():
+                try:
+                    ros = deserialize(cdr, m.ros_type)
+                    if m.conversion.ours is CameraInfo:
+                        msg = m.conversion.function(ros, self.camera_pose)
+                    else:
+                        msg = m.conversion.function(ros)
+                except (
+                    ConversionError,
+                    PerceptError,
+                    ValueError,
+                    TypeError,
+                    IndexError,
+                    KeyError,
+                    AssertionError,
+                ) as exc:
+                    self.refuse(inbound, str(exc) or type(exc).__name__)
+                    continue
+                inbound.publisher.publish(msg)
+
+    def refuse(self, inbound: Inbound, reason: str) -> None:
+        inbound.refused += 1
+        if reason not in inbound.reasons and len(inbound.reasons) < 20:
+            inbound.reasons.add(reason)
+            self.log.warning(
+                "%s (%s): %s; counted and skipped", inbound.map.ros, inbound.map.ros_type, reason
+            )
+
+    def send(self, topic_map: TopicMap, write: Any, counts: dict[str, int], msg: Any) -> None:
+        try:
+            if topic_map.ros_type == "tf2_msgs/msg/TFMessage":
+                ros = topic_map.conversion.function(msg, self.world_frame)
+            else:
+                ros = topic_map.conversion.function(msg)
+            write(serialize(ros, topic_map.ros_type))
+        except (ConversionError, PerceptError, ValueError, TypeError) as exc:
+            counts["refused"] += 1
+            if counts["refused"] == 1:
+                self.log.warning("%s: %s; counted and skipped", topic_map, exc)
+            return
+        counts["sent"] += 1
+
+    def check_topics(self) -> None:
+        if self.checked_topics or time.monotonic() - self.started < self.wait_for_topics_s:
+            return
+        self.checked_topics = True
+        offered = self.dds.published_topics()
+        for inbound in self.inbound:
+            m = inbound.map
+            if inbound.received or offered.get(m.ros) == dds_type_name(m.ros_type):
+                continue
+            if m.ros in offered:
+                self.log.warning(
+                    "%s: offered as %s, not %s: nothing comes in",
+                    m.ros,
+                    offered[m.ros],
+                    dds_type_name(m.ros_type),
+                )
+            else:
+                others = ", ".join(sorted(offered)) or "none"
+                self.log.warning(
+                    "%s: no writer on ROS 2 domain %d offers it after %.0f s (offered: %s)",
+                    m.ros,
+                    self.dds.domain_id,
+                    self.wait_for_topics_s,
+                    others,
+                )
+
+    def report(self) -> None:
+        for inbound in self.inbound:
+            now = (inbound.evicted, inbound.refused)
+            if now != self.reported.get(inbound.map.ros, (0, 0)):
+                self.log.info(
+                    "%s: %d received, %d evicted for newer (depth %d), %d refused",
+                    inbound.map.ros,
+                    inbound.received,
+                    inbound.evicted,
+                    inbound.pending.maxlen,
+                    inbound.refused,
+                )
+                self.reported[inbound.map.ros] = now
+
+    def on_shutdown(self) -> None:
+        self.dds.close()
+
+
+if __name__ == "__main__":
+    run(Ros2Bridge)
