@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         node,
         param,
         record,
+        ros2,
         service,
         soak,
         teach,
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         bag,
         view,
         foxglove,
+        ros2,
         keys,
         completion,
     ):

@@ -1,4 +1,5 @@
-"""percept bag info: what a recording holds, like `ros2 bag info`."""
+"""percept bag info: what a recording holds, like `ros2 bag info`; percept bag convert: to and from
+rosbag2 (perception/recording/rosbag2.py; the ros2 extra)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,21 @@ def register(verbs: Any) -> None:
     p = bag.add_parser("info", help="Duration, size, compression, and messages per topic with their rates.")
     p.add_argument("file", type=Path, help="an MCAP recording")
     p.set_defaults(func=_info)
+    p = bag.add_parser(
+        "convert",
+        help="A rosbag2 bag (folder, MCAP or sqlite3) to our recording, or ours to a rosbag2 bag (MCAP, CDR).",
+    )
+    p.add_argument("source", type=Path, help="a rosbag2 folder, or one of our .mcap recordings")
+    p.add_argument("out", type=Path, help="our .mcap (from a bag), or a new rosbag2 folder (from ours)")
+    p.add_argument(
+        "-r",
+        "--remap",
+        action="append",
+        default=[],
+        metavar="FROM:=TO",
+        help="rename a topic on the way; repeatable",
+    )
+    p.set_defaults(func=_convert)
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -54,6 +70,31 @@ def _info(args: argparse.Namespace) -> int:
                 f"  Topic: {t.topic:<{width}} | Type: {t.type_name} | Count: {t.count}" for t in channels
             ]
     print("\n".join(lines))
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from perception.errors import PerceptError
+    from perception.installed import require
+    from perception.runtime.runner import split_assignment
+
+    require("rosbags", "percept bag convert")
+    from perception.recording import rosbag2
+
+    remap = dict(split_assignment(item, "remapping") for item in args.remap)
+    if rosbag2.is_rosbag2(args.source):
+        done = rosbag2.from_rosbag2(args.source, args.out, remap)
+        direction = "rosbag2 -> percept"
+    elif args.source.is_file():
+        done = rosbag2.to_rosbag2(args.source, args.out, remap)
+        direction = "percept -> rosbag2"
+    else:
+        raise PerceptError(
+            f"{args.source}: expected a rosbag2 folder (with metadata.yaml) or one of our .mcap recordings"
+        )
+    print(f"{direction}: wrote {args.out}: {done.summary()}")
+    for topic, type_name in sorted(done.topics.items()):
+        print(f"  {topic} [{type_name}]")
     return 0
 
 

@@ -65,12 +65,10 @@ class Ros2Bridge(Node):
     def __init__(self) -> None:
         super().__init__("ros2_bridge")
         domain_id = self.declare_parameter(
-            "domain_id",
-            int(os.environ.get("ROS_DOMAIN_ID", "0") or 0),
-            "the ROS 2 domain (ROS_DOMAIN_ID; default: that variable, else 0)",
-            read_only=True,
-            range=(0, 232),
+            "domain_id", -1, "the ROS 2 domain (-1: $ROS_DOMAIN_ID, else 0)", read_only=True, range=(-1, 232)
         )
+        if domain_id < 0:
+            domain_id = int(os.environ.get("ROS_DOMAIN_ID", "0") or 0)
         rows = self.declare_parameter(
             "topics", DEFAULT_TOPICS, "rows {ros, type, ours, direction, as, qos, depth}", read_only=True
         )

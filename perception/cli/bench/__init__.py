@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from perception.cli.bench import bag, bus, detect, graph, grasp, mot, record, render, sim, track, view
+from perception.cli.bench import bag, bus, detect, graph, grasp, mot, record, render, ros2, sim, track, view
 
 BENCHMARKS = (
     bus,
@@ -20,6 +20,7 @@ BENCHMARKS = (
     bag,
     view,
     sim,
+    ros2,
 )  # the order `bench --help` lists
 
 

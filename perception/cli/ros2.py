@@ -1,0 +1,72 @@
+"""percept ros2: join a ROS 2 graph without ROS (the `ros2` extra: Cyclone DDS and rosbags).
+
+percept ros2 bridge                          the default mapping: a camera driver's image_raw and
+                                             camera_info in, detections, tracks and grasps out
+percept ros2 bridge --domain-id 7 -p 'topics:=[{ros: /zed/left/image, type: sensor_msgs/msg/Image, ours: /camera/image}]'
+percept ros2 topics                          what the ROS 2 graph offers, like `ros2 topic list -t`
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from perception.runtime import runner
+
+
+def register(verbs: Any) -> None:
+    ros2 = verbs.add_parser("ros2", help="Join a ROS 2 graph over DDS, no ROS install (the ros2 extra).")
+    actions = ros2.add_subparsers(dest="ros2_verb", metavar="VERB", required=True)
+    p = actions.add_parser(
+        "bridge", help="Map ROS 2 topics to ours and ours to ROS 2's (the node perception.nodes.ros2_bridge)."
+    )
+    p.add_argument("--domain-id", type=int, help="the ROS 2 domain (default: $ROS_DOMAIN_ID, else 0)")
+    runner.add_override_arguments(p)
+    p.set_defaults(func=_bridge)
+    p = actions.add_parser("topics", help="The topics writers offer on a ROS 2 domain, with their types.")
+    p.add_argument("--domain-id", type=int, help="the ROS 2 domain (default: $ROS_DOMAIN_ID, else 0)")
+    p.add_argument("--wait", type=float, default=2.0, help="seconds to listen for writers (default 2)")
+    p.set_defaults(func=_topics)
+
+
+def _domain(args: argparse.Namespace) -> int:
+    import os
+
+    return args.domain_id if args.domain_id is not None else int(os.environ.get("ROS_DOMAIN_ID", "0") or 0)
+
+
+def _bridge(args: argparse.Namespace) -> int:
+    from perception.installed import require
+
+    require("cyclonedds", "percept ros2 bridge")
+    require("rosbags", "percept ros2 bridge")
+    from perception.nodes.ros2_bridge import Ros2Bridge
+
+    runner.configure_logging(args.log_level)
+    overrides = runner.overrides_from(args)
+    if args.domain_id is not None:
+        overrides.parameters["domain_id"] = args.domain_id
+    return runner.spin_node(Ros2Bridge, overrides)
+
+
+def _topics(args: argparse.Namespace) -> int:
+    from perception.installed import require
+
+    require("cyclonedds", "percept ros2 topics")
+    require("rosbags", "percept ros2 topics")
+    from perception.ros2.dds import Participant
+
+    participant = Participant(_domain(args))
+    try:
+        time.sleep(args.wait)
+        offered = participant.published_topics()
+    finally:
+        participant.close()
+    if not offered:
+        print(f"no ROS 2 topics on domain {participant.domain_id} after {args.wait:g} s")
+        return 0
+    for topic, dds_type in sorted(offered.items()):
+        package, kind, name = dds_type.split("::")[0], dds_type.split("::")[1], dds_type.split("::")[-1]
+        print(f"{topic} [{package}/{kind}/{name.rstrip('_')}]")
+    return 0

@@ -1,0 +1,118 @@
+"""Recordings to and from rosbag2 (`percept bag convert`), with rosbags: a ROS user's bag plays into our
+graph, and our recording opens in ROS 2's tools (`ros2 bag play`, rqt_bag, Foxglove as a ROS bag).
+
+rosbag2 -> ours: images (sensor_msgs/Image, CompressedImage) and camera info become our Image and
+    CameraInfo, on the same topic names (or those `remap` gives), stamped as in the bag and logged at the
+    bag's receive times; topics of other types are skipped and counted by type.
+ours -> rosbag2 (MCAP storage, CDR, the Humble-and-later layouts): Image, CameraInfo, Detections and
+    Tracks (vision_msgs/Detection2DArray), Grasps (geometry_msgs/PoseArray), as the bridge sends them
+    (perception/ros2/convert.py); the rest is skipped and counted. The bag's QoS is ROS 2's default
+    (reliable, volatile, keep last 10).
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from perception.errors import PerceptError
+from perception.msgs import Message
+from perception.recording.mcap_file import McapRecorder, read
+from perception.ros2.convert import INTO_OURS, OUT_OF_OURS, ConversionError
+from perception.ros2.types import deserialize, serialize, store
+from perception.runtime import wire
+
+
+@dataclass
+class Converted:
+    messages: int = 0
+    topics: dict[str, str] = field(default_factory=dict)  # topic written -> its type there
+    skipped: collections.Counter[str] = field(default_factory=collections.Counter)  # by type
+    refused: collections.Counter[str] = field(default_factory=collections.Counter)  # by reason
+
+    def summary(self) -> str:
+        parts = [f"{self.messages} messages on {len(self.topics)} topics"]
+        if self.skipped:
+            parts.append("skipped " + ", ".join(f"{n} {t}" for t, n in self.skipped.most_common()))
+        if self.refused:
+            parts.append("refused " + ", ".join(f"{n} ({why})" for why, n in self.refused.most_common(3)))
+        return "; ".join(parts)
+
+
+def is_rosbag2(path: Path) -> bool:
+    """A rosbag2 bag: a folder with metadata.yaml (MCAP or sqlite3 storage inside)."""
+    return path.is_dir() and (path / "metadata.yaml").is_file()
+
+
+def from_rosbag2(source: Path, out: Path, remap: dict[str, str] | None = None) -> Converted:
+    from rosbags.rosbag2 import Reader
+
+    remap = remap or {}
+    done = Converted()
+    recorder = McapRecorder(out)
+    try:
+        with Reader(source) as reader:
+            wanted = [c for c in reader.connections if c.msgtype in INTO_OURS]
+            for connection in reader.connections:
+                if connection.msgtype not in INTO_OURS:
+                    done.skipped[connection.msgtype] += connection.msgcount
+            for connection, timestamp, raw in reader.messages(connections=wanted):
+                conversion = INTO_OURS[connection.msgtype]
+                try:
+                    msg: Message = conversion.function(deserialize(raw, connection.msgtype))
+                except (ConversionError, ValueError, TypeError, AssertionError) as exc:
+                    done.refused[f"{connection.topic}: {exc}"] += 1
+                    continue
+                topic = remap.get(connection.topic, connection.topic)
+                frames = wire.encode(topic.encode(), msg)
+                recorder.write(topic, msg.TYPE_NAME, frames[1:], timestamp, timestamp)
+                done.topics[topic] = msg.TYPE_NAME
+                done.messages += 1
+    except PerceptError:
+        raise
+    except Exception as exc:  # rosbags' own errors: a bag it cannot read
+        raise PerceptError(
+            f"{source}: not a rosbag2 bag rosbags can read ({type(exc).__name__}: {exc})"
+        ) from None
+    finally:
+        recorder.close()
+    return done
+
+
+def to_rosbag2(source: Path, out: Path, remap: dict[str, str] | None = None) -> Converted:
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    remap = remap or {}
+    done = Converted()
+    if out.exists():
+        raise PerceptError(f"{out}: exists (rosbag2 writes a new folder)")
+    # our type -> how it goes out (camera info as CameraInfo: TF is the bridge's, from a live pose)
+    by_type = {name: c for (ros_type, name), c in OUT_OF_OURS.items() if ros_type != "tf2_msgs/msg/TFMessage"}
+    typestore = store()
+    connections = {}
+    writer = Writer(out, version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.open()
+    try:
+        for item in read(source):
+            name = item.type_name.split("/")[-1]
+            conversion = by_type.get(name)
+            if conversion is None:
+                done.skipped[item.type_name] += 1
+                continue
+            try:
+                msg = wire.decode([item.topic.encode(), *item.frames]).msg
+                ros = conversion.function(msg)
+                data = serialize(ros, conversion.ros_type)
+            except (ConversionError, PerceptError, ValueError, TypeError) as exc:
+                done.refused[f"{item.topic}: {exc}"] += 1
+                continue
+            topic = remap.get(item.topic, item.topic)
+            if topic not in connections:
+                connections[topic] = writer.add_connection(topic, conversion.ros_type, typestore=typestore)
+                done.topics[topic] = conversion.ros_type
+            writer.write(connections[topic], item.log_time_ns, data)  # when it was received, as rosbag2
+            done.messages += 1
+    finally:
+        writer.close()
+    return done
