@@ -31,7 +31,7 @@ def board_views(
     frames: list[np.ndarray] = []
     try:
         with tempfile.TemporaryDirectory() as folder:
-            body = _board_body(world, Path(folder), texture, size_m)
+            body = board_body(world, Path(folder), texture, size_m)
             eye, target = np.asarray(camera.eye), np.asarray(camera.target)
             forward = (target - eye) / np.linalg.norm(target - eye)
             for _ in range(count):
@@ -57,7 +57,7 @@ def board_views(
         world.close()
 
 
-def _board_body(world: World, folder: Path, texture: np.ndarray, size_m: tuple[float, float]) -> int:
+def board_body(world: World, folder: Path, texture: np.ndarray, size_m: tuple[float, float]) -> int:
     """A textured quad (an OBJ with texture coordinates: PyBullet's boxes tile a texture per face)."""
     image = texture if texture.ndim == 3 else cv2.cvtColor(texture, cv2.COLOR_GRAY2BGR)
     cv2.imwrite(str(folder / "board.png"), image)

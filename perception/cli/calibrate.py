@@ -40,6 +40,40 @@ def register(verbs: Any) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for views on a topic")
     p.set_defaults(func=_camera)
 
+    p = calibrate.add_parser(
+        "handeye",
+        help="Where the camera is on the robot: robot poses paired with views of a board (OpenCV's calibrateHandEye).",
+    )
+    p.add_argument(
+        "--mode",
+        required=True,
+        choices=["eye-in-hand", "eye-to-hand"],
+        help="camera on the gripper, or fixed beside the robot",
+    )
+    p.add_argument(
+        "--board",
+        required=True,
+        help="chessboard:COLSxROWS:SQUARE_M (one count even, one odd: 9x6) or charuco:COLSxROWS:SQUARE_M:MARKER_M",
+    )
+    p.add_argument(
+        "--calibration",
+        required=True,
+        type=Path,
+        help="the camera's intrinsics (percept calibrate camera's YAML)",
+    )
+    p.add_argument(
+        "--images", required=True, type=Path, metavar="DIR", help="a folder of images of the board"
+    )
+    p.add_argument(
+        "--poses",
+        required=True,
+        type=Path,
+        help="YAML: image file name -> the gripper's pose in the base frame when it was taken, [x, y, z, qx, qy, qz, qw]",
+    )
+    p.add_argument("--method", default="park", choices=["tsai", "park", "horaud", "andreff", "daniilidis"])
+    p.add_argument("--out", type=Path, required=True, help="the hand-eye YAML to write")
+    p.set_defaults(func=_handeye)
+
 
 def _camera(args: argparse.Namespace) -> int:
     from perception.camera.calibrate import Board, calibrate, find_board
@@ -82,6 +116,63 @@ def _camera(args: argparse.Namespace) -> int:
     if result.rms_px > 1.0:
         print("the RMS error is high (above 1 px): blurred or mis-detected views? check the board's size")
     print(f"wrote {args.out} (the camera node reads it: calibration:={args.out})")
+    return 0
+
+
+def _handeye(args: argparse.Namespace) -> int:
+    import yaml
+
+    from perception.camera import handeye
+    from perception.camera.calibrate import Board, find_board
+    from perception.camera.calibration import load_calibration
+    from perception.geometry import pose_matrix
+
+    board = Board.parse(args.board)
+    cols, rows = board.inner
+    if board.kind == "chessboard" and cols % 2 == rows % 2:
+        raise PerceptError(
+            f"--board {args.board}: {cols}x{rows} inner corners look the same turned half round, so some views "
+            "would be read upside down; use one even and one odd count of squares (9x6) or a ChArUco board"
+        )
+    camera = load_calibration(args.calibration)
+    try:
+        poses = yaml.safe_load(args.poses.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise PerceptError(f"--poses {args.poses}: cannot read it ({exc})") from None
+    if not isinstance(poses, dict):
+        raise PerceptError(f"--poses {args.poses}: expected image name: [x, y, z, qx, qy, qz, qw] lines")
+    robot, boards = [], []
+    for name, image in _frames(argparse.Namespace(images=args.images, video=None, topic=None)):
+        pose = poses.get(name)
+        if pose is None:
+            print(f"{name}: no robot pose in {args.poses.name}; left out")
+            continue
+        if not (isinstance(pose, list) and len(pose) == 7 and all(isinstance(v, (int, float)) for v in pose)):
+            raise PerceptError(
+                f"--poses {args.poses}: {name}: expected [x, y, z, qx, qy, qz, qw], found {pose!r}"
+            )
+        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        view = find_board(gray, board)
+        print(f"{name}: {'board found' if view is not None else 'no board'}", flush=True)
+        if view is None:
+            continue
+        quaternion = np.asarray(pose[3:], float)
+        robot.append(pose_matrix(pose[:3], quaternion / np.linalg.norm(quaternion)))
+        boards.append(handeye.board_pose(view, camera.K, camera.D))
+    result = handeye.solve(robot, boards, args.mode, args.method)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(result.to_yaml())
+    t = result.transform[:3, 3]
+    print(
+        f"{result.mode} from {result.pairs} pairs ({result.method}): camera at ({t[0]:.4f}, {t[1]:.4f}, {t[2]:.4f}) m "
+        f"in the {result.parent_frame} frame; residual {result.translation_residual_m * 1000:.2f} mm, "
+        f"{result.rotation_residual_deg:.3f} deg"
+    )
+    if result.translation_residual_m > 0.005 or result.rotation_residual_deg > 0.5:
+        print(
+            "the residual is high: are the poses the gripper's in the base frame, taken when each image was?"
+        )
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -80,6 +80,14 @@ class GraspPlannerNode(Node):
             "pushes", True, "plan pushes for objects without a grasp", read_only=True
         )
         self.planner = GraspPlanner(gripper, workspace, step=step, pushes=bool(pushes))
+        handeye_file = self.declare_parameter(
+            "handeye",
+            "",
+            "an eye-to-hand file of percept calibrate handeye: grasps in the robot's base frame (empty: the "
+            "camera's pose from camera_info)",
+            read_only=True,
+        )
+        self.camera_in_base = _camera_in_base(handeye_file) if handeye_file else None
         self.depths: StampBuffer[Image] = StampBuffer(10, tolerance)
         self.infos: StampBuffer[CameraInfo] = StampBuffer(10, tolerance)
         self.create_subscription(Image, "depth", self.depths.add)
@@ -134,7 +142,9 @@ class GraspPlannerNode(Node):
         plan = self.planner.plan(
             depth.data,
             info.K,
-            pose_matrix(info.pose.position, info.pose.orientation),
+            self.camera_in_base
+            if self.camera_in_base is not None
+            else pose_matrix(info.pose.position, info.pose.orientation),
             msg.xyxy[wanted],
             [msg.class_names[i] for i in wanted],
             self.failed,
@@ -161,6 +171,25 @@ class GraspPlannerNode(Node):
                 push_class_names=[q.class_name for q in plan.pushes],
             )
         )
+
+
+def _camera_in_base(path: str) -> np.ndarray:
+    """base_T_camera from an eye-to-hand calibration. An eye-in-hand one moves with the arm: its pose
+    at each frame is the arm's pose composed with it, which belongs in camera_info (the camera node's
+    or the bridge's pose), not in a fixed transform here."""
+    from perception.camera.handeye import load_handeye
+    from perception.errors import PerceptError
+
+    try:
+        calibration = load_handeye(path)
+    except PerceptError as exc:
+        raise ParameterError(f"parameter 'handeye': {exc}") from None
+    if calibration.mode != "eye-to-hand":
+        raise ParameterError(
+            f"parameter 'handeye': {path} is {calibration.mode}: the camera moves with the hand, so its pose "
+            "is the arm's at each frame composed with it; publish that as camera_info's pose instead"
+        )
+    return calibration.transform
 
 
 def _positive(name: str, value: object) -> float:

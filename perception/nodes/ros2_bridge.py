@@ -85,7 +85,10 @@ class Ros2Bridge(Node):
             read_only=True,
         )
         self.world_frame = self.declare_parameter(
-            "world_frame", "world", "the parent frame of TF going out", read_only=True
+            "world_frame",
+            "world",
+            "the frame grasps go out in, and the parent of the camera's TF",
+            read_only=True,
         )
         self.wait_for_topics_s = self.declare_parameter(
             "wait_for_topics_s",
@@ -168,7 +171,7 @@ class Ros2Bridge(Node):
 
     def send(self, topic_map: TopicMap, write: Any, counts: dict[str, int], msg: Any) -> None:
         try:
-            if topic_map.ros_type == "tf2_msgs/msg/TFMessage":
+            if topic_map.ros_type in ("tf2_msgs/msg/TFMessage", "geometry_msgs/msg/PoseArray"):
                 ros = topic_map.conversion.function(msg, self.world_frame)
             else:
                 ros = topic_map.conversion.function(msg)

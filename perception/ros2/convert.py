@@ -8,8 +8,8 @@ What goes out, and how (for a ROS user reading our topics):
       size in pixels, one hypothesis (class_id: the class name, score); `id` the track id ("" when
       untracked). Tracks' scores are their last detection's.
   Grasps -> geometry_msgs/msg/PoseArray: the grasp poses (gripper frame: z the approach, x the closing
-      direction), best first, in the frame of the grasps' header; widths and qualities have no place in
-      a PoseArray and stay on our topic.
+      direction), best first, in the world frame (the bridge's `world_frame`: `base` where the planner
+      applies a hand-eye calibration); widths and qualities have no place in a PoseArray and stay ours.
   CameraInfo -> sensor_msgs/msg/CameraInfo, and tf2_msgs/msg/TFMessage: the camera's optical frame
       (its header's frame_id) in the world frame its pose is given in.
 """
@@ -256,9 +256,12 @@ def _pose(position: Any, orientation: Any) -> Any:
     )
 
 
-def grasps_to_ros(grasps: Grasps) -> Any:
+def grasps_to_ros(grasps: Grasps, world_frame: str = "world") -> Any:
+    """The grasp poses in `world_frame`: the planner's world (the robot's base frame when it applies a
+    hand-eye calibration); our Grasps keep the camera's frame id, which the viewer draws them by."""
     poses = [_pose(p, q) for p, q in zip(grasps.positions, grasps.orientations, strict=True)]
-    return _types()["geometry_msgs/msg/PoseArray"](header=header_to_ros(grasps.header), poses=poses)
+    header = _types()["std_msgs/msg/Header"](stamp=time_from_ns(grasps.header.stamp), frame_id=world_frame)
+    return _types()["geometry_msgs/msg/PoseArray"](header=header, poses=poses)
 
 
 def camera_tf_to_ros(info: CameraInfo, world_frame: str = "world") -> Any:

@@ -168,3 +168,35 @@ def test_the_pick_loop_node_pushes_through_the_simulators_service_when_no_grasp_
         truths.clear()
         spin_until(node, lambda: truths, timeout_s=30, what="a frame after the push")
         assert truths[-1].positions[0][1] - y > 0.02  # the cube went along +y
+
+
+def test_with_an_eye_to_hand_calibration_grasps_come_out_in_the_base_frame(tmp_path):
+    """The planner applies the hand-eye file's camera pose, not camera_info's (here a wrong identity):
+    the grasp lands on the block where the base frame has it."""
+    from perception.camera.handeye import HandEye
+    from perception.errors import ParameterError
+    from perception.nodes.grasp_planner import GraspPlannerNode
+    from perception.runtime.harness import NodeHarness
+
+    pose = camera_looking_down()
+    depth = render([(0.52, 0.03, 0.10, 0.04, 0.05, 0.3)], pose)
+    calibration = tmp_path / "handeye.yaml"
+    calibration.write_text(HandEye("eye-to-hand", pose, 12, 0.0005, 0.05, "park").to_yaml())
+    info = CameraInfo(header=Header(), width=depth.shape[1], height=depth.shape[0], K=K)  # pose: identity
+    box = np.array([box_pixels(0.52, 0.03, 0.08, pose)], np.float32)
+    with NodeHarness(
+        GraspPlannerNode, parameters={"tolerance_s": 0.01, "handeye": str(calibration)}
+    ) as harness:
+        header = Header(stamp=5, frame_id="camera")
+        harness.feed("/depth", Image(header=header, data=depth, encoding="32FC1"))
+        info.header = header
+        harness.feed("/camera_info", info)
+        harness.feed(
+            "/detections",
+            Detections(header=header, xyxy=box, scores=np.array([0.9]), class_ids=[0], class_names=["jenga"]),
+        )
+        (grasps,) = harness.take("/grasps", Grasps)
+    np.testing.assert_allclose(grasps.positions[0][:2], (0.52, 0.03), atol=0.005)
+    calibration.write_text(HandEye("eye-in-hand", pose, 12, 0.0005, 0.05, "park").to_yaml())
+    with pytest.raises(ParameterError, match="is eye-in-hand: the camera moves with the hand"):
+        NodeHarness(GraspPlannerNode, parameters={"handeye": str(calibration)}).__enter__()
