@@ -157,7 +157,7 @@ def _handeye(args: argparse.Namespace) -> int:
         if view is None:
             continue
         quaternion = np.asarray(pose[3:], float)
-        robot.append(pose_matrix(pose[:3], quaternion / np.linalg.norm(quaternion)))
+        robot.append(pose_matrix(tuple(pose[:3]), quaternion / np.linalg.norm(quaternion)))
         boards.append(handeye.board_pose(view, camera.K, camera.D))
     result = handeye.solve(robot, boards, args.mode, args.method)
     args.out.parent.mkdir(parents=True, exist_ok=True)
