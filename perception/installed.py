@@ -27,6 +27,7 @@ EXTRAS = {
     "onnx": ("train", "writing models: training, and percept export --int8"),
     "rosbags": ("ros2", "ROS 2 message layouts, CDR and rosbag2 files"),
     "cyclonedds": ("ros2", "DDS, to join a ROS 2 graph"),
+    "pyrealsense2": ("realsense", "Intel RealSense depth cameras (and libusb-1.0 from the system)"),
 }
 # Where the distribution's name differs from the module's.
 DISTRIBUTIONS = {"foxglove": "foxglove-sdk"}
