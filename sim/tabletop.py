@@ -167,8 +167,9 @@ class TabletopScene:
         self.every_object = list(self.objects)
 
     def _recolourable(self, name: str) -> bool:
+        """A user's mesh given no look (a URDF's materials are its look, kept as the file has them)."""
         user = self.user.get(name)
-        return user is not None and user.color is None and user.texture is None
+        return name in self.user_meshes and user is not None and user.color is None and user.texture is None
 
     def refresh(self) -> None:
         """After the arm moved: `objects` becomes those physics has on the table now (see on_table). One
