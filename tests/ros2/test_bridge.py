@@ -186,3 +186,15 @@ def test_an_unknown_ros_type_ends_the_bridge_with_one_line_naming_it(registry, s
     assert bridge.returncode != 0
     assert "unknown ROS 2 message type 'sensor_msgs/msg/LaserScann'" in output, output
     assert "Traceback" not in output
+
+
+def test_ros2_topics_lists_what_a_domain_offers_with_ros_type_names():
+    from conftest import percept
+
+    domain = domain_for_this_test()
+    participant = DomainParticipant(domain)
+    writer = DataWriter(participant, Topic(participant, "rt/camera/image_raw", ros.Image), qos=RELIABLE)
+    result = percept("ros2", "topics", "--domain-id", str(domain), "--wait", "1.5")
+    assert result.returncode == 0, result.stderr
+    assert "/camera/image_raw [sensor_msgs/msg/Image]" in result.stdout
+    del writer
