@@ -15,8 +15,8 @@ import numpy as np
 
 from perception import Node, run
 from perception.camera import Calibration, FrameSource, load_calibration
-from perception.errors import ParameterError
-from perception.msgs import CameraInfo, CameraStats, Header, Image, Pose
+from perception.msgs import CameraInfo, CameraStats, Header, Image
+from perception.nodes.camera_pose import declare_camera_pose
 
 
 class CameraNode(Node):
@@ -51,21 +51,7 @@ class CameraNode(Node):
             "undistort", False, "publish undistorted images", read_only=True
         )
         self.frame_id = self.declare_parameter("frame_id", "camera", "frame id in headers", read_only=True)
-        position = self.declare_parameter(
-            "position", [0.0, 0.0, 0.0], "camera position in the world (m)", read_only=True
-        )
-        orientation = self.declare_parameter(
-            "orientation",
-            [0.0, 0.0, 0.0, 1.0],
-            "optical frame orientation in the world (x, y, z, w)",
-            read_only=True,
-        )
-        if len(orientation) != 4 or not 0.5 < float(np.linalg.norm(orientation)) < 2.0:
-            raise ParameterError(
-                f"parameter 'orientation': expected a unit quaternion [x, y, z, w], found {orientation!r}"
-            )
-        orientation = list(np.asarray(orientation, float) / np.linalg.norm(orientation))  # rounded input
-        self.pose = Pose(tuple(position), tuple(orientation))  # type: ignore[arg-type]
+        self.pose = declare_camera_pose(self)
         self.image_pub = self.create_publisher(Image, "camera/image")
         self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info")
         self.stats_pub = self.create_publisher(CameraStats, "~/stats")

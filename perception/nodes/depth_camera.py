@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 from perception import Node, run
 from perception.camera.depth import DRIVERS, DepthCameraError
 from perception.errors import ParameterError
-from perception.msgs import CameraInfo, Header, Image, Pose
+from perception.msgs import CameraInfo, Header, Image
+from perception.nodes.camera_pose import declare_camera_pose
 
 
 class DepthCameraNode(Node):
@@ -39,20 +38,7 @@ class DepthCameraNode(Node):
         height = self.declare_parameter("height", 480, "stream height", read_only=True, range=(1, 4096))
         fps = self.declare_parameter("rate", 30, "the device's frame rate", read_only=True, range=(1, 300))
         self.frame_id = self.declare_parameter("frame_id", "camera", "frame id in headers", read_only=True)
-        position = self.declare_parameter(
-            "position", [0.0, 0.0, 0.0], "camera position in the world (m)", read_only=True
-        )
-        orientation = self.declare_parameter(
-            "orientation",
-            [0.0, 0.0, 0.0, 1.0],
-            "optical frame orientation in the world (x, y, z, w)",
-            read_only=True,
-        )
-        if len(orientation) != 4 or not 0.5 < float(np.linalg.norm(orientation)) < 2.0:
-            raise ParameterError(
-                f"parameter 'orientation': expected a unit quaternion [x, y, z, w], found {orientation!r}"
-            )
-        self.pose = Pose(tuple(position), tuple(np.asarray(orientation, float) / np.linalg.norm(orientation)))  # type: ignore[arg-type]
+        self.pose = declare_camera_pose(self)
         self.source = DRIVERS[driver](serial=serial, playback=playback, width=width, height=height, fps=fps)
         try:
             self.source.open()

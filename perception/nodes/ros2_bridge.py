@@ -19,11 +19,10 @@ import threading
 import time
 from typing import Any
 
-import numpy as np
-
 from perception import Node, run
 from perception.errors import ParameterError, PerceptError
-from perception.msgs import CameraInfo, Pose
+from perception.msgs import CameraInfo
+from perception.nodes.camera_pose import declare_camera_pose
 from perception.ros2.convert import ConversionError
 from perception.ros2.dds import Participant
 from perception.ros2.mapping import DEFAULT_TOPICS, TopicMap, parse_topics
@@ -72,18 +71,7 @@ class Ros2Bridge(Node):
         rows = self.declare_parameter(
             "topics", DEFAULT_TOPICS, "rows {ros, type, ours, direction, as, qos, depth}", read_only=True
         )
-        position = self.declare_parameter(
-            "camera_position",
-            [0.0, 0.0, 0.0],
-            "the camera's position in the world (m), for camera info coming in",
-            read_only=True,
-        )
-        orientation = self.declare_parameter(
-            "camera_orientation",
-            [0.0, 0.0, 0.0, 1.0],
-            "its optical frame's orientation in the world (x, y, z, w)",
-            read_only=True,
-        )
+        self.camera_pose = declare_camera_pose(self, "camera_position", "camera_orientation")
         self.world_frame = self.declare_parameter(
             "world_frame",
             "world",
@@ -97,13 +85,6 @@ class Ros2Bridge(Node):
             read_only=True,
             range=(0.0, 3600.0),
         )
-        if len(orientation) != 4 or not 0.5 < float(np.linalg.norm(orientation)) < 2.0:
-            raise ParameterError(
-                f"parameter 'camera_orientation': expected a unit quaternion [x, y, z, w], found {orientation!r}"
-            )
-        self.camera_pose = Pose(
-            tuple(position), tuple(np.asarray(orientation, float) / np.linalg.norm(orientation))
-        )  # type: ignore[arg-type]
         try:
             self.maps = parse_topics(rows)
             self.dds = Participant(domain_id)
