@@ -84,10 +84,11 @@ def test_a_ros2_camera_driver_feeds_our_detector_and_a_ros2_node_reads_our_detec
     ours: list[Detections] = []
     node = Node("ros2_test_listener", context=context)
     node.create_subscription(Detections, "/detections", ours.append)
-    participant = DomainParticipant(domain)
-    camera = DataWriter(participant, Topic(participant, "rt/camera/image_raw", ros.Image), qos=RELIABLE)
+    driver = DomainParticipant(domain)  # a ROS 2 camera driver
+    camera = DataWriter(driver, Topic(driver, "rt/camera/image_raw", ros.Image), qos=RELIABLE)
+    ros_node = DomainParticipant(domain)  # and, apart from it, a ROS 2 node that reads our detections
     results = DataReader(
-        participant, Topic(participant, "rt/percept/detections", ros.Detection2DArray), qos=RELIABLE
+        ros_node, Topic(ros_node, "rt/percept/detections", ros.Detection2DArray), qos=RELIABLE
     )
     stamp = 1_700_000_000_123_456_789
     received: list[ros.Detection2DArray] = []
