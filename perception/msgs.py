@@ -181,6 +181,16 @@ class Pose(Message):
         self.orientation = tuple(float(v) for v in self.orientation)  # type: ignore[assignment]
 
 
+@message("percept/PoseStamped")
+@dataclass(slots=True)
+class PoseStamped(Message):
+    """A pose at a time, in the frame `header.frame_id`: a robot's gripper in its base frame, as an
+    arm's driver reports it (geometry_msgs/PoseStamped through the ROS 2 bridge)."""
+
+    header: Header
+    pose: Pose = field(default_factory=Pose)
+
+
 @message("percept/CameraInfo")
 @dataclass(slots=True)
 class CameraInfo(Message):

@@ -61,15 +61,24 @@ def register(verbs: Any) -> None:
         type=Path,
         help="the camera's intrinsics (percept calibrate camera's YAML)",
     )
-    p.add_argument(
-        "--images", required=True, type=Path, metavar="DIR", help="a folder of images of the board"
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--images", type=Path, metavar="DIR", help="a folder of images of the board (with --poses)"
     )
+    source.add_argument("--topic", metavar="TOPIC", help="a live image topic (with --pose-topic)")
     p.add_argument(
         "--poses",
-        required=True,
         type=Path,
         help="YAML: image file name -> the gripper's pose in the base frame when it was taken, [x, y, z, qx, qy, qz, qw]",
     )
+    p.add_argument(
+        "--pose-topic",
+        metavar="TOPIC",
+        help="the gripper's pose in the base frame, live (PoseStamped; geometry_msgs/PoseStamped through the "
+        "ROS 2 bridge), paired with each image by stamp",
+    )
+    p.add_argument("--views", type=positive_int, default=15, help="views to collect from topics (default 15)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for views on topics")
     p.add_argument("--method", default="park", choices=["tsai", "park", "horaud", "andreff", "daniilidis"])
     p.add_argument("--out", type=Path, required=True, help="the hand-eye YAML to write")
     p.set_defaults(func=_handeye)
@@ -120,12 +129,9 @@ def _camera(args: argparse.Namespace) -> int:
 
 
 def _handeye(args: argparse.Namespace) -> int:
-    import yaml
-
     from perception.camera import handeye
-    from perception.camera.calibrate import Board, find_board
+    from perception.camera.calibrate import Board
     from perception.camera.calibration import load_calibration
-    from perception.geometry import pose_matrix
 
     board = Board.parse(args.board)
     cols, rows = board.inner
@@ -135,30 +141,14 @@ def _handeye(args: argparse.Namespace) -> int:
             "would be read upside down; use one even and one odd count of squares (9x6) or a ChArUco board"
         )
     camera = load_calibration(args.calibration)
-    try:
-        poses = yaml.safe_load(args.poses.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise PerceptError(f"--poses {args.poses}: cannot read it ({exc})") from None
-    if not isinstance(poses, dict):
-        raise PerceptError(f"--poses {args.poses}: expected image name: [x, y, z, qx, qy, qz, qw] lines")
-    robot, boards = [], []
-    for name, image in _frames(argparse.Namespace(images=args.images, video=None, topic=None)):
-        pose = poses.get(name)
-        if pose is None:
-            print(f"{name}: no robot pose in {args.poses.name}; left out")
-            continue
-        if not (isinstance(pose, list) and len(pose) == 7 and all(isinstance(v, (int, float)) for v in pose)):
-            raise PerceptError(
-                f"--poses {args.poses}: {name}: expected [x, y, z, qx, qy, qz, qw], found {pose!r}"
-            )
-        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        view = find_board(gray, board)
-        print(f"{name}: {'board found' if view is not None else 'no board'}", flush=True)
-        if view is None:
-            continue
-        quaternion = np.asarray(pose[3:], float)
-        robot.append(pose_matrix(tuple(pose[:3]), quaternion / np.linalg.norm(quaternion)))
-        boards.append(handeye.board_pose(view, camera.K, camera.D))
+    if args.images is not None:
+        if args.poses is None:
+            raise PerceptError("--images: give the robot's pose for each image with --poses FILE")
+        robot, boards = _handeye_pairs_from_files(args.images, args.poses, board, camera)
+    else:
+        if args.pose_topic is None:
+            raise PerceptError("--topic: give the topic of the robot's poses with --pose-topic")
+        robot, boards = _handeye_pairs_from_topics(args, board, camera)
     result = handeye.solve(robot, boards, args.mode, args.method)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(result.to_yaml())
@@ -174,6 +164,104 @@ def _handeye(args: argparse.Namespace) -> int:
         )
     print(f"wrote {args.out}")
     return 0
+
+
+def _handeye_pairs_from_files(
+    images: Path, poses_file: Path, board: Any, camera: Any
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    import yaml
+
+    from perception.camera import handeye
+    from perception.camera.calibrate import find_board
+    from perception.geometry import pose_matrix
+
+    try:
+        poses = yaml.safe_load(poses_file.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise PerceptError(f"--poses {poses_file}: cannot read it ({exc})") from None
+    if not isinstance(poses, dict):
+        raise PerceptError(f"--poses {poses_file}: expected image name: [x, y, z, qx, qy, qz, qw] lines")
+    robot, boards = [], []
+    for name, image in _frames(argparse.Namespace(images=images, video=None, topic=None)):
+        pose = poses.get(name)
+        if pose is None:
+            print(f"{name}: no robot pose in {poses_file.name}; left out")
+            continue
+        if not (isinstance(pose, list) and len(pose) == 7 and all(isinstance(v, (int, float)) for v in pose)):
+            raise PerceptError(
+                f"--poses {poses_file}: {name}: expected [x, y, z, qx, qy, qz, qw], found {pose!r}"
+            )
+        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        view = find_board(gray, board)
+        print(f"{name}: {'board found' if view is not None else 'no board'}", flush=True)
+        if view is None:
+            continue
+        quaternion = np.asarray(pose[3:], float)
+        robot.append(pose_matrix(tuple(pose[:3]), quaternion / np.linalg.norm(quaternion)))
+        boards.append(handeye.board_pose(view, camera.K, camera.D))
+    return robot, boards
+
+
+MIN_MOVE_M, MIN_TURN_DEG = 0.02, 5.0  # a new view from topics: the arm moved this far from every earlier one
+
+
+def _handeye_pairs_from_topics(
+    args: argparse.Namespace, board: Any, camera: Any
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Views from live topics: each image with the gripper pose of the same stamp (20 ms), kept when the
+    arm stands somewhere new (so that an arm held still does not give the same view twice)."""
+    from perception.camera import handeye
+    from perception.camera.calibrate import find_board
+    from perception.geometry import pose_matrix
+    from perception.msgs import Image, PoseStamped
+    from perception.runtime.graph import tool_node
+    from perception.runtime.qos import LATEST_ONLY
+    from perception.runtime.sync import StampBuffer
+
+    poses: StampBuffer[PoseStamped] = StampBuffer(200, 0.02)
+    latest: list[Any] = []
+    robot: list[np.ndarray] = []
+    boards: list[np.ndarray] = []
+    images = unpaired = no_board = 0
+    with tool_node("calibrate_handeye") as node:
+        node.create_subscription(Image, args.topic, latest.append, LATEST_ONLY)
+        node.create_subscription(PoseStamped, args.pose_topic, poses.add)
+        deadline = time.monotonic() + args.timeout
+        while len(robot) < args.views and time.monotonic() < deadline:
+            node.spin_once(0.05)
+            if not latest:
+                continue
+            msg = latest.pop()
+            latest.clear()
+            images += 1
+            stamped = poses.nearest(msg.header.stamp)
+            if stamped is None:
+                unpaired += 1
+                continue
+            gripper = pose_matrix(stamped.pose.position, stamped.pose.orientation)
+            if any(
+                np.linalg.norm(gripper[:3, 3] - g[:3, 3]) < MIN_MOVE_M
+                and handeye.rotation_angle_deg(gripper[:3, :3].T @ g[:3, :3]) < MIN_TURN_DEG
+                for g in robot
+            ):
+                continue  # the arm has not moved on since an earlier view
+            data = np.asarray(msg.data)
+            to_gray = {"rgb8": cv2.COLOR_RGB2GRAY, "bgr8": cv2.COLOR_BGR2GRAY, "rgba8": cv2.COLOR_RGBA2GRAY}
+            gray = cv2.cvtColor(data, to_gray[msg.encoding]) if msg.encoding in to_gray else data
+            view = find_board(gray, board)
+            if view is None:
+                no_board += 1
+                continue
+            robot.append(gripper)
+            boards.append(handeye.board_pose(view, camera.K, camera.D))
+            x, y, z = gripper[:3, 3]
+            print(f"view {len(robot)}: board found, gripper at ({x:.3f}, {y:.3f}, {z:.3f})", flush=True)
+    if len(robot) < args.views:
+        raise PerceptError(
+            f"--topic {args.topic}: {len(robot)} of {args.views} views within {args.timeout:g} s ({images} "
+            f"images: {unpaired} without a pose on {args.pose_topic} within 20 ms, {no_board} without the board)"
+        )
+    return robot, boards
 
 
 def _frames(args: argparse.Namespace) -> Iterator[tuple[str, np.ndarray]]:

@@ -10,6 +10,7 @@ What goes out, and how (for a ROS user reading our topics):
   Grasps -> geometry_msgs/msg/PoseArray: the grasp poses (gripper frame: z the approach, x the closing
       direction), best first, in the world frame (the bridge's `world_frame`: `base` where the planner
       applies a hand-eye calibration); widths and qualities have no place in a PoseArray and stay ours.
+  In, besides images and camera info: geometry_msgs/msg/PoseStamped (a robot's gripper pose) -> ours.
   CameraInfo -> sensor_msgs/msg/CameraInfo, and tf2_msgs/msg/TFMessage: the camera's optical frame
       (its header's frame_id) in the world frame its pose is given in.
 """
@@ -24,7 +25,7 @@ import cv2
 import numpy as np
 
 from perception.errors import PerceptError
-from perception.msgs import CameraInfo, Detections, Grasps, Header, Image, Message, Pose, Tracks
+from perception.msgs import CameraInfo, Detections, Grasps, Header, Image, Message, Pose, PoseStamped, Tracks
 from perception.ros2.types import store
 
 # ROS encodings ours take as they are, and those OpenCV converts (a copy) to one of ours.
@@ -154,6 +155,12 @@ def camera_info_from_ros(msg: Any, pose: Pose | None = None) -> CameraInfo:
         distortion_model=str(msg.distortion_model) or "plumb_bob",
         pose=pose or Pose(),
     )
+
+
+def pose_stamped_from_ros(msg: Any) -> PoseStamped:
+    """geometry_msgs/PoseStamped -> PoseStamped (a robot driver's gripper pose, say)."""
+    p, q = msg.pose.position, msg.pose.orientation
+    return PoseStamped(header_from_ros(msg.header), Pose((p.x, p.y, p.z), (q.x, q.y, q.z, q.w)))
 
 
 # -- out -------------------------------------------------------------------------------------------
@@ -297,6 +304,9 @@ INTO_OURS = {
         "sensor_msgs/msg/CompressedImage", Image, compressed_image_from_ros
     ),
     "sensor_msgs/msg/CameraInfo": Conversion("sensor_msgs/msg/CameraInfo", CameraInfo, camera_info_from_ros),
+    "geometry_msgs/msg/PoseStamped": Conversion(
+        "geometry_msgs/msg/PoseStamped", PoseStamped, pose_stamped_from_ros
+    ),
 }
 OUT_OF_OURS = {
     ("vision_msgs/msg/Detection2DArray", "Detections"): Conversion(

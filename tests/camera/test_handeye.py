@@ -86,3 +86,42 @@ def test_too_few_pairs_and_unequal_lists_are_named():
         solve([eye, eye], [eye, eye], "eye-to-hand")
     with pytest.raises(PerceptError, match="as many robot poses as board views, found 3 and 2"):
         solve([eye] * 3, [eye] * 2, "eye-in-hand")
+
+
+def test_from_live_topics_each_image_paired_with_the_gripper_pose_of_its_stamp(tmp_path, context, spawn):
+    """A robot driver's PoseStamped and a camera's images on our topics, as the bridge or a driver node
+    publishes them: the command pairs them by stamp and takes a view per new arm pose."""
+    import time
+
+    from conftest import read_until
+
+    from perception import Node
+    from perception.msgs import Header, Image, Pose, PoseStamped
+
+    views = write_inputs(tmp_path, "eye-to-hand")
+    out = tmp_path / "handeye.yaml"
+    command = spawn(
+        "calibrate", "handeye", "--mode", "eye-to-hand", "--board", BOARD, "--calibration", str(tmp_path / "camera.yaml"),
+        "--topic", "/camera/image", "--pose-topic", "/arm/gripper_pose", "--views", "10", "--timeout", "90",
+        "--out", str(out),
+    )  # fmt: skip
+    with Node("arm_and_camera", context=context) as node:
+        images = node.create_publisher(Image, "/camera/image")
+        poses = node.create_publisher(PoseStamped, "/arm/gripper_pose")
+        i = 0
+        deadline = time.monotonic() + 120
+        while command.poll() is None and time.monotonic() < deadline:
+            rgb, gripper = views.images[i % len(views.images)], views.robot_poses[i % len(views.images)]
+            header = Header(stamp=time.time_ns(), frame_id="base")
+            pose = Pose(tuple(gripper[:3, 3]), quaternion_from_matrix(gripper[:3, :3]))  # type: ignore[arg-type]
+            poses.publish(PoseStamped(header, pose))
+            images.publish(Image(Header(stamp=header.stamp, frame_id="camera"), rgb, "rgb8"))
+            node.spin(0.15)
+            i += 1
+    output = read_until(command, "wrote", 5)
+    assert command.returncode == 0, output
+    found = load_handeye(str(out))
+    assert found.pairs == 10
+    error_mm = np.linalg.norm(found.transform[:3, 3] - views.truth[:3, 3]) * 1000
+    error_deg = rotation_angle_deg(found.transform[:3, :3].T @ views.truth[:3, :3])
+    assert error_mm < 2.0 and error_deg < 0.5, (error_mm, error_deg, output)

@@ -234,3 +234,23 @@ def test_the_default_topics_parse_and_bad_rows_get_one_line_errors():
     assert check_type("sensor_msgs/Image", "x") == "sensor_msgs/msg/Image"
     assert str(maps[0]) == "/camera/image_raw (sensor_msgs/msg/Image) -> /camera/image (Image)"
     assert Image  # the type images come in as
+
+
+def test_a_robots_pose_stamped_comes_in():
+    msg = T["geometry_msgs/msg/PoseStamped"](
+        header=convert.header_to_ros(HEADER),
+        pose=T["geometry_msgs/msg/Pose"](
+            position=T["geometry_msgs/msg/Point"](x=0.4, y=-0.1, z=0.3),
+            orientation=T["geometry_msgs/msg/Quaternion"](x=1.0, y=0.0, z=0.0, w=0.0),
+        ),
+    )
+    back = deserialize(serialize(msg, "geometry_msgs/msg/PoseStamped"), "geometry_msgs/msg/PoseStamped")
+    pose = convert.pose_stamped_from_ros(back)
+    assert pose.header == HEADER
+    assert pose.pose.position == (0.4, -0.1, 0.3) and pose.pose.orientation == (1.0, 0.0, 0.0, 0.0)
+    assert (
+        parse_topics(
+            [{"ros": "/tcp_pose", "type": "geometry_msgs/msg/PoseStamped", "ours": "/arm/gripper_pose"}]
+        )[0].direction
+        == "in"
+    )
