@@ -39,6 +39,7 @@ CASES = {
     **{f"image-{e}-{'x'.join(map(str, s))}": msgs.Image(H, pixels(s, d), e) for e, d, s in IMAGES},
     "pose": msgs.Pose((1.0, 2.0, 3.0), (0.0, 0.0, 0.6, 0.8)),  # tuples come back as tuples
     "camera-info": msgs.CameraInfo(H, 640, 480, np.diag([500.0, 501.0, 1.0]), pose=msgs.Pose((1, 2, 3))),
+    "pose-stamped": msgs.PoseStamped(H, msgs.Pose((0.4, -0.1, 0.3), (1.0, 0.0, 0.0, 0.0))),
     "detections-empty": msgs.Detections(H),  # zero-length array frames, one of shape (0, 4)
     "detections": msgs.Detections.from_list(H, [det(1.0, 0.5, 2, "cup", None), det(5.0, 0.25, 7, "", 9)]),
     "topic-stats": TS[0],
