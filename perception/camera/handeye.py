@@ -83,8 +83,15 @@ class HandEye:
         )
 
 
+# Daniilidis (dual quaternions: rotation and translation together) by default: on the simulator's
+# Panda views (6 seeds, 30 arm poses each) it erred least in both modes, 0.69 and 1.10 mm on average
+# against Park's 0.91 and 1.12, and under 1.4 mm at worst; with 16 poses every method erred up to 2.8 mm
+# in eye-in-hand, so use 20 or more.
+DEFAULT_METHOD = "daniilidis"
+
+
 def solve(
-    robot_poses: list[np.ndarray], board_poses: list[np.ndarray], mode: str, method: str = "park"
+    robot_poses: list[np.ndarray], board_poses: list[np.ndarray], mode: str, method: str = DEFAULT_METHOD
 ) -> HandEye:
     """The camera's pose on or beside the robot from pairs (base_T_gripper, camera_T_board)."""
     if mode not in MODES:

@@ -28,7 +28,7 @@ CAMERAS = {  # eye-to-hand: beside the arm, looking at its hand; eye-in-hand: on
 
 def write_inputs(tmp_path, mode):
     texture, size = Board.parse(BOARD).image()
-    views = hand_eye_views(texture, size, mode, count=16, seed=4, camera=CAMERAS[mode])
+    views = hand_eye_views(texture, size, mode, count=30, seed=4, camera=CAMERAS[mode])  # ~20 find the board
     images = tmp_path / "images"
     images.mkdir()
     poses = {}
@@ -102,7 +102,7 @@ def test_from_live_topics_each_image_paired_with_the_gripper_pose_of_its_stamp(t
     out = tmp_path / "handeye.yaml"
     command = spawn(
         "calibrate", "handeye", "--mode", "eye-to-hand", "--board", BOARD, "--calibration", str(tmp_path / "camera.yaml"),
-        "--topic", "/camera/image", "--pose-topic", "/arm/gripper_pose", "--views", "10", "--timeout", "90",
+        "--topic", "/camera/image", "--pose-topic", "/arm/gripper_pose", "--views", "18", "--timeout", "90",
         "--out", str(out),
     )  # fmt: skip
     with Node("arm_and_camera", context=context) as node:
@@ -121,7 +121,7 @@ def test_from_live_topics_each_image_paired_with_the_gripper_pose_of_its_stamp(t
     output = read_until(command, "wrote", 5)
     assert command.returncode == 0, output
     found = load_handeye(str(out))
-    assert found.pairs == 10
+    assert found.pairs == 18
     error_mm = np.linalg.norm(found.transform[:3, 3] - views.truth[:3, 3]) * 1000
     error_deg = rotation_angle_deg(found.transform[:3, :3].T @ views.truth[:3, :3])
     assert error_mm < 2.0 and error_deg < 0.5, (error_mm, error_deg, output)
