@@ -11,6 +11,7 @@ names it. A scene picks from the pool with a generator of its own (TabletopParam
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import cv2
@@ -61,7 +62,7 @@ def texture_files() -> tuple[Path, ...]:
     for index in range(POOL_SIZE):
         path = folder / f"texture-{index:02d}.png"
         if not path.is_file():
-            partial = path.with_suffix(f".{id(path)}.png")  # written whole, then named: no half files
+            partial = path.with_suffix(f".{os.getpid()}.png")  # written whole, then named: no half files
             cv2.imwrite(str(partial), cv2.cvtColor(texture_image(index), cv2.COLOR_RGB2BGR))
             partial.replace(path)
         files.append(path)
@@ -99,10 +100,12 @@ def cover_table(client: int, rng: np.random.Generator) -> int:
     index = int(rng.integers(POOL_SIZE))
     texture = texture_files()[index]
     quad = texture.with_name(f"table-{index:02d}.obj")
-    if not quad.is_file():
+    if not quad.is_file():  # the material first, each written whole and then named: no half files
         material = quad.with_suffix(".mtl")
-        material.write_text(f"newmtl surface\nKa 0 0 0\nKd 1 1 1\nKs 0 0 0\nmap_Kd {texture.name}\n")
-        partial = quad.with_suffix(f".{id(quad)}.obj")
+        partial_material = quad.with_suffix(f".{os.getpid()}.mtl")
+        partial_material.write_text(f"newmtl surface\nKa 0 0 0\nKd 1 1 1\nKs 0 0 0\nmap_Kd {texture.name}\n")
+        partial_material.replace(material)
+        partial = quad.with_suffix(f".{os.getpid()}.obj")
         write_quad_obj(partial, TABLE_HALF_M, TABLE_HALF_M, TABLE_HALF_M * 2 / TILE_M, material.name)
         partial.replace(quad)
     visual = p.createVisualShape(p.GEOM_MESH, fileName=str(quad), physicsClientId=client)

@@ -63,7 +63,11 @@ class World:
         `client` may change: the EGL plugin keeps the GL buffers of every body ever loaded until its
         connection closes (bullet3 issue 4149, open: ~13 MiB a tabletop scene here, 11 GiB over an
         800-frame dataset), so every EGL_RESETS_PER_CONNECTION resets the world connects afresh (0.2 s)."""
-        if self.renderer == "egl" and self._resets_on_this_connection >= EGL_RESETS_PER_CONNECTION:
+        if (
+            self.renderer == "egl"
+            and not self.gui  # a GUI window would close and open again
+            and self._resets_on_this_connection >= EGL_RESETS_PER_CONNECTION
+        ):
             self.close()
             self._connect("egl")
             self._resets_on_this_connection = 0

@@ -33,11 +33,19 @@ METHODS = {
     "daniilidis": cv2.CALIB_HAND_EYE_DANIILIDIS,
 }
 MIN_PAIRS = 3
+ENOUGH_PAIRS = 20  # below, the result is printed with a warning (see DEFAULT_METHOD)
 
 
-def board_pose(view: View, K: np.ndarray, D: np.ndarray) -> np.ndarray:
-    """camera_T_board from one view of the board."""
-    ok, rvec, tvec = cv2.solvePnP(view.object_points, view.image_points, K, D, flags=cv2.SOLVEPNP_ITERATIVE)
+def board_pose(view: View, K: np.ndarray, D: np.ndarray, distortion_model: str = "plumb_bob") -> np.ndarray:
+    """camera_T_board from one view of the board (a fisheye camera's corners undistorted first: solvePnP
+    knows only the plumb_bob model)."""
+    points = view.image_points
+    if distortion_model == "equidistant":
+        points = cv2.fisheye.undistortPoints(points.astype(np.float64), K, D[:4], P=K).astype(np.float32)
+        D = np.zeros(5)
+    elif distortion_model not in ("plumb_bob", "rational_polynomial"):
+        raise PerceptError(f"distortion model {distortion_model!r}: expected plumb_bob or equidistant")
+    ok, rvec, tvec = cv2.solvePnP(view.object_points, points, K, D, flags=cv2.SOLVEPNP_ITERATIVE)
     if not ok:
         raise PerceptError("solvePnP found no board pose")
     pose = np.eye(4)

@@ -77,7 +77,7 @@ def register(verbs: Any) -> None:
         help="the gripper's pose in the base frame, live (PoseStamped; geometry_msgs/PoseStamped through the "
         "ROS 2 bridge), paired with each image by stamp",
     )
-    p.add_argument("--views", type=positive_int, default=15, help="views to collect from topics (default 15)")
+    p.add_argument("--views", type=positive_int, default=20, help="views to collect from topics (default 20)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for views on topics")
     p.add_argument(
         "--method",
@@ -163,6 +163,11 @@ def _handeye(args: argparse.Namespace) -> int:
         f"in the {result.parent_frame} frame; residual {result.translation_residual_m * 1000:.2f} mm, "
         f"{result.rotation_residual_deg:.3f} deg"
     )
+    if result.pairs < handeye.ENOUGH_PAIRS:
+        print(
+            f"only {result.pairs} pairs: with fewer than {handeye.ENOUGH_PAIRS} the camera's position erred up to "
+            "2.8 mm in our simulator; add arm poses that turn the hand about other axes"
+        )
     if result.translation_residual_m > 0.005 or result.rotation_residual_deg > 0.5:
         print(
             "the residual is high: are the poses the gripper's in the base frame, taken when each image was?"
@@ -203,7 +208,7 @@ def _handeye_pairs_from_files(
             continue
         quaternion = np.asarray(pose[3:], float)
         robot.append(pose_matrix(tuple(pose[:3]), quaternion / np.linalg.norm(quaternion)))
-        boards.append(handeye.board_pose(view, camera.K, camera.D))
+        boards.append(handeye.board_pose(view, camera.K, camera.D, camera.distortion_model))
     return robot, boards
 
 
@@ -258,7 +263,7 @@ def _handeye_pairs_from_topics(
                 no_board += 1
                 continue
             robot.append(gripper)
-            boards.append(handeye.board_pose(view, camera.K, camera.D))
+            boards.append(handeye.board_pose(view, camera.K, camera.D, camera.distortion_model))
             x, y, z = gripper[:3, 3]
             print(f"view {len(robot)}: board found, gripper at ({x:.3f}, {y:.3f}, {z:.3f})", flush=True)
     if len(robot) < args.views:

@@ -57,11 +57,12 @@ def from_rosbag2(source: Path, out: Path, remap: dict[str, str] | None = None) -
             for connection in reader.connections:
                 if connection.msgtype not in INTO_OURS:
                     done.skipped[connection.msgtype] += connection.msgcount
-            for connection, timestamp, raw in reader.messages(connections=wanted):
+            # rosbags reads every connection when given none: with nothing to convert, read nothing
+            for connection, timestamp, raw in reader.messages(connections=wanted) if wanted else ():
                 conversion = INTO_OURS[connection.msgtype]
                 try:
                     msg: Message = conversion.function(deserialize(raw, connection.msgtype))
-                except (ConversionError, ValueError, TypeError, AssertionError) as exc:
+                except Exception as exc:  # one bad message is counted, not the end of the bag
                     done.refused[f"{connection.topic}: {exc}"] += 1
                     continue
                 topic = remap.get(connection.topic, connection.topic)

@@ -7,7 +7,7 @@ What goes out, and how (for a ROS user reading our topics):
   Detections, Tracks -> vision_msgs/msg/Detection2DArray: one Detection2D per box, its bbox centre and
       size in pixels, one hypothesis (class_id: the class name, score); `id` the track id ("" when
       untracked). Tracks' scores are their last detection's.
-  Grasps -> geometry_msgs/msg/PoseArray: the grasp poses (gripper frame: z the approach, x the closing
+  Grasps -> geometry_msgs/msg/PoseArray: the grasp poses (gripper frame: z the approach, y the closing
       direction), best first, in the world frame (the bridge's `world_frame`: `base` where the planner
       applies a hand-eye calibration); widths and qualities have no place in a PoseArray and stay ours.
   In, besides images and camera info: geometry_msgs/msg/PoseStamped (a robot's gripper pose) -> ours.
@@ -104,7 +104,11 @@ def image_from_ros(msg: Any) -> Image:
     rows = np.lib.stride_tricks.as_strided(data, (height, row_bytes), (step, 1), writeable=False)
     if encoding in CONVERTED_ENCODINGS:
         pixels = rows.reshape(height, width, channels) if channels > 1 else rows
-        return Image(header_from_ros(msg.header), cv2.cvtColor(np.ascontiguousarray(pixels), code), ours)
+        try:
+            converted = cv2.cvtColor(np.ascontiguousarray(pixels), code)
+        except cv2.error:  # e.g. 4:2:2 with an odd width
+            raise ConversionError(f"image {width} x {height} {encoding}: OpenCV cannot convert it") from None
+        return Image(header_from_ros(msg.header), converted, ours)
     dtype: np.dtype[Any] = DTYPES.get(ours, np.dtype(np.uint8))
     array: np.ndarray = rows
     if dtype.itemsize > 1:  # a view still: only the last axis need be contiguous
@@ -126,7 +130,7 @@ def compressed_image_from_ros(msg: Any) -> Image:
                 f"compressed image format {msg.format!r}: only 16UC1 compressedDepth is taken"
             )
         data = data[12:]  # compressed_depth_image_transport's header: the format and two floats
-    pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if len(data) else None
     if pixels is None:
         raise ConversionError(
             f"compressed image format {msg.format!r}: {len(data)} bytes OpenCV cannot decode"

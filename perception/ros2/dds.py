@@ -197,15 +197,21 @@ class Participant:
         lock = threading.Lock()
 
         def on_data_available(reader: Any) -> None:
+            if reader is None:  # a callback before the binding knows its reader (see below)
+                return
             with lock:
-                for sample in reader.take(64):
-                    if getattr(sample, "cdr", None) is not None:
-                        on_sample(sample.cdr)
+                while samples := reader.take(64):
+                    for sample in samples:
+                        if getattr(sample, "cdr", None) is not None:
+                            on_sample(sample.cdr)
 
+        # The listener goes on after the reader exists: Cyclone hands a latched (transient-local)
+        # topic's history over while the reader is being created, when the binding cannot yet name the
+        # reader, and that first notice would be lost; so the history is drained once by hand.
+        reader = DataReader(self.participant, self._topic(topic, ros_type), qos=qos(profile, depth))
         listener = Listener(on_data_available=on_data_available)  # type: ignore[no-untyped-call]
-        reader = DataReader(
-            self.participant, self._topic(topic, ros_type), qos=qos(profile, depth), listener=listener
-        )
+        reader.set_listener(listener)
+        on_data_available(reader)
         self._keep.extend([reader, listener])
         return reader
 

@@ -57,6 +57,12 @@ def parse_topics(rows: list[Any]) -> list[TopicMap]:
     if not rows:
         raise PerceptError("topics: expected at least one {ros, type, ours} row, found none")
     maps = [_parse_row(i, row) for i, row in enumerate(rows)]
+    ins = {m.ros: i for i, m in enumerate(maps) if m.direction == "in"}
+    for i, m in enumerate(maps):
+        if m.direction == "out" and m.ros in ins:
+            raise PerceptError(
+                f"topics[{i}]: {m.ros} goes out, and row {ins[m.ros]} takes it in: the bridge would read its own output"
+            )
     seen: dict[tuple[str, str], int] = {}
     for i, m in enumerate(maps):
         key = (m.direction, m.ros if m.direction == "in" else m.ours + "->" + m.ros)

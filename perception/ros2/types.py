@@ -71,5 +71,11 @@ def serialize(message: Any, ros_type: str) -> bytes:
 
 
 def deserialize(data: bytes | memoryview, ros_type: str) -> Any:
-    """A rosbags message from CDR bytes: arrays of numbers come back as numpy views of `data`."""
-    return store().deserialize_cdr(data, ros_type)
+    """A rosbags message from CDR bytes: arrays of numbers come back as numpy views of `data`. Bytes
+    that are not a `ros_type` raise PerceptError naming it (rosbags' SerdeError says what is off)."""
+    try:
+        return store().deserialize_cdr(data, ros_type)
+    except PerceptError:
+        raise
+    except Exception as exc:
+        raise PerceptError(f"{len(data)} bytes that are not a {ros_type}: {exc}") from None

@@ -126,3 +126,14 @@ def test_convert_names_what_it_cannot_read(tmp_path):
     assert result.returncode != 0
     assert "expected a rosbag2 folder (with metadata.yaml) or one of our .mcap recordings" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_bag_with_nothing_we_take_converts_to_an_empty_recording_and_says_so(tmp_path):
+    writer = Writer(tmp_path / "joints", version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.open()
+    chatter = writer.add_connection("/chatter", "std_msgs/msg/String", typestore=store())
+    writer.write(chatter, 1, serialize(T["std_msgs/msg/String"](data="hi"), "std_msgs/msg/String"))
+    writer.close()
+    result = percept("bag", "convert", str(tmp_path / "joints"), str(tmp_path / "x.mcap"))
+    assert result.returncode == 0, result.stderr
+    assert "0 messages on 0 topics; skipped 1 std_msgs/msg/String" in result.stdout

@@ -24,7 +24,7 @@ from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
 from perception import Node
-from perception.msgs import Detections
+from perception.msgs import Detections, Header, Image
 from perception.ros2.types import deserialize
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -199,3 +199,72 @@ def test_ros2_topics_lists_what_a_domain_offers_with_ros_type_names():
     assert result.returncode == 0, result.stderr
     assert "/camera/image_raw [sensor_msgs/msg/Image]" in result.stdout
     del writer
+
+
+def test_a_frame_opencv_cannot_convert_is_counted_and_the_next_frame_still_comes(
+    context, spawn, tabletop_frame
+):
+    """A driver's 4:2:2 frame of odd width (OpenCV raises on it; that ended the bridge once): named once,
+    counted, and the bridge carries on with the good frames after it."""
+    from perception.ros2.convert import header_to_ros, image_to_ros
+    from perception.ros2.dds import Participant
+    from perception.ros2.types import serialize, store
+
+    domain = domain_for_this_test()
+    bridge = spawn("run", "perception.nodes.ros2_bridge:Ros2Bridge", "-p", f"domain_id:={domain}")
+    frames: list[Image] = []
+    node = Node("ros2_garbage_listener", context=context)
+    node.create_subscription(Image, "/camera/image", frames.append)
+    peer = Participant(domain)
+    write = peer.writer("/camera/image_raw", "sensor_msgs/msg/Image")
+    good = serialize(
+        image_to_ros(Image(Header(stamp=42, frame_id="cam"), tabletop_frame.rgb[:48, :64].copy(), "rgb8")),
+        "sensor_msgs/msg/Image",
+    )
+    odd = store().types["sensor_msgs/msg/Image"](
+        header=header_to_ros(Header(stamp=41)), height=48, width=63, encoding="yuv422", is_bigendian=0,
+        step=126, data=np.zeros(48 * 126, np.uint8),
+    )  # fmt: skip
+    try:
+        output = ""
+        deadline = time.monotonic() + 30
+        while "OpenCV cannot convert it" not in output and time.monotonic() < deadline:
+            write(serialize(odd, "sensor_msgs/msg/Image"))
+            node.spin(0.2)
+            output += read_until(bridge, "OpenCV cannot", 0.2)
+        assert "image 63 x 48 yuv422: OpenCV cannot convert it" in output, output
+        deadline = time.monotonic() + 20
+        while not frames and time.monotonic() < deadline:
+            write(good)
+            node.spin(0.2)
+    finally:
+        node.destroy()
+        peer.close()
+    assert bridge.poll() is None, read_until(bridge, "never", 0.5)
+    assert frames and frames[-1].header.stamp == 42
+
+
+def test_a_latched_sample_written_before_the_reader_is_delivered():
+    """transient_local: a camera_info or pose latched before the bridge started still comes in."""
+    from perception.msgs import CameraInfo
+    from perception.ros2.convert import camera_info_to_ros
+    from perception.ros2.dds import Participant
+    from perception.ros2.types import serialize
+
+    domain = domain_for_this_test()
+    driver, bridge_side = Participant(domain), Participant(domain)
+    info = CameraInfo(Header(stamp=7, frame_id="cam"), 64, 48, np.diag([50.0, 50.0, 1.0]))
+    driver.writer("/camera/camera_info", "sensor_msgs/msg/CameraInfo", "transient_local")(
+        serialize(camera_info_to_ros(info), "sensor_msgs/msg/CameraInfo")
+    )
+    time.sleep(0.5)  # written and discovered before the reader exists
+    received: list[bytes] = []
+    bridge_side.reader(
+        "/camera/camera_info", "sensor_msgs/msg/CameraInfo", received.append, "transient_local"
+    )
+    deadline = time.monotonic() + 10
+    while not received and time.monotonic() < deadline:
+        time.sleep(0.05)
+    driver.close()
+    bridge_side.close()
+    assert len(received) == 1

@@ -254,3 +254,17 @@ def test_a_robots_pose_stamped_comes_in():
         )[0].direction
         == "in"
     )
+
+
+def test_a_topic_both_taken_in_and_sent_out_is_refused():
+    rows = [
+        {"ros": "/camera/image_raw", "type": "sensor_msgs/msg/Image", "ours": "/camera/image"},
+        {
+            "ours": "/camera/image",
+            "ros": "/camera/image_raw",
+            "type": "sensor_msgs/msg/Image",
+            "direction": "out",
+        },
+    ]
+    with pytest.raises(PerceptError, match="the bridge would read its own output"):
+        parse_topics(rows)
