@@ -30,12 +30,6 @@ def register(verbs: Any) -> None:
     p.set_defaults(func=_topics)
 
 
-def _domain(args: argparse.Namespace) -> int:
-    import os
-
-    return args.domain_id if args.domain_id is not None else int(os.environ.get("ROS_DOMAIN_ID", "0") or 0)
-
-
 def _bridge(args: argparse.Namespace) -> int:
     from perception.installed import require
 
@@ -56,8 +50,9 @@ def _topics(args: argparse.Namespace) -> int:
     require("cyclonedds", "percept ros2 topics")
     require("rosbags", "percept ros2 topics")
     from perception.ros2.dds import Participant
+    from perception.ros2.types import default_domain_id, ros_type_name
 
-    participant = Participant(_domain(args))
+    participant = Participant(default_domain_id() if args.domain_id is None else args.domain_id)
     try:
         time.sleep(args.wait)
         offered = participant.published_topics()
@@ -67,6 +62,5 @@ def _topics(args: argparse.Namespace) -> int:
         print(f"no ROS 2 topics on domain {participant.domain_id} after {args.wait:g} s")
         return 0
     for topic, dds_type in sorted(offered.items()):
-        package, kind, name = dds_type.split("::")[0], dds_type.split("::")[1], dds_type.split("::")[-1]
-        print(f"{topic} [{package}/{kind}/{name.rstrip('_')}]")
+        print(f"{topic} [{ros_type_name(dds_type)}]")
     return 0

@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import collections
 import functools
-import os
 import threading
 import time
 from typing import Any
 
 from perception import Node, run
 from perception.errors import ParameterError, PerceptError
-from perception.msgs import CameraInfo
 from perception.nodes.camera_pose import declare_camera_pose
 from perception.ros2.convert import ConversionError
 from perception.ros2.dds import Participant
 from perception.ros2.mapping import DEFAULT_TOPICS, TopicMap, parse_topics
-from perception.ros2.types import dds_type_name, deserialize, serialize
+from perception.ros2.types import dds_type_name, default_domain_id, ros_type_name
 
 REPORT_PERIOD_S = 10.0  # a line of counts when something was dropped or refused since the last
 
@@ -67,7 +65,7 @@ class Ros2Bridge(Node):
             "domain_id", -1, "the ROS 2 domain (-1: $ROS_DOMAIN_ID, else 0)", read_only=True, range=(-1, 232)
         )
         if domain_id < 0:
-            domain_id = int(os.environ.get("ROS_DOMAIN_ID", "0") or 0)
+            domain_id = default_domain_id()
         rows = self.declare_parameter(
             "topics", DEFAULT_TOPICS, "rows {ros, type, ours, direction, as, qos, depth}", read_only=True
         )
@@ -124,11 +122,7 @@ class Ros2Bridge(Node):
             m = inbound.map
             for cdr in inbound.take():
                 try:
-                    ros = deserialize(cdr, m.ros_type)
-                    if m.conversion.ours is CameraInfo:
-                        msg = m.conversion.function(ros, self.camera_pose)
-                    else:
-                        msg = m.conversion.function(ros)
+                    msg = m.conversion.to_ours(cdr, camera_pose=self.camera_pose)
                 except Exception as exc:  # any sample a peer sends: counted and named, never fatal
                     self.refuse(inbound, str(exc) or type(exc).__name__)
                     continue
@@ -144,11 +138,7 @@ class Ros2Bridge(Node):
 
     def send(self, topic_map: TopicMap, write: Any, counts: dict[str, int], msg: Any) -> None:
         try:
-            if topic_map.ros_type in ("tf2_msgs/msg/TFMessage", "geometry_msgs/msg/PoseArray"):
-                ros = topic_map.conversion.function(msg, self.world_frame)
-            else:
-                ros = topic_map.conversion.function(msg)
-            write(serialize(ros, topic_map.ros_type))
+            write(topic_map.conversion.to_ros(msg, world_frame=self.world_frame))
         except (ConversionError, PerceptError, ValueError, TypeError) as exc:
             counts["refused"] += 1
             if counts["refused"] == 1:
@@ -169,8 +159,8 @@ class Ros2Bridge(Node):
                 self.log.warning(
                     "%s: offered as %s, not %s: nothing comes in",
                     m.ros,
-                    offered[m.ros],
-                    dds_type_name(m.ros_type),
+                    ros_type_name(offered[m.ros]),
+                    m.ros_type,
                 )
             else:
                 others = ", ".join(sorted(offered)) or "none"
@@ -195,6 +185,10 @@ class Ros2Bridge(Node):
                     inbound.refused,
                 )
                 self.reported[inbound.map.ros] = now
+        for name, counts in self.outbound.items():
+            if counts["refused"] != self.reported.get(name, (0, 0))[1]:
+                self.log.info("%s: %d sent, %d refused", name, counts["sent"], counts["refused"])
+                self.reported[name] = (0, counts["refused"])
 
     def on_shutdown(self) -> None:
         self.dds.close()

@@ -20,7 +20,7 @@ from perception.errors import PerceptError
 from perception.msgs import Message
 from perception.recording.mcap_file import McapRecorder, read
 from perception.ros2.convert import INTO_OURS, OUT_OF_OURS, ConversionError
-from perception.ros2.types import deserialize, serialize, store
+from perception.ros2.types import store
 from perception.runtime import wire
 
 
@@ -61,7 +61,7 @@ def from_rosbag2(source: Path, out: Path, remap: dict[str, str] | None = None) -
             for connection, timestamp, raw in reader.messages(connections=wanted) if wanted else ():
                 conversion = INTO_OURS[connection.msgtype]
                 try:
-                    msg: Message = conversion.function(deserialize(raw, connection.msgtype))
+                    msg: Message = conversion.to_ours(raw)
                 except Exception as exc:  # one bad message is counted, not the end of the bag
                     done.refused[f"{connection.topic}: {exc}"] += 1
                     continue
@@ -102,9 +102,7 @@ def to_rosbag2(source: Path, out: Path, remap: dict[str, str] | None = None) -> 
                 done.skipped[item.type_name] += 1
                 continue
             try:
-                msg = wire.decode([item.topic.encode(), *item.frames]).msg
-                ros = conversion.function(msg)
-                data = serialize(ros, conversion.ros_type)
+                data = conversion.to_ros(wire.decode([item.topic.encode(), *item.frames]).msg)
             except (ConversionError, PerceptError, ValueError, TypeError) as exc:
                 done.refused[f"{item.topic}: {exc}"] += 1
                 continue

@@ -26,7 +26,7 @@ import numpy as np
 
 from perception.errors import PerceptError
 from perception.msgs import CameraInfo, Detections, Grasps, Header, Image, Message, Pose, PoseStamped, Tracks
-from perception.ros2.types import store
+from perception.ros2.types import deserialize, serialize, store
 
 # ROS encodings ours take as they are, and those OpenCV converts (a copy) to one of ours.
 SAME_ENCODINGS = {
@@ -206,17 +206,20 @@ def camera_info_to_ros(info: CameraInfo) -> Any:
 
 
 def _detection_array(
-    header: Header, xyxy: np.ndarray, scores: np.ndarray, names: list[str], ids: list[str]
+    header: Header,
+    xyxy: np.ndarray,
+    scores: np.ndarray,
+    class_names: list[str],
+    class_ids: np.ndarray,
+    ids: list[str],
 ) -> Any:
+    """One Detection2D per box; a class without a name goes out as its id."""
     t = _types()
     ros_header = header_to_ros(header)
     no_pose = t["geometry_msgs/msg/PoseWithCovariance"](
-        pose=t["geometry_msgs/msg/Pose"](
-            position=t["geometry_msgs/msg/Point"](x=0.0, y=0.0, z=0.0),
-            orientation=t["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
-        ),
-        covariance=np.zeros(36),
+        pose=_pose((0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 1.0)), covariance=np.zeros(36)
     )
+    names = [name or str(int(c)) for name, c in zip(class_names, class_ids, strict=True)]
     detections = []
     for box, score, name, ident in zip(np.asarray(xyxy, np.float64), scores, names, ids, strict=True):
         x0, y0, x1, y1 = (float(v) for v in box)
@@ -243,17 +246,15 @@ def _detection_array(
 
 
 def detections_to_ros(detections: Detections) -> Any:
-    ids = ["" if track < 0 else str(int(track)) for track in detections.track_ids]
-    names = [
-        name or str(int(c)) for name, c in zip(detections.class_names, detections.class_ids, strict=True)
-    ]
-    return _detection_array(detections.header, detections.xyxy, detections.scores, names, ids)
+    d = detections
+    ids = ["" if track < 0 else str(int(track)) for track in d.track_ids]
+    return _detection_array(d.header, d.xyxy, d.scores, d.class_names, d.class_ids, ids)
 
 
 def tracks_to_ros(tracks: Tracks) -> Any:
-    names = [name or str(int(c)) for name, c in zip(tracks.class_names, tracks.class_ids, strict=True)]
+    ids = [str(int(i)) for i in tracks.ids]
     return _detection_array(
-        tracks.header, tracks.xyxy, tracks.scores, names, [str(int(i)) for i in tracks.ids]
+        tracks.header, tracks.xyxy, tracks.scores, tracks.class_names, tracks.class_ids, ids
     )
 
 
@@ -271,7 +272,7 @@ def grasps_to_ros(grasps: Grasps, world_frame: str = "world") -> Any:
     """The grasp poses in `world_frame`: the planner's world (the robot's base frame when it applies a
     hand-eye calibration); our Grasps keep the camera's frame id, which the viewer draws them by."""
     poses = [_pose(p, q) for p, q in zip(grasps.positions, grasps.orientations, strict=True)]
-    header = _types()["std_msgs/msg/Header"](stamp=time_from_ns(grasps.header.stamp), frame_id=world_frame)
+    header = header_to_ros(Header(stamp=grasps.header.stamp, frame_id=world_frame))
     return _types()["geometry_msgs/msg/PoseArray"](header=header, poses=poses)
 
 
@@ -281,7 +282,7 @@ def camera_tf_to_ros(info: CameraInfo, world_frame: str = "world") -> Any:
     x, y, z = info.pose.position
     qx, qy, qz, qw = info.pose.orientation
     transform = t["geometry_msgs/msg/TransformStamped"](
-        header=t["std_msgs/msg/Header"](stamp=time_from_ns(info.header.stamp), frame_id=world_frame),
+        header=header_to_ros(Header(stamp=info.header.stamp, frame_id=world_frame)),
         child_frame_id=info.header.frame_id or "camera",
         transform=t["geometry_msgs/msg/Transform"](
             translation=t["geometry_msgs/msg/Vector3"](x=x, y=y, z=z),
@@ -293,11 +294,26 @@ def camera_tf_to_ros(info: CameraInfo, world_frame: str = "world") -> Any:
 
 @dataclass(frozen=True)
 class Conversion:
-    """One way a ROS 2 type and one of ours map: `ours` is the message type on our side."""
+    """One way a ROS 2 type and one of ours map: `ours` is the message type on our side. `setting` names
+    what the function takes beside the message, where it needs it: "camera_pose" (the camera's pose in
+    the world, which ROS 2's camera info does not carry) or "world_frame" (the frame poses go out in);
+    a caller gives the settings it has by name, and a function falls back to its default without one."""
 
     ros_type: str
     ours: type[Message]
     function: Callable[..., Any]
+    setting: str = ""
+
+    def to_ours(self, cdr: bytes | memoryview, **settings: Any) -> Message:
+        """CDR bytes of `ros_type` as one of ours; ConversionError or PerceptError where they cannot be."""
+        return self.function(deserialize(cdr, self.ros_type), *self._settings(settings))  # type: ignore[no-any-return]
+
+    def to_ros(self, msg: Message, **settings: Any) -> bytes:
+        """One of ours as CDR bytes of `ros_type`."""
+        return serialize(self.function(msg, *self._settings(settings)), self.ros_type)
+
+    def _settings(self, settings: dict[str, Any]) -> list[Any]:
+        return [settings[self.setting]] if self.setting in settings else []
 
 
 # Into our graph, by ROS type; out of it, by (ROS type, our type name). The first per ROS type out is
@@ -307,7 +323,9 @@ INTO_OURS = {
     "sensor_msgs/msg/CompressedImage": Conversion(
         "sensor_msgs/msg/CompressedImage", Image, compressed_image_from_ros
     ),
-    "sensor_msgs/msg/CameraInfo": Conversion("sensor_msgs/msg/CameraInfo", CameraInfo, camera_info_from_ros),
+    "sensor_msgs/msg/CameraInfo": Conversion(
+        "sensor_msgs/msg/CameraInfo", CameraInfo, camera_info_from_ros, "camera_pose"
+    ),
     "geometry_msgs/msg/PoseStamped": Conversion(
         "geometry_msgs/msg/PoseStamped", PoseStamped, pose_stamped_from_ros
     ),
@@ -320,13 +338,13 @@ OUT_OF_OURS = {
         "vision_msgs/msg/Detection2DArray", Tracks, tracks_to_ros
     ),
     ("geometry_msgs/msg/PoseArray", "Grasps"): Conversion(
-        "geometry_msgs/msg/PoseArray", Grasps, grasps_to_ros
+        "geometry_msgs/msg/PoseArray", Grasps, grasps_to_ros, "world_frame"
     ),
     ("sensor_msgs/msg/Image", "Image"): Conversion("sensor_msgs/msg/Image", Image, image_to_ros),
     ("sensor_msgs/msg/CameraInfo", "CameraInfo"): Conversion(
         "sensor_msgs/msg/CameraInfo", CameraInfo, camera_info_to_ros
     ),
     ("tf2_msgs/msg/TFMessage", "CameraInfo"): Conversion(
-        "tf2_msgs/msg/TFMessage", CameraInfo, camera_tf_to_ros
+        "tf2_msgs/msg/TFMessage", CameraInfo, camera_tf_to_ros, "world_frame"
     ),
 }

@@ -220,15 +220,12 @@ class Participant:
         from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsPublication
 
         reader = BuiltinDataReader(self.participant, BuiltinTopicDcpsPublication)
-        try:
-            found = {}
-            for sample in reader.take(1024):
-                name = getattr(sample, "topic_name", "")
-                if name.startswith("rt/"):
-                    found["/" + name[3:]] = sample.type_name
-            return found
-        finally:
-            self._keep.append(reader)
+        found = {}
+        for sample in reader.take(1024):
+            name = getattr(sample, "topic_name", "")
+            if name.startswith("rt/"):
+                found["/" + name[3:]] = sample.type_name
+        return found
 
     def close(self) -> None:
         self._keep.clear()

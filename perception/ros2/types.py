@@ -60,6 +60,19 @@ def dds_type_name(ros_type: str) -> str:
     return f"{package}::{kind}::dds_::{name}_"
 
 
+def ros_type_name(dds_type: str) -> str:
+    """The other way: sensor_msgs::msg::dds_::Image_ -> sensor_msgs/msg/Image."""
+    parts = dds_type.split("::")
+    return f"{parts[0]}/{parts[1]}/{parts[-1].rstrip('_')}" if len(parts) >= 3 else dds_type
+
+
+def default_domain_id() -> int:
+    """ROS_DOMAIN_ID as ROS 2 reads it: unset or empty is domain 0."""
+    import os
+
+    return int(os.environ.get("ROS_DOMAIN_ID", "0") or 0)
+
+
 def dds_topic_name(topic: str) -> str:
     """The DDS topic of a ROS 2 topic: /camera/image_raw -> rt/camera/image_raw."""
     return "rt/" + topic.lstrip("/")

@@ -37,6 +37,13 @@ RELIABLE = Qos(
 )
 
 
+def start_bridge(spawn, *parameters: str):
+    """The bridge as its own process, with `NAME:=VALUE` parameters."""
+    return spawn(
+        "run", "perception.nodes.ros2_bridge:Ros2Bridge", *[a for p in parameters for a in ("-p", p)]
+    )
+
+
 def domain_for_this_test() -> int:
     """A DDS domain of its own (ROS 2 allows 0-101 on Linux), apart from other runs on the machine."""
     return 1 + (os.getpid() * 7 + int(time.time())) % 100
@@ -79,7 +86,7 @@ def test_a_ros2_camera_driver_feeds_our_detector_and_a_ros2_node_reads_our_detec
     """What our detector published for the driver's frame reaches the ROS 2 node whole: the stamp, the
     frame id, every box, class and score, in vision_msgs' layout as rosbags reads it too."""
     domain = domain_for_this_test()
-    bridge = spawn("run", "perception.nodes.ros2_bridge:Ros2Bridge", "-p", f"domain_id:={domain}")
+    bridge = start_bridge(spawn, f"domain_id:={domain}")
     spawn("run", "perception.nodes.detector:DetectorNode", "-r", "image:=/camera/image")
     ours: list[Detections] = []
     node = Node("ros2_test_listener", context=context)
@@ -137,14 +144,7 @@ def _iou(a, b) -> float:
 
 def test_an_encoding_we_cannot_take_is_counted_and_the_bridge_goes_on(registry, spawn, tabletop_frame):
     domain = domain_for_this_test()
-    bridge = spawn(
-        "run",
-        "perception.nodes.ros2_bridge:Ros2Bridge",
-        "-p",
-        f"domain_id:={domain}",
-        "-p",
-        "wait_for_topics_s:=1.0",
-    )
+    bridge = start_bridge(spawn, f"domain_id:={domain}", "wait_for_topics_s:=1.0")
     participant = DomainParticipant(domain)
     camera = DataWriter(participant, Topic(participant, "rt/camera/image_raw", ros.Image), qos=RELIABLE)
     rgb = tabletop_frame.rgb[:48, :64]
@@ -162,26 +162,14 @@ def test_an_encoding_we_cannot_take_is_counted_and_the_bridge_goes_on(registry, 
 
 def test_a_topic_nobody_offers_is_named_in_one_line(registry, spawn):
     domain = domain_for_this_test()
-    bridge = spawn(
-        "run",
-        "perception.nodes.ros2_bridge:Ros2Bridge",
-        "-p",
-        f"domain_id:={domain}",
-        "-p",
-        "wait_for_topics_s:=1.0",
-    )
+    bridge = start_bridge(spawn, f"domain_id:={domain}", "wait_for_topics_s:=1.0")
     output = read_until(bridge, "no writer", 30)
     assert "/camera/image_raw: no writer on ROS 2 domain" in output, output
     assert bridge.poll() is None
 
 
 def test_an_unknown_ros_type_ends_the_bridge_with_one_line_naming_it(registry, spawn):
-    bridge = spawn(
-        "run",
-        "perception.nodes.ros2_bridge:Ros2Bridge",
-        "-p",
-        "topics:=[{ros: /scan, type: sensor_msgs/msg/LaserScann, ours: /scan}]",
-    )
+    bridge = start_bridge(spawn, "topics:=[{ros: /scan, type: sensor_msgs/msg/LaserScann, ours: /scan}]")
     output = read_until(bridge, "LaserScann", 30)
     bridge.wait(timeout=30)
     assert bridge.returncode != 0
@@ -211,7 +199,7 @@ def test_a_frame_opencv_cannot_convert_is_counted_and_the_next_frame_still_comes
     from perception.ros2.types import serialize, store
 
     domain = domain_for_this_test()
-    bridge = spawn("run", "perception.nodes.ros2_bridge:Ros2Bridge", "-p", f"domain_id:={domain}")
+    bridge = start_bridge(spawn, f"domain_id:={domain}")
     frames: list[Image] = []
     node = Node("ros2_garbage_listener", context=context)
     node.create_subscription(Image, "/camera/image", frames.append)
