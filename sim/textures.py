@@ -11,14 +11,13 @@ names it. A scene picks from the pool with a generator of its own (TabletopParam
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pybullet as p
 
-from sim.user_objects import cache_dir
+from sim.user_objects import cache_dir, write_whole
 
 POOL_SIZE = 48
 SIDE = 128  # pixels: the table fills a third of a 640x480 frame, and a tile of it repeats
@@ -62,9 +61,8 @@ def texture_files() -> tuple[Path, ...]:
     for index in range(POOL_SIZE):
         path = folder / f"texture-{index:02d}.png"
         if not path.is_file():
-            partial = path.with_suffix(f".{os.getpid()}.png")  # written whole, then named: no half files
-            cv2.imwrite(str(partial), cv2.cvtColor(texture_image(index), cv2.COLOR_RGB2BGR))
-            partial.replace(path)
+            image = cv2.cvtColor(texture_image(index), cv2.COLOR_RGB2BGR)
+            write_whole(path, lambda partial: cv2.imwrite(str(partial), image))  # noqa: B023 (called at once)
         files.append(path)
     return tuple(files)
 
@@ -100,13 +98,16 @@ def cover_table(client: int, rng: np.random.Generator) -> int:
     index = int(rng.integers(POOL_SIZE))
     texture = texture_files()[index]
     quad = texture.with_name(f"table-{index:02d}.obj")
-    if not quad.is_file():  # the material first, each written whole and then named: no half files
-        material = quad.with_suffix(".mtl")
-        partial_material = quad.with_suffix(f".{os.getpid()}.mtl")
-        partial_material.write_text(f"newmtl surface\nKa 0 0 0\nKd 1 1 1\nKs 0 0 0\nmap_Kd {texture.name}\n")
-        partial_material.replace(material)
-        partial = quad.with_suffix(f".{os.getpid()}.obj")
-        write_quad_obj(partial, TABLE_HALF_M, TABLE_HALF_M, TABLE_HALF_M * 2 / TILE_M, material.name)
-        partial.replace(quad)
+    if not quad.is_file():  # the material first, each written whole (see write_whole)
+        material = write_whole(
+            quad.with_suffix(".mtl"),
+            lambda partial: partial.write_text(
+                f"newmtl surface\nKa 0 0 0\nKd 1 1 1\nKs 0 0 0\nmap_Kd {texture.name}\n"
+            ),
+        )
+        repeats = TABLE_HALF_M * 2 / TILE_M
+        write_whole(
+            quad, lambda partial: write_quad_obj(partial, TABLE_HALF_M, TABLE_HALF_M, repeats, material.name)
+        )
     visual = p.createVisualShape(p.GEOM_MESH, fileName=str(quad), physicsClientId=client)
     return int(p.createMultiBody(0, -1, visual, [0.0, 0.0, 0.001], physicsClientId=client))

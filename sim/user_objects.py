@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,15 @@ def cache_dir() -> Path:
     return root / "percept" / "user_objects"
 
 
+def write_whole(path: Path, write: Callable[[Path], object]) -> Path:
+    """`write` the file under a name of this process's beside `path`, then name it `path`: a reader
+    never sees half a file, and processes filling the cache at once never write into each other's."""
+    partial = path.with_name(f"{path.stem}.{os.getpid()}.partial{path.suffix}")
+    write(partial)
+    partial.replace(path)
+    return path
+
+
 def prepare(obj: UserObject) -> PreparedMesh:
     """Read, check, centre, scale and (if concave) decompose a mesh: once a process (every scene of a
     dataset asks), and the files once a machine (later processes read the cache)."""
@@ -172,8 +182,7 @@ def _prepare(obj: UserObject, cache: Path) -> PreparedMesh:
     folder.mkdir(parents=True, exist_ok=True)
     visual = folder / "visual.obj"
     if not visual.exists():
-        mesh.export(visual.with_suffix(".tmp.obj"))
-        os.replace(visual.with_suffix(".tmp.obj"), visual)
+        write_whole(visual, mesh.export)
     convex = mesh.is_watertight and mesh.volume / max(mesh.convex_hull.volume, 1e-12) >= CONVEX_ENOUGH
     collision = visual
     if not convex:
@@ -194,15 +203,12 @@ def _prepare(obj: UserObject, cache: Path) -> PreparedMesh:
 
 
 def _decompose(source: Path, target: Path) -> None:
-    """V-HACD (PyBullet's) into convex parts, written to `target` (through a temporary file, so that
-    an interrupted run leaves no half-written cache)."""
+    """V-HACD (PyBullet's) into convex parts, written whole to `target` (see write_whole)."""
     import pybullet as p
 
     from sim import quiet
 
-    client = p.connect(p.DIRECT)
-    try:
-        partial = target.with_suffix(".tmp.obj")
+    def decompose(partial: Path) -> None:
         with quiet():  # V-HACD prints its progress bars on standard output
             p.vhacd(
                 str(source),
@@ -213,6 +219,9 @@ def _decompose(source: Path, target: Path) -> None:
             )
         if not partial.exists() or partial.stat().st_size == 0:
             raise ValueError(f"{source}: the convex decomposition (V-HACD) made nothing of it")
-        os.replace(partial, target)
+
+    client = p.connect(p.DIRECT)
+    try:
+        write_whole(target, decompose)
     finally:
         p.disconnect(client)
