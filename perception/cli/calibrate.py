@@ -192,7 +192,7 @@ def _handeye_pairs_from_files(
     if not isinstance(poses, dict):
         raise PerceptError(f"--poses {poses_file}: expected image name: [x, y, z, qx, qy, qz, qw] lines")
     robot, boards = [], []
-    for name, image in _frames(argparse.Namespace(images=images, video=None, topic=None)):
+    for name, image in _folder_images(images):
         pose = poses.get(name)
         if pose is None:
             print(f"{name}: no robot pose in {poses_file.name}; left out")
@@ -274,15 +274,20 @@ def _handeye_pairs_from_topics(
     return robot, boards
 
 
+def _folder_images(folder: Path) -> Iterator[tuple[str, np.ndarray]]:
+    """The images of a folder by name, in order (BGR, as OpenCV reads them)."""
+    if not folder.is_dir():
+        raise PerceptError(f"--images {folder}: expected a folder of images, found none there")
+    for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        image = cv2.imread(str(path))
+        if image is None:
+            raise PerceptError(f"{path}: not an image OpenCV can read")
+        yield path.name, image
+
+
 def _frames(args: argparse.Namespace) -> Iterator[tuple[str, np.ndarray]]:
     if args.images:
-        if not args.images.is_dir():
-            raise PerceptError(f"--images {args.images}: expected a folder of images, found none there")
-        for path in sorted(p for p in args.images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-            image = cv2.imread(str(path))
-            if image is None:
-                raise PerceptError(f"{path}: not an image OpenCV can read")
-            yield path.name, image
+        yield from _folder_images(args.images)
     elif args.video:
         capture = cv2.VideoCapture(str(args.video))
         if not capture.isOpened():
