@@ -47,6 +47,11 @@ class Gripper:
     pad_thickness: float = 0.012  # along the closing direction
     finger_length: float = 0.045  # how deep the fingers reach below the grasp point's top
     clearance: float = 0.008  # free space wanted each side of the object at the opening
+    # The hand's body above the fingers (the Panda's collision mesh): nothing may stand higher than its
+    # underside within its footprint, or the hand comes down on it before the fingers reach the grasp.
+    palm_height: float = 0.039  # the hand's underside above the grasp point
+    hand_length: float = 0.208  # its extent along the closing direction
+    hand_width: float = 0.064  # and across it
 
 
 @dataclass(frozen=True)
@@ -80,10 +85,10 @@ MIN_GRIP_DEPTH = 0.02  # metres of the object the pads hold at the highest grasp
 HEIGHT_TOLERANCE = 0.005  # points this far below the grasp height still meet the pads
 OBSTACLE_CELL = 0.005  # metres: neighbours are checked against the pads on a grid this fine
 SAME_ANGLE = math.radians(2.0)  # closing directions closer than this are one candidate
-CLEARANCE_BATCH = 4  # candidates whose pads are checked together
 CLEARANCE_COUNTED = 0.03  # metres of free room round the pads that raise a grasp's quality...
 CLEARANCE_WEIGHT = 0.2  # ...by up to this much
 OPEN_MARGIN = 0.01  # metres the fingers open wider each side than the object needs, where there is room
+PLANE_POINTS = 2000  # depth cells outside the boxes the table's plane is fitted to
 PUSH_MARGIN = 0.05  # metres inside the workspace's bounds that a pushed object's middle must stay
 
 
@@ -194,17 +199,24 @@ class GraspPlanner:
         s = self.step
         sub = depth[::s, ::s].astype(np.float64)
         valid = np.isfinite(sub) & (sub > 0)
-        grid = _Grid(s, np.where(valid, sub, 0.0), valid, K, world_from_camera)
+        sub[~valid] = 0.0
+        grid = _Grid(s, sub, valid, K, world_from_camera)
         outside = valid.copy()
         for box in boxes:
             r0, r1, c0, c1 = _cells(box, s, *sub.shape)
             outside[r0:r1, c0:c1] = False
-        rows, cols = np.nonzero(outside)
-        if len(rows) < 50:
-            return None
+        # Up to PLANE_POINTS cells outside the boxes, drawn at random: most of a frame is table, so a
+        # few draws per point find them without listing every cell.
         rng = np.random.default_rng(self.seed)
-        pick = rng.integers(0, len(rows), min(len(rows), 2000))
-        grid.plane, _ = fit_plane(grid.points(rows[pick], cols[pick]), world_from_camera[:3, 3], rng)
+        drawn = rng.integers(0, outside.size, 3 * PLANE_POINTS)
+        cells = drawn[outside.ravel()[drawn]][:PLANE_POINTS]
+        if len(cells) < PLANE_POINTS:  # mostly boxes, holes or off the table: draw from those there are
+            every = np.flatnonzero(outside)
+            if len(every) < 50:
+                return None
+            cells = every[rng.integers(0, len(every), min(len(every), PLANE_POINTS))]
+        rows, cols = np.divmod(cells, outside.shape[1])
+        grid.plane, _ = fit_plane(grid.points(rows, cols), world_from_camera[:3, 3], rng)
         grid.heights = grid.height_map()
         grid.above = valid & (grid.heights > self.min_height)
         grid.edges = _height_jumps(grid.heights, grid.above, self.jump)
@@ -247,11 +259,6 @@ class GraspPlanner:
         object_points = grid.points(rows + wr0, cols + wc0)
         heights = grid.heights[wr0:wr1, wc0:wc1]
         flat = np.stack([object_points @ e1, object_points @ e2], axis=1)
-        near_rows, near_cols = np.nonzero(above[wr0:wr1, wc0:wc1] & ~mine)
-        near = grid.points(near_rows + wr0, near_cols + wc0)
-        near_flat, near_heights = _thinned(
-            np.stack([near @ e1, near @ e2], axis=1), heights[near_rows, near_cols]
-        )
         standing = heights[rows, cols]
         k = int(0.95 * (len(standing) - 1))  # its 95th percentile height (np.percentile costs 0.1 ms)
         top = float(np.partition(standing, k)[k])
@@ -259,8 +266,22 @@ class GraspPlanner:
         refused = self.workspace.refuses(_in_world(middle, 0.0, grid.plane, e1, e2), top)
         if refused:
             return OutsideWorkspace(refused)
+        near_flat, near_heights, hand_flat, hand_heights = self._neighbours(
+            grid, flat, middle, self._levels(top)[0]
+        )
         found = self._candidates(
-            index, name, flat, standing, top, near_flat, near_heights, grid.plane, e1, e2
+            index,
+            name,
+            flat,
+            standing,
+            top,
+            near_flat,
+            near_heights,
+            hand_flat,
+            hand_heights,
+            grid.plane,
+            e1,
+            e2,
         )
         if not isinstance(found, str) and failed:
             fresh = ~repeats(
@@ -274,6 +295,25 @@ class GraspPlanner:
             # neighbours are, it costs a fifth as much.
             unpushed.append(_Unpushed(index, name, _thinned(flat, standing)[0], top, near_flat, near_heights))
         return found
+
+    def _neighbours(
+        self, grid: _Grid, flat: np.ndarray, middle: np.ndarray, lowest: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """What stands round an object within the hand's reach of its middle (plane frame, thinned to the
+        tallest per OBSTACLE_CELL square, with heights), less the object's own squares: where the pads
+        could meet something; and of those, what the hand's body could come down on: higher than its
+        underside at the `lowest` grasp height, and not bordering the object's squares either (its
+        rounded sides, which the fingers straddle)."""
+        g = self.gripper
+        every, heights, keys = grid.standing()
+        reach = float(np.abs(flat - middle).max()) + math.hypot(g.hand_length / 2, g.hand_width / 2)
+        near = np.flatnonzero((np.abs(every - middle) <= reach).all(axis=1))
+        own = np.unique(_cell_keys(flat))
+        near = near[~_among(keys, own)[near]]
+        tall = near[heights[near] > lowest + g.palm_height - HEIGHT_TOLERANCE]
+        if len(tall):
+            tall = tall[~_among(keys, (own[:, None] + _NEIGHBOUR_KEYS[None, :]).ravel())[tall]]
+        return every[near], heights[near], every[tall], heights[tall]
 
     def _pushes(self, rejected: _Unpushed, plane: Plane, e1: np.ndarray, e2: np.ndarray) -> list[Push]:
         """Pushes for an object no grasp fits, in the world frame; the object's new place must be in the
@@ -363,6 +403,8 @@ class GraspPlanner:
         top: float,
         near_flat: np.ndarray,
         near_heights: np.ndarray,
+        hand_flat: np.ndarray,
+        hand_heights: np.ndarray,
         plane: Plane,
         e1: np.ndarray,
         e2: np.ndarray,
@@ -372,9 +414,7 @@ class GraspPlanner:
         fits (a higher grasp holds less of the object, but its fingertips pass over lower neighbours and
         close on a narrower top); or why none is feasible."""
         g = self.gripper
-        lowest = max(top / 2, top - g.finger_length, 0.01)
-        highest = max(lowest, top - MIN_GRIP_DEPTH)
-        levels = np.unique(np.linspace(lowest, highest, self.grasp_heights)) if highest > lowest else [lowest]
+        levels = self._levels(top)
         narrowest, blocked = math.inf, False
         for level in levels:
             # The pads close on what stands between them: the object's points above the grasp height
@@ -382,10 +422,12 @@ class GraspPlanner:
             held = flat[point_heights >= level - HEIGHT_TOLERANCE]
             if len(held) < 3:
                 continue
-            angles, elongation = self._angles(held)
+            # The extent along any direction is the convex hull's: a few dozen points instead of hundreds.
+            hull = held[cv2.convexHull(held.astype(np.float32), returnPoints=False).ravel()]
+            angles, elongation = self._angles(held, hull)
             closings = np.stack([np.cos(angles), np.sin(angles)], axis=1)
             acrosses = np.stack([-closings[:, 1], closings[:, 0]], axis=1)
-            along, across = held @ closings.T, held @ acrosses.T  # points x angles
+            along, across = hull @ closings.T, hull @ acrosses.T  # points x angles
             low_c, high_c, low_a, high_a = along.min(0), along.max(0), across.min(0), across.max(0)
             widths = high_c - low_c + 2 * g.clearance
             narrowest = min(narrowest, float((high_c - low_c).min()))
@@ -403,29 +445,21 @@ class GraspPlanner:
                 float(np.linalg.norm(middles[fits] - centre, axis=1).max())
                 + g.max_opening / 2 + g.pad_thickness + g.pad_width / 2 + CLEARANCE_COUNTED
             )  # fmt: skip
-            near = (near_heights > level - 0.01) & (np.linalg.norm(near_flat - centre, axis=1) <= reach)
+            offsets = near_flat - centre
+            near = (near_heights > level - 0.01) & (np.einsum("pd,pd->p", offsets, offsets) <= reach * reach)
             obstacles = near_flat[near]
-            # Best first, a few at a time, until no unchecked candidate can beat those kept (clearance
-            # adds at most CLEARANCE_WEIGHT): in clutter most candidates are never checked. Those kept
-            # are distinct grasps (not repeats in the pick policy's sense), so one that fails leaves
-            # the pick loop others to try.
+            # Higher neighbours the hand's body would come down on (the fingers straddle the object).
+            under_hand = hand_flat[hand_heights > level + g.palm_height - HEIGHT_TOLERANCE]
+            # Every candidate that fits, best first; those kept are the best distinct grasps (not repeats
+            # in the pick policy's sense), so one that fails leaves the pick loop others to try.
             order = fits[np.argsort(-bases[fits], kind="stable")]
-            clear_k, clear_q, clear_f = np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
-            kept = np.zeros(0, np.int64)  # rows of the clear_ arrays
-            for chunk in range(0, len(order), CLEARANCE_BATCH):
-                batch = order[chunk : chunk + CLEARANCE_BATCH]
-                if len(kept) >= self.per_object and bases[batch[0]] + CLEARANCE_WEIGHT <= clear_q[kept[-1]]:
-                    break
-                free = self._pad_clearance(
-                    middles[batch], closings[batch], acrosses[batch], widths[batch], obstacles
-                )
-                clear = free >= 0.0
-                clear_k, clear_f = np.r_[clear_k, batch[clear]], np.r_[clear_f, free[clear]]
-                clear_q = np.r_[
-                    clear_q,
-                    bases[batch[clear]] + CLEARANCE_WEIGHT * np.minimum(free[clear] / CLEARANCE_COUNTED, 1.0),
-                ]
-                kept = self._distinct(clear_q, middles[clear_k], closings[clear_k])
+            free = self._pad_clearance(
+                middles[order], closings[order], acrosses[order], widths[order], obstacles, under_hand
+            )
+            clear = free >= 0.0
+            clear_k, clear_f = order[clear], free[clear]
+            clear_q = bases[clear_k] + CLEARANCE_WEIGHT * np.minimum(clear_f / CLEARANCE_COUNTED, 1.0)
+            kept = self._distinct(clear_q, middles[clear_k], closings[clear_k])
             kept_k, kept_q, kept_f = clear_k[kept], clear_q[kept], clear_f[kept]
             if len(kept_k):
                 # The opening to command: as measured, plus the free room round the pads up to
@@ -438,11 +472,24 @@ class GraspPlanner:
                 ]
             blocked = True
         if blocked:
-            return "no feasible grasp: a finger would land on a neighbour at every angle and height that fits"
+            return (
+                "no feasible grasp: a finger or the hand would come down on a neighbour at every angle "
+                "and height that fits"
+            )
         return (
             f"no feasible grasp: {narrowest * 100:.1f} cm across where narrowest (every "
             f"{self.angle_step_deg:g}° of the half-turn, {len(levels)} grasp height(s)), wider than the opening"
         )
+
+    def _levels(self, top: float) -> list[float]:
+        """Grasp heights to try for an object this tall, deepest first: as deep as the fingers reach (half
+        its height at most), up to MIN_GRIP_DEPTH below its top."""
+        lowest = max(top / 2, top - self.gripper.finger_length, 0.01)
+        highest = max(lowest, top - MIN_GRIP_DEPTH)
+        if highest <= lowest or self.grasp_heights < 2:
+            return [lowest]
+        steps = self.grasp_heights - 1
+        return [lowest + (highest - lowest) * i / steps for i in range(steps + 1)]
 
     def _distinct(self, qualities: np.ndarray, middles: np.ndarray, closings: np.ndarray) -> np.ndarray:
         """Up to `per_object` rows, best first, none a repeat of a better one (the pick policy's
@@ -456,26 +503,27 @@ class GraspPlanner:
                     break
         return np.array(kept, np.int64)
 
-    def _angles(self, held: np.ndarray) -> tuple[np.ndarray, float]:
+    def _angles(self, held: np.ndarray, hull: np.ndarray) -> tuple[np.ndarray, float]:
         """Closing directions to try (radians): the narrow axis of the held points first, then every
         `angle_step_deg` round the half-turn from it, and the sides of their smallest enclosing
-        rectangle (the narrowest direction of a square, which the spread's axes do not find); and how
-        elongated the held part is (0 round or square, towards 1 long and thin)."""
+        rectangle (the narrowest direction of a square, which the spread's axes do not find; from their
+        convex `hull`); and how elongated the held part is (0 round or square, towards 1 long and
+        thin)."""
+        # The spread's axes in closed form (a 2 x 2 eigenproblem; numpy's eigh costs more than the rest).
         centred = held - held.mean(axis=0)
-        eigenvalues, eigenvectors = np.linalg.eigh(centred.T @ centred)
-        narrow = math.atan2(eigenvectors[1, 0], eigenvectors[0, 0])
-        elongation = 1.0 - math.sqrt(max(float(eigenvalues[0]), 0.0) / max(float(eigenvalues[1]), 1e-12))
+        (sxx, sxy), (_, syy) = (centred.T @ centred).tolist()
+        mean, spread = (sxx + syy) / 2, math.hypot((sxx - syy) / 2, sxy)
+        narrow = 0.5 * math.atan2(2 * sxy, sxx - syy) + math.pi / 2  # across the widest spread
+        elongation = 1.0 - math.sqrt(max(mean - spread, 0.0) / max(mean + spread, 1e-12))
         steps = round(180.0 / self.angle_step_deg)
-        (_, _), (_, _), rect_deg = cv2.minAreaRect(held.astype(np.float32))
+        regular = narrow + math.radians(self.angle_step_deg) * np.arange(steps)
+        (_, _), (_, _), rect_deg = cv2.minAreaRect(hull.astype(np.float32))
         rect = math.radians(rect_deg)
-        angles: np.ndarray = np.r_[
-            narrow + np.radians(self.angle_step_deg) * np.arange(steps), rect, rect + math.pi / 2
-        ]
         # The rectangle's sides often repeat an angle already there (the jaws make angles alike mod pi):
-        # keep the first of each group closer than SAME_ANGLE.
-        apart = np.abs(np.mod(angles[:, None] - angles[None, :] + math.pi / 2, math.pi) - math.pi / 2)
-        repeats = np.tril(apart < SAME_ANGLE, k=-1).any(axis=1)
-        angles = angles[~repeats]
+        # a side closer than SAME_ANGLE to one of them adds nothing. (The two sides are a quarter apart.)
+        sides = np.array([rect, rect + math.pi / 2])
+        apart = np.abs(np.mod(sides[:, None] - regular[None, :] + math.pi / 2, math.pi) - math.pi / 2)
+        angles: np.ndarray = np.concatenate([regular, sides[apart.min(axis=1) >= SAME_ANGLE]])
         return angles, elongation
 
     def _pad_clearance(
@@ -485,21 +533,31 @@ class GraspPlanner:
         acrosses: np.ndarray,
         widths: np.ndarray,
         obstacles: np.ndarray,
+        under_hand: np.ndarray,
     ) -> np.ndarray:
         """For each candidate (rows of grasp middles, closing and across directions, widths, in the
         plane's frame): the distance (m) from its pads' swept boxes to the nearest obstacle point
-        (neighbours tall enough to meet the fingers), or -1 where a point lies inside one."""
+        (neighbours tall enough to meet the fingers), or -1 where a point lies inside one, or one of
+        `under_hand` (points higher than the hand's underside) lies under the hand's body."""
         g = self.gripper
-        if len(obstacles) == 0:
-            return np.ones(len(middles))
-        relative = obstacles[:, None, :] - middles[None, :, :]  # points x candidates x 2
-        c = np.abs(np.einsum("pkd,kd->pk", relative, closings))
-        a = np.abs(np.einsum("pkd,kd->pk", relative, acrosses))
-        # Outside the pads' box: how far; inside it: -1.
-        dc = np.maximum(np.abs(c - (widths / 2 + g.pad_thickness / 2)) - g.pad_thickness / 2, 0.0)
-        da = np.maximum(a - g.pad_width / 2, 0.0)
-        free: np.ndarray = np.hypot(dc, da).min(axis=0)
-        free[((dc == 0) & (da == 0)).any(axis=0)] = -1.0
+        free: np.ndarray = np.ones(len(middles))
+        # Each point's offset from each candidate's middle along its closing and across directions
+        # (points x candidates), as projections less the middle's own.
+        middle_c = np.einsum("kd,kd->k", middles, closings)
+        middle_a = np.einsum("kd,kd->k", middles, acrosses)
+        if len(obstacles):
+            c = np.abs(obstacles @ closings.T - middle_c)
+            a = np.abs(obstacles @ acrosses.T - middle_a)
+            # Outside the pads' box: how far; inside it: -1.
+            dc = np.maximum(np.abs(c - (widths / 2 + g.pad_thickness / 2)) - g.pad_thickness / 2, 0.0)
+            da = np.maximum(a - g.pad_width / 2, 0.0)
+            squared = dc * dc + da * da
+            free = np.sqrt(squared.min(axis=0))
+            free[(squared == 0).any(axis=0)] = -1.0
+        if len(under_hand):
+            c = np.abs(under_hand @ closings.T - middle_c)
+            a = np.abs(under_hand @ acrosses.T - middle_a)
+            free[((c <= g.hand_length / 2) & (a <= g.hand_width / 2)).any(axis=0)] = -1.0
         return free
 
     def _grasp(
@@ -574,9 +632,13 @@ def _owned(index: int, boxes: np.ndarray, step: int, r0: int, r1: int, c0: int, 
 
     mine = distance(boxes[index])
     owned = np.ones((r1 - r0, c1 - c0), bool)
-    for other, box in enumerate(boxes):
-        if other == index or not np.all(np.isfinite(box)):
-            continue
+    # Only boxes that overlap these cells can claim any (in clutter a box overlaps a few of a dozen).
+    x0, x1, y0, y1 = c0 * step, c1 * step, r0 * step, r1 * step
+    overlapping = (boxes[:, 0] < x1) & (boxes[:, 2] > x0) & (boxes[:, 1] < y1) & (boxes[:, 3] > y0)
+    overlapping &= np.isfinite(boxes).all(axis=1)
+    overlapping[index] = False
+    for other in np.flatnonzero(overlapping).tolist():
+        box = boxes[other]
         inside = (cols >= box[0]) & (cols < box[2]) & (rows >= box[1]) & (rows < box[3])
         owned &= ~(inside & (distance(box) < mine))
     return owned
@@ -585,14 +647,49 @@ def _owned(index: int, boxes: np.ndarray, step: int, r0: int, r1: int, c0: int, 
 def _thinned(points: np.ndarray, heights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Neighbour points (N x 2, in the plane) kept one per OBSTACLE_CELL square, the tallest: the pads
     are 12 x 22 mm, so a finer obstacle map only costs time in clutter."""
-    if len(points) == 0:
-        return points, heights
-    cells = np.floor(points / OBSTACLE_CELL).astype(np.int64)
-    keys = (cells[:, 0] << 32) + (cells[:, 1] & 0xFFFFFFFF)
-    tallest_first = np.argsort(-heights, kind="stable")
-    _, first = np.unique(keys[tallest_first], return_index=True)
-    keep = tallest_first[first]
+    keep = _tallest_per_cell(points, heights)
     return points[keep], heights[keep]
+
+
+def _tallest_per_cell(points: np.ndarray, heights: np.ndarray) -> np.ndarray:
+    """Rows of `points` (N x 2, in the plane) to keep: the tallest in each OBSTACLE_CELL square, in the
+    order of the squares' keys (_cell_keys)."""
+    if len(points) == 0:
+        return np.zeros(0, np.int64)
+    cells = np.floor(points / OBSTACLE_CELL).astype(np.int64)
+    cells -= cells.min(axis=0)
+    square = cells[:, 0] * (int(cells[:, 1].max()) + 1) + cells[:, 1]  # ordered as the keys are
+    # One sort by square, then tallest first within it (heights in hundredths of a millimetre).
+    depth = HEIGHT_UNITS - 1 - np.clip(heights * 1e5, 0, HEIGHT_UNITS - 1).astype(np.int64)
+    order = np.argsort(square * HEIGHT_UNITS + depth)
+    ordered = square[order]
+    first = np.ones(len(order), bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    keep: np.ndarray = order[first]
+    return keep
+
+
+HEIGHT_UNITS = 1 << 24  # hundredths of a millimetre: up to 167 m
+
+
+def _cell_keys(points: np.ndarray) -> np.ndarray:
+    """One integer per OBSTACLE_CELL square of the plane (points N x 2)."""
+    cells = np.floor(points / OBSTACLE_CELL).astype(np.int64)
+    keys: np.ndarray = (cells[:, 0] << 32) + cells[:, 1]
+    return keys
+
+
+def _among(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Which of the sorted, distinct `keys` are among `wanted` (np.isin, by binary search)."""
+    found = np.zeros(len(keys), bool)
+    if len(keys):
+        at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+        found[at[keys[at] == wanted]] = True
+    return found
+
+
+# Key offsets from a cell to itself and its 8 neighbours (see _cell_keys).
+_NEIGHBOUR_KEYS = np.array([(dx << 32) + dy for dx in (-1, 0, 1) for dy in (-1, 0, 1)], np.int64)
 
 
 def _cells(box: np.ndarray, step: int, h: int, w: int) -> tuple[int, int, int, int]:
@@ -634,6 +731,21 @@ class _Grid:
         self.above = np.zeros_like(valid)  # cells standing on the plane: objects, once the plane is known
         self.edges = np.zeros_like(valid)  # cells beside a jump in height: where objects meet
         self.axes = (np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]))
+        self._standing: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def standing(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every standing cell of the frame in the plane's frame, thinned to the tallest per
+        OBSTACLE_CELL square: points (N x 2), heights and the squares' keys, sorted (made once per
+        frame)."""
+        if self._standing is None:
+            rows, cols = np.nonzero(self.above)
+            world = self.points(rows, cols)
+            e1, e2 = self.axes
+            flat = np.stack([world @ e1, world @ e2], axis=1)
+            heights = self.heights[rows, cols]
+            keep = _tallest_per_cell(flat, heights)  # in the order of their squares' keys
+            self._standing = flat[keep], heights[keep], _cell_keys(flat[keep])
+        return self._standing
 
     def points(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         """World points of grid cells."""
@@ -647,7 +759,7 @@ class _Grid:
         m = rotation.T @ plane.normal
         along = m[0] * self.slope_x[None, :] + m[1] * self.slope_y[:, None] + m[2]
         self.axes = plane.basis()
-        heights: np.ndarray = np.where(
-            self.valid, self.depth * along + (plane.normal @ origin + plane.offset), 0.0
-        )
+        heights: np.ndarray = self.depth * along
+        heights += plane.normal @ origin + plane.offset
+        heights[~self.valid] = 0.0
         return heights

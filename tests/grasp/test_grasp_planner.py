@@ -311,11 +311,12 @@ def test_a_push_never_moves_an_object_out_of_the_workspace_nor_lands_on_a_neighb
 
 
 def test_the_fingers_open_wider_than_the_object_needs_only_as_far_as_the_neighbours_allow():
-    # A 4 x 6 cm block with a tall wall 1.7 cm beyond one side: closing across the 4 cm, a pad's outer
-    # face lies 4.0 cm from the middle, the wall 4.5 cm: half a centimetre of the margin is free.
+    # A 4 x 6 cm block with a wall 1.7 cm beyond one side: closing across the 4 cm, a pad's outer face
+    # lies 4.0 cm from the middle, the wall 4.5 cm: half a centimetre of the margin is free. The wall
+    # (5 cm) stays under the hand's body, which passes over it 5.9 cm up.
     pose = camera_looking_down()
     planner = GraspPlanner()
-    depth = render([(0.5, 0.0, 0.06, 0.04, 0.04, 0.0), (0.5, 0.055, 0.12, 0.02, 0.06, 0.0)], pose)
+    depth = render([(0.5, 0.0, 0.06, 0.04, 0.04, 0.0), (0.5, 0.055, 0.12, 0.02, 0.05, 0.0)], pose)
     plan = planner.plan(depth, K, pose, np.array([box_pixels(0.5, 0.0, 0.04, pose)]))
     best = plan.grasps[0]
     assert abs(best.closing[1]) > 0.97  # across the 4 cm
@@ -375,3 +376,17 @@ def test_an_object_beyond_the_arms_reach_is_not_to_be_picked():
     assert plan.outside == [
         (0, "out of the arm's reach at (0.50, 0.00): 0.50 m from its base, more than 0.45 m")
     ]
+
+
+def test_no_grasp_brings_the_hand_down_on_a_neighbour_taller_than_its_underside():
+    # A 3 x 8 cm brick, 3 cm tall, with a long wall 5.5 cm beyond its side: the fingers, closing across
+    # the 3 cm, land well clear of the wall, but the hand's body (20.8 cm along the closing direction,
+    # its underside 3.9 cm over the grasp point) would come down on it when the wall stands taller.
+    pose = camera_looking_down()
+    brick = (0.5, 0.0, 0.08, 0.03, 0.03, 0.0)
+    box = np.array([box_pixels(0.5, 0.0, 0.045, pose)])
+    low = GraspPlanner().plan(render([brick, (0.5, 0.07, 0.30, 0.02, 0.04, 0.0)], pose), K, pose, box)
+    assert low.grasps and abs(low.grasps[0].closing[1]) > 0.97  # across the brick, the hand over the wall
+    high = GraspPlanner().plan(render([brick, (0.5, 0.07, 0.30, 0.02, 0.12, 0.0)], pose), K, pose, box)
+    assert high.grasps == []
+    assert "the hand would come down on a neighbour" in high.rejected[0][1]
