@@ -31,7 +31,9 @@ SPEED = 0.3  # metres per second along Cartesian lines
 PUSH_SPEED = 0.1  # slower while pushing: an object shoved fast slides on, or tips over
 PUSH_LONGEST = 0.30  # metres: a push longer than this is a mistake, not a push
 PUSH_LOWEST = 0.008  # metres above the table the fingertips may go (they would scrape it lower)
-TRAY_RELEASE_HEIGHT = 0.14  # the fingers open this high: a held object's bottom just clears the walls
+TRAY_RELEASE_HEIGHT = 0.14  # the hand carries an object over the tray this high: its bottom clears the walls
+PLACE_SPEED = 0.1  # metres per second, lowering a held object into the tray until it touches down
+PLACE_LOWEST = 0.03  # metres: the grasp point goes no lower than this over the tray's floor
 # Where successive objects are let go, about the tray's centre, 8 cm or more inside its walls: dropped
 # all on one spot, a dozen objects heap up and the next bounces off the heap; dropped high or near a
 # wall, a ball bounces over it and back onto the table.
@@ -129,6 +131,18 @@ class Panda:
         for _ in range(48):
             self._drive(position, orientation)
 
+    def lower_until_contact(self, held: int, orientation: tuple[float, ...], depth: float) -> None:
+        """Lower the hand straight down at PLACE_SPEED, at most `depth` metres, until the body it holds
+        touches anything but the hand."""
+        client = self.world.client
+        start, _ = self.hand_pose()
+        step = PLACE_SPEED / PHYSICS_HZ
+        for i in range(1, int(depth / step) + 1):
+            self._drive(start - np.array([0.0, 0.0, i * step]), orientation)
+            touching = p.getContactPoints(bodyA=held, physicsClientId=client)
+            if any(contact[2] != self.robot for contact in touching):
+                break
+
     def grip(self, width: float, seconds: float) -> None:
         self.fingers = width / 2
         position, orientation = self.hand_pose()
@@ -224,7 +238,12 @@ def execute_grasp(
         dx, dy = TRAY_SPOTS[panda.placed % len(TRAY_SPOTS)]
         tray_x, tray_y, _ = p.getBasePositionAndOrientation(panda.tray, physicsClientId=client)[0]
         spot = np.array([tray_x + dx, tray_y + dy, TRAY_RELEASE_HEIGHT])
-        panda.move(spot, top_down(math.atan2(spot[1], spot[0]) - math.pi / 2))
+        over = top_down(math.atan2(spot[1], spot[0]) - math.pi / 2)
+        panda.move(spot, over)
+        # A guarded place: lowered until it touches the tray or what is already in it, then let go.
+        # Dropped from the carrying height, a block landing on a ball knocked it over the wall, back onto
+        # the table and out of the arm's reach.
+        panda.lower_until_contact(nearest, over, spot[2] - PLACE_LOWEST)
         panda.placed += 1
         panda.grip(MAX_OPENING, 0.5)
         placed = True
