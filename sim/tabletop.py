@@ -22,7 +22,7 @@ from sim.camera import CameraSpec
 from sim.params import from_values
 from sim.textures import cover_table
 from sim.user_objects import UserObject, check_size, prepare
-from sim.world import World
+from sim.world import PHYSICS_HZ, World
 
 PANDA_HOME = (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785)
 TRAY_POSITION = (0.45, 0.52, 0.0)
@@ -50,6 +50,9 @@ MESHES = {
 
 LAYOUTS = ("spread", "packed", "pile")
 PILE_BOX = 0.12  # half side (m) of the box a pile is dropped into
+STILL_SPEED = 0.005  # metres per second: an object slower than this is at rest
+SETTLE_MOST_S = 3.0  # seconds the physics may run on for the objects to come to rest
+SETTLE_CHECK_STEPS = 24  # physics steps between two looks at the objects' speeds
 PACKED_SPACING = 0.8  # packed meshes stand this share of their placement radii apart: those radii are
 # loose (a mesh's widest reach), so at 1.0 neighbours would stand a centimetre or two apart; the
 # primitives' 0.04 is tight (a turned 3 cm cube reaches 4.2 cm) and is kept whole
@@ -165,11 +168,26 @@ class TabletopScene:
         world.step(PHYSICS_SETTLE_STEPS)  # let everything come to rest before the first frame
         # `objects` are those still to pick (see `refresh`); this list keeps every one the scene made.
         self.every_object = list(self.objects)
+        self.settle()
 
     def _recolourable(self, name: str) -> bool:
         """A user's mesh given no look (a URDF's materials are its look, kept as the file has them)."""
         user = self.user.get(name)
         return name in self.user_meshes and user is not None and user.color is None and user.texture is None
+
+    def settle(self, most_seconds: float = SETTLE_MOST_S) -> None:
+        """Run the physics on until no object moves faster than STILL_SPEED, for at most `most_seconds`.
+        A ball on the edge of a heap or a packed square rolled on for seconds after the fixed settling
+        steps: grasped where the camera had seen it, it was gone by the time the fingers closed."""
+        client = self.world.client
+        for _ in range(round(most_seconds * PHYSICS_HZ / SETTLE_CHECK_STEPS)):
+            speeds = [
+                np.linalg.norm(p.getBaseVelocity(o.body, physicsClientId=client)[0])
+                for o in self.every_object
+            ]
+            if not speeds or max(speeds) < STILL_SPEED:
+                return
+            self.world.step(SETTLE_CHECK_STEPS)
 
     def refresh(self) -> None:
         """After the arm moved: `objects` becomes those physics has on the table now (see on_table). One

@@ -21,7 +21,9 @@ from typing import Any
 
 import numpy as np
 
-SUCCESS_TARGET, CLEAR_TARGET, PLAN_TARGET_MS, ACTIONS_TARGET = 0.95, 0.90, 10.0, 1.3
+# Grasp success and clearing targets by layout (VGN clears 92% of its piles); planning and actions for all.
+TARGETS = {"pile": (0.90, 0.90), "packed": (0.95, 0.95), "spread": (0.95, 0.95)}
+PLAN_TARGET_MS, ACTIONS_TARGET = 10.0, 1.3
 MOST_OBJECTS = 15
 DETECTOR_CONFIDENCE = (
     0.3  # the main demo's detector setting (launch/tabletop_grasp.yaml; a test holds them equal)
@@ -112,6 +114,7 @@ def run(
             placed: set[int] = set()  # bodies the arm put in the tray at least once
             policy = PickPolicy()
             while not policy.done:
+                scene.settle()  # the camera looks once what the last action disturbed has come to rest
                 frame = capture(scene)
                 boxes, names = _objects(frame, detector)
                 plan = planner.plan(frame.depth, frame.K, frame.pose, boxes, names, policy.failed)
@@ -217,11 +220,12 @@ def table(summary: Summary, episodes: list[Episode]) -> str:
             f"{'yes' if e.cleared else 'no':>7}  {detail}"
         )
     s = summary
+    success_target, clear_target = TARGETS[s.layout]
     lines += [
         "",
         f"{'measure':<22} {'value':>10} {'target':>10}",
-        f"{'grasp success rate':<22} {s.success_rate:>10.1%} {'>= ' + format(SUCCESS_TARGET, '.0%'):>10}",
-        f"{'clearing rate':<22} {s.clear_rate:>10.1%} {'>= ' + format(CLEAR_TARGET, '.0%'):>10}",
+        f"{'grasp success rate':<22} {s.success_rate:>10.1%} {'>= ' + format(success_target, '.0%'):>10}",
+        f"{'clearing rate':<22} {s.clear_rate:>10.1%} {'>= ' + format(clear_target, '.0%'):>10}",
         f"{'actions per object':<22} {s.actions_per_object:>10.2f} {'<= ' + format(ACTIONS_TARGET, 'g'):>10}",
         f"{'planning p50 (ms)':<22} {s.plan_p50_ms:>10.2f} {'<= ' + format(PLAN_TARGET_MS, 'g'):>10}",
         f"{'planning p95 (ms)':<22} {s.plan_p95_ms:>10.2f} {'':>10}",

@@ -307,7 +307,11 @@ class GraspPlanner:
         g = self.gripper
         every, heights, keys = grid.standing()
         reach = float(np.abs(flat - middle).max()) + math.hypot(g.hand_length / 2, g.hand_width / 2)
-        near = np.flatnonzero((np.abs(every - middle) <= reach).all(axis=1))
+        # What stands taller than the workspace's tallest object is the arm (over the table at its home
+        # pose, out of the way by the time the hand comes down), not a neighbour.
+        near = np.flatnonzero(
+            (np.abs(every - middle) <= reach).all(axis=1) & (heights <= self.workspace.max_height)
+        )
         own = np.unique(_cell_keys(flat))
         near = near[~_among(keys, own)[near]]
         tall = near[heights[near] > lowest + g.palm_height - HEIGHT_TOLERANCE]

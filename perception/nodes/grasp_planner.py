@@ -48,10 +48,28 @@ class GraspPlannerNode(Node):
         )
         classes = self.declare_parameter("classes", [], "plan only for these classes; empty: all")
         self.classes = set(classes)
+        hand = Gripper()  # the Panda's: the defaults
         gripper = Gripper(
-            max_opening=self.declare_parameter("max_opening", 0.078, "metres", read_only=True),
-            finger_length=self.declare_parameter("finger_length", 0.045, "metres", read_only=True),
-            clearance=self.declare_parameter("clearance", 0.008, "metres each side", read_only=True),
+            max_opening=self.declare_parameter("max_opening", hand.max_opening, "metres", read_only=True),
+            finger_length=self.declare_parameter(
+                "finger_length", hand.finger_length, "metres", read_only=True
+            ),
+            clearance=self.declare_parameter("clearance", hand.clearance, "metres each side", read_only=True),
+            palm_height=self.declare_parameter(
+                "palm_height",
+                hand.palm_height,
+                "the hand's underside over the grasp point (m)",
+                read_only=True,
+            ),
+            hand_length=self.declare_parameter(
+                "hand_length",
+                hand.hand_length,
+                "the hand's extent along the closing direction (m)",
+                read_only=True,
+            ),
+            hand_width=self.declare_parameter(
+                "hand_width", hand.hand_width, "the hand's extent across it (m)", read_only=True
+            ),
         )
         x_range = self.declare_parameter(
             "workspace_x", [-10.0, 10.0], "world x range to pick from", read_only=True
