@@ -31,13 +31,11 @@ SPEED = 0.3  # metres per second along Cartesian lines
 PUSH_SPEED = 0.1  # slower while pushing: an object shoved fast slides on, or tips over
 PUSH_LONGEST = 0.30  # metres: a push longer than this is a mistake, not a push
 PUSH_LOWEST = 0.008  # metres above the table the fingertips may go (they would scrape it lower)
-TRAY_RELEASE_HEIGHT = 0.14  # the hand carries an object over the tray this high: its bottom clears the walls
-PLACE_SPEED = 0.1  # metres per second, lowering a held object into the tray until it touches down
-PLACE_LOWEST = 0.03  # metres: the grasp point goes no lower than this over the tray's floor
-# Where objects may be set down: the tray's centre first, then round it, 9 cm or more inside its walls
-# (the tray is 30 cm square, its walls 6 cm high and sloping): each goes to the spot farthest from what
-# is in the tray already. Set down on a heap, a ball rolled off it over the wall, back onto the table.
-TRAY_SPOTS = ((0.0, 0.0), *((dx, dy) for dx in (-0.06, 0.0, 0.06) for dy in (-0.06, 0.0, 0.06) if dx or dy))
+TRAY_RELEASE_HEIGHT = 0.14  # the fingers open this high: a held object's bottom just clears the walls
+# Where successive objects are let go, about the tray's centre, 8 cm or more inside its walls: dropped
+# all on one spot, a dozen objects heap up and the next bounces off the heap; dropped high or near a
+# wall, a ball bounces over it and back onto the table.
+TRAY_SPOTS = ((0.0, 0.0), (-0.05, -0.05), (0.05, 0.05), (-0.05, 0.05), (0.05, -0.05))
 
 
 @dataclass
@@ -74,7 +72,7 @@ class Panda:
             p.changeDynamics(robot, finger, lateralFriction=1.0, spinningFriction=0.1, physicsClientId=client)
         self.forces = [p.getJointInfo(robot, j, physicsClientId=client)[10] for j in ARM_JOINTS]
         self.fingers = 0.04
-        self.placed = 0  # objects set down in the tray
+        self.placed = 0  # objects let go in the tray, to spread them over it
 
     # -- motion primitives ----------------------------------------------------------------------------
 
@@ -130,35 +128,6 @@ class Panda:
             self._drive(start + (position - start) * s, orientation)
         for _ in range(48):
             self._drive(position, orientation)
-
-    def emptiest_tray_spot(self, bodies: list[int]) -> tuple[float, float]:
-        """The TRAY_SPOTS place (world x, y) farthest from those of `bodies` lying in the tray."""
-        client = self.world.client
-        (x0, y0, _), (x1, y1, top) = p.getAABB(self.tray, physicsClientId=client)
-        tray_x, tray_y, _ = p.getBasePositionAndOrientation(self.tray, physicsClientId=client)[0]
-        spots = np.array(TRAY_SPOTS) + np.array([tray_x, tray_y])
-        inside = [
-            position[:2]
-            for position in (p.getBasePositionAndOrientation(b, physicsClientId=client)[0] for b in bodies)
-            if x0 <= position[0] <= x1 and y0 <= position[1] <= y1 and position[2] < top + 0.1
-        ]
-        if not inside:
-            return float(spots[0][0]), float(spots[0][1])
-        distance = np.linalg.norm(spots[:, None, :] - np.array(inside)[None, :, :], axis=2).min(axis=1)
-        best = spots[int(distance.argmax())]
-        return float(best[0]), float(best[1])
-
-    def lower_until_contact(self, held: int, orientation: tuple[float, ...], depth: float) -> None:
-        """Lower the hand straight down at PLACE_SPEED, at most `depth` metres, until the body it holds
-        touches anything but the hand."""
-        client = self.world.client
-        start, _ = self.hand_pose()
-        step = PLACE_SPEED / PHYSICS_HZ
-        for i in range(1, int(depth / step) + 1):
-            self._drive(start - np.array([0.0, 0.0, i * step]), orientation)
-            touching = p.getContactPoints(bodyA=held, physicsClientId=client)
-            if any(contact[2] != self.robot for contact in touching):
-                break
 
     def grip(self, width: float, seconds: float) -> None:
         self.fingers = width / 2
@@ -252,15 +221,10 @@ def execute_grasp(
     success = lifted >= SUCCESS_LIFT
     placed = False
     if success and place:
-        spot = np.array(
-            [*panda.emptiest_tray_spot([b for b in objects if b != nearest]), TRAY_RELEASE_HEIGHT]
-        )
-        over = top_down(math.atan2(spot[1], spot[0]) - math.pi / 2)
-        panda.move(spot, over)
-        # A guarded place: lowered until it touches the tray or what is already in it, then let go.
-        # Dropped from the carrying height, a block landing on a ball knocked it over the wall, back onto
-        # the table and out of the arm's reach.
-        panda.lower_until_contact(nearest, over, spot[2] - PLACE_LOWEST)
+        dx, dy = TRAY_SPOTS[panda.placed % len(TRAY_SPOTS)]
+        tray_x, tray_y, _ = p.getBasePositionAndOrientation(panda.tray, physicsClientId=client)[0]
+        spot = np.array([tray_x + dx, tray_y + dy, TRAY_RELEASE_HEIGHT])
+        panda.move(spot, top_down(math.atan2(spot[1], spot[0]) - math.pi / 2))
         panda.placed += 1
         panda.grip(MAX_OPENING, 0.5)
         placed = True
