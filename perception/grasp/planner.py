@@ -14,9 +14,10 @@ its box (a touching neighbour lies mostly outside it), and in the plane's frame 
 Candidates approach along the plane's normal at every `angle_step_deg` of the half-turn from the
 footprint's narrow axis and along the sides of its smallest enclosing rectangle, at the deepest grasp
 height the fingers reach, then higher ones while none fits (the pads close on the part above the grasp
-height; higher, the fingertips pass over lower neighbours). Each needs an opening within the gripper's
-and finger pads that land on free space, not on a neighbour. The quality prefers room to spare in the
-opening, the narrow axis, and clearance from neighbours. Grasps that failed before (told by the
+height; higher, the fingertips pass over lower neighbours). Each needs an opening within the gripper's,
+finger pads that land on free space, not on a neighbour, and nothing higher than the hand's underside
+under the hand's body (it would stop the hand short of the grasp: most failures in piles). The
+quality prefers room to spare in the opening, the narrow axis, and clearance from neighbours. Grasps that failed before (told by the
 caller) are not offered again. When no grasp is left to offer in the whole frame, the objects without
 one get pushes instead (perception.grasp.push): straight lines low over the table that move one away
 from its neighbours or turn it.
