@@ -3,11 +3,11 @@
 Each episode builds a seeded tabletop with K objects, then repeats: once nothing on the table moves
 (sim.tabletop.TabletopScene.settle: what the last action disturbed has come to rest), render a
 640x480 frame, find the objects (the shipped detector, or the simulator's ground-truth boxes with
-`--truth`, which separates detection errors from planning errors), plan, let the pick policy choose a grasp or a push, execute it
-with the Panda (a grasp drops the object in the tray); until the pick policy stops the loop, by the same
-rules as the demo's pick-loop node (perception.grasp.pick_policy, at the node's defaults). Everything runs
-in this process on the fast clock, with the same cores as the nodes use (detector, planner, pick
-policy, sim.grasp). `--no-push` plans and makes no pushes, for comparison.
+`--truth`, which separates detection errors from planning errors), plan, let the pick policy choose a
+grasp or a push, execute it with the Panda (a grasp drops the object in the tray); until the pick
+policy stops the loop, by the same rules as the demo's pick-loop node (perception.grasp.pick_policy,
+at the node's defaults). Everything runs in this process on the fast clock, with the same cores as the
+nodes use (detector, planner, pick policy, sim.grasp). `--no-push` plans and makes no pushes, for comparison.
 
 Reported: grasp success rate (attempts that lifted, held and placed an object), clearing rate (episodes
 that ended with every object in the tray), actions (grasps and pushes) per object, planning time per

@@ -28,7 +28,7 @@ class Plane:
         return first, np.cross(self.normal, first)
 
 
-SCORED_POINTS = 500
+SCORED_POINTS = 500  # points of the cloud each RANSAC hypothesis is scored on
 
 
 def fit_plane(

@@ -248,7 +248,8 @@ class GraspPlanner:
         standing_here = above[r0:r1, c0:c1]
         if int(standing_here.sum()) < self.min_points:
             return f"{int(standing_here.sum())} depth points above the table in the box (holes, or nothing there)"
-        # Neighbours that a finger could meet lie in a window around the box (as wide again each side).
+        # The object is cut out of a window round its box (as wide again each side): room to see whether a
+        # piece of the patch lies mostly inside the box. Its neighbours come from the frame's map instead.
         pad_r, pad_c = max(r1 - r0, 20), max(c1 - c0, 20)
         wr0, wr1, wc0, wc1 = max(r0 - pad_r, 0), min(r1 + pad_r, h), max(c0 - pad_c, 0), min(c1 + pad_c, w)
         box_cells = (slice(r0 - wr0, r1 - wr0), slice(c0 - wc0, c1 - wc0))
@@ -267,15 +268,14 @@ class GraspPlanner:
         refused = self.workspace.refuses(_in_world(middle, 0.0, grid.plane, e1, e2), top)
         if refused:
             return OutsideWorkspace(refused)
-        near_flat, near_heights, hand_flat, hand_heights = self._neighbours(
-            grid, flat, middle, self._levels(top)[0]
-        )
+        levels = self._levels(top)
+        near_flat, near_heights, hand_flat, hand_heights = self._neighbours(grid, flat, middle, levels[0])
         found = self._candidates(
             index,
             name,
             flat,
             standing,
-            top,
+            levels,
             near_flat,
             near_heights,
             hand_flat,
@@ -405,7 +405,7 @@ class GraspPlanner:
         name: str,
         flat: np.ndarray,
         point_heights: np.ndarray,
-        top: float,
+        levels: list[float],
         near_flat: np.ndarray,
         near_heights: np.ndarray,
         hand_flat: np.ndarray,
@@ -415,11 +415,10 @@ class GraspPlanner:
         e2: np.ndarray,
     ) -> str | list[Grasp]:
         """The best grasps of one object, searched over in-plane angles (the whole half-turn: the jaws
-        are symmetric) at the deepest grasp height the fingers reach, then higher ones only while none
-        fits (a higher grasp holds less of the object, but its fingertips pass over lower neighbours and
-        close on a narrower top); or why none is feasible."""
+        are symmetric) at the deepest of its grasp `levels` (see _levels), then higher ones only while
+        none fits (a higher grasp holds less of the object, but its fingertips pass over lower neighbours
+        and close on a narrower top); or why none is feasible."""
         g = self.gripper
-        levels = self._levels(top)
         narrowest, blocked = math.inf, False
         for level in levels:
             # The pads close on what stands between them: the object's points above the grasp height
@@ -661,7 +660,7 @@ def _tallest_per_cell(points: np.ndarray, heights: np.ndarray) -> np.ndarray:
     order of the squares' keys (_cell_keys)."""
     if len(points) == 0:
         return np.zeros(0, np.int64)
-    cells = np.floor(points / OBSTACLE_CELL).astype(np.int64)
+    cells = _squares(points)
     cells -= cells.min(axis=0)
     square = cells[:, 0] * (int(cells[:, 1].max()) + 1) + cells[:, 1]  # ordered as the keys are
     # One sort by square, then tallest first within it (heights in hundredths of a millimetre).
@@ -677,9 +676,15 @@ def _tallest_per_cell(points: np.ndarray, heights: np.ndarray) -> np.ndarray:
 HEIGHT_UNITS = 1 << 24  # hundredths of a millimetre: up to 167 m
 
 
+def _squares(points: np.ndarray) -> np.ndarray:
+    """The OBSTACLE_CELL square of the plane each point lies in (points N x 2 -> integers N x 2)."""
+    squares: np.ndarray = np.floor(points / OBSTACLE_CELL).astype(np.int64)
+    return squares
+
+
 def _cell_keys(points: np.ndarray) -> np.ndarray:
     """One integer per OBSTACLE_CELL square of the plane (points N x 2)."""
-    cells = np.floor(points / OBSTACLE_CELL).astype(np.int64)
+    cells = _squares(points)
     keys: np.ndarray = (cells[:, 0] << 32) + cells[:, 1]
     return keys
 
