@@ -376,6 +376,16 @@ def coco_map(truth: list[list[dict[str, Any]]], predictions: list[Any]) -> tuple
     return result.map50, result.map50_95
 
 
+def speedups(rows: list[Row]) -> list[tuple[str, float]]:
+    """How many times as fast the first model's whole call is (p50) as each other model's, measured
+    side by side in the same run (Ultralytics' `yolo benchmark` leaves this sum to the reader)."""
+    timed = [r for r in rows if not r.failed and r.latency_p50_ms > 0]
+    if len(timed) < 2:
+        return []
+    first = timed[0]
+    return [(r.model, round(r.latency_p50_ms / first.latency_p50_ms, 2)) for r in timed[1:]]
+
+
 def table(rows: list[Row]) -> str:
     head = (
         f"{'model':<32} {'layout':<13} {'input':>16} {'MB':>6} {'mem MB':>7} {'p50 ms':>7} {'p95 ms':>7} {'pre p50/95':>11} {'infer p50/95':>13} "

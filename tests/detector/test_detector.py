@@ -371,6 +371,14 @@ def test_bench_detect_json_contract(tmp_path):
     for row in report["models"]:
         assert row["model"] == model and row["latency_p50_ms"] > 0 and row["fps"] > 0
         assert 0.0 <= row["map50"] <= 1.0 and 0.0 <= row["map50_95"] <= row["map50"]
+    # Side by side: how many times as fast the first model is as each other, from this run's p50s.
+    first, second = report["models"]
+    (speedup,) = report["speedups"]
+    assert speedup["model"] == model
+    assert speedup["times_as_fast"] == pytest.approx(
+        second["latency_p50_ms"] / first["latency_p50_ms"], abs=0.01
+    )
+    assert f"{model} against the others, p50 of the whole call in this run: " in result.stdout
 
 
 def test_the_sim_detect_launch_file_runs_a_users_model(tmp_path, registry):

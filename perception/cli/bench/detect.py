@@ -187,6 +187,12 @@ def _run(args: argparse.Namespace) -> int:
         )
     rows = outcome.rows
     _print_table(rows)
+    ratios = detect.speedups(rows)
+    if ratios:
+        print(
+            f"{rows[0].model} against the others, p50 of the whole call in this run: "
+            + ", ".join(f"{ratio:.2f}x as fast as {model}" for model, ratio in ratios)
+        )
     print(detect.class_table(rows))
     if any(r.robustness for r in rows):
         print(detect.robustness_table(rows))
@@ -202,6 +208,8 @@ def _run(args: argparse.Namespace) -> int:
         "frames_from": outcome.frames_from,
         "workers": pool.description,
         "models": [asdict(r) for r in rows],
+        # How many times as fast the first model is as each other one (p50 of the whole call, this run).
+        "speedups": [{"model": model, "times_as_fast": ratio} for model, ratio in ratios],
     }
     if args.out:
         from perception.bench.report import write
