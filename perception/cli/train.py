@@ -77,6 +77,12 @@ def register(verbs: Any) -> None:
         metavar="NAME",
         help="a class of your own (repeat), after the --init model's: its head grows a row for each",
     )
+    p.add_argument(
+        "--quantization-aware",
+        action="store_true",
+        help="fine-tune --init as its int8 export will run (int8 weights and activations simulated), "
+        "then quantise with percept export --int8; a short run at a low --lr (e.g. 3e-4) is enough",
+    )
     p.set_defaults(func=_train)
 
 
@@ -132,6 +138,8 @@ def _train(args: argparse.Namespace) -> int:
         raise PerceptError(f"--init {args.init}: no such file")
     if args.steps == 0 and args.init is None:
         raise PerceptError("--steps 0 exports the --init weights as they are: give --init")
+    if args.quantization_aware and args.init is None:
+        raise PerceptError("--quantization-aware fine-tunes a trained model: give --init")
     if not args.data and args.steps != 0:
         raise PerceptError("--data: give at least one dataset folder to train on")
     classes = classes_with(args.init, args.add_class, "--add-class")
@@ -158,6 +166,7 @@ def _train(args: argparse.Namespace) -> int:
         dynamic=args.dynamic,
         classes=classes,
         resume=args.resume,
+        quantization_aware=args.quantization_aware,
     )
     print(f"training on {device}", flush=True)
     summary = train(spec, log=lambda line: print(line, flush=True))

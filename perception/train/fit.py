@@ -22,6 +22,7 @@ import torch
 
 from perception.detector.vocabulary import SHIPPED_CLASSES
 from perception.errors import PerceptError
+from perception.train import quantization_aware
 from perception.train.data import CropSpec, Dataset, augment, load_coco, random_crop
 from perception.train.loss import detection_loss
 from perception.train.metadata import model_metadata
@@ -56,6 +57,7 @@ class TrainSpec:
     device: str = "cpu"  # "cuda" (or "cuda:N") trains on a GPU
     classes: tuple[str, ...] = SHIPPED_CLASSES  # the model's, by id: ours, then any added (--add-class)
     resume: bool = False  # go on from the last checkpoint of this `out` (its .resume.pt)
+    quantization_aware: bool = False  # train as the int8 export runs (quantization_aware.py); needs init
 
 
 def resume_path(out: Path) -> Path:
@@ -154,6 +156,8 @@ def learning_rate(spec: TrainSpec, step: int) -> float:
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     with torch.no_grad():
         for e, m in zip(ema.state_dict().values(), model.state_dict().values(), strict=True):
+            if e.shape != m.shape:
+                continue  # a quantisation-aware run's range of a layer the EMA never runs (export rounds anew)
             if e.dtype.is_floating_point:
                 e.mul_(decay).add_(m.detach(), alpha=1 - decay)
             else:
@@ -191,7 +195,10 @@ def train(spec: TrainSpec, log: Callable[[str], None] = print) -> dict[str, floa
     model = model.to(device)
     batches = Batches(datasets, spec)
     saved = _resumed(spec) if spec.resume else None
-    if spec.init is not None and spec.init.suffix == ".onnx" and saved is None:
+    if spec.quantization_aware:
+        quantization_aware.prepare(model)  # BatchNorms stay as the export folded them
+        log("quantisation-aware: int8 weights and activations simulated as `percept export --int8` runs them")
+    elif spec.init is not None and spec.init.suffix == ".onnx" and saved is None:
         restore_batch_statistics(model, [batches.next()[0].to(device) for _ in range(CALIBRATION_BATCHES)])
     ema = copy.deepcopy(model).eval()
     decay_params = [p for n, p in model.named_parameters() if p.ndim > 1]
@@ -225,6 +232,8 @@ def train(spec: TrainSpec, log: Callable[[str], None] = print) -> dict[str, floa
             log(f"{per_step:.3f} s per step: {spec.steps} steps fit in {spec.minutes} min")
         if step == 20:
             timing_start = time.monotonic()  # after the first steps' allocations
+        if spec.quantization_aware and step == quantization_aware.RANGE_STEPS:
+            quantization_aware.freeze_ranges(model)
         for group in optimiser.param_groups:
             group["lr"] = learning_rate(spec, step)
         image, heatmap, boxes, weight = (t.to(device, non_blocking=True) for t in batches.next())
@@ -252,7 +261,7 @@ def train(spec: TrainSpec, log: Callable[[str], None] = print) -> dict[str, floa
         if (step + 1) % spec.checkpoint_every == 0 or step + 1 == spec.steps:
             export_onnx(ema, spec, minutes=(time.monotonic() - train_start) / 60, steps=step + 1)
             # The torch weights too (not shipped), so a later run can go on from them with --init.
-            torch.save({k: v.cpu() for k, v in ema.state_dict().items()}, spec.out.with_suffix(".pt"))
+            torch.save(exportable(ema, spec).state_dict(), spec.out.with_suffix(".pt"))
             checkpoint = {
                 "model": model.state_dict(),
                 "ema": ema.state_dict(),
@@ -284,13 +293,21 @@ def _resumed(spec: TrainSpec) -> dict[str, Any]:
         raise PerceptError(f"--resume: cannot read {path} as a checkpoint of percept train") from None
 
 
+def exportable(network: torch.nn.Module, spec: TrainSpec) -> torch.nn.Module:
+    """A plain copy of `network` on the CPU: a quantisation-aware one with its weights rounded onto their
+    int8 grid and nothing simulated left in it."""
+    plain = copy.deepcopy(network).cpu().to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    if spec.quantization_aware:
+        quantization_aware.to_float(plain)
+    return plain  # type: ignore[no-any-return]
+
+
 def export_onnx(network: torch.nn.Module, spec: TrainSpec, minutes: float, steps: int) -> None:
     """The EMA network with its decoding, as ONNX with the metadata the detector reads."""
     import onnx
 
     spec.out.parent.mkdir(parents=True, exist_ok=True)
-    plain = copy.deepcopy(network).cpu().to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
-    exported = Exported(plain.eval())
+    exported = Exported(exportable(network, spec).eval())
     dummy = torch.zeros(1, 3, *spec.input_hw)
     with torch.no_grad():
         torch.onnx.export(
@@ -337,6 +354,8 @@ def training_record(spec: TrainSpec, minutes: float, steps: int) -> dict[str, ob
     }
     if spec.init is not None:
         record["init"] = earlier if earlier is not None else spec.init.name
+    if spec.quantization_aware:
+        record["quantization_aware"] = True  # fine-tuned for `percept export --int8`
     return record
 
 

@@ -88,7 +88,7 @@ def load_exported_weights(network: Network, path: str | Path) -> None:
     model = onnx.load(str(path))
     initializers = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     convs = [node for node in model.graph.node if node.op_type == "Conv"]
-    layers = _conv_layers_in_graph_order(network)
+    layers = conv_layers_in_graph_order(network)
     if len(convs) != len(layers):
         raise ValueError(f"{path}: expected {len(layers)} convolutions (this network's), found {len(convs)}")
     with torch.no_grad():
@@ -169,7 +169,7 @@ def restore_batch_statistics(network: Network, images: list[torch.Tensor]) -> No
             norm.bias.copy_(shift + mean.float())
 
 
-def _conv_layers_in_graph_order(network: Network) -> list[tuple[nn.Conv2d, nn.BatchNorm2d | None]]:
+def conv_layers_in_graph_order(network: Network) -> list[tuple[nn.Conv2d, nn.BatchNorm2d | None]]:
     """(convolution, its BatchNorm or None) in the order `forward` runs them, which is the ONNX
     graph's order."""
 

@@ -4,7 +4,8 @@ the simulator renders, as `yolo export int8=True` calibrates on a dataset.
 The convolutions the outputs are computed from stay in float: they make the class scores (whose peaks
 are compared to each other) and the box sides, and quantised they cost our model 0.013-0.022 mAP50.
 The rest (every other convolution) runs in int8. Calibration frames come from seeds the benchmark
-suites do not use, from both scenes, through the detector's own preprocessing.
+suites do not use, from both scenes, through the detector's own preprocessing. A model fine-tuned with
+`percept train --quantization-aware` (quantization_aware.py) has learned this very rounding.
 """
 
 from __future__ import annotations
