@@ -26,7 +26,13 @@ from perception.train import quantization_aware
 from perception.train.data import CropSpec, Dataset, augment, load_coco, random_crop
 from perception.train.loss import detection_loss
 from perception.train.metadata import model_metadata
-from perception.train.model import Exported, Network, load_exported_weights, restore_batch_statistics
+from perception.train.model import (
+    Exported,
+    Network,
+    grow_class_rows,
+    load_exported_weights,
+    restore_batch_statistics,
+)
 from perception.train.targets import STRIDE, encode
 
 TIMING_STEPS = 300  # with a time budget, the steps before the speed is measured (a shorter budget overruns)
@@ -131,7 +137,7 @@ def load_initial_weights(model: Network, path: Path) -> None:
     if differences:
         raise PerceptError(f"--init {path}: weights of another network: {', '.join(differences)}")
     for key in grown:
-        state[key] = torch.cat([state[key], current[key][state[key].shape[0] :]])
+        state[key] = grow_class_rows(state[key], current[key], key)
     model.load_state_dict(state)
 
 

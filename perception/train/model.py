@@ -95,7 +95,7 @@ def load_exported_weights(network: Network, path: str | Path) -> None:
         for (conv_layer, norm), node in zip(layers, convs, strict=True):
             weight, bias = (initializers.get(name) for name in node.input[1:3])
             # The class heatmap may have more classes than the file's (`--add-class`): the file's fill
-            # the first rows, the new ones keep their initial prior.
+            # the first rows; the new ones start at the prior alone (grow_class_rows).
             grown = (
                 conv_layer is network.heatmap and weight is not None and _prefix_of(weight.shape, conv_layer)
             )
@@ -109,16 +109,26 @@ def load_exported_weights(network: Network, path: str | Path) -> None:
                     f"{None if weight is None else list(weight.shape)}, "
                     f"expected {list(conv_layer.weight.shape)} and a bias"
                 )
-            rows = weight.shape[0]
-            conv_layer.weight[:rows].copy_(torch.from_numpy(weight.copy()))
+            known_weight, known_bias = (torch.from_numpy(a.copy()) for a in (weight, bias))
+            conv_layer.weight.copy_(grow_class_rows(known_weight, conv_layer.weight, "weight"))
             shift = norm.bias if norm is not None else conv_layer.bias
             assert shift is not None
-            shift[:rows].copy_(torch.from_numpy(bias.copy()))
+            shift.copy_(grow_class_rows(known_bias, shift, "bias"))
             if norm is not None:
                 norm.weight.fill_(1)
                 assert norm.running_mean is not None and norm.running_var is not None
                 norm.running_mean.zero_()
                 norm.running_var.fill_(1 - norm.eps)
+
+
+def grow_class_rows(known: torch.Tensor, initial: torch.Tensor, key: str) -> torch.Tensor:
+    """The class heatmap's `key` ("weight" or "bias") for more classes than a model knows: its rows
+    first, then the new classes' rows from `initial` (a fresh network's), their weights zero. A new
+    class then scores the prior (sigmoid 0.1) everywhere, below any confidence, until it is trained,
+    instead of whatever its random weights make of the features: the old classes' detections stay
+    exactly as they were."""
+    new_rows = initial[known.shape[0] :]
+    return torch.cat([known, torch.zeros_like(new_rows) if key.endswith("weight") else new_rows])
 
 
 def _prefix_of(shape: tuple[int, ...], layer: nn.Conv2d) -> bool:
