@@ -376,14 +376,15 @@ def coco_map(truth: list[list[dict[str, Any]]], predictions: list[Any]) -> tuple
     return result.map50, result.map50_95
 
 
-def speedups(rows: list[Row]) -> list[tuple[str, float]]:
-    """How many times as fast the first model's whole call is (p50) as each other model's, measured
-    side by side in the same run (Ultralytics' `yolo benchmark` leaves this sum to the reader)."""
+def speedups(rows: list[Row]) -> tuple[str, list[tuple[str, float]]]:
+    """The first timed model, and how many times as fast its whole call is (p50) as each other timed
+    model's, measured side by side in the same run (Ultralytics' `yolo benchmark` leaves this sum to
+    the reader); no ratios where fewer than two models were timed."""
     timed = [r for r in rows if not r.failed and r.latency_p50_ms > 0]
     if len(timed) < 2:
-        return []
+        return "", []
     first = timed[0]
-    return [(r.model, round(r.latency_p50_ms / first.latency_p50_ms, 2)) for r in timed[1:]]
+    return first.model, [(r.model, round(r.latency_p50_ms / first.latency_p50_ms, 2)) for r in timed[1:]]
 
 
 def table(rows: list[Row]) -> str:

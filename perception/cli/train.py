@@ -81,7 +81,8 @@ def register(verbs: Any) -> None:
         "--quantization-aware",
         action="store_true",
         help="fine-tune --init as its int8 export will run (int8 weights and activations simulated), "
-        "then quantise with percept export --int8; a short run at a low --lr (e.g. 3e-4) is enough",
+        "then quantise with percept export --int8; use a low --lr, as for any fine-tune (measured: "
+        "docs/benchmarks.md)",
     )
     p.set_defaults(func=_train)
 

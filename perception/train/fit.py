@@ -161,9 +161,9 @@ def learning_rate(spec: TrainSpec, step: int) -> float:
 
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     with torch.no_grad():
-        for e, m in zip(ema.state_dict().values(), model.state_dict().values(), strict=True):
-            if e.shape != m.shape:
-                continue  # a quantisation-aware run's range of a layer the EMA never runs (export rounds anew)
+        for (name, e), m in zip(ema.state_dict().items(), model.state_dict().values(), strict=True):
+            if quantization_aware.is_simulation_state(name):
+                continue
             if e.dtype.is_floating_point:
                 e.mul_(decay).add_(m.detach(), alpha=1 - decay)
             else:

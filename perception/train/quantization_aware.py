@@ -88,9 +88,8 @@ def _activation_quantizer() -> FakeQuantize:
 def quantized_layers(network: Network) -> list[tuple[nn.Conv2d, nn.BatchNorm2d | None]]:
     """The convolutions `percept export --int8` quantises (all but the last two, which write the class
     scores and the box sides: quantize.output_convolutions finds the same two in the ONNX graph)."""
-    layers = conv_layers_in_graph_order(network)
-    kept_float = {id(network.heatmap), id(network.distances)}
-    return [(conv, norm) for conv, norm in layers if id(conv) not in kept_float]
+    kept_float = (network.heatmap, network.distances)
+    return [(conv, norm) for conv, norm in conv_layers_in_graph_order(network) if conv not in kept_float]
 
 
 def prepare(network: Network) -> None:
@@ -106,12 +105,10 @@ def prepare(network: Network) -> None:
             norm.weight.requires_grad_(False)  # scale 1: the trained weights are the ones quantised
 
 
-def on_weight_grid(weight: torch.Tensor) -> torch.Tensor:
-    """`weight` (out channels first) rounded as onnxruntime rounds it: per channel, max |w| / 127."""
-    low, high = WEIGHT_RANGE
-    scale = weight.abs().amax(dim=tuple(range(1, weight.ndim))).clamp(min=1e-12) / high
-    zero = torch.zeros(len(scale), dtype=torch.int32)
-    return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, low, high)
+def is_simulation_state(name: str) -> bool:
+    """Whether a state-dict entry belongs to the simulated rounding (a quantiser's ranges and switches)
+    rather than to the network: an EMA of the weights has no use for it (export rounds anew)."""
+    return "_quantizer." in name
 
 
 def freeze_ranges(network: nn.Module) -> None:
@@ -126,9 +123,9 @@ def to_float(network: nn.Module) -> None:
     rounding taken out (onnxruntime adds its own), layers plain again (the exporter folds BatchNorms)."""
     for module in list(network.modules()):
         if isinstance(module, QuantizedConv2d):
+            with torch.no_grad():  # the training's own weight rounding, on these weights
+                module.weight.copy_(module.weight_quantizer(module.weight))
             module.__class__ = nn.Conv2d  # type: ignore[assignment]
-            with torch.no_grad():
-                module.weight.copy_(on_weight_grid(module.weight))
         elif isinstance(module, FrozenBatchNorm2d):
             module.__class__ = nn.BatchNorm2d  # type: ignore[assignment]
         for name in ("input_quantizer", "weight_quantizer", "output_quantizer"):

@@ -65,7 +65,7 @@ def test_the_export_is_a_plain_network_with_its_weights_on_the_int8_grid():
     qat.train()
     qat(_frames())
     ema = copy.deepcopy(qat).eval()
-    update_ema(ema, qat, 0.9)  # the EMA skips the ranges of layers it never runs
+    update_ema(ema, qat, 0.9)  # the EMA skips the simulated rounding's state
     plain = copy.deepcopy(ema)
     quantization_aware.to_float(plain)
     assert set(plain.state_dict()) == set(Network(11).state_dict())  # loadable with --init

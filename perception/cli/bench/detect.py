@@ -187,10 +187,10 @@ def _run(args: argparse.Namespace) -> int:
         )
     rows = outcome.rows
     _print_table(rows)
-    ratios = detect.speedups(rows)
+    reference, ratios = detect.speedups(rows)
     if ratios:
         print(
-            f"{rows[0].model} against the others, p50 of the whole call in this run: "
+            f"{reference} against the others, p50 of the whole call in this run: "
             + ", ".join(f"{ratio:.2f}x as fast as {model}" for model, ratio in ratios)
         )
     print(detect.class_table(rows))
