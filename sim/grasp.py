@@ -31,11 +31,13 @@ SPEED = 0.3  # metres per second along Cartesian lines
 PUSH_SPEED = 0.1  # slower while pushing: an object shoved fast slides on, or tips over
 PUSH_LONGEST = 0.30  # metres: a push longer than this is a mistake, not a push
 PUSH_LOWEST = 0.008  # metres above the table the fingertips may go (they would scrape it lower)
-TRAY_RELEASE_HEIGHT = 0.14  # the fingers open this high: a held object's bottom just clears the walls
-# Where successive objects are let go, about the tray's centre, 8 cm or more inside its walls: dropped
-# all on one spot, a dozen objects heap up and the next bounces off the heap; dropped high or near a
-# wall, a ball bounces over it and back onto the table.
-TRAY_SPOTS = ((0.0, 0.0), (-0.05, -0.05), (0.05, 0.05), (-0.05, 0.05), (0.05, -0.05))
+CARRY_HEIGHT = 0.30  # metres: the fingers carry an object to the tray this high, over any heap
+TRAY_RELEASE_HEIGHT = 0.18  # the fingers open this high: a held object's bottom clears the 9 cm walls
+# Where objects may be let go, from the tray's middle (sim.tabletop.TRAY_INSIDE: 36 x 30 cm), 7 cm or
+# more inside its walls. Each object goes to the spot farthest from those already in the tray: dropped
+# all on one spot, a dozen objects heap up and the next bounces off the heap, and one dropped onto a
+# ball knocks it away.
+TRAY_SPOTS = ((0.0, 0.0), *((dx, dy) for dx in (-0.11, 0.0, 0.11) for dy in (-0.08, 0.0, 0.08) if dx or dy))
 
 
 @dataclass
@@ -72,7 +74,6 @@ class Panda:
             p.changeDynamics(robot, finger, lateralFriction=1.0, spinningFriction=0.1, physicsClientId=client)
         self.forces = [p.getJointInfo(robot, j, physicsClientId=client)[10] for j in ARM_JOINTS]
         self.fingers = 0.04
-        self.placed = 0  # objects let go in the tray, to spread them over it
 
     # -- motion primitives ----------------------------------------------------------------------------
 
@@ -119,13 +120,18 @@ class Panda:
         return f"out of reach: inverse kinematics misses ({where}) by {error * 1000:.0f} mm"
 
     def move(self, position: np.ndarray, orientation: tuple[float, ...], speed: float = SPEED) -> None:
-        """A straight Cartesian line with a cosine speed profile, IK every step, then settle."""
-        start, _ = self.hand_pose()
+        """A straight Cartesian line with a cosine speed profile, the hand turning evenly along it from its
+        orientation to the one asked (IK every step), then settle. Asked for the whole turn at the first
+        step, the IK lost its way on long moves: carrying an object from the table's right to the tray's
+        far corner, the hand stopped 53 cm short."""
+        start, turned_from = self.hand_pose()
         distance = float(np.linalg.norm(position - start))
         steps = max(24, int(distance / speed * PHYSICS_HZ))
+        client = self.world.client
         for i in range(1, steps + 1):
             s = 0.5 - 0.5 * math.cos(math.pi * i / steps)
-            self._drive(start + (position - start) * s, orientation)
+            turned = p.getQuaternionSlerp(turned_from, orientation, s, physicsClientId=client)
+            self._drive(start + (position - start) * s, turned)
         for _ in range(48):
             self._drive(position, orientation)
 
@@ -221,12 +227,15 @@ def execute_grasp(
     success = lifted >= SUCCESS_LIFT
     placed = False
     if success and place:
-        dx, dy = TRAY_SPOTS[panda.placed % len(TRAY_SPOTS)]
-        tray_x, tray_y, _ = p.getBasePositionAndOrientation(panda.tray, physicsClientId=client)[0]
-        spot = np.array([tray_x + dx, tray_y + dy, TRAY_RELEASE_HEIGHT])
-        panda.move(spot, top_down(math.atan2(spot[1], spot[0]) - math.pi / 2))
-        panda.placed += 1
+        spot = tray_spot(panda, [b for b in objects if b != nearest])
+        over = np.array([spot[0], spot[1], CARRY_HEIGHT])
+        facing = top_down(math.atan2(spot[1], spot[0]) - math.pi / 2)
+        # Across high, down and up straight: on a slant from the lift, a held object swept the heap on the
+        # table, and the open fingers leaving sideways swept the tray's top layer back out over its wall.
+        panda.move(over, facing)
+        panda.move(spot, facing)
         panda.grip(MAX_OPENING, 0.5)
+        panda.move(over, facing)
         placed = True
     if not success:
         panda.grip(MAX_OPENING, 0.3)
@@ -235,6 +244,26 @@ def execute_grasp(
         "held" if success else f"the object rose {lifted * 100:.1f} cm, less than {SUCCESS_LIFT * 100:.0f} cm"
     )
     return GraspOutcome(success, reason, nearest, lifted, placed)
+
+
+def tray_spot(panda: Panda, objects: list[int]) -> np.ndarray:
+    """Where to let the next object go: the TRAY_SPOTS spot farthest from the objects in the tray (the
+    first such spot on a tie), at the release height."""
+    client = panda.world.client
+    (x0, y0, _), (x1, y1, _) = p.getAABB(panda.tray, physicsClientId=client)
+    tray_x, tray_y, _ = p.getBasePositionAndOrientation(panda.tray, physicsClientId=client)[0]
+    spots = np.array([(tray_x + dx, tray_y + dy) for dx, dy in TRAY_SPOTS])
+    where = np.array(
+        [p.getBasePositionAndOrientation(b, physicsClientId=client)[0][:2] for b in objects]
+    ).reshape(-1, 2)
+    inside = where[(where[:, 0] >= x0) & (where[:, 0] <= x1) & (where[:, 1] >= y0) & (where[:, 1] <= y1)]
+    room = (
+        np.linalg.norm(spots[:, None] - inside[None], axis=2).min(axis=1)
+        if len(inside)
+        else np.zeros(len(spots))
+    )
+    x, y = spots[int(room.argmax())]
+    return np.array([x, y, TRAY_RELEASE_HEIGHT])
 
 
 @dataclass

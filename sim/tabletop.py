@@ -25,7 +25,16 @@ from sim.user_objects import UserObject, check_size, prepare
 from sim.world import PHYSICS_HZ, World
 
 PANDA_HOME = (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785)
-TRAY_POSITION = (0.45, 0.52, 0.0)
+# The tray picked objects go in: a bin with upright walls, large enough for the largest scenes (15 objects
+# lie in it about one deep) and where the Panda reaches all of it with the hand pointing down (IK within
+# 0.1 mm 14-18 cm over every spot of its floor, measured). PyBullet's traybox at half scale, used before,
+# has 21 cm of floor inside sloped 6 cm walls: a dozen objects heaped up in it, and a ball knocked by the
+# next object dropped rolled up a wall and out onto the table, out of the arm's reach.
+TRAY_POSITION = (0.30, 0.58, 0.0)  # the middle of its floor
+TRAY_INSIDE = (0.36, 0.30)  # metres inside the walls, along x and y
+TRAY_WALL_HEIGHT = 0.09
+TRAY_WALL = 0.01  # the walls' and the floor's thickness
+TRAY_COLOR = (0.45, 0.5, 0.55, 1.0)
 WORKSPACE = ((0.32, 0.70), (-0.30, 0.28))  # x, y the Panda reaches top-down, clear of the tray
 
 
@@ -57,6 +66,7 @@ PACKED_SPACING = 0.8  # packed meshes stand this share of their placement radii 
 # loose (a mesh's widest reach), so at 1.0 neighbours would stand a centimetre or two apart; the
 # primitives' 0.04 is tight (a turned 3 cm cube reaches 4.2 cm) and is kept whole
 PILE_DROP_STEPS = 60  # physics steps after each drop (a quarter second)
+PILE_REDROPS = 3  # rounds of dropping again what a heap's slump rolled out of the workspace
 LOOK_STREAM = 1  # textures=...: draws from numpy's seed [seed, 1], a stream apart from the scene's
 
 
@@ -143,7 +153,7 @@ class TabletopScene:
             p.resetJointState(self.robot, joint, angle, physicsClientId=client)
         for finger in (9, 10):
             p.resetJointState(self.robot, finger, 0.04, physicsClientId=client)
-        self.tray = world.load("tray/traybox.urdf", TRAY_POSITION, globalScaling=0.5)
+        self.tray = make_tray(client)
         look_rng = np.random.default_rng([seed, LOOK_STREAM])
         if look_rng.uniform() < params.textures:
             cover_table(client, look_rng)
@@ -169,6 +179,8 @@ class TabletopScene:
         # `objects` are those still to pick (see `refresh`); this list keeps every one the scene made.
         self.every_object = list(self.objects)
         self.settle()
+        if params.layout == "pile":
+            self._return_strays()
 
     def _recolourable(self, name: str) -> bool:
         """A user's mesh given no look (a URDF's materials are its look, kept as the file has them)."""
@@ -265,6 +277,25 @@ class TabletopScene:
         self.world.step(PHYSICS_SETTLE_STEPS)
         for wall in walls:
             p.removeBody(wall, physicsClientId=client)
+
+    def _return_strays(self) -> None:
+        """Drop again on the heap what its slump rolled out of the workspace, where the arm does not pick
+        (pile seeds 5000 and 5004 began with a jenga block and a ball by the robot's base), and let it
+        settle; at most PILE_REDROPS times. Scenes with nothing astray are left as they are."""
+        client = self.world.client
+        (x0, x1), (y0, y1) = WORKSPACE
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        for _ in range(PILE_REDROPS):
+            strays = [o.body for o in self.objects if not in_workspace(self.world, o.body)]
+            if not strays:
+                return
+            for body in strays:
+                x, y = cx + self.rng.uniform(-0.05, 0.05), cy + self.rng.uniform(-0.05, 0.05)
+                turn = p.getQuaternionFromEuler(self.rng.uniform(-math.pi, math.pi, 3).tolist())
+                p.resetBasePositionAndOrientation(body, [x, y, 0.25], turn, physicsClientId=client)
+                p.resetBaseVelocity(body, [0, 0, 0], [0, 0, 0], physicsClientId=client)
+                self.world.step(PILE_DROP_STEPS)
+            self.settle()
 
     def add_objects(self, count: int) -> int:
         """Put up to `count` more objects (of the scene's classes) around the ones already there, and let
@@ -450,6 +481,37 @@ def on_table(world: World, body: int) -> bool:
     x, y, z = p.getBasePositionAndOrientation(body, physicsClientId=world.client)[0]
     m = ON_TABLE_MARGIN
     return bool(x0 - m <= x <= x1 + m and y0 - m <= y <= y1 + m and z < 0.25)
+
+
+def make_tray(client: int) -> int:
+    """The tray (see TRAY_POSITION): one static body, a floor and four walls, its origin the middle of
+    its floor on the table."""
+    half_x, half_y, t, h = TRAY_INSIDE[0] / 2, TRAY_INSIDE[1] / 2, TRAY_WALL / 2, TRAY_WALL_HEIGHT / 2
+    boxes = [  # (half extents, middle) in the tray's frame
+        ((half_x + 2 * t, half_y + 2 * t, t), (0.0, 0.0, t)),
+        ((t, half_y + 2 * t, h), (half_x + t, 0.0, h)),
+        ((t, half_y + 2 * t, h), (-half_x - t, 0.0, h)),
+        ((half_x, t, h), (0.0, half_y + t, h)),
+        ((half_x, t, h), (0.0, -half_y - t, h)),
+    ]
+    extents, middles = [list(e) for e, _ in boxes], [list(m) for _, m in boxes]
+    kinds = [p.GEOM_BOX] * len(boxes)
+    collision = p.createCollisionShapeArray(
+        kinds, halfExtents=extents, collisionFramePositions=middles, physicsClientId=client
+    )
+    visual = p.createVisualShapeArray(
+        kinds, halfExtents=extents, visualFramePositions=middles, physicsClientId=client
+    )
+    tray = int(p.createMultiBody(0, collision, visual, TRAY_POSITION, physicsClientId=client))
+    p.changeVisualShape(tray, -1, rgbaColor=TRAY_COLOR, physicsClientId=client)
+    return tray
+
+
+def in_workspace(world: World, body: int) -> bool:
+    """Whether a body's middle lies over the workspace, where the arm picks."""
+    (x0, x1), (y0, y1) = WORKSPACE
+    x, y, _ = p.getBasePositionAndOrientation(body, physicsClientId=world.client)[0]
+    return bool(x0 <= x <= x1 and y0 <= y <= y1)
 
 
 def in_tray(world: World, tray: int, body: int) -> bool:

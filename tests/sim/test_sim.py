@@ -27,8 +27,15 @@ from perception.msgs import (
 )
 from sim.camera import CameraSpec, boxes_from_mask, intrinsics
 from sim.frames import capture
-from sim.grasp import Panda, execute_grasp, execute_push, top_down
-from sim.tabletop import STILL_SPEED, TRAY_POSITION, TabletopParams, TabletopScene, params_from
+from sim.grasp import (
+    TRAY_RELEASE_HEIGHT,
+    Panda,
+    execute_grasp,
+    execute_push,
+    top_down,
+    tray_spot,
+)
+from sim.tabletop import STILL_SPEED, TabletopParams, TabletopScene, in_tray, in_workspace, params_from
 from sim.world import World
 
 
@@ -251,8 +258,52 @@ def test_execute_grasp_lifts_an_object_in_reach_and_drops_it_in_the_tray(physics
     )
     assert outcome.success and outcome.reason == "held" and outcome.object_id == body
     assert outcome.lifted_m >= 0.10 and outcome.placed
-    x, y, _ = p.getBasePositionAndOrientation(body, physicsClientId=physics.client)[0]
-    assert abs(x - TRAY_POSITION[0]) < 0.15 and abs(y - TRAY_POSITION[1]) < 0.15  # in the tray
+    assert in_tray(physics, tabletop.tray, body)
+
+
+def test_objects_grasped_round_the_table_land_in_the_tray(physics):
+    # Asked for the whole turn of the hand at the first step of a move, the IK lost its way: carrying
+    # the fourth object here (a cube at (0.45, 0.19)) to the tray's far corner, the hand stopped at
+    # (0.72, 0.30) and let it go on the table, and every object after it.
+    scene = TabletopScene(
+        physics,
+        TabletopParams(objects=10, classes=["cube", "soccerball", "mug", "jenga"]),
+        3,
+        CameraSpec(64, 48),
+    )
+    panda = Panda(physics, scene.robot, scene.tray)
+    bodies = [o.body for o in scene.every_object]
+    for obj in scene.every_object[:4]:
+        yaw = p.getEulerFromQuaternion(
+            p.getBasePositionAndOrientation(obj.body, physicsClientId=physics.client)[1]
+        )[2]
+        outcome = execute_grasp(panda, bodies, _centre(physics, obj.body), top_down(yaw + math.pi / 2), 0.08)
+        physics.step(240)
+        assert outcome.placed and in_tray(physics, scene.tray, obj.body), (
+            f"{obj.class_name}: {outcome.reason}"
+        )
+
+
+def test_the_tray_holds_a_pile_of_fifteen_let_go_at_its_emptiest_spots(physics):
+    # PyBullet's traybox at half scale (21 cm of floor, sloped 6 cm walls) did not: a dozen objects
+    # heaped up, and one let go onto a ball knocked it up a wall and out onto the table.
+    scene = TabletopScene(physics, TabletopParams(objects=15, layout="pile"), 5000, CameraSpec(64, 48))
+    panda = Panda(physics, scene.robot, scene.tray)
+    bodies = [o.body for o in scene.every_object]
+    spots = []
+    for body in bodies:  # each as if carried there in the hand: its middle a little under the fingers
+        spot = tray_spot(panda, [b for b in bodies if b != body])
+        spots.append(tuple(np.round(spot[:2], 3)))
+        p.resetBasePositionAndOrientation(
+            body, [spot[0], spot[1], TRAY_RELEASE_HEIGHT - 0.03], [0, 0, 0, 1], physicsClientId=physics.client
+        )
+        p.resetBaseVelocity(body, [0, 0, 0], [0, 0, 0], physicsClientId=physics.client)
+        physics.step(240)
+    tray_x, tray_y = p.getBasePositionAndOrientation(scene.tray, physicsClientId=physics.client)[0][:2]
+    assert abs(spots[1][0] - tray_x) > 0.1 and abs(spots[1][1] - tray_y) > 0.07  # then a corner, farthest
+    assert spots[0] == (round(tray_x, 3), round(tray_y, 3))  # the middle first
+    outside = [o.class_name for o in scene.every_object if not in_tray(physics, scene.tray, o.body)]
+    assert not outside, f"left the tray: {outside}"
 
 
 def test_packed_and_piled_scenes_are_handed_over_at_rest(physics):
@@ -267,6 +318,15 @@ def test_packed_and_piled_scenes_are_handed_over_at_rest(physics):
             for o in scene.every_object
         ]
         assert max(speeds) < STILL_SPEED, f"{layout} {seed}: an object moves at {max(speeds):.3f} m/s"
+
+
+def test_a_pile_starts_with_every_object_where_the_arm_picks(physics):
+    # The heap's slump rolled a jenga block (seed 5000) and a ball (seed 5004) out by the robot's base,
+    # where the arm does not pick: those episodes were lost before the arm moved.
+    for seed in (5000, 5004):
+        scene = TabletopScene(physics, TabletopParams(objects=15, layout="pile"), seed, CameraSpec(64, 48))
+        astray = [o.class_name for o in scene.every_object if not in_workspace(physics, o.body)]
+        assert not astray, f"pile {seed}: {astray} outside the workspace"
 
 
 @pytest.mark.parametrize(
@@ -494,10 +554,13 @@ def test_a_node_that_cannot_keep_real_time_says_so(spawn, registry):
 def test_packed_and_piled_tables_crowd_the_objects_and_keep_them_on_the_table(physics):
     from sim.tabletop import LAYOUTS, WORKSPACE
 
+    bodies: list[int] = []
+
     def resting(layout: str, objects: int) -> np.ndarray:
         table = TabletopScene(
             physics, TabletopParams(objects=objects, layout=layout), 11, CameraSpec(width=64, height=48)
         )
+        bodies[:] = [o.body for o in table.objects]
         return np.array(
             [
                 p.getBasePositionAndOrientation(o.body, physicsClientId=physics.client)[0]
@@ -518,7 +581,14 @@ def test_packed_and_piled_tables_crowd_the_objects_and_keep_them_on_the_table(ph
     pile = resting("pile", 12)
     (x0, x1), (y0, y1) = WORKSPACE
     assert np.all((pile[:, 0] > x0) & (pile[:, 0] < x1) & (pile[:, 1] > y0) & (pile[:, 1] < y1))
-    assert pile[:, 2].max() > 0.06  # some lie on others
+    # Some lie on others: a contact between two objects whose normal points up rather than sideways.
+    stacked = [
+        (a, b)
+        for a in bodies
+        for b in bodies
+        if a < b and any(abs(c[7][2]) > 0.7 for c in p.getContactPoints(a, b, physicsClientId=physics.client))
+    ]
+    assert stacked
     assert p.getNumBodies(physicsClientId=physics.client) == 3 + 12  # table, robot, tray: the box is gone
     with pytest.raises(ValueError, match="layout: expected one of spread, packed, pile, found 'heap'"):
         TabletopParams(layout="heap")
