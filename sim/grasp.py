@@ -28,6 +28,7 @@ LIFT_HEIGHT = 0.20
 SUCCESS_LIFT = 0.10  # the object must rise this much ...
 HOLD_S = 1.0  # ... and stay up this long
 SPEED = 0.3  # metres per second along Cartesian lines
+MISSED = 0.01  # metres: a move that leaves the grasp link farther than this from its pose missed it
 PUSH_SPEED = 0.1  # slower while pushing: an object shoved fast slides on, or tips over
 PUSH_LONGEST = 0.30  # metres: a push longer than this is a mistake, not a push
 PUSH_LOWEST = 0.008  # metres above the table the fingertips may go (they would scrape it lower)
@@ -73,6 +74,8 @@ class Panda:
         for finger in FINGERS:
             p.changeDynamics(robot, finger, lateralFriction=1.0, spinningFriction=0.1, physicsClientId=client)
         self.forces = [p.getJointInfo(robot, j, physicsClientId=client)[10] for j in ARM_JOINTS]
+        # The arm's posture at the start (its home): a move that misses its pose starts again from it.
+        self.home = [p.getJointState(robot, j, physicsClientId=client)[0] for j in ARM_JOINTS]
         self.fingers = 0.04
 
     # -- motion primitives ----------------------------------------------------------------------------
@@ -119,11 +122,28 @@ class Panda:
         where = ", ".join(f"{v:g}" for v in np.round(position, 3))
         return f"out of reach: inverse kinematics misses ({where}) by {error * 1000:.0f} mm"
 
-    def move(self, position: np.ndarray, orientation: tuple[float, ...], speed: float = SPEED) -> None:
+    def move(
+        self,
+        position: np.ndarray,
+        orientation: tuple[float, ...],
+        speed: float = SPEED,
+        recover: bool = False,
+    ) -> None:
         """A straight Cartesian line with a cosine speed profile, the hand turning evenly along it from its
         orientation to the one asked (IK every step), then settle. Asked for the whole turn at the first
         step, the IK lost its way on long moves: carrying an object from the table's right to the tray's
-        far corner, the hand stopped 53 cm short."""
+        far corner, the hand stopped 53 cm short. `recover`, for moves through free space: if the line
+        misses its pose, try it again from the home posture (a descent stopped by what it came down on
+        is not to be repeated)."""
+        self._line(position, orientation, speed)
+        if recover and np.linalg.norm(self.hand_pose()[0] - position) > MISSED:
+            # The IK is seeded from the arm's posture, and from some it settles where it cannot reach
+            # the pose (and stays there: every later move to the tray's far corner stopped 53 cm short,
+            # packed seed 5003). Back to the home posture in joint space, and the line again from there.
+            self._turn_joints(self.home)
+            self._line(position, orientation, speed)
+
+    def _line(self, position: np.ndarray, orientation: tuple[float, ...], speed: float) -> None:
         start, turned_from = self.hand_pose()
         distance = float(np.linalg.norm(position - start))
         steps = max(24, int(distance / speed * PHYSICS_HZ))
@@ -134,6 +154,23 @@ class Panda:
             self._drive(start + (position - start) * s, turned)
         for _ in range(48):
             self._drive(position, orientation)
+
+    def _turn_joints(self, angles: list[float], seconds: float = 1.0) -> None:
+        """Turn the arm's joints evenly to `angles`, the fingers held as they are, then settle."""
+        client = self.world.client
+        start = np.array([p.getJointState(self.robot, j, physicsClientId=client)[0] for j in ARM_JOINTS])
+        steps = int(seconds * PHYSICS_HZ)
+        for i in range(1, steps + 49):
+            s = 0.5 - 0.5 * math.cos(math.pi * min(i / steps, 1.0))
+            p.setJointMotorControlArray(
+                self.robot,
+                list(ARM_JOINTS),
+                p.POSITION_CONTROL,
+                targetPositions=list(start + (np.array(angles) - start) * s),
+                forces=self.forces,
+                physicsClientId=client,
+            )
+            self._drive(*self.hand_pose(), track=False)
 
     def grip(self, width: float, seconds: float) -> None:
         self.fingers = width / 2
@@ -212,7 +249,7 @@ def execute_grasp(
     # Open only as wide as asked: the planner checked that pads this far apart land on free space, and
     # fully open they would come down on a touching neighbour.
     panda.grip(width, 0.2)
-    panda.move(target + np.array([0.0, 0.0, 0.12]), approach)
+    panda.move(target + np.array([0.0, 0.0, 0.12]), approach, recover=True)
     panda.move(target, approach)
     panda.grip(0.0, 0.5)  # squeeze: the object stops the fingers at its width
     panda.move(target + np.array([0.0, 0.0, LIFT_HEIGHT]), approach)
@@ -232,14 +269,14 @@ def execute_grasp(
         facing = top_down(math.atan2(spot[1], spot[0]) - math.pi / 2)
         # Across high, down and up straight: on a slant from the lift, a held object swept the heap on the
         # table, and the open fingers leaving sideways swept the tray's top layer back out over its wall.
-        panda.move(over, facing)
-        panda.move(spot, facing)
+        panda.move(over, facing, recover=True)
+        panda.move(spot, facing, recover=True)
         panda.grip(MAX_OPENING, 0.5)
-        panda.move(over, facing)
+        panda.move(over, facing, recover=True)
         placed = True
     if not success:
         panda.grip(MAX_OPENING, 0.3)
-    panda.move(np.array([0.4, 0.0, 0.4]), top_down(0.0))
+    panda.move(np.array([0.4, 0.0, 0.4]), top_down(0.0), recover=True)
     reason = (
         "held" if success else f"the object rose {lifted * 100:.1f} cm, less than {SUCCESS_LIFT * 100:.0f} cm"
     )
@@ -310,12 +347,12 @@ def execute_push(
     }
     above = np.array([0.0, 0.0, 0.12])
     panda.grip(0.0, 0.3)
-    panda.move(begin + above, hand)
+    panda.move(begin + above, hand, recover=True)
     panda.move(begin, hand)
     panda.move(finish, hand, speed=PUSH_SPEED)
     panda.move(finish + above, hand)
     panda.grip(MAX_OPENING, 0.2)
-    panda.move(np.array([0.4, 0.0, 0.4]), top_down(0.0))
+    panda.move(np.array([0.4, 0.0, 0.4]), top_down(0.0), recover=True)
     moved = {
         body: float(
             np.linalg.norm(

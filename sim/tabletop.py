@@ -26,11 +26,11 @@ from sim.world import PHYSICS_HZ, World
 
 PANDA_HOME = (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785)
 # The tray picked objects go in: a bin with upright walls, large enough for the largest scenes (15 objects
-# lie in it about one deep) and where the Panda reaches all of it with the hand pointing down (IK within
-# 0.1 mm 14-18 cm over every spot of its floor, measured). PyBullet's traybox at half scale, used before,
-# has 21 cm of floor inside sloped 6 cm walls: a dozen objects heaped up in it, and a ball knocked by the
-# next object dropped rolled up a wall and out onto the table, out of the arm's reach.
-TRAY_POSITION = (0.30, 0.58, 0.0)  # the middle of its floor
+# lie in it about one deep), its far corner 73 cm from the arm's base (the Panda reaches a top-down pose
+# to 78 cm). PyBullet's traybox at half scale, used before, has 21 cm of floor inside sloped 6 cm walls:
+# a dozen objects heaped up in it, and a ball knocked by the next object dropped rolled up a wall and out
+# onto the table, out of the arm's reach.
+TRAY_POSITION = (0.26, 0.55, 0.0)  # the middle of its floor
 TRAY_INSIDE = (0.36, 0.30)  # metres inside the walls, along x and y
 TRAY_WALL_HEIGHT = 0.09
 TRAY_WALL = 0.01  # the walls' and the floor's thickness
