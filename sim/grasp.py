@@ -34,11 +34,11 @@ PUSH_LONGEST = 0.30  # metres: a push longer than this is a mistake, not a push
 PUSH_LOWEST = 0.008  # metres above the table the fingertips may go (they would scrape it lower)
 CARRY_HEIGHT = 0.30  # metres: the fingers carry an object to the tray this high, over any heap
 TRAY_RELEASE_HEIGHT = 0.18  # the fingers open this high: a held object's bottom clears the 9 cm walls
-# Where objects may be let go, from the tray's middle (sim.tabletop.TRAY_INSIDE: 36 x 30 cm), 7 cm or
-# more inside its walls. Each object goes to the spot farthest from those already in the tray: dropped
-# all on one spot, a dozen objects heap up and the next bounces off the heap, and one dropped onto a
-# ball knocks it away.
-TRAY_SPOTS = ((0.0, 0.0), *((dx, dy) for dx in (-0.11, 0.0, 0.11) for dy in (-0.08, 0.0, 0.08) if dx or dy))
+# Objects are let go at nine spots over the tray (sim.tabletop.make_tray): its middle, and a grid 8 cm in
+# from its outer edges (7 cm inside its walls). Each object goes to the spot farthest from those already
+# in the tray: dropped all on one spot, a dozen objects heap up and the next bounces off the heap, and
+# one dropped onto a ball knocks it away.
+TRAY_SPOT_MARGIN = 0.08
 
 
 @dataclass
@@ -284,12 +284,13 @@ def execute_grasp(
 
 
 def tray_spot(panda: Panda, objects: list[int]) -> np.ndarray:
-    """Where to let the next object go: the TRAY_SPOTS spot farthest from the objects in the tray (the
-    first such spot on a tie), at the release height."""
+    """Where to let the next object go: the spot farthest from the objects in the tray (the middle on an
+    empty tray, else the first such spot on a tie), at the release height."""
     client = panda.world.client
     (x0, y0, _), (x1, y1, _) = p.getAABB(panda.tray, physicsClientId=client)
-    tray_x, tray_y, _ = p.getBasePositionAndOrientation(panda.tray, physicsClientId=client)[0]
-    spots = np.array([(tray_x + dx, tray_y + dy) for dx, dy in TRAY_SPOTS])
+    m = TRAY_SPOT_MARGIN
+    grid = [(x, y) for x in (x0 + m, (x0 + x1) / 2, x1 - m) for y in (y0 + m, (y0 + y1) / 2, y1 - m)]
+    spots = np.array([grid[4], *grid[:4], *grid[5:]])  # the middle first
     where = np.array(
         [p.getBasePositionAndOrientation(b, physicsClientId=client)[0][:2] for b in objects]
     ).reshape(-1, 2)
