@@ -115,9 +115,9 @@ class Panda:
         return float(np.linalg.norm(reached - position))
 
     def unreachable(self, position: np.ndarray, orientation: tuple[float, ...]) -> str:
-        """Why the grasp link cannot be put at this pose (IK misses it by over 1 cm); "" if it can."""
+        """Why the grasp link cannot be put at this pose (IK misses it by over MISSED); "" if it can."""
         error = self.reach_error(position, orientation)
-        if error <= 0.01:
+        if error <= MISSED:
             return ""
         where = ", ".join(f"{v:g}" for v in np.round(position, 3))
         return f"out of reach: inverse kinematics misses ({where}) by {error * 1000:.0f} mm"
@@ -159,17 +159,11 @@ class Panda:
         """Turn the arm's joints evenly to `angles`, the fingers held as they are, then settle."""
         client = self.world.client
         start = np.array([p.getJointState(self.robot, j, physicsClientId=client)[0] for j in ARM_JOINTS])
+        goal = np.array(angles)
         steps = int(seconds * PHYSICS_HZ)
         for i in range(1, steps + 49):
             s = 0.5 - 0.5 * math.cos(math.pi * min(i / steps, 1.0))
-            p.setJointMotorControlArray(
-                self.robot,
-                list(ARM_JOINTS),
-                p.POSITION_CONTROL,
-                targetPositions=list(start + (np.array(angles) - start) * s),
-                forces=self.forces,
-                physicsClientId=client,
-            )
+            self._command_arm(list(start + (goal - start) * s))
             self._drive(*self.hand_pose(), track=False)
 
     def grip(self, width: float, seconds: float) -> None:
@@ -178,18 +172,21 @@ class Panda:
         for _ in range(int(seconds * PHYSICS_HZ)):
             self._drive(position, orientation, track=False)
 
+    def _command_arm(self, angles: list[float]) -> None:
+        """Set the arm's joint motors to `angles` (position control at the joints' own forces)."""
+        p.setJointMotorControlArray(
+            self.robot,
+            list(ARM_JOINTS),
+            p.POSITION_CONTROL,
+            targetPositions=angles,
+            forces=self.forces,
+            physicsClientId=self.world.client,
+        )
+
     def _drive(self, position: np.ndarray, orientation: tuple[float, ...], track: bool = True) -> None:
         client = self.world.client
         if track:
-            angles = self.solve(position, orientation)
-            p.setJointMotorControlArray(
-                self.robot,
-                list(ARM_JOINTS),
-                p.POSITION_CONTROL,
-                targetPositions=angles,
-                forces=self.forces,
-                physicsClientId=client,
-            )
+            self._command_arm(self.solve(position, orientation))
         for finger in FINGERS:
             p.setJointMotorControl2(
                 self.robot,
@@ -291,6 +288,8 @@ def tray_spot(panda: Panda, objects: list[int]) -> np.ndarray:
     m = TRAY_SPOT_MARGIN
     grid = [(x, y) for x in (x0 + m, (x0 + x1) / 2, x1 - m) for y in (y0 + m, (y0 + y1) / 2, y1 - m)]
     spots = np.array([grid[4], *grid[:4], *grid[5:]])  # the middle first
+    # Over the tray's bounds, as sim.tabletop.in_tray judges it (this module and that one are siblings:
+    # neither imports the other).
     where = np.array(
         [p.getBasePositionAndOrientation(b, physicsClientId=client)[0][:2] for b in objects]
     ).reshape(-1, 2)

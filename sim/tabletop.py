@@ -270,28 +270,33 @@ class TabletopScene:
             shape = p.createCollisionShape(p.GEOM_BOX, halfExtents=[hx, hy, 0.1], physicsClientId=client)
             walls.append(p.createMultiBody(0, shape, -1, [cx + dx, cy + dy, 0.1], physicsClientId=client))
         for name in choices:
-            x, y = cx + self.rng.uniform(-0.05, 0.05), cy + self.rng.uniform(-0.05, 0.05)
-            tumble = self.rng.uniform(-math.pi, math.pi, 3)
+            x, y, tumble = self._over_the_heap()
             self.objects.append(self._spawn(name, x, y, float(tumble[2]), z=0.2, tilt=tumble[:2]))
             self.world.step(PILE_DROP_STEPS)
         self.world.step(PHYSICS_SETTLE_STEPS)
         for wall in walls:
             p.removeBody(wall, physicsClientId=client)
 
+    def _over_the_heap(self) -> tuple[float, float, np.ndarray]:
+        """Where an object is dropped onto a pile (within 5 cm of the workspace's centre) and its tumble
+        (three random turns, radians)."""
+        (x0, x1), (y0, y1) = WORKSPACE
+        x = (x0 + x1) / 2 + self.rng.uniform(-0.05, 0.05)
+        y = (y0 + y1) / 2 + self.rng.uniform(-0.05, 0.05)
+        return x, y, self.rng.uniform(-math.pi, math.pi, 3)
+
     def _return_strays(self) -> None:
         """Drop again on the heap what its slump rolled out of the workspace, where the arm does not pick
         (pile seeds 5000 and 5004 began with a jenga block and a ball by the robot's base), and let it
         settle; at most PILE_REDROPS times. Scenes with nothing astray are left as they are."""
         client = self.world.client
-        (x0, x1), (y0, y1) = WORKSPACE
-        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         for _ in range(PILE_REDROPS):
             strays = [o.body for o in self.objects if not in_workspace(self.world, o.body)]
             if not strays:
                 return
             for body in strays:
-                x, y = cx + self.rng.uniform(-0.05, 0.05), cy + self.rng.uniform(-0.05, 0.05)
-                turn = p.getQuaternionFromEuler(self.rng.uniform(-math.pi, math.pi, 3).tolist())
+                x, y, tumble = self._over_the_heap()
+                turn = p.getQuaternionFromEuler(tumble.tolist())
                 p.resetBasePositionAndOrientation(body, [x, y, 0.25], turn, physicsClientId=client)
                 p.resetBaseVelocity(body, [0, 0, 0], [0, 0, 0], physicsClientId=client)
                 self.world.step(PILE_DROP_STEPS)
