@@ -50,5 +50,6 @@ def _export(args: argparse.Namespace) -> int:
     print(
         f"wrote {result.path} ({result.megabytes} MB): int8, calibrated on {result.frames} rendered frames in "
         f"{result.seconds:g} s; kept in float: {', '.join(result.kept_float)}"
+        + ("; input: the uint8 frame, 1 x H x W x 3" if result.frame_input else "")
     )
     return 0

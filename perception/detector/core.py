@@ -30,7 +30,7 @@ from perception.detector.defaults import (
     DEFAULT_IOU,
     DEFAULT_MAX_DETECTIONS,
 )
-from perception.detector.preprocess import letterbox
+from perception.detector.preprocess import fit, letterbox
 from perception.detector.small_objects import merge_by_size
 from perception.errors import PerceptError
 from perception.installed import MODELS_DIR, find_model
@@ -83,10 +83,10 @@ class Detector:
         self.session = self._load(provider, threads, spin)
         self.input_name, self.input_hw = self._check_input(input_size)
         shape = self.session.get_inputs()[0].shape
-        self.dynamic_size = all(isinstance(d, str) for d in shape[2:])  # any input size runs
+        self.dynamic_size = all(isinstance(shape[a], str) for a in self._hw_axes)  # any input size runs
         if any(isinstance(d, str) for d in shape):
             # Fixed where they were free, onnxruntime plans the graph as for a fixed input: 7% faster.
-            self.session = self._load(provider, threads, spin, _fixed(shape, self.input_hw))
+            self.session = self._load(provider, threads, spin, self._fixed(shape, self.input_hw))
         self._check_task()
         self.layout = self._choose_layout(layout)
         # A second pass on the frame (or a band of its rows) scaled up, for small objects: see
@@ -156,10 +156,15 @@ class Detector:
     def _check_input(self, input_size: tuple[int, int] | None) -> tuple[str, tuple[int, int]]:
         inputs = self.session.get_inputs()
         shape = list(inputs[0].shape)
-        if len(inputs) != 1 or len(shape) != 4 or shape[1] not in (3, "3"):
-            found = ", ".join(f"{i.name} {i.shape}" for i in inputs)
+        # Our int8 export takes the frame as it is (1 x H x W x 3 uint8, RGB 0-255): the first thing
+        # its graph did to a 0-1 tensor was round it back to those bytes (quantize.take_frame_input).
+        self._frame_input = len(shape) == 4 and inputs[0].type == "tensor(uint8)" and shape[3] in (3, "3")
+        self._hw_axes = (1, 2) if self._frame_input else (2, 3)
+        if len(inputs) != 1 or len(shape) != 4 or (shape[1] not in (3, "3") and not self._frame_input):
+            found = ", ".join(f"{i.name} {i.shape} {i.type}" for i in inputs)
             raise DetectorError(
-                f"model {self.path}: expected one image input of shape 1 x 3 x H x W, found {found}"
+                f"model {self.path}: expected one image input of shape 1 x 3 x H x W (float) or "
+                f"1 x H x W x 3 (uint8), found {found}"
             )
         if isinstance(shape[0], int) and shape[0] != 1:
             raise DetectorError(
@@ -168,19 +173,23 @@ class Detector:
             )
         # An fp16 export (Ultralytics' half=True) takes a float16 tensor: the letterbox's is converted.
         self._input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
-        static = [d if isinstance(d, int) else None for d in shape[2:]]
+        static = [shape[a] if isinstance(shape[a], int) else None for a in self._hw_axes]
         if input_size is None and None in static:
             # Dynamic axes: the size the model was made for (Ultralytics and our exports both write
             # `imgsz` in the metadata), else Ultralytics' default.
             input_size = self._metadata_size() or (640, 640)
         elif input_size is None:
-            input_size = (int(shape[2]), int(shape[3]))
+            input_size = (int(shape[self._hw_axes[0]]), int(shape[self._hw_axes[1]]))
         elif None not in static and tuple(static) != tuple(input_size):
             raise DetectorError(f"model {self.path}: its input is fixed at {static}, not {list(input_size)}")
         return inputs[0].name, (int(input_size[0]), int(input_size[1]))
 
     def _choose_layout(self, layout: str) -> str:
-        blank = np.zeros((1, 3, *self.input_hw), self._input_dtype)
+        height, width = self.input_hw
+        if self._frame_input:
+            blank = np.zeros((1, height, width, 3), np.uint8)
+        else:
+            blank = np.zeros((1, 3, height, width), self._input_dtype)
         outputs = self.session.run(None, {self.input_name: blank})  # also warms the session up
         shapes = [list(o.shape) for o in outputs]
         if layout == "auto":
@@ -321,10 +330,15 @@ class Detector:
         zoom = self.small_object_zoom
         return top, bottom, (_multiple_of_32(zoom * (bottom - top)), _multiple_of_32(zoom * width))
 
+    def _fixed(self, shape: list[Any], input_hw: tuple[int, int]) -> dict[str, int]:
+        """Values for an input's free dimensions (Ultralytics names them batch, height, width)."""
+        sizes = {shape[0]: 1, shape[self._hw_axes[0]]: input_hw[0], shape[self._hw_axes[1]]: input_hw[1]}
+        return {name: value for name, value in sizes.items() if isinstance(name, str)}
+
     def _small_object_session(self, input_hw: tuple[int, int]) -> ort.InferenceSession:
         session = self._small_object_sessions.get(input_hw)
         if session is None:
-            session = self._load(*self._session_options, _fixed(self._input_shape, input_hw))
+            session = self._load(*self._session_options, self._fixed(self._input_shape, input_hw))
             self._small_object_sessions[input_hw] = session
         return session
 
@@ -333,6 +347,9 @@ class Detector:
     ) -> tuple[np.ndarray, Any]:
         """The model's input tensor for an RGB image (its family's letterbox) and the transform back to
         the image's pixels; what calibrating a quantised model feeds it too."""
+        if self._frame_input:  # the letterboxed frame itself: its graph scales and transposes it
+            canvas, transform = fit(image, input_hw or self.input_hw, centre=not self._yolox)
+            return canvas[np.newaxis], transform
         tensor, transform = letterbox(
             image,
             input_hw or self.input_hw,
@@ -372,13 +389,6 @@ class Detector:
 
 def _multiple_of_32(pixels: float) -> int:
     return max(32, math.ceil(pixels / 32) * 32)
-
-
-def _fixed(shape: list[Any], input_hw: tuple[int, int]) -> dict[str, int]:
-    """Values for an input's free dimensions (Ultralytics names them batch, height, width)."""
-    batch, _, height, width = shape
-    sizes = {batch: 1, height: input_hw[0], width: input_hw[1]}
-    return {name: value for name, value in sizes.items() if isinstance(name, str)}
 
 
 def _read_labels(path: str | Path) -> list[str]:

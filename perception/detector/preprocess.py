@@ -38,6 +38,13 @@ def letterbox(
 ) -> tuple[np.ndarray, Letterbox]:
     """An RGB uint8 image (H x W x 3) as a 1 x 3 x h x w float32 tensor for a network input of `size`
     (h, w), and the transform that maps boxes back."""
+    canvas, transform = fit(image, size, centre=centre)
+    return to_tensor(canvas, bgr=bgr, unit_scale=unit_scale), transform
+
+
+def fit(image: np.ndarray, size: tuple[int, int], *, centre: bool) -> tuple[np.ndarray, Letterbox]:
+    """An RGB uint8 image (H x W x 3) scaled and padded to `size` (h, w), still H x W x 3 uint8 (the
+    image itself when it has that size already), and the transform that maps boxes back."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an H x W x 3 uint8 RGB image, found shape {image.shape} {image.dtype}")
     height, width = image.shape[:2]
@@ -60,7 +67,7 @@ def letterbox(
     else:
         canvas = np.full((out_h, out_w, 3), PAD_VALUE, np.uint8)
         canvas[top : top + new_h, left : left + new_w] = resized
-    return to_tensor(canvas, bgr=bgr, unit_scale=unit_scale), Letterbox(scale, left, top, width, height)
+    return canvas, Letterbox(scale, left, top, width, height)
 
 
 def to_tensor(image: np.ndarray, *, bgr: bool, unit_scale: bool) -> np.ndarray:

@@ -3,14 +3,25 @@ the simulator renders, as `yolo export int8=True` calibrates on a dataset.
 
 The convolutions the outputs are computed from stay in float: they make the class scores (whose peaks
 are compared to each other) and the box sides, and quantised they cost our model 0.013-0.022 mAP50.
-The rest (every other convolution) runs in int8, and so do the ReLUs after them: quantised as an
-activation onnxruntime folds into the convolution before it, a ReLU's range becomes that convolution's
-output range, so no dequantise-requantise pair is left between them (15 Q/DQ nodes left after
-onnxruntime's fusion against 33, 8-9% faster on machine C, mAP50-95 0.008-0.010 higher on the suites,
-docs/benchmarks.md). Calibration frames come from seeds the benchmark
-suites do not use, from both scenes, through the detector's own preprocessing. A model fine-tuned with
-`percept train --quantization-aware` (quantization_aware.py) has learned the rounding as it was before
-the ReLUs were folded (each convolution's output rounded over its range before the ReLU).
+So does the decoding after them (box corners in pixels). The rest of the network runs in int8: every
+other convolution, the ReLUs after them (quantised as an activation onnxruntime folds into the
+convolution before it, a ReLU's range becomes that convolution's output range, so no dequantise-
+requantise pair is left between them), and the feature pyramid's upsampling and sums.
+
+Four edits of the graph keep whole images and feature maps from being converted between int8 and
+float for nothing (docs/benchmarks.md, "The int8 graph without needless conversions"):
+- the output convolutions that read the same features become one convolution and a split, so those
+  features are dequantised once, not once per convolution;
+- a node that reads only a map's shape (the pyramid's upsampling asks for its target's size) reads it
+  from the int8 map, so no map is dequantised just to be measured;
+- the pyramid's adds and upsampling run on int8 maps, not between a dequantise and a quantise;
+- the model takes the uint8 frame itself (1 x H x W x 3): quantising a 0-1 tensor at exactly 1/255
+  gives back the frame's bytes, so neither the preprocessing's float tensor nor that rounding is made.
+
+Calibration frames come from seeds the benchmark suites do not use, from both scenes, through the
+detector's own preprocessing. A model fine-tuned with `percept train --quantization-aware`
+(quantization_aware.py) has learned the rounding as it was before the ReLUs were folded (each
+convolution's output rounded over its range before the ReLU).
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ class Quantized:
     path: Path
     frames: int
     kept_float: list[str]  # the convolutions left in float
+    frame_input: bool  # takes the uint8 frame (1 x H x W x 3), not a 0-1 float tensor
     seconds: float
     megabytes: float
 
@@ -57,6 +69,126 @@ def output_convolutions(model: Any) -> list[str]:
             continue
         stack += list(node.input)
     return sorted(found)
+
+
+def merge_output_convolutions(model: Any, names: list[str]) -> None:
+    """Make the convolutions `names` that read the same tensor with the same settings one convolution
+    (their filters stacked) and a Split that gives back each one's output under its own name."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    initializers = {i.name: i for i in graph.initializer}
+    groups: dict[tuple[str, bytes], list[Any]] = {}
+    for node in graph.node:
+        if (
+            node.name in names
+            and len(node.input) == 3
+            and {node.input[1], node.input[2]} <= initializers.keys()
+        ):
+            settings = b"".join(a.SerializeToString() for a in sorted(node.attribute, key=lambda a: a.name))
+            groups.setdefault((node.input[0], settings), []).append(node)
+    for (source, _), convs in groups.items():
+        if len(convs) < 2 or opset < 13 or any(a.name == "group" and a.i != 1 for a in convs[0].attribute):
+            continue  # before opset 13 Split takes its sizes as an attribute: left as it is
+        weights = [numpy_helper.to_array(initializers[c.input[1]]) for c in convs]
+        biases = [numpy_helper.to_array(initializers[c.input[2]]) for c in convs]
+        name = "+".join(c.name for c in convs)
+        stacked = [
+            numpy_helper.from_array(np.concatenate(weights), f"{name}.weight"),
+            numpy_helper.from_array(np.concatenate(biases), f"{name}.bias"),
+            numpy_helper.from_array(np.array([len(w) for w in weights], np.int64), f"{name}.split"),
+        ]
+        merged = helper.make_node(
+            "Conv", [source, stacked[0].name, stacked[1].name], [f"{name}.out"], name=name
+        )
+        merged.attribute.extend(convs[0].attribute)
+        split = helper.make_node(
+            "Split",
+            [merged.output[0], stacked[2].name],
+            [c.output[0] for c in convs],
+            name=f"{name}.split",
+            axis=1,
+        )
+        at = min(list(graph.node).index(c) for c in convs)
+        for conv in convs:
+            graph.node.remove(conv)
+        graph.node.insert(at, split)
+        graph.node.insert(at, merged)
+        graph.initializer.extend(stacked)
+    used = {name for node in graph.node for name in node.input}
+    for initializer in list(graph.initializer):
+        if initializer.name not in used:
+            graph.initializer.remove(initializer)
+
+
+def decoding_nodes(model: Any, output_convs: list[str]) -> list[str]:
+    """The nodes that none of `output_convs` depends on (the decoding after them, which stays in
+    float), `output_convs` included."""
+    producer = {output: node for node in model.graph.node for output in node.output}
+    network: set[str] = set()
+    stack = [node for node in model.graph.node if node.name in output_convs]
+    while stack:
+        node = stack.pop()
+        for name in node.input:
+            source = producer.get(name)
+            if source is not None and source.name not in network:
+                network.add(source.name)
+                stack.append(source)
+    return [node.name for node in model.graph.node if node.name not in network]
+
+
+def read_shapes_before_dequantising(model: Any) -> None:
+    """Let each Shape of a dequantised map read the int8 map (same shape), and drop the dequantise
+    nodes left with no reader."""
+    graph = model.graph
+    producer = {output: node for node in graph.node for output in node.output}
+    for node in graph.node:
+        source = producer.get(node.input[0]) if node.op_type == "Shape" else None
+        if source is not None and source.op_type == "DequantizeLinear":
+            node.input[0] = source.input[0]
+    read = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    for node in list(graph.node):
+        if node.op_type == "DequantizeLinear" and node.output[0] not in read:
+            graph.node.remove(node)
+
+
+def take_frame_input(model: Any) -> bool:
+    """Make the model take the frame itself (1 x H x W x 3 uint8, RGB 0-255) where its input (1 x 3 x
+    H x W, RGB 0-1) is read by one QuantizeLinear alone: that quantisation, set to exactly 1/255 and
+    zero point 0, gives back the frame's own bytes, so a Transpose in its place does its work and the
+    preprocessing's float tensor is never made. False (the model left as it is) otherwise."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = model.graph
+    image = graph.input[0]
+    readers = [node for node in graph.node if image.name in node.input]
+    initializers = {i.name: i for i in graph.initializer}
+    if len(graph.input) != 1 or len(readers) != 1 or readers[0].op_type != "QuantizeLinear":
+        return False
+    quantize_input = readers[0]
+    if len(quantize_input.input) != 3 or not set(quantize_input.input[1:]) <= initializers.keys():
+        return False
+    scale, zero_point = (initializers[name] for name in quantize_input.input[1:])
+    if numpy_helper.to_array(zero_point).dtype != np.uint8:
+        return False
+    scale.CopyFrom(numpy_helper.from_array(np.array(1 / 255, np.float32), scale.name))
+    zero_point.CopyFrom(numpy_helper.from_array(np.array(0, np.uint8), zero_point.name))
+    batch, _, height, width = (d.dim_param or d.dim_value for d in image.type.tensor_type.shape.dim)
+    frame = helper.make_tensor_value_info(image.name, TensorProto.UINT8, [batch, height, width, 3])
+    to_channels_first = helper.make_node(
+        "Transpose",
+        [image.name],
+        [quantize_input.output[0]],
+        name="frame_to_channels_first",
+        perm=[0, 3, 1, 2],
+    )
+    at = list(graph.node).index(quantize_input)
+    graph.node.remove(quantize_input)
+    graph.node.insert(at, to_channels_first)
+    graph.input.remove(image)
+    graph.input.insert(0, frame)
+    return True
 
 
 def quantize(
@@ -100,7 +232,10 @@ def quantize(
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         quant_pre_process(str(detector.path), str(prepared), skip_symbolic_shape=True)
-        kept_float = output_convolutions(onnx.load(str(prepared)))
+        model = onnx.load(str(prepared))
+        kept_float = output_convolutions(model)
+        merge_output_convolutions(model, kept_float)
+        onnx.save(model, str(prepared))
         quantization.quantize_static(
             str(prepared),
             str(out),
@@ -110,14 +245,17 @@ def quantize(
             activation_type=quantization.QuantType.QUInt8,
             weight_type=quantization.QuantType.QInt8,
             calibrate_method=quantization.CalibrationMethod.MinMax,
-            op_types_to_quantize=["Conv", "Relu"],
-            nodes_to_exclude=kept_float,
+            op_types_to_quantize=["Conv", "Relu", "Add", "Resize"],
+            nodes_to_exclude=decoding_nodes(model, output_convolutions(model)),
         )
     quantized = onnx.load(str(out))
+    read_shapes_before_dequantising(quantized)
+    frame_input = take_frame_input(quantized)
     metadata = model_metadata(detector.path)
     metadata["quantization"] = json.dumps(
         {
-            "kind": "int8 static, onnxruntime QDQ, weights per channel, ReLUs folded",
+            "kind": "int8 static, onnxruntime QDQ, weights per channel, ReLUs folded, pyramid in int8, "
+            "output convolutions merged" + (", input the uint8 frame (1 x H x W x 3)" if frame_input else ""),
             "calibration": f"{len(tensors)} frames of {', '.join(scenes)} rendered from seed {seed}",
             "kept_float": kept_float,
             "from": detector.path.name,
@@ -131,6 +269,7 @@ def quantize(
         out,
         len(tensors),
         kept_float,
+        frame_input,
         round(time.monotonic() - started, 1),
         round(out.stat().st_size / 1e6, 2),
     )

@@ -244,7 +244,8 @@ def test_a_metadata_size_that_is_no_size_is_named(tmp_path):
         (lambda p: (p.write_bytes(b"not onnx"), p)[1], r"onnxruntime cannot load it"),
         (
             lambda p: write_model(p, yolov8_output(), input_shape=(1, 1, SIZE, SIZE)),
-            r"expected one image input of shape 1 x 3 x H x W, found images \[1, 1, 320, 320\]",
+            r"expected one image input of shape 1 x 3 x H x W \(float\) or 1 x H x W x 3 \(uint8\), "
+            r"found images \[1, 1, 320, 320\] tensor\(float\)",
         ),
         (
             lambda p: write_model(p, np.zeros((1, 7, 7), np.float32)),

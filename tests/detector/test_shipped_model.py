@@ -93,9 +93,27 @@ def test_export_int8_quantises_all_but_the_output_convolutions_and_keeps_the_nam
     result = percept("export", "--int8", "--out", str(out), "--calibration-frames", "4", timeout=180)
     assert result.returncode == 0, result.stderr
     assert "kept in float: /network/distances/Conv, /network/heatmap/Conv" in result.stdout
+    assert "input: the uint8 frame, 1 x H x W x 3" in result.stdout
     model = onnx.load(str(out))
     ops = [node.op_type for node in model.graph.node]
     assert ops.count("QuantizeLinear") > 10 and ops.count("DequantizeLinear") > 10
+    image = model.graph.input[0].type.tensor_type
+    assert image.elem_type == onnx.TensorProto.UINT8 and image.shape.dim[3].dim_value == 3
+    producer = {output: node for node in model.graph.node for output in node.output}
+    readers: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node.op_type)
+    # The pyramid's sums run on int8 maps, the two output convolutions are one, and nothing
+    # dequantises a map to read its shape.
+    network_adds = [n for n in model.graph.node if n.op_type == "Add" and n.name.startswith("/network/")]
+    assert network_adds and all(readers[n.output[0]] == ["QuantizeLinear"] for n in network_adds)
+    assert [n.name for n in model.graph.node if n.op_type == "Split"] == [
+        "/network/heatmap/Conv+/network/distances/Conv.split"
+    ]
+    assert not any(
+        n.op_type == "Shape" and producer[n.input[0]].op_type == "DequantizeLinear" for n in model.graph.node
+    )
     meta = {p.key: p.value for p in model.metadata_props}
     assert json.loads(meta["names"]) == list(SHIPPED_CLASSES)
     assert (
@@ -106,6 +124,22 @@ def test_export_int8_quantises_all_but_the_output_convolutions_and_keeps_the_nam
     shipped = {p.key: p.value for p in onnx.load(str(INT8_MODEL)).metadata_props}
     assert json.loads(shipped["quantization"])["from"] == "percept.onnx"
     assert percept("export", "--int8", "--out", str(tmp_path / "no" / "x.onnx")).returncode == 1
+
+
+def test_the_int8_model_takes_the_frame_itself_at_any_size_and_in_a_second_pass():
+    """It reads 1 x H x W x 3 uint8: its height and width are axes 1 and 2, for a size of the user's and
+    for the small-object pass's zoomed band alike."""
+    frame = next(iter(rendered_frames("driving", FRESH_SEED, [0], CameraSpec(640, 480))))[1].rgb
+    frame.flags.writeable = False  # as a frame arrives from the bus
+    plain = Detector(INT8_MODEL)(frame)
+    assert len(plain.scores) > 0
+    smaller = Detector(INT8_MODEL, input_size=(320, 416))
+    assert smaller.session.get_inputs()[0].shape == [1, 320, 416, 3]
+    assert len(smaller(frame).scores) > 0
+    zoomed = Detector(INT8_MODEL, small_object_zoom=2.0, small_object_rows=(128, 384))
+    assert len(zoomed(frame).scores) > 0
+    (band,) = zoomed._small_object_sessions.values()
+    assert band.get_inputs()[0].shape == [1, 512, 1280, 3]  # rows 128-384 and the width, twice over
 
 
 def test_output_convolutions_are_the_last_convolutions_before_each_output():
