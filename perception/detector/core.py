@@ -349,7 +349,7 @@ class Detector:
         the image's pixels; what calibrating a quantised model feeds it too."""
         if self._frame_input:  # the letterboxed frame itself: its graph scales and transposes it
             canvas, transform = fit(image, input_hw or self.input_hw, centre=not self._yolox)
-            return canvas[np.newaxis], transform
+            return np.ascontiguousarray(canvas[np.newaxis]), transform  # a no-op for a whole frame
         tensor, transform = letterbox(
             image,
             input_hw or self.input_hw,
