@@ -157,14 +157,15 @@ class LocalOutlet:
             record = _record(INLINE, body)
             missed = sum(not self._write(peer, record) for peer in list(self._peers.values()))
         else:
-            missed = self._send_in_slot(views, sizes, src.encode()[:255], n)
+            missed = self._send_in_slot(frames, views, sizes, src.encode()[:255], n)
         self.missed += missed
         return missed
 
     def loan(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray | None:
         """A writable array in shared memory that a later send() passes on without copying it; None
         when there is no local subscriber (or no free slot): then any array does as well."""
-        self._take_registrations()
+        if time.monotonic() > self._registrations_at:  # as send() does: a new subscriber waits <= 10 ms
+            self._take_registrations()
         if not self._peers:
             return None
         size = math.prod(shape) * dtype.itemsize
@@ -181,9 +182,11 @@ class LocalOutlet:
             segment = self._segment = shm.Segment(slot_bytes, self._budget)
         return segment
 
-    def _send_in_slot(self, views: list[memoryview], sizes: list[int], src: bytes, n: int) -> int:
+    def _send_in_slot(
+        self, frames: list[Any], views: list[memoryview], sizes: list[int], src: bytes, n: int
+    ) -> int:
         segment = self._segment
-        slot = self._loaned_slot(segment, views) if segment is not None and segment.loaned else None
+        slot = self._loaned_slot(segment, frames, views) if segment is not None and segment.loaned else None
         if slot is not None and segment is not None:
             self._tick += 1
             if not segment.write(slot[0], self._tick, views, loaned=slot[1]):
@@ -210,15 +213,22 @@ class LocalOutlet:
         return missed
 
     @staticmethod
-    def _loaned_slot(segment: shm.Segment, views: list[memoryview]) -> tuple[int, int] | None:
-        """(slot, frame index) of the first frame that is an array loaned from `segment`, taken out of
-        the loans; None when no frame is."""
+    def _loaned_slot(
+        segment: shm.Segment, frames: list[Any], views: list[memoryview]
+    ) -> tuple[int, int] | None:
+        """(slot, frame index) of the first frame that is an array loaned from `segment` (the loaned
+        array itself, or any array that starts where it does), taken out of the loans; None when no
+        frame is."""
+        for index, frame in enumerate(frames):
+            loan = segment.loan_of(frame)  # the array itself: found without reading its address
+            if loan is not None:
+                return loan, index
         for index, view in enumerate(views):
             if view.nbytes >= shm.LOAN_OFFSET:  # a header or a small array is never a loan
                 address = np.frombuffer(view, np.uint8).__array_interface__["data"][0]
-                loan = segment.loaned.pop(address, None)
+                loan = segment.loan_at(address)
                 if loan is not None:
-                    return loan[0], index
+                    return loan, index
         return None
 
     def _write(self, peer: _Peer, record: bytes) -> bool:

@@ -219,7 +219,9 @@ class Segment:
         # Per slot: the tick each row was sent it with, for rows that have not said they are done.
         self.pending: list[dict[int, int]] = [{} for _ in range(slots)]
         self.loaned: dict[int, tuple[int, int]] = {}  # loaned array's address -> (slot, loan number)
+        self._loaned_arrays: dict[int, tuple[weakref.ref[np.ndarray], int]] = {}  # id -> (array, address)
         self._loans = 0
+        self._address = np.frombuffer(self._bytes, np.uint8).__array_interface__["data"][0]
         self.superseded = 0  # slots taken back from a subscriber that had not drained them yet
 
     def acquire(self, live_rows: set[int]) -> int | None:
@@ -299,11 +301,31 @@ class Segment:
             return None
         start = slot * self.layout.slot_bytes + LOAN_OFFSET
         array = np.frombuffer(self._bytes, dtype, count=math.prod(shape), offset=start).reshape(shape)
-        address = array.__array_interface__["data"][0]
+        address = self._address + start
         self._loans += 1
         self.loaned[address] = (slot, self._loans)
-        weakref.finalize(array, self._give_back, address, self._loans)
+        loan = self._loans
+
+        def given_back(_: object) -> None:  # the array was dropped: published, or never
+            self._loaned_arrays.pop(id_, None)
+            self._give_back(address, loan)
+
+        id_ = id(array)
+        self._loaned_arrays[id_] = (weakref.ref(array, given_back), address)
         return array
+
+    def loan_of(self, frame: Any) -> int | None:
+        """The slot of `frame` if it is an array this segment loaned and nobody published yet (taken
+        out of the loans), else None."""
+        entry = self._loaned_arrays.get(id(frame))
+        if entry is None or entry[0]() is not frame:
+            return None
+        return self.loan_at(entry[1])
+
+    def loan_at(self, address: int) -> int | None:
+        """The slot of the unpublished loan that starts at `address` (taken out of the loans), or None."""
+        loan = self.loaned.pop(address, None)
+        return None if loan is None else loan[0]
 
     def _give_back(self, address: int, loan: int) -> None:
         """A loaned array was dropped: its slot is free again, unless it was published (or loaned anew)."""

@@ -178,7 +178,7 @@ class Subscription(Generic[M]):
                     self._count_gap(*wire.peek_sequence(frames))
                     item: Any = frames
                 else:
-                    received = wire.decode(frames, self.msg_type)  # reads the header once
+                    received = wire.decode(frames, self.msg_type, self._max_bytes)  # reads the header once
                     self._count_gap(received.src, received.n)
                     item = received.msg
                     self.stats.record_latency(latency_ns(item))

@@ -130,6 +130,7 @@ class Inlet:
         self.topic = topic
         self.endpoints: set[str] = set()
         self.refused: set[str] = set()  # endpoints ZeroMQ would not connect to (a peer's bad address)
+        self._connected = False  # connected over TCP to any publisher (not just the local channel)
 
     def set_endpoints(
         self,
@@ -172,14 +173,15 @@ class Inlet:
         socket = self.socket
         # Checking EVENTS first spares the exception a NOBLOCK receive raises on an empty socket.
         # (Reading parts one by one with Frame.more crashed libzmq under load: keep recv_multipart.)
-        while len(batches) < limit and cast(int, socket.getsockopt(_EVENTS)) & _POLLIN:
+        # With every publisher on the local channel the socket has no connection to read or watch.
+        while self._connected and len(batches) < limit and cast(int, socket.getsockopt(_EVENTS)) & _POLLIN:
             try:
                 batches.append(socket.recv_multipart(zmq.NOBLOCK, copy=False))
             except zmq.Again:
                 break
         if self.local is not None:
             batches += self.local.drain()
-        if cast(int, self._monitor.getsockopt(_EVENTS)) & _POLLIN or self._down:
+        if self._connected and (cast(int, self._monitor.getsockopt(_EVENTS)) & _POLLIN or self._down):
             self._watch_connections()
         return batches
 
@@ -212,6 +214,7 @@ class Inlet:
             self.keys.connect_to(self.socket, server_key)
             self.server_keys[endpoint] = server_key
         self.socket.connect(endpoint)
+        self._connected = True
 
     def close(self) -> None:
         self.socket.disable_monitor()

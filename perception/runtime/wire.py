@@ -23,7 +23,6 @@ from perception import msgs
 from perception.errors import MalformedMessage, MessageError
 
 ARRAY_EXT = 1
-_DTYPES: dict[str, np.dtype[Any]] = {}  # dtype strings seen on the wire, already checked numeric
 _ALLOWED_DTYPE_KINDS = "biuf"  # bool, int, uint, float: no objects, no pointers
 Buffer = Any  # bytes, memoryview or zmq.Frame
 MAX_HEADER_BYTES = 1 << 20  # a header holds names and numbers (arrays travel in frames of their own)
@@ -78,6 +77,7 @@ class _Encoder:
 
     def __init__(self) -> None:
         self.arrays: list[np.ndarray] = []
+        self.array_exts: dict[tuple[int, str, tuple[int, ...]], msgpack.ExtType] = {}
         self.packer = msgpack.Packer(default=self.pack_special)
         self.plain = msgpack.Packer()
 
@@ -88,8 +88,13 @@ class _Encoder:
             if not obj.flags.c_contiguous:
                 obj = np.ascontiguousarray(obj)
             self.arrays.append(obj)
-            meta = self.plain.pack([len(self.arrays) - 1, obj.dtype.str, obj.shape])
-            return msgpack.ExtType(ARRAY_EXT, meta)
+            key = (len(self.arrays) - 1, obj.dtype.str, obj.shape)
+            ext = self.array_exts.get(key)
+            if ext is None:  # a stream's messages repeat the same few: packed once each
+                ext = msgpack.ExtType(ARRAY_EXT, self.plain.pack(list(key)))
+                if len(self.array_exts) < 256:
+                    self.array_exts[key] = ext
+            return ext
         if isinstance(obj, msgs.Message):
             return {name: getattr(obj, name) for name in _field_names(type(obj))}
         if isinstance(obj, np.generic):
@@ -117,8 +122,11 @@ def encode(topic: bytes, msg: msgs.Message, src: str = "", n: int = 0) -> list[A
     return [topic, packed, *encoder.arrays]
 
 
-def decode(frames: list[Buffer], expected: type[msgs.Message] | None = None) -> Received:
-    """Rebuild a message from frames; raise MalformedMessage naming what is wrong."""
+def decode(
+    frames: list[Buffer], expected: type[msgs.Message] | None = None, max_bytes: int | None = None
+) -> Received:
+    """Rebuild a message from frames; raise MalformedMessage naming what is wrong. `max_bytes`: the
+    most its frames may hold, when the caller has it already (max_message_bytes(expected) otherwise)."""
     if len(frames) < 2:
         raise MalformedMessage(f"expected at least 2 frames (topic, header), found {len(frames)}")
     buffers = [byte_view(f) for f in frames]
@@ -131,21 +139,13 @@ def decode(frames: list[Buffer], expected: type[msgs.Message] | None = None) -> 
     def unpack_array(code: int, data: bytes) -> Any:
         if code != ARRAY_EXT:
             raise MalformedMessage(f"unknown msgpack extension type {code}")
-        index, dtype_str, shape = msgpack.unpackb(data)
-        dtype = _DTYPES.get(dtype_str) if isinstance(dtype_str, str) else None
-        if dtype is None:
-            dtype = np.dtype(dtype_str)
-            if dtype.kind not in _ALLOWED_DTYPE_KINDS:
-                raise MalformedMessage(f"array dtype {dtype_str!r} is not numeric")
-            if len(_DTYPES) < 64:  # a peer cycling through dtypes cannot grow this without bound
-                _DTYPES[dtype_str] = dtype
+        index, dtype, shape, expected_bytes = _array_ref(data)
         if not 0 <= index < len(buffers) - 2:
             raise MalformedMessage(f"array frame {index} missing: only {len(buffers) - 2} array frames")
         buf = buffers[index + 2]
-        expected_bytes = math.prod(shape) * dtype.itemsize
         if buf.nbytes != expected_bytes:
             raise MalformedMessage(
-                f"array frame {index}: shape {shape} of {dtype_str} needs {expected_bytes} bytes, "
+                f"array frame {index}: shape {list(shape)} of {dtype.str} needs {expected_bytes} bytes, "
                 f"found {buf.nbytes}"
             )
         array = np.frombuffer(buf, dtype=dtype).reshape(shape)
@@ -177,7 +177,8 @@ def decode(frames: list[Buffer], expected: type[msgs.Message] | None = None) -> 
         raise MalformedMessage(f"expected type {expected.TYPE_NAME}, found {type_name}")
     nbytes = sum(b.nbytes for b in buffers)
     cls = msgs.registered_type(type_name)
-    if nbytes > (limit := max_message_bytes(cls or expected)):
+    limit = max_message_bytes(cls or expected) if max_bytes is None or cls is not expected else max_bytes
+    if nbytes > limit:
         raise MalformedMessage(f"{type_name} of {nbytes} bytes; at most {limit} accepted ({MAX_MESSAGE_ENV})")
     msg: Any
     if cls is None:
@@ -194,6 +195,28 @@ def decode(frames: list[Buffer], expected: type[msgs.Message] | None = None) -> 
             raise MalformedMessage(f"{type_name}: {type(exc).__name__}: {exc}") from None
     src, n = _sequence(header)
     return Received(topic, msg, src, n, nbytes)
+
+
+_ARRAY_REFS: dict[bytes, tuple[int, np.dtype[Any], tuple[int, ...], int]] = {}
+_MAX_ARRAY_REFS = 256  # a peer sending ever new shapes cannot grow the cache without bound
+
+
+def _array_ref(data: bytes) -> tuple[int, np.dtype[Any], tuple[int, ...], int]:
+    """An array extension's payload as (frame index, dtype, shape, bytes it needs), checked. A stream's
+    messages repeat the same payload, so each is read once and then looked up."""
+    ref = _ARRAY_REFS.get(data)
+    if ref is not None:
+        return ref
+    index, dtype_str, shape = msgpack.unpackb(data)
+    dtype = np.dtype(dtype_str)
+    if dtype.kind not in _ALLOWED_DTYPE_KINDS:
+        raise MalformedMessage(f"array dtype {dtype_str!r} is not numeric")
+    if type(index) is not int or not all(type(n) is int and n >= 0 for n in shape):
+        raise MalformedMessage(f"array index {index!r} and shape {shape!r}: expected whole numbers from 0")
+    ref = (index, dtype, tuple(shape), math.prod(shape) * dtype.itemsize)
+    if len(_ARRAY_REFS) < _MAX_ARRAY_REFS:
+        _ARRAY_REFS[data] = ref
+    return ref
 
 
 def peek_sequence(frames: list[Buffer]) -> tuple[str, int]:
@@ -314,21 +337,32 @@ def _field_kinds(cls: type) -> dict[str, tuple[str, Any]]:
 
 
 def _build(cls: type[msgs.Message], fields: dict[str, Any]) -> msgs.Message:
+    """The message from its decoded fields (a dict this function may change)."""
     kinds = _field_kinds(cls)
     if not fields.keys() <= kinds.keys():
         unknown = fields.keys() - kinds.keys()
         raise MessageError(f"unknown fields {sorted(unknown, key=repr)}; expected {sorted(kinds)}")
-    values: dict[str, Any] = {}
-    for name, value in fields.items():
-        kind, sub = kinds[name]
-        if kind == "plain":
-            values[name] = value
-        elif kind == "msg":
+    for name, (kind, sub) in _rebuilt_fields(cls).items():  # most fields are taken as they are
+        if name not in fields:
+            continue
+        value = fields[name]
+        if kind == "msg":
             if not isinstance(value, dict):
                 raise MessageError(f"field {name!r}: expected a map, found {type(value).__name__}")
-            values[name] = _build(sub, value)
+            fields[name] = _build(sub, value)
         elif kind == "msglist":
-            values[name] = [_build(sub, item) for item in value]
+            fields[name] = [_build(sub, item) for item in value]
         else:  # a tuple
-            values[name] = tuple(value)
-    return cls(**values)
+            fields[name] = tuple(value)
+    return cls(**fields)
+
+
+_REBUILT: dict[type, dict[str, tuple[str, Any]]] = {}
+
+
+def _rebuilt_fields(cls: type) -> dict[str, tuple[str, Any]]:
+    """The fields of `cls` that msgpack does not give as they are: messages, lists of them, tuples."""
+    rebuilt = _REBUILT.get(cls)
+    if rebuilt is None:
+        rebuilt = _REBUILT[cls] = {n: k for n, k in _field_kinds(cls).items() if k[0] != "plain"}
+    return rebuilt
