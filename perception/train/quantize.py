@@ -155,9 +155,10 @@ def read_shapes_before_dequantising(model: Any) -> None:
 
 def take_frame_input(model: Any) -> bool:
     """Make the model take the frame itself (1 x H x W x 3 uint8, RGB 0-255) where its input (1 x 3 x
-    H x W, RGB 0-1) is read by one QuantizeLinear alone: that quantisation, set to exactly 1/255 and
-    zero point 0, gives back the frame's own bytes, so a Transpose in its place does its work and the
-    preprocessing's float tensor is never made. False (the model left as it is) otherwise."""
+    H x W, RGB 0-1: calibrated to a scale within 10% of 1/255) is read by one QuantizeLinear alone:
+    that quantisation, set to exactly 1/255 and zero point 0, gives back the frame's own bytes, so a
+    Transpose in its place does its work and the preprocessing's float tensor is never made. False
+    (the model left as it is) otherwise."""
     from onnx import TensorProto, helper, numpy_helper
 
     graph = model.graph
@@ -170,8 +171,9 @@ def take_frame_input(model: Any) -> bool:
     if len(quantize_input.input) != 3 or not set(quantize_input.input[1:]) <= initializers.keys():
         return False
     scale, zero_point = (initializers[name] for name in quantize_input.input[1:])
-    if numpy_helper.to_array(zero_point).dtype != np.uint8:
-        return False
+    calibrated = float(numpy_helper.to_array(scale))
+    if numpy_helper.to_array(zero_point).dtype != np.uint8 or not 0.9 / 255 <= calibrated <= 1.1 / 255:
+        return False  # not a 0-1 image (YOLOX takes 0-255), or not rounded to uint8
     scale.CopyFrom(numpy_helper.from_array(np.array(1 / 255, np.float32), scale.name))
     zero_point.CopyFrom(numpy_helper.from_array(np.array(0, np.uint8), zero_point.name))
     batch, _, height, width = (d.dim_param or d.dim_value for d in image.type.tensor_type.shape.dim)

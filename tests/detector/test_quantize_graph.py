@@ -123,7 +123,7 @@ def test_the_frame_itself_becomes_the_input_and_gives_what_its_0_1_tensor_gave()
         np.testing.assert_array_equal(now, was)
 
 
-def test_a_model_whose_input_is_not_quantised_first_keeps_its_float_input():
-    model = two_heads()
-    assert not take_frame_input(model)
-    assert model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT  # type: ignore[attr-defined]
+def test_a_model_whose_input_is_not_a_quantised_0_1_image_keeps_its_float_input():
+    for model in (two_heads(), quantized_input_model(1.0, 0)):  # YOLOX, say, takes 0-255
+        assert not take_frame_input(model)
+        assert model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT  # type: ignore[attr-defined]
