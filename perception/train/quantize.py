@@ -90,7 +90,7 @@ def merge_output_convolutions(model: Any, names: list[str]) -> None:
             groups.setdefault((node.input[0], settings), []).append(node)
     for (source, _), convs in groups.items():
         if len(convs) < 2 or opset < 13 or any(a.name == "group" and a.i != 1 for a in convs[0].attribute):
-            continue  # before opset 13 Split takes its sizes as an attribute: left as it is
+            continue  # grouped, or before opset 13 (Split's sizes an attribute): left as they are
         weights = [numpy_helper.to_array(initializers[c.input[1]]) for c in convs]
         biases = [numpy_helper.to_array(initializers[c.input[2]]) for c in convs]
         name = "+".join(c.name for c in convs)
