@@ -255,6 +255,17 @@ def test_a_loaned_frame_is_published_without_a_copy(registry):
             np.testing.assert_array_equal(msg.data, pattern(msg.header.seq, (1080, 1920, 3)))
         frame[0, 0, 0] = 255 - frame[0, 0, 0]  # breaking the loan's rule shows that nothing was copied
         assert got[-1].data[0, 0, 0] == frame[0, 0, 0]
+        # Not the loaned array itself but a view that starts where it does (the loan still held):
+        # still not copied.
+        loaned = publisher.loan((1080, 1920, 3))
+        view = loaned.reshape(1080, 1920, 3)
+        assert view is not loaned
+        view[...] = pattern(3, (1080, 1920, 3))
+        publisher.publish(Image(header=Header(seq=3), data=view))
+        spin_until(viewer, lambda: len(got) == 4, what="a view of a loaned frame")
+        np.testing.assert_array_equal(got[-1].data, pattern(3, (1080, 1920, 3)))
+        view[0, 0, 0] = 255 - view[0, 0, 0]
+        assert got[-1].data[0, 0, 0] == view[0, 0, 0]
 
 
 def test_a_busy_subscriber_loses_no_small_message_that_tcp_would_have_queued(registry):
