@@ -124,7 +124,9 @@ def merge_output_convolutions(model: Any, names: list[str]) -> None:
 
 def decoding_nodes(model: Any, output_convs: list[str]) -> list[str]:
     """The nodes that none of `output_convs` depends on (the decoding after them, which stays in
-    float), `output_convs` included."""
+    float), `output_convs` included; none when there are no output convolutions to tell them by."""
+    if not output_convs:
+        return []
     producer = {output: node for node in model.graph.node for output in node.output}
     network: set[str] = set()
     stack = [node for node in model.graph.node if node.name in output_convs]

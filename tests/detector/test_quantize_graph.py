@@ -67,6 +67,7 @@ def test_output_convolutions_reading_one_map_become_one_and_a_split_with_the_sam
 
 def test_the_decoding_is_what_the_output_convolutions_do_not_depend_on():
     assert decoding_nodes(two_heads(), ["boxes", "scores"]) == ["scores", "sigmoid", "boxes"]
+    assert decoding_nodes(two_heads(), []) == []  # no output convolution found: nothing is kept apart
 
 
 def quantized_input_model(scale: float, zero_point: int) -> object:
