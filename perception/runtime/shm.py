@@ -306,9 +306,11 @@ class Segment:
         self.loaned[address] = (slot, self._loans)
         loan = self._loans
 
-        def given_back(_: object) -> None:  # the array was dropped: published, or never
+        def given_back(_: object) -> None:
+            """The array was dropped: its slot is free again, unless it was published (or loaned anew)."""
             self._loaned_arrays.pop(id_, None)
-            self._give_back(address, loan)
+            if self.loaned.get(address, (0, 0))[1] == loan:
+                del self.loaned[address]
 
         id_ = id(array)
         self._loaned_arrays[id_] = (weakref.ref(array, given_back), address)
@@ -326,11 +328,6 @@ class Segment:
         """The slot of the unpublished loan that starts at `address` (taken out of the loans), or None."""
         loan = self.loaned.pop(address, None)
         return None if loan is None else loan[0]
-
-    def _give_back(self, address: int, loan: int) -> None:
-        """A loaned array was dropped: its slot is free again, unless it was published (or loaned anew)."""
-        if self.loaned.get(address, (0, 0))[1] == loan:
-            del self.loaned[address]
 
     def drop_row(self, row: int) -> None:
         """A subscriber has gone: nothing it was sent is held any longer."""

@@ -304,7 +304,9 @@ def byte_view(frame: Buffer) -> memoryview:
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
-_FIELD_KINDS: dict[type, dict[str, tuple[str, Any]]] = {}
+# Per message type: its field names, and how to rebuild from decoded msgpack the fields it does not give
+# as they are ('msg', 'msglist' or 'tuple'): most fields are taken as they are.
+_BUILD_PLANS: dict[type, tuple[frozenset[str], dict[str, tuple[str, Any]]]] = {}
 
 
 def _field_names(cls: type) -> tuple[str, ...]:
@@ -314,35 +316,32 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return names
 
 
-def _field_kinds(cls: type) -> dict[str, tuple[str, Any]]:
-    """Per field: how to rebuild it from decoded msgpack ('msg', 'msglist', 'tuple' or 'plain')."""
-    cached = _FIELD_KINDS.get(cls)
+def _build_plan(cls: type) -> tuple[frozenset[str], dict[str, tuple[str, Any]]]:
+    cached = _BUILD_PLANS.get(cls)
     if cached is not None:
         return cached
     hints = typing.get_type_hints(cls)
-    kinds: dict[str, tuple[str, Any]] = {}
+    rebuilt: dict[str, tuple[str, Any]] = {}
     for name in _field_names(cls):
         hint = hints[name]
         origin, args = typing.get_origin(hint), typing.get_args(hint)
         if isinstance(hint, type) and issubclass(hint, msgs.Message):
-            kinds[name] = ("msg", hint)
+            rebuilt[name] = ("msg", hint)
         elif origin is list and args and isinstance(args[0], type) and issubclass(args[0], msgs.Message):
-            kinds[name] = ("msglist", args[0])
+            rebuilt[name] = ("msglist", args[0])
         elif origin is tuple:
-            kinds[name] = ("tuple", None)
-        else:
-            kinds[name] = ("plain", None)
-    _FIELD_KINDS[cls] = kinds
-    return kinds
+            rebuilt[name] = ("tuple", None)
+    plan = _BUILD_PLANS[cls] = (frozenset(_field_names(cls)), rebuilt)
+    return plan
 
 
 def _build(cls: type[msgs.Message], fields: dict[str, Any]) -> msgs.Message:
     """The message from its decoded fields (a dict this function may change)."""
-    kinds = _field_kinds(cls)
-    if not fields.keys() <= kinds.keys():
-        unknown = fields.keys() - kinds.keys()
-        raise MessageError(f"unknown fields {sorted(unknown, key=repr)}; expected {sorted(kinds)}")
-    for name, (kind, sub) in _rebuilt_fields(cls).items():  # most fields are taken as they are
+    names, rebuilt = _build_plan(cls)
+    if not fields.keys() <= names:
+        unknown = fields.keys() - names
+        raise MessageError(f"unknown fields {sorted(unknown, key=repr)}; expected {sorted(names)}")
+    for name, (kind, sub) in rebuilt.items():
         if name not in fields:
             continue
         value = fields[name]
@@ -355,14 +354,3 @@ def _build(cls: type[msgs.Message], fields: dict[str, Any]) -> msgs.Message:
         else:  # a tuple
             fields[name] = tuple(value)
     return cls(**fields)
-
-
-_REBUILT: dict[type, dict[str, tuple[str, Any]]] = {}
-
-
-def _rebuilt_fields(cls: type) -> dict[str, tuple[str, Any]]:
-    """The fields of `cls` that msgpack does not give as they are: messages, lists of them, tuples."""
-    rebuilt = _REBUILT.get(cls)
-    if rebuilt is None:
-        rebuilt = _REBUILT[cls] = {n: k for n, k in _field_kinds(cls).items() if k[0] != "plain"}
-    return rebuilt
