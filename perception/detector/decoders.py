@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from perception.detector.defaults import DEFAULT_CONFIDENCE
+
 LAYOUTS = ("yolov8", "yolov5", "yolox", "yolox_decoded", "end2end")
 STRIDES = (8, 16, 32)
 Candidates = tuple[np.ndarray, np.ndarray, np.ndarray]  # xyxy (N x 4), scores (N,), class ids (N,)
@@ -99,13 +101,18 @@ def nms(candidates: Candidates, iou: float, max_detections: int) -> Candidates:
 # Soft-NMS's Gaussian (Bodla et al., ICCV 2017; sigma 0.5 as theirs): a box under a better box of another
 # class keeps exp(-IoU^2 / sigma) of its score, 0.14 of it on the same box.
 SOFT_SIGMA = 0.5
+# The most a demoted box may score: just under the default confidence. The Gaussian alone left 0.55 of a
+# score at IoU 0.55, so a pedestrian at 0.49 under a car at 0.53 (one person, two names) was still
+# reported at 0.27 (driving-standard, the model of 2026-12-06).
+DEMOTED_CEILING = float(np.nextafter(np.float32(DEFAULT_CONFIDENCE), np.float32(0)))
 
 
 def suppress_across_classes(candidates: Candidates, iou: float, confidence: float) -> Candidates:
     """One class per object: a box overlapping a better-scoring box of another class by more than `iou`
-    is demoted, as Soft-NMS demotes (its score times exp(-IoU^2 / SOFT_SIGMA)), and dropped if that
-    leaves it below `confidence`. Demoted rather than deleted: where the wrong class won, the right one
-    stays in the ranking, low, which mAP counts and a deployed threshold removes. Best first."""
+    is demoted, as Soft-NMS demotes (its score times exp(-IoU^2 / SOFT_SIGMA)) and to under the default
+    confidence at most, and dropped if that leaves it below `confidence`. So at any confidence from the
+    default (0.25) up an object has one name. Demoted rather than deleted: where the wrong class won, the
+    right one stays in the ranking, low, which mAP counts and a deployed threshold removes. Best first."""
     boxes, scores, class_ids = candidates
     if len(boxes) < 2 or iou >= 1.0:
         return candidates
@@ -116,7 +123,8 @@ def suppress_across_classes(candidates: Candidates, iou: float, confidence: floa
     better = np.tril(np.ones_like(overlap, bool), -1)
     demoting = better & (class_ids[:, None] != class_ids[None, :]) & (overlap > iou)
     worst = np.where(demoting, overlap, 0.0).max(axis=1)
-    scores = np.where(worst > 0, scores * np.exp(-(worst**2) / SOFT_SIGMA), scores).astype(np.float32)
+    demoted = np.minimum(scores * np.exp(-(worst**2) / SOFT_SIGMA), DEMOTED_CEILING)
+    scores = np.where(worst > 0, demoted, scores).astype(np.float32)
     keep = np.flatnonzero(scores >= confidence)
     keep = keep[np.argsort(-scores[keep], kind="stable")]
     return boxes[keep], scores[keep], class_ids[keep]

@@ -7,8 +7,8 @@ DEFAULT_CONFIDENCE = 0.25  # least score a detection needs to be reported
 DEFAULT_IOU = 0.45  # boxes of one class overlapping more than this are one object (NMS)
 DEFAULT_MAX_DETECTIONS = 300  # per image
 # Boxes of different classes overlapping more than this are one object reported twice (a mug also seen as
-# a cylinder): the best-scoring class is kept and the others demoted as Soft-NMS demotes (decoders.py),
-# which drops them below the confidence on one box and keeps a real object that a box of another class
-# only half covers. 0.5 is where COCO and TIDE count two boxes as one object; Ultralytics' agnostic_nms
-# deletes at the NMS IoU (0.45). 1.0 keeps the per-class behaviour.
+# a cylinder): the best-scoring class is kept and the others demoted as Soft-NMS demotes, to under
+# DEFAULT_CONFIDENCE at most (decoders.py), which drops them below the confidence on one box and keeps a
+# real object that a box of another class only half covers. 0.5 is where COCO and TIDE count two boxes as
+# one object; Ultralytics' agnostic_nms deletes at the NMS IoU (0.45). 1.0 keeps the per-class behaviour.
 DEFAULT_CROSS_CLASS_IOU = 0.5

@@ -640,3 +640,20 @@ def test_cross_class_suppression_keeps_the_best_name_of_one_box_and_touching_obj
         scores.tolist(),
         class_ids.tolist(),
     ]
+
+
+def test_cross_class_suppression_leaves_one_name_however_sure_the_model_was_of_both():
+    """A pedestrian at 0.49 under a car at 0.53 overlapping it by IoU 0.55 (driving-standard, the model of
+    2026-12-06): the Gaussian alone left it at 0.27, two names for one person at the default confidence."""
+    from perception.detector.decoders import DEMOTED_CEILING, suppress_across_classes
+
+    boxes = np.array([[340, 227, 350, 263], [340, 227, 350, 263]], np.float32)
+    boxes[0, 2] += 8.2  # the car's box, wider: IoU 10 / 18.2 = 0.55 with the pedestrian's
+    scores = np.array([0.53, 0.49], np.float32)
+    class_ids = np.array([8, 9])
+    assert math.exp(-(0.55**2) / 0.5) * 0.49 > 0.25
+    _, kept_scores, kept_ids = suppress_across_classes((boxes, scores, class_ids), 0.5, 0.25)
+    assert kept_ids.tolist() == [8] and kept_scores.tolist() == pytest.approx([0.53])
+    # Scoring mAP, the pedestrian stays in the ranking, just under the default confidence.
+    _, low_scores, low_ids = suppress_across_classes((boxes, scores, class_ids), 0.5, 0.001)
+    assert low_ids.tolist() == [8, 9] and low_scores[1] == np.float32(DEMOTED_CEILING) < 0.25
