@@ -143,8 +143,7 @@ class LocalOutlet:
         """Deliver a message (frames after the topic; `src` and `n` as its header has them) to every
         local subscriber; the number of subscribers that missed it."""
         now = time.monotonic()
-        if now > self._registrations_at:  # a pipe read per message would cost more than the message
-            self._take_registrations()
+        self._take_registrations_when_due(now)
         if not self._peers:
             return 0
         if now > self._housekeeping_at:
@@ -164,8 +163,7 @@ class LocalOutlet:
     def loan(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> np.ndarray | None:
         """A writable array in shared memory that a later send() passes on without copying it; None
         when there is no local subscriber (or no free slot): then any array does as well."""
-        if time.monotonic() > self._registrations_at:  # as send() does: a new subscriber waits <= 10 ms
-            self._take_registrations()
+        self._take_registrations_when_due(time.monotonic())
         if not self._peers:
             return None
         size = math.prod(shape) * dtype.itemsize
@@ -245,6 +243,12 @@ class LocalOutlet:
         if self._rows is None:  # worked out again only when a subscriber comes or goes
             self._rows = {p.row for p in self._peers.values()} | set(self._leaving)
         return self._rows
+
+    def _take_registrations_when_due(self, now: float) -> None:
+        """The registration pipe read at most every _REGISTRATIONS_S on the message path: a pipe read
+        per message would cost more than the message, and a new subscriber waits that long at most."""
+        if now > self._registrations_at:
+            self._take_registrations()
 
     def _take_registrations(self) -> None:
         self._registrations_at = time.monotonic() + _REGISTRATIONS_S
