@@ -71,6 +71,21 @@ def test_a_crop_keeps_its_boxes_on_their_pixels(seed):
     )
 
 
+def test_crops_near_an_object_draw_its_class_first_so_a_rare_class_is_centred_as_often():
+    # Ten cars and one pedestrian, far enough apart on a wide frame that a crop shows one of them.
+    cars = [[200 + 380 * i, 200, 240 + 380 * i, 230] for i in range(10)]
+    pedestrian = [5500, 180, 5512, 220]
+    boxes = np.array([*cars, pedestrian], np.float32)
+    classes = np.array([8] * 10 + [9])
+    image = np.zeros((480, 6000, 3), np.uint8)
+    spec = CropSpec(near_object=1.0, zoom_out=0.0)
+    rng = np.random.default_rng(0)
+    shown = [random_crop(image, boxes, classes, spec, rng)[2].tolist() for _ in range(400)]
+    with_pedestrian = sum(9 in c for c in shown) / len(shown)
+    assert 0.4 < with_pedestrian < 0.6, f"drawn by object it would be 1 in 11, not {with_pedestrian:.2f}"
+    assert all(c == [9] or 9 not in c for c in shown), "a crop centred on the pedestrian shows no car"
+
+
 def test_a_crop_that_cuts_a_box_keeps_its_visible_part_and_drops_slivers():
     image = np.zeros((480, 640, 3), np.uint8)
     boxes = np.array([[0, 0, 100, 100], [630, 470, 640, 480]], np.float32)
