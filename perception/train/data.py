@@ -6,8 +6,8 @@ at inference, which is what decides how well small, distant objects are found. A
 zoom out (up to the whole frame) so that objects bigger than a crop are seen whole. Half the crops are
 centred near an object (driving frames are mostly road and sky), half are anywhere. The object is drawn
 class first, evenly among the classes in the frame, then within its class: a driving frame holds about
-five cars to each pedestrian, so drawn by object a pedestrian would be the centre a sixth as often as a
-car, and the rarer class is the harder one (the same reasoning as LVIS's repeat-factor sampling).
+five cars to each pedestrian, so drawn by object pedestrians would be the centre of a fifth as many
+crops as cars, and the rarer class is the harder one (LVIS's repeat-factor sampling reasons the same way).
 """
 
 from __future__ import annotations
