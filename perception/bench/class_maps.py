@@ -8,6 +8,7 @@ our scenes label, or to nothing (a class our scenes never show). A class of ours
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
@@ -27,8 +28,11 @@ COCO = {
 BUILT_IN = {"coco": COCO}
 
 
-def load_class_map(spec: str) -> dict[str, str]:
-    """A built-in map by name, or a YAML file of `model name: our name` (null drops the name)."""
+def load_class_map(
+    spec: str, vocabulary: Iterable[str] = SHIPPED_CLASSES, whose: str = "our scenes"
+) -> dict[str, str]:
+    """A built-in map by name, or a YAML file of `model name: our name` (null drops the name); the
+    names it maps to are those of `vocabulary` (ours, or a labelled set's)."""
     if spec in BUILT_IN:
         return dict(BUILT_IN[spec])
     path = Path(spec)
@@ -42,16 +46,20 @@ def load_class_map(spec: str) -> dict[str, str]:
         raise PerceptError(f"class map {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
         raise PerceptError(f"class map {path}: expected a map of model class name to our class name")
-    unknown = sorted(str(v) for v in data.values() if v is not None and v not in SHIPPED_CLASSES)
+    names = list(vocabulary)
+    unknown = sorted(str(v) for v in data.values() if v is not None and v not in names)
     if unknown:
         raise PerceptError(
-            f"class map {path}: {unknown[0]!r} is not a class our scenes label; expected one of "
-            f"{', '.join(SHIPPED_CLASSES)} or null"
+            f"class map {path}: {unknown[0]!r} is not a class {whose} label; expected one of "
+            f"{', '.join(names)} or null"
         )
     return {k: v for k, v in data.items() if v is not None}
 
 
-def covered(model_names: list[str], class_map: dict[str, str] | None) -> set[str]:
-    """Our classes that a model with these names can produce, through the map (or by name)."""
+def covered(
+    model_names: list[str], class_map: dict[str, str] | None, vocabulary: Iterable[str] = SHIPPED_CLASSES
+) -> set[str]:
+    """The classes of `vocabulary` (ours, or a labelled set's) that a model with these names can
+    produce, through the map (or by name)."""
     mapping = class_map or {}
-    return {mapping.get(name, name) for name in model_names} & set(SHIPPED_CLASSES)
+    return {mapping.get(name, name) for name in model_names} & set(vocabulary)

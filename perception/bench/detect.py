@@ -144,9 +144,11 @@ def run(
     cache: Path | None = None,
     examples: int = 3,
     cross_class_iou: float = DEFAULT_CROSS_CLASS_IOU,
+    data: tuple[list[np.ndarray], list[list[dict[str, Any]]], str] | None = None,
 ) -> Outcome:
-    """Rows per model (per provider), scored on `suite` (suites.Suite; None: random frames, timing
-    only). With `small_object_zoom`, each model whose input size is free gets a second row: the same
+    """Rows per model (per provider), scored on `suite` (suites.Suite), or on `data` (frames, their
+    truth boxes, and where they came from: a COCO set read by held_out.read_split); neither: random
+    frames, timing only. With `small_object_zoom`, each model whose input size is free gets a second row: the same
     model with a small-object pass.
 
     Timing runs here, models interleaved frame by frame, at `confidence` (a deployed node's threshold)
@@ -190,7 +192,10 @@ def run(
 
     started = time.monotonic()
     rendered: dict[str, Any] = {}
-    if suite is not None:
+    if data is not None:
+        images, truth, source = data
+        rendered = {"clean": suites.Rendered("clean", images, truth)}
+    elif suite is not None:
         rendered, source = suites.load_or_render(suite, pool, cache, progress("render"))
         images, truth = rendered["clean"].images, rendered["clean"].truth
     else:
@@ -239,7 +244,7 @@ def run(
                 fps=round(1000.0 / float(total.mean()), 1),
             )
         )
-    if suite is None:
+    if suite is None and data is None:
         return Outcome(rows + failed, 0, source, phases)
 
     # Every set of frames to score: each variation the suite rendered, and each image corruption of
@@ -276,15 +281,16 @@ def run(
             per_model.extend(found)
 
     started = time.monotonic()
+    vocabulary = list(SHIPPED_CLASSES) if data is None else truth_vocabulary(truth)
     for index, (row, detector) in enumerate(zip(rows, detectors, strict=True)):
-        can_produce = covered(detector.class_names, class_map)
-        result = evaluate(truth, predictions["clean"][index], confidence, can_produce)
+        can_produce = covered(detector.class_names, class_map, vocabulary)
+        result = evaluate(truth, predictions["clean"][index], confidence, can_produce, vocabulary)
         row.evaluation = asdict(result)
         if not result.classes:  # it covers none of the classes in these frames: no score, not zero
             continue
         row.map50, row.map50_95 = result.map50, result.map50_95
         robustness: dict[str, Any] = {}
-        if suite.factors:
+        if suite is not None and suite.factors:
             factors = {
                 factor: [
                     evaluate(
@@ -303,7 +309,9 @@ def run(
         if corruptions:
             sweep = {
                 name: [
-                    evaluate(truth, predictions[f"{name}-{s}"][index], confidence, can_produce).map50_95
+                    evaluate(
+                        truth, predictions[f"{name}-{s}"][index], confidence, can_produce, vocabulary
+                    ).map50_95
                     for s in severities
                 ]
                 for name in corruptions
@@ -352,21 +360,36 @@ def _examples(
                 np.asarray(scores)[keep],
                 [n for n, k in zip(names, keep, strict=True) if k],
             )
-        named = [dict(box, name=SHIPPED_CLASSES[box["class_id"]]) for box in truth[i]]
+        named = [_named(box) for box in truth[i]]
         out.append({"index": i, "image": images[i], "truth": named, "models": per_model})
     return out
 
 
 def evaluate(
-    truth: list[list[dict[str, Any]]], predictions: list[Any], confidence: float, can_produce: set[str]
+    truth: list[list[dict[str, Any]]],
+    predictions: list[Any],
+    confidence: float,
+    can_produce: set[str],
+    vocabulary: list[str] | None = None,
 ) -> Any:
-    """One model's predictions (Detections per frame) against the scene's truth (class ids of the
-    shipped vocabulary), by detection_metrics."""
+    """One model's predictions (Detections per frame) against the truth, by detection_metrics. The
+    truth's boxes carry a class `name` of `vocabulary` (a labelled set's), or the `class_id` of a
+    shipped class (the simulator's; vocabulary None: the shipped classes)."""
     from perception.bench.detection_metrics import evaluate as evaluate_arrays
 
-    named = [[dict(box, name=SHIPPED_CLASSES[box["class_id"]]) for box in boxes] for boxes in truth]
+    named = [[_named(box) for box in boxes] for boxes in truth]
     arrays = [p if isinstance(p, tuple) else (p.xyxy, p.scores, list(p.class_names)) for p in predictions]
-    return evaluate_arrays(named, arrays, list(SHIPPED_CLASSES), can_produce, confidence)
+    return evaluate_arrays(named, arrays, vocabulary or list(SHIPPED_CLASSES), can_produce, confidence)
+
+
+def truth_vocabulary(truth: list[list[dict[str, Any]]]) -> list[str]:
+    """The class names a labelled set uses: the shipped ones first, in their order, then its own."""
+    names = {box["name"] for boxes in truth for box in boxes}
+    return [c for c in SHIPPED_CLASSES if c in names] + sorted(names - set(SHIPPED_CLASSES))
+
+
+def _named(box: dict[str, Any]) -> dict[str, Any]:
+    return box if "name" in box else dict(box, name=SHIPPED_CLASSES[box["class_id"]])
 
 
 def coco_map(truth: list[list[dict[str, Any]]], predictions: list[Any]) -> tuple[float, float]:

@@ -9,6 +9,7 @@ class by class, next to the model it started from.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,44 @@ class HeldOut:
     per_class: dict[str, tuple[int, float, float]]  # class -> (instances, AP@0.5, AP@0.5:0.95)
 
 
+def read_split(path: Path, split: str = "val") -> Iterator[tuple[np.ndarray, list[dict[str, Any]]]]:
+    """The frames of a COCO detection set (RGB) with each one's boxes ({"xyxy", "name"}), one at a time.
+    `path` is a `percept dataset export` folder, read at its `split` (val.json or train.json; "all":
+    annotations.json), or a COCO JSON file of any origin, whose images' file names are relative to
+    the file's folder (as Roboflow and CVAT export them)."""
+    from perception.errors import PerceptError
+
+    if path.is_file():
+        index, folder = path, path.parent
+    elif path.is_dir():
+        folder = path
+        index = path / ("annotations.json" if split == "all" else f"{split}.json")
+        if not index.is_file():
+            found = ", ".join(sorted(p.name for p in path.glob("*.json"))) or "no JSON file"
+            raise PerceptError(
+                f"dataset {path}: expected {index.name} (a COCO export's {split} split), found {found}"
+            )
+    else:
+        raise PerceptError(f"dataset {path}: expected a COCO export folder or JSON file, found nothing there")
+    try:
+        coco = json.loads(index.read_text())
+        names = {c["id"]: c["name"] for c in coco["categories"]}
+        boxes: dict[int, list[dict[str, Any]]] = {image["id"]: [] for image in coco["images"]}
+        for a in coco["annotations"]:
+            x, y, w, h = a["bbox"]
+            boxes[a["image_id"]].append({"xyxy": [x, y, x + w, y + h], "name": names[a["category_id"]]})
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PerceptError(
+            f"dataset {index}: expected COCO detection JSON (images, annotations with bbox, categories), "
+            f"found {type(exc).__name__}: {exc}"
+        ) from None
+    for image in coco["images"]:
+        bgr = cv2.imread(str(folder / image["file_name"]), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise PerceptError(f"dataset {index}: cannot read image {folder / image['file_name']}")
+        yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), boxes[image["id"]]
+
+
 def score(models: list[Path], folders: list[Path], split: str = "val") -> list[HeldOut]:
     """mAP of each model on the `split` frames of these COCO exports, over its own classes that have
     instances there; every frame is read once, for all the models."""
@@ -40,23 +79,8 @@ def score(models: list[Path], folders: list[Path], split: str = "val") -> list[H
     truth: list[list[dict[str, Any]]] = []
     predictions: list[list[tuple[np.ndarray, np.ndarray, list[str]]]] = [[] for _ in models]
     for folder in folders:
-        index = folder / f"{split}.json"
-        if not index.is_file():
-            raise FileNotFoundError(
-                f"dataset {folder}: no {split}.json (export it again: older exports have no split)"
-            )
-        coco = json.loads(index.read_text())
-        names = {c["id"]: c["name"] for c in coco["categories"]}
-        boxes: dict[int, list[dict[str, Any]]] = {image["id"]: [] for image in coco["images"]}
-        for a in coco["annotations"]:
-            x, y, w, h = a["bbox"]
-            boxes[a["image_id"]].append({"xyxy": [x, y, x + w, y + h], "name": names[a["category_id"]]})
-        for image in coco["images"]:
-            bgr = cv2.imread(str(folder / image["file_name"]), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise FileNotFoundError(f"dataset {folder}: cannot read {image['file_name']}")
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            truth.append(boxes[image["id"]])
+        for rgb, boxes in read_split(folder, split):
+            truth.append(boxes)
             for detector, found_by in zip(detectors, predictions, strict=True):
                 found = detector(rgb)
                 found_by.append((found.xyxy, found.scores, list(found.class_names)))

@@ -11,6 +11,7 @@ from typing import Any
 
 from perception.cli.common import comma_separated, positive_int, rows_arg
 from perception.detector.defaults import DEFAULT_CONFIDENCE, DEFAULT_CROSS_CLASS_IOU
+from perception.detector.vocabulary import SHIPPED_CLASSES
 from perception.errors import PerceptError
 
 
@@ -25,6 +26,13 @@ def register(bench: Any) -> argparse.ArgumentParser:
         help="score on a named scenario suite (rendered once, then cached; see --list-suites)",
     )
     p.add_argument("--list-suites", action="store_true", help="list the scenario suites and exit")
+    p.add_argument(
+        "--data",
+        metavar="PATH[:SPLIT]",
+        help="score on a labelled COCO set instead: a `percept dataset export` folder at its val split "
+        "(:train or :all for the others), or a COCO JSON file of any origin, its images' file names "
+        "relative to it (your own camera's frames, labelled)",
+    )
     p.add_argument("--scene", choices=["tabletop", "driving"], help="render this scene and score mAP")
     p.add_argument("--frames", type=positive_int, default=50, help="frames to run (and score) with --scene")
     p.add_argument("--seed", type=int, default=1000, help="scene seed (keep it apart from training seeds)")
@@ -130,18 +138,32 @@ def _run(args: argparse.Namespace) -> int:
         raise PerceptError("--model: expected at least one ONNX file (repeat --model to compare)")
     if not 0 <= args.map_confidence <= 1:  # before any frame is rendered (--confidence: Detector checks)
         raise PerceptError(f"--map-confidence: expected a score from 0 to 1, found {args.map_confidence:g}")
-    if args.suite and args.scene:
-        raise PerceptError("--suite and --scene: expected one of them, found both")
+    given = [
+        name
+        for name, value in (("--suite", args.suite), ("--scene", args.scene), ("--data", args.data))
+        if value
+    ]
+    if len(given) > 1:
+        raise PerceptError(f"{' and '.join(given)}: expected one of them, found {len(given)}")
 
-    class_map = load_class_map(args.class_map) if args.class_map else None
     corruptions, severities = _corruptions(args)
     suite = suites.find(args.suite) if args.suite else _scene_suite(args, severities)
+    reading = time.monotonic()
+    data = _read_data(args.data) if args.data else None
+    read_s = time.monotonic() - reading
+    class_map = None
+    if args.class_map:
+        vocabulary = detect.truth_vocabulary(data[1]) if data else SHIPPED_CLASSES
+        class_map = load_class_map(
+            args.class_map, vocabulary, f"--data {args.data}" if data else "our scenes"
+        )
     workers = args.workers or fanout.default_workers()
     cache = None if args.no_cache else (args.cache or suites.default_cache())
     settings = {
         "suite": suite.name if suite else None,
         "scene": suite.scene if suite else None,
-        "frames": suite.frames if suite else args.frames,
+        **({"data": args.data} if data else {}),
+        "frames": suite.frames if suite else len(data[0]) if data else args.frames,
         "seed": suite.seed if suite else args.seed,
         **(
             {"factors": list(suite.factors), "factor_severities": list(suite.severities)}
@@ -155,7 +177,7 @@ def _run(args: argparse.Namespace) -> int:
         "confidence": args.confidence,
         "map_confidence": args.map_confidence,
         "cross_class_iou": args.cross_class_iou,
-        "image": f"{suite.width}x{suite.height}" if suite else "640x480",
+        "image": f"{suite.width}x{suite.height}" if suite else _image_sizes(data[0]) if data else "640x480",
         **(
             {"small_object_zoom": args.small_object_zoom, "small_object_rows": args.small_object_rows}
             if args.small_object_zoom
@@ -184,7 +206,10 @@ def _run(args: argparse.Namespace) -> int:
             pool=pool,
             cache=cache,
             cross_class_iou=args.cross_class_iou,
+            data=data,
         )
+    if data:
+        outcome.phases["frames"] = round(read_s, 2)
     rows = outcome.rows
     _print_table(rows)
     reference, ratios = detect.speedups(rows)
@@ -200,6 +225,10 @@ def _run(args: argparse.Namespace) -> int:
         print(
             f"scored against {outcome.boxes} ground-truth boxes in {suite.frames} clean {suite.scene} frames "
             f"(pycocotools); frames {outcome.frames_from}"
+        )
+    elif data:
+        print(
+            f"scored against {outcome.boxes} ground-truth boxes in {len(data[0])} frames of {data[2]} (pycocotools)"
         )
     report: dict[str, Any] = {
         "benchmark": "detect",
@@ -224,6 +253,32 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
     return 0
+
+
+def _read_data(given: str) -> tuple[list[Any], list[list[dict[str, Any]]], str]:
+    """--data PATH[:SPLIT]: the set's frames, their boxes, and what they are."""
+    from perception.bench.held_out import read_split
+
+    path, _, split = given.rpartition(":")
+    if split not in ("val", "train", "all") or not path:
+        path, split = given, "val"
+    where = Path(path)
+    images, truth = [], []
+    for rgb, boxes in read_split(where, split):
+        images.append(rgb)
+        truth.append(boxes)
+    if not images:
+        raise PerceptError(f"--data {given}: expected labelled frames, found none")
+    return images, truth, f"{where} ({split} split)" if where.is_dir() else str(where)
+
+
+def _image_sizes(images: list[Any]) -> str:
+    sizes = sorted({f"{i.shape[1]}x{i.shape[0]}" for i in images})
+    return (
+        sizes[0]
+        if len(sizes) == 1
+        else "mixed: " + ", ".join(sizes[:3]) + (", ..." if len(sizes) > 3 else "")
+    )
 
 
 def _scene_suite(args: argparse.Namespace, severities: tuple[int, ...]) -> Any:
