@@ -201,13 +201,15 @@ def write_card(model: Path, datasets: list[Path], init: Path | None) -> str | No
     import json
 
     from perception.bench import held_out
+    from perception.train.fit import exported_beside
     from perception.train.metadata import model_metadata
 
     with_split = [folder for folder in datasets if (folder / "val.json").is_file()]
     if not with_split:
         print("no val split in the data (older exports): no held-out scores, no model card")
         return None
-    baseline_model = [init] if init is not None and init.suffix == ".onnx" else []  # a .pt does not run
+    exported = exported_beside(init) if init is not None else None  # a .pt does not run: its export does
+    baseline_model = [exported] if exported is not None and exported.resolve() != model.resolve() else []
     trained, *rest = held_out.score([model, *baseline_model], with_split)
     baseline = rest[0] if rest else None
     record = json.loads(model_metadata(model).get("training", "{}"))  # this run's, just written

@@ -345,10 +345,20 @@ def export_onnx(network: torch.nn.Module, spec: TrainSpec, minutes: float, steps
     onnx.save(model, str(spec.out))
 
 
+def exported_beside(init: Path) -> Path | None:
+    """The ONNX file holding `init`'s weights and their training record: `init` itself, or the file a run
+    exported beside the .pt it wrote (a run writes both at every checkpoint); None for a lone .pt."""
+    if init.suffix == ".onnx":
+        return init
+    beside = init.with_suffix(".onnx")
+    return beside if beside.is_file() else None
+
+
 def training_record(spec: TrainSpec, minutes: float, steps: int) -> dict[str, object]:
-    """What made these weights, for the metadata: this run, and the run it started from when that was
-    an exported model (a re-export without training keeps that run's record as it is)."""
-    earlier = _exported_training(spec.init) if spec.init is not None and spec.init.suffix == ".onnx" else None
+    """What made these weights, for the metadata: this run, and the run it started from when that
+    run's export is at hand (a re-export without training keeps that run's record as it is)."""
+    exported = exported_beside(spec.init) if spec.init is not None else None
+    earlier = _exported_training(exported) if exported is not None else None
     if steps == 0 and earlier is not None:
         return earlier
     record: dict[str, object] = {

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 torch = pytest.importorskip("torch", reason="torch is the train extra")
@@ -43,3 +45,25 @@ def test_a_pt_a_run_wrote_still_loads(tmp_path):
     load_initial_weights(target, path)
     for name, value in source.state_dict().items():
         assert torch.equal(value, target.state_dict()[name])
+
+
+def test_a_pt_beside_its_export_passes_on_that_runs_record(tmp_path):
+    """A run writes OUT.onnx and OUT.pt together: --init OUT.pt nests OUT.onnx's training record (it
+    named the .pt alone before), and a lone .pt is named by its file."""
+    import shutil
+
+    from perception.installed import DEFAULT_MODEL
+    from perception.train.fit import TrainSpec, exported_beside, training_record
+    from perception.train.metadata import model_metadata
+
+    shutil.copy(DEFAULT_MODEL, tmp_path / "run.onnx")
+    torch.save(Network(len(SHIPPED_CLASSES)).state_dict(), tmp_path / "run.pt")
+    torch.save(Network(len(SHIPPED_CLASSES)).state_dict(), tmp_path / "lone.pt")
+    assert exported_beside(tmp_path / "run.pt") == tmp_path / "run.onnx"
+    assert exported_beside(tmp_path / "lone.pt") is None
+    shipped = json.loads(model_metadata(DEFAULT_MODEL)["training"])
+    spec = TrainSpec([tmp_path / "data"], tmp_path / "next.onnx", 10, init=tmp_path / "run.pt")
+    assert training_record(spec, 1.0, 10)["init"] == shipped
+    assert training_record(spec, 0.0, 0) == shipped, "a re-export without training keeps the record"
+    lone = TrainSpec([tmp_path / "data"], tmp_path / "next.onnx", 10, init=tmp_path / "lone.pt")
+    assert training_record(lone, 1.0, 10)["init"] == "lone.pt"
