@@ -44,8 +44,11 @@ def read_split(path: Path, split: str = "val") -> Iterator[tuple[np.ndarray, lis
         index = path / ("annotations.json" if split == "all" else f"{split}.json")
         if not index.is_file():
             found = ", ".join(sorted(p.name for p in path.glob("*.json"))) or "no JSON file"
+            whole = (
+                " (an export without splits: PATH:all reads it whole)" if found == "annotations.json" else ""
+            )
             raise PerceptError(
-                f"dataset {path}: expected {index.name} (a COCO export's {split} split), found {found}"
+                f"dataset {path}: expected {index.name} (a COCO export's {split} split), found {found}{whole}"
             )
     else:
         raise PerceptError(f"dataset {path}: expected a COCO export folder or JSON file, found nothing there")

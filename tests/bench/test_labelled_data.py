@@ -78,6 +78,10 @@ def test_a_bad_set_is_one_line_naming_it(labelled, tmp_path):
         (str(tmp_path / "broken.json"), "expected COCO detection JSON (images, annotations with bbox"),
         (str(tmp_path / "gone.json"), "cannot read image"),
     ]
+    older = tmp_path / "older"  # an export from before the splits: annotations.json alone
+    older.mkdir()
+    (older / "annotations.json").write_text((labelled / "annotations.json").read_text())
+    cases.append((str(older), "found annotations.json (an export without splits: PATH:all reads it whole)"))
     for given, message in cases:
         result = percept("bench", "detect", "--model", str(DEFAULT_MODEL), "--data", given)
         assert result.returncode != 0 and "Traceback" not in result.stderr
