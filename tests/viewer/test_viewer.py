@@ -257,7 +257,9 @@ def test_bench_view_json_contract():
     ]
     for link in (rows[:3], rows[3:]):
         assert link[0]["fps_delivered"] == 0 and all(r["fps_delivered"] > 5 for r in link[1:])
-    assert all(r["link_cpu_percent"] > 0 and r["limit_per_stream_percent"] == 5.0 for r in rows)
+    assert all(r["link_cpu_percent"] >= 0 and r["limit_per_stream_percent"] == 5.0 for r in rows)
+    # A link nobody watches may spend under one 10 ms tick of CPU in the 1 s measured: 0 is a reading.
+    assert all(r["link_cpu_percent"] > 0 for r in rows if r["streams"]), "a watched link encodes frames"
     unknown = percept("bench", "view", "--links", "rviz")
     assert unknown.returncode == 1
     assert "--links: expected some of view, foxglove, foxglove-jpeg, found 'rviz'" in unknown.stderr
