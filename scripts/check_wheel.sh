@@ -67,6 +67,9 @@ for topic in /camera/image /detections /tracks; do
   grep -q "Topic: $topic " info.log || { echo "the recording lacks $topic" >&2; exit 1; }
 done
 grep -q "chunks compressed: zstd" info.log
+# The detector benchmark's timing runs on the base install, its workers without the simulator.
+"$venv/percept" bench detect --model models/percept.onnx --frames 3 --workers 2 | tee detect.log
+grep -q "percept.onnx" detect.log
 
 echo "+ pip install '$(basename "$wheel")[sim]'"
 "$venv/pip" install -q "$wheel[sim]" >/dev/null

@@ -406,7 +406,7 @@ def _coco(
 ) -> tuple[dict[str, float], dict[str, float], dict[str, float], dict[str, list[float]]]:
     """Per-class AP@0.5 and AP@0.5:0.95, the size buckets' mAP@0.5:0.95 and per-class precision at
     the 101 recall points at IoU 0.5, from pycocotools, over the scored classes only."""
-    require("pycocotools", "percept bench detect --scene")
+    require("pycocotools", "percept bench detect's mAP (--scene, --suite, --data)")
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 

@@ -13,6 +13,7 @@ from perception.cli.common import comma_separated, positive_int, rows_arg
 from perception.detector.defaults import DEFAULT_CONFIDENCE, DEFAULT_CROSS_CLASS_IOU
 from perception.detector.vocabulary import SHIPPED_CLASSES
 from perception.errors import PerceptError
+from perception.installed import require
 
 
 def register(bench: Any) -> argparse.ArgumentParser:
@@ -146,6 +147,8 @@ def _run(args: argparse.Namespace) -> int:
     if len(given) > 1:
         raise PerceptError(f"{' and '.join(given)}: expected one of them, found {len(given)}")
 
+    if given:  # before reading or rendering any frame: the run would end at its scoring
+        require("pycocotools", "percept bench detect's mAP (--scene, --suite, --data)")
     corruptions, severities = _corruptions(args)
     suite = suites.find(args.suite) if args.suite else _scene_suite(args, severities)
     reading = time.monotonic()
@@ -283,13 +286,13 @@ def _image_sizes(images: list[Any]) -> str:
 
 def _scene_suite(args: argparse.Namespace, severities: tuple[int, ...]) -> Any:
     """An ad-hoc suite from --scene, --frames, --seed and --factors (None without a scene)."""
-    from perception.bench.suites import Suite
-    from sim.variations import FACTORS
-
-    if not args.scene:
+    if not args.scene:  # before importing the simulator: timing and --data run without the sim extra
         if args.factors:
             raise PerceptError("--factors needs --scene: the factors change a rendered scene")
         return None
+    from perception.bench.suites import Suite
+    from sim.variations import FACTORS
+
     factors: tuple[str, ...] = ()
     if args.factors:
         known = FACTORS[args.scene]
