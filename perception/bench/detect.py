@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -23,6 +23,15 @@ from perception.bench.class_maps import covered
 from perception.detector.defaults import DEFAULT_CONFIDENCE, DEFAULT_CROSS_CLASS_IOU
 from perception.detector.vocabulary import SHIPPED_CLASSES
 from perception.errors import PerceptError
+
+
+class LabelledSet(NamedTuple):
+    """Frames with their truth boxes ({"xyxy", "name"}) from outside the simulator: a COCO set."""
+
+    images: list[np.ndarray]
+    truth: list[list[dict[str, Any]]]
+    classes: list[str]  # the class names its boxes use (truth_vocabulary)
+    source: str  # what the frames are, for the report
 
 
 @dataclass
@@ -144,11 +153,10 @@ def run(
     cache: Path | None = None,
     examples: int = 3,
     cross_class_iou: float = DEFAULT_CROSS_CLASS_IOU,
-    data: tuple[list[np.ndarray], list[list[dict[str, Any]]], str] | None = None,
+    data: LabelledSet | None = None,
 ) -> Outcome:
-    """Rows per model (per provider), scored on `suite` (suites.Suite), or on `data` (frames, their
-    truth boxes, and where they came from: a COCO set read by held_out.read_split); neither: random
-    frames, timing only. With `small_object_zoom`, each model whose input size is free gets a second
+    """Rows per model (per provider), scored on `suite` (suites.Suite), or on `data` (a COCO set read
+    by held_out.read_split); neither: random frames, timing only. With `small_object_zoom`, each model whose input size is free gets a second
     row: the same model with a small-object pass.
 
     Timing runs here, models interleaved frame by frame, at `confidence` (a deployed node's threshold)
@@ -193,7 +201,7 @@ def run(
     started = time.monotonic()
     rendered: dict[str, Any] = {}
     if data is not None:
-        images, truth, source = data
+        images, truth, source = data.images, data.truth, data.source
         rendered = {"clean": suites.Rendered("clean", images, truth)}
     elif suite is not None:
         rendered, source = suites.load_or_render(suite, pool, cache, progress("render"))
@@ -281,7 +289,7 @@ def run(
             per_model.extend(found)
 
     started = time.monotonic()
-    vocabulary = list(SHIPPED_CLASSES) if data is None else truth_vocabulary(truth)
+    vocabulary = list(SHIPPED_CLASSES) if data is None else data.classes
     for index, (row, detector) in enumerate(zip(rows, detectors, strict=True)):
         can_produce = covered(detector.class_names, class_map, vocabulary)
         result = evaluate(truth, predictions["clean"][index], confidence, can_produce, vocabulary)

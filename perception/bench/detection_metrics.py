@@ -398,6 +398,11 @@ def _precision_recall(
     return out
 
 
+def require_pycocotools() -> None:
+    """The one-line error naming the extra, where pycocotools (which every mAP here needs) is missing."""
+    require("pycocotools", "percept bench detect's mAP (--scene, --suite, --data)")
+
+
 def _coco(
     truth: list[list[dict[str, Any]]],
     predictions: list[tuple[np.ndarray, np.ndarray, list[str]]],
@@ -406,7 +411,7 @@ def _coco(
 ) -> tuple[dict[str, float], dict[str, float], dict[str, float], dict[str, list[float]]]:
     """Per-class AP@0.5 and AP@0.5:0.95, the size buckets' mAP@0.5:0.95 and per-class precision at
     the 101 recall points at IoU 0.5, from pycocotools, over the scored classes only."""
-    require("pycocotools", "percept bench detect's mAP (--scene, --suite, --data)")
+    require_pycocotools()
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 

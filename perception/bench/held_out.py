@@ -17,6 +17,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from perception.errors import PerceptError
+
 MAP_CONFIDENCE = 0.001  # mAP reads the whole precision-recall curve
 
 
@@ -35,8 +37,6 @@ def read_split(path: Path, split: str = "val") -> Iterator[tuple[np.ndarray, lis
     `path` is a `percept dataset export` folder, read at its `split` (val.json or train.json; "all":
     annotations.json), or a COCO JSON file of any origin, whose images' file names are relative to
     the file's folder (as Roboflow and CVAT export them)."""
-    from perception.errors import PerceptError
-
     if path.is_file():
         index, folder = path, path.parent
     elif path.is_dir():

@@ -7,13 +7,15 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from perception.cli.common import comma_separated, positive_int, rows_arg
 from perception.detector.defaults import DEFAULT_CONFIDENCE, DEFAULT_CROSS_CLASS_IOU
 from perception.detector.vocabulary import SHIPPED_CLASSES
 from perception.errors import PerceptError
-from perception.installed import require
+
+if TYPE_CHECKING:
+    from perception.bench.detect import LabelledSet
 
 
 def register(bench: Any) -> argparse.ArgumentParser:
@@ -131,6 +133,7 @@ def register(bench: Any) -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from perception.bench import detect, fanout, suites
     from perception.bench.class_maps import load_class_map
+    from perception.bench.detection_metrics import require_pycocotools
 
     if args.list_suites:
         print(suites.listing())
@@ -148,7 +151,7 @@ def _run(args: argparse.Namespace) -> int:
         raise PerceptError(f"{' and '.join(given)}: expected one of them, found {len(given)}")
 
     if given:  # before reading or rendering any frame: the run would end at its scoring
-        require("pycocotools", "percept bench detect's mAP (--scene, --suite, --data)")
+        require_pycocotools()
     corruptions, severities = _corruptions(args)
     suite = suites.find(args.suite) if args.suite else _scene_suite(args, severities)
     reading = time.monotonic()
@@ -156,7 +159,7 @@ def _run(args: argparse.Namespace) -> int:
     read_s = time.monotonic() - reading
     class_map = None
     if args.class_map:
-        vocabulary = detect.truth_vocabulary(data[1]) if data else SHIPPED_CLASSES
+        vocabulary = data.classes if data else SHIPPED_CLASSES
         class_map = load_class_map(
             args.class_map, vocabulary, f"--data {args.data}" if data else "our scenes"
         )
@@ -166,7 +169,7 @@ def _run(args: argparse.Namespace) -> int:
         "suite": suite.name if suite else None,
         "scene": suite.scene if suite else None,
         **({"data": args.data} if data else {}),
-        "frames": suite.frames if suite else len(data[0]) if data else args.frames,
+        "frames": suite.frames if suite else len(data.images) if data else args.frames,
         "seed": suite.seed if suite else args.seed,
         **(
             {"factors": list(suite.factors), "factor_severities": list(suite.severities)}
@@ -180,7 +183,11 @@ def _run(args: argparse.Namespace) -> int:
         "confidence": args.confidence,
         "map_confidence": args.map_confidence,
         "cross_class_iou": args.cross_class_iou,
-        "image": f"{suite.width}x{suite.height}" if suite else _image_sizes(data[0]) if data else "640x480",
+        "image": f"{suite.width}x{suite.height}"
+        if suite
+        else _image_sizes(data.images)
+        if data
+        else "640x480",
         **(
             {"small_object_zoom": args.small_object_zoom, "small_object_rows": args.small_object_rows}
             if args.small_object_zoom
@@ -231,7 +238,7 @@ def _run(args: argparse.Namespace) -> int:
         )
     elif data:
         print(
-            f"scored against {outcome.boxes} ground-truth boxes in {len(data[0])} frames of {data[2]} (pycocotools)"
+            f"scored against {outcome.boxes} ground-truth boxes in {len(data.images)} frames of {data.source} (pycocotools)"
         )
     report: dict[str, Any] = {
         "benchmark": "detect",
@@ -258,8 +265,9 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_data(given: str) -> tuple[list[Any], list[list[dict[str, Any]]], str]:
-    """--data PATH[:SPLIT]: the set's frames, their boxes, and what they are."""
+def _read_data(given: str) -> LabelledSet:
+    """--data PATH[:SPLIT]: the set's frames, their boxes, their class names and what they are."""
+    from perception.bench.detect import LabelledSet, truth_vocabulary
     from perception.bench.held_out import read_split
 
     path, _, split = given.rpartition(":")
@@ -272,7 +280,8 @@ def _read_data(given: str) -> tuple[list[Any], list[list[dict[str, Any]]], str]:
         truth.append(boxes)
     if not images:
         raise PerceptError(f"--data {given}: expected labelled frames, found none")
-    return images, truth, f"{where} ({split} split)" if where.is_dir() else str(where)
+    source = f"{where} ({split} split)" if where.is_dir() else str(where)
+    return LabelledSet(images, truth, truth_vocabulary(truth), source)
 
 
 def _image_sizes(images: list[Any]) -> str:
