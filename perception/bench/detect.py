@@ -12,7 +12,7 @@ model also gets per-class figures, COCO's size buckets and a TIDE-style error br
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -30,7 +30,7 @@ class LabelledSet(NamedTuple):
 
     images: list[np.ndarray]
     truth: list[list[dict[str, Any]]]
-    classes: list[str]  # the class names its boxes use (truth_vocabulary)
+    classes: list[str]  # its class names: those its boxes use and its categories (truth_vocabulary)
     source: str  # what the frames are, for the report
 
 
@@ -390,9 +390,10 @@ def evaluate(
     return evaluate_arrays(named, arrays, vocabulary or list(SHIPPED_CLASSES), can_produce, confidence)
 
 
-def truth_vocabulary(truth: list[list[dict[str, Any]]]) -> list[str]:
-    """The class names a labelled set uses: the shipped ones first, in their order, then its own."""
-    names = {box["name"] for boxes in truth for box in boxes}
+def truth_vocabulary(truth: list[list[dict[str, Any]]], declared: Iterable[str] = ()) -> list[str]:
+    """The class names of a labelled set, those its boxes use and those it `declared` (a COCO set's
+    categories): the shipped ones first, in their order, then its own."""
+    names = {box["name"] for boxes in truth for box in boxes} | set(declared)
     return [c for c in SHIPPED_CLASSES if c in names] + sorted(names - set(SHIPPED_CLASSES))
 
 

@@ -37,10 +37,38 @@ def read_split(path: Path, split: str = "val") -> Iterator[tuple[np.ndarray, lis
     `path` is a `percept dataset export` folder, read at its `split` (val.json or train.json; "all":
     annotations.json), or a COCO JSON file of any origin, whose images' file names are relative to
     the file's folder (as Roboflow and CVAT export them)."""
+    index, folder = _index(path, split)
+    coco = _read_index(index)
+    try:
+        names = {c["id"]: c["name"] for c in coco["categories"]}
+        boxes: dict[int, list[dict[str, Any]]] = {image["id"]: [] for image in coco["images"]}
+        for a in coco["annotations"]:
+            x, y, w, h = a["bbox"]
+            boxes[a["image_id"]].append({"xyxy": [x, y, x + w, y + h], "name": names[a["category_id"]]})
+    except (KeyError, TypeError) as exc:
+        raise _not_coco(index, exc) from None
+    for image in coco["images"]:
+        bgr = cv2.imread(str(folder / image["file_name"]), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise PerceptError(f"dataset {index}: cannot read image {folder / image['file_name']}")
+        yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), boxes[image["id"]]
+
+
+def category_names(path: Path, split: str = "val") -> list[str]:
+    """The class names a COCO set declares (its categories, in their order), boxes or none: a class
+    map may name a class that this split happens to have no box of."""
+    index, _ = _index(path, split)
+    try:
+        return [str(c["name"]) for c in _read_index(index)["categories"]]
+    except (KeyError, TypeError) as exc:
+        raise _not_coco(index, exc) from None
+
+
+def _index(path: Path, split: str) -> tuple[Path, Path]:
+    """(the COCO JSON file to read, the folder its image file names are relative to)."""
     if path.is_file():
-        index, folder = path, path.parent
-    elif path.is_dir():
-        folder = path
+        return path, path.parent
+    if path.is_dir():
         index = path / ("annotations.json" if split == "all" else f"{split}.json")
         if not index.is_file():
             found = ", ".join(sorted(p.name for p in path.glob("*.json"))) or "no JSON file"
@@ -50,25 +78,22 @@ def read_split(path: Path, split: str = "val") -> Iterator[tuple[np.ndarray, lis
             raise PerceptError(
                 f"dataset {path}: expected {index.name} (a COCO export's {split} split), found {found}{whole}"
             )
-    else:
-        raise PerceptError(f"dataset {path}: expected a COCO export folder or JSON file, found nothing there")
+        return index, path
+    raise PerceptError(f"dataset {path}: expected a COCO export folder or JSON file, found nothing there")
+
+
+def _read_index(index: Path) -> Any:
     try:
-        coco = json.loads(index.read_text())
-        names = {c["id"]: c["name"] for c in coco["categories"]}
-        boxes: dict[int, list[dict[str, Any]]] = {image["id"]: [] for image in coco["images"]}
-        for a in coco["annotations"]:
-            x, y, w, h = a["bbox"]
-            boxes[a["image_id"]].append({"xyxy": [x, y, x + w, y + h], "name": names[a["category_id"]]})
-    except (ValueError, KeyError, TypeError) as exc:
-        raise PerceptError(
-            f"dataset {index}: expected COCO detection JSON (images, annotations with bbox, categories), "
-            f"found {type(exc).__name__}: {exc}"
-        ) from None
-    for image in coco["images"]:
-        bgr = cv2.imread(str(folder / image["file_name"]), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise PerceptError(f"dataset {index}: cannot read image {folder / image['file_name']}")
-        yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), boxes[image["id"]]
+        return json.loads(index.read_text())
+    except ValueError as exc:
+        raise _not_coco(index, exc) from None
+
+
+def _not_coco(index: Path, exc: Exception) -> PerceptError:
+    return PerceptError(
+        f"dataset {index}: expected COCO detection JSON (images, annotations with bbox, categories), "
+        f"found {type(exc).__name__}: {exc}"
+    )
 
 
 def score(models: list[Path], folders: list[Path], split: str = "val") -> list[HeldOut]:

@@ -46,15 +46,16 @@ def test_a_coco_file_with_its_own_class_names_is_scored_through_the_class_map(la
     coco = json.loads((labelled / "annotations.json").read_text())
     for category in coco["categories"]:
         category["name"] = {"mug": "cup", "teddy": "teddy bear"}.get(category["name"], category["name"])
+    coco["categories"].append({"id": 99, "name": "forklift"})  # a class this set has no box of
     mine = labelled / "renamed.json"  # beside the images: their file names are relative to it
     mine.write_text(json.dumps(coco))
     class_map = tmp_path / "names.yaml"
-    class_map.write_text("mug: cup\nteddy: teddy bear\n")
+    class_map.write_text("mug: cup\nteddy: teddy bear\ncar: forklift\n")  # a declared class is a class
     report = _report(percept("bench", "detect", "--model", str(DEFAULT_MODEL), "--data", str(mine),
                              "--class-map", str(class_map), "--workers", "1", "--json", timeout=120))  # fmt: skip
     (row,) = report["models"]
     classes = {c["name"]: c for c in row["evaluation"]["classes"]}
-    assert "mug" not in classes and "teddy" not in classes
+    assert "mug" not in classes and "teddy" not in classes and "forklift" not in classes
     for name in ("cup", "teddy bear"):
         if name in classes:
             assert classes[name]["ap50"] > 0.5, f"the model's {name} counts through the map"

@@ -268,7 +268,7 @@ def _run(args: argparse.Namespace) -> int:
 def _read_data(given: str) -> LabelledSet:
     """--data PATH[:SPLIT]: the set's frames, their boxes, their class names and what they are."""
     from perception.bench.detect import LabelledSet, truth_vocabulary
-    from perception.bench.held_out import read_split
+    from perception.bench.held_out import category_names, read_split
 
     path, _, split = given.rpartition(":")
     if split not in ("val", "train", "all") or not path:
@@ -281,7 +281,7 @@ def _read_data(given: str) -> LabelledSet:
     if not images:
         raise PerceptError(f"--data {given}: expected labelled frames, found none")
     source = f"{where} ({split} split)" if where.is_dir() else str(where)
-    return LabelledSet(images, truth, truth_vocabulary(truth), source)
+    return LabelledSet(images, truth, truth_vocabulary(truth, category_names(where, split)), source)
 
 
 def _image_sizes(images: list[Any]) -> str:
