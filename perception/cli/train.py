@@ -34,7 +34,8 @@ def register(verbs: Any) -> None:
     length.add_argument(
         "--minutes",
         type=float,
-        help="train for this long: the steps are set from the speed measured over the first ones",
+        help="train for this long: the steps are set from the speed measured over the first 300, and "
+        "again at every checkpoint as the speed drifts",
     )
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)

@@ -38,7 +38,7 @@ from perception.train.targets import STRIDE, encode
 TIMING_STEPS = 300  # with a time budget, the steps before the speed is measured (a shorter budget overruns)
 UNKNOWN_STEPS = 10**9
 CALIBRATION_BATCHES = 8  # batches whose statistics an exported model's BatchNorms get back (see --init)
-TIME_MARGIN = 0.95  # steps slow down a little as a run goes on; a budget is a limit, not a target
+TIME_MARGIN = 0.95  # of the time left: a budget is a limit, not a target
 
 
 @dataclass
@@ -159,6 +159,13 @@ def learning_rate(spec: TrainSpec, step: int) -> float:
     return spec.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def steps_in_budget(step: int, elapsed_s: float, per_step_s: float, minutes: float) -> int:
+    """The step count that ends a run inside its time budget: the `step`s done, and as many more as the
+    time left holds at the speed measured so far (less a margin), at least one."""
+    left_s = minutes * 60 - elapsed_s
+    return step + max(1, int(TIME_MARGIN * left_s / per_step_s))
+
+
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     with torch.no_grad():
         for (name, e), m in zip(ema.state_dict().items(), model.state_dict().values(), strict=True):
@@ -228,16 +235,29 @@ def train(spec: TrainSpec, log: Callable[[str], None] = print) -> dict[str, floa
     train_start = time.monotonic() - earlier_s
     run_start, run_first_step = time.monotonic(), step
     recent: list[tuple[float, float]] = []
-    timing_start = train_start
+    timing_start, timing_first_step = run_start, step
     while step < spec.steps:
-        if spec.minutes is not None and step == TIMING_STEPS and spec.steps == UNKNOWN_STEPS:
-            # Ultralytics' `time` does the same: the schedule is set once from the measured speed, so
-            # the run stays step-based and `--steps` with the logged count repeats it exactly.
-            per_step = (time.monotonic() - timing_start) / (TIMING_STEPS - 20)
-            spec = replace(spec, steps=max(step + 1, int(TIME_MARGIN * spec.minutes * 60 / per_step)))
-            log(f"{per_step:.3f} s per step: {spec.steps} steps fit in {spec.minutes} min")
-        if step == 20:
-            timing_start = time.monotonic()  # after the first steps' allocations
+        timed = step - timing_first_step
+        if (
+            spec.minutes is not None
+            and timed > 0
+            and step >= TIMING_STEPS
+            and (spec.steps == UNKNOWN_STEPS or step % spec.checkpoint_every == 0)
+        ):
+            # The step count is set once the speed is measured, and set again at every checkpoint from
+            # the speed since the one before, as Ultralytics' `time` sets its epochs again after each
+            # one: the speed drifts (a run here went from 73 to 85 crops/s, and one early measure
+            # ended it 15% short of its budget).
+            per_step = (time.monotonic() - timing_start) / timed
+            steps = steps_in_budget(step, time.monotonic() - train_start, per_step, spec.minutes)
+            if abs(steps - spec.steps) > 0.01 * spec.steps:
+                log(f"{per_step:.3f} s per step: {steps} steps fit in {spec.minutes} min")
+                spec = replace(spec, steps=steps)
+            timing_start, timing_first_step = time.monotonic(), step
+        if spec.minutes is not None and time.monotonic() - train_start >= spec.minutes * 60:
+            spec = replace(spec, steps=step + 1)  # the budget is a limit: this step is the last one
+        if step == run_first_step + 20:
+            timing_start, timing_first_step = time.monotonic(), step  # after the first steps' allocations
         if spec.quantization_aware and step == quantization_aware.RANGE_STEPS:
             quantization_aware.freeze_ranges(model)
         for group in optimiser.param_groups:
