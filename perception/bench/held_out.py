@@ -172,6 +172,8 @@ def card(model: Path, trained: HeldOut, baseline: HeldOut | None, record: dict[s
 def _init_name(init: Any) -> str:
     if init is None:
         return "random weights"
+    if isinstance(init, dict) and "averaged" in init:  # a model soup: the mean of these runs' weights
+        return "the mean of the weights of " + " and ".join(_init_name(r) for r in init["averaged"])
     if isinstance(init, dict):
         return f"a model trained on {', '.join(init.get('datasets', []))} for {init.get('steps')} steps"
     return str(init)
