@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 from perception.bench.held_out import HeldOut, card
-from perception.train.metadata import model_metadata
 from perception.installed import DEFAULT_MODEL
+from perception.train.metadata import model_metadata
 
 
 def _started_from(init: object) -> str:
