@@ -124,7 +124,8 @@ def _subscriber(side: str, address: str, control: Connection, keystore: str | No
         from perception.msgs import Image
         from perception.runtime.node import Node
 
-        node = Node("_bench_sub", context=_context(side, address, keystore))
+        context = _context(side, address, keystore)
+        node = Node("_bench_sub", context=context)
 
         def callback(msg: Image) -> None:
             np.asarray(msg.data)
@@ -135,6 +136,7 @@ def _subscriber(side: str, address: str, control: Connection, keystore: str | No
         while not control.poll():
             node.spin_once(0.01)
         node.destroy()
+        context.close()
     elif side == "zmq":
         socket: zmq.Socket[Any] = zmq.Context.instance().socket(zmq.SUB)
         socket.setsockopt(zmq.RCVHWM, RECEIVE_BUFFER)
@@ -204,7 +206,8 @@ class _OurPublisher:
         self._header = Header
         self._image = Image
         self._loan = side == "shm-loan"
-        self._node = Node("_bench_pub", context=_context(side, registry, keystore))
+        self._context = _context(side, registry, keystore)  # one per side and round: closed after it
+        self._node = Node("_bench_pub", context=self._context)
         self._publisher = self._node.create_publisher(Image, _TOPIC, queue_depth=SEND_HWM)
 
     def wait(self) -> None:
@@ -221,6 +224,7 @@ class _OurPublisher:
 
     def close(self) -> None:
         self._node.destroy()
+        self._context.close()
 
 
 class _ZmqPublisher:

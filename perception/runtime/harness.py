@@ -110,6 +110,9 @@ class HarnessContext(Context):
         self.outlets: dict[str, list[_CapturingOutlet]] = {}
         self.inlets: dict[str, list[_FedInlet]] = {}
 
+    def close(self) -> None:
+        """Nothing to end: no ZeroMQ context, no ZAP handler."""
+
     def outlet(self, topic: bytes, send_hwm: int) -> Any:
         outlet = _CapturingOutlet(topic)
         self.outlets.setdefault(topic.decode(), []).append(outlet)
