@@ -32,36 +32,39 @@ class HeldOut:
     per_class: dict[str, tuple[int, float, float]]  # class -> (instances, AP@0.5, AP@0.5:0.95)
 
 
-def read_split(path: Path, split: str = "val") -> Iterator[tuple[np.ndarray, list[dict[str, Any]]]]:
-    """The frames of a COCO detection set (RGB) with each one's boxes ({"xyxy", "name"}), one at a time.
-    `path` is a `percept dataset export` folder, read at its `split` (val.json or train.json; "all":
-    annotations.json), or a COCO JSON file of any origin, whose images' file names are relative to
-    the file's folder (as Roboflow and CVAT export them)."""
+def open_split(
+    path: Path, split: str = "val"
+) -> tuple[list[str], Iterator[tuple[np.ndarray, list[dict[str, Any]]]]]:
+    """A COCO detection set, its JSON read once: the class names it declares (its categories, in their
+    order, boxes or none: a class map may name a class this split has no box of) and its frames (RGB)
+    with each one's boxes ({"xyxy", "name"}), read one at a time. `path` is a `percept dataset export`
+    folder, read at its `split` (val.json or train.json; "all": annotations.json), or a COCO JSON file
+    of any origin, whose images' file names are relative to the file's folder (as Roboflow and CVAT
+    export them)."""
     index, folder = _index(path, split)
-    coco = _read_index(index)
     try:
-        names = {c["id"]: c["name"] for c in coco["categories"]}
+        coco = json.loads(index.read_text())
+        names = {c["id"]: str(c["name"]) for c in coco["categories"]}
         boxes: dict[int, list[dict[str, Any]]] = {image["id"]: [] for image in coco["images"]}
         for a in coco["annotations"]:
             x, y, w, h = a["bbox"]
             boxes[a["image_id"]].append({"xyxy": [x, y, x + w, y + h], "name": names[a["category_id"]]})
-    except (KeyError, TypeError) as exc:
-        raise _not_coco(index, exc) from None
-    for image in coco["images"]:
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PerceptError(
+            f"dataset {index}: expected COCO detection JSON (images, annotations with bbox, categories), "
+            f"found {type(exc).__name__}: {exc}"
+        ) from None
+    return list(names.values()), _frames(coco["images"], boxes, folder, index)
+
+
+def _frames(
+    images: list[dict[str, Any]], boxes: dict[int, list[dict[str, Any]]], folder: Path, index: Path
+) -> Iterator[tuple[np.ndarray, list[dict[str, Any]]]]:
+    for image in images:
         bgr = cv2.imread(str(folder / image["file_name"]), cv2.IMREAD_COLOR)
         if bgr is None:
             raise PerceptError(f"dataset {index}: cannot read image {folder / image['file_name']}")
         yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), boxes[image["id"]]
-
-
-def category_names(path: Path, split: str = "val") -> list[str]:
-    """The class names a COCO set declares (its categories, in their order), boxes or none: a class
-    map may name a class that this split happens to have no box of."""
-    index, _ = _index(path, split)
-    try:
-        return [str(c["name"]) for c in _read_index(index)["categories"]]
-    except (KeyError, TypeError) as exc:
-        raise _not_coco(index, exc) from None
 
 
 def _index(path: Path, split: str) -> tuple[Path, Path]:
@@ -82,20 +85,6 @@ def _index(path: Path, split: str) -> tuple[Path, Path]:
     raise PerceptError(f"dataset {path}: expected a COCO export folder or JSON file, found nothing there")
 
 
-def _read_index(index: Path) -> Any:
-    try:
-        return json.loads(index.read_text())
-    except ValueError as exc:
-        raise _not_coco(index, exc) from None
-
-
-def _not_coco(index: Path, exc: Exception) -> PerceptError:
-    return PerceptError(
-        f"dataset {index}: expected COCO detection JSON (images, annotations with bbox, categories), "
-        f"found {type(exc).__name__}: {exc}"
-    )
-
-
 def score(models: list[Path], folders: list[Path], split: str = "val") -> list[HeldOut]:
     """mAP of each model on the `split` frames of these COCO exports, over its own classes that have
     instances there; every frame is read once, for all the models."""
@@ -107,7 +96,8 @@ def score(models: list[Path], folders: list[Path], split: str = "val") -> list[H
     truth: list[list[dict[str, Any]]] = []
     predictions: list[list[tuple[np.ndarray, np.ndarray, list[str]]]] = [[] for _ in models]
     for folder in folders:
-        for rgb, boxes in read_split(folder, split):
+        _, frames = open_split(folder, split)
+        for rgb, boxes in frames:
             truth.append(boxes)
             for detector, found_by in zip(detectors, predictions, strict=True):
                 found = detector(rgb)

@@ -268,20 +268,21 @@ def _run(args: argparse.Namespace) -> int:
 def _read_data(given: str) -> LabelledSet:
     """--data PATH[:SPLIT]: the set's frames, their boxes, their class names and what they are."""
     from perception.bench.detect import LabelledSet, truth_vocabulary
-    from perception.bench.held_out import category_names, read_split
+    from perception.bench.held_out import open_split
 
     path, _, split = given.rpartition(":")
     if split not in ("val", "train", "all") or not path:
         path, split = given, "val"
     where = Path(path)
+    declared, frames = open_split(where, split)
     images, truth = [], []
-    for rgb, boxes in read_split(where, split):
+    for rgb, boxes in frames:
         images.append(rgb)
         truth.append(boxes)
     if not images:
         raise PerceptError(f"--data {given}: expected labelled frames, found none")
     source = f"{where} ({split} split)" if where.is_dir() else str(where)
-    return LabelledSet(images, truth, truth_vocabulary(truth, category_names(where, split)), source)
+    return LabelledSet(images, truth, truth_vocabulary(truth, declared), source)
 
 
 def _image_sizes(images: list[Any]) -> str:
