@@ -62,7 +62,10 @@ def require(module: str, command: str) -> ModuleType:
 SHARE = Path(__file__).resolve().parent / "share"
 LAUNCH_DIR = SHARE / "launch"
 MODELS_DIR = SHARE / "models"
-DEFAULT_MODEL = MODELS_DIR / "percept.onnx"
+# The shipped detector as a command line or launch file names it (find_model finds it from any directory):
+# every default that means "our detector" is this name.
+SHIPPED_MODEL = "models/percept.onnx"
+DEFAULT_MODEL = MODELS_DIR / Path(SHIPPED_MODEL).name
 
 
 def launch_files() -> dict[str, Path]:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from perception.cli.common import comma_separated
+from perception.installed import SHIPPED_MODEL
 
 
 def register(verbs: Any) -> None:
@@ -16,9 +17,9 @@ def register(verbs: Any) -> None:
     )
     p.add_argument(
         "model",
-        help="the ONNX detector to quantise (default models/percept.onnx)",
+        help=f"the ONNX detector to quantise (default {SHIPPED_MODEL})",
         nargs="?",
-        default="models/percept.onnx",
+        default=SHIPPED_MODEL,
     )
     p.add_argument(
         "--int8", action="store_true", required=True, help="static int8 quantisation (onnxruntime)"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from perception.cli.common import positive_float
+from perception.installed import SHIPPED_MODEL
 
 # Rehearsal (a share of the crops from the scenes the model already knows, as in experience replay):
 # fine-tuned on your frames alone, the model forgets what it knew (car AP@0.5 0.94 -> 0.00 in a
@@ -45,7 +46,9 @@ def register(verbs: Any) -> None:
         default=1e-3,
         help="peak learning rate (default 1e-3: fine-tuning, not from scratch)",
     )
-    p.add_argument("--init", default="models/percept.onnx", help="the model to start from (default ours)")
+    p.add_argument(
+        "--init", default=SHIPPED_MODEL, help=f"the model to start from (default ours, {SHIPPED_MODEL})"
+    )
     p.add_argument("--data", type=Path, help="where the dataset goes (default: beside OUT, OUT-data)")
     p.add_argument(
         "--replay-frames",

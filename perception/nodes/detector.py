@@ -21,6 +21,7 @@ from perception.detector.defaults import (
     DEFAULT_MAX_DETECTIONS,
 )
 from perception.errors import ParameterError
+from perception.installed import SHIPPED_MODEL
 from perception.msgs import Detections, DetectorStats, Image
 
 TO_RGB = {"rgb8": None, "bgr8": cv2.COLOR_BGR2RGB, "mono8": None}  # the detector takes grey as it is
@@ -31,7 +32,7 @@ class DetectorNode(Node):
 
     def __init__(self) -> None:
         super().__init__("detector")
-        model = self.declare_parameter("model", "models/percept.onnx", "ONNX file", read_only=True)
+        model = self.declare_parameter("model", SHIPPED_MODEL, "ONNX file", read_only=True)
         self.detector = Detector(
             model,
             provider=self.declare_parameter(

@@ -594,6 +594,21 @@ def test_bench_detect_scores_a_coco_model_through_the_class_map_and_names_a_mode
     assert "per class" in result.stdout and "not covered (left out of the means)" in result.stdout
 
 
+def test_bench_detect_without_a_model_times_the_shipped_one_as_the_other_benchmarks_do():
+    """`percept bench track`, `grasp` and `graph` default to the shipped detector; `detect` refused to
+    run without --model."""
+    import json
+
+    from conftest import percept
+
+    from perception.installed import SHIPPED_MODEL
+
+    result = percept("bench", "detect", "--frames", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout.strip().splitlines()[-1])["models"]
+    assert row["model"] == SHIPPED_MODEL and row["layout"] == "end2end" and row["fps"] > 0
+
+
 def test_bench_detect_times_each_model_on_each_provider_and_names_one_this_build_lacks(tmp_path):
     import json
 

@@ -13,6 +13,7 @@ from perception.cli.common import comma_separated, positive_int, rows_arg
 from perception.detector.defaults import DEFAULT_CONFIDENCE, DEFAULT_CROSS_CLASS_IOU
 from perception.detector.vocabulary import SHIPPED_CLASSES
 from perception.errors import PerceptError
+from perception.installed import SHIPPED_MODEL
 
 if TYPE_CHECKING:
     from perception.bench.detect import LabelledSet
@@ -22,7 +23,11 @@ def register(bench: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = bench.add_parser(
         "detect", help="Detectors side by side: latency per stage, frames/s, mAP."
     )
-    p.add_argument("--model", action="append", help="an ONNX file; repeat to compare")
+    p.add_argument(
+        "--model",
+        action="append",
+        help=f"an ONNX file; repeat to compare (default {SHIPPED_MODEL} alone, as the other benchmarks)",
+    )
     p.add_argument(
         "--suite",
         metavar="NAME",
@@ -138,8 +143,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.list_suites:
         print(suites.listing())
         return 0
-    if not args.model:
-        raise PerceptError("--model: expected at least one ONNX file (repeat --model to compare)")
+    args.model = args.model or [SHIPPED_MODEL]
     if not 0 <= args.map_confidence <= 1:  # before any frame is rendered (--confidence: Detector checks)
         raise PerceptError(f"--map-confidence: expected a score from 0 to 1, found {args.map_confidence:g}")
     given = [

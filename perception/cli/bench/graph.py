@@ -9,13 +9,14 @@ from typing import Any
 from perception.bench.common import as_json
 from perception.cli.common import comma_separated, positive_float, positive_numbers
 from perception.errors import PerceptError
+from perception.installed import SHIPPED_MODEL
 
 
 def register(bench: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = bench.add_parser(
         "graph", help="The detector in a launched sim -> detector graph: keeps up? latency?"
     )
-    p.add_argument("--model", default="models/percept.onnx", help="an ONNX detector")
+    p.add_argument("--model", default=SHIPPED_MODEL, help=f"an ONNX detector (default {SHIPPED_MODEL})")
     p.add_argument("--scenes", default="tabletop,driving", help="comma-separated: tabletop, driving")
     p.add_argument(
         "--rates",

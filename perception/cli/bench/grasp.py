@@ -10,6 +10,7 @@ from typing import Any
 from perception.bench.grasp import MOST_OBJECTS
 from perception.cli.common import positive_int
 from perception.errors import PerceptError
+from perception.installed import SHIPPED_MODEL
 
 
 def register(bench: Any) -> argparse.ArgumentParser:
@@ -26,7 +27,9 @@ def register(bench: Any) -> argparse.ArgumentParser:
         help="spread: 1 cm apart or more; packed: touching; pile: dropped in a heap (default spread)",
     )
     p.add_argument("--seed", type=int, default=1000, help="seed of the first episode (then +1 each)")
-    p.add_argument("--model", default="models/percept.onnx", help="the detector in the loop")
+    p.add_argument(
+        "--model", default=SHIPPED_MODEL, help=f"the detector in the loop (default {SHIPPED_MODEL})"
+    )
     p.add_argument("--truth", action="store_true", help="ground-truth boxes instead of the detector")
     p.add_argument(
         "--no-push", action="store_true", help="grasps only: plan and make no pushes (for comparison)"

@@ -11,7 +11,7 @@ from typing import Any
 from perception.bench.track import RATES, SCENES, SMALL_OBJECT_ROWS, SMALL_OBJECT_ZOOM
 from perception.cli.common import non_negative_float, rows_arg
 from perception.errors import PerceptError
-from perception.installed import require
+from perception.installed import SHIPPED_MODEL, require
 
 
 def register(bench: Any) -> argparse.ArgumentParser:
@@ -39,7 +39,9 @@ def register(bench: Any) -> argparse.ArgumentParser:
         help=f"camera frames/s (default {RATES['driving']:g} for driving: launch/driving_tracking.yaml's rate, "
         f"and KITTI's; {RATES['crowd']:g} for the crowd, as most MOTChallenge sequences)",
     )
-    p.add_argument("--model", default="models/percept.onnx", help="the detector in the loop")
+    p.add_argument(
+        "--model", default=SHIPPED_MODEL, help=f"the detector in the loop (default {SHIPPED_MODEL})"
+    )
     p.add_argument(
         "--small-object-zoom",
         type=float,
