@@ -30,6 +30,14 @@ positive_float = _bounded(float, 0, True, "a number above 0")  # seconds, a rate
 non_negative_float = _bounded(float, 0, False, "a number of 0 or more")  # noise, a share
 
 
+def port(text: str) -> int:
+    """argparse type: a TCP port, 0-65535 (0: the system picks a free one)."""
+    value = _bounded(int, 0, False, "a port from 0 to 65535")(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, found {text}")
+    return int(value)
+
+
 def positive_numbers(text: str) -> list[float]:
     """argparse type: comma-separated numbers above 0 (`10,20`)."""
     return [positive_float(part) for part in text.split(",") if part.strip()] or _none_given(text)

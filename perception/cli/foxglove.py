@@ -6,7 +6,7 @@ import argparse
 import time
 from typing import Any
 
-from perception.cli.common import positive_float
+from perception.cli.common import port, positive_float
 from perception.recording import IMAGE_FORMATS
 
 
@@ -16,7 +16,9 @@ def register(verbs: Any) -> None:
         help="Serve the running graph to Foxglove over its WebSocket protocol (images, boxes, tracks).",
     )
     p.add_argument("topics", nargs="*", help="topics to serve (default: every topic, as they appear)")
-    p.add_argument("--port", type=int, default=8765, help="WebSocket port (default 8765; 0 picks a free one)")
+    p.add_argument(
+        "--port", type=port, default=8765, help="WebSocket port (default 8765; 0 picks a free one)"
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
     p.add_argument(
         "--image-format",
@@ -33,7 +35,6 @@ def register(verbs: Any) -> None:
 
 
 def _foxglove(args: argparse.Namespace) -> int:
-    from perception.errors import PerceptError
     from perception.installed import require
     from perception.runtime.context import Context, NodeOverrides
     from perception.runtime.runner import configure_logging
@@ -42,8 +43,6 @@ def _foxglove(args: argparse.Namespace) -> int:
     require("foxglove", "percept foxglove")  # before anything starts: the one-line hint
     from perception.recording.live import FoxgloveLink
 
-    if not 0 <= args.port <= 65535:
-        raise PerceptError(f"--port: expected 0-65535, found {args.port}")
     parameters: dict[str, Any] = {"host": args.host, "port": args.port, "image_format": args.image_format}
     if args.topics:
         parameters["topics"] = args.topics

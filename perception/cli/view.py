@@ -6,12 +6,12 @@ import argparse
 import os
 from typing import Any
 
-from perception.cli.common import positive_float
+from perception.cli.common import port, positive_float
 
 
 def register(verbs: Any) -> None:
     p = verbs.add_parser("view", help="Serve a live web page of the graph and its image streams.")
-    p.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    p.add_argument("--port", type=port, default=8080, help="default 8080; 0 picks a free port")
     p.add_argument(
         "--host",
         default="127.0.0.1",

@@ -316,6 +316,7 @@ def test_bad_yaml_and_bad_rates_on_the_command_line_get_one_line_errors():
         (("param", "set", "/n", "x", "[1"), "value '[1': not valid YAML"),
         (("view", "--fps", "0"), "--fps: expected a number above 0"),
         (("view", "--fps", "60"), "--fps: expected at most 30 frames/s"),
+        (("view", "--port", "99999"), "--port: expected a port from 0 to 65535, found 99999"),  # a traceback
         (("play", "x.mcap", "--rate", "-2"), "--rate: expected a number above 0"),
     )
     for args, message in cases:
