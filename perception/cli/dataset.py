@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from perception.cli.common import seed_arg
+
 
 def register(verbs: Any) -> None:
     dataset = verbs.add_parser("dataset", help="Make datasets from the simulator.").add_subparsers(
@@ -16,7 +18,7 @@ def register(verbs: Any) -> None:
     p.add_argument("--frames", type=int, required=True)
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--format", default="coco", choices=["coco", "yolo"])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--renderer", default="auto", choices=["auto", "egl", "tiny"])

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from perception.cli.common import positive_float
 from perception.runtime import launch_file, runner
 from perception.runtime.registry import Registry, registry_address
 from perception.runtime.stopping import stop_signals_call
@@ -21,7 +22,7 @@ def register(verbs: Any) -> None:
         "--show-args", action="store_true", help="list the file's arguments with defaults, and exit"
     )
     p.add_argument("arguments", nargs="*", metavar="NAME:=VALUE", help="launch arguments")
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--duration", type=positive_float, help="stop after this many seconds")
     p.add_argument("--status-period", type=float, default=5.0, help="seconds between status tables (0: off)")
     p.add_argument("--stop-timeout", type=float, default=5.0, help="seconds a node gets to exit on Ctrl-C")
     p.set_defaults(func=_launch)

@@ -20,7 +20,7 @@ def register(verbs: Any) -> None:
     p = verbs.add_parser("record", help="Record topics to an MCAP file (all topics when none is named).")
     p.add_argument("topics", nargs="*", help="topics to record (default: every topic, as they appear)")
     p.add_argument("-o", "--output", type=Path, required=True, help="the .mcap file to write")
-    p.add_argument("--duration", type=float, help="stop after this many seconds (default: Ctrl-C)")
+    p.add_argument("--duration", type=positive_float, help="stop after this many seconds (default: Ctrl-C)")
     p.add_argument(
         "--no-foxglove",
         dest="foxglove",

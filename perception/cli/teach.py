@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from perception.cli.common import positive_float
+from perception.cli.common import positive_float, seed_arg
 from perception.installed import SHIPPED_MODEL
 
 # Rehearsal (a share of the crops from the scenes the model already knows, as in experience replay):
@@ -57,7 +57,7 @@ def register(verbs: Any) -> None:
         help="frames of our own scenes rendered too and trained on beside yours, so that our classes are "
         "not forgotten: a quarter tabletop, the rest driving (default 1600: 400 and 24 episodes; 0: none)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--renderer", default="auto", choices=["auto", "egl", "tiny"])
     p.add_argument("--workers", type=int, default=0, help="rendering processes (default: one per core)")
     p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (auto: the GPU when torch sees one)")

@@ -14,7 +14,13 @@ from typing import Any
 import numpy as np
 
 from perception import msgs
-from perception.cli.common import did_you_mean, format_value, positive_float, yaml_argument
+from perception.cli.common import (
+    did_you_mean,
+    format_value,
+    non_negative_float,
+    positive_float,
+    yaml_argument,
+)
 from perception.errors import MessageError, PerceptError
 from perception.runtime.graph import graph_nodes, tool_node
 from perception.runtime.node import RECEIVE_HWM
@@ -57,7 +63,7 @@ def register(verbs: Any) -> None:
     p = topic.add_parser("hz", help="Print the rate of a topic.")
     p.add_argument("topic")
     p.add_argument("--window", type=int, default=100, help="messages in the rate window")
-    p.add_argument("--duration", type=float, default=0.0, help="exit after this many seconds")
+    p.add_argument("--duration", type=non_negative_float, default=0.0, help="exit after this many seconds")
     p.add_argument(
         "--wait", action="store_true", help="wait for a publisher where nobody publishes the topic"
     )
@@ -66,7 +72,7 @@ def register(verbs: Any) -> None:
     p = topic.add_parser("bw", help="Print the bandwidth of a topic.")
     p.add_argument("topic")
     p.add_argument("--window", type=int, default=100, help="messages in the window")
-    p.add_argument("--duration", type=float, default=0.0, help="exit after this many seconds")
+    p.add_argument("--duration", type=non_negative_float, default=0.0, help="exit after this many seconds")
     p.add_argument(
         "--wait", action="store_true", help="wait for a publisher where nobody publishes the topic"
     )

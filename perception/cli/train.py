@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from perception.cli.common import image_size
+from perception.cli.common import image_size, seed_arg
 
 
 def register(verbs: Any) -> None:
@@ -39,7 +39,7 @@ def register(verbs: Any) -> None:
     )
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument(
         "--device",

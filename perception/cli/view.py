@@ -33,7 +33,7 @@ def register(verbs: Any) -> None:
         "--fps", type=positive_float, default=15.0, help="default frame rate of a stream in the page"
     )
     p.add_argument("--quality", type=int, default=80, help="JPEG quality of the streams (1-100)")
-    p.add_argument("--duration", type=float, help="stop after this many seconds (default: Ctrl-C)")
+    p.add_argument("--duration", type=positive_float, help="stop after this many seconds (default: Ctrl-C)")
     p.set_defaults(func=_view)
 
 

@@ -339,6 +339,11 @@ def test_benchmarks_refuse_counts_rates_and_scores_out_of_range_before_any_work(
             "--map-confidence: expected a score",
         ),
         (("bench", "view", "--fps", "60"), "--fps: expected at most 30 frames/s"),
+        (  # numpy's generator raised ValueError from a worker: a traceback
+            ("bench", "detect", "--scene", "driving", "--frames", "2", "--seed", "-1"),
+            "argument --seed: expected a whole number of 0 or more, found -1",
+        ),
+        (("view", "--duration", "-1"), "argument --duration: expected a number above 0"),  # it served on
     ):
         result = percept(*args)
         assert result.returncode in (1, 2), (args, result.stderr)  # 2: argparse's own usage errors

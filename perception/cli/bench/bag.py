@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from perception.bench.common import as_json
-from perception.cli.common import positive_int
+from perception.cli.common import positive_int, seed_arg
 
 
 def register(bench: Any) -> argparse.ArgumentParser:
@@ -14,7 +14,7 @@ def register(bench: Any) -> argparse.ArgumentParser:
         "bag", help="Recording sizes of the demo's camera: ours, the mcap writer's zstd, and before."
     )
     p.add_argument("--frames", type=positive_int, default=100, help="frames at 10 Hz (100: the demo's 10 s)")
-    p.add_argument("--seed", type=int, default=0, help="tabletop scene seed (the demo's default is 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="tabletop scene seed (the demo's default is 0)")
     p.set_defaults(func=_run)
     return p
 

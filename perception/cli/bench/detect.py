@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from perception.cli.common import comma_separated, positive_int, rows_arg
+from perception.cli.common import comma_separated, positive_int, rows_arg, seed_arg
 from perception.detector.defaults import DEFAULT_CONFIDENCE, DEFAULT_CROSS_CLASS_IOU
 from perception.detector.vocabulary import SHIPPED_CLASSES
 from perception.errors import PerceptError
@@ -43,7 +43,9 @@ def register(bench: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--scene", choices=["tabletop", "driving"], help="render this scene and score mAP")
     p.add_argument("--frames", type=positive_int, default=50, help="frames to run (and score) with --scene")
-    p.add_argument("--seed", type=int, default=1000, help="scene seed (keep it apart from training seeds)")
+    p.add_argument(
+        "--seed", type=seed_arg, default=1000, help="scene seed (keep it apart from training seeds)"
+    )
     p.add_argument(
         "--factors",
         metavar="all|NAME,...",

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from perception.bench.grasp import MOST_OBJECTS
-from perception.cli.common import positive_int
+from perception.cli.common import positive_int, seed_arg
 from perception.errors import PerceptError
 from perception.installed import SHIPPED_MODEL
 
@@ -26,7 +26,7 @@ def register(bench: Any) -> argparse.ArgumentParser:
         default="spread",
         help="spread: 1 cm apart or more; packed: touching; pile: dropped in a heap (default spread)",
     )
-    p.add_argument("--seed", type=int, default=1000, help="seed of the first episode (then +1 each)")
+    p.add_argument("--seed", type=seed_arg, default=1000, help="seed of the first episode (then +1 each)")
     p.add_argument(
         "--model", default=SHIPPED_MODEL, help=f"the detector in the loop (default {SHIPPED_MODEL})"
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from perception.bench.track import RATES, SCENES, SMALL_OBJECT_ROWS, SMALL_OBJECT_ZOOM
-from perception.cli.common import non_negative_float, rows_arg
+from perception.cli.common import non_negative_float, rows_arg, seed_arg
 from perception.errors import PerceptError
 from perception.installed import SHIPPED_MODEL, require
 
@@ -32,7 +32,9 @@ def register(bench: Any) -> argparse.ArgumentParser:
         help="sequences: 10 s of driving or 20 s of crowd each (12 driving: two minutes; single "
         "sequences range 0.83-0.98 MOTA)",
     )
-    p.add_argument("--seed", type=int, default=1000, help="scene seed (keep it apart from training seeds)")
+    p.add_argument(
+        "--seed", type=seed_arg, default=1000, help="scene seed (keep it apart from training seeds)"
+    )
     p.add_argument(
         "--rate",
         type=float,
