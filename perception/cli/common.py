@@ -28,7 +28,8 @@ def _bounded(convert: Callable[[str], Any], low: float, strict: bool, expected: 
 positive_int = _bounded(int, 0, True, "a whole number above 0")  # a count of frames, rounds, episodes
 positive_float = _bounded(float, 0, True, "a number above 0")  # seconds, a rate
 non_negative_float = _bounded(float, 0, False, "a number of 0 or more")  # noise, a share
-seed_arg = _bounded(int, 0, False, "a whole number of 0 or more")  # numpy's generators take no negative seed
+non_negative_int = _bounded(int, 0, False, "a whole number of 0 or more")  # a count that may be none
+seed_arg = non_negative_int  # numpy's generators take no negative seed
 
 
 def port(text: str) -> int:

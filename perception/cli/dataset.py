@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from perception.cli.common import seed_arg
+from perception.cli.common import non_negative_int, seed_arg
 
 
 def register(verbs: Any) -> None:
@@ -23,7 +23,12 @@ def register(verbs: Any) -> None:
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--renderer", default="auto", choices=["auto", "egl", "tiny"])
     p.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
-    p.add_argument("--min-pixels", type=int, default=16, help="leave out boxes with fewer visible pixels")
+    p.add_argument(
+        "--min-pixels",
+        type=non_negative_int,
+        default=16,
+        help="leave out boxes with fewer visible pixels (default 16)",
+    )
     p.add_argument(
         "--object",
         action="append",

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from perception.cli.common import positive_float
+from perception.cli.common import non_negative_float, positive_float
 from perception.runtime import launch_file, runner
 from perception.runtime.registry import Registry, registry_address
 from perception.runtime.stopping import stop_signals_call
@@ -23,8 +23,18 @@ def register(verbs: Any) -> None:
     )
     p.add_argument("arguments", nargs="*", metavar="NAME:=VALUE", help="launch arguments")
     p.add_argument("--duration", type=positive_float, help="stop after this many seconds")
-    p.add_argument("--status-period", type=float, default=5.0, help="seconds between status tables (0: off)")
-    p.add_argument("--stop-timeout", type=float, default=5.0, help="seconds a node gets to exit on Ctrl-C")
+    p.add_argument(
+        "--status-period",
+        type=non_negative_float,
+        default=5.0,
+        help="seconds between status tables (default 5; 0: off)",
+    )
+    p.add_argument(
+        "--stop-timeout",
+        type=non_negative_float,
+        default=5.0,
+        help="seconds a node gets to exit on Ctrl-C (default 5)",
+    )
     p.set_defaults(func=_launch)
 
     p = verbs.add_parser("run", help="Run one node in this process.")

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from perception.cli.common import positive_float, seed_arg
+from perception.cli.common import positive_float, positive_int, seed_arg
 from perception.installed import SHIPPED_MODEL
 
 # Rehearsal (a share of the crops from the scenes the model already knows, as in experience replay):
@@ -39,10 +39,10 @@ def register(verbs: Any) -> None:
     length = p.add_mutually_exclusive_group()
     length.add_argument("--minutes", type=positive_float, default=20.0, help="training time (default 20)")
     length.add_argument("--steps", type=int, help="optimiser steps instead of a time budget")
-    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--batch", type=positive_int, default=32, help="crops per step (default 32)")
     p.add_argument(
         "--lr",
-        type=float,
+        type=positive_float,
         default=1e-3,
         help="peak learning rate (default 1e-3: fine-tuning, not from scratch)",
     )
@@ -61,7 +61,7 @@ def register(verbs: Any) -> None:
     p.add_argument("--renderer", default="auto", choices=["auto", "egl", "tiny"])
     p.add_argument("--workers", type=int, default=0, help="rendering processes (default: one per core)")
     p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (auto: the GPU when torch sees one)")
-    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch intra-op threads (default 2)")
     p.set_defaults(func=_teach)
 
 

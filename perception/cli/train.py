@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from perception.cli.common import image_size, seed_arg
+from perception.cli.common import image_size, positive_float, positive_int, seed_arg
 
 
 def register(verbs: Any) -> None:
@@ -37,10 +37,10 @@ def register(verbs: Any) -> None:
         help="train for this long: the steps are set from the speed measured over the first 300, and "
         "again at every checkpoint as the speed drifts",
     )
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--batch", type=positive_int, default=32, help="crops per step (default 32)")
+    p.add_argument("--lr", type=positive_float, default=3e-3, help="peak learning rate (default 3e-3)")
     p.add_argument("--seed", type=seed_arg, default=0)
-    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch intra-op threads (default 2)")
     p.add_argument(
         "--device",
         default="auto",
@@ -59,7 +59,9 @@ def register(verbs: Any) -> None:
         action="store_true",
         help="export with dynamic height and width (the input size is then the detector's default)",
     )
-    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between exports")
+    p.add_argument(
+        "--checkpoint-every", type=positive_int, default=500, help="steps between exports (default 500)"
+    )
     p.add_argument(
         "--init",
         type=Path,

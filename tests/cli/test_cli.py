@@ -325,7 +325,7 @@ def test_bad_yaml_and_bad_rates_on_the_command_line_get_one_line_errors():
         assert message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
 
 
-def test_benchmarks_refuse_counts_rates_and_scores_out_of_range_before_any_work():
+def test_commands_refuse_counts_rates_scores_seeds_and_durations_out_of_range_before_any_work():
     for args, message in (
         (("bench", "bus", "--rounds", "0"), "argument --rounds: expected a whole number above 0, found 0"),
         (("bench", "graph", "--rates", "10,0"), "argument --rates: expected a number above 0, found 0"),
@@ -344,6 +344,21 @@ def test_benchmarks_refuse_counts_rates_and_scores_out_of_range_before_any_work(
             "argument --seed: expected a whole number of 0 or more, found -1",
         ),
         (("view", "--duration", "-1"), "argument --duration: expected a number above 0"),  # it served on
+        # torch raised from inside a training run (a traceback) for each of these
+        (("train", "--data", "d", "--out", "m.onnx", "--steps", "1", "--batch", "0"), "--batch: expected"),
+        (
+            ("train", "--data", "d", "--out", "m.onnx", "--steps", "1", "--threads", "0"),
+            "--threads: expected",
+        ),
+        (
+            ("train", "--data", "d", "--out", "m.onnx", "--steps", "1", "--checkpoint-every", "0"),
+            "--checkpoint-every: expected a whole number above 0",
+        ),
+        (
+            ("train", "--data", "d", "--out", "m.onnx", "--steps", "1", "--lr", "-1"),
+            "--lr: expected a number",
+        ),
+        (("launch", "demo", "--stop-timeout", "-1"), "--stop-timeout: expected a number of 0 or more"),
     ):
         result = percept(*args)
         assert result.returncode in (1, 2), (args, result.stderr)  # 2: argparse's own usage errors
