@@ -19,7 +19,12 @@ DRAIN_S = 1.0  # or this long at most: a 30 Hz camera is never quiet (a second C
 def register(verbs: Any) -> None:
     p = verbs.add_parser("record", help="Record topics to an MCAP file (all topics when none is named).")
     p.add_argument("topics", nargs="*", help="topics to record (default: every topic, as they appear)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="the .mcap file to write")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the .mcap file to write (a new one)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the file at --output if there is one (default: refuse)",
+    )
     p.add_argument("--duration", type=positive_float, help="stop after this many seconds (default: Ctrl-C)")
     p.add_argument(
         "--no-foxglove",
@@ -57,6 +62,10 @@ def _record(args: argparse.Namespace) -> int:
 
     if not args.output.parent.is_dir():
         raise PerceptError(f"recording {args.output}: no folder {args.output.parent} to write it in")
+    if args.output.is_dir():
+        raise PerceptError(f"recording {args.output}: a folder; expected the path of an .mcap file")
+    if args.output.exists() and not args.overwrite:  # as ros2 bag record: a recording is never lost
+        raise PerceptError(f"recording {args.output}: the file exists; --overwrite replaces it")
     node = tool_node("record")
     subscriptions: dict[str, Any] = {}
     write_errors: list[str] = []

@@ -175,6 +175,21 @@ def test_record_names_a_folder_that_does_not_exist(tmp_path):
     assert f"no folder {tmp_path / 'missing'} to write it in" in result.stderr
 
 
+def test_record_never_writes_over_a_recording_unless_told_to(tmp_path):
+    """It replaced an existing file silently (ros2 bag record refuses an existing bag)."""
+    from conftest import percept
+
+    earlier = tmp_path / "run.mcap"
+    earlier.write_bytes(b"an earlier recording")
+    result = percept("record", "-o", str(earlier), "--duration", "1")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"recording {earlier}: the file exists; --overwrite replaces it" in result.stderr
+    assert earlier.read_bytes() == b"an earlier recording"
+    result = percept("record", "-o", str(tmp_path), "--duration", "1")
+    assert result.returncode == 1 and "a folder; expected the path of an .mcap file" in result.stderr
+    assert "--overwrite" in percept("record", "--help").stdout
+
+
 def test_record_stops_soon_after_ctrl_c_while_a_camera_keeps_publishing(tmp_path, registry, context, spawn):
     from conftest import read_until, spin_until
 
