@@ -50,6 +50,8 @@ def from_rosbag2(source: Path, out: Path, remap: dict[str, str] | None = None) -
 
     remap = remap or {}
     done = Converted()
+    if out.exists():  # as the other way round: a conversion never replaces a recording
+        raise PerceptError(f"{out}: exists (the conversion writes a new file)")
     recorder = McapRecorder(out)
     try:
         with Reader(source) as reader:

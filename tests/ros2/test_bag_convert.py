@@ -137,3 +137,15 @@ def test_a_bag_with_nothing_we_take_converts_to_an_empty_recording_and_says_so(t
     result = percept("bag", "convert", str(tmp_path / "joints"), str(tmp_path / "x.mcap"))
     assert result.returncode == 0, result.stderr
     assert "0 messages on 0 topics; skipped 1 std_msgs/msg/String" in result.stdout
+
+
+def test_a_conversion_never_replaces_a_file_either_way(tmp_path):
+    """rosbag2 refused an existing folder; our side replaced an existing recording silently."""
+    writer = Writer(tmp_path / "bag", version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.open()
+    writer.close()
+    earlier = tmp_path / "run.mcap"
+    earlier.write_bytes(b"an earlier recording")
+    result = percept("bag", "convert", str(tmp_path / "bag"), str(earlier))
+    assert result.returncode == 1 and f"{earlier}: exists (the conversion writes a new file)" in result.stderr
+    assert earlier.read_bytes() == b"an earlier recording"
