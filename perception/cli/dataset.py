@@ -67,6 +67,8 @@ def _export(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise PerceptError(str(exc)) from None
+    if args.out.is_dir() and any(args.out.iterdir()):  # its annotations would be replaced, old frames left
+        raise PerceptError(f"dataset {args.out}: the folder is not empty; expected a new or empty folder")
     if args.workers < 0:
         raise PerceptError(
             f"--workers: expected a count of processes (0: one per core), found {args.workers}"

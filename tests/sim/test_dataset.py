@@ -104,3 +104,9 @@ def test_export_names_a_bad_size_or_an_output_that_is_a_file(tmp_path):
     taken.write_text("")
     result = percept(*common, "--out", str(taken))
     assert result.returncode == 1 and f"out: expected a folder, found the file {taken}" in result.stderr
+    # An earlier export's folder: its annotations were replaced and its frames left beside the new ones.
+    (tmp_path / "earlier" / "images").mkdir(parents=True)
+    result = percept(*common, "--out", str(tmp_path / "earlier"))
+    assert (
+        result.returncode == 1 and "the folder is not empty; expected a new or empty folder" in result.stderr
+    )
