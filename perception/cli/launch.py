@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import pkgutil
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from perception.cli.common import non_negative_float, positive_float
+from perception.cli.common import did_you_mean, non_negative_float, positive_float
+from perception.errors import PerceptError
 from perception.runtime import launch_file, runner
 from perception.runtime.registry import Registry, registry_address
 from perception.runtime.stopping import stop_signals_call
@@ -38,7 +41,11 @@ def register(verbs: Any) -> None:
     p.set_defaults(func=_launch)
 
     p = verbs.add_parser("run", help="Run one node in this process.")
-    p.add_argument("target", help="MODULE:CLASS, FILE.py:CLASS, or a module holding one Node subclass")
+    p.add_argument(
+        "target",
+        help="MODULE:CLASS, FILE.py:CLASS, a module holding one Node subclass, or a node that ships by its "
+        f"module's name ({', '.join(shipped_nodes())})",
+    )
     runner.add_override_arguments(p)
     p.set_defaults(func=_run)
 
@@ -79,7 +86,31 @@ def _launch(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     runner.configure_logging(args.log_level)
-    return runner.spin_node(runner.load_node_class(args.target), runner.overrides_from(args))
+    target = node_target(args.target)
+    return runner.spin_node(runner.load_node_class(target), runner.overrides_from(args))
+
+
+SHIPPED_NODES = "perception.nodes"  # where `percept run NAME` looks, as `ros2 run` in a package
+
+
+def shipped_nodes() -> list[str]:
+    package = importlib.util.find_spec(SHIPPED_NODES)
+    locations = package.submodule_search_locations if package else None
+    return sorted(m.name for m in pkgutil.iter_modules(list(locations or [])) if not m.name.startswith("_"))
+
+
+def node_target(target: str) -> str:
+    """A node that ships, by its module's name (`test_camera`), where no module of that name is found
+    (a module of the user's by that name comes first); any other target as given."""
+    if not target.isidentifier() or importlib.util.find_spec(target) is not None:
+        return target
+    shipped = shipped_nodes()
+    if target in shipped:
+        return f"{SHIPPED_NODES}.{target}"
+    raise PerceptError(
+        f"node {target!r}: no module of that name, nor a node that ships "
+        f"({', '.join(shipped)}){did_you_mean(target, shipped)}"
+    )
 
 
 def _registry(args: argparse.Namespace) -> int:

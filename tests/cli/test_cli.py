@@ -363,3 +363,17 @@ def test_commands_refuse_counts_rates_scores_seeds_and_durations_out_of_range_be
         result = percept(*args)
         assert result.returncode in (1, 2), (args, result.stderr)  # 2: argparse's own usage errors
         assert message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
+
+
+def test_a_node_that_ships_runs_by_its_modules_name_and_a_typo_gets_the_names():
+    """As `ros2 run` finds a package's executables: `percept run test_camera` (and `node: test_camera` in
+    a launch file) ran nothing before, "No module named 'test_camera'"."""
+    from perception.cli.launch import node_target
+
+    assert node_target("test_camera") == "perception.nodes.test_camera"
+    assert node_target("perception.nodes.tracker:TrackerNode") == "perception.nodes.tracker:TrackerNode"
+    assert node_target("json") == "json", "a module that is found comes first"
+    result = percept("run", "test_camra")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "node 'test_camra': no module of that name, nor a node that ships (camera," in result.stderr
+    assert "did you mean test_camera" in result.stderr
