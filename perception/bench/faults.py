@@ -32,6 +32,7 @@ from typing import Any
 
 from perception.bench.common import stop
 from perception.bench.soak import first_heard, processes, rss_mib, start_graph
+from perception.errors import PerceptError
 from perception.runtime.launcher import STABLE_AFTER_S
 
 CAMPAIGNS = ("burst", "slow", "stall", "service-death")
@@ -135,10 +136,12 @@ def run(
 ) -> FaultReport:
     """Launch the graph, wait until its output flows, inject the campaign's fault, measure."""
     from perception.installed import find_launch_file
+    from perception.runtime import launch_file
 
     if campaign not in CAMPAIGNS:
         raise ValueError(f"unknown campaign {campaign!r}; campaigns: {', '.join(CAMPAIGNS)}")
     path = find_launch_file(launch or GRAPHS.get(campaign, "synthetic_pipeline"))
+    launch_file.load(path, launch_file.given_arguments(arguments))  # a mistake named before it starts
     launcher, address, log_file = start_graph(path, arguments, log)
     watched = ("/camera/image",) if campaign == "service-death" else ()
     watcher = _Watcher(address, output, watched)
@@ -147,11 +150,15 @@ def run(
         started = time.monotonic()
         while not watcher.outputs and time.monotonic() - started < STARTUP_TIMEOUT_S:
             if launcher.poll() is not None:
-                raise RuntimeError(f"the graph {path.name} ended before its output {output} flowed")
+                raise PerceptError(
+                    f"the graph {path.name} ended (launcher exit {launcher.returncode}) before its output "
+                    f"{output} flowed" + ("" if log else "; --log FILE keeps the graph's output")
+                )
             watcher.spin_for(0.2)
         if not watcher.outputs:
-            raise RuntimeError(
-                f"no message on {output} within {STARTUP_TIMEOUT_S:g} s of launching {path.name}"
+            raise PerceptError(
+                f"no message on {output} within {STARTUP_TIMEOUT_S:g} s of launching {path.name} "
+                "(--output names the topic to time)"
             )
         watcher.spin_for(3.0)  # past the first frames' warm-up
         if campaign == "service-death":
@@ -181,7 +188,7 @@ def _phases(
     bounds: list[tuple[str, float, float]] = []
     victim = processes(launcher_pid).get(consumer)
     if campaign != "burst" and victim is None:
-        raise RuntimeError(f"no node {consumer} in the graph to {campaign}")
+        raise PerceptError(f"no node {consumer} in the graph to {campaign}")
     nominal = _parameter(watcher, source, "rate") if campaign == "burst" else 0.0
     for phase in ("before", "during", "after"):
         begin = time.monotonic()
@@ -305,17 +312,16 @@ def _set_parameter(watcher: _Watcher, node: str, name: str, value: float) -> Non
     client = watcher.node.create_client(f"{node}/set_parameters", SetParameters, Result)
     result = client.call(SetParameters(values={name: value}), timeout_s=5.0)
     if not result.success:
-        raise RuntimeError(f"setting {name} of {node} to {value:g} failed: {result.message}")
+        raise PerceptError(f"setting {name} of {node} to {value:g} failed: {result.message}")
 
 
 def _service_death(launcher_pid: int, watcher: _Watcher, address: str, kill_after_s: float = 1.0) -> CallRow:
     """Call /sim/execute_grasp, kill -9 the simulator while its arm moves, and time what follows."""
-    from perception.errors import PerceptError
     from perception.msgs import ExecuteGrasp, GetParameters, GraspResult, ParameterValues, Pose
 
     grasp = watcher.node.create_client("/sim/execute_grasp", ExecuteGrasp, GraspResult)
     if not grasp.wait_for_service(30.0):
-        raise RuntimeError("no /sim/execute_grasp in the graph (it runs with the tabletop scene)")
+        raise PerceptError("no /sim/execute_grasp in the graph (it runs with the tabletop scene)")
     ended: list[tuple[float, str]] = []
 
     def call() -> None:
@@ -331,7 +337,7 @@ def _service_death(launcher_pid: int, watcher: _Watcher, address: str, kill_afte
     watcher.spin_for(kill_after_s)
     pid = processes(launcher_pid).get("/sim")
     if pid is None:
-        raise RuntimeError("the graph has no /sim process to kill")
+        raise PerceptError("the graph has no /sim process to kill")
     before = set(watcher.publishers["/camera/image"])
     os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()

@@ -156,7 +156,9 @@ def run(
     from perception.runtime.qos import LATEST_ONLY
 
     path = find_launch_file(launch)
-    respawning = [s.fqn for s in launch_file.load(path).nodes if s.respawn]
+    # Read with its arguments here, so a mistake in either is named before anything starts.
+    described = launch_file.load(path, launch_file.given_arguments(arguments))
+    respawning = [s.fqn for s in described.nodes if s.respawn]
     launcher, address, output = start_graph(path, arguments, log)
     watcher = Node("_percept_soak", context=Context(registry=address), stats_period_s=3600.0)
     stats: dict[str, NodeStats] = {}

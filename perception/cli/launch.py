@@ -8,8 +8,6 @@ import pkgutil
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from perception.cli.common import did_you_mean, non_negative_float, positive_float
 from perception.errors import PerceptError
 from perception.runtime import launch_file, runner
@@ -75,11 +73,7 @@ def _launch(args: argparse.Namespace) -> int:
             shown = "required" if default is None else f"default {default!r}"
             print(f"  {name:<16} {shown}" + (f"  # {what}" if what else ""))
         return 0
-    given = {}
-    for item in args.arguments:
-        key, value = runner.split_assignment(item, "launch argument")
-        given[key] = yaml.safe_load(value) if value else ""
-    description = launch_file.load(find_launch_file(args.file), given)
+    description = launch_file.load(find_launch_file(args.file), launch_file.given_arguments(args.arguments))
     launcher = Launcher(description, status_period_s=args.status_period, stop_timeout_s=args.stop_timeout)
     return launcher.run(args.duration)
 

@@ -54,3 +54,19 @@ def test_a_server_killed_mid_request_fails_the_call_at_once_and_comes_back():
     assert call["call_error"].startswith("ServiceLost"), call
     assert call["call_ended_s"] < 1.0, call  # not the call's 60 s timeout
     assert call["answering_s"] < 10 and call["frames_s"] < 10, call
+
+
+def test_a_mistaken_launch_argument_or_node_is_one_line_before_anything_starts():
+    """`percept faults slow nosuch:=1` ended in a RuntimeError traceback once the graph had quit, and
+    `percept soak` ran a graph that never started and printed an empty table."""
+    for args, message in (
+        (("faults", "slow", "nosuch:=1"), "unknown argument 'nosuch' (arguments declared: model, rate)"),
+        (("soak", "test_camera", "nosuch:=1", "--minutes", "0.1"), "unknown argument 'nosuch'"),
+        (("soak", "test_camera", "rate", "--minutes", "0.1"), "launch argument 'rate': expected NAME:=VALUE"),
+    ):
+        result = percept(*args)
+        assert result.returncode == 1 and message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+    result = percept("faults", "slow", "--consumer", "/nosuch", "--seconds", "1", timeout=120)
+    assert result.returncode == 1 and "no node /nosuch in the graph to slow" in result.stderr
+    assert "Traceback" not in result.stderr
