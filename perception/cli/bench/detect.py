@@ -13,7 +13,7 @@ from perception.cli.common import comma_separated, positive_int, rows_arg, seed_
 from perception.detector.defaults import DEFAULT_CONFIDENCE, DEFAULT_CROSS_CLASS_IOU
 from perception.detector.vocabulary import SHIPPED_CLASSES
 from perception.errors import PerceptError
-from perception.installed import SHIPPED_MODEL
+from perception.installed import SHIPPED_MODEL, require
 
 if TYPE_CHECKING:
     from perception.bench.detect import LabelledSet
@@ -158,6 +158,12 @@ def _run(args: argparse.Namespace) -> int:
 
     if given:  # before reading or rendering any frame: the run would end at its scoring
         require_pycocotools()
+    if args.out:  # likewise for the report, written at the end
+        require("matplotlib", "percept bench detect --out")
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PerceptError(f"--out {args.out}: cannot make the folder ({exc.strerror or exc})") from None
     corruptions, severities = _corruptions(args)
     suite = suites.find(args.suite) if args.suite else _scene_suite(args, severities)
     reading = time.monotonic()
@@ -278,6 +284,8 @@ def _read_data(given: str) -> LabelledSet:
 
     path, _, split = given.rpartition(":")
     if split not in ("val", "train", "all") or not path:
+        if path and Path(path).exists() and not Path(given).exists():
+            raise PerceptError(f"--data {given}: split {split!r}: expected val, train or all")
         path, split = given, "val"
     where = Path(path)
     declared, frames = open_split(where, split)
