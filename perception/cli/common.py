@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,26 @@ positive_float = _bounded(float, 0, True, "a number above 0")  # seconds, a rate
 non_negative_float = _bounded(float, 0, False, "a number of 0 or more")  # noise, a share
 non_negative_int = _bounded(int, 0, False, "a whole number of 0 or more")  # a count that may be none
 seed_arg = non_negative_int  # numpy's generators take no negative seed
+
+
+def output_file(text: str) -> Path:
+    """argparse type: a file a command writes. Its folder must exist, so that a mistake is named before
+    the work whose result it holds, not in a traceback after it."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"expected a file, found the folder {text}")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"no folder {path.parent} to write {path.name} in")
+    return path
+
+
+def output_folder(text: str) -> Path:
+    """argparse type: a folder a command writes into, made if missing: not a file, nor under one."""
+    path = Path(text)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"expected a folder, found the file {existing}")
+    return path
 
 
 def port(text: str) -> int:

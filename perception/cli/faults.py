@@ -4,10 +4,9 @@ launched graph and measured (perception/bench/faults.py)."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-from perception.cli.common import positive_float
+from perception.cli.common import output_file, positive_float
 
 
 def register(verbs: Any) -> None:
@@ -30,7 +29,7 @@ def register(verbs: Any) -> None:
     p.add_argument("--output", default="/detections", help="the topic whose freshness is timed")
     p.add_argument("--frames", default="/camera/image", help="the topic from source to consumer")
     p.add_argument("--rounds", type=int, default=5, help="service-death: kills (default 5)")
-    p.add_argument("--log", type=Path, help="where the graph's own output goes (default: nowhere)")
+    p.add_argument("--log", type=output_file, help="where the graph's own output goes (default: nowhere)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=_faults)
 

@@ -4,10 +4,9 @@ fast it heals from kill -9 (perception/bench/soak.py)."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-from perception.cli.common import positive_float
+from perception.cli.common import output_file, positive_float
 
 
 def register(verbs: Any) -> None:
@@ -24,8 +23,10 @@ def register(verbs: Any) -> None:
         metavar="SECONDS",
         help="kill -9 a node that respawns (in turn, then the registry) this often, and time the healing",
     )
-    p.add_argument("--plot", type=Path, metavar="PNG", help="memory and rates over time (the bench extra)")
-    p.add_argument("--log", type=Path, help="where the graph's own output goes (default: nowhere)")
+    p.add_argument(
+        "--plot", type=output_file, metavar="PNG", help="memory and rates over time (the bench extra)"
+    )
+    p.add_argument("--log", type=output_file, help="where the graph's own output goes (default: nowhere)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=_soak)
 

@@ -362,6 +362,16 @@ def test_commands_refuse_counts_rates_scores_seeds_and_durations_out_of_range_be
         # after the whole run, a FileNotFoundError from the report; and a split read as part of the path
         (("bench", "detect", "--frames", "2", "--out", "/proc/report"), "--out /proc/report: cannot make"),
         (("bench", "detect", "--data", "tests:value"), "--data tests:value: split 'value': expected val"),
+        # FileNotFoundError tracebacks, --plot's after the whole soak
+        (
+            ("soak", "test_camera", "--plot", "no-such-folder/p.png"),
+            "--plot: no folder no-such-folder to write",
+        ),
+        (("faults", "burst", "--log", "tests"), "--log: expected a file, found the folder tests"),
+        (
+            ("bench", "track", "--write-mot", "README.md/mot"),
+            "--write-mot: expected a folder, found the file",
+        ),
     ):
         result = percept(*args)
         assert result.returncode in (1, 2), (args, result.stderr)  # 2: argparse's own usage errors

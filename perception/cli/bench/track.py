@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from perception.bench.track import RATES, SCENES, SMALL_OBJECT_ROWS, SMALL_OBJECT_ZOOM
-from perception.cli.common import non_negative_float, rows_arg, seed_arg
+from perception.cli.common import non_negative_float, output_folder, rows_arg, seed_arg
 from perception.errors import PerceptError
 from perception.installed import SHIPPED_MODEL, require
 
@@ -76,7 +75,10 @@ def register(bench: Any) -> argparse.ArgumentParser:
         "--false-positives", type=non_negative_float, default=0.5, help="with --truth: per frame, on average"
     )
     p.add_argument(
-        "--write-mot", type=Path, metavar="DIR", help="also write each sequence as a MOTChallenge folder here"
+        "--write-mot",
+        type=output_folder,
+        metavar="DIR",
+        help="also write each sequence as a MOTChallenge folder here",
     )
     p.set_defaults(func=_run)
     return p
