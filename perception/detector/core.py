@@ -281,6 +281,10 @@ class Detector:
         Returns the message the detector node publishes, stamped with `header` (the frame's); the stage
         times of this call are in `timings_ms` afterwards."""
         timings = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
+        if not isinstance(image, np.ndarray):
+            raise ValueError(f"expected an RGB uint8 image as a numpy array, found {type(image).__name__}")
+        if image.size == 0:  # a camera's empty frame: no scale fits it (a ZeroDivisionError)
+            raise ValueError(f"expected an image of at least 1 x 1 pixels, found shape {image.shape}")
         if image.dtype == np.uint8 and (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 4))):
             code = cv2.COLOR_RGBA2RGB if image.ndim == 3 and image.shape[2] == 4 else cv2.COLOR_GRAY2RGB
             image = cv2.cvtColor(image, code)

@@ -547,6 +547,23 @@ def test_grey_and_rgba_images_are_converted_and_an_end2end_model_keeps_max_detec
     assert end2end.layout == "end2end" and len(end2end(np.zeros((SIZE, SIZE, 3), np.uint8))) == 5
 
 
+def test_an_empty_frame_or_a_list_is_one_clear_error(tmp_path):
+    """A camera's empty frame raised ZeroDivisionError, a list AttributeError (the node counts either as
+    a callback error and goes on; a script gets the reason)."""
+    detector = Detector(write_model(tmp_path / "m.onnx", yolov8_output(), names=NAMES))
+    for image, message in (
+        (
+            np.zeros((0, 0, 3), np.uint8),
+            r"expected an image of at least 1 x 1 pixels, found shape \(0, 0, 3\)",
+        ),
+        (np.zeros((0, 5), np.uint8), "at least 1 x 1 pixels"),
+        ([[0, 0], [0, 0]], "expected an RGB uint8 image as a numpy array, found list"),
+        (np.zeros((SIZE, SIZE, 3), np.float32), "expected an H x W x 3 uint8 RGB image"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            detector(image)  # type: ignore[arg-type]
+
+
 def test_bench_detect_scores_a_coco_model_through_the_class_map_and_names_a_model_that_failed(tmp_path):
     import json
 
