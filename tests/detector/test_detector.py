@@ -561,7 +561,7 @@ def test_an_empty_frame_or_a_list_is_one_clear_error(tmp_path):
         (np.zeros((SIZE, SIZE, 3), np.float32), "expected an H x W x 3 uint8 RGB image"),
     ):
         with pytest.raises(ValueError, match=message):
-            detector(image)  # type: ignore[arg-type]
+            detector(image)
 
 
 def test_bench_detect_scores_a_coco_model_through_the_class_map_and_names_a_model_that_failed(tmp_path):
