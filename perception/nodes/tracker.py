@@ -68,6 +68,7 @@ class TrackerNode(Node):
         self.update_ms: list[float] = []
         self.confirmed = 0
         self.resets = 0
+        self.invalid_reported = 0
         self.window_start = time.monotonic()
 
     def on_detections(self, msg: Detections) -> None:
@@ -129,6 +130,14 @@ class TrackerNode(Node):
         )
 
     def publish_stats(self) -> None:
+        invalid = self.tracker.invalid_detections
+        if invalid > self.invalid_reported:  # counted, and said once a stats period at most
+            self.log.warning(
+                "left out %d detections with a NaN or infinite number or a box of no size (%d in all)",
+                invalid - self.invalid_reported,
+                invalid,
+            )
+            self.invalid_reported = invalid
         times = sorted(self.update_ms)
         elapsed = time.monotonic() - self.window_start
 

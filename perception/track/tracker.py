@@ -295,6 +295,9 @@ class ByteTracker:
         self.params = params or TrackerParams()
         self._ids = itertools.count(1)
         self.ids_issued = 0
+        # Detections left out for a NaN or infinite number or a box of no size: one such row used to
+        # enter the Kalman state and make every later update fail.
+        self.invalid_detections = 0
         self.reset()
 
     def reset(self, *, restart_ids: bool = True) -> None:
@@ -326,6 +329,17 @@ class ByteTracker:
                 f"update: expected as many scores and class ids as boxes ({len(boxes)}), "
                 f"found {len(scores)} and {len(class_ids)}"
             )
+        if not math.isfinite(stamp_s):
+            raise ValueError(f"update: expected a finite stamp in seconds, found {stamp_s}")
+        valid = (
+            np.isfinite(boxes).all(axis=1)
+            & np.isfinite(scores)
+            & (boxes[:, 2] > boxes[:, 0])
+            & (boxes[:, 3] > boxes[:, 1])
+        )
+        if not valid.all():
+            self.invalid_detections += int((~valid).sum())
+            boxes, scores, class_ids = boxes[valid], scores[valid], class_ids[valid]
         dt = 0.0 if self._last_stamp_s is None else stamp_s - self._last_stamp_s  # no track to predict yet
         if dt < 0:
             raise ValueError(f"update: stamps must not go back in time ({self._last_stamp_s} -> {stamp_s})")

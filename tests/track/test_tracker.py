@@ -648,3 +648,21 @@ def test_filtered_boxes_report_the_filters_estimate_closer_to_the_truth_than_jit
         errors[filtered] = np.abs(np.array(reported)[10:] - truth[10:]).mean()
     np.testing.assert_allclose(errors[False], np.abs(detected[10:] - truth[10:]).mean())  # the detections
     assert errors[True] < 0.9 * errors[False]
+
+
+def test_a_detection_with_nan_or_no_size_is_left_out_and_counted_not_kept_in_the_state():
+    """One NaN box (a foreign model's output) entered the Kalman state, and every later update raised
+    "matrix contains invalid numeric entries": the tracker node stopped tracking for good."""
+    tracker = ByteTracker()
+    bad_rows = ([np.nan, 0, 10, 10], [0, 0, np.inf, 10], [20, 20, 10, 10], [5, 5, 5, 30])
+    ids = []
+    for i, bad in enumerate(bad_rows):
+        boxes = np.array([[i, 0, 10 + i, 10], bad], np.float64)
+        tracks = tracker.update(boxes, np.array([0.9, 0.9]), np.array([1, 1]), i * 0.1)
+        ids.append([t.id for t in tracks])
+    assert ids == [[1], [1], [1], [1]] and tracker.invalid_detections == 4
+    scores = np.array([0.9, np.nan])
+    tracker.update(np.array([[4, 0, 14, 10], [30, 0, 40, 10]]), scores, np.array([1, 1]), 0.4)
+    assert tracker.invalid_detections == 5
+    with pytest.raises(ValueError, match="expected a finite stamp in seconds, found nan"):
+        tracker.update(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int), float("nan"))
