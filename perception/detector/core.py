@@ -116,6 +116,9 @@ class Detector:
         self.class_map = class_map or {}
         self.class_names = names
         self._yolox = self.layout in ("yolox", "yolox_decoded")
+        # Rows of the model's output with a NaN or infinite box or score, left out: a message cannot hold
+        # them, so one such row cost its frame's every detection.
+        self.invalid_detections = 0
 
     # -- loading ---------------------------------------------------------------------------------------
 
@@ -379,6 +382,10 @@ class Detector:
         output = session.run(None, {self.input_name: tensor})[0].astype(np.float32, copy=False)
         inferred = time.perf_counter()
         boxes, scores, class_ids = decoders.decode(self.layout, output, input_hw, self.confidence)
+        finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
+        if not finite.all():
+            self.invalid_detections += int((~finite).sum())
+            boxes, scores, class_ids = boxes[finite], scores[finite], class_ids[finite]
         if self.layout != "end2end":
             boxes, scores, class_ids = decoders.nms((boxes, scores, class_ids), self.iou, self.max_detections)
         else:  # NMS ran inside the model; its best come first

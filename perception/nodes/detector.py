@@ -85,6 +85,7 @@ class DetectorNode(Node):
         self.stats_publisher = self.create_publisher(DetectorStats, "~/stats")
         self.create_timer(1.0, self.publish_stats)
         self.timings: list[dict[str, float]] = []
+        self.invalid_reported = 0
         self.window_start = time.monotonic()
         self.log.info(
             "%s: %s layout, input %s%s, %d classes",
@@ -128,6 +129,14 @@ class DetectorNode(Node):
         self.timings.append(self.detector.timings_ms)
 
     def publish_stats(self) -> None:
+        invalid = self.detector.invalid_detections
+        if invalid > self.invalid_reported:  # counted, and said once a stats period at most
+            self.log.warning(
+                "left out %d detections the model gave with a NaN or infinite box or score (%d in all)",
+                invalid - self.invalid_reported,
+                invalid,
+            )
+            self.invalid_reported = invalid
         elapsed = time.monotonic() - self.window_start
         stats = self.subscription.stats
 

@@ -564,6 +564,20 @@ def test_an_empty_frame_or_a_list_is_one_clear_error(tmp_path):
             detector(image)
 
 
+def test_a_model_row_with_a_nan_box_is_left_out_and_counted_and_the_others_kept(tmp_path):
+    """A NaN box (a foreign export's output) made the Detections message refuse the whole frame."""
+    output = yolov8_output()
+    clean = Detector(write_model(tmp_path / "clean.onnx", output, names=NAMES))(
+        np.zeros((SIZE, SIZE, 3), np.uint8)
+    )
+    best = int(np.argmax(output[0, 4:, :].max(axis=0)))
+    output[0, :4, best] = np.nan
+    detector = Detector(write_model(tmp_path / "nan.onnx", output, names=NAMES))
+    found = detector(np.zeros((SIZE, SIZE, 3), np.uint8))
+    assert detector.invalid_detections == 1 and len(found) == len(clean) == 2  # the next duck box stays
+    assert np.isfinite(found.xyxy).all() and found.class_names == clean.class_names
+
+
 def test_bench_detect_scores_a_coco_model_through_the_class_map_and_names_a_model_that_failed(tmp_path):
     import json
 
