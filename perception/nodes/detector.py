@@ -23,6 +23,7 @@ from perception.detector.defaults import (
 from perception.errors import ParameterError
 from perception.installed import SHIPPED_MODEL
 from perception.msgs import Detections, DetectorStats, Image
+from perception.nodes.reporting import NewCounts
 
 TO_RGB = {"rgb8": None, "bgr8": cv2.COLOR_BGR2RGB, "mono8": None}  # the detector takes grey as it is
 
@@ -85,7 +86,7 @@ class DetectorNode(Node):
         self.stats_publisher = self.create_publisher(DetectorStats, "~/stats")
         self.create_timer(1.0, self.publish_stats)
         self.timings: list[dict[str, float]] = []
-        self.invalid_reported = 0
+        self.invalid = NewCounts(self.log, "detections the model gave with a NaN or infinite box or score")
         self.window_start = time.monotonic()
         self.log.info(
             "%s: %s layout, input %s%s, %d classes",
@@ -129,14 +130,7 @@ class DetectorNode(Node):
         self.timings.append(self.detector.timings_ms)
 
     def publish_stats(self) -> None:
-        invalid = self.detector.invalid_detections
-        if invalid > self.invalid_reported:  # counted, and said once a stats period at most
-            self.log.warning(
-                "left out %d detections the model gave with a NaN or infinite box or score (%d in all)",
-                invalid - self.invalid_reported,
-                invalid,
-            )
-            self.invalid_reported = invalid
+        self.invalid.say(self.detector.invalid_detections)
         elapsed = time.monotonic() - self.window_start
         stats = self.subscription.stats
 

@@ -13,6 +13,7 @@ import numpy as np
 from perception import Node, run
 from perception.geometry import pose_matrix
 from perception.msgs import CameraInfo, Detections, TrackerStats, Tracks
+from perception.nodes.reporting import NewCounts
 from perception.runtime.sync import StampBuffer
 from perception.track import ByteTracker, TrackerParams
 from perception.track.ground import GroundHistory, ground_points
@@ -68,7 +69,7 @@ class TrackerNode(Node):
         self.update_ms: list[float] = []
         self.confirmed = 0
         self.resets = 0
-        self.invalid_reported = 0
+        self.invalid = NewCounts(self.log, "detections with a NaN or infinite number or a box of no size")
         self.window_start = time.monotonic()
 
     def on_detections(self, msg: Detections) -> None:
@@ -130,14 +131,7 @@ class TrackerNode(Node):
         )
 
     def publish_stats(self) -> None:
-        invalid = self.tracker.invalid_detections
-        if invalid > self.invalid_reported:  # counted, and said once a stats period at most
-            self.log.warning(
-                "left out %d detections with a NaN or infinite number or a box of no size (%d in all)",
-                invalid - self.invalid_reported,
-                invalid,
-            )
-            self.invalid_reported = invalid
+        self.invalid.say(self.tracker.invalid_detections)
         times = sorted(self.update_ms)
         elapsed = time.monotonic() - self.window_start
 

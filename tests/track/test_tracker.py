@@ -666,3 +666,18 @@ def test_a_detection_with_nan_or_no_size_is_left_out_and_counted_not_kept_in_the
     assert tracker.invalid_detections == 5
     with pytest.raises(ValueError, match="expected a finite stamp in seconds, found nan"):
         tracker.update(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int), float("nan"))
+
+
+def test_a_node_tells_what_its_core_left_out_once_and_only_what_is_new(caplog):
+    import logging
+
+    from perception.nodes.reporting import NewCounts
+
+    counts = NewCounts(logging.getLogger("/tracker"), "detections with a NaN")
+    with caplog.at_level(logging.WARNING):
+        for total in (0, 3, 3, 5):  # one stats period each
+            counts.say(total)
+    assert [r.getMessage() for r in caplog.records] == [
+        "left out 3 detections with a NaN (3 in all)",
+        "left out 2 detections with a NaN (5 in all)",
+    ]
