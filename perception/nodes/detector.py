@@ -23,7 +23,7 @@ from perception.detector.defaults import (
 from perception.errors import ParameterError
 from perception.installed import SHIPPED_MODEL
 from perception.msgs import Detections, DetectorStats, Image
-from perception.nodes.reporting import NewCounts
+from perception.nodes._reporting import NewCounts
 
 TO_RGB = {"rgb8": None, "bgr8": cv2.COLOR_BGR2RGB, "mono8": None}  # the detector takes grey as it is
 

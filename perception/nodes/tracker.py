@@ -13,7 +13,7 @@ import numpy as np
 from perception import Node, run
 from perception.geometry import pose_matrix
 from perception.msgs import CameraInfo, Detections, TrackerStats, Tracks
-from perception.nodes.reporting import NewCounts
+from perception.nodes._reporting import NewCounts
 from perception.runtime.sync import StampBuffer
 from perception.track import ByteTracker, TrackerParams
 from perception.track.ground import GroundHistory, ground_points

@@ -671,7 +671,7 @@ def test_a_detection_with_nan_or_no_size_is_left_out_and_counted_not_kept_in_the
 def test_a_node_tells_what_its_core_left_out_once_and_only_what_is_new(caplog):
     import logging
 
-    from perception.nodes.reporting import NewCounts
+    from perception.nodes._reporting import NewCounts
 
     counts = NewCounts(logging.getLogger("/tracker"), "detections with a NaN")
     with caplog.at_level(logging.WARNING):

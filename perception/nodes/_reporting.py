@@ -1,5 +1,6 @@
 """A count a node's core keeps growing (rows it left out, say), told in the node's log: what is new since
-it last spoke, once a stats period at most, so a stream of bad input is neither silent nor a log flood."""
+it last spoke, once a stats period at most, so a stream of bad input is neither silent nor a log flood.
+(Not a node: the leading underscore keeps it off the list of nodes that ship, `percept run NAME`.)"""
 
 from __future__ import annotations
 
