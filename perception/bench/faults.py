@@ -136,13 +136,11 @@ def run(
 ) -> FaultReport:
     """Launch the graph, wait until its output flows, inject the campaign's fault, measure."""
     from perception.installed import find_launch_file
-    from perception.runtime import launch_file
 
     if campaign not in CAMPAIGNS:
         raise ValueError(f"unknown campaign {campaign!r}; campaigns: {', '.join(CAMPAIGNS)}")
     path = find_launch_file(launch or GRAPHS.get(campaign, "synthetic_pipeline"))
-    launch_file.load(path, launch_file.given_arguments(arguments))  # a mistake named before it starts
-    launcher, address, log_file = start_graph(path, arguments, log)
+    launcher, address, log_file, _ = start_graph(path, arguments, log)
     watched = ("/camera/image",) if campaign == "service-death" else ()
     watcher = _Watcher(address, output, watched)
     report = FaultReport(campaign, str(path))

@@ -26,9 +26,12 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from perception.bench.common import free_port, spawn_cli, stop
+
+if TYPE_CHECKING:
+    from perception.runtime.launch_file import LaunchDescription
 
 WARM_UP_S = 30.0  # memory is compared from this long after a process starts (imports, first frames)
 HEAL_TIMEOUT_S = 30.0
@@ -103,9 +106,15 @@ def processes(launcher_pid: int) -> dict[str, int]:
 
 def start_graph(
     path: Path, arguments: list[str] | None, log: Path | None
-) -> tuple[subprocess.Popen[Any], str, Any]:
+) -> tuple[subprocess.Popen[Any], str, Any, LaunchDescription]:
     """`percept launch PATH` in its own process group on a private registry: the launcher, the
-    registry's address, and where its output goes (a file to close, or DEVNULL)."""
+    registry's address, where its output goes (a file to close, or DEVNULL), and what it launches.
+    The file is read with its arguments here first, so that a mistake in either is named before
+    anything starts, not lost in the graph's output."""
+    from perception.runtime import launch_file
+    from perception.runtime.runner import yaml_assignments
+
+    description = launch_file.load(path, yaml_assignments(arguments, "launch argument"))
     address = f"tcp://127.0.0.1:{free_port()}"
     env = {**os.environ, "PERCEPT_REGISTRY": address, "PYTHONUNBUFFERED": "1"}
     output = open(log, "w") if log is not None else subprocess.DEVNULL  # noqa: SIM115 (the caller's)
@@ -120,7 +129,7 @@ def start_graph(
         stdout=output,
         stderr=subprocess.STDOUT,
     )
-    return launcher, address, output
+    return launcher, address, output, description
 
 
 def first_heard(publishers: dict[str, float]) -> Callable[[Any], None]:
@@ -150,16 +159,13 @@ def run(
     """Run the graph; its own output (the launcher's and its nodes') goes to `log`, or nowhere."""
     from perception.installed import find_launch_file
     from perception.msgs import NodeStats
-    from perception.runtime import launch_file
     from perception.runtime.context import Context
     from perception.runtime.node import STATS_TOPIC, Node
     from perception.runtime.qos import LATEST_ONLY
 
     path = find_launch_file(launch)
-    # Read with its arguments here, so a mistake in either is named before anything starts.
-    described = launch_file.load(path, launch_file.given_arguments(arguments))
+    launcher, address, output, described = start_graph(path, arguments, log)
     respawning = [s.fqn for s in described.nodes if s.respawn]
-    launcher, address, output = start_graph(path, arguments, log)
     watcher = Node("_percept_soak", context=Context(registry=address), stats_period_s=3600.0)
     stats: dict[str, NodeStats] = {}
     rate_sums: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))

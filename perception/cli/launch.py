@@ -73,7 +73,8 @@ def _launch(args: argparse.Namespace) -> int:
             shown = "required" if default is None else f"default {default!r}"
             print(f"  {name:<16} {shown}" + (f"  # {what}" if what else ""))
         return 0
-    description = launch_file.load(find_launch_file(args.file), launch_file.given_arguments(args.arguments))
+    given = runner.yaml_assignments(args.arguments, "launch argument")
+    description = launch_file.load(find_launch_file(args.file), given)
     launcher = Launcher(description, status_period_s=args.status_period, stop_timeout_s=args.stop_timeout)
     return launcher.run(args.duration)
 

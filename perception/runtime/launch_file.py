@@ -142,17 +142,6 @@ def declared_arguments(path: str | Path) -> list[tuple[str, Any, str]]:
     ]
 
 
-def given_arguments(items: list[str] | None) -> dict[str, Any]:
-    """Launch arguments as a command line gives them (`rate:=10`), each value read as YAML."""
-    given: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition(":=")
-        if not sep or not key:
-            raise LaunchError(f"launch argument {item!r}: expected NAME:=VALUE")
-        given[key] = yaml.safe_load(value) if value else ""
-    return given
-
-
 def load(path: str | Path, arguments: dict[str, Any] | None = None) -> LaunchDescription:
     """Read, validate and substitute a launch file and its includes."""
     return _load(Path(path), dict(arguments or {}), depth=0)

@@ -52,13 +52,21 @@ def split_assignment(text: str, what: str) -> tuple[str, str]:
     return key, value
 
 
+def yaml_assignments(items: Sequence[str] | None, what: str) -> dict[str, Any]:
+    """NAME:=VALUE items as a command line gives them (parameters, launch arguments), each value read as
+    YAML; an empty value is the empty string."""
+    values: dict[str, Any] = {}
+    for item in items or ():
+        key, value = split_assignment(item, what)
+        values[key] = yaml.safe_load(value) if value else ""
+    return values
+
+
 def overrides_from(args: argparse.Namespace) -> NodeOverrides:
     parameters: dict[str, Any] = {}
     if args.params_json:
         parameters.update(json.loads(args.params_json))
-    for item in args.param:
-        key, value = split_assignment(item, "parameter")
-        parameters[key] = yaml.safe_load(value) if value else ""
+    parameters.update(yaml_assignments(args.param, "parameter"))
     remappings = dict(split_assignment(item, "remapping") for item in args.remap)
     return NodeOverrides(
         name=args.name, namespace=args.namespace, parameters=parameters, remappings=remappings
