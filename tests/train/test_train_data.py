@@ -38,6 +38,30 @@ def test_a_box_smaller_than_a_cell_still_has_a_peak_and_a_regression_cell():
     assert targets.weight[53 // STRIDE, 102 // STRIDE] > 0
 
 
+def test_a_small_box_centred_near_a_cells_edge_teaches_the_neighbour_to_box_it_too():
+    # 3 px wide, centre x = 103.8: in cell 25 (100-104), 0.2 px from cell 26.
+    box = np.array([[102.3, 50, 105.3, 57]], np.float32)
+    targets = encode(box, np.array([9]), (96, 128), len(SHIPPED_CLASSES))
+    row, centre, neighbour, far_side = 53 // STRIDE, 25, 26, 24
+    heat = targets.heatmap[9, row]
+    assert heat[centre] == 1.0, "the centre cell is still the one positive"
+    assert heat[neighbour] > 0.2 > 0.01 > heat[far_side], "the Gaussian sits on the box's own centre"
+    assert targets.box[:, row, neighbour].tolist() == pytest.approx(box[0].tolist())
+    assert 0 < targets.weight[row, neighbour] < targets.weight[row, centre]
+    assert targets.weight[row, far_side] < 0.01 * targets.weight[row, centre]
+    alone = np.log(3 * 7)  # the centre cell's weight is what a box with no neighbours would give it
+    assert targets.weight[row, centre] == pytest.approx(alone, rel=1e-5)
+
+
+def test_a_neighbour_never_takes_a_cell_that_regresses_another_box():
+    big = [88, 36, 120, 68]  # 32 x 32: regresses the cells around its centre (104, 52)
+    small = [102.3, 50, 105.3, 57]  # its neighbour cells lie inside the big box's regression cells
+    targets = encode(np.array([big, small], np.float32), np.array([8, 9]), (96, 128), len(SHIPPED_CLASSES))
+    row = 53 // STRIDE
+    assert targets.box[:, row, 25].tolist() == pytest.approx(small)
+    assert targets.box[:, row, 26].tolist() == big
+
+
 def test_where_boxes_overlap_the_smaller_one_regresses():
     boxes = np.array([[0, 0, 128, 96], [56, 40, 72, 56]], np.float32)  # a small box at the big one's centre
     targets = encode(boxes, np.array([8, 9]), (96, 128), len(SHIPPED_CLASSES))
