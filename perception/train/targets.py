@@ -17,6 +17,7 @@ is kept whole. Boxes 15 px and up already regress over those cells.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -31,6 +32,17 @@ class Targets:
     box: np.ndarray  # 4 x h x w float32: the box (x1, y1, x2, y2, input pixels) each cell regresses; a
     # cell (i, j) stands at input pixel (j * stride + stride / 2, i * stride + stride / 2)
     weight: np.ndarray  # h x w float32, 0 where a cell regresses nothing
+
+
+class _CentreCell(NamedTuple):
+    """What a box leaves for the cells around its centre cell (see the second pass of encode)."""
+
+    box: int
+    row: int
+    column: int
+    weight: float  # the centre cell's regression weight
+    centre: tuple[float, float]  # the box's centre (x, y), in the cell-centre units of _gaussian
+    sigma: tuple[float, float]  # its heatmap Gaussian's (x, y)
 
 
 def _gaussian(cx: float, cy: float, sx: float, sy: float, x0: int, x1: int, y0: int, y1: int) -> np.ndarray:
@@ -50,8 +62,7 @@ def encode(
     weight = np.zeros((h, w), np.float32)
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    # per box: its centre cell, that cell's regression weight, its heatmap Gaussian's centre and sigmas
-    neighbours: list[tuple[int, int, int, float, float, float, float, float]] = []
+    centre_cells: list[_CentreCell] = []
     for i in np.argsort(-areas, kind="stable"):  # largest first, so smaller boxes overwrite
         x1, y1, x2, y2 = boxes[i]
         bw, bh = (x2 - x1) / stride, (y2 - y1) / stride
@@ -77,13 +88,16 @@ def encode(
         sub *= np.log(max(float(areas[i]), 2.0)) / sub.sum()
         box_target[:, y0:ye, x0:xe] = boxes[i][:, None, None]
         weight[y0:ye, x0:xe] = sub
-        neighbours.append((i, ci, cj, float(sub[ci - y0, cj - x0]), fx, fy, sx_heat, sy_heat))
+        centre_cells.append(
+            _CentreCell(i, ci, cj, float(sub[ci - y0, cj - x0]), (fx, fy), (sx_heat, sy_heat))
+        )
     claimed = weight > 0
-    for i, ci, cj, centre_weight, fx, fy, sx, sy in neighbours:
+    for cell in centre_cells:  # the free cells around each centre cell
+        ci, cj = cell.row, cell.column
         x0, xe, y0, ye = max(cj - 1, 0), min(cj + 2, w), max(ci - 1, 0), min(ci + 2, h)
-        extra = centre_weight * _gaussian(fx, fy, sx, sy, x0, xe, y0, ye)
+        extra = cell.weight * _gaussian(*cell.centre, *cell.sigma, x0, xe, y0, ye)
         # A free cell near two small boxes regresses the one whose centre is nearer (relative to its size).
         taken = ~claimed[y0:ye, x0:xe] & (extra > weight[y0:ye, x0:xe])
-        box_target[:, y0:ye, x0:xe][:, taken] = boxes[i][:, None]
+        box_target[:, y0:ye, x0:xe][:, taken] = boxes[cell.box][:, None]
         weight[y0:ye, x0:xe][taken] = extra[taken]
     return Targets(heatmap, box_target, weight)
