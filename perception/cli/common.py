@@ -11,15 +11,18 @@ from typing import Any
 import numpy as np
 
 
-def _bounded(convert: Callable[[str], Any], low: float, strict: bool, expected: str) -> Callable[[str], Any]:
-    """An argparse type: `convert(text)` above `low` (or at least `low`), finite; else a usage error."""
+def _bounded(
+    convert: Callable[[str], Any], low: float, strict: bool, expected: str, high: float = math.inf
+) -> Callable[[str], Any]:
+    """An argparse type: `convert(text)` above `low` (or at least `low`), finite and at most `high`; else
+    a usage error."""
 
     def parse(text: str) -> Any:
         try:
             value = convert(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {expected}, found {text!r}") from None
-        if not (value > low if strict else value >= low) or value == math.inf:
+        if not (value > low if strict else value >= low) or value == math.inf or value > high:
             raise argparse.ArgumentTypeError(f"expected {expected}, found {text}")
         return value
 
@@ -53,12 +56,7 @@ def output_folder(text: str) -> Path:
     return path
 
 
-def port(text: str) -> int:
-    """argparse type: a TCP port, 0-65535 (0: the system picks a free one)."""
-    value = _bounded(int, 0, False, "a port from 0 to 65535")(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, found {text}")
-    return int(value)
+port = _bounded(int, 0, False, "a port from 0 to 65535", high=65535)  # 0: the system picks a free one
 
 
 def positive_numbers(text: str) -> list[float]:
