@@ -229,6 +229,25 @@ def test_pairs_on_different_hosts_use_tcp(context, spawn):
             np.testing.assert_array_equal(msg.data, pattern(msg.header.seq))
 
 
+def test_a_tcp_subscriber_joining_a_stream_served_locally_gets_it(context, spawn):
+    """The message path asks the publisher's socket for TCP subscribers only every 10 ms
+    (transport.TCP_SUBSCRIBERS_CHECK_S): one that joins while a local subscriber is served still gets
+    the stream, and the local one keeps it."""
+    with Node("here", context=context) as node:
+        local: list[int] = []
+        counts: list[int] = []
+        node.create_subscription(Image, "/frames", lambda m: local.append(m.header.seq), QoS(depth=100))
+        node.create_subscription(String, "/count", lambda m: counts.append(int(m.data)))
+        # Publishing from the start: only its message path finds out who has joined.
+        spawn("-p", "rate:=200.0", node="SeqPublisher")
+        spin_until(node, lambda: len(local) >= 20, what="20 frames through shared memory")
+        spawn(node="FrameCounter", env={"PERCEPT_HOST_ID": "another-host"})
+        spin_until(node, lambda: bool(counts) and counts[-1] >= 20, what="20 frames to the TCP subscriber")
+        before = len(local)
+        spin_until(node, lambda: len(local) >= before + 20, what="20 more frames to the local subscriber")
+        assert _local_publishers(node) == 1
+
+
 def test_doctor_removes_a_dead_process_leftovers():
     dead = f"{shm.SHM_DIR}/{shm.PREFIX}999999999-1-abcdef012345.seg"
     with open(dead, "wb") as f:
