@@ -428,6 +428,11 @@ class LocalInlet:
         self._housekeeping_at = 0.0
         self.malformed = 0
 
+    @property
+    def publisher_count(self) -> int:
+        """Publishers this inlet has joined through the local channel."""
+        return len(self._publishers)
+
     def register(self, address: str) -> bool:
         """Join a publisher that advertised `address` ("<host id> <pipe>"); False when it is not on
         this host (or not reachable here), and TCP must carry its messages."""

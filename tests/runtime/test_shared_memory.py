@@ -303,3 +303,36 @@ def test_a_busy_subscriber_loses_no_small_message_that_tcp_would_have_queued(reg
         spin_until(busy, lambda: len(got) == 300, what="all 300 messages")
         assert [int(s[:4]) for s in got] == list(range(300))
         assert _counts(subscription) == (0, 0)
+
+
+@pytest.mark.parametrize(("host", "spins"), [("", True), ("another-host", False)], ids=["local", "tcp"])
+def test_a_node_fed_through_shared_memory_stays_awake_briefly_after_a_message(context, spawn, host, spins):
+    """Right after a message from a publisher on this host, spin_once polls without sleeping for
+    PERCEPT_SPIN_US, so that the publisher's next write finds it awake; fed over TCP it does not spin
+    (its own ZeroMQ thread wakes it, and spinning would take that thread's core)."""
+    with Node("fed", context=context) as node:
+        got: list[int] = []
+        node.create_subscription(Image, "/frames", lambda m: got.append(m.header.seq), QoS(depth=100))
+        env = {"PERCEPT_HOST_ID": host} if host else {}
+        spawn("-p", "rate:=100.0", "-p", "wait_for_subscribers:=1", node="SeqPublisher", env=env)
+        spin_until(node, lambda: len(got) >= 3, what="3 frames")
+        assert _local_publishers(node) == (1 if spins else 0)
+        assert (node._awake_until > 0) is spins
+        before = len(got)
+        spin_until(node, lambda: len(got) >= before + 3, what="3 more frames")
+
+
+def test_the_spin_setting_is_read_once_and_a_bad_one_named(monkeypatch):
+    from perception.errors import PerceptError
+    from perception.runtime.node import DEFAULT_SPIN_US, SPIN_ENV, spin_seconds
+
+    monkeypatch.delenv(SPIN_ENV, raising=False)
+    assert spin_seconds() == DEFAULT_SPIN_US / 1e6
+    monkeypatch.setenv(SPIN_ENV, "0")
+    assert spin_seconds() == 0.0
+    for bad in ("fast", "-5", "2e6"):
+        monkeypatch.setenv(SPIN_ENV, bad)
+        with pytest.raises(
+            PerceptError, match=f"{SPIN_ENV}: expected microseconds from 0 to 1000000, found '{bad}'"
+        ):
+            spin_seconds()
