@@ -65,7 +65,8 @@ DEFAULT_SPIN_US = 50
 
 
 def spin_seconds() -> float:
-    """How long a node polls without sleeping after a message (PERCEPT_SPIN_US; 0 never spins)."""
+    """How long a node polls without sleeping after a message (PERCEPT_SPIN_US; 0 never spins). Never
+    on a single CPU: there the spin would only hold off the publisher it waits for."""
     text = os.environ.get(SPIN_ENV, str(DEFAULT_SPIN_US))
     try:
         microseconds = float(text)
@@ -73,7 +74,8 @@ def spin_seconds() -> float:
         microseconds = -1.0
     if not 0 <= microseconds <= 1_000_000:
         raise PerceptError(f"{SPIN_ENV}: expected microseconds from 0 to 1000000, found {text!r}")
-    return microseconds / 1e6
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return microseconds / 1e6 if cpus > 1 else 0.0
 
 
 __all__ = ["RECEIVE_HWM", "STATS_TOPIC", "Client", "Node", "Publisher", "Service", "Subscription", "Timer"]

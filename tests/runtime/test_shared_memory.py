@@ -330,6 +330,9 @@ def test_the_spin_setting_is_read_once_and_a_bad_one_named(monkeypatch):
     assert spin_seconds() == DEFAULT_SPIN_US / 1e6
     monkeypatch.setenv(SPIN_ENV, "0")
     assert spin_seconds() == 0.0
+    monkeypatch.setenv(SPIN_ENV, "50")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert spin_seconds() == 0.0  # one CPU: spinning would only hold off the publisher
     for bad in ("fast", "-5", "2e6"):
         monkeypatch.setenv(SPIN_ENV, bad)
         with pytest.raises(
