@@ -41,6 +41,7 @@ from perception.runtime.params import Parameters, type_name
 from perception.runtime.publisher import Publisher
 from perception.runtime.qos import KEEP_LAST, QoS
 from perception.runtime.service import Service
+from perception.runtime.settings import number_setting
 from perception.runtime.stats import Throttle, as_int64
 from perception.runtime.stopping import StopFlag
 from perception.runtime.subscription import RECEIVE_HWM, Subscription
@@ -68,12 +69,9 @@ def spin_seconds() -> float:
     """How long a node polls without sleeping after a message (PERCEPT_SPIN_US; 0 never spins). Never
     on a single CPU: there the spin would only hold off the publisher it waits for."""
     text = os.environ.get(SPIN_ENV, str(DEFAULT_SPIN_US))
-    try:
-        microseconds = float(text)
-    except ValueError:
-        microseconds = -1.0
-    if not 0 <= microseconds <= 1_000_000:
-        raise PerceptError(f"{SPIN_ENV}: expected microseconds from 0 to 1000000, found {text!r}")
+    microseconds = number_setting(
+        SPIN_ENV, text, lambda v: 0 <= v <= 1_000_000, "microseconds from 0 to 1000000", PerceptError
+    )
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return microseconds / 1e6 if cpus > 1 else 0.0
 

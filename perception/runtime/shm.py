@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from perception.errors import PerceptError
+from perception.runtime.settings import number_setting
 
 SHM_DIR = "/dev/shm"
 PREFIX = "percept-"
@@ -90,12 +91,9 @@ def host_id() -> str:
 def budget_bytes() -> int:
     """Shared memory a publisher may use per topic (PERCEPT_SHM_MB, default 64 MiB)."""
     text = os.environ.get("PERCEPT_SHM_MB", str(DEFAULT_BUDGET_MB))
-    try:
-        megabytes = float(text)
-    except ValueError:
-        megabytes = -1.0
-    if not 1 <= megabytes <= 1 << 20:
-        raise PerceptError(f"PERCEPT_SHM_MB: expected a number of MiB from 1 to 1048576, found {text!r}")
+    megabytes = number_setting(
+        "PERCEPT_SHM_MB", text, lambda v: 1 <= v <= 1 << 20, "a number of MiB from 1 to 1048576", PerceptError
+    )
     return int(megabytes * 2**20)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from perception import msgs
 from perception.errors import MalformedMessage, MessageError
+from perception.runtime.settings import number_setting
 
 ARRAY_EXT = 1
 _ALLOWED_DTYPE_KINDS = "biuf"  # bool, int, uint, float: no objects, no pointers
@@ -34,12 +35,9 @@ def max_message_bytes(msg_type: type[msgs.Message] | None = None) -> int:
     when None): the type's MAX_BYTES, or PERCEPT_MAX_MESSAGE_MB for every type when set."""
     override = os.environ.get(MAX_MESSAGE_ENV)
     if override:
-        try:
-            megabytes = float(override)
-        except ValueError:
-            megabytes = math.nan
-        if not 0 < megabytes < 1 << 20:
-            raise MessageError(f"{MAX_MESSAGE_ENV}: expected a size in MiB above 0, found {override!r}")
+        megabytes = number_setting(
+            MAX_MESSAGE_ENV, override, lambda v: 0 < v < 1 << 20, "a size in MiB above 0", MessageError
+        )
         return int(megabytes * (1 << 20))
     if msg_type is None:
         return max(cls.MAX_BYTES for cls in msgs.registered_types().values())
