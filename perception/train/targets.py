@@ -71,12 +71,11 @@ def encode(
         cx, cy = (x1 + x2) / 2 / stride, (y1 + y2) / 2 / stride
         ci, cj = min(int(cy), h - 1), min(int(cx), w - 1)
 
-        sx, sy = max(HEATMAP_ALPHA * bw / 6, 0.35), max(HEATMAP_ALPHA * bh / 6, 0.35)
-        sx_heat, sy_heat = sx, sy
-        rx, ry = int(3 * sx) + 1, int(3 * sy) + 1
+        heat_sigma = (max(HEATMAP_ALPHA * bw / 6, 0.35), max(HEATMAP_ALPHA * bh / 6, 0.35))
+        rx, ry = int(3 * heat_sigma[0]) + 1, int(3 * heat_sigma[1]) + 1
         x0, xe, y0, ye = max(cj - rx, 0), min(cj + rx + 1, w), max(ci - ry, 0), min(ci + ry + 1, h)
         fx, fy = cx - 0.5, cy - 0.5  # the centre in the cell-centre units of _gaussian
-        bump = _gaussian(fx, fy, sx, sy, x0, xe, y0, ye)
+        bump = _gaussian(fx, fy, *heat_sigma, x0, xe, y0, ye)
         region = heatmap[int(classes[i]), y0:ye, x0:xe]
         np.maximum(region, bump, out=region)
         heatmap[int(classes[i]), ci, cj] = 1.0
@@ -88,9 +87,7 @@ def encode(
         sub *= np.log(max(float(areas[i]), 2.0)) / sub.sum()
         box_target[:, y0:ye, x0:xe] = boxes[i][:, None, None]
         weight[y0:ye, x0:xe] = sub
-        centre_cells.append(
-            _CentreCell(i, ci, cj, float(sub[ci - y0, cj - x0]), (fx, fy), (sx_heat, sy_heat))
-        )
+        centre_cells.append(_CentreCell(i, ci, cj, float(sub[ci - y0, cj - x0]), (fx, fy), heat_sigma))
     claimed = weight > 0
     for cell in centre_cells:  # the free cells around each centre cell
         ci, cj = cell.row, cell.column
