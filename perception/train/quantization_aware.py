@@ -2,8 +2,8 @@
 
 `percept export --int8` (quantize.py) hands the network to onnxruntime's static quantisation: every
 convolution but the two that write scores and boxes gets int8 weights (per output channel, symmetric,
--127..127) and uint8 inputs and outputs (per tensor, asymmetric, over the calibrated range). Rounding
-there costs our model about 0.01 mAP50-95, mostly in where box sides land. Here the same rounding is
+-64..64: quantize.WEIGHT_RANGE) and uint8 inputs and outputs (per tensor, asymmetric, over the
+calibrated range). Rounding there costs our model about 0.01 mAP50-95, mostly in where box sides land. Here the same rounding is
 simulated in training (torch's FakeQuantize, the straight-through estimator), so the weights learn to
 sit where rounding leaves them right, as quantisation-aware training does in NVIDIA's
 pytorch-quantization flow for TensorRT. The ONNX written stays a float model, with its weights already on the int8 grid:
@@ -24,10 +24,10 @@ from torch import nn
 from torch.ao.quantization import FakeQuantize, MinMaxObserver, MovingAveragePerChannelMinMaxObserver
 
 from perception.train.model import Network, conv_layers_in_graph_order
+from perception.train.quantize import WEIGHT_RANGE
 
-# onnxruntime's QuantType.QInt8 weights with symmetric ranges use -127..127 (scale = max |w| / 127);
-# QUInt8 activations use 0..255 over [min(lo, 0), max(hi, 0)].
-WEIGHT_RANGE = (-127, 127)
+# The export's int8 weights are symmetric over quantize.WEIGHT_RANGE (scale = max |w| / 64); its QUInt8
+# activations use 0..255 over [min(lo, 0), max(hi, 0)].
 ACTIVATION_RANGE = (0, 255)
 # Activation ranges grow over the first steps (min and max of all seen, as the export's MinMax
 # calibration takes them), then stay, so the weights settle to fixed rounding: 100 batches of 32 crops.

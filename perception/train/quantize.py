@@ -1,5 +1,6 @@
-"""An int8 detector: onnxruntime's static quantisation (QDQ, weights per channel), calibrated on frames
-the simulator renders, as `yolo export int8=True` calibrates on a dataset.
+"""An int8 detector: onnxruntime's static quantisation (QDQ, weights per channel on 7 bits, so that
+CPUs without VNNI compute it right too), calibrated on frames the simulator renders, as `yolo export
+int8=True` calibrates on a dataset.
 
 The convolutions the outputs are computed from stay in float: they make the class scores (whose peaks
 are compared to each other) and the box sides, and quantised they cost our model 0.013-0.022 mAP50.
@@ -40,6 +41,15 @@ from perception.installed import require
 from perception.train.metadata import model_metadata
 
 CALIBRATION_SEED = 9100  # not a benchmark suite's seed (4000, 4100) nor a training seed (models/percept.md)
+# Weights on 7 bits (onnxruntime's reduce_range: -64..64), so the file gives the same answers on every x86
+# CPU. Without VNNI (AVX2 alone, as on many laptops and cloud machines) onnxruntime multiplies uint8
+# activations by int8 weights with VPMADDUBSW, which adds each pair of products into 16 bits and
+# saturates: 255 x 127 x 2 overflows, 255 x 64 x 2 does not. With 8-bit weights our file scored mAP50
+# 0.816 on driving-standard and 0.928 on tabletop-standard on an AVX2-only EPYC (fp32: 0.963, 1.000),
+# and 0.957 / 0.996 with VNNI; with 7-bit weights 0.959 and 1.000 there, as fast (docs/benchmarks.md,
+# "int8 on CPUs without VNNI"). onnxruntime's quantize_static recommends it for CPUs without VNNI.
+REDUCED_RANGE = True
+WEIGHT_RANGE = (-64, 64)  # what onnxruntime's symmetric int8 weights span with REDUCED_RANGE
 
 
 @dataclass
@@ -248,6 +258,7 @@ def quantize(
             per_channel=True,
             activation_type=quantization.QuantType.QUInt8,
             weight_type=quantization.QuantType.QInt8,
+            reduce_range=REDUCED_RANGE,
             calibrate_method=quantization.CalibrationMethod.MinMax,
             op_types_to_quantize=["Conv", "Relu", "Add", "Resize"],
             nodes_to_exclude=decoding_nodes(model, output_convolutions(model)),
@@ -258,7 +269,9 @@ def quantize(
     metadata = model_metadata(detector.path)
     metadata["quantization"] = json.dumps(
         {
-            "kind": "int8 static, onnxruntime QDQ, weights per channel, ReLUs folded, pyramid in int8, "
+            "kind": "int8 static, onnxruntime QDQ, weights per channel"
+            + (" on 7 bits" if REDUCED_RANGE else "")
+            + ", ReLUs folded, pyramid in int8, "
             "output convolutions merged" + (", input the uint8 frame (1 x H x W x 3)" if frame_input else ""),
             "calibration": f"{len(tensors)} frames of {', '.join(scenes)} rendered from seed {seed}",
             "kept_float": kept_float,

@@ -19,6 +19,7 @@ from perception.installed import find_model  # noqa: E402
 from perception.train import quantization_aware  # noqa: E402
 from perception.train.fit import update_ema  # noqa: E402
 from perception.train.model import Network, load_exported_weights  # noqa: E402
+from perception.train.quantize import WEIGHT_RANGE  # noqa: E402
 
 SHIPPED = find_model("models/percept.onnx")
 
@@ -75,7 +76,7 @@ def test_the_export_is_a_plain_network_with_its_weights_on_the_int8_grid():
     for conv, _ in quantization_aware.quantized_layers(plain):
         assert type(conv) is torch.nn.Conv2d
         weight = conv.weight.detach()
-        scale = weight.abs().amax(dim=(1, 2, 3), keepdim=True) / 127
+        scale = weight.abs().amax(dim=(1, 2, 3), keepdim=True) / WEIGHT_RANGE[1]
         steps = weight / scale
         assert torch.allclose(steps, steps.round(), atol=1e-3)  # onnxruntime's rounding changes nothing
     # The live EMA is untouched by exporting a copy of it (it can be exported again).
