@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from conftest import free_port, percept
 
@@ -12,7 +13,7 @@ def test_doctor_on_a_running_graph(registry):
     assert result.returncode == 0, result.stdout + result.stderr
     report = {r["check"]: r for r in json.loads(result.stdout.strip().splitlines()[-1])["doctor"]}
     assert set(report) == {
-        "registry", "network", "renderer", "video", "providers", "leftovers", "extras", "versions"
+        "registry", "network", "renderer", "video", "providers", "cpu", "leftovers", "extras", "versions"
     }  # fmt: skip
     assert (
         report["registry"]["status"] == "ok" and "answers at tcp://127.0.0.1:" in report["registry"]["detail"]
@@ -22,8 +23,17 @@ def test_doctor_on_a_running_graph(registry):
     assert report["video"]["status"] == "warning" and "GStreamer pipelines need" in report["video"]["detail"]
     assert "CPU" in report["providers"]["detail"] and "percept " in report["versions"]["detail"]
     assert "installed: " in report["extras"]["detail"]
+    # Whether int8 sums are exact here: VNNI, or 8-bit weights saturate (as /proc/cpuinfo says).
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    flags = next(
+        (line.split(":", 1)[1].split() for line in cpuinfo.splitlines() if line.startswith("flags")), []
+    )
+    vnni = "avx512_vnni" in flags or "avx_vnni" in flags
+    cpu = report["cpu"]["detail"]
+    assert report["cpu"]["status"] == "ok" and ("no VNNI" not in cpu) == vnni, cpu
+    assert ("AVX2" in cpu) == ("avx2" in flags), cpu
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("ok       registry   answers at") and "8 checks: 0 errors" in result.stdout
+    assert lines[0].startswith("ok       registry   answers at") and "9 checks: 0 errors" in result.stdout
 
 
 def test_doctor_without_a_registry_warns_and_says_what_to_do(monkeypatch):
