@@ -11,6 +11,7 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
+from perception.machine import cpu
 from perception.runtime.registry import Registry
 
 
@@ -55,6 +56,7 @@ def as_json(benchmark: str, rows: list[Any], settings: dict[str, Any]) -> str:
             "benchmark": benchmark,
             "settings": settings,
             "cpu_count": os.cpu_count(),
+            "cpu": cpu().summary(),
             "results": [asdict(row) for row in rows],
         }
     )

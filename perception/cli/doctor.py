@@ -161,42 +161,19 @@ def _providers() -> tuple[str, str, str]:
     return OK, "providers", text
 
 
-# x86 flags in /proc/cpuinfo that decide how fast the detector runs, and whether int8 sums are exact.
-_CPU_FLAGS = (
-    ("avx2", "AVX2"),
-    ("avx512f", "AVX-512"),
-    ("avx512_vnni", "AVX-512 VNNI"),
-    ("avx_vnni", "AVX-VNNI"),
-    ("amx_int8", "AMX"),
-)
-
-
 def _cpu() -> tuple[str, str, str]:
-    """Without VNNI, onnxruntime sums uint8 x int8 products in 16-bit lanes that saturate with 8-bit
-    weights: an int8 model loses accuracy unless its weights lie on 7 bits (perception/train/quantize.py)."""
-    model, flags = "", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and not model:
-                    model = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-                    break
-    except OSError:
-        pass
-    if not flags:
-        return OK, "cpu", f"{platform.machine()}: no x86 feature flags to read (/proc/cpuinfo)"
-    have = [name for flag, name in _CPU_FLAGS if flag in flags]
-    text = f"{model or platform.machine()}: {', '.join(have) or 'no AVX2'}"
-    if flags & {"avx512_vnni", "avx_vnni"}:
-        return OK, "cpu", text + "; int8 models run at their best here"
+    from perception.machine import cpu
+
+    found = cpu()
+    if not found.flags_read:
+        return OK, "cpu", found.summary()
+    if found.vnni:
+        return OK, "cpu", found.summary() + "; int8 models run at their best here"
     return (
         OK,
         "cpu",
-        text + "; no VNNI: int8 gains less here, and an int8 model with 8-bit weights loses accuracy "
-        "(ours has 7-bit weights, as `percept export --int8` makes them)",
+        found.summary() + "; no VNNI: int8 gains less here, and an int8 model with 8-bit weights loses "
+        "accuracy (ours has 7-bit weights, as `percept export --int8` makes them)",
     )
 
 

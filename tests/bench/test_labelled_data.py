@@ -10,6 +10,7 @@ import pytest
 from conftest import percept
 
 from perception.installed import DEFAULT_MODEL
+from perception.machine import cpu
 from sim.dataset import ExportSpec, export
 
 
@@ -31,6 +32,7 @@ def test_an_export_is_scored_at_its_val_split_or_whole(labelled):
     report = _report(percept("bench", "detect", "--model", str(DEFAULT_MODEL), "--data", str(labelled),
                              "--workers", "1", "--json", timeout=120))  # fmt: skip
     assert report["settings"]["data"] == str(labelled) and report["settings"]["frames"] == val
+    assert report["settings"]["cpu"] == cpu().summary()  # which machine the timings are of
     whole = percept("bench", "detect", "--model", str(DEFAULT_MODEL), "--data", f"{labelled}:all",
                     "--workers", "1", "--json", timeout=120)  # fmt: skip
     report = _report(whole)

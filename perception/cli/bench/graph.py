@@ -10,6 +10,7 @@ from perception.bench.common import as_json
 from perception.cli.common import comma_separated, positive_float, positive_numbers
 from perception.errors import PerceptError
 from perception.installed import SHIPPED_MODEL
+from perception.machine import cpu
 
 
 def register(bench: Any) -> argparse.ArgumentParser:
@@ -50,6 +51,7 @@ def _run(args: argparse.Namespace) -> int:
         "seconds": args.seconds,
         "sim_nice": args.sim_nice,
         "cpu_count": os.cpu_count(),
+        "cpu": cpu().summary(),
     }
     print(f"graph benchmark (sim -> detector, separate processes): {settings}", flush=True)
     rows = graph.run(args.model, scenes, rates, args.seconds, args.sim_nice)

@@ -11,6 +11,7 @@ from perception.bench.grasp import MOST_OBJECTS
 from perception.cli.common import positive_int, seed_arg
 from perception.errors import PerceptError
 from perception.installed import SHIPPED_MODEL
+from perception.machine import cpu
 
 
 def register(bench: Any) -> argparse.ArgumentParser:
@@ -80,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     print(grasp.table(summary, episodes))
     if args.json:
-        report = {"benchmark": "grasp", "settings": settings, **asdict(summary)}
+        report = {"benchmark": "grasp", "settings": settings, "cpu": cpu().summary(), **asdict(summary)}
         report["episode_details"] = [asdict(e) for e in episodes]
         print(json.dumps(report))
     return 0

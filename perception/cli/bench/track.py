@@ -11,6 +11,7 @@ from perception.bench.track import RATES, SCENES, SMALL_OBJECT_ROWS, SMALL_OBJEC
 from perception.cli.common import non_negative_float, output_folder, rows_arg, seed_arg
 from perception.errors import PerceptError
 from perception.installed import SHIPPED_MODEL, require
+from perception.machine import cpu
 
 
 def register(bench: Any) -> argparse.ArgumentParser:
@@ -129,7 +130,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                {"benchmark": "track", "settings": settings, **asdict(summary), "per_sequence": per_sequence}
+                {
+                    "benchmark": "track",
+                    "settings": settings,
+                    "cpu": cpu().summary(),  # the update's time depends on it
+                    **asdict(summary),
+                    "per_sequence": per_sequence,
+                }
             )
         )
     return 0
