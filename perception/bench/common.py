@@ -11,7 +11,7 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from perception.machine import cpu
+from perception.bench.machine import cpu
 from perception.runtime.registry import Registry
 
 

@@ -162,7 +162,7 @@ def _providers() -> tuple[str, str, str]:
 
 
 def _cpu() -> tuple[str, str, str]:
-    from perception.machine import cpu
+    from perception.bench.machine import cpu
 
     found = cpu()
     if not found.flags_read:

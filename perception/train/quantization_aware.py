@@ -3,11 +3,11 @@
 `percept export --int8` (quantize.py) hands the network to onnxruntime's static quantisation: every
 convolution but the two that write scores and boxes gets int8 weights (per output channel, symmetric,
 -64..64: quantize.WEIGHT_RANGE) and uint8 inputs and outputs (per tensor, asymmetric, over the
-calibrated range). Rounding there costs our model about 0.01 mAP50-95, mostly in where box sides land. Here the same rounding is
-simulated in training (torch's FakeQuantize, the straight-through estimator), so the weights learn to
-sit where rounding leaves them right, as quantisation-aware training does in NVIDIA's
-pytorch-quantization flow for TensorRT. The ONNX written stays a float model, with its weights already on the int8 grid:
-`percept export --int8` then quantises it as any other.
+calibrated range). Rounding there costs our model about 0.01 mAP50-95, mostly in where box sides land.
+Here the same rounding is simulated in training (torch's FakeQuantize, the straight-through
+estimator), so the weights learn to sit where rounding leaves them right, as quantisation-aware
+training does in NVIDIA's pytorch-quantization flow for TensorRT. The ONNX written stays a float model,
+with its weights already on the int8 grid: `percept export --int8` then quantises it as any other.
 
 What is simulated, tensor by tensor, is what onnxruntime's QDQ quantiser quantises in our graph: each
 quantised convolution's input, its weights and its output (before the ReLU, with the folded

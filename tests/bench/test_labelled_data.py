@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import percept
 
+from perception.bench.machine import cpu
 from perception.installed import DEFAULT_MODEL
-from perception.machine import cpu
 from sim.dataset import ExportSpec, export
 
 

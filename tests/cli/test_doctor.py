@@ -30,8 +30,11 @@ def test_doctor_on_a_running_graph(registry):
     )
     vnni = "avx512_vnni" in flags or "avx_vnni" in flags
     cpu = report["cpu"]["detail"]
-    assert report["cpu"]["status"] == "ok" and ("no VNNI" not in cpu) == vnni, cpu
-    assert ("AVX2" in cpu) == ("avx2" in flags), cpu
+    assert report["cpu"]["status"] == "ok", cpu
+    if flags:  # an x86 CPU
+        assert ("no VNNI" not in cpu) == vnni and ("AVX2" in cpu) == ("avx2" in flags), cpu
+    else:
+        assert "no x86 feature flags to read" in cpu, cpu
     lines = result.stdout.splitlines()
     assert lines[0].startswith("ok       registry   answers at") and "9 checks: 0 errors" in result.stdout
 

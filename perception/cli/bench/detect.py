@@ -9,12 +9,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from perception.bench.machine import cpu
 from perception.cli.common import comma_separated, positive_int, rows_arg, seed_arg
 from perception.detector.defaults import DEFAULT_CONFIDENCE, DEFAULT_CROSS_CLASS_IOU
 from perception.detector.vocabulary import SHIPPED_CLASSES
 from perception.errors import PerceptError
 from perception.installed import SHIPPED_MODEL, require
-from perception.machine import cpu
 
 if TYPE_CHECKING:
     from perception.bench.detect import LabelledSet

@@ -7,10 +7,10 @@ import os
 from typing import Any
 
 from perception.bench.common import as_json
+from perception.bench.machine import cpu
 from perception.cli.common import comma_separated, positive_float, positive_numbers
 from perception.errors import PerceptError
 from perception.installed import SHIPPED_MODEL
-from perception.machine import cpu
 
 
 def register(bench: Any) -> argparse.ArgumentParser:

@@ -8,10 +8,10 @@ from dataclasses import asdict
 from typing import Any
 
 from perception.bench.grasp import MOST_OBJECTS
+from perception.bench.machine import cpu
 from perception.cli.common import positive_int, seed_arg
 from perception.errors import PerceptError
 from perception.installed import SHIPPED_MODEL
-from perception.machine import cpu
 
 
 def register(bench: Any) -> argparse.ArgumentParser:

@@ -7,11 +7,11 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from perception.bench.machine import cpu
 from perception.bench.track import RATES, SCENES, SMALL_OBJECT_ROWS, SMALL_OBJECT_ZOOM
 from perception.cli.common import non_negative_float, output_folder, rows_arg, seed_arg
 from perception.errors import PerceptError
 from perception.installed import SHIPPED_MODEL, require
-from perception.machine import cpu
 
 
 def register(bench: Any) -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""The CPU this process runs on, as `percept doctor` and the benchmarks report it: its model and the x86
+"""The CPU this process runs on, as the benchmarks and `percept doctor` report it: its model and the x86
 vector extensions that decide how fast the detector runs (AVX-512) and whether int8 sums are exact.
 Without VNNI, onnxruntime sums uint8 x int8 products in 16-bit lanes that saturate with 8-bit weights,
 so an int8 model needs its weights on 7 bits there (perception/train/quantize.py)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from perception.machine import cpu, parse_cpuinfo
+from perception.bench.machine import cpu, parse_cpuinfo
 
 EPYC_AVX2 = """processor\t: 0
 vendor_id\t: AuthenticAMD
