@@ -269,10 +269,9 @@ def quantize(
     metadata = model_metadata(detector.path)
     metadata["quantization"] = json.dumps(
         {
-            "kind": "int8 static, onnxruntime QDQ, weights per channel"
-            + (" on 7 bits" if REDUCED_RANGE else "")
-            + ", ReLUs folded, pyramid in int8, "
-            "output convolutions merged" + (", input the uint8 frame (1 x H x W x 3)" if frame_input else ""),
+            "kind": "int8 static, onnxruntime QDQ, weights per channel on 7 bits, ReLUs folded, "
+            "pyramid in int8, output convolutions merged"
+            + (", input the uint8 frame (1 x H x W x 3)" if frame_input else ""),
             "calibration": f"{len(tensors)} frames of {', '.join(scenes)} rendered from seed {seed}",
             "kept_float": kept_float,
             "from": detector.path.name,
