@@ -4,8 +4,9 @@ Topics: `detections`, `depth` (32FC1 metres), `camera_info` -> `grasps` (Grasps,
 detections; with pushes for the objects without a grasp when no grasp is left to offer, unless `pushes` is
 false). It listens to the pick loop's `attempts` too: a grasp that failed is not offered again until a
 push moves the scene (perception.grasp.FailedGrasps, the rule the pick policy keeps). Depth and camera info
-wait in small buffers and are paired with each detections message by stamp (`tolerance_s`); a frame
-without its depth or camera info still gets a Grasps message, with every detection rejected and the
+wait in small buffers and are paired with each detections message by stamp (`tolerance_s`); detections
+that arrive first wait for them, up to `pair_wait_s`. A frame without its depth or camera info still
+gets a Grasps message, with every detection rejected and the
 reason, so nothing is dropped silently.
 """
 
@@ -19,6 +20,7 @@ from perception.errors import ParameterError
 from perception.geometry import matrix_from_quaternion, pose_matrix
 from perception.grasp import FailedGrasps, GraspPlanner, Gripper, Workspace
 from perception.msgs import CameraInfo, Detections, Grasps, Image, PickAttempt
+from perception.nodes._pairing import detections_paired_with
 from perception.runtime.sync import StampBuffer
 
 
@@ -108,9 +110,9 @@ class GraspPlannerNode(Node):
         self.camera_in_base = _camera_in_base(handeye_file) if handeye_file else None
         self.depths: StampBuffer[Image] = StampBuffer(10, tolerance)
         self.infos: StampBuffer[CameraInfo] = StampBuffer(10, tolerance)
-        self.create_subscription(Image, "depth", self.depths.add)
-        self.create_subscription(CameraInfo, "camera_info", self.infos.add)
-        self.create_subscription(Detections, "detections", self.on_detections)
+        self.sync = detections_paired_with(
+            self, [(Image, "depth", self.depths), (CameraInfo, "camera_info", self.infos)], self.on_detections
+        )
         self.failed = FailedGrasps()
         self.create_subscription(PickAttempt, "attempts", self.on_attempt)
         self.publisher = self.create_publisher(Grasps, "grasps")

@@ -1,6 +1,7 @@
 """The tracker node: detections in (every frame, in order: tracking needs them all), tracks out, stamped
 like their detections; with camera info of the same stamp, ground-plane position, distance, speed and
-time to collision per track. `~/stats` (TrackerStats) once a second.
+time to collision per track (detections that arrive before their camera info wait for it, up to
+`pair_wait_s`). `~/stats` (TrackerStats) once a second.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 from perception import Node, run
 from perception.geometry import pose_matrix
 from perception.msgs import CameraInfo, Detections, TrackerStats, Tracks
+from perception.nodes._pairing import detections_paired_with
 from perception.nodes._reporting import NewCounts
 from perception.runtime.sync import StampBuffer
 from perception.track import ByteTracker, TrackerParams
@@ -61,8 +63,9 @@ class TrackerNode(Node):
         )
         self.infos: StampBuffer[CameraInfo] = StampBuffer(10, tolerance)
         self.grounds: dict[int, GroundHistory] = {}
-        self.create_subscription(CameraInfo, "camera_info", self.infos.add)
-        self.create_subscription(Detections, "detections", self.on_detections)
+        self.sync = detections_paired_with(
+            self, [(CameraInfo, "camera_info", self.infos)], self.on_detections
+        )
         self.publisher = self.create_publisher(Tracks, "tracks")
         self.stats_publisher = self.create_publisher(TrackerStats, "~/stats")
         self.create_timer(1.0, self.publish_stats)
@@ -70,6 +73,10 @@ class TrackerNode(Node):
         self.confirmed = 0
         self.resets = 0
         self.invalid = NewCounts(self.log, "detections with a NaN or infinite number or a box of no size")
+        self.without_info = 0  # frames with tracks but no camera info near their stamp, once some came
+        self.unmeasured = NewCounts(
+            self.log, "frames' distances: no camera info within tolerance_s of their stamp"
+        )
         self.window_start = time.monotonic()
 
     def on_detections(self, msg: Detections) -> None:
@@ -98,6 +105,8 @@ class TrackerNode(Node):
         distances, speeds, ttc = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
         info = self.infos.nearest(msg.header.stamp)
         boxes = np.array([t.box for t in tracks]).reshape(-1, 4)
+        if info is None and n and self.infos.messages:
+            self.without_info += 1
         if info is not None and n:
             pose = pose_matrix(info.pose.position, info.pose.orientation)
             for i, (track, point) in enumerate(
@@ -132,6 +141,7 @@ class TrackerNode(Node):
 
     def publish_stats(self) -> None:
         self.invalid.say(self.tracker.invalid_detections)
+        self.unmeasured.say(self.without_info)
         times = sorted(self.update_ms)
         elapsed = time.monotonic() - self.window_start
 

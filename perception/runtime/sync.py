@@ -1,13 +1,20 @@
 """Pairing messages of different topics by header stamp (in the spirit of ROS's message_filters
 ApproximateTime policy, for one driving topic): the other topics' recent messages wait in small
-buffers, and a driving message takes from each the one nearest its stamp, within a tolerance."""
+buffers, and a driving message takes from each the one nearest its stamp, within a tolerance.
+
+Each topic has its own socket, so a driving message can overtake its partners: a detector's boxes can
+reach the tracker before the camera info the camera sent first. A `Synchronizer` holds such a driving
+message until every partner topic has answered for its stamp, or for at most `wait_s`."""
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 M = TypeVar("M")
+D = TypeVar("D")
 
 
 class StampBuffer(Generic[M]):
@@ -24,6 +31,11 @@ class StampBuffer(Generic[M]):
 
     def add(self, msg: M) -> None:
         self.messages.append(msg)
+
+    def answers_for(self, stamp_ns: int) -> bool:
+        """Whether nothing still to come could be nearer `stamp_ns` than what is here: a topic's messages
+        arrive in stamp order, so once one stamped at or after `stamp_ns` is here, later ones are farther."""
+        return bool(self.messages) and _stamp(self.messages[-1]) >= stamp_ns
 
     def nearest(self, stamp_ns: int) -> M | None:
         """The buffered message whose stamp is nearest `stamp_ns`, if within the tolerance."""
@@ -44,6 +56,77 @@ class StampBuffer(Generic[M]):
         gaps = [(_stamp(m) - stamp_ns) / 1e6 for m in self.messages]
         nearest = min(gaps, key=abs)
         return f"nearest is {nearest:+.0f} ms away (tolerance {self.tolerance_ns / 1e6:.0f} ms)"
+
+
+class Synchronizer(Generic[D]):
+    """Hands each driving message to `handle`, in the order they came, once every partner buffer answers
+    for its stamp (`StampBuffer.answers_for`), or once it has waited `wait_s`.
+
+    A partner that has sent nothing yet is not waited for: the topic may have no publisher at all. A
+    partner that made a message wait out its time is not waited for again until it catches up with that
+    message's stamp, so a stopped camera info costs one wait, not one per frame. Feed partners through
+    `partner()`, and call `release()` from a timer so that a held message's time runs out."""
+
+    def __init__(
+        self,
+        partners: Sequence[StampBuffer[Any]],
+        handle: Callable[[D], None],
+        wait_s: float = 0.1,
+        depth: int = 10,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 0 <= wait_s < float("inf"):
+            raise ValueError(f"wait_s: expected 0 or more seconds, found {wait_s}")
+        if depth < 1:
+            raise ValueError(f"depth: expected at least 1, found {depth}")
+        self.partners, self.handle, self.clock = partners, handle, clock
+        self.wait_s, self.depth = wait_s, depth
+        self.held: deque[tuple[float, D]] = deque()  # (deadline, message), oldest first
+        self.behind: dict[int, int] = {}  # partner index -> the stamp it failed to answer for in time
+        self.waited_out = 0  # driving messages handed on without every partner's answer
+
+    def partner(self, buffer: StampBuffer[M]) -> Callable[[M], None]:
+        """The subscription callback of one partner topic: buffer its message, then hand on what it freed."""
+
+        def add(msg: M) -> None:
+            buffer.add(msg)
+            self.release()
+
+        return add
+
+    def drive(self, msg: D) -> None:
+        """The subscription callback of the driving topic."""
+        self.held.append((self.clock() + self.wait_s, msg))
+        self.release()
+
+    def release(self) -> None:
+        """Hand on, oldest first, every held message that is answered for or has waited its time."""
+        now = self.clock()
+        while self.held:
+            deadline, msg = self.held[0]
+            stamp = _stamp(msg)
+            waiting = [i for i in self._awaited(stamp) if not self.partners[i].answers_for(stamp)]
+            if waiting and now < deadline and len(self.held) <= self.depth:
+                return
+            if waiting:
+                self.waited_out += 1
+                for i in waiting:
+                    self.behind[i] = stamp
+            self.held.popleft()
+            self.handle(msg)
+
+    def _awaited(self, stamp_ns: int) -> list[int]:
+        awaited = []
+        for i, buffer in enumerate(self.partners):
+            if not buffer.messages:
+                continue
+            if i in self.behind:
+                # Waited for again once it has caught up, or once time went back (a looped replay).
+                if stamp_ns >= self.behind[i] and not buffer.answers_for(self.behind[i]):
+                    continue
+                del self.behind[i]
+            awaited.append(i)
+        return awaited
 
 
 def _stamp(msg: Any) -> int:

@@ -3,6 +3,8 @@ simulator (real processes, real sockets)."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from test_grasp_planner import K, box_pixels, camera_looking_down, render
@@ -27,7 +29,8 @@ def test_the_planner_node_pairs_depth_and_camera_info_with_detections_by_stamp()
         pose=Pose(tuple(pose[:3, 3]), quaternion_from_matrix(pose[:3, :3])),  # type: ignore[arg-type]
     )
     box = np.array([box_pixels(0.52, 0.03, 0.08, pose)], np.float32)
-    with NodeHarness(GraspPlannerNode, parameters={"tolerance_s": 0.01}) as harness:
+    wait_s = 0.05
+    with NodeHarness(GraspPlannerNode, parameters={"tolerance_s": 0.01, "pair_wait_s": wait_s}) as harness:
 
         def answer(stamp: int, with_depth: bool = True, with_info: bool = True, depth=depth) -> Grasps:
             header = Header(stamp=stamp, frame_id="camera")
@@ -40,9 +43,30 @@ def test_the_planner_node_pairs_depth_and_camera_info_with_detections_by_stamp()
                 header=header, xyxy=box, scores=np.array([0.9]), class_ids=[0], class_names=["jenga"]
             )
             harness.feed("/detections", detections)
+            if not (with_depth and with_info):  # held for the missing partner until its wait runs out
+                assert harness.take("/grasps") == []
+                time.sleep(wait_s)
+                harness.run_timers()
             (grasps,) = harness.take("/grasps", Grasps)
             assert grasps.header.stamp == stamp
             return grasps
+
+        # Detections that overtook their frame's depth and camera info (each topic has its own socket)
+        # wait for them.
+        header = Header(stamp=500_000_000, frame_id="camera")
+        info.header = Header(stamp=1)  # an earlier frame's: both topics are publishing
+        harness.feed("/camera_info", info)
+        harness.feed("/depth", Image(header=info.header, data=depth, encoding="32FC1"))
+        info.header = header
+        harness.feed(
+            "/detections",
+            Detections(header=header, xyxy=box, scores=np.array([0.9]), class_ids=[0], class_names=["jenga"]),
+        )
+        harness.feed("/depth", Image(header=header, data=depth, encoding="32FC1"))
+        assert harness.take("/grasps") == []
+        harness.feed("/camera_info", info)
+        (overtaken,) = harness.take("/grasps", Grasps)
+        assert overtaken.header.stamp == 500_000_000 and len(overtaken) == 1
 
         first = answer(1_000_000_000)
         assert first.header.stamp == 1_000_000_000 and 1 <= len(first) <= 3  # best candidates first

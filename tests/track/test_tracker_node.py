@@ -1,6 +1,10 @@
-"""The tracker node between real processes: ids persist across frames, ground distance from camera info."""
+"""The tracker node between real processes: ids persist across frames, ground distance from camera info;
+and in process, detections that overtook their camera info."""
 
 from __future__ import annotations
+
+import logging
+import time
 
 import numpy as np
 
@@ -82,6 +86,53 @@ def test_the_tracker_node_keeps_ids_and_reports_distance(registry, context, spaw
         again = [t for t in tracks if len(t) and 10 <= t.header.seq <= 13]
         assert again and {int(t.ids[0]) for t in again} == {2}
         spin_until(node, lambda: stats[-1].resets == 1, what="the reset in the stats")
+
+
+def test_detections_that_overtook_their_camera_info_wait_for_it(caplog):
+    """Camera info and detections come on sockets of their own, so a loaded tracker can read a frame's
+    detections first: they wait for its camera info, and a frame whose info never comes is told of."""
+    from perception.nodes.tracker import TrackerNode
+    from perception.runtime.harness import NodeHarness
+
+    pose = np.eye(4)  # 1.5 m above the road, looking along world +x
+    pose[:3, :3] = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    pose[:3, 3] = (0, 0, 1.5)
+    K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+
+    def info(stamp: int) -> CameraInfo:
+        orientation = quaternion_from_matrix(pose[:3, :3])
+        return CameraInfo(
+            header=Header(stamp=stamp), width=640, height=480, K=K, pose=Pose((0, 0, 1.5), orientation)
+        )
+
+    def car(i: int) -> Detections:
+        bottom = 240 + 500 * 1.5 / (20.0 - 0.5 * i)  # a car coming at 5 m/s from 20 m
+        return Detections(
+            header=Header(stamp=(1 + i) * 100_000_000, seq=i),
+            xyxy=np.array([[300, bottom - 40, 340, bottom]], np.float32),
+            scores=np.array([0.9]),
+            class_ids=[8],
+            class_names=["car"],
+        )
+
+    wait_s = 0.05
+    with NodeHarness(TrackerNode, parameters={"pair_wait_s": wait_s}) as harness:
+        harness.feed("/camera_info", info(1))  # an earlier frame's: camera info is being published
+        for i in range(6):
+            harness.feed("/detections", car(i))
+            assert harness.take("/tracks") == []  # held for its camera info
+            harness.feed("/camera_info", info(car(i).header.stamp))
+            (tracks,) = harness.take("/tracks", Tracks)
+            assert tracks.header.seq == i
+        assert len(tracks) == 1 and abs(tracks.distances[0] - 17.5) < 0.175
+        # A frame whose camera info never comes goes on after the wait, without a distance, and is told.
+        harness.feed("/detections", car(6))
+        time.sleep(wait_s)
+        with caplog.at_level(logging.WARNING):
+            harness.run_timers()
+        (tracks,) = harness.take("/tracks", Tracks)
+        assert tracks.header.seq == 6 and np.isnan(tracks.distances[0])
+        assert "left out 1 frames' distances: no camera info within tolerance_s of their stamp" in caplog.text
 
 
 def test_the_tracker_benchmark_runs_the_detector_as_the_driving_graph_does():
