@@ -33,5 +33,5 @@ def detections_paired_with(
         node.create_subscription(msg_type, topic, sync.partner(buffer))
     node.create_subscription(Detections, "detections", sync.drive)
     if wait_s > 0:
-        node.create_timer(max(wait_s / 4, 0.005), sync.release)  # a held message's time runs out
+        node.create_timer(max(wait_s / 4, 0.005), sync.expire)  # a held message's time runs out
     return sync

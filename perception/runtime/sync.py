@@ -60,12 +60,13 @@ class StampBuffer(Generic[M]):
 
 class Synchronizer(Generic[D]):
     """Hands each driving message to `handle`, in the order they came, once every partner buffer answers
-    for its stamp (`StampBuffer.answers_for`), or once it has waited `wait_s`.
+    for its stamp (`StampBuffer.answers_for`), or once it has waited `wait_s` (and up to two periods of
+    the timer that calls `expire()`).
 
     A partner that has sent nothing yet is not waited for: the topic may have no publisher at all. A
     partner that made a message wait out its time is not waited for again until it catches up with that
     message's stamp, so a stopped camera info costs one wait, not one per frame. Feed partners through
-    `partner()`, and call `release()` from a timer so that a held message's time runs out."""
+    `partner()`, and call `expire()` from a timer so that a held message's time runs out."""
 
     def __init__(
         self,
@@ -84,29 +85,36 @@ class Synchronizer(Generic[D]):
         self.held: deque[tuple[float, D]] = deque()  # (deadline, message), oldest first
         self.behind: dict[int, int] = {}  # partner index -> the stamp it failed to answer for in time
         self.waited_out = 0  # driving messages handed on without every partner's answer
+        self.last_tick = self.overdue_before = -float("inf")
 
     def partner(self, buffer: StampBuffer[M]) -> Callable[[M], None]:
         """The subscription callback of one partner topic: buffer its message, then hand on what it freed."""
 
         def add(msg: M) -> None:
             buffer.add(msg)
-            self.release()
+            self._release()
 
         return add
 
     def drive(self, msg: D) -> None:
         """The subscription callback of the driving topic."""
         self.held.append((self.clock() + self.wait_s, msg))
-        self.release()
+        self._release()
 
-    def release(self) -> None:
-        """Hand on, oldest first, every held message that is answered for or has waited its time."""
-        now = self.clock()
+    def expire(self) -> None:
+        """The timer's callback: hand on the held messages that were already overdue at its previous call.
+        A node reads the messages waiting in its sockets between two timer calls, so a partner that came
+        while the node was busy (a stall longer than the wait) is read before its frame is given up on."""
+        self.overdue_before, self.last_tick = self.last_tick, self.clock()
+        self._release()
+
+    def _release(self) -> None:
+        """Hand on, oldest first, every held message that is answered for, overdue, or one too many."""
         while self.held:
             deadline, msg = self.held[0]
             stamp = _stamp(msg)
             waiting = [i for i in self._awaited(stamp) if not self.partners[i].answers_for(stamp)]
-            if waiting and now < deadline and len(self.held) <= self.depth:
+            if waiting and self.wait_s and deadline > self.overdue_before and len(self.held) <= self.depth:
                 return
             if waiting:
                 self.waited_out += 1

@@ -81,10 +81,13 @@ def test_a_stopped_partner_costs_one_wait_until_it_catches_up():
     sync.drive(Stamped(200))
     sync.drive(Stamped(300))
     clock.now = 0.05
-    sync.release()
+    sync.expire()
     assert handed == []
-    clock.now = 0.1  # the oldest has waited its time; the rest no longer wait for this partner
-    sync.release()
+    clock.now = 0.1  # the oldest has waited its time: given up at the timer's next call
+    sync.expire()
+    assert handed == []
+    clock.now = 0.125  # and the rest no longer wait for this partner
+    sync.expire()
     assert handed == [200, 300] and sync.waited_out == 1
     sync.drive(Stamped(400))
     assert handed == [200, 300, 400]
@@ -98,12 +101,33 @@ def test_a_stopped_partner_costs_one_wait_until_it_catches_up():
     assert handed[-1] == 700 and sync.waited_out == 1
 
 
+def test_a_partner_read_after_a_stall_is_still_paired():
+    """The node stalled past the wait with the camera info already in its socket: the timer that first
+    finds the frame overdue runs before the node reads that socket, so it gives the frame one more turn."""
+    sync, info, _, handed, clock = synchronizer(wait_s=0.1)
+    info(Stamped(100))
+    sync.drive(Stamped(200))
+    clock.now = 0.5  # a stall
+    sync.expire()
+    assert handed == []
+    info(Stamped(200))  # read in the same turn of the executor, after its timers
+    assert handed == [200] and sync.waited_out == 0
+
+
+def test_no_wait_hands_on_at_once():
+    sync, info, _, handed, _ = synchronizer(wait_s=0.0)
+    info(Stamped(100))
+    sync.drive(Stamped(200))
+    assert handed == [200] and sync.waited_out == 1
+
+
 def test_time_going_back_waits_for_the_partner_again():
     sync, info, _, handed, clock = synchronizer()
     info(Stamped(1000))
     sync.drive(Stamped(2000))
     clock.now = 1.0
-    sync.release()
+    sync.expire()
+    sync.expire()
     assert handed == [2000]
     info(Stamped(10))  # a looped replay starts over
     sync.drive(Stamped(20))

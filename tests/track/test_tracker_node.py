@@ -4,7 +4,6 @@ and in process, detections that overtook their camera info."""
 from __future__ import annotations
 
 import logging
-import time
 
 import numpy as np
 
@@ -117,6 +116,8 @@ def test_detections_that_overtook_their_camera_info_wait_for_it(caplog):
 
     wait_s = 0.05
     with NodeHarness(TrackerNode, parameters={"pair_wait_s": wait_s}) as harness:
+        now = [0.0]  # the pairing's clock, moved by hand: a stalled test process cannot run a wait out
+        harness.node.sync.clock = lambda: now[0]
         harness.feed("/camera_info", info(1))  # an earlier frame's: camera info is being published
         for i in range(6):
             harness.feed("/detections", car(i))
@@ -127,8 +128,9 @@ def test_detections_that_overtook_their_camera_info_wait_for_it(caplog):
         assert len(tracks) == 1 and abs(tracks.distances[0] - 17.5) < 0.175
         # A frame whose camera info never comes goes on after the wait, without a distance, and is told.
         harness.feed("/detections", car(6))
-        time.sleep(wait_s)
+        now[0] += wait_s
         with caplog.at_level(logging.WARNING):
+            harness.run_timers()  # finds it overdue: one more turn, for a camera info read after timers
             harness.run_timers()
         (tracks,) = harness.take("/tracks", Tracks)
         assert tracks.header.seq == 6 and np.isnan(tracks.distances[0])
