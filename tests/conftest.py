@@ -110,7 +110,13 @@ def spawn_sim(spawn: Callable[..., subprocess.Popen[str]], **params: str) -> sub
     )
 
 
-def wait_for(condition: Callable[[], object], timeout_s: float = 10.0, what: str = "condition") -> None:
+# How long a test waits for a condition that another process brings about, unless it says otherwise. A
+# deadline costs nothing when the condition comes; on a 2-core machine a child's start-up and its first
+# 150 frames once took more than 10 s.
+WAIT_S = 60.0
+
+
+def wait_for(condition: Callable[[], object], timeout_s: float = WAIT_S, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
@@ -151,7 +157,7 @@ def send_until(
 
 
 def spin_until(
-    node: object, condition: Callable[[], object], timeout_s: float = 10.0, what: str = ""
+    node: object, condition: Callable[[], object], timeout_s: float = WAIT_S, what: str = ""
 ) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():

@@ -167,6 +167,7 @@ def _play(args: argparse.Namespace) -> int:
     from perception.errors import MessageError, PerceptError
     from perception.recording.mcap_file import read, topics_of
     from perception.runtime.graph import tool_node
+    from perception.runtime.publisher import JOIN_WAIT_S
 
     if not args.file.is_file():
         raise PerceptError(f"recording {args.file}: no such file")
@@ -195,7 +196,7 @@ def _play(args: argparse.Namespace) -> int:
             publishers[topic] = node.create_publisher(msgs.message_type(type_name), topic)
         except MessageError as exc:
             print(f"skipping {topic}: {exc}", flush=True)
-    deadline = time.monotonic() + 2.0  # give subscribers a moment to connect before the first message
+    deadline = time.monotonic() + JOIN_WAIT_S  # give subscribers a moment to connect before the first message
     while time.monotonic() < deadline and not all(p.subscriber_count for p in publishers.values()):
         node.spin_once(0.05)
     played = 0

@@ -16,6 +16,7 @@ from perception.camera.depth import DRIVERS, DepthCameraError
 from perception.errors import ParameterError
 from perception.msgs import CameraInfo, Header, Image
 from perception.nodes.camera_pose import declare_camera_pose
+from perception.runtime.publisher import JOIN_WAIT_S
 
 
 class DepthCameraNode(Node):
@@ -49,9 +50,12 @@ class DepthCameraNode(Node):
         self.depth_pub = self.create_publisher(Image, "camera/depth")
         self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info")
         self.frames = self.timeouts = self.seq = 0
+        self.join_deadline = time.monotonic() + JOIN_WAIT_S
         self.create_timer(0.5 / fps, self.tick)
 
     def tick(self) -> None:
+        if self.playback and not self.frames and not self._joined():
+            return  # a recording's first frames are not sent to no one, as `percept play` holds them too
         frame = self.source.read(timeout_s=0.05 if not self.playback else 1.0)
         if frame is None:
             self.timeouts += 1
@@ -68,6 +72,10 @@ class DepthCameraNode(Node):
         self.info_pub.publish(
             CameraInfo(header=header, width=width, height=height, K=frame.K, D=frame.D, pose=self.pose)
         )
+
+    def _joined(self) -> bool:
+        publishers = (self.image_pub, self.depth_pub, self.info_pub)
+        return all(p.subscriber_count for p in publishers) or time.monotonic() > self.join_deadline
 
     def on_shutdown(self) -> None:
         self.source.close()

@@ -16,7 +16,7 @@ from perception import Node, QoS
 from perception.msgs import Header, Image, String
 from perception.runtime import shm
 from perception.runtime.context import Context
-from tests.conftest import percept, spin_until
+from tests.conftest import percept, read_until, spin_until
 from tests.nodes import pattern
 
 pytestmark = pytest.mark.skipif(not shm.enabled(), reason="shared memory needs Linux and /dev/shm")
@@ -154,13 +154,14 @@ def test_a_backlog_larger_than_the_budget_is_superseded_oldest_first(context, sp
         subscription = node.create_subscription(
             Image, "/frames", lambda m: seqs.append(m.header.seq), QoS(depth=100)
         )
-        spawn(
+        publisher = spawn(
             "-p", "count:=40", "-p", "rate:=400.0", "-p", "wait_for_subscribers:=1",
             "-p", "height:=240", "-p", "width:=320",
             node="SeqPublisher", env={"PERCEPT_SHM_MB": "1"},
         )  # fmt: skip
         spin_until(node, lambda: _local_publishers(node) == 1, what="registration")
-        time.sleep(0.5)  # the whole burst (0.1 s) is sent while nothing is read
+        # The whole burst is sent while nothing is read.
+        assert "published 40" in read_until(publisher, "published 40", 60)
         spin_until(node, lambda: seqs and seqs[-1] == 39, what="the last frame")
         dropped_queue, dropped_gap = _counts(subscription)
         assert dropped_gap == 0 and dropped_queue >= 30  # at most four slots were left unread
