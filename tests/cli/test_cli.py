@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, free_port, percept, spin_until
+from conftest import ROOT, free_port, percept, spin_until, wait_for
 
 from perception import Node
 from perception.cli import build_parser, main
@@ -23,6 +23,8 @@ def graph(registry, spawn):
     spawn(node="Services")
     wait = percept("topic", "echo", "/frames", "--once", "--timeout", "20")
     assert wait.returncode == 0, wait.stderr
+    # The three started together, but each registers when its own start-up ends.
+    wait_for(lambda: len(percept("node", "list").stdout.split()) == 3, what="the three nodes")
     return registry
 
 

@@ -354,14 +354,14 @@ def test_the_status_table_shows_what_went_wrong_in_a_node_and_its_log_is_not_flo
         "--status-period",
         "1",
         "--duration",
-        "4",
+        "8",  # counted from the spawn: on a loaded machine the node's start-up takes some of it
     )
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
     rows = [line for line in output.splitlines() if line.startswith("/failing ")]
     assert any(re.search(r"! \d+ timer errors", row) for row in rows), output
-    # About 60 failures in 3 s, at most one traceback a second.
-    assert 1 <= output.count("timer callback raised") <= 5, output
+    # About 20 failures a second, at most one traceback a second.
+    assert 1 <= output.count("timer callback raised") <= 9, output
 
 
 def _called_again_from_inside(request_stop: Callable[[], None]) -> bool:

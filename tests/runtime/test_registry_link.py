@@ -19,9 +19,13 @@ def _known(address: str, name: str) -> bool:
     return any(node["name"] == name for node in reply["nodes"])
 
 
-def test_a_registration_lost_with_the_registry_reaches_the_next_one_within_a_heartbeat():
+def test_a_registration_lost_with_the_registry_reaches_the_next_one_within_a_heartbeat(monkeypatch):
     """The registry dies with a node's request unanswered; the next one must not wait for that answer
-    to time out (2 s) before it hears from the node."""
+    to time out before it hears from the node. The timeout is stretched to 60 s here, so waiting for it
+    fails the 10 s deadline by far, while a loaded machine's delays cannot."""
+    from perception.runtime import registry_link
+
+    monkeypatch.setattr(registry_link, "REPLY_TIMEOUT_S", 60.0)
     address = f"tcp://127.0.0.1:{free_port()}"
     context = zmq.Context()
     dying = context.socket(zmq.ROUTER)  # takes the node's first request and dies without answering
@@ -41,10 +45,8 @@ def test_a_registration_lost_with_the_registry_reaches_the_next_one_within_a_hea
                 raise
             time.sleep(0.01)
     successor.serve_in_thread()
-    started = time.monotonic()
     try:
         wait_for(lambda: _known(address, "/survivor"), timeout_s=10, what="the node in the new registry")
-        assert time.monotonic() - started < 1.5
     finally:
         node.destroy()
         successor.stop()
