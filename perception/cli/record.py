@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from perception.cli.common import positive_float
+from perception.cli.common import non_negative_float, positive_float
 from perception.recording import COMPRESSIONS, IMAGE_FORMATS
+from perception.runtime.qos import JOIN_WAIT_S
 
 QUIET_S = 0.3  # on stop, the recorder writes until its topics have been quiet this long,
 DRAIN_S = 1.0  # or this long at most: a 30 Hz camera is never quiet (a second Ctrl-C stops at once)
@@ -50,6 +51,12 @@ def register(verbs: Any) -> None:
     p.add_argument("--rate", type=positive_float, default=1.0, help="speed factor (2: twice as fast)")
     p.add_argument("--loop", action="store_true", help="start again at the end")
     p.add_argument("--topics", nargs="*", help="only these topics")
+    p.add_argument(
+        "--wait",
+        type=non_negative_float,
+        default=JOIN_WAIT_S,
+        help=f"seconds to wait for a subscriber on every played topic first (default {JOIN_WAIT_S:g})",
+    )
     p.set_defaults(func=_play)
 
 
@@ -167,7 +174,6 @@ def _play(args: argparse.Namespace) -> int:
     from perception.errors import MessageError, PerceptError
     from perception.recording.mcap_file import read, topics_of
     from perception.runtime.graph import tool_node
-    from perception.runtime.publisher import JOIN_WAIT_S
 
     if not args.file.is_file():
         raise PerceptError(f"recording {args.file}: no such file")
@@ -196,7 +202,7 @@ def _play(args: argparse.Namespace) -> int:
             publishers[topic] = node.create_publisher(msgs.message_type(type_name), topic)
         except MessageError as exc:
             print(f"skipping {topic}: {exc}", flush=True)
-    deadline = time.monotonic() + JOIN_WAIT_S  # give subscribers a moment to connect before the first message
+    deadline = time.monotonic() + args.wait  # give subscribers a moment to connect before the first message
     while time.monotonic() < deadline and not all(p.subscriber_count for p in publishers.values()):
         node.spin_once(0.05)
     played = 0

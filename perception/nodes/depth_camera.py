@@ -16,7 +16,7 @@ from perception.camera.depth import DRIVERS, DepthCameraError
 from perception.errors import ParameterError
 from perception.msgs import CameraInfo, Header, Image
 from perception.nodes.camera_pose import declare_camera_pose
-from perception.runtime.publisher import JOIN_WAIT_S
+from perception.runtime.qos import JOIN_WAIT_S
 
 
 class DepthCameraNode(Node):

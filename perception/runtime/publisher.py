@@ -17,10 +17,6 @@ from perception.runtime.stats import EndpointStats
 
 M = TypeVar("M", bound=Message)
 
-# How long a player of recorded frames (`percept play`, a camera playing a recording) gives its
-# subscribers to connect before the first frame: a publisher drops what it sends before they have joined.
-JOIN_WAIT_S = 2.0
-
 
 class Publisher(Generic[M]):
     """Sends messages of one type on one topic. Safe to call from any thread.

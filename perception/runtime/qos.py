@@ -1,4 +1,6 @@
-"""Subscription quality of service: how many unprocessed messages a subscription keeps."""
+"""Subscription quality of service: how many unprocessed messages a subscription keeps; and how long a
+player of recorded messages waits for its subscribers, since a publisher drops what it sends before one
+has joined."""
 
 from __future__ import annotations
 
@@ -25,3 +27,7 @@ class QoS:
 
 KEEP_LAST = QoS(depth=10)
 LATEST_ONLY = QoS(depth=1)
+
+# How long a player of recorded frames (`percept play`, a camera playing a recording) gives its
+# subscribers to connect before the first frame, by default.
+JOIN_WAIT_S = 2.0

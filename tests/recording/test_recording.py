@@ -53,7 +53,7 @@ def test_record_then_play_gives_the_same_bytes_with_the_same_timing(tmp_path, re
     received: list[tuple[float, Image]] = []
     with Node("viewer", context=context) as node:
         node.create_subscription(Image, "/camera/image", lambda m: received.append((time.monotonic(), m)))
-        player = spawn("play", str(output))
+        player = spawn("play", str(output), "--topics", "/camera/image", "--wait", "60")
         spin_until(node, lambda: len(received) == 20, timeout_s=30, what="the replayed frames")
         player.wait(timeout=20)
     for (_, got), original in zip(received, sent, strict=True):

@@ -72,7 +72,7 @@ def test_a_rosbag2_bag_converts_and_plays_into_our_graph(tmp_path, context, spaw
     received: list[tuple[float, Image]] = []
     with Node("bag_viewer", context=context) as node:
         node.create_subscription(Image, "/camera/image", lambda m: received.append((time.monotonic(), m)))
-        player = spawn("play", str(ours))
+        player = spawn("play", str(ours), "--topics", "/camera/image", "--wait", "60")
         spin_until(node, lambda: len(received) == 10, timeout_s=30, what="the frames of the bag")
         player.wait(timeout=20)
     for (_, image), pixels in zip(received, frames, strict=True):
