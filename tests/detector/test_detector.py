@@ -398,9 +398,12 @@ def test_the_sim_detect_launch_file_runs_a_users_model(tmp_path, registry):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{model}: yolov8 layout, input (320, 320), 3 classes" in result.stdout
-    # It keeps up with the 10 frames/s camera; 8 leaves room for 2 busy cores (one run under load read 8.x).
-    rates = status_rates(result.stdout, "/detector", "/detections")
-    assert rates and max(rates) >= 8.0, result.stdout
+    # It keeps up with the camera: as many detections as frames in a status period, give or take the
+    # frames in flight. (The simulator runs at nice 19, so on busy cores it renders under its 10 frames/s.)
+    detections = status_rates(result.stdout, "/detector", "/detections")
+    frames = status_rates(result.stdout, "/sim", "/camera/image")
+    assert detections and len(detections) == len(frames), result.stdout
+    assert max(d / f for d, f in zip(detections, frames, strict=True) if f > 0) >= 0.8, result.stdout
 
 
 def candidates(rows):
