@@ -6,8 +6,7 @@ false). It listens to the pick loop's `attempts` too: a grasp that failed is not
 push moves the scene (perception.grasp.FailedGrasps, the rule the pick policy keeps). Depth and camera info
 wait in small buffers and are paired with each detections message by stamp (`tolerance_s`); detections
 that arrive first wait for them, up to `pair_wait_s`. A frame without its depth or camera info still
-gets a Grasps message, with every detection rejected and the
-reason, so nothing is dropped silently.
+gets a Grasps message, with every detection rejected and the reason, so nothing is dropped silently.
 """
 
 from __future__ import annotations

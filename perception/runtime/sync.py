@@ -72,7 +72,7 @@ class Synchronizer(Generic[D]):
         self,
         partners: Sequence[StampBuffer[Any]],
         handle: Callable[[D], None],
-        wait_s: float = 0.1,
+        wait_s: float,
         depth: int = 10,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

@@ -149,4 +149,4 @@ def test_bad_synchronizer_settings_are_named():
     with pytest.raises(ValueError, match="wait_s: expected 0 or more seconds, found -1"):
         Synchronizer([], print, wait_s=-1)
     with pytest.raises(ValueError, match="depth: expected at least 1, found 0"):
-        Synchronizer([], print, depth=0)
+        Synchronizer([], print, 0.1, depth=0)
