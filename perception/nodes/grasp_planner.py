@@ -127,6 +127,9 @@ class GraspPlannerNode(Node):
         closing = matrix_from_quaternion(msg.pose.orientation)[:, 1]  # the hand's y axis closes it
         self.failed.record(msg.action, np.array(msg.pose.position), closing, msg.success)
 
+    def on_shutdown(self) -> None:
+        self.sync.flush()  # detections still waiting for their partners go on, not lost unseen
+
     def on_detections(self, msg: Detections) -> None:
         stamp = msg.header.stamp
         wanted = [

@@ -79,6 +79,9 @@ class TrackerNode(Node):
         )
         self.window_start = time.monotonic()
 
+    def on_shutdown(self) -> None:
+        self.sync.flush()  # detections still waiting for their partners go on, not lost unseen
+
     def on_detections(self, msg: Detections) -> None:
         last = self.tracker.last_stamp_s
         if last is not None and msg.header.stamp / 1e9 < last:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 from typing import Any, Generic, TypeVar
 
 M = TypeVar("M")
@@ -33,9 +34,22 @@ class StampBuffer(Generic[M]):
         self.messages.append(msg)
 
     def answers_for(self, stamp_ns: int) -> bool:
-        """Whether nothing still to come could be nearer `stamp_ns` than what is here: a topic's messages
-        arrive in stamp order, so once one stamped at or after `stamp_ns` is here, later ones are farther."""
-        return bool(self.messages) and _stamp(self.messages[-1]) >= stamp_ns
+        """Whether nothing still to come could be nearer `stamp_ns` than what is here. A topic's messages
+        arrive in stamp order, so once one stamped at or after `stamp_ns` is here, later ones are farther;
+        and one stamped less than half the topic's period before it is nearer than the next can be (an
+        RGB-D camera whose depth is stamped a few ms before its colour needs no wait for the next depth)."""
+        if not self.messages:
+            return False
+        early_ns = stamp_ns - _stamp(self.messages[-1])
+        return early_ns <= 0 or 2 * early_ns < self.period_ns()
+
+    def period_ns(self) -> int:
+        """The shortest gap between consecutive stamps here (0 when unknown): the soonest the next
+        message can be stamped after the newest. The shortest, so that jitter makes a partner waited
+        for rather than passed over."""
+        stamps = [_stamp(m) for m in self.messages]
+        gaps = [b - a for a, b in pairwise(stamps) if b > a]
+        return min(gaps, default=0)
 
     def nearest(self, stamp_ns: int) -> M | None:
         """The buffered message whose stamp is nearest `stamp_ns`, if within the tolerance."""
@@ -64,9 +78,12 @@ class Synchronizer(Generic[D]):
     the timer that calls `expire()`).
 
     A partner that has sent nothing yet is not waited for: the topic may have no publisher at all. A
-    partner that made a message wait out its time is not waited for again until it catches up with that
-    message's stamp, so a stopped camera info costs one wait, not one per frame. Feed partners through
-    `partner()`, and call `expire()` from a timer so that a held message's time runs out."""
+    partner that made a message wait out its time is not waited for again until it shows it can answer in
+    time: a message that answers for the stamp it missed, or (if that came late) for a later frame's,
+    within `wait_s` of that frame's arrival. So a stopped camera info costs one wait, not one per frame,
+    and one stamped on a clock of its own (always too far behind to answer in time) one wait in all, not
+    one each time its stamps reach the frame it missed. Feed partners through `partner()`, call `expire()`
+    from a timer so that a held message's time runs out, and `flush()` when the node stops."""
 
     def __init__(
         self,
@@ -83,22 +100,33 @@ class Synchronizer(Generic[D]):
         self.partners, self.handle, self.clock = partners, handle, clock
         self.wait_s, self.depth = wait_s, depth
         self.held: deque[tuple[float, D]] = deque()  # (deadline, message), oldest first
-        self.behind: dict[int, int] = {}  # partner index -> the stamp it failed to answer for in time
+        # Partner index -> (the stamp of a frame it did not answer for in time, when that frame came).
+        self.behind: dict[int, tuple[int, float]] = {}
+        self.latest: tuple[int, float] | None = None  # the newest driving message's stamp and arrival
         self.waited_out = 0  # driving messages handed on without every partner's answer
         self.last_tick = self.overdue_before = -float("inf")
 
     def partner(self, buffer: StampBuffer[M]) -> Callable[[M], None]:
         """The subscription callback of one partner topic: buffer its message, then hand on what it freed."""
+        index = next((i for i, p in enumerate(self.partners) if p is buffer), None)
+        if index is None:
+            raise ValueError("partner(): expected one of the buffers this Synchronizer was made with")
 
         def add(msg: M) -> None:
             buffer.add(msg)
+            if index in self.behind:
+                self._check_caught_up(index)
             self._release()
 
         return add
 
     def drive(self, msg: D) -> None:
         """The subscription callback of the driving topic."""
-        self.held.append((self.clock() + self.wait_s, msg))
+        now, stamp = self.clock(), _stamp(msg)
+        if self.latest is not None and stamp < self.latest[0]:
+            self.behind.clear()  # time went back (a looped replay): every partner is waited for again
+        self.latest = (stamp, now)
+        self.held.append((now + self.wait_s, msg))
         self._release()
 
     def expire(self) -> None:
@@ -108,33 +136,47 @@ class Synchronizer(Generic[D]):
         self.overdue_before, self.last_tick = self.last_tick, self.clock()
         self._release()
 
+    def flush(self) -> None:
+        """Hand on every held message now (the node is stopping): none is lost unseen."""
+        overdue_before, self.overdue_before = self.overdue_before, float("inf")
+        try:
+            self._release()
+        finally:
+            self.overdue_before = overdue_before
+
+    def _check_caught_up(self, index: int) -> None:
+        """Whether partner `index`, behind since it missed a frame, answers in time again; if it answered
+        that frame late, it is tried on the newest frame instead."""
+        buffer = self.partners[index]
+        while index in self.behind:
+            stamp, came = self.behind[index]
+            if not buffer.answers_for(stamp):
+                return
+            if self.clock() - came <= self.wait_s:
+                del self.behind[index]
+                return
+            if self.latest is None or self.latest[0] <= stamp:
+                return
+            self.behind[index] = self.latest
+
     def _release(self) -> None:
         """Hand on, oldest first, every held message that is answered for, overdue, or one too many."""
         while self.held:
             deadline, msg = self.held[0]
             stamp = _stamp(msg)
-            waiting = [i for i in self._awaited(stamp) if not self.partners[i].answers_for(stamp)]
+            waiting = [i for i in self._awaited() if not self.partners[i].answers_for(stamp)]
             if waiting and self.wait_s and deadline > self.overdue_before and len(self.held) <= self.depth:
                 return
             if waiting:
                 self.waited_out += 1
                 for i in waiting:
-                    self.behind[i] = stamp
+                    self.behind[i] = (stamp, deadline - self.wait_s)
             self.held.popleft()
             self.handle(msg)
 
-    def _awaited(self, stamp_ns: int) -> list[int]:
-        awaited = []
-        for i, buffer in enumerate(self.partners):
-            if not buffer.messages:
-                continue
-            if i in self.behind:
-                # Waited for again once it has caught up, or once time went back (a looped replay).
-                if stamp_ns >= self.behind[i] and not buffer.answers_for(self.behind[i]):
-                    continue
-                del self.behind[i]
-            awaited.append(i)
-        return awaited
+    def _awaited(self) -> list[int]:
+        """The partners a held message waits for: those that have sent something and are not behind."""
+        return [i for i, buffer in enumerate(self.partners) if buffer.messages and i not in self.behind]
 
 
 def _stamp(msg: Any) -> int:

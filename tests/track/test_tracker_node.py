@@ -87,33 +87,36 @@ def test_the_tracker_node_keeps_ids_and_reports_distance(registry, context, spaw
         spin_until(node, lambda: stats[-1].resets == 1, what="the reset in the stats")
 
 
+def _road_camera_info(stamp: int) -> CameraInfo:
+    """A camera 1.5 m above the road, looking along world +x."""
+    pose = np.eye(4)
+    pose[:3, :3] = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
+    orientation = quaternion_from_matrix(pose[:3, :3])
+    return CameraInfo(
+        header=Header(stamp=stamp), width=640, height=480, K=K, pose=Pose((0, 0, 1.5), orientation)
+    )
+
+
+def _car_coming(i: int) -> Detections:
+    """Frame i (stamped (1 + i) x 0.1 s) of a car coming at 5 m/s from 20 m."""
+    bottom = 240 + 500 * 1.5 / (20.0 - 0.5 * i)
+    return Detections(
+        header=Header(stamp=(1 + i) * 100_000_000, seq=i),
+        xyxy=np.array([[300, bottom - 40, 340, bottom]], np.float32),
+        scores=np.array([0.9]),
+        class_ids=[8],
+        class_names=["car"],
+    )
+
+
 def test_detections_that_overtook_their_camera_info_wait_for_it(caplog):
     """Camera info and detections come on sockets of their own, so a loaded tracker can read a frame's
     detections first: they wait for its camera info, and a frame whose info never comes is told of."""
     from perception.nodes.tracker import TrackerNode
     from perception.runtime.harness import NodeHarness
 
-    pose = np.eye(4)  # 1.5 m above the road, looking along world +x
-    pose[:3, :3] = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
-    pose[:3, 3] = (0, 0, 1.5)
-    K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
-
-    def info(stamp: int) -> CameraInfo:
-        orientation = quaternion_from_matrix(pose[:3, :3])
-        return CameraInfo(
-            header=Header(stamp=stamp), width=640, height=480, K=K, pose=Pose((0, 0, 1.5), orientation)
-        )
-
-    def car(i: int) -> Detections:
-        bottom = 240 + 500 * 1.5 / (20.0 - 0.5 * i)  # a car coming at 5 m/s from 20 m
-        return Detections(
-            header=Header(stamp=(1 + i) * 100_000_000, seq=i),
-            xyxy=np.array([[300, bottom - 40, 340, bottom]], np.float32),
-            scores=np.array([0.9]),
-            class_ids=[8],
-            class_names=["car"],
-        )
-
+    info, car = _road_camera_info, _car_coming
     wait_s = 0.05
     with NodeHarness(TrackerNode, parameters={"pair_wait_s": wait_s}) as harness:
         now = [0.0]  # the pairing's clock, moved by hand: a stalled test process cannot run a wait out
@@ -135,6 +138,20 @@ def test_detections_that_overtook_their_camera_info_wait_for_it(caplog):
         (tracks,) = harness.take("/tracks", Tracks)
         assert tracks.header.seq == 6 and np.isnan(tracks.distances[0])
         assert "left out 1 frames' distances: no camera info within tolerance_s of their stamp" in caplog.text
+
+
+def test_detections_still_waiting_when_the_tracker_stops_are_tracked():
+    from perception.nodes.tracker import TrackerNode
+    from perception.runtime.harness import NodeHarness
+
+    with NodeHarness(TrackerNode) as harness:
+        harness.node.sync.clock = lambda: 0.0  # the wait never runs out
+        harness.feed("/camera_info", _road_camera_info(1))
+        harness.feed("/detections", _car_coming(0))
+        assert harness.take("/tracks") == []
+        harness.node.destroy()
+        (tracks,) = harness.take("/tracks", Tracks)
+        assert tracks.header.seq == 0
 
 
 def test_the_tracker_benchmark_runs_the_detector_as_the_driving_graph_does():
