@@ -160,7 +160,10 @@ class Synchronizer(Generic[D]):
             self.behind[index] = self.latest
 
     def _release(self) -> None:
-        """Hand on, oldest first, every held message that is answered for, overdue, or one too many."""
+        """Hand on, oldest first, every held message that is answered for, overdue, or one too many. If
+        `handle` raises, the messages after it still go on; then the error is raised for the caller (the
+        subscription or timer that called) to count and log: several at once, as one ExceptionGroup."""
+        errors: list[Exception] = []
         while self.held:
             deadline, msg = self.held[0]
             stamp = _stamp(msg)
@@ -172,7 +175,14 @@ class Synchronizer(Generic[D]):
                 for i in waiting:
                     self.behind[i] = (stamp, deadline - self.wait_s)
             self.held.popleft()
-            self.handle(msg)
+            try:
+                self.handle(msg)
+            except Exception as exc:
+                errors.append(exc)
+        if len(errors) == 1:
+            raise errors[0]
+        if errors:
+            raise ExceptionGroup(f"{len(errors)} held messages' handler raised", errors)
 
     def _awaited(self) -> list[int]:
         """The partners a held message waits for: those that have sent something and are not behind."""

@@ -202,6 +202,42 @@ def test_time_going_back_waits_for_the_partner_again():
     assert handed == [2000, 20]
 
 
+def test_a_partner_that_never_sent_is_not_waited_for_beside_one_that_did():
+    clock = Clock()
+    depths: StampBuffer[Stamped] = StampBuffer()
+    infos: StampBuffer[Stamped] = StampBuffer()
+    handed: list[int] = []
+    sync = Synchronizer([depths, infos], lambda msg: handed.append(msg.header.stamp), 0.1, clock=clock)
+    depth = sync.partner(depths)
+    depth(Stamped(100))
+    sync.drive(Stamped(200))
+    assert handed == []  # waits for its depth, not for camera info, of which none has come
+    depth(Stamped(200))
+    assert handed == [200] and sync.waited_out == 0
+
+
+def test_a_handler_that_raises_lets_the_messages_after_it_go_on_and_is_told():
+    def handle(msg: Stamped) -> None:
+        handed.append(msg.header.stamp)
+        if msg.header.stamp in (200, 300, 600):
+            raise RuntimeError(f"bad frame {msg.header.stamp}")
+
+    sync, info, _, handed, _ = synchronizer()
+    sync.handle = handle
+    info(Stamped(100))
+    for stamp in (200, 300, 400):
+        sync.drive(Stamped(stamp))
+    assert handed == []
+    with pytest.raises(ExceptionGroup) as raised:
+        info(Stamped(400))
+    assert handed == [200, 300, 400] and not sync.held
+    assert [str(e) for e in raised.value.exceptions] == ["bad frame 200", "bad frame 300"]
+    info(Stamped(600))
+    with pytest.raises(RuntimeError, match="bad frame 600"):  # one error alone is raised as itself
+        sync.drive(Stamped(600))
+    assert handed[-1] == 600
+
+
 def test_held_messages_go_on_when_the_node_stops():
     sync, info, _, handed, _ = synchronizer()
     info(Stamped(100))

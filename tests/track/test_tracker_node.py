@@ -140,6 +140,20 @@ def test_detections_that_overtook_their_camera_info_wait_for_it(caplog):
         assert "left out 1 frames' distances: no camera info within tolerance_s of their stamp" in caplog.text
 
 
+def test_with_no_pair_wait_detections_go_on_at_once():
+    from perception.nodes.tracker import TrackerNode
+    from perception.runtime.harness import NodeHarness
+
+    with NodeHarness(TrackerNode) as waiting:
+        timers = len(waiting.node._timers)
+    with NodeHarness(TrackerNode, parameters={"pair_wait_s": 0.0}) as harness:
+        assert len(harness.node._timers) == timers - 1  # nothing is held, so no timer runs a wait out
+        harness.feed("/camera_info", _road_camera_info(1))
+        harness.feed("/detections", _car_coming(0))  # its camera info has not come: not waited for
+        (tracks,) = harness.take("/tracks", Tracks)
+        assert tracks.header.seq == 0 and harness.node.sync.waited_out == 1
+
+
 def test_detections_still_waiting_when_the_tracker_stops_are_tracked():
     from perception.nodes.tracker import TrackerNode
     from perception.runtime.harness import NodeHarness
