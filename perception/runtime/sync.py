@@ -169,7 +169,7 @@ class Synchronizer(Generic[D]):
             stamp = _stamp(msg)
             waiting = [i for i in self._awaited() if not self.partners[i].answers_for(stamp)]
             if waiting and self.wait_s and deadline > self.overdue_before and len(self.held) <= self.depth:
-                return
+                break
             if waiting:
                 self.waited_out += 1
                 for i in waiting:

@@ -219,7 +219,7 @@ def test_a_partner_that_never_sent_is_not_waited_for_beside_one_that_did():
 def test_a_handler_that_raises_lets_the_messages_after_it_go_on_and_is_told():
     def handle(msg: Stamped) -> None:
         handed.append(msg.header.stamp)
-        if msg.header.stamp in (200, 300, 600):
+        if msg.header.stamp in (200, 300, 600, 700):
             raise RuntimeError(f"bad frame {msg.header.stamp}")
 
     sync, info, _, handed, _ = synchronizer()
@@ -236,6 +236,11 @@ def test_a_handler_that_raises_lets_the_messages_after_it_go_on_and_is_told():
     with pytest.raises(RuntimeError, match="bad frame 600"):  # one error alone is raised as itself
         sync.drive(Stamped(600))
     assert handed[-1] == 600
+    sync.drive(Stamped(700))
+    sync.drive(Stamped(800))
+    with pytest.raises(RuntimeError, match="bad frame 700"):  # told even while a frame after it waits
+        info(Stamped(700))
+    assert handed[-1] == 700 and [msg.header.stamp for _, msg in sync.held] == [800]
 
 
 def test_held_messages_go_on_when_the_node_stops():
