@@ -19,7 +19,7 @@ from perception.errors import ParameterError
 from perception.geometry import matrix_from_quaternion, pose_matrix
 from perception.grasp import FailedGrasps, GraspPlanner, Gripper, Workspace
 from perception.msgs import CameraInfo, Detections, Grasps, Image, PickAttempt
-from perception.nodes._pairing import detections_paired_with
+from perception.nodes._pairing import detections_paired_with, hand_on_held
 from perception.runtime.sync import StampBuffer
 
 
@@ -128,7 +128,7 @@ class GraspPlannerNode(Node):
         self.failed.record(msg.action, np.array(msg.pose.position), closing, msg.success)
 
     def on_shutdown(self) -> None:
-        self.sync.flush()  # detections still waiting for their partners go on, not lost unseen
+        hand_on_held(self, self.sync)
 
     def on_detections(self, msg: Detections) -> None:
         stamp = msg.header.stamp

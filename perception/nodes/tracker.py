@@ -14,7 +14,7 @@ import numpy as np
 from perception import Node, run
 from perception.geometry import pose_matrix
 from perception.msgs import CameraInfo, Detections, TrackerStats, Tracks
-from perception.nodes._pairing import detections_paired_with
+from perception.nodes._pairing import detections_paired_with, hand_on_held
 from perception.nodes._reporting import NewCounts
 from perception.runtime.sync import StampBuffer
 from perception.track import ByteTracker, TrackerParams
@@ -80,7 +80,7 @@ class TrackerNode(Node):
         self.window_start = time.monotonic()
 
     def on_shutdown(self) -> None:
-        self.sync.flush()  # detections still waiting for their partners go on, not lost unseen
+        hand_on_held(self, self.sync)
 
     def on_detections(self, msg: Detections) -> None:
         last = self.tracker.last_stamp_s

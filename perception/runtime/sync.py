@@ -78,11 +78,11 @@ class Synchronizer(Generic[D]):
     the timer that calls `expire()`).
 
     A partner that has sent nothing yet is not waited for: the topic may have no publisher at all. A
-    partner that made a message wait out its time is not waited for again until it shows it can answer in
-    time: a message that answers for the stamp it missed, or (if that came late) for a later frame's,
-    within `wait_s` of that frame's arrival. So a stopped camera info costs one wait, not one per frame,
-    and one stamped on a clock of its own (always too far behind to answer in time) one wait in all, not
-    one each time its stamps reach the frame it missed. Feed partners through `partner()`, call `expire()`
+    partner a frame went on without (its wait ran out, more than `depth` frames were held, or the node
+    stopped) is not waited for again until it shows it can answer in time (`_check_caught_up`). So a
+    stopped camera info costs one wait, not one per frame, and one stamped on a clock of its own (always
+    too far behind to answer in time) one wait in all, not one each time its stamps reach the frame it
+    missed. Feed partners through `partner()`, call `expire()`
     from a timer so that a held message's time runs out, and `flush()` when the node stops."""
 
     def __init__(
@@ -145,14 +145,16 @@ class Synchronizer(Generic[D]):
             self.overdue_before = overdue_before
 
     def _check_caught_up(self, index: int) -> None:
-        """Whether partner `index`, behind since it missed a frame, answers in time again; if it answered
-        that frame late, it is tried on the newest frame instead."""
+        """Wait for partner `index` again once it answers in time: for the frame it missed within `wait_s`
+        of that frame's arrival, or for the newest frame read so far (it is not behind the frames, only
+        read after them by a busy node). If it answered late, it is tried on the newest frame instead."""
         buffer = self.partners[index]
         while index in self.behind:
             stamp, came = self.behind[index]
             if not buffer.answers_for(stamp):
                 return
-            if self.clock() - came <= self.wait_s:
+            in_time = self.clock() - came <= self.wait_s
+            if in_time or (self.latest is not None and buffer.answers_for(self.latest[0])):
                 del self.behind[index]
                 return
             if self.latest is None or self.latest[0] <= stamp:

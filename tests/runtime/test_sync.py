@@ -243,6 +243,38 @@ def test_a_handler_that_raises_lets_the_messages_after_it_go_on_and_is_told():
     assert handed[-1] == 700 and [msg.header.stamp for _, msg in sync.held] == [800]
 
 
+def test_a_partner_read_late_by_a_busy_node_is_waited_for_again():
+    """A handler that takes 0.15 s, longer than the wait, at 5 frames/s; camera info 10 ms after each frame,
+    one of them 0.35 s late (and those after it no sooner). A busy node reads each info only after
+    handling the frame before it, never within the wait of its own frame; but the info is not behind the
+    frames, so once it answers for the newest frame read it is waited for again."""
+    clock = Clock()
+    infos: StampBuffer[Stamped] = StampBuffer()
+    paired: list[bool] = []
+    busy_until = [0.0]
+
+    def handle(msg: Stamped) -> None:
+        paired.append(infos.nearest(msg.header.stamp) is not None)
+        clock.now += 0.15
+        busy_until[0] = clock.now
+
+    sync = Synchronizer([infos], handle, 0.1, clock=clock)
+    info = sync.partner(infos)
+    events, came = [], 0.0
+    for k in range(20):
+        stamp = 10_000 * MS + k * 200 * MS
+        came = max(k * 0.2 + (0.35 if k == 5 else 0.01), came)  # a topic's messages come in order
+        events += [
+            (k * 0.2, 1, lambda s=stamp: sync.drive(Stamped(s))),
+            (came, 0, lambda s=stamp: info(Stamped(s))),
+        ]
+    events += [(i * 0.025, 2, sync.expire) for i in range(170)]
+    for when, _, event in sorted(events, key=lambda e: (e[0], e[1])):
+        clock.now = max(when, busy_until[0])  # what came while the handler ran is read after it
+        event()
+    assert len(paired) == 20 and paired[:5] == [False] + [True] * 4 and all(paired[8:])
+
+
 def test_held_messages_go_on_when_the_node_stops():
     sync, info, _, handed, _ = synchronizer()
     info(Stamped(100))

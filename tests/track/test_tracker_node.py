@@ -168,6 +168,27 @@ def test_detections_still_waiting_when_the_tracker_stops_are_tracked():
         assert tracks.header.seq == 0
 
 
+def test_an_error_handing_on_held_detections_at_shutdown_is_logged_not_raised(caplog):
+    from perception.nodes.tracker import TrackerNode
+    from perception.runtime.harness import NodeHarness
+
+    with NodeHarness(TrackerNode) as harness:
+        harness.node.sync.clock = lambda: 0.0
+        harness.feed("/camera_info", _road_camera_info(1))
+        harness.feed("/detections", _car_coming(0))
+
+        def broken(msg: Detections) -> None:
+            raise RuntimeError("a broken handler")
+
+        harness.node.sync.handle = broken
+        with caplog.at_level(logging.ERROR):
+            harness.node.destroy()
+        assert (
+            "handing on the 1 detections held at shutdown" in caplog.text
+            and "a broken handler" in caplog.text
+        )
+
+
 def test_the_tracker_benchmark_runs_the_detector_as_the_driving_graph_does():
     import yaml
 
