@@ -82,8 +82,8 @@ class Synchronizer(Generic[D]):
     stopped) is not waited for again until it shows it can answer in time (`_check_caught_up`). So a
     stopped camera info costs one wait, not one per frame, and one stamped on a clock of its own (always
     too far behind to answer in time) one wait in all, not one each time its stamps reach the frame it
-    missed. Feed partners through `partner()`, call `expire()`
-    from a timer so that a held message's time runs out, and `flush()` when the node stops."""
+    missed. Feed partners through `partner()`, call `expire()` from a timer so that a held message's time
+    runs out, and `flush()` when the node stops."""
 
     def __init__(
         self,
@@ -148,17 +148,13 @@ class Synchronizer(Generic[D]):
         """Wait for partner `index` again once it answers in time: for the frame it missed within `wait_s`
         of that frame's arrival, or for the newest frame read so far (it is not behind the frames, only
         read after them by a busy node). If it answered late, it is tried on the newest frame instead."""
-        buffer = self.partners[index]
-        while index in self.behind:
-            stamp, came = self.behind[index]
-            if not buffer.answers_for(stamp):
-                return
-            in_time = self.clock() - came <= self.wait_s
-            if in_time or (self.latest is not None and buffer.answers_for(self.latest[0])):
-                del self.behind[index]
-                return
-            if self.latest is None or self.latest[0] <= stamp:
-                return
+        stamp, came = self.behind[index]
+        if not self.partners[index].answers_for(stamp):
+            return
+        assert self.latest is not None  # a partner is behind only once a driving message has come
+        if self.clock() - came <= self.wait_s or self.partners[index].answers_for(self.latest[0]):
+            del self.behind[index]
+        elif self.latest[0] > stamp:
             self.behind[index] = self.latest
 
     def _release(self) -> None:
