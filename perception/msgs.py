@@ -591,7 +591,7 @@ class TrackerStats(Message):
     resets: int = 0  # times the tracks were dropped because stamps went back (a looped replay, a reset)
 
 
-@message("percept/CameraStats")
+@message("percept/CameraStats", version=2, reads=(1,))
 @dataclass(slots=True)
 class CameraStats(Message):
     """A camera node's source over the last stats period: is it delivering, and what went wrong."""
@@ -604,6 +604,8 @@ class CameraStats(Message):
     failures: int = 0  # failed opens and reads since the start
     reconnects: int = 0
     last_error: str = ""
+    skipped: int = 0  # a video file's frames passed over to keep its pace (the node fell behind)
+    ended: bool = False  # a video file at its end, not looped: no more frames come
 
 
 @message("percept/Reset")

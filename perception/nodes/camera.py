@@ -3,7 +3,9 @@ the same topics as the simulator, so the detector, planner and tracker run uncha
 
 Topics: `camera/image` (rgb8), `camera/camera_info` (K and distortion from a ROS calibration file, or
 nominal intrinsics; the camera pose from parameters), `~/stats` (CameraStats) once a second. A source
-that fails or drops out is reopened with backoff; the node keeps running and says so in its stats.
+that fails or drops out is reopened with backoff; the node keeps running and says so in its stats. A
+video file plays at its own frame rate (at most `rate`), skipping frames rather than falling behind; at
+its end it starts again with `loop`, or else the node finishes (and a launch that requires it ends).
 """
 
 from __future__ import annotations
@@ -63,9 +65,17 @@ class CameraNode(Node):
         self.create_timer(1.0, self.publish_stats)
 
     def tick(self) -> None:
-        frame = self.source.read()
+        now = time.monotonic()
+        if self.source.due_in(now) > 0:  # a video file, ahead of its frame rate
+            return
+        frame = self.source.read(now)
         if frame is None:
             error = self.source.status.last_error
+            if self.source.status.ended:
+                self.log.info("%s; the camera stops (loop:=true plays it again)", error)
+                self.publish_stats()
+                self.request_shutdown()
+                return
             if error != self._warned:  # once per kind of failure, not once per retry
                 self.log.warning("%s; retrying with backoff", error)
                 self._warned = error
@@ -137,6 +147,8 @@ class CameraNode(Node):
                 failures=status.failures,
                 reconnects=status.reconnects,
                 last_error=status.last_error,
+                skipped=status.skipped,
+                ended=status.ended,
             )
         )
         self._window = (time.monotonic(), status.frames)

@@ -33,9 +33,23 @@ def write_video(path, frames: int = 20, size=(160, 120)) -> str:
 
 def test_a_video_file_is_read_in_order_and_looped(tmp_path):
     source = FrameSource(write_video(tmp_path / "clip.avi", frames=5), loop=True)
-    levels = [round(source.read().mean() / 10) for _ in range(8)]
+    levels = [round(source.read(now=0.0).mean() / 10) for _ in range(8)]  # read ahead of its pace
     assert levels == [0, 1, 2, 3, 4, 0, 1, 2]
     assert source.status.connected and source.status.frames == 8 and source.status.failures == 0
+    assert source.status.skipped == 0 and not source.status.ended
+
+
+def test_a_video_file_keeps_its_own_pace_and_ends_without_loop(tmp_path):
+    source = FrameSource(write_video(tmp_path / "clip.avi", frames=10))  # 20 frames/s
+    assert source.due_in(0.0) == 0.0
+    assert round(source.read(now=10.0).mean() / 10) == 0
+    assert source.due_in(10.0) == pytest.approx(0.05) and source.due_in(10.06) == 0.0
+    frame = source.read(now=10.22)  # frame 4 is due: 1, 2 and 3 are passed over, as a camera's would be
+    assert round(frame.mean() / 10) == 4 and source.status.skipped == 3
+    assert source.read(now=10.5) is None  # frames 5-9 were due by now, and then the file ends
+    assert source.status.ended and source.status.last_error == f"source {source.spec!r} ended after 10 frames"
+    assert source.read(now=20.0) is None and source.status.failures == 0  # no retrying a file that ended
+    assert source.status.frames == 2 and source.status.skipped == 8
 
 
 def test_a_missing_source_is_retried_with_backoff_and_comes_back(tmp_path):
@@ -153,6 +167,29 @@ def test_the_camera_node_publishes_frames_and_survives_its_source_going_away(
             timeout_s=10,
             what="reconnected stats",
         )
+
+
+def test_a_video_file_plays_at_its_own_rate_and_the_camera_node_finishes_at_its_end(
+    tmp_path, registry, context, spawn
+):
+    from conftest import spin_until, wait_for
+
+    from perception import Node
+    from perception.msgs import Image
+
+    video = write_video(tmp_path / "clip.avi", frames=40)  # 2 s at 20 frames/s
+    stamps: list[int] = []
+    with Node("viewer", context=context) as node:
+        node.create_subscription(Image, "/camera/image", lambda msg: stamps.append(msg.header.stamp))
+        camera = spawn("run", "perception.nodes.camera:CameraNode", "-p", f"source:={video}", "-p", "rate:=1000")
+        spin_until(node, lambda: camera.poll() is not None, timeout_s=60, what="the camera to finish")
+    output = camera.stdout.read() if camera.stdout else ""
+    assert camera.returncode == 0, output
+    assert f"source '{video}' ended after 40 frames; the camera stops (loop:=true plays it again)" in output
+    # Frames come 50 ms apart, as recorded, not as fast as rate:=1000 allows (a busy machine can only
+    # make the gaps longer, or skip frames, which makes them longer still).
+    wait_for(lambda: len(stamps) >= 10, timeout_s=1, what="most of the clip's frames")
+    assert (stamps[-1] - stamps[0]) / 1e9 >= 0.9 * (len(stamps) - 1) / 20, stamps
 
 
 def test_the_camera_launch_file_takes_the_camera_parameters_the_readme_names(tmp_path, registry):
