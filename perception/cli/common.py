@@ -110,18 +110,23 @@ def yaml_argument(text: str, what: str) -> Any:
         raise PerceptError(f"{what} {text!r}: not valid YAML{where} ({problem})") from None
 
 
+def message_fields(value: Any) -> dict[str, Any]:
+    """A message's fields by name (a dataclass's fields, not its class constants such as MAX_BYTES)."""
+    import dataclasses
+
+    return {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
+
+
 def format_value(value: Any, indent: int = 0, full: bool = False) -> str:
     """YAML-like text of a message; arrays show shape, dtype and their first values (with `full`, every
     value, a 2-D array a row a line); a header's stamp also as ISO time."""
     pad = "  " * indent
     if type(value).__name__ == "Header" and hasattr(value, "stamp"):
-        fields = {name: getattr(value, name) for name in value.__dataclass_fields__}
-        return _format_map(fields, indent, full).replace(
+        return _format_map(message_fields(value), indent, full).replace(
             f"stamp: {value.stamp}", f"stamp: {value.stamp}  # {stamp_text(value.stamp)}", 1
         )
     if hasattr(value, "__dataclass_fields__"):
-        fields = {name: getattr(value, name) for name in value.__dataclass_fields__}
-        return _format_map(fields, indent, full)
+        return _format_map(message_fields(value), indent, full)
     if hasattr(value, "type_name") and hasattr(value, "fields"):  # UnknownMessage
         return _format_map(value.fields, indent, full)
     if isinstance(value, dict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -17,10 +18,12 @@ from perception import msgs
 from perception.cli.common import (
     did_you_mean,
     format_value,
+    message_fields,
     non_negative_float,
     positive_float,
     yaml_argument,
 )
+from perception.cli.interface import find
 from perception.errors import MessageError, PerceptError
 from perception.runtime.graph import graph_nodes, tool_node
 from perception.runtime.node import RECEIVE_HWM
@@ -238,7 +241,8 @@ def _pick(msg: Any, path: str) -> Any:
     """A field of a message by a dotted path (`header.stamp`); an unknown one names the fields there."""
     value = msg
     for part in path.split("."):
-        fields = getattr(value, "__dataclass_fields__", None) or getattr(value, "fields", None) or {}
+        is_message = hasattr(value, "__dataclass_fields__")
+        fields = message_fields(value) if is_message else getattr(value, "fields", None) or {}
         if part not in fields:
             raise PerceptError(
                 f"--field {path}: no field {part!r}{did_you_mean(part, list(fields))} (fields: {', '.join(fields)})"
@@ -312,31 +316,78 @@ def _human(nbytes: float) -> str:
 
 
 def build_message(type_name: str, values: Any) -> msgs.Message:
-    """A message from YAML values: a missing `header` is stamped now, lists become arrays."""
-    cls = msgs.message_type(type_name)
+    """A message from YAML values: a missing `header` is stamped now, lists become arrays; a value of the
+    wrong kind (text for a number, a number for text) is refused, naming the field."""
+    cls = find(type_name)
+    name_of = cls.TYPE_NAME
     if not isinstance(values, dict):
-        raise MessageError(f"{type_name}: expected a map of field values, found {values!r}")
+        raise MessageError(f"{name_of}: expected a map of field values, found {values!r}")
     hints = typing.get_type_hints(cls)
+    names = [field.name for field in dataclasses.fields(cls)]  # type: ignore[arg-type]
     fields = dict(values)
-    if "header" in hints and "header" not in fields:
+    if "header" in names and "header" not in fields:
         fields["header"] = msgs.Header.now()
     for name, value in list(fields.items()):
-        hint = hints.get(name)
-        if hint is None:
-            raise MessageError(f"{type_name} has no field {name!r} (fields: {', '.join(hints)})")
-        if hint is np.ndarray and not isinstance(value, np.ndarray):
-            fields[name] = np.asarray(value)
-        elif isinstance(hint, type) and issubclass(hint, msgs.Message) and isinstance(value, dict):
-            fields[name] = build_message(hint.TYPE_NAME, value)
+        if name not in names:
+            raise MessageError(
+                f"{name_of} has no field {name!r}{did_you_mean(str(name), names)} (fields: {', '.join(names)})"
+            )
+        fields[name] = _field_value(f"{name_of}.{name}", hints[name], value)
     try:
         return cls(**fields)
-    except TypeError as exc:
-        raise MessageError(f"{type_name}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise MessageError(f"{name_of}: {exc}") from None
+
+
+def _field_value(where: str, hint: Any, value: Any) -> Any:
+    """`value` as field `where` of type `hint` takes it (YAML's int for a float, a list for an array or a
+    tuple, a map for a message), or a MessageError saying what was expected."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+
+    def refuse(expected: str) -> MessageError:
+        return MessageError(f"{where}: expected {expected}, found {type(value).__name__} {value!r}")
+
+    if isinstance(hint, type) and issubclass(hint, msgs.Message):
+        if isinstance(value, hint):
+            return value
+        if not isinstance(value, dict):
+            raise refuse(f"a map of {hint.TYPE_NAME} fields")
+        return build_message(hint.TYPE_NAME, value)
+    if origin is list and args and isinstance(args[0], type) and issubclass(args[0], msgs.Message):
+        if not isinstance(value, list):
+            raise refuse(f"a list of {args[0].TYPE_NAME} maps")
+        return [_field_value(f"{where}[{i}]", args[0], item) for i, item in enumerate(value)]
+    if hint is np.ndarray:
+        array = np.asarray(value)
+        if array.dtype.kind not in "biuf":
+            raise refuse("numbers (a list, or a list of lists)")
+        return array
+    if origin is tuple:  # of numbers, a fixed count of them unless `tuple[float, ...]`
+        count = len(args) if Ellipsis not in args else None
+        if (
+            not isinstance(value, list | tuple)
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+            or count not in (None, len(value))
+        ):
+            raise refuse(f"a list of {count or 'some'} numbers")
+        return tuple(value)
+    if hint is bool and not isinstance(value, bool):
+        raise refuse("true or false")
+    if hint is int and not (isinstance(value, int) and not isinstance(value, bool)):
+        raise refuse("an integer")
+    if hint is float:
+        if not number:
+            raise refuse("a number")
+        return float(value)
+    if hint is str and not isinstance(value, str):
+        raise refuse(f'text (in quotes: "{value}")')
+    return value
 
 
 def _pub(args: argparse.Namespace) -> int:
     values = yaml_argument(args.values, "message") or {}
-    cls = msgs.message_type(args.type)
+    cls = find(args.type)
     times = 1 if args.once else args.times
     with tool_node("pub") as node:
         publisher = node.create_publisher(cls, args.topic)

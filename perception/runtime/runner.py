@@ -124,7 +124,11 @@ def run(node_class: type[Node], argv: Sequence[str] | None = None) -> int:
     add_override_arguments(parser)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     configure_logging(args.log_level)
-    return spin_node(node_class, overrides_from(args))
+    try:
+        return spin_node(node_class, overrides_from(args))
+    except PerceptError as exc:  # a node script run by hand ends as `percept run` does: one line, code 1
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def spin_node(node_class: type[Node], overrides: NodeOverrides) -> int:

@@ -181,7 +181,9 @@ def test_a_video_file_plays_at_its_own_rate_and_the_camera_node_finishes_at_its_
     stamps: list[int] = []
     with Node("viewer", context=context) as node:
         node.create_subscription(Image, "/camera/image", lambda msg: stamps.append(msg.header.stamp))
-        camera = spawn("run", "perception.nodes.camera:CameraNode", "-p", f"source:={video}", "-p", "rate:=1000")
+        camera = spawn(
+            "run", "perception.nodes.camera:CameraNode", "-p", f"source:={video}", "-p", "rate:=1000"
+        )
         spin_until(node, lambda: camera.poll() is not None, timeout_s=60, what="the camera to finish")
     output = camera.stdout.read() if camera.stdout else ""
     assert camera.returncode == 0, output

@@ -193,6 +193,64 @@ def test_echo_shows_stamps_as_time_and_two_dimensional_arrays_as_rows():
     assert "stamp: 5000000000  # 5.000000000 s (sim time)" in format_value(Header(stamp=5_000_000_000))
 
 
+def test_echo_shows_fields_not_class_constants():
+    from perception.cli.common import format_value
+    from perception.msgs import Image
+
+    text = format_value(Image(Header(stamp=1), np.zeros((2, 2, 3), np.uint8)))
+    assert text.startswith("header:") and "MAX_BYTES" not in text and "TYPE_NAME" not in text
+
+
+def test_topic_pub_values_are_checked_against_the_fields_they_fill():
+    """As `percept topic pub` and `percept service call` build messages from YAML: short type names,
+    a mistyped field or type suggested, a value of the wrong kind named with its field."""
+    from perception.cli.topic import build_message
+    from perception.errors import PerceptError
+
+    assert build_message("String", {"data": "hi"}).data == "hi"
+    pose = build_message("PoseStamped", {"pose": {"position": [1, 2, 3]}})
+    assert pose.pose.position == (1.0, 2.0, 3.0) and pose.header.stamp > 0
+    assert (
+        build_message("CameraInfo", {"width": 4, "height": 3, "K": [[1, 0, 2], [0, 1, 1.5], [0, 0, 1]]}).K[
+            0, 2
+        ]
+        == 2
+    )
+    for type_name, values, message in (
+        ("Strng", {}, "no message type 'Strng'; did you mean String?"),
+        ("String", {"dat": "hi"}, "percept/String has no field 'dat'; did you mean data? (fields: data)"),
+        ("String", {"data": 5}, 'percept/String.data: expected text (in quotes: "5"), found int 5'),
+        ("Pose", {"position": "abc"}, "percept/Pose.position: expected a list of 3 numbers, found str 'abc'"),
+        (
+            "Pose",
+            {"position": [1, 2]},
+            "percept/Pose.position: expected a list of 3 numbers, found list [1, 2]",
+        ),
+        (
+            "PoseStamped",
+            {"pose": 3},
+            "percept/PoseStamped.pose: expected a map of percept/Pose fields, found int 3",
+        ),
+        ("CameraInfo", {"width": 1.5}, "percept/CameraInfo.width: expected an integer, found float 1.5"),
+        ("CameraInfo", {"K": [["a"]]}, "percept/CameraInfo.K: expected numbers (a list, or a list of lists)"),
+    ):
+        with pytest.raises(PerceptError) as error:
+            build_message(type_name, values)
+        assert str(error.value).startswith(message), str(error.value)
+
+
+def test_a_node_script_run_by_hand_ends_a_bad_parameter_in_one_line():
+    script = ROOT / "examples" / "threshold.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "-p", "level:=abc"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr == (
+        "threshold.py: error: Threshold did not start: parameter '/threshold.level': expected int, "
+        "found str 'abc'\n"
+    )
+
+
 def test_errors_are_one_line_without_a_traceback(monkeypatch):
     monkeypatch.setenv("PERCEPT_REGISTRY", f"tcp://127.0.0.1:{free_port()}")
     result = percept("node", "list")
