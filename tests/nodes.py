@@ -85,6 +85,7 @@ class Params(Node):
         self.declare_parameter("label", "cam", "a string")
         self.declare_parameter("enabled", True, "a bool")
         self.declare_parameter("size", [640, 480], "a list")
+        self.declare_parameter("device", "/dev/video0", "fixed once running", read_only=True)
 
 
 class ExitsSoon(Node):

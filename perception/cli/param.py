@@ -115,6 +115,13 @@ def _load(args: argparse.Namespace) -> int:
         data = only.get("parameters", only.get("ros__parameters", only))
     if not isinstance(data, dict) or not data:
         raise PerceptError(f"parameter file {args.file}: expected a map of parameter names to values")
-    _set_values(full, data, args.timeout)
-    print(f"Set {len(data)} parameters on {full}: {', '.join(data)}")
+    # Only what differs from the node's values is set, so a file that `param dump` wrote loads back into
+    # the node it came from though it names read-only parameters (a camera's size, fixed once it runs).
+    current = _values(full, [], args.timeout).values
+    changed = {name: value for name, value in data.items() if name not in current or current[name] != value}
+    unchanged = [name for name in data if name not in changed]
+    if changed:
+        _set_values(full, changed, args.timeout)
+    kept = f" ({len(unchanged)} unchanged: {', '.join(unchanged)})" if unchanged else ""
+    print(f"Set {len(changed)} parameters on {full}{': ' if changed else ''}{', '.join(changed)}{kept}")
     return 0

@@ -150,6 +150,13 @@ def test_param_dump_and_load_and_an_unknown_node(graph, tmp_path):
     changed.write_text(dump.stdout.replace("rate: 10.0", "rate: 12.5").replace("label: cam", "label: front"))
     load = percept("param", "load", "/params", str(changed))
     assert load.returncode == 0, load.stderr
+    # What the dump holds unchanged, the read-only device among it, is left alone.
+    assert load.stdout == (
+        "Set 2 parameters on /params: label, rate (4 unchanged: count, device, enabled, size)\n"
+    )
+    changed.write_text("device: /dev/video2\n")
+    fixed = percept("param", "load", "/params", str(changed))
+    assert fixed.returncode == 1 and "device" in fixed.stderr and "read-only" in fixed.stderr, fixed.stderr
     assert percept("param", "get", "/params", "rate").stdout.strip() == "float value is: 12.5"
     assert percept("param", "get", "/params", "label").stdout.strip() == "str value is: 'front'"
     unknown = percept("param", "list", "/parms")
