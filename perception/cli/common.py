@@ -68,6 +68,21 @@ def _none_given(text: str) -> list[float]:
     raise argparse.ArgumentTypeError(f"expected comma-separated numbers above 0, e.g. 10,20; found {text!r}")
 
 
+def graph_node(name: str) -> dict[str, Any]:
+    """The registry's entry for node `name` (the leading slash may be left out); an unknown one is a
+    PerceptError with "did you mean" (asking it for its services would only time out)."""
+    from perception.errors import PerceptError
+    from perception.runtime.graph import graph_nodes
+    from perception.runtime.names import is_hidden
+
+    nodes = {n["name"]: n for n in graph_nodes(include_hidden=True)}
+    full = name if name.startswith("/") else f"/{name}"
+    if full not in nodes:
+        visible = [n for n in nodes if not is_hidden(n)]
+        raise PerceptError(f"no node {full} in the graph{did_you_mean(full, visible)} (percept node list)")
+    return nodes[full]
+
+
 def did_you_mean(name: str, known: list[str] | set[str]) -> str:
     """`; did you mean X?` for the closest of `known` to a mistyped `name`, or nothing."""
     import difflib

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from perception.errors import PerceptError
+from perception.cli.common import graph_node
 from perception.runtime.graph import graph_nodes
 
 
@@ -26,11 +26,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    matches = [n for n in graph_nodes(True) if n["name"] == args.name]
-    if not matches:
-        known = ", ".join(n["name"] for n in graph_nodes()) or "none"
-        raise PerceptError(f"no node named {args.name} (running: {known})")
-    node = matches[0]
+    node = graph_node(args.name)
     print(f"{node['name']}  (pid {node['pid']} on {node['host']})")
     print("  Publishers:")
     for pub in node["publishers"]:

@@ -8,11 +8,10 @@ from typing import Any
 
 import yaml
 
-from perception.cli.common import did_you_mean, yaml_argument
+from perception.cli.common import graph_node, yaml_argument
 from perception.errors import PerceptError
 from perception.msgs import GetParameters, ParameterValues, Result, SetParameters
-from perception.runtime.graph import graph_nodes, tool_node
-from perception.runtime.names import is_hidden
+from perception.runtime.graph import tool_node
 
 
 def register(verbs: Any) -> None:
@@ -46,12 +45,7 @@ def register(verbs: Any) -> None:
 
 def _known_node(name: str) -> str:
     """The node's full name; an unknown one gets "did you mean" (its services would time out)."""
-    names = [n["name"] for n in graph_nodes(include_hidden=True)]
-    full = name if name.startswith("/") else f"/{name}"
-    if full not in names:
-        visible = [n for n in names if not is_hidden(n)]
-        raise PerceptError(f"no node {full} in the graph{did_you_mean(full, visible)} (percept node list)")
-    return full
+    return str(graph_node(name)["name"])
 
 
 def _values(node_name: str, names: list[str], timeout: float) -> ParameterValues:

@@ -33,8 +33,12 @@ def test_node_topic_and_service_listings(graph):
     assert nodes == ["/params", "/seq_publisher", "/services"]  # hidden CLI nodes are not listed
     topics = percept("topic", "list", "-v").stdout
     assert "/frames [percept/Image]  1 publisher(s), 0 subscription(s)" in topics
-    info = percept("node", "info", "/seq_publisher").stdout
+    info = percept("node", "info", "seq_publisher").stdout  # the leading slash may be left out
     assert "/frames: percept/Image" in info and "/seq_publisher/get_parameters" in info
+    typo = percept("node", "info", "/seq_publishr")
+    assert typo.returncode == 1 and typo.stderr.strip() == (
+        "percept: error: no node /seq_publishr in the graph; did you mean /seq_publisher? (percept node list)"
+    )
     services = percept("service", "list", "-t").stdout
     assert "/services/ok [percept/Trigger -> percept/Result]" in services
 
