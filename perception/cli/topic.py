@@ -66,7 +66,12 @@ def register(verbs: Any) -> None:
     p = topic.add_parser("hz", help="Print the rate of a topic.")
     p.add_argument("topic")
     p.add_argument("--window", type=int, default=100, help="messages in the rate window")
-    p.add_argument("--duration", type=non_negative_float, default=0.0, help="exit after this many seconds")
+    p.add_argument(
+        "--duration",
+        type=non_negative_float,
+        default=0.0,
+        help="exit after this many seconds (exit code 1 if no message came)",
+    )
     p.add_argument(
         "--wait", action="store_true", help="wait for a publisher where nobody publishes the topic"
     )
@@ -75,7 +80,12 @@ def register(verbs: Any) -> None:
     p = topic.add_parser("bw", help="Print the bandwidth of a topic.")
     p.add_argument("topic")
     p.add_argument("--window", type=int, default=100, help="messages in the window")
-    p.add_argument("--duration", type=non_negative_float, default=0.0, help="exit after this many seconds")
+    p.add_argument(
+        "--duration",
+        type=non_negative_float,
+        default=0.0,
+        help="exit after this many seconds (exit code 1 if no message came)",
+    )
     p.add_argument(
         "--wait", action="store_true", help="wait for a publisher where nobody publishes the topic"
     )
@@ -185,6 +195,8 @@ def _spin_until(
         node.spin_once(0.1)
         elapsed = time.monotonic() - start
         if duration and elapsed >= duration:
+            if not got[0]:  # as a --timeout that ran out: the exit status says nothing came
+                raise PerceptError(f"no message on {topic} within {duration:g} s")
             return 0
         if timeout and not got[0] and elapsed >= timeout:
             raise PerceptError(f"no message on {topic} within {timeout:g} s")

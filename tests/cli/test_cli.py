@@ -143,6 +143,7 @@ def test_waiting_on_a_topic_nobody_publishes_says_so(graph):
     )
     hz = percept("topic", "hz", "/framez", "--duration", "2.5")
     assert "nobody publishes /framez" in hz.stdout and "no new messages" not in hz.stdout
+    assert hz.returncode == 1 and "no message on /framez within 2.5 s" in hz.stderr
     assert percept("topic", "hz", "/framez").returncode == 1
 
 
