@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from perception.cli.common import non_negative_float, positive_float
+from perception.cli.common import did_you_mean, non_negative_float, positive_float
 from perception.recording import COMPRESSIONS, IMAGE_FORMATS
 from perception.runtime.qos import JOIN_WAIT_S
 
@@ -89,19 +89,26 @@ def _record(args: argparse.Namespace) -> int:
 
         subscriptions[topic] = node.create_subscription(None, topic, write, keep_all, raw=True)
 
+    unpublished: set[str] = set()  # named topics already said to have no publisher
+
     def discover() -> None:
-        wanted = args.topics or sorted(
-            {
-                p["topic"]
-                for n in graph_nodes(include_hidden=True)
-                for p in n["publishers"]
-                if not n["name"].startswith("/_percept_record")
-            }
-        )
-        for topic in wanted:
+        published = {
+            p["topic"]
+            for n in graph_nodes(include_hidden=True)  # asked even for named topics: is there a graph?
+            for p in n["publishers"]
+            if not n["name"].startswith("/_percept_record")
+        }
+        for topic in args.topics or sorted(published):
             if topic not in subscriptions:
                 subscribe(topic)
                 print(f"recording {topic}", flush=True)
+            if topic not in published and topic not in unpublished:  # a typo, or a node still to come
+                unpublished.add(topic)
+                print(
+                    f"nobody publishes {topic} yet{did_you_mean(topic, published)}; recording it once one does",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     stop = {"now": 0}  # signals received: the first stops recording, a second stops draining too
 

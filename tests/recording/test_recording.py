@@ -175,6 +175,25 @@ def test_record_names_a_folder_that_does_not_exist(tmp_path):
     assert f"no folder {tmp_path / 'missing'} to write it in" in result.stderr
 
 
+def test_record_says_when_nobody_publishes_a_named_topic_and_needs_a_graph(
+    tmp_path, registry, context, monkeypatch
+):
+    from conftest import free_port, percept
+
+    with Node("source", context=context) as node:
+        node.create_publisher(Image, "/camera/image")
+        result = percept("record", "/camera/imag", "-o", str(tmp_path / "typo.mcap"), "--duration", "1")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "nobody publishes /camera/imag yet; did you mean /camera/image?; recording it once one does"
+        in result.stderr
+    )
+    monkeypatch.setenv("PERCEPT_REGISTRY", f"tcp://127.0.0.1:{free_port()}")
+    alone = percept("record", "/camera/image", "-o", str(tmp_path / "alone.mcap"), "--duration", "1")
+    assert alone.returncode == 1 and alone.stderr.startswith("percept: error: the registry at "), alone.stderr
+    assert alone.stderr.count("\n") == 1 and not (tmp_path / "alone.mcap").exists()
+
+
 def test_record_never_writes_over_a_recording_unless_told_to(tmp_path):
     """It replaced an existing file silently (ros2 bag record refuses an existing bag)."""
     from conftest import percept
