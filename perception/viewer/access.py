@@ -50,6 +50,16 @@ def served_names(host: str, extra: list[str] | tuple[str, ...] = ()) -> frozense
     return frozenset(names)
 
 
+def _address_names(address: str) -> frozenset[str]:
+    """An IP address as a Host header may write it (an IPv4-mapped IPv6 one also as IPv4)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return frozenset()
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return frozenset({str(ip), *([str(mapped)] if mapped else [])})
+
+
 def name_in(host_header: str) -> str:
     """The name of a Host header or an Origin's authority, without port or IPv6 brackets."""
     text = host_header.strip().lower()
@@ -74,17 +84,22 @@ class Access:
             token = secrets.token_urlsafe(18)
         return cls(host, token, extra_names)
 
-    def refusal(self, headers: dict[str, str], query: dict[str, str]) -> tuple[HTTPStatus, str] | None:
-        """Why this request may not be answered (status and one line), or None when it may."""
+    def refusal(
+        self, headers: dict[str, str], query: dict[str, str], local_address: str = ""
+    ) -> tuple[HTTPStatus, str] | None:
+        """Why this request may not be answered (status and one line), or None when it may.
+        `local_address`: the address the request came in on, which is served whatever the machine's
+        names resolve to (a rebinding page puts its own domain name in the Host header, never this)."""
         host = headers.get("host", "")
-        if name_in(host) not in self.names:
+        served = self.names | _address_names(local_address)
+        if name_in(host) not in served:
             return (
                 HTTPStatus.FORBIDDEN,
-                f"Host {host!r} is not an address this viewer serves ({', '.join(sorted(self.names))}); "
+                f"Host {host!r} is not an address this viewer serves ({', '.join(sorted(served))}); "
                 "a name of your own: percept view --allow-host NAME",
             )
         origin = headers.get("origin")
-        if origin and origin != "null" and name_in(urlparse(origin).netloc) not in self.names:
+        if origin and origin != "null" and name_in(urlparse(origin).netloc) not in served:
             return HTTPStatus.FORBIDDEN, f"Origin {origin!r} is another site"
         if self.token is None or self.presents_token(headers, query):
             return None

@@ -70,7 +70,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlparse(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        refusal = self.server.access.refusal({k.lower(): v for k, v in self.headers.items()}, query)
+        refusal = self.server.access.refusal(
+            {k.lower(): v for k, v in self.headers.items()}, query, str(self.connection.getsockname()[0])
+        )
         if refusal is not None:
             self._send(refusal[0], "text/plain; charset=utf-8", refusal[1].encode())
             return

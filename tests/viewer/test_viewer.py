@@ -437,3 +437,18 @@ def test_off_loopback_the_viewer_asks_for_the_token_it_printed(registry, spawn):
     cookie = headers["Set-Cookie"].split(";")[0]
     assert _request(base + "/api/graph", {"Cookie": cookie})[0] == 200  # the page's later requests
     assert _request(base + "/api/graph", {"Authorization": f"Bearer {token}"})[0] == 200  # a script's
+
+
+def test_the_address_a_request_came_in_on_is_served_whatever_the_machine_names_resolve_to():
+    """`percept view --host 0.0.0.0` refused a browser using the machine's own interface address when
+    that address was not among what its host name resolves to."""
+    from perception.viewer.access import Access
+
+    access = Access("0.0.0.0", None)
+    headers = {"host": "192.0.2.2:8081", "origin": "http://192.0.2.2:8081"}
+    assert access.refusal(headers, {}, local_address="192.0.2.2") is None
+    assert access.refusal(headers, {}, local_address="::ffff:192.0.2.2") is None  # a dual-stack socket
+    status, reason = access.refusal(headers, {}, local_address="10.1.2.3")
+    assert status == 403 and reason.startswith("Host '192.0.2.2:8081' is not an address this viewer serves")
+    rebound = {"host": "attacker.example:8081"}  # a rebinding page's name is still refused
+    assert access.refusal(rebound, {}, local_address="192.0.2.2")[0] == 403
