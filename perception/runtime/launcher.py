@@ -5,7 +5,8 @@ death signal set, so no child outlives the launcher: on Ctrl-C or SIGTERM every 
 node stops on it as on Ctrl-C; a process still starting Python ends quietly, where SIGINT would print a
 KeyboardInterrupt traceback from deep in its imports), then SIGKILL if it still lives after
 `stop_timeout_s`. The launcher starts a registry in its own process when none answers at
-PERCEPT_REGISTRY, and restarts it if it dies.
+PERCEPT_REGISTRY, and restarts it if it dies; a registry it found running (another launch's) it
+replaces with one of its own once that one stops answering.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from perception.runtime.security import (
 from perception.runtime.stopping import StopFlag, stop_signals_call
 
 MAX_RESPAWN_DELAY_S = 30.0
+REGISTRY_CHECK_S = 1.0  # how often a launcher asks whether a registry it did not start still answers
 REGISTRY_RESPAWN_DELAY_S = 0.5  # after a second quick death of the registry; the first restarts at once
 STABLE_AFTER_S = 10.0  # a node that ran this long before dying restarts with the shortest delay again
 # A node that dies the same way (exit code and last line) this many times in a row, each within
@@ -149,6 +151,8 @@ class Launcher:
         self._registry_restart_at: float | None = None
         self._registry_quick_exits = 0
         self._registry_restarts = 0
+        self._next_registry_check = 0.0
+        self._registry_misses = 0  # checks in a row that a registry it did not start failed to answer
         self._relays: list[threading.Thread] = []
 
     def run(self, duration_s: float | None = None) -> int:
@@ -240,7 +244,10 @@ class Launcher:
         or joins is introduced to nobody. Nodes resend their registration every second, so the new one
         knows the whole graph again within about a second of starting."""
         process = self._registry_process
-        if process is None or process.poll() is None:
+        if process is None:
+            self._watch_registry_of_another()
+            return
+        if process.poll() is None:
             return
         now = time.monotonic()
         if self._registry_restart_at is None:
@@ -266,6 +273,28 @@ class Launcher:
         self._registry_process = self._spawn_registry(address)
         self._registry_restarts += 1
         self._say(f"[launch] restarted the registry at {address} (pid {self._registry_process.pid})")
+
+    def _watch_registry_of_another(self) -> None:
+        """A registry this launcher found running (another launcher's, or one started by hand) is
+        checked every REGISTRY_CHECK_S; once it has not answered twice in a row, this launcher starts
+        one at the same address and looks after it as its own (the other's port is free by then)."""
+        now = time.monotonic()
+        if now < self._next_registry_check:
+            return
+        self._next_registry_check = now + REGISTRY_CHECK_S
+        address = registry.registry_address()
+        if registry.is_running(address, timeout_s=0.3):
+            self._registry_misses = 0
+            return
+        self._registry_misses += 1
+        if self._registry_misses < 2:  # one miss may be a busy registry
+            return
+        self._registry_misses = 0
+        self._registry_process = self._spawn_registry(address)
+        self._registry_restarts += 1
+        self._say(
+            f"[launch] the registry at {address} stopped answering; started one (pid {self._registry_process.pid})"
+        )
 
     def _stop_registry(self) -> None:
         process = self._registry_process

@@ -567,6 +567,52 @@ def test_the_launcher_restarts_its_registry_and_a_new_node_joins_within_two_seco
     assert "[launch] restarted the registry at" in output, output
 
 
+def test_a_launcher_using_another_launchers_registry_starts_one_when_that_launcher_ends(
+    tmp_path, monkeypatch
+):
+    """Two launches on one registry: the second used the first's, and when the first ended (its registry
+    with it) new nodes could no longer join the second's graph."""
+    from perception.runtime.context import Context
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("PERCEPT_REGISTRY", address)
+    graph = """
+        nodes:
+          - name: {name}
+            node: {nodes}:SeqPublisher
+            parameters: {{rate: 50.0}}
+            remappings: {{frames: /{name}}}
+        """
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    first = _launch(tmp_path / "first", graph.format(name="front", nodes=NODES))
+    try:
+        wait_for(lambda: _pid_of(first, "front") is not None, timeout_s=20, what="the first launch's node")
+        second = _launch(tmp_path / "second", graph.format(name="rear", nodes=NODES))
+        try:
+            assert "[launch] using the registry at" in read_until(second, "using the registry", 20)
+            wait_for(lambda: _pid_of(second, "rear") is not None, timeout_s=20, what="the second's node")
+            first.send_signal(signal.SIGTERM)  # its registry goes with it
+            first.communicate(timeout=30)
+            taken_over = read_until(second, "stopped answering; started one", 20)
+            assert f"[launch] the registry at {address} stopped answering; started one" in taken_over, (
+                taken_over
+            )
+            got: list[int] = []
+            node = Node("late_viewer", context=Context(registry=address))
+            node.create_subscription(Image, "/rear", lambda m: got.append(m.header.seq))
+            spin_until(node, lambda: len(got) >= 3, timeout_s=20, what="frames through the new registry")
+            node.destroy()
+            assert second.poll() is None
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.communicate(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate(timeout=30)
+
+
 def _pid_of_registry(process: subprocess.Popen[str]) -> int | None:
     for child in psutil.Process(process.pid).children():
         with contextlib.suppress(psutil.Error):
