@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import socket
 import threading
 import time
 from typing import Any
@@ -167,6 +168,8 @@ class Registry:
         if uid in self._departed:
             return {"ok": False, "error": f"node {node.get('name')!r} ({node['uid']}) has said goodbye"}
         previous = self._nodes.get(uid)
+        if previous is None:
+            self._warn_of_namesakes(uid, node)
         self._nodes[uid] = node
         self._last_seen[uid] = time.monotonic()
         if previous != node:
@@ -226,6 +229,22 @@ class Registry:
         known = sorted(s["name"] for n in self._nodes.values() for s in n.get("services", []))
         return {"ok": False, "error": f"no server for service {name!r}", "known": known}
 
+    def _warn_of_namesakes(self, uid: str, node: dict[str, Any]) -> None:
+        """A node joining under a name another live node has: say so (as `ros2 node list` does), since
+        a name's services and parameters then reach either of them."""
+        for other_uid, other in self._nodes.items():
+            if other_uid != uid and other.get("name") == node.get("name") and _may_live(other):
+                log.warning(
+                    "two nodes are named %s: pid %s on %s joined beside pid %s on %s; its parameters and "
+                    "services may reach either (rename one: --name, or a launch file's name:)",
+                    node.get("name"),
+                    node.get("pid"),
+                    node.get("host"),
+                    other.get("pid"),
+                    other.get("host"),
+                )
+                return
+
     def _expire(self) -> None:
         deadline = time.monotonic() - self.expiry_s
         for uid in [uid for uid, when in self._departed.items() if when < deadline]:
@@ -243,6 +262,21 @@ class Registry:
     def _changed(self) -> None:
         self.version += 1
         self._events.send_multipart([b"graph", str(self.version).encode()])
+
+
+def _may_live(node: dict[str, Any]) -> bool:
+    """False for a node of this host whose process has gone (killed, not yet forgotten: its respawned
+    successor is no namesake); True for any other, as far as this registry can tell."""
+    pid = node.get("pid")
+    if node.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 _REQUIRED = {

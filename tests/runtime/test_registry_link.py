@@ -50,3 +50,30 @@ def test_a_registration_lost_with_the_registry_reaches_the_next_one_within_a_hea
     finally:
         node.destroy()
         successor.stop()
+
+
+def test_a_node_joining_under_a_live_nodes_name_is_warned_of(caplog):
+    """Two graphs' cameras both named /camera met with no word; a respawned node, whose killed
+    predecessor is not yet forgotten, is no namesake."""
+    import logging
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(gone.stdout)
+    registry = Registry(f"tcp://127.0.0.1:{free_port()}", expiry_s=3600.0)
+    host = socket.gethostname()
+    try:
+        with caplog.at_level(logging.WARNING, logger="percept.registry"):
+            registry._sync({"uid": "killed", "name": "/camera", "pid": dead_pid, "host": host}, None)
+            registry._sync({"uid": "respawned", "name": "/camera", "pid": os.getpid(), "host": host}, None)
+            assert not [r for r in caplog.records if "two nodes are named" in r.getMessage()]
+            registry._sync({"uid": "other", "name": "/camera", "pid": 1, "host": "robot"}, None)
+        (warning,) = [r.getMessage() for r in caplog.records if "two nodes are named" in r.getMessage()]
+        assert warning.startswith("two nodes are named /camera: pid 1 on robot joined beside pid ")
+    finally:
+        registry.stop()
