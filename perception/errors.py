@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
+
+
+def did_you_mean(name: str, known: list[str] | set[str]) -> str:
+    """`; did you mean X?` for the closest of `known` to a mistyped `name`, or nothing."""
+    close = difflib.get_close_matches(name, sorted(known), n=2, cutoff=0.6)
+    return f"; did you mean {' or '.join(close)}?" if close else ""
+
 
 class PerceptError(Exception):
     """Base class of every error the runtime raises on purpose."""

@@ -10,7 +10,7 @@ import importlib
 from pathlib import Path
 from types import ModuleType
 
-from perception.errors import MissingExtra, PerceptError
+from perception.errors import MissingExtra, PerceptError, did_you_mean
 
 # The optional extras (pyproject.toml declares the same; a test holds them equal): the module a command
 # imports -> the extra that installs it, and what it is for. The base install is what a real-camera
@@ -86,8 +86,8 @@ def find_launch_file(spec: str | Path) -> Path:
     if path.parent in (Path("."), Path("launch")) and name in shipped:
         return shipped[name]
     raise PerceptError(
-        f"launch file {spec}: no such file, and no launch file of that name ships "
-        f"(shipped: {', '.join(shipped) or 'none'})"
+        f"launch file {spec}: no such file, and no launch file of that name ships"
+        f"{did_you_mean(name, list(shipped))} (shipped: {', '.join(shipped) or 'none'})"
     )
 
 

@@ -37,7 +37,8 @@ def test_launch_files_ship_and_are_found_by_name_or_by_their_old_path(tmp_path, 
     ).samefile(mine)
     with pytest.raises(
         PerceptError,
-        match=r"launch file tabletop: no such file, and no launch file of that name ships \(shipped: camera_detect, ",
+        match=r"launch file tabletop: no such file, and no launch file of that name ships; did you mean "
+        r"tabletop_grasp\? \(shipped: camera_detect, ",
     ):
         find_launch_file("tabletop")
 

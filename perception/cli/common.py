@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from perception.errors import did_you_mean as did_you_mean  # the commands import it from here
+
 
 def _bounded(
     convert: Callable[[str], Any], low: float, strict: bool, expected: str, high: float = math.inf
@@ -81,14 +83,6 @@ def graph_node(name: str) -> dict[str, Any]:
         visible = [n for n in nodes if not is_hidden(n)]
         raise PerceptError(f"no node {full} in the graph{did_you_mean(full, visible)} (percept node list)")
     return nodes[full]
-
-
-def did_you_mean(name: str, known: list[str] | set[str]) -> str:
-    """`; did you mean X?` for the closest of `known` to a mistyped `name`, or nothing."""
-    import difflib
-
-    close = difflib.get_close_matches(name, sorted(known), n=2, cutoff=0.6)
-    return f"; did you mean {' or '.join(close)}?" if close else ""
 
 
 class SuggestingParser(argparse.ArgumentParser):
