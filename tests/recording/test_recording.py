@@ -159,6 +159,12 @@ def test_play_refuses_what_is_no_recording_and_names_the_topics_it_holds(tmp_pat
     junk = tmp_path / "notes.mcap"
     junk.write_text("not a recording")
     result = percept("play", str(junk))
+    assert result.returncode == 1 and result.stderr == (
+        f"percept: error: recording {junk}: not an MCAP file (expected a file percept record wrote)\n"
+    )
+    foreign = tmp_path / "foreign.mcap"  # an MCAP file, of no percept messages
+    McapRecorder(foreign).close()
+    result = percept("play", str(foreign))
     assert result.returncode == 1 and "no percept messages in it; expected an MCAP file" in result.stderr
     recorder = McapRecorder(tmp_path / "one.mcap")
     recorder.write("/t", "percept/String", [b"header"], 1000, 1000)
