@@ -93,7 +93,7 @@ def _camera(args: argparse.Namespace) -> int:
     from perception.camera.calibrate import Board, calibrate, find_board
 
     board = Board.parse(args.board)
-    views, size, seen = [], None, 0
+    views, names, size, seen = [], [], None, 0
     for name, image in _frames(args):
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         if size is None:
@@ -107,6 +107,7 @@ def _camera(args: argparse.Namespace) -> int:
         print(f"{name}: {'board found' if view is not None else 'no board'}", flush=True)
         if view is not None:
             views.append(view)
+            names.append(name)
             if (args.video or args.topic) and len(views) >= args.views:
                 break
     if size is None:
@@ -115,9 +116,11 @@ def _camera(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(result.ros_yaml(args.name))
     K = result.K
+    worst = int(np.argmax(result.per_view_rms_px))
     print(
         f"board in {result.views} of {seen} images; RMS reprojection error {result.rms_px:.3f} px "
-        f"(worst view {max(result.per_view_rms_px):.3f} px); coverage {result.coverage:.0%} of the image"
+        f"(worst view {result.per_view_rms_px[worst]:.3f} px: {names[worst]}); "
+        f"coverage {result.coverage:.0%} of the image"
     )
     print(
         f"fx {K[0, 0]:.2f}  fy {K[1, 1]:.2f}  cx {K[0, 2]:.2f}  cy {K[1, 2]:.2f}  "

@@ -3,6 +3,8 @@ fx, fy, cx, cy recovered within 1%, written as a file the camera node loads."""
 
 from __future__ import annotations
 
+import re
+
 import cv2
 import numpy as np
 import pytest
@@ -40,6 +42,7 @@ def test_intrinsics_from_rendered_board_views_within_one_percent(tmp_path, board
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "RMS reprojection error" in result.stdout and "coverage" in result.stdout
+    assert re.search(r"\(worst view [\d.]+ px: \d\d\.png\)", result.stdout), result.stdout  # which one
     calibration = load_calibration(out)
     assert (calibration.width, calibration.height, calibration.name) == (640, 480, "sim")
     found = calibration.K[[0, 1, 0, 1], [0, 1, 2, 2]]
