@@ -16,6 +16,7 @@ import ctypes
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -68,6 +69,20 @@ class Child:
     crashes: list[tuple[int | None, str]] = field(default_factory=list)  # the quick deaths in a row
     quick_exits: int = 0  # exits in a row, each within STABLE_AFTER_S of its start
     came_up: bool = False  # it reported its stats at least once, in any of its runs
+
+
+def _on_this_host(address: str) -> bool:
+    """Whether a registry address (`tcp://HOST:PORT`) is one this machine can listen on."""
+    host = address.rsplit(":", 1)[0].removeprefix("tcp://").strip("[]")
+    if host in ("*", "0.0.0.0", "::", "localhost"):
+        return True
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((host, 0))  # binds only to an address of this machine's
+    except OSError:
+        return False
+    return True
 
 
 def respawn_backoff(child: Child, ran_for: float) -> float:
@@ -279,10 +294,10 @@ class Launcher:
         checked every REGISTRY_CHECK_S; once it has not answered twice in a row, this launcher starts
         one at the same address and looks after it as its own (the other's port is free by then)."""
         now = time.monotonic()
-        if now < self._next_registry_check:
+        address = registry.registry_address()
+        if now < self._next_registry_check or not _on_this_host(address):  # another host's is its own
             return
         self._next_registry_check = now + REGISTRY_CHECK_S
-        address = registry.registry_address()
         if registry.is_running(address, timeout_s=0.3):
             self._registry_misses = 0
             return

@@ -32,6 +32,7 @@ import msgpack
 import zmq
 
 from perception.errors import RegistryUnavailable
+from perception.runtime.names import is_hidden
 from perception.runtime.security import REGISTRY, TOOLS, Gatekeeper, Keys, may_register
 from perception.runtime.stopping import StopFlag
 from perception.runtime.transport import default_host
@@ -232,12 +233,15 @@ class Registry:
     def _warn_of_namesakes(self, uid: str, node: dict[str, Any]) -> None:
         """A node joining under a name another live node has: say so (as `ros2 node list` does), since
         a name's services and parameters then reach either of them."""
+        name = node.get("name")
+        if not isinstance(name, str) or is_hidden(name):  # tools' and launchers' own nodes may share one
+            return
         for other_uid, other in self._nodes.items():
-            if other_uid != uid and other.get("name") == node.get("name") and _may_live(other):
+            if other_uid != uid and other.get("name") == name and _may_live(other):
                 log.warning(
                     "two nodes are named %s: pid %s on %s joined beside pid %s on %s; its parameters and "
                     "services may reach either (rename one: --name, or a launch file's name:)",
-                    node.get("name"),
+                    name,
                     node.get("pid"),
                     node.get("host"),
                     other.get("pid"),

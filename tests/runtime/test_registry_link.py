@@ -72,6 +72,8 @@ def test_a_node_joining_under_a_live_nodes_name_is_warned_of(caplog):
             registry._sync({"uid": "killed", "name": "/camera", "pid": dead_pid, "host": host}, None)
             registry._sync({"uid": "respawned", "name": "/camera", "pid": os.getpid(), "host": host}, None)
             assert not [r for r in caplog.records if "two nodes are named" in r.getMessage()]
+            for uid in ("launcher_a", "launcher_b"):  # hidden nodes, as two launchers' monitors: no namesakes
+                registry._sync({"uid": uid, "name": "/_launcher", "pid": os.getpid(), "host": host}, None)
             registry._sync({"uid": "other", "name": "/camera", "pid": 1, "host": "robot"}, None)
         (warning,) = [r.getMessage() for r in caplog.records if "two nodes are named" in r.getMessage()]
         assert warning.startswith("two nodes are named /camera: pid 1 on robot joined beside pid ")

@@ -81,7 +81,9 @@ def test_parameters_from_the_command_line_and_at_run_time(context, spawn):
     with Node("tuner", context=context) as node:
         get = _client(node, "/params/get_parameters", GetParameters, ParameterValues)
         values = get.call(GetParameters()).values
-        assert values == {"rate": 5.0, "count": 3, "label": "wrist", "enabled": True, "size": [1280, 720]}
+        assert values == {
+            "rate": 5.0, "count": 3, "label": "wrist", "enabled": True, "size": [1280, 720], "device": "/dev/video0"
+        }  # fmt: skip
         assert get.call(GetParameters(names=["rate"])).types == {"rate": "float"}
         setter = _client(node, "/params/set_parameters", SetParameters, Result)
         assert setter.call(SetParameters(values={"count": 7})).success
