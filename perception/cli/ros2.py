@@ -12,6 +12,7 @@ import argparse
 import time
 from typing import Any
 
+from perception.cli.common import non_negative_float
 from perception.runtime import runner
 
 
@@ -26,7 +27,9 @@ def register(verbs: Any) -> None:
     p.set_defaults(func=_bridge)
     p = actions.add_parser("topics", help="The topics writers offer on a ROS 2 domain, with their types.")
     p.add_argument("--domain-id", type=int, help="the ROS 2 domain (default: $ROS_DOMAIN_ID, else 0)")
-    p.add_argument("--wait", type=float, default=2.0, help="seconds to listen for writers (default 2)")
+    p.add_argument(
+        "--wait", type=non_negative_float, default=2.0, help="seconds to listen for writers (default 2)"
+    )
     p.set_defaults(func=_topics)
 
 

@@ -70,7 +70,13 @@ def default_domain_id() -> int:
     """ROS_DOMAIN_ID as ROS 2 reads it: unset or empty is domain 0."""
     import os
 
-    return int(os.environ.get("ROS_DOMAIN_ID", "0") or 0)
+    text = os.environ.get("ROS_DOMAIN_ID", "").strip()
+    if not text:
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise PerceptError(f"ROS_DOMAIN_ID: expected a domain number from 0 to 232, found {text!r}") from None
 
 
 def dds_topic_name(topic: str) -> str:

@@ -351,9 +351,15 @@ def query(
                 reply: dict[str, Any] = msgpack.unpackb(socket.recv())
                 if reply.get("id") == request_id:
                     return reply
+        keystore = os.environ.get("PERCEPT_KEYSTORE")
+        secured = (  # a secured registry drops a caller without its key unanswered: it looks absent
+            f"; or it refused this caller's key ({keystore}: the graph's keystore?)"
+            if keystore
+            else "; a graph launched with a keystore answers only callers with PERCEPT_KEYSTORE set to it"
+        )
         raise RegistryUnavailable(
             f"the registry at {address} did not answer within {timeout_s:g} s; start one with "
-            "`percept registry` or `percept launch FILE`, or set PERCEPT_REGISTRY"
+            f"`percept registry` or `percept launch FILE`, or set PERCEPT_REGISTRY{secured}"
         )
     finally:
         socket.close()

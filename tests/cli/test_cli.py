@@ -411,6 +411,11 @@ def test_commands_refuse_counts_rates_scores_seeds_and_durations_out_of_range_be
             "--map-confidence: expected a score",
         ),
         (("bench", "view", "--fps", "60"), "--fps: expected at most 30 frames/s"),
+        (  # it ran, and said so in a cut-off table cell, with exit code 0
+            ("bench", "detect", "--model", "nofile.onnx", "--frames", "2"),
+            "--model nofile.onnx: no such file (a path, or the name of a model that ships: percept-int8.onnx",
+        ),
+        (("ros2", "topics", "--wait", "-1"), "argument --wait: expected a number of 0 or more, found -1"),
         (  # numpy's generator raised ValueError from a worker: a traceback
             ("bench", "detect", "--scene", "driving", "--frames", "2", "--seed", "-1"),
             "argument --seed: expected a whole number of 0 or more, found -1",

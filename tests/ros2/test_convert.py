@@ -268,3 +268,17 @@ def test_a_topic_both_taken_in_and_sent_out_is_refused():
     ]
     with pytest.raises(PerceptError, match="the bridge would read its own output"):
         parse_topics(rows)
+
+
+def test_ros_domain_id_is_read_as_ros_2_reads_it_and_a_bad_one_is_named(monkeypatch):
+    from perception.ros2.types import default_domain_id
+
+    monkeypatch.delenv("ROS_DOMAIN_ID", raising=False)
+    assert default_domain_id() == 0
+    monkeypatch.setenv("ROS_DOMAIN_ID", " 7 ")
+    assert default_domain_id() == 7
+    monkeypatch.setenv("ROS_DOMAIN_ID", "abc")  # int() raised: a traceback from `percept ros2 topics`
+    with pytest.raises(
+        PerceptError, match=r"ROS_DOMAIN_ID: expected a domain number from 0 to 232, found 'abc'"
+    ):
+        default_domain_id()

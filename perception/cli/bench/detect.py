@@ -14,7 +14,7 @@ from perception.cli.common import comma_separated, positive_int, rows_arg, seed_
 from perception.detector.defaults import DEFAULT_CONFIDENCE, DEFAULT_CROSS_CLASS_IOU
 from perception.detector.vocabulary import SHIPPED_CLASSES
 from perception.errors import PerceptError
-from perception.installed import SHIPPED_MODEL, require
+from perception.installed import MODELS_DIR, SHIPPED_MODEL, find_model, require
 
 if TYPE_CHECKING:
     from perception.bench.detect import LabelledSet
@@ -167,6 +167,12 @@ def _run(args: argparse.Namespace) -> int:
             raise PerceptError(f"--out {args.out}: cannot make the folder ({exc.strerror or exc})") from None
     corruptions, severities = _corruptions(args)
     suite = suites.find(args.suite) if args.suite else _scene_suite(args, severities)
+    for model in args.model:  # a path that names no file ends the run before any frame is read or rendered
+        if not find_model(model).is_file():
+            raise PerceptError(
+                f"--model {model}: no such file (a path, or the name of a model that ships: "
+                f"{', '.join(sorted(p.name for p in MODELS_DIR.glob('*.onnx'))) or 'none'})"
+            )
     reading = time.monotonic()
     data = _read_data(args.data) if args.data else None
     read_s = time.monotonic() - reading
