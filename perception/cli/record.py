@@ -177,28 +177,12 @@ def _size_mb(path: Path) -> float:
 
 
 def _play(args: argparse.Namespace) -> int:
-    from mcap.writer import MCAP0_MAGIC  # the first bytes of any MCAP file
-
     from perception import msgs
     from perception.errors import MessageError, PerceptError
-    from perception.recording.mcap_file import read, topics_of
+    from perception.recording.mcap_file import read, recorded_topics
     from perception.runtime.graph import tool_node
 
-    if not args.file.is_file():
-        raise PerceptError(f"recording {args.file}: no such file")
-    with open(args.file, "rb") as head:
-        if head.read(len(MCAP0_MAGIC)) != MCAP0_MAGIC:
-            raise PerceptError(
-                f"recording {args.file}: not an MCAP file (expected a file percept record wrote)"
-            )
-    recorded = topics_of(args.file)
-    if not recorded:
-        torn: list[str] = []
-        next(read(args.file, torn=torn), None)
-        why = f" ({torn[0]})" if torn else ""
-        raise PerceptError(
-            f"recording {args.file}: no percept messages in it; expected an MCAP file percept record wrote{why}"
-        )
+    recorded = recorded_topics(args.file)
     missing = sorted(set(args.topics or []) - set(recorded))
     if missing:
         raise PerceptError(

@@ -231,6 +231,31 @@ def read(
         yield from _stream(stream, topics, torn, Path(path), skipped)
 
 
+def recorded_topics(path: str | Path) -> dict[str, str]:
+    """`topics_of` a file that must be one of our recordings: a missing file, one that is not MCAP,
+    and one with none of our messages are each a PerceptError that says so."""
+    from mcap.writer import MCAP0_MAGIC  # the first bytes of any MCAP file
+
+    try:
+        with open(path, "rb") as head:
+            is_mcap = head.read(len(MCAP0_MAGIC)) == MCAP0_MAGIC
+    except FileNotFoundError:
+        raise PerceptError(f"recording {path}: no such file") from None
+    except OSError as exc:
+        raise PerceptError(f"recording {path}: cannot read it ({exc.strerror or exc})") from None
+    if not is_mcap:
+        raise PerceptError(f"recording {path}: not an MCAP file (expected a file percept record wrote)")
+    recorded = topics_of(path)
+    if not recorded:
+        torn: list[str] = []
+        next(read(path, torn=torn), None)
+        why = f" ({torn[0]})" if torn else ""
+        raise PerceptError(
+            f"recording {path}: no percept messages in it; expected an MCAP file percept record wrote{why}"
+        )
+    return recorded
+
+
 def topics_of(path: str | Path) -> dict[str, str]:
     """Topic -> type name of a recording: from its summary, or by reading it through if it has none."""
     from mcap.reader import make_reader

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from perception.errors import PerceptError
 from perception.msgs import Message
-from perception.recording.mcap_file import McapRecorder, read
+from perception.recording.mcap_file import McapRecorder, read, recorded_topics
 from perception.ros2.convert import INTO_OURS, OUT_OF_OURS, ConversionError
 from perception.ros2.types import store
 from perception.runtime import wire
@@ -90,6 +90,7 @@ def to_rosbag2(source: Path, out: Path, remap: dict[str, str] | None = None) -> 
     done = Converted()
     if out.exists():
         raise PerceptError(f"{out}: exists (rosbag2 writes a new folder)")
+    recorded_topics(source)  # one of our recordings, or a clear error before the bag is begun
     # our type -> how it goes out (camera info as CameraInfo: TF is the bridge's, from a live pose)
     by_type = {name: c for (ros_type, name), c in OUT_OF_OURS.items() if ros_type != "tf2_msgs/msg/TFMessage"}
     typestore = store()

@@ -126,6 +126,11 @@ def test_convert_names_what_it_cannot_read(tmp_path):
     assert result.returncode != 0
     assert "expected a rosbag2 folder (with metadata.yaml) or one of our .mcap recordings" in result.stderr
     assert "Traceback" not in result.stderr
+    notes = tmp_path / "notes.txt"  # a file, but no recording: it wrote a bag of 0 messages and exit 0
+    notes.write_text("not a recording")
+    result = percept("bag", "convert", str(notes), str(tmp_path / "out"))
+    assert result.returncode == 1 and not (tmp_path / "out").exists()
+    assert f"recording {notes}: not an MCAP file" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_bag_with_nothing_we_take_converts_to_an_empty_recording_and_says_so(tmp_path):
