@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from perception import msgs
-from perception.cli.common import format_value, yaml_argument
+from perception.cli.common import format_value, positive_float, yaml_argument
 from perception.cli.topic import build_message
 from perception.errors import ServiceUnavailable
 from perception.runtime.graph import graph_nodes, tool_node
@@ -24,7 +24,9 @@ def register(verbs: Any) -> None:
     p = service.add_parser("call", help="Call a service with a request built from YAML.")
     p.add_argument("name")
     p.add_argument("values", nargs="?", default="{}", help="request fields as YAML")
-    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument(
+        "--timeout", type=positive_float, default=10.0, help="seconds to wait for the answer (default 10)"
+    )
     p.set_defaults(func=_call)
 
 
