@@ -64,15 +64,27 @@ def fence() -> None:
 # -- settings ---------------------------------------------------------------------------------------
 
 
+_ON, _OFF = ("1", "on", "true", "yes"), ("0", "off", "false", "no")
+
+
+def _setting() -> str:
+    """PERCEPT_SHM as "on", "off" or "" (unset); another word is refused rather than read as on."""
+    text = os.environ.get("PERCEPT_SHM", "").strip().lower()
+    if text and text not in _ON + _OFF:
+        raise PerceptError(
+            f"PERCEPT_SHM: expected on or off ({', '.join(_ON)}; {', '.join(_OFF)}), found {text!r}"
+        )
+    return "" if not text else "on" if text in _ON else "off"
+
+
 def asked_for() -> bool:
     """PERCEPT_SHM says on (1, on, true, yes) in so many words (a keystore turns the default off)."""
-    return os.environ.get("PERCEPT_SHM", "").strip().lower() in ("1", "on", "true", "yes")
+    return _setting() == "on"
 
 
 def enabled() -> bool:
     """Shared memory unless PERCEPT_SHM turns it off (0, off, false, no), on Linux with /dev/shm."""
-    setting = os.environ.get("PERCEPT_SHM", "on").strip().lower()
-    return setting not in ("0", "off", "false", "no") and sys.platform == "linux" and os.path.isdir(SHM_DIR)
+    return _setting() != "off" and sys.platform == "linux" and os.path.isdir(SHM_DIR)
 
 
 def host_id() -> str:

@@ -340,3 +340,19 @@ def test_the_spin_setting_is_read_once_and_a_bad_one_named(monkeypatch):
             PerceptError, match=f"{SPIN_ENV}: expected microseconds from 0 to 1000000, found '{bad}'"
         ):
             spin_seconds()
+
+
+def test_a_percept_shm_setting_that_is_neither_on_nor_off_is_refused(monkeypatch):
+    """PERCEPT_SHM=maybe read as on, silently."""
+    from perception.errors import PerceptError
+    from perception.runtime import shm
+
+    for text, on in (("", True), ("OFF", False), (" no ", False), ("yes", True)):
+        monkeypatch.setenv("PERCEPT_SHM", text)
+        assert shm.enabled() is on and shm.asked_for() is (text == "yes")
+    monkeypatch.setenv("PERCEPT_SHM", "maybe")
+    with pytest.raises(
+        PerceptError,
+        match=r"PERCEPT_SHM: expected on or off \(1, on, true, yes; 0, off, false, no\), found 'maybe'",
+    ):
+        shm.enabled()
