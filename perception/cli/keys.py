@@ -45,8 +45,11 @@ def register(verbs: Any) -> None:
 def _generate(args: argparse.Namespace) -> int:
     from perception.installed import find_launch_file
     from perception.runtime import launch_file
+    from perception.runtime.names import validate
     from perception.runtime.security import enclave_for, generate
 
+    for name in args.node:  # a key for a name no node can take would only sit in the keystore
+        validate(name if name.startswith("/") else f"/{name}", "node")
     enclaves = [*args.enclave, *(enclave_for(name) for name in args.node)]
     for spec in args.launch:
         description = launch_file.load(find_launch_file(spec))

@@ -74,6 +74,9 @@ def test_keys_generate_makes_a_keystore_for_a_launch_file(tmp_path):
     assert (root / "private").stat().st_mode & 0o077 == 0
     again = percept("keys", "generate", str(root), "--enclave", "arm")
     assert "kept" in again.stdout  # an existing key is never replaced
+    bad = percept("keys", "generate", str(tmp_path / "other"), "--node", "bad name!")  # made a key for it
+    assert bad.returncode == 1 and "invalid node name '/bad name!'" in bad.stderr
+    assert not (tmp_path / "other").exists()
 
 
 def test_a_secured_graph_talks_and_a_stranger_gets_nothing_in_and_nothing_out(
