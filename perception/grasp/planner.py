@@ -66,6 +66,12 @@ class Workspace:
     max_height: float = 0.30
     reach: float = math.inf  # metres
 
+    def __post_init__(self) -> None:
+        for name in ("x", "y"):
+            bounds = getattr(self, name)
+            if not (isinstance(bounds, tuple | list) and len(bounds) == 2 and bounds[0] <= bounds[1]):
+                raise ValueError(f"Workspace.{name}: expected (least, most) metres, found {bounds!r}")
+
     def refuses(self, point: np.ndarray, top: float) -> str:
         """Why an object centred at `point` (world) with this top height is not to be picked; "" if it is."""
         x, y = float(point[0]), float(point[1])
@@ -162,8 +168,20 @@ class GraspPlanner:
         depth = np.asarray(depth)
         if depth.ndim != 2:
             raise ValueError(f"depth: expected an H x W image in metres, found shape {depth.shape}")
-        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        K, world_from_camera = np.asarray(K, np.float64), np.asarray(world_from_camera, np.float64)
+        if K.shape != (3, 3):
+            raise ValueError(f"K: expected the 3 x 3 intrinsics, found shape {K.shape}")
+        if world_from_camera.shape != (4, 4):
+            raise ValueError(
+                f"world_from_camera: expected a 4 x 4 pose, found shape {world_from_camera.shape}"
+            )
+        boxes = np.asarray(boxes, np.float64)
+        if boxes.size % 4 or (boxes.ndim > 1 and boxes.shape[-1] != 4):
+            raise ValueError(f"boxes: expected N x 4 (x1, y1, x2, y2 pixels), found shape {boxes.shape}")
+        boxes = boxes.reshape(-1, 4)
         names = list(class_names) if class_names else [""] * len(boxes)
+        if len(names) != len(boxes):
+            raise ValueError(f"class_names: expected one per box ({len(boxes)}), found {len(names)}")
         result = Plan()
         grid = self._grid(depth, K, world_from_camera, boxes)
         if grid is None:

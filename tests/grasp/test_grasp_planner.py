@@ -110,6 +110,28 @@ def test_holes_and_boxes_outside_the_image_get_reasons_not_crashes():
     assert "empty" in reasons[2]
 
 
+def test_inputs_of_the_wrong_shape_are_named_not_indexed_into():
+    """A 2 x 2 K, a box of three numbers and too few names raised IndexError or a reshape's ValueError
+    from deep inside; a workspace range of one number, a TypeError at the first object."""
+    from perception.grasp.planner import Workspace
+
+    pose = camera_looking_down()
+    depth = render([(0.5, 0.0, 0.04, 0.04, 0.05, 0.0)], pose)
+    box = box_pixels(0.5, 0.0, 0.03, pose)
+    planner = GraspPlanner()
+    for args, message in (
+        ((depth, K[:2, :2], pose, [box]), r"K: expected the 3 x 3 intrinsics, found shape \(2, 2\)"),
+        ((depth, K, pose[:3], [box]), r"world_from_camera: expected a 4 x 4 pose, found shape \(3, 4\)"),
+        ((depth, K, pose, [[1.0, 2.0, 3.0]]), r"boxes: expected N x 4 .*, found shape \(1, 3\)"),
+        ((depth, K, pose, [box, box], ["mug"]), r"class_names: expected one per box \(2\), found 1"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            planner.plan(*args)
+    for bounds in (0.5, (0.8, -0.8)):
+        with pytest.raises(ValueError, match=r"Workspace.x: expected \(least, most\) metres, found "):
+            Workspace(x=bounds)  # type: ignore[arg-type]
+
+
 def test_no_table_in_view_is_a_reason():
     pose = camera_looking_down()
     depth = np.full((H, W), np.nan, np.float32)
