@@ -204,7 +204,7 @@ def _play(args: argparse.Namespace) -> int:
     while time.monotonic() < deadline and not all(p.subscriber_count for p in publishers.values()):
         node.spin_once(0.05)
     played = 0
-    torn = []
+    torn: list[str] = []
     skipped: list[str] = []
     try:
         while not stop["now"]:
