@@ -125,7 +125,8 @@ def _record(args: argparse.Namespace) -> int:
     except BaseException:
         node.destroy()
         raise
-    node.create_timer(1.0, discover)
+    if not args.topics:  # named topics were all subscribed (and any without a publisher named) at once
+        node.create_timer(1.0, discover)
     deadline = None if args.duration is None else time.monotonic() + args.duration
     try:
         while not stop["now"] and (deadline is None or time.monotonic() < deadline):

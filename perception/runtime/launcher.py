@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import signal
@@ -71,6 +72,7 @@ class Child:
     came_up: bool = False  # it reported its stats at least once, in any of its runs
 
 
+@functools.cache  # asked once a second of the one address a launch uses
 def _on_this_host(address: str) -> bool:
     """Whether a registry address (`tcp://HOST:PORT`) is one this machine can listen on."""
     host = address.rsplit(":", 1)[0].removeprefix("tcp://").strip("[]")
