@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numbers
 import time
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -70,6 +71,72 @@ def registered_types() -> dict[str, type[Message]]:
 def registered_type(type_name: str) -> type[Message] | None:
     """The class registered under `type_name`, or None (without copying the registry)."""
     return _TYPES.get(type_name)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def field_value(where: str, hint: Any, value: Any) -> Any:
+    """`value` as a field of type `hint` holds it, or a MessageError naming the field (`where`, e.g.
+    `percept/Pose.position`), what it expects and what was found. A value from a peer or a YAML line
+    comes in as plain msgpack or YAML types: an integer for a float becomes a float, a list for a tuple
+    a tuple. Messages, lists of messages and arrays are the caller's (their types convert them)."""
+
+    def refuse(expected: str) -> MessageError:
+        return MessageError(f"{where}: expected {expected}, found {type(value).__name__} {value!r:.80}")
+
+    if hint is str:
+        if not isinstance(value, str):
+            raise refuse("text")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool | np.bool_):
+            raise refuse("true or false")
+        return bool(value)
+    if hint is int:
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool | np.bool_):
+            raise refuse("an integer")
+        return int(value)
+    if hint is float:
+        if not _is_number(value):
+            raise refuse("a number")
+        return float(value)
+    origin, args = _origin_and_args(hint)
+    if origin is tuple:  # of numbers: a fixed count of them unless `tuple[float, ...]`
+        count = len(args) if Ellipsis not in args else None
+        if (
+            not isinstance(value, list | tuple)
+            or not all(map(_is_number, value))
+            or count not in (None, len(value))
+        ):
+            raise refuse(f"a list of {count or 'some'} numbers")
+        return tuple(float(v) for v in value) if float in args else tuple(value)
+    if origin is list and args and args[0] in (str, int, float, bool):
+        if not isinstance(value, list):
+            raise refuse(f"a list of {_NAMES[args[0]]}")
+        if set(map(type, value)) <= {args[0]}:  # the usual case: checked at C speed, kept as it is
+            return value
+        return [field_value(f"{where}[{i}]", args[0], item) for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise refuse("a map with text keys")
+        if args and args[1] is str and not all(isinstance(v, str) for v in value.values()):
+            raise refuse("a map of text to text")
+        return value
+    return value
+
+
+_NAMES = {str: "text", int: "integers", float: "numbers", bool: "true or false"}
+_HINTS: dict[Any, tuple[Any, tuple[Any, ...]]] = {}
+
+
+def _origin_and_args(hint: Any) -> tuple[Any, tuple[Any, ...]]:
+    """typing.get_origin and get_args of a hint, worked out once per hint (they cost a microsecond)."""
+    found = _HINTS.get(hint)
+    if found is None:
+        found = _HINTS[hint] = (typing.get_origin(hint), typing.get_args(hint))
+    return found
 
 
 @message("percept/Header")

@@ -352,10 +352,9 @@ def build_message(type_name: str, values: Any) -> msgs.Message:
 
 
 def _field_value(where: str, hint: Any, value: Any) -> Any:
-    """`value` as field `where` of type `hint` takes it (YAML's int for a float, a list for an array or a
-    tuple, a map for a message), or a MessageError saying what was expected."""
+    """`value` as field `where` of type `hint` takes it (a map for a message, a list for an array; the
+    rest as msgs.field_value takes it), or a MessageError saying what was expected."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    number = isinstance(value, int | float) and not isinstance(value, bool)
 
     def refuse(expected: str) -> MessageError:
         return MessageError(f"{where}: expected {expected}, found {type(value).__name__} {value!r}")
@@ -375,26 +374,9 @@ def _field_value(where: str, hint: Any, value: Any) -> Any:
         if array.dtype.kind not in "biuf":
             raise refuse("numbers (a list, or a list of lists)")
         return array
-    if origin is tuple:  # of numbers, a fixed count of them unless `tuple[float, ...]`
-        count = len(args) if Ellipsis not in args else None
-        if (
-            not isinstance(value, list | tuple)
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-            or count not in (None, len(value))
-        ):
-            raise refuse(f"a list of {count or 'some'} numbers")
-        return tuple(value)
-    if hint is bool and not isinstance(value, bool):
-        raise refuse("true or false")
-    if hint is int and not (isinstance(value, int) and not isinstance(value, bool)):
-        raise refuse("an integer")
-    if hint is float:
-        if not number:
-            raise refuse("a number")
-        return float(value)
-    if hint is str and not isinstance(value, str):
+    if hint is str and isinstance(value, int | float):  # YAML read an unquoted word as a number
         raise refuse(f'text (in quotes: "{value}")')
-    return value
+    return msgs.field_value(where, hint, value)
 
 
 def _pub(args: argparse.Namespace) -> int:

@@ -82,7 +82,9 @@ class _Encoder:
     def pack_special(self, obj: Any) -> Any:
         if isinstance(obj, np.ndarray):
             if obj.dtype.kind not in _ALLOWED_DTYPE_KINDS:
-                raise MessageError(f"array fields must be numeric; found dtype {obj.dtype}")
+                raise MessageError(
+                    f"array fields hold bool, integer, unsigned or float; found dtype {obj.dtype}"
+                )
             if not obj.flags.c_contiguous:
                 obj = np.ascontiguousarray(obj)
             self.arrays.append(obj)
@@ -155,7 +157,7 @@ def decode(
     except MalformedMessage:
         raise
     except Exception as exc:
-        raise MalformedMessage(f"header is not valid msgpack: {exc}") from None
+        raise MalformedMessage(f"header is not valid msgpack: {_why(exc)}") from None
     if not isinstance(header, dict):
         raise MalformedMessage(f"header must be a map, found {type(header).__name__}")
     if not ("type" in header and "version" in header and "fields" in header):
@@ -189,7 +191,10 @@ def decode(
             )
         try:
             msg = _build(cls, fields)
-        except Exception as exc:  # any field that does not fit its type, however it fails
+        except MessageError as exc:  # a field that does not fit its type, named
+            text = str(exc)
+            raise MalformedMessage(text if text.startswith(type_name) else f"{type_name}: {text}") from None
+        except Exception as exc:  # however else a field can fail its type's own checks
             raise MalformedMessage(f"{type_name}: {type(exc).__name__}: {exc}") from None
     src, n = _sequence(header)
     return Received(topic, msg, src, n, nbytes)
@@ -205,12 +210,20 @@ def _array_ref(data: bytes) -> tuple[int, np.dtype[Any], tuple[int, ...], int]:
     ref = _ARRAY_REFS.get(data)
     if ref is not None:
         return ref
-    index, dtype_str, shape = msgpack.unpackb(data)
-    dtype = np.dtype(dtype_str)
+    try:
+        index, dtype_str, shape = msgpack.unpackb(data)
+        dtype = np.dtype(dtype_str)
+        if type(index) is not int or not all(type(n) is int and n >= 0 for n in shape):
+            raise ValueError("whole numbers from 0 expected")
+    except Exception as exc:
+        raise MalformedMessage(
+            f"array reference (msgpack extension {ARRAY_EXT}): expected [frame index, dtype, shape] with "
+            f"whole numbers from 0 and a numpy dtype string, found {bytes(data)[:80]!r} ({_why(exc)})"
+        ) from None
     if dtype.kind not in _ALLOWED_DTYPE_KINDS:
-        raise MalformedMessage(f"array dtype {dtype_str!r} is not numeric")
-    if type(index) is not int or not all(type(n) is int and n >= 0 for n in shape):
-        raise MalformedMessage(f"array index {index!r} and shape {shape!r}: expected whole numbers from 0")
+        raise MalformedMessage(
+            f"array dtype {dtype_str!r}: expected bool, integer, unsigned or float (numpy kinds b, i, u, f)"
+        )
     ref = (index, dtype, tuple(shape), math.prod(shape) * dtype.itemsize)
     if len(_ARRAY_REFS) < _MAX_ARRAY_REFS:
         _ARRAY_REFS[data] = ref
@@ -263,7 +276,7 @@ def peek_fields(header_frame: Buffer) -> dict[str, Any]:
     except MalformedMessage:
         raise
     except Exception as exc:
-        raise MalformedMessage(f"header is not valid msgpack: {exc}") from None
+        raise MalformedMessage(f"header is not valid msgpack: {_why(exc)}") from None
     fields = header.get("fields") if isinstance(header, dict) else None
     if not isinstance(fields, dict):
         raise MalformedMessage("header must be a map with a 'fields' map")
@@ -277,7 +290,7 @@ def _peek_header(frames: list[Buffer]) -> dict[str, Any]:
     try:
         header = msgpack.unpackb(byte_view(frames[1]), ext_hook=_ignore_ext, strict_map_key=False)
     except Exception as exc:
-        raise MalformedMessage(f"header is not valid msgpack: {exc}") from None
+        raise MalformedMessage(f"header is not valid msgpack: {_why(exc)}") from None
     if not isinstance(header, dict):
         raise MalformedMessage("header must be a map")
     return header
@@ -286,6 +299,11 @@ def _peek_header(frames: list[Buffer]) -> dict[str, Any]:
 def _check_header_size(header: memoryview) -> None:
     if header.nbytes > MAX_HEADER_BYTES:
         raise MalformedMessage(f"header of {header.nbytes} bytes; at most {MAX_HEADER_BYTES} accepted")
+
+
+def _why(exc: Exception) -> str:
+    """An exception's text, or its type's name where it has none (msgpack raises some without)."""
+    return str(exc) or type(exc).__name__
 
 
 def _ignore_ext(code: int, data: bytes) -> None:
@@ -302,9 +320,22 @@ def byte_view(frame: Buffer) -> memoryview:
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
-# Per message type: its field names, and how to rebuild from decoded msgpack the fields it does not give
-# as they are ('msg', 'msglist' or 'tuple'): most fields are taken as they are.
-_BUILD_PLANS: dict[type, tuple[frozenset[str], dict[str, tuple[str, Any]]]] = {}
+_PLAIN = (str, int, float, bool)
+
+
+@dataclass(frozen=True)
+class _BuildPlan:
+    """How to rebuild a message type from decoded msgpack: its field names, those without a default,
+    and per field that is not an array how to check or rebuild it: ('msg', class), ('msglist', class),
+    ('plain', str/int/float/bool) and ('plain list', one of them): a value of exactly that type is taken
+    as it is, without a call), or ('value', hint)."""
+
+    names: frozenset[str]
+    required: frozenset[str]
+    fields: dict[str, tuple[str, Any]]
+
+
+_BUILD_PLANS: dict[type, _BuildPlan] = {}
 
 
 def _field_names(cls: type) -> tuple[str, ...]:
@@ -314,41 +345,72 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return names
 
 
-def _build_plan(cls: type) -> tuple[frozenset[str], dict[str, tuple[str, Any]]]:
+def _build_plan(cls: type) -> _BuildPlan:
     cached = _BUILD_PLANS.get(cls)
     if cached is not None:
         return cached
     hints = typing.get_type_hints(cls)
-    rebuilt: dict[str, tuple[str, Any]] = {}
+    checked: dict[str, tuple[str, Any]] = {}
     for name in _field_names(cls):
         hint = hints[name]
         origin, args = typing.get_origin(hint), typing.get_args(hint)
         if isinstance(hint, type) and issubclass(hint, msgs.Message):
-            rebuilt[name] = ("msg", hint)
+            checked[name] = ("msg", hint)
         elif origin is list and args and isinstance(args[0], type) and issubclass(args[0], msgs.Message):
-            rebuilt[name] = ("msglist", args[0])
-        elif origin is tuple:
-            rebuilt[name] = ("tuple", None)
-    plan = _BUILD_PLANS[cls] = (frozenset(_field_names(cls)), rebuilt)
+            checked[name] = ("msglist", args[0])
+        elif hint in _PLAIN:
+            checked[name] = ("plain", hint)
+        elif origin is list and args and args[0] in _PLAIN:
+            checked[name] = ("plain list", args[0])
+        elif hint is not np.ndarray:  # arrays: each type converts and checks its own
+            checked[name] = ("value", hint)
+    required = frozenset(
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
+    plan = _BUILD_PLANS[cls] = _BuildPlan(frozenset(_field_names(cls)), required, checked)
     return plan
 
 
-def _build(cls: type[msgs.Message], fields: dict[str, Any]) -> msgs.Message:
-    """The message from its decoded fields (a dict this function may change)."""
-    names, rebuilt = _build_plan(cls)
-    if not fields.keys() <= names:
-        unknown = fields.keys() - names
-        raise MessageError(f"unknown fields {sorted(unknown, key=repr)}; expected {sorted(names)}")
-    for name, (kind, sub) in rebuilt.items():
+def _build(cls: type[msgs.Message], fields: dict[str, Any], where: str = "") -> msgs.Message:
+    """The message from its decoded fields (a dict this function may change); each field that is not
+    an array is checked against its type (msgs.field_value). `where`: the path of a nested message."""
+    plan = _build_plan(cls)
+    where = where or cls.TYPE_NAME
+    if not fields.keys() <= plan.names:
+        unknown = fields.keys() - plan.names
+        raise MessageError(
+            f"{where}: unknown fields {sorted(unknown, key=repr)}; expected {sorted(plan.names)}"
+        )
+    if not plan.required <= fields.keys():
+        missing = sorted(plan.required - fields.keys())
+        fields_of = "field" if len(missing) == 1 else "fields"
+        raise MessageError(f"{where}: missing {fields_of} {', '.join(map(repr, missing))} (no default)")
+    for name, (kind, sub) in plan.fields.items():
         if name not in fields:
             continue
         value = fields[name]
-        if kind == "msg":
-            if not isinstance(value, dict):
-                raise MessageError(f"field {name!r}: expected a map, found {type(value).__name__}")
-            fields[name] = _build(sub, value)
+        if kind == "plain":
+            if type(value) is not sub:  # the usual case, an exact type, costs one comparison
+                fields[name] = msgs.field_value(f"{where}.{name}", sub, value)
+        elif kind == "plain list":
+            if type(value) is not list or not set(map(type, value)) <= {sub}:
+                fields[name] = msgs.field_value(f"{where}.{name}", list[sub], value)  # type: ignore[valid-type]
+        elif kind == "msg":
+            fields[name] = _nested(sub, value, f"{where}.{name}")
         elif kind == "msglist":
-            fields[name] = [_build(sub, item) for item in value]
-        else:  # a tuple
-            fields[name] = tuple(value)
+            if not isinstance(value, list):
+                raise MessageError(
+                    f"{where}.{name}: expected a list of {sub.TYPE_NAME} maps, found {type(value).__name__}"
+                )
+            fields[name] = [_nested(sub, item, f"{where}.{name}[{i}]") for i, item in enumerate(value)]
+        else:
+            fields[name] = msgs.field_value(f"{where}.{name}", sub, value)
     return cls(**fields)
+
+
+def _nested(cls: type[msgs.Message], value: Any, where: str) -> msgs.Message:
+    if not isinstance(value, dict):
+        raise MessageError(f"{where}: expected a map of {cls.TYPE_NAME} fields, found {type(value).__name__}")
+    return _build(cls, value, where)

@@ -190,7 +190,7 @@ def img(data, *arrays):  # frames of an Image whose 'data' field is `data`
 STATS = {"header": {}, "node": "n", "pid": 1, "topics": [1]}
 MALFORMED = {  # id: (frames, what the error must say)
     "one-frame": ([b"/t"], r"at least 2 frames \(topic, header\), found 1"),  # header frame lost
-    "not-msgpack": ([b"/t", b"\xc1"], "header is not valid msgpack"),  # 0xc1 is never valid
+    "not-msgpack": ([b"/t", b"\xc1"], r"header is not valid msgpack: \S"),  # 0xc1 is never valid; says why
     "not-a-map": ([b"/t", msgpack.packb([1, 2])], "header must be a map"),  # an array header
     "no-fields": ([b"/t", msgpack.packb({"type": "a/B", "version": 1})], "'fields'"),  # key missing
     "fields-list": ([b"/t", hdr("a/B", fields=[1])], "a/B: 'fields' must be a map, found list"),
@@ -201,7 +201,44 @@ MALFORMED = {  # id: (frames, what the error must say)
     ),
     "object-dtype": (
         img(ext(0, "|O", [1]), b"\0" * 8),  # pointers must never be rebuilt from bytes
-        r"array dtype '\|O' is not numeric",
+        r"array dtype '\|O': expected bool, integer, unsigned or float",
+    ),
+    "ext-not-msgpack": (
+        img(msgpack.ExtType(wire.ARRAY_EXT, b"\xc1")),
+        r"array reference \(msgpack extension 1\)",
+    ),
+    "ext-no-shape": (
+        img(msgpack.ExtType(wire.ARRAY_EXT, msgpack.packb([0, "|u1"])), b"\0"),
+        r"array reference .*expected \[frame index, dtype, shape\]",
+    ),
+    "ext-bad-dtype": (img(ext(0, "zz9", [1]), b"\0"), r"array reference .*data type 'zz9' not understood"),
+    "missing-field": (
+        [b"/t", hdr("percept/Image", fields={"data": ext(0, "|u1", [1, 1, 3])}), b"\0" * 3],
+        r"percept/Image: missing field 'header' \(no default\)",
+    ),
+    "text-for-list": (
+        [b"/t", hdr("percept/GetParameters", fields={"names": "iou"})],
+        "percept/GetParameters.names: expected a list of text, found str 'iou'",
+    ),
+    "list-item": (
+        [b"/t", hdr("percept/GetParameters", fields={"names": ["iou", 7]})],
+        r"percept/GetParameters.names\[1\]: expected text, found int 7",
+    ),
+    "nested-field": (
+        [
+            b"/t",
+            hdr("percept/Image", fields={"header": {"stamp": "now"}, "data": ext(0, "|u1", [1, 1, 3])}),
+            b"\0" * 3,
+        ],
+        "percept/Image.header.stamp: expected an integer, found str 'now'",
+    ),
+    "bool-for-int": (
+        [b"/t", hdr("percept/Reset", fields={"seed": True})],
+        "percept/Reset.seed: expected an integer, found bool True",
+    ),
+    "map-key-not-text": (
+        [b"/t", hdr("percept/SetParameters", fields={"values": {1: 2}})],
+        "percept/SetParameters.values: expected a map with text keys",
     ),
     "ext-code": (img(msgpack.ExtType(5, b"")), "unknown msgpack extension type 5"),  # not an array
     "unknown-field": (
@@ -251,7 +288,10 @@ def test_peek_reads_header_only():
         ({"data": "x"}, "expected a registered message, found dict"),  # a plain dict is not a message
         (msgs.Message(), "expected a registered message, found Message"),  # base class has no type name
         (msgs.String(object()), "cannot encode a object in a message"),  # no generic pickling
-        (msgs.SetParameters({"a": np.array([None], object)}), "must be numeric; found dtype object"),
+        (
+            msgs.SetParameters({"a": np.array([None], object)}),
+            "hold bool, integer, unsigned or float; found dtype object",
+        ),
     ],
 )
 def test_encode_rejects_what_it_cannot_send(msg, match):
