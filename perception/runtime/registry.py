@@ -121,23 +121,35 @@ class Registry:
     def _handle(self, payload: bytes, user: str | None = None) -> dict[str, Any]:
         try:
             request = msgpack.unpackb(payload)
-            op = request["op"]
-            request_id = request.get("id", 0)
         except Exception as exc:
-            return {"ok": False, "id": 0, "error": f"malformed registry request: {exc}"}
+            why = str(exc) or type(exc).__name__
+            return {"ok": False, "id": 0, "error": f"malformed registry request: not msgpack ({why})"}
+        if not isinstance(request, dict) or not isinstance(request.get("op"), str):
+            found = (
+                type(request).__name__
+                if not isinstance(request, dict)
+                else f"keys {sorted(request, key=repr)!r}"
+            )
+            return {
+                "ok": False,
+                "id": 0,
+                "error": f"malformed registry request: expected a map with text 'op', found {found:.200}",
+            }
+        op, request_id = request["op"], request.get("id", 0)
         try:
             reply = self._answer(op, request, user)
         except Exception as exc:  # a bad request must not take the registry down
-            reply = {"ok": False, "error": f"bad {op!r} request: {type(exc).__name__}: {exc}"}
+            why = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+            reply = {"ok": False, "error": f"bad {op!r} request: {why}"}
         reply["id"] = request_id
         return reply
 
     def _answer(self, op: str, request: dict[str, Any], user: str | None) -> dict[str, Any]:
         reply: dict[str, Any]
         if op == "sync":
-            reply = self._sync(request["node"], user)
+            reply = self._sync(request.get("node"), user)
         elif op == "bye":
-            uid = self._own(str(request["uid"]), user)  # with a keystore, only a node's own key reaches it
+            uid = self._own(_text(request, "uid"), user)  # with a keystore, only a node's own key reaches it
             if self.keys and uid not in self._nodes:
                 return {"ok": True}  # nothing of this key's to forget (and nothing to remember it by)
             self._departed[uid] = time.monotonic()
@@ -148,7 +160,7 @@ class Registry:
         elif op == "graph":
             reply = {"ok": True, "version": self.version, "nodes": list(self._nodes.values())}
         elif op == "service":
-            reply = self._service(request["name"])
+            reply = self._service(_text(request, "name"))
         else:
             reply = {"ok": False, "error": f"unknown registry op {op!r}"}
         return reply
@@ -158,8 +170,9 @@ class Registry:
         key can reach it (say goodbye for it, or take its id over after a registry restart)."""
         return f"{user}/{uid}" if self.keys else uid
 
-    def _sync(self, node: dict[str, Any], user: str | None) -> dict[str, Any]:
+    def _sync(self, node: Any, user: str | None) -> dict[str, Any]:
         _check_registration(node)  # one malformed registration kept would break every later sync
+        node = {**node, **{key: node.get(key, []) for key in _ENTRIES}}  # every list there, for the tools
         uid = self._own(node["uid"], user)
         if self.keys:
             refusal = self._refusal(node, user)
@@ -283,41 +296,66 @@ def _may_live(node: dict[str, Any]) -> bool:
     return True
 
 
-_REQUIRED = {
-    "publishers": ("topic", "endpoint"),
-    "subscriptions": ("topic",),
-    "services": ("name", "endpoint", "request", "response"),
+def _text(request: dict[str, Any], key: str) -> str:
+    value = request.get(key)
+    if not isinstance(value, str):
+        raise ValueError(f"expected text {key!r}, found {value!r:.80}")
+    return value
+
+
+# Per list in a registration: the text fields every entry must have, and the types of optional ones.
+_ENTRIES: dict[str, tuple[tuple[str, ...], dict[str, type]]] = {
+    "publishers": (("topic", "type", "endpoint"), {"local": str}),
+    "subscriptions": (("topic", "type"), {"depth": int}),
+    "services": (("name", "endpoint", "request", "response"), {}),
 }
+_ABSOLUTE = ("name", "topic")  # names the tools look up with a leading slash
 MAX_ENTRIES = 1024  # publishers, subscriptions or services of one node
 MAX_TEXT = 512  # characters of a name, topic, endpoint or type
 
 
 def _check_registration(node: Any) -> None:
-    if (
-        not isinstance(node, dict)
-        or not isinstance(node.get("uid"), str)
-        or not isinstance(node.get("name"), str)
-    ):
-        raise ValueError(f"a registration must be a map with string 'uid' and 'name', found {node!r:.200}")
-    if len(node["uid"]) > MAX_TEXT or len(node["name"]) > MAX_TEXT:
-        raise ValueError(f"a registration's 'uid' and 'name' have at most {MAX_TEXT} characters")
-    for key, fields in _REQUIRED.items():
+    """Refuse a registration that the registry could not serve back whole to every tool: each string
+    field present and at most MAX_TEXT long, names absolute, optional fields of their type."""
+    if not isinstance(node, dict):
+        raise ValueError(f"a registration must be a map, found {type(node).__name__}")
+    for key in ("uid", "name"):
+        if not isinstance(node.get(key), str) or not 0 < len(node[key]) <= MAX_TEXT:
+            raise ValueError(
+                f"a registration needs text {key!r} of 1 to {MAX_TEXT} characters, found {node.get(key)!r:.80}"
+            )
+    name = node["name"]
+    if not name.startswith("/"):
+        raise ValueError(f"registration of {name!r}: 'name' must be absolute (start with /)")
+    for key, expected in (("pid", int), ("host", str)):
+        if key in node and not isinstance(node[key], expected):
+            raise ValueError(
+                f"registration of {name!r}: {key!r} must be {expected.__name__}, found {node[key]!r:.80}"
+            )
+    for key, (required, optional) in _ENTRIES.items():
         entries = node.get(key, [])
         # Bounded, so that a few registrations cannot swell every subscriber's sync reply past its limit.
-        if (
-            not isinstance(entries, list)
-            or len(entries) > MAX_ENTRIES
-            or not all(
-                isinstance(e, dict)
-                and all(isinstance(e.get(f), str) and len(e[f]) <= MAX_TEXT for f in fields)
-                for e in entries
-            )
-        ):
+        if not isinstance(entries, list) or len(entries) > MAX_ENTRIES:
             raise ValueError(
-                f"registration of {node['name']!r}: {key!r} must be a list of at most {MAX_ENTRIES} maps with "
-                f"string {', '.join(repr(f) for f in fields)} (at most {MAX_TEXT} characters each), found "
-                f"{entries!r:.200}"
+                f"registration of {name!r}: {key!r} must be a list of at most {MAX_ENTRIES} maps"
             )
+        for i, entry in enumerate(entries):
+            where = f"registration of {name!r}: {key}[{i}]"
+            if not isinstance(entry, dict):
+                raise ValueError(f"{where} must be a map, found {type(entry).__name__}")
+            for field in required:
+                value = entry.get(field)
+                if not isinstance(value, str) or not 0 < len(value) <= MAX_TEXT:
+                    raise ValueError(
+                        f"{where} needs text {field!r} of 1 to {MAX_TEXT} characters, found {value!r:.80}"
+                    )
+                if field in _ABSOLUTE and not value.startswith("/"):
+                    raise ValueError(f"{where}: {field!r} must be absolute (start with /), found {value!r}")
+            for field, kind in optional.items():
+                if field in entry and (not isinstance(entry[field], kind) or isinstance(entry[field], bool)):
+                    raise ValueError(
+                        f"{where}: {field!r} must be {kind.__name__}, found {entry[field]!r:.80}"
+                    )
 
 
 _request_ids = itertools.count(1)

@@ -178,17 +178,23 @@ good_registrations = st.fixed_dictionaries(
         "pid": st.integers(0, 99),
         "host": st.just("h"),
         "publishers": st.lists(
-            st.fixed_dictionaries({"topic": st.sampled_from(["/x", "/y"]), "endpoint": st.text(max_size=8)}),
+            st.fixed_dictionaries(
+                {
+                    "topic": st.sampled_from(["/x", "/y"]),
+                    "type": st.just("percept/String"),
+                    "endpoint": st.text(min_size=1, max_size=8),
+                }
+            ),
             max_size=2,
         ),
         "subscriptions": st.lists(
-            st.fixed_dictionaries({"topic": st.sampled_from(["/x", "/y"])}), max_size=2
+            st.fixed_dictionaries({"topic": st.sampled_from(["/x", "/y"]), "type": st.just("*")}), max_size=2
         ),
         "services": st.lists(
             st.fixed_dictionaries(
                 {
                     "name": st.sampled_from(["/a/s", "/b"]),
-                    "endpoint": st.text(max_size=8),
+                    "endpoint": st.text(min_size=1, max_size=8),
                     "request": st.just("percept/Trigger"),
                     "response": st.just("percept/Result"),
                 }
@@ -239,6 +245,9 @@ def test_the_registry_answers_every_request_and_keeps_working(registry, payload)
     assert isinstance(reply, dict) and isinstance(reply.get("ok"), bool) and "id" in reply
     msgpack.packb(reply)  # the answer can always be sent
     OUTCOMES[f"registry {'answered ok' if reply['ok'] else 'refused with an error'}"] += 1
+    for node in registry._nodes.values():  # what is kept, every tool can read back whole
+        for entry in node.get("publishers", []) + node.get("subscriptions", []):
+            assert isinstance(entry["topic"], str) and isinstance(entry["type"], str), node
     good = {
         "uid": "fuzz-check",
         "name": "/fuzz_check",

@@ -207,7 +207,7 @@ def test_a_publisher_with_an_address_nobody_can_reach_does_not_stop_its_subscrib
     broken = {
         "uid": "broken000000",
         "name": "/broken",
-        "publishers": [{"topic": "/shared", "endpoint": "tcp://*:1"}],
+        "publishers": [{"topic": "/shared", "type": "percept/String", "endpoint": "tcp://*:1"}],
     }
     assert query("sync", address=registry.address, node=broken)["ok"]
     with Node("pub", context=context) as pub_node, Node("sub", context=context) as sub_node:

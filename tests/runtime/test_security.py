@@ -181,7 +181,7 @@ def test_a_key_cannot_take_another_nodes_name(keystore, secure_registry, spawn):
     }
     refused = sync(security.TOOLS, name="/_tool", services=[service])
     assert not refused["ok"] and "only services under its own name" in refused["error"]
-    stolen = {"topic": "/frames", "endpoint": _endpoint(secure_registry, "/camera")}
+    stolen = {"topic": "/frames", "type": "percept/Image", "endpoint": _endpoint(secure_registry, "/camera")}
     refused = sync("intruder", name="/intruder", publishers=[stolen])
     assert not refused["ok"] and "served by /camera with another key" in refused["error"]
     registry_module.query(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import msgpack
 import pytest
 from conftest import free_port, spin_until, wait_for
 
@@ -172,13 +173,70 @@ def test_a_heartbeat_that_arrives_after_the_goodbye_does_not_list_the_node_again
     assert _listed(registry.address, "/late") is False
 
 
-def test_a_malformed_registration_is_refused_and_the_graph_goes_on(registry):
-    bad = {"uid": "bad000000000", "name": "/bad", "publishers": [{"topic": "/x"}]}  # no endpoint
-    reply = query("sync", address=registry.address, node=bad)
-    assert not reply["ok"] and "'publishers'" in reply["error"] and "'endpoint'" in reply["error"]
+MALFORMED_REGISTRATIONS = {  # what a foreign client may get wrong: (the node map, what the error says)
+    "no-endpoint": (
+        {"publishers": [{"topic": "/x", "type": "percept/String"}]},
+        "publishers[0] needs text 'endpoint'",
+    ),
+    "no-type": ({"subscriptions": [{"topic": "/x"}]}, "subscriptions[0] needs text 'type'"),
+    "type-not-text": (
+        {"publishers": [{"topic": "/x", "type": 5, "endpoint": "tcp://127.0.0.1:1"}]},
+        "publishers[0] needs text 'type' of 1 to 512 characters, found 5",
+    ),
+    "relative-topic": ({"subscriptions": [{"topic": "x", "type": "*"}]}, "'topic' must be absolute"),
+    "depth-not-int": ({"subscriptions": [{"topic": "/x", "type": "*", "depth": "9"}]}, "'depth' must be int"),
+    "entry-not-map": ({"services": ["/reset"]}, "services[0] must be a map, found str"),
+    "pid-not-int": ({"pid": "12"}, "'pid' must be int"),
+}
+
+
+@pytest.mark.parametrize(
+    ("node", "error"), MALFORMED_REGISTRATIONS.values(), ids=MALFORMED_REGISTRATIONS.keys()
+)
+def test_a_malformed_registration_is_refused_and_the_graph_goes_on(registry, node, error):
+    """Every entry the tools read back is checked when it comes in: one kept without its type broke
+    `percept topic list` for every user until the node expired."""
+    reply = query("sync", address=registry.address, node={"uid": "bad000000000", "name": "/bad", **node})
+    assert not reply["ok"] and error in reply["error"] and "'/bad'" in reply["error"]
     good = {"uid": "good00000000", "name": "/good", "subscriptions": [{"topic": "/x", "type": "*"}]}
     assert query("sync", address=registry.address, node=good)["endpoints"] == {"/x": []}
     assert _listed(registry.address, "/bad") is False
+
+
+def test_a_minimal_registration_is_kept_with_every_list_the_tools_read(registry):
+    assert query("sync", address=registry.address, node={"uid": "min000000000", "name": "/minimal"})["ok"]
+    (node,) = [n for n in query("graph", address=registry.address)["nodes"] if n["name"] == "/minimal"]
+    assert node["publishers"] == node["subscriptions"] == node["services"] == []
+
+
+def test_a_relative_node_name_is_refused(registry):
+    reply = query("sync", address=registry.address, node={"uid": "rel000000000", "name": "rel"})
+    assert not reply["ok"] and "'name' must be absolute (start with /)" in reply["error"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (b"\xc1", "malformed registry request: not msgpack ("),
+        (msgpack.packb([1, 2]), "expected a map with text 'op', found list"),
+        (msgpack.packb({"id": 3}), "expected a map with text 'op', found keys ['id']"),
+        (msgpack.packb({"op": "bye", "id": 4}), "bad 'bye' request: expected text 'uid', found None"),
+        (msgpack.packb({"op": "service", "id": 5, "name": 1}), "bad 'service' request: expected text 'name'"),
+    ],
+)
+def test_a_malformed_registry_request_gets_a_reason(registry, payload, error):
+    import zmq
+
+    socket = zmq.Context.instance().socket(zmq.DEALER)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.connect(registry.address)
+    try:
+        socket.send(payload)
+        assert socket.poll(5000)
+        reply = msgpack.unpackb(socket.recv())
+    finally:
+        socket.close()
+    assert reply["ok"] is False and error in reply["error"], reply
 
 
 def test_a_service_is_looked_up_at_its_most_recently_heard_server(registry):
@@ -190,6 +248,37 @@ def test_a_service_is_looked_up_at_its_most_recently_heard_server(registry):
     time.sleep(0.01)  # the respawned server registers after the one that died
     assert query("sync", address=registry.address, node=server("live00000000", "tcp://127.0.0.1:2"))["ok"]
     assert query("service", address=registry.address, name="/reset")["endpoint"] == "tcp://127.0.0.1:2"
+
+
+def test_a_request_for_another_service_name_gets_an_error_reply(context):
+    """The service-name frame is the request's topic: a foreign client that sends another name (a stale
+    lookup, a typo in its own table) is told so rather than served as if it had asked for this one."""
+    import zmq
+
+    from perception.runtime import wire
+
+    with Node("server", context=context) as server:
+        service = server.create_service("~/ok", Trigger, Result, lambda request: Result(True, "done"))
+        client = zmq.Context.instance().socket(zmq.DEALER)
+        client.setsockopt(zmq.LINGER, 0)
+        client.connect(service.endpoint)
+        try:
+            client.send_multipart([b"1", *wire.encode(b"/server/other", Trigger())])
+            client.send_multipart([b"2", *wire.encode(b"/server/ok", Trigger())])
+            replies: list[list[bytes]] = []
+
+            def answered() -> bool:
+                while client.poll(0):
+                    replies.append(client.recv_multipart())
+                return len(replies) == 2
+
+            spin_until(server, answered, what="both replies")
+        finally:
+            client.close()
+    wrong, right = replies
+    assert wrong[:2] == [b"1", b"error"]
+    assert wrong[2].decode() == "ValueError: a request for service '/server/other' reached /server/ok"
+    assert right[:2] == [b"2", b"ok"] and wire.decode(right[2:], Result).msg.message == "done"
 
 
 def test_failed_service_requests_are_counted_in_stats_and_logged_once_a_second(context, caplog):
