@@ -64,8 +64,10 @@ class Service(Generic[Req, Resp]):
                 continue  # not our protocol: nobody to answer
             identity, request_id = frames[0].bytes, frames[1].bytes
             try:
-                request = wire.decode(frames[2:], self.request_type).msg
-                reply = [b"ok", *wire.encode(self.name.encode(), self.respond(request))]
+                received = wire.decode(frames[2:], self.request_type)
+                if received.topic != self.name:  # a client that looked up another name, or none
+                    raise ValueError(f"a request for service {received.topic!r} reached {self.name}")
+                reply = [b"ok", *wire.encode(self.name.encode(), self.respond(received.msg))]
             except Exception as exc:
                 self._failed(str(exc))
                 reply = [b"error", f"{type(exc).__name__}: {exc}".encode()]
