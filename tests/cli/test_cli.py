@@ -174,7 +174,13 @@ def test_interfaces_launch_arguments_and_mistyped_verbs():
     listing = percept("interface", "list").stdout
     assert "percept/Detections" in listing and "percept/Image" in listing
     show = percept("interface", "show", "percept/Detections").stdout
-    assert "percept/Header header\n    int stamp  # default 0" in show and "\narray xyxy" in show
+    assert "percept/Header header\n    int stamp  # default 0" in show
+    assert "\narray<f4>[N,4] xyxy  # default empty" in show  # dtype and shape, as a foreign client needs
+    grasps = percept("interface", "show", "Grasps").stdout
+    assert grasps.startswith("# percept/Grasps (schema v3, reads v1, v2)\n# Parallel-jaw grasps")
+    assert "version 3 the pushes." in grasps  # the whole description, not its first line
+    table = percept("interface", "list", "--markdown").stdout
+    assert "| `percept/Grasps` v3 (reads v1, v2) | `header` (req) | `percept/Header` map |  |" in table
     typo = percept("interface", "show", "Detectoins")
     assert typo.returncode == 1 and "did you mean Detections" in typo.stderr
     arguments = percept("launch", "sim_detect", "--show-args").stdout
