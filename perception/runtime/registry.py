@@ -31,8 +31,8 @@ from typing import Any
 import msgpack
 import zmq
 
-from perception.errors import RegistryUnavailable
-from perception.runtime.names import is_hidden
+from perception.errors import InvalidNameError, RegistryUnavailable
+from perception.runtime.names import is_hidden, validate
 from perception.runtime.security import REGISTRY, TOOLS, Gatekeeper, Keys, may_register
 from perception.runtime.stopping import StopFlag
 from perception.runtime.transport import default_host
@@ -309,9 +309,20 @@ _ENTRIES: dict[str, tuple[tuple[str, ...], dict[str, type]]] = {
     "subscriptions": (("topic", "type"), {"depth": int}),
     "services": (("name", "endpoint", "request", "response"), {}),
 }
-_ABSOLUTE = ("name", "topic")  # names the tools look up with a leading slash
+_NAMES = {"name": "service", "topic": "topic"}  # entry fields that hold names, and what they name
 MAX_ENTRIES = 1024  # publishers, subscriptions or services of one node
 MAX_TEXT = 512  # characters of a name, topic, endpoint or type
+
+
+def _check_name(where: str, field: str, name: str, kind: str) -> None:
+    """A name as every node resolves its own (names.validate), or a one-line error."""
+    try:
+        if validate(name, kind) == "/":  # the root is a namespace, never a node's, topic's or service's
+            raise InvalidNameError(kind, name, 1, "needs a name after the root '/'")
+    except InvalidNameError as exc:
+        raise ValueError(
+            f"{where}: {field!r} is not a valid {kind} name: {str(exc).splitlines()[0]}"
+        ) from None
 
 
 def _check_registration(node: Any) -> None:
@@ -325,10 +336,9 @@ def _check_registration(node: Any) -> None:
                 f"a registration needs text {key!r} of 1 to {MAX_TEXT} characters, found {node.get(key)!r:.80}"
             )
     name = node["name"]
-    if not name.startswith("/"):
-        raise ValueError(f"registration of {name!r}: 'name' must be absolute (start with /)")
+    _check_name(f"registration of {name!r}", "name", name, "node")
     for key, expected in (("pid", int), ("host", str)):
-        if key in node and not isinstance(node[key], expected):
+        if key in node and (not isinstance(node[key], expected) or isinstance(node[key], bool)):
             raise ValueError(
                 f"registration of {name!r}: {key!r} must be {expected.__name__}, found {node[key]!r:.80}"
             )
@@ -349,8 +359,8 @@ def _check_registration(node: Any) -> None:
                     raise ValueError(
                         f"{where} needs text {field!r} of 1 to {MAX_TEXT} characters, found {value!r:.80}"
                     )
-                if field in _ABSOLUTE and not value.startswith("/"):
-                    raise ValueError(f"{where}: {field!r} must be absolute (start with /), found {value!r}")
+                if field in _NAMES:
+                    _check_name(where, field, value, _NAMES[field])
             for field, kind in optional.items():
                 if field in entry and (not isinstance(entry[field], kind) or isinstance(entry[field], bool)):
                     raise ValueError(

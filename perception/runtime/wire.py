@@ -141,7 +141,7 @@ def decode(
             raise MalformedMessage(f"unknown msgpack extension type {code}")
         index, dtype, shape, expected_bytes = _array_ref(data)
         if not 0 <= index < len(buffers) - 2:
-            raise MalformedMessage(f"array frame {index} missing: only {len(buffers) - 2} array frames")
+            raise MalformedMessage(f"array frame {index} missing: {len(buffers) - 2} array frame(s) came")
         buf = buffers[index + 2]
         if buf.nbytes != expected_bytes:
             raise MalformedMessage(
@@ -164,7 +164,7 @@ def decode(
         missing = sorted({"type", "version", "fields"} - header.keys())
         # Keys of any type a peer sent (an int beside a str would not sort): named by their repr.
         raise MalformedMessage(
-            f"header lacks {', '.join(repr(k) for k in missing)}; found keys {sorted(map(repr, header))}"
+            f"header lacks {', '.join(repr(k) for k in missing)}; found keys {', '.join(sorted(map(repr, header)))}"
         )
     type_name, version, fields = header["type"], header["version"], header["fields"]
     if not isinstance(type_name, str) or not isinstance(version, int):
@@ -362,7 +362,9 @@ def _build_plan(cls: type) -> _BuildPlan:
             checked[name] = ("plain", hint)
         elif origin is list and args and args[0] in _PLAIN:
             checked[name] = ("plain list", args[0])
-        elif hint is not np.ndarray:  # arrays: each type converts and checks its own
+        elif hint is np.ndarray:  # each type converts and checks its own arrays, once they are numbers
+            checked[name] = ("array", _declared_kind(cls, name))
+        else:
             checked[name] = ("value", hint)
     required = frozenset(
         f.name
@@ -394,6 +396,9 @@ def _build(cls: type[msgs.Message], fields: dict[str, Any], where: str = "") -> 
         if kind == "plain":
             if type(value) is not sub:  # the usual case, an exact type, costs one comparison
                 fields[name] = msgs.field_value(f"{where}.{name}", sub, value)
+        elif kind == "array":
+            if type(value) is not np.ndarray:  # a plain msgpack array, as a foreign client may send
+                _check_numbers(f"{where}.{name}", value, sub)
         elif kind == "plain list":
             if type(value) is not list or not set(map(type, value)) <= {sub}:
                 fields[name] = msgs.field_value(f"{where}.{name}", list[sub], value)  # type: ignore[valid-type]
@@ -408,6 +413,31 @@ def _build(cls: type[msgs.Message], fields: dict[str, Any], where: str = "") -> 
         else:
             fields[name] = msgs.field_value(f"{where}.{name}", sub, value)
     return cls(**fields)
+
+
+def _declared_kind(cls: type, name: str) -> str:
+    """The numpy kind of an array field's default ('i', 'u' or 'f'), or '' where it has none."""
+    field = next(f for f in dataclasses.fields(cls) if f.name == name)
+    if field.default_factory is dataclasses.MISSING:
+        return ""
+    return str(np.asarray(field.default_factory()).dtype.kind)
+
+
+def _check_numbers(where: str, value: Any, declared_kind: str) -> None:
+    """An array field sent as a plain msgpack array (or number): rectangular numbers, whole ones where
+    the field holds integers; its type then converts it. Text, booleans and maps are refused here
+    rather than parsed or cast by numpy ("5" would become 5, 1.7 would become 1)."""
+    try:
+        kind = np.asarray(value).dtype.kind  # text 'U', a map or a ragged list 'O', true 'b'
+    except ValueError:  # ragged in a way numpy refuses outright
+        kind = "O"
+    whole = declared_kind in ("i", "u")
+    if kind not in ("iu" if whole else "iuf"):
+        expected = "whole numbers" if whole else "numbers"
+        raise MessageError(
+            f"{where}: expected an array (msgpack extension {ARRAY_EXT}) or a list of {expected}, "
+            f"found {type(value).__name__} {value!r:.80}"
+        )
 
 
 def _nested(cls: type[msgs.Message], value: Any, where: str) -> msgs.Message:

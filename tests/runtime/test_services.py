@@ -183,7 +183,16 @@ MALFORMED_REGISTRATIONS = {  # what a foreign client may get wrong: (the node ma
         {"publishers": [{"topic": "/x", "type": 5, "endpoint": "tcp://127.0.0.1:1"}]},
         "publishers[0] needs text 'type' of 1 to 512 characters, found 5",
     ),
-    "relative-topic": ({"subscriptions": [{"topic": "x", "type": "*"}]}, "'topic' must be absolute"),
+    "relative-topic": ({"subscriptions": [{"topic": "x", "type": "*"}]}, "'topic' is not a valid topic name"),
+    "topic-with-space": (
+        {"subscriptions": [{"topic": "/a b", "type": "*"}]},
+        "subscriptions[0]: 'topic' is not a valid topic name: invalid topic name '/a b': segments are",
+    ),
+    "service-name-ends-in-slash": (
+        {"services": [{"name": "/bad/", "endpoint": "tcp://127.0.0.1:1", "request": "a", "response": "b"}]},
+        "services[0]: 'name' is not a valid service name",
+    ),
+    "pid-true": ({"pid": True}, "'pid' must be int, found True"),
     "depth-not-int": ({"subscriptions": [{"topic": "/x", "type": "*", "depth": "9"}]}, "'depth' must be int"),
     "entry-not-map": ({"services": ["/reset"]}, "services[0] must be a map, found str"),
     "pid-not-int": ({"pid": "12"}, "'pid' must be int"),
@@ -209,9 +218,12 @@ def test_a_minimal_registration_is_kept_with_every_list_the_tools_read(registry)
     assert node["publishers"] == node["subscriptions"] == node["services"] == []
 
 
-def test_a_relative_node_name_is_refused(registry):
-    reply = query("sync", address=registry.address, node={"uid": "rel000000000", "name": "rel"})
-    assert not reply["ok"] and "'name' must be absolute (start with /)" in reply["error"]
+@pytest.mark.parametrize("name", ["rel", "/a//b", "/9x", "/"])
+def test_a_node_name_that_no_node_could_have_is_refused(registry, name):
+    reply = query("sync", address=registry.address, node={"uid": "rel000000000", "name": name})
+    assert (
+        not reply["ok"] and f"'name' is not a valid node name: invalid node name {name!r}" in reply["error"]
+    )
 
 
 @pytest.mark.parametrize(
