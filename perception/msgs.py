@@ -80,8 +80,8 @@ def _is_number(value: Any) -> bool:
 def field_value(where: str, hint: Any, value: Any) -> Any:
     """`value` as a field of type `hint` holds it, or a MessageError naming the field (`where`, e.g.
     `percept/Pose.position`), what it expects and what was found. A value from a peer or a YAML line
-    comes in as plain msgpack or YAML types: an integer for a float becomes a float, a list for a tuple
-    a tuple. Messages, lists of messages and arrays are the caller's (their types convert them)."""
+    comes in as plain msgpack or YAML types: an integer for a float becomes a float, a whole float for
+    an integer an integer (a JavaScript client writes 2 and 2.0 alike), a list for a tuple a tuple. Messages, lists of messages and arrays are the caller's (their types convert them)."""
 
     def refuse(expected: str) -> MessageError:
         return MessageError(f"{where}: expected {expected}, found {type(value).__name__} {value!r:.80}")
@@ -95,6 +95,8 @@ def field_value(where: str, hint: Any, value: Any) -> Any:
             raise refuse("true or false")
         return bool(value)
     if hint is int:
+        if isinstance(value, float) and value.is_integer():  # JSON-like encoders cannot tell 2.0 from 2
+            return int(value)
         if not isinstance(value, numbers.Integral) or isinstance(value, bool | np.bool_):
             raise refuse("an integer")
         return int(value)
@@ -153,17 +155,9 @@ class Header(Message):
         # comparison downstream (pairing, ordering, staleness) far from where it came in.
         if type(self.stamp) is int and type(self.seq) is int and type(self.frame_id) is str:
             return  # the usual case, checked first: this runs for every message received
-        for name in ("stamp", "seq"):
-            value = getattr(self, name)
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-                raise MessageError(
-                    f"Header.{name}: expected an integer, found {type(value).__name__} {value!r}"
-                )
-            setattr(self, name, int(value))  # numpy's integers too, as plain ints
-        if not isinstance(self.frame_id, str):
-            raise MessageError(
-                f"Header.frame_id: expected text, found {type(self.frame_id).__name__} {self.frame_id!r}"
-            )
+        self.stamp = field_value("Header.stamp", int, self.stamp)  # numpy's integers too, as plain ints
+        self.seq = field_value("Header.seq", int, self.seq)
+        self.frame_id = field_value("Header.frame_id", str, self.frame_id)
 
     @classmethod
     def now(cls, frame_id: str = "", seq: int = 0) -> Header:

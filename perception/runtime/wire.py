@@ -326,9 +326,10 @@ _PLAIN = (str, int, float, bool)
 @dataclass(frozen=True)
 class _BuildPlan:
     """How to rebuild a message type from decoded msgpack: its field names, those without a default,
-    and per field that is not an array how to check or rebuild it: ('msg', class), ('msglist', class),
-    ('plain', str/int/float/bool) and ('plain list', one of them): a value of exactly that type is taken
-    as it is, without a call), or ('value', hint)."""
+    and per field how to check or rebuild it: ('msg', class), ('msglist', class), ('plain', str/int/
+    float/bool) and ('plain list', one of them): a value of exactly that type is taken as it is, without
+    a call), ('array', the numpy kind of its default: one sent as a plain msgpack array is checked) or
+    ('value', hint)."""
 
     names: frozenset[str]
     required: frozenset[str]
@@ -376,8 +377,9 @@ def _build_plan(cls: type) -> _BuildPlan:
 
 
 def _build(cls: type[msgs.Message], fields: dict[str, Any], where: str = "") -> msgs.Message:
-    """The message from its decoded fields (a dict this function may change); each field that is not
-    an array is checked against its type (msgs.field_value). `where`: the path of a nested message."""
+    """The message from its decoded fields (a dict this function may change); each field is checked
+    against its type (msgs.field_value; arrays, once numbers, by the type itself). `where`: the path of
+    a nested message."""
     plan = _build_plan(cls)
     where = where or cls.TYPE_NAME
     if not fields.keys() <= plan.names:
@@ -425,13 +427,17 @@ def _declared_kind(cls: type, name: str) -> str:
 
 def _check_numbers(where: str, value: Any, declared_kind: str) -> None:
     """An array field sent as a plain msgpack array (or number): rectangular numbers, whole ones where
-    the field holds integers; its type then converts it. Text, booleans and maps are refused here
-    rather than parsed or cast by numpy ("5" would become 5, 1.7 would become 1)."""
+    the field holds integers (2.0 counts: JSON-like encoders write whole numbers either way); its type
+    then converts it. Text, booleans and maps are refused here rather than parsed or cast by numpy ("5"
+    would become 5, 1.7 would become 1)."""
     try:
-        kind = np.asarray(value).dtype.kind  # text 'U', a map or a ragged list 'O', true 'b'
+        array = np.asarray(value)  # text 'U', a map or a ragged list 'O', true 'b'
     except ValueError:  # ragged in a way numpy refuses outright
-        kind = "O"
+        array = np.asarray(None)
+    kind = array.dtype.kind
     whole = declared_kind in ("i", "u")
+    if whole and kind == "f" and np.isfinite(array).all() and (array == np.round(array)).all():
+        kind = "i"
     if kind not in ("iu" if whole else "iuf"):
         expected = "whole numbers" if whole else "numbers"
         raise MessageError(

@@ -400,7 +400,13 @@ def test_a_header_or_a_message_over_its_bound_is_malformed(monkeypatch):
 
 def test_array_fields_sent_as_plain_lists_of_numbers_are_taken():
     """A foreign client may send an array as a msgpack array of numbers: its type converts it."""
-    fields = {"header": {}, "xyxy": [[1, 2, 3, 4.5]], "scores": [1], "class_ids": [2], "class_names": ["car"]}
+    fields = {
+        "header": {},
+        "xyxy": [[1, 2, 3, 4.5]],
+        "scores": [1],
+        "class_ids": [2.0],
+        "class_names": ["car"],
+    }
     detections = wire.decode([b"/t", hdr("percept/Detections", fields=fields)]).msg
     assert detections.xyxy.dtype == np.float32 and detections.xyxy.tolist() == [[1, 2, 3, 4.5]]
     assert detections.class_ids.tolist() == [2] and detections.track_ids.tolist() == [-1]
