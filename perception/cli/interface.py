@@ -100,17 +100,22 @@ def _heading(cls: type[msgs.Message]) -> list[str]:
     return [f"# {cls.TYPE_NAME} (schema v{cls.SCHEMA_VERSION}{reads})", *(f"# {line}" for line in wrapped)]
 
 
-def _array_kind(field: dataclasses.Field[Any]) -> str:
-    """`array<f4>[N,4]`: the dtype and trailing shape the type's default gives its arrays (N rows, one
-    per item of a parallel-array message); plain `array` where the field has no default (an image's
-    dtype and shape follow its encoding)."""
+def _declared_array(field: dataclasses.Field[Any]) -> tuple[np.dtype[Any], str] | None:
+    """The dtype an array field's default gives it, and its shape as `[N,4]` where the default is empty
+    (N rows, one per item of a parallel-array message; '' for a default with rows of its own, as
+    CameraInfo.D, whose length it does not fix); None where the field has no default (an image)."""
     if field.default_factory is dataclasses.MISSING:
-        return "array"
+        return None
     value = np.asarray(field.default_factory())
-    dtype = value.dtype.str.lstrip("<|")
-    if value.shape[:1] != (0,):  # a default of its own (CameraInfo.D): the length is not fixed by it
-        return f"array<{dtype}>"
-    return f"array<{dtype}>[{','.join(['N', *map(str, value.shape[1:])])}]"
+    shape = f"[{','.join(['N', *map(str, value.shape[1:])])}]" if value.shape[:1] == (0,) else ""
+    return value.dtype, shape
+
+
+def _array_kind(field: dataclasses.Field[Any]) -> str:
+    """`array<f4>[N,4]`, or plain `array` where the dtype and shape follow another field (an image's
+    encoding)."""
+    declared = _declared_array(field)
+    return "array" if declared is None else f"array<{declared[0].str.lstrip('<|')}>{declared[1]}"
 
 
 def _type_name(hint: Any) -> str:
@@ -171,11 +176,11 @@ def _wire_type(hint: Any, field: dataclasses.Field[Any]) -> str:
     if isinstance(hint, type) and issubclass(hint, msgs.Message):
         return f"`{hint.TYPE_NAME}` map"
     if hint is np.ndarray:
-        if field.default_factory is dataclasses.MISSING:
+        declared = _declared_array(field)
+        if declared is None:
             return "array (ext 1)"
-        value = np.asarray(field.default_factory())
-        shape = f" [{','.join(['N', *map(str, value.shape[1:])])}]" if value.shape[:1] == (0,) else ""
-        return f"array (ext 1) `{value.dtype.str}`{shape}"
+        dtype, shape = declared
+        return f"array (ext 1) `{dtype.str}`" + (f" {shape}" if shape else "")
     if origin is list and args:
         item = args[0]
         return (
