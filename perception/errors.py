@@ -11,6 +11,11 @@ def did_you_mean(name: str, known: list[str] | set[str]) -> str:
     return f"; did you mean {' or '.join(close)}?" if close else ""
 
 
+def reason(exc: BaseException) -> str:
+    """An exception's text, or its type's name where it has none (msgpack raises some without)."""
+    return str(exc) or type(exc).__name__
+
+
 class PerceptError(Exception):
     """Base class of every error the runtime raises on purpose."""
 

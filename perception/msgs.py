@@ -114,7 +114,7 @@ def field_value(where: str, hint: Any, value: Any) -> Any:
         ):
             raise refuse(f"a list of {count or 'some'} numbers")
         return tuple(float(v) for v in value) if float in args else tuple(value)
-    if origin is list and args and args[0] in (str, int, float, bool):
+    if origin is list and args and args[0] in SCALAR_TYPES:
         if not isinstance(value, list):
             raise refuse(f"a list of {_NAMES[args[0]]}")
         if set(map(type, value)) <= {args[0]}:  # the usual case: checked at C speed, kept as it is
@@ -129,6 +129,7 @@ def field_value(where: str, hint: Any, value: Any) -> Any:
     return value
 
 
+SCALAR_TYPES = (str, int, float, bool)  # the field types checked as they are, alone or in a list
 _NAMES = {str: "text", int: "integers", float: "numbers", bool: "true or false"}
 _HINTS: dict[Any, tuple[Any, tuple[Any, ...]]] = {}
 

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from perception import Node, run
-from perception.errors import ParameterError, PerceptError
+from perception.errors import ParameterError, PerceptError, reason
 from perception.nodes.camera_pose import declare_camera_pose
 from perception.ros2.convert import ConversionError
 from perception.ros2.dds import Participant
@@ -124,7 +124,7 @@ class Ros2Bridge(Node):
                 try:
                     msg = m.conversion.to_ours(cdr, camera_pose=self.camera_pose)
                 except Exception as exc:  # any sample a peer sends: counted and named, never fatal
-                    self.refuse(inbound, str(exc) or type(exc).__name__)
+                    self.refuse(inbound, reason(exc))
                     continue
                 inbound.publisher.publish(msg)
 

@@ -31,7 +31,7 @@ from typing import Any
 import msgpack
 import zmq
 
-from perception.errors import InvalidNameError, RegistryUnavailable
+from perception.errors import InvalidNameError, RegistryUnavailable, reason
 from perception.runtime.names import is_hidden, validate
 from perception.runtime.security import REGISTRY, TOOLS, Gatekeeper, Keys, may_register
 from perception.runtime.stopping import StopFlag
@@ -122,8 +122,7 @@ class Registry:
         try:
             request = msgpack.unpackb(payload)
         except Exception as exc:
-            why = str(exc) or type(exc).__name__
-            return {"ok": False, "id": 0, "error": f"malformed registry request: not msgpack ({why})"}
+            return {"ok": False, "id": 0, "error": f"malformed registry request: not msgpack ({reason(exc)})"}
         if not isinstance(request, dict) or not isinstance(request.get("op"), str):
             found = (
                 type(request).__name__

@@ -20,7 +20,7 @@ import msgpack
 import numpy as np
 
 from perception import msgs
-from perception.errors import MalformedMessage, MessageError
+from perception.errors import MalformedMessage, MessageError, reason
 from perception.runtime.settings import number_setting
 
 ARRAY_EXT = 1
@@ -157,7 +157,7 @@ def decode(
     except MalformedMessage:
         raise
     except Exception as exc:
-        raise MalformedMessage(f"header is not valid msgpack: {_why(exc)}") from None
+        raise MalformedMessage(f"header is not valid msgpack: {reason(exc)}") from None
     if not isinstance(header, dict):
         raise MalformedMessage(f"header must be a map, found {type(header).__name__}")
     if not ("type" in header and "version" in header and "fields" in header):
@@ -218,7 +218,7 @@ def _array_ref(data: bytes) -> tuple[int, np.dtype[Any], tuple[int, ...], int]:
     except Exception as exc:
         raise MalformedMessage(
             f"array reference (msgpack extension {ARRAY_EXT}): expected [frame index, dtype, shape] with "
-            f"whole numbers from 0 and a numpy dtype string, found {bytes(data)[:80]!r} ({_why(exc)})"
+            f"whole numbers from 0 and a numpy dtype string, found {bytes(data)[:80]!r} ({reason(exc)})"
         ) from None
     if dtype.kind not in _ALLOWED_DTYPE_KINDS:
         raise MalformedMessage(
@@ -276,7 +276,7 @@ def peek_fields(header_frame: Buffer) -> dict[str, Any]:
     except MalformedMessage:
         raise
     except Exception as exc:
-        raise MalformedMessage(f"header is not valid msgpack: {_why(exc)}") from None
+        raise MalformedMessage(f"header is not valid msgpack: {reason(exc)}") from None
     fields = header.get("fields") if isinstance(header, dict) else None
     if not isinstance(fields, dict):
         raise MalformedMessage("header must be a map with a 'fields' map")
@@ -290,7 +290,7 @@ def _peek_header(frames: list[Buffer]) -> dict[str, Any]:
     try:
         header = msgpack.unpackb(byte_view(frames[1]), ext_hook=_ignore_ext, strict_map_key=False)
     except Exception as exc:
-        raise MalformedMessage(f"header is not valid msgpack: {_why(exc)}") from None
+        raise MalformedMessage(f"header is not valid msgpack: {reason(exc)}") from None
     if not isinstance(header, dict):
         raise MalformedMessage("header must be a map")
     return header
@@ -299,11 +299,6 @@ def _peek_header(frames: list[Buffer]) -> dict[str, Any]:
 def _check_header_size(header: memoryview) -> None:
     if header.nbytes > MAX_HEADER_BYTES:
         raise MalformedMessage(f"header of {header.nbytes} bytes; at most {MAX_HEADER_BYTES} accepted")
-
-
-def _why(exc: Exception) -> str:
-    """An exception's text, or its type's name where it has none (msgpack raises some without)."""
-    return str(exc) or type(exc).__name__
 
 
 def _ignore_ext(code: int, data: bytes) -> None:
@@ -320,7 +315,7 @@ def byte_view(frame: Buffer) -> memoryview:
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
-_PLAIN = (str, int, float, bool)
+_PLAIN = msgs.SCALAR_TYPES
 
 
 @dataclass(frozen=True)
