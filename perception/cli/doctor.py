@@ -86,9 +86,13 @@ def _port_taken(host: str, port: int) -> bool:
 
 
 def _network() -> tuple[str, str, str]:
+    from perception.errors import PerceptError
     from perception.runtime.transport import default_host
 
-    host = default_host()
+    try:
+        host = default_host()
+    except PerceptError as exc:
+        return ERROR, "network", str(exc)
     if host not in ("127.0.0.1", "localhost"):
         try:
             socket.getaddrinfo(host, None)

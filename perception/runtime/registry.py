@@ -313,6 +313,21 @@ MAX_ENTRIES = 1024  # publishers, subscriptions or services of one node
 MAX_TEXT = 512  # characters of a name, topic, endpoint or type
 
 
+def _check_endpoint(where: str, endpoint: str) -> None:
+    """An address another process can connect a ZeroMQ socket to, or a one-line error: a bind address
+    (tcp://*:port) or a typo is told to the node that made it, not to each of its subscribers."""
+    transport, _, address = endpoint.partition("://")
+    host, _, port = address.rpartition(":")
+    if transport == "ipc" and address:
+        return
+    if transport == "tcp" and host not in ("", "*") and port.isdigit() and 0 < int(port) < 65536:
+        return
+    raise ValueError(
+        f"{where}: 'endpoint' must be tcp://HOST:PORT (HOST not *, PORT 1 to 65535) or ipc://PATH, "
+        f"found {endpoint!r:.80}"
+    )
+
+
 def _check_name(where: str, field: str, name: str, kind: str) -> None:
     """A name as every node resolves its own (names.validate), or a one-line error."""
     try:
@@ -360,6 +375,8 @@ def _check_registration(node: Any) -> None:
                     )
                 if field in _NAMES:
                     _check_name(where, field, value, _NAMES[field])
+                elif field == "endpoint":
+                    _check_endpoint(where, value)
             for field, kind in optional.items():
                 if field in entry and (not isinstance(entry[field], kind) or isinstance(entry[field], bool)):
                     raise ValueError(

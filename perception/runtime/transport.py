@@ -20,6 +20,7 @@ from typing import Any, cast
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from perception.errors import PerceptError
 from perception.runtime.local_channel import LocalInlet, LocalOutlet
 from perception.runtime.security import Keys, SecurityError
 
@@ -267,5 +268,17 @@ def service_client(
     return socket
 
 
+# Addresses that bind every interface: a node advertises the address it binds, and no other process
+# can connect to these.
+_BIND_ALL = ("*", "0.0.0.0", "::", "[::]")
+
+
 def default_host() -> str:
-    return os.environ.get("PERCEPT_HOST", DEFAULT_HOST)
+    """PERCEPT_HOST: the address nodes bind and advertise (127.0.0.1 unless set)."""
+    host = os.environ.get("PERCEPT_HOST", "").strip() or DEFAULT_HOST
+    if host in _BIND_ALL:
+        raise PerceptError(
+            "PERCEPT_HOST: expected the address other machines reach this one at (an interface address "
+            f"or name), found {host!r}, which binds every interface and cannot be connected to"
+        )
+    return host

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import free_port, percept
 
 
@@ -53,3 +54,20 @@ def test_doctor_names_a_host_that_does_not_resolve(monkeypatch):
     result = percept("doctor", timeout=60)
     assert result.returncode == 1
     assert "error    network    PERCEPT_HOST=no-such-host.invalid does not resolve" in result.stdout
+
+
+@pytest.mark.parametrize("host", ["*", "0.0.0.0", "::"])
+def test_a_bind_all_host_is_refused_in_one_line(monkeypatch, host):
+    """A node advertises the address it binds: PERCEPT_HOST=* used to register tcp://*:PORT, which no
+    subscriber could connect to."""
+    from perception.cli.doctor import _network
+    from perception.errors import PerceptError
+    from perception.runtime.transport import default_host
+
+    monkeypatch.setenv("PERCEPT_HOST", host)
+    with pytest.raises(PerceptError, match=rf"^PERCEPT_HOST: expected the address .* found '{host}'"):
+        default_host()
+    status, name, text = _network()
+    assert (status, name) == ("error", "network") and "cannot be connected to" in text
+    monkeypatch.setenv("PERCEPT_HOST", " ")
+    assert default_host() == "127.0.0.1"

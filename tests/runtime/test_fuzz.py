@@ -171,6 +171,7 @@ def registry():
     registry._events.close()
 
 
+endpoints = st.builds("tcp://127.0.0.1:{}".format, st.integers(1, 65535)) | st.text(min_size=1, max_size=8)
 good_registrations = st.fixed_dictionaries(
     {
         "uid": st.text(min_size=1, max_size=6),
@@ -182,7 +183,7 @@ good_registrations = st.fixed_dictionaries(
                 {
                     "topic": st.sampled_from(["/x", "/y"]),
                     "type": st.just("percept/String"),
-                    "endpoint": st.text(min_size=1, max_size=8),
+                    "endpoint": endpoints,
                 }
             ),
             max_size=2,
@@ -194,7 +195,7 @@ good_registrations = st.fixed_dictionaries(
             st.fixed_dictionaries(
                 {
                     "name": st.sampled_from(["/a/s", "/b"]),
-                    "endpoint": st.text(min_size=1, max_size=8),
+                    "endpoint": endpoints,
                     "request": st.just("percept/Trigger"),
                     "response": st.just("percept/Result"),
                 }

@@ -194,6 +194,19 @@ MALFORMED_REGISTRATIONS = {  # what a foreign client may get wrong: (the node ma
     ),
     "pid-true": ({"pid": True}, "'pid' must be int, found True"),
     "depth-not-int": ({"subscriptions": [{"topic": "/x", "type": "*", "depth": "9"}]}, "'depth' must be int"),
+    "bind-address": (
+        {"publishers": [{"topic": "/x", "type": "percept/String", "endpoint": "tcp://*:5555"}]},
+        "publishers[0]: 'endpoint' must be tcp://HOST:PORT (HOST not *, PORT 1 to 65535) or ipc://PATH, "
+        "found 'tcp://*:5555'",
+    ),
+    "endpoint-not-an-address": (
+        {"services": [{"name": "/bad/s", "request": "a/B", "response": "a/C", "endpoint": "garbage"}]},
+        "services[0]: 'endpoint' must be tcp://HOST:PORT",
+    ),
+    "port-out-of-range": (
+        {"publishers": [{"topic": "/x", "type": "percept/String", "endpoint": "tcp://127.0.0.1:70000"}]},
+        "found 'tcp://127.0.0.1:70000'",
+    ),
     "entry-not-map": ({"services": ["/reset"]}, "services[0] must be a map, found str"),
     "pid-not-int": ({"pid": "12"}, "'pid' must be int"),
 }
