@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,8 @@ def register(verbs: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from perception.errors import PerceptError
     from perception.track import ByteTracker, TrackerParams
     from perception.track.mot import PEDESTRIAN_PARAMS, read_detections, track_file, write_tracks
@@ -97,6 +100,16 @@ def _run(args: argparse.Namespace) -> int:
         params = replace(PEDESTRIAN_PARAMS, **given)
     except ValueError as exc:
         raise PerceptError(str(exc)) from None
+    scores = np.concatenate([rows[:, 4] for rows in detections.values()]) if detections else np.zeros(0)
+    if len(scores) and (scores.min() < 0 or scores.max() > 1):
+        # DPM's and ACF's public detections (MOT15-17) carry classifier margins, not probabilities.
+        print(
+            f"percept: warning: detections {args.det}: scores run from {scores.min():g} to {scores.max():g}, "
+            f"not 0 to 1: the thresholds (--high-score {params.high_score:g}, --new-track-score "
+            f"{params.new_track_score:g}, --low-score {params.low_score:g}) are read on this scale",
+            file=sys.stderr,
+        )
+    unused = int(np.sum(scores < params.low_score))
     tracker = ByteTracker(params)
     try:
         out = open(args.out, "w")  # noqa: SIM115 (closed below): before tracking, so a bad path fails at once
@@ -105,7 +118,8 @@ def _run(args: argparse.Namespace) -> int:
     with out:
         written, identities = write_tracks(track_file(detections, tracker, fps), out)
     print(
-        f"tracked {len(detections)} frames at {fps:g} frames/s ({source}): {written} track rows, "
+        f"tracked {len(detections)} frames at {fps:g} frames/s ({source}): {len(scores)} detections "
+        f"({unused} under --low-score {params.low_score:g}, not used), {written} track rows, "
         f"{identities} identities; wrote {args.out}"
     )
     return 0

@@ -257,7 +257,11 @@ def test_motchallenge_files_round_trip_through_percept_track_run(tmp_path):
     out = tmp_path / "tracks.txt"
     result = percept("track", "run", "--det", str(det), "--out", str(out), "--fps", "10")
     assert result.returncode == 0, result.stderr
-    assert "tracked 9 frames at 10 frames/s (--fps): 18 track rows, 2 identities" in result.stdout
+    assert (
+        "tracked 9 frames at 10 frames/s (--fps): 18 detections (0 under --low-score 0.1, not used), "
+        "18 track rows, 2 identities" in result.stdout
+    )
+    assert result.stderr == ""
     table = np.loadtxt(out, delimiter=",", ndmin=2)
     assert sorted(set(table[:, 1].astype(int))) == [1, 2] and 6 not in table[:, 0]
     first = table[table[:, 0] == 1]
@@ -303,6 +307,17 @@ def test_motchallenge_files_round_trip_through_percept_track_run(tmp_path):
     assert f"at 14 frames/s ({(tmp_path / 'seq' / 'seqinfo.ini').resolve()})" in from_folder.stdout
     alone = percept("track", "run", "--det", str(det), "--out", str(out))
     assert "at 30 frames/s (the default)" in alone.stdout
+    # Classifier margins (DPM's public detections) are tracked, and the user is told the thresholds
+    # are read on their scale; what falls under --low-score is counted.
+    margins = tmp_path / "dpm.txt"
+    margins.write_text(det.read_text().replace(",0.9,", ",2.3,").replace(",0.8,", ",-0.4,"))
+    dpm = percept("track", "run", "--det", str(margins), "--out", str(out))
+    assert dpm.returncode == 0, dpm.stderr
+    assert dpm.stderr == (
+        f"percept: warning: detections {margins}: scores run from -0.4 to 2.3, not 0 to 1: the thresholds "
+        "(--high-score 0.6, --new-track-score 0.7, --low-score 0.1) are read on this scale\n"
+    )
+    assert "18 detections (9 under --low-score 0.1, not used), 9 track rows, 1 identities" in dpm.stdout
 
 
 def test_mot_metrics_agree_with_a_hand_checked_sequence():
