@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -309,7 +307,6 @@ def test_set_parameters_answers_every_request_and_keeps_types_and_ranges(params_
 
 # -- launch files ------------------------------------------------------------------------------------
 
-LAUNCH_DIR = Path(tempfile.mkdtemp(prefix="percept-fuzz-launch-"))
 keys = st.sampled_from(
     [*launch_file.TOP_KEYS, *launch_file.NODE_KEYS, "file", "default", "keystore"]
 ) | st.text(max_size=6)
@@ -337,10 +334,15 @@ launch_texts = st.one_of(
 )
 
 
+@pytest.fixture(scope="module")
+def launch_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("fuzz-launch")  # module-scoped: Hypothesis runs many examples in one
+
+
 @FUZZ
 @given(launch_texts, st.dictionaries(st.sampled_from(["rate", "x"]), st.integers() | strings, max_size=2))
-def test_the_launch_file_parser_loads_or_names_the_mistake(text, arguments):
-    path = LAUNCH_DIR / "self.yaml"  # an include of self.yaml is a cycle
+def test_the_launch_file_parser_loads_or_names_the_mistake(launch_dir, text, arguments):
+    path = launch_dir / "self.yaml"  # an include of self.yaml is a cycle
     path.write_text(text)
     try:
         description = launch_file.load(path, arguments)
