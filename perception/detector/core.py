@@ -116,6 +116,7 @@ class Detector:
         self.class_map = class_map or {}
         self.class_names = names
         self._yolox = self.layout in ("yolox", "yolox_decoded")
+        self._stretch = self.layout == "rtdetr"  # Ultralytics' RT-DETR resizes without padding
         # Rows of the model's output with a NaN or infinite box or score, left out: a message cannot hold
         # them, so one such row cost its frame's every detection.
         self.invalid_detections = 0
@@ -203,7 +204,8 @@ class Detector:
                     f"{list(self.input_hw)}; supported: yolov8 1x(4+nc)xN, yolov5 1xNx(5+nc) with "
                     f"N={3 * decoders.cells(self.input_hw)}, yolox (raw or decoded) 1xNx(5+nc) with "
                     f"N={decoders.cells(self.input_hw)}, "
-                    "end2end 1xKx6 (pass layout=... to force one)"
+                    "end2end 1xKx6, rtdetr 1xKx6 or 1xKx(4+nc) with boxes as fractions of the input "
+                    "(pass layout=... to force one)"
                 )
             return found
         if layout not in decoders.LAYOUTS:
@@ -355,12 +357,15 @@ class Detector:
         """The model's input tensor for an RGB image (its family's letterbox) and the transform back to
         the image's pixels; what calibrating a quantised model feeds it too."""
         if self._frame_input:  # the letterboxed frame itself: its graph scales and transposes it
-            canvas, transform = fit(image, input_hw or self.input_hw, centre=not self._yolox)
+            canvas, transform = fit(
+                image, input_hw or self.input_hw, centre=not self._yolox, stretch=self._stretch
+            )
             return np.ascontiguousarray(canvas[np.newaxis]), transform  # a no-op for a whole frame
         tensor, transform = letterbox(
             image,
             input_hw or self.input_hw,
             centre=not self._yolox,
+            stretch=self._stretch,
             bgr=self._yolox,
             unit_scale=not self._yolox,
         )
@@ -386,9 +391,9 @@ class Detector:
         if not finite.all():
             self.invalid_detections += int((~finite).sum())
             boxes, scores, class_ids = boxes[finite], scores[finite], class_ids[finite]
-        if self.layout != "end2end":
+        if self.layout not in decoders.NMS_INSIDE:
             boxes, scores, class_ids = decoders.nms((boxes, scores, class_ids), self.iou, self.max_detections)
-        else:  # NMS ran inside the model; its best come first
+        else:  # NMS ran inside the model (or it needs none); its best come first
             boxes, scores, class_ids = (a[: self.max_detections] for a in (boxes, scores, class_ids))
         boxes = transform.to_image(boxes)
         done = time.perf_counter()

@@ -6,6 +6,8 @@ Layouts (batch 1):
   yolox    1 x N x (5+nc)    raw grid offsets at strides 8/16/32 (N = one per cell), then as yolov5
   yolox_decoded              the same, already decoded to pixels (exported with --decode_in_inference)
   end2end  1 x K x 6         x1, y1, x2, y2, score, class, NMS already inside (Ultralytics nms=True)
+  rtdetr   1 x K x 6         cx, cy, w, h as fractions of the input, score, class (Ultralytics 8.4's
+           or 1 x K x (4+nc) RT-DETR; before 8.4, class scores); one box per object by design, no NMS
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import numpy as np
 
 from perception.detector.defaults import DEFAULT_CONFIDENCE
 
-LAYOUTS = ("yolov8", "yolov5", "yolox", "yolox_decoded", "end2end")
+LAYOUTS = ("yolov8", "yolov5", "yolox", "yolox_decoded", "end2end", "rtdetr")
+NMS_INSIDE = ("end2end", "rtdetr")  # layouts whose boxes need no suppression after the model
 STRIDES = (8, 16, 32)
 Candidates = tuple[np.ndarray, np.ndarray, np.ndarray]  # xyxy (N x 4), scores (N,), class ids (N,)
 
@@ -38,11 +41,19 @@ def choose_layout(output: np.ndarray, input_hw: tuple[int, int]) -> str | None:
         return "yolox_decoded" if np.ptp(output[0, :, 0]) > input_hw[1] / 4 else "yolox"
     if b >= 6 and a == 3 * cells(input_hw):
         return "yolov5"
+    if 6 <= b < a <= 1000 and _fractions(output[0, :, :4]):  # rows are queries; YOLOv8's are columns
+        # RT-DETR's boxes are sigmoids, never all 0 (a blank image's included); an end2end model's are
+        # pixels, or all 0 where it found nothing.
+        return "rtdetr"
     if b == 6 and a <= 1000:
         return "end2end"
     if 5 <= a < b:
         return "yolov8"
     return None
+
+
+def _fractions(boxes: np.ndarray) -> bool:
+    return bool(boxes.size and boxes.min() >= 0 and 0 < boxes.max() <= 1)
 
 
 def _xyxy(cxcywh: np.ndarray) -> np.ndarray:
@@ -55,6 +66,8 @@ def decode(layout: str, output: np.ndarray, input_hw: tuple[int, int], confidenc
         rows = output[0]
         rows = rows[rows[:, 4] > confidence]
         return rows[:, :4].astype(np.float32), rows[:, 4].astype(np.float32), rows[:, 5].astype(np.int64)
+    if layout == "rtdetr":
+        return _rtdetr(output[0], input_hw, confidence)
     if layout == "yolov8":
         rows = output[0].T
         class_scores = rows[:, 4:]
@@ -69,6 +82,22 @@ def decode(layout: str, output: np.ndarray, input_hw: tuple[int, int], confidenc
     scores = class_scores[np.arange(len(rows)), class_ids]
     keep = scores > confidence
     return _xyxy(rows[keep, :4]).astype(np.float32), scores[keep].astype(np.float32), class_ids[keep]
+
+
+def _rtdetr(rows: np.ndarray, input_hw: tuple[int, int], confidence: float) -> Candidates:
+    """RT-DETR's queries, best first: Ultralytics 8.4 writes (score, class) after the box, earlier
+    versions one score per class (told apart by whole-number classes: a 2-class model has 6 columns
+    too)."""
+    if rows.shape[1] == 6 and np.array_equal(rows[:, 5], np.round(rows[:, 5])):
+        scores, class_ids = rows[:, 4], rows[:, 5].astype(np.int64)
+    else:
+        class_ids = rows[:, 4:].argmax(axis=1)
+        scores = rows[np.arange(len(rows)), 4 + class_ids]
+    keep = np.flatnonzero(scores > confidence)
+    keep = keep[np.argsort(-scores[keep], kind="stable")]
+    height, width = input_hw
+    boxes = _xyxy(rows[keep, :4] * np.array([width, height, width, height], np.float32))
+    return boxes.astype(np.float32), scores[keep].astype(np.float32), class_ids[keep]
 
 
 def _yolox_grid(rows: np.ndarray, input_hw: tuple[int, int]) -> np.ndarray:

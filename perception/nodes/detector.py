@@ -14,6 +14,7 @@ import numpy as np
 from perception import LATEST_ONLY, Node, run
 from perception.detector import Detector
 from perception.detector.core import as_input_size
+from perception.detector.decoders import LAYOUTS
 from perception.detector.defaults import (
     DEFAULT_CONFIDENCE,
     DEFAULT_CROSS_CLASS_IOU,
@@ -57,7 +58,7 @@ class DetectorNode(Node):
             layout=self.declare_parameter(
                 "layout",
                 "auto",
-                "output layout (yolov8, yolov5, yolox, yolox_decoded, end2end), or auto",
+                f"output layout ({', '.join(LAYOUTS)}), or auto",
                 read_only=True,
             ),
             input_size=self._size("input_size", "[h, w] (or [s]: square); []: the model's"),

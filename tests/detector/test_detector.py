@@ -150,6 +150,53 @@ def test_each_layout_is_recognised_and_decoded_to_image_pixels(tmp_path, layout,
     assert set(detector.timings_ms) == {"preprocess", "inference", "postprocess"}
 
 
+def rtdetr_output(columns: str) -> np.ndarray:
+    """Ultralytics' RT-DETR: 300 queries, each box (cx, cy, w, h) as fractions of the input, which the
+    image fills stretched (240 x 320 into 320 x 320: no bands), then (score, class) from Ultralytics 8.4
+    on, one score per class before it. Every query holds a box, a blank image's too."""
+    x1, y1, x2, y2 = TRUE_BOX
+    height, width = IMAGE.shape[:2]
+    box = np.array([(x1 + x2) / 2 / width, (y1 + y2) / 2 / height, (x2 - x1) / width, (y2 - y1) / height])
+    queries = [
+        (box, 0.9, 2),
+        (box + np.array([21 / width, 0, 0, 0]), 0.7, 1),
+        (box + np.array([0.3, 0.3, 0, 0]), 0.1, 0),
+    ]
+    if columns == "score, class":
+        out = np.tile([0.5, 0.5, 0.1, 0.1, 0.01, 0], (1, 300, 1)).astype(np.float32)
+        for i, (cxcywh, score, cls) in enumerate(queries):
+            out[0, i] = (*cxcywh, score, cls)
+    else:
+        out = np.tile([0.5, 0.5, 0.1, 0.1, 0.01, 0.01, 0.01], (1, 300, 1)).astype(np.float32)
+        for i, (cxcywh, score, cls) in enumerate(queries):
+            out[0, i, :4] = cxcywh
+            out[0, i, 4 + cls] = score
+    return out
+
+
+@pytest.mark.parametrize("columns", ["score, class", "class scores"])
+def test_an_ultralytics_rtdetr_is_told_from_end2end_and_fills_its_input_stretched(tmp_path, columns):
+    """Its 1 x 300 x 6 is end2end's shape: read as corner pixels, every box landed within a pixel of the
+    image's corner and scored as found."""
+    detector = Detector(write_model(tmp_path / "m.onnx", rtdetr_output(columns), names=NAMES))
+    assert detector.layout == "rtdetr"
+    result = detector(IMAGE)
+    assert result.class_names == ["duck", "cup"] and result.scores[0] == pytest.approx(0.9)
+    np.testing.assert_allclose(result.xyxy[0], TRUE_BOX, atol=0.5)
+    tensor, _ = detector.preprocess(np.full((240, 320, 3), 255, np.uint8))
+    assert tensor.shape == (1, 3, SIZE, SIZE) and tensor.min() == 1.0  # stretched: no padding
+
+
+def test_a_two_class_rtdetr_of_class_scores_is_not_read_as_score_and_class(tmp_path):
+    out = rtdetr_output("score, class")[:, :, :6].copy()
+    out[0, :, 4:] = 0.01
+    out[0, 0, 4:] = (0.2, 0.8)  # query 0: class 1 at 0.8 (a 6th column that is no class index)
+    detector = Detector(write_model(tmp_path / "m.onnx", out, names={0: "a", 1: "b"}))
+    result = detector(IMAGE)
+    assert detector.layout == "rtdetr" and result.class_names == ["b"]
+    assert result.scores[0] == pytest.approx(0.8)
+
+
 @pytest.mark.parametrize(("layout", "anchors"), [("yolox", 1), ("yolov5", 3)])
 def test_a_one_class_model_at_a_small_input_is_not_taken_for_end2end(tmp_path, layout, anchors):
     # Rows of 5 + 1 = 6, as end2end's, and 1 x 525 (or 1575) rows at 160 x 160.
@@ -185,7 +232,7 @@ def test_letterbox_round_trip(image_hw, input_hw, centre):
     assert tensor.shape == (1, 3, *input_hw) and tensor.dtype == np.float32
     rows, cols = np.nonzero(tensor[0, 0] > 0.99)
     found = np.array([[cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]], np.float32)
-    np.testing.assert_allclose(transform.to_image(found)[0], box, atol=1.0 / transform.scale + 0.5)
+    np.testing.assert_allclose(transform.to_image(found)[0], box, atol=1.0 / transform.scale_x + 0.5)
     assert tensor[0, 0, 0, 0] == pytest.approx(114 / 255) or not centre or transform.top == 0
 
 
@@ -196,7 +243,7 @@ def test_letterbox_tensor_is_opencvs_blob_bit_for_bit(image_hw, input_hw, centre
     image = np.random.default_rng(0).integers(0, 256, (*image_hw, 3), np.uint8)
     tensor, transform = letterbox(image, input_hw, centre=centre, bgr=bgr, unit_scale=unit_scale)
     to_pixels = round if centre else int  # as letterbox sizes Ultralytics' and YOLOX's resizes
-    new_w, new_h = to_pixels(image_hw[1] * transform.scale), to_pixels(image_hw[0] * transform.scale)
+    new_w, new_h = to_pixels(image_hw[1] * transform.scale_x), to_pixels(image_hw[0] * transform.scale_y)
     resized = image if (new_w, new_h) == image_hw[::-1] else cv2.resize(image, (new_w, new_h))
     canvas = np.full((*input_hw, 3), 114, np.uint8)
     canvas[transform.top : transform.top + new_h, transform.left : transform.left + new_w] = resized
