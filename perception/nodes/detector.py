@@ -26,7 +26,9 @@ from perception.installed import SHIPPED_MODEL
 from perception.msgs import Detections, DetectorStats, Image
 from perception.nodes._reporting import NewCounts
 
-TO_RGB = {"rgb8": None, "bgr8": cv2.COLOR_BGR2RGB, "mono8": None}  # the detector takes grey as it is
+# Every 8-bit encoding an Image may carry (a ZED's bgra8 arrives as rgba8: the ROS 2 bridge and bag
+# convert reorder it); the detector takes grey and RGBA as they are.
+TO_RGB = {"rgb8": None, "bgr8": cv2.COLOR_BGR2RGB, "rgba8": None, "mono8": None}
 
 
 class DetectorNode(Node):
@@ -88,6 +90,11 @@ class DetectorNode(Node):
         self.create_timer(1.0, self.publish_stats)
         self.timings: list[dict[str, float]] = []
         self.invalid = NewCounts(self.log, "detections the model gave with a NaN or infinite box or score")
+        # Frames of another encoding (a depth image remapped onto this topic): left out and counted,
+        # named once per encoding, not a traceback per frame.
+        self.refused_images = 0
+        self.refused = NewCounts(self.log, f"images of an encoding other than {', '.join(TO_RGB)}")
+        self.refused_encodings: set[str] = set()
         self.window_start = time.monotonic()
         self.log.info(
             "%s: %s layout, input %s%s, %d classes",
@@ -122,9 +129,16 @@ class DetectorNode(Node):
 
     def on_image(self, msg: Image) -> None:
         if msg.encoding not in TO_RGB:
-            raise ValueError(
-                f"image encoding {msg.encoding!r} cannot be detected on; expected {', '.join(TO_RGB)}"
-            )
+            self.refused_images += 1
+            if msg.encoding not in self.refused_encodings:
+                self.refused_encodings.add(msg.encoding)
+                self.log.error(
+                    "image encoding %r on %s cannot be detected on; expected %s (left out and counted)",
+                    msg.encoding,
+                    self.subscription.topic,
+                    ", ".join(TO_RGB),
+                )
+            return
         code = TO_RGB[msg.encoding]
         image = msg.data if code is None else cv2.cvtColor(np.ascontiguousarray(msg.data), code)
         self.publisher.publish(self.detector(image, msg.header))
@@ -132,6 +146,7 @@ class DetectorNode(Node):
 
     def publish_stats(self) -> None:
         self.invalid.say(self.detector.invalid_detections)
+        self.refused.say(self.refused_images)
         elapsed = time.monotonic() - self.window_start
         stats = self.subscription.stats
 

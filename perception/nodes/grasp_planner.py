@@ -1,6 +1,7 @@
 """The grasp planner node: detections + the depth image and camera info of the same frame -> grasps.
 
-Topics: `detections`, `depth` (32FC1 metres), `camera_info` -> `grasps` (Grasps, stamped like the
+Topics: `detections`, `depth` (32FC1 metres, or 16UC1 millimetres as ROS 2 depth drivers publish
+it: REP 118), `camera_info` -> `grasps` (Grasps, stamped like the
 detections; with pushes for the objects without a grasp when no grasp is left to offer, unless `pushes` is
 false). It listens to the pick loop's `attempts` too: a grasp that failed is not offered again until a
 push moves the scene (perception.grasp.FailedGrasps, the rule the pick policy keeps). Depth and camera info
@@ -21,6 +22,10 @@ from perception.grasp import FailedGrasps, GraspPlanner, Gripper, Workspace
 from perception.msgs import CameraInfo, Detections, Grasps, Image, PickAttempt
 from perception.nodes._pairing import detections_paired_with, hand_on_held
 from perception.runtime.sync import StampBuffer
+
+# Depth encodings the planner reads, and the metres in one unit of each (REP 118; 0 is no reading in
+# both, and the planner leaves out zeros and NaN alike).
+DEPTH_UNITS_M = {"32FC1": 1.0, "16UC1": 0.001}
 
 
 def _range(name: str, value: object) -> tuple[float, float]:
@@ -143,8 +148,8 @@ class GraspPlannerNode(Node):
             why = f"no depth frame for this stamp ({self.depths.describe(stamp)})"
         elif info is None:
             why = f"no camera info for this stamp ({self.infos.describe(stamp)})"
-        elif depth.encoding != "32FC1":
-            why = f"depth encoding {depth.encoding!r}; expected 32FC1 (metres)"
+        elif depth.encoding not in DEPTH_UNITS_M:
+            why = f"depth encoding {depth.encoding!r}; expected 32FC1 (metres) or 16UC1 (millimetres)"
         elif depth.data.shape[:2] != (info.height, info.width):
             # An RGB-D camera whose depth is not registered to its colour image: boxes would read the
             # wrong pixels and grasps land elsewhere, silently.
@@ -161,8 +166,13 @@ class GraspPlannerNode(Node):
                 )
             )
             return
+        metres = (
+            depth.data
+            if depth.encoding == "32FC1"
+            else depth.data * np.float32(DEPTH_UNITS_M[depth.encoding])
+        )
         plan = self.planner.plan(
-            depth.data,
+            metres,
             info.K,
             self.camera_in_base
             if self.camera_in_base is not None

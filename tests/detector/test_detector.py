@@ -322,7 +322,7 @@ def test_the_detector_node_stamps_detections_like_their_image(tmp_path, registry
     from perception.msgs import Detections, DetectorStats, Header, Image
 
     model = write_model(tmp_path / "m.onnx", yolov8_output(), names=NAMES)
-    spawn("run", "perception.nodes.detector:DetectorNode", "-p", f"model:={model}")
+    detector = spawn("run", "perception.nodes.detector:DetectorNode", "-p", f"model:={model}")
     detections: list[Detections] = []
     stats: list[DetectorStats] = []
     with Node("camera", context=context) as node:
@@ -347,9 +347,23 @@ def test_the_detector_node_stamps_detections_like_their_image(tmp_path, registry
         images.publish(Image(header=Header(seq=9), data=IMAGE[..., ::-1].copy(), encoding="bgr8"))
         spin_until(node, lambda: detections[-1].header.seq == 9, what="the bgr8 frame's detections")
         np.testing.assert_allclose(detections[-1].xyxy[0], TRUE_BOX, atol=0.5)
-        spin_until(node, lambda: any(s.frames_per_s > 0 for s in stats), what="detector stats")
+        # A ZED's bgra8, as the ROS 2 bridge and bag convert pass it on.
+        rgba = np.dstack([IMAGE, np.full(IMAGE.shape[:2], 255, np.uint8)])
+        images.publish(Image(header=Header(seq=10), data=rgba, encoding="rgba8"))
+        spin_until(node, lambda: detections[-1].header.seq == 10, what="the rgba8 frame's detections")
+        np.testing.assert_allclose(detections[-1].xyxy[0], TRUE_BOX, atol=0.5)
+        periods = len(stats)
+        spin_until(node, lambda: len(stats) > periods + 1, what="a stats period after the refusal")
         busy = next(s for s in stats if s.frames_per_s > 0)
         assert busy.inference_ms > 0 and busy.model == model
+    detector.terminate()
+    log = detector.communicate(timeout=30)[0]
+    assert "Traceback" not in log, log
+    assert (
+        "image encoding '32FC1' on /image cannot be detected on; expected rgb8, bgr8, rgba8, mono8 "
+        "(left out and counted)" in log
+    ), log
+    assert "left out 1 images of an encoding other than rgb8, bgr8, rgba8, mono8 (1 in all)" in log
 
 
 @pytest.mark.parametrize(

@@ -32,10 +32,12 @@ def test_the_planner_node_pairs_depth_and_camera_info_with_detections_by_stamp()
         now = [0.0]  # the pairing's clock, moved by hand: a stalled test process cannot run a wait out
         harness.node.sync.clock = lambda: now[0]
 
-        def answer(stamp: int, with_depth: bool = True, with_info: bool = True, depth=depth) -> Grasps:
+        def answer(
+            stamp: int, with_depth: bool = True, with_info: bool = True, depth=depth, encoding="32FC1"
+        ) -> Grasps:
             header = Header(stamp=stamp, frame_id="camera")
             if with_depth:
-                harness.feed("/depth", Image(header=header, data=depth, encoding="32FC1"))
+                harness.feed("/depth", Image(header=header, data=depth, encoding=encoding))
             if with_info:
                 info.header = header
                 harness.feed("/camera_info", info)
@@ -88,6 +90,16 @@ def test_the_planner_node_pairs_depth_and_camera_info_with_detections_by_stamp()
             "/attempts", PickAttempt(header=Header(stamp=1_000_000_001), action="push", success=True)
         )
         assert len(answer(1_000_000_002)) == len(first)
+        # Millimetres in 16 bits, as ROS 2 depth drivers publish (REP 118; 0 where nothing was seen),
+        # plan as metres do.
+        millimetres = np.round(np.nan_to_num(depth) * 1000).astype(np.uint16)
+        in_mm = answer(1_000_000_003, depth=millimetres, encoding="16UC1")
+        assert len(in_mm) == len(first)
+        np.testing.assert_allclose(in_mm.positions, first.positions, atol=0.002)
+        grey = answer(1_000_000_004, depth=np.zeros(depth.shape, np.uint8), encoding="mono8")
+        assert len(grey) == 0 and grey.rejected_reasons == [
+            "depth encoding 'mono8'; expected 32FC1 (metres) or 16UC1 (millimetres)"
+        ]
         assert set(first.class_names) == {"jenga"} and set(first.detection_indices.tolist()) == {0}
         np.testing.assert_allclose(first.positions[0][:2], (0.52, 0.03), atol=0.005)
         assert list(first.qualities) == sorted(first.qualities, reverse=True) and first.planning_ms > 0
