@@ -44,17 +44,22 @@ class SeqPublisher(Node):
 
 
 class FrameCounter(Node):
-    """Subscribes to `frames` and publishes how many it got on `count` every 0.2 s."""
+    """Subscribes to `frames` and publishes how many it got on `count` every 0.2 s; with `hoard`, keeps
+    every frame it gets (a subscriber that never lets its publisher's slots go)."""
 
     def __init__(self) -> None:
         super().__init__("frame_counter")
         self.received = 0
+        self.hoard = self.declare_parameter("hoard", False)
+        self.kept: list[Image] = []
         self.create_subscription(Image, "frames", self.on_frame)
         self.out = self.create_publisher(String, "count")
         self.create_timer(0.2, lambda: self.out.publish(String(data=str(self.received))))
 
     def on_frame(self, msg: Image) -> None:
         self.received += 1
+        if self.hoard:
+            self.kept.append(msg)
 
 
 class Services(Node):

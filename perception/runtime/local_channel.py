@@ -12,7 +12,12 @@ they mean on TCP, and the subscriber's executor wakes on the pipe as on a socket
 A pipe write of up to PIPE_BUF bytes is atomic, so several publishers can share one subscriber's pipe;
 a full pipe (a subscriber that stopped reading) refuses the record, which that subscriber later sees as
 a sequence gap, as it would when a TCP queue overflows. A subscriber that died is found by the broken
-pipe the next write meets.
+pipe the next write meets, or, when no write reaches it, by its name's process (once a second).
+
+No subscriber can stop the others: each may hold at most its share of a segment's slots (all of them
+alone, half of them with one other subscriber, and so on); past it, new messages skip it, counted on
+both sides, until it lets some go. A publisher with no row left for a new subscriber says so (FULL), and
+that subscriber takes the publisher's messages over TCP.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ _COUNT = struct.Struct("<Q")  # frames in a slot's table
 # publisher id and the segment's name. The sequence number travels outside the slot so that a message
 # evicted or superseded before it is read still counts as the keep-last queue counts it on TCP.
 _SLOT = struct.Struct("<HIQQQB")
-INLINE, SLOT, REGISTER, BYE = 1, 2, 3, 4
+INLINE, SLOT, REGISTER, BYE, FULL = 1, 2, 3, 4, 5
 _READ_CHUNK = 1 << 16
 _HOUSEKEEPING_S = 1.0
 PIPE_SIZE = 1 << 20  # bytes a subscription's pipe may hold (Linux's default is 64 KiB)
@@ -85,7 +90,7 @@ def _records(data: bytes) -> tuple[list[tuple[int, memoryview]], bytes]:
     found: list[tuple[int, memoryview]] = []
     while len(data) - offset >= _HEAD.size:
         length, kind = _HEAD.unpack_from(data, offset)
-        if length < _HEAD.size:
+        if not _HEAD.size <= length <= PIPE_BUF:
             return found, b""  # not a record: drop what is left rather than read garbage forever
         if len(data) - offset < length:
             break
@@ -133,6 +138,8 @@ class LocalOutlet:
         self._registrations_at = 0.0
         self._rows: set[int] | None = None
         self.missed = 0  # deliveries to local subscribers that did not happen (full pipe, no free slot)
+        self.over_share = 0  # of those, to a subscriber that held its share of the slots
+        self.malformed_registrations = 0  # leftovers in the registration pipe that were no record
 
     @property
     def peer_count(self) -> int:
@@ -201,11 +208,19 @@ class LocalOutlet:
         n = n if 0 <= n <= wire.MAX_SEQUENCE else 0  # a number out of range: no gap counted
         total = sum(sizes)
         pending = segment.pending[slot[0]]
+        share = max(1, segment.layout.slots // len(self._live_rows()))
         missed = 0
         for peer in list(self._peers.values()):
+            if segment.holds_share(peer.row, share):
+                # It keeps its share of the slots (or died holding them): it misses this one, as a TCP
+                # subscriber whose queue is full does, rather than every subscriber missing the next.
+                missed += 1
+                self.over_share += 1
+                continue
             head = _SLOT.pack(peer.row, slot[0], self._tick, n, total, len(src))
             if self._write(peer, _record(SLOT, head + tail)):
                 pending[peer.row] = self._tick
+                segment.sent(peer.row, slot[0], self._tick)
             else:
                 missed += 1
         return missed
@@ -255,7 +270,14 @@ class LocalOutlet:
         while True:
             try:
                 chunk = os.read(self._fd, _READ_CHUNK)
-            except (BlockingIOError, OSError):
+            except BlockingIOError:
+                # The pipe is empty, and each writer writes a whole record at once: bytes left over are
+                # no record's beginning (a foreign writer's), and kept they would garble every later one.
+                if self._carry:
+                    self.malformed_registrations += 1
+                    self._carry = b""
+                return
+            except OSError:
                 return
             records, self._carry = _records(self._carry + chunk)
             for kind, body in records:
@@ -272,12 +294,15 @@ class LocalOutlet:
             return
         used = self._live_rows()
         free = [r for r in range(shm.ROWS) if r not in used]
-        if not free:
-            return  # as many local subscribers as a segment has rows: this one gets nothing here
         try:
             fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
         except OSError:
             return  # it went away again
+        if not free:  # as many local subscribers as a segment has rows: this one is told to use TCP
+            with contextlib.suppress(OSError):
+                os.write(fd, _record(FULL, self.path.encode()))
+            os.close(fd)
+            return
         self._peers[path] = _Peer(fd, path, free[0])
         self._rows = None
 
@@ -301,8 +326,13 @@ class LocalOutlet:
                 segment.drop_row(row)
 
     def _housekeeping(self) -> None:
-        """Free the rows of departed subscribers once they hold nothing, and close retired segments."""
+        """Free the rows of departed subscribers once they hold nothing (and of dead ones at once:
+        killed while holding slots, they may meet no write that would find them), and close retired
+        segments."""
         self._housekeeping_at = time.monotonic() + _HOUSEKEEPING_S
+        for peer in list(self._peers.values()):
+            if not shm.owner_alive(peer.path):
+                self._remove(peer.path, gone=True)
         for row, path in list(self._leaving.items()):
             segments = [s for s in (self._segment, *self._retired) if s is not None]
             if not shm.owner_alive(path) or all(s.idle({row}) for s in segments):
@@ -427,6 +457,7 @@ class LocalInlet:
         self._carry = b""
         self._housekeeping_at = 0.0
         self.malformed = 0
+        self.full: list[str] = []  # publishers (their pipes) that had no row for us: TCP carries them
 
     @property
     def publisher_count(self) -> int:
@@ -464,11 +495,22 @@ class LocalInlet:
                     messages.append(self._inline(body))
                 elif kind == SLOT:
                     messages.append(self._in_slot(body))
+                elif kind == FULL:
+                    self._refused_by(body)
             except Exception:  # a record that does not describe a message: counted, never fatal
                 self.malformed += 1
         if time.monotonic() > self._housekeeping_at:
             self._housekeeping()
         return messages
+
+    def _refused_by(self, body: memoryview) -> None:
+        path = _path_from(body)
+        fd = self._publishers.pop(path, None) if path is not None else None
+        if path is None or fd is None:
+            raise ValueError("a FULL record from no publisher this pipe registered with")
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        self.full.append(path)
 
     def _inline(self, body: memoryview) -> list[Any]:
         (count,) = _INLINE_COUNT.unpack_from(body)

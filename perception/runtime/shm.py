@@ -233,6 +233,10 @@ class Segment:
         self._loans = 0
         self._address = np.frombuffer(self._bytes, np.uint8).__array_interface__["data"][0]
         self.superseded = 0  # slots taken back from a subscriber that had not drained them yet
+        # Per row: (slot, tick) of the messages sent to it that it may still hold, oldest first, pruned
+        # when the row nears its share (holds_share); and how long that list may grow before the next.
+        self._sent: dict[int, list[tuple[int, int]]] = {}
+        self._next_check: dict[int, int] = {}
 
     def acquire(self, live_rows: set[int]) -> int | None:
         """A slot that nobody holds, lowest first (the slots just released are still in the CPU's
@@ -339,10 +343,31 @@ class Segment:
         loan = self.loaned.pop(address, None)
         return None if loan is None else loan[0]
 
+    def sent(self, row: int, slot: int, tick: int) -> None:
+        """The message of `tick` in `slot` went to `row`."""
+        self._sent.setdefault(row, []).append((slot, tick))
+
+    def holds_share(self, row: int, share: int) -> bool:
+        """Whether `row` holds `share` slots or more: messages it took out of its channel and has not
+        released (it may be reading them: they cannot be taken back). Those sent and not taken out yet
+        do not count, as a newer message may supersede them. The list of what was sent is looked
+        through only as it grows past `share`, a quarter of it at a time."""
+        sent = self._sent.get(row)
+        if sent is None or len(sent) < max(share, self._next_check.get(row, 0)):
+            return False
+        released, pending, slots = self.released, self.pending, self.layout.slots
+        sent[:] = [(s, t) for s, t in sent if released[row * slots + s] < t and pending[s].get(row) == t]
+        taken = self.drained[row]
+        held = sum(t <= taken for _, t in sent)
+        self._next_check[row] = len(sent) + (0 if held >= share else max(1, share // 4))
+        return held >= share
+
     def drop_row(self, row: int) -> None:
         """A subscriber has gone: nothing it was sent is held any longer."""
         for pending in self.pending:
             pending.pop(row, None)
+        self._sent.pop(row, None)
+        self._next_check.pop(row, None)
 
     def idle(self, live_rows: set[int]) -> bool:
         """True when no live subscriber holds any slot (a retired segment may then be closed)."""

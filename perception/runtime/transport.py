@@ -145,6 +145,9 @@ class Inlet:
         self.endpoints: set[str] = set()
         self.refused: set[str] = set()  # endpoints ZeroMQ would not connect to (a peer's bad address)
         self._connected = False  # connected over TCP to any publisher (not just the local channel)
+        # Publishers joined through the local channel: their pipe -> (endpoint, CURVE key), for TCP
+        # if one has no room for us (FULL).
+        self._joined_locally: dict[str, tuple[str, str | None]] = {}
 
     def set_endpoints(
         self,
@@ -170,6 +173,8 @@ class Inlet:
             address = local.get(endpoint)
             if self.local is not None and isinstance(address, str) and self.local.register(address):
                 self.endpoints.add(endpoint)
+                key = (server_keys or {}).get(endpoint)
+                self._joined_locally[address.partition(" ")[2]] = (endpoint, key)
                 continue
             try:
                 self._connect(endpoint, (server_keys or {}).get(endpoint))
@@ -195,6 +200,11 @@ class Inlet:
                 break
         if self.local is not None:
             batches += self.local.drain()
+            while self.local.full:  # a publisher with no row left for us: over TCP instead
+                endpoint, key = self._joined_locally.pop(self.local.full.pop(), ("", None))
+                if endpoint:
+                    with contextlib.suppress(zmq.ZMQError, SecurityError):
+                        self._connect(endpoint, key)
         if self._connected and (cast(int, self._monitor.getsockopt(_EVENTS)) & _POLLIN or self._down):
             self._watch_connections()
         return batches

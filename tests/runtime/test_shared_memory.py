@@ -218,6 +218,119 @@ def test_kill_9_of_a_subscriber_leaves_the_publisher_working(context, spawn):
         spin_until(node, lambda: counts and counts[-1] >= 10, what="the respawn counting frames")
 
 
+def _publish_until(node, publisher, done, what: str, shape=(240, 320, 3), timeout_s: float = 60.0) -> int:
+    """Publish pattern frames, spinning between them, until `done()`; how many were published."""
+    seq, deadline = 0, time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        publisher.publish(Image(header=Header(seq=seq), data=pattern(seq, shape)))
+        seq += 1
+        node.spin_once(0.01)
+    return seq
+
+
+def _latest(counts: dict[str, int], key: str):
+    return lambda m: counts.__setitem__(key, int(m.data))
+
+
+def test_a_subscriber_that_keeps_every_frame_does_not_stop_the_others(context, spawn, monkeypatch):
+    """It may hold its share of the slots (half, beside one other subscriber); past it, new frames skip
+    it, counted on both sides. It used to take every slot in turn, and then nobody got a frame."""
+    monkeypatch.setenv("PERCEPT_SHM_MB", "2")  # eight slots of 240 x 320 x 3
+    with Node("source", context=context) as node:
+        publisher = node.create_publisher(Image, "/frames")
+        counts: dict[str, int] = {}
+        node.create_subscription(String, "/hoarded", _latest(counts, "hoarder"))
+        node.create_subscription(String, "/counted", _latest(counts, "counter"))
+        spawn("-p", "hoard:=true", "-r", "count:=/hoarded", node="FrameCounter")
+        spawn("-r", "count:=/counted", node="FrameCounter")
+        spin_until(node, lambda: publisher.subscriber_count == 2, what="both subscribers")
+        published = _publish_until(
+            node, publisher, lambda: counts.get("counter", 0) >= 60, what="60 frames at the counter"
+        )
+        spin_until(node, lambda: counts.get("counter") == published, what="the counter's last count")
+        spin_until(node, lambda: "hoarder" in counts, what="the hoarder's count")
+        assert publisher._outlet.local.peer_count == 2  # both through shared memory
+        hoarded = counts["hoarder"]
+        assert 4 <= hoarded <= 8, hoarded  # its share, and what was on its way when it reached it
+        assert publisher.stats.dropped_queue == published - hoarded  # each frame it missed, counted
+
+
+def test_a_subscriber_killed_while_holding_every_slot_frees_them(context, spawn, monkeypatch):
+    """No write reaches a subscriber while every slot is held, so its death went unnoticed and the next
+    subscriber got nothing, for good; the publisher now looks for its process once a second."""
+    monkeypatch.setenv("PERCEPT_SHM_MB", "2")
+    with Node("source", context=context) as node:
+        publisher = node.create_publisher(Image, "/frames")
+        counts: dict[str, int] = {}
+        node.create_subscription(String, "/count", _latest(counts, "latest"))
+        hoarder = spawn("-p", "hoard:=true", node="FrameCounter")
+        spin_until(node, lambda: publisher.subscriber_count == 1, what="the hoarder")
+        _publish_until(node, publisher, lambda: counts.get("latest", 0) >= 8, what="eight frames held")
+        os.kill(hoarder.pid, signal.SIGKILL)
+        hoarder.wait(timeout=10)
+        counts.clear()
+        spawn(node="FrameCounter")
+        _publish_until(node, publisher, lambda: counts.get("latest", 0) >= 10, what="the next subscriber")
+        assert publisher._outlet.local.peer_count == 1
+
+
+def test_a_subscriber_beyond_the_rows_of_a_publisher_gets_its_frames_over_tcp(registry, spawn):
+    """A publisher has rows for 16 local subscribers; it tells the 17th so, which then connects over
+    TCP. It used to wait for frames that never came."""
+    with Node("many", context=Context(registry=registry.address)) as node:
+        got: list[list[int]] = [[] for _ in range(shm.ROWS + 1)]
+        subscriptions = [
+            node.create_subscription(
+                Image, "/frames", lambda m, into=into: into.append(m.header.seq), QoS(depth=1000)
+            )
+            for into in got
+        ]
+        spawn(
+            "-p", "count:=30", "-p", "rate:=100.0", "-p", f"wait_for_subscribers:={shm.ROWS + 1}",
+            "-p", "height:=120", "-p", "width:=160",
+            node="SeqPublisher",
+        )  # fmt: skip
+        spin_until(node, lambda: all(len(g) == 30 for g in got), what="30 frames at each subscription")
+        assert all(g == list(range(30)) for g in got)
+        local = [len(s._inlet.local._publishers) for s in subscriptions]
+        assert sorted(local) == [0] + [1] * shm.ROWS
+
+
+def test_a_malformed_record_in_the_registration_pipe_does_not_stop_later_registrations():
+    """Any process of the user can write to a publisher's registration pipe. A record whose length was
+    wrong left its bytes behind, which garbled every later registration: nobody could join again."""
+    from perception.runtime.local_channel import REGISTER, LocalInlet, LocalOutlet, _record
+    from perception.runtime.wire import encode
+
+    outlet = LocalOutlet()
+    inlets: list[LocalInlet] = []
+    try:
+        with open(outlet.path, "wb", buffering=0) as pipe:
+            for garbage in (
+                _record(REGISTER, b"/dev/shm/percept-1-1-x.sub")[:-4],  # its length says 4 bytes more
+                b"\x06\x00\x03" + b"z" * 29,  # a length of 6 for 32 bytes
+                b"\xff\xff\x03abc",  # longer than any record can be
+                b"\x01",
+            ):
+                pipe.write(garbage)
+                assert outlet.peer_count == len(inlets)  # read, and left out
+                inlet = LocalInlet(b"/t")
+                inlets.append(inlet)
+                assert inlet.register(outlet.address)
+                assert outlet.peer_count == len(inlets), garbage
+        frames = encode(b"/t", String(data="hello"))
+        outlet.send(frames[1:], "src", 0)
+        for inlet in inlets:
+            (message,) = inlet.drain()
+            assert bytes(message[1].buffer) == bytes(frames[1])
+        assert outlet.malformed_registrations >= 2
+    finally:
+        outlet.close()
+        for inlet in inlets:
+            inlet.close()
+
+
 def test_pairs_on_different_hosts_use_tcp(context, spawn):
     with Node("elsewhere", context=context) as node:
         got: list[Image] = []
