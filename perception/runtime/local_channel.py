@@ -14,10 +14,10 @@ a full pipe (a subscriber that stopped reading) refuses the record, which that s
 a sequence gap, as it would when a TCP queue overflows. A subscriber that died is found by the broken
 pipe the next write meets, or, when no write reaches it, by its name's process (once a second).
 
-No subscriber can stop the others: each may hold at most its share of a segment's slots (all of them
-alone, half of them with one other subscriber, and so on); past it, new messages skip it, counted on
-both sides, until it lets some go. A publisher with no row left for a new subscriber says so (FULL), and
-that subscriber takes the publisher's messages over TCP.
+No subscriber can stop the others: each may hold its share of a segment's slots (the segment's header
+says how many: together the subscribers leave one free); a message that would take it past its share is
+copied into its own memory and its slot given back at once. A publisher with no row left for a new
+subscriber says so (FULL), and that subscriber takes the publisher's messages over TCP.
 """
 
 from __future__ import annotations
@@ -138,7 +138,6 @@ class LocalOutlet:
         self._registrations_at = 0.0
         self._rows: set[int] | None = None
         self.missed = 0  # deliveries to local subscribers that did not happen (full pipe, no free slot)
-        self.over_share = 0  # of those, to a subscriber that held its share of the slots
         self.malformed_registrations = 0  # leftovers in the registration pipe that were no record
 
     @property
@@ -185,6 +184,7 @@ class LocalOutlet:
                     os.unlink(segment.path)  # new subscribers need only the new one
                 self._retired.append(segment)
             segment = self._segment = shm.Segment(slot_bytes, self._budget)
+            segment.share_among(len(self._live_rows()))
         return segment
 
     def _send_in_slot(
@@ -208,19 +208,11 @@ class LocalOutlet:
         n = n if 0 <= n <= wire.MAX_SEQUENCE else 0  # a number out of range: no gap counted
         total = sum(sizes)
         pending = segment.pending[slot[0]]
-        share = max(1, segment.layout.slots // len(self._live_rows()))
         missed = 0
         for peer in list(self._peers.values()):
-            if segment.holds_share(peer.row, share):
-                # It keeps its share of the slots (or died holding them): it misses this one, as a TCP
-                # subscriber whose queue is full does, rather than every subscriber missing the next.
-                missed += 1
-                self.over_share += 1
-                continue
             head = _SLOT.pack(peer.row, slot[0], self._tick, n, total, len(src))
             if self._write(peer, _record(SLOT, head + tail)):
                 pending[peer.row] = self._tick
-                segment.sent(peer.row, slot[0], self._tick)
             else:
                 missed += 1
         return missed
@@ -257,6 +249,8 @@ class LocalOutlet:
     def _live_rows(self) -> set[int]:
         if self._rows is None:  # worked out again only when a subscriber comes or goes
             self._rows = {p.row for p in self._peers.values()} | set(self._leaving)
+            if self._segment is not None:
+                self._segment.share_among(len(self._rows))
         return self._rows
 
     def _take_registrations_when_due(self, now: float) -> None:
@@ -433,6 +427,8 @@ class SlotMessage:
             if offset + size > len(array):
                 raise ValueError("a frame runs past the end of its slot")
             frames.append(Frame(array[offset : offset + size]))
+        if self.view.over_share():  # it keeps many frames: this one as a copy, its slot back at once
+            frames.detach()
         return frames
 
     def let_go(self) -> None:

@@ -50,6 +50,7 @@ ALIGN = 64  # every frame in a slot starts on a cache line (numpy views of any d
 LOAN_OFFSET = 16384  # where a loaned array starts in its slot: the header and small frames go before it
 DEFAULT_BUDGET_MB = 64.0
 _HEADER_WORDS = 8
+SHARE = 4  # the header word holding how many slots each subscriber may hold (0: any number)
 _PAGE = mmap.PAGESIZE
 _barrier_lock = threading.Lock()
 
@@ -233,10 +234,8 @@ class Segment:
         self._loans = 0
         self._address = np.frombuffer(self._bytes, np.uint8).__array_interface__["data"][0]
         self.superseded = 0  # slots taken back from a subscriber that had not drained them yet
-        # Per row: (slot, tick) of the messages sent to it that it may still hold, oldest first, pruned
-        # when the row nears its share (holds_share); and how long that list may grow before the next.
-        self._sent: dict[int, list[tuple[int, int]]] = {}
-        self._next_check: dict[int, int] = {}
+        self._header = header
+        self.share_among(1)
 
     def acquire(self, live_rows: set[int]) -> int | None:
         """A slot that nobody holds, lowest first (the slots just released are still in the CPU's
@@ -343,31 +342,15 @@ class Segment:
         loan = self.loaned.pop(address, None)
         return None if loan is None else loan[0]
 
-    def sent(self, row: int, slot: int, tick: int) -> None:
-        """The message of `tick` in `slot` went to `row`."""
-        self._sent.setdefault(row, []).append((slot, tick))
-
-    def holds_share(self, row: int, share: int) -> bool:
-        """Whether `row` holds `share` slots or more: messages it took out of its channel and has not
-        released (it may be reading them: they cannot be taken back). Those sent and not taken out yet
-        do not count, as a newer message may supersede them. The list of what was sent is looked
-        through only as it grows past `share`, a quarter of it at a time."""
-        sent = self._sent.get(row)
-        if sent is None or len(sent) < max(share, self._next_check.get(row, 0)):
-            return False
-        released, pending, slots = self.released, self.pending, self.layout.slots
-        sent[:] = [(s, t) for s, t in sent if released[row * slots + s] < t and pending[s].get(row) == t]
-        taken = self.drained[row]
-        held = sum(t <= taken for _, t in sent)
-        self._next_check[row] = len(sent) + (0 if held >= share else max(1, share // 4))
-        return held >= share
+    def share_among(self, subscribers: int) -> None:
+        """Tell subscribers how many slots each may hold: together they leave one free, so that neither
+        a subscriber that keeps every frame nor one that joins later is stopped by the others."""
+        self._header[SHARE] = max(1, (self.layout.slots - 1) // max(1, subscribers))
 
     def drop_row(self, row: int) -> None:
         """A subscriber has gone: nothing it was sent is held any longer."""
         for pending in self.pending:
             pending.pop(row, None)
-        self._sent.pop(row, None)
-        self._next_check.pop(row, None)
 
     def idle(self, live_rows: set[int]) -> bool:
         """True when no live subscriber holds any slot (a retired segment may then be closed)."""
@@ -411,7 +394,8 @@ class SegmentView:
         finally:
             os.close(fd)
         # Unmapped when this object goes: every array read from it and every queued message keeps it.
-        _, self.tick, self.drained, self.released = self.layout.arrays(self._control)
+        self._header, self.tick, self.drained, self.released = self.layout.arrays(self._control)
+        self._held: set[tuple[int, int]] = set()  # (slot, tick) of the messages this process holds
 
     def check(self, row: int, slot: int) -> None:
         if not (0 <= row < ROWS and 0 <= slot < self.layout.slots):
@@ -432,5 +416,15 @@ class SegmentView:
         size = self.layout.slot_bytes
         array = np.frombuffer(self._data, np.uint8, count=size, offset=slot * size)
         # Released when the last view of it goes (on whichever thread drops it).
-        weakref.finalize(array, self.let_go, row, slot, tick)
+        self._held.add((slot, tick))
+        weakref.finalize(array, self._release, row, slot, tick)
         return array
+
+    def over_share(self) -> bool:
+        """Whether this subscriber holds more slots than its publisher lets each one hold."""
+        share = self._header[SHARE]
+        return 0 < share < len(self._held)
+
+    def _release(self, row: int, slot: int, tick: int) -> None:
+        self._held.discard((slot, tick))
+        self.let_go(row, slot, tick)
