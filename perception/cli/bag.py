@@ -86,6 +86,13 @@ def _convert(args: argparse.Namespace) -> int:
         done = rosbag2.from_rosbag2(args.source, args.out, remap)
         direction = "rosbag2 -> percept"
     elif args.source.is_file():
+        from perception.recording.mcap_file import profile_of
+
+        if profile_of(args.source) == "ros2":
+            raise PerceptError(
+                f"{args.source}: one file of a rosbag2 bag; give the bag's folder (with metadata.yaml; "
+                "`ros2 bag reindex` makes one for a bag that has lost it)"
+            )
         done = rosbag2.to_rosbag2(args.source, args.out, remap)
         direction = "percept -> rosbag2"
     else:

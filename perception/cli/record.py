@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import signal
 import sys
 import time
@@ -197,6 +198,9 @@ def _play(args: argparse.Namespace) -> int:
     for topic, type_name in recorded.items():
         if args.topics and topic not in args.topics:
             continue
+        if not type_name:  # a channel of ours whose schema is missing
+            print(f"skipping {topic}: its channel names no message type (no schema)", flush=True)
+            continue
         try:
             publishers[topic] = node.create_publisher(msgs.message_type(type_name), topic)
         except MessageError as exc:
@@ -207,17 +211,23 @@ def _play(args: argparse.Namespace) -> int:
     played = 0
     torn: list[str] = []
     skipped: list[str] = []
+    foreign: collections.Counter[str] = collections.Counter()
+    backwards = 0  # messages whose log time is before the one played before them (no index to sort by)
+    start_log: int | None = None
+    last_log = 0
     try:
         while not stop["now"]:
             start_wall, start_log, played_before = time.monotonic(), None, played
-            torn = []
-            for item in read(args.file, args.topics, torn, skipped):
+            torn, first_pass = [], played == 0
+            for item in read(args.file, args.topics, torn, skipped, foreign if first_pass else None):
                 publisher = publishers.get(item.topic)
                 if stop["now"]:
                     break
                 if publisher is None:
                     continue
                 start_log = item.log_time_ns if start_log is None else start_log
+                backwards += first_pass and item.log_time_ns < last_log
+                last_log = item.log_time_ns
                 due = start_wall + (item.log_time_ns - start_log) / 1e9 / args.rate
                 while (wait := due - time.monotonic()) > 0 and not stop["now"]:
                     node.spin_once(min(wait, 0.05))
@@ -231,7 +241,21 @@ def _play(args: argparse.Namespace) -> int:
         node.destroy()
     print(f"played {played} messages from {args.file}")
     if torn:
-        print(f"the recording ends torn ({torn[0]}): played what came before", file=sys.stderr)
+        span = f", {(last_log - start_log) / 1e9:.3f} s of it" if start_log is not None else ""
+        print(f"the recording ends torn ({torn[0]}): played what came before{span}", file=sys.stderr)
+    if backwards:
+        print(
+            f"{backwards} messages were stored before earlier ones and the file has no index to sort them "
+            "by: played in the order stored",
+            file=sys.stderr,
+        )
+    if foreign:
+        print(
+            f"left out {sum(foreign.values())} messages of channels not percept's: "
+            + ", ".join(f"{topic} ({n})" for topic, n in foreign.most_common(5))
+            + (f" and {len(foreign) - 5} more channels" if len(foreign) > 5 else ""),
+            file=sys.stderr,
+        )
     if skipped:
         print(
             f"left out {len(skipped)} stored image(s) that did not decode (first: {skipped[0]})",

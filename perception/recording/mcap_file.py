@@ -21,6 +21,7 @@ from before images were stored once (an image channel of ours beside a RawImage 
 from __future__ import annotations
 
 import struct
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,13 +223,106 @@ def read(
     topics: list[str] | None = None,
     torn: list[str] | None = None,
     skipped: list[str] | None = None,
+    foreign: Counter[str] | None = None,
 ) -> Iterator[Recorded]:
-    """The messages of a recording in the order they were written (the recorder writes them as they
-    arrive). Read front to back, so a file cut short yields everything in its complete chunks; what
-    stopped the reading early is appended to `torn` when given. A stored image that does not decode is
-    left out and named in `skipped`, and reading goes on."""
+    """The messages of a recording in the order of their log times: through its index where it has
+    one (a file another tool wrote may hold them out of order; ours writes them as they arrive), front
+    to back otherwise, so that a file cut short yields everything before its torn end, what stopped the
+    reading being appended to `torn` when given. A stored image that does not decode is left out and
+    named in `skipped`, and reading goes on. Messages on channels that are not percept's, its own
+    Foxglove views (under /foxglove/) aside, are counted by topic in `foreign`."""
+    path = Path(path)
     with open(path, "rb") as stream:
-        yield from _stream(stream, topics, torn, Path(path), skipped)
+        summary = _summary(stream)
+        if summary is not None and summary.chunk_indexes:
+            for index in summary.chunk_indexes:
+                _check_compression(index.compression, path)
+            stream.seek(0)
+            yield from _indexed(stream, summary, topics, skipped, foreign)
+            return
+        stream.seek(0)
+        yield from _stream(stream, topics, torn, path, skipped, foreign=foreign)
+
+
+def _summary(stream: IO[bytes]) -> Any:
+    """The summary section of an MCAP file, or None (a file cut short has none)."""
+    from mcap.exceptions import McapError
+    from mcap.reader import make_reader
+
+    try:
+        return make_reader(stream).get_summary()
+    except (McapError, ValueError, EOFError, struct.error):
+        return None
+
+
+def _indexed(
+    stream: IO[bytes],
+    summary: Any,
+    topics: list[str] | None,
+    skipped: list[str] | None,
+    foreign: Counter[str] | None,
+) -> Iterator[Recorded]:
+    from mcap.reader import SeekingReader
+
+    schemas = {sid: schema.name for sid, schema in summary.schemas.items()}
+    for _, channel, message in SeekingReader(stream).iter_messages(log_time_order=True):
+        ours = _ours(channel, schemas)
+        if ours is None:
+            if foreign is not None and not _is_view(channel):
+                foreign[channel.topic] += 1
+            continue
+        item = _recorded(ours, message, topics, skipped)
+        if item is not None:
+            yield item
+
+
+def profile_of(path: str | Path) -> str:
+    """The profile an MCAP file's header names ("percept", "ros2", ...; "" for none or no MCAP)."""
+    try:
+        with open(path, "rb") as stream:
+            return _profile(stream)
+    except Exception:
+        return ""
+
+
+def _profile(stream: IO[bytes]) -> str:
+    from mcap.records import Header
+
+    stream.seek(0)
+    for record in StreamReader(stream, skip_magic=False).records:
+        return record.profile if isinstance(record, Header) else ""
+    return ""
+
+
+def _ours(channel: Any, schemas: dict[int, str]) -> tuple[str, str, str] | None:
+    """A channel of ours as (our topic, our type, the schema of a stored image or ""), else None."""
+    if channel.message_encoding == ENCODING:
+        return channel.topic, schemas.get(channel.schema_id, ""), ""
+    if TYPE_KEY in channel.metadata:
+        return channel.metadata[TOPIC_KEY], channel.metadata[TYPE_KEY], schemas.get(channel.schema_id, "")
+    return None
+
+
+def _is_view(channel: Any) -> bool:
+    from perception.recording.foxglove import TOPIC_PREFIX
+
+    return bool(channel.topic.startswith(TOPIC_PREFIX))
+
+
+def _recorded(
+    ours: tuple[str, str, str], message: Any, topics: list[str] | None, skipped: list[str] | None
+) -> Recorded | None:
+    """One message of ours, with its wire frames; None when it is not wanted or does not decode."""
+    topic, type_name, image_schema = ours
+    if topics is not None and topic not in topics:
+        return None
+    try:
+        frames = wire_frames(image_schema, message.data) if image_schema else unpack(message.data)
+    except Exception as exc:  # one bad stored image: leave it out, say so, read on
+        if skipped is not None:
+            skipped.append(f"{topic} at {message.log_time}: {exc}")
+        return None
+    return Recorded(topic, type_name, frames, message.log_time, message.publish_time)
 
 
 def recorded_topics(path: str | Path) -> dict[str, str]:
@@ -287,40 +381,47 @@ def _stream(
     path: Path,
     skipped: list[str] | None,
     decode: bool = True,
+    foreign: Counter[str] | None = None,
 ) -> Iterator[Recorded]:
     from mcap.records import Channel, Message, Schema
 
     schemas: dict[int, str] = {}
     channels: dict[int, tuple[str, str, str]] = {}  # id -> our topic, our type, a stored image's schema
+    others: dict[int, str] = {}  # id -> topic of a channel that is not ours (nor our own view)
     try:
         for record in _records(stream, path):
             if isinstance(record, Schema):
                 schemas[record.id] = record.name
-            elif isinstance(record, Channel) and record.message_encoding == ENCODING:
-                channels[record.id] = (record.topic, schemas.get(record.schema_id, ""), "")
-            elif isinstance(record, Channel) and TYPE_KEY in record.metadata:
-                image_schema = schemas.get(record.schema_id, "")
-                channels[record.id] = (record.metadata[TOPIC_KEY], record.metadata[TYPE_KEY], image_schema)
+            elif isinstance(record, Channel):
+                ours = _ours(record, schemas)
+                if ours is not None:
+                    channels[record.id] = ours
+                elif not _is_view(record):
+                    others[record.id] = record.topic
             elif isinstance(record, Message) and record.channel_id in channels:
-                topic, type_name, image_schema = channels[record.channel_id]
-                if topics is not None and topic not in topics:
-                    continue
                 if not decode:
-                    yield Recorded(topic, type_name, [], record.log_time, record.publish_time)
+                    topic, type_name, _ = channels[record.channel_id]
+                    if topics is None or topic in topics:
+                        yield Recorded(topic, type_name, [], record.log_time, record.publish_time)
                     continue
-                try:
-                    frames = wire_frames(image_schema, record.data) if image_schema else unpack(record.data)
-                except Exception as exc:  # one bad stored image: leave it out, say so, read on
-                    if skipped is not None:
-                        skipped.append(f"{topic} at {record.log_time}: {exc}")
-                    continue
-                yield Recorded(topic, type_name, frames, record.log_time, record.publish_time)
+                item = _recorded(channels[record.channel_id], record, topics, skipped)
+                if item is not None:
+                    yield item
+            elif isinstance(record, Message) and foreign is not None and record.channel_id in others:
+                foreign[others[record.channel_id]] += 1
     except PerceptError:
         raise
     except Exception as exc:  # the torn end of a file cut short: everything before it was yielded
         if torn is not None:
-            torn.append(f"{type(exc).__name__}: {exc}")
+            torn.append(torn_reason(exc))
         return
+
+
+def torn_reason(exc: BaseException) -> str:
+    """What ended the reading of a file cut short, in words (the reader's EndOfFile has none)."""
+    return (
+        f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__}: the file ends inside a record"
+    )
 
 
 def _records(stream: IO[bytes], path: Path, compressions: set[str] | None = None) -> Iterator[Any]:
@@ -380,6 +481,11 @@ def describe(path: str | Path) -> BagInfo:
     from mcap.records import Message as McapMessage
 
     path = Path(path)
+    if path.is_dir():
+        raise PerceptError(
+            f"recording {path}: a folder, where an MCAP file was expected (a rosbag2 bag: give the .mcap "
+            f"inside it, or percept bag convert {path} OUT.mcap)"
+        )
     if not path.is_file():
         raise PerceptError(f"recording {path}: no such file")
     with open(path, "rb") as stream:
@@ -433,7 +539,7 @@ def describe(path: str | Path) -> BagInfo:
         except PerceptError:
             raise
         except Exception as exc:
-            torn = f"{type(exc).__name__}: {exc}"
+            torn = torn_reason(exc)
     topics = [
         _topic_info(c, schemas.get(c.schema_id, ""), counts.get(cid, 0))
         for cid, c in sorted(channels.items())

@@ -96,7 +96,16 @@ def image_from_ros(msg: Any) -> Image:
     else:
         known = ", ".join([*SAME_ENCODINGS, *CONVERTED_ENCODINGS])
         raise ConversionError(f"image encoding {encoding!r} cannot be converted (we take {known})")
-    if height <= 0 or width <= 0 or step < row_bytes or len(data) < step * (height - 1) + row_bytes:
+    if height <= 0 or width <= 0:
+        raise ConversionError(
+            f"image {width} x {height} {encoding}: expected a width and height of 1 or more"
+        )
+    if step < row_bytes:
+        raise ConversionError(
+            f"image {width} x {height} {encoding}, step {step}: expected a step of at least {row_bytes} bytes "
+            "(a row)"
+        )
+    if len(data) < step * (height - 1) + row_bytes:
         raise ConversionError(
             f"image {width} x {height} {encoding}, step {step}: expected at least "
             f"{step * (height - 1) + row_bytes} bytes of data, found {len(data)}"

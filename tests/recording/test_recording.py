@@ -247,3 +247,50 @@ def test_bench_record_json_contract():
     assert row["written"] + row["dropped"] == row["published"]  # nothing lost without being counted
     assert row["keeps_up"] and row["megabytes_per_s"] > 0 and row["raw_write_megabytes_per_s"] > 0
     assert "highest rate recorded with nothing lost: 20 Hz" in result.stdout
+
+
+def _foreign_file(path, chunked: bool) -> None:
+    """Our String messages stored out of time order (as a tool writing from several threads may), and
+    a JSON channel of another tool beside them."""
+    from mcap.writer import Writer
+
+    from perception.recording.mcap_file import ENCODING, pack
+
+    with open(path, "wb") as stream:
+        writer = Writer(stream, chunk_size=200, use_chunking=chunked)
+        writer.start(profile="", library="another tool")
+        ours = writer.register_channel(
+            "/t", ENCODING, writer.register_schema("percept/String", ENCODING, b"")
+        )
+        theirs = writer.register_channel("/their/status", "json", 0)
+        for time_ns in (3, 1, 2, 6, 5, 4):
+            writer.add_message(ours, time_ns, pack([b"header", bytes([time_ns])]), time_ns)
+            writer.add_message(theirs, time_ns, b"{}", time_ns)
+        writer.finish()
+
+
+def test_a_foreign_file_plays_in_time_order_where_indexed_and_counts_what_is_not_ours(tmp_path):
+    from collections import Counter
+
+    indexed, plain = tmp_path / "indexed.mcap", tmp_path / "plain.mcap"
+    _foreign_file(indexed, chunked=True)
+    _foreign_file(plain, chunked=False)
+    foreign: Counter[str] = Counter()
+    assert [item.log_time_ns for item in read(indexed, foreign=foreign)] == [1, 2, 3, 4, 5, 6]
+    assert foreign == {"/their/status": 6}
+    assert [item.log_time_ns for item in read(plain)] == [3, 1, 2, 6, 5, 4]  # no index: as stored
+
+
+def test_play_says_what_it_left_out_and_what_came_out_of_order(tmp_path, registry):
+    from conftest import percept
+
+    plain = tmp_path / "plain.mcap"
+    _foreign_file(plain, chunked=False)
+    result = percept("play", str(plain), "--wait", "0", "--rate", "1000")
+    assert result.returncode == 0, result.stderr
+    assert "played 6 messages" in result.stdout
+    assert (
+        "3 messages were stored before earlier ones and the file has no index to sort them by"
+        in result.stderr
+    )
+    assert "left out 6 messages of channels not percept's: /their/status (6)" in result.stderr

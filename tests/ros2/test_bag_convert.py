@@ -154,3 +154,65 @@ def test_a_conversion_never_replaces_a_file_either_way(tmp_path):
     result = percept("bag", "convert", str(tmp_path / "bag"), str(earlier))
     assert result.returncode == 1 and f"{earlier}: exists (the conversion writes a new file)" in result.stderr
     assert earlier.read_bytes() == b"an earlier recording"
+
+
+def test_convert_names_a_mistyped_remapping_a_bare_bag_file_and_a_topic_our_nodes_refuse(tmp_path):
+    bag = tmp_path / "bag"
+    write_ros_bag(bag, StoragePlugin.MCAP)
+    out = tmp_path / "x.mcap"
+    mistyped = percept("bag", "convert", str(bag), str(out), "-r", "/camera/imag:=/camera/image")
+    assert mistyped.returncode == 1 and not out.exists()
+    assert mistyped.stderr == (
+        f"percept: error: remapping /camera/imag:=/camera/image: {bag} has no topic /camera/imag; its "
+        "topics: /camera/camera_info, /camera/image_raw, /chatter\n"
+    )
+    (inside,) = bag.glob("*.mcap")
+    bare = percept("bag", "convert", str(inside), str(out))
+    assert bare.returncode == 1 and "one file of a rosbag2 bag; give the bag's folder" in bare.stderr
+    folder = percept("bag", "info", str(bag))
+    assert folder.returncode == 1 and "a folder, where an MCAP file was expected" in folder.stderr
+    digits = tmp_path / "digits"
+    writer = Writer(digits, version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.open()
+    depth = writer.add_connection("/depth/16uc1", "sensor_msgs/msg/Image", typestore=store())
+    image = T["sensor_msgs/msg/Image"](
+        header=T["std_msgs/msg/Header"](stamp=convert.time_from_ns(1), frame_id="cam"),
+        height=2, width=2, encoding="16UC1", is_bigendian=0, step=4, data=np.zeros(8, np.uint8),
+    )  # fmt: skip
+    writer.write(depth, 1, serialize(image, "sensor_msgs/msg/Image"))
+    writer.close()
+    refused = percept("bag", "convert", str(digits), str(out))
+    assert refused.returncode == 1 and not out.exists()
+    assert "topic /depth/16uc1: not a name our nodes can subscribe to" in refused.stderr
+    assert "rename it with -r /depth/16uc1:=/a_name" in refused.stderr
+    renamed = percept("bag", "convert", str(digits), str(out), "-r", "/depth/16uc1:=/depth/raw")
+    assert renamed.returncode == 0 and "/depth/raw [percept/Image]" in renamed.stdout
+
+
+def test_a_failed_conversion_leaves_no_file_and_refusals_are_all_counted(tmp_path):
+    bag = tmp_path / "bag"
+    write_ros_bag(bag, StoragePlugin.MCAP)
+    (inside,) = bag.glob("*.mcap")
+    inside.write_bytes(inside.read_bytes()[:-50])  # cut short: its summary and end magic gone
+    out = tmp_path / "x.mcap"
+    for _ in range(2):  # the first failure left a partial file, which the second found "exists"
+        failed = percept("bag", "convert", str(bag), str(out))
+        assert failed.returncode == 1 and "rosbags cannot read this bag" in failed.stderr
+        assert not out.exists()
+    bad = tmp_path / "bad"
+    writer = Writer(bad, version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.open()
+    for i in range(5):  # five topics, each a different reason: the first three are named, all counted
+        connection = writer.add_connection(f"/short{i}", "sensor_msgs/msg/Image", typestore=store())
+        image = T["sensor_msgs/msg/Image"](
+            header=T["std_msgs/msg/Header"](stamp=convert.time_from_ns(1), frame_id="cam"),
+            height=4, width=4, encoding="rgb8", is_bigendian=0, step=12, data=np.zeros(10, np.uint8),
+        )  # fmt: skip
+        writer.write(connection, 1, serialize(image, "sensor_msgs/msg/Image"))
+    writer.close()
+    result = percept("bag", "convert", str(bad), str(out))
+    assert result.returncode == 0, result.stderr
+    assert (
+        "0 messages on 0 topics; refused 5: 1 (/short0: image 4 x 4 rgb8, step 12: expected" in result.stdout
+    )
+    assert ", 2 more for 2 other reason(s)" in result.stdout
