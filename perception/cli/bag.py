@@ -48,9 +48,7 @@ def _info(args: argparse.Namespace) -> int:
         f"Messages:          {info.messages}",
     ]
     if info.torn:
-        lines.append(
-            f"Torn:              the file ends early ({info.torn}): counted up to its last whole chunk"
-        )
+        lines.append(f"Torn:              the file ends early ({info.torn}): counted what comes before")
     ours = sorted((t for t in info.topics if t.stored_as not in ("view", "other")), key=lambda t: t.topic)
     views = sorted((t for t in info.topics if t.stored_as == "view"), key=lambda t: t.topic)
     others = sorted((t for t in info.topics if t.stored_as == "other"), key=lambda t: t.topic)

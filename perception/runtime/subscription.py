@@ -168,7 +168,10 @@ class Subscription(Generic[M]):
                     frames.let_go()
                     self.stats.malformed += 1
                     self._count_gap(frames.src, frames.n)
-                    self._log_error(f"dropped a message of {frames.nbytes} bytes on {self.topic}: too large")
+                    self._log_error(
+                        f"dropped a message of {frames.nbytes} bytes on {self.topic}: over this subscription's "
+                        f"limit of {self._max_bytes} (PERCEPT_MAX_MESSAGE_MB)"
+                    )
                     continue
                 frames = self._take(frames)
                 if frames is None:
