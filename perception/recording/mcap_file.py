@@ -238,7 +238,13 @@ def read(
             for index in summary.chunk_indexes:
                 _check_compression(index.compression, path)
             stream.seek(0)
-            yield from _indexed(stream, summary, topics, skipped, foreign)
+            try:
+                yield from _indexed(stream, summary, topics, skipped, foreign)
+            except PerceptError:
+                raise
+            except Exception as exc:  # a chunk that does not read back: what came before was yielded
+                if torn is not None:
+                    torn.append(torn_reason(exc))
             return
         stream.seek(0)
         yield from _stream(stream, topics, torn, path, skipped, foreign=foreign)
