@@ -106,7 +106,8 @@ def _run(args: argparse.Namespace) -> int:
         print(
             f"percept: warning: detections {args.det}: scores run from {scores.min():g} to {scores.max():g}, "
             f"not 0 to 1: the thresholds (--high-score {params.high_score:g}, --new-track-score "
-            f"{params.new_track_score:g}, --low-score {params.low_score:g}) are read on this scale",
+            f"{params.new_track_score:g}, --low-score {params.low_score:g}, each 0 to 1) apply to these "
+            "numbers as they are: rescale the scores to 0-1 to place them otherwise",
             file=sys.stderr,
         )
     unused = int(np.sum(scores < params.low_score))

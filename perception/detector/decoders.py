@@ -41,7 +41,7 @@ def choose_layout(output: np.ndarray, input_hw: tuple[int, int]) -> str | None:
         return "yolox_decoded" if np.ptp(output[0, :, 0]) > input_hw[1] / 4 else "yolox"
     if b >= 6 and a == 3 * cells(input_hw):
         return "yolov5"
-    if 6 <= b < a <= 1000 and _fractions(output[0, :, :4]):  # rows are queries; YOLOv8's are columns
+    if 5 <= b < a <= 1000 and _fractions(output[0, :, :4]):  # rows are queries; YOLOv8's are channels
         # RT-DETR's boxes are sigmoids, never all 0 (a blank image's included); an end2end model's are
         # pixels, or all 0 where it found nothing.
         return "rtdetr"
@@ -53,6 +53,7 @@ def choose_layout(output: np.ndarray, input_hw: tuple[int, int]) -> str | None:
 
 
 def _fractions(boxes: np.ndarray) -> bool:
+    boxes = boxes[np.isfinite(boxes).all(axis=1)]
     return bool(boxes.size and boxes.min() >= 0 and 0 < boxes.max() <= 1)
 
 
@@ -64,7 +65,7 @@ def _xyxy(cxcywh: np.ndarray) -> np.ndarray:
 def decode(layout: str, output: np.ndarray, input_hw: tuple[int, int], confidence: float) -> Candidates:
     if layout == "end2end":
         rows = output[0]
-        rows = rows[rows[:, 4] > confidence]
+        rows = rows[(rows[:, 4] > confidence) & np.isfinite(rows[:, 5])]  # a NaN class names nothing
         return rows[:, :4].astype(np.float32), rows[:, 4].astype(np.float32), rows[:, 5].astype(np.int64)
     if layout == "rtdetr":
         return _rtdetr(output[0], input_hw, confidence)
@@ -88,8 +89,11 @@ def _rtdetr(rows: np.ndarray, input_hw: tuple[int, int], confidence: float) -> C
     """RT-DETR's queries, best first: Ultralytics 8.4 writes (score, class) after the box, earlier
     versions one score per class (told apart by whole-number classes: a 2-class model has 6 columns
     too)."""
-    if rows.shape[1] == 6 and np.array_equal(rows[:, 5], np.round(rows[:, 5])):
-        scores, class_ids = rows[:, 4], rows[:, 5].astype(np.int64)
+    finite = rows[np.isfinite(rows).all(axis=1)]  # a NaN row (dropped later) must not decide the form
+    if rows.shape[1] == 6 and np.array_equal(finite[:, 5], np.round(finite[:, 5])):
+        named = np.isfinite(rows[:, 5])  # a NaN class names nothing: its row goes with the weak ones
+        scores = np.where(named, rows[:, 4], -np.inf)
+        class_ids = np.where(named, rows[:, 5], -1).astype(np.int64)
     else:
         class_ids = rows[:, 4:].argmax(axis=1)
         scores = rows[np.arange(len(rows)), 4 + class_ids]

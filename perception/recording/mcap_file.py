@@ -238,14 +238,21 @@ def read(
             for index in summary.chunk_indexes:
                 _check_compression(index.compression, path)
             stream.seek(0)
+            given = 0
             try:
-                yield from _indexed(stream, summary, topics, skipped, foreign)
+                for item in _indexed(stream, summary, topics, skipped, foreign):
+                    given += 1
+                    yield item
+                return
             except PerceptError:
                 raise
-            except Exception as exc:  # a chunk that does not read back: what came before was yielded
-                if torn is not None:
-                    torn.append(torn_reason(exc))
-            return
+            except Exception as exc:  # an index that does not serve: read it front to back instead
+                if given:  # a chunk that does not read back: what came before was yielded
+                    if torn is not None:
+                        torn.append(torn_reason(exc))
+                    return
+                if foreign is not None:
+                    foreign.clear()
         stream.seek(0)
         yield from _stream(stream, topics, torn, path, skipped, foreign=foreign)
 
@@ -257,7 +264,7 @@ def _summary(stream: IO[bytes]) -> Any:
 
     try:
         return make_reader(stream).get_summary()
-    except (McapError, ValueError, EOFError, struct.error):
+    except (McapError, ValueError, EOFError, OSError, struct.error):  # OSError: shorter than a footer
         return None
 
 

@@ -96,7 +96,7 @@ def from_rosbag2(source: Path, out: Path, remap: dict[str, str] | None = None) -
 
     remap = remap or {}
     done = Converted()
-    if out.exists():  # as the other way round: a conversion never replaces a recording
+    if out.exists() or out.is_symlink():  # as the other way round: a conversion never replaces a recording
         raise PerceptError(f"{out}: exists (the conversion writes a new file)")
     recorder = McapRecorder(out)
     finished = False
@@ -118,7 +118,10 @@ def from_rosbag2(source: Path, out: Path, remap: dict[str, str] | None = None) -
                     continue
                 topic = remap.get(connection.topic, connection.topic)
                 frames = wire.encode(topic.encode(), msg)
-                recorder.write(topic, msg.TYPE_NAME, frames[1:], timestamp, timestamp)
+                try:
+                    recorder.write(topic, msg.TYPE_NAME, frames[1:], timestamp, timestamp)
+                except OSError as exc:  # the disk, not the bag
+                    raise PerceptError(f"{out}: cannot write it ({exc.strerror or exc})") from None
                 done.topics[topic] = msg.TYPE_NAME
                 done.messages += 1
         finished = True
@@ -127,9 +130,11 @@ def from_rosbag2(source: Path, out: Path, remap: dict[str, str] | None = None) -
     except Exception as exc:  # rosbags' own errors: a bag it cannot read (cut short, say)
         raise PerceptError(f"{source}: rosbags cannot read this bag ({type(exc).__name__}: {exc})") from None
     finally:
-        recorder.close()
-        if not finished:
-            _removed_on_failure(out)
+        try:
+            recorder.close()
+        finally:
+            if not finished:
+                _removed_on_failure(out)
     return done
 
 
@@ -171,9 +176,11 @@ def to_rosbag2(source: Path, out: Path, remap: dict[str, str] | None = None) -> 
             done.messages += 1
         finished = True
     finally:
-        writer.close()
-        if not finished:
-            _removed_on_failure(out)
+        try:
+            writer.close()
+        finally:
+            if not finished:
+                _removed_on_failure(out)
     if foreign:
         done.skipped[f"messages on {len(foreign)} channels not percept's"] = foreign.total()
     done.torn = torn[0] if torn else ""

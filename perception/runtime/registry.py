@@ -35,7 +35,7 @@ from perception.errors import InvalidNameError, RegistryUnavailable, reason
 from perception.runtime.names import is_hidden, validate
 from perception.runtime.security import REGISTRY, TOOLS, Gatekeeper, Keys, may_register
 from perception.runtime.stopping import StopFlag
-from perception.runtime.transport import default_host
+from perception.runtime.transport import BIND_ALL, default_host
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:11511"
 # Bounds ZeroMQ enforces before a request or reply is read whole: a registration of thousands of
@@ -320,10 +320,10 @@ def _check_endpoint(where: str, endpoint: str) -> None:
     host, _, port = address.rpartition(":")
     if transport == "ipc" and address:
         return
-    if transport == "tcp" and host not in ("", "*") and port.isdigit() and 0 < int(port) < 65536:
+    if transport == "tcp" and host not in ("", *BIND_ALL) and port.isdigit() and 0 < int(port) < 65536:
         return
     raise ValueError(
-        f"{where}: 'endpoint' must be tcp://HOST:PORT (HOST not *, PORT 1 to 65535) or ipc://PATH, "
+        f"{where}: 'endpoint' must be tcp://HOST:PORT (HOST not * or 0.0.0.0, PORT 1 to 65535) or ipc://PATH, "
         f"found {endpoint!r:.80}"
     )
 

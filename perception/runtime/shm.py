@@ -343,7 +343,8 @@ class Segment:
         return None if loan is None else loan[0]
 
     def share_among(self, subscribers: int) -> None:
-        """Tell subscribers how many slots each may hold: together they leave one free, so that neither
+        """Tell subscribers how many slots each may hold (one at least): together they leave one free
+        where there are more slots than subscribers (a budget of a few huge frames may have fewer), so that neither
         a subscriber that keeps every frame nor one that joins later is stopped by the others."""
         self._header[SHARE] = max(1, (self.layout.slots - 1) // max(1, subscribers))
 
@@ -359,7 +360,7 @@ class Segment:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             os.unlink(self.path)
-        del self.tick, self.drained, self.released, self._bytes
+        del self.tick, self.drained, self.released, self._bytes, self._header
         with contextlib.suppress(BufferError):
             self._mmap.close()
 

@@ -148,6 +148,7 @@ class Inlet:
         # Publishers joined through the local channel: their pipe -> (endpoint, CURVE key), for TCP
         # if one has no room for us (FULL).
         self._joined_locally: dict[str, tuple[str, str | None]] = {}
+        self._tcp_only: set[str] = set()  # endpoints whose publisher had no row for us
 
     def set_endpoints(
         self,
@@ -171,7 +172,12 @@ class Inlet:
         local = local or {}
         for endpoint in set(endpoints) - self.endpoints - self.refused:
             address = local.get(endpoint)
-            if self.local is not None and isinstance(address, str) and self.local.register(address):
+            if (
+                self.local is not None
+                and isinstance(address, str)
+                and endpoint not in self._tcp_only
+                and self.local.register(address)
+            ):
                 self.endpoints.add(endpoint)
                 key = (server_keys or {}).get(endpoint)
                 self._joined_locally[address.partition(" ")[2]] = (endpoint, key)
@@ -203,8 +209,11 @@ class Inlet:
             while self.local.full:  # a publisher with no row left for us: over TCP instead
                 endpoint, key = self._joined_locally.pop(self.local.full.pop(), ("", None))
                 if endpoint:
-                    with contextlib.suppress(zmq.ZMQError, SecurityError):
+                    self._tcp_only.add(endpoint)
+                    try:
                         self._connect(endpoint, key)
+                    except (zmq.ZMQError, SecurityError):
+                        self.endpoints.discard(endpoint)  # tried again, and refused aloud, at the next sync
         if self._connected and (cast(int, self._monitor.getsockopt(_EVENTS)) & _POLLIN or self._down):
             self._watch_connections()
         return batches
@@ -280,13 +289,13 @@ def service_client(
 
 # Addresses that bind every interface: a node advertises the address it binds, and no other process
 # can connect to these.
-_BIND_ALL = ("*", "0.0.0.0", "::", "[::]")
+BIND_ALL = ("*", "0.0.0.0", "::", "[::]")
 
 
 def default_host() -> str:
     """PERCEPT_HOST: the address nodes bind and advertise (127.0.0.1 unless set)."""
     host = os.environ.get("PERCEPT_HOST", "").strip() or DEFAULT_HOST
-    if host in _BIND_ALL:
+    if host in BIND_ALL:
         raise PerceptError(
             "PERCEPT_HOST: expected the address other machines reach this one at (an interface address "
             f"or name), found {host!r}, which binds every interface and cannot be connected to"

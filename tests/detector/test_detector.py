@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 
 import cv2
 import numpy as np
@@ -187,6 +188,20 @@ def test_an_ultralytics_rtdetr_is_told_from_end2end_and_fills_its_input_stretche
     assert tensor.shape == (1, 3, SIZE, SIZE) and tensor.min() == 1.0  # stretched: no padding
 
 
+def test_an_rtdetr_row_of_nan_is_left_out_and_a_one_class_rtdetr_is_recognised(tmp_path):
+    """A NaN in the class column made a frame of (score, class) rows read as class scores: 292 boxes."""
+    out = rtdetr_output("score, class")
+    out[0, 0, 5] = np.nan  # the duck's class
+    out[0, 5, :] = np.nan  # and a whole background row
+    detector = Detector(write_model(tmp_path / "m.onnx", out, names=NAMES))
+    result = detector(IMAGE)
+    assert detector.layout == "rtdetr" and result.class_names == ["cup"]
+    np.testing.assert_allclose(result.xyxy[0], np.add(TRUE_BOX, [21, 0, 21, 0]), atol=0.5)
+    one_class = rtdetr_output("score, class")[:, :, :5].copy()  # 1 x 300 x (4 + 1): one score each
+    detector = Detector(write_model(tmp_path / "one.onnx", one_class, names={0: "duck"}))
+    assert detector.layout == "rtdetr" and detector(IMAGE).class_names == ["duck", "duck"]
+
+
 def test_a_two_class_rtdetr_of_class_scores_is_not_read_as_score_and_class(tmp_path):
     out = rtdetr_output("score, class")[:, :, :6].copy()
     out[0, :, 4:] = 0.01
@@ -344,6 +359,9 @@ def test_the_detector_node_stamps_detections_like_their_image(tmp_path, registry
         np.testing.assert_allclose(first.xyxy[0], TRUE_BOX, atol=0.5)
         # An image it cannot use is refused without stopping the node; the next one is detected.
         images.publish(Image(header=Header(seq=8), data=np.zeros((4, 4), np.float32), encoding="32FC1"))
+        settled = time.monotonic() + 0.5  # taken before the next: the node keeps only the newest waiting
+        while time.monotonic() < settled:
+            node.spin_once(0.05)
         images.publish(Image(header=Header(seq=9), data=IMAGE[..., ::-1].copy(), encoding="bgr8"))
         spin_until(node, lambda: detections[-1].header.seq == 9, what="the bgr8 frame's detections")
         np.testing.assert_allclose(detections[-1].xyxy[0], TRUE_BOX, atol=0.5)

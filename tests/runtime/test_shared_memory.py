@@ -481,3 +481,10 @@ def test_a_percept_shm_setting_that_is_neither_on_nor_off_is_refused(monkeypatch
         match=r"PERCEPT_SHM: expected on or off \(1, on, true, yes; 0, off, false, no\), found 'maybe'",
     ):
         shm.enabled()
+
+
+def test_a_closed_segment_is_unmapped_and_removed():
+    """A view of its header kept the mapping (up to 64 MiB of a retired segment) alive after close."""
+    segment = shm.Segment(4096, 1 << 20)
+    segment.close()
+    assert segment._mmap.closed and not os.path.exists(segment.path)

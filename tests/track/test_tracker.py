@@ -315,7 +315,8 @@ def test_motchallenge_files_round_trip_through_percept_track_run(tmp_path):
     assert dpm.returncode == 0, dpm.stderr
     assert dpm.stderr == (
         f"percept: warning: detections {margins}: scores run from -0.4 to 2.3, not 0 to 1: the thresholds "
-        "(--high-score 0.6, --new-track-score 0.7, --low-score 0.1) are read on this scale\n"
+        "(--high-score 0.6, --new-track-score 0.7, --low-score 0.1, each 0 to 1) apply to these numbers as they "
+        "are: rescale the scores to 0-1 to place them otherwise\n"
     )
     assert "18 detections (9 under --low-score 0.1, not used), 9 track rows, 1 identities" in dpm.stdout
 
