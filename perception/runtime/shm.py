@@ -89,16 +89,23 @@ def enabled() -> bool:
 
 
 def host_id() -> str:
-    """Who counts as this host: the kernel's boot id (PERCEPT_HOST_ID overrides it, e.g. to test the
-    TCP fallback between two processes of one machine)."""
+    """Who counts as this host: the kernel's boot id and the process's pid namespace, as
+    "<boot id>/<namespace inode>" (PERCEPT_HOST_ID overrides it, e.g. to test the TCP fallback between
+    two processes of one machine). Containers share the boot id, and with a shared /dev/shm its files,
+    but a pid names a process only in its own namespace: the files' owners could not be told alive."""
     override = os.environ.get("PERCEPT_HOST_ID")
     if override:
         return override
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
+            boot = f.read().strip()
     except OSError:
         return "unknown"
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return boot
+    return f"{boot}/{namespace}"
 
 
 def budget_bytes() -> int:

@@ -488,3 +488,12 @@ def test_a_closed_segment_is_unmapped_and_removed():
     segment = shm.Segment(4096, 1 << 20)
     segment.close()
     assert segment._mmap.closed and not os.path.exists(segment.path)
+
+
+def test_the_host_id_names_the_pid_namespace(monkeypatch):
+    """Containers with a shared /dev/shm share the boot id, but not their pids: across pid namespaces
+    a publisher would judge a live subscriber dead and drop it, so such pairs use TCP."""
+    monkeypatch.delenv("PERCEPT_HOST_ID", raising=False)
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        boot = f.read().strip()
+    assert shm.host_id() == f"{boot}/{os.stat('/proc/self/ns/pid').st_ino}"
