@@ -351,8 +351,9 @@ class Segment:
 
     def share_among(self, subscribers: int) -> None:
         """Tell subscribers how many slots each may hold (one at least): together they leave one free
-        where there are more slots than subscribers (a budget of a few huge frames may have fewer), so that neither
-        a subscriber that keeps every frame nor one that joins later is stopped by the others."""
+        where there are more slots than subscribers (a budget of a few huge frames may have fewer), so
+        that neither a subscriber that keeps every frame nor one that joins later is stopped by the
+        others."""
         self._header[SHARE] = max(1, (self.layout.slots - 1) // max(1, subscribers))
 
     def drop_row(self, row: int) -> None:
