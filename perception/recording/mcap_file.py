@@ -373,12 +373,12 @@ def topics_of(path: str | Path) -> dict[str, str]:
         except Exception:
             summary = None
         if summary is not None and summary.channels:
+            schemas = {sid: schema.name for sid, schema in summary.schemas.items()}
             in_summary: dict[str, str] = {}
-            for c in summary.channels.values():
-                if c.message_encoding == ENCODING:
-                    in_summary[c.topic] = _schema_name(summary.schemas, c.schema_id)
-                elif TYPE_KEY in c.metadata:
-                    in_summary[c.metadata[TOPIC_KEY]] = c.metadata[TYPE_KEY]
+            for channel in summary.channels.values():
+                ours = _ours(channel, schemas)
+                if ours is not None:
+                    in_summary[ours[0]] = ours[1]
             return in_summary
     found: dict[str, str] = {}
     with open(path, "rb") as stream:  # no summary (a file cut short): its channels, read through
@@ -488,8 +488,6 @@ class BagInfo:
 def describe(path: str | Path) -> BagInfo:
     """What a recording holds, like `ros2 bag info`: from its summary, or, for a file cut short, by
     reading it through to where it ends."""
-    from mcap.exceptions import McapError
-    from mcap.reader import make_reader
     from mcap.records import Channel, Schema
     from mcap.records import Message as McapMessage
 
@@ -505,10 +503,7 @@ def describe(path: str | Path) -> BagInfo:
         if stream.read(8) != b"\x89MCAP0\r\n":
             raise PerceptError(f"recording {path}: not an MCAP file (its first bytes are not MCAP's magic)")
         stream.seek(0)
-        try:
-            summary = make_reader(stream).get_summary()
-        except (McapError, ValueError, EOFError, struct.error):
-            summary = None
+        summary = _summary(stream)
     if summary is not None and summary.statistics is not None:
         stats = summary.statistics
         compressions = sorted({c.compression or "none" for c in summary.chunk_indexes})
@@ -576,7 +571,4 @@ def _topic_info(channel: Any, schema_name: str, count: int) -> TopicInfo:
             count,
             f"{schema_name} on {channel.topic}",
         )
-    from perception.recording.foxglove import TOPIC_PREFIX
-
-    kind = "view" if channel.topic.startswith(TOPIC_PREFIX) else "other"
-    return TopicInfo(channel.topic, schema_name, count, kind)
+    return TopicInfo(channel.topic, schema_name, count, "view" if _is_view(channel) else "other")

@@ -156,6 +156,22 @@ def test_a_conversion_never_replaces_a_file_either_way(tmp_path):
     assert earlier.read_bytes() == b"an earlier recording"
 
 
+def write_image_bag(path, topics: list[str], encoding: str, size: int, step: int, data_bytes: int) -> None:
+    """One sensor_msgs/Image of `size` x `size` pixels on each topic, with the row step and data length
+    given (a bag from outside, right or wrong)."""
+    writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.open()
+    for topic in topics:
+        connection = writer.add_connection(topic, "sensor_msgs/msg/Image", typestore=store())
+        image = T["sensor_msgs/msg/Image"](
+            header=T["std_msgs/msg/Header"](stamp=convert.time_from_ns(1), frame_id="cam"),
+            height=size, width=size, encoding=encoding, is_bigendian=0, step=step,
+            data=np.zeros(data_bytes, np.uint8),
+        )  # fmt: skip
+        writer.write(connection, 1, serialize(image, "sensor_msgs/msg/Image"))
+    writer.close()
+
+
 def test_convert_names_a_mistyped_remapping_a_bare_bag_file_and_a_topic_our_nodes_refuse(tmp_path):
     bag = tmp_path / "bag"
     write_ros_bag(bag, StoragePlugin.MCAP)
@@ -172,15 +188,7 @@ def test_convert_names_a_mistyped_remapping_a_bare_bag_file_and_a_topic_our_node
     folder = percept("bag", "info", str(bag))
     assert folder.returncode == 1 and "a folder, where an MCAP file was expected" in folder.stderr
     digits = tmp_path / "digits"
-    writer = Writer(digits, version=9, storage_plugin=StoragePlugin.MCAP)
-    writer.open()
-    depth = writer.add_connection("/depth/16uc1", "sensor_msgs/msg/Image", typestore=store())
-    image = T["sensor_msgs/msg/Image"](
-        header=T["std_msgs/msg/Header"](stamp=convert.time_from_ns(1), frame_id="cam"),
-        height=2, width=2, encoding="16UC1", is_bigendian=0, step=4, data=np.zeros(8, np.uint8),
-    )  # fmt: skip
-    writer.write(depth, 1, serialize(image, "sensor_msgs/msg/Image"))
-    writer.close()
+    write_image_bag(digits, ["/depth/16uc1"], "16UC1", size=2, step=4, data_bytes=8)
     refused = percept("bag", "convert", str(digits), str(out))
     assert refused.returncode == 1 and not out.exists()
     assert "topic /depth/16uc1: not a name our nodes can subscribe to" in refused.stderr
@@ -200,16 +208,8 @@ def test_a_failed_conversion_leaves_no_file_and_refusals_are_all_counted(tmp_pat
         assert failed.returncode == 1 and "rosbags cannot read this bag" in failed.stderr
         assert not out.exists()
     bad = tmp_path / "bad"
-    writer = Writer(bad, version=9, storage_plugin=StoragePlugin.MCAP)
-    writer.open()
-    for i in range(5):  # five topics, each a different reason: the first three are named, all counted
-        connection = writer.add_connection(f"/short{i}", "sensor_msgs/msg/Image", typestore=store())
-        image = T["sensor_msgs/msg/Image"](
-            header=T["std_msgs/msg/Header"](stamp=convert.time_from_ns(1), frame_id="cam"),
-            height=4, width=4, encoding="rgb8", is_bigendian=0, step=12, data=np.zeros(10, np.uint8),
-        )  # fmt: skip
-        writer.write(connection, 1, serialize(image, "sensor_msgs/msg/Image"))
-    writer.close()
+    # Five topics, each image short of its data, each a different reason: three named, all counted.
+    write_image_bag(bad, [f"/short{i}" for i in range(5)], "rgb8", size=4, step=12, data_bytes=10)
     result = percept("bag", "convert", str(bad), str(out))
     assert result.returncode == 0, result.stderr
     assert (
