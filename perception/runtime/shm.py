@@ -16,9 +16,10 @@ then load (a Dekker handshake): the publisher marks the slot WRITING and re-read
 subscriber stores `drained` and re-reads `tick`. At least one sees the other: either the publisher backs
 off, or the subscriber finds the tick changed and counts the message as superseded. Nothing is read torn.
 
-Files are named `percept-<pid>-<start time>-<token>.<kind>`, so anyone can tell a dead owner's leftovers
-(the pid is gone, or reused by a process started at another time) and remove them: `sweep()`, called
-when a process first uses shared memory and by `percept doctor`.
+Files are named `percept-<pid>-<start time>-<pid namespace>-<token>.<kind>`, so anyone can tell a dead
+owner's leftovers (the pid is gone, or reused by a process started at another time) and remove them:
+`sweep()`, called when a process first uses shared memory and by `percept doctor`. A pid means something
+only in its own namespace, so a file of another namespace (a container sharing /dev/shm) is left to it.
 """
 
 from __future__ import annotations
@@ -101,11 +102,16 @@ def host_id() -> str:
             boot = f.read().strip()
     except OSError:
         return "unknown"
+    namespace = pid_namespace()
+    return f"{boot}/{namespace}" if namespace else boot
+
+
+def pid_namespace() -> str:
+    """The inode number of this process's pid namespace ("" where /proc does not show it)."""
     try:
-        namespace = os.stat("/proc/self/ns/pid").st_ino
+        return str(os.stat("/proc/self/ns/pid").st_ino)
     except OSError:
-        return boot
-    return f"{boot}/{namespace}"
+        return ""
 
 
 def budget_bytes() -> int:
@@ -135,10 +141,11 @@ _own_tag: str | None = None
 
 
 def process_tag() -> str:
+    """"<pid>-<start time>-<pid namespace>": what names this process's files (see owner_alive)."""
     global _own_tag
     pid = os.getpid()
     if _own_tag is None or not _own_tag.startswith(f"{pid}-"):  # a forked child gets its own
-        _own_tag = f"{pid}-{_start_time(pid) or 0}"
+        _own_tag = f"{pid}-{_start_time(pid) or 0}-{pid_namespace() or 0}"
     return _own_tag
 
 
@@ -147,11 +154,15 @@ def new_path(kind: str) -> str:
 
 
 def owner_alive(path: str) -> bool:
-    """Whether the process that made this percept file still runs (same pid, same start time)."""
+    """Whether the process that made this percept file still runs (same pid, same start time). A file
+    of another pid namespace is taken as alive: its pid names no process here. A name without the
+    namespace (`percept-<pid>-<start>-<token>`, as a client may write it) is judged in this one."""
     name = os.path.basename(path)
     parts = name[len(PREFIX) :].split("-")
     if len(parts) < 3 or not parts[0].isdigit():
         return True  # not ours to judge
+    if len(parts) >= 4 and parts[2] != (pid_namespace() or "0"):
+        return True  # another namespace's
     return _start_time(int(parts[0])) == parts[1]
 
 

@@ -497,3 +497,27 @@ def test_the_host_id_names_the_pid_namespace(monkeypatch):
     with open("/proc/sys/kernel/random/boot_id") as f:
         boot = f.read().strip()
     assert shm.host_id() == f"{boot}/{os.stat('/proc/self/ns/pid').st_ino}"
+
+
+def test_the_sweep_leaves_the_files_of_another_pid_namespace():
+    """Containers sharing /dev/shm (docker --ipc=host) each sweep it: a pid dead here may be alive in
+    the namespace that wrote the file, so only this namespace's files (and names without one) are judged."""
+    here = shm.pid_namespace()
+    names = {
+        "this namespace, dead": f"{shm.PREFIX}999999999-1-{here}-abcdef012345.seg",
+        "no namespace, dead": f"{shm.PREFIX}999999998-1-abcdef012345.sub",
+        "another namespace": f"{shm.PREFIX}999999997-1-{int(here) + 1}-abcdef012345.pub",
+    }
+    paths = {what: f"{shm.SHM_DIR}/{name}" for what, name in names.items()}
+    try:
+        for path in paths.values():
+            with open(path, "wb") as f:
+                f.write(b"left behind")
+        removed = shm.sweep()
+        assert names["this namespace, dead"] in removed and names["no namespace, dead"] in removed
+        assert os.path.exists(paths["another namespace"])
+        assert shm.owner_alive(shm.new_path("seg")), "this process's own files are alive"
+    finally:
+        for path in paths.values():
+            if os.path.exists(path):
+                os.unlink(path)
