@@ -141,7 +141,7 @@ _own_tag: str | None = None
 
 
 def process_tag() -> str:
-    """"<pid>-<start time>-<pid namespace>": what names this process's files (see owner_alive)."""
+    """The tag "<pid>-<start time>-<pid namespace>" that names this process's files (see owner_alive)."""
     global _own_tag
     pid = os.getpid()
     if _own_tag is None or not _own_tag.startswith(f"{pid}-"):  # a forked child gets its own
