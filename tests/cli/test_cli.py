@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 import sys
 
@@ -474,3 +475,33 @@ def test_a_node_that_ships_runs_by_its_modules_name_and_a_typo_gets_the_names():
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "node 'test_camra': no module of that name, nor a node that ships (camera," in result.stderr
     assert "did you mean test_camera" in result.stderr
+
+
+def _readme_commands() -> list[str]:
+    """Every `percept ...` command in the README's shell blocks, a continued line joined, one per step
+    of a `&&`, `;`, `|` or `&` chain (environment assignments before it dropped)."""
+    text = (ROOT / "README.md").read_text()
+    blocks = [body for lang, body in re.findall(r"```(\w*)\n(.*?)```", text, re.S) if lang in ("", "bash")]
+    commands = []
+    for block in blocks:
+        for line in block.replace("\\\n", " ").splitlines():
+            for step in re.split(r"\s*(?:&&|;|\||&)\s*", re.sub(r"\s#.*$", "", line.strip())):
+                step = re.sub(r"^(?:[A-Z_]+=\S+\s+)+", "", step.strip())
+                if re.match(r"(\S*/)?percept ", step):
+                    commands.append(step[step.index("percept ") :])
+    return commands
+
+
+def test_every_command_in_the_readme_parses():
+    """The README is the user's guide: an option renamed or dropped would leave its examples failing."""
+    commands = _readme_commands()
+    assert len(commands) >= 30, commands
+    parser = build_parser()
+    for command in commands:
+        if "..." in command:  # an elided example
+            continue
+        words = shlex.split(command.replace("$", "X"))  # a shell variable stands for some word
+        try:
+            parser.parse_args(words[1:])
+        except SystemExit as exit_:
+            assert not exit_.code, f"README: {command!r} does not parse"
