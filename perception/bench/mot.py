@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from perception.track.evaluate import SEQUENCE_IDS, Frame, mot_metrics, without_ignored
-from perception.track.mot import DEFAULT_FPS, PEDESTRIAN_PARAMS, read_detections, sequence_info
+from perception.track.mot import DEFAULT_FPS, PEDESTRIAN_PARAMS, read_detections, read_rows, sequence_info
 from perception.track.tracker import ByteTracker, TrackerParams, iou_matrix
 
 PEERS = ("sort", "bytetrack", "ocsort")
@@ -86,11 +86,15 @@ def read_sequence(folder: str | Path, protocol: str = "flags") -> Sequence:
             )
     rate, frames = sequence_info(folder)
     detections = read_detections(folder / "det/det.txt")
-    table = np.loadtxt(folder / "gt/gt.txt", delimiter=",", ndmin=2)
-    if table.size and table.shape[1] < 7:
+    rows = read_rows(folder / "gt/gt.txt", "ground truth")
+    short = next(((number, len(row)) for number, row in rows if len(row) < 7), None)
+    if short:
         raise ValueError(
-            f"sequence {folder}: gt.txt needs at least 7 columns (frame, id, box, flag), found {table.shape[1]}"
+            f"ground truth {folder / 'gt/gt.txt'}, line {short[0]}: expected at least 7 columns "
+            f"(frame, id, left, top, width, height, flag), found {short[1]}"
         )
+    width = min((len(row) for _, row in rows), default=7)
+    table = np.array([row[:width] for _, row in rows]).reshape(-1, width)
     length = frames or int(max([*detections, *(table[:, 0].astype(int) if table.size else [])], default=0))
     truth = {}
     for frame in range(1, length + 1):

@@ -9,6 +9,7 @@ have id -1). A detection file's 8th column is read as a class id where it is a n
 from __future__ import annotations
 
 import configparser
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
@@ -64,17 +65,7 @@ def sequence_info(folder: str | Path) -> tuple[float | None, int | None]:
 def read_detections(path: str | Path) -> dict[int, np.ndarray]:
     """Rows per frame: N x 6 (x1, y1, x2, y2, score, class). A row that is not numbers, has a frame
     below 1, or a box that is not a finite, positive size is refused with its line number."""
-    try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(
-            f"detections {path}: cannot read it: {getattr(exc, 'strerror', None) or exc}"
-        ) from None
-    parsed: list[list[float]] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        parsed.append(_row(path, number, line))
+    parsed = [_detection(path, number, row) for number, row in read_rows(path, "detections")]
     if not parsed:
         return {}
     width = min(len(row) for row in parsed)
@@ -87,12 +78,35 @@ def read_detections(path: str | Path) -> dict[int, np.ndarray]:
     return {int(f): rows[frames == f] for f in np.unique(frames)}
 
 
-def _row(path: str | Path, number: int, line: str) -> list[float]:
-    where = f"detections {path}, line {number}"
+# Commas, as MOTChallenge writes them, with or without spaces around; or spaces and tabs alone, which
+# py-motmetrics' reader takes too. Two commas in a row still leave an empty field, refused.
+_SEPARATOR = re.compile(r"\s*,\s*|\s+")
+
+
+def read_rows(path: str | Path, what: str) -> list[tuple[int, list[float]]]:
+    """A MOTChallenge text file's rows of numbers with their line numbers; blank lines, # comments and a
+    byte-order mark (an editor's) are passed over. A row that is not numbers is refused, naming the
+    file (as `what`) and the line."""
     try:
-        values = [float(v) for v in line.split(",")]
-    except ValueError:
-        raise ValueError(f"{where}: expected comma-separated numbers, found {line.strip()[:80]!r}") from None
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{what} {path}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            rows.append((number, [float(v) for v in _SEPARATOR.split(line)]))
+        except ValueError:
+            raise ValueError(
+                f"{what} {path}, line {number}: expected numbers separated by commas, found {line[:80]!r}"
+            ) from None
+    return rows
+
+
+def _detection(path: str | Path, number: int, values: list[float]) -> list[float]:
+    where = f"detections {path}, line {number}"
     if len(values) < 7:
         raise ValueError(
             f"{where}: expected at least 7 columns (frame, id, left, top, width, height, score), "
@@ -102,7 +116,7 @@ def _row(path: str | Path, number: int, line: str) -> list[float]:
     if not (frame >= 1 and frame == round(frame)):
         raise ValueError(f"{where}: expected a frame number of 1 or more, found {frame:g}")
     if not all(np.isfinite([left, top, box_width, box_height, score])):
-        raise ValueError(f"{where}: expected finite numbers, found {line.strip()[:80]!r}")
+        raise ValueError(f"{where}: expected finite numbers, found {','.join(f'{v:g}' for v in values[:7])}")
     if box_width <= 0 or box_height <= 0:
         raise ValueError(
             f"{where}: expected a box of positive width and height, found {box_width:g} x {box_height:g}"

@@ -272,7 +272,7 @@ def test_motchallenge_files_round_trip_through_percept_track_run(tmp_path):
     assert failed.returncode == 1 and "line 1: expected at least 7 columns" in failed.stderr
     good = "1,-1,10,20,30,40,0.9,-1,-1,-1\n"
     for row, message in (
-        ("2,-1,10,20,nan,40,0.9,-1,-1,-1", "line 2: expected finite numbers, found '2,-1,10,20,nan,40"),
+        ("2,-1,10,20,nan,40,0.9,-1,-1,-1", "line 2: expected finite numbers, found 2,-1,10,20,nan,40,0.9"),
         ("2,-1,10,20,30,inf,0.9,-1,-1,-1", "line 2: expected finite numbers"),
         (
             "2,-1,10,20,-30,40,0.9,-1,-1,-1",
@@ -280,13 +280,27 @@ def test_motchallenge_files_round_trip_through_percept_track_run(tmp_path):
         ),
         ("2,-1,10,20,30,0,0.9,-1,-1,-1", "line 2: expected a box of positive width and height, found 30 x 0"),
         ("0,-1,10,20,30,40,0.9,-1,-1,-1", "line 2: expected a frame number of 1 or more, found 0"),
-        ("2,-1,10,twenty,30,40,0.9", "line 2: expected comma-separated numbers, found '2,-1,10,twenty"),
+        ("2,-1,10,twenty,30,40,0.9", "line 2: expected numbers separated by commas, found '2,-1,10,twenty"),
+        ("2,-1,10,,30,40,0.9", "line 2: expected numbers separated by commas, found '2,-1,10,,30"),
     ):
         bad.write_text(good + row + "\n")
         refused = percept("track", "run", "--det", str(bad), "--out", str(out))
         assert refused.returncode == 1, refused.stdout
         assert refused.stderr.count("\n") == 1, refused.stderr  # one line
         assert refused.stderr.startswith(f"percept: error: detections {bad}, {message}"), refused.stderr
+    # As editors and other tools save them: a byte-order mark, CRLF, spaces after commas, tabs or
+    # spaces alone (py-motmetrics reads those too): the same detections.
+    for variant in (
+        "\ufeff" + det.read_text(),
+        det.read_text().replace("\n", "\r\n"),
+        det.read_text().replace(",", ", "),
+        det.read_text().replace(",", "\t"),
+        det.read_text().replace(",", " "),
+    ):
+        bad.write_text(variant, encoding="utf-8")
+        again = read_detections(bad)
+        assert sorted(again) == sorted(parsed), variant[:40]
+        assert all(np.array_equal(again[frame], parsed[frame]) for frame in parsed), variant[:40]
     unwritable = percept("track", "run", "--det", str(det), "--out", str(tmp_path / "no" / "such" / "t.txt"))
     assert unwritable.returncode == 1 and unwritable.stderr.count("\n") == 1
     assert (
@@ -697,3 +711,22 @@ def test_a_node_tells_what_its_core_left_out_once_and_only_what_is_new(caplog):
         "left out 3 detections with a NaN (3 in all)",
         "left out 2 detections with a NaN (5 in all)",
     ]
+
+
+def test_bench_mot_reads_ground_truth_as_it_reads_detections(tmp_path):
+    """gt.txt went through numpy's loadtxt: commas only, and a bad row's error named no file."""
+    from perception.bench.mot import read_sequence
+
+    (tmp_path / "det").mkdir()
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "det" / "det.txt").write_text("1,-1,10,20,30,40,0.9\n")
+    gt = tmp_path / "gt" / "gt.txt"
+    gt.write_text("\ufeff1\t1\t10\t20\t30\t40\t1\t1\t1.0\n2 1 12 20 30 40 0 1 1.0\n")
+    sequence = read_sequence(tmp_path)
+    assert sequence.length == 2 and list(sequence.truth[1].ids) == [1] and len(sequence.truth[2].ids) == 0
+    gt.write_text("1,1,10,20,30,40,1,1,1.0\n2,1,12,x,30,40,1,1,1.0\n")
+    with pytest.raises(ValueError, match=f"^ground truth {gt}, line 2: expected numbers separated by commas"):
+        read_sequence(tmp_path)
+    gt.write_text("1,1,10,20,30,40\n")
+    with pytest.raises(ValueError, match=f"^ground truth {gt}, line 1: expected at least 7 columns"):
+        read_sequence(tmp_path)
