@@ -40,7 +40,12 @@ def open_split(
     with each one's boxes ({"xyxy", "name"}), read one at a time. `path` is a `percept dataset export`
     folder, read at its `split` (val.json or train.json; "all": annotations.json), or a COCO JSON file
     of any origin, whose images' file names are relative to the file's folder (as Roboflow and CVAT
-    export them)."""
+    export them); or an Ultralytics dataset, its data.yaml or the folder holding it
+    (perception/bench/yolo_dataset.py, where `split` may also be "test")."""
+    from perception.bench.yolo_dataset import is_yolo_dataset, open_yolo_split
+
+    if is_yolo_dataset(path):
+        return open_yolo_split(path, split)
     index, folder = _index(path, split)
     try:
         coco = json.loads(index.read_text())
@@ -82,7 +87,9 @@ def _index(path: Path, split: str) -> tuple[Path, Path]:
                 f"dataset {path}: expected {index.name} (a COCO export's {split} split), found {found}{whole}"
             )
         return index, path
-    raise PerceptError(f"dataset {path}: expected a COCO export folder or JSON file, found nothing there")
+    raise PerceptError(
+        f"dataset {path}: expected a COCO export folder or JSON file, or an Ultralytics data.yaml, found nothing there"
+    )
 
 
 def score(models: list[Path], folders: list[Path], split: str = "val") -> list[HeldOut]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import percept
 
@@ -73,7 +74,10 @@ def test_a_bad_set_is_one_line_naming_it(labelled, tmp_path):
         json.dumps({"images": [{"id": 1, "file_name": "nowhere.png"}], "annotations": [], "categories": []})
     )
     cases = [
-        (str(tmp_path / "missing"), "expected a COCO export folder or JSON file, found nothing there"),
+        (
+            str(tmp_path / "missing"),
+            "expected a COCO export folder or JSON file, or an Ultralytics data.yaml, found nothing",
+        ),
         (
             f"{tmp_path}:train",
             "expected train.json (a COCO export's train split), found broken.json, gone.json",
@@ -91,3 +95,101 @@ def test_a_bad_set_is_one_line_naming_it(labelled, tmp_path):
         assert message in result.stderr, result.stderr
     both = percept("bench", "detect", "--model", "m.onnx", "--data", str(labelled), "--scene", "tabletop")
     assert both.returncode != 0 and "--scene and --data: expected one of them, found 2" in both.stderr
+
+
+@pytest.fixture(scope="module")
+def labelled_yolo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same scenes as `labelled`, written as Ultralytics reads them (data.yaml, image lists, labels/)."""
+    out = tmp_path_factory.mktemp("labelled_yolo") / "tabletop"
+    spec = ExportSpec(scene="tabletop", frames=10, out=out, format="yolo", seed=4300, renderer="tiny")
+    export(spec, workers=1)
+    return out
+
+
+def _truth(frames) -> list[list[tuple[str, list[float]]]]:
+    return [[(box["name"], box["xyxy"]) for box in boxes] for _, boxes in frames]
+
+
+def test_an_ultralytics_dataset_is_scored_as_yolo_val_reads_it(labelled, labelled_yolo):
+    """What `percept dataset export --format yolo` writes, and a YOLO user's own set, read as the COCO
+    export of the same scenes (boxes to the rounding of normalised coordinates)."""
+    from perception.bench.held_out import open_split
+
+    coco_names, coco_frames = open_split(labelled, "train")
+    names, frames = open_split(labelled_yolo / "data.yaml", "train")
+    assert names == coco_names
+    expected, found = _truth(coco_frames), _truth(frames)
+    assert [sorted(n for n, _ in f) for f in found] == [sorted(n for n, _ in f) for f in expected]
+    for mine, theirs in zip(found, expected, strict=True):
+        for (name, xyxy), (_, truth_xyxy) in zip(sorted(mine), sorted(theirs), strict=True):
+            np.testing.assert_allclose(xyxy, truth_xyxy, atol=0.01, err_msg=name)
+    report = _report(percept("bench", "detect", "--model", str(DEFAULT_MODEL), "--data", str(labelled_yolo),
+                             "--workers", "1", "--json", timeout=120))  # fmt: skip
+    val = len((labelled_yolo / "val.txt").read_text().split())
+    assert report["settings"]["frames"] == val and report["models"][0]["map50"] > 0.8
+
+
+def test_a_roboflow_style_yolo_export_with_polygons_reads_the_same_boxes(labelled_yolo, tmp_path):
+    """Roboflow writes `../valid/images` for a folder beside the YAML, names as a list, and segmentation
+    labels as polygons; Ultralytics takes all three."""
+    from perception.bench.held_out import open_split
+
+    names, frames = open_split(labelled_yolo, "val")
+    expected = _truth(frames)
+    (tmp_path / "valid" / "images").mkdir(parents=True)
+    (tmp_path / "valid" / "labels").mkdir()
+    for line in (labelled_yolo / "val.txt").read_text().split():
+        image = labelled_yolo / line[2:]
+        (tmp_path / "valid" / "images" / image.name).write_bytes(image.read_bytes())
+        rows = []
+        for row in (labelled_yolo / "labels" / image.with_suffix(".txt").name).read_text().splitlines():
+            cls, cx, cy, w, h = row.split()
+            x1, y1, x2, y2 = (float(cx) - float(w) / 2, float(cy) - float(h) / 2,
+                              float(cx) + float(w) / 2, float(cy) + float(h) / 2)  # fmt: skip
+            rows.append(f"{cls} {x1:.6f} {y1:.6f} {x2:.6f} {y1:.6f} {x2:.6f} {y2:.6f} {x1:.6f} {y2:.6f}")
+        (tmp_path / "valid" / "labels" / image.with_suffix(".txt").name).write_text("\n".join(rows) + "\n")
+    (tmp_path / "data.yaml").write_text(
+        f"train: ../train/images\nval: ../valid/images\nnc: {len(names)}\nnames: {names}\n"
+    )
+    again_names, again = open_split(tmp_path / "data.yaml", "val")
+    assert again_names == names
+    found = _truth(again)
+    assert len(found) == len(expected)
+    for mine, theirs in zip(found, expected, strict=True):
+        for (name, xyxy), (truth_name, truth_xyxy) in zip(sorted(mine), sorted(theirs), strict=True):
+            assert name == truth_name
+            np.testing.assert_allclose(xyxy, truth_xyxy, atol=0.01)
+
+
+def test_a_bad_ultralytics_dataset_is_one_line_naming_it(labelled_yolo, tmp_path):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes((labelled_yolo / "images" / "000000.png").read_bytes())
+    (tmp_path / "labels").mkdir()
+    label = tmp_path / "labels" / "a.txt"
+    config = tmp_path / "data.yaml"
+    config.write_text("val: images\nnames: [mug, cube]\n")
+    cases = [
+        ("0 0.5 0.5 0.2\n", f"labels {label}, line 1: expected class cx cy w h, or class and polygon points"),
+        (
+            "0 0.5 0.5 0.2 0.2\n2 0.5 0.5 0.2 0.2\n",
+            f"labels {label}, line 2: expected a class id from 0 to 1",
+        ),
+        ("1 320 240 40 40\n", f"labels {label}, line 1: expected coordinates normalised to 0-1"),
+        ("0 0.5 0.5 0.2 zero\n", f"labels {label}, line 1: expected numbers"),
+    ]
+    for text, message in cases:
+        label.write_text(text)
+        result = percept("bench", "detect", "--model", str(DEFAULT_MODEL), "--data", str(config))
+        assert result.returncode != 0 and result.stderr.count("\n") == 1, result.stderr
+        assert message in result.stderr, result.stderr
+    label.write_text("0 0.5 0.5 0.2 0.2\n")
+    for yaml_text, given, message in (
+        ("val: images\nnames: [mug, cube]\n", f"{config}:test", "expected a 'test' split, found val"),
+        ("val: pictures\nnames: [mug]\n", str(config), "split entry 'pictures': expected a folder of images"),
+        ("val: images\n", str(config), "expected names (a list, or class ids to names) or nc, found neither"),
+        ("- val\n", str(config), "expected an Ultralytics data.yaml (a mapping with names and splits)"),
+    ):
+        config.write_text(yaml_text)
+        result = percept("bench", "detect", "--model", str(DEFAULT_MODEL), "--data", given)
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+        assert f"dataset {config}: {message}" in result.stderr, result.stderr

@@ -38,9 +38,10 @@ def register(bench: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--data",
         metavar="PATH[:SPLIT]",
-        help="score on a labelled COCO set instead: a `percept dataset export` folder at its val split "
-        "(:train or :all for the others), or a COCO JSON file of any origin, its images' file names "
-        "relative to it (your own camera's frames, labelled)",
+        help="score on a labelled set instead: a `percept dataset export` folder at its val split "
+        "(:train or :all for the others), a COCO JSON file of any origin, its images' file names "
+        "relative to it, or an Ultralytics data.yaml (:train, :test, :all) (your own camera's frames, "
+        "labelled)",
     )
     p.add_argument("--scene", choices=["tabletop", "driving"], help="render this scene and score mAP")
     p.add_argument("--frames", type=positive_int, default=50, help="frames to run (and score) with --scene")
@@ -291,9 +292,9 @@ def _read_data(given: str) -> LabelledSet:
     from perception.bench.held_out import open_split
 
     path, _, split = given.rpartition(":")
-    if split not in ("val", "train", "all") or not path:
+    if split not in ("val", "train", "test", "all") or not path:
         if path and Path(path).exists() and not Path(given).exists():
-            raise PerceptError(f"--data {given}: split {split!r}: expected val, train or all")
+            raise PerceptError(f"--data {given}: split {split!r}: expected val, train, test or all")
         path, split = given, "val"
     where = Path(path)
     declared, frames = open_split(where, split)
@@ -303,7 +304,7 @@ def _read_data(given: str) -> LabelledSet:
         truth.append(boxes)
     if not images:
         raise PerceptError(f"--data {given}: expected labelled frames, found none")
-    source = f"{where} ({split} split)" if where.is_dir() else str(where)
+    source = str(where) if where.suffix.lower() == ".json" else f"{where} ({split} split)"
     return LabelledSet(images, truth, truth_vocabulary(truth, declared), source)
 
 

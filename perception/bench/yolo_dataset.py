@@ -1,0 +1,182 @@
+"""An Ultralytics dataset (its `data.yaml`) read as a labelled set, as `yolo val data=...` reads it, so
+`percept bench detect --data` scores models on the frames a YOLO user has labelled (and on what
+`percept dataset export --format yolo` writes).
+
+What is read, following Ultralytics' own loader:
+- `path` is the dataset's root (relative: to the working directory where that exists, else to the
+  YAML's folder); without it, the YAML's folder. A split (`train`, `val`, `test`) is a folder of
+  images (searched recursively), a text file listing images (a line starting `./` is relative to the
+  list's folder), or a list of either. A split starting `../` that is not found is tried without it:
+  Roboflow's exports write `../train/images` for a folder beside the YAML, which Ultralytics accepts.
+- An image's labels are the `.txt` of the same name where the last `/images/` of its path becomes
+  `/labels/` (beside the image when its path has none); no file is an image without objects.
+- A label row is `class cx cy w h`, normalised to the image's size, or a polygon `class x1 y1 x2 y2 ...`
+  (a segmentation label) read as its bounding box; a box is cut at the image's edges. Names come from `names` (a list, or a mapping of
+  class ids); `nc` alone names them `class_0`, `class_1`, ...
+
+Where Ultralytics skips a malformed label file with a warning, this refuses it naming the file and the
+line: a benchmark that quietly scores fewer boxes than the set holds is worse than one that stops.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import yaml
+
+from perception.errors import PerceptError
+
+SPLITS = ("train", "val", "test")
+IMAGE_SUFFIXES = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm"}
+
+
+def is_yolo_dataset(path: Path) -> bool:
+    """A data.yaml file, or a folder holding one (that holds no COCO split files)."""
+    if path.is_file():
+        return path.suffix.lower() in (".yaml", ".yml")
+    return path.is_dir() and (path / "data.yaml").is_file() and not any(path.glob("*.json"))
+
+
+def open_yolo_split(
+    path: Path, split: str = "val"
+) -> tuple[list[str], Iterator[tuple[np.ndarray, list[dict[str, Any]]]]]:
+    """The dataset's class names (in id order) and its `split` frames (RGB) with each one's boxes
+    ({"xyxy", "name"}), read one at a time; "all" is every split the YAML lists."""
+    config = path / "data.yaml" if path.is_dir() else path
+    data = _read_yaml(config)
+    names = _names(data, config)
+    root = _root(data, config)
+    wanted = [s for s in SPLITS if data.get(s)] if split == "all" else [split]
+    for name in wanted:
+        if not data.get(name):
+            listed = ", ".join(s for s in SPLITS if data.get(s)) or "none"
+            raise PerceptError(f"dataset {config}: expected a {name!r} split, found {listed}")
+    images = [image for name in wanted for image in _images(data[name], root, config)]
+    if not images:
+        raise PerceptError(f"dataset {config}: expected images in its {split} split, found none")
+    return names, _frames(images, names)
+
+
+def _read_yaml(config: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(config.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        raise PerceptError(f"dataset {config}: cannot read it as YAML: {reason}") from None
+    if not isinstance(data, dict):
+        raise PerceptError(
+            f"dataset {config}: expected an Ultralytics data.yaml (a mapping with names and splits), "
+            f"found {type(data).__name__}"
+        )
+    return data
+
+
+def _names(data: dict[str, Any], config: Path) -> list[str]:
+    names = data.get("names")
+    if isinstance(names, list):
+        return [str(n) for n in names]
+    if isinstance(names, dict):
+        try:
+            ids = sorted(int(k) for k in names)
+        except (TypeError, ValueError):
+            ids = []
+        if ids != list(range(len(names))):
+            raise PerceptError(
+                f"dataset {config}: names: expected class ids 0 to {len(names) - 1}, found {list(names)}"
+            )
+        return [str(names[i] if i in names else names[str(i)]) for i in ids]
+    count = data.get("nc")
+    if names is None and isinstance(count, int) and count > 0:
+        return [f"class_{i}" for i in range(count)]
+    raise PerceptError(
+        f"dataset {config}: expected names (a list, or class ids to names) or nc, found neither"
+    )
+
+
+def _root(data: dict[str, Any], config: Path) -> Path:
+    given = data.get("path")
+    if not given:
+        return config.parent
+    root = Path(str(given)).expanduser()
+    if root.is_absolute() or root.exists():
+        return root
+    return config.parent / root
+
+
+def _images(entry: Any, root: Path, config: Path) -> list[Path]:
+    images: list[Path] = []
+    for item in entry if isinstance(entry, list) else [entry]:
+        where = root / str(item)
+        if not where.exists() and str(item).startswith("../"):
+            where = root / str(item)[3:]  # Roboflow's exports
+        if where.is_dir():
+            images += sorted(p for p in where.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif where.is_file() and where.suffix.lower() == ".txt":
+            lines = [line.strip() for line in where.read_text(encoding="utf-8-sig").splitlines()]
+            images += [
+                where.parent / line[2:] if line.startswith("./") else Path(line) for line in lines if line
+            ]
+        elif where.is_file() and where.suffix.lower() in IMAGE_SUFFIXES:
+            images.append(where)
+        else:
+            raise PerceptError(
+                f"dataset {config}: split entry {item!r}: expected a folder of images or a list of them, "
+                f"found nothing at {where}"
+            )
+    return images
+
+
+def label_path(image: Path) -> Path:
+    """Ultralytics' rule: the last /images/ of the path becomes /labels/, the suffix .txt."""
+    text = str(image)
+    images, labels = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+    if images in text:
+        head, tail = text.rsplit(images, 1)
+        text = head + labels + tail
+    return Path(text).with_suffix(".txt")
+
+
+def _frames(images: list[Path], names: list[str]) -> Iterator[tuple[np.ndarray, list[dict[str, Any]]]]:
+    for image in images:
+        bgr = cv2.imread(str(image), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise PerceptError(f"dataset: cannot read image {image}")
+        height, width = bgr.shape[:2]
+        yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), _boxes(label_path(image), names, width, height)
+
+
+def _boxes(labels: Path, names: list[str], width: int, height: int) -> list[dict[str, Any]]:
+    if not labels.is_file():
+        return []
+    boxes = []
+    for number, line in enumerate(labels.read_text(encoding="utf-8-sig").splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"labels {labels}, line {number}"
+        try:
+            values = [float(v) for v in line.split()]
+        except ValueError:
+            raise PerceptError(f"{where}: expected numbers, found {line.strip()[:80]!r}") from None
+        if len(values) == 5:
+            cls, cx, cy, w, h = values
+            corners = np.array([[cx - w / 2, cy - h / 2], [cx + w / 2, cy + h / 2]])
+        elif len(values) >= 7 and len(values) % 2 == 1:
+            cls, corners = values[0], np.array(values[1:]).reshape(-1, 2)
+        else:
+            raise PerceptError(
+                f"{where}: expected class cx cy w h, or class and polygon points, found {len(values)} numbers"
+            )
+        if not (cls == int(cls) and 0 <= cls < len(names)):
+            raise PerceptError(f"{where}: expected a class id from 0 to {len(names) - 1}, found {cls:g}")
+        if not all(0 <= v <= 1 for v in values[1:]):  # Ultralytics' own check, on the numbers as written
+            raise PerceptError(
+                f"{where}: expected coordinates normalised to 0-1, found {line.strip()[:80]!r}"
+            )
+        (x1, y1), (x2, y2) = np.clip(corners.min(axis=0), 0, 1), np.clip(corners.max(axis=0), 0, 1)
+        boxes.append({"xyxy": [x1 * width, y1 * height, x2 * width, y2 * height], "name": names[int(cls)]})
+    return boxes
