@@ -86,15 +86,15 @@ def read_sequence(folder: str | Path, protocol: str = "flags") -> Sequence:
             )
     rate, frames = sequence_info(folder)
     detections = read_detections(folder / "det/det.txt")
-    rows = read_rows(folder / "gt/gt.txt", "ground truth")
-    short = next(((number, len(row)) for number, row in rows if len(row) < 7), None)
+    gt_rows = read_rows(folder / "gt/gt.txt", "ground truth")
+    short = next(((number, len(row)) for number, row in gt_rows if len(row) < 7), None)
     if short:
         raise ValueError(
             f"ground truth {folder / 'gt/gt.txt'}, line {short[0]}: expected at least 7 columns "
             f"(frame, id, left, top, width, height, flag), found {short[1]}"
         )
-    width = min((len(row) for _, row in rows), default=7)
-    table = np.array([row[:width] for _, row in rows]).reshape(-1, width)
+    width = min((len(row) for _, row in gt_rows), default=7)
+    table = np.array([row[:width] for _, row in gt_rows]).reshape(-1, width)
     length = frames or int(max([*detections, *(table[:, 0].astype(int) if table.size else [])], default=0))
     truth = {}
     for frame in range(1, length + 1):
