@@ -155,9 +155,10 @@ def run(
     cross_class_iou: float = DEFAULT_CROSS_CLASS_IOU,
     data: LabelledSet | None = None,
 ) -> Outcome:
-    """Rows per model (per provider), scored on `suite` (suites.Suite), or on `data` (a COCO set read
-    by held_out.open_split); neither: random frames, timing only. With `small_object_zoom`, each model
-    whose input size is free gets a second row: the same model with a small-object pass.
+    """Rows per model (per provider), scored on `suite` (suites.Suite), or on `data` (a labelled set
+    read by perception.labelled.open_split); neither: random frames, timing only. With
+    `small_object_zoom`, each model whose input size is free gets a second row: the same model with a
+    small-object pass.
 
     Timing runs here, models interleaved frame by frame, at `confidence` (a deployed node's threshold)
     with `threads`; the frames and the mAP predictions come from `pool` (fanout.Pool: this process,

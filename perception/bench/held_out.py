@@ -8,16 +8,11 @@ class by class, next to the model it started from.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
-
-from perception.errors import PerceptError
 
 MAP_CONFIDENCE = 0.001  # mAP reads the whole precision-recall curve
 
@@ -32,72 +27,13 @@ class HeldOut:
     per_class: dict[str, tuple[int, float, float]]  # class -> (instances, AP@0.5, AP@0.5:0.95)
 
 
-def open_split(
-    path: Path, split: str = "val"
-) -> tuple[list[str], Iterator[tuple[np.ndarray, list[dict[str, Any]]]]]:
-    """A COCO detection set, its JSON read once: the class names it declares (its categories, in their
-    order, boxes or none: a class map may name a class this split has no box of) and its frames (RGB)
-    with each one's boxes ({"xyxy", "name"}), read one at a time. `path` is a `percept dataset export`
-    folder, read at its `split` (val.json or train.json; "all": annotations.json), or a COCO JSON file
-    of any origin, whose images' file names are relative to the file's folder (as Roboflow and CVAT
-    export them); or an Ultralytics dataset, its data.yaml or the folder holding it
-    (perception/bench/yolo_dataset.py, where `split` may also be "test")."""
-    from perception.bench.yolo_dataset import is_yolo_dataset, open_yolo_split
-
-    if is_yolo_dataset(path):
-        return open_yolo_split(path, split)
-    index, folder = _index(path, split)
-    try:
-        coco = json.loads(index.read_text())
-        names = {c["id"]: str(c["name"]) for c in coco["categories"]}
-        boxes: dict[int, list[dict[str, Any]]] = {image["id"]: [] for image in coco["images"]}
-        for a in coco["annotations"]:
-            x, y, w, h = a["bbox"]
-            boxes[a["image_id"]].append({"xyxy": [x, y, x + w, y + h], "name": names[a["category_id"]]})
-    except (ValueError, KeyError, TypeError) as exc:
-        raise PerceptError(
-            f"dataset {index}: expected COCO detection JSON (images, annotations with bbox, categories), "
-            f"found {type(exc).__name__}: {exc}"
-        ) from None
-    return list(names.values()), _frames(coco["images"], boxes, folder, index)
-
-
-def _frames(
-    images: list[dict[str, Any]], boxes: dict[int, list[dict[str, Any]]], folder: Path, index: Path
-) -> Iterator[tuple[np.ndarray, list[dict[str, Any]]]]:
-    for image in images:
-        bgr = cv2.imread(str(folder / image["file_name"]), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise PerceptError(f"dataset {index}: cannot read image {folder / image['file_name']}")
-        yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), boxes[image["id"]]
-
-
-def _index(path: Path, split: str) -> tuple[Path, Path]:
-    """(the COCO JSON file to read, the folder its image file names are relative to)."""
-    if path.is_file():
-        return path, path.parent
-    if path.is_dir():
-        index = path / ("annotations.json" if split == "all" else f"{split}.json")
-        if not index.is_file():
-            found = ", ".join(sorted(p.name for p in path.glob("*.json"))) or "no JSON file"
-            whole = (
-                " (an export without splits: PATH:all reads it whole)" if found == "annotations.json" else ""
-            )
-            raise PerceptError(
-                f"dataset {path}: expected {index.name} (a COCO export's {split} split), found {found}{whole}"
-            )
-        return index, path
-    raise PerceptError(
-        f"dataset {path}: expected a COCO export folder or JSON file, or an Ultralytics data.yaml, found nothing there"
-    )
-
-
 def score(models: list[Path], folders: list[Path], split: str = "val") -> list[HeldOut]:
     """mAP of each model on the `split` frames of these COCO exports, over its own classes that have
     instances there; every frame is read once, for all the models."""
     from perception.bench.detection_metrics import evaluate
     from perception.detector.core import Detector
     from perception.detector.defaults import DEFAULT_CONFIDENCE
+    from perception.labelled import open_split
 
     detectors = [Detector(model, confidence=MAP_CONFIDENCE) for model in models]
     truth: list[list[dict[str, Any]]] = []

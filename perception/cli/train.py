@@ -21,8 +21,10 @@ def register(verbs: Any) -> None:
         type=_dataset,
         action="append",
         default=[],
-        metavar="DIR[:SHARE]",
-        help="a COCO export folder (repeat), optionally with its relative share of the crops (default 1)",
+        metavar="PATH[:SHARE]",
+        help="a labelled set (repeat): a `percept dataset export` folder, a COCO JSON file or an "
+        "Ultralytics data.yaml, optionally with its relative share of the crops (default 1); trained on "
+        "its train split where it has one, scored on its val split for the model card",
     )
     p.add_argument(
         "--out", type=Path, required=True, help="ONNX file to write (rewritten at each checkpoint)"
@@ -125,6 +127,7 @@ def _device(name: str, torch: Any) -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from perception import labelled
     from perception.errors import PerceptError
     from perception.installed import find_model, require
 
@@ -145,14 +148,11 @@ def _train(args: argparse.Namespace) -> int:
     if args.quantization_aware and args.init is None:
         raise PerceptError("--quantization-aware fine-tunes a trained model: give --init")
     if not args.data and args.steps != 0:
-        raise PerceptError("--data: give at least one dataset folder to train on")
+        raise PerceptError("--data: give at least one labelled set to train on")
     classes = classes_with(args.init, args.add_class, "--add-class")
     device = _device(args.device, torch)
-    for folder, _ in args.data:
-        if not (folder / "annotations.json").is_file():
-            raise PerceptError(
-                f"--data {folder}: no annotations.json there (make one with percept dataset export)"
-            )
+    for source, _ in args.data:  # a wrong path or a bad file, before any training starts
+        labelled.open_split(source, labelled.training_split(source))
     spec = TrainSpec(
         datasets=[folder for folder, _ in args.data],
         weights=[share for _, share in args.data],
@@ -203,13 +203,14 @@ def write_card(model: Path, datasets: list[Path], init: Path | None) -> str | No
     beside it (MODEL.md), and return a one-line summary; None where no dataset has a val split."""
     import json
 
+    from perception import labelled
     from perception.bench import held_out
     from perception.train.fit import exported_beside
     from perception.train.metadata import model_metadata
 
-    with_split = [folder for folder in datasets if (folder / "val.json").is_file()]
+    with_split = [source for source in datasets if labelled.has_split(source, "val")]
     if not with_split:
-        print("no val split in the data (older exports): no held-out scores, no model card")
+        print("no val split in the data (a COCO file, an older export): no held-out scores, no model card")
         return None
     exported = exported_beside(init) if init is not None else None  # a .pt does not run: its export does
     baseline_model = [exported] if exported is not None and exported.resolve() != model.resolve() else []

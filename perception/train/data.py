@@ -1,4 +1,5 @@
-"""Training data: `percept dataset export` folders (COCO layout) held in memory, served as augmented crops.
+"""Training data: labelled sets (`percept dataset export` folders, COCO files, Ultralytics datasets) held in
+memory, served as augmented crops.
 
 The network is fully convolutional, so it trains on crops of the full-resolution frames and runs on whole
 frames: a crop costs a quarter of a frame to learn from, while objects keep the pixel size they will have
@@ -12,7 +13,6 @@ crops as cars, and the rarer class is the harder one (LVIS's repeat-factor sampl
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,8 @@ import numpy as np
 
 from perception.detector.preprocess import PAD_VALUE
 from perception.detector.vocabulary import SHIPPED_CLASSES
+from perception.errors import PerceptError
+from perception.labelled import classes_used, open_split, set_name, training_split
 
 
 @dataclass
@@ -31,40 +33,27 @@ class Dataset:
     classes: list[np.ndarray]  # per image, N int64 ids into the model's classes
 
 
-def load_coco(
-    folder: str | Path, classes: tuple[str, ...] = SHIPPED_CLASSES, split: str = "train"
+def load_labelled(
+    source: str | Path, classes: tuple[str, ...] = SHIPPED_CLASSES, split: str | None = None
 ) -> Dataset:
-    """A `percept dataset export --format coco` folder: its `split` part (train.json or val.json) where
-    the export wrote one, else every frame (annotations.json, an older export). Class ids follow the
-    names into `classes`, so any export order works."""
-    folder = Path(folder)
-    index = folder / f"{split}.json"
-    if not index.is_file():
-        index = folder / "annotations.json"
-    if not index.is_file():
-        raise FileNotFoundError(f"dataset {folder}: no annotations.json (expected a COCO export)")
-    coco = json.loads(index.read_text())
-    names = {c["id"]: c["name"] for c in coco["categories"]}
-    used = {names[a["category_id"]] for a in coco["annotations"] if a["category_id"] in names}
-    unknown = sorted(used - set(classes))
+    """A labelled set (perception.labelled: a `percept dataset export` folder, a COCO JSON file of any
+    origin, an Ultralytics data.yaml) at `split`: by default its train split where it keeps one, else
+    all of it (a COCO file, an export from before the splits). Class ids follow the names into
+    `classes`, so any order works; a class the model lacks is refused before any image is read."""
+    source = Path(source)
+    split = split or training_split(source)
+    unknown = sorted(classes_used(source, split) - set(classes))
     if unknown:
         added = [n for n in unknown if n not in SHIPPED_CLASSES]
         hint = f" (add yours with --add-class {added[0]})" if added else ""
-        raise ValueError(f"dataset {folder}: classes {unknown} are not among {', '.join(classes)}{hint}")
-    per_image: dict[int, list[tuple[list[float], int]]] = {image["id"]: [] for image in coco["images"]}
-    for a in coco["annotations"]:
-        x, y, w, h = a["bbox"]
-        per_image[a["image_id"]].append(([x, y, x + w, y + h], classes.index(names[a["category_id"]])))
+        raise PerceptError(f"dataset {source}: classes {unknown} are not among {', '.join(classes)}{hint}")
+    _, frames = open_split(source, split)
     images, boxes, class_ids = [], [], []
-    for image in coco["images"]:
-        bgr = cv2.imread(str(folder / image["file_name"]), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise FileNotFoundError(f"dataset {folder}: cannot read {image['file_name']}")
-        images.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-        labels = per_image[image["id"]]
-        boxes.append(np.array([b for b, _ in labels], np.float32).reshape(-1, 4))
-        class_ids.append(np.array([c for _, c in labels], np.int64))
-    return Dataset(folder.name, images, boxes, class_ids)
+    for rgb, labels in frames:
+        images.append(rgb)
+        boxes.append(np.array([box["xyxy"] for box in labels], np.float32).reshape(-1, 4))
+        class_ids.append(np.array([classes.index(box["name"]) for box in labels], np.int64))
+    return Dataset(set_name(source), images, boxes, class_ids)
 
 
 @dataclass(frozen=True)

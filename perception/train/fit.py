@@ -22,8 +22,9 @@ import torch
 
 from perception.detector.vocabulary import SHIPPED_CLASSES
 from perception.errors import PerceptError
+from perception.labelled import set_name
 from perception.train import quantization_aware
-from perception.train.data import CropSpec, Dataset, augment, load_coco, random_crop
+from perception.train.data import CropSpec, Dataset, augment, load_labelled, random_crop
 from perception.train.loss import detection_loss
 from perception.train.metadata import model_metadata
 from perception.train.model import (
@@ -193,10 +194,7 @@ def train(spec: TrainSpec, log: Callable[[str], None] = print) -> dict[str, floa
         export_onnx(model.eval(), spec, minutes=0, steps=0)
         return {"minutes": 0.0, "steps": 0}
     start = time.monotonic()
-    try:
-        datasets = [load_coco(folder, spec.classes) for folder in spec.datasets]
-    except (ValueError, FileNotFoundError) as exc:
-        raise PerceptError(str(exc)) from None
+    datasets = [load_labelled(folder, spec.classes) for folder in spec.datasets]
     log(
         "loaded "
         + ", ".join(
@@ -382,7 +380,7 @@ def training_record(spec: TrainSpec, minutes: float, steps: int) -> dict[str, ob
     if steps == 0 and earlier is not None:
         return earlier
     record: dict[str, object] = {
-        "datasets": [d.name for d in spec.datasets],
+        "datasets": [set_name(d) for d in spec.datasets],
         "weights": spec.weights,
         "steps": steps,
         "minutes": round(minutes, 1),

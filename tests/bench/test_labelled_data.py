@@ -76,7 +76,8 @@ def test_a_bad_set_is_one_line_naming_it(labelled, tmp_path):
     cases = [
         (
             str(tmp_path / "missing"),
-            "expected a COCO export folder or JSON file, or an Ultralytics data.yaml, found nothing",
+            "expected a `percept dataset export` folder, a COCO JSON file or an Ultralytics data.yaml, "
+            "found nothing there",
         ),
         (
             f"{tmp_path}:train",
@@ -113,7 +114,7 @@ def _truth(frames) -> list[list[tuple[str, list[float]]]]:
 def test_an_ultralytics_dataset_is_scored_as_yolo_val_reads_it(labelled, labelled_yolo):
     """What `percept dataset export --format yolo` writes, and a YOLO user's own set, read as the COCO
     export of the same scenes (boxes to the rounding of normalised coordinates)."""
-    from perception.bench.held_out import open_split
+    from perception.labelled import open_split
 
     coco_names, coco_frames = open_split(labelled, "train")
     names, frames = open_split(labelled_yolo / "data.yaml", "train")
@@ -132,7 +133,7 @@ def test_an_ultralytics_dataset_is_scored_as_yolo_val_reads_it(labelled, labelle
 def test_a_roboflow_style_yolo_export_with_polygons_reads_the_same_boxes(labelled_yolo, tmp_path):
     """Roboflow writes `../valid/images` for a folder beside the YAML, names as a list, and segmentation
     labels as polygons; Ultralytics takes all three."""
-    from perception.bench.held_out import open_split
+    from perception.labelled import open_split
 
     names, frames = open_split(labelled_yolo, "val")
     expected = _truth(frames)

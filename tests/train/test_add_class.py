@@ -158,3 +158,26 @@ def test_a_run_killed_after_a_checkpoint_goes_on_from_it_with_resume(tmp_path, b
     assert "EMA weights after 60 steps" in resumed.stdout and "ETA " in resumed.stdout
     missing = percept("train", *args, "--steps", "2", "--resume", "--out", str(tmp_path / "none.onnx"))
     assert missing.returncode == 1 and "--resume: no checkpoint" in missing.stderr
+
+
+def test_a_yolo_users_labelled_frames_train_and_score_through_their_data_yaml(tmp_path):
+    """Frames labelled for Ultralytics (data.yaml, labels/ beside images/) train as an export does, and
+    their val split scores the model card."""
+    mesh = tmp_path / "block.stl"
+    trimesh.creation.box(extents=[50, 30, 20]).export(mesh)
+    data = tmp_path / "yolo"
+    exported = percept(
+        "dataset", "export", "--scene", "tabletop", "--frames", "20", "--out", str(data), "--format", "yolo",
+        "--width", "320", "--height", "240", "--renderer", "tiny", "--workers", "1",
+        "--object", f"{mesh}:block:0.001", timeout=300,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    out = tmp_path / "mine.onnx"
+    result = percept(
+        "train", "--init", str(SHIPPED), "--add-class", "block", "--data", f"{data / 'data.yaml'}:2",
+        "--steps", "2", "--batch", "2", "--out", str(out), timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    train_frames = len((data / "train.txt").read_text().split())
+    assert f"loaded yolo: {train_frames} frames" in result.stdout
+    assert "block: AP@0.5 " in result.stdout and out.with_suffix(".md").is_file()

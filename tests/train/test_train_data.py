@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from perception.detector.vocabulary import SHIPPED_CLASSES
-from perception.train.data import CropSpec, augment, load_coco, random_crop
+from perception.errors import PerceptError
+from perception.train.data import CropSpec, augment, load_labelled, random_crop
 from perception.train.targets import STRIDE, encode
 
 
@@ -131,11 +132,11 @@ def test_flip_mirrors_the_boxes():
         assert moved[0].tolist() in ([10, 20, 50, 60], [590, 20, 630, 60])
 
 
-def test_load_coco_reads_a_percept_export(tmp_path):
+def test_load_labelled_reads_a_percept_export(tmp_path):
     from sim.dataset import ExportSpec, export
 
     export(ExportSpec("tabletop", 2, tmp_path, "coco", seed=5, width=160, height=120), workers=1)
-    data = load_coco(tmp_path)
+    data = load_labelled(tmp_path, split="all")
     coco = json.loads((tmp_path / "annotations.json").read_text())
     assert len(data.images) == 2 and data.images[0].shape == (120, 160, 3)
     assert sum(len(b) for b in data.boxes) == len(coco["annotations"]) > 0
@@ -147,9 +148,26 @@ def test_load_coco_reads_a_percept_export(tmp_path):
     assert np.array_equal(data.images[0], expected)
 
 
-def test_load_coco_names_what_is_wrong(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"no annotations\.json"):
-        load_coco(tmp_path)
+def test_an_ultralytics_dataset_trains_as_its_coco_export_would(tmp_path):
+    """A YOLO user's labelled frames (data.yaml) load as the COCO export of the same scenes: the same
+    frames, boxes to the rounding of normalised coordinates, the same class ids."""
+    from sim.dataset import ExportSpec, export
+
+    export(ExportSpec("tabletop", 4, tmp_path / "coco", "coco", seed=5, width=160, height=120), workers=1)
+    export(ExportSpec("tabletop", 4, tmp_path / "yolo", "yolo", seed=5, width=160, height=120), workers=1)
+    coco, yolo = load_labelled(tmp_path / "coco", split="all"), load_labelled(tmp_path / "yolo" / "data.yaml")
+    assert yolo.name == "yolo" and len(yolo.images) == len(coco.images) == 4  # no val split in 4 frames
+    for mine, theirs, mine_ids, their_ids in zip(
+        yolo.boxes, coco.boxes, yolo.classes, coco.classes, strict=True
+    ):
+        order, their_order = np.lexsort(mine.T[::-1]), np.lexsort(theirs.T[::-1])
+        np.testing.assert_allclose(mine[order], theirs[their_order], atol=0.01)
+        assert mine_ids[order].tolist() == their_ids[their_order].tolist()
+
+
+def test_load_labelled_names_what_is_wrong(tmp_path):
+    with pytest.raises(PerceptError, match=r"expected a `percept dataset export` folder, a COCO JSON file"):
+        load_labelled(tmp_path)
     (tmp_path / "annotations.json").write_text(
         json.dumps(
             {
@@ -160,9 +178,9 @@ def test_load_coco_names_what_is_wrong(tmp_path):
         )
     )
     with pytest.raises(
-        ValueError, match=r"classes \['giraffe'\] are not among .* \(add yours with --add-class giraffe\)"
+        PerceptError, match=r"classes \['giraffe'\] are not among .* \(add yours with --add-class giraffe\)"
     ):
-        load_coco(tmp_path)
+        load_labelled(tmp_path)
 
 
 def test_a_dataset_argument_takes_an_optional_share():

@@ -289,7 +289,7 @@ def _run(args: argparse.Namespace) -> int:
 def _read_data(given: str) -> LabelledSet:
     """--data PATH[:SPLIT]: the set's frames, their boxes, their class names and what they are."""
     from perception.bench.detect import LabelledSet, truth_vocabulary
-    from perception.bench.held_out import open_split
+    from perception.labelled import open_split
 
     path, _, split = given.rpartition(":")
     if split not in ("val", "train", "test", "all") or not path:

@@ -1,6 +1,6 @@
 """An Ultralytics dataset (its `data.yaml`) read as a labelled set, as `yolo val data=...` reads it, so
-`percept bench detect --data` scores models on the frames a YOLO user has labelled (and on what
-`percept dataset export --format yolo` writes).
+the frames a YOLO user has labelled (and what `percept dataset export --format yolo` writes) can be
+scored on and trained on.
 
 What is read, following Ultralytics' own loader:
 - `path` is the dataset's root (relative: to the working directory where that exists, else to the
@@ -42,12 +42,39 @@ def is_yolo_dataset(path: Path) -> bool:
     return path.is_dir() and (path / "data.yaml").is_file() and not any(path.glob("*.json"))
 
 
+def has_split(path: Path, split: str) -> bool:
+    data = _read_yaml(_config(path))
+    return any(data.get(s) for s in SPLITS) if split == "all" else bool(data.get(split))
+
+
 def open_yolo_split(
     path: Path, split: str = "val"
 ) -> tuple[list[str], Iterator[tuple[np.ndarray, list[dict[str, Any]]]]]:
     """The dataset's class names (in id order) and its `split` frames (RGB) with each one's boxes
     ({"xyxy", "name"}), read one at a time; "all" is every split the YAML lists."""
-    config = path / "data.yaml" if path.is_dir() else path
+    names, images = _split_images(path, split)
+    return names, _frames(images, names)
+
+
+def yolo_classes_used(path: Path, split: str) -> set[str]:
+    """The names of the classes with boxes in the split, from the label files' first column."""
+    names, images = _split_images(path, split)
+    used = set()
+    for image in images:
+        labels = label_path(image)
+        if labels.is_file():
+            for number, line in enumerate(labels.read_text(encoding="utf-8-sig").splitlines(), 1):
+                if line.strip():
+                    used.add(names[_class_id(line, names, f"labels {labels}, line {number}")])
+    return used
+
+
+def _config(path: Path) -> Path:
+    return path / "data.yaml" if path.is_dir() else path
+
+
+def _split_images(path: Path, split: str) -> tuple[list[str], list[Path]]:
+    config = _config(path)
     data = _read_yaml(config)
     names = _names(data, config)
     root = _root(data, config)
@@ -59,7 +86,7 @@ def open_yolo_split(
     images = [image for name in wanted for image in _images(data[name], root, config)]
     if not images:
         raise PerceptError(f"dataset {config}: expected images in its {split} split, found none")
-    return names, _frames(images, names)
+    return names, images
 
 
 def _read_yaml(config: Path) -> dict[str, Any]:
@@ -158,25 +185,35 @@ def _boxes(labels: Path, names: list[str], width: int, height: int) -> list[dict
         if not line.strip():
             continue
         where = f"labels {labels}, line {number}"
-        try:
-            values = [float(v) for v in line.split()]
-        except ValueError:
-            raise PerceptError(f"{where}: expected numbers, found {line.strip()[:80]!r}") from None
+        cls = _class_id(line, names, where)
+        values = _numbers(line, where)
         if len(values) == 5:
-            cls, cx, cy, w, h = values
+            _, cx, cy, w, h = values
             corners = np.array([[cx - w / 2, cy - h / 2], [cx + w / 2, cy + h / 2]])
         elif len(values) >= 7 and len(values) % 2 == 1:
-            cls, corners = values[0], np.array(values[1:]).reshape(-1, 2)
+            corners = np.array(values[1:]).reshape(-1, 2)
         else:
             raise PerceptError(
                 f"{where}: expected class cx cy w h, or class and polygon points, found {len(values)} numbers"
             )
-        if not (cls == int(cls) and 0 <= cls < len(names)):
-            raise PerceptError(f"{where}: expected a class id from 0 to {len(names) - 1}, found {cls:g}")
         if not all(0 <= v <= 1 for v in values[1:]):  # Ultralytics' own check, on the numbers as written
             raise PerceptError(
                 f"{where}: expected coordinates normalised to 0-1, found {line.strip()[:80]!r}"
             )
         (x1, y1), (x2, y2) = np.clip(corners.min(axis=0), 0, 1), np.clip(corners.max(axis=0), 0, 1)
-        boxes.append({"xyxy": [x1 * width, y1 * height, x2 * width, y2 * height], "name": names[int(cls)]})
+        boxes.append({"xyxy": [x1 * width, y1 * height, x2 * width, y2 * height], "name": names[cls]})
     return boxes
+
+
+def _numbers(line: str, where: str) -> list[float]:
+    try:
+        return [float(v) for v in line.split()]
+    except ValueError:
+        raise PerceptError(f"{where}: expected numbers, found {line.strip()[:80]!r}") from None
+
+
+def _class_id(line: str, names: list[str], where: str) -> int:
+    cls = _numbers(line, where)[0]
+    if not (cls == int(cls) and 0 <= cls < len(names)):
+        raise PerceptError(f"{where}: expected a class id from 0 to {len(names) - 1}, found {cls:g}")
+    return int(cls)
