@@ -21,7 +21,7 @@ from perception.detector.vocabulary import TABLETOP_CLASSES, with_user_classes
 from sim.camera import CameraSpec
 from sim.params import from_values
 from sim.textures import cover_table
-from sim.user_objects import UserObject, check_size, prepare
+from sim.user_objects import UserObject, check_size, prepare, urdf_size
 from sim.world import PHYSICS_HZ, World
 
 PANDA_HOME = (0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785)
@@ -447,8 +447,8 @@ class TabletopScene:
             body = self.world.load(
                 str(obj.path), [x, y, 0.06 if z is None else z], orientation, globalScaling=obj.scale
             )
+            check_size(obj, urdf_size(obj))
             lower, upper = p.getAABB(body, physicsClientId=client)
-            check_size(obj, float(max(np.subtract(upper, lower))))
             p.changeDynamics(body, -1, mass=obj.mass, physicsClientId=client)
             try:
                 vertices = _mesh_vertices(client, body, str(obj.path), obj.scale)

@@ -20,18 +20,29 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
+
+from perception.errors import PerceptError
 
 MESH_SUFFIXES = (".obj", ".stl")
 MIN_SIZE_M, MAX_SIZE_M = 0.01, 0.30  # what the Panda's table and 8 cm gripper take
 CONVEX_ENOUGH = 0.9  # mesh volume over its convex hull's: above, the hull is the collision shape
 DEFAULT_MASS_KG = 0.1
 MOST_VERTICES = 400  # enough for a silhouette; kept cheap per frame
+MIN_THICKNESS_M = 1e-4  # thinner is a flat sheet, no solid: V-HACD never ends voxelising one
+DECOMPOSE_TIMEOUT_S = 600.0  # a 200,000-triangle mesh takes 15 s here
+
+
+class UserObjectError(PerceptError, ValueError):
+    """A user's object that cannot be used as given: the message names it and what was expected."""
 
 
 @dataclass(frozen=True)
@@ -49,25 +60,25 @@ class UserObject:
     def __post_init__(self) -> None:
         where = f"object {self.name or '?'} ({self.path})"
         if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
-            raise ValueError(
+            raise UserObjectError(
                 f"{where}: expected a class name of letters, digits, - or _, found {self.name!r}"
             )
         if self.path.suffix.lower() not in (*MESH_SUFFIXES, ".urdf"):
-            raise ValueError(
+            raise UserObjectError(
                 f"{where}: expected an .obj, .stl or .urdf file, found {self.path.suffix or 'no suffix'}"
             )
         if not self.path.is_file():
-            raise ValueError(f"{where}: no such file")
+            raise UserObjectError(f"{where}: no such file")
         if not (np.isfinite(self.scale) and self.scale > 0):
-            raise ValueError(f"{where}: expected a scale > 0, found {self.scale}")
+            raise UserObjectError(f"{where}: expected a finite scale above 0, found {self.scale}")
         if not (np.isfinite(self.mass) and 0 < self.mass <= 5):
-            raise ValueError(f"{where}: expected a mass in kg, over 0 and at most 5, found {self.mass}")
+            raise UserObjectError(f"{where}: expected a mass in kg, over 0 and at most 5, found {self.mass}")
         if self.color is not None and (len(self.color) != 4 or not all(0 <= c <= 1 for c in self.color)):
-            raise ValueError(
+            raise UserObjectError(
                 f"{where}: expected a colour as 4 numbers from 0 to 1 (RGBA), found {self.color}"
             )
         if self.texture is not None and not self.texture.is_file():
-            raise ValueError(f"{where}: texture {self.texture}: no such file")
+            raise UserObjectError(f"{where}: texture {self.texture}: no such file")
 
     @classmethod
     def parse(cls, value: str | dict[str, Any], base: Path | None = None) -> UserObject:
@@ -75,28 +86,30 @@ class UserObject:
         is taken from `base` (a launch file's folder) or the working directory."""
         if isinstance(value, str):
             parts = value.rsplit(":", 2) if value.count(":") >= 2 else value.rsplit(":", 1)
+            if len(parts) == 3 and not _is_number(parts[2]) and Path(f"{parts[0]}:{parts[1]}").is_file():
+                parts = [f"{parts[0]}:{parts[1]}", parts[2]]  # a colon in the path, and no scale
             if len(parts) < 2 or not parts[1]:
-                raise ValueError(f"--object {value!r}: expected PATH:NAME or PATH:NAME:SCALE")
+                raise UserObjectError(f"--object {value!r}: expected PATH:NAME or PATH:NAME:SCALE")
             fields: dict[str, Any] = {"path": parts[0], "name": parts[1]}
             if len(parts) == 3:
                 try:
                     fields["scale"] = float(parts[2])
                 except ValueError:
-                    raise ValueError(
+                    raise UserObjectError(
                         f"--object {value!r}: expected a number for the scale, found {parts[2]!r}"
                     ) from None
         elif isinstance(value, dict):
             fields = dict(value)
             missing = [k for k in ("path", "name") if k not in fields]
             if missing:
-                raise ValueError(f"user object {value!r}: expected a {missing[0]!r}")
+                raise UserObjectError(f"user object {value!r}: expected a {missing[0]!r}")
             known = {"path", "name", "scale", "color", "texture", "mass", "euler_deg"}
             if unknown := sorted(set(fields) - known):
-                raise ValueError(
+                raise UserObjectError(
                     f"user object {fields['name']!r}: unknown key {unknown[0]!r}; keys: {', '.join(sorted(known))}"
                 )
         else:
-            raise ValueError(f"user object: expected PATH:NAME[:SCALE] or a mapping, found {value!r}")
+            raise UserObjectError(f"user object: expected PATH:NAME[:SCALE] or a mapping, found {value!r}")
         root = base or Path.cwd()
         path = Path(os.path.expanduser(str(fields.pop("path"))))
         texture = fields.pop("texture", None)
@@ -113,9 +126,9 @@ class UserObject:
                 euler_deg=tuple(float(v) for v in fields.pop("euler_deg", (0.0, 0.0, 0.0))),  # type: ignore[arg-type]
             )
         except (TypeError, ValueError) as exc:
-            if str(exc).startswith("object "):
+            if isinstance(exc, UserObjectError):
                 raise
-            raise ValueError(f"user object {value!r}: {exc}") from None
+            raise UserObjectError(f"user object {value!r}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -130,15 +143,34 @@ class PreparedMesh:
     decomposed: bool
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def check_size(obj: UserObject, size_m: float) -> None:
     """Refuse an object that comes out under MIN_SIZE_M or over MAX_SIZE_M across at its scale (a file
     in millimetres given no scale), naming the scale that would make it 5 cm."""
     if not MIN_SIZE_M <= size_m <= MAX_SIZE_M:
         suggest = 0.05 / (size_m / obj.scale)
-        raise ValueError(
-            f"object {obj.name} ({obj.path}): at scale {obj.scale:g} it is {size_m * 100:.3g} cm across; "
+        across = f"{size_m:.3g} m" if size_m >= 1 else f"{size_m * 100:.3g} cm"
+        raise UserObjectError(
+            f"object {obj.name} ({obj.path}): at scale {obj.scale:g} it is {across} across; "
             f"expected {MIN_SIZE_M * 100:g}-{MAX_SIZE_M * 100:g} cm (scale {suggest:.3g} makes it 5 cm)"
         )
+
+
+def check(objects: Iterable[UserObject]) -> None:
+    """Read, measure and prepare every object now (meshes into the cache, URDFs loaded once), so that a
+    command refuses a bad one before it makes any folder or starts any process."""
+    for obj in objects:
+        if obj.path.suffix.lower() == ".urdf":
+            check_size(obj, urdf_size(obj))
+        else:
+            prepare(obj)
 
 
 def cache_dir() -> Path:
@@ -169,13 +201,19 @@ def _prepare(obj: UserObject, cache: Path) -> PreparedMesh:
     try:
         mesh = trimesh.load(obj.path, force="mesh")
     except Exception as exc:  # trimesh raises many kinds for a bad file
-        raise ValueError(f"{where}: cannot read it as a mesh: {exc}") from None
+        raise UserObjectError(f"{where}: cannot read it as a mesh: {exc}") from None
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
-        raise ValueError(f"{where}: expected a mesh with triangles, found none")
+        raise UserObjectError(f"{where}: expected a mesh with triangles, found none")
     rotation = trimesh.transformations.euler_matrix(*np.radians(obj.euler_deg))  # type: ignore[no-untyped-call]
     mesh.apply_transform(rotation)
     mesh.apply_scale(obj.scale)  # type: ignore[no-untyped-call]
     check_size(obj, float(mesh.extents.max()))
+    thickness = _thickness(np.asarray(mesh.vertices, np.float64))
+    if thickness < MIN_THICKNESS_M:
+        raise UserObjectError(
+            f"{where}: it is {thickness * 1000:.2g} mm thick; expected a solid (a flat sheet has no volume "
+            f"to grasp or to split into convex parts), {MIN_THICKNESS_M * 1000:g} mm thick at least"
+        )
     mesh.apply_translation(-mesh.bounds.mean(axis=0))
     key = hashlib.sha256(obj.path.read_bytes() + repr((obj.scale, obj.euler_deg)).encode()).hexdigest()[:16]
     folder = cache / f"{obj.name}-{key}"
@@ -202,26 +240,90 @@ def _prepare(obj: UserObject, cache: Path) -> PreparedMesh:
     )
 
 
+def _thickness(points: np.ndarray) -> float:
+    """The mesh's extent along its thinnest principal direction (0 for a flat one)."""
+    centred = points - points.mean(axis=0)
+    thinnest = np.linalg.svd(centred, full_matrices=False)[2][-1]
+    return float(np.ptp(centred @ thinnest))
+
+
+# V-HACD in a process of its own: it runs in C, where neither Ctrl-C nor SIGTERM reaches Python, so a
+# mesh it never finishes would hold the command for good. The child dies with its parent (Linux's
+# parent-death signal), and a time limit ends it.
+_DECOMPOSE = """
+import ctypes, signal, sys
+try:
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux; elsewhere the limit alone)
+except AttributeError:
+    pass
+import pybullet as p
+client = p.connect(p.DIRECT)
+p.vhacd(sys.argv[1], sys.argv[2], sys.argv[3], resolution=200000, physicsClientId=client)
+"""
+
+
 def _decompose(source: Path, target: Path) -> None:
     """V-HACD (PyBullet's) into convex parts, written whole to `target` (see write_whole)."""
+
+    def decompose(partial: Path) -> None:
+        command = [
+            sys.executable,
+            "-c",
+            _DECOMPOSE,
+            str(source),
+            str(partial),
+            str(target.with_suffix(".log")),
+        ]
+        try:
+            subprocess.run(
+                command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=DECOMPOSE_TIMEOUT_S
+            )
+        except subprocess.TimeoutExpired:
+            raise UserObjectError(
+                f"{source}: the convex decomposition (V-HACD) took over {DECOMPOSE_TIMEOUT_S:.0f} s; "
+                "expected a mesh it can split (fewer triangles, a closed solid)"
+            ) from None
+        if not partial.exists() or partial.stat().st_size == 0:
+            raise UserObjectError(f"{source}: the convex decomposition (V-HACD) made nothing of it")
+
+    write_whole(target, decompose)
+
+
+@functools.cache
+def urdf_size(obj: UserObject) -> float:
+    """How far across a URDF comes out at its scale, in metres: each mesh it names checked to exist,
+    then loaded twice, at the scale and at twice it. PyBullet's bounding box carries a margin of a few
+    millimetres that does not scale, so the difference of the two is the object's own size."""
     import pybullet as p
 
     from sim import quiet
 
-    def decompose(partial: Path) -> None:
-        with quiet():  # V-HACD prints its progress bars on standard output
-            p.vhacd(
-                str(source),
-                str(partial),
-                str(target.with_suffix(".log")),
-                resolution=200_000,
-                physicsClientId=client,
-            )
-        if not partial.exists() or partial.stat().st_size == 0:
-            raise ValueError(f"{source}: the convex decomposition (V-HACD) made nothing of it")
-
+    where = f"object {obj.name} ({obj.path})"
+    try:
+        root = ElementTree.parse(obj.path).getroot()
+    except (ElementTree.ParseError, OSError) as exc:
+        raise UserObjectError(f"{where}: cannot read it as URDF: {exc}") from None
+    for mesh in root.iter("mesh"):
+        name = mesh.get("filename", "")
+        if "://" not in name and not (obj.path.parent / name).is_file():
+            raise UserObjectError(f"{where}: mesh {name} ({obj.path.parent / name}): no such file")
     client = p.connect(p.DIRECT)
     try:
-        write_whole(target, decompose)
+        sizes = []
+        for scale in (obj.scale, 2 * obj.scale):
+            try:
+                with quiet():
+                    body = p.loadURDF(str(obj.path), globalScaling=scale, physicsClientId=client)
+            except p.error:
+                raise UserObjectError(
+                    f"{where}: PyBullet cannot load it (a mesh named by package:// it cannot find, or "
+                    "a format it does not read)"
+                ) from None
+            lower, upper = p.getAABB(body, physicsClientId=client)
+            for joint in range(p.getNumJoints(body, physicsClientId=client)):
+                low, high = p.getAABB(body, joint, physicsClientId=client)
+                lower, upper = np.minimum(lower, low), np.maximum(upper, high)
+            sizes.append(float(np.max(np.subtract(upper, lower))))
     finally:
         p.disconnect(client)
+    return sizes[1] - sizes[0]

@@ -48,7 +48,7 @@ def register(verbs: Any) -> None:
 def _export(args: argparse.Namespace) -> int:
     from perception.errors import PerceptError
     from sim.dataset import ExportSpec, export, progress_bar
-    from sim.user_objects import UserObject
+    from sim.user_objects import UserObject, check
 
     try:
         objects = tuple(UserObject.parse(value) for value in args.object)
@@ -73,6 +73,7 @@ def _export(args: argparse.Namespace) -> int:
         raise PerceptError(
             f"--workers: expected a count of processes (0: one per core), found {args.workers}"
         )
+    check(objects)  # a mesh that will not do is named before the folder is made
     try:
         summary = export(spec, args.workers or None, progress_bar)
     except OSError as exc:  # the folder cannot be made or written

@@ -6,6 +6,8 @@ with your objects among ours (sim/dataset.py), fine-tune the shipped model with 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from perception.installed import SHIPPED_MODEL
 # fine-tuned on your frames alone, the model forgets what it knew (car AP@0.5 0.94 -> 0.00 in a
 # 20-minute run here). Shares of the crops: yours 2, our tabletop 0.5, driving 1.
 SHARES = {"yours": 2.0, "tabletop": 0.5, "driving": 1.0}
+REPLAY_LEAST = 10  # frames of a scene, so that some are held out
 TABLETOP_REPLAY_PART = 4  # a quarter of --replay-frames are our tabletop scenes, the rest driving: a
 # 400-frame driving replay (8 episodes) left pedestrians 0.06 AP@0.5 down on the driving suite, and
 # frames of your objects among ours still left mugs 0.04 down on the tabletop suite
@@ -35,6 +38,7 @@ def register(verbs: Any) -> None:
         help="your object (OBJ, STL or URDF), its class name and scale to metres; repeat for more",
     )
     p.add_argument("--out", type=Path, required=True, help="the ONNX to write (its card beside it, .md)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out and its card")
     p.add_argument("--frames", type=int, default=800, help="frames to render (default 800)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--minutes", type=positive_float, default=20.0, help="training time (default 20)")
@@ -75,13 +79,16 @@ def _teach(args: argparse.Namespace) -> int:
     require("trimesh", "percept teach")
     from perception.train.fit import TrainSpec, train
     from sim.dataset import ExportSpec, export, progress_bar
-    from sim.user_objects import UserObject
+    from sim.user_objects import UserObject, check
 
     if args.frames < 10:
         raise PerceptError(f"--frames: expected at least 10 (some are held out), found {args.frames}")
+    if args.replay_frames < 0:
+        raise PerceptError(f"--replay-frames: expected 0 (none) or more, found {args.replay_frames}")
     init = find_model(args.init)
     if not init.is_file():
         raise PerceptError(f"--init {args.init}: no such file")
+    _check_out(args.out, args.overwrite)
     try:
         objects = tuple(UserObject.parse(value) for value in args.object)
         data = args.data or args.out.with_name(args.out.stem + "-data")
@@ -89,28 +96,31 @@ def _teach(args: argparse.Namespace) -> int:
             "tabletop", args.frames, data, "coco", args.seed, renderer=args.renderer, user_objects=objects
         )
         tabletop_frames = args.replay_frames // TABLETOP_REPLAY_PART
+        replay_frames = {"tabletop": tabletop_frames, "driving": args.replay_frames - tabletop_frames}
         replays = {
-            "tabletop": ExportSpec(  # seed + 1: not the layouts of your frames, which share the draw
-                "tabletop",
-                tabletop_frames,
-                data.with_name(data.name + "-tabletop"),
+            scene: ExportSpec(  # the tabletop at seed + 1: not the layouts of your frames, which share the draw
+                scene,
+                frames,
+                data.with_name(f"{data.name}-{scene}"),
                 "coco",
-                args.seed + 1,
+                args.seed + (scene == "tabletop"),
                 renderer=args.renderer,
-            ),
-            "driving": ExportSpec(
-                "driving",
-                args.replay_frames - tabletop_frames,
-                data.with_name(data.name + "-driving"),
-                "coco",
-                args.seed,
-                renderer=args.renderer,
-            ),
+            )
+            for scene, frames in replay_frames.items()
+            if frames >= REPLAY_LEAST
         }
     except ValueError as exc:
         raise PerceptError(str(exc)) from None
+    if args.replay_frames > 0 and len(replays) < len(replay_frames):
+        skipped = [f"{scene} {frames}" for scene, frames in replay_frames.items() if scene not in replays]
+        print(
+            f"percept: warning: --replay-frames {args.replay_frames}: too few for {', '.join(skipped)} "
+            f"(at least {REPLAY_LEAST} frames a scene, so some are held out): none of those rendered",
+            file=sys.stderr,
+        )
     added = [o.name for o in objects]
     classes = classes_with(init, added, "--object")
+    check(objects)  # each mesh read, measured and decomposed before anything is rendered
     started = time.monotonic()
     print(
         f"1/3 rendering {args.frames} tabletop frames with {', '.join(added)} to {data}",
@@ -120,8 +130,6 @@ def _teach(args: argparse.Namespace) -> int:
     print(f"    {summary['frames']} frames ({summary['val_frames']} held out), {summary['boxes']} boxes")
     datasets, shares = [data], [SHARES["yours"]]
     for scene, replay in replays.items():
-        if replay.frames < 10:  # too few to hold any out: none
-            continue
         print(f"    and {replay.frames} {scene} frames of ours to {replay.out}, so that it keeps our classes")
         replayed = export(replay, args.workers or None, progress_bar)
         print(
@@ -158,3 +166,18 @@ def _teach(args: argparse.Namespace) -> int:
         f"taught in {total:.1f} min (rendering {rendered_s / 60:.1f}, training {trained['minutes']}): {line}"
     )
     return 0
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """The model's file, before any rendering: a folder that can take it, and no earlier model replaced
+    unless asked (a run of twenty minutes or more made it)."""
+    from perception.errors import PerceptError
+
+    folder = out.parent.resolve()
+    if out.is_dir():
+        raise PerceptError(f"--out {out}: expected a file to write, found a folder")
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        found = "not a folder" if folder.exists() else "no such folder"
+        raise PerceptError(f"--out {out}: expected a folder it can be written to, found {folder}: {found}")
+    if out.exists() and not overwrite:
+        raise PerceptError(f"--out {out}: the file exists; give --overwrite to replace it and its card")

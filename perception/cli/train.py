@@ -189,13 +189,21 @@ def classes_with(init: Path | None, added: list[str], option: str) -> tuple[str,
     from perception.errors import PerceptError
     from perception.train.fit import initial_classes
 
-    classes = (initial_classes(init) if init is not None else SHIPPED_CLASSES) + tuple(added)
-    repeated = next((name for name in added if classes.count(name) > 1), None)
-    if repeated is not None:
-        raise PerceptError(
-            f"{option} {repeated}: the model has that class already (classes: {', '.join(classes)})"
-        )
-    return classes
+    had = initial_classes(init) if init is not None else SHIPPED_CLASSES
+    seen = {name.casefold(): name for name in had}
+    for name in added:  # "Mug" beside "mug": two classes that no reader of the names tells apart
+        earlier = seen.get(name.casefold())
+        if earlier is not None and earlier not in had:
+            raise PerceptError(
+                f"{option} {name}: given twice" + ("" if earlier == name else f" (as {earlier})")
+            )
+        if earlier is not None:
+            like = "that class" if earlier == name else f"{earlier!r}, the same name but for case,"
+            raise PerceptError(
+                f"{option} {name}: the model has {like} already (its classes: {', '.join(had)})"
+            )
+        seen[name.casefold()] = name
+    return had + tuple(added)
 
 
 def write_card(model: Path, datasets: list[Path], init: Path | None) -> str | None:

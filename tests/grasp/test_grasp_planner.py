@@ -257,6 +257,18 @@ def test_bench_grasp_names_a_bad_layout_or_object_count():
         assert result.returncode == 1 and result.stderr.strip() == f"percept: error: {message}", result.stderr
 
 
+def test_bench_grasp_warns_when_the_detector_has_no_class_for_a_users_object(capsys):
+    """Otherwise the run ends with every such object left on the table and nothing said why."""
+    from perception.cli.bench.grasp import _warn_of_unknown_classes
+    from perception.installed import SHIPPED_MODEL
+
+    _warn_of_unknown_classes(SHIPPED_MODEL, ["bracket", "mug"])
+    assert capsys.readouterr().err == (
+        f"percept: warning: --model {SHIPPED_MODEL} has no class 'bracket', so the loop will leave every "
+        "bracket on the table (make a model for it with percept teach, or run with --truth)\n"
+    )
+
+
 def test_touching_objects_are_told_apart_by_the_step_between_them_and_by_their_boxes():
     pose = camera_looking_down()
     planner = GraspPlanner()

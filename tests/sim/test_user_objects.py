@@ -37,7 +37,7 @@ def _box_stl(folder: Path, size_mm: float = 40.0) -> Path:
 
 def test_a_mesh_in_millimetres_needs_its_scale_and_the_error_says_which(tmp_path):
     stl = _box_stl(tmp_path)
-    with pytest.raises(ValueError, match=r"block \(.*block.stl\): at scale 1 it is 4e\+03 cm across; "
+    with pytest.raises(ValueError, match=r"block \(.*block.stl\): at scale 1 it is 40 m across; "
                                          r"expected 1-30 cm \(scale 0.00125 makes it 5 cm\)"):  # fmt: skip
         prepare(UserObject.parse(f"{stl}:block"))
     mesh = prepare(UserObject.parse(f"{stl}:block:0.001"))
@@ -51,7 +51,7 @@ def test_a_mesh_in_millimetres_needs_its_scale_and_the_error_says_which(tmp_path
         ("nowhere.obj:thing", r"object thing \(.*nowhere.obj\): no such file"),
         ("{bunny}", "expected PATH:NAME or PATH:NAME:SCALE"),
         ("{bunny}:bunny:big", "expected a number for the scale, found 'big'"),
-        ("{bunny}:bunny:-2", "expected a scale > 0, found -2"),
+        ("{bunny}:bunny:-2", "expected a finite scale above 0, found -2"),
         ("{bunny}:my bunny", "expected a class name of letters, digits, - or _"),
         ("{readme}:notes", r"expected an .obj, .stl or .urdf file, found .md"),
     ],
@@ -127,10 +127,56 @@ def test_yolo_export_lists_train_and_val_images_apart(tmp_path):
     assert "train: train.txt\nval: val.txt" in (out / "data.yaml").read_text()
 
 
-def test_object_errors_from_the_command_line_are_one_line(tmp_path):
-    result = percept(
-        "dataset", "export", "--scene", "tabletop", "--frames", "1", "--out", str(tmp_path / "x"),
-        "--object", f"{BUNNY}:bunny:40",
-    )  # fmt: skip
-    assert result.returncode == 1
-    assert result.stderr.strip().endswith("expected 1-30 cm (scale 0.0253 makes it 5 cm)"), result.stderr
+def test_object_errors_from_the_command_line_are_one_line_before_anything_is_made(tmp_path):
+    """The mesh is read when the scene is built: a size error came as a 30-line traceback, after the
+    output folder was made, and the retry then found it not empty."""
+    flat = tmp_path / "plane.obj"
+    flat.write_text("v 0 0 0\nv .05 0 0\nv .05 .05 0\nv 0 .05 0\nf 1 2 3 4\n")
+    for spec, message in (
+        (f"{BUNNY}:bunny:40", "expected 1-30 cm (scale 0.0253 makes it 5 cm)"),
+        (f"{flat}:plane", "it is 0 mm thick; expected a solid"),  # V-HACD never came back from one
+    ):
+        out = tmp_path / "x"
+        result = percept(
+            "dataset", "export", "--scene", "tabletop", "--frames", "1", "--out", str(out), "--object", spec,
+            timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+        assert message in result.stderr, result.stderr
+        assert not out.exists()
+
+
+def test_a_colon_in_the_path_needs_no_scale(tmp_path):
+    folder = tmp_path / "a:b"
+    folder.mkdir()
+    stl = _box_stl(folder)
+    assert UserObject.parse(f"{stl}:block").path == stl
+    assert UserObject.parse(f"{stl}:block:0.001").scale == 0.001
+
+
+def test_a_urdf_is_measured_without_pybullets_margin_and_a_missing_mesh_is_named(tmp_path):
+    """PyBullet's bounding box adds a few millimetres that do not scale: a 4 cm part at scale 0.001 was
+    measured 0.57 cm, and the scale suggested to fix it was wrong again."""
+    from sim.user_objects import check, urdf_size
+
+    (tmp_path / "meshes").mkdir()
+    _box_stl(tmp_path / "meshes")
+    urdf = tmp_path / "part.urdf"
+    link = (
+        '<robot name="part"><link name="base"><inertial><mass value="0.1"/><inertia ixx="1e-5" ixy="0" '
+        'ixz="0" iyy="1e-5" iyz="0" izz="1e-5"/></inertial><visual><geometry><mesh filename="{0}" '
+        'scale="0.001 0.001 0.001"/></geometry></visual><collision><geometry><mesh filename="{0}" '
+        'scale="0.001 0.001 0.001"/></geometry></collision></link></robot>'
+    )
+    urdf.write_text(link.format("meshes/block.stl"))
+    assert urdf_size(UserObject.parse(f"{urdf}:part")) == pytest.approx(0.04, abs=0.001)
+    assert urdf_size(UserObject.parse(f"{urdf}:part:1.25")) == pytest.approx(0.05, abs=0.001)
+    with pytest.raises(
+        ValueError, match=r"at scale 0.001 it is 0.004 cm across; .* \(scale 1.25 makes it 5 cm\)"
+    ):
+        check([UserObject.parse(f"{urdf}:part:0.001")])
+    broken = tmp_path / "broken.urdf"  # another file: a URDF is measured once a process
+    broken.write_text(link.format("meshes/gone.stl"))
+    missing = r"part \(.*broken.urdf\): mesh meshes/gone.stl \(.*meshes/gone.stl\): no such file"
+    with pytest.raises(ValueError, match=missing):
+        check([UserObject.parse(f"{broken}:part")])

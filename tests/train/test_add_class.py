@@ -181,3 +181,29 @@ def test_a_yolo_users_labelled_frames_train_and_score_through_their_data_yaml(tm
     train_frames = len((data / "train.txt").read_text().split())
     assert f"loaded yolo: {train_frames} frames" in result.stdout
     assert "block: AP@0.5 " in result.stdout and out.with_suffix(".md").is_file()
+
+
+def test_teach_checks_its_output_and_options_before_rendering(tmp_path):
+    mesh = tmp_path / "block.stl"
+    trimesh.creation.box(extents=[50, 30, 20]).export(mesh)
+    earlier = tmp_path / "earlier.onnx"
+    earlier.write_bytes(b"a model a 20-minute run made")
+    teach = ("teach", "--object", f"{mesh}:block:0.001", "--frames", "10", "--steps", "1", "--batch", "2",
+             "--renderer", "tiny", "--workers", "1")  # fmt: skip
+    for extra, message in (
+        (("--out", str(earlier)), f"--out {earlier}: the file exists; give --overwrite to replace it"),
+        (("--out", str(tmp_path / "none" / "m.onnx")), "expected a folder it can be written to, found"),
+        (("--out", str(tmp_path / "m.onnx"), "--replay-frames", "-5"), "--replay-frames: expected 0 (none)"),
+    ):
+        refused = percept(*teach, *extra, timeout=120)
+        assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+        assert message in refused.stderr and not (tmp_path / "m-data").exists(), refused.stderr
+    assert earlier.read_bytes() == b"a model a 20-minute run made"
+    cased = percept("train", "--init", str(SHIPPED), "--add-class", "Mug", "--steps", "0",
+                    "--out", str(tmp_path / "x.onnx"))  # fmt: skip
+    assert cased.returncode == 1 and "--add-class Mug: the model has 'mug', the same name but for case" in (
+        cased.stderr
+    )
+    few = percept(*teach, "--out", str(tmp_path / "m.onnx"), "--replay-frames", "8", timeout=600)
+    assert few.returncode == 0, few.stdout + few.stderr
+    assert "--replay-frames 8: too few for tabletop 2, driving 6" in few.stderr

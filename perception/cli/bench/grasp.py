@@ -49,12 +49,15 @@ def register(bench: Any) -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from perception.bench import grasp
     from sim.tabletop import LAYOUTS  # the scene owns its layouts (and needs the sim extra anyway)
-    from sim.user_objects import UserObject
+    from sim.user_objects import UserObject, check
 
     try:
         objects = tuple(UserObject.parse(value) for value in args.object)
     except ValueError as exc:
         raise PerceptError(str(exc)) from None
+    check(objects)
+    if objects and not args.truth:
+        _warn_of_unknown_classes(args.model, [o.name for o in objects])
     if args.layout not in LAYOUTS:
         raise PerceptError(f"--layout: expected one of {', '.join(LAYOUTS)}, found {args.layout!r}")
     if not 1 <= args.objects <= MOST_OBJECTS:
@@ -85,3 +88,20 @@ def _run(args: argparse.Namespace) -> int:
         report["episode_details"] = [asdict(e) for e in episodes]
         print(json.dumps(report))
     return 0
+
+
+def _warn_of_unknown_classes(model: str, names: list[str]) -> None:
+    """A detector that has no class for an object of the user's will never pick it: say so up front."""
+    import sys
+
+    from perception.detector.core import Detector
+    from perception.installed import find_model
+
+    known = set(Detector(find_model(model)).class_names)
+    for name in names:
+        if name not in known:
+            print(
+                f"percept: warning: --model {model} has no class {name!r}, so the loop will leave every "
+                f"{name} on the table (make a model for it with percept teach, or run with --truth)",
+                file=sys.stderr,
+            )
