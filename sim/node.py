@@ -49,6 +49,12 @@ SCENES = (*DATASET_SCENES, "crowd")
 CLOCKS = ("realtime", "fast")
 
 
+class _Stopping(Exception):
+    """The node was asked to stop during a motion of the arm: the motion ends where it is."""
+
+    reason = "stopped: the simulator is shutting down"
+
+
 class SimNode(Node):
     """PyBullet simulator: camera, depth, camera info and ground truth of a seeded scene."""
 
@@ -152,14 +158,17 @@ class SimNode(Node):
                 success=False, reason=f"execute_grasp needs the tabletop scene, not {self.scene_name}"
             )
         self._motion_started = (time.monotonic(), self.world.time_s)
-        outcome = execute_grasp(
-            self.panda,
-            [o.body for o in self.scene.every_object],
-            pose.position,
-            pose.orientation,
-            request.width,
-            request.place,
-        )
+        try:
+            outcome = execute_grasp(
+                self.panda,
+                [o.body for o in self.scene.every_object],
+                pose.position,
+                pose.orientation,
+                request.width,
+                request.place,
+            )
+        except _Stopping:
+            return GraspResult(success=False, reason=_Stopping.reason)
         self.scene.refresh()  # what is on the table now: in the tray is not to pick
         self.log.info("grasp at %s: %s", tuple(round(v, 3) for v in pose.position), outcome.reason)
         return GraspResult(
@@ -177,9 +186,12 @@ class SimNode(Node):
                 success=False, reason=f"execute_push needs the tabletop scene, not {self.scene_name}"
             )
         self._motion_started = (time.monotonic(), self.world.time_s)
-        outcome = execute_push(
-            self.panda, [o.body for o in self.scene.every_object], request.start, request.end
-        )
+        try:
+            outcome = execute_push(
+                self.panda, [o.body for o in self.scene.every_object], request.start, request.end
+            )
+        except _Stopping:
+            return PushResult(success=False, reason=_Stopping.reason)
         self.scene.refresh()
         self.log.info(
             "push from %s to %s: %s",
@@ -219,7 +231,10 @@ class SimNode(Node):
 
     def _during_motion(self) -> None:
         """Called after each physics step of a grasp: keep publishing frames at the camera rate, and in
-        real time keep the simulation from running ahead of the clock."""
+        real time keep the simulation from running ahead of the clock. A stop (Ctrl-C, the launcher's
+        SIGTERM) ends the motion here: a grasp takes seconds, longer than a launcher waits for a node."""
+        if self.shutdown_requested:
+            raise _Stopping
         self._steps_since_frame += 1
         if self._steps_since_frame < self.steps_per_frame:
             return

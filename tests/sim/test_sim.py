@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
 
 import numpy as np
 import pybullet as p
@@ -416,6 +417,43 @@ def test_execute_grasp_service_picks_the_cube_it_sees(context, spawn):
         assert result.object_id == int(truth.ids[0])
         truths.clear()
         spin_until(node, lambda: truths and len(truths[-1].ids) == 0, timeout_s=30, what="an empty table")
+
+
+def test_a_stop_during_a_grasp_ends_the_simulator_at_once(context, spawn):
+    """A grasp moves the arm for seconds in one service callback; the launcher waits 5 s after SIGTERM
+    before SIGKILL, which left the simulator's shared memory behind at the end of every demo launch
+    whose stop came mid-grasp."""
+    import signal
+    import threading
+
+    process = spawn_sim(spawn, clock="realtime", scene_params="{objects: 1, classes: [cube]}")
+    truths: list[GroundTruth] = []
+    with Node("picker", context=context) as node:
+        node.create_subscription(GroundTruth, "/ground_truth", truths.append)
+        spin_until(node, lambda: truths and len(truths[-1].ids) == 1, timeout_s=60, what="the cube")
+        x, y, z = truths[-1].positions[0]
+        grasp = node.create_client("/sim/execute_grasp", ExecuteGrasp, GraspResult)
+        assert grasp.wait_for_service(10)
+        answers: list[object] = []
+
+        def call() -> None:
+            try:
+                answers.append(grasp.call(ExecuteGrasp(pose=Pose((x, y, z), top_down(0.0)), width=0.08), 60))
+            except Exception as exc:  # the server may be gone before its answer leaves
+                answers.append(exc)
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        time.sleep(1.0)  # the arm is on its way down (a grasp takes several seconds in real time)
+        assert not answers, "the grasp was still under way"
+        stopped_at = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert time.monotonic() - stopped_at < 2.0  # not the launcher's 5 s and a SIGKILL
+        caller.join(timeout=60)
+    (answer,) = answers
+    if isinstance(answer, GraspResult):
+        assert not answer.success and answer.reason == "stopped: the simulator is shutting down"
 
 
 def test_bench_sim_json_contract():
