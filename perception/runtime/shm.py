@@ -24,6 +24,7 @@ only in its own namespace, so a file of another namespace (a container sharing /
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import math
 import mmap
@@ -150,7 +151,22 @@ def process_tag() -> str:
 
 
 def new_path(kind: str) -> str:
-    return f"{SHM_DIR}/{PREFIX}{process_tag()}-{secrets.token_hex(6)}.{kind}"
+    """A name for a file of this process's; the file, if it is still there when the process exits (a
+    node whose constructor failed after making its publishers: nothing closed them), is removed then."""
+    path = f"{SHM_DIR}/{PREFIX}{process_tag()}-{secrets.token_hex(6)}.{kind}"
+    _made.append((os.getpid(), path))
+    return path
+
+
+_made: list[tuple[int, str]] = []  # (the pid that named it, the path)
+
+
+@atexit.register
+def _remove_what_is_left() -> None:
+    for pid, path in _made:
+        if pid == os.getpid():  # a forked child that exits leaves its parent's files alone
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
 
 def owner_alive(path: str) -> bool:

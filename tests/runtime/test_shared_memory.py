@@ -521,3 +521,24 @@ def test_the_sweep_leaves_the_files_of_another_pid_namespace():
         for path in paths.values():
             if os.path.exists(path):
                 os.unlink(path)
+
+
+def test_a_process_that_exits_without_closing_its_publishers_leaves_no_files(registry):
+    """A node whose constructor fails after making its publishers is never destroyed: its registration
+    pipes stayed in /dev/shm until some later process swept them (every failed simulator start did)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os\n"
+        "from perception import Node\n"
+        "from perception.msgs import Image\n"
+        "node = Node('failing')\n"
+        "node.create_publisher(Image, '/image')\n"
+        "print(os.getpid(), flush=True)\n"
+        "raise SystemExit('the constructor failed here')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "the constructor failed here" in result.stderr, result.stderr
+    pid = result.stdout.split()[0]
+    assert not [n for n in os.listdir(shm.SHM_DIR) if n.startswith(f"{shm.PREFIX}{pid}-")]
