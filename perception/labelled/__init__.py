@@ -22,7 +22,7 @@ from perception.labelled.coco import has_split as coco_has_split
 from perception.labelled.yolo import has_split as yolo_has_split
 from perception.labelled.yolo import is_yolo_dataset, open_yolo_split, yolo_classes_used
 
-SPLITS = ("train", "val", "test", "all")
+SPLITS = ("train", "val", "test", "all")  # "all": every frame of the set
 EXPECTED = "a `percept dataset export` folder, a COCO JSON file or an Ultralytics data.yaml"
 
 

@@ -11,8 +11,8 @@ What is read, following Ultralytics' own loader:
 - An image's labels are the `.txt` of the same name where the last `/images/` of its path becomes
   `/labels/` (beside the image when its path has none); no file is an image without objects.
 - A label row is `class cx cy w h`, normalised to the image's size, or a polygon `class x1 y1 x2 y2 ...`
-  (a segmentation label) read as its bounding box; a box is cut at the image's edges. Names come from `names` (a list, or a mapping of
-  class ids); `nc` alone names them `class_0`, `class_1`, ...
+  (a segmentation label) read as its bounding box; a box is cut at the image's edges. Names come from
+  `names` (a list, or a mapping of class ids); `nc` alone names them `class_0`, `class_1`, ...
 
 Where Ultralytics skips a malformed label file with a warning, this refuses it naming the file and the
 line: a benchmark that quietly scores fewer boxes than the set holds is worse than one that stops.
@@ -31,7 +31,7 @@ import yaml
 
 from perception.errors import PerceptError
 
-SPLITS = ("train", "val", "test")
+YAML_SPLITS = ("train", "val", "test")  # the keys a data.yaml names its splits by
 IMAGE_SUFFIXES = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm"}
 
 
@@ -44,7 +44,7 @@ def is_yolo_dataset(path: Path) -> bool:
 
 def has_split(path: Path, split: str) -> bool:
     data = _read_yaml(_config(path))
-    return any(data.get(s) for s in SPLITS) if split == "all" else bool(data.get(split))
+    return any(data.get(s) for s in YAML_SPLITS) if split == "all" else bool(data.get(split))
 
 
 def open_yolo_split(
@@ -78,10 +78,10 @@ def _split_images(path: Path, split: str) -> tuple[list[str], list[Path]]:
     data = _read_yaml(config)
     names = _names(data, config)
     root = _root(data, config)
-    wanted = [s for s in SPLITS if data.get(s)] if split == "all" else [split]
+    wanted = [s for s in YAML_SPLITS if data.get(s)] if split == "all" else [split]
     for name in wanted:
         if not data.get(name):
-            listed = ", ".join(s for s in SPLITS if data.get(s)) or "none"
+            listed = ", ".join(s for s in YAML_SPLITS if data.get(s)) or "none"
             raise PerceptError(f"dataset {config}: expected a {name!r} split, found {listed}")
     images = [image for name in wanted for image in _images(data[name], root, config)]
     if not images:

@@ -289,12 +289,12 @@ def _run(args: argparse.Namespace) -> int:
 def _read_data(given: str) -> LabelledSet:
     """--data PATH[:SPLIT]: the set's frames, their boxes, their class names and what they are."""
     from perception.bench.detect import LabelledSet, truth_vocabulary
-    from perception.labelled import open_split
+    from perception.labelled import SPLITS, open_split
 
     path, _, split = given.rpartition(":")
-    if split not in ("val", "train", "test", "all") or not path:
+    if split not in SPLITS or not path:
         if path and Path(path).exists() and not Path(given).exists():
-            raise PerceptError(f"--data {given}: split {split!r}: expected val, train, test or all")
+            raise PerceptError(f"--data {given}: split {split!r}: expected one of {', '.join(SPLITS)}")
         path, split = given, "val"
     where = Path(path)
     declared, frames = open_split(where, split)
