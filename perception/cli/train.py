@@ -152,7 +152,9 @@ def _train(args: argparse.Namespace) -> int:
     classes = classes_with(args.init, args.add_class, "--add-class")
     device = _device(args.device, torch)
     for source, _ in args.data:  # a wrong path or a bad file, before any training starts
-        labelled.open_split(source, labelled.training_split(source))
+        labelled.check(source, labelled.training_split(source))
+        if labelled.has_split(source, "val"):  # the model card's frames, scored at the end
+            labelled.check(source, "val")
     spec = TrainSpec(
         datasets=[folder for folder, _ in args.data],
         weights=[share for _, share in args.data],

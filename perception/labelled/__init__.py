@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from perception.errors import PerceptError
-from perception.labelled.coco import coco_classes_used, is_coco_set, open_coco_split
+from perception.labelled.coco import coco_classes_used, coco_image_paths, is_coco_set, open_coco_split
 from perception.labelled.coco import has_split as coco_has_split
 from perception.labelled.yolo import has_split as yolo_has_split
-from perception.labelled.yolo import is_yolo_dataset, open_yolo_split, yolo_classes_used
+from perception.labelled.yolo import is_yolo_dataset, open_yolo_split, yolo_classes_used, yolo_image_paths
 
 SPLITS = ("train", "val", "test", "all")  # "all": every frame of the set
 EXPECTED = "a `percept dataset export` folder, a COCO JSON file or an Ultralytics data.yaml"
@@ -56,6 +56,19 @@ def classes_used(path: Path, split: str) -> set[str]:
     if is_coco_set(path):
         return coco_classes_used(path, split)
     raise PerceptError(f"dataset {path}: expected {EXPECTED}, found {_what(path)}")
+
+
+def check(path: Path, split: str) -> None:
+    """Every label of the split read and checked, and every image it names found, without decoding one:
+    what a training run checks before its first step, so that a bad file stops it then, not at the end."""
+    classes_used(path, split)
+    images = yolo_image_paths(path, split) if is_yolo_dataset(path) else coco_image_paths(path, split)
+    missing = [image for image in images if not image.is_file()]
+    if missing:
+        raise PerceptError(
+            f"dataset {path}: {len(missing)} of its {split} split's {len(images)} images not found: {missing[0]}"
+            + (", ..." if len(missing) > 1 else "")
+        )
 
 
 def set_name(path: Path) -> str:

@@ -25,11 +25,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import yaml
 
 from perception.errors import PerceptError
+from perception.labelled.images import read_rgb, warn_once
 
 YAML_SPLITS = ("train", "val", "test")  # the keys a data.yaml names its splits by
 IMAGE_SUFFIXES = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm"}
@@ -53,20 +53,18 @@ def open_yolo_split(
     """The dataset's class names (in id order) and its `split` frames (RGB) with each one's boxes
     ({"xyxy", "name"}), read one at a time; "all" is every split the YAML lists."""
     names, images = _split_images(path, split)
-    return names, _frames(images, names)
+    return names, _frames(images, names, _config(path))
 
 
 def yolo_classes_used(path: Path, split: str) -> set[str]:
-    """The names of the classes with boxes in the split, from the label files' first column."""
+    """The names of the classes with boxes in the split, from its label files alone (every row checked
+    as reading the frames checks it, so a bad one is found before a training run, not after)."""
     names, images = _split_images(path, split)
-    used = set()
-    for image in images:
-        labels = label_path(image)
-        if labels.is_file():
-            for number, line in enumerate(labels.read_text(encoding="utf-8-sig").splitlines(), 1):
-                if line.strip():
-                    used.add(names[_class_id(line, names, f"labels {labels}, line {number}")])
-    return used
+    return {names[cls] for image in images for cls, _ in _rows(label_path(image), names)}
+
+
+def yolo_image_paths(path: Path, split: str) -> list[Path]:
+    return _split_images(path, split)[1]
 
 
 def _config(path: Path) -> Path:
@@ -86,6 +84,11 @@ def _split_images(path: Path, split: str) -> tuple[list[str], list[Path]]:
     images = [image for name in wanted for image in _images(data[name], root, config)]
     if not images:
         raise PerceptError(f"dataset {config}: expected images in its {split} split, found none")
+    if not any(label_path(image).is_file() for image in images):
+        warn_once(
+            f"dataset {config}: no label file for any of the {len(images)} images of its {split} split "
+            f"(looked for {label_path(images[0])}, and so on): every image is read as one with no objects"
+        )
     return names, images
 
 
@@ -104,6 +107,16 @@ def _read_yaml(config: Path) -> dict[str, Any]:
 
 
 def _names(data: dict[str, Any], config: Path) -> list[str]:
+    names = _named(data, config)
+    count = data.get("nc")
+    if count is not None and count != len(names):
+        raise PerceptError(
+            f"dataset {config}: nc {count!r} and its {len(names)} names, expected the same count"
+        )
+    return names
+
+
+def _named(data: dict[str, Any], config: Path) -> list[str]:
     names = data.get("names")
     if isinstance(names, list):
         return [str(n) for n in names]
@@ -168,19 +181,27 @@ def label_path(image: Path) -> Path:
     return Path(text).with_suffix(".txt")
 
 
-def _frames(images: list[Path], names: list[str]) -> Iterator[tuple[np.ndarray, list[dict[str, Any]]]]:
+def _frames(
+    images: list[Path], names: list[str], config: Path
+) -> Iterator[tuple[np.ndarray, list[dict[str, Any]]]]:
     for image in images:
-        bgr = cv2.imread(str(image), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise PerceptError(f"dataset: cannot read image {image}")
-        height, width = bgr.shape[:2]
-        yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), _boxes(label_path(image), names, width, height)
+        rgb = read_rgb(image, f"dataset {config}")
+        height, width = rgb.shape[:2]
+        scale = np.array([width, height, width, height])
+        boxes = [
+            {"xyxy": (box * scale).tolist(), "name": names[cls]}
+            for cls, box in _rows(label_path(image), names)
+        ]
+        yield rgb, boxes
 
 
-def _boxes(labels: Path, names: list[str], width: int, height: int) -> list[dict[str, Any]]:
+def _rows(labels: Path, names: list[str]) -> list[tuple[int, np.ndarray]]:
+    """A label file's boxes, (class id, x1 y1 x2 y2 normalised), each row checked; a row repeated is read
+    once, as Ultralytics reads it, and said."""
     if not labels.is_file():
         return []
-    boxes = []
+    rows: dict[tuple[float, ...], tuple[int, np.ndarray]] = {}
+    repeated = 0
     for number, line in enumerate(labels.read_text(encoding="utf-8-sig").splitlines(), 1):
         if not line.strip():
             continue
@@ -200,9 +221,14 @@ def _boxes(labels: Path, names: list[str], width: int, height: int) -> list[dict
             raise PerceptError(
                 f"{where}: expected coordinates normalised to 0-1, found {line.strip()[:80]!r}"
             )
-        (x1, y1), (x2, y2) = np.clip(corners.min(axis=0), 0, 1), np.clip(corners.max(axis=0), 0, 1)
-        boxes.append({"xyxy": [x1 * width, y1 * height, x2 * width, y2 * height], "name": names[cls]})
-    return boxes
+        if tuple(values) in rows:
+            repeated += 1
+            continue
+        box = np.clip(np.r_[corners.min(axis=0), corners.max(axis=0)], 0, 1)
+        rows[tuple(values)] = (cls, box)
+    if repeated:
+        warn_once(f"labels {labels}: {repeated} repeated row(s) read once")
+    return list(rows.values())
 
 
 def _numbers(line: str, where: str) -> list[float]:

@@ -4,6 +4,7 @@ JSON file of any origin with its own class names) instead of rendered frames; ba
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -194,3 +195,80 @@ def test_a_bad_ultralytics_dataset_is_one_line_naming_it(labelled_yolo, tmp_path
         result = percept("bench", "detect", "--model", str(DEFAULT_MODEL), "--data", given)
         assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
         assert f"dataset {config}: {message}" in result.stderr, result.stderr
+
+
+def test_a_cvat_coco_export_finds_its_images_and_names_what_is_wrong_in_it(labelled, tmp_path):
+    """CVAT writes annotations/instances_default.json with bare file names, the images in
+    images/default/ (images/ before its subsets); boxes are checked and named by annotation."""
+    from perception.errors import PerceptError
+    from perception.labelled import check, open_split
+
+    coco = json.loads((labelled / "annotations.json").read_text())
+    for layout in ("images/default", "images"):
+        root = tmp_path / layout.replace("/", "_")
+        (root / "annotations").mkdir(parents=True)
+        (root / layout).mkdir(parents=True)
+        for image in coco["images"]:
+            name = Path(image["file_name"]).name
+            (root / layout / name).write_bytes((labelled / image["file_name"]).read_bytes())
+        cvat = {**coco, "images": [{**i, "file_name": Path(i["file_name"]).name} for i in coco["images"]]}
+        (root / "annotations" / "instances_default.json").write_text(json.dumps(cvat))
+        _, frames = open_split(root / "annotations" / "instances_default.json", "val")
+        assert sum(len(boxes) for _, boxes in frames) == len(coco["annotations"]), layout
+    index = tmp_path / "bad.json"
+    first = coco["annotations"][0]
+    for change, message in (
+        ({"category_id": 42}, f"annotation {first['id']}: category_id 42 names no category"),
+        ({"image_id": 999}, f"annotation {first['id']}: image_id 999 names no image"),
+        ({"bbox": [1, 2, 3]}, f"annotation {first['id']}: bbox [1, 2, 3], expected 4 numbers"),
+        ({"bbox": [5, 5, -3, 4]}, "expected finite numbers and a positive width and height"),
+    ):
+        index.write_text(json.dumps({**coco, "annotations": [{**first, **change}]}))
+        with pytest.raises(PerceptError, match=re.escape(message)):
+            check(index, "all")
+    normalised = [{**a, "bbox": [0.1, 0.2, 0.3, 0.3]} for a in coco["annotations"]]
+    index.write_text(json.dumps({**coco, "annotations": normalised}))
+    with pytest.raises(PerceptError, match="every bbox lies within 0-1: expected pixels"):
+        check(index, "all")
+    off_edge = {**first, "bbox": [600, 400, 300, 300]}  # on a 640 x 480 image: cut at its edge
+    (labelled / "edge.json").write_text(json.dumps({**coco, "annotations": [off_edge]}))
+    frames = open_split(labelled / "edge.json", "all")[1]
+    boxes = next(boxes for _, boxes in frames if boxes)
+    assert boxes[0]["xyxy"] == [600, 400, 640, 480]
+
+
+def test_broken_images_and_yolo_labels_are_named_or_said(labelled_yolo, tmp_path, capsys):
+    from perception.errors import PerceptError
+    from perception.labelled import check, open_split
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    png = (labelled_yolo / "images" / "000000.png").read_bytes()
+    (tmp_path / "images" / "a.png").write_bytes(png)
+    config = tmp_path / "data.yaml"
+    config.write_text("val: images\nnc: 3\nnames: [mug, cube]\n")
+    with pytest.raises(PerceptError, match=r"nc 3 and its 2 names, expected the same count"):
+        open_split(config, "val")
+    config.write_text("val: images\nnames: [mug, cube]\n")
+    frames = list(open_split(config, "val")[1])  # no label file at all: said, then read as background
+    assert (
+        frames[0][1] == []
+        and "no label file for any of the 1 images of its val split" in capsys.readouterr().err
+    )
+    (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2 0.2\n1 0.3 0.3 0.1 0.1\n")
+    ((_, boxes),) = open_split(config, "val")[1]
+    assert [b["name"] for b in boxes] == ["mug", "cube"]  # the repeated row read once, as Ultralytics does
+    assert "labels " in capsys.readouterr().err
+    cv2 = pytest.importorskip("cv2")
+    noise = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    jpeg = cv2.imencode(".jpg", noise)[1]
+    (tmp_path / "images" / "a.png").unlink()
+    (tmp_path / "images" / "a.jpg").write_bytes(jpeg.tobytes()[: 2 * len(jpeg) // 3])
+    ((_, boxes),) = open_split(config, "val")[1]  # read as far as it goes, and said
+    assert "a.jpg: a JPEG without its end marker (cut short?)" in capsys.readouterr().err
+    (tmp_path / "images" / "a.jpg").write_text("not an image")
+    with pytest.raises(PerceptError, match=r"image .*a.jpg: expected an image OpenCV reads, found 12 bytes"):
+        list(open_split(config, "val")[1])
+    (tmp_path / "labels" / "a.txt").write_text("0 320 240 40 40\n")
+    with pytest.raises(PerceptError, match=r"labels .*a.txt, line 1: expected coordinates normalised to 0-1"):
+        check(config, "val")  # before any image is read: what a training run checks first

@@ -207,3 +207,22 @@ def test_teach_checks_its_output_and_options_before_rendering(tmp_path):
     few = percept(*teach, "--out", str(tmp_path / "m.onnx"), "--replay-frames", "8", timeout=600)
     assert few.returncode == 0, few.stdout + few.stderr
     assert "--replay-frames 8: too few for tabletop 2, driving 6" in few.stderr
+
+
+def test_a_bad_label_in_the_val_split_stops_training_before_its_first_step(tmp_path):
+    """The val split was read only to score the card, after the whole run."""
+    data = tmp_path / "yolo"
+    exported = percept(
+        "dataset", "export", "--scene", "tabletop", "--frames", "10", "--out", str(data), "--format", "yolo",
+        "--width", "320", "--height", "240", "--renderer", "tiny", "--workers", "1", timeout=300,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    first_val = Path((data / "val.txt").read_text().split()[0]).stem
+    label = data / "labels" / f"{first_val}.txt"
+    label.write_text("0 160 120 20 20\n")  # pixels, not 0-1
+    out = tmp_path / "m.onnx"
+    result = percept("train", "--init", str(SHIPPED), "--data", str(data), "--steps", "2", "--batch", "2",
+                     "--out", str(out), timeout=300)  # fmt: skip
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert f"labels {label}, line 1: expected coordinates normalised to 0-1" in result.stderr
+    assert "training on" not in result.stdout and not out.exists()
