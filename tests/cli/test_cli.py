@@ -445,7 +445,10 @@ def test_commands_refuse_counts_rates_scores_seeds_and_durations_out_of_range_be
         (("launch", "demo", "--stop-timeout", "-1"), "--stop-timeout: expected a number of 0 or more"),
         # after the whole run, a FileNotFoundError from the report; and a split read as part of the path
         (("bench", "detect", "--frames", "2", "--out", "/proc/report"), "--out /proc/report: cannot make"),
-        (("bench", "detect", "--data", "tests:value"), "--data tests:value: split 'value': expected one of train, val, test, all"),
+        (
+            ("bench", "detect", "--data", "tests:value"),
+            "--data tests:value: split 'value': expected one of train, val, test, all",
+        ),
         # FileNotFoundError tracebacks, --plot's after the whole soak
         (
             ("soak", "test_camera", "--plot", "no-such-folder/p.png"),
