@@ -345,7 +345,8 @@ def write_yolo(spec: ExportSpec, labels: list[dict[str, Any]]) -> None:
     for split in ("train", "val"):  # image lists, as Ultralytics reads them
         files = [f"images/{item['file']}" for item in labels if item["split"] == split]
         (spec.out / f"{split}.txt").write_text("".join(f"./{f}\n" for f in files))
-    names = "\n".join(f"  {i}: {name}" for i, name in enumerate(spec.vocabulary))
+    # Quoted: a class named on, no or null would read back from YAML as true, false or nothing.
+    names = "\n".join(f"  {i}: {json.dumps(name)}" for i, name in enumerate(spec.vocabulary))
     (spec.out / "data.yaml").write_text(  # no `path`: the YAML's folder, wherever the folder is moved
         f"train: train.txt\nval: val.txt\nnames:\n{names}\n"
     )

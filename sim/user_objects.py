@@ -182,8 +182,11 @@ def write_whole(path: Path, write: Callable[[Path], object]) -> Path:
     """`write` the file under a name of this process's beside `path`, then name it `path`: a reader
     never sees half a file, and processes filling the cache at once never write into each other's."""
     partial = path.with_name(f"{path.stem}.{os.getpid()}.partial{path.suffix}")
-    write(partial)
-    partial.replace(path)
+    try:
+        write(partial)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)  # a write that failed leaves nothing in the cache
     return path
 
 
@@ -226,7 +229,7 @@ def _prepare(obj: UserObject, cache: Path) -> PreparedMesh:
     if not convex:
         collision = folder / "collision_vhacd.obj"
         if not collision.exists():
-            _decompose(visual, collision)
+            _decompose(visual, collision, where)
     points = np.asarray(mesh.vertices, np.float64)
     if len(points) > MOST_VERTICES:
         points = points[np.linspace(0, len(points) - 1, MOST_VERTICES).astype(int)]
@@ -262,29 +265,33 @@ p.vhacd(sys.argv[1], sys.argv[2], sys.argv[3], resolution=200000, physicsClientI
 """
 
 
-def _decompose(source: Path, target: Path) -> None:
-    """V-HACD (PyBullet's) into convex parts, written whole to `target` (see write_whole)."""
+def _decompose(source: Path, target: Path, where: str) -> None:
+    """V-HACD (PyBullet's) into convex parts, written whole to `target` (see write_whole); `where` names
+    the user's object in an error."""
 
     def decompose(partial: Path) -> None:
-        command = [
-            sys.executable,
-            "-c",
-            _DECOMPOSE,
-            str(source),
-            str(partial),
-            str(target.with_suffix(".log")),
-        ]
+        log = target.with_suffix(".log")
+        command = [sys.executable, "-c", _DECOMPOSE, str(source), str(partial), str(log)]
         try:
-            subprocess.run(
-                command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=DECOMPOSE_TIMEOUT_S
+            done = subprocess.run(
+                command,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=DECOMPOSE_TIMEOUT_S,
             )
         except subprocess.TimeoutExpired:
             raise UserObjectError(
-                f"{source}: the convex decomposition (V-HACD) took over {DECOMPOSE_TIMEOUT_S:.0f} s; "
+                f"{where}: the convex decomposition (V-HACD) took over {DECOMPOSE_TIMEOUT_S:.0f} s; "
                 "expected a mesh it can split (fewer triangles, a closed solid)"
             ) from None
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+            raise UserObjectError(f"{where}: the convex decomposition (V-HACD) failed: {last}")
         if not partial.exists() or partial.stat().st_size == 0:
-            raise UserObjectError(f"{source}: the convex decomposition (V-HACD) made nothing of it")
+            raise UserObjectError(
+                f"{where}: the convex decomposition (V-HACD) made nothing of it (see {log})"
+            )
 
     write_whole(target, decompose)
 

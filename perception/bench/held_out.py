@@ -28,7 +28,7 @@ class HeldOut:
 
 
 def score(models: list[Path], folders: list[Path], split: str = "val") -> list[HeldOut]:
-    """mAP of each model on the `split` frames of these COCO exports, over its own classes that have
+    """mAP of each model on the `split` frames of these labelled sets (perception.labelled), over its own classes that have
     instances there; every frame is read once, for all the models."""
     from perception.bench.detection_metrics import evaluate
     from perception.detector.core import Detector
@@ -77,7 +77,7 @@ def card(model: Path, trained: HeldOut, baseline: HeldOut | None, record: dict[s
         "",
         "## Training",
         "",
-        f"- data: {', '.join(record.get('datasets', [])) or '-'} (their train split)",
+        f"- data: {', '.join(record.get('datasets', [])) or '-'} (their train split where they hold one, else all of them)",
         f"- steps: {record.get('steps')}, minutes: {record.get('minutes')}, seed: {record.get('seed')}",
         f"- started from: {_init_name(record.get('init'))}",
         "",

@@ -19,7 +19,7 @@ from perception.installed import SHIPPED_MODEL
 # fine-tuned on your frames alone, the model forgets what it knew (car AP@0.5 0.94 -> 0.00 in a
 # 20-minute run here). Shares of the crops: yours 2, our tabletop 0.5, driving 1.
 SHARES = {"yours": 2.0, "tabletop": 0.5, "driving": 1.0}
-REPLAY_LEAST = 10  # frames of a scene, so that some are held out
+FRAMES_LEAST = 10  # frames of a scene rendered, so that some are held out
 TABLETOP_REPLAY_PART = 4  # a quarter of --replay-frames are our tabletop scenes, the rest driving: a
 # 400-frame driving replay (8 episodes) left pedestrians 0.06 AP@0.5 down on the driving suite, and
 # frames of your objects among ours still left mugs 0.04 down on the tabletop suite
@@ -81,8 +81,10 @@ def _teach(args: argparse.Namespace) -> int:
     from sim.dataset import ExportSpec, export, progress_bar
     from sim.user_objects import UserObject, check
 
-    if args.frames < 10:
-        raise PerceptError(f"--frames: expected at least 10 (some are held out), found {args.frames}")
+    if args.frames < FRAMES_LEAST:
+        raise PerceptError(
+            f"--frames: expected at least {FRAMES_LEAST} (some are held out), found {args.frames}"
+        )
     if args.replay_frames < 0:
         raise PerceptError(f"--replay-frames: expected 0 (none) or more, found {args.replay_frames}")
     init = find_model(args.init)
@@ -107,7 +109,7 @@ def _teach(args: argparse.Namespace) -> int:
                 renderer=args.renderer,
             )
             for scene, frames in replay_frames.items()
-            if frames >= REPLAY_LEAST
+            if frames >= FRAMES_LEAST
         }
     except ValueError as exc:
         raise PerceptError(str(exc)) from None
@@ -115,7 +117,7 @@ def _teach(args: argparse.Namespace) -> int:
         skipped = [f"{scene} {frames}" for scene, frames in replay_frames.items() if scene not in replays]
         print(
             f"percept: warning: --replay-frames {args.replay_frames}: too few for {', '.join(skipped)} "
-            f"(at least {REPLAY_LEAST} frames a scene, so some are held out): none of those rendered",
+            f"(at least {FRAMES_LEAST} frames a scene, so some are held out): none of those rendered",
             file=sys.stderr,
         )
     added = [o.name for o in objects]
@@ -177,7 +179,13 @@ def _check_out(out: Path, overwrite: bool) -> None:
     if out.is_dir():
         raise PerceptError(f"--out {out}: expected a file to write, found a folder")
     if not folder.is_dir() or not os.access(folder, os.W_OK):
-        found = "not a folder" if folder.exists() else "no such folder"
+        found = (
+            "no such folder"
+            if not folder.exists()
+            else "not a folder"
+            if not folder.is_dir()
+            else "read-only"
+        )
         raise PerceptError(f"--out {out}: expected a folder it can be written to, found {folder}: {found}")
     if out.exists() and not overwrite:
         raise PerceptError(f"--out {out}: the file exists; give --overwrite to replace it and its card")

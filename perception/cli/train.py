@@ -187,24 +187,20 @@ def _train(args: argparse.Namespace) -> int:
 def classes_with(init: Path | None, added: list[str], option: str) -> tuple[str, ...]:
     """The classes of a model trained from `init` (ours without one) with `added` after them; a name
     it has already, or one given twice, is refused, naming `option`."""
-    from perception.detector.vocabulary import SHIPPED_CLASSES
+    from perception.detector.vocabulary import SHIPPED_CLASSES, first_clash
     from perception.errors import PerceptError
     from perception.train.fit import initial_classes
 
     had = initial_classes(init) if init is not None else SHIPPED_CLASSES
-    seen = {name.casefold(): name for name in had}
-    for name in added:  # "Mug" beside "mug": two classes that no reader of the names tells apart
-        earlier = seen.get(name.casefold())
-        if earlier is not None and earlier not in had:
+    clash = first_clash(had, added)
+    if clash is not None:
+        name, earlier = clash
+        if earlier not in had:
             raise PerceptError(
                 f"{option} {name}: given twice" + ("" if earlier == name else f" (as {earlier})")
             )
-        if earlier is not None:
-            like = "that class" if earlier == name else f"{earlier!r}, the same name but for case,"
-            raise PerceptError(
-                f"{option} {name}: the model has {like} already (its classes: {', '.join(had)})"
-            )
-        seen[name.casefold()] = name
+        like = "that class" if earlier == name else f"{earlier!r}, the same name but for case,"
+        raise PerceptError(f"{option} {name}: the model has {like} already (its classes: {', '.join(had)})")
     return had + tuple(added)
 
 

@@ -19,13 +19,29 @@ def class_id(name: str) -> int:
         raise ValueError(f"unknown class {name!r}; classes: {', '.join(SHIPPED_CLASSES)}") from None
 
 
+def first_clash(had: tuple[str, ...], added: list[str] | tuple[str, ...]) -> tuple[str, str] | None:
+    """The first added name that is one of `had` or an earlier added one, even differing only in case
+    ("Mug" beside "mug": two classes no reader of the names tells apart), with the name it clashes
+    with; None where there is none."""
+    seen = {name.casefold(): name for name in had}
+    for name in added:
+        earlier = seen.get(name.casefold())
+        if earlier is not None:
+            return name, earlier
+        seen[name.casefold()] = name
+    return None
+
+
 def with_user_classes(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """The shipped classes, then a user's own in the order given: their ids follow on from ours (a
     model fine-tuned with `--add-class` puts them in the same places)."""
-    clash = [n for n in names if n in SHIPPED_CLASSES]
-    if clash:
-        raise ValueError(f"user class {clash[0]!r} is one of ours already; give your object another name")
-    repeated = sorted({n for n in names if list(names).count(n) > 1})
-    if repeated:
-        raise ValueError(f"user class {repeated[0]!r} is given twice; one name per object")
+    clash = first_clash(SHIPPED_CLASSES, names)
+    if clash is not None:
+        name, earlier = clash
+        case = "" if name == earlier else f" (as {earlier!r}: case does not tell classes apart)"
+        if earlier in SHIPPED_CLASSES:
+            raise ValueError(
+                f"user class {name!r} is one of ours already{case}; give your object another name"
+            )
+        raise ValueError(f"user class {name!r} is given twice{case}; one name per object")
     return SHIPPED_CLASSES + tuple(names)

@@ -72,7 +72,8 @@ def check(path: Path, split: str) -> None:
 
 
 def set_name(path: Path) -> str:
-    """A short name for logs and cards: the folder's, or the folder holding the file."""
+    """A short name for logs and cards: the folder's, or the folder holding the file ("." named too)."""
+    path = path.absolute()
     return path.parent.name if path.is_file() else path.name
 
 

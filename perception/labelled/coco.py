@@ -4,8 +4,9 @@ the file's folder (Roboflow's exports) or, where it is not there, to `images/` b
 and its subset's folder in it (CVAT's: annotations/instances_default.json names images/default/...).
 
 Boxes are checked as they are read: an annotation names an image and a category the file has, and a
-box of 4 finite numbers of positive size in pixels (a file whose boxes all lie within 0-1 holds
-normalised ones, and is refused); a box running off its image is cut at the edge, as Ultralytics does."""
+box of 4 finite numbers in pixels (a file whose boxes all lie within 0-1 holds normalised ones, and is
+refused); a box running off its image is cut at the edge, as Ultralytics does, and one of no area is
+left out, said. A crowd region (`iscrowd`) is kept as a place where detections count neither way."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from perception.errors import PerceptError
-from perception.labelled.images import read_rgb
+from perception.labelled.images import read_rgb, warn_once
 
 
 def is_coco_set(path: Path) -> bool:
@@ -41,13 +42,22 @@ def open_coco_split(
     names = {c["id"]: str(c["name"]) for c in coco["categories"]}
     sizes = {image["id"]: (image.get("width"), image.get("height")) for image in coco["images"]}
     boxes: dict[int, list[dict[str, Any]]] = {image["id"]: [] for image in coco["images"]}
+    empty = 0
     for a in coco["annotations"]:
         x, y, w, h = (float(v) for v in a["bbox"])
         xyxy = [x, y, x + w, y + h]
         width, height = sizes[a["image_id"]]
         if isinstance(width, (int, float)) and isinstance(height, (int, float)) and width > 0 and height > 0:
             xyxy = np.clip(xyxy, 0, [width, height, width, height]).tolist()
-        boxes[a["image_id"]].append({"xyxy": xyxy, "name": names[a["category_id"]]})
+        if xyxy[2] <= xyxy[0] or xyxy[3] <= xyxy[1]:  # no area (or none left on its image): unmatchable
+            empty += 1
+            continue
+        box = {"xyxy": xyxy, "name": names[a["category_id"]]}
+        if a.get("iscrowd"):  # a crowd region: a detection on it counts neither way, as in COCO's own scoring
+            box["ignore"] = True
+        boxes[a["image_id"]].append(box)
+    if empty:
+        warn_once(f"dataset {index}: {empty} box(es) of no width or height on their image left out")
     return list(names.values()), _frames(coco["images"], boxes, folder, index)
 
 
@@ -55,7 +65,7 @@ def coco_classes_used(path: Path, split: str) -> set[str]:
     """The names of the classes that have boxes in the split (no image is read)."""
     coco = _read(_index(path, split)[0])
     names = {c["id"]: str(c["name"]) for c in coco["categories"]}
-    return {names[a["category_id"]] for a in coco["annotations"]}
+    return {names[a["category_id"]] for a in coco["annotations"] if not a.get("iscrowd")}
 
 
 def coco_image_paths(path: Path, split: str) -> list[Path]:
@@ -105,8 +115,8 @@ def _problem(coco: Any) -> str | None:
         box = a["bbox"]
         if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)):
             return f"{which}: bbox {box!r}, expected 4 numbers (x, y, width, height in pixels)"
-        if not (all(math.isfinite(v) for v in box) and box[2] > 0 and box[3] > 0):
-            return f"{which}: bbox {box!r}, expected finite numbers and a positive width and height"
+        if not (all(math.isfinite(v) for v in box) and box[2] >= 0 and box[3] >= 0):
+            return f"{which}: bbox {box!r}, expected finite numbers and a width and height of 0 or more"
         normalised = normalised and max(box[0] + box[2], box[1] + box[3]) <= 1.0
     if normalised:
         return "every bbox lies within 0-1: expected pixels (normalised boxes are YOLO's, not COCO's)"
@@ -141,8 +151,11 @@ def _index(path: Path, split: str) -> tuple[Path, Path]:
     index = path / ("annotations.json" if split == "all" else f"{split}.json")
     if not index.is_file():
         found = sorted(p.name for p in path.glob("*.json"))
+        ours = {"annotations.json", "train.json", "val.json"}
         if found == ["annotations.json"]:
             hint = " (an export without splits: PATH:all reads it whole)"
+        elif set(found) & ours:
+            hint = " (a `percept dataset export` folder holds train, val and all)"
         elif found:
             hint = f" (another tool's file: give it itself, {path / found[0]})"
         else:

@@ -20,7 +20,7 @@ line: a benchmark that quietly scores fewer boxes than the set holds is worse th
 
 from __future__ import annotations
 
-import os
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,8 +43,12 @@ def is_yolo_dataset(path: Path) -> bool:
 
 
 def has_split(path: Path, split: str) -> bool:
-    data = _read_yaml(_config(path))
-    return any(data.get(s) for s in YAML_SPLITS) if split == "all" else bool(data.get(split))
+    """Whether the split names images (a `val:` whose list is empty, as a small export writes, does not)."""
+    config = _config(path)
+    data = _read_yaml(config)
+    wanted = [s for s in YAML_SPLITS if data.get(s)] if split == "all" else [split]
+    root = _root(data, config)
+    return any(data.get(s) and _images(data[s], root, config) for s in wanted)
 
 
 def open_yolo_split(
@@ -68,6 +72,9 @@ def yolo_image_paths(path: Path, split: str) -> list[Path]:
 
 
 def _config(path: Path) -> Path:
+    """The data.yaml, as an absolute path: images are named from it, and their labels found by the
+    folders in their path (a relative "images/a.png" has no "/images/" in it)."""
+    path = path.absolute()
     return path / "data.yaml" if path.is_dir() else path
 
 
@@ -143,8 +150,8 @@ def _root(data: dict[str, Any], config: Path) -> Path:
     if not given:
         return config.parent
     root = Path(str(given)).expanduser()
-    if root.is_absolute() or root.exists():
-        return root
+    if root.is_absolute() or root.exists():  # relative: to the working directory first, as Ultralytics
+        return root.absolute()
     return config.parent / root
 
 
@@ -157,9 +164,11 @@ def _images(entry: Any, root: Path, config: Path) -> list[Path]:
         if where.is_dir():
             images += sorted(p for p in where.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         elif where.is_file() and where.suffix.lower() == ".txt":
-            lines = [line.strip() for line in where.read_text(encoding="utf-8-sig").splitlines()]
-            images += [
-                where.parent / line[2:] if line.startswith("./") else Path(line) for line in lines if line
+            lines = [line.strip() for line in _text(where, f"dataset {config}: image list").splitlines()]
+            images += [  # "./a.png" from the list's folder; another relative name from the working one
+                where.parent / line[2:] if line.startswith("./") else Path(line).absolute()
+                for line in lines
+                if line
             ]
         elif where.is_file() and where.suffix.lower() in IMAGE_SUFFIXES:
             images.append(where)
@@ -172,13 +181,21 @@ def _images(entry: Any, root: Path, config: Path) -> list[Path]:
 
 
 def label_path(image: Path) -> Path:
-    """Ultralytics' rule: the last /images/ of the path becomes /labels/, the suffix .txt."""
-    text = str(image)
-    images, labels = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
-    if images in text:
-        head, tail = text.rsplit(images, 1)
-        text = head + labels + tail
-    return Path(text).with_suffix(".txt")
+    """Ultralytics' rule: the last folder named images in the path becomes labels, the suffix .txt."""
+    parts = list(image.parts)
+    folders = [i for i, part in enumerate(parts[:-1]) if part == "images"]
+    if folders:
+        parts[folders[-1]] = "labels"
+    return Path(*parts).with_suffix(".txt")
+
+
+def _text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PerceptError(
+            f"{what} {path}: cannot read it: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
 
 
 def _frames(
@@ -201,8 +218,8 @@ def _rows(labels: Path, names: list[str]) -> list[tuple[int, np.ndarray]]:
     if not labels.is_file():
         return []
     rows: dict[tuple[float, ...], tuple[int, np.ndarray]] = {}
-    repeated = 0
-    for number, line in enumerate(labels.read_text(encoding="utf-8-sig").splitlines(), 1):
+    repeated = empty = 0
+    for number, line in enumerate(_text(labels, "labels").splitlines(), 1):
         if not line.strip():
             continue
         where = f"labels {labels}, line {number}"
@@ -225,9 +242,14 @@ def _rows(labels: Path, names: list[str]) -> list[tuple[int, np.ndarray]]:
             repeated += 1
             continue
         box = np.clip(np.r_[corners.min(axis=0), corners.max(axis=0)], 0, 1)
+        if box[2] <= box[0] or box[3] <= box[1]:  # no area: no detection could ever match it
+            empty += 1
+            continue
         rows[tuple(values)] = (cls, box)
     if repeated:
         warn_once(f"labels {labels}: {repeated} repeated row(s) read once")
+    if empty:
+        warn_once(f"labels {labels}: {empty} box(es) of no width or height left out")
     return list(rows.values())
 
 
@@ -240,6 +262,6 @@ def _numbers(line: str, where: str) -> list[float]:
 
 def _class_id(line: str, names: list[str], where: str) -> int:
     cls = _numbers(line, where)[0]
-    if not (cls == int(cls) and 0 <= cls < len(names)):
+    if not (math.isfinite(cls) and cls == int(cls) and 0 <= cls < len(names)):
         raise PerceptError(f"{where}: expected a class id from 0 to {len(names) - 1}, found {cls:g}")
     return int(cls)

@@ -180,8 +180,7 @@ class LocalOutlet:
         segment = self._segment
         if segment is None or slot_bytes > segment.layout.slot_bytes:
             if segment is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(segment.path)  # new subscribers need only the new one
+                shm.remove(segment.path)  # new subscribers need only the new one
                 self._retired.append(segment)
             segment = self._segment = shm.Segment(slot_bytes, self._budget)
             segment.share_among(len(self._live_rows()))
@@ -353,8 +352,7 @@ class LocalOutlet:
         self._peers.clear()
         with contextlib.suppress(OSError):
             os.close(self._fd)
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
+        shm.remove(self.path)
         # Subscribers keep their mappings of our segments for as long as they hold frames.
         for segment in (self._segment, *self._retired):
             if segment is not None:
@@ -558,6 +556,5 @@ class LocalInlet:
         self._publishers.clear()
         with contextlib.suppress(OSError):
             os.close(self.fd)
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
+        shm.remove(self.path)
         self._views.clear()  # each unmapped once no queued message or array uses it

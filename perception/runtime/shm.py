@@ -154,19 +154,25 @@ def new_path(kind: str) -> str:
     """A name for a file of this process's; the file, if it is still there when the process exits (a
     node whose constructor failed after making its publishers: nothing closed them), is removed then."""
     path = f"{SHM_DIR}/{PREFIX}{process_tag()}-{secrets.token_hex(6)}.{kind}"
-    _made.append((os.getpid(), path))
+    _made[path] = os.getpid()
     return path
 
 
-_made: list[tuple[int, str]] = []  # (the pid that named it, the path)
+def remove(path: str) -> None:
+    """Remove a file this process made (gone already is fine) and stop keeping it for the exit."""
+    _made.pop(path, None)
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+_made: dict[str, int] = {}  # the files named and not yet removed: path -> the pid that named it
 
 
 @atexit.register
 def _remove_what_is_left() -> None:
-    for pid, path in _made:
+    for path, pid in list(_made.items()):
         if pid == os.getpid():  # a forked child that exits leaves its parent's files alone
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+            remove(path)
 
 
 def owner_alive(path: str) -> bool:
@@ -252,7 +258,7 @@ class Segment:
             os.ftruncate(fd, self.layout.total)  # sparse: a page is memory only once it is written
             self._mmap = mmap.mmap(fd, self.layout.total)
         except OSError:
-            os.unlink(self.path)
+            remove(self.path)
             raise
         finally:
             os.close(fd)
@@ -393,8 +399,7 @@ class Segment:
         return not any(self._holding(slot, live_rows) for slot in range(self.layout.slots))
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
+        remove(self.path)
         del self.tick, self.drained, self.released, self._bytes, self._header
         with contextlib.suppress(BufferError):
             self._mmap.close()

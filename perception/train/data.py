@@ -49,7 +49,8 @@ def load_labelled(
         raise PerceptError(f"dataset {source}: classes {unknown} are not among {', '.join(classes)}{hint}")
     _, frames = open_split(source, split)
     images, boxes, class_ids = [], [], []
-    for rgb, labels in frames:
+    for rgb, every in frames:
+        labels = [box for box in every if not box.get("ignore")]  # a crowd region is no object to learn
         images.append(rgb)
         boxes.append(np.array([box["xyxy"] for box in labels], np.float32).reshape(-1, 4))
         class_ids.append(np.array([classes.index(box["name"]) for box in labels], np.int64))

@@ -221,7 +221,7 @@ def test_a_cvat_coco_export_finds_its_images_and_names_what_is_wrong_in_it(label
         ({"category_id": 42}, f"annotation {first['id']}: category_id 42 names no category"),
         ({"image_id": 999}, f"annotation {first['id']}: image_id 999 names no image"),
         ({"bbox": [1, 2, 3]}, f"annotation {first['id']}: bbox [1, 2, 3], expected 4 numbers"),
-        ({"bbox": [5, 5, -3, 4]}, "expected finite numbers and a positive width and height"),
+        ({"bbox": [5, 5, -3, 4]}, "expected finite numbers and a width and height of 0 or more"),
     ):
         index.write_text(json.dumps({**coco, "annotations": [{**first, **change}]}))
         with pytest.raises(PerceptError, match=re.escape(message)):
@@ -230,11 +230,19 @@ def test_a_cvat_coco_export_finds_its_images_and_names_what_is_wrong_in_it(label
     index.write_text(json.dumps({**coco, "annotations": normalised}))
     with pytest.raises(PerceptError, match="every bbox lies within 0-1: expected pixels"):
         check(index, "all")
-    off_edge = {**first, "bbox": [600, 400, 300, 300]}  # on a 640 x 480 image: cut at its edge
-    (labelled / "edge.json").write_text(json.dumps({**coco, "annotations": [off_edge]}))
-    frames = open_split(labelled / "edge.json", "all")[1]
-    boxes = next(boxes for _, boxes in frames if boxes)
-    assert boxes[0]["xyxy"] == [600, 400, 640, 480]
+    # Boxes on a 640 x 480 image: cut at its edge; none left on it, left out; a crowd, counted neither way.
+    images = [{**i, "file_name": str(labelled / i["file_name"])} for i in coco["images"]]
+    image_id = first["image_id"]
+    odd = [
+        {**first, "bbox": [600, 400, 300, 300]},
+        {**first, "id": -1, "bbox": [700, 10, 20, 20]},
+        {**first, "id": -2, "bbox": [10, 10, 50, 50], "iscrowd": 1},
+    ]
+    index.write_text(json.dumps({**coco, "images": images, "annotations": odd}))
+    frames = open_split(index, "all")[1]
+    boxes = next(boxes for (_, boxes), image in zip(frames, images, strict=False) if image["id"] == image_id)
+    assert [b["xyxy"] for b in boxes] == [[600, 400, 640, 480], [10, 10, 60, 60]]
+    assert boxes[1]["ignore"] and not boxes[0].get("ignore")
 
 
 def test_broken_images_and_yolo_labels_are_named_or_said(labelled_yolo, tmp_path, capsys):
@@ -272,3 +280,38 @@ def test_broken_images_and_yolo_labels_are_named_or_said(labelled_yolo, tmp_path
     (tmp_path / "labels" / "a.txt").write_text("0 320 240 40 40\n")
     with pytest.raises(PerceptError, match=r"labels .*a.txt, line 1: expected coordinates normalised to 0-1"):
         check(config, "val")  # before any image is read: what a training run checks first
+
+
+def test_a_yolo_set_read_from_inside_its_folder_keeps_its_labels(labelled_yolo, monkeypatch):
+    """Run from the dataset's folder, `--data data.yaml` named its images images/a.png, which has no
+    "/images/" in it: every label file was missed and every frame read as background."""
+    from perception.labelled import check, open_split, set_name
+
+    _, expected = open_split(labelled_yolo / "data.yaml", "val")
+    count = sum(len(boxes) for _, boxes in expected)
+    monkeypatch.chdir(labelled_yolo)
+    for given in ("data.yaml", "."):
+        _, frames = open_split(Path(given), "val")
+        assert sum(len(boxes) for _, boxes in frames) == count > 0, given
+    check(Path("."), "val")
+    assert set_name(Path(".")) == labelled_yolo.name
+
+
+def test_a_yolo_split_without_images_is_no_split_and_a_nan_class_is_named(labelled_yolo, tmp_path):
+    from perception.errors import PerceptError
+    from perception.labelled import has_split, open_split
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes((labelled_yolo / "images" / "000000.png").read_bytes())
+    (tmp_path / "train.txt").write_text("./images/a.png\n")
+    (tmp_path / "val.txt").write_text("")  # what a small export writes: no frame held out
+    (tmp_path / "data.yaml").write_text("train: train.txt\nval: val.txt\nnames: [mug]\n")
+    assert has_split(tmp_path, "train") and not has_split(tmp_path, "val")
+    (tmp_path / "labels" / "a.txt").write_text("nan 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(PerceptError, match=r"a.txt, line 1: expected a class id from 0 to 0, found nan"):
+        list(open_split(tmp_path, "train")[1])
+    (tmp_path / "val.json").write_text("{}")
+    (tmp_path / "data.yaml").unlink()
+    with pytest.raises(PerceptError, match=r"a `percept dataset export` folder holds train, val and all"):
+        open_split(tmp_path, "test")

@@ -535,10 +535,11 @@ def test_a_process_that_exits_without_closing_its_publishers_leaves_no_files(reg
         "from perception.msgs import Image\n"
         "node = Node('failing')\n"
         "node.create_publisher(Image, '/image')\n"
-        "print(os.getpid(), flush=True)\n"
+        "print(os.getpid(), len([n for n in os.listdir('/dev/shm') if n.startswith(f'percept-{os.getpid()}-')]))\n"
         "raise SystemExit('the constructor failed here')\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "the constructor failed here" in result.stderr, result.stderr
-    pid = result.stdout.split()[0]
+    pid, made = result.stdout.split()
+    assert int(made) > 0, "the publisher made its registration pipe"
     assert not [n for n in os.listdir(shm.SHM_DIR) if n.startswith(f"{shm.PREFIX}{pid}-")]

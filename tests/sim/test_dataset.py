@@ -76,7 +76,7 @@ def test_yolo_export_of_a_driving_sequence(tmp_path):
             classes.add(SHIPPED_CLASSES[int(class_id)])
             assert all(0.0 <= float(v) <= 1.0 for v in box)
     assert classes <= {"car", "pedestrian", "cone"} and "car" in classes
-    assert "names:\n  0: cube" in (out / "data.yaml").read_text()
+    assert 'names:\n  0: "cube"' in (out / "data.yaml").read_text()
 
 
 @pytest.mark.parametrize(

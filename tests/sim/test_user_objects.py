@@ -73,6 +73,8 @@ def test_a_mesh_with_no_triangles_and_a_name_of_ours_are_refused(tmp_path):
         params_from({"user_objects": [f"{BUNNY}:mug:0.06"]})
     with pytest.raises(ValueError, match="user class 'bunny' is given twice"):
         params_from({"user_objects": [f"{BUNNY}:bunny:0.06", f"{BUNNY}:bunny:0.05"]})
+    with pytest.raises(ValueError, match="user class 'Mug' is one of ours already \\(as 'mug': case"):
+        params_from({"user_objects": [f"{BUNNY}:Mug:0.06"]})  # as train --add-class refuses it
 
 
 def test_a_concave_mesh_is_decomposed_once_and_labelled_after_our_classes(tmp_path):

@@ -55,13 +55,13 @@ def _run(args: argparse.Namespace) -> int:
         objects = tuple(UserObject.parse(value) for value in args.object)
     except ValueError as exc:
         raise PerceptError(str(exc)) from None
-    check(objects)
-    if objects and not args.truth:
-        _warn_of_unknown_classes(args.model, [o.name for o in objects])
     if args.layout not in LAYOUTS:
         raise PerceptError(f"--layout: expected one of {', '.join(LAYOUTS)}, found {args.layout!r}")
     if not 1 <= args.objects <= MOST_OBJECTS:
         raise PerceptError(f"--objects: expected 1-{MOST_OBJECTS}, found {args.objects}")
+    check(objects)  # after the quick checks: a concave mesh's first decomposition takes a while
+    if objects and not args.truth:
+        _warn_of_unknown_classes(args.model, [o.name for o in objects])
     settings = {
         "episodes": args.episodes,
         "objects": args.objects,
