@@ -52,7 +52,7 @@ def open_coco_split(
         if xyxy[2] <= xyxy[0] or xyxy[3] <= xyxy[1]:  # no area (or none left on its image): unmatchable
             empty += 1
             continue
-        box = {"xyxy": xyxy, "name": names[a["category_id"]]}
+        box: dict[str, Any] = {"xyxy": xyxy, "name": names[a["category_id"]]}
         if a.get("iscrowd"):  # a crowd region: a detection on it counts neither way, as in COCO's own scoring
             box["ignore"] = True
         boxes[a["image_id"]].append(box)
