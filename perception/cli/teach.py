@@ -128,12 +128,12 @@ def _teach(args: argparse.Namespace) -> int:
         f"1/3 rendering {args.frames} tabletop frames with {', '.join(added)} to {data}",
         flush=True,
     )
-    summary = export(spec, args.workers or None, progress_bar)
+    summary = _render(export, spec, args.workers, progress_bar)
     print(f"    {summary['frames']} frames ({summary['val_frames']} held out), {summary['boxes']} boxes")
     datasets, shares = [data], [SHARES["yours"]]
     for scene, replay in replays.items():
         print(f"    and {replay.frames} {scene} frames of ours to {replay.out}, so that it keeps our classes")
-        replayed = export(replay, args.workers or None, progress_bar)
+        replayed = _render(export, replay, args.workers, progress_bar)
         print(
             f"    {replayed['frames']} frames ({replayed['val_frames']} held out), {replayed['boxes']} boxes"
         )
@@ -189,3 +189,13 @@ def _check_out(out: Path, overwrite: bool) -> None:
         raise PerceptError(f"--out {out}: expected a folder it can be written to, found {folder}: {found}")
     if out.exists() and not overwrite:
         raise PerceptError(f"--out {out}: the file exists; give --overwrite to replace it and its card")
+
+
+def _render(export: Any, spec: Any, workers: int, progress: Any) -> dict[str, Any]:
+    """sim.dataset.export, its folder's faults one line (a folder checked writable may still refuse)."""
+    from perception.errors import PerceptError
+
+    try:
+        return dict(export(spec, workers or None, progress))
+    except OSError as exc:
+        raise PerceptError(f"dataset {spec.out}: cannot write it: {exc.strerror or exc}") from None

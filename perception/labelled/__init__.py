@@ -79,5 +79,9 @@ def set_name(path: Path) -> str:
 
 def _what(path: Path) -> str:
     if path.is_dir():
-        return "a folder with no JSON file or data.yaml"
+        below = sorted(
+            [*path.glob("*/*.json"), *path.glob("*/data.yaml")]
+        )  # CVAT's annotations/, Roboflow's valid/
+        found = f" ({below[0].relative_to(path)} is one folder down: give it itself)" if below else ""
+        return f"a folder with no JSON file or data.yaml{found}"
     return "a file of another kind" if path.exists() else "nothing there"

@@ -5,8 +5,8 @@ and its subset's folder in it (CVAT's: annotations/instances_default.json names 
 
 Boxes are checked as they are read: an annotation names an image and a category the file has, and a
 box of 4 finite numbers in pixels (a file whose boxes all lie within 0-1 holds normalised ones, and is
-refused); a box running off its image is cut at the edge, as Ultralytics does, and one of no area is
-left out, said. A crowd region (`iscrowd`) is kept as a place where detections count neither way."""
+refused); a box running off its image is cut at the edge, as Ultralytics does, and one under a pixel
+wide or high is left out, each said. A crowd region (`iscrowd`) is kept as a place where detections count neither way."""
 
 from __future__ import annotations
 
@@ -42,14 +42,16 @@ def open_coco_split(
     names = {c["id"]: str(c["name"]) for c in coco["categories"]}
     sizes = {image["id"]: (image.get("width"), image.get("height")) for image in coco["images"]}
     boxes: dict[int, list[dict[str, Any]]] = {image["id"]: [] for image in coco["images"]}
-    empty = 0
+    empty = cut = 0
     for a in coco["annotations"]:
         x, y, w, h = (float(v) for v in a["bbox"])
         xyxy = [x, y, x + w, y + h]
         width, height = sizes[a["image_id"]]
         if isinstance(width, (int, float)) and isinstance(height, (int, float)) and width > 0 and height > 0:
-            xyxy = np.clip(xyxy, 0, [width, height, width, height]).tolist()
-        if xyxy[2] <= xyxy[0] or xyxy[3] <= xyxy[1]:  # no area (or none left on its image): unmatchable
+            inside = np.clip(xyxy, 0, [width, height, width, height]).tolist()
+            cut += max(abs(a - b) for a, b in zip(inside, xyxy, strict=True)) > 1  # a pixel: rounding
+            xyxy = inside
+        if xyxy[2] - xyxy[0] < 1 or xyxy[3] - xyxy[1] < 1:  # under a pixel (or none left on its image)
             empty += 1
             continue
         box: dict[str, Any] = {"xyxy": xyxy, "name": names[a["category_id"]]}
@@ -57,7 +59,9 @@ def open_coco_split(
             box["ignore"] = True
         boxes[a["image_id"]].append(box)
     if empty:
-        warn_once(f"dataset {index}: {empty} box(es) of no width or height on their image left out")
+        warn_once(f"dataset {index}: {empty} box(es) under a pixel wide or high on their image left out")
+    if cut:
+        warn_once(f"dataset {index}: {cut} box(es) running off their image cut at its edge")
     return list(names.values()), _frames(coco["images"], boxes, folder, index)
 
 

@@ -197,7 +197,7 @@ def test_a_bad_ultralytics_dataset_is_one_line_naming_it(labelled_yolo, tmp_path
         assert f"dataset {config}: {message}" in result.stderr, result.stderr
 
 
-def test_a_cvat_coco_export_finds_its_images_and_names_what_is_wrong_in_it(labelled, tmp_path):
+def test_a_cvat_coco_export_finds_its_images_and_names_what_is_wrong_in_it(labelled, tmp_path, capsys):
     """CVAT writes annotations/instances_default.json with bare file names, the images in
     images/default/ (images/ before its subsets); boxes are checked and named by annotation."""
     from perception.errors import PerceptError
@@ -215,6 +215,8 @@ def test_a_cvat_coco_export_finds_its_images_and_names_what_is_wrong_in_it(label
         (root / "annotations" / "instances_default.json").write_text(json.dumps(cvat))
         _, frames = open_split(root / "annotations" / "instances_default.json", "val")
         assert sum(len(boxes) for _, boxes in frames) == len(coco["annotations"]), layout
+        with pytest.raises(PerceptError, match=r"annotations/instances_default.json is one folder down"):
+            open_split(root, "val")  # the export's folder given: the file is named
     index = tmp_path / "bad.json"
     first = coco["annotations"][0]
     for change, message in (
@@ -237,12 +239,16 @@ def test_a_cvat_coco_export_finds_its_images_and_names_what_is_wrong_in_it(label
         {**first, "bbox": [600, 400, 300, 300]},
         {**first, "id": -1, "bbox": [700, 10, 20, 20]},
         {**first, "id": -2, "bbox": [10, 10, 50, 50], "iscrowd": 1},
+        {**first, "id": -3, "bbox": [0.48, 0.49, 0.16, 0.15]},  # one normalised box among pixel ones
     ]
     index.write_text(json.dumps({**coco, "images": images, "annotations": odd}))
     frames = open_split(index, "all")[1]
     boxes = next(boxes for (_, boxes), image in zip(frames, images, strict=False) if image["id"] == image_id)
     assert [b["xyxy"] for b in boxes] == [[600, 400, 640, 480], [10, 10, 60, 60]]
     assert boxes[1]["ignore"] and not boxes[0].get("ignore")
+    said = capsys.readouterr().err
+    assert "2 box(es) under a pixel wide or high on their image left out" in said
+    assert "2 box(es) running off their image cut at its edge" in said
 
 
 def test_broken_images_and_yolo_labels_are_named_or_said(labelled_yolo, tmp_path, capsys):
