@@ -10,20 +10,38 @@ A frame comes as (RGB image, [{"xyxy": [x1, y1, x2, y2], "name": class name}, ..
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from perception.errors import PerceptError
-from perception.labelled.coco import coco_classes_used, coco_image_paths, is_coco_set, open_coco_split
-from perception.labelled.coco import has_split as coco_has_split
-from perception.labelled.yolo import has_split as yolo_has_split
-from perception.labelled.yolo import is_yolo_dataset, open_yolo_split, yolo_classes_used, yolo_image_paths
+from perception.labelled import coco, yolo
 
 SPLITS = ("train", "val", "test", "all")  # "all": every frame of the set
 EXPECTED = "a `percept dataset export` folder, a COCO JSON file or an Ultralytics data.yaml"
+
+
+class _Format(NamedTuple):
+    """What each format's reader answers, by the same names."""
+
+    open_split: Callable[[Path, str], tuple[list[str], Iterator[tuple[np.ndarray, list[dict[str, Any]]]]]]
+    has_split: Callable[[Path, str], bool]
+    classes_used: Callable[[Path, str], set[str]]
+    image_paths: Callable[[Path, str], list[Path]]
+
+
+_YOLO = _Format(yolo.open_yolo_split, yolo.has_split, yolo.yolo_classes_used, yolo.yolo_image_paths)
+_COCO = _Format(coco.open_coco_split, coco.has_split, coco.coco_classes_used, coco.coco_image_paths)
+
+
+def _format(path: Path) -> _Format:
+    if yolo.is_yolo_dataset(path):
+        return _YOLO
+    if coco.is_coco_set(path):
+        return _COCO
+    raise PerceptError(f"dataset {path}: expected {EXPECTED}, found {_what(path)}")
 
 
 def open_split(
@@ -31,16 +49,12 @@ def open_split(
 ) -> tuple[list[str], Iterator[tuple[np.ndarray, list[dict[str, Any]]]]]:
     """The set's class names (in id order; a class may have no box) and its `split` frames, read one at
     a time. An export folder's splits are its JSON files; a COCO file is one set, read whole."""
-    if is_yolo_dataset(path):
-        return open_yolo_split(path, split)
-    if is_coco_set(path):
-        return open_coco_split(path, split)
-    raise PerceptError(f"dataset {path}: expected {EXPECTED}, found {_what(path)}")
+    return _format(path).open_split(path, split)
 
 
 def has_split(path: Path, split: str) -> bool:
-    """Whether the set keeps `split` apart (an export's val.json, a data.yaml's val:)."""
-    return yolo_has_split(path, split) if is_yolo_dataset(path) else coco_has_split(path, split)
+    """Whether the set keeps `split` apart (an export's val.json, a data.yaml's val: with images)."""
+    return _format(path).has_split(path, split)
 
 
 def training_split(path: Path) -> str:
@@ -51,18 +65,14 @@ def training_split(path: Path) -> str:
 
 def classes_used(path: Path, split: str) -> set[str]:
     """The names of the classes with boxes in the split, read from the labels alone (no image)."""
-    if is_yolo_dataset(path):
-        return yolo_classes_used(path, split)
-    if is_coco_set(path):
-        return coco_classes_used(path, split)
-    raise PerceptError(f"dataset {path}: expected {EXPECTED}, found {_what(path)}")
+    return _format(path).classes_used(path, split)
 
 
 def check(path: Path, split: str) -> None:
     """Every label of the split read and checked, and every image it names found, without decoding one:
     what a training run checks before its first step, so that a bad file stops it then, not at the end."""
     classes_used(path, split)
-    images = yolo_image_paths(path, split) if is_yolo_dataset(path) else coco_image_paths(path, split)
+    images = _format(path).image_paths(path, split)
     missing = [image for image in images if not image.is_file()]
     if missing:
         raise PerceptError(

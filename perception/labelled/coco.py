@@ -10,6 +10,7 @@ wide or high is left out, each said. A crowd region (`iscrowd`) is kept as a pla
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Iterator
@@ -79,6 +80,18 @@ def coco_image_paths(path: Path, split: str) -> list[Path]:
 
 
 def _read(index: Path) -> dict[str, Any]:
+    """The file parsed and checked once a process while it is unchanged: a training run asks for its
+    classes, its images and its frames in turn, and a COCO file may be hundreds of megabytes."""
+    try:
+        stat = index.stat()
+    except OSError as exc:
+        raise PerceptError(f"dataset {index}: cannot read it as JSON: {exc.strerror or exc}") from None
+    return _parsed(index, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed(index: Path, mtime_ns: int, size: int) -> dict[str, Any]:
+    """(The file's time and size are the cache's key: a file written again is read again.)"""
     try:
         coco = json.loads(index.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
