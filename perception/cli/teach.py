@@ -78,7 +78,7 @@ def _teach(args: argparse.Namespace) -> int:
     require("onnx", "percept teach")
     require("trimesh", "percept teach")
     from perception.train.fit import TrainSpec, train
-    from sim.dataset import ExportSpec, export, progress_bar
+    from sim.dataset import ExportSpec
     from sim.user_objects import UserObject, check
 
     if args.frames < FRAMES_LEAST:
@@ -128,12 +128,12 @@ def _teach(args: argparse.Namespace) -> int:
         f"1/3 rendering {args.frames} tabletop frames with {', '.join(added)} to {data}",
         flush=True,
     )
-    summary = _render(export, spec, args.workers, progress_bar)
+    summary = _render(spec, args.workers)
     print(f"    {summary['frames']} frames ({summary['val_frames']} held out), {summary['boxes']} boxes")
     datasets, shares = [data], [SHARES["yours"]]
     for scene, replay in replays.items():
         print(f"    and {replay.frames} {scene} frames of ours to {replay.out}, so that it keeps our classes")
-        replayed = _render(export, replay, args.workers, progress_bar)
+        replayed = _render(replay, args.workers)
         print(
             f"    {replayed['frames']} frames ({replayed['val_frames']} held out), {replayed['boxes']} boxes"
         )
@@ -191,11 +191,12 @@ def _check_out(out: Path, overwrite: bool) -> None:
         raise PerceptError(f"--out {out}: the file exists; give --overwrite to replace it and its card")
 
 
-def _render(export: Any, spec: Any, workers: int, progress: Any) -> dict[str, Any]:
+def _render(spec: Any, workers: int) -> dict[str, Any]:
     """sim.dataset.export, its folder's faults one line (a folder checked writable may still refuse)."""
     from perception.errors import PerceptError
+    from sim.dataset import export, progress_bar
 
     try:
-        return dict(export(spec, workers or None, progress))
+        return dict(export(spec, workers or None, progress_bar))
     except OSError as exc:
         raise PerceptError(f"dataset {spec.out}: cannot write it: {exc.strerror or exc}") from None

@@ -16,12 +16,18 @@ from perception.installed import DEFAULT_MODEL
 from sim.dataset import ExportSpec, export
 
 
+def _exported(tmp_path_factory: pytest.TempPathFactory, form: str) -> Path:
+    """The same 10 tabletop scenes, in either format an export writes."""
+    out = tmp_path_factory.mktemp(f"labelled_{form}") / "tabletop"
+    export(
+        ExportSpec(scene="tabletop", frames=10, out=out, format=form, seed=4300, renderer="tiny"), workers=1
+    )
+    return out
+
+
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("labelled") / "tabletop"
-    spec = ExportSpec(scene="tabletop", frames=10, out=out, format="coco", seed=4300, renderer="tiny")
-    export(spec, workers=1)
-    return out
+    return _exported(tmp_path_factory, "coco")
 
 
 def _report(result) -> dict:
@@ -102,10 +108,7 @@ def test_a_bad_set_is_one_line_naming_it(labelled, tmp_path):
 @pytest.fixture(scope="module")
 def labelled_yolo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same scenes as `labelled`, written as Ultralytics reads them (data.yaml, image lists, labels/)."""
-    out = tmp_path_factory.mktemp("labelled_yolo") / "tabletop"
-    spec = ExportSpec(scene="tabletop", frames=10, out=out, format="yolo", seed=4300, renderer="tiny")
-    export(spec, workers=1)
-    return out
+    return _exported(tmp_path_factory, "yolo")
 
 
 def _truth(frames) -> list[list[tuple[str, list[float]]]]:
