@@ -451,6 +451,9 @@ def test_a_stop_during_a_grasp_ends_the_simulator_at_once(context, spawn):
         assert process.wait(timeout=10) == 0
         assert time.monotonic() - stopped_at < 2.0  # not the launcher's 5 s and a SIGKILL
         caller.join(timeout=60)
+    # A pick loop that saw nothing more says "table clear"; the simulator names what physics still has
+    # on the table (here the cube the stopped grasp never lifted).
+    assert "1 of 1 objects still on the table at the end: cube" in process.stdout.read()
     (answer,) = answers
     if isinstance(answer, GraspResult):
         assert not answer.success and answer.reason == "stopped: the simulator is shutting down"
