@@ -323,7 +323,7 @@ def _check_endpoint(where: str, endpoint: str) -> None:
     if transport == "tcp" and host not in ("", *BIND_ALL) and port.isdigit() and 0 < int(port) < 65536:
         return
     raise ValueError(
-        f"{where}: 'endpoint' must be tcp://HOST:PORT (HOST not * or 0.0.0.0, PORT 1 to 65535) or ipc://PATH, "
+        f"{where}: 'endpoint' must be tcp://HOST:PORT (HOST not *, 0.0.0.0 or ::, PORT 1 to 65535) or ipc://PATH, "
         f"found {endpoint!r:.80}"
     )
 

@@ -196,7 +196,7 @@ MALFORMED_REGISTRATIONS = {  # what a foreign client may get wrong: (the node ma
     "depth-not-int": ({"subscriptions": [{"topic": "/x", "type": "*", "depth": "9"}]}, "'depth' must be int"),
     "bind-address": (
         {"publishers": [{"topic": "/x", "type": "percept/String", "endpoint": "tcp://*:5555"}]},
-        "publishers[0]: 'endpoint' must be tcp://HOST:PORT (HOST not * or 0.0.0.0, PORT 1 to 65535) or "
+        "publishers[0]: 'endpoint' must be tcp://HOST:PORT (HOST not *, 0.0.0.0 or ::, PORT 1 to 65535) or "
         "ipc://PATH, found 'tcp://*:5555'",
     ),
     "endpoint-not-an-address": (
