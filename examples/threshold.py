@@ -6,12 +6,13 @@ class Threshold(Node):
 
     def __init__(self) -> None:
         super().__init__("threshold")
-        self.level = self.declare_parameter("level", 128)
+        self.declare_parameter("level", 128, "brightness a pixel must pass (0-255)", range=(0, 255))
         self.masks = self.create_publisher(Image, "mask")
         self.create_subscription(Image, "image", self.on_image, LATEST_ONLY)
 
     def on_image(self, msg: Image) -> None:
-        mask = (msg.data.mean(axis=2) > self.level).astype("uint8") * 255
+        level = self.get_parameter("level")  # read per frame: `percept param set` changes it live
+        mask = (msg.data.mean(axis=2) > level).astype("uint8") * 255
         self.masks.publish(Image(header=msg.header, data=mask, encoding="mono8"))
 
 

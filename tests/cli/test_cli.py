@@ -326,6 +326,19 @@ def test_the_readme_node_runs(registry, spawn, context):
         )
         np.testing.assert_array_equal(masks[0].data, (frame[..., 0] > 100).astype(np.uint8) * 255)
         assert masks[0].header.seq == 1 and masks[0].encoding == "mono8"
+        # The README's node reads its parameter per frame, so a live change takes effect.
+        from perception.msgs import Result, SetParameters
+
+        setter = node.create_client("/threshold/set_parameters", SetParameters, Result)
+        assert setter.call(SetParameters(values={"level": 250}), timeout_s=10).success
+
+        def after() -> list[Image]:  # masks of the earlier frames may still come
+            return [m for m in masks if m.header.seq == 2]
+
+        spin_until(
+            node, lambda: publisher.publish(Image(header=Header(seq=2), data=frame)) or after(), what="a mask"
+        )
+        assert not after()[0].data.any()  # 200 is no longer above the level
 
 
 def test_bench_bus_json_contract():
