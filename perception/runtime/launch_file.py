@@ -4,11 +4,11 @@
       rate: 30                                  # a default
       source: {default: 0, description: camera index or URL}
     include:
-      - file: other.yaml                         # relative to this file
+      - file: other.yaml                         # relative to this file, or a shipped one's name
         arguments: {rate: $(arg rate)}
     nodes:
       - name: camera
-        node: perception.nodes.test_camera:TestCamera   # MODULE:CLASS, or FILE.py:CLASS
+        node: perception.nodes.test_camera:TestCamera   # MODULE:CLASS, or FILE.py:CLASS (relative to this file)
         namespace: /
         parameters: {rate: $(arg rate)}
         remappings: {image: /camera/image}
@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from perception.errors import InvalidNameError, LaunchError
+from perception.installed import launch_files
 from perception.runtime import names
 
 NODE_KEYS = {
@@ -175,7 +176,7 @@ def _load(path: Path, given: dict[str, Any], depth: int) -> LaunchDescription:
         if not isinstance(included_args, dict):
             raise doc.fail((*at, "arguments"), "expected a map of argument names to values")
         file = _substitute(doc, (*at, "file"), include["file"], arguments)
-        included = _load(path.parent / str(file), included_args, depth + 1)
+        included = _load(_included(doc, (*at, "file"), str(file)), included_args, depth + 1)
         nodes += included.nodes
         keystore = keystore or included.keystore
     for i, raw in enumerate(_list(doc, data, "nodes")):
@@ -189,6 +190,20 @@ def _load(path: Path, given: dict[str, Any], depth: int) -> LaunchDescription:
             )
         seen[spec.fqn] = spec
     return LaunchDescription(nodes=nodes, arguments=arguments, keystore=keystore)
+
+
+def _included(doc: _Located, at: tuple[Any, ...], file: str) -> Path:
+    """An included file relative to this one, or a launch file that ships by its name (`test_camera`,
+    as `percept launch` finds it), so a user's file can build on ours wherever the suite is installed."""
+    path = doc.path.parent / file
+    if path.is_file():
+        return path
+    shipped = launch_files().get(file.removesuffix(".yaml")) if "/" not in file else None
+    if shipped is not None:
+        return shipped
+    raise doc.fail(
+        at, f"expected a launch file relative to this one or the name of one that ships, found no {path}"
+    )
 
 
 def _keystore(doc: _Located, path: Path, security: Any) -> Path | None:
@@ -256,6 +271,18 @@ def _substitute(doc: _Located, at: tuple[Any, ...], value: Any, arguments: dict[
     return _SUBSTITUTION.sub(lambda m: str(lookup(m)), value)
 
 
+def _beside(doc: _Located, at: tuple[Any, ...], target: str) -> str:
+    """A FILE.py target relative to the launch file, as an include is (a node file kept beside its
+    launch file must not depend on where `percept launch` runs); checked here, with the file's line."""
+    module_ref, colon, class_name = target.partition(":")
+    if not module_ref.endswith(".py"):
+        return target
+    path = doc.path.parent / module_ref
+    if not path.is_file():
+        raise doc.fail(at, f"expected a Python file relative to this launch file, found no {path}")
+    return f"{path.resolve()}{colon}{class_name}"
+
+
 def _node(doc: _Located, at: tuple[Any, ...], raw: Any) -> NodeSpec:
     if not isinstance(raw, dict):
         raise doc.fail(at, f"expected a map with keys {', '.join(NODE_KEYS)}, found {type(raw).__name__}")
@@ -269,6 +296,7 @@ def _node(doc: _Located, at: tuple[Any, ...], raw: Any) -> NodeSpec:
     if not isinstance(target, str) or not target:
         raise doc.fail((*at, "node"), f"expected {NODE_KEYS['node']}, found {target!r}")
     name = raw.get("name") or target.rpartition(":")[2].lower() or target.rsplit(".", 1)[-1]
+    target = _beside(doc, (*at, "node"), target)
     checks: list[tuple[str, type | tuple[type, ...]]] = [
         ("name", str),
         ("namespace", str),

@@ -115,13 +115,38 @@ def test_arguments_substitution_and_includes(tmp_path, monkeypatch):
         ),
         ("nodes:\n  - node: a:B\n  - node: c:B\n", {}, r"node /b is already defined at .*graph.yaml:2"),
         ("nodes:\n  - node: a:B\n    name: [unclosed\n", {}, r"graph.yaml:\d+: not valid YAML"),
-        ("include:\n  - file: missing.yaml\n", {}, r"missing.yaml: cannot read"),
+        (
+            "include:\n  - file: missing.yaml\n",
+            {},
+            r"graph.yaml:2: include\[0\].file: expected a launch file relative to this one or the name of "
+            r"one that ships, found no .*missing.yaml",
+        ),
+        (
+            "nodes:\n  - node: mine.py:Mine\n",
+            {},
+            r"graph.yaml:2: nodes\[0\].node: expected a Python file relative to this launch file, "
+            r"found no .*/mine.py",
+        ),
     ],
 )
 def test_invalid_launch_files_name_file_line_and_key(tmp_path, text, arguments, message):
     path = write(tmp_path, text)
     with pytest.raises(LaunchError, match=message):
         launch_file.load(path, arguments)
+
+
+def test_a_node_file_is_found_beside_its_launch_file_and_a_shipped_file_is_included_by_name(
+    tmp_path, monkeypatch
+):
+    """As an include is: a launch file and the node file beside it work from any directory."""
+    folder = tmp_path / "robot"
+    folder.mkdir()
+    (folder / "mine.py").write_text("")
+    path = write(folder, "include:\n  - file: test_camera\nnodes:\n  - node: mine.py:Mine\n")
+    monkeypatch.chdir(tmp_path)
+    spec = launch_file.load(path)
+    assert [n.name for n in spec.nodes] == ["camera", "monitor", "mine"]
+    assert spec.nodes[-1].target == f"{folder.resolve() / 'mine.py'}:Mine"
 
 
 def _launch(tmp_path: Path, text: str, *extra: str) -> subprocess.Popen[str]:
