@@ -45,12 +45,14 @@ class SeqPublisher(Node):
 
 class FrameCounter(Node):
     """Subscribes to `frames` and publishes how many it got on `count` every 0.2 s; with `hoard`, keeps
-    every frame it gets (a subscriber that never lets its publisher's slots go)."""
+    every frame it gets (a subscriber that never lets its publisher's slots go); with `work_s`, takes
+    that long over each (a subscriber slower than its publisher)."""
 
     def __init__(self) -> None:
         super().__init__("frame_counter")
         self.received = 0
         self.hoard = self.declare_parameter("hoard", False)
+        self.work_s = self.declare_parameter("work_s", 0.0)
         self.kept: list[Image] = []
         self.create_subscription(Image, "frames", self.on_frame)
         self.out = self.create_publisher(String, "count")
@@ -58,6 +60,7 @@ class FrameCounter(Node):
 
     def on_frame(self, msg: Image) -> None:
         self.received += 1
+        time.sleep(self.work_s)
         if self.hoard:
             self.kept.append(msg)
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from perception.errors import RegistryUnavailable
-from perception.msgs import NodeStats
+from perception.msgs import NodeStats, TopicStats
 from perception.runtime import registry
 from perception.runtime.context import Context
 from perception.runtime.launch_file import LaunchDescription, NodeSpec
@@ -63,7 +63,7 @@ class Child:
     started_at: float = 0.0
     restart_at: float | None = None
     exit_code: int | None = None
-    rates: dict[str, float] = field(default_factory=dict)
+    rates: dict[str, str] = field(default_factory=dict)  # ">topic" -> its rate (and queue drops), printed
     problems: str = ""  # what went wrong in the node so far, from its stats ("" when nothing)
     last_line: str = ""  # the last line it printed (a node's last words are usually its error)
     relay: threading.Thread | None = None
@@ -107,6 +107,14 @@ def _problems(stats: NodeStats) -> str:
         "failed service requests": stats.service_errors,
     }
     return ", ".join(f"{count} {what}" for what, count in totals.items() if count)
+
+
+def _rate(topic: TopicStats) -> str:
+    """An endpoint's rate, and for a subscription whose queue has dropped messages, how many: not a
+    fault (a latest-only detector skips frames by design), but a node that keeps up with only some of
+    what arrives must not look like one that handles it all."""
+    dropped = f" ({topic.dropped_queue} dropped by its queue)" if topic.dropped_queue else ""
+    return f"{topic.msgs_per_s:.1f}{dropped}"
 
 
 def die_with_this_process() -> Callable[[], None]:
@@ -214,6 +222,12 @@ class Launcher:
         looping = [c.spec.fqn for c in self.children if c.state == "crash-loop"]
         if looping:
             self._say(f"[launch] in a crash loop, left stopped: {', '.join(looping)}")
+            return 1
+        # A node that failed on its own (not respawned, not required) did not stop the others, but the
+        # run did not go as written: a script or CI must be able to tell.
+        failed = [f"{c.spec.fqn} ({c.exit_code})" for c in self.children if c.state == "failed"]
+        if failed:
+            self._say(f"[launch] failed (exit code), not restarted: {', '.join(failed)}")
             return 1
         return 0
 
@@ -440,7 +454,7 @@ class Launcher:
             if child.spec.fqn == stats.node:
                 child.came_up = True
                 child.rates = {
-                    f"{'>' if t.direction == 'pub' else '<'}{t.topic}": t.msgs_per_s for t in stats.topics
+                    f"{'>' if t.direction == 'pub' else '<'}{t.topic}": _rate(t) for t in stats.topics
                 }
                 child.problems = _problems(stats)
 
@@ -449,7 +463,7 @@ class Launcher:
         for child in self.children:
             pid = child.process.pid if child.process is not None else 0
             state = child.state + (f" ({child.exit_code})" if child.exit_code not in (None, 0) else "")
-            rates = "  ".join(f"{topic} {rate:.1f}" for topic, rate in sorted(child.rates.items()))
+            rates = "  ".join(f"{topic} {rate}" for topic, rate in sorted(child.rates.items()))
             problems = f"  ! {child.problems}" if child.problems else ""
             lines.append(f"{child.spec.fqn:<28} {state:<11} {pid:>7} {child.restarts:>8}  {rates}{problems}")
         return "\n".join(lines)

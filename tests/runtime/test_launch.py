@@ -195,6 +195,26 @@ def test_respawn_with_backoff_and_a_clean_stop_on_sigterm(tmp_path, registry):
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
 
 
+def test_a_node_that_fails_on_its_own_leaves_the_others_running_and_the_launch_exits_1(tmp_path, registry):
+    """Not required and not respawned: the graph goes on without it, but a script must see the failure."""
+    process = _launch(
+        tmp_path,
+        f"""
+        nodes:
+          - name: flaky
+            node: {NODES}:ExitsSoon
+          - name: steady
+            node: {NODES}:Sleeper
+        """,
+        "--duration",
+        "4",
+    )
+    output, _ = process.communicate(timeout=60)
+    assert "/flaky exited with code 3" in output and "4 s elapsed, stopping" in output, output
+    assert process.returncode == 1
+    assert output.rstrip().endswith("[launch] failed (exit code), not restarted: /flaky (3)"), output
+
+
 def test_a_required_node_that_dies_stops_everything_and_fails(tmp_path, registry):
     process = _launch(
         tmp_path,
@@ -375,6 +395,12 @@ def test_the_status_table_shows_what_went_wrong_in_a_node_and_its_log_is_not_flo
         nodes:
           - name: failing
             node: {NODES}:FailingTimer
+          - name: publisher
+            node: {NODES}:SeqPublisher
+            parameters: {{rate: 100.0}}
+          - name: slow
+            node: {NODES}:FrameCounter
+            parameters: {{work_s: 0.05}}
         """,
         "--status-period",
         "1",
@@ -385,6 +411,9 @@ def test_the_status_table_shows_what_went_wrong_in_a_node_and_its_log_is_not_flo
     assert process.returncode == 0, output
     rows = [line for line in output.splitlines() if line.startswith("/failing ")]
     assert any(re.search(r"! \d+ timer errors", row) for row in rows), output
+    # A subscriber that keeps up with a fifth of what arrives: not a fault, but not hidden either.
+    rows = [line for line in output.splitlines() if line.startswith("/slow ")]
+    assert any(re.search(r"</frames \d+\.\d \(\d+ dropped by its queue\)", row) for row in rows), output
     # About 20 failures a second, at most one traceback a second.
     assert 1 <= output.count("timer callback raised") <= 9, output
 
