@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import zmq
 
-from perception.errors import MessageError, PerceptError
+from perception.errors import InvalidNameError, MessageError, PerceptError
 from perception.msgs import (
     GetParameters,
     Header,
@@ -105,6 +105,8 @@ class Node:
         self.log = logging.getLogger(self.fqn)
         self.uid = uuid.uuid4().hex[:12]
         self._remappings = {**(remappings or {}), **overrides.remappings}
+        self._names_used: dict[str, str] = {}  # name as the node gave it -> as it resolved (remapped)
+        self._remaps_used: set[str] = set()  # the remappings' sources some name matched
         self.parameters = Parameters(self.fqn, {**(parameters or {}), **overrides.parameters})
 
         self._lock = threading.Lock()
@@ -132,14 +134,23 @@ class Node:
         self.create_timer(stats_period_s, self._publish_stats)
         self.create_service("~/get_parameters", GetParameters, ParameterValues, self._get_parameters)
         self.create_service("~/set_parameters", SetParameters, Result, self._set_parameters)
+        self._names_used.clear()  # a remapping's warning lists the subclass's own names, not these
         self._registry_link.start()
 
     # -- creating things ---------------------------------------------------------------------------
 
     def resolve(self, name: str, kind: str = "topic") -> str:
-        return names.resolve(
+        resolved = names.resolve(
             name, namespace=self.namespace, node_name=self.name, remappings=self._remappings, kind=kind
         )
+        if self._remappings:  # which remapping it took: one that no name takes is a typo, told once
+            plain = names.resolve(name, namespace=self.namespace, node_name=self.name, kind=kind)
+            self._names_used[plain] = resolved
+            for source in self._remappings:
+                with contextlib.suppress(InvalidNameError):  # an invalid source matches nothing
+                    if names.resolve(source, namespace=self.namespace, node_name=self.name) == plain:
+                        self._remaps_used.add(source)
+        return resolved
 
     def create_publisher(self, msg_type: type[M], topic: str, *, queue_depth: int = 100) -> Publisher[M]:
         """A publisher that never blocks: it queues at most `queue_depth` unsent messages per subscriber
@@ -304,6 +315,8 @@ class Node:
         return self._poller.poll(timeout_ms)
 
     def _check_overrides(self) -> None:
+        """Overrides that match nothing the node made by its first spin: a typo, which would otherwise
+        leave a default in force or a topic unconnected without a word."""
         self._checked_overrides = True
         for name in self.parameters.unused_overrides():
             self.log.warning(
@@ -311,6 +324,14 @@ class Node:
                 name,
                 ", ".join(self.parameters.names()),
             )
+        for source in self._remappings:
+            if source not in self._remaps_used:
+                self.log.warning(
+                    "remapping %s:=%s matches no name this node uses (its names: %s)",
+                    source,
+                    self._remappings[source],
+                    ", ".join(sorted(self._names_used)) or "none",
+                )
 
     def request_shutdown(self) -> None:
         """Make `spin()` return within 0.1 s; safe from signal handlers and other threads."""

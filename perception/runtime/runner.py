@@ -68,8 +68,13 @@ def overrides_from(args: argparse.Namespace) -> NodeOverrides:
         parameters.update(json.loads(args.params_json))
     parameters.update(yaml_assignments(args.param, "parameter"))
     remappings = dict(split_assignment(item, "remapping") for item in args.remap)
+    # ROS 2's spellings of --name and --ns (`-r __node:=x -r __ns:=/robot`), which are no topic names.
+    name, namespace = remappings.pop("__node", None), remappings.pop("__ns", None)
     return NodeOverrides(
-        name=args.name, namespace=args.namespace, parameters=parameters, remappings=remappings
+        name=args.name or name,
+        namespace=args.namespace or namespace,
+        parameters=parameters,
+        remappings=remappings,
     )
 
 

@@ -341,6 +341,23 @@ def test_the_readme_node_runs(registry, spawn, context):
         assert not after()[0].data.any()  # 200 is no longer above the level
 
 
+def test_a_remapping_that_matches_no_name_is_told_and_ros_spellings_of_name_and_namespace_work(
+    registry, spawn
+):
+    """A typo in a remapping's source leaves a topic unconnected: said, as a mistyped parameter is."""
+    from conftest import read_until
+
+    process = spawn(
+        "run", "examples/threshold.py:Threshold", "-r", "imag:=/camera/image", "-r", "__node:=thresh",
+        "-r", "__ns:=/arm",
+    )  # fmt: skip
+    output = read_until(process, "matches no name", timeout_s=30)
+    assert (
+        "[/arm/thresh] remapping imag:=/camera/image matches no name this node uses (its names: /arm/image, "
+        "/arm/mask)" in output
+    ), output
+
+
 def test_bench_bus_json_contract():
     result = percept(
         "bench", "bus", "--payloads", "200B,640x480x3", "--count-1khz", "40", "--count-30hz", "4",
