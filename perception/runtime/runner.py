@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -136,6 +137,22 @@ def run(node_class: type[Node], argv: Sequence[str] | None = None) -> int:
         raise SystemExit(1) from None
 
 
+_SUITE = Path(__file__).resolve().parents[2]  # perception/ and sim/ lie here (and tests/, which is no user's)
+
+
+def _in_users_code(exc: BaseException) -> str:
+    """Where an error raised in a user's own node came from (file, line, type), which its one line
+    would otherwise hide; nothing for our own nodes' errors, whose text names the thing."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    last = frames[-1]
+    path = Path(last.filename).resolve()
+    if any(path.is_relative_to(_SUITE / package) for package in ("perception", "sim")):
+        return ""
+    return f" ({type(exc).__name__} at {path.name}:{last.lineno}; --log-level debug for the traceback)"
+
+
 def spin_node(node_class: type[Node], overrides: NodeOverrides) -> int:
     Context.set_default(Context(overrides=overrides))
     try:
@@ -143,7 +160,7 @@ def spin_node(node_class: type[Node], overrides: NodeOverrides) -> int:
     except (PerceptError, ValueError, RuntimeError) as exc:
         # A bad parameter or scene at start-up: one clear line, not a traceback (DEBUG shows it).
         logging.getLogger(node_class.__name__).debug("start-up failed", exc_info=True)
-        raise PerceptError(f"{node_class.__name__} did not start: {exc}") from None
+        raise PerceptError(f"{node_class.__name__} did not start: {exc}{_in_users_code(exc)}") from None
     with stop_signals_call(node.request_shutdown):
         try:
             node.spin()

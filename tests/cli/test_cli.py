@@ -270,6 +270,19 @@ def test_a_node_script_run_by_hand_ends_a_bad_parameter_in_one_line():
     )
 
 
+def test_a_users_node_that_fails_to_start_is_one_line_with_its_file_and_line(tmp_path):
+    node = tmp_path / "mine.py"
+    node.write_text(
+        "from perception import Node\n\n\nclass Mine(Node):\n    def __init__(self):\n"
+        "        super().__init__('mine')\n        raise ValueError('no sensor')\n"
+    )
+    result = percept("run", f"{node}:Mine")
+    assert result.returncode == 1 and result.stderr == (
+        "percept: error: Mine did not start: no sensor (ValueError at mine.py:7; --log-level debug for "
+        "the traceback)\n"
+    )
+
+
 def test_errors_are_one_line_without_a_traceback(monkeypatch):
     monkeypatch.setenv("PERCEPT_REGISTRY", f"tcp://127.0.0.1:{free_port()}")
     result = percept("node", "list")
