@@ -12,6 +12,7 @@ from perception.cli.common import graph_node, yaml_argument
 from perception.errors import PerceptError
 from perception.msgs import GetParameters, ParameterValues, Result, SetParameters
 from perception.runtime.graph import tool_node
+from perception.runtime.params import read_parameter_file
 
 
 def register(verbs: Any) -> None:
@@ -95,20 +96,10 @@ def _dump(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace) -> int:
     full = _known_node(args.node)
-    try:
-        data = yaml.safe_load(args.file.read_text())
-    except OSError as exc:
-        raise PerceptError(f"parameter file {args.file}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise PerceptError(
-            f"parameter file {args.file}: not valid YAML ({str(exc).splitlines()[0]})"
-        ) from None
-    # `param dump`'s layout, ROS 2's (ros__parameters) or a plain map of name: value.
-    if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), dict):
-        (only,) = data.values()
-        data = only.get("parameters", only.get("ros__parameters", only))
-    if not isinstance(data, dict) or not data:
-        raise PerceptError(f"parameter file {args.file}: expected a map of parameter names to values")
+    # `param dump`'s layout, ROS 2's (ros__parameters; the node's own section and /**) or a plain map.
+    data = read_parameter_file(args.file, full)
+    if not data:
+        raise PerceptError(f"parameter file {args.file}: no section for {full} (nor /**)")
     # Only what differs from the node's values is set, so a file that `param dump` wrote loads back into
     # the node it came from though it names read-only parameters (a camera's size, fixed once it runs).
     current = _values(full, [], args.timeout).values

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -30,6 +31,9 @@ class NodeOverrides:
     namespace: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     remappings: dict[str, str] = field(default_factory=dict)
+    parameter_files: list[Path] = field(
+        default_factory=list
+    )  # read for the node's own name; `parameters` wins
 
 
 class Context:

@@ -10,7 +10,7 @@
       - name: camera
         node: perception.nodes.test_camera:TestCamera   # MODULE:CLASS, or FILE.py:CLASS (relative to this file)
         namespace: /
-        parameters: {rate: $(arg rate)}
+        parameters: {rate: $(arg rate)}      # or params.yaml (relative to this file), or a list of both
         remappings: {image: /camera/image}
         env: {OMP_NUM_THREADS: "1"}
         respawn: true            # restart when it exits, waiting respawn_delay, doubling up to 30 s
@@ -35,15 +35,16 @@ from typing import Any
 
 import yaml
 
-from perception.errors import InvalidNameError, LaunchError
+from perception.errors import InvalidNameError, LaunchError, ParameterError
 from perception.installed import launch_files
 from perception.runtime import names
+from perception.runtime.params import read_parameter_file
 
 NODE_KEYS = {
     "name": "the node's name",
     "node": "MODULE:CLASS or FILE.py:CLASS",
     "namespace": "a namespace such as /robot",
-    "parameters": "a map of parameter names to values",
+    "parameters": "a map of parameter names to values, a parameter file, or a list of both",
     "remappings": "a map of names to names",
     "env": "a map of environment variables to strings",
     "respawn": "true or false",
@@ -283,6 +284,24 @@ def _beside(doc: _Located, at: tuple[Any, ...], target: str) -> str:
     return f"{path.resolve()}{colon}{class_name}"
 
 
+def _parameters(doc: _Located, at: tuple[Any, ...], given: Any, node: str) -> dict[str, Any]:
+    """A node's parameters: a map, a parameter file (relative to this file; the node's own section of a
+    ROS 2 file), or a list of both, as a ROS 2 launch takes them (a later entry wins)."""
+    values: dict[str, Any] = {}
+    for i, entry in enumerate(given if isinstance(given, list) else [given]):
+        where = (*at, i) if isinstance(given, list) else at
+        if isinstance(entry, dict):
+            values.update(entry)
+        elif isinstance(entry, str) and entry:
+            try:
+                values.update(read_parameter_file(doc.path.parent / entry, node))
+            except ParameterError as exc:
+                raise doc.fail(where, str(exc)) from None
+        else:
+            raise doc.fail(where, f"expected {NODE_KEYS['parameters']}, found {entry!r}")
+    return values
+
+
 def _node(doc: _Located, at: tuple[Any, ...], raw: Any) -> NodeSpec:
     if not isinstance(raw, dict):
         raise doc.fail(at, f"expected a map with keys {', '.join(NODE_KEYS)}, found {type(raw).__name__}")
@@ -300,7 +319,7 @@ def _node(doc: _Located, at: tuple[Any, ...], raw: Any) -> NodeSpec:
     checks: list[tuple[str, type | tuple[type, ...]]] = [
         ("name", str),
         ("namespace", str),
-        ("parameters", dict),
+        ("parameters", (dict, str, list)),
         ("remappings", dict),
         ("env", dict),
         ("respawn", bool),
@@ -317,11 +336,14 @@ def _node(doc: _Located, at: tuple[Any, ...], raw: Any) -> NodeSpec:
         namespace = names.namespace_of(raw.get("namespace", "/"))
     except InvalidNameError as exc:
         raise doc.fail(at, str(exc)) from None
+    parameters = _parameters(
+        doc, (*at, "parameters"), raw.get("parameters") or {}, names.join(namespace, name)
+    )
     return NodeSpec(
         name=name,
         target=target,
         namespace=namespace,
-        parameters=dict(raw.get("parameters") or {}),
+        parameters=parameters,
         remappings={str(k): str(v) for k, v in (raw.get("remappings") or {}).items()},
         env={str(k): str(v) for k, v in (raw.get("env") or {}).items()},
         respawn=bool(raw.get("respawn", False)),

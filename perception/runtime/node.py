@@ -37,7 +37,7 @@ from perception.msgs import (
 from perception.runtime import names
 from perception.runtime.client import Client
 from perception.runtime.context import Context
-from perception.runtime.params import Parameters, type_name
+from perception.runtime.params import Parameters, read_parameter_files, type_name
 from perception.runtime.publisher import Publisher
 from perception.runtime.qos import KEEP_LAST, QoS
 from perception.runtime.service import Service
@@ -107,7 +107,8 @@ class Node:
         self._remappings = {**(remappings or {}), **overrides.remappings}
         self._names_used: dict[str, str] = {}  # name as the node gave it -> as it resolved (remapped)
         self._remaps_used: set[str] = set()  # the remappings' sources some name matched
-        self.parameters = Parameters(self.fqn, {**(parameters or {}), **overrides.parameters})
+        from_files = read_parameter_files(overrides.parameter_files, self.fqn)
+        self.parameters = Parameters(self.fqn, {**(parameters or {}), **from_files, **overrides.parameters})
 
         self._lock = threading.Lock()
         self._publishers: list[Publisher[Any]] = []

@@ -4,9 +4,12 @@ read and changed at run time through the node's `~/get_parameters` and `~/set_pa
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from perception.errors import ParameterError
 
@@ -135,3 +138,47 @@ def _check_range(where: str, value: Any, param: Parameter) -> None:
 
 def type_name(kind: type) -> str:
     return _TYPES[kind]
+
+
+# The keys a node's section of a parameter file holds its values under: `percept param dump` writes
+# `parameters`, ROS 2 `ros__parameters`.
+_SECTION_KEYS = ("parameters", "ros__parameters")
+_EVERY_NODE = ("/**", "**")  # ROS 2's wildcard section, for every node the file is given to
+
+
+def read_parameter_file(path: Path, node: str) -> dict[str, Any]:
+    """The values a parameter file gives the node `node` (a fully qualified name such as /arm/camera).
+    It takes ROS 2's layout (sections `node: {ros__parameters: {...}}`, keyed by the node's full name,
+    its name alone or `/**` for every node, the wildcard first and the node's own section over it),
+    `percept param dump`'s (the same with `parameters`), or a plain map of names to values."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ParameterError(f"parameter file {path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ParameterError(f"parameter file {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict) or not data:
+        raise ParameterError(f"parameter file {path}: expected a map of parameter names to values")
+    sections = {
+        str(key): next(value[k] for k in _SECTION_KEYS if k in value)
+        for key, value in data.items()
+        if isinstance(value, dict) and any(k in value for k in _SECTION_KEYS)
+    }
+    if not sections:
+        return dict(data)  # a plain map: every name in it is the node's
+    name = node.rsplit("/", 1)[-1]
+    values: dict[str, Any] = {}
+    for key in (*_EVERY_NODE, name, node.lstrip("/"), node):
+        section = sections.get(key)
+        if section is not None and not isinstance(section, dict):
+            raise ParameterError(f"parameter file {path}: {key}: expected a map of names to values")
+        values.update(section or {})
+    return values
+
+
+def read_parameter_files(paths: Sequence[Path], node: str) -> dict[str, Any]:
+    """Several files, as ROS 2 takes them: a later file's value wins."""
+    values: dict[str, Any] = {}
+    for path in paths:
+        values.update(read_parameter_file(path, node))
+    return values

@@ -42,6 +42,15 @@ def add_override_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-r", "--remap", action="append", default=[], metavar="FROM:=TO", help="remap a name; repeatable"
     )
+    parser.add_argument(
+        "--params-file",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="parameters from a YAML file (ROS 2's ros__parameters layout, `param dump`'s, or a plain map), "
+        "the node's own section; repeatable, a later file wins, -p wins over all",
+    )
     parser.add_argument("--params-json", help="parameters as one JSON object (used by the launcher)")
     parser.add_argument("--log-level", default=os.environ.get("PERCEPT_LOG_LEVEL", "INFO"))
 
@@ -76,6 +85,7 @@ def overrides_from(args: argparse.Namespace) -> NodeOverrides:
         namespace=args.namespace or namespace,
         parameters=parameters,
         remappings=remappings,
+        parameter_files=list(args.params_file),
     )
 
 

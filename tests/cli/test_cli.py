@@ -165,6 +165,11 @@ def test_param_dump_and_load_and_an_unknown_node(graph, tmp_path):
     assert fixed.returncode == 1 and "device" in fixed.stderr and "read-only" in fixed.stderr, fixed.stderr
     assert percept("param", "get", "/params", "rate").stdout.strip() == "float value is: 12.5"
     assert percept("param", "get", "/params", "label").stdout.strip() == "str value is: 'front'"
+    # A ROS 2 file for several nodes: the wildcard section and the node's own, not another node's.
+    changed.write_text("/**:\n  ros__parameters: {label: all}\nother:\n  ros__parameters: {rate: 1.0}\n")
+    assert percept("param", "load", "/params", str(changed)).returncode == 0
+    assert percept("param", "get", "/params", "label").stdout.strip() == "str value is: 'all'"
+    assert percept("param", "get", "/params", "rate").stdout.strip() == "float value is: 12.5"
     unknown = percept("param", "list", "/parms")
     assert unknown.returncode == 1 and unknown.stderr.strip() == (
         "percept: error: no node /parms in the graph; did you mean /params? (percept node list)"
@@ -369,6 +374,19 @@ def test_a_remapping_that_matches_no_name_is_told_and_ros_spellings_of_name_and_
         "[/arm/thresh] remapping imag:=/camera/image matches no name this node uses (its names: /arm/image, "
         "/arm/mask)" in output
     ), output
+
+
+def test_percept_run_takes_its_nodes_section_of_a_ros2_parameter_file(registry, spawn, tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("threshold:\n  ros__parameters: {level: 200}\nother:\n  ros__parameters: {level: 3}\n")
+    spawn("run", "examples/threshold.py:Threshold", "--params-file", str(params))
+    answers: list[str] = []
+    wait_for(
+        lambda: answers.append(percept("param", "get", "/threshold", "level").stdout) or answers[-1],
+        timeout_s=30,
+        what="the threshold node's parameters",
+    )
+    assert answers[-1].strip().endswith("200"), answers[-1]
 
 
 def test_bench_bus_json_contract():

@@ -93,7 +93,7 @@ def test_arguments_substitution_and_includes(tmp_path, monkeypatch):
         (
             "nodes:\n  - node: a:B\n    parameters: [1, 2]\n",
             {},
-            r":3: nodes\[0\].parameters: expected a map of parameter names",
+            r":3: nodes\[0\].parameters\[0\]: expected a map of parameter names to values, a parameter file",
         ),
         ("nodes: {node: a:B}\n", {}, r":1: nodes: expected a list, found dict"),
         ("node:\n  - node: a:B\n", {}, r":1: node: unknown key; expected one of arguments, include, nodes"),
@@ -147,6 +147,39 @@ def test_a_node_file_is_found_beside_its_launch_file_and_a_shipped_file_is_inclu
     spec = launch_file.load(path)
     assert [n.name for n in spec.nodes] == ["camera", "monitor", "mine"]
     assert spec.nodes[-1].target == f"{folder.resolve() / 'mine.py'}:Mine"
+
+
+def test_parameters_from_a_ros2_parameter_file_relative_to_the_launch_file(tmp_path):
+    """As a ROS 2 launch takes them: the wildcard section, then the node's own, then what follows."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "params.yaml").write_text(
+        "/**:\n  ros__parameters: {rate: 5.0, width: 320}\n"
+        "/arm/camera:\n  ros__parameters: {width: 640}\n"
+        "monitor:\n  ros__parameters: {rate: 1.0}\n"
+    )
+    path = write(
+        tmp_path,
+        f"""
+        nodes:
+          - name: camera
+            namespace: /arm
+            node: {NODES}:SeqPublisher
+            parameters: [config/params.yaml, {{height: 480}}]
+          - name: other
+            node: {NODES}:SeqPublisher
+            parameters: config/params.yaml
+        """,
+    )
+    camera, other = launch_file.load(path).nodes
+    assert camera.parameters == {"rate": 5.0, "width": 640, "height": 480}
+    assert other.parameters == {"rate": 5.0, "width": 320}
+    (tmp_path / "config" / "broken.yaml").write_text("a: [unclosed\n")
+    path.write_text(f"nodes:\n  - node: {NODES}:SeqPublisher\n    parameters: [config/broken.yaml]\n")
+    with pytest.raises(
+        LaunchError,
+        match=r"graph.yaml:3: nodes\[0\].parameters\[0\]: parameter file .*broken.yaml: not valid YAML",
+    ):
+        launch_file.load(path)
 
 
 def _launch(tmp_path: Path, text: str, *extra: str) -> subprocess.Popen[str]:
