@@ -181,8 +181,7 @@ class Registry:
         if uid in self._departed:
             return {"ok": False, "error": f"node {node.get('name')!r} ({node['uid']}) has said goodbye"}
         previous = self._nodes.get(uid)
-        if previous is None:
-            self._warn_of_namesakes(uid, node)
+        namesake = self._namesake_warning(uid, node) if previous is None else ""
         self._nodes[uid] = node
         self._last_seen[uid] = time.monotonic()
         if previous != node:
@@ -208,6 +207,8 @@ class Registry:
         }
         if self.keys:
             reply["keys"] = keys
+        if namesake:  # told to the node that joined under the name too, in its own terminal
+            reply["warning"] = namesake
         return reply
 
     def _refusal(self, node: dict[str, Any], user: str | None) -> str:
@@ -242,24 +243,22 @@ class Registry:
         known = sorted(s["name"] for n in self._nodes.values() for s in n.get("services", []))
         return {"ok": False, "error": f"no server for service {name!r}", "known": known}
 
-    def _warn_of_namesakes(self, uid: str, node: dict[str, Any]) -> None:
-        """A node joining under a name another live node has: say so (as `ros2 node list` does), since
-        a name's services and parameters then reach either of them."""
+    def _namesake_warning(self, uid: str, node: dict[str, Any]) -> str:
+        """A node joining under a name another live node has: said here (as `ros2 node list` does) and
+        returned for the joining node to say, since a name's services and parameters then reach either."""
         name = node.get("name")
         if not isinstance(name, str) or is_hidden(name):  # tools' and launchers' own nodes may share one
-            return
+            return ""
         for other_uid, other in self._nodes.items():
             if other_uid != uid and other.get("name") == name and _may_live(other):
-                log.warning(
-                    "two nodes are named %s: pid %s on %s joined beside pid %s on %s; its parameters and "
-                    "services may reach either (rename one: --name, or a launch file's name:)",
-                    name,
-                    node.get("pid"),
-                    node.get("host"),
-                    other.get("pid"),
-                    other.get("host"),
+                warning = (
+                    f"two nodes are named {name}: pid {node.get('pid')} on {node.get('host')} joined beside "
+                    f"pid {other.get('pid')} on {other.get('host')}; its parameters and services may reach "
+                    "either (rename one: --name, or a launch file's name:)"
                 )
-                return
+                log.warning("%s", warning)
+                return warning
+        return ""
 
     def _expire(self) -> None:
         deadline = time.monotonic() - self.expiry_s

@@ -180,6 +180,8 @@ class RegistryLink:
                                 self._log.error("the registry refused this node: %s", refused)
                             continue
                         refused = None
+                        if isinstance(reply.get("warning"), str):  # about this node (a name taken)
+                            self._log.warning("%s", reply["warning"])
                         if reply.get("events") and reply["events"] != events_endpoint:
                             if events_endpoint:
                                 events.disconnect(events_endpoint)

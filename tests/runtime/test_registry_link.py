@@ -74,8 +74,15 @@ def test_a_node_joining_under_a_live_nodes_name_is_warned_of(caplog):
             assert not [r for r in caplog.records if "two nodes are named" in r.getMessage()]
             for uid in ("launcher_a", "launcher_b"):  # hidden nodes, as two launchers' monitors: no namesakes
                 registry._sync({"uid": uid, "name": "/_launcher", "pid": os.getpid(), "host": host}, None)
-            registry._sync({"uid": "other", "name": "/camera", "pid": 1, "host": "robot"}, None)
+            first = registry._sync(
+                {"uid": "respawned", "name": "/camera", "pid": os.getpid(), "host": host}, None
+            )
+            reply = registry._sync({"uid": "other", "name": "/camera", "pid": 1, "host": "robot"}, None)
         (warning,) = [r.getMessage() for r in caplog.records if "two nodes are named" in r.getMessage()]
         assert warning.startswith("two nodes are named /camera: pid 1 on robot joined beside pid ")
+        # The node that joined is told as well, in its own terminal, once.
+        assert reply["warning"] == warning and "warning" not in first
+        again = registry._sync({"uid": "other", "name": "/camera", "pid": 1, "host": "robot"}, None)
+        assert "warning" not in again
     finally:
         registry.stop()
