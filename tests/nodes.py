@@ -108,6 +108,19 @@ class ExitsSoon(Node):
         sys.exit(self.code)
 
 
+class Stuck(Node):
+    """After `after` s, one timer callback takes `stuck_s` s (a callback blocked on a dead device)."""
+
+    def __init__(self) -> None:
+        super().__init__("stuck")
+        self.stuck_s = self.declare_parameter("stuck_s", 9.0)
+        self.timer = self.create_timer(self.declare_parameter("after", 1.0), self.block)
+
+    def block(self) -> None:
+        self.timer.cancel()
+        time.sleep(self.stuck_s)
+
+
 class FailingTimer(Node):
     """A 20 Hz timer whose callback always raises (a sensor that went away)."""
 

@@ -65,6 +65,7 @@ class Child:
     exit_code: int | None = None
     rates: dict[str, str] = field(default_factory=dict)  # ">topic" -> its rate (and queue drops), printed
     problems: str = ""  # what went wrong in the node so far, from its stats ("" when nothing)
+    stats_at: float | None = None  # when this run's last stats came (monotonic): a stuck node sends none
     last_line: str = ""  # the last line it printed (a node's last words are usually its error)
     relay: threading.Thread | None = None
     crashes: list[tuple[int | None, str]] = field(default_factory=list)  # the quick deaths in a row
@@ -107,6 +108,20 @@ def _problems(stats: NodeStats) -> str:
         "failed service requests": stats.service_errors,
     }
     return ", ".join(f"{count} {what}" for what, count in totals.items() if count)
+
+
+# A node sends its stats every second from its own thread: this long without them, it is stuck (a
+# callback that does not return) though its process runs.
+SILENT_AFTER_S = 5.0
+
+
+def _silence(child: Child) -> str:
+    if child.state != "running" or child.stats_at is None:
+        return ""
+    quiet = time.monotonic() - child.stats_at
+    if quiet < SILENT_AFTER_S:
+        return ""
+    return f"no stats for {quiet:.0f} s (stuck in a callback?)"
 
 
 def _rate(topic: TopicStats) -> str:
@@ -350,6 +365,7 @@ class Launcher:
             preexec_fn=die_with_this_process(),
         )
         child.state = "running"
+        child.stats_at = None  # this run has sent none yet (its start-up may take a while)
         child.started_at = time.monotonic()
         child.restart_at = None
         child.exit_code = None
@@ -453,6 +469,7 @@ class Launcher:
         for child in self.children:
             if child.spec.fqn == stats.node:
                 child.came_up = True
+                child.stats_at = time.monotonic()
                 child.rates = {
                     f"{'>' if t.direction == 'pub' else '<'}{t.topic}": _rate(t) for t in stats.topics
                 }
@@ -464,7 +481,8 @@ class Launcher:
             pid = child.process.pid if child.process is not None else 0
             state = child.state + (f" ({child.exit_code})" if child.exit_code not in (None, 0) else "")
             rates = "  ".join(f"{topic} {rate}" for topic, rate in sorted(child.rates.items()))
-            problems = f"  ! {child.problems}" if child.problems else ""
+            problems = ", ".join(filter(None, (_silence(child), child.problems)))
+            problems = f"  ! {problems}" if problems else ""
             lines.append(f"{child.spec.fqn:<28} {state:<11} {pid:>7} {child.restarts:>8}  {rates}{problems}")
         return "\n".join(lines)
 

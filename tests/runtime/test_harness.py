@@ -71,4 +71,3 @@ def test_mistakes_name_what_the_node_has():
             harness.feed("/imag", frame(1))
         with pytest.raises(ServiceUnavailable, match="/echo serves no /echo/reset"):
             harness.call("~/reset", GetParameters())
-

@@ -434,11 +434,13 @@ def test_the_status_table_shows_what_went_wrong_in_a_node_and_its_log_is_not_flo
           - name: slow
             node: {NODES}:FrameCounter
             parameters: {{work_s: 0.05}}
+          - name: stuck
+            node: {NODES}:Stuck
         """,
         "--status-period",
         "1",
         "--duration",
-        "8",  # counted from the spawn: on a loaded machine the node's start-up takes some of it
+        "10",  # counted from the spawn: on a loaded machine the node's start-up takes some of it
     )
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 0, output
@@ -447,6 +449,11 @@ def test_the_status_table_shows_what_went_wrong_in_a_node_and_its_log_is_not_flo
     # A subscriber that keeps up with a fifth of what arrives: not a fault, but not hidden either.
     rows = [line for line in output.splitlines() if line.startswith("/slow ")]
     assert any(re.search(r"</frames \d+\.\d \(\d+ dropped by its queue\)", row) for row in rows), output
+    # Its process runs, but a callback has not returned for seconds: running, yet stuck.
+    rows = [line for line in output.splitlines() if line.startswith("/stuck ")]
+    assert any(re.search(r"running .*! no stats for \d+ s \(stuck in a callback\?\)", row) for row in rows), (
+        output
+    )
     # About 20 failures a second, at most one traceback a second.
     assert 1 <= output.count("timer callback raised") <= 9, output
 
