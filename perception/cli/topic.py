@@ -382,6 +382,9 @@ def _field_value(where: str, hint: Any, value: Any) -> Any:
 def _pub(args: argparse.Namespace) -> int:
     values = yaml_argument(args.values, "message") or {}
     cls = find(args.type)
+    # A mistyped field is named now, not after the wait for a subscriber; each message is built again
+    # when it is sent, so that its header is stamped then.
+    build_message(args.type, values)
     times = 1 if args.once else args.times
     with tool_node("pub") as node:
         publisher = node.create_publisher(cls, args.topic)

@@ -93,6 +93,14 @@ def test_pub_reaches_echo(registry):
     assert out == "data: 'hello'\n---\ndata: 'hello'\n---\n"
 
 
+def test_pub_names_a_mistyped_field_before_waiting_for_a_subscriber(registry):
+    pub = percept("topic", "pub", "/chatter", "percept/String", "{dat: hi}", "--once", "--wait", "20")
+    assert pub.returncode == 1 and pub.stdout == ""  # no "no subscriber on /chatter after 20 s" first
+    assert (
+        pub.stderr == "percept: error: percept/String has no field 'dat'; did you mean data? (fields: data)\n"
+    )
+
+
 def test_param_get_set_list_and_service_call(graph):
     assert percept("param", "get", "/params", "rate").stdout.strip() == "float value is: 10.0"
     assert percept("param", "set", "/params", "count", "9").stdout.strip() == "Set parameter successful"
