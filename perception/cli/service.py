@@ -6,10 +6,11 @@ import argparse
 from typing import Any
 
 from perception import msgs
-from perception.cli.common import format_value, positive_float, yaml_argument
+from perception.cli.common import did_you_mean, format_value, positive_float, yaml_argument
 from perception.cli.topic import build_message
 from perception.errors import ServiceUnavailable
 from perception.runtime.graph import graph_nodes, tool_node
+from perception.runtime.names import is_hidden
 from perception.runtime.registry import query
 
 
@@ -39,11 +40,20 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _call(args: argparse.Namespace) -> int:
-    found = query("service", name=args.name)
+def _known_service(name: str) -> dict[str, Any]:
+    """The registry's entry for service `name` (its request and response types); an unknown one is a
+    ServiceUnavailable with "did you mean" among the services `service list` shows (not tools' hidden ones)."""
+    found = query("service", name=name)
     if not found.get("ok"):
-        known = ", ".join(found.get("known", [])) or "none"
-        raise ServiceUnavailable(f"no server for service {args.name} (services: {known})")
+        visible = [known for known in found.get("known", []) if not is_hidden(known)]
+        raise ServiceUnavailable(
+            f"no service {name} in the graph{did_you_mean(name, visible)} (percept service list)"
+        )
+    return found
+
+
+def _call(args: argparse.Namespace) -> int:
+    found = _known_service(args.name)
     request_type = msgs.message_type(found["request"])
     response_type = msgs.message_type(found["response"])
     request = build_message(request_type.TYPE_NAME, yaml_argument(args.values, "request") or {})

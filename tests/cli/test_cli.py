@@ -101,7 +101,7 @@ def test_pub_names_a_mistyped_field_before_waiting_for_a_subscriber(registry):
     )
 
 
-def test_param_get_set_list_and_service_call(graph):
+def test_param_get_set_list_and_service_call(graph, spawn):
     assert percept("param", "get", "/params", "rate").stdout.strip() == "float value is: 10.0"
     assert percept("param", "set", "/params", "count", "9").stdout.strip() == "Set parameter successful"
     assert "count: 9 (int)  # an int" in percept("param", "list", "/params").stdout
@@ -113,6 +113,16 @@ def test_param_get_set_list_and_service_call(graph):
     )
     call = percept("service", "call", "/services/ok")
     assert "response:\n  success: True\n  message: 'ok'" in call.stdout
+    typo = percept("service", "call", "/services/okk")
+    assert typo.returncode == 1 and typo.stderr.strip() == (  # not a list of every service
+        "percept: error: no service /services/okk in the graph; did you mean /services/ok or /services/slow? "
+        "(percept service list)"
+    )
+    # A tool's hidden services (the launcher's) are neither listed nor suggested, as `service list` hides them.
+    spawn("--name", "_params", node="Params")
+    wait_for(lambda: "/_params" in percept("node", "list", "-a").stdout, what="the hidden node")
+    hidden = percept("service", "call", "/params/get_parameter")
+    assert "did you mean /params/get_parameters" in hidden.stderr and "_params" not in hidden.stderr
 
 
 def test_topic_info_type_find_and_echo_of_one_field(graph):
