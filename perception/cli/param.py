@@ -12,6 +12,7 @@ from perception.cli.common import graph_node, yaml_argument
 from perception.errors import PerceptError
 from perception.msgs import GetParameters, ParameterValues, Result, SetParameters
 from perception.runtime.graph import tool_node
+from perception.runtime.params import unknown_parameter
 
 
 def register(verbs: Any) -> None:
@@ -64,9 +65,18 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _get(args: argparse.Namespace) -> int:
-    reply = _values(_known_node(args.node), [args.name], args.timeout)
+    reply = _value(_known_node(args.node), args.name, args.timeout)
     print(f"{reply.types[args.name]} value is: {reply.values[args.name]!r}")
     return 0
+
+
+def _value(node_name: str, name: str, timeout: float) -> ParameterValues:
+    """The node's parameters, `name` among them. All are asked for, so that an unknown name is said as the
+    node says it, not as a service's failure (its name and the exception's class before the reason)."""
+    reply = _values(node_name, [], timeout)
+    if name not in reply.values:
+        raise unknown_parameter(node_name, name, list(reply.values))
+    return reply
 
 
 def _set(args: argparse.Namespace) -> int:

@@ -111,6 +111,10 @@ def test_param_get_set_list_and_service_call(graph, spawn):
         "percept: error: setting count on /params failed: parameter '/params.count': "
         "expected int, found str 'nine'"
     )
+    unknown = percept("param", "get", "/params", "rat")
+    assert unknown.returncode == 1 and unknown.stderr == (  # as `param set` says it, without the service
+        "percept: error: /params has no parameter 'rat' (declared: rate, count, label, enabled, size, device)\n"
+    )
     call = percept("service", "call", "/services/ok")
     assert "response:\n  success: True\n  message: 'ok'" in call.stdout
     typo = percept("service", "call", "/services/okk")
