@@ -252,19 +252,36 @@ def _echo(args: argparse.Namespace) -> int:
 def _pick(msg: Any, path: str) -> Any:
     """A field of a message by a dotted path (`header.stamp`); an unknown one names the fields there."""
     value = msg
-    for part in path.split("."):
+    parts = path.split(".")
+    for depth, part in enumerate(parts):
         is_message = hasattr(value, "__dataclass_fields__")
-        fields = message_fields(value) if is_message else getattr(value, "fields", None) or {}
+        is_unknown_message = hasattr(value, "type_name") and hasattr(value, "fields")
+        fields = message_fields(value) if is_message else value.fields if is_unknown_message else {}
+        where = ".".join(parts[:depth])
+        if not (is_message or is_unknown_message):  # "(fields: )" would say nothing
+            raise PerceptError(
+                f"--field {path}: {where} is a value ({type(value).__name__} {_short(value)}), "
+                f"not a message with fields; found {part!r}"
+            )
+        if not fields:
+            kind = getattr(value, "TYPE_NAME", None) or getattr(value, "type_name", "")
+            raise PerceptError(
+                f"--field {path}: {f'{where} ({kind})' if where else kind} has no fields; found {part!r}"
+            )
         if part not in fields:
             raise PerceptError(
                 f"--field {path}: no field {part!r}{did_you_mean(part, list(fields))} (fields: {', '.join(fields)})"
             )
-        value = (
-            value.fields[part]
-            if hasattr(value, "type_name") and hasattr(value, "fields")
-            else getattr(value, part)
-        )
+        value = value.fields[part] if is_unknown_message else getattr(value, part)
     return value
+
+
+def _short(value: Any) -> str:
+    """A value as an error names it: an array by its shape, anything else by its text, cut short."""
+    if isinstance(value, np.ndarray):
+        return f"of shape {tuple(value.shape)}"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _watch(args: argparse.Namespace, report: Callable[[deque[tuple[float, int]]], str]) -> int:
@@ -340,6 +357,8 @@ def build_message(type_name: str, values: Any) -> msgs.Message:
     if "header" in names and "header" not in fields:
         fields["header"] = msgs.Header.now()
     for name, value in list(fields.items()):
+        if not names:
+            raise MessageError(f"{name_of} has no fields, so takes no values; found {name!r}")
         if name not in names:
             raise MessageError(
                 f"{name_of} has no field {name!r}{did_you_mean(str(name), names)} (fields: {', '.join(names)})"

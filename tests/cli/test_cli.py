@@ -149,6 +149,13 @@ def test_topic_info_type_find_and_echo_of_one_field(graph):
         "--field header.stmp: no field 'stmp'; did you mean stamp? (fields: stamp, frame_id, seq)"
         in wrong.stderr
     )
+    value = percept("topic", "echo", "/frames", "--once", "--field", "header.stamp.x", "--timeout", "20")
+    assert value.returncode == 1  # it said "no field 'x' (fields: )"
+    assert re.fullmatch(
+        r"percept: error: --field header.stamp.x: header.stamp is a value \(int \d+\), not a message with "
+        r"fields; found 'x'\n",
+        value.stderr,
+    ), value.stderr
     typo = percept("topic", "info", "/frame")
     assert typo.returncode == 1 and typo.stderr.strip() == (
         "percept: error: no topic /frame in the graph; did you mean /frames? (percept topic list)"
@@ -260,6 +267,7 @@ def test_topic_pub_values_are_checked_against_the_fields_they_fill():
     for type_name, values, message in (
         ("Strng", {}, "no message type 'Strng'; did you mean String?"),
         ("String", {"dat": "hi"}, "percept/String has no field 'dat'; did you mean data? (fields: data)"),
+        ("Trigger", {"x": 1}, "percept/Trigger has no fields, so takes no values; found 'x'"),  # "(fields: )"
         ("String", {"data": 5}, 'percept/String.data: expected text (in quotes: "5"), found int 5'),
         ("Pose", {"position": "abc"}, "percept/Pose.position: expected a list of 3 numbers, found str 'abc'"),
         (
