@@ -36,6 +36,9 @@ def register(verbs: Any) -> None:
     )
     p = topic.add_parser("list", help="List topics with their types.")
     p.add_argument("-v", "--verbose", action="store_true", help="show publisher and subscriber counts")
+    p.add_argument(  # `ros2 topic list -t` by habit
+        "-t", "--show-types", action="store_true", help="accepted as ros2 has it; the types are always shown"
+    )
     p.set_defaults(func=_list)
 
     p = topic.add_parser("info", help="A topic's type, publishers and subscribers (with QoS and addresses).")

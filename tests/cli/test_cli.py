@@ -342,6 +342,22 @@ def test_every_command_has_help(capsys):
         assert "usage: percept" in capsys.readouterr().out
 
 
+def test_an_unknown_option_gets_the_usage_of_its_subcommand(capsys):
+    """ROS 2 habits (`ros2 node list -c`) printed percept's top-level usage, which names no option."""
+    for command, usage in (
+        (["node", "list", "-c"], "usage: percept node list [-h] [-a]\n"),
+        (["bench", "bus", "--nope"], "usage: percept bench bus [-h] "),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(command)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.startswith(usage), err
+        prog = " ".join(command[:2])
+        assert err.endswith(f"percept {prog}: error: unrecognized arguments: {command[2]}\n"), err
+    # `ros2 topic list -t` shows the types; ours always does, and takes the flag
+    assert build_parser().parse_args(["topic", "list", "-t"]).show_types
+
+
 def test_the_readme_node_runs(registry, spawn, context):
     spawn("run", "examples/threshold.py:Threshold", "-p", "level:=100")
     with Node("feeder", context=context) as node:
