@@ -127,5 +127,6 @@ def _load(args: argparse.Namespace) -> int:
     if changed:
         _set_values(full, changed, args.timeout)
     kept = f" ({len(unchanged)} unchanged: {', '.join(unchanged)})" if unchanged else ""
-    print(f"Set {len(changed)} parameters on {full}{': ' if changed else ''}{', '.join(changed)}{kept}")
+    parameters = "parameter" if len(changed) == 1 else "parameters"
+    print(f"Set {len(changed)} {parameters} on {full}{': ' if changed else ''}{', '.join(changed)}{kept}")
     return 0

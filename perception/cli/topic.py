@@ -296,6 +296,7 @@ def _watch(args: argparse.Namespace, report: Callable[[deque[tuple[float, int]]]
     window: deque[tuple[float, int]] = deque(maxlen=args.window)
     got = [0]
     shown = [0]  # messages counted at the last report: none since then means the topic went quiet
+    silent_ticks = [0]  # reports with nothing ever received
 
     def arrived(frames: Any) -> None:
         got[0] += 1
@@ -309,7 +310,9 @@ def _watch(args: argparse.Namespace, report: Callable[[deque[tuple[float, int]]]
         elif got[0]:
             print("no new messages", flush=True)
         else:  # nothing ever came: say why, not a bare "no new messages"
-            print(_silence(args.topic)[1], flush=True)
+            silent_ticks[0] += 1
+            if silent_ticks[0] > 1:  # the first second's silence _spin_until reports, or ends the command for
+                print(_silence(args.topic)[1], flush=True)
 
     with tool_node("watch") as node:
         node.create_subscription(None, args.topic, arrived, QoS(depth=RECEIVE_HWM), raw=True)

@@ -174,7 +174,12 @@ def test_waiting_on_a_topic_nobody_publishes_says_so(graph):
     hz = percept("topic", "hz", "/framez", "--duration", "2.5")
     assert "nobody publishes /framez" in hz.stdout and "no new messages" not in hz.stdout
     assert hz.returncode == 1 and "no message on /framez within 2.5 s" in hz.stderr
-    assert percept("topic", "hz", "/framez").returncode == 1
+    once = percept("topic", "hz", "/framez")  # said once, as the error, not first on stdout too
+    assert once.returncode == 1 and once.stdout == ""
+    assert (
+        once.stderr
+        == "percept: error: nobody publishes /framez; did you mean /frames?; --wait waits for a publisher\n"
+    )
 
 
 def test_param_dump_and_load_and_an_unknown_node(graph, tmp_path):
@@ -189,6 +194,8 @@ def test_param_dump_and_load_and_an_unknown_node(graph, tmp_path):
     assert load.stdout == (
         "Set 2 parameters on /params: label, rate (4 unchanged: count, device, enabled, size)\n"
     )
+    changed.write_text("count: 4\n")
+    assert percept("param", "load", "/params", str(changed)).stdout == "Set 1 parameter on /params: count\n"
     changed.write_text("device: /dev/video2\n")
     fixed = percept("param", "load", "/params", str(changed))
     assert fixed.returncode == 1 and "device" in fixed.stderr and "read-only" in fixed.stderr, fixed.stderr
