@@ -1,4 +1,4 @@
-"""percept service list | call"""
+"""percept service list | type | call"""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ def register(verbs: Any) -> None:
     p.add_argument("-t", "--show-types", action="store_true")
     p.add_argument("-a", "--all", action="store_true", help="include hidden nodes' services")
     p.set_defaults(func=_list)
+    p = service.add_parser("type", help="Print a service's request and response types.")
+    p.add_argument("name")
+    p.set_defaults(func=_type)
     p = service.add_parser("call", help="Call a service with a request built from YAML.")
     p.add_argument("name")
     p.add_argument("values", nargs="?", default="{}", help="request fields as YAML")
@@ -50,6 +53,12 @@ def _known_service(name: str) -> dict[str, Any]:
             f"no service {name} in the graph{did_you_mean(name, visible)} (percept service list)"
         )
     return found
+
+
+def _type(args: argparse.Namespace) -> int:
+    found = _known_service(args.name)
+    print(f"{found['request']} -> {found['response']}")  # as `service list -t` shows it
+    return 0
 
 
 def _call(args: argparse.Namespace) -> int:

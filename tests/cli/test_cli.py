@@ -111,12 +111,18 @@ def test_param_get_set_list_and_service_call(graph, spawn):
         "percept: error: setting count on /params failed: parameter '/params.count': "
         "expected int, found str 'nine'"
     )
+    every = percept("param", "list").stdout  # no node: every node's, as `ros2 param list`
+    assert "/params:\n  count: 9 (int)  # an int\n" in every and "/services:\n  delay: 1.0 (float)\n" in every
+    assert percept("param", "describe", "/params", "rate").stdout == (
+        "Parameter name: rate\n  Type: float\n  Value: 10.0\n  Description: a float (0.1 to 1000)\n"
+    )
     unknown = percept("param", "get", "/params", "rat")
     assert unknown.returncode == 1 and unknown.stderr == (  # as `param set` says it, without the service
         "percept: error: /params has no parameter 'rat' (declared: rate, count, label, enabled, size, device)\n"
     )
     call = percept("service", "call", "/services/ok")
     assert "response:\n  success: True\n  message: 'ok'" in call.stdout
+    assert percept("service", "type", "/services/ok").stdout == "percept/Trigger -> percept/Result\n"
     typo = percept("service", "call", "/services/okk")
     assert typo.returncode == 1 and typo.stderr.strip() == (  # not a list of every service
         "percept: error: no service /services/okk in the graph; did you mean /services/ok or /services/slow? "
