@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from perception.cli.common import graph_node, yaml_argument
+from perception.cli.common import graph_node, positive_float, yaml_argument
 from perception.errors import PerceptError
 from perception.msgs import GetParameters, ParameterValues, Result, SetParameters
 from perception.runtime.graph import graph_nodes, tool_node
@@ -45,7 +45,12 @@ def register(verbs: Any) -> None:
     p.add_argument("file", type=Path)
     p.set_defaults(func=_load)
     for sub in param.choices.values():
-        sub.add_argument("--timeout", type=float, default=3.0)
+        sub.add_argument(
+            "--timeout",
+            type=positive_float,
+            default=3.0,
+            help="seconds to wait for the node's answer (default 3)",
+        )
 
 
 def _known_node(name: str) -> str:

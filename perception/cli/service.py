@@ -27,7 +27,9 @@ def register(verbs: Any) -> None:
     p.set_defaults(func=_type)
     p = service.add_parser("call", help="Call a service with a request built from YAML.")
     p.add_argument("name")
-    p.add_argument("values", nargs="?", default="{}", help="request fields as YAML")
+    p.add_argument(
+        "values", nargs="?", default="{}", help="request fields as YAML (default {}: the type's defaults)"
+    )
     p.add_argument(
         "--timeout", type=positive_float, default=10.0, help="seconds to wait for the answer (default 10)"
     )

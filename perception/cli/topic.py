@@ -20,6 +20,7 @@ from perception.cli.common import (
     format_value,
     message_fields,
     non_negative_float,
+    non_negative_int,
     positive_float,
     yaml_argument,
 )
@@ -57,8 +58,18 @@ def register(verbs: Any) -> None:
     p = topic.add_parser("echo", help="Print messages from a topic.")
     p.add_argument("topic")
     p.add_argument("--once", action="store_true", help="print one message and exit")
-    p.add_argument("--count", type=int, default=0, help="exit after this many messages")
-    p.add_argument("--timeout", type=float, default=0.0, help="exit with an error if nothing arrives in time")
+    p.add_argument(
+        "--count",
+        type=non_negative_int,
+        default=0,
+        help="exit after this many messages (default 0: no limit)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=non_negative_float,
+        default=0.0,
+        help="seconds: exit with an error if nothing arrives in time (default 0: no limit)",
+    )
     p.add_argument("--full", action="store_true", help="print whole arrays (2-D ones a row a line)")
     p.add_argument("--field", help="print only this field, e.g. header.stamp or xyxy")
     p.add_argument(
@@ -68,12 +79,12 @@ def register(verbs: Any) -> None:
 
     p = topic.add_parser("hz", help="Print the rate of a topic.")
     p.add_argument("topic")
-    p.add_argument("--window", type=int, default=100, help="messages in the rate window")
+    p.add_argument("--window", type=int, default=100, help="messages in the rate window (default 100)")
     p.add_argument(
         "--duration",
         type=non_negative_float,
         default=0.0,
-        help="exit after this many seconds (exit code 1 if no message came)",
+        help="exit after this many seconds, with exit code 1 if no message came (default 0: until stopped)",
     )
     p.add_argument(
         "--wait", action="store_true", help="wait for a publisher where nobody publishes the topic"
@@ -82,12 +93,12 @@ def register(verbs: Any) -> None:
 
     p = topic.add_parser("bw", help="Print the bandwidth of a topic.")
     p.add_argument("topic")
-    p.add_argument("--window", type=int, default=100, help="messages in the window")
+    p.add_argument("--window", type=int, default=100, help="messages in the window (default 100)")
     p.add_argument(
         "--duration",
         type=non_negative_float,
         default=0.0,
-        help="exit after this many seconds (exit code 1 if no message came)",
+        help="exit after this many seconds, with exit code 1 if no message came (default 0: until stopped)",
     )
     p.add_argument(
         "--wait", action="store_true", help="wait for a publisher where nobody publishes the topic"
@@ -97,11 +108,26 @@ def register(verbs: Any) -> None:
     p = topic.add_parser("pub", help="Publish a message built from YAML.")
     p.add_argument("topic")
     p.add_argument("type", help="message type, e.g. percept/String")
-    p.add_argument("values", nargs="?", default="{}", help="fields as YAML, e.g. '{data: hello}'")
-    p.add_argument("--rate", type=positive_float, default=1.0, help="messages per second")
-    p.add_argument("--times", type=int, default=0, help="publish this many messages and exit (0: forever)")
+    p.add_argument(
+        "values",
+        nargs="?",
+        default="{}",
+        help="fields as YAML, e.g. '{data: hello}' (default {}: the type's defaults)",
+    )
+    p.add_argument("--rate", type=positive_float, default=1.0, help="messages per second (default 1)")
+    p.add_argument(
+        "--times",
+        type=non_negative_int,
+        default=0,
+        help="publish this many messages and exit (default 0: forever)",
+    )
     p.add_argument("--once", action="store_true", help="publish one message and exit")
-    p.add_argument("--wait", type=float, default=2.0, help="seconds to wait for a subscriber first")
+    p.add_argument(
+        "--wait",
+        type=non_negative_float,
+        default=2.0,
+        help="seconds to wait for a subscriber first (default 2; 0: none)",
+    )
     p.set_defaults(func=_pub)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shlex
@@ -338,21 +339,38 @@ def test_train_reads_an_input_size_as_height_by_width():
 
 
 def _verbs(parser, prefix=()):
+    """Every command and subcommand: (words, its parser)."""
     for action in parser._actions:
         if action.__class__.__name__ == "_SubParsersAction":
             for name, sub in action.choices.items():
-                yield (*prefix, name)
+                yield (*prefix, name), sub
                 yield from _verbs(sub, (*prefix, name))
 
 
-def test_every_command_has_help(capsys):
-    commands = list(_verbs(build_parser()))
-    assert ("topic", "echo") in commands and ("bench", "bus") in commands and ("param", "set") in commands
-    for command in commands:
+def test_every_command_has_help_that_states_every_default(capsys):
+    parsers = dict(_verbs(build_parser()))
+    assert ("topic", "echo") in parsers and ("bench", "bus") in parsers and ("param", "set") in parsers
+    for command, parser in parsers.items():
         with pytest.raises(SystemExit) as exit_info:
             main([*command, "--help"])
         assert exit_info.value.code == 0
         assert "usage: percept" in capsys.readouterr().out
+        for action in parser._actions:  # an option, or a positional that may be left out, with a default
+            default = action.default
+            if default is None or default is False or default == [] or default == argparse.SUPPRESS:
+                continue
+            if not action.option_strings and action.nargs not in ("?", "*"):
+                continue
+            shown = parser._get_formatter()._expand_help(action)
+            assert "default" in shown, (command, action.option_strings or action.dest, shown)
+
+    # What the auditor found: a default of None that means something, and a level with no choices
+    def help_of(*command: str) -> str:
+        return " ".join(parsers[command].format_help().split())  # as one line, however it wraps
+
+    assert "(default: until stopped)" in help_of("launch")
+    assert "{DEBUG,INFO,WARNING,ERROR,CRITICAL}" in help_of("run")
+    assert "(default 0: forever)" in help_of("topic", "pub")
 
 
 def test_an_unknown_option_gets_the_usage_of_its_subcommand(capsys):
