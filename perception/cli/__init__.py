@@ -92,8 +92,8 @@ def _main(argv: Sequence[str] | None) -> int:
     # `percept launch FILE --duration 5 rate:=10`: launch arguments may follow options.
     if getattr(args, "verb", None) == "launch" and all(":=" in item for item in extra):
         args.arguments += extra
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    elif extra:  # with the usage of the command that was parsed (`percept topic list`), not percept's own
+        _parser_of(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     # SIGTERM (a CI timeout, `kill`) ends a command as Ctrl-C does, through its cleanup: a benchmark
     # stops the processes it started. Commands that stop gracefully install their own handler.
     signal.signal(signal.SIGTERM, _terminated)
@@ -106,6 +106,16 @@ def _main(argv: Sequence[str] | None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that the flush at exit does not fail again
         return 141
+
+
+def _parser_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The innermost subcommand's parser that `args` came through (`topic` then `list`)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = getattr(args, action.dest, None)
+            if chosen in action.choices:
+                return _parser_of(action.choices[chosen], args)
+    return parser
 
 
 def _terminated(signum: int, frame: object) -> None:

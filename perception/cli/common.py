@@ -85,8 +85,29 @@ def graph_node(name: str) -> dict[str, Any]:
     return nodes[full]
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """`--help` states every default: an option whose help does not say it gets `(default: X)`. Help text
+    worded by hand (`default 0: forever`, `default: until stopped`) is left as it is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        # Nothing to state: no default, a flag left off, an empty list (`in (None, False, [])` would take 0).
+        nothing = default is None or default is False or default == [] or default is argparse.SUPPRESS
+        if "default" in text.lower() or nothing:
+            return action.help
+        if not action.option_strings and action.nargs not in ("?", "*"):
+            return action.help  # a required positional: its default is never used
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
 class SuggestingParser(argparse.ArgumentParser):
-    """An argparse parser whose "invalid choice" error suggests the closest verb (Python 3.11's does not)."""
+    """An argparse parser whose "invalid choice" error suggests the closest verb (Python 3.11's does not),
+    and whose help states every default (DefaultsFormatter)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> Any:
         import re

@@ -11,7 +11,7 @@ from typing import Any
 from perception.cli.common import did_you_mean, non_negative_float, positive_float
 from perception.errors import PerceptError
 from perception.runtime import launch_file, runner
-from perception.runtime.registry import Registry, registry_address
+from perception.runtime.registry import DEFAULT_ADDRESS, Registry, registry_address
 from perception.runtime.stopping import stop_signals_call
 
 
@@ -23,7 +23,9 @@ def register(verbs: Any) -> None:
         "--show-args", action="store_true", help="list the file's arguments with defaults, and exit"
     )
     p.add_argument("arguments", nargs="*", metavar="NAME:=VALUE", help="launch arguments")
-    p.add_argument("--duration", type=positive_float, help="stop after this many seconds")
+    p.add_argument(
+        "--duration", type=positive_float, help="stop after this many seconds (default: until stopped)"
+    )
     p.add_argument(
         "--status-period",
         type=non_negative_float,
@@ -49,7 +51,9 @@ def register(verbs: Any) -> None:
 
     p = verbs.add_parser("registry", help="Run the registry (the launcher starts one when none runs).")
     p.add_argument(
-        "--address", default=None, help="ZeroMQ endpoint (default: $PERCEPT_REGISTRY or %(default)s)"
+        "--address",
+        default=None,
+        help=f"ZeroMQ endpoint (default: $PERCEPT_REGISTRY, else {DEFAULT_ADDRESS})",
     )
     p.set_defaults(func=_registry)
 

@@ -1,4 +1,4 @@
-"""percept param list | get | set | dump | load"""
+"""percept param list | get | describe | set | dump | load"""
 
 from __future__ import annotations
 
@@ -8,24 +8,28 @@ from typing import Any
 
 import yaml
 
-from perception.cli.common import graph_node, yaml_argument
+from perception.cli.common import graph_node, positive_float, yaml_argument
 from perception.errors import PerceptError
 from perception.msgs import GetParameters, ParameterValues, Result, SetParameters
-from perception.runtime.graph import tool_node
-from perception.runtime.params import read_parameter_file
+from perception.runtime.graph import graph_nodes, tool_node
+from perception.runtime.params import read_parameter_file, unknown_parameter
 
 
 def register(verbs: Any) -> None:
     param = verbs.add_parser("param", help="Read and change node parameters.").add_subparsers(
         dest="action", required=True
     )
-    p = param.add_parser("list", help="List a node's parameters with values and types.")
-    p.add_argument("node")
+    p = param.add_parser("list", help="List a node's parameters with values and types (every node's).")
+    p.add_argument("node", nargs="?", help="the node (default: every node, as ros2 param list)")
     p.set_defaults(func=_list)
     p = param.add_parser("get", help="Print a parameter's value.")
     p.add_argument("node")
     p.add_argument("name")
     p.set_defaults(func=_get)
+    p = param.add_parser("describe", help="Print a parameter's type, value and description (with its range).")
+    p.add_argument("node")
+    p.add_argument("name")
+    p.set_defaults(func=_describe)
     p = param.add_parser("set", help="Set a parameter (value parsed as YAML).")
     p.add_argument("node")
     p.add_argument("name")
@@ -41,7 +45,12 @@ def register(verbs: Any) -> None:
     p.add_argument("file", type=Path)
     p.set_defaults(func=_load)
     for sub in param.choices.values():
-        sub.add_argument("--timeout", type=float, default=3.0)
+        sub.add_argument(
+            "--timeout",
+            type=positive_float,
+            default=3.0,
+            help="seconds to wait for the node's answer (default 3)",
+        )
 
 
 def _known_node(name: str) -> str:
@@ -57,17 +66,56 @@ def _values(node_name: str, names: list[str], timeout: float) -> ParameterValues
 
 
 def _list(args: argparse.Namespace) -> int:
-    reply = _values(_known_node(args.node), [], args.timeout)
+    if args.node is not None:
+        _print_parameters(_values(_known_node(args.node), [], args.timeout))
+        return 0
+    # Every node's, a heading each; one that does not answer is the error, after the others are listed.
+    failures = []
+    for entry in graph_nodes():
+        if not any(s["name"] == f"{entry['name']}/get_parameters" for s in entry["services"]):
+            continue
+        try:
+            reply = _values(entry["name"], [], args.timeout)
+        except PerceptError as exc:
+            failures.append(str(exc))
+            continue
+        print(f"{entry['name']}:")
+        _print_parameters(reply, indent="  ")
+    if failures:
+        raise PerceptError("; ".join(failures))
+    return 0
+
+
+def _print_parameters(reply: ParameterValues, indent: str = "") -> None:
     for name in sorted(reply.values):
         description = f"  # {reply.descriptions[name]}" if reply.descriptions.get(name) else ""
-        print(f"{name}: {reply.values[name]!r} ({reply.types[name]}){description}")
-    return 0
+        print(f"{indent}{name}: {reply.values[name]!r} ({reply.types[name]}){description}")
 
 
 def _get(args: argparse.Namespace) -> int:
-    reply = _values(_known_node(args.node), [args.name], args.timeout)
+    reply = _value(_known_node(args.node), args.name, args.timeout)
     print(f"{reply.types[args.name]} value is: {reply.values[args.name]!r}")
     return 0
+
+
+def _describe(args: argparse.Namespace) -> int:
+    """As `ros2 param describe`. Whether a parameter is read-only the get_parameters service does not say;
+    a range it gives inside the description."""
+    reply = _value(_known_node(args.node), args.name, args.timeout)
+    print(f"Parameter name: {args.name}")
+    print(f"  Type: {reply.types[args.name]}")
+    print(f"  Value: {reply.values[args.name]!r}")
+    print(f"  Description: {reply.descriptions.get(args.name) or '(none)'}")
+    return 0
+
+
+def _value(node_name: str, name: str, timeout: float) -> ParameterValues:
+    """The node's parameters, `name` among them. All are asked for, so that an unknown name is said as the
+    node says it, not as a service's failure (its name and the exception's class before the reason)."""
+    reply = _values(node_name, [], timeout)
+    if name not in reply.values:
+        raise unknown_parameter(node_name, name, list(reply.values))
+    return reply
 
 
 def _set(args: argparse.Namespace) -> int:
@@ -108,5 +156,6 @@ def _load(args: argparse.Namespace) -> int:
     if changed:
         _set_values(full, changed, args.timeout)
     kept = f" ({len(unchanged)} unchanged: {', '.join(unchanged)})" if unchanged else ""
-    print(f"Set {len(changed)} parameters on {full}{': ' if changed else ''}{', '.join(changed)}{kept}")
+    parameters = "parameter" if len(changed) == 1 else "parameters"
+    print(f"Set {len(changed)} {parameters} on {full}{': ' if changed else ''}{', '.join(changed)}{kept}")
     return 0

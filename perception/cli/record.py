@@ -51,7 +51,7 @@ def register(verbs: Any) -> None:
     p.add_argument("file", type=Path)
     p.add_argument("--rate", type=positive_float, default=1.0, help="speed factor (2: twice as fast)")
     p.add_argument("--loop", action="store_true", help="start again at the end")
-    p.add_argument("--topics", nargs="*", help="only these topics")
+    p.add_argument("--topics", nargs="*", help="only these topics (default: all)")
     p.add_argument(
         "--wait",
         type=non_negative_float,

@@ -21,7 +21,7 @@ def register(verbs: Any) -> None:
         "--kill-every",
         type=positive_float,
         metavar="SECONDS",
-        help="kill -9 a node that respawns (in turn, then the registry) this often, and time the healing",
+        help="kill -9 a node that respawns (in turn, then the registry) this often, and time the healing (default: never)",
     )
     p.add_argument(
         "--plot", type=output_file, metavar="PNG", help="memory and rates over time (the bench extra)"

@@ -20,6 +20,7 @@ from perception.cli.common import (
     format_value,
     message_fields,
     non_negative_float,
+    non_negative_int,
     positive_float,
     yaml_argument,
 )
@@ -36,6 +37,9 @@ def register(verbs: Any) -> None:
     )
     p = topic.add_parser("list", help="List topics with their types.")
     p.add_argument("-v", "--verbose", action="store_true", help="show publisher and subscriber counts")
+    p.add_argument(  # `ros2 topic list -t` by habit
+        "-t", "--show-types", action="store_true", help="accepted as ros2 has it; the types are always shown"
+    )
     p.set_defaults(func=_list)
 
     p = topic.add_parser("info", help="A topic's type, publishers and subscribers (with QoS and addresses).")
@@ -54,8 +58,18 @@ def register(verbs: Any) -> None:
     p = topic.add_parser("echo", help="Print messages from a topic.")
     p.add_argument("topic")
     p.add_argument("--once", action="store_true", help="print one message and exit")
-    p.add_argument("--count", type=int, default=0, help="exit after this many messages")
-    p.add_argument("--timeout", type=float, default=0.0, help="exit with an error if nothing arrives in time")
+    p.add_argument(
+        "--count",
+        type=non_negative_int,
+        default=0,
+        help="exit after this many messages (default 0: no limit)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=non_negative_float,
+        default=0.0,
+        help="seconds: exit with an error if nothing arrives in time (default 0: no limit)",
+    )
     p.add_argument("--full", action="store_true", help="print whole arrays (2-D ones a row a line)")
     p.add_argument("--field", help="print only this field, e.g. header.stamp or xyxy")
     p.add_argument(
@@ -65,12 +79,12 @@ def register(verbs: Any) -> None:
 
     p = topic.add_parser("hz", help="Print the rate of a topic.")
     p.add_argument("topic")
-    p.add_argument("--window", type=int, default=100, help="messages in the rate window")
+    p.add_argument("--window", type=int, default=100, help="messages in the rate window (default 100)")
     p.add_argument(
         "--duration",
         type=non_negative_float,
         default=0.0,
-        help="exit after this many seconds (exit code 1 if no message came)",
+        help="exit after this many seconds, with exit code 1 if no message came (default 0: until stopped)",
     )
     p.add_argument(
         "--wait", action="store_true", help="wait for a publisher where nobody publishes the topic"
@@ -79,12 +93,12 @@ def register(verbs: Any) -> None:
 
     p = topic.add_parser("bw", help="Print the bandwidth of a topic.")
     p.add_argument("topic")
-    p.add_argument("--window", type=int, default=100, help="messages in the window")
+    p.add_argument("--window", type=int, default=100, help="messages in the window (default 100)")
     p.add_argument(
         "--duration",
         type=non_negative_float,
         default=0.0,
-        help="exit after this many seconds (exit code 1 if no message came)",
+        help="exit after this many seconds, with exit code 1 if no message came (default 0: until stopped)",
     )
     p.add_argument(
         "--wait", action="store_true", help="wait for a publisher where nobody publishes the topic"
@@ -94,11 +108,26 @@ def register(verbs: Any) -> None:
     p = topic.add_parser("pub", help="Publish a message built from YAML.")
     p.add_argument("topic")
     p.add_argument("type", help="message type, e.g. percept/String")
-    p.add_argument("values", nargs="?", default="{}", help="fields as YAML, e.g. '{data: hello}'")
-    p.add_argument("--rate", type=positive_float, default=1.0, help="messages per second")
-    p.add_argument("--times", type=int, default=0, help="publish this many messages and exit (0: forever)")
+    p.add_argument(
+        "values",
+        nargs="?",
+        default="{}",
+        help="fields as YAML, e.g. '{data: hello}' (default {}: the type's defaults)",
+    )
+    p.add_argument("--rate", type=positive_float, default=1.0, help="messages per second (default 1)")
+    p.add_argument(
+        "--times",
+        type=non_negative_int,
+        default=0,
+        help="publish this many messages and exit (default 0: forever)",
+    )
     p.add_argument("--once", action="store_true", help="publish one message and exit")
-    p.add_argument("--wait", type=float, default=2.0, help="seconds to wait for a subscriber first")
+    p.add_argument(
+        "--wait",
+        type=non_negative_float,
+        default=2.0,
+        help="seconds to wait for a subscriber first (default 2; 0: none)",
+    )
     p.set_defaults(func=_pub)
 
 
@@ -252,19 +281,36 @@ def _echo(args: argparse.Namespace) -> int:
 def _pick(msg: Any, path: str) -> Any:
     """A field of a message by a dotted path (`header.stamp`); an unknown one names the fields there."""
     value = msg
-    for part in path.split("."):
+    parts = path.split(".")
+    for depth, part in enumerate(parts):
         is_message = hasattr(value, "__dataclass_fields__")
-        fields = message_fields(value) if is_message else getattr(value, "fields", None) or {}
+        is_unknown_message = hasattr(value, "type_name") and hasattr(value, "fields")
+        fields = message_fields(value) if is_message else value.fields if is_unknown_message else {}
+        where = ".".join(parts[:depth])
+        if not (is_message or is_unknown_message):  # "(fields: )" would say nothing
+            raise PerceptError(
+                f"--field {path}: {where} is a value ({type(value).__name__} {_short(value)}), "
+                f"not a message with fields; found {part!r}"
+            )
+        if not fields:
+            kind = getattr(value, "TYPE_NAME", None) or getattr(value, "type_name", "")
+            raise PerceptError(
+                f"--field {path}: {f'{where} ({kind})' if where else kind} has no fields; found {part!r}"
+            )
         if part not in fields:
             raise PerceptError(
                 f"--field {path}: no field {part!r}{did_you_mean(part, list(fields))} (fields: {', '.join(fields)})"
             )
-        value = (
-            value.fields[part]
-            if hasattr(value, "type_name") and hasattr(value, "fields")
-            else getattr(value, part)
-        )
+        value = value.fields[part] if is_unknown_message else getattr(value, part)
     return value
+
+
+def _short(value: Any) -> str:
+    """A value as an error names it: an array by its shape, anything else by its text, cut short."""
+    if isinstance(value, np.ndarray):
+        return f"of shape {tuple(value.shape)}"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _watch(args: argparse.Namespace, report: Callable[[deque[tuple[float, int]]], str]) -> int:
@@ -276,6 +322,7 @@ def _watch(args: argparse.Namespace, report: Callable[[deque[tuple[float, int]]]
     window: deque[tuple[float, int]] = deque(maxlen=args.window)
     got = [0]
     shown = [0]  # messages counted at the last report: none since then means the topic went quiet
+    silent_ticks = [0]  # reports with nothing ever received
 
     def arrived(frames: Any) -> None:
         got[0] += 1
@@ -289,7 +336,9 @@ def _watch(args: argparse.Namespace, report: Callable[[deque[tuple[float, int]]]
         elif got[0]:
             print("no new messages", flush=True)
         else:  # nothing ever came: say why, not a bare "no new messages"
-            print(_silence(args.topic)[1], flush=True)
+            silent_ticks[0] += 1
+            if silent_ticks[0] > 1:  # the first second's silence _spin_until reports, or ends the command for
+                print(_silence(args.topic)[1], flush=True)
 
     with tool_node("watch") as node:
         node.create_subscription(None, args.topic, arrived, QoS(depth=RECEIVE_HWM), raw=True)
@@ -340,6 +389,8 @@ def build_message(type_name: str, values: Any) -> msgs.Message:
     if "header" in names and "header" not in fields:
         fields["header"] = msgs.Header.now()
     for name, value in list(fields.items()):
+        if not names:
+            raise MessageError(f"{name_of} has no fields, so takes no values; found {name!r}")
         if name not in names:
             raise MessageError(
                 f"{name_of} has no field {name!r}{did_you_mean(str(name), names)} (fields: {', '.join(names)})"
@@ -382,6 +433,9 @@ def _field_value(where: str, hint: Any, value: Any) -> Any:
 def _pub(args: argparse.Namespace) -> int:
     values = yaml_argument(args.values, "message") or {}
     cls = find(args.type)
+    # A mistyped field is named now, not after the wait for a subscriber; each message is built again
+    # when it is sent, so that its header is stamped then.
+    build_message(args.type, values)
     times = 1 if args.once else args.times
     with tool_node("pub") as node:
         publisher = node.create_publisher(cls, args.topic)

@@ -30,7 +30,10 @@ def register(verbs: Any) -> None:
         help="another name browsers reach this machine by (a DNS alias, a proxy); repeatable",
     )
     p.add_argument(
-        "--fps", type=positive_float, default=15.0, help="default frame rate of a stream in the page"
+        "--fps",
+        type=positive_float,
+        default=15.0,
+        help="frame rate of a stream in the page, until changed there (default 15)",
     )
     p.add_argument("--quality", type=int, default=80, help="JPEG quality of the streams (1-100)")
     p.add_argument("--duration", type=positive_float, help="stop after this many seconds (default: Ctrl-C)")

@@ -126,8 +126,12 @@ class Parameters:
         try:
             return self._params[name]
         except KeyError:
-            declared = ", ".join(self._params) or "none"
-            raise ParameterError(f"{self._owner} has no parameter {name!r} (declared: {declared})") from None
+            raise unknown_parameter(self._owner, name, list(self._params)) from None
+
+
+def unknown_parameter(owner: str, name: str, declared: list[str]) -> ParameterError:
+    """The error for a parameter `owner` does not declare (`percept param get` says it too)."""
+    return ParameterError(f"{owner} has no parameter {name!r} (declared: {', '.join(declared) or 'none'})")
 
 
 def _check_range(where: str, value: Any, param: Parameter) -> None:

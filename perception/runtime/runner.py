@@ -52,7 +52,13 @@ def add_override_arguments(parser: argparse.ArgumentParser) -> None:
         "the node's own section; repeatable, a later file wins, -p wins over all",
     )
     parser.add_argument("--params-json", help="parameters as one JSON object (used by the launcher)")
-    parser.add_argument("--log-level", default=os.environ.get("PERCEPT_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,  # logging's names, in either case
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        default=os.environ.get("PERCEPT_LOG_LEVEL", "INFO"),
+        help="what the node logs (default: $PERCEPT_LOG_LEVEL, else INFO)",
+    )
 
 
 def split_assignment(text: str, what: str) -> tuple[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shlex
@@ -93,7 +94,15 @@ def test_pub_reaches_echo(registry):
     assert out == "data: 'hello'\n---\ndata: 'hello'\n---\n"
 
 
-def test_param_get_set_list_and_service_call(graph):
+def test_pub_names_a_mistyped_field_before_waiting_for_a_subscriber(registry):
+    pub = percept("topic", "pub", "/chatter", "percept/String", "{dat: hi}", "--once", "--wait", "20")
+    assert pub.returncode == 1 and pub.stdout == ""  # no "no subscriber on /chatter after 20 s" first
+    assert (
+        pub.stderr == "percept: error: percept/String has no field 'dat'; did you mean data? (fields: data)\n"
+    )
+
+
+def test_param_get_set_list_and_service_call(graph, spawn):
     assert percept("param", "get", "/params", "rate").stdout.strip() == "float value is: 10.0"
     assert percept("param", "set", "/params", "count", "9").stdout.strip() == "Set parameter successful"
     assert "count: 9 (int)  # an int" in percept("param", "list", "/params").stdout
@@ -103,8 +112,28 @@ def test_param_get_set_list_and_service_call(graph):
         "percept: error: setting count on /params failed: parameter '/params.count': "
         "expected int, found str 'nine'"
     )
+    every = percept("param", "list").stdout  # no node: every node's, as `ros2 param list`
+    assert "/params:\n  count: 9 (int)  # an int\n" in every and "/services:\n  delay: 1.0 (float)\n" in every
+    assert percept("param", "describe", "/params", "rate").stdout == (
+        "Parameter name: rate\n  Type: float\n  Value: 10.0\n  Description: a float (0.1 to 1000)\n"
+    )
+    unknown = percept("param", "get", "/params", "rat")
+    assert unknown.returncode == 1 and unknown.stderr == (  # as `param set` says it, without the service
+        "percept: error: /params has no parameter 'rat' (declared: rate, count, label, enabled, size, device)\n"
+    )
     call = percept("service", "call", "/services/ok")
     assert "response:\n  success: True\n  message: 'ok'" in call.stdout
+    assert percept("service", "type", "/services/ok").stdout == "percept/Trigger -> percept/Result\n"
+    typo = percept("service", "call", "/services/okk")
+    assert typo.returncode == 1 and typo.stderr.strip() == (  # not a list of every service
+        "percept: error: no service /services/okk in the graph; did you mean /services/ok or /services/slow? "
+        "(percept service list)"
+    )
+    # A tool's hidden services (the launcher's) are neither listed nor suggested, as `service list` hides them.
+    spawn("--name", "_params", node="Params")
+    wait_for(lambda: "/_params" in percept("node", "list", "-a").stdout, what="the hidden node")
+    hidden = percept("service", "call", "/params/get_parameter")
+    assert "did you mean /params/get_parameters" in hidden.stderr and "_params" not in hidden.stderr
 
 
 def test_topic_info_type_find_and_echo_of_one_field(graph):
@@ -127,6 +156,13 @@ def test_topic_info_type_find_and_echo_of_one_field(graph):
         "--field header.stmp: no field 'stmp'; did you mean stamp? (fields: stamp, frame_id, seq)"
         in wrong.stderr
     )
+    value = percept("topic", "echo", "/frames", "--once", "--field", "header.stamp.x", "--timeout", "20")
+    assert value.returncode == 1  # it said "no field 'x' (fields: )"
+    assert re.fullmatch(
+        r"percept: error: --field header.stamp.x: header.stamp is a value \(int \d+\), not a message with "
+        r"fields; found 'x'\n",
+        value.stderr,
+    ), value.stderr
     typo = percept("topic", "info", "/frame")
     assert typo.returncode == 1 and typo.stderr.strip() == (
         "percept: error: no topic /frame in the graph; did you mean /frames? (percept topic list)"
@@ -145,7 +181,12 @@ def test_waiting_on_a_topic_nobody_publishes_says_so(graph):
     hz = percept("topic", "hz", "/framez", "--duration", "2.5")
     assert "nobody publishes /framez" in hz.stdout and "no new messages" not in hz.stdout
     assert hz.returncode == 1 and "no message on /framez within 2.5 s" in hz.stderr
-    assert percept("topic", "hz", "/framez").returncode == 1
+    once = percept("topic", "hz", "/framez")  # said once, as the error, not first on stdout too
+    assert once.returncode == 1 and once.stdout == ""
+    assert (
+        once.stderr
+        == "percept: error: nobody publishes /framez; did you mean /frames?; --wait waits for a publisher\n"
+    )
 
 
 def test_param_dump_and_load_and_an_unknown_node(graph, tmp_path):
@@ -160,6 +201,8 @@ def test_param_dump_and_load_and_an_unknown_node(graph, tmp_path):
     assert load.stdout == (
         "Set 2 parameters on /params: label, rate (4 unchanged: count, device, enabled, size)\n"
     )
+    changed.write_text("count: 4\n")
+    assert percept("param", "load", "/params", str(changed)).stdout == "Set 1 parameter on /params: count\n"
     changed.write_text("device: /dev/video2\n")
     fixed = percept("param", "load", "/params", str(changed))
     assert fixed.returncode == 1 and "device" in fixed.stderr and "read-only" in fixed.stderr, fixed.stderr
@@ -243,6 +286,7 @@ def test_topic_pub_values_are_checked_against_the_fields_they_fill():
     for type_name, values, message in (
         ("Strng", {}, "no message type 'Strng'; did you mean String?"),
         ("String", {"dat": "hi"}, "percept/String has no field 'dat'; did you mean data? (fields: data)"),
+        ("Trigger", {"x": 1}, "percept/Trigger has no fields, so takes no values; found 'x'"),  # "(fields: )"
         ("String", {"data": 5}, 'percept/String.data: expected text (in quotes: "5"), found int 5'),
         ("Pose", {"position": "abc"}, "percept/Pose.position: expected a list of 3 numbers, found str 'abc'"),
         (
@@ -313,21 +357,54 @@ def test_train_reads_an_input_size_as_height_by_width():
 
 
 def _verbs(parser, prefix=()):
+    """Every command and subcommand: (words, its parser)."""
     for action in parser._actions:
         if action.__class__.__name__ == "_SubParsersAction":
             for name, sub in action.choices.items():
-                yield (*prefix, name)
+                yield (*prefix, name), sub
                 yield from _verbs(sub, (*prefix, name))
 
 
-def test_every_command_has_help(capsys):
-    commands = list(_verbs(build_parser()))
-    assert ("topic", "echo") in commands and ("bench", "bus") in commands and ("param", "set") in commands
-    for command in commands:
+def test_every_command_has_help_that_states_every_default(capsys):
+    parsers = dict(_verbs(build_parser()))
+    assert ("topic", "echo") in parsers and ("bench", "bus") in parsers and ("param", "set") in parsers
+    for command, parser in parsers.items():
         with pytest.raises(SystemExit) as exit_info:
             main([*command, "--help"])
         assert exit_info.value.code == 0
         assert "usage: percept" in capsys.readouterr().out
+        for action in parser._actions:  # an option, or a positional that may be left out, with a default
+            default = action.default
+            if default is None or default is False or default == [] or default == argparse.SUPPRESS:
+                continue
+            if not action.option_strings and action.nargs not in ("?", "*"):
+                continue
+            shown = parser._get_formatter()._expand_help(action)
+            assert "default" in shown, (command, action.option_strings or action.dest, shown)
+
+    # What the auditor found: a default of None that means something, and a level with no choices
+    def help_of(*command: str) -> str:
+        return " ".join(parsers[command].format_help().split())  # as one line, however it wraps
+
+    assert "(default: until stopped)" in help_of("launch")
+    assert "{DEBUG,INFO,WARNING,ERROR,CRITICAL}" in help_of("run")
+    assert "(default 0: forever)" in help_of("topic", "pub")
+
+
+def test_an_unknown_option_gets_the_usage_of_its_subcommand(capsys):
+    """ROS 2 habits (`ros2 node list -c`) printed percept's top-level usage, which names no option."""
+    for command, usage in (
+        (["node", "list", "-c"], "usage: percept node list [-h] [-a]\n"),
+        (["bench", "bus", "--nope"], "usage: percept bench bus [-h] "),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(command)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.startswith(usage), err
+        prog = " ".join(command[:2])
+        assert err.endswith(f"percept {prog}: error: unrecognized arguments: {command[2]}\n"), err
+    # `ros2 topic list -t` shows the types; ours always does, and takes the flag
+    assert build_parser().parse_args(["topic", "list", "-t"]).show_types
 
 
 def test_the_readme_node_runs(registry, spawn, context):

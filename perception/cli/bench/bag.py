@@ -14,7 +14,7 @@ def register(bench: Any) -> argparse.ArgumentParser:
         "bag", help="Recording sizes of the demo's camera: ours, the mcap writer's zstd, and before."
     )
     p.add_argument("--frames", type=positive_int, default=100, help="frames at 10 Hz (100: the demo's 10 s)")
-    p.add_argument("--seed", type=seed_arg, default=0, help="tabletop scene seed (the demo's default is 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="tabletop scene seed (default 0, the demo's)")
     p.set_defaults(func=_run)
     return p
 

@@ -23,7 +23,9 @@ def register(bench: Any) -> argparse.ArgumentParser:
         help="pools to compare: this process (rendering with Mesa's own threads), N local worker processes "
         "(one render thread each), Dask LocalClusters (local:N) or cluster addresses",
     )
-    p.add_argument("--frames", type=int, help="render only the first N frames of each variation")
+    p.add_argument(
+        "--frames", type=int, help="render only the first N frames of each variation (default: all)"
+    )
     p.set_defaults(func=_run)
     return p
 
