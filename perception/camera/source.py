@@ -17,13 +17,22 @@ slower than time. At its end the file starts again with `loop`, or else the sour
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 MAX_FILE_FPS = 1000.0  # a video file claiming more is read as fast as it is asked for (a broken header)
+# How long opening a source or reading a frame may take before it counts as failed: FFmpeg's own
+# default is 30 s, during which a stream that accepted the connection and says nothing held the node
+# (no stats, deaf to Ctrl-C). An RTSP camera may take a few seconds to set up its stream (opened in a
+# thread of its own); a live camera that delivers no frame for 2 s has stalled (a read blocks the node).
+OPEN_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -35,6 +44,7 @@ class SourceStatus:
     last_error: str = ""
     skipped: int = 0  # a video file's frames passed over to keep up with time
     ended: bool = False  # a video file that reached its end without `loop`: no more frames
+    cut_short: bool = False  # a video file that ended before the frame count its header gives
 
 
 def video_backends() -> dict[str, bool]:
@@ -52,13 +62,60 @@ def video_backends() -> dict[str, bool]:
 
 def check(spec: str) -> None:
     """Refuse at once a source this OpenCV can never open (rather than retrying it forever): a GStreamer
-    pipeline where OpenCV has no GStreamer (the PyPI wheels have none)."""
-    if describe(spec)[1] == cv2.CAP_GSTREAMER and not video_backends().get("GStreamer", False):
+    pipeline where OpenCV has no GStreamer (the PyPI wheels have none), and a file that is missing, a
+    folder, or not a video OpenCV reads. A device or a URL may come later (plugged in, a stream
+    started), so those are retried."""
+    target, backend = describe(spec)
+    if backend == cv2.CAP_GSTREAMER and not video_backends().get("GStreamer", False):
         raise ValueError(
             f"source {spec!r} is a GStreamer pipeline, but this OpenCV ({cv2.__version__}) was built without "
             "GStreamer; install one built with it (Debian's python3-opencv, or opencv-python built with "
             "ENABLE_GSTREAMER), or give a device, file or URL (FFmpeg reads RTSP and HTTP)"
         )
+    if not is_file(spec):
+        return
+    path = Path(spec)
+    if "%" in path.name:  # an image sequence, frame_%04d.png: its folder must be there
+        if not path.parent.is_dir():
+            raise ValueError(
+                f"source {spec!r}: an image sequence in a folder that does not exist ({path.parent})"
+            )
+        return
+    if path.is_dir():
+        names = sorted(p.name for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        example = (
+            f"{spec.rstrip('/')}/{_pattern(names[0])}" if names else f"{spec.rstrip('/')}/frame_%04d.png"
+        )
+        raise ValueError(
+            f"source {spec!r}: expected a video file, found a folder; give its images as a numbered "
+            f"sequence such as {example} (OpenCV's pattern)"
+        )
+    if not path.exists():
+        raise ValueError(f"source {spec!r}: no such file")
+    capture = cv2.VideoCapture(str(target), backend)
+    try:
+        if not capture.isOpened() or not capture.grab():
+            raise ValueError(
+                f"source {spec!r}: expected a video or image file OpenCV can read, found "
+                f"{path.stat().st_size:,} bytes it cannot (OpenCV {cv2.__version__}; back-ends: "
+                f"{', '.join(name for name, on in video_backends().items() if on)})"
+            )
+    finally:
+        capture.release()
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+
+
+def _pattern(name: str) -> str:
+    """OpenCV's numbered pattern for a file name such as frame_0001.png: frame_%04d.png."""
+    match = re.search(r"(\d+)(?=\.[^.]+$)", name)
+    return name if match is None else f"{name[: match.start()]}%0{len(match.group(1))}d{name[match.end() :]}"
+
+
+def is_file(spec: str) -> bool:
+    """A source that names a file (or an image sequence), not a device, a URL or a pipeline."""
+    return not (spec.isdigit() or "!" in spec or "://" in spec or spec.startswith("/dev/"))
 
 
 def describe(spec: str) -> tuple[str | int, int]:
@@ -96,6 +153,8 @@ class FrameSource:
         self._file_fps = 0.0
         self._started_at: float | None = None
         self._position = 0
+        self._frame_count = 0  # as the file's header gives it
+        self._opening: _Opening | None = None  # a stream's or device's open under way
 
     def due_in(self, now: float | None = None) -> float:
         """Seconds until a video file's next frame is due at the file's frame rate; 0 for a live source
@@ -117,10 +176,18 @@ class FrameSource:
             # A file at its end: open it again rather than seek, so a file that was replaced or removed
             # meanwhile is noticed (an open descriptor would keep reading the old one forever).
             self.close()
+            ending = f"source {self.spec!r} ended after {self._position} frames"
+            # A header's count may be off by a frame or two (a container's rounding); more is a file
+            # cut short or unreadable beyond a point: said, not taken for its end.
+            if self._position < self._frame_count - 2:
+                self.status.cut_short = True
+                ending += f" of the {self._frame_count} its header gives: cut short or unreadable from there"
             if not self.loop:
                 self.status.ended = True
-                self.status.last_error = f"source {self.spec!r} ended after {self._position} frames"
+                self.status.last_error = ending
                 return None
+            if self.status.cut_short:
+                self.status.last_error = ending
             if not self._open(now, reopening=True):
                 return None
             self._started_at = now
@@ -149,16 +216,27 @@ class FrameSource:
         if self._capture is not None:
             self._capture.release()
             self._capture = None
+        if self._opening is not None:
+            self._opening.abandon()
+            self._opening = None
         self.status.connected = False
 
     def _open(self, now: float, reopening: bool = False) -> bool:
         if now < self._retry_at:
             return False
-        target, backend = describe(self.spec)
-        capture = cv2.VideoCapture(target, backend)
+        if is_file(self.spec):  # a file opens at once
+            capture = _capture(self.spec)
+        else:  # a stream or a device may take seconds: opened aside, so the node goes on meanwhile
+            if self._opening is None:
+                self._opening = _Opening(self.spec)
+            if not self._opening.done.is_set():
+                return False
+            opened, self._opening = self._opening.capture, None
+            assert opened is not None  # set before done
+            capture = opened
         if not capture.isOpened():
             capture.release()
-            self._fail(now, f"source {self.spec!r} did not open")
+            self._fail(now, f"source {self.spec!r} did not open{_why_not(self.spec)}")
             return False
         if self.width and self.height:
             capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
@@ -166,7 +244,8 @@ class FrameSource:
         if self.fps:
             capture.set(cv2.CAP_PROP_FPS, self.fps)
         # A source of known length is a file: it plays at the rate it was recorded at, if it says one.
-        self._is_file = capture.get(cv2.CAP_PROP_FRAME_COUNT) > 0
+        self._frame_count = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
+        self._is_file = self._frame_count > 0
         rate = capture.get(cv2.CAP_PROP_FPS) if self._is_file else 0.0
         self._file_fps = rate if 0 < rate <= MAX_FILE_FPS else 0.0
         self._started_at, self._position = None, 0
@@ -182,3 +261,47 @@ class FrameSource:
         self.status.last_error = reason
         self._retry_at = now + self._backoff
         self._backoff = min(self._backoff * 2, self.max_backoff_s)
+
+
+def _why_not(spec: str) -> str:
+    """What can be said of a source that did not open, beyond OpenCV's silence."""
+    if spec.isdigit() or spec.startswith("/dev/"):
+        devices = sorted(str(p) for p in Path("/dev").glob("video*"))
+        return f" (video devices here: {', '.join(devices) or 'none'})"
+    if "://" in spec:
+        return f" (refused, or no answer within {OPEN_TIMEOUT_S:g} s)"
+    return ""
+
+
+def _capture(spec: str) -> cv2.VideoCapture:
+    """A capture whose open and reads give up in time (FFmpeg and V4L2 honour these)."""
+    target, backend = describe(spec)
+    timeouts = [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+        int(OPEN_TIMEOUT_S * 1000),
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+        int(READ_TIMEOUT_S * 1000),
+    ]
+    return cv2.VideoCapture(target, backend, timeouts)
+
+
+class _Opening:
+    """A capture being opened in a thread of its own (a stream's server may take up to OPEN_TIMEOUT_S
+    to answer, or never answer): the node's thread keeps its stats and its Ctrl-C meanwhile."""
+
+    def __init__(self, spec: str) -> None:
+        self.capture: cv2.VideoCapture | None = None
+        self.done = threading.Event()
+        self._abandoned = False
+        threading.Thread(target=self._run, args=(spec,), name="camera-open", daemon=True).start()
+
+    def _run(self, spec: str) -> None:
+        self.capture = _capture(spec)
+        self.done.set()
+        if self._abandoned:  # closed while it opened: nobody will take it
+            self.capture.release()
+
+    def abandon(self) -> None:
+        self._abandoned = True
+        if self.done.is_set() and self.capture is not None:
+            self.capture.release()

@@ -10,6 +10,7 @@ its end it starts again with `loop`, or else the node finishes (and a launch tha
 
 from __future__ import annotations
 
+import logging
 import time
 
 import cv2
@@ -17,6 +18,8 @@ import numpy as np
 
 from perception import Node, run
 from perception.camera import Calibration, FrameSource, load_calibration
+from perception.camera.calibration import CalibrationError
+from perception.camera.source import is_file
 from perception.msgs import CameraInfo, CameraStats, Header, Image
 from perception.nodes.camera_pose import declare_camera_pose
 
@@ -47,11 +50,29 @@ class CameraNode(Node):
             fps=rate,
             loop=self.declare_parameter("loop", False, "start a video file again at its end", read_only=True),
         )
-        path = self.declare_parameter("calibration", "", "ROS camera_calibration YAML file", read_only=True)
+        self.wait_s = self.declare_parameter(
+            "wait_for_subscriber",
+            5.0,
+            "a video file's first frame waits this long at most for a subscriber to the image "
+            "(0: not at all), so a graph's detector starting beside it misses none",
+            read_only=True,
+            range=(0.0, 3600.0),
+        )
+        path = self.declare_parameter(
+            "calibration", "", "ROS camera_calibration YAML file (also OpenCV's or Kalibr's)", read_only=True
+        )
         self.calibration: Calibration | None = load_calibration(path) if path else None
+        if self.calibration is not None:
+            self.log.info(
+                "calibration %s: %dx%d, %s", path, self.calibration.width, self.calibration.height,
+                self.calibration.distortion_model,
+            )  # fmt: skip
         self.undistort = self.declare_parameter(
             "undistort", False, "publish undistorted images", read_only=True
         )
+        if self.undistort and self.calibration is None:
+            self.log.warning("undistort:=true needs a calibration file: frames are published as they come")
+        self.requested = (width, height)
         self.frame_id = self.declare_parameter("frame_id", "camera", "frame id in headers", read_only=True)
         self.pose = declare_camera_pose(self)
         self.image_pub = self.create_publisher(Image, "camera/image")
@@ -60,6 +81,9 @@ class CameraNode(Node):
         self._maps: tuple[np.ndarray, np.ndarray] | None = None
         self._window = (time.monotonic(), 0)
         self._warned = ""
+        self._started = time.monotonic()
+        self._size_checked = False
+        self._said_cut_short = False
         self.seq = 0
         self.create_timer(1.0 / rate, self.tick)
         self.create_timer(1.0, self.publish_stats)
@@ -68,11 +92,14 @@ class CameraNode(Node):
         now = time.monotonic()
         if self.source.due_in(now) > 0:  # a video file, ahead of its frame rate
             return
+        if self._waiting_for_subscriber(now):
+            return
         frame = self.source.read(now)
         if frame is None:
             error = self.source.status.last_error
             if self.source.status.ended:
-                self.log.info("%s; the camera stops (loop:=true plays it again)", error)
+                level = logging.WARNING if self.source.status.cut_short else logging.INFO
+                self.log.log(level, "%s; the camera stops (loop:=true plays it again)", error)
                 self.publish_stats()
                 self.request_shutdown()
                 return
@@ -81,9 +108,17 @@ class CameraNode(Node):
                 self._warned = error
             return
         self._warned = ""
+        if self.source.status.cut_short and not self._said_cut_short:  # looped: said once
+            self._said_cut_short = True
+            self.log.warning("%s; playing it from the start again", self.source.status.last_error)
         stamp = time.time_ns()
         height, width = frame.shape[:2]
-        calibration = self._calibration(width, height)
+        self._check_size(width, height)
+        try:
+            calibration = self._calibration(width, height)
+        except CalibrationError as exc:  # intrinsics no scaling gives: wrong poses downstream, so stop
+            self.log.error("%s", exc)
+            raise SystemExit(1) from None
         if self.undistort and np.any(calibration.D):
             frame = self._undistorted(frame, calibration)
         header = Header(stamp=stamp, frame_id=self.frame_id, seq=self.seq)
@@ -91,7 +126,9 @@ class CameraNode(Node):
         self.image_pub.publish(
             Image(header=header, data=cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), encoding="rgb8")
         )
+        # Undistorted frames are a pinhole's: no distortion, whatever model the calibration had.
         distortion = np.zeros(5) if self.undistort else calibration.D
+        model = "plumb_bob" if self.undistort else calibration.distortion_model
         self.info_pub.publish(
             CameraInfo(
                 header=header,
@@ -99,10 +136,29 @@ class CameraNode(Node):
                 height=height,
                 K=calibration.K,
                 D=distortion,
-                distortion_model=calibration.distortion_model,
+                distortion_model=model,
                 pose=self.pose,
             )
         )
+
+    def _waiting_for_subscriber(self, now: float) -> bool:
+        """A video file's first frame waits (at most `wait_for_subscriber` s) for somebody to take it: a
+        file is played once, and frames published before the graph's detector joined are lost to it."""
+        if self.seq or not self.wait_s or not is_file(self.source_spec):
+            return False
+        return not (self.image_pub.subscriber_count or now - self._started >= self.wait_s)
+
+    def _check_size(self, width: int, height: int) -> None:
+        """A driver that cannot deliver the mode asked for substitutes another without a word: say so."""
+        if self._size_checked:
+            return
+        self._size_checked = True
+        asked_width, asked_height = self.requested
+        if (asked_width and asked_width != width) or (asked_height and asked_height != height):
+            self.log.warning(
+                "asked for %sx%s, the source delivers %dx%d",
+                asked_width or "any", asked_height or "any", width, height,
+            )  # fmt: skip
 
     def _calibration(self, width: int, height: int) -> Calibration:
         if self.calibration is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -52,9 +54,11 @@ def test_a_video_file_keeps_its_own_pace_and_ends_without_loop(tmp_path):
     assert source.status.frames == 2 and source.status.skipped == 8
 
 
-def test_a_missing_source_is_retried_with_backoff_and_comes_back(tmp_path):
+def test_a_source_that_goes_away_is_retried_with_backoff_and_comes_back(tmp_path):
     path = tmp_path / "clip.avi"
-    source = FrameSource(str(path), min_backoff_s=1.0, max_backoff_s=4.0)
+    source = FrameSource(write_video(path, frames=2), loop=True, min_backoff_s=1.0, max_backoff_s=4.0)
+    assert source.read(now=0.0) is not None and source.read(now=0.0) is not None
+    path.unlink()  # gone while it plays (a recording moved away, a device unplugged)
     assert source.read(now=0.0) is None and source.status.failures == 1
     assert "did not open" in source.status.last_error and not source.status.connected
     assert source.read(now=0.5) is None and source.status.failures == 1  # waiting: no retry yet
@@ -62,6 +66,81 @@ def test_a_missing_source_is_retried_with_backoff_and_comes_back(tmp_path):
     write_video(path)
     assert source.read(now=2.9) is None  # still waiting
     assert source.read(now=3.0) is not None and source.status.connected
+
+
+def test_the_camera_node_says_what_it_was_not_given_and_stops_on_intrinsics_it_cannot_fit(tmp_path, registry):
+    from conftest import percept
+
+    video = write_video(tmp_path / "clip.avi", frames=40)  # 160 x 120, 4:3
+    wide = tmp_path / "wide.yaml"
+    wide.write_text(CALIBRATION.replace("image_width: 160", "image_width: 320"))  # 320 x 120: 8:3
+    result = percept(
+        "run", "camera", "-p", f"source:={video}", "-p", f"calibration:={wide}", "-p", "width:=100",
+        "-p", "height:=100", "-p", "wait_for_subscriber:=0", timeout=60,
+    )  # fmt: skip
+    output = result.stderr
+    assert result.returncode == 1, output
+    assert "asked for 100x100, the source delivers 160x120" in output
+    assert f"calibration {wide} is for 320x120, the source delivers 160x120, another aspect ratio" in output
+
+
+def test_a_stream_that_never_answers_keeps_no_one_waiting(tmp_path):
+    """A server that takes the connection and says nothing: FFmpeg waited 30 s by default, holding the
+    node's thread (no stats, deaf to Ctrl-C). The open runs aside and gives up after 5 s."""
+    import socket
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    source = FrameSource(f"http://127.0.0.1:{server.getsockname()[1]}/stream.mjpg")
+    try:
+        started = time.monotonic()
+        while source.status.failures == 0 and time.monotonic() - started < 20:
+            began = time.monotonic()
+            assert source.read() is None
+            assert time.monotonic() - began < 0.5  # the caller is never held
+            time.sleep(0.05)
+        assert 4 < time.monotonic() - started < 12
+        assert source.status.last_error.endswith("did not open (refused, or no answer within 5 s)")
+    finally:
+        source.close()
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("typo.avi", "source '{path}': no such file"),
+        ("garbage.avi", "source '{path}': expected a video or image file OpenCV can read, found 5,000 bytes"),
+        ("shots", "source '{path}': expected a video file, found a folder; give its images as a numbered "
+         "sequence such as {path}/frame_%03d.png"),
+        ("nowhere/frame_%04d.png", "source '{path}': an image sequence in a folder that does not exist"),
+    ],
+)  # fmt: skip
+def test_a_file_source_that_can_never_be_read_is_refused_at_once(tmp_path, name, message):
+    """Retrying is for devices and streams, which come back; a mistyped path or a file that is not a
+    video never will, and a node retrying it forever looks like one waiting for a camera."""
+    import cv2
+
+    (tmp_path / "garbage.avi").write_bytes(bytes(range(250)) * 20)
+    (tmp_path / "shots").mkdir()
+    cv2.imwrite(str(tmp_path / "shots" / "frame_007.png"), np.zeros((8, 8, 3), np.uint8))
+    path = str(tmp_path / name)
+    with pytest.raises(ValueError) as error:
+        FrameSource(path)
+    assert str(error.value).startswith(message.format(path=path)), str(error.value)
+
+
+def test_a_video_cut_short_says_so_at_its_end(tmp_path):
+    path = tmp_path / "clip.avi"
+    data = Path(write_video(path, frames=40)).read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # the header still says 40
+    source = FrameSource(str(path))
+    while source.read(now=0.0) is not None:
+        pass
+    assert source.status.ended and source.status.cut_short
+    assert " of the 40 its header gives: cut short or unreadable from there" in source.status.last_error
 
 
 def test_calibration_files_in_the_ros_format(tmp_path):
@@ -93,7 +172,21 @@ def test_calibration_files_in_the_ros_format(tmp_path):
             "distortion_model: expected one of plumb_bob, rational_polynomial, equidistant, found 'fisheye9'",
         ),
         ("- just\n- a list\n", "expected a mapping of keys"),
-        ("camera_matrix: [unclosed", "not YAML"),
+        ("camera_matrix: [unclosed", "not valid YAML at line 1: expected ',' or ']', but got '<stream end>'"),
+        (
+            CALIBRATION.replace("data: [-0.1, 0.01, 0, 0, 0]", "data: [-0.1, 0.01, 0]").replace(
+                "cols: 5", "cols: 3"
+            ),
+            "distortion_coefficients: expected 4 or 5 values for plumb_bob, found 3",
+        ),
+        (
+            CALIBRATION.replace("-0.1, 0.01", ".nan, 0.01"),
+            "distortion_coefficients: expected finite numbers, found [nan, 0.01, 0.0, 0.0, 0.0]",
+        ),
+        (
+            "cam0:\n  intrinsics: [1, 1, 1, 1]\ncam1:\n  intrinsics: [1, 1, 1, 1]\n",
+            "a Kalibr camchain of 2 cameras",
+        ),
     ],
 )
 def test_bad_calibration_files_name_the_key(tmp_path, text, message):
@@ -104,6 +197,37 @@ def test_bad_calibration_files_name_the_key(tmp_path, text, message):
     assert message in str(error.value)
     with pytest.raises(CalibrationError, match="cannot read it"):
         load_calibration(tmp_path / "missing.yaml")
+
+
+def test_calibrations_from_opencv_and_kalibr_and_no_scaling_across_aspect_ratios(tmp_path):
+    import cv2
+
+    K = np.array([[150.0, 0, 80.5], [0, 151.0, 60.5], [0, 0, 1]])
+    opencv = tmp_path / "opencv.yaml"  # as OpenCV's calibration sample writes it
+    storage = cv2.FileStorage(str(opencv), cv2.FILE_STORAGE_WRITE)
+    storage.write("image_width", 160)
+    storage.write("image_height", 120)
+    storage.write("camera_matrix", K)
+    storage.write("distortion_coefficients", np.array([[-0.1, 0.01, 0, 0, 0]]))
+    storage.release()
+    kalibr = tmp_path / "camchain.yaml"
+    kalibr.write_text(
+        "cam0:\n  camera_model: pinhole\n  intrinsics: [150.0, 151.0, 80.5, 60.5]\n"
+        "  distortion_model: radtan\n  distortion_coeffs: [-0.1, 0.01, 0, 0]\n  resolution: [160, 120]\n"
+    )
+    for path in (opencv, kalibr):
+        calibration = load_calibration(path)
+        assert (calibration.width, calibration.height, calibration.distortion_model) == (
+            160,
+            120,
+            "plumb_bob",
+        )
+        np.testing.assert_allclose(calibration.K, K)
+        np.testing.assert_allclose(calibration.D[:4], [-0.1, 0.01, 0, 0])
+    with pytest.raises(
+        CalibrationError, match=r"camchain.yaml is for 160x120, the source delivers 160x90, another aspect"
+    ):
+        load_calibration(kalibr).scaled(160, 90)
 
 
 def test_the_camera_node_publishes_frames_and_survives_its_source_going_away(
