@@ -63,10 +63,7 @@ class RealSense:
             config.enable_stream(rs.stream.depth)
             config.enable_stream(rs.stream.color)
         else:
-            found = [
-                (d.get_info(rs.camera_info.name), d.get_info(rs.camera_info.serial_number))
-                for d in rs.context().query_devices()
-            ]
+            found = realsense_devices(rs)
             if not found or (self.serial and self.serial not in [s for _, s in found]):
                 seen = ", ".join(f"{name} (serial {serial})" for name, serial in found) or "none"
                 wanted = f"serial {self.serial}" if self.serial else "a RealSense"
@@ -120,3 +117,11 @@ class RealSense:
 
 
 DRIVERS: dict[str, type] = {"realsense": RealSense}
+
+
+def realsense_devices(rs: Any) -> list[tuple[str, str]]:
+    """The RealSense cameras connected (name, serial number), as librealsense sees them."""
+    return [
+        (d.get_info(rs.camera_info.name), d.get_info(rs.camera_info.serial_number))
+        for d in rs.context().query_devices()
+    ]

@@ -263,10 +263,20 @@ class FrameSource:
         self._backoff = min(self._backoff * 2, self.max_backoff_s)
 
 
+def video_devices() -> list[tuple[str, str]]:
+    """This machine's video devices (path, the driver's name for it), as V4L2 lists them."""
+    devices = []
+    for path in sorted(Path("/dev").glob("video*"), key=lambda p: (len(p.name), p.name)):
+        name_file = Path("/sys/class/video4linux") / path.name / "name"
+        name = name_file.read_text().strip() if name_file.is_file() else ""
+        devices.append((str(path), name))
+    return devices
+
+
 def _why_not(spec: str) -> str:
     """What can be said of a source that did not open, beyond OpenCV's silence."""
     if spec.isdigit() or spec.startswith("/dev/"):
-        devices = sorted(str(p) for p in Path("/dev").glob("video*"))
+        devices = [path for path, _ in video_devices()]
         return f" (video devices here: {', '.join(devices) or 'none'})"
     if "://" in spec:
         return f" (refused, or no answer within {OPEN_TIMEOUT_S:g} s)"

@@ -32,6 +32,7 @@ def _doctor(args: argparse.Namespace) -> int:
         _network,
         _renderer,
         _video,
+        _cameras,
         _providers,
         _cpu,
         _leftovers,
@@ -152,6 +153,24 @@ def _video() -> tuple[str, str, str]:
             ),
         )
     return OK, "video", f"OpenCV {cv2.__version__}: {have}"
+
+
+def _cameras() -> tuple[str, str, str]:
+    """The cameras a graph could open here: video devices (V4L2) and RealSense cameras (with the
+    realsense extra). None is no fault: the simulator needs none."""
+    from perception.camera.source import video_devices
+
+    devices = video_devices()
+    text = "video devices: " + (
+        ", ".join(f"{path} ({name})" if name else path for path, name in devices) or "none"
+    )
+    if importlib.util.find_spec("pyrealsense2") is None:
+        return OK, "cameras", text + "; RealSense: not looked for (the realsense extra)"
+    from perception.camera.depth import realsense_devices
+
+    found = realsense_devices(importlib.import_module("pyrealsense2"))
+    listed = ", ".join(f"{name} (serial {serial})" for name, serial in found) or "none connected"
+    return OK, "cameras", f"{text}; RealSense: {listed}"
 
 
 def _providers() -> tuple[str, str, str]:

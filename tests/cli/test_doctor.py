@@ -14,7 +14,8 @@ def test_doctor_on_a_running_graph(registry):
     assert result.returncode == 0, result.stdout + result.stderr
     report = {r["check"]: r for r in json.loads(result.stdout.strip().splitlines()[-1])["doctor"]}
     assert set(report) == {
-        "registry", "network", "renderer", "video", "providers", "cpu", "leftovers", "extras", "versions"
+        "registry", "network", "renderer", "video", "cameras", "providers", "cpu", "leftovers", "extras",
+        "versions",
     }  # fmt: skip
     assert (
         report["registry"]["status"] == "ok" and "answers at tcp://127.0.0.1:" in report["registry"]["detail"]
@@ -24,6 +25,10 @@ def test_doctor_on_a_running_graph(registry):
     assert report["video"]["status"] == "warning" and "GStreamer pipelines need" in report["video"]["detail"]
     assert "CPU" in report["providers"]["detail"] and "percept " in report["versions"]["detail"]
     assert "installed: " in report["extras"]["detail"]
+    devices = sorted(p.name for p in Path("/dev").glob("video*"))
+    cameras = report["cameras"]["detail"]
+    assert cameras.startswith("video devices: ") and all(f"/dev/{d}" in cameras for d in devices), cameras
+    assert ("video devices: none" in cameras) == (not devices) and "RealSense: " in cameras
     # Whether int8 sums are exact here: VNNI, or 8-bit weights saturate (as /proc/cpuinfo says).
     cpuinfo = Path("/proc/cpuinfo").read_text()
     flags = next(
@@ -37,7 +42,7 @@ def test_doctor_on_a_running_graph(registry):
     else:
         assert "no x86 feature flags to read" in cpu, cpu
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("ok       registry   answers at") and "9 checks: 0 errors" in result.stdout
+    assert lines[0].startswith("ok       registry   answers at") and "10 checks: 0 errors" in result.stdout
 
 
 def test_doctor_without_a_registry_warns_and_says_what_to_do(monkeypatch):
