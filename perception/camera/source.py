@@ -33,6 +33,8 @@ MAX_FILE_FPS = 1000.0  # a video file claiming more is read as fast as it is ask
 # thread of its own); a live camera that delivers no frame for 2 s has stalled (a read blocks the node).
 OPEN_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 2.0
+# A source that failed is opened again after a wait that doubles from the first to the second.
+MIN_BACKOFF_S, MAX_BACKOFF_S = 0.5, 10.0
 
 
 @dataclass
@@ -136,8 +138,8 @@ class FrameSource:
         height: int = 0,
         fps: float = 0.0,
         loop: bool = False,
-        min_backoff_s: float = 0.5,
-        max_backoff_s: float = 10.0,
+        min_backoff_s: float = MIN_BACKOFF_S,
+        max_backoff_s: float = MAX_BACKOFF_S,
     ) -> None:
         check(spec)
         self.spec, self.width, self.height, self.fps, self.loop = spec, width, height, fps, loop

@@ -22,6 +22,7 @@ from perception.camera.calibration import CalibrationError
 from perception.camera.source import is_file
 from perception.msgs import CameraInfo, CameraStats, Header, Image
 from perception.nodes.camera_pose import declare_camera_pose
+from perception.runtime.qos import JOIN_WAIT_S
 
 
 class CameraNode(Node):
@@ -52,7 +53,7 @@ class CameraNode(Node):
         )
         self.wait_s = self.declare_parameter(
             "wait_for_subscriber",
-            5.0,
+            JOIN_WAIT_S,
             "a video file's first frame waits this long at most for a subscriber to the image "
             "(0: not at all), so a graph's detector starting beside it misses none",
             read_only=True,

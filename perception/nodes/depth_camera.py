@@ -3,8 +3,12 @@ on the simulator's topics, so the grasp planner runs unchanged on a real RGB-D c
 
 Topics: `camera/image` (rgb8), `camera/depth` (32FC1 metres, NaN where the camera saw nothing),
 `camera/camera_info` (K and distortion from the device; the camera's pose from parameters, or from a
-hand-eye calibration through the grasp planner). Drivers: perception/camera/depth.py (`realsense`; a
-recording made by the SDK plays through `playback`). With no device, one line says what was found.
+hand-eye calibration through the grasp planner), `~/stats` (CameraStats) once a second. Drivers:
+perception/camera/depth.py (`realsense`; a recording made by the SDK plays through `playback`). A device
+that is not there (unplugged, or not yet) is looked for again with a backoff that doubles to 10 s, as
+the colour camera node does and realsense2_camera waits for its device; one line says what was found.
+A recording that is missing or broken stops the node at once; at its end it stops, or plays again
+with `loop`.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ import time
 
 from perception import Node, run
 from perception.camera.depth import DRIVERS, DepthCameraError
+from perception.camera.source import MAX_BACKOFF_S, MIN_BACKOFF_S, READ_TIMEOUT_S, SourceStatus
 from perception.errors import ParameterError
-from perception.msgs import CameraInfo, Header, Image
+from perception.msgs import CameraInfo, CameraStats, Header, Image
 from perception.nodes.camera_pose import declare_camera_pose
 from perception.runtime.qos import JOIN_WAIT_S
 
@@ -40,29 +45,67 @@ class DepthCameraNode(Node):
         fps = self.declare_parameter("rate", 30, "the device's frame rate", read_only=True, range=(1, 300))
         self.frame_id = self.declare_parameter("frame_id", "camera", "frame id in headers", read_only=True)
         self.pose = declare_camera_pose(self)
+        self.loop = self.declare_parameter("loop", False, "play a recording again at its end", read_only=True)
+        self.source_name = playback or f"{driver}{f' {serial}' if serial else ''}"
         self.source = DRIVERS[driver](serial=serial, playback=playback, width=width, height=height, fps=fps)
-        try:
-            self.source.open()
-        except DepthCameraError as exc:
-            raise ParameterError(str(exc)) from None
         self.playback = bool(playback)
+        self.status = SourceStatus()
+        self._backoff, self._retry_at = MIN_BACKOFF_S, 0.0
+        self._last_frame_at = time.monotonic()
+        try:
+            self._open()
+        except DepthCameraError as exc:
+            if self.playback:  # a recording that is missing or broken will not come: stop now
+                raise ParameterError(str(exc)) from None
+            self._failed(str(exc))
         self.image_pub = self.create_publisher(Image, "camera/image")
         self.depth_pub = self.create_publisher(Image, "camera/depth")
         self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info")
+        self.stats_pub = self.create_publisher(CameraStats, "~/stats")
         self.frames = self.timeouts = self.seq = 0
+        self._window = (time.monotonic(), 0)
         self.join_deadline = time.monotonic() + JOIN_WAIT_S
         self.create_timer(0.5 / fps, self.tick)
+        self.create_timer(1.0, self.publish_stats)
+
+    def _open(self) -> None:
+        self.source.open()
+        self._last_frame_at = time.monotonic()  # a device's first frame may take a moment
+        self.status.reconnects += self.status.frames > 0 or self.status.failures > 0
+        self.status.connected, self._backoff = True, MIN_BACKOFF_S
+
+    def _failed(self, reason: str) -> None:
+        """Not there (or gone): said once per kind of failure, looked for again after a backoff."""
+        if reason != self.status.last_error:
+            self.log.warning("%s; looking again with backoff", reason)
+        self.status.connected, self.status.last_error = False, reason
+        self.status.failures += 1
+        self._retry_at = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, MAX_BACKOFF_S)
 
     def tick(self) -> None:
+        if not self.status.connected:
+            if time.monotonic() < self._retry_at:
+                return
+            try:
+                self._open()
+            except DepthCameraError as exc:
+                self._failed(str(exc))
+                return
+            self.log.info("%s connected", self.source_name)
         if self.playback and not self.frames and not self._joined():
             return  # a recording's first frames are not sent to no one, as `percept play` holds them too
         frame = self.source.read(timeout_s=0.05 if not self.playback else 1.0)
         if frame is None:
             self.timeouts += 1
             if self.playback and self.frames:
-                self.log.info("the recording ended after %d frames", self.frames)
-                self.request_shutdown()
+                self._recording_ended()
+            elif not self.playback and time.monotonic() - self._last_frame_at > READ_TIMEOUT_S:
+                self.source.close()  # unplugged mid-stream: its pipeline waits for frames forever
+                self._failed(f"{self.source_name}: no frame for {READ_TIMEOUT_S:g} s (unplugged?)")
             return
+        self.status.frames += 1
+        self._last_frame_at = time.monotonic()
         header = Header(stamp=time.time_ns(), frame_id=self.frame_id, seq=self.seq)
         self.seq += 1
         self.frames += 1
@@ -72,6 +115,34 @@ class DepthCameraNode(Node):
         self.info_pub.publish(
             CameraInfo(header=header, width=width, height=height, K=frame.K, D=frame.D, pose=self.pose)
         )
+
+    def _recording_ended(self) -> None:
+        if not self.loop:
+            self.log.info("the recording ended after %d frames", self.frames)
+            self.status.ended = True
+            self.publish_stats()
+            self.request_shutdown()
+            return
+        self.source.close()
+        self.source.open()  # from its start again; the stamps are the wall clock's, so they go on
+
+    def publish_stats(self) -> None:
+        started, frames = self._window
+        elapsed = max(time.monotonic() - started, 1e-3)
+        self.stats_pub.publish(
+            CameraStats(
+                header=self.header(),
+                source=self.source_name,
+                connected=self.status.connected,
+                frames_per_s=(self.status.frames - frames) / elapsed,
+                frames=self.status.frames,
+                failures=self.status.failures,
+                reconnects=self.status.reconnects,
+                last_error=self.status.last_error,
+                ended=self.status.ended,
+            )
+        )
+        self._window = (time.monotonic(), self.status.frames)
 
     def _joined(self) -> bool:
         publishers = (self.image_pub, self.depth_pub, self.info_pub)

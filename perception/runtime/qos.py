@@ -28,6 +28,8 @@ class QoS:
 KEEP_LAST = QoS(depth=10)
 LATEST_ONLY = QoS(depth=1)
 
-# How long a player of recorded frames (`percept play`, a camera playing a recording) gives its
-# subscribers to connect before the first frame, by default.
-JOIN_WAIT_S = 2.0
+# How long a player of recorded frames (`percept play`, a camera playing a recording or a video file)
+# gives its subscribers to connect before the first frame, by default; the wait ends as soon as they
+# have. A graph launched at once needs its detector up first: on 2 loaded cores its process, imports
+# and model take 2-4 s.
+JOIN_WAIT_S = 5.0

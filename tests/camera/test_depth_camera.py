@@ -12,7 +12,7 @@ from conftest import read_until, spin_until
 
 rs = pytest.importorskip("pyrealsense2", exc_type=ImportError)  # also needs the system's libusb-1.0
 
-from perception import Node  # noqa: E402
+from perception import Node, QoS  # noqa: E402
 from perception.camera.depth import DepthCameraError, RealSense  # noqa: E402
 from perception.msgs import CameraInfo, Image  # noqa: E402
 
@@ -130,13 +130,46 @@ def test_the_node_publishes_the_simulators_topics_and_stops_at_the_recordings_en
     assert infos[0].fx == pytest.approx(FX)
 
 
-def test_with_no_device_one_line_says_what_was_found(spawn):
+def test_a_looped_recording_plays_again_with_stamps_going_on(registry, context, spawn, recording):
+    depths: list[Image] = []
+    with Node("depth_listener", context=context) as node:
+        node.create_subscription(Image, "/camera/depth", depths.append, QoS(depth=100))
+        camera = spawn(
+            "run",
+            "perception.nodes.depth_camera:DepthCameraNode",
+            "-p",
+            f"playback:={recording}",
+            "-p",
+            "loop:=true",
+        )
+        spin_until(
+            node, lambda: len(depths) > 2 * FRAMES, timeout_s=60, what="a second pass of the recording"
+        )
+    assert camera.poll() is None  # still playing
+    stamps = [d.header.stamp for d in depths]
+    assert stamps == sorted(stamps)
+
+
+def test_with_no_device_one_line_says_what_was_found_and_the_node_waits_for_one(registry, context, spawn):
+    """As realsense2_camera waits for its device, and the colour camera node for an unplugged one: a
+    respawning launch must not turn a camera plugged in late into a crash loop."""
+    import signal
+
+    from perception.msgs import CameraStats
+
     if len(rs.context().query_devices()):
         pytest.skip("a RealSense is connected here")  # the line would name it
     with pytest.raises(DepthCameraError, match=r"RealSense: expected a RealSense connected, found: none"):
         RealSense().open()
     camera = spawn("run", "perception.nodes.depth_camera:DepthCameraNode")
-    output = read_until(camera, "found", 30)
-    camera.wait(timeout=30)
-    assert camera.returncode != 0 and "RealSense: expected a RealSense connected, found: none" in output
+    stats: list[CameraStats] = []
+    with Node("stats_listener", context=context) as node:
+        node.create_subscription(CameraStats, "/depth_camera/stats", stats.append)
+        spin_until(node, lambda: stats, timeout_s=30, what="the depth camera's stats")
+    assert camera.poll() is None and not stats[-1].connected and stats[-1].failures >= 1
+    assert stats[-1].last_error == "RealSense: expected a RealSense connected, found: none"
+    camera.send_signal(signal.SIGINT)
+    output = read_until(camera, "looking again", 5)
+    assert camera.wait(timeout=30) == 0, output
+    assert "RealSense: expected a RealSense connected, found: none; looking again with backoff" in output
     assert "Traceback" not in output
