@@ -182,6 +182,7 @@ class Registry:
             return {"ok": False, "error": f"node {node.get('name')!r} ({node['uid']}) has said goodbye"}
         previous = self._nodes.get(uid)
         namesake = self._namesake_warning(uid, node) if previous is None else ""
+        clash = self._type_clash_warning(uid, node, previous)
         self._nodes[uid] = node
         self._last_seen[uid] = time.monotonic()
         if previous != node:
@@ -207,8 +208,8 @@ class Registry:
         }
         if self.keys:
             reply["keys"] = keys
-        if namesake:  # told to the node that joined under the name too, in its own terminal
-            reply["warning"] = namesake
+        if namesake or clash:  # told to the node that joined too, in its own terminal
+            reply["warning"] = "; ".join(filter(None, (namesake, clash)))
         return reply
 
     def _refusal(self, node: dict[str, Any], user: str | None) -> str:
@@ -259,6 +260,34 @@ class Registry:
                 log.warning("%s", warning)
                 return warning
         return ""
+
+    def _type_clash_warning(self, uid: str, node: dict[str, Any], previous: dict[str, Any] | None) -> str:
+        """A node publishing a topic with another type than the graph's publishers and subscribers of it
+        have: its messages reach them only to be counted as malformed, so say so when its publisher
+        joins (a node registers first and makes its publishers after)."""
+        known = {(p["topic"], p["type"]) for p in (previous or {}).get("publishers", [])}
+        clashes = []
+        for pub in node.get("publishers", []):
+            if (pub["topic"], pub["type"]) in known:
+                continue
+            others = {
+                entry["type"]
+                for other_uid, other in self._nodes.items()
+                if other_uid != uid
+                for entry in other.get("publishers", []) + other.get("subscriptions", [])
+                if entry["topic"] == pub["topic"] and entry["type"] not in ("*", pub["type"])
+            }
+            if others:
+                clashes.append(
+                    f"{pub['topic']} as {pub['type']}, which the graph has as {', '.join(sorted(others))}"
+                )
+        if not clashes:
+            return ""
+        warning = (
+            f"{node['name']} publishes " + "; ".join(clashes) + " (its messages will be dropped as malformed)"
+        )
+        log.warning("%s", warning)
+        return warning
 
     def _expire(self) -> None:
         deadline = time.monotonic() - self.expiry_s

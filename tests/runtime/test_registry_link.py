@@ -86,3 +86,37 @@ def test_a_node_joining_under_a_live_nodes_name_is_warned_of(caplog):
         assert "warning" not in again
     finally:
         registry.stop()
+
+
+def test_a_node_publishing_a_topic_with_another_type_than_the_graphs_is_warned_of(caplog):
+    """Its messages reach the subscribers only to be counted as malformed there: say so when it joins."""
+    import logging
+
+    registry = Registry(f"tcp://127.0.0.1:{free_port()}", expiry_s=3600.0)
+    detections = {"topic": "/detections", "type": "percept/Detections"}
+    try:
+        with caplog.at_level(logging.WARNING, logger="percept.registry"):
+            registry._sync(
+                {"uid": "det", "name": "/detector", "publishers": [{**detections, "endpoint": "tcp://h:1"}]},
+                None,
+            )
+            agreeing = registry._sync({"uid": "trk", "name": "/tracker", "subscriptions": [detections]}, None)
+            raw = registry._sync(
+                {"uid": "rec", "name": "/_rec", "subscriptions": [{"topic": "/detections", "type": "*"}]},
+                None,
+            )
+            wrong = {"topic": "/detections", "type": "percept/String", "endpoint": "tcp://h:2"}
+            joined = registry._sync(
+                {"uid": "pub", "name": "/_percept_pub"}, None
+            )  # its publisher comes after
+            reply = registry._sync({"uid": "pub", "name": "/_percept_pub", "publishers": [wrong]}, None)
+            again = registry._sync({"uid": "pub", "name": "/_percept_pub", "publishers": [wrong]}, None)
+        assert "warning" not in joined and "warning" not in again  # told once
+        assert "warning" not in agreeing and "warning" not in raw
+        assert reply["warning"] == (
+            "/_percept_pub publishes /detections as percept/String, which the graph has as percept/Detections "
+            "(its messages will be dropped as malformed)"
+        )
+        assert [r.getMessage() for r in caplog.records] == [reply["warning"]]
+    finally:
+        registry.stop()
