@@ -7,6 +7,7 @@ Both read the same command-line overrides, which is also how the launcher passes
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import inspect
@@ -169,11 +170,26 @@ def _in_users_code(exc: BaseException) -> str:
     return f" ({type(exc).__name__} at {path.name}:{last.lineno}; --log-level debug for the traceback)"
 
 
+def _discard(node: Node) -> None:
+    """Unregister a node whose constructor failed, if it got as far as registering."""
+    if getattr(node, "_registry_link", None) is None or not hasattr(node, "_wake"):
+        return
+    with contextlib.suppress(Exception):  # its on_shutdown may reach for what was never made
+        node.destroy()
+
+
 def spin_node(node_class: type[Node], overrides: NodeOverrides) -> int:
     Context.set_default(Context(overrides=overrides))
+    # Made in two steps so that a constructor failing after Node.__init__ (which registers the node)
+    # leaves a node to say goodbye with: the registry would otherwise keep it 3 s and then report it
+    # as gone silent, at every respawn of a node that cannot start.
+    node = node_class.__new__(node_class)
     try:
-        node = cast(Callable[[], Node], node_class)()  # a node class names itself; overrides rename it
-    except (PerceptError, ValueError, RuntimeError) as exc:
+        cast(Callable[[Node], None], node_class.__init__)(node)  # it names itself; overrides rename it
+    except BaseException as exc:
+        _discard(node)
+        if not isinstance(exc, (PerceptError, ValueError, RuntimeError)):
+            raise
         # A bad parameter or scene at start-up: one clear line, not a traceback (DEBUG shows it).
         logging.getLogger(node_class.__name__).debug("start-up failed", exc_info=True)
         raise PerceptError(f"{node_class.__name__} did not start: {exc}{_in_users_code(exc)}") from None

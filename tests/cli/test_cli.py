@@ -319,7 +319,7 @@ def test_a_node_script_run_by_hand_ends_a_bad_parameter_in_one_line():
     )
 
 
-def test_a_users_node_that_fails_to_start_is_one_line_with_its_file_and_line(tmp_path):
+def test_a_users_node_that_fails_to_start_is_one_line_with_its_file_and_line(tmp_path, registry):
     node = tmp_path / "mine.py"
     node.write_text(
         "from perception import Node\n\n\nclass Mine(Node):\n    def __init__(self):\n"
@@ -330,6 +330,8 @@ def test_a_users_node_that_fails_to_start_is_one_line_with_its_file_and_line(tmp
         "percept: error: Mine did not start: no sensor (ValueError at mine.py:7; --log-level debug for "
         "the traceback)\n"
     )
+    # It had registered (Node.__init__ ran) and says goodbye: not kept 3 s, then reported gone silent.
+    assert "/mine" not in percept("node", "list", "-a").stdout
 
 
 def test_errors_are_one_line_without_a_traceback(monkeypatch):
