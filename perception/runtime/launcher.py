@@ -476,14 +476,14 @@ class Launcher:
                 child.problems = _problems(stats)
 
     def status_table(self) -> str:
-        lines = [f"{'node':<28} {'state':<11} {'pid':>7} {'restarts':>8}  rates (msgs/s; > out, < in)"]
+        lines = [f"{'node':<28} {'state':<14} {'pid':>7} {'restarts':>8}  rates (msgs/s; > out, < in)"]
         for child in self.children:
             pid = child.process.pid if child.process is not None else 0
             state = child.state + (f" ({child.exit_code})" if child.exit_code not in (None, 0) else "")
             rates = "  ".join(f"{topic} {rate}" for topic, rate in sorted(child.rates.items()))
             problems = ", ".join(filter(None, (_silence(child), child.problems)))
             problems = f"  ! {problems}" if problems else ""
-            lines.append(f"{child.spec.fqn:<28} {state:<11} {pid:>7} {child.restarts:>8}  {rates}{problems}")
+            lines.append(f"{child.spec.fqn:<28} {state:<14} {pid:>7} {child.restarts:>8}  {rates}{problems}")
         return "\n".join(lines)
 
     def _say(self, text: str) -> None:
