@@ -24,6 +24,9 @@ _EXPORTS = {
     "Image": "perception.msgs",
     "Pose": "perception.msgs",
     "String": "perception.msgs",
+    "Bool": "perception.msgs",
+    "Int64": "perception.msgs",
+    "Float64": "perception.msgs",
     "Context": "perception.runtime.context",
     "Client": "perception.runtime.client",
     "Node": "perception.runtime.node",
@@ -58,6 +61,9 @@ if TYPE_CHECKING:  # the names as the type checker sees them (re-exports)
     from perception.msgs import Header as Header
     from perception.msgs import Image as Image
     from perception.msgs import Pose as Pose
+    from perception.msgs import Bool as Bool
+    from perception.msgs import Float64 as Float64
+    from perception.msgs import Int64 as Int64
     from perception.msgs import String as String
     from perception.runtime.client import Client as Client
     from perception.runtime.context import Context as Context

@@ -171,6 +171,26 @@ class String(Message):
     data: str = ""
 
 
+# One value each, as ROS's std_msgs Bool, Int64 and Float64: a count, a flag or a reading of a
+# user's node needs no message of its own (nor to travel as text).
+@message("percept/Bool")
+@dataclass(slots=True)
+class Bool(Message):
+    data: bool = False
+
+
+@message("percept/Int64")
+@dataclass(slots=True)
+class Int64(Message):
+    data: int = 0
+
+
+@message("percept/Float64")
+@dataclass(slots=True)
+class Float64(Message):
+    data: float = 0.0
+
+
 # encoding -> (dtype, channels)
 IMAGE_ENCODINGS: dict[str, tuple[np.dtype[Any], int]] = {
     "rgb8": (np.dtype(np.uint8), 3),
