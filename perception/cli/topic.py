@@ -396,10 +396,23 @@ def build_message(type_name: str, values: Any) -> msgs.Message:
                 f"{name_of} has no field {name!r}{did_you_mean(str(name), names)} (fields: {', '.join(names)})"
             )
         fields[name] = _field_value(f"{name_of}.{name}", hints[name], value)
+    if cls is msgs.Image and isinstance(fields.get("data"), np.ndarray):
+        fields["data"] = _as_encoded(fields["data"], fields.get("encoding", "rgb8"))
     try:
         return cls(**fields)
     except (TypeError, ValueError) as exc:
         raise MessageError(f"{name_of}: {exc}") from None
+
+
+def _as_encoded(data: np.ndarray, encoding: Any) -> np.ndarray:
+    """YAML's numbers come as int64 or float64, where an image's encoding fixes its dtype (mono8 is
+    uint8): cast when every value survives it; otherwise Image names the mismatch."""
+    dtype = msgs.IMAGE_ENCODINGS.get(encoding, (data.dtype, 0))[0]
+    if data.dtype == dtype:
+        return data
+    with np.errstate(all="ignore"):
+        cast = data.astype(dtype)
+    return cast if np.array_equal(cast, data) else data
 
 
 def _field_value(where: str, hint: Any, value: Any) -> Any:

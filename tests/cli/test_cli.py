@@ -275,6 +275,8 @@ def test_topic_pub_values_are_checked_against_the_fields_they_fill():
     from perception.errors import PerceptError
 
     assert build_message("String", {"data": "hi"}).data == "hi"
+    mask = build_message("Image", {"encoding": "mono8", "data": [[0, 255], [7, 8]]}).data  # YAML's ints
+    assert mask.dtype == np.uint8 and mask.tolist() == [[0, 255], [7, 8]]
     pose = build_message("PoseStamped", {"pose": {"position": [1, 2, 3]}})
     assert pose.pose.position == (1.0, 2.0, 3.0) and pose.header.stamp > 0
     assert (
