@@ -55,15 +55,15 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # the names as the type checker sees them (re-exports)
+    from perception.msgs import Bool as Bool
     from perception.msgs import CameraInfo as CameraInfo
     from perception.msgs import Detection as Detection
     from perception.msgs import Detections as Detections
+    from perception.msgs import Float64 as Float64
     from perception.msgs import Header as Header
     from perception.msgs import Image as Image
-    from perception.msgs import Pose as Pose
-    from perception.msgs import Bool as Bool
-    from perception.msgs import Float64 as Float64
     from perception.msgs import Int64 as Int64
+    from perception.msgs import Pose as Pose
     from perception.msgs import String as String
     from perception.runtime.client import Client as Client
     from perception.runtime.context import Context as Context

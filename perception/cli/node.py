@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
 from perception.cli.common import graph_node
-from perception.runtime.graph import graph_nodes
+from perception.msgs import NodeStats
+from perception.runtime.graph import graph_nodes, tool_node
+from perception.runtime.node import STATS_TOPIC
+from perception.runtime.stats import problems, rate_text
 
 
 def register(verbs: Any) -> None:
@@ -37,4 +41,28 @@ def _info(args: argparse.Namespace) -> int:
     print("  Services:")
     for srv in node["services"]:
         print(f"    {srv['name']}: {srv['request']} -> {srv['response']}")
+    stats = _latest_stats(node["name"])
+    if stats is None:
+        print(f"  Traffic: no stats from it within {STATS_WAIT_S:g} s (busy in a callback, or a tool)")
+        return 0
+    print("  Traffic (msgs/s over its last second; > out, < in):")
+    for topic in stats.topics:
+        print(f"    {'>' if topic.direction == 'pub' else '<'}{topic.topic} {rate_text(topic)}")
+    print(f"  Problems: {problems(stats) or 'none'}")
     return 0
+
+
+STATS_WAIT_S = 2.5  # a node publishes its stats once a second
+
+
+def _latest_stats(name: str) -> NodeStats | None:
+    """The node's next stats message (what the launcher's status table is made from)."""
+    with tool_node("node_info") as listener:
+        got: list[NodeStats] = []
+        listener.create_subscription(
+            NodeStats, STATS_TOPIC, lambda msg: got.append(msg) if msg.node == name else None
+        )
+        deadline = time.monotonic() + STATS_WAIT_S
+        while not got and time.monotonic() < deadline:
+            listener.spin_once(0.1)
+        return got[0] if got else None

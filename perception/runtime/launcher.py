@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from perception.errors import RegistryUnavailable
-from perception.msgs import NodeStats, TopicStats
+from perception.msgs import NodeStats
 from perception.runtime import registry
 from perception.runtime.context import Context
 from perception.runtime.launch_file import LaunchDescription, NodeSpec
@@ -41,6 +41,7 @@ from perception.runtime.security import (
     SecurityError,
     enclave_for,
 )
+from perception.runtime.stats import problems, rate_text
 from perception.runtime.stopping import StopFlag, stop_signals_call
 
 MAX_RESPAWN_DELAY_S = 30.0
@@ -98,18 +99,6 @@ def respawn_backoff(child: Child, ran_for: float) -> float:
     return float(min(child.spec.respawn_delay * 2**level, MAX_RESPAWN_DELAY_S))
 
 
-def _problems(stats: NodeStats) -> str:
-    """Totals that mean something is wrong (a queue dropping old messages by design is not)."""
-    totals = {
-        "lost in transit": sum(t.dropped_gap for t in stats.topics),
-        "malformed": sum(t.malformed for t in stats.topics),
-        "callback errors": sum(t.callback_errors for t in stats.topics),
-        "timer errors": stats.timer_errors,
-        "failed service requests": stats.service_errors,
-    }
-    return ", ".join(f"{count} {what}" for what, count in totals.items() if count)
-
-
 # A node sends its stats every second from its own thread: this long without them, it is stuck (a
 # callback that does not return) though its process runs.
 SILENT_AFTER_S = 5.0
@@ -122,14 +111,6 @@ def _silence(child: Child) -> str:
     if quiet < SILENT_AFTER_S:
         return ""
     return f"no stats for {quiet:.0f} s (stuck in a callback?)"
-
-
-def _rate(topic: TopicStats) -> str:
-    """An endpoint's rate, and for a subscription whose queue has dropped messages, how many: not a
-    fault (a latest-only detector skips frames by design), but a node that keeps up with only some of
-    what arrives must not look like one that handles it all."""
-    dropped = f" ({topic.dropped_queue} dropped by its queue)" if topic.dropped_queue else ""
-    return f"{topic.msgs_per_s:.1f}{dropped}"
 
 
 def die_with_this_process() -> Callable[[], None]:
@@ -471,9 +452,9 @@ class Launcher:
                 child.came_up = True
                 child.stats_at = time.monotonic()
                 child.rates = {
-                    f"{'>' if t.direction == 'pub' else '<'}{t.topic}": _rate(t) for t in stats.topics
+                    f"{'>' if t.direction == 'pub' else '<'}{t.topic}": rate_text(t) for t in stats.topics
                 }
-                child.problems = _problems(stats)
+                child.problems = problems(stats)
 
     def status_table(self) -> str:
         lines = [f"{'node':<28} {'state':<14} {'pid':>7} {'restarts':>8}  rates (msgs/s; > out, < in)"]

@@ -8,7 +8,7 @@ import threading
 import time
 from collections import deque
 
-from perception.msgs import TopicStats
+from perception.msgs import NodeStats, TopicStats
 
 
 class Throttle:
@@ -83,3 +83,25 @@ class EndpointStats:
 def as_int64(count: int) -> int:
     """A counter as every reader of the stats can hold it: encoding a report must never fail."""
     return min(count, 2**63 - 1)
+
+
+def problems(stats: NodeStats) -> str:
+    """A node's totals that mean something is wrong, in words ("" when none): what the launcher's status
+    table shows after its `!` and `percept node info` under the node's traffic. A queue dropping old
+    messages by design is not among them."""
+    totals = {
+        "lost in transit": sum(t.dropped_gap for t in stats.topics),
+        "malformed": sum(t.malformed for t in stats.topics),
+        "callback errors": sum(t.callback_errors for t in stats.topics),
+        "timer errors": stats.timer_errors,
+        "failed service requests": stats.service_errors,
+    }
+    return ", ".join(f"{count} {what}" for what, count in totals.items() if count)
+
+
+def rate_text(topic: TopicStats) -> str:
+    """An endpoint's rate, and for a subscription whose queue has dropped messages, how many: not a
+    fault (a latest-only detector skips frames by design), but a node that keeps up with only some of
+    what arrives must not look like one that handles it all."""
+    dropped = f" ({topic.dropped_queue} dropped by its queue)" if topic.dropped_queue else ""
+    return f"{topic.msgs_per_s:.1f}{dropped}"
