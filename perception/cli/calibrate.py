@@ -37,6 +37,9 @@ def register(verbs: Any) -> None:
     p.add_argument("--fisheye", action="store_true", help="OpenCV's fisheye (equidistant) model")
     p.add_argument("--name", default="camera", help="camera_name in the file")
     p.add_argument("--out", type=Path, required=True, help="the calibration YAML to write")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the file at --out if there is one (default: refuse)"
+    )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for views on a topic")
     p.set_defaults(func=_camera)
 
@@ -93,6 +96,7 @@ def _camera(args: argparse.Namespace) -> int:
     from perception.camera.calibrate import Board, calibrate, find_board
 
     board = Board.parse(args.board)
+    _check_out(args.out, args.overwrite)
     views, names, size, seen = [], [], None, 0
     for name, image in _frames(args):
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
@@ -134,6 +138,15 @@ def _camera(args: argparse.Namespace) -> int:
         print("the RMS error is high (above 1 px): blurred or mis-detected views? check the board's size")
     print(f"wrote {args.out} (the camera node reads it: calibration:={args.out})")
     return 0
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Before any views are looked at (a live session of minutes may make them): an earlier calibration
+    is not replaced unless asked, as `percept record` and `percept teach` keep their files."""
+    if out.is_dir():
+        raise PerceptError(f"--out {out}: expected a file to write, found a folder")
+    if out.exists() and not overwrite:
+        raise PerceptError(f"--out {out}: the file exists; give --overwrite to replace it")
 
 
 def _handeye(args: argparse.Namespace) -> int:

@@ -115,3 +115,20 @@ def test_views_from_a_live_topic(tmp_path, registry, spawn):
     assert "/board #" in result.stdout and "board in 8 of" in result.stdout
     fx = load_calibration(out).K[0, 0]
     assert abs(fx - K[0, 0]) / K[0, 0] < 0.01
+
+
+def test_an_existing_out_is_refused_before_any_view_is_looked_at(tmp_path):
+    board = Board.parse("chessboard:10x7:0.03")
+    folder = tmp_path / "views"
+    folder.mkdir()
+    cv2.imwrite(
+        str(folder / "flat.png"), board.image()[0]
+    )  # one view: a run would get as far as "board found"
+    out = tmp_path / "camera.yaml"
+    out.write_text("an earlier calibration\n")
+    result = percept(
+        "calibrate", "camera", "--board", "chessboard:10x7:0.03", "--images", str(folder), "--out", str(out)
+    )
+    assert result.returncode == 1 and result.stdout == ""  # refused first: flat.png was never read
+    assert result.stderr == f"percept: error: --out {out}: the file exists; give --overwrite to replace it\n"
+    assert out.read_text() == "an earlier calibration\n"
