@@ -5,6 +5,7 @@ node reads (`calibration:=FILE`)."""
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,6 +115,11 @@ def _camera(args: argparse.Namespace) -> int:
             names.append(name)
             if (args.video or args.topic) and len(views) >= args.views:
                 break
+    if args.topic and len(views) < args.views:
+        raise PerceptError(
+            f"--topic {args.topic}: expected {args.views} views of the board within {args.timeout:g} s, found "
+            f"{len(views)} ({seen} images, {seen - len(views)} without the board)"
+        )
     if size is None:
         raise PerceptError("calibrate camera: expected images of the board, found none")
     result = calibrate(views, size, fisheye=args.fisheye)
@@ -324,21 +330,34 @@ def _frames(args: argparse.Namespace) -> Iterator[tuple[str, np.ndarray]]:
 
 
 def _topic_frames(topic: str, timeout_s: float) -> Iterator[tuple[str, np.ndarray]]:
-    """Frames of a live topic, one every half second (so that the board has moved between views)."""
+    """Frames of a live topic, one every half second (so that the board has moved between views). After
+    a second with none, says whether anyone publishes the topic (a mistyped topic waited silently)."""
+    from perception.cli.topic import topic_silence
     from perception.msgs import Image
     from perception.runtime.graph import tool_node
     from perception.runtime.qos import LATEST_ONLY
 
     latest: list[Any] = []
+    received = 0
     with tool_node("calibrate") as node:
         node.create_subscription(Image, topic, lambda msg: latest.append(msg), LATEST_ONLY)
-        deadline = time.monotonic() + timeout_s
+        start = time.monotonic()
+        deadline = start + timeout_s
         next_take = 0.0
+        noticed = False
         while time.monotonic() < deadline:
             node.spin_once(0.05)
+            if not received and not noticed and time.monotonic() - start >= 1.0:
+                noticed = True
+                print(
+                    f"{topic_silence(topic)[1]}; waiting up to {timeout_s:g} s (--timeout)",
+                    file=sys.stderr,
+                    flush=True,
+                )
             if latest and time.monotonic() >= next_take:
                 msg = latest.pop()
                 latest.clear()
+                received += 1
                 next_take = time.monotonic() + 0.5
                 data = np.asarray(msg.data)
                 image = (
@@ -347,4 +366,5 @@ def _topic_frames(topic: str, timeout_s: float) -> Iterator[tuple[str, np.ndarra
                     else data
                 )
                 yield f"{topic} #{msg.header.seq}", image
-    raise PerceptError(f"--topic {topic}: not enough views of the board within {timeout_s:g} s")
+        if not received:  # asked again: a publisher may have come and gone while we waited
+            raise PerceptError(f"--topic {topic}: no image within {timeout_s:g} s: {topic_silence(topic)[1]}")

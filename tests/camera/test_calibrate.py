@@ -8,7 +8,7 @@ import re
 import cv2
 import numpy as np
 import pytest
-from conftest import percept
+from conftest import percept, read_until
 
 from perception.camera import load_calibration
 from perception.camera.calibrate import Board
@@ -121,9 +121,8 @@ def test_an_existing_out_is_refused_before_any_view_is_looked_at(tmp_path):
     board = Board.parse("chessboard:10x7:0.03")
     folder = tmp_path / "views"
     folder.mkdir()
-    cv2.imwrite(
-        str(folder / "flat.png"), board.image()[0]
-    )  # one view: a run would get as far as "board found"
+    # One view: a run that read it would print "flat.png: board found".
+    cv2.imwrite(str(folder / "flat.png"), board.image()[0])
     out = tmp_path / "camera.yaml"
     out.write_text("an earlier calibration\n")
     result = percept(
@@ -132,3 +131,18 @@ def test_an_existing_out_is_refused_before_any_view_is_looked_at(tmp_path):
     assert result.returncode == 1 and result.stdout == ""  # refused first: flat.png was never read
     assert result.stderr == f"percept: error: --out {out}: the file exists; give --overwrite to replace it\n"
     assert out.read_text() == "an earlier calibration\n"
+
+
+def test_a_topic_nobody_publishes_is_said_at_once_and_at_the_timeout(tmp_path, registry, spawn):
+    out = tmp_path / "camera.yaml"
+    board = ("calibrate", "camera", "--board", "chessboard:10x7:0.03", "--out", str(out))
+    waiting = spawn(*board, "--topic", "/camera/imag", "--timeout", "60")
+    said = read_until(waiting, "waiting up to 60 s", timeout_s=30)
+    assert "nobody publishes /camera/imag; waiting up to 60 s (--timeout)" in said, said
+    assert waiting.poll() is None  # said while it waits, not when it gives up
+    timed_out = percept(*board, "--topic", "/camera/imag", "--timeout", "3")
+    assert timed_out.returncode == 1 and "not enough views" not in timed_out.stderr
+    assert timed_out.stderr.endswith(
+        "percept: error: --topic /camera/imag: no image within 3 s: nobody publishes /camera/imag\n"
+    ), timed_out.stderr
+    assert not out.exists()
