@@ -99,7 +99,8 @@ def _camera(args: argparse.Namespace) -> int:
     board = Board.parse(args.board)
     _check_out(args.out, args.overwrite)
     views, names, size, seen = [], [], None, 0
-    for name, image in _frames(args):
+    unreadable: list[str] = []  # files of --images that OpenCV cannot read: skipped, and said
+    for name, image in _frames(args, unreadable):
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         if size is None:
             size = (gray.shape[1], gray.shape[0])
@@ -120,6 +121,12 @@ def _camera(args: argparse.Namespace) -> int:
             f"--topic {args.topic}: expected {args.views} views of the board within {args.timeout:g} s, found "
             f"{len(views)} ({seen} images, {seen - len(views)} without the board)"
         )
+    _say_unreadable(unreadable, args.images)
+    if size is None and unreadable:
+        raise PerceptError(
+            f"--images {args.images}: expected images of the board, found only {len(unreadable)} file(s) "
+            "OpenCV cannot read"
+        )
     if size is None:
         raise PerceptError("calibrate camera: expected images of the board, found none")
     result = calibrate(views, size, fisheye=args.fisheye)
@@ -128,7 +135,9 @@ def _camera(args: argparse.Namespace) -> int:
     K = result.K
     worst = int(np.argmax(result.per_view_rms_px))
     print(
-        f"board in {result.views} of {seen} images; RMS reprojection error {result.rms_px:.3f} px "
+        f"board in {result.views} of {seen} images"
+        + (f" ({len(unreadable)} more not readable, skipped)" if unreadable else "")
+        + f"; RMS reprojection error {result.rms_px:.3f} px "
         f"(worst view {result.per_view_rms_px[worst]:.3f} px: {names[worst]}); "
         f"coverage {result.coverage:.0%} of the image"
     )
@@ -214,7 +223,8 @@ def _handeye_pairs_from_files(
     if not isinstance(poses, dict):
         raise PerceptError(f"--poses {poses_file}: expected image name: [x, y, z, qx, qy, qz, qw] lines")
     robot, boards = [], []
-    for name, image in _folder_images(images):
+    unreadable: list[str] = []
+    for name, image in _folder_images(images, unreadable):
         pose = poses.get(name)
         if pose is None:
             print(f"{name}: no robot pose in {poses_file.name}; left out")
@@ -231,6 +241,7 @@ def _handeye_pairs_from_files(
         quaternion = np.asarray(pose[3:], float)
         robot.append(pose_matrix(tuple(pose[:3]), quaternion / np.linalg.norm(quaternion)))
         boards.append(handeye.board_pose(view, camera.K, camera.D, camera.distortion_model))
+    _say_unreadable(unreadable, images)
     return robot, boards
 
 
@@ -296,20 +307,43 @@ def _handeye_pairs_from_topics(
     return robot, boards
 
 
-def _folder_images(folder: Path) -> Iterator[tuple[str, np.ndarray]]:
-    """The images of a folder by name, in order (BGR, as OpenCV reads them)."""
+def _folder_images(folder: Path, unreadable: list[str]) -> Iterator[tuple[str, np.ndarray]]:
+    """The images of a folder by name, in order (BGR, as OpenCV reads them). A file OpenCV cannot read
+    is left out and its name added to `unreadable` for the caller to say: one broken file among many
+    good ones aborted the whole run."""
     if not folder.is_dir():
         raise PerceptError(f"--images {folder}: expected a folder of images, found none there")
     for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-        image = cv2.imread(str(path))
+        image = _read_image_quietly(path)
         if image is None:
-            raise PerceptError(f"{path}: not an image OpenCV can read")
+            unreadable.append(path.name)
+            continue
         yield path.name, image
 
 
-def _frames(args: argparse.Namespace) -> Iterator[tuple[str, np.ndarray]]:
+def _read_image_quietly(path: Path) -> np.ndarray | None:
+    """cv2.imread without OpenCV's own log line for a broken file (`[ERROR:0@0.170] global
+    grfmt_png.cpp ...`): ours names every skipped file in one line."""
+    log = cv2.utils.logging
+    level = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try:
+        return cv2.imread(str(path))
+    finally:
+        log.setLogLevel(level)
+
+
+def _say_unreadable(unreadable: list[str], folder: Path) -> None:
+    """One line for the files of `--images` that were skipped, naming the first few."""
+    if not unreadable:
+        return
+    names = ", ".join(unreadable[:3]) + (f" and {len(unreadable) - 3} more" if len(unreadable) > 3 else "")
+    print(f"{folder}: skipped {len(unreadable)} file(s) OpenCV cannot read as an image: {names}", flush=True)
+
+
+def _frames(args: argparse.Namespace, unreadable: list[str]) -> Iterator[tuple[str, np.ndarray]]:
     if args.images:
-        yield from _folder_images(args.images)
+        yield from _folder_images(args.images, unreadable)
     elif args.video:
         capture = cv2.VideoCapture(str(args.video))
         if not capture.isOpened():

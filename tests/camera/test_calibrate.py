@@ -146,3 +146,22 @@ def test_a_topic_nobody_publishes_is_said_at_once_and_at_the_timeout(tmp_path, r
         "percept: error: --topic /camera/imag: no image within 3 s: nobody publishes /camera/imag\n"
     ), timed_out.stderr
     assert not out.exists()
+
+
+def test_an_unreadable_image_is_skipped_and_named(tmp_path):
+    board = Board.parse("chessboard:10x7:0.03")
+    texture, size = board.image()
+    frames, K = board_views(texture, size, count=8, seed=3, camera=CAMERA)
+    folder = write_views(tmp_path / "views", frames)
+    (folder / "05 broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")  # a PNG's signature, then nothing
+    out = tmp_path / "camera.yaml"
+    out.write_text("an earlier calibration\n")
+    result = percept(
+        "calibrate", "camera", "--board", "chessboard:10x7:0.03", "--images", str(folder), "--out", str(out),
+        "--overwrite", timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == ""  # OpenCV's own error line for the file is not shown: ours names it
+    assert f"{folder}: skipped 1 file(s) OpenCV cannot read as an image: 05 broken.png\n" in result.stdout
+    assert "board in 8 of 8 images (1 more not readable, skipped)" in result.stdout
+    assert load_calibration(out).width == 640  # --overwrite replaced the earlier file
