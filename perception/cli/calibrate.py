@@ -94,7 +94,7 @@ def register(verbs: Any) -> None:
 
 
 def _camera(args: argparse.Namespace) -> int:
-    from perception.camera.calibrate import Board, calibrate, find_board
+    from perception.camera.calibrate import MIN_VIEWS, Board, calibrate, find_board
 
     board = Board.parse(args.board)
     _check_out(args.out, args.overwrite)
@@ -120,6 +120,7 @@ def _camera(args: argparse.Namespace) -> int:
         raise PerceptError(
             f"--topic {args.topic}: expected {args.views} views of the board within {args.timeout:g} s, found "
             f"{len(views)} ({seen} images, {seen - len(views)} without the board)"
+            + ("" if views else f"; {_board_hint(args.board, board)}")
         )
     _say_unreadable(unreadable, args.images)
     if size is None and unreadable:
@@ -129,6 +130,11 @@ def _camera(args: argparse.Namespace) -> int:
         )
     if size is None:
         raise PerceptError("calibrate camera: expected images of the board, found none")
+    if not views:  # not one: more likely a --board that does not describe the board than bad views
+        raise PerceptError(
+            f"calibration: expected the board in at least {MIN_VIEWS} views, found it in none of {seen} "
+            f"images; {_board_hint(args.board, board)}"
+        )
     result = calibrate(views, size, fisheye=args.fisheye)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(result.ros_yaml(args.name))
@@ -153,6 +159,20 @@ def _camera(args: argparse.Namespace) -> int:
         print("the RMS error is high (above 1 px): blurred or mis-detected views? check the board's size")
     print(f"wrote {args.out} (the camera node reads it: calibration:={args.out})")
     return 0
+
+
+def _board_hint(text: str, board: Any) -> str:
+    """What to check when no view showed the board: its size, which is easily counted the other way."""
+    if board.kind == "charuco":
+        return (
+            f"is --board {text} the board? ChArUco is found by its markers: their dictionary "
+            f"({board.dictionary}) and the count of squares across and down must both match"
+        )
+    cols, rows = board.inner
+    return (
+        f"is --board {text} the board? It counts squares: {board.columns}x{board.rows} squares, so OpenCV "
+        f"looks for {cols}x{rows} inner corners (where four squares meet)"
+    )
 
 
 def _check_out(out: Path, overwrite: bool) -> None:

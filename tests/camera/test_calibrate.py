@@ -167,3 +167,21 @@ def test_an_unreadable_image_is_skipped_and_named(tmp_path):
     assert "board in 8 of 8 images (1 more not readable, skipped)" in result.stdout
     fx = load_calibration(out).K[0, 0]  # --overwrite replaced the earlier file, with the 8 good views
     assert abs(fx - K[0, 0]) / K[0, 0] < 0.01
+
+
+def test_a_board_of_the_wrong_size_is_hinted_at(tmp_path):
+    board = Board.parse("chessboard:10x7:0.03")
+    texture, size = board.image()
+    frames, _ = board_views(texture, size, count=4, seed=5, camera=CAMERA)
+    folder = write_views(tmp_path / "views", frames)
+    # 9x6 is the board's inner corners, given where its squares are asked for: no view matches.
+    result = percept(
+        "calibrate", "camera", "--board", "chessboard:9x6:0.03", "--images", str(folder),
+        "--out", str(tmp_path / "camera.yaml"), timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1 and result.stdout.count(": no board\n") == 4, result.stdout
+    assert result.stderr == (
+        "percept: error: calibration: expected the board in at least 6 views, found it in none of 4 images; "
+        "is --board chessboard:9x6:0.03 the board? It counts squares: 9x6 squares, so OpenCV looks for 8x5 "
+        "inner corners (where four squares meet)\n"
+    )
