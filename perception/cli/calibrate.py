@@ -5,6 +5,7 @@ node reads (`calibration:=FILE`)."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -18,6 +19,10 @@ from perception.cli.common import positive_int
 from perception.errors import PerceptError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+# A video frame whose board corners lie closer than this share of the image's diagonal (8 px at 640x480)
+# to a view already kept shows the same pose: a board at rest moves by detection noise (under a pixel),
+# a hand-held one by tens of pixels between the frames looked at.
+SAME_POSE = 0.01
 
 
 def register(verbs: Any) -> None:
@@ -94,12 +99,23 @@ def register(verbs: Any) -> None:
 
 
 def _camera(args: argparse.Namespace) -> int:
-    from perception.camera.calibrate import MIN_VIEWS, Board, calibrate, find_board
+    from perception.camera.calibrate import (
+        MIN_VIEWS,
+        Board,
+        View,
+        calibrate,
+        corner_shift_px,
+        find_board,
+    )
 
     board = Board.parse(args.board)
     _check_out(args.out, args.overwrite)
-    views, names, size, seen = [], [], None, 0
+    views: list[View] = []
+    names: list[str] = []  # where each view came from: a file, a video's frame, a topic's message
+    size: tuple[int, int] | None = None
+    seen = found = 0
     unreadable: list[str] = []  # files of --images that OpenCV cannot read: skipped, and said
+    same_pose = 0  # video frames whose board stood where an earlier view's did
     for name, image in _frames(args, unreadable):
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         if size is None:
@@ -110,12 +126,31 @@ def _camera(args: argparse.Namespace) -> int:
             )
         seen += 1
         view = find_board(gray, board)
-        print(f"{name}: {'board found' if view is not None else 'no board'}", flush=True)
-        if view is not None:
-            views.append(view)
-            names.append(name)
-            if (args.video or args.topic) and len(views) >= args.views:
-                break
+        if view is None:
+            print(f"{name}: no board", flush=True)
+            continue
+        found += 1
+        if args.video:
+            # A board held still (or brought back) gives the same view again, and one pose counted many
+            # times weighs the fit towards it: a frame counts only where its corners moved from every view
+            # kept so far. Corner motion, not time, since a video may rest for seconds or sweep in one.
+            shifts = [corner_shift_px(view, kept) for kept in views]
+            if shifts and min(shifts) < SAME_POSE * math.hypot(*size):
+                earlier = int(np.argmin(shifts))
+                same_pose += 1
+                print(f"{name}: board found where it was in {names[earlier]}; left out", flush=True)
+                continue
+        print(f"{name}: board found", flush=True)
+        views.append(view)
+        names.append(name)
+        if args.topic and len(views) >= args.views:
+            break
+    if args.video and len(views) > args.views:  # more poses than asked for: keep some from all of the video
+        keep = np.linspace(0, len(views) - 1, args.views).round().astype(int)
+        print(
+            f"kept {args.views} of the {len(views)} poses found (--views), spread over the video", flush=True
+        )
+        views, names = [views[i] for i in keep], [names[i] for i in keep]
     if args.topic and len(views) < args.views:
         raise PerceptError(
             f"--topic {args.topic}: expected {args.views} views of the board within {args.timeout:g} s, found "
@@ -141,8 +176,10 @@ def _camera(args: argparse.Namespace) -> int:
     K = result.K
     worst = int(np.argmax(result.per_view_rms_px))
     print(
-        f"board in {result.views} of {seen} images"
+        f"board in {found} of {seen} images"
         + (f" ({len(unreadable)} more not readable, skipped)" if unreadable else "")
+        + (f" ({same_pose} where it was in an earlier view, left out)" if same_pose else "")
+        + (f"; calibrated from {result.views} of them" if result.views != found else "")
         + f"; RMS reprojection error {result.rms_px:.3f} px "
         f"(worst view {result.per_view_rms_px[worst]:.3f} px: {names[worst]}); "
         f"coverage {result.coverage:.0%} of the image"
@@ -365,22 +402,47 @@ def _frames(args: argparse.Namespace, unreadable: list[str]) -> Iterator[tuple[s
     if args.images:
         yield from _folder_images(args.images, unreadable)
     elif args.video:
-        capture = cv2.VideoCapture(str(args.video))
-        if not capture.isOpened():
-            raise PerceptError(f"--video {args.video}: OpenCV cannot open it")
-        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or args.views * 10
-        every = max(1, total // (args.views * 2))  # spread the views over the whole video
-        index = 0
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            if index % every == 0:
-                yield f"frame {index}", frame
-            index += 1
-        capture.release()
+        yield from _video_frames(args.video, args.views * CANDIDATES_PER_VIEW)
     else:
         yield from _topic_frames(args.topic, args.timeout)
+
+
+# Frames of a video looked at per view asked for: a pose held still collapses to one view, and some frames
+# miss the board (blurred, half out of view); four leave room for both, and bound the detector's work
+# (a failed search costs the most) whatever the video's length.
+CANDIDATES_PER_VIEW = 4
+
+
+def _video_frames(video: Path, candidates: int) -> Iterator[tuple[str, np.ndarray]]:
+    """Up to `candidates` frames spread evenly over the whole video (from its first frame to its last),
+    so that every part of it, and so every pose shown, has a chance to count."""
+    capture = cv2.VideoCapture(str(video))
+    if not capture.isOpened():
+        raise PerceptError(f"--video {video}: OpenCV cannot open it")
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    if total <= 0:  # a stream without a frame count in its header: count them
+        while capture.grab():
+            total += 1
+        capture.release()
+        capture = cv2.VideoCapture(str(video))
+    wanted = set(np.linspace(0, max(total - 1, 0), min(candidates, total)).round().astype(int).tolist())
+    print(
+        f"{video}: {total} frames; looking at {len(wanted)} of them, spread over the whole video", flush=True
+    )
+    index = 0
+    while (
+        index <= max(wanted, default=-1) and capture.grab()
+    ):  # grab() alone: no decoding of frames passed over
+        if index in wanted:
+            ok, frame = capture.retrieve()
+            if ok:
+                yield f"frame {index}", frame
+        index += 1
+    capture.release()
+    if wanted and index <= max(wanted):
+        print(
+            f"{video}: it ended at frame {index}, before the {total} of its header; its end was not looked at"
+        )
 
 
 def _topic_frames(topic: str, timeout_s: float) -> Iterator[tuple[str, np.ndarray]]:

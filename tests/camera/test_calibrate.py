@@ -29,6 +29,15 @@ def write_views(folder, frames):
     return folder
 
 
+def write_video(path, frames):
+    """The rendered frames as an MJPG video at 10 frames a second."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
 @pytest.mark.parametrize("board_text", ["chessboard:10x7:0.03", "charuco:10x7:0.03:0.022"])
 def test_intrinsics_from_rendered_board_views_within_one_percent(tmp_path, board_text):
     board = Board.parse(board_text)
@@ -86,11 +95,7 @@ def test_views_from_a_video(tmp_path):
     board = Board.parse("chessboard:10x7:0.03")
     texture, size = board.image()
     frames, K = board_views(texture, size, count=14, seed=7, camera=CAMERA)
-    video = tmp_path / "board.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
-    for frame in frames:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
+    video = write_video(tmp_path / "board.avi", frames)
     out = tmp_path / "camera.yaml"
     result = percept(
         "calibrate", "camera", "--board", "chessboard:10x7:0.03", "--video", str(video), "--views", "10",
@@ -185,3 +190,28 @@ def test_a_board_of_the_wrong_size_is_hinted_at(tmp_path):
         "is --board chessboard:9x6:0.03 the board? It counts squares: 9x6 squares, so OpenCV looks for 8x5 "
         "inner corners (where four squares meet)\n"
     )
+
+
+def test_a_video_counts_a_resting_pose_once_and_is_looked_at_to_its_end(tmp_path):
+    board = Board.parse("chessboard:10x7:0.03")
+    texture, size = board.image()
+    poses, K = board_views(texture, size, count=10, seed=7, camera=CAMERA)
+    # The board rests in its first pose for 3 s, then moves through the other nine, 0.2 s each.
+    frames = [poses[0]] * 30 + [pose for pose in poses[1:] for _ in range(2)]
+    video = write_video(tmp_path / "board.avi", frames)
+    out = tmp_path / "camera.yaml"
+    result = percept(
+        "calibrate", "camera", "--board", "chessboard:10x7:0.03", "--video", str(video), "--views", "10",
+        "--out", str(out), timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{video}: 48 frames; looking at 40 of them, spread over the whole video" in result.stdout
+    used = re.findall(r"^frame (\d+): board found$", result.stdout, re.MULTILINE)
+    # One view of each pose: frame 0 for the resting one, and one from the last pose (frames 46, 47).
+    assert len(used) == 10 and used[0] == "0" and int(used[-1]) >= 46, result.stdout
+    assert "frame 29: board found where it was in frame 0; left out" in result.stdout
+    assert "board in 40 of 40 images (30 where it was in an earlier view, left out); calibrated from 10" in (
+        result.stdout
+    )
+    fx = load_calibration(out).K[0, 0]
+    assert abs(fx - K[0, 0]) / K[0, 0] < 0.01
