@@ -33,13 +33,24 @@ def register(verbs: Any) -> None:
     p.add_argument(
         "--board",
         required=True,
-        help="chessboard:COLSxROWS:SQUARE_M or charuco:COLSxROWS:SQUARE_M:MARKER_M (squares; metres)",
+        help="chessboard:COLSxROWS:SQUARE_M or charuco:COLSxROWS:SQUARE_M:MARKER_M (squares, not inner "
+        "corners; metres)",
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", type=Path, metavar="DIR", help="a folder of images of the board")
-    source.add_argument("--video", type=Path, metavar="FILE", help="a video of the board")
+    source.add_argument(
+        "--video",
+        type=Path,
+        metavar="FILE",
+        help="a video of the board, looked at over its whole length (a pose held still counts once)",
+    )
     source.add_argument("--topic", metavar="TOPIC", help="a live image topic (e.g. /camera/image)")
-    p.add_argument("--views", type=positive_int, default=25, help="views to collect from a video or topic")
+    p.add_argument(
+        "--views",
+        type=positive_int,
+        default=25,
+        help="views to collect from a topic; at most, spread over it, from a video",
+    )
     p.add_argument("--fisheye", action="store_true", help="OpenCV's fisheye (equidistant) model")
     p.add_argument("--name", default="camera", help="camera_name in the file")
     p.add_argument("--out", type=Path, required=True, help="the calibration YAML to write")
