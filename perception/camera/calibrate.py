@@ -116,6 +116,23 @@ def find_board(gray: np.ndarray, board: Board) -> View | None:
     return View(corners.astype(np.float32), board.corners_3d().reshape(-1, 1, 3))
 
 
+def corner_shift_px(a: View, b: View) -> float:
+    """How far the board's corners lie apart in two views, in pixels: the mean over the corners both
+    saw (matched by their place on the board, since a ChArUco view may show some); inf with fewer than 4
+    in common."""
+    places_b = {tuple(p): i for i, p in enumerate(b.object_points.reshape(-1, 3).round(6).tolist())}
+    pairs = [
+        (i, places_b[tuple(p)])
+        for i, p in enumerate(a.object_points.reshape(-1, 3).round(6).tolist())
+        if tuple(p) in places_b
+    ]
+    if len(pairs) < 4:
+        return float("inf")
+    ia, ib = (list(v) for v in zip(*pairs, strict=True))
+    shift = a.image_points.reshape(-1, 2)[ia] - b.image_points.reshape(-1, 2)[ib]
+    return float(np.linalg.norm(shift, axis=1).mean())
+
+
 @dataclass
 class Result:
     width: int

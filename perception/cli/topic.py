@@ -231,15 +231,16 @@ def _spin_until(
             raise PerceptError(f"no message on {topic} within {timeout:g} s")
         if not noticed and not got[0] and elapsed >= notice_s:
             noticed = True
-            nobody, text = _silence(topic)
+            nobody, text = topic_silence(topic)
             if nobody and not (wait or timeout or duration):
                 raise PerceptError(f"{text}; --wait waits for a publisher")
             print(f"{text}; waiting" + ("" if nobody else " (Ctrl-C to stop)"), file=sys.stderr, flush=True)
     return 0
 
 
-def _silence(topic: str) -> tuple[bool, str]:
-    """Whether nobody publishes the topic (as far as the registry knows), and what to say about it."""
+def topic_silence(topic: str) -> tuple[bool, str]:
+    """Whether nobody publishes the topic (as far as the registry knows), and what to say about it (the
+    other commands that wait on a topic, `calibrate camera --topic`, say it in these words too)."""
     try:
         topics = _topics()
     except PerceptError:
@@ -338,7 +339,7 @@ def _watch(args: argparse.Namespace, report: Callable[[deque[tuple[float, int]]]
         else:  # nothing ever came: say why, not a bare "no new messages"
             silent_ticks[0] += 1
             if silent_ticks[0] > 1:  # the first second's silence _spin_until reports, or ends the command for
-                print(_silence(args.topic)[1], flush=True)
+                print(topic_silence(args.topic)[1], flush=True)
 
     with tool_node("watch") as node:
         node.create_subscription(None, args.topic, arrived, QoS(depth=RECEIVE_HWM), raw=True)

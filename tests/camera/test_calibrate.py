@@ -8,7 +8,7 @@ import re
 import cv2
 import numpy as np
 import pytest
-from conftest import percept
+from conftest import percept, read_until
 
 from perception.camera import load_calibration
 from perception.camera.calibrate import Board
@@ -27,6 +27,15 @@ def write_views(folder, frames):
     for i, frame in enumerate(frames):
         cv2.imwrite(str(folder / f"{i:02d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     return folder
+
+
+def write_video(path, frames):
+    """The rendered frames as an MJPG video at 10 frames a second."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
 
 
 @pytest.mark.parametrize("board_text", ["chessboard:10x7:0.03", "charuco:10x7:0.03:0.022"])
@@ -67,8 +76,9 @@ def test_fisheye_model_and_too_few_views(tmp_path):
     for extra in list(folder.iterdir())[3:]:
         extra.unlink()
     few = percept(
-        "calibrate", "camera", "--board", "chessboard:10x7:0.03", "--images", str(folder), "--out", str(out)
-    )
+        "calibrate", "camera", "--board", "chessboard:10x7:0.03", "--images", str(folder),
+        "--out", str(tmp_path / "few.yaml"),
+    )  # fmt: skip
     assert few.returncode == 1
     assert few.stderr.strip().endswith("calibration: expected the board in at least 6 views, found 3")
 
@@ -85,11 +95,7 @@ def test_views_from_a_video(tmp_path):
     board = Board.parse("chessboard:10x7:0.03")
     texture, size = board.image()
     frames, K = board_views(texture, size, count=14, seed=7, camera=CAMERA)
-    video = tmp_path / "board.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
-    for frame in frames:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
+    video = write_video(tmp_path / "board.avi", frames)
     out = tmp_path / "camera.yaml"
     result = percept(
         "calibrate", "camera", "--board", "chessboard:10x7:0.03", "--video", str(video), "--views", "10",
@@ -113,5 +119,99 @@ def test_views_from_a_live_topic(tmp_path, registry, spawn):
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "/board #" in result.stdout and "board in 8 of" in result.stdout
+    fx = load_calibration(out).K[0, 0]
+    assert abs(fx - K[0, 0]) / K[0, 0] < 0.01
+
+
+def test_an_existing_out_is_refused_before_any_view_is_looked_at(tmp_path):
+    board = Board.parse("chessboard:10x7:0.03")
+    folder = tmp_path / "views"
+    folder.mkdir()
+    # One view: a run that read it would print "flat.png: board found".
+    cv2.imwrite(str(folder / "flat.png"), board.image()[0])
+    out = tmp_path / "camera.yaml"
+    out.write_text("an earlier calibration\n")
+    result = percept(
+        "calibrate", "camera", "--board", "chessboard:10x7:0.03", "--images", str(folder), "--out", str(out)
+    )
+    assert result.returncode == 1 and result.stdout == ""  # refused first: flat.png was never read
+    assert result.stderr == f"percept: error: --out {out}: the file exists; give --overwrite to replace it\n"
+    assert out.read_text() == "an earlier calibration\n"
+
+
+def test_a_topic_nobody_publishes_is_said_at_once_and_at_the_timeout(tmp_path, registry, spawn):
+    out = tmp_path / "camera.yaml"
+    board = ("calibrate", "camera", "--board", "chessboard:10x7:0.03", "--out", str(out))
+    waiting = spawn(*board, "--topic", "/camera/imag", "--timeout", "60")
+    said = read_until(waiting, "waiting up to 60 s", timeout_s=30)
+    assert "nobody publishes /camera/imag; waiting up to 60 s (--timeout)" in said, said
+    assert waiting.poll() is None  # said while it waits, not when it gives up
+    timed_out = percept(*board, "--topic", "/camera/imag", "--timeout", "3")
+    assert timed_out.returncode == 1 and "not enough views" not in timed_out.stderr
+    assert timed_out.stderr.endswith(
+        "percept: error: --topic /camera/imag: no image within 3 s: nobody publishes /camera/imag\n"
+    ), timed_out.stderr
+    assert not out.exists()
+
+
+def test_an_unreadable_image_is_skipped_and_named(tmp_path):
+    board = Board.parse("chessboard:10x7:0.03")
+    texture, size = board.image()
+    frames, K = board_views(texture, size, count=8, seed=3, camera=CAMERA)
+    folder = write_views(tmp_path / "views", frames)
+    (folder / "05 broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")  # a PNG's signature, then nothing
+    out = tmp_path / "camera.yaml"
+    out.write_text("an earlier calibration\n")
+    result = percept(
+        "calibrate", "camera", "--board", "chessboard:10x7:0.03", "--images", str(folder), "--out", str(out),
+        "--overwrite", timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == ""  # OpenCV's own error line for the file is not shown: ours names it
+    assert f"{folder}: skipped 1 file(s) OpenCV cannot read as an image: 05 broken.png\n" in result.stdout
+    assert "board in 8 of 8 images (1 more not readable, skipped)" in result.stdout
+    fx = load_calibration(out).K[0, 0]  # --overwrite replaced the earlier file, with the 8 good views
+    assert abs(fx - K[0, 0]) / K[0, 0] < 0.01
+
+
+def test_a_board_of_the_wrong_size_is_hinted_at(tmp_path):
+    board = Board.parse("chessboard:10x7:0.03")
+    texture, size = board.image()
+    frames, _ = board_views(texture, size, count=4, seed=5, camera=CAMERA)
+    folder = write_views(tmp_path / "views", frames)
+    # 9x6 is the board's inner corners, given where its squares are asked for: no view matches.
+    result = percept(
+        "calibrate", "camera", "--board", "chessboard:9x6:0.03", "--images", str(folder),
+        "--out", str(tmp_path / "camera.yaml"), timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1 and result.stdout.count(": no board\n") == 4, result.stdout
+    assert result.stderr == (
+        "percept: error: calibration: expected the board in at least 6 views, found it in none of 4 images; "
+        "is --board chessboard:9x6:0.03 the board? It counts squares: 9x6 squares, so OpenCV looks for 8x5 "
+        "inner corners (where four squares meet)\n"
+    )
+
+
+def test_a_video_counts_a_resting_pose_once_and_is_looked_at_to_its_end(tmp_path):
+    board = Board.parse("chessboard:10x7:0.03")
+    texture, size = board.image()
+    poses, K = board_views(texture, size, count=10, seed=7, camera=CAMERA)
+    # The board rests in its first pose for 3 s, then moves through the other nine, 0.2 s each.
+    frames = [poses[0]] * 30 + [pose for pose in poses[1:] for _ in range(2)]
+    video = write_video(tmp_path / "board.avi", frames)
+    out = tmp_path / "camera.yaml"
+    result = percept(
+        "calibrate", "camera", "--board", "chessboard:10x7:0.03", "--video", str(video), "--views", "10",
+        "--out", str(out), timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{video}: 48 frames; looking at 40 of them, spread over the whole video" in result.stdout
+    used = re.findall(r"^frame (\d+): board found$", result.stdout, re.MULTILINE)
+    # One view of each pose: frame 0 for the resting one, and one from the last pose (frames 46, 47).
+    assert len(used) == 10 and used[0] == "0" and int(used[-1]) >= 46, result.stdout
+    assert "frame 29: board found where it was in frame 0; left out" in result.stdout
+    assert "board in 40 of 40 images (30 where it was in an earlier view, left out); calibrated from 10" in (
+        result.stdout
+    )
     fx = load_calibration(out).K[0, 0]
     assert abs(fx - K[0, 0]) / K[0, 0] < 0.01
