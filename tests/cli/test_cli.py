@@ -37,6 +37,8 @@ def test_node_topic_and_service_listings(graph):
     assert "/frames [percept/Image]  1 publisher(s), 0 subscription(s)" in topics
     info = percept("node", "info", "seq_publisher").stdout  # the leading slash may be left out
     assert "/frames: percept/Image" in info and "/seq_publisher/get_parameters" in info
+    # Its traffic from its stats, as a launch's status table gives it: frames going out, nothing wrong.
+    assert re.search(r"Traffic .*\n    >/frames [1-9]\d*\.\d\n", info) and "Problems: none" in info, info
     typo = percept("node", "info", "/seq_publishr")
     assert typo.returncode == 1 and typo.stderr.strip() == (
         "percept: error: no node /seq_publishr in the graph; did you mean /seq_publisher? (percept node list)"
