@@ -109,15 +109,15 @@ class ExitsSoon(Node):
 
 
 class Stuck(Node):
-    """After `after` s, one timer callback takes `stuck_s` s (a callback blocked on a dead device)."""
+    """Every `after` s a timer callback takes `stuck_s` s (a callback blocked on a dead device); its
+    stats go out in between."""
 
     def __init__(self) -> None:
         super().__init__("stuck")
         self.stuck_s = self.declare_parameter("stuck_s", 9.0)
-        self.timer = self.create_timer(self.declare_parameter("after", 1.0), self.block)
+        self.create_timer(self.declare_parameter("after", 2.0), self.block)
 
     def block(self) -> None:
-        self.timer.cancel()
         time.sleep(self.stuck_s)
 
 

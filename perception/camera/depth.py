@@ -22,6 +22,10 @@ class DepthCameraError(PerceptError):
     """No such device, a recording that does not open, a stream the device does not offer."""
 
 
+class DepthCameraMissing(DepthCameraError):
+    """No such device connected (yet): one that may be plugged in, unlike a mode it does not offer."""
+
+
 @dataclass
 class DepthFrame:
     rgb: np.ndarray  # H x W x 3 uint8
@@ -67,7 +71,7 @@ class RealSense:
             if not found or (self.serial and self.serial not in [s for _, s in found]):
                 seen = ", ".join(f"{name} (serial {serial})" for name, serial in found) or "none"
                 wanted = f"serial {self.serial}" if self.serial else "a RealSense"
-                raise DepthCameraError(f"RealSense: expected {wanted} connected, found: {seen}")
+                raise DepthCameraMissing(f"RealSense: expected {wanted} connected, found: {seen}")
             if self.serial:
                 config.enable_device(self.serial)
             config.enable_stream(rs.stream.depth, self.width, self.height, rs.format.z16, self.fps)

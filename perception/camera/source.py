@@ -27,14 +27,34 @@ import cv2
 import numpy as np
 
 MAX_FILE_FPS = 1000.0  # a video file claiming more is read as fast as it is asked for (a broken header)
-# How long opening a source or reading a frame may take before it counts as failed: FFmpeg's own
-# default is 30 s, during which a stream that accepted the connection and says nothing held the node
-# (no stats, deaf to Ctrl-C). An RTSP camera may take a few seconds to set up its stream (opened in a
-# thread of its own); a live camera that delivers no frame for 2 s has stalled (a read blocks the node).
+# How long opening a network stream or reading its frame may take before it counts as failed: FFmpeg's
+# own default is 30 s, during which a stream that accepted the connection and says nothing held the
+# node (no stats, deaf to Ctrl-C). An RTSP camera may take a few seconds to set up its stream (opened in
+# a thread of its own); one that delivers no frame for 2 s has stalled (a read blocks the node).
 OPEN_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 2.0
 # A source that failed is opened again after a wait that doubles from the first to the second.
 MIN_BACKOFF_S, MAX_BACKOFF_S = 0.5, 10.0
+
+
+class Backoff:
+    """When to try a failed source again: after a wait that doubles with each failure in a row, from
+    `least_s` up to `most_s`, and starts again from `least_s` after a success."""
+
+    def __init__(self, least_s: float = MIN_BACKOFF_S, most_s: float = MAX_BACKOFF_S) -> None:
+        self.least_s, self.most_s = least_s, most_s
+        self._wait_s = least_s
+        self.retry_at = 0.0
+
+    def due(self, now: float) -> bool:
+        return now >= self.retry_at
+
+    def failed(self, now: float) -> None:
+        self.retry_at = now + self._wait_s
+        self._wait_s = min(self._wait_s * 2, self.most_s)
+
+    def succeeded(self) -> None:
+        self._wait_s = self.least_s
 
 
 @dataclass
@@ -143,11 +163,9 @@ class FrameSource:
     ) -> None:
         check(spec)
         self.spec, self.width, self.height, self.fps, self.loop = spec, width, height, fps, loop
-        self.min_backoff_s, self.max_backoff_s = min_backoff_s, max_backoff_s
         self.status = SourceStatus()
         self._capture: cv2.VideoCapture | None = None
-        self._backoff = min_backoff_s
-        self._retry_at = 0.0
+        self.backoff = Backoff(min_backoff_s, max_backoff_s)
         self._opened_once = False
         # A video file (a source of known length): its frame rate (0 for a live source, which paces
         # itself, or a file that gives none), when its first frame was read, frames read or skipped since.
@@ -197,7 +215,7 @@ class FrameSource:
         if not ok or frame is None:
             self._fail(now, f"source {self.spec!r} gave no frame (unplugged, ended or dead)")
             return None
-        self._backoff = self.min_backoff_s
+        self.backoff.succeeded()
         self.status.frames += 1
         self._position += 1
         return frame
@@ -224,7 +242,7 @@ class FrameSource:
         self.status.connected = False
 
     def _open(self, now: float, reopening: bool = False) -> bool:
-        if now < self._retry_at:
+        if not self.backoff.due(now):
             return False
         if is_file(self.spec):  # a file opens at once
             capture = _capture(self.spec)
@@ -261,8 +279,7 @@ class FrameSource:
         self.close()
         self.status.failures += 1
         self.status.last_error = reason
-        self._retry_at = now + self._backoff
-        self._backoff = min(self._backoff * 2, self.max_backoff_s)
+        self.backoff.failed(now)
 
 
 def video_devices() -> list[tuple[str, str]]:
@@ -286,8 +303,12 @@ def _why_not(spec: str) -> str:
 
 
 def _capture(spec: str) -> cv2.VideoCapture:
-    """A capture whose open and reads give up in time (FFmpeg and V4L2 honour these)."""
+    """A capture; a network stream's open and reads give up in time. Only FFmpeg honours these
+    settings, and a back-end that does not take one refuses the whole open (OpenCV's V4L2 and MJPEG
+    readers do), so a device or a file is opened without them."""
     target, backend = describe(spec)
+    if "://" not in spec:
+        return cv2.VideoCapture(target, backend)
     timeouts = [
         cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
         int(OPEN_TIMEOUT_S * 1000),
@@ -304,16 +325,20 @@ class _Opening:
     def __init__(self, spec: str) -> None:
         self.capture: cv2.VideoCapture | None = None
         self.done = threading.Event()
+        self._lock = threading.Lock()  # one of the two threads releases an abandoned capture, once
         self._abandoned = False
         threading.Thread(target=self._run, args=(spec,), name="camera-open", daemon=True).start()
 
     def _run(self, spec: str) -> None:
-        self.capture = _capture(spec)
-        self.done.set()
-        if self._abandoned:  # closed while it opened: nobody will take it
-            self.capture.release()
+        capture = _capture(spec)
+        with self._lock:
+            self.capture = capture
+            self.done.set()
+            if self._abandoned:  # closed while it opened: nobody will take it
+                capture.release()
 
     def abandon(self) -> None:
-        self._abandoned = True
-        if self.done.is_set() and self.capture is not None:
-            self.capture.release()
+        with self._lock:
+            self._abandoned = True
+            if self.capture is not None:
+                self.capture.release()

@@ -10,7 +10,7 @@ from perception.cli.common import graph_node
 from perception.msgs import NodeStats
 from perception.runtime.graph import graph_nodes, tool_node
 from perception.runtime.node import STATS_TOPIC
-from perception.runtime.stats import problems, rate_text
+from perception.runtime.stats import SILENT_AFTER_S, problems, rate_text
 
 
 def register(verbs: Any) -> None:
@@ -42,17 +42,14 @@ def _info(args: argparse.Namespace) -> int:
     for srv in node["services"]:
         print(f"    {srv['name']}: {srv['request']} -> {srv['response']}")
     stats = _latest_stats(node["name"])
-    if stats is None:
-        print(f"  Traffic: no stats from it within {STATS_WAIT_S:g} s (busy in a callback, or a tool)")
+    if stats is None:  # as the launch status table puts it
+        print(f"  Traffic: no stats from it within {SILENT_AFTER_S:g} s: in a long callback (or a tool's)")
         return 0
     print("  Traffic (msgs/s over its last second; > out, < in):")
     for topic in stats.topics:
         print(f"    {'>' if topic.direction == 'pub' else '<'}{topic.topic} {rate_text(topic)}")
     print(f"  Problems: {problems(stats) or 'none'}")
     return 0
-
-
-STATS_WAIT_S = 2.5  # a node publishes its stats once a second
 
 
 def _latest_stats(name: str) -> NodeStats | None:
@@ -62,7 +59,7 @@ def _latest_stats(name: str) -> NodeStats | None:
         listener.create_subscription(
             NodeStats, STATS_TOPIC, lambda msg: got.append(msg) if msg.node == name else None
         )
-        deadline = time.monotonic() + STATS_WAIT_S
+        deadline = time.monotonic() + SILENT_AFTER_S
         while not got and time.monotonic() < deadline:
             listener.spin_once(0.1)
         return got[0] if got else None

@@ -145,9 +145,7 @@ def _dump(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace) -> int:
     full = _known_node(args.node)
     # `param dump`'s layout, ROS 2's (ros__parameters; the node's own section and /**) or a plain map.
-    data = read_parameter_file(args.file, full)
-    if not data:
-        raise PerceptError(f"parameter file {args.file}: no section for {full} (nor /**)")
+    data = read_parameter_file(args.file, full, required=True)
     # Only what differs from the node's values is set, so a file that `param dump` wrote loads back into
     # the node it came from though it names read-only parameters (a camera's size, fixed once it runs).
     current = _values(full, [], args.timeout).values

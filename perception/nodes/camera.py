@@ -165,6 +165,9 @@ class CameraNode(Node):
         if self.calibration is None:
             self.calibration = Calibration.nominal(width, height)
             self.log.warning("no calibration file: nominal intrinsics (60° horizontal field of view)")
+        if (self.calibration.width, self.calibration.height) != (width, height) and not self.calibration.path:
+            self.calibration = Calibration.nominal(width, height)  # a new mode: nominal again, no scaling
+            self._maps = None
         if (self.calibration.width, self.calibration.height) != (width, height):
             self.log.warning(
                 "calibrated at %dx%d, the source delivers %dx%d: intrinsics scaled",

@@ -16,8 +16,8 @@ from __future__ import annotations
 import time
 
 from perception import Node, run
-from perception.camera.depth import DRIVERS, DepthCameraError
-from perception.camera.source import MAX_BACKOFF_S, MIN_BACKOFF_S, READ_TIMEOUT_S, SourceStatus
+from perception.camera.depth import DRIVERS, DepthCameraError, DepthCameraMissing
+from perception.camera.source import READ_TIMEOUT_S, Backoff, SourceStatus
 from perception.errors import ParameterError
 from perception.msgs import CameraInfo, CameraStats, Header, Image
 from perception.nodes.camera_pose import declare_camera_pose
@@ -50,14 +50,14 @@ class DepthCameraNode(Node):
         self.source = DRIVERS[driver](serial=serial, playback=playback, width=width, height=height, fps=fps)
         self.playback = bool(playback)
         self.status = SourceStatus()
-        self._backoff, self._retry_at = MIN_BACKOFF_S, 0.0
+        self.backoff = Backoff()
         self._last_frame_at = time.monotonic()
         try:
             self._open()
-        except DepthCameraError as exc:
-            if self.playback:  # a recording that is missing or broken will not come: stop now
-                raise ParameterError(str(exc)) from None
+        except DepthCameraMissing as exc:  # may be plugged in later: looked for again
             self._failed(str(exc))
+        except DepthCameraError as exc:  # a recording that will not open, a mode it does not offer
+            raise ParameterError(str(exc)) from None
         self.image_pub = self.create_publisher(Image, "camera/image")
         self.depth_pub = self.create_publisher(Image, "camera/depth")
         self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info")
@@ -72,7 +72,8 @@ class DepthCameraNode(Node):
         self.source.open()
         self._last_frame_at = time.monotonic()  # a device's first frame may take a moment
         self.status.reconnects += self.status.frames > 0 or self.status.failures > 0
-        self.status.connected, self._backoff = True, MIN_BACKOFF_S
+        self.status.connected = True
+        self.backoff.succeeded()
 
     def _failed(self, reason: str) -> None:
         """Not there (or gone): said once per kind of failure, looked for again after a backoff."""
@@ -80,12 +81,11 @@ class DepthCameraNode(Node):
             self.log.warning("%s; looking again with backoff", reason)
         self.status.connected, self.status.last_error = False, reason
         self.status.failures += 1
-        self._retry_at = time.monotonic() + self._backoff
-        self._backoff = min(self._backoff * 2, MAX_BACKOFF_S)
+        self.backoff.failed(time.monotonic())
 
     def tick(self) -> None:
         if not self.status.connected:
-            if time.monotonic() < self._retry_at:
+            if not self.backoff.due(time.monotonic()):
                 return
             try:
                 self._open()
@@ -124,7 +124,11 @@ class DepthCameraNode(Node):
             self.request_shutdown()
             return
         self.source.close()
-        self.source.open()  # from its start again; the stamps are the wall clock's, so they go on
+        try:
+            self.source.open()  # from its start again; the stamps are the wall clock's, so they go on
+        except DepthCameraError as exc:  # the recording was replaced or removed meanwhile
+            self.log.error("%s", exc)
+            raise SystemExit(1) from None
 
     def publish_stats(self) -> None:
         started, frames = self._window

@@ -41,7 +41,7 @@ from perception.runtime.security import (
     SecurityError,
     enclave_for,
 )
-from perception.runtime.stats import problems, rate_text
+from perception.runtime.stats import SILENT_AFTER_S, problems, rate_text
 from perception.runtime.stopping import StopFlag, stop_signals_call
 
 MAX_RESPAWN_DELAY_S = 30.0
@@ -99,18 +99,14 @@ def respawn_backoff(child: Child, ran_for: float) -> float:
     return float(min(child.spec.respawn_delay * 2**level, MAX_RESPAWN_DELAY_S))
 
 
-# A node sends its stats every second from its own thread: this long without them, it is stuck (a
-# callback that does not return) though its process runs.
-SILENT_AFTER_S = 5.0
-
-
 def _silence(child: Child) -> str:
+    """A running node that has sent no stats for a while is in a callback that has not returned: a grasp
+    service moving the arm for seconds, a client waiting on it, or a callback stuck for good. Not a
+    fault in itself, so said beside the rates, not after the `!`; how long tells which."""
     if child.state != "running" or child.stats_at is None:
         return ""
     quiet = time.monotonic() - child.stats_at
-    if quiet < SILENT_AFTER_S:
-        return ""
-    return f"no stats for {quiet:.0f} s (stuck in a callback?)"
+    return f"  (no stats for {quiet:.0f} s: in a long callback)" if quiet >= SILENT_AFTER_S else ""
 
 
 def die_with_this_process() -> Callable[[], None]:
@@ -462,9 +458,10 @@ class Launcher:
             pid = child.process.pid if child.process is not None else 0
             state = child.state + (f" ({child.exit_code})" if child.exit_code not in (None, 0) else "")
             rates = "  ".join(f"{topic} {rate}" for topic, rate in sorted(child.rates.items()))
-            problems = ", ".join(filter(None, (_silence(child), child.problems)))
-            problems = f"  ! {problems}" if problems else ""
-            lines.append(f"{child.spec.fqn:<28} {state:<14} {pid:>7} {child.restarts:>8}  {rates}{problems}")
+            problems = f"  ! {child.problems}" if child.problems else ""
+            lines.append(
+                f"{child.spec.fqn:<28} {state:<14} {pid:>7} {child.restarts:>8}  {rates}{_silence(child)}{problems}"
+            )
         return "\n".join(lines)
 
     def _say(self, text: str) -> None:

@@ -42,7 +42,7 @@ from perception.runtime.publisher import Publisher
 from perception.runtime.qos import KEEP_LAST, QoS
 from perception.runtime.service import Service
 from perception.runtime.settings import number_setting
-from perception.runtime.stats import Throttle, as_int64
+from perception.runtime.stats import STATS_PERIOD_S, Throttle, as_int64
 from perception.runtime.stopping import StopFlag
 from perception.runtime.subscription import RECEIVE_HWM, Subscription
 from perception.runtime.timer import Timer
@@ -94,7 +94,7 @@ class Node:
         parameters: dict[str, Any] | None = None,
         remappings: dict[str, str] | None = None,
         context: Context | None = None,
-        stats_period_s: float = 1.0,
+        stats_period_s: float = STATS_PERIOD_S,
     ) -> None:
         self.context = context or Context.default()
         overrides = self.context.overrides

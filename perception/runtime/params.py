@@ -4,6 +4,7 @@ read and changed at run time through the node's `~/get_parameters` and `~/set_pa
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,18 +148,21 @@ def type_name(kind: type) -> str:
 # The keys a node's section of a parameter file holds its values under: `percept param dump` writes
 # `parameters`, ROS 2 `ros__parameters`.
 _SECTION_KEYS = ("parameters", "ros__parameters")
-_EVERY_NODE = ("/**", "**")  # ROS 2's wildcard section, for every node the file is given to
 
 
-def read_parameter_file(path: Path, node: str) -> dict[str, Any]:
+def read_parameter_file(path: Path, node: str, *, required: bool = False) -> dict[str, Any]:
     """The values a parameter file gives the node `node` (a fully qualified name such as /arm/camera).
-    It takes ROS 2's layout (sections `node: {ros__parameters: {...}}`, keyed by the node's full name,
-    its name alone or `/**` for every node, the wildcard first and the node's own section over it),
-    `percept param dump`'s (the same with `parameters`), or a plain map of names to values."""
+    It takes ROS 2's layout (sections `node: {ros__parameters: {...}}`, each keyed by a node's full name,
+    a leading / implied as ROS 2 implies it, or a pattern: `/**` any node, `*` one name; the patterns'
+    sections first and the node's own over them), `percept param dump`'s (the same with `parameters`),
+    or a plain map of names to values. A file given to one node (`required`) must have its section;
+    one shared by a launch file's nodes may have none for some."""
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise ParameterError(f"parameter file {path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ParameterError(f"parameter file {path}: expected YAML text, found binary data") from None
     except yaml.YAMLError as exc:
         raise ParameterError(f"parameter file {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict) or not data:
@@ -170,19 +174,36 @@ def read_parameter_file(path: Path, node: str) -> dict[str, Any]:
     }
     if not sections:
         return dict(data)  # a plain map: every name in it is the node's
-    name = node.rsplit("/", 1)[-1]
+    matching = [key for key in sections if "*" in key and _pattern(key).fullmatch(node)]
+    matching += [key for key in sections if "*" not in key and "/" + key.lstrip("/") == node]
+    if not matching and required:
+        raise ParameterError(
+            f"parameter file {path}: no section for {node} (sections: {', '.join(sections)}; a section "
+            "is a node's full name, or a pattern such as /**)"
+        )
     values: dict[str, Any] = {}
-    for key in (*_EVERY_NODE, name, node.lstrip("/"), node):
-        section = sections.get(key)
-        if section is not None and not isinstance(section, dict):
+    for key in matching:
+        if not isinstance(sections[key], dict):
             raise ParameterError(f"parameter file {path}: {key}: expected a map of names to values")
-        values.update(section or {})
+        values.update(sections[key])
     return values
 
 
+def _pattern(key: str) -> re.Pattern[str]:
+    """A section's node pattern as ROS 2 reads it: `**` any names (none included), `*` one name."""
+    parts = []
+    for token in key.lstrip("/").split("/"):
+        if token == "**":
+            parts.append("(/[^/]+)*")
+        else:
+            parts.append("/" + "[^/]+".join(re.escape(piece) for piece in token.split("*")))
+    return re.compile("".join(parts))
+
+
 def read_parameter_files(paths: Sequence[Path], node: str) -> dict[str, Any]:
-    """Several files, as ROS 2 takes them: a later file's value wins."""
+    """Several files given to one node (`percept run --params-file`), as ROS 2 takes them: each must
+    have the node's section, and a later file's value wins."""
     values: dict[str, Any] = {}
     for path in paths:
-        values.update(read_parameter_file(path, node))
+        values.update(read_parameter_file(path, node, required=True))
     return values

@@ -28,6 +28,12 @@ class Throttle:
             return True
 
 
+# A node publishes its NodeStats this often, from a timer on its own thread; this long without them, it
+# is in a callback that has not returned (the launch status table says so, `node info` gives up).
+STATS_PERIOD_S = 1.0
+SILENT_AFTER_S = 5 * STATS_PERIOD_S
+
+
 class EndpointStats:
     def __init__(self, topic: str, type_name: str, direction: str) -> None:
         self.topic = topic

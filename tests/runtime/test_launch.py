@@ -239,11 +239,12 @@ def test_a_node_that_fails_on_its_own_leaves_the_others_running_and_the_launch_e
           - name: steady
             node: {NODES}:Sleeper
         """,
-        "--duration",
-        "4",
     )
-    output, _ = process.communicate(timeout=60)
-    assert "/flaky exited with code 3" in output and "4 s elapsed, stopping" in output, output
+    seen = read_until(process, "/flaky exited with code 3", timeout_s=60)
+    process.send_signal(signal.SIGINT)  # the steady node kept the launch going
+    rest, _ = process.communicate(timeout=60)
+    output = seen + rest
+    assert "/flaky exited with code 3" in output, output
     assert process.returncode == 1
     assert output.rstrip().endswith("[launch] failed (exit code), not restarted: /flaky (3)"), output
 
@@ -443,7 +444,7 @@ def test_the_status_table_shows_what_went_wrong_in_a_node_and_its_log_is_not_flo
     started = time.monotonic()
     # The stuck node is told once its stats have been missing for 5 s: stop then, however long the
     # nodes took to start on a loaded machine.
-    seen = read_until(process, "(stuck in a callback?)", timeout_s=60)
+    seen = read_until(process, ": in a long callback)", timeout_s=60)
     process.send_signal(signal.SIGINT)
     rest, _ = process.communicate(timeout=60)
     output, seconds = seen + rest, time.monotonic() - started
@@ -453,9 +454,9 @@ def test_the_status_table_shows_what_went_wrong_in_a_node_and_its_log_is_not_flo
     # A subscriber that keeps up with a fifth of what arrives: not a fault, but not hidden either.
     rows = [line for line in output.splitlines() if line.startswith("/slow ")]
     assert any(re.search(r"</frames \d+\.\d \(\d+ dropped by its queue\)", row) for row in rows), output
-    # Its process runs, but a callback has not returned for seconds: running, yet stuck.
+    # Its process runs, but a callback has not returned for seconds: said beside its rates, not a fault.
     rows = [line for line in output.splitlines() if line.startswith("/stuck ")]
-    assert any(re.search(r"running .*! no stats for \d+ s \(stuck in a callback\?\)", row) for row in rows), (
+    assert any(re.search(r"running .*\(no stats for \d+ s: in a long callback\)$", row) for row in rows), (
         output
     )
     # About 20 failures a second, at most one traceback a second.
