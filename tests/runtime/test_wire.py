@@ -36,6 +36,9 @@ IMAGES = [  # every encoding, in both the H x W and H x W x C shapes it accepts
 CASES = {
     "header": H,
     "string": msgs.String("héllo"),  # non-ASCII text survives msgpack
+    "bool": msgs.Bool(True),
+    "int64": msgs.Int64(-(2**63)),  # the whole range of a ROS int64
+    "float64": msgs.Float64(1e-300),
     **{f"image-{e}-{'x'.join(map(str, s))}": msgs.Image(H, pixels(s, d), e) for e, d, s in IMAGES},
     "pose": msgs.Pose((1.0, 2.0, 3.0), (0.0, 0.0, 0.6, 0.8)),  # tuples come back as tuples
     "camera-info": msgs.CameraInfo(H, 640, 480, np.diag([500.0, 501.0, 1.0]), pose=msgs.Pose((1, 2, 3))),
