@@ -262,30 +262,33 @@ class Registry:
         return ""
 
     def _type_clash_warning(self, uid: str, node: dict[str, Any], previous: dict[str, Any] | None) -> str:
-        """A node publishing a topic with another type than the graph's publishers and subscribers of it
-        have: its messages reach them only to be counted as malformed, so say so when its publisher
-        joins (a node registers first and makes its publishers after)."""
-        known = {(p["topic"], p["type"]) for p in (previous or {}).get("publishers", [])}
+        """A node publishing or subscribing to a topic with another type than the graph's others have:
+        the messages between them are dropped as malformed at the subscriber, so say so when the entry
+        joins, whichever side comes second (a node registers first and makes its entries after)."""
         clashes = []
-        for pub in node.get("publishers", []):
-            if (pub["topic"], pub["type"]) in known:
-                continue
-            others = {
-                entry["type"]
-                for other_uid, other in self._nodes.items()
-                if other_uid != uid
-                for entry in other.get("publishers", []) + other.get("subscriptions", [])
-                if entry["topic"] == pub["topic"] and entry["type"] not in ("*", pub["type"])
-            }
-            if others:
-                clashes.append(
-                    f"{pub['topic']} as {pub['type']}, which the graph has as {', '.join(sorted(others))}"
-                )
+        for kind, verb in (("publishers", "publishes"), ("subscriptions", "subscribes to")):
+            known = {(e["topic"], e["type"]) for e in (previous or {}).get(kind, [])}
+            for entry in node.get(kind, []):
+                if (entry["topic"], entry["type"]) in known or entry["type"] == "*":
+                    continue
+                # A publisher meets publishers and subscribers of its topic; a subscriber, publishers.
+                against = ("publishers", "subscriptions") if kind == "publishers" else ("publishers",)
+                others = {
+                    other_entry["type"]
+                    for other_uid, other in self._nodes.items()
+                    if other_uid != uid
+                    for side in against
+                    for other_entry in other.get(side, [])
+                    if other_entry["topic"] == entry["topic"]
+                    and other_entry["type"] not in ("*", entry["type"])
+                }
+                if others:
+                    clashes.append(
+                        f"{verb} {entry['topic']} as {entry['type']}, which the graph has as {', '.join(sorted(others))}"
+                    )
         if not clashes:
             return ""
-        warning = (
-            f"{node['name']} publishes " + "; ".join(clashes) + " (its messages will be dropped as malformed)"
-        )
+        warning = f"{node['name']} " + "; ".join(clashes) + " (those messages are dropped as malformed)"
         log.warning("%s", warning)
         return warning
 

@@ -115,8 +115,21 @@ def test_a_node_publishing_a_topic_with_another_type_than_the_graphs_is_warned_o
         assert "warning" not in agreeing and "warning" not in raw
         assert reply["warning"] == (
             "/_percept_pub publishes /detections as percept/String, which the graph has as percept/Detections "
-            "(its messages will be dropped as malformed)"
+            "(those messages are dropped as malformed)"
         )
-        assert [r.getMessage() for r in caplog.records] == [reply["warning"]]
+        # And a subscriber that comes after a publisher of another type.
+        late = registry._sync(
+            {
+                "uid": "late",
+                "name": "/counter",
+                "subscriptions": [{"topic": "/detections", "type": "percept/Int64"}],
+            },
+            None,
+        )
+        assert late["warning"] == (
+            "/counter subscribes to /detections as percept/Int64, which the graph has as percept/Detections, "
+            "percept/String (those messages are dropped as malformed)"
+        )
+        assert [r.getMessage() for r in caplog.records] == [reply["warning"], late["warning"]]
     finally:
         registry.stop()
