@@ -97,11 +97,8 @@ def check(spec: str) -> None:
     if not is_file(spec):
         return
     path = Path(spec)
-    if "%" in path.name:  # an image sequence, frame_%04d.png: its folder must be there
-        if not path.parent.is_dir():
-            raise ValueError(
-                f"source {spec!r}: an image sequence in a folder that does not exist ({path.parent})"
-            )
+    if "%" in path.name:  # an image sequence, frame_%04d.png
+        _check_sequence(spec, path)
         return
     if path.is_dir():
         names = sorted(p.name for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -124,6 +121,27 @@ def check(spec: str) -> None:
             )
     finally:
         capture.release()
+
+
+def _check_sequence(spec: str, path: Path) -> None:
+    """An image sequence's folder must hold its images, and they must be 8-bit: OpenCV's sequence
+    reader scales 16-bit images (depth in millimetres) down to 8-bit colour without a word."""
+    if not path.parent.is_dir():
+        raise ValueError(
+            f"source {spec!r}: an image sequence in a folder that does not exist ({path.parent})"
+        )
+    # frame_%04d.png -> frame_(\d{4,})\.png: the names OpenCV's reader would take
+    digits = re.compile(r"%0?(\d*)d")
+    number = re.compile(digits.sub(lambda m: r"(\d{%s,})" % (m.group(1) or 1), re.escape(path.name)))
+    frames = sorted(p for p in path.parent.iterdir() if number.fullmatch(p.name))
+    if not frames:
+        raise ValueError(f"source {spec!r}: no image in {path.parent} matches {path.name}")
+    first = cv2.imread(str(frames[0]), cv2.IMREAD_UNCHANGED)
+    if first is not None and first.dtype != np.uint8:
+        raise ValueError(
+            f"source {spec!r}: expected 8-bit images, found {first.dtype} ({frames[0].name}), which "
+            "OpenCV's sequence reader would turn into 8-bit colour (depth images are not a camera source)"
+        )
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")

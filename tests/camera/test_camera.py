@@ -116,6 +116,9 @@ def test_a_stream_that_never_answers_keeps_no_one_waiting(tmp_path):
         ("shots", "source '{path}': expected a video file, found a folder; give its images as a numbered "
          "sequence such as {path}/frame_%03d.png"),
         ("nowhere/frame_%04d.png", "source '{path}': an image sequence in a folder that does not exist"),
+        ("shots/img_%03d.png", "source '{path}': no image in {tmp}/shots matches img_%03d.png"),
+        ("depth/d_%03d.png", "source '{path}': expected 8-bit images, found uint16 (d_000.png), which OpenCV's "
+         "sequence reader would turn into 8-bit colour"),
     ],
 )  # fmt: skip
 def test_a_file_source_that_can_never_be_read_is_refused_at_once(tmp_path, name, message):
@@ -126,10 +129,14 @@ def test_a_file_source_that_can_never_be_read_is_refused_at_once(tmp_path, name,
     (tmp_path / "garbage.avi").write_bytes(bytes(range(250)) * 20)
     (tmp_path / "shots").mkdir()
     cv2.imwrite(str(tmp_path / "shots" / "frame_007.png"), np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "depth").mkdir()
+    cv2.imwrite(str(tmp_path / "depth" / "d_000.png"), np.full((8, 8), 800, np.uint16))  # millimetres
     path = str(tmp_path / name)
     with pytest.raises(ValueError) as error:
         FrameSource(path)
-    assert str(error.value).startswith(message.format(path=path)), str(error.value)
+    assert str(error.value).startswith(message.format(path=path, tmp=tmp_path)), str(error.value)
+    if name == "shots":  # the pattern the error names is one that opens
+        FrameSource(str(tmp_path / "shots" / "frame_%03d.png")).close()
 
 
 def test_a_video_cut_short_says_so_at_its_end(tmp_path):
