@@ -141,15 +141,17 @@ def _camera(args: argparse.Namespace) -> int:
             print(f"{name}: no board", flush=True)
             continue
         found += 1
-        if args.video:
+        if args.video or args.topic:
             # A board held still (or brought back) gives the same view again, and one pose counted many
             # times weighs the fit towards it: a frame counts only where its corners moved from every view
-            # kept so far. Corner motion, not time, since a video may rest for seconds or sweep in one.
+            # kept so far. Corner motion, not time, since a video may rest for seconds or sweep in one,
+            # and a live camera looks at a board its holder may not have moved yet.
             shifts = [corner_shift_px(view, kept) for kept in views]
             if shifts and min(shifts) < SAME_POSE * math.hypot(*size):
                 earlier = int(np.argmin(shifts))
                 same_pose += 1
-                print(f"{name}: board found where it was in {names[earlier]}; left out", flush=True)
+                hint = "; move it to a new pose" if args.topic else ""
+                print(f"{name}: board found where it was in {names[earlier]}; left out{hint}", flush=True)
                 continue
         print(f"{name}: board found", flush=True)
         views.append(view)

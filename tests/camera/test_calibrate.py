@@ -123,6 +123,22 @@ def test_views_from_a_live_topic(tmp_path, registry, spawn):
     assert abs(fx - K[0, 0]) / K[0, 0] < 0.01
 
 
+def test_a_live_board_that_does_not_move_counts_once(tmp_path, registry, spawn):
+    """A camera looking at a board its holder has not moved yet sees the same pose twice a second."""
+    board = Board.parse("chessboard:10x7:0.03")
+    texture, size = board.image()
+    frames, _ = board_views(texture, size, count=2, seed=11, camera=CAMERA)
+    spawn(
+        "-p", f"folder:={write_views(tmp_path / 'views', frames)}", "-r", "image:=/board", node="ImageFolder"
+    )
+    result = percept(
+        "calibrate", "camera", "--board", "chessboard:10x7:0.03", "--topic", "/board", "--views", "3",
+        "--timeout", "8", "--out", str(tmp_path / "camera.yaml"), timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1 and "expected 3 views of the board within 8 s, found 2" in result.stderr
+    assert "; left out; move it to a new pose" in result.stdout, result.stdout
+
+
 def test_an_existing_out_is_refused_before_any_view_is_looked_at(tmp_path):
     board = Board.parse("chessboard:10x7:0.03")
     folder = tmp_path / "views"
