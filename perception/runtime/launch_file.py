@@ -6,6 +6,7 @@
     include:
       - file: other.yaml                         # relative to this file, or a shipped one's name
         arguments: {rate: $(arg rate)}
+        namespace: /robot2                       # its nodes' namespaces go under this (optional)
     nodes:
       - name: camera
         node: perception.nodes.test_camera:TestCamera   # MODULE:CLASS, or FILE.py:CLASS (relative to this file)
@@ -146,10 +147,12 @@ def declared_arguments(path: str | Path) -> list[tuple[str, Any, str]]:
 
 def load(path: str | Path, arguments: dict[str, Any] | None = None) -> LaunchDescription:
     """Read, validate and substitute a launch file and its includes."""
-    return _load(Path(path), dict(arguments or {}), depth=0)
+    return _load(Path(path), dict(arguments or {}), depth=0, pushed="/")
 
 
-def _load(path: Path, given: dict[str, Any], depth: int) -> LaunchDescription:
+def _load(path: Path, given: dict[str, Any], depth: int, pushed: str) -> LaunchDescription:
+    """`pushed`: the namespace the including files put this one's nodes in (as ROS 2's
+    PushRosNamespace does: a node's own namespace goes under it; absolute topic names stay absolute)."""
     if depth > 8:
         raise LaunchError(f"{path}: includes nested more than 8 deep (an include cycle?)")
     try:
@@ -169,19 +172,27 @@ def _load(path: Path, given: dict[str, Any], depth: int) -> LaunchDescription:
     for i, include in enumerate(_list(doc, data, "include")):
         at: tuple[Any, ...] = ("include", i)
         if not isinstance(include, dict) or "file" not in include:
-            raise doc.fail(at, "expected a map with 'file' (and optional 'arguments')")
-        extra = set(include) - {"file", "arguments"}
+            raise doc.fail(at, "expected a map with 'file' (and optional 'arguments', 'namespace')")
+        extra = set(include) - {"file", "arguments", "namespace"}
         if extra:
-            raise doc.fail((*at, sorted(extra)[0]), "unknown key; expected 'file' or 'arguments'")
+            raise doc.fail(
+                (*at, sorted(extra)[0]), "unknown key; expected 'file', 'arguments' or 'namespace'"
+            )
+        try:
+            inner = _under(
+                pushed, str(_substitute(doc, (*at, "namespace"), include.get("namespace", "/"), arguments))
+            )
+        except InvalidNameError as exc:
+            raise doc.fail((*at, "namespace"), str(exc)) from None
         included_args = _substitute(doc, (*at, "arguments"), include.get("arguments") or {}, arguments)
         if not isinstance(included_args, dict):
             raise doc.fail((*at, "arguments"), "expected a map of argument names to values")
         file = _substitute(doc, (*at, "file"), include["file"], arguments)
-        included = _load(_included(doc, (*at, "file"), str(file)), included_args, depth + 1)
+        included = _load(_included(doc, (*at, "file"), str(file)), included_args, depth + 1, inner)
         nodes += included.nodes
         keystore = keystore or included.keystore
     for i, raw in enumerate(_list(doc, data, "nodes")):
-        nodes.append(_node(doc, ("nodes", i), _substitute(doc, ("nodes", i), raw, arguments)))
+        nodes.append(_node(doc, ("nodes", i), _substitute(doc, ("nodes", i), raw, arguments), pushed))
     seen: dict[str, NodeSpec] = {}
     for spec in nodes:
         if spec.fqn in seen:
@@ -302,7 +313,13 @@ def _parameters(doc: _Located, at: tuple[Any, ...], given: Any, node: str) -> di
     return values
 
 
-def _node(doc: _Located, at: tuple[Any, ...], raw: Any) -> NodeSpec:
+def _under(pushed: str, namespace: str) -> str:
+    """A namespace put under the one the including files pushed."""
+    own = names.namespace_of(namespace)
+    return own if pushed == "/" else names.namespace_of(pushed + ("" if own == "/" else own))
+
+
+def _node(doc: _Located, at: tuple[Any, ...], raw: Any, pushed: str) -> NodeSpec:
     if not isinstance(raw, dict):
         raise doc.fail(at, f"expected a map with keys {', '.join(NODE_KEYS)}, found {type(raw).__name__}")
     for key in raw:
@@ -333,7 +350,7 @@ def _node(doc: _Located, at: tuple[Any, ...], raw: Any) -> NodeSpec:
             raise doc.fail((*at, key), f"expected {NODE_KEYS[key]}, found {raw[key]!r}")
     try:
         names.validate("/" + name, "node")
-        namespace = names.namespace_of(raw.get("namespace", "/"))
+        namespace = _under(pushed, raw.get("namespace", "/"))
     except InvalidNameError as exc:
         raise doc.fail(at, str(exc)) from None
     parameters = _parameters(

@@ -182,6 +182,21 @@ def test_parameters_from_a_ros2_parameter_file_relative_to_the_launch_file(tmp_p
         launch_file.load(path)
 
 
+def test_one_file_included_twice_under_two_namespaces(tmp_path):
+    """Two robots from one file, as ROS 2's PushRosNamespace: each node's namespace goes under the
+    include's, its own included (a parameter file's sections follow the final names)."""
+    (tmp_path / "params.yaml").write_text("/left/arm/cam:\n  ros__parameters: {rate: 5.0}\n")
+    write(tmp_path, f"nodes:\n  - name: cam\n    namespace: arm\n    node: {NODES}:SeqPublisher\n"
+          "    parameters: params.yaml\n", name="robot.yaml")  # fmt: skip
+    path = write(
+        tmp_path,
+        "include:\n  - {file: robot.yaml, namespace: /left}\n  - {file: robot.yaml, namespace: right}\n",
+    )
+    left, right = launch_file.load(path).nodes
+    assert (left.fqn, right.fqn) == ("/left/arm/cam", "/right/arm/cam")
+    assert left.parameters == {"rate": 5.0} and right.parameters == {}
+
+
 def _launch(tmp_path: Path, text: str, *extra: str) -> subprocess.Popen[str]:
     path = write(tmp_path, text)
     return subprocess.Popen(
