@@ -61,6 +61,19 @@ def resolve(
     kind: str = "topic",
 ) -> str:
     """Resolve a user-given name to an absolute one, then apply remappings."""
+    return resolve_remapped(name, namespace=namespace, node_name=node_name, remappings=remappings, kind=kind)[0]
+
+
+def resolve_remapped(
+    name: str,
+    *,
+    namespace: str,
+    node_name: str,
+    remappings: dict[str, str] | None = None,
+    kind: str = "topic",
+) -> tuple[str, str, str | None]:
+    """`resolve`, the name before remapping, and the source of the remapping it took (None when none
+    did): a node tells a remapping that no name of its takes, a typo."""
     if not name:
         raise InvalidNameError(kind, name, 0, "must not be empty")
     ns = namespace_of(namespace)
@@ -77,5 +90,5 @@ def resolve(
         for source, target in remappings.items():
             source_abs = resolve(source, namespace=ns, node_name=node_name, kind=kind)
             if source_abs == resolved:
-                return resolve(target, namespace=ns, node_name=node_name, kind=kind)
-    return resolved
+                return resolve(target, namespace=ns, node_name=node_name, kind=kind), resolved, source
+    return resolved, resolved, None

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import zmq
 
-from perception.errors import InvalidNameError, MessageError, PerceptError
+from perception.errors import MessageError, PerceptError
 from perception.msgs import (
     GetParameters,
     Header,
@@ -105,7 +105,7 @@ class Node:
         self.log = logging.getLogger(self.fqn)
         self.uid = uuid.uuid4().hex[:12]
         self._remappings = {**(remappings or {}), **overrides.remappings}
-        self._names_used: dict[str, str] = {}  # name as the node gave it -> as it resolved (remapped)
+        self._names_used: set[str] = set()  # as resolved before remapping
         self._remaps_used: set[str] = set()  # the remappings' sources some name matched
         from_files = read_parameter_files(overrides.parameter_files, self.fqn)
         self.parameters = Parameters(self.fqn, {**(parameters or {}), **from_files, **overrides.parameters})
@@ -141,16 +141,13 @@ class Node:
     # -- creating things ---------------------------------------------------------------------------
 
     def resolve(self, name: str, kind: str = "topic") -> str:
-        resolved = names.resolve(
+        resolved, before, source = names.resolve_remapped(
             name, namespace=self.namespace, node_name=self.name, remappings=self._remappings, kind=kind
         )
-        if self._remappings:  # which remapping it took: one that no name takes is a typo, told once
-            plain = names.resolve(name, namespace=self.namespace, node_name=self.name, kind=kind)
-            self._names_used[plain] = resolved
-            for source in self._remappings:
-                with contextlib.suppress(InvalidNameError):  # an invalid source matches nothing
-                    if names.resolve(source, namespace=self.namespace, node_name=self.name) == plain:
-                        self._remaps_used.add(source)
+        # The names the node uses and the remappings they took: one that none takes is a typo, told.
+        self._names_used.add(before)
+        if source is not None:
+            self._remaps_used.add(source)
         return resolved
 
     def create_publisher(self, msg_type: type[M], topic: str, *, queue_depth: int = 100) -> Publisher[M]:
