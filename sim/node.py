@@ -294,7 +294,8 @@ class SimNode(Node):
         """A pick loop that saw nothing more to pick says "table clear"; the table may know better (an
         object the detector has no class for is never seen, so never picked): name what physics still
         has on the table."""
-        left = [o.class_name for o in scene.every_object if tabletop.on_table(self.world, o.body)]
+        scene.refresh()  # what physics has on the table now
+        left = [o.class_name for o in scene.objects]
         if left:
             self.log.info(
                 "%d of %d objects still on the table at the end: %s",
