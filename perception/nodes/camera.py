@@ -20,7 +20,8 @@ from perception import Node, run
 from perception.camera import Calibration, FrameSource, load_calibration
 from perception.camera.calibration import CalibrationError
 from perception.camera.source import is_file
-from perception.msgs import CameraInfo, CameraStats, Header, Image
+from perception.msgs import CameraInfo, Header, Image
+from perception.nodes._reporting import SourceReport
 from perception.nodes.camera_pose import declare_camera_pose
 from perception.runtime.qos import JOIN_WAIT_S
 
@@ -78,12 +79,10 @@ class CameraNode(Node):
         self.pose = declare_camera_pose(self)
         self.image_pub = self.create_publisher(Image, "camera/image")
         self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info")
-        self.stats_pub = self.create_publisher(CameraStats, "~/stats")
+        self.report = SourceReport(self, self.source_spec)
         self._maps: tuple[np.ndarray, np.ndarray] | None = None
-        self._window = (time.monotonic(), 0)
         self._warned = ""
         self._started = time.monotonic()
-        self._size_checked = False
         self._said_cut_short = False
         self.seq = 0
         self.create_timer(1.0 / rate, self.tick)
@@ -114,7 +113,8 @@ class CameraNode(Node):
             self.log.warning("%s; playing it from the start again", self.source.status.last_error)
         stamp = time.time_ns()
         height, width = frame.shape[:2]
-        self._check_size(width, height)
+        if self.seq == 0:  # the first frame shows the mode the source delivers
+            self._check_size(width, height)
         try:
             calibration = self._calibration(width, height)
         except CalibrationError as exc:  # intrinsics no scaling gives: wrong poses downstream, so stop
@@ -151,9 +151,6 @@ class CameraNode(Node):
 
     def _check_size(self, width: int, height: int) -> None:
         """A driver that cannot deliver the mode asked for substitutes another without a word: say so."""
-        if self._size_checked:
-            return
-        self._size_checked = True
         asked_width, asked_height = self.requested
         if (asked_width and asked_width != width) or (asked_height and asked_height != height):
             self.log.warning(
@@ -194,24 +191,7 @@ class CameraNode(Node):
         return cv2.remap(frame, self._maps[0], self._maps[1], cv2.INTER_LINEAR)
 
     def publish_stats(self) -> None:
-        status = self.source.status
-        started, frames = self._window
-        elapsed = max(time.monotonic() - started, 1e-3)
-        self.stats_pub.publish(
-            CameraStats(
-                header=self.header(),
-                source=self.source_spec,
-                connected=status.connected,
-                frames_per_s=(status.frames - frames) / elapsed,
-                frames=status.frames,
-                failures=status.failures,
-                reconnects=status.reconnects,
-                last_error=status.last_error,
-                skipped=status.skipped,
-                ended=status.ended,
-            )
-        )
-        self._window = (time.monotonic(), status.frames)
+        self.report.publish(self.source.status)
 
     def on_shutdown(self) -> None:
         self.source.close()

@@ -19,7 +19,8 @@ from perception import Node, run
 from perception.camera.depth import DRIVERS, DepthCameraError, DepthCameraMissing
 from perception.camera.source import READ_TIMEOUT_S, Backoff, SourceStatus
 from perception.errors import ParameterError
-from perception.msgs import CameraInfo, CameraStats, Header, Image
+from perception.msgs import CameraInfo, Header, Image
+from perception.nodes._reporting import SourceReport
 from perception.nodes.camera_pose import declare_camera_pose
 from perception.runtime.qos import JOIN_WAIT_S
 
@@ -61,9 +62,8 @@ class DepthCameraNode(Node):
         self.image_pub = self.create_publisher(Image, "camera/image")
         self.depth_pub = self.create_publisher(Image, "camera/depth")
         self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info")
-        self.stats_pub = self.create_publisher(CameraStats, "~/stats")
-        self.frames = self.timeouts = self.seq = 0
-        self._window = (time.monotonic(), 0)
+        self.report = SourceReport(self, self.source_name)
+        self.timeouts = self.seq = 0
         self.join_deadline = time.monotonic() + JOIN_WAIT_S
         self.create_timer(0.5 / fps, self.tick)
         self.create_timer(1.0, self.publish_stats)
@@ -93,12 +93,12 @@ class DepthCameraNode(Node):
                 self._failed(str(exc))
                 return
             self.log.info("%s connected", self.source_name)
-        if self.playback and not self.frames and not self._joined():
+        if self.playback and not self.status.frames and not self._joined():
             return  # a recording's first frames are not sent to no one, as `percept play` holds them too
         frame = self.source.read(timeout_s=0.05 if not self.playback else 1.0)
         if frame is None:
             self.timeouts += 1
-            if self.playback and self.frames:
+            if self.playback and self.status.frames:
                 self._recording_ended()
             elif not self.playback and time.monotonic() - self._last_frame_at > READ_TIMEOUT_S:
                 self.source.close()  # unplugged mid-stream: its pipeline waits for frames forever
@@ -108,7 +108,6 @@ class DepthCameraNode(Node):
         self._last_frame_at = time.monotonic()
         header = Header(stamp=time.time_ns(), frame_id=self.frame_id, seq=self.seq)
         self.seq += 1
-        self.frames += 1
         height, width = frame.rgb.shape[:2]
         self.image_pub.publish(Image(header=header, data=frame.rgb, encoding="rgb8"))
         self.depth_pub.publish(Image(header=header, data=frame.depth_m, encoding="32FC1"))
@@ -118,7 +117,7 @@ class DepthCameraNode(Node):
 
     def _recording_ended(self) -> None:
         if not self.loop:
-            self.log.info("the recording ended after %d frames", self.frames)
+            self.log.info("the recording ended after %d frames", self.status.frames)
             self.status.ended = True
             self.publish_stats()
             self.request_shutdown()
@@ -131,22 +130,7 @@ class DepthCameraNode(Node):
             raise SystemExit(1) from None
 
     def publish_stats(self) -> None:
-        started, frames = self._window
-        elapsed = max(time.monotonic() - started, 1e-3)
-        self.stats_pub.publish(
-            CameraStats(
-                header=self.header(),
-                source=self.source_name,
-                connected=self.status.connected,
-                frames_per_s=(self.status.frames - frames) / elapsed,
-                frames=self.status.frames,
-                failures=self.status.failures,
-                reconnects=self.status.reconnects,
-                last_error=self.status.last_error,
-                ended=self.status.ended,
-            )
-        )
-        self._window = (time.monotonic(), self.status.frames)
+        self.report.publish(self.status)
 
     def _joined(self) -> bool:
         publishers = (self.image_pub, self.depth_pub, self.info_pub)
