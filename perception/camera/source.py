@@ -87,8 +87,7 @@ def check(spec: str) -> None:
     pipeline where OpenCV has no GStreamer (the PyPI wheels have none), and a file that is missing, a
     folder, or not a video OpenCV reads. A device or a URL may come later (plugged in, a stream
     started), so those are retried."""
-    target, backend = describe(spec)
-    if backend == cv2.CAP_GSTREAMER and not video_backends().get("GStreamer", False):
+    if describe(spec)[1] == cv2.CAP_GSTREAMER and not video_backends().get("GStreamer", False):
         raise ValueError(
             f"source {spec!r} is a GStreamer pipeline, but this OpenCV ({cv2.__version__}) was built without "
             "GStreamer; install one built with it (Debian's python3-opencv, or opencv-python built with "
@@ -111,7 +110,7 @@ def check(spec: str) -> None:
         )
     if not path.exists():
         raise ValueError(f"source {spec!r}: no such file")
-    capture = cv2.VideoCapture(str(target), backend)
+    capture = _capture(spec)
     try:
         if not capture.isOpened() or not capture.grab():
             raise ValueError(
@@ -144,7 +143,9 @@ def _check_sequence(spec: str, path: Path) -> None:
         )
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+# The image files looked for in a folder of views (`calibrate --images`) or of frames (a folder given as a
+# camera's source, to name its numbered pattern).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 def _pattern(name: str) -> str:
@@ -153,9 +154,19 @@ def _pattern(name: str) -> str:
     return name if match is None else f"{name[: match.start()]}%0{len(match.group(1))}d{name[match.end() :]}"
 
 
+def is_device(spec: str) -> bool:
+    """A device index (`0`) or path (`/dev/video2`)."""
+    return spec.isdigit() or spec.startswith("/dev/")
+
+
+def is_stream(spec: str) -> bool:
+    """A network stream's URL (rtsp://, http://), which FFmpeg reads."""
+    return "://" in spec
+
+
 def is_file(spec: str) -> bool:
     """A source that names a file (or an image sequence), not a device, a URL or a pipeline."""
-    return not (spec.isdigit() or "!" in spec or "://" in spec or spec.startswith("/dev/"))
+    return not (is_device(spec) or is_stream(spec) or "!" in spec)
 
 
 def describe(spec: str) -> tuple[str | int, int]:
@@ -312,10 +323,10 @@ def video_devices() -> list[tuple[str, str]]:
 
 def _why_not(spec: str) -> str:
     """What can be said of a source that did not open, beyond OpenCV's silence."""
-    if spec.isdigit() or spec.startswith("/dev/"):
+    if is_device(spec):
         devices = [path for path, _ in video_devices()]
         return f" (video devices here: {', '.join(devices) or 'none'})"
-    if "://" in spec:
+    if is_stream(spec):
         return f" (refused, or no answer within {OPEN_TIMEOUT_S:g} s)"
     return ""
 
@@ -325,7 +336,7 @@ def _capture(spec: str) -> cv2.VideoCapture:
     settings, and a back-end that does not take one refuses the whole open (OpenCV's V4L2 and MJPEG
     readers do), so a device or a file is opened without them."""
     target, backend = describe(spec)
-    if "://" not in spec:
+    if not is_stream(spec):
         return cv2.VideoCapture(target, backend)
     timeouts = [
         cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,

@@ -15,10 +15,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from perception.camera.source import IMAGE_SUFFIXES
 from perception.cli.common import positive_int
 from perception.errors import PerceptError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # A video frame whose board corners lie closer than this share of the image's diagonal (8 px at 640x480)
 # to a view already kept shows the same pose: a board at rest moves by detection noise (under a pixel),
 # a hand-held one by tens of pixels between the frames looked at.

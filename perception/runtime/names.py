@@ -61,7 +61,9 @@ def resolve(
     kind: str = "topic",
 ) -> str:
     """Resolve a user-given name to an absolute one, then apply remappings."""
-    return resolve_remapped(name, namespace=namespace, node_name=node_name, remappings=remappings, kind=kind)[0]
+    return resolve_remapped(name, namespace=namespace, node_name=node_name, remappings=remappings, kind=kind)[
+        0
+    ]
 
 
 def resolve_remapped(
