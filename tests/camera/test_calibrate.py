@@ -21,6 +21,12 @@ CAMERA = CameraSpec(
 )
 
 
+def rendered_views(count: int, seed: int, board_text: str = "chessboard:10x7:0.03"):
+    """`count` views of the printed board rendered by the simulator's camera, and its true K."""
+    texture, size = Board.parse(board_text).image()
+    return board_views(texture, size, count=count, seed=seed, camera=CAMERA)
+
+
 def write_views(folder, frames):
     """The rendered views as PNG files in `folder`, in order."""
     folder.mkdir()
@@ -40,9 +46,7 @@ def write_video(path, frames):
 
 @pytest.mark.parametrize("board_text", ["chessboard:10x7:0.03", "charuco:10x7:0.03:0.022"])
 def test_intrinsics_from_rendered_board_views_within_one_percent(tmp_path, board_text):
-    board = Board.parse(board_text)
-    texture, size = board.image()
-    frames, K = board_views(texture, size, count=16, seed=3, camera=CAMERA)
+    frames, K = rendered_views(16, seed=3, board_text=board_text)
     folder = write_views(tmp_path / "views", frames)
     out = tmp_path / "camera.yaml"
     result = percept(
@@ -60,9 +64,7 @@ def test_intrinsics_from_rendered_board_views_within_one_percent(tmp_path, board
 
 
 def test_fisheye_model_and_too_few_views(tmp_path):
-    board = Board.parse("chessboard:10x7:0.03")
-    texture, size = board.image()
-    frames, K = board_views(texture, size, count=12, seed=5, camera=CAMERA)
+    frames, K = rendered_views(12, seed=5)
     folder = write_views(tmp_path / "views", frames)
     out = tmp_path / "fisheye.yaml"
     result = percept(
@@ -92,9 +94,7 @@ def test_a_bad_board_is_one_line(text):
 
 
 def test_views_from_a_video(tmp_path):
-    board = Board.parse("chessboard:10x7:0.03")
-    texture, size = board.image()
-    frames, K = board_views(texture, size, count=14, seed=7, camera=CAMERA)
+    frames, K = rendered_views(14, seed=7)
     video = write_video(tmp_path / "board.avi", frames)
     out = tmp_path / "camera.yaml"
     result = percept(
@@ -107,9 +107,7 @@ def test_views_from_a_video(tmp_path):
 
 
 def test_views_from_a_live_topic(tmp_path, registry, spawn):
-    board = Board.parse("chessboard:10x7:0.03")
-    texture, size = board.image()
-    frames, K = board_views(texture, size, count=12, seed=11, camera=CAMERA)
+    frames, K = rendered_views(12, seed=11)
     folder = write_views(tmp_path / "views", frames)
     spawn("-p", f"folder:={folder}", "-r", "image:=/board", node="ImageFolder")
     out = tmp_path / "camera.yaml"
@@ -125,9 +123,7 @@ def test_views_from_a_live_topic(tmp_path, registry, spawn):
 
 def test_a_live_board_that_does_not_move_counts_once(tmp_path, registry, spawn):
     """A camera looking at a board its holder has not moved yet sees the same pose twice a second."""
-    board = Board.parse("chessboard:10x7:0.03")
-    texture, size = board.image()
-    frames, _ = board_views(texture, size, count=2, seed=11, camera=CAMERA)
+    frames, _ = rendered_views(2, seed=11)
     spawn(
         "-p", f"folder:={write_views(tmp_path / 'views', frames)}", "-r", "image:=/board", node="ImageFolder"
     )
@@ -171,9 +167,7 @@ def test_a_topic_nobody_publishes_is_said_at_once_and_at_the_timeout(tmp_path, r
 
 
 def test_an_unreadable_image_is_skipped_and_named(tmp_path):
-    board = Board.parse("chessboard:10x7:0.03")
-    texture, size = board.image()
-    frames, K = board_views(texture, size, count=8, seed=3, camera=CAMERA)
+    frames, K = rendered_views(8, seed=3)
     folder = write_views(tmp_path / "views", frames)
     (folder / "05 broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")  # a PNG's signature, then nothing
     out = tmp_path / "camera.yaml"
@@ -191,9 +185,7 @@ def test_an_unreadable_image_is_skipped_and_named(tmp_path):
 
 
 def test_a_board_of_the_wrong_size_is_hinted_at(tmp_path):
-    board = Board.parse("chessboard:10x7:0.03")
-    texture, size = board.image()
-    frames, _ = board_views(texture, size, count=4, seed=5, camera=CAMERA)
+    frames, _ = rendered_views(4, seed=5)
     folder = write_views(tmp_path / "views", frames)
     # 9x6 is the board's inner corners, given where its squares are asked for: no view matches.
     result = percept(
@@ -209,9 +201,7 @@ def test_a_board_of_the_wrong_size_is_hinted_at(tmp_path):
 
 
 def test_a_video_counts_a_resting_pose_once_and_is_looked_at_to_its_end(tmp_path):
-    board = Board.parse("chessboard:10x7:0.03")
-    texture, size = board.image()
-    poses, K = board_views(texture, size, count=10, seed=7, camera=CAMERA)
+    poses, K = rendered_views(10, seed=7)
     # The board rests in its first pose for 3 s, then moves through the other nine, 0.2 s each.
     frames = [poses[0]] * 30 + [pose for pose in poses[1:] for _ in range(2)]
     video = write_video(tmp_path / "board.avi", frames)

@@ -209,6 +209,14 @@ def _launch(tmp_path: Path, text: str, *extra: str) -> subprocess.Popen[str]:
     )
 
 
+def _stopped_after(process: subprocess.Popen[str], text: str, signum: int, timeout_s: float) -> str:
+    """The launch's whole output, stopped with `signum` once `text` has appeared."""
+    seen = read_until(process, text, timeout_s=timeout_s)
+    process.send_signal(signum)
+    rest, _ = process.communicate(timeout=timeout_s)
+    return seen + rest
+
+
 def _children(process: subprocess.Popen[str], count: int) -> list[psutil.Process]:
     """The launcher's node processes (and its registry), once `count` of them run."""
     launcher = psutil.Process(process.pid)
@@ -232,10 +240,7 @@ def test_respawn_with_backoff_and_a_clean_stop_on_sigterm(tmp_path, registry):
     )
     children = _children(process, 2)
     # It exits at 0.2 s, then restarts after 0.2, 0.4, 0.8 s ...: read until the second delay shows.
-    seen = read_until(process, "restarting in 0.4 s", timeout_s=30)
-    process.send_signal(signal.SIGTERM)
-    rest, _ = process.communicate(timeout=30)
-    output = seen + rest
+    output = _stopped_after(process, "restarting in 0.4 s", signal.SIGTERM, timeout_s=30)
     assert process.returncode == 0, output
     restarts = output.count("/flaky exited with code 3; restarting in")
     assert 2 <= restarts <= 5, output
@@ -255,10 +260,8 @@ def test_a_node_that_fails_on_its_own_leaves_the_others_running_and_the_launch_e
             node: {NODES}:Sleeper
         """,
     )
-    seen = read_until(process, "/flaky exited with code 3", timeout_s=60)
-    process.send_signal(signal.SIGINT)  # the steady node kept the launch going
-    rest, _ = process.communicate(timeout=60)
-    output = seen + rest
+    # The steady node keeps the launch going: stopped once the other has failed.
+    output = _stopped_after(process, "/flaky exited with code 3", signal.SIGINT, timeout_s=60)
     assert "/flaky exited with code 3" in output, output
     assert process.returncode == 1
     assert output.rstrip().endswith("[launch] failed (exit code), not restarted: /flaky (3)"), output
@@ -459,10 +462,8 @@ def test_the_status_table_shows_what_went_wrong_in_a_node_and_its_log_is_not_flo
     started = time.monotonic()
     # The stuck node is told once its stats have been missing for 5 s: stop then, however long the
     # nodes took to start on a loaded machine.
-    seen = read_until(process, ": in a long callback)", timeout_s=60)
-    process.send_signal(signal.SIGINT)
-    rest, _ = process.communicate(timeout=60)
-    output, seconds = seen + rest, time.monotonic() - started
+    output = _stopped_after(process, ": in a long callback)", signal.SIGINT, timeout_s=60)
+    seconds = time.monotonic() - started
     assert process.returncode == 0, output
     rows = [line for line in output.splitlines() if line.startswith("/failing ")]
     assert any(re.search(r"! \d+ timer errors", row) for row in rows), output
