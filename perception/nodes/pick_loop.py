@@ -36,10 +36,10 @@ class PickLoop(Node):
     def __init__(self) -> None:
         super().__init__("pick_loop")
         service = self.declare_parameter(
-            "service", "/sim/execute_grasp", "ExecuteGrasp service", read_only=True
+            "service", "sim/execute_grasp", "ExecuteGrasp service", read_only=True
         )
         push_service = self.declare_parameter(
-            "push_service", "/sim/execute_push", "ExecutePush service; empty: never push", read_only=True
+            "push_service", "sim/execute_push", "ExecutePush service; empty: never push", read_only=True
         )
         limits = PickLimits(
             max_actions=self.declare_parameter(

@@ -2,10 +2,10 @@
 checked in one place with one-line errors.
 
     topics:
-      - {ros: /camera/image_raw, type: sensor_msgs/msg/Image, ours: /camera/image}          # in
-      - {ros: /camera/camera_info, type: sensor_msgs/msg/CameraInfo, ours: /camera/camera_info}
-      - {ours: /detections, ros: /percept/detections, type: vision_msgs/msg/Detection2DArray}  # out
-      - {ours: /tracks, ros: /percept/tracks, type: vision_msgs/msg/Detection2DArray, as: Tracks}
+      - {ros: /camera/image_raw, type: sensor_msgs/msg/Image, ours: camera/image}          # in
+      - {ros: /camera/camera_info, type: sensor_msgs/msg/CameraInfo, ours: camera/camera_info}
+      - {ours: detections, ros: /percept/detections, type: vision_msgs/msg/Detection2DArray}  # out
+      - {ours: tracks, ros: /percept/tracks, type: vision_msgs/msg/Detection2DArray, as: Tracks}
 
 A row goes into our graph when the ROS type is one we take in (perception/ros2/convert.INTO_OURS),
 else out of it; `direction: in|out` says so where a type goes both ways (images, camera info). `as`
@@ -26,14 +26,15 @@ from perception.ros2.types import check_type
 
 ROW_KEYS = ("ros", "type", "ours", "direction", "as", "qos", "depth")
 
-# What a robot's camera driver offers, and where our results go (ROS 2 names: the bridge's topics are
-# absolute; ours are remapped as usual).
+# What a robot's camera driver offers, and where our results go. ROS 2's names are absolute (the bridge
+# joins DDS with no namespace); ours are the bridge node's names, relative to its namespace and
+# remapped as usual, so a launch included under a namespace moves them with the rest of its graph.
 DEFAULT_TOPICS: list[dict[str, Any]] = [
-    {"ros": "/camera/image_raw", "type": "sensor_msgs/msg/Image", "ours": "/camera/image"},
-    {"ros": "/camera/camera_info", "type": "sensor_msgs/msg/CameraInfo", "ours": "/camera/camera_info"},
-    {"ours": "/detections", "ros": "/percept/detections", "type": "vision_msgs/msg/Detection2DArray"},
-    {"ours": "/tracks", "ros": "/percept/tracks", "type": "vision_msgs/msg/Detection2DArray", "as": "Tracks"},
-    {"ours": "/grasps", "ros": "/percept/grasps", "type": "geometry_msgs/msg/PoseArray"},
+    {"ros": "/camera/image_raw", "type": "sensor_msgs/msg/Image", "ours": "camera/image"},
+    {"ros": "/camera/camera_info", "type": "sensor_msgs/msg/CameraInfo", "ours": "camera/camera_info"},
+    {"ours": "detections", "ros": "/percept/detections", "type": "vision_msgs/msg/Detection2DArray"},
+    {"ours": "tracks", "ros": "/percept/tracks", "type": "vision_msgs/msg/Detection2DArray", "as": "Tracks"},
+    {"ours": "grasps", "ros": "/percept/grasps", "type": "geometry_msgs/msg/PoseArray"},
 ]
 
 
@@ -83,9 +84,8 @@ def _parse_row(index: int, row: Any) -> TopicMap:
     if missing:
         raise PerceptError(f"{where}: expected keys ros, type and ours, missing {', '.join(missing)}")
     ros, ours = str(row["ros"]), str(row["ours"])
-    for name, value in (("ros", ros), ("ours", ours)):
-        if not value.startswith("/"):
-            raise PerceptError(f"{where}: {name} topic expected absolute (/name), found {value!r}")
+    if not ros.startswith("/"):
+        raise PerceptError(f"{where}: ros topic expected absolute (/name), found {ros!r}")
     ros_type = check_type(str(row["type"]), f"{where} ({ros})")
     direction = str(row.get("direction") or ("in" if ros_type in INTO_OURS else "out"))
     if direction not in ("in", "out"):

@@ -12,7 +12,7 @@
         node: perception.nodes.test_camera:TestCamera   # MODULE:CLASS, or FILE.py:CLASS (relative to this file)
         namespace: /
         parameters: {rate: $(arg rate)}      # or params.yaml (relative to this file), or a list of both
-        remappings: {image: /camera/image}
+        remappings: {image: camera/image}    # relative: it moves with the namespace
         env: {OMP_NUM_THREADS: "1"}
         respawn: true            # restart when it exits, waiting respawn_delay, doubling up to 30 s
         respawn_delay: 1.0

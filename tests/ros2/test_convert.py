@@ -232,7 +232,7 @@ def test_the_default_topics_parse_and_bad_rows_get_one_line_errors():
         with pytest.raises(PerceptError, match=message.replace("(", r"\(").replace(")", r"\)")):
             parse_topics([row])
     assert check_type("sensor_msgs/Image", "x") == "sensor_msgs/msg/Image"
-    assert str(maps[0]) == "/camera/image_raw (sensor_msgs/msg/Image) -> /camera/image (Image)"
+    assert str(maps[0]) == "/camera/image_raw (sensor_msgs/msg/Image) -> camera/image (Image)"
     assert Image  # the type images come in as
 
 

@@ -19,7 +19,7 @@ import psutil
 import pytest
 from conftest import ROOT, TESTS, free_port, percept, read_until, spin_until, wait_for
 
-from perception import Node
+from perception import Node, installed
 from perception.errors import LaunchError
 from perception.msgs import Image
 from perception.runtime import launch_file
@@ -195,6 +195,36 @@ def test_one_file_included_twice_under_two_namespaces(tmp_path):
     left, right = launch_file.load(path).nodes
     assert (left.fqn, right.fqn) == ("/left/arm/cam", "/right/arm/cam")
     assert left.parameters == {"rate": 5.0} and right.parameters == {}
+
+
+@pytest.mark.parametrize("name", sorted(installed.launch_files()))
+def test_a_shipped_launch_file_included_under_a_namespace_moves_whole(tmp_path, name):
+    """Two robots from a shipped file: its nodes name their topics and services relative to their
+    namespace (its remappings and its bridge's topics too), as ROS 2's launch files do, or one robot's
+    detector would read the other's camera."""
+    path = write(tmp_path, f"include:\n  - {{file: {name}, namespace: /robot2}}\n")
+    for node in launch_file.load(path).nodes:
+        assert node.fqn.startswith("/robot2/"), node.fqn
+        names = [*node.remappings.values(), *(row["ours"] for row in node.parameters.get("topics", []))]
+        names += [v for k, v in node.parameters.items() if k.endswith("service") and isinstance(v, str)]
+        assert not [n for n in names if n.startswith("/")], f"{name}: {node.name} names {names}"
+
+
+def test_a_shipped_graph_included_twice_runs_as_two(tmp_path, registry):
+    process = _launch(
+        tmp_path,
+        """
+        include:
+          - {file: test_camera, namespace: /left, arguments: {rate: 5.0}}
+          - {file: test_camera, namespace: /right, arguments: {rate: 5.0}}
+        """,
+    )
+    output = read_until(process, "[/right/monitor] /right/camera/image 480x640x3", 30)
+    output += read_until(process, "[/left/monitor] /left/camera/image 480x640x3", 10)
+    process.send_signal(signal.SIGINT)
+    output += process.communicate(timeout=20)[0]
+    assert "[/left/monitor] /left/camera/image 480x640x3" in output, output
+    assert "[/right/monitor] /right/camera/image 480x640x3" in output, output
 
 
 def _launch(tmp_path: Path, text: str, *extra: str) -> subprocess.Popen[str]:
