@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from perception.camera.source import IMAGE_SUFFIXES
-from perception.cli.common import positive_int
+from perception.cli.common import check_new_output, positive_int
 from perception.errors import PerceptError
 
 # A video frame whose board corners lie closer than this share of the image's diagonal (8 px at 640x480)
@@ -106,6 +106,9 @@ def register(verbs: Any) -> None:
         help="OpenCV's solver (default daniilidis: the most accurate on our simulator's views)",
     )
     p.add_argument("--out", type=Path, required=True, help="the hand-eye YAML to write")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the file at --out if there is one (default: refuse)"
+    )
     p.set_defaults(func=_handeye)
 
 
@@ -120,7 +123,8 @@ def _camera(args: argparse.Namespace) -> int:
     )
 
     board = Board.parse(args.board)
-    _check_out(args.out, args.overwrite)
+    # Before any views are looked at: a live session of minutes may make them.
+    check_new_output(args.out, f"--out {args.out}", args.overwrite)
     views: list[View] = []
     names: list[str] = []  # where each view came from: a file, a video's frame, a topic's message
     size: tuple[int, int] | None = None
@@ -225,20 +229,12 @@ def _board_hint(text: str, board: Any) -> str:
     )
 
 
-def _check_out(out: Path, overwrite: bool) -> None:
-    """Before any views are looked at (a live session of minutes may make them): an earlier calibration
-    is not replaced unless asked, as `percept record` and `percept teach` keep their files."""
-    if out.is_dir():
-        raise PerceptError(f"--out {out}: expected a file to write, found a folder")
-    if out.exists() and not overwrite:
-        raise PerceptError(f"--out {out}: the file exists; give --overwrite to replace it")
-
-
 def _handeye(args: argparse.Namespace) -> int:
     from perception.camera import handeye
     from perception.camera.calibrate import Board
     from perception.camera.calibration import load_calibration
 
+    check_new_output(args.out, f"--out {args.out}", args.overwrite)  # before a session with the robot
     board = Board.parse(args.board)
     cols, rows = board.inner
     if board.kind == "chessboard" and cols % 2 == rows % 2:

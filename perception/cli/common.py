@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from perception.errors import PerceptError
 from perception.errors import did_you_mean as did_you_mean  # the commands import it from here
 
 
@@ -47,6 +49,26 @@ def output_file(text: str) -> Path:
     if not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"no folder {path.parent} to write {path.name} in")
     return path
+
+
+def check_new_output(path: Path, label: str, overwrite: bool, replaced: str = "it") -> None:
+    """Before the work whose result it holds (a recording, a calibration session, a training run): a
+    file that can be written in a folder that takes it, and no earlier result replaced unless asked,
+    as `ros2 bag record` keeps an earlier bag. `label` names it in the error (`--out m.onnx`)."""
+    folder = path.parent.resolve()
+    if path.is_dir():
+        raise PerceptError(f"{label}: expected a file to write, found a folder")
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        found = (
+            "no such folder"
+            if not folder.exists()
+            else "not a folder"
+            if not folder.is_dir()
+            else "read-only"
+        )
+        raise PerceptError(f"{label}: expected a folder it can be written to, found {folder}: {found}")
+    if path.exists() and not overwrite:
+        raise PerceptError(f"{label}: the file exists; give --overwrite to replace {replaced}")
 
 
 def output_folder(text: str) -> Path:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from perception.cli.common import did_you_mean, non_negative_float, positive_float
+from perception.cli.common import check_new_output, did_you_mean, non_negative_float, positive_float
 from perception.recording import COMPRESSIONS, IMAGE_FORMATS
 from perception.runtime.qos import JOIN_WAIT_S
 
@@ -68,12 +68,7 @@ def _record(args: argparse.Namespace) -> int:
     from perception.runtime.qos import QoS
     from perception.runtime.wire import peek_type
 
-    if not args.output.parent.is_dir():
-        raise PerceptError(f"recording {args.output}: no folder {args.output.parent} to write it in")
-    if args.output.is_dir():
-        raise PerceptError(f"recording {args.output}: a folder; expected the path of an .mcap file")
-    if args.output.exists() and not args.overwrite:  # as ros2 bag record: a recording is never lost
-        raise PerceptError(f"recording {args.output}: the file exists; --overwrite replaces it")
+    check_new_output(args.output, f"recording {args.output}", args.overwrite)
     node = tool_node("record")
     subscriptions: dict[str, Any] = {}
     write_errors: list[str] = []

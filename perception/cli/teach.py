@@ -6,13 +6,12 @@ with your objects among ours (sim/dataset.py), fine-tune the shipped model with 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from perception.cli.common import positive_float, positive_int, seed_arg
+from perception.cli.common import check_new_output, positive_float, positive_int, seed_arg
 from perception.installed import SHIPPED_MODEL
 
 # Rehearsal (a share of the crops from the scenes the model already knows, as in experience replay):
@@ -90,7 +89,8 @@ def _teach(args: argparse.Namespace) -> int:
     init = find_model(args.init)
     if not init.is_file():
         raise PerceptError(f"--init {args.init}: no such file")
-    _check_out(args.out, args.overwrite)
+    # Before any rendering: a run of twenty minutes or more made the model it would replace.
+    check_new_output(args.out, f"--out {args.out}", args.overwrite, "it and its card")
     try:
         objects = tuple(UserObject.parse(value) for value in args.object)
         data = args.data or args.out.with_name(args.out.stem + "-data")
@@ -168,27 +168,6 @@ def _teach(args: argparse.Namespace) -> int:
         f"taught in {total:.1f} min (rendering {rendered_s / 60:.1f}, training {trained['minutes']}): {line}"
     )
     return 0
-
-
-def _check_out(out: Path, overwrite: bool) -> None:
-    """The model's file, before any rendering: a folder that can take it, and no earlier model replaced
-    unless asked (a run of twenty minutes or more made it)."""
-    from perception.errors import PerceptError
-
-    folder = out.parent.resolve()
-    if out.is_dir():
-        raise PerceptError(f"--out {out}: expected a file to write, found a folder")
-    if not folder.is_dir() or not os.access(folder, os.W_OK):
-        found = (
-            "no such folder"
-            if not folder.exists()
-            else "not a folder"
-            if not folder.is_dir()
-            else "read-only"
-        )
-        raise PerceptError(f"--out {out}: expected a folder it can be written to, found {folder}: {found}")
-    if out.exists() and not overwrite:
-        raise PerceptError(f"--out {out}: the file exists; give --overwrite to replace it and its card")
 
 
 def _render(spec: Any, workers: int) -> dict[str, Any]:

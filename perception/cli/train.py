@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from perception.cli.common import image_size, positive_float, positive_int, seed_arg
+from perception.cli.common import check_new_output, image_size, positive_float, positive_int, seed_arg
 
 
 def register(verbs: Any) -> None:
@@ -69,6 +69,11 @@ def register(verbs: Any) -> None:
         type=Path,
         help="start from these weights: the .pt an earlier run wrote beside its ONNX, or an ONNX file "
         "percept train wrote (models/percept.onnx: fine-tune the shipped model on your own frames)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing --out and its card (default: refuse, as a run of hours may have made it)",
     )
     p.add_argument(
         "--resume",
@@ -143,6 +148,8 @@ def _train(args: argparse.Namespace) -> int:
         args.init = find_model(args.init)  # the shipped model by name too (models/percept.onnx)
     if args.init is not None and not args.init.is_file():
         raise PerceptError(f"--init {args.init}: no such file")
+    if not args.resume:  # a resumed run goes on writing its own --out
+        check_new_output(args.out, f"--out {args.out}", args.overwrite, "it and its card")
     if args.steps == 0 and args.init is None:
         raise PerceptError("--steps 0 exports the --init weights as they are: give --init")
     if args.quantization_aware and args.init is None:

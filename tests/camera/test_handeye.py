@@ -69,6 +69,12 @@ def test_the_camera_pose_is_recovered_within_2_mm_and_half_a_degree(tmp_path, mo
     error_deg = rotation_angle_deg(found.transform[:3, :3].T @ views.truth[:3, :3])
     assert error_mm < 2.0 and error_deg < 0.5, (error_mm, error_deg, result.stdout)
     assert yaml.safe_load(out.read_text())["parent_frame"] == ("gripper" if mode == "eye-in-hand" else "base")
+    if mode == "eye-to-hand":  # a session with the robot made it: it is not replaced unless asked
+        again = percept("calibrate", "handeye", "--mode", mode, "--board", BOARD, "--calibration", "none.yaml",
+                        "--images", "none", "--poses", "none.yaml", "--out", str(out))  # fmt: skip
+        assert (
+            again.stderr == f"percept: error: --out {out}: the file exists; give --overwrite to replace it\n"
+        )
 
 
 def test_a_symmetric_chessboard_is_refused_before_it_misleads(tmp_path):

@@ -178,7 +178,7 @@ def test_record_names_a_folder_that_does_not_exist(tmp_path):
 
     result = percept("record", "-o", str(tmp_path / "missing" / "run.mcap"), "--duration", "1")
     assert result.returncode == 1
-    assert f"no folder {tmp_path / 'missing'} to write it in" in result.stderr
+    assert f"a folder it can be written to, found {tmp_path / 'missing'}: no such folder" in result.stderr
 
 
 def test_record_says_when_nobody_publishes_a_named_topic_and_needs_a_graph(
@@ -208,10 +208,10 @@ def test_record_never_writes_over_a_recording_unless_told_to(tmp_path):
     earlier.write_bytes(b"an earlier recording")
     result = percept("record", "-o", str(earlier), "--duration", "1")
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert f"recording {earlier}: the file exists; --overwrite replaces it" in result.stderr
+    assert f"recording {earlier}: the file exists; give --overwrite to replace it" in result.stderr
     assert earlier.read_bytes() == b"an earlier recording"
     result = percept("record", "-o", str(tmp_path), "--duration", "1")
-    assert result.returncode == 1 and "a folder; expected the path of an .mcap file" in result.stderr
+    assert result.returncode == 1 and "expected a file to write, found a folder" in result.stderr
     assert "--overwrite" in percept("record", "--help").stdout
 
 

@@ -107,6 +107,22 @@ def test_a_class_of_ours_or_one_left_out_is_named(tmp_path, block_dataset):
     assert "classes ['block'] are not among" in left_out.stderr and "--add-class block" in left_out.stderr
 
 
+def test_train_never_writes_over_a_model_unless_told_to(tmp_path):
+    """`--out models/percept.onnx` replaced the shipped model without a word, as it would a run of hours."""
+    earlier = tmp_path / "m.onnx"
+    earlier.write_bytes(b"a model a run of hours made")
+    export_again = ("train", "--init", str(SHIPPED), "--steps", "0", "--out", str(earlier))
+    refused = percept(*export_again)
+    assert refused.returncode == 1 and earlier.read_bytes() == b"a model a run of hours made"
+    assert (
+        refused.stderr
+        == f"percept: error: --out {earlier}: the file exists; give --overwrite to replace it and its card\n"
+    )
+    replaced = percept(*export_again, "--overwrite", timeout=300)
+    assert replaced.returncode == 0, replaced.stderr
+    assert _names(earlier) == list(SHIPPED_CLASSES)
+
+
 def test_teach_goes_from_a_mesh_to_a_scored_model_and_its_card(tmp_path):
     mesh = tmp_path / "block.stl"
     trimesh.creation.box(extents=[50, 30, 20]).export(mesh)
