@@ -686,7 +686,7 @@ class CameraStats(Message):
     failures: int = 0  # failed opens and reads since the start
     reconnects: int = 0
     last_error: str = ""
-    skipped: int = 0  # a video file's frames passed over to keep its pace (the node fell behind)
+    skipped: int = 0  # frames passed over: a video file's to keep its pace, a live source's for a newer one
     ended: bool = False  # a video file at its end, not looped: no more frames come
 
 

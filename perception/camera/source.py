@@ -13,6 +13,12 @@ A video file plays at its own frame rate, as a camera would deliver it: `due_in(
 until its next frame is due, and a reader that fell behind skips the frames it missed rather than play
 slower than time. At its end the file starts again with `loop`, or else the source has ended
 (`status.ended`) and gives no more frames.
+
+A live source (a device, a stream, a pipeline) delivers at its own pace whatever its reader asks for:
+read in a thread of its own as its frames come, `read` gives the latest (None until a new one has come)
+and counts the ones it replaced as skipped. Read at the caller's pace instead, OpenCV hands out every
+frame in order, each older than the last: a 30 fps stream read 5 times a second was 0.4 s behind after a
+second and 9.7 s after twelve. `stamp_ns` is when the frame returned was read off the source.
 """
 
 from __future__ import annotations
@@ -64,7 +70,9 @@ class SourceStatus:
     failures: int = 0  # reads or opens that failed
     reconnects: int = 0  # successful opens after the first
     last_error: str = ""
-    skipped: int = 0  # a video file's frames passed over to keep up with time
+    # Frames passed over: a video file's, to keep up with time; a live source's, replaced by a newer
+    # one before they were taken (the source delivers faster than it is read)
+    skipped: int = 0
     ended: bool = False  # a video file that reached its end without `loop`: no more frames
     cut_short: bool = False  # a video file that ended before the frame count its header gives
 
@@ -204,6 +212,8 @@ class FrameSource:
         self._position = 0
         self._frame_count = 0  # as the file's header gives it
         self._opening: _Opening | None = None  # a stream's or device's open under way
+        self._live: _LatestFrame | None = None  # a live source, read as it delivers
+        self.stamp_ns = 0  # when the last frame returned was read off the source (time.time_ns())
 
     def due_in(self, now: float | None = None) -> float:
         """Seconds until a video file's next frame is due at the file's frame rate; 0 for a live source
@@ -216,8 +226,10 @@ class FrameSource:
     def read(self, now: float | None = None) -> np.ndarray | None:
         """The next frame (BGR), or None when there is none now."""
         now = time.monotonic() if now is None else now
-        if self.status.ended or (self._capture is None and not self._open(now)):
+        if self.status.ended or (self._capture is None and self._live is None and not self._open(now)):
             return None
+        if self._live is not None:
+            return self._latest(now, self._live)
         assert self._capture is not None
         self._skip_to(now)
         ok, frame = self._capture.read()
@@ -247,6 +259,19 @@ class FrameSource:
         self.backoff.succeeded()
         self.status.frames += 1
         self._position += 1
+        self.stamp_ns = time.time_ns()
+        return frame
+
+    def _latest(self, now: float, live: _LatestFrame) -> np.ndarray | None:
+        taken = live.take()
+        if taken is None:
+            if live.error:
+                self._fail(now, live.error)
+            return None
+        frame, self.stamp_ns, passed_over = taken
+        self.backoff.succeeded()
+        self.status.frames += 1
+        self.status.skipped += passed_over
         return frame
 
     def _skip_to(self, now: float) -> None:
@@ -265,6 +290,9 @@ class FrameSource:
         if self._capture is not None:
             self._capture.release()
             self._capture = None
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
         if self._opening is not None:
             self._opening.abandon()
             self._opening = None
@@ -298,7 +326,10 @@ class FrameSource:
         rate = capture.get(cv2.CAP_PROP_FPS) if self._is_file else 0.0
         self._file_fps = rate if 0 < rate <= MAX_FILE_FPS else 0.0
         self._started_at, self._position = None, 0
-        self._capture = capture
+        if self._is_file:
+            self._capture = capture
+        else:
+            self._live = _LatestFrame(capture, self.spec)
         self.status.connected = True
         self.status.reconnects += self._opened_once and not reopening
         self._opened_once = True
@@ -371,3 +402,53 @@ class _Opening:
             self._abandoned = True
             if self.capture is not None:
                 self.capture.release()
+
+
+class _LatestFrame:
+    """A live capture read in a thread of its own as its frames come, keeping the latest: the node's
+    thread takes it at its own rate and is never held by a read (a device's may block for seconds)."""
+
+    def __init__(self, capture: cv2.VideoCapture, spec: str) -> None:
+        self._lock = threading.Lock()
+        self._frame: np.ndarray | None = None
+        self._stamp_ns = 0
+        self._passed_over = 0  # frames replaced before they were taken, since the last take
+        self.error = ""  # why reading stopped, said once the thread has released the capture
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(capture, spec), name="camera-read", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, capture: cv2.VideoCapture, spec: str) -> None:
+        try:
+            while not self._stopping.is_set():
+                ok, frame = capture.read()
+                if not ok or frame is None:
+                    break
+                with self._lock:
+                    self._passed_over += self._frame is not None
+                    self._frame, self._stamp_ns = frame, time.time_ns()
+        finally:
+            # Here, once the read under way has returned (never from another thread), and before the
+            # failure is said: a device opened again while this one still held it would be busy.
+            capture.release()
+        if not self._stopping.is_set():
+            self.error = f"source {spec!r} gave no frame (unplugged, ended or dead)"
+
+    def take(self) -> tuple[np.ndarray, int, int] | None:
+        """The newest frame not taken yet, when it was read, and how many it replaced; None if none."""
+        with self._lock:
+            if self._frame is None:
+                return None
+            taken = (self._frame, self._stamp_ns, self._passed_over)
+            self._frame, self._passed_over = None, 0
+            return taken
+
+    def stop(self) -> None:
+        """Ask the thread to end, and wait for the read under way (a live source's next frame is due
+        within a frame's time; a stalled stream's read gives up after READ_TIMEOUT_S): a process that
+        exits while OpenCV reads in a thread of its own aborts ("FATAL: exception not rethrown")."""
+        self._stopping.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(READ_TIMEOUT_S + 1.0)

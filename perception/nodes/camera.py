@@ -95,6 +95,8 @@ class CameraNode(Node):
         if self._waiting_for_subscriber(now):
             return
         frame = self.source.read(now)
+        if frame is None and self.source.status.connected:  # a live source, with no new frame yet
+            return
         if frame is None:
             error = self.source.status.last_error
             if self.source.status.ended:
@@ -111,7 +113,7 @@ class CameraNode(Node):
         if self.source.status.cut_short and not self._said_cut_short:  # looped: said once
             self._said_cut_short = True
             self.log.warning("%s; playing it from the start again", self.source.status.last_error)
-        stamp = time.time_ns()
+        stamp = self.source.stamp_ns  # when it was read off the source, not when this tick took it
         height, width = frame.shape[:2]
         if self.seq == 0:  # the first frame shows the mode the source delivers
             self._check_size(width, height)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +108,87 @@ def test_a_stream_that_never_answers_keeps_no_one_waiting(tmp_path):
     finally:
         source.close()
         server.close()
+
+
+class MjpegCamera:
+    """An IP camera serving MJPEG over HTTP at `fps`, whatever its client reads: frame i shows i in 16
+    black or white bands, and `sent` is the index of the last frame it sent."""
+
+    def __init__(self, fps: float) -> None:
+        import http.server
+        import socketserver
+        import threading
+        import time
+
+        import cv2
+
+        camera = self
+        self.sent = -1
+
+        def jpeg(index: int) -> bytes:
+            bands = np.array([255 if index >> bit & 1 else 0 for bit in range(16)], np.uint8)
+            return cv2.imencode(".jpg", np.repeat(np.repeat(bands, 20)[None, :, None], 240, 0).repeat(3, 2))[
+                1
+            ].tobytes()
+
+        class Stream(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                started = time.monotonic()
+                with contextlib.suppress(OSError):
+                    for index in itertools.count():
+                        time.sleep(max(0.0, started + index / fps - time.monotonic()))
+                        image = jpeg(index)
+                        self.wfile.write(
+                            b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(image)
+                        )
+                        self.wfile.write(image + b"\r\n")
+                        camera.sent = index
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+
+        self.server = Server(("127.0.0.1", 0), Stream)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/stream.mjpg"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @staticmethod
+    def index(frame: np.ndarray) -> int:
+        return sum(1 << bit for bit in range(16) if frame[120, 20 * bit + 10, 0] > 127)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_live_source_read_slower_than_it_delivers_gives_its_latest_frame():
+    """A 30 fps stream read 5 times a second: OpenCV hands out every frame in order, so each was older
+    than the last (0.4 s behind after a second, 9.7 s after twelve). The source is read as it delivers,
+    and the frames passed over are counted."""
+    import time
+
+    camera = MjpegCamera(fps=30.0)
+    source = FrameSource(camera.url)
+    behind = []
+    try:
+        started = time.monotonic()
+        while len(behind) < 15 and time.monotonic() - started < 30:
+            frame = source.read()
+            if frame is not None:
+                behind.append(camera.sent - camera.index(frame))
+                assert abs(source.stamp_ns - time.time_ns()) < 1e9
+            time.sleep(0.2)
+    finally:
+        source.close()
+        camera.close()
+    assert len(behind) == 15, source.status
+    assert max(behind[5:]) <= 3, behind  # within a tenth of a second of the camera, at every read
+    assert source.status.skipped > 15 * 3, source.status
 
 
 @pytest.mark.parametrize(
