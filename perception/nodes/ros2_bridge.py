@@ -8,6 +8,11 @@ evicted and counted, as a latest-only subscription does), converts them on the n
 publishes. A sample that cannot be converted (an encoding we do not take, bytes that are not the type)
 is counted and logged once a topic and reason, and the bridge goes on. An input topic no writer on the
 domain offers after `wait_for_topics_s` is named in one warning line, with those that are offered.
+
+QoS: a row coming in without `qos` reads as its writers offer (perception.ros2.dds.adapted_profile),
+looked at again every check_topics, the reader made anew when that changes (writers come and go); a peer
+whose QoS still cannot match (a row's own `qos`, a ROS reader asking more than we write) is named once a
+topic in rclcpp's words, with the `qos` that would match.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from perception import Node, run
 from perception.errors import ParameterError, PerceptError, reason
 from perception.nodes.camera_pose import declare_camera_pose
 from perception.ros2.convert import ConversionError
-from perception.ros2.dds import Participant
+from perception.ros2.dds import Events, Offer, Participant, adapted_profile, incompatible_line
 from perception.ros2.mapping import DEFAULT_TOPICS, TopicMap, parse_topics
 from perception.ros2.types import dds_type_name, default_domain_id, ros_type_name
 
@@ -33,22 +38,36 @@ REPORT_PERIOD_S = 10.0  # a line of counts when something was dropped or refused
 class Inbound:
     """One ROS 2 topic coming in: the newest samples, kept between Cyclone's thread and the node's."""
 
-    def __init__(self, topic_map: TopicMap, publisher: Any) -> None:
+    def __init__(self, topic_map: TopicMap, publisher: Any, events: Events) -> None:
         self.map = topic_map
         self.publisher = publisher
+        self.events = events
         self.pending: collections.deque[bytes] = collections.deque(maxlen=topic_map.depth or 1)
         self.lock = threading.Lock()
         self.received = 0
         self.evicted = 0  # arrived while `depth` newer ones waited: dropped, counted
         self.refused = 0  # could not be converted
         self.reasons: set[str] = set()
+        self.reader: Any = None
+        self.profile = topic_map.qos or "sensor_data"  # its reader's now; adapting, until writers are seen
+        self.last: bytes | None = None
+        # The last sample the reader before passed on, which a transient-local reader made in its place
+        # is handed again (the writer's history): not passed on twice.
+        self.repeat: bytes | None = None
+        self.latched: Any = None  # the last message passed on, while read as transient_local
+        self.subscribers = 0  # ours, at the last check
 
     def offer(self, cdr: bytes) -> None:
         with self.lock:
+            if self.repeat is not None:
+                repeat, self.repeat = self.repeat, None
+                if cdr == repeat:
+                    return
             self.received += 1
             if len(self.pending) == self.pending.maxlen:
                 self.evicted += 1
             self.pending.append(cdr)
+            self.last = cdr
 
     def take(self) -> list[bytes]:
         with self.lock:
@@ -93,32 +112,82 @@ class Ros2Bridge(Node):
             raise ParameterError(str(exc)) from None
         self.inbound: list[Inbound] = []
         self.outbound: dict[str, dict[str, int]] = {}
-        wake = self.create_waker(self.publish_pending)
-        for topic_map in self.maps:
-            if topic_map.direction == "in":
-                inbound = Inbound(topic_map, self.create_publisher(topic_map.conversion.ours, topic_map.ours))
-                self.inbound.append(inbound)
-
-                def on_sample(cdr: bytes, inbound: Inbound = inbound) -> None:
-                    inbound.offer(cdr)
-                    wake()
-
-                self.dds.reader(topic_map.ros, topic_map.ros_type, on_sample, topic_map.qos, topic_map.depth)
-            else:
-                write = self.dds.writer(topic_map.ros, topic_map.ros_type, topic_map.qos, topic_map.depth)
-                counts = self.outbound.setdefault(str(topic_map), {"sent": 0, "refused": 0})
-                self.create_subscription(
-                    topic_map.conversion.ours,
-                    topic_map.ours,
-                    functools.partial(self.send, topic_map, write, counts),
-                )
-            self.log.info("bridging %s", topic_map)
+        self.wake = self.create_waker(self.publish_pending)
+        self.warned_lock = threading.Lock()  # the incompatible-QoS warnings come on Cyclone's threads
+        self.warned: set[str] = set()
+        try:
+            for topic_map in self.maps:
+                events = Events(functools.partial(self.incompatible, topic_map))
+                if topic_map.direction == "in":
+                    publisher = self.create_publisher(topic_map.conversion.ours, topic_map.ours)
+                    inbound = Inbound(topic_map, publisher, events)
+                    self.inbound.append(inbound)
+                    self.open_reader(inbound, inbound.profile)
+                else:
+                    profile = topic_map.qos or "reliable"
+                    write = self.dds.writer(
+                        topic_map.ros, topic_map.ros_type, profile, topic_map.depth, events
+                    )
+                    counts = self.outbound.setdefault(str(topic_map), {"sent": 0, "refused": 0})
+                    self.create_subscription(
+                        topic_map.conversion.ours,
+                        topic_map.ours,
+                        functools.partial(self.send, topic_map, write, counts),
+                    )
+                self.log.info("bridging %s", topic_map)
+        except PerceptError as exc:
+            self.dds.close()
+            raise ParameterError(str(exc)) from None
         self.log.info("on ROS 2 domain %d", domain_id)
         self.started = time.monotonic()
         self.checked_topics = False
-        self.reported: dict[str, tuple[int, int]] = {}
+        self.reported: dict[str, tuple[int, ...]] = {}
         self.create_timer(min(1.0, max(0.1, self.wait_for_topics_s)), self.check_topics)
         self.create_timer(REPORT_PERIOD_S, self.report)
+
+    def open_reader(self, inbound: Inbound, profile: str) -> None:
+        m = inbound.map
+
+        def on_sample(cdr: bytes) -> None:
+            inbound.offer(cdr)
+            self.wake()
+
+        inbound.reader = self.dds.reader(m.ros, m.ros_type, on_sample, profile, m.depth, inbound.events)
+        inbound.profile = profile
+
+    def adapt(self, offers: list[Offer]) -> None:
+        """Each row coming in without `qos` read as its writers offer now; a reader's QoS cannot change,
+        so one of the profile they call for replaces it."""
+        for inbound in self.inbound:
+            m = inbound.map
+            if m.qos is not None:
+                continue
+            dds_type = dds_type_name(m.ros_type)
+            profile = adapted_profile([o for o in offers if o.topic == m.ros and o.dds_type == dds_type])
+            if profile is None or profile == inbound.profile:
+                continue
+            self.dds.delete(inbound.reader)
+            if profile == "transient_local":
+                with inbound.lock:
+                    inbound.repeat = inbound.last
+            try:
+                self.open_reader(inbound, profile)
+            except PerceptError as exc:  # DDS took this topic before; should it not now, try again later
+                inbound.profile = ""
+                self.log.warning("%s: %s", m.ros, exc)
+                continue
+            self.log.info("%s: reading as %s, as its writers offer", m.ros, profile)
+
+    def incompatible(self, topic_map: TopicMap, policy: str) -> None:
+        """A peer whose QoS cannot match (on Cyclone's thread): named once a topic."""
+        reading = topic_map.direction == "in"
+        if reading and topic_map.qos is None and policy in ("RELIABILITY", "DURABILITY"):
+            return  # a row adapting to its writers: the next check_topics reads as this one offers
+        with self.warned_lock:
+            if topic_map.ros in self.warned:
+                return
+            self.warned.add(topic_map.ros)
+        self.log.warning("%s", incompatible_line(topic_map.ros, policy, reading, topic_map.qos))
 
     def publish_pending(self) -> None:
         for inbound in self.inbound:
@@ -130,6 +199,22 @@ class Ros2Bridge(Node):
                     self.refuse(inbound, reason(exc))
                     continue
                 inbound.publisher.publish(msg)
+                if inbound.profile == "transient_local":
+                    inbound.latched = msg
+
+    def hand_latched_to_new_subscribers(self) -> None:
+        """A topic read as transient_local is latched on the ROS side (a driver publishes its
+        camera_info once); ours are not, so a node that subscribes after the bridge passed it on would
+        never get it: its last message goes out again when the subscribers grow (those there before get
+        it twice)."""
+        for inbound in self.inbound:
+            count = inbound.publisher.subscriber_count
+            if count > inbound.subscribers and inbound.latched is not None:
+                if inbound.profile == "transient_local":
+                    inbound.publisher.publish(inbound.latched)
+                else:
+                    inbound.latched = None  # its writers no longer latch
+            inbound.subscribers = count
 
     def refuse(self, inbound: Inbound, reason: str) -> None:
         inbound.refused += 1
@@ -150,10 +235,13 @@ class Ros2Bridge(Node):
         counts["sent"] += 1
 
     def check_topics(self) -> None:
+        offers = self.dds.offers()
+        self.adapt(offers)
+        self.hand_latched_to_new_subscribers()
         if self.checked_topics or time.monotonic() - self.started < self.wait_for_topics_s:
             return
         self.checked_topics = True
-        offered = self.dds.published_topics()
+        offered = {offer.topic: offer.dds_type for offer in offers}
         for inbound in self.inbound:
             m = inbound.map
             if inbound.received or offered.get(m.ros) == dds_type_name(m.ros_type):

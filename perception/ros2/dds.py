@@ -8,7 +8,8 @@ rosbags (an image's pixels: a view of the bytes received).
 
 Topics are ROS 2's (`/camera/image_raw` is `rt/camera/image_raw` on DDS), in XCDR1 as ROS 2 sends them.
 A listener thread of Cyclone's hands every sample to a callback: the bridge passes it on to its node's
-thread (perception/nodes/ros2_bridge.py).
+thread (perception/nodes/ros2_bridge.py). The same listener counts the peers whose QoS cannot match ours
+in an Events, which calls the bridge back to say so.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import functools
 import threading
 import types
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from perception.errors import PerceptError
 from perception.installed import require
@@ -27,6 +29,37 @@ from perception.ros2.types import dds_topic_name, dds_type_name, store
 # ROS 2's QoS profiles by their names in rclpy (rclpy.qos.qos_profile_sensor_data and the default).
 QOS_PROFILES = ("sensor_data", "reliable", "transient_local")
 DOMAIN_IDS = range(0, 233)  # what ROS 2 allows (0-101 and 215-232 on Linux: the port ranges)
+
+# DDS's QoS policy ids (dds_qos_policy_id_t), by which DDS names the policy a peer could not match on
+POLICY_NAMES = {
+    1: "USER_DATA",
+    2: "DURABILITY",
+    3: "PRESENTATION",
+    4: "DEADLINE",
+    5: "LATENCY_BUDGET",
+    6: "OWNERSHIP",
+    7: "OWNERSHIP_STRENGTH",
+    8: "LIVELINESS",
+    9: "TIME_BASED_FILTER",
+    10: "PARTITION",
+    11: "RELIABILITY",
+    12: "DESTINATION_ORDER",
+    13: "HISTORY",
+    14: "RESOURCE_LIMITS",
+    15: "ENTITY_FACTORY",
+    16: "WRITER_DATA_LIFECYCLE",
+    17: "READER_DATA_LIFECYCLE",
+    18: "TOPIC_DATA",
+    19: "GROUP_DATA",
+    20: "TRANSPORT_PRIORITY",
+    21: "LIFESPAN",
+    22: "DURABILITY_SERVICE",
+    23: "PROPERTY",
+    24: "TYPE_CONSISTENCY_ENFORCEMENT",
+    25: "DATA_REPRESENTATION",
+}
+
+T = TypeVar("T")
 
 
 @functools.cache
@@ -147,6 +180,85 @@ def qos(profile: str, depth: int | None = None) -> Any:
     )
 
 
+@dataclass(frozen=True)
+class Offer:
+    """A writer discovered on the domain: its ROS 2 topic, DDS type, and what its QoS offers."""
+
+    topic: str
+    dds_type: str
+    reliable: bool
+    transient_local: bool  # or more (transient, persistent): a late reader gets its history
+
+
+def adapted_profile(offers: list[Offer]) -> str | None:
+    """The profile a reader adapts to, as rosbag2 and `ros2 topic echo` do: transient_local when every
+    writer offers reliable and transient_local (a latched camera_info, published once, still comes),
+    else sensor_data (best effort and volatile: it takes from every writer); None with no writer."""
+    if not offers:
+        return None
+    if all(o.reliable and o.transient_local for o in offers):
+        return "transient_local"
+    return "sensor_data"
+
+
+def incompatible_line(topic: str, policy: str, reading: bool, profile: str | None) -> str:
+    """rclcpp's warning for a peer whose QoS cannot match ours, with the row's `qos` that would match:
+    `reading` for our reader meeting a writer, else our writer meeting a reader; `profile` ours (None:
+    adapting to the writers)."""
+    if reading:
+        head = (
+            f"New publisher discovered on topic {topic}, offering incompatible QoS. "
+            f"No messages will be received from it. Last incompatible policy: {policy}"
+        )
+        fixes = {
+            "RELIABILITY": "qos: sensor_data (best effort) in its row takes it",
+            "DURABILITY": "qos: sensor_data or reliable (volatile) in its row takes it",
+        }
+        if profile is not None and policy in fixes:
+            return f"{head}; {fixes[policy]}, or no qos to adapt to the writers"
+    else:
+        head = (
+            f"New subscription discovered on topic {topic}, requesting incompatible QoS. "
+            f"No messages will be sent to it. Last incompatible policy: {policy}"
+        )
+        fixes = {
+            "RELIABILITY": "qos: reliable in its row serves it",
+            "DURABILITY": "qos: transient_local in its row serves it",
+        }
+        if policy in fixes:
+            return f"{head}; {fixes[policy]}"
+    return f"{head} (no qos of the bridge's serves it: the peer asks what ROS 2's profiles do not give)"
+
+
+class Events:
+    """What DDS tells of one topic's reader or writer, on a thread of Cyclone's: peers met whose QoS
+    cannot match ours (`on_incompatible` is called with the policy's name for each). Counted under a
+    lock; one Events may serve the readers a topic has in turn."""
+
+    def __init__(self, on_incompatible: Callable[[str], None] | None = None) -> None:
+        self.lock = threading.Lock()
+        self.incompatible = 0
+        self.on_incompatible = on_incompatible
+
+    def _incompatible(self, status: Any) -> None:
+        with self.lock:
+            self.incompatible += int(status.total_count_change)
+        if self.on_incompatible is not None:
+            policy = int(status.last_policy_id)
+            self.on_incompatible(POLICY_NAMES.get(policy, f"policy {policy}"))
+
+
+def _dds(what: str, make: Callable[[], T]) -> T:
+    """`make()`, Cyclone's DDSException as one line naming `what` (a topic name DDS refuses, a domain
+    its configuration cannot open) rather than a traceback."""
+    from cyclonedds.core import DDSException
+
+    try:
+        return make()
+    except DDSException as exc:
+        raise PerceptError(f"{what}: Cyclone DDS refused it ({exc})") from None
+
+
 class Participant:
     """One DDS participant on a ROS 2 domain, with readers and writers of ROS 2 topics."""
 
@@ -154,31 +266,61 @@ class Participant:
         if domain_id not in DOMAIN_IDS:
             raise PerceptError(f"domain_id: expected 0 to 232 (ROS_DOMAIN_ID), found {domain_id}")
         _idl()
+        from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsPublication
+        from cyclonedds.core import InstanceState, ReadCondition, SampleState, ViewState
         from cyclonedds.domain import DomainParticipant
 
         self.domain_id = domain_id
-        self.participant: Any = DomainParticipant(domain_id)
+        self.participant: Any = _dds(f"ROS 2 domain {domain_id}", lambda: DomainParticipant(domain_id))
         self._topics: dict[str, Any] = {}
-        self._keep: list[Any] = []  # readers, writers and listeners: alive while the participant is
+        # readers and writers, each with its listener: alive while the participant is, or until deleted
+        self._keep: dict[Any, Any] = {}
+        # The writers discovered on the domain, kept by DDS as one sample per writer: read (not taken)
+        # while the writer lives, taken once it is gone so that the reader does not grow.
+        self._publications: Any = BuiltinDataReader(self.participant, BuiltinTopicDcpsPublication)
+        self._alive: Any = ReadCondition(
+            self._publications, SampleState.Any | ViewState.Any | InstanceState.Alive
+        )
+        self._gone: Any = ReadCondition(
+            self._publications, SampleState.Any | ViewState.Any | InstanceState.NotAliveDisposed
+            | InstanceState.NotAliveNoWriters
+        )  # fmt: skip
 
     def _topic(self, topic: str, ros_type: str) -> Any:
         from cyclonedds.topic import Topic
 
         name = dds_topic_name(topic)
         if name not in self._topics:
-            self._topics[name] = Topic(self.participant, name, topic_type(ros_type))
+            self._topics[name] = _dds(
+                f"topic {topic}", lambda: Topic(self.participant, name, topic_type(ros_type))
+            )
         elif self._topics[name].data_type is not topic_type(ros_type):
             raise PerceptError(f"topic {topic}: mapped both as {ros_type} and as another type")
         return self._topics[name]
 
     def writer(
-        self, topic: str, ros_type: str, profile: str = "reliable", depth: int | None = None
+        self,
+        topic: str,
+        ros_type: str,
+        profile: str = "reliable",
+        depth: int | None = None,
+        events: Events | None = None,
     ) -> Callable[[bytes], None]:
-        """A function that writes CDR bytes of `ros_type` to the ROS 2 topic `topic`."""
+        """A function that writes CDR bytes of `ros_type` to the ROS 2 topic `topic`; readers whose QoS
+        cannot match are counted in `events`."""
+        from cyclonedds.core import Listener
         from cyclonedds.pub import DataWriter
 
-        writer = DataWriter(self.participant, self._topic(topic, ros_type), qos=qos(profile, depth))
-        self._keep.append(writer)
+        listener = Listener(  # type: ignore[no-untyped-call]
+            on_offered_incompatible_qos=lambda _, status: events._incompatible(status) if events else None
+        )
+        writer = _dds(
+            f"writer of {topic}",
+            lambda: DataWriter(
+                self.participant, self._topic(topic, ros_type), qos=qos(profile, depth), listener=listener
+            ),
+        )
+        self._keep[writer] = listener
         wrap = topic_type(ros_type).of
         return lambda cdr: writer.write(wrap(cdr))
 
@@ -189,8 +331,10 @@ class Participant:
         on_sample: Callable[[bytes], None],
         profile: str = "sensor_data",
         depth: int | None = None,
+        events: Events | None = None,
     ) -> Any:
-        """Call `on_sample` (on a thread of Cyclone's) with the CDR bytes of each sample that arrives."""
+        """Call `on_sample` (on a thread of Cyclone's) with the CDR bytes of each sample that arrives;
+        writers whose QoS cannot match are counted in `events`. Returns the reader, for delete()."""
         from cyclonedds.core import Listener
         from cyclonedds.sub import DataReader
 
@@ -205,29 +349,74 @@ class Participant:
                         if getattr(sample, "cdr", None) is not None:
                             on_sample(sample.cdr)
 
-        # The listener goes on after the reader exists: Cyclone hands a latched (transient-local)
-        # topic's history over while the reader is being created, when the binding cannot yet name the
-        # reader, and that first notice would be lost; so the history is drained once by hand.
-        reader = DataReader(self.participant, self._topic(topic, ros_type), qos=qos(profile, depth))
-        listener = Listener(on_data_available=on_data_available)  # type: ignore[no-untyped-call]
-        reader.set_listener(listener)
+        events = events or Events()
+        # The listener is there from the start, so that a writer already discovered, which the reader
+        # meets while it is being created, is counted if its QoS cannot match. Cyclone hands a latched
+        # (transient-local) topic's history over then too, when the binding cannot yet name the reader
+        # (on_data_available gets None), and that first notice would be lost; so the history is drained
+        # once by hand.
+        listener = Listener(  # type: ignore[no-untyped-call]
+            on_data_available=on_data_available,
+            on_requested_incompatible_qos=lambda _, status: events._incompatible(status),
+        )
+        reader = _dds(
+            f"reader of {topic}",
+            lambda: DataReader(
+                self.participant, self._topic(topic, ros_type), qos=qos(profile, depth), listener=listener
+            ),
+        )
+        self._keep[reader] = listener
         on_data_available(reader)
-        self._keep.extend([reader, listener])
         return reader
+
+    def delete(self, entity: Any) -> None:
+        """Delete a reader now (its QoS cannot change; the bridge makes another). The binding deletes an
+        entity in its __del__, guarded against a second call, and offers no other way; left to the
+        garbage collector, the old reader would go on matching writers and taking samples."""
+        if self._keep.pop(entity, None) is not None:
+            entity.__del__()
+
+    def offers(self) -> list[Offer]:
+        """The writers discovered on this domain so far, other than this participant's own."""
+        self._publications.take(4096, condition=self._gone)
+        me = self.participant.guid
+        found = []
+        for sample in self._publications.read(4096, condition=self._alive):
+            name = getattr(sample, "topic_name", "")
+            if not name.startswith("rt/") or sample.participant_key == me:
+                continue
+            found.append(
+                Offer(
+                    topic="/" + name[3:],
+                    dds_type=sample.type_name,
+                    reliable=_offers_reliable(sample.qos),
+                    transient_local=_offers_transient_local(sample.qos),
+                )
+            )
+        return found
 
     def published_topics(self) -> dict[str, str]:
         """The ROS 2 topics some writer on this domain offers (discovered so far), with their DDS types."""
-        from cyclonedds.builtin import BuiltinDataReader, BuiltinTopicDcpsPublication
-
-        reader = BuiltinDataReader(self.participant, BuiltinTopicDcpsPublication)
-        found = {}
-        for sample in reader.take(1024):
-            name = getattr(sample, "topic_name", "")
-            if name.startswith("rt/"):
-                found["/" + name[3:]] = sample.type_name
-        return found
+        return {offer.topic: offer.dds_type for offer in self.offers()}
 
     def close(self) -> None:
         self._keep.clear()
         self._topics.clear()
+        self._alive = self._gone = self._publications = None
         self.participant = None  # Cyclone deletes an entity when its last reference goes
+
+
+def _offers_reliable(offered: Any) -> bool:
+    from cyclonedds.qos import Policy
+
+    # DDS's default for a writer is reliable: a writer that names no reliability offers it
+    return Policy.Reliability not in offered or isinstance(
+        offered[Policy.Reliability], Policy.Reliability.Reliable
+    )
+
+
+def _offers_transient_local(offered: Any) -> bool:
+    from cyclonedds.qos import Policy
+
+    durable = (Policy.Durability.TransientLocal, Policy.Durability.Transient, Policy.Durability.Persistent)
+    return Policy.Durability in offered and offered[Policy.Durability] in durable

@@ -11,7 +11,8 @@ A row goes into our graph when the ROS type is one we take in (perception/ros2/c
 else out of it; `direction: in|out` says so where a type goes both ways (images, camera info). `as`
 names our message type where one ROS type carries several of ours. `qos`: sensor_data (best effort: a
 reader of it takes from reliable and best-effort writers alike), reliable (ROS 2's default) or
-transient_local (latched); `depth`: the history kept.
+transient_local (latched); a row coming in without one adapts to the writers it finds (the bridge,
+perception.ros2.dds.adapted_profile), one going out is reliable. `depth`: the history kept.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class TopicMap:
     ours: str
     direction: str  # "in": ROS 2 -> ours; "out": ours -> ROS 2
     conversion: Conversion
-    qos: str
+    qos: str | None  # None: coming in, adapting to the writers discovered
     depth: int | None
 
     def __str__(self) -> str:
@@ -109,8 +110,8 @@ def _parse_row(index: int, row: Any) -> TopicMap:
                 f"{where} ({ros}): {ros_type} goes out from {', '.join(choices)}, not {ours_type!r}"
             )
         conversion = choices[ours_type]
-    profile = str(row.get("qos") or ("sensor_data" if direction == "in" else "reliable"))
-    if profile not in QOS_PROFILES:
+    profile = str(row["qos"]) if row.get("qos") else (None if direction == "in" else "reliable")
+    if profile is not None and profile not in QOS_PROFILES:
         raise PerceptError(
             f"{where} ({ros}): qos expected one of {', '.join(QOS_PROFILES)}, found {profile!r}"
         )

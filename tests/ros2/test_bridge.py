@@ -259,3 +259,95 @@ def test_a_latched_sample_written_before_the_reader_is_delivered():
     driver.close()
     bridge_side.close()
     assert len(received) == 1
+
+
+def camera_info_cdr(stamp: int) -> bytes:
+    from perception.msgs import CameraInfo
+    from perception.ros2.convert import camera_info_to_ros
+    from perception.ros2.types import serialize
+
+    info = CameraInfo(Header(stamp=stamp, frame_id="cam"), 64, 48, np.diag([50.0, 50.0, 1.0]))
+    return serialize(camera_info_to_ros(info), "sensor_msgs/msg/CameraInfo")
+
+
+def test_a_camera_info_latched_before_the_bridge_started_comes_in_and_the_reader_follows_its_writers(
+    context, spawn
+):
+    """A row with no qos reads as its writers offer, as `ros2 topic echo` does: a driver's camera_info
+    published once (reliable, transient_local) before the bridge started still comes in, and reaches a
+    node of ours that subscribes after the bridge passed it on; a best-effort writer that appears later
+    turns the reader to sensor_data, which takes both."""
+    from perception.msgs import CameraInfo
+    from perception.ros2.dds import Participant
+
+    domain = domain_for_this_test()
+    driver = Participant(domain)
+    driver.writer("/camera/camera_info", "sensor_msgs/msg/CameraInfo", "transient_local")(camera_info_cdr(7))
+    row = "{ros: /camera/camera_info, type: sensor_msgs/msg/CameraInfo, ours: /camera/camera_info}"
+    bridge = start_bridge(spawn, f"domain_id:={domain}", f"topics:=[{row}]")
+    other = Participant(domain)
+    infos: list[CameraInfo] = []
+    node = Node("ros2_info_listener", context=context)
+    try:
+        output = read_until(bridge, "reading as transient_local", 30)
+        assert "/camera/camera_info: reading as transient_local, as its writers offer" in output, output
+        time.sleep(1.0)  # passed on by now, to nobody
+        node.create_subscription(CameraInfo, "/camera/camera_info", infos.append)
+        deadline = time.monotonic() + 20
+        while not infos and time.monotonic() < deadline:
+            node.spin(0.2)
+        assert infos and infos[0].header.stamp == 7, read_until(bridge, "never", 0.5)
+        write = other.writer("/camera/camera_info", "sensor_msgs/msg/CameraInfo", "sensor_data")
+        output = read_until(bridge, "reading as sensor_data", 30)
+        assert "/camera/camera_info: reading as sensor_data, as its writers offer" in output, output
+        deadline = time.monotonic() + 20
+        while infos[-1].header.stamp != 8 and time.monotonic() < deadline:
+            write(camera_info_cdr(8))
+            node.spin(0.2)
+        assert infos[-1].header.stamp == 8
+        assert "New publisher discovered" not in output  # adapting: no warning to act on
+    finally:
+        node.destroy()
+        driver.close()
+        other.close()
+    assert bridge.poll() is None
+
+
+def test_a_peer_whose_qos_cannot_match_is_named_once_with_the_qos_that_would(registry, spawn):
+    """rclcpp's words, both ways: our reliable reader meets a best-effort camera (a row's own qos), and
+    a ROS node asks reliable of our best-effort writer."""
+    from perception.ros2.dds import Participant
+
+    domain = domain_for_this_test()
+    rows = (
+        "topics:=[{ros: /camera/image_raw, type: sensor_msgs/msg/Image, ours: /camera/image, qos: reliable},"
+        " {ours: /detections, ros: /percept/detections, type: vision_msgs/msg/Detection2DArray,"
+        " qos: sensor_data}]"
+    )
+    bridge = start_bridge(spawn, f"domain_id:={domain}", rows)
+    peer = Participant(domain)
+    peer.writer("/camera/image_raw", "sensor_msgs/msg/Image", "sensor_data")
+    peer.reader("/percept/detections", "vision_msgs/msg/Detection2DArray", lambda cdr: None, "reliable")
+    try:
+        output = ""
+        deadline = time.monotonic() + 30
+        while output.count("incompatible QoS") < 2 and time.monotonic() < deadline:
+            output += read_until(bridge, "incompatible QoS", 1.0)
+        time.sleep(1.5)
+        output += read_until(bridge, "never", 0.5)
+    finally:
+        peer.close()
+    lines = [line for line in output.splitlines() if "incompatible QoS" in line]
+    assert len(lines) == 2, output  # once a topic
+    reading = next(line for line in lines if "/camera/image_raw" in line)
+    assert (
+        "New publisher discovered on topic /camera/image_raw, offering incompatible QoS. No messages will"
+        " be received from it. Last incompatible policy: RELIABILITY; qos: sensor_data" in reading
+    ), reading
+    writing = next(line for line in lines if "/percept/detections" in line)
+    assert (
+        "New subscription discovered on topic /percept/detections, requesting incompatible QoS. No messages"
+        " will be sent to it. Last incompatible policy: RELIABILITY; qos: reliable in its row serves it"
+        in writing
+    ), writing
+    assert bridge.poll() is None
