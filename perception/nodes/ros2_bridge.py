@@ -21,7 +21,6 @@ import collections
 import functools
 import threading
 import time
-from dataclasses import replace
 from typing import Any
 
 from perception import Node, run
@@ -106,7 +105,7 @@ class Ros2Bridge(Node):
         try:
             # Our side's names resolved once, so that the log and the counts name the topics as the
             # graph has them (a relative name is under this node's namespace).
-            self.maps = [replace(m, ours=self.resolve(m.ours)) for m in parse_topics(rows)]
+            self.maps = parse_topics(rows, self.resolve)
             self.dds = Participant(domain_id)
         except PerceptError as exc:
             raise ParameterError(str(exc)) from None

@@ -17,7 +17,8 @@ perception.ros2.dds.adapted_profile), one going out is reliable. `depth`: the hi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from perception.errors import PerceptError
@@ -54,11 +55,27 @@ class TopicMap:
         return f"{self.ros} ({self.ros_type}) {arrow} {self.ours} ({self.conversion.ours.__name__})"
 
 
-def parse_topics(rows: list[Any]) -> list[TopicMap]:
-    """The rows of a `topics` parameter, checked; a one-line error names the row and what is wrong."""
+def parse_topics(rows: list[Any], resolve: Callable[[str], str] = str) -> list[TopicMap]:
+    """The rows of a `topics` parameter, checked; a one-line error names the row and what is wrong.
+    `resolve` gives our names as the graph has them (the bridge node's resolution: a relative name is
+    under its namespace), so that two spellings of one topic are seen as one."""
     if not rows:
         raise PerceptError("topics: expected at least one {ros, type, ours} row, found none")
     maps = [_parse_row(i, row) for i, row in enumerate(rows)]
+    maps = [replace(m, ours=resolve(m.ours)) for m in maps]
+    # Two ROS topics into one of ours would publish every frame twice where a driver offers both
+    # (image_transport publishes image_raw and image_raw/compressed side by side).
+    into: dict[str, int] = {}
+    for i, m in enumerate(maps):
+        if m.direction != "in":
+            continue
+        if m.ours in into:
+            j = into[m.ours]
+            raise PerceptError(
+                f"topics[{i}]: {m.ros} comes into {m.ours}, as {maps[j].ros} does in topics[{j}]: what a "
+                f"driver publishes on both (image_transport does) would arrive twice; keep one of the two rows"
+            )
+        into[m.ours] = i
     ins = {m.ros: i for i, m in enumerate(maps) if m.direction == "in"}
     for i, m in enumerate(maps):
         if m.direction == "out" and m.ros in ins:

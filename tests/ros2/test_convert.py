@@ -282,3 +282,25 @@ def test_ros_domain_id_is_read_as_ros_2_reads_it_and_a_bad_one_is_named(monkeypa
         PerceptError, match=r"ROS_DOMAIN_ID: expected a domain number from 0 to 232, found 'abc'"
     ):
         default_domain_id()
+
+
+def test_two_ros_topics_into_one_of_ours_are_refused_naming_both_rows():
+    """image_transport publishes image_raw and image_raw/compressed side by side: both rows into
+    camera/image published every frame twice. Our names are compared as the bridge resolves them."""
+    rows = [
+        {"ros": "/camera/image_raw", "type": "sensor_msgs/msg/Image", "ours": "camera/image"},
+        {"ros": "/camera/camera_info", "type": "sensor_msgs/msg/CameraInfo", "ours": "camera/camera_info"},
+        {
+            "ros": "/camera/image_raw/compressed",
+            "type": "sensor_msgs/msg/CompressedImage",
+            "ours": "/robot1/camera/image",
+        },
+    ]
+    with pytest.raises(PerceptError) as refused:
+        parse_topics(rows, lambda name: name if name.startswith("/") else "/robot1/" + name)
+    assert str(refused.value) == (
+        "topics[2]: /camera/image_raw/compressed comes into /robot1/camera/image, as /camera/image_raw does"
+        " in topics[0]: what a driver publishes on both (image_transport does) would arrive twice; keep one"
+        " of the two rows"
+    )
+    assert len(parse_topics(rows)) == 3  # unresolved, camera/image and /robot1/camera/image are two
