@@ -12,15 +12,34 @@ import argparse
 import time
 from typing import Any
 
-from perception.cli.common import non_negative_float
+from perception.cli.common import DefaultsFormatter, non_negative_float
 from perception.runtime import runner
+
+TOPICS_HELP = """\
+the bridge's `topics` parameter (-p 'topics:=[...]' or --params-file) is a list of rows:
+  ros        the ROS 2 topic, absolute (/camera/image_raw)
+  type       its ROS 2 message type (sensor_msgs/msg/Image)
+  ours       our topic (a relative one is under --ns)
+  direction  in or out; images and camera info come in unless `direction: out`
+  as         our type where one ROS type carries several (Tracks for a Detection2DArray)
+  qos        sensor_data, reliable or transient_local; none: in, adapt to the writers; out, reliable
+  depth      the history kept, 1 to 1000
+the default and an example of your own: README.md, "On a ROS 2 robot"
+"""
+
+
+class _Formatter(DefaultsFormatter, argparse.RawDescriptionHelpFormatter):
+    """States defaults, and keeps the epilog's table as written."""
 
 
 def register(verbs: Any) -> None:
     ros2 = verbs.add_parser("ros2", help="Join a ROS 2 graph over DDS, no ROS install (the ros2 extra).")
     actions = ros2.add_subparsers(dest="ros2_verb", metavar="VERB", required=True)
     p = actions.add_parser(
-        "bridge", help="Map ROS 2 topics to ours and ours to ROS 2's (the node perception.nodes.ros2_bridge)."
+        "bridge",
+        help="Map ROS 2 topics to ours and ours to ROS 2's (the node perception.nodes.ros2_bridge).",
+        epilog=TOPICS_HELP,
+        formatter_class=_Formatter,
     )
     p.add_argument("--domain-id", type=int, help="the ROS 2 domain (default: $ROS_DOMAIN_ID, else 0)")
     runner.add_override_arguments(p)

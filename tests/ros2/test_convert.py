@@ -304,3 +304,23 @@ def test_two_ros_topics_into_one_of_ours_are_refused_naming_both_rows():
         " of the two rows"
     )
     assert len(parse_topics(rows)) == 3  # unresolved, camera/image and /robot1/camera/image are two
+
+
+def test_the_readme_shows_the_real_default_and_every_row_key_is_documented():
+    """The README's mapping once claimed to be the default and was not; every key a row takes is
+    explained there and, briefly, in `percept ros2 bridge --help`."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    from perception.cli.ros2 import TOPICS_HELP
+    from perception.ros2.mapping import ROW_KEYS
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("## On a ROS 2 robot") : readme.index("**Bags.**")]
+    default = re.search(r"```yaml\n(topics:\n.*?)```", section, re.S)
+    assert default and yaml.safe_load(default.group(1))["topics"] == DEFAULT_TOPICS
+    for key in ROW_KEYS:
+        assert f"- `{key}`" in section, key
+        assert re.search(rf"^  {key} +\S", TOPICS_HELP, re.M), key
