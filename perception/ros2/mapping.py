@@ -24,7 +24,7 @@ from typing import Any
 from perception.errors import PerceptError
 from perception.ros2.convert import INTO_OURS, OUT_OF_OURS, Conversion
 from perception.ros2.dds import QOS_PROFILES
-from perception.ros2.types import check_type
+from perception.ros2.types import check_topic_name, check_type
 
 ROW_KEYS = ("ros", "type", "ours", "direction", "as", "qos", "depth")
 
@@ -101,9 +101,7 @@ def _parse_row(index: int, row: Any) -> TopicMap:
     missing = [k for k in ("ros", "type", "ours") if not row.get(k)]
     if missing:
         raise PerceptError(f"{where}: expected keys ros, type and ours, missing {', '.join(missing)}")
-    ros, ours = str(row["ros"]), str(row["ours"])
-    if not ros.startswith("/"):
-        raise PerceptError(f"{where}: ros topic expected absolute (/name), found {ros!r}")
+    ros, ours = check_topic_name(str(row["ros"]), where), str(row["ours"])
     ros_type = check_type(str(row["type"]), f"{where} ({ros})")
     direction = str(row.get("direction") or ("in" if ros_type in INTO_OURS else "out"))
     if direction not in ("in", "out"):

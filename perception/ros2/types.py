@@ -79,6 +79,42 @@ def default_domain_id() -> int:
         raise PerceptError(f"ROS_DOMAIN_ID: expected a domain number from 0 to 232, found {text!r}") from None
 
 
+TOPIC_NAME_MAX = 255 - 8  # rmw's RMW_TOPIC_MAX_NAME_LENGTH: DDS's 256, less the prefixes (rt/, ...)
+
+
+def check_topic_name(name: str, where: str) -> str:
+    """`name` if ROS 2 takes it as a full topic name (rmw_validate_full_topic_name's rules: absolute;
+    tokens of letters, digits and _, none empty or starting with a digit; no trailing /), else a
+    one-line error. The bridge joins DDS with no node, so ~ and {} substitutions have nothing to
+    stand for: they are refused too. (DDS itself took '/a/image-raw', and dumped a traceback on a space.)"""
+    expected = "a ROS 2 topic name (absolute; tokens of letters, digits and _, not starting with a digit)"
+
+    def refuse(why: str) -> PerceptError:
+        return PerceptError(f"{where}: ros expected {expected}, found {name!r}: {why}")
+
+    if not name.startswith("/"):
+        if name.startswith("~") or "{" in name:
+            raise refuse("~ and {} substitutions are not supported here; give the full name")
+        raise refuse("it does not start with /")
+    bad = sorted({c for c in name if not (c.isascii() and (c.isalnum() or c in "_/"))})
+    if bad:
+        if "~" in bad or "{" in bad or "}" in bad:
+            raise refuse("~ and {} substitutions are not supported here; give the full name")
+        raise refuse(f"{', '.join(repr(c) for c in bad)} not allowed")
+    if name == "/":
+        raise refuse("no name after /")
+    if name.endswith("/"):
+        raise refuse("it ends with /")
+    if "//" in name:
+        raise refuse("an empty token (//)")
+    for token in name.split("/")[1:]:
+        if token[0].isdigit():
+            raise refuse(f"the token {token!r} starts with a digit")
+    if len(name) > TOPIC_NAME_MAX:
+        raise refuse(f"{len(name)} characters, more than {TOPIC_NAME_MAX}")
+    return name
+
+
 def dds_topic_name(topic: str) -> str:
     """The DDS topic of a ROS 2 topic: /camera/image_raw -> rt/camera/image_raw."""
     return "rt/" + topic.lstrip("/")

@@ -351,3 +351,25 @@ def test_a_peer_whose_qos_cannot_match_is_named_once_with_the_qos_that_would(reg
         in writing
     ), writing
     assert bridge.poll() is None
+
+
+def test_a_ros_name_with_a_space_ends_the_bridge_with_one_line_and_dds_refusals_are_one_line(registry, spawn):
+    """'/robot 1/image' dumped Cyclone's DDSException traceback: the name is checked by ROS 2's rules
+    first, and what DDS itself refuses becomes one line too."""
+    from perception.errors import PerceptError
+    from perception.ros2.dds import Participant
+
+    bridge = start_bridge(spawn, "topics:=[{ros: '/robot 1/image', type: sensor_msgs/msg/Image, ours: /a}]")
+    output = read_until(bridge, "not allowed", 30)
+    bridge.wait(timeout=30)
+    assert bridge.returncode != 0
+    assert "found '/robot 1/image': ' ' not allowed" in output, output
+    assert "Traceback" not in output
+    participant = Participant(domain_for_this_test())
+    try:
+        with pytest.raises(
+            PerceptError, match=r"^topic /robot 1/image: Cyclone DDS refused it \(\[DDS_RETCODE"
+        ):
+            participant.reader("/robot 1/image", "sensor_msgs/msg/Image", lambda cdr: None)
+    finally:
+        participant.close()

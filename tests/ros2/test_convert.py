@@ -226,7 +226,12 @@ def test_the_default_topics_parse_and_bad_rows_get_one_line_errors():
             "ours": "/a",
             "as": "Grasps",
         },
-        "ros topic expected absolute": {"ros": "a", "type": "sensor_msgs/msg/Image", "ours": "/a"},
+        "ros expected a ROS 2 topic name (absolute; tokens of letters, digits and _, not starting with a"
+        " digit), found 'a': it does not start with /": {
+            "ros": "a",
+            "type": "sensor_msgs/msg/Image",
+            "ours": "/a",
+        },
     }
     for message, row in cases.items():
         with pytest.raises(PerceptError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -324,3 +329,33 @@ def test_the_readme_shows_the_real_default_and_every_row_key_is_documented():
     for key in ROW_KEYS:
         assert f"- `{key}`" in section, key
         assert re.search(rf"^  {key} +\S", TOPICS_HELP, re.M), key
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("/robot 1/image", "' ' not allowed"),  # DDS refused it with a traceback
+        ("/a/image-raw", "'-' not allowed"),  # these DDS took, ROS 2 refuses
+        ("/a//image", "an empty token (//)"),
+        ("/1robot/image", "the token '1robot' starts with a digit"),
+        ("/a/image_raw/", "it ends with /"),
+        ("~/image", "~ and {} substitutions are not supported here; give the full name"),
+        ("/{robot}/image", "~ and {} substitutions are not supported here; give the full name"),
+        ("/", "no name after /"),
+        ("/" + "a" * 247, "248 characters, more than 247"),
+    ],
+)
+def test_a_ros_name_ros_2_refuses_is_refused_in_one_line(name, why):
+    row = {"ros": name, "type": "sensor_msgs/msg/Image", "ours": "/camera/image"}
+    with pytest.raises(PerceptError) as refused:
+        parse_topics([row])
+    assert str(refused.value) == (
+        "topics[0]: ros expected a ROS 2 topic name (absolute; tokens of letters, digits and _, not starting"
+        f" with a digit), found {name!r}: {why}"
+    )
+
+
+def test_ros_names_ros_2_takes_are_taken():
+    for name in ("/camera/image_raw", "/_hidden/image", "/robot_1/camera2/image", "/a" * 10):
+        row = {"ros": name, "type": "sensor_msgs/msg/Image", "ours": "/camera/image"}
+        assert parse_topics([row])[0].ros == name
