@@ -103,6 +103,13 @@ def _parse_row(index: int, row: Any) -> TopicMap:
         raise PerceptError(f"{where}: expected keys ros, type and ours, missing {', '.join(missing)}")
     ros, ours = check_topic_name(str(row["ros"]), where), str(row["ours"])
     ros_type = check_type(str(row["type"]), f"{where} ({ros})")
+    outs = sorted({t for t, _ in OUT_OF_OURS})
+    if ros_type not in INTO_OURS and ros_type not in outs:
+        # a real type (a LaserScan, say) we have no conversion for either way: "cannot go out" misled
+        raise PerceptError(
+            f"{where} ({ros}): {ros_type} is neither taken in nor sent out by the bridge "
+            f"(in: {', '.join(INTO_OURS)}; out: {', '.join(outs)})"
+        )
     direction = str(row.get("direction") or ("in" if ros_type in INTO_OURS else "out"))
     if direction not in ("in", "out"):
         raise PerceptError(f"{where}: direction expected in or out, found {direction!r}")
@@ -117,7 +124,6 @@ def _parse_row(index: int, row: Any) -> TopicMap:
     else:
         choices = {name: c for (t, name), c in OUT_OF_OURS.items() if t == ros_type}
         if not choices:
-            outs = sorted({t for t, _ in OUT_OF_OURS})
             raise PerceptError(f"{where} ({ros}): {ros_type} cannot go out (out: {', '.join(outs)})")
         ours_type = str(row.get("as") or next(iter(choices)))
         if ours_type not in choices:

@@ -211,7 +211,18 @@ def test_the_default_topics_parse_and_bad_rows_get_one_line_errors():
             "type": "sensor_msgs/msg/Imag",
             "ours": "/a",
         },
-        "cannot go out": {"ros": "/a", "type": "std_msgs/msg/String", "ours": "/a"},
+        "geometry_msgs/msg/PoseStamped cannot go out (out: ": {
+            "ros": "/a",
+            "type": "geometry_msgs/msg/PoseStamped",
+            "ours": "/a",
+            "direction": "out",
+        },
+        "vision_msgs/msg/Detection2DArray cannot come in (in: ": {
+            "ros": "/a",
+            "type": "vision_msgs/msg/Detection2DArray",
+            "ours": "/a",
+            "direction": "in",
+        },
         "expected keys ros, type and ours, missing ours": {"ros": "/a", "type": "sensor_msgs/msg/Image"},
         "unknown key 'topic'": {"ros": "/a", "type": "sensor_msgs/msg/Image", "ours": "/a", "topic": 1},
         "qos expected one of sensor_data, reliable, transient_local": {
@@ -359,3 +370,16 @@ def test_ros_names_ros_2_takes_are_taken():
     for name in ("/camera/image_raw", "/_hidden/image", "/robot_1/camera2/image", "/a" * 10):
         row = {"ros": name, "type": "sensor_msgs/msg/Image", "ours": "/camera/image"}
         assert parse_topics([row])[0].ros == name
+
+
+def test_a_real_type_we_convert_neither_way_says_so_listing_both_ways():
+    """A LaserScan (meant to come in) was told it "cannot go out"."""
+    row = {"ros": "/scan", "type": "sensor_msgs/msg/LaserScan", "ours": "/scan"}
+    with pytest.raises(PerceptError) as refused:
+        parse_topics([row])
+    assert str(refused.value) == (
+        "topics[0] (/scan): sensor_msgs/msg/LaserScan is neither taken in nor sent out by the bridge (in:"
+        " sensor_msgs/msg/Image, sensor_msgs/msg/CompressedImage, sensor_msgs/msg/CameraInfo,"
+        " geometry_msgs/msg/PoseStamped; out: geometry_msgs/msg/PoseArray, sensor_msgs/msg/CameraInfo,"
+        " sensor_msgs/msg/Image, tf2_msgs/msg/TFMessage, vision_msgs/msg/Detection2DArray)"
+    )
