@@ -1,7 +1,9 @@
 """Our messages to and from ROS 2's, as rosbags message objects (perception/ros2/types.py): plain
 functions on arrays, no DDS in here. Images come in as views of the received bytes wherever the
 encoding is one of ours (rgb8, bgr8, rgba8, mono8, 16UC1, 32FC1, rows with or without padding); other
-encodings are converted with OpenCV (a copy) or refused in one line naming the encoding.
+encodings are converted with OpenCV (a copy) or refused in one line naming the encoding. mono16 is
+16-bit grey light, which we have no encoding for (16UC1, its twin in layout, is depth in millimetres to
+us, and the detector refused it): it comes in as mono8, its high byte, as cv_bridge converts it.
 
 What goes out, and how (for a ROS user reading our topics):
   Detections, Tracks -> vision_msgs/msg/Detection2DArray: one Detection2D per box, its bbox centre and
@@ -37,7 +39,7 @@ SAME_ENCODINGS = {
     "8UC1": "mono8",
     "8UC3": "bgr8",  # OpenCV's own order, as cv_bridge reads it
     "16UC1": "16UC1",
-    "mono16": "16UC1",
+    "mono16": "16UC1",  # read as laid out, then made mono8 (see GREY16)
     "32FC1": "32FC1",
 }
 CONVERTED_ENCODINGS = {  # ROS encoding -> (OpenCV conversion, channels in, our encoding)
@@ -52,6 +54,7 @@ CONVERTED_ENCODINGS = {  # ROS encoding -> (OpenCV conversion, channels in, our 
     "bayer_gbrg8": (cv2.COLOR_BayerGR2RGB, 1, "rgb8"),
     "bayer_grbg8": (cv2.COLOR_BayerGB2RGB, 1, "rgb8"),
 }
+GREY16 = "mono16"  # grey light in 16 bits: comes in as mono8, its high byte (cv_bridge's 1/256)
 BYTES_PER_PIXEL = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "mono8": 1, "16UC1": 2, "32FC1": 4}
 DTYPES: dict[str, np.dtype[Any]] = {"16UC1": np.dtype("<u2"), "32FC1": np.dtype("<f4")}
 
@@ -126,7 +129,14 @@ def image_from_ros(msg: Any) -> Image:
             array = array.astype(dtype)
     channels = BYTES_PER_PIXEL[ours] // dtype.itemsize
     array = array.reshape(height, width, channels) if channels > 1 else array.reshape(height, width)
+    if encoding == GREY16:
+        return Image(header_from_ros(msg.header), grey16_to_mono8(array), "mono8")
     return Image(header_from_ros(msg.header), array, ours)
+
+
+def grey16_to_mono8(grey: np.ndarray) -> np.ndarray:
+    """16-bit grey light as our mono8: the high byte (a copy)."""
+    return (grey >> 8).astype(np.uint8)
 
 
 def compressed_image_from_ros(msg: Any) -> Image:
@@ -145,6 +155,8 @@ def compressed_image_from_ros(msg: Any) -> Image:
             f"compressed image format {msg.format!r}: {len(data)} bytes OpenCV cannot decode"
         )
     if pixels.dtype == np.uint16 and pixels.ndim == 2:
+        if fmt.split(";")[0].strip() == GREY16:  # image_transport's "mono16; png compressed mono16"
+            return Image(header_from_ros(msg.header), grey16_to_mono8(pixels), "mono8")
         return Image(header_from_ros(msg.header), pixels, "16UC1")
     if pixels.dtype != np.uint8:
         raise ConversionError(

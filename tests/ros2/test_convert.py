@@ -45,7 +45,6 @@ def ros_image(pixels: np.ndarray, encoding: str, pad: int = 0, big_endian: bool 
         ("rgba8", np.uint8, 4, "rgba8"),
         ("mono8", np.uint8, 1, "mono8"),
         ("16UC1", np.uint16, 1, "16UC1"),
-        ("mono16", np.uint16, 1, "16UC1"),
         ("32FC1", np.float32, 1, "32FC1"),
     ],
 )
@@ -60,6 +59,24 @@ def test_our_encodings_come_in_as_views_of_the_received_bytes(encoding, dtype, c
     assert image.header == HEADER
     np.testing.assert_array_equal(image.data, pixels)
     assert np.shares_memory(image.data, msg.data)  # no copy
+
+
+@pytest.mark.parametrize("big_endian", [False, True])
+def test_mono16_grey_comes_in_as_mono8_the_detector_takes_and_16uc1_depth_stays(big_endian):
+    """A ROS mono16 image was renamed 16UC1 (depth in millimetres to us) and the detector refused it."""
+    grey = np.array([[0, 255, 256, 4095], [32768, 65280, 65535, 1000]], np.uint16)
+    image = convert.image_from_ros(ros_image(grey, "mono16", pad=4, big_endian=big_endian))
+    assert image.encoding == "mono8"
+    np.testing.assert_array_equal(image.data, [[0, 0, 1, 15], [128, 255, 255, 3]])
+    depth = convert.image_from_ros(ros_image(grey, "16UC1", big_endian=big_endian))
+    assert depth.encoding == "16UC1"
+    np.testing.assert_array_equal(depth.data, grey)
+    _, png = cv2.imencode(".png", grey)
+    compressed = T["sensor_msgs/msg/CompressedImage"](
+        header=convert.header_to_ros(HEADER), format="mono16; png compressed mono16", data=png.reshape(-1)
+    )
+    image = convert.compressed_image_from_ros(compressed)
+    assert image.encoding == "mono8" and image.data[1, 0] == 128
 
 
 def test_big_endian_depth_is_turned_round():
