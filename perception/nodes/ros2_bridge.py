@@ -6,7 +6,8 @@ and grasps reach ROS 2 nodes as vision_msgs and geometry_msgs.
 Samples arrive on a thread of Cyclone's; the bridge keeps the newest `depth` per topic (older ones
 evicted and counted, as a latest-only subscription does), converts them on the node's thread and
 publishes. A sample that cannot be converted (an encoding we do not take, bytes that are not the type)
-is counted and logged once a topic and reason, and the bridge goes on. An input topic no writer on the
+is counted and logged once a topic and reason, and the bridge goes on; samples DDS reports lost or
+rejected before they reached the bridge are counted, and all of it goes in report()'s periodic line. An input topic no writer on the
 domain offers after `wait_for_topics_s` is named in one warning line, with those that are offered.
 
 QoS: a row coming in without `qos` reads as its writers offer (perception.ros2.dds.adapted_profile),
@@ -31,7 +32,7 @@ from perception.ros2.dds import Events, Offer, Participant, adapted_profile, inc
 from perception.ros2.mapping import DEFAULT_TOPICS, TopicMap, parse_topics
 from perception.ros2.types import dds_type_name, default_domain_id, ros_type_name
 
-REPORT_PERIOD_S = 10.0  # a line of counts when something was dropped or refused since the last
+REPORT_PERIOD_S = 10.0  # a line of counts when something was dropped, refused or lost since the last
 
 
 class Inbound:
@@ -264,15 +265,19 @@ class Ros2Bridge(Node):
 
     def report(self) -> None:
         for inbound in self.inbound:
-            now = (inbound.evicted, inbound.refused)
-            if now != self.reported.get(inbound.map.ros, (0, 0)):
+            lost, rejected = inbound.events.counts()
+            now = (inbound.evicted, inbound.refused, lost, rejected)
+            if now != self.reported.get(inbound.map.ros, (0, 0, 0, 0)):
                 self.log.info(
-                    "%s: %d received, %d evicted for newer (depth %d), %d refused",
+                    "%s: %d received, %d evicted for newer (depth %d), %d refused; DDS lost %d and "
+                    "rejected %d before the bridge",
                     inbound.map.ros,
                     inbound.received,
                     inbound.evicted,
                     inbound.pending.maxlen,
                     inbound.refused,
+                    lost,
+                    rejected,
                 )
                 self.reported[inbound.map.ros] = now
         for name, counts in self.outbound.items():
