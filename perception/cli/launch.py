@@ -72,8 +72,9 @@ def _launch(args: argparse.Namespace) -> int:
 
     if args.show_args:
         path = find_launch_file(args.file)
+        declared = launch_file.declared_arguments(path)  # a bad one is refused before the heading
         print(f"Arguments of {path} (NAME:=VALUE):")
-        for name, default, what in launch_file.declared_arguments(path):
+        for name, default, what in declared:
             shown = "required" if default is None else f"default {default!r}"
             print(f"  {name:<16} {shown}" + (f"  # {what}" if what else ""))
         return 0

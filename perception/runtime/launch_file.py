@@ -137,12 +137,26 @@ def declared_arguments(path: str | Path) -> list[tuple[str, Any, str]]:
     declared = doc.data.get("arguments") or {} if isinstance(doc.data, dict) else {}
     if not isinstance(declared, dict):
         raise doc.fail(("arguments",), "expected a map of argument names to defaults")
-    return [
-        (name, spec.get("default"), str(spec.get("description", "")))
-        if isinstance(spec, dict)
-        else (name, spec, "")
-        for name, spec in declared.items()
-    ]
+    return [(name, *_argument(doc, name, spec)) for name, spec in declared.items()]
+
+
+ARGUMENT_KEYS = ("default", "description")
+
+
+def _argument(doc: _Located, name: str, spec: Any) -> tuple[Any, str]:
+    """An argument's default and description: `{default: X, description: TEXT}`, or the default alone.
+    Another key is refused: it is most often the rest of a description with an unquoted comma, which
+    a {...} map ends the value at ('description: the domain (-1, else 0)' left '(-1' and a key)."""
+    if not isinstance(spec, dict):
+        return spec, ""
+    for key in spec:
+        if key not in ARGUMENT_KEYS:
+            raise doc.fail(
+                ("arguments", name, key),
+                "unknown key; expected default and description (in {...}, quote a description "
+                "that has a comma or a ': ')",
+            )
+    return spec.get("default"), str(spec.get("description", ""))
 
 
 def load(path: str | Path, arguments: dict[str, Any] | None = None) -> LaunchDescription:
@@ -241,8 +255,7 @@ def _arguments(doc: _Located, declared: Any, given: dict[str, Any]) -> dict[str,
         raise doc.fail(("arguments",), "expected a map of argument names to defaults")
     values: dict[str, Any] = {}
     for name, spec in declared.items():
-        default = spec.get("default") if isinstance(spec, dict) else spec
-        values[name] = default
+        values[name] = _argument(doc, name, spec)[0]
     unknown = set(given) - set(values)
     if unknown:
         known = ", ".join(sorted(values)) or "none"

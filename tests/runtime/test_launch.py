@@ -113,6 +113,12 @@ def test_arguments_substitution_and_includes(tmp_path, monkeypatch):
             {},
             r"argument 'source' has no default; pass source:=VALUE",
         ),
+        (
+            "arguments:\n  domain: {default: -1, description: the domain (-1 - $ROS_DOMAIN_ID, else 0)}\n",
+            {},
+            r"graph.yaml:2: arguments.domain.else 0\): unknown key; expected default and description \(in "
+            r"\{...\}, quote a description that has a comma",
+        ),
         ("nodes:\n  - node: a:B\n  - node: c:B\n", {}, r"node /b is already defined at .*graph.yaml:2"),
         ("nodes:\n  - node: a:B\n    name: [unclosed\n", {}, r"graph.yaml:\d+: not valid YAML"),
         (
@@ -208,6 +214,14 @@ def test_a_shipped_launch_file_included_under_a_namespace_moves_whole(tmp_path, 
         names = [*node.remappings.values(), *(row["ours"] for row in node.parameters.get("topics", []))]
         names += [v for k, v in node.parameters.items() if k.endswith("service") and isinstance(v, str)]
         assert not [n for n in names if n.startswith("/")], f"{name}: {node.name} names {names}"
+
+
+@pytest.mark.parametrize("name", sorted(installed.launch_files()))
+def test_a_shipped_launch_files_arguments_are_whole(name):
+    """--show-args showed ros2_detect's domain_id as 'the ROS 2 domain (-1 - $ROS_DOMAIN_ID': an
+    unquoted comma in {...} had cut its description, the rest a stray key (now refused)."""
+    for argument, _, description in launch_file.declared_arguments(installed.launch_files()[name]):
+        assert description.count("(") == description.count(")"), f"{name}: {argument}: {description}"
 
 
 def test_a_shipped_graph_included_twice_runs_as_two(tmp_path, registry):
