@@ -7,8 +7,9 @@ Samples arrive on a thread of Cyclone's; the bridge keeps the newest `depth` per
 evicted and counted, as a latest-only subscription does), converts them on the node's thread and
 publishes. A sample that cannot be converted (an encoding we do not take, bytes that are not the type)
 is counted and logged once a topic and reason, and the bridge goes on; samples DDS reports lost or
-rejected before they reached the bridge are counted, and all of it goes in report()'s periodic line. An input topic no writer on the
-domain offers after `wait_for_topics_s` is named in one warning line, with those that are offered.
+rejected before they reached the bridge are counted too, and all of it goes in report()'s periodic
+line. An input topic no writer on the domain offers after `wait_for_topics_s` is named in one warning
+line, with those that are offered.
 
 QoS: a row coming in without `qos` reads as its writers offer (perception.ros2.dds.adapted_profile),
 looked at again every check_topics, the reader made anew when that changes (writers come and go); a peer

@@ -72,8 +72,9 @@ def parse_topics(rows: list[Any], resolve: Callable[[str], str] = str) -> list[T
         if m.ours in into:
             j = into[m.ours]
             raise PerceptError(
-                f"topics[{i}]: {m.ros} comes into {m.ours}, as {maps[j].ros} does in topics[{j}]: what a "
-                f"driver publishes on both (image_transport does) would arrive twice; keep one of the two rows"
+                f"topics[{i}]: {m.ros} comes into {m.ours}, as {maps[j].ros} does in topics[{j}]: "
+                "what a driver publishes on both (image_transport does) would arrive twice; "
+                "keep one of the two rows"
             )
         into[m.ours] = i
     ins = {m.ros: i for i, m in enumerate(maps) if m.direction == "in"}
