@@ -45,14 +45,19 @@ def _label_size(text: str) -> tuple[int, int]:
     return w + 4, h + base + 2
 
 
+Taken = list[tuple[int, int, int, int]]  # the labels on a canvas so far (x1, y1, x2, y2)
+
+
 def _place_labels(
-    shape: tuple[int, ...], labels: list[tuple[str, tuple[int, int, int, int]]]
+    shape: tuple[int, ...], labels: list[tuple[str, tuple[int, int, int, int]]], placed: Taken | None = None
 ) -> list[tuple[int, int]]:
     """Top-left corners for labels (text, box xyxy) given best first: each goes above its box, else
     inside its top edge, else below it, else stacked downwards, wherever it overlaps no label placed
-    before it (so the best label keeps its place and the others make room)."""
+    before it (so the best label keeps its place and the others make room). `placed` holds the labels
+    drawn on the canvas already (another overlay's: a track's '#1 cube' beside a detection's 'cube
+    0.92'), and gets these."""
     height, width = shape[0], shape[1]
-    placed: list[tuple[int, int, int, int]] = []
+    placed = [] if placed is None else placed
     corners = []
     for text, (x1, y1, _, y2) in labels:
         w, h = _label_size(text)
@@ -78,7 +83,9 @@ def _draw_label(canvas: np.ndarray, text: str, corner: tuple[int, int], bgr: tup
     cv2.putText(canvas, text, (x + 2, y + text_h + 1), LABEL_FONT, LABEL_SCALE, WHITE, 1, cv2.LINE_AA)
 
 
-def _boxes(canvas: np.ndarray, items: list[tuple[Sequence[float], tuple[int, int, int], str]]) -> None:
+def _boxes(
+    canvas: np.ndarray, items: list[tuple[Sequence[float], tuple[int, int, int], str]], taken: Taken | None
+) -> None:
     """Boxes with labels, `items` best first: every box, then the labels placed so that none covers
     another, drawn worst first so that, where they must overlap, the best is on top."""
     boxes: list[tuple[int, int, int, int]] = []
@@ -88,13 +95,14 @@ def _boxes(canvas: np.ndarray, items: list[tuple[Sequence[float], tuple[int, int
     for (x1, y1, x2, y2), (_, bgr, _) in zip(boxes, items, strict=True):
         cv2.rectangle(canvas, (x1, y1), (x2, y2), bgr, 2)
     corners = _place_labels(
-        canvas.shape, [(text, box) for box, (_, _, text) in zip(boxes, items, strict=True)]
+        canvas.shape, [(text, box) for box, (_, _, text) in zip(boxes, items, strict=True)], taken
     )  # type: ignore[misc]
     for corner, (_, bgr, text) in reversed(list(zip(corners, items, strict=True))):
         _draw_label(canvas, text, corner, bgr)
 
 
-def draw_detections(canvas: np.ndarray, detections: msgs.Detections) -> None:
+def draw_detections(canvas: np.ndarray, detections: msgs.Detections, taken: Taken | None = None) -> None:
+    """Boxes with 'class score', the best first; `taken`: labels on the canvas already (they stay)."""
     order = np.argsort(-np.asarray(detections.scores), kind="stable")  # best first
     _boxes(
         canvas,
@@ -106,14 +114,18 @@ def draw_detections(canvas: np.ndarray, detections: msgs.Detections) -> None:
             )
             for i in order
         ],
+        taken,
     )
 
 
 def draw_tracks(
-    canvas: np.ndarray, tracks: msgs.Tracks, trails: Mapping[int, Iterable[tuple[float, float]]]
+    canvas: np.ndarray,
+    tracks: msgs.Tracks,
+    trails: Mapping[int, Iterable[tuple[float, float]]],
+    taken: Taken | None = None,
 ) -> None:
     """Boxes with '#id class' (and distance when known), each with its trail of past bottom centres;
-    the nearest first, so that its label keeps its place."""
+    the nearest first, so that its label keeps its place; `taken` as draw_detections'."""
     items = []
     distances = (
         np.asarray(tracks.distances, np.float64)
@@ -130,7 +142,7 @@ def draw_tracks(
         items.append(
             (xyxy, bgr, f"#{int(track_id)} {name}" + (f" {distance:.1f} m" if np.isfinite(distance) else ""))
         )
-    _boxes(canvas, items)
+    _boxes(canvas, items, taken)
 
 
 def project(points: np.ndarray, info: msgs.CameraInfo) -> np.ndarray:

@@ -115,11 +115,12 @@ class ViewerState:
                 if isinstance(m, msgs.Tracks)
             }
         canvas = overlay.displayable(image)
+        labels: overlay.Taken = []  # every overlay's labels make room for those drawn before them
         for overlay_topic, msg in drawn_overlays:
             if isinstance(msg, msgs.Detections):
-                overlay.draw_detections(canvas, msg)
+                overlay.draw_detections(canvas, msg, labels)
             elif isinstance(msg, msgs.Tracks):
-                overlay.draw_tracks(canvas, msg, trails[overlay_topic])
+                overlay.draw_tracks(canvas, msg, trails[overlay_topic], labels)
             elif isinstance(msg, msgs.Grasps) and info is not None:
                 overlay.draw_grasps(canvas, msg, info)
         ok, encoded = cv2.imencode(".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])

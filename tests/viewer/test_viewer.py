@@ -397,6 +397,24 @@ def test_the_best_label_of_a_box_keeps_its_place_and_labels_never_cover_each_oth
     assert tuple(canvas[y + 1, x + 1]) == overlay.colour(2)  # the mug's (best) label, not the cube's
 
 
+def test_a_tracks_label_makes_room_for_the_detections_label_of_the_same_object():
+    """The audit's frame: '#1 cube' was drawn over 'cube 0.92', of which the last digit showed."""
+    from perception.msgs import Detections, Header, Tracks
+
+    box = np.array([[40, 30, 120, 90]], np.float32)
+    detections = Detections(Header(), box, np.array([0.92], np.float32), np.array([3], np.int32), ["cube"])
+    tracks = Tracks(
+        Header(), ids=[1], class_ids=[3], class_names=["cube"], xyxy=box, scores=[0.9], velocities=[[0, 0]],
+        ages_s=[1.0], ground_positions=[[np.nan] * 3], distances=[np.nan], speeds=[np.nan], times_to_collision=[np.inf],
+    )  # fmt: skip
+    canvas, labels = overlay.displayable(grey(0)), []
+    overlay.draw_detections(canvas, detections, labels)
+    overlay.draw_tracks(canvas, tracks, {}, labels)
+    (a, b) = labels
+    assert a[:2] == (40, 30 - overlay._label_size("cube 0.92")[1])  # the detection's keeps its place
+    assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
+
+
 def _request(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
     request = urllib.request.Request(url, headers=headers)
     try:
