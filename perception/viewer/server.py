@@ -7,22 +7,29 @@ and grasps kept for drawing). The web server runs in threads beside it and serve
 |---|---|
 | `/` | the page (plain HTML and JavaScript, no build step) |
 | `/api/graph` | nodes, topics with type, rate, publishers and subscribers, and the image streams (JSON) |
-| `/stream?topic=T&fps=15&overlays=1` | topic T as MJPEG (multipart/x-mixed-replace), overlays drawn |
-| `/snapshot?topic=T&overlays=1` | one JPEG of the same |
+| `/snapshot?topic=T&overlays=1` | topic T's current picture as one JPEG, overlays drawn; its ETag names the picture, and a request whose If-None-Match names it still is answered 304 |
+| `/stream?topic=T&fps=15&overlays=1` | the same as MJPEG (multipart/x-mixed-replace), for players and `<img>` tags |
 
-A picture is drawn and encoded once per new input, however many browsers watch it, and only while
-one does: an unwatched stream costs the viewer its subscription alone. Every request first passes the
+The page pulls each stream's pictures with `/snapshot`, the next once the last has come: a slow link
+shows fewer pictures, each current, where a pushed stream queues them in the socket's buffers (a
+40 KB/s link was a minute behind), and no request holds one of the 6 connections a browser keeps to a
+server (past 6 MJPEG streams, in any tabs, every page froze). `/stream` sends a picture only once the
+link has taken the one before. A picture is drawn and encoded once per new input, however many
+browsers watch it, and only while one does: an unwatched stream costs the viewer its subscription
+alone. Every request first passes the
 checks of perception.viewer.access (its Host header, its Origin, and off loopback a token).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import math
 import select
 import socket
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -84,11 +91,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif url.path == "/api/graph":
                 self._send(HTTPStatus.OK, "application/json", json.dumps(self._graph()).encode())
             elif url.path == "/snapshot":
-                frame = self.server.state.frame(query.get("topic", ""), query.get("overlays", "1") != "0")
-                if frame is None:
-                    self._not_found(query.get("topic", ""))
-                else:
-                    self._send(HTTPStatus.OK, "image/jpeg", frame.jpeg)
+                self._snapshot(query)
             elif url.path == "/stream":
                 self._stream(query)
             else:
@@ -105,15 +108,32 @@ class _Handler(BaseHTTPRequestHandler):
 
     cookie: str | None = None  # the token's cookie, for a request that brought the token in its address
 
-    def _send(self, status: HTTPStatus, content_type: str, body: bytes) -> None:
+    def _send(
+        self, status: HTTPStatus, content_type: str, body: bytes, headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         if self.cookie:
             self.send_header("Set-Cookie", self.cookie)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
         self.wfile.write(body)
+
+    def _snapshot(self, query: dict[str, str]) -> None:
+        topic = query.get("topic", "")
+        frame = self.server.state.frame(topic, query.get("overlays", "1") != "0")
+        if frame is None:
+            self._not_found(topic)
+            return
+        tag = f'"{hash(frame.key) & 0xFFFFFFFFFFFF:x}"'
+        if self.headers.get("If-None-Match") == tag:  # the page has this picture: no bytes again
+            self._send(HTTPStatus.NOT_MODIFIED, "image/jpeg", b"", {"ETag": tag})
+            return
+        self._send(HTTPStatus.OK, "image/jpeg", frame.jpeg, {"ETag": tag})
+        self.server.state.count_sent(topic)
 
     def _not_found(self, topic: str) -> None:
         streams = ", ".join(self.server.state.image_topics()) or "none yet"
@@ -158,6 +178,7 @@ class _Handler(BaseHTTPRequestHandler):
             ],
             "topics": sorted(topics.values(), key=lambda t: t["topic"]),
             "streams": state.image_topics(),
+            "stream_fps": self.server.default_fps,  # the page's pace unless its address asks ?fps=
             "frames_sent": sent,
             "registry": {"address": registry_address(), "error": registry_error},
         }
@@ -186,7 +207,13 @@ class _Handler(BaseHTTPRequestHandler):
         period, last_key, next_time = 1.0 / fps, None, time.monotonic()
         while not self.server.stopping.is_set():
             frame = state.frame(topic, with_overlays)
-            if frame is not None and frame.key != last_key:
+            # A link slower than the stream: the next picture waits until the last has left the
+            # socket, rather than queue behind it in the kernel's buffers (megabytes: a minute behind).
+            if (
+                frame is not None
+                and frame.key != last_key
+                and _unsent_bytes(self.connection) < len(frame.jpeg)
+            ):
                 head = (
                     f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(frame.jpeg)}\r\n\r\n"
                 )
@@ -209,6 +236,17 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             return True
         return peeked == b""
+
+
+def _unsent_bytes(connection: socket.socket) -> int:
+    """Bytes written to a TCP socket that its peer has not acknowledged yet (Linux's SIOCOUTQ); 0 where
+    the system does not say."""
+    try:
+        queued = bytearray(4)
+        fcntl.ioctl(connection.fileno(), termios.TIOCOUTQ, queued)
+        return int.from_bytes(queued, "little", signed=True)
+    except OSError:
+        return 0
 
 
 def _keeper(state: ViewerState, topic: str) -> Callable[[Any], None]:

@@ -3,6 +3,7 @@ MJPEG stream, and the page in a real headless browser (Debian's chromium driven 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -250,6 +251,33 @@ def test_the_page_in_a_real_browser_shows_a_live_stream_with_its_overlays(regist
         driver.quit()
 
 
+def test_eight_tabs_of_the_page_all_stay_live(registry, spawn):
+    """A browser keeps 6 connections to a server across its tabs: with an MJPEG stream holding one per
+    picture, the seventh tab never loaded and the others' graph stopped updating without a word."""
+    from conftest import wait_for
+
+    driver = browser()
+    try:
+        spawn(node="ViewerScene")
+        _, base = start_viewer(spawn)
+        tabs = []
+        for _ in range(8):
+            if tabs:
+                driver.switch_to.new_window("tab")
+            driver.get(base + "/")
+            tabs.append(driver.current_window_handle)
+        for tab in (tabs[-1], tabs[0]):  # the last opened and the first: each shows new pictures
+            driver.switch_to.window(tab)
+            wait_for(lambda: driver.execute_script(READ_PIXELS) is not None, 30, "the stream in the tab")
+            first = driver.execute_script(READ_PIXELS)["row"]
+            wait_for(lambda: driver.execute_script(READ_PIXELS)["row"] != first, 10, "new pictures")  # noqa: B023
+            status = driver.find_element("id", "status")
+            wait_for(lambda: "image streams" in status.text, 10, "the graph's status line")  # noqa: B023
+            assert not driver.find_element("id", "problem").is_displayed()
+    finally:
+        driver.quit()
+
+
 def test_bench_view_json_contract():
     from conftest import percept
 
@@ -294,6 +322,82 @@ def test_a_picture_that_cannot_be_drawn_gets_a_one_line_error_and_the_server_goe
         with urllib.request.urlopen(base + "/api/graph", timeout=10) as response:  # still serving
             assert response.status == 200
     finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_snapshot_names_its_picture_and_an_unchanged_one_costs_no_bytes():
+    """The page pulls pictures: one it has already (If-None-Match) is a 304 without the JPEG."""
+    import threading
+
+    from conftest import free_port
+
+    from perception.viewer.server import ViewerServer
+
+    state = ViewerState()
+    state.add("/camera/image", grey(1))
+    server = ViewerServer(("127.0.0.1", free_port()), state, 15.0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/snapshot?topic=/camera/image"
+    try:
+        status, headers, body = _request(url, {})
+        assert status == 200 and body.startswith(b"\xff\xd8") and headers["ETag"]
+        assert _request(url, {"If-None-Match": headers["ETag"]})[::2] == (304, b"")
+        state.add("/camera/image", grey(2))  # a new frame: a new picture
+        status, again, body = _request(url, {"If-None-Match": headers["ETag"]})
+        assert status == 200 and body.startswith(b"\xff\xd8") and again["ETag"] != headers["ETag"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_an_mjpeg_stream_over_a_slow_link_stays_current():
+    """A 40 KB/s link: every picture was sent as it came and queued in the socket's buffers (the audit's
+    stream showed pictures up to a minute old). A picture now waits until the link took the last."""
+    import socket
+    import threading
+
+    from conftest import free_port
+
+    from perception.viewer.server import ViewerServer
+
+    state, stop = ViewerState(), threading.Event()
+    noise = np.random.default_rng(0)
+
+    def camera() -> None:  # 30 noisy frames a second (about 20 KB each as JPEG)
+        stamp = 0
+        while not stop.wait(1 / 30):
+            stamp += 1
+            pixels = noise.integers(0, 256, (120, 160, 3), np.uint8)
+            state.add("/camera/image", msgs.Image(header(stamp), pixels, encoding="rgb8"))
+
+    threading.Thread(target=camera, daemon=True).start()
+    server = ViewerServer(("127.0.0.1", free_port()), state, 30.0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    link = socket.socket()
+    link.setsockopt(
+        socket.SOL_SOCKET, socket.SO_RCVBUF, 16384
+    )  # the link holds little: the server's queue grows
+    try:
+        time.sleep(0.2)
+        link.connect(server.server_address)
+        link.sendall(b"GET /stream?topic=/camera/image HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        started = time.monotonic()
+        while time.monotonic() - started < 4:  # 40 KB/s
+            link.recv(4096)
+            time.sleep(0.1)
+        stop.set()  # the camera stops: what still comes was queued
+        link.settimeout(1.0)
+        after = b""
+        with contextlib.suppress(TimeoutError):
+            while chunk := link.recv(65536):
+                after += chunk
+        # What the link itself holds (the client's buffer) and the picture under way: 3 pictures, 52 KB
+        # here, where 1.5 MB (87 pictures, 37 s at 40 KB/s) were queued before.
+        assert after.count(b"Content-Type: image/jpeg") <= 4, len(after)
+    finally:
+        stop.set()
+        link.close()
         server.shutdown()
         server.server_close()
 
