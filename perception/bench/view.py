@@ -3,8 +3,8 @@ Foxglove link (`percept foxglove`)?
 
 This process publishes two cameras (`/cam0/image`, `/cam1/image`: 640x480 rendered tabletop frames at
 30 Hz, each with its `Detections`), and each link runs as its own process, as a user runs it. Then
-0, 1 and 2 watchers (threads here, one per camera) watch at `fps`: MJPEG readers as browsers read the
-viewer's streams; Foxglove WebSocket clients subscribed to a camera's image and its boxes, as Foxglove's
+0, 1 and 2 watchers (threads here, one per camera) watch at `fps`: pulling the viewer's pictures as
+its page does (`/snapshot`, the next once the last has come, an unchanged one a 304); Foxglove WebSocket clients subscribed to a camera's image and its boxes, as Foxglove's
 Image panel subscribes (the link thins both to `fps` with `--max-fps`). The link's CPU time is read
 from the OS for each phase. The cost of a watched stream is the link's CPU above the phase where nobody
 watches (the subscriptions alone), divided by the streams watched; beside it the limit, 5% of one core
@@ -62,23 +62,35 @@ def cpu_seconds(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class Reader(threading.Thread):
-    """Reads one MJPEG stream as a browser would, counting the frames."""
+class PagePuller(threading.Thread):
+    """Pulls one stream's pictures as the viewer's page does: over one kept-alive connection, the next
+    once the last has come and at most `fps` a second, naming the picture it has (If-None-Match);
+    counts the pictures received."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, address: str, topic: str, fps: float) -> None:
         super().__init__(daemon=True)
-        self.url, self.frames, self.stop = url, 0, threading.Event()
+        self.address, self.topic, self.period = address, topic, 1.0 / fps
+        self.frames, self.stop = 0, threading.Event()
 
     def run(self) -> None:
-        with urllib.request.urlopen(self.url, timeout=10) as stream:
+        import http.client
+        from urllib.parse import quote, urlparse
+
+        url = urlparse(self.address)
+        connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=10)
+        path, tag = f"/snapshot?topic={quote(self.topic)}&overlays=1", ""
+        try:
             while not self.stop.is_set():
-                line = stream.readline()
-                if not line:
-                    return
-                if line.lower().startswith(b"content-length:"):
-                    stream.readline()
-                    stream.read(int(line.split(b":")[1]))
+                started = time.monotonic()
+                connection.request("GET", path, headers={"If-None-Match": tag} if tag else {})
+                response = connection.getresponse()
+                response.read()
+                if response.status == 200:
+                    tag = response.getheader("ETag") or ""
                     self.frames += 1
+                self.stop.wait(max(0.0, self.period - (time.monotonic() - started)))
+        finally:
+            connection.close()
 
 
 class FoxgloveWatcher(threading.Thread):
@@ -194,9 +206,7 @@ def _measure(link: str, fps: float, seconds: float, cameras: Cameras, env: dict[
         idle = 0.0
         for streams in range(len(CAMERAS) + 1):
             watchers: list[Any] = [
-                FoxgloveWatcher(address, topic)
-                if foxglove
-                else Reader(f"{address}/stream?topic={topic}&fps={fps}")
+                FoxgloveWatcher(address, topic) if foxglove else PagePuller(address, topic, fps)
                 for topic in CAMERAS[:streams]
             ]
             for watcher in watchers:
