@@ -169,10 +169,14 @@ class RegistryLink:
                         if not isinstance(reply_id, int) or reply_id <= answered:
                             continue  # an answer older than one already taken
                         answered = reply_id
-                        if reply_id == latest:
-                            waiting_since = None
+                        # The registry answers: the requests still out are waited for from now. (Counted
+                        # from the oldest, the ones queued while it was away, answered a few ms apart as
+                        # it came back, had it "not answering" again between each two: 4 times at once.)
+                        waiting_since = None if reply_id == latest else time.monotonic()
                         if warned:
-                            self._log.info("registry at %s is back", self._registry)
+                            # At the warning's level: tools show warnings only, and whoever was told it
+                            # went must be told it came back.
+                            self._log.warning("registry at %s is back", self._registry)
                             warned = False
                         if not reply.get("ok", False):  # refused (a malformed registration): say so once
                             if reply.get("error") != refused:

@@ -133,3 +133,38 @@ def test_a_node_publishing_a_topic_with_another_type_than_the_graphs_is_warned_o
         assert [r.getMessage() for r in caplog.records] == [reply["warning"], late["warning"]]
     finally:
         registry.stop()
+
+
+def test_a_registry_that_goes_and_comes_back_is_told_once_each_way(caplog):
+    """A node's requests queued while the registry was away are answered a few ms apart when it comes
+    back; each answer said "is back" and the wait for the next one had it "not answering" again: four
+    pairs at a graph's start, and in `percept view`, which shows warnings only, eight "not answering"
+    and no "is back" across one restart."""
+    import logging
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "/waiting"]
+
+    with caplog.at_level(logging.WARNING):
+        node = Node("waiting", context=Context(registry=address))
+        try:
+            node.create_publisher(String, "/x")
+            gone = f"registry at {address} not answering; keeping existing connections"
+            wait_for(
+                lambda: gone in said(), timeout_s=10, what="the node to say the registry is not answering"
+            )
+            time.sleep(2.5)  # heartbeats queue up meanwhile, each answered when the registry comes
+            successor = Registry(address)
+            successor.serve_in_thread()
+            try:
+                wait_for(lambda: _known(address, "/waiting"), timeout_s=10, what="the node in the registry")
+                time.sleep(3.0)  # longer than the reply timeout: a wait counted from the oldest would warn
+            finally:
+                successor.stop()
+        finally:
+            node.destroy()
+    assert said()[:2] == [gone, f"registry at {address} is back"], said()
+    # Stopping the registry before the node may add one "not answering" at the very end.
+    assert said()[2:] in ([], [gone]), said()
