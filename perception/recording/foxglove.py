@@ -122,6 +122,12 @@ class Converter:
         handler = handlers.get(type(msg))
         return handler(self.prefix + topic, msg) if handler else []
 
+    def forget(self, topic: str) -> None:
+        """Drop what is kept for `topic` (its track trails): its publishers have gone, and one that
+        comes back starts afresh."""
+        for key in [k for k in self.trails if k[0] == self.prefix + topic]:
+            del self.trails[key]
+
     def _camera_info(self, topic: str, info: msgs.CameraInfo) -> list[tuple[str, Proto]]:
         stamp, K = timestamp_of(info.header), info.K
         projection = np.hstack([K, np.zeros((3, 1))])

@@ -8,7 +8,9 @@ recorder's own conversions (foxglove.py, images.py): images as foxglove.RawImage
 with `image_format: jpeg|png`, for a slow link), detections and tracks as ImageAnnotations, camera info
 as CameraCalibration plus a FrameTransform on /tf, grasps as a SceneUpdate, and every other message as
 JSON (stats and results can be plotted). Topics keep their names, so the annotations are picked beside
-their image in Foxglove's Image panel.
+their image in Foxglove's Image panel. When a topic's last publisher leaves the graph its channels are
+closed, so Foxglove drops it from its list (a panel on it would otherwise freeze on the last frame),
+and they are opened again when a publisher comes back.
 
 A message is decoded and converted only while a Foxglove client subscribes to one of its channels: an
 unwatched topic costs its subscription alone. `max_fps` thins each topic by its messages' stamps, not by
@@ -50,6 +52,9 @@ class Route:
     topic: str
     channels: list[Any] = field(default_factory=list)
     last_slot: int = -1  # the max_fps time slot of the last message sent
+    # No publisher of it is left in the graph: its channels are closed, and the last messages of the
+    # publisher that left, which may still arrive, must not open them again (see discover).
+    gone: bool = False
 
 
 @dataclass
@@ -58,6 +63,7 @@ class Counts:
     unwatched: int = 0  # arrived while no client subscribed to their channels
     thinned: int = 0  # skipped by max_fps
     failed: int = 0  # did not decode or convert (each logged, at most once a second)
+    late: int = 0  # arrived after their topic's last publisher left the graph (its channels closed)
 
 
 class FoxgloveLink(Node):
@@ -105,29 +111,59 @@ class FoxgloveLink(Node):
         self.log.info("Foxglove link at %s (Foxglove: Open connection, Foxglove WebSocket)", self.url)
         for topic in self.topics:
             self._serve(self.resolve(topic))
-        if not self.topics:
-            self.discover()
-            self.create_timer(DISCOVERY_PERIOD_S, self.discover)
+        self.discover()
+        self.create_timer(DISCOVERY_PERIOD_S, self.discover)
 
     def discover(self) -> None:
-        """Serve every topic a publisher announces (tools' hidden ones aside)."""
+        """Serve every topic a publisher announces (tools' hidden ones aside; only those named, when
+        some are), and close the channels of those whose publishers have all gone."""
         try:
             nodes = query(
                 "graph", address=self.context.registry, timeout_s=0.5, keys=self.context.keys or False
             )["nodes"]
         except RegistryUnavailable:
             return  # the node's registry link says so already; known topics keep flowing
-        for node in nodes:
-            for publisher in node["publishers"]:
-                topic = publisher["topic"]
-                if topic not in self.routes and not is_hidden(topic):
+        published = {publisher["topic"] for node in nodes for publisher in node["publishers"]}
+        if not self.topics:
+            for topic in sorted(published - set(self.routes)):
+                if not is_hidden(topic):
                     self._serve(topic)
+        for route in self.routes.values():
+            if route.gone and route.topic in published:
+                route.gone = False  # a publisher is back: its next message advertises the channels
+        self._close_unpublished(published)
+
+    def _close_unpublished(self, published: set[str]) -> None:
+        """Close the Foxglove channels of topics no publisher in the graph has left: Foxglove then
+        unadvertises them, where it would have kept them in its list, their panels frozen on the last
+        frame. A channel another topic still sends to (/tf, from every camera's info) stays. The
+        subscription stays too, so a publisher that comes back is served again: its first message
+        opens the channels anew (Foxglove: advertise)."""
+        gone = [r for r in self.routes.values() if not r.gone and r.channels and r.topic not in published]
+        if not gone:
+            return
+        staying = [r for r in self.routes.values() if r.channels and r.topic in published]
+        in_use = {id(channel) for route in staying for channel in route.channels}
+        for route in gone:
+            closing = {id(channel) for channel in route.channels} - in_use
+            for key, channel in list(self._channels.items()):
+                if id(channel) in closing:
+                    del self._channels[key]
+                    channel.close()
+            route.channels, route.last_slot, route.gone = [], -1, True
+            self._converter.forget(route.topic)
+        self.log.info(
+            "no publisher left for %s: Foxglove channels closed", ", ".join(route.topic for route in gone)
+        )
 
     def _serve(self, topic: str) -> None:
         route = self.routes[topic] = Route(topic)
         self.create_subscription(None, topic, lambda frames: self._on_frames(route, frames), QUEUE, raw=True)
 
     def _on_frames(self, route: Route, frames: list[Any]) -> None:
+        if route.gone:
+            self.counts.late += 1
+            return
         if route.channels and not any(channel.has_sinks() for channel in route.channels):
             self.counts.unwatched += 1
             return
@@ -194,11 +230,13 @@ class FoxgloveLink(Node):
             server.stop()
             counts = self.counts
             self.log.info(
-                "Foxglove link stopped: %d messages sent, %d unwatched, %d thinned by max_fps, %d failed",
+                "Foxglove link stopped: %d messages sent, %d unwatched, %d thinned by max_fps, %d failed, "
+                "%d late (after their publisher left)",
                 counts.sent,
                 counts.unwatched,
                 counts.thinned,
                 counts.failed,
+                counts.late,
             )
         super().destroy()
 

@@ -161,3 +161,39 @@ def test_messages_without_a_foxglove_schema_go_as_json_readable_in_a_panel():
     assert as_json(np.array([1.5, np.nan, np.inf])) == [1.5, None, None]  # JSON has no NaN
     assert as_json(np.zeros((480, 640), np.float32)) == "<array 480x640 float32>"
     assert as_json({"k": np.int64(3), "b": b"abc"}) == {"k": 3, "b": "<3 bytes>"}
+
+
+def advertised(client: FoxgloveClient) -> set[str]:
+    return {channel.topic for channel in client.channels.values()}
+
+
+def test_a_node_that_leaves_is_unadvertised_and_advertised_again_when_it_comes_back(registry, spawn):
+    """Channels were only ever added: a stopped node's topics stayed in Foxglove's list for good, their
+    panels frozen on the last frame."""
+    spawn(node="FoxgloveScene")
+    link = spawn("foxglove", "--port", "0")
+    b_topics = ["/b/camera/image", "/b/detections", "/b/tracks", "/b/camera/camera_info"]
+    with FoxgloveClient(link_url(link)) as client:
+        client.wait_for_topics(SCENE_TOPICS, 30)
+        b = spawn("--namespace", "/b", node="FoxgloveScene")
+        joined = client.wait_for_topics(b_topics, 30)
+        tf = client.wait_for_topics(["/tf"], 1)["/tf"]  # both cameras' transforms go there
+
+        b.send_signal(signal.SIGINT)
+        assert b.wait(timeout=15) == 0
+        deadline = time.monotonic() + 15
+        while advertised(client) & set(b_topics) and time.monotonic() < deadline:
+            client.receive(0.1)
+        assert not advertised(client) & set(b_topics), sorted(advertised(client))
+        said = read_until(link, ": Foxglove channels closed", 10)
+        closed = re.search(r"no publisher left for (.+): Foxglove channels closed", said)
+        assert closed and sorted(closed.group(1).split(", ")) == sorted(b_topics), said
+        # The first camera's topics stay, /tf with them (it still carries the first camera's transform).
+        assert set(SCENE_TOPICS) <= advertised(client) and tf.id in client.channels
+        client.subscribe([client.wait_for_topics(["/camera/image"], 1)["/camera/image"]])
+        collect(client, {"/camera/image": 2}, 10)
+
+        spawn("--namespace", "/b", node="FoxgloveScene")
+        again = client.wait_for_topics(b_topics, 30)
+        assert all(again[t].id != joined[t].id for t in b_topics)  # advertised anew
+        assert client.channels[tf.id].topic == "/tf"
