@@ -7,13 +7,18 @@ import time
 from typing import Any
 
 from perception.cli.common import port, positive_float
-from perception.recording import IMAGE_FORMATS
+from perception.recording import IMAGE_FORMATS, OLD_SUBPROTOCOL, SDK_SUBPROTOCOL
 
 
 def register(verbs: Any) -> None:
     p = verbs.add_parser(
         "foxglove",
         help="Serve the running graph to Foxglove over its WebSocket protocol (images, boxes, tracks).",
+        description="Serve the running graph to Foxglove over its WebSocket protocol (images, boxes, "
+        f"tracks). The server (foxglove-sdk) accepts only clients offering the subprotocol {SDK_SUBPROTOCOL}: "
+        f"the Foxglove app connects; Lichtblick, older Foxglove Studio releases and @foxglove/ws-protocol "
+        f"clients offer only {OLD_SUBPROTOCOL} and are refused (record with `percept record` and open the file "
+        "in those).",
     )
     p.add_argument("topics", nargs="*", help="topics to serve (default: every topic, as they appear)")
     p.add_argument(

@@ -6,3 +6,10 @@ runtime never imports it."""
 # OpenCV; mcap_file.py and images.py hold what each means.
 COMPRESSIONS = ("zstd", "lz4", "none")  # MCAP chunk compression; zstd as rosbag2 uses by default
 IMAGE_FORMATS = ("raw", "png", "jpeg")  # raw and png are lossless, jpeg is not
+
+# The one WebSocket subprotocol foxglove-sdk's server accepts (its websocket/handshake.rs; no setting
+# changes it), here so `percept foxglove --help` names it without loading the SDK. The Foxglove app
+# offers it; Lichtblick, older Foxglove Studio releases and @foxglove/ws-protocol clients offer only the
+# protocol's first name, OLD_SUBPROTOCOL, and are refused at the handshake.
+SDK_SUBPROTOCOL = "foxglove.sdk.v1"
+OLD_SUBPROTOCOL = "foxglove.websocket.v1"

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +31,7 @@ from typing import Any
 from perception import msgs
 from perception.errors import PerceptError, RegistryUnavailable
 from perception.installed import require
-from perception.recording import IMAGE_FORMATS
+from perception.recording import IMAGE_FORMATS, OLD_SUBPROTOCOL, SDK_SUBPROTOCOL
 from perception.recording.foxglove import Converter, as_json, schema_data
 from perception.recording.images import descriptor, encode
 from perception.runtime.names import is_hidden
@@ -95,6 +97,7 @@ class FoxgloveLink(Node):
             raise PerceptError(f"port: expected 0-65535, found {port}")
         self._foxglove = foxglove
         logging.getLogger("foxglove").setLevel(logging.WARNING)  # its start and stop lines repeat ours
+        _quiet_sdk_logs()
         self._context = foxglove.Context()  # its own: two links in one process never share channels
         try:
             self.server = foxglove.start_server(
@@ -252,3 +255,71 @@ class _Listener:
 
     def on_unsubscribe(self, client: Any, channel: Any) -> None:
         self._log.info("Foxglove client %s unsubscribed from %s", client.id, channel.topic)
+
+
+class _ClientLines(logging.Filter):
+    """The SDK's lines about its clients, one per event and saying what happened.
+
+    A client that stops reading and goes away gets an error line from the SDK for every message the SDK
+    still tries to send it (127 lines "Broken pipe" for one stalled client), and a refused handshake
+    gets "handshake failed", which does not say why. The first line about a client gone becomes one
+    that says so, and the rest about it are dropped until the SDK says its connection closed; a refused
+    handshake names the subprotocol this server needs."""
+
+    _ABOUT_CLIENT = re.compile(r"^Error (?:sending message to|receiving from) client (\S+): (.*)$")
+    _CLOSED = re.compile(r"^Connection closed by client (\S+)$")
+    _HANDSHAKE = re.compile(r"^Dropping client (\S+): handshake failed$")
+    _MAX_GONE = 1024  # clients remembered as gone, should the SDK ever not say their connection closed
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()  # the SDK logs from its own threads
+        self._gone: dict[str, None] = {}  # addresses told gone, oldest first
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if closed := self._CLOSED.match(text):
+            with self._lock:
+                self._gone.pop(closed.group(1), None)
+            return False  # INFO, let through only to learn that; ours say who came and went
+        if about := self._ABOUT_CLIENT.match(text):
+            address, error = about.groups()
+            with self._lock:
+                if address in self._gone:
+                    return False
+                self._gone[address] = None
+                if len(self._gone) > self._MAX_GONE:
+                    del self._gone[next(iter(self._gone))]
+            _reword(
+                record,
+                logging.WARNING,
+                f"Foxglove client {address} gone ({error}); dropped what was queued for it",
+            )
+            return True
+        if refused := self._HANDSHAKE.match(text):
+            _reword(
+                record,
+                logging.WARNING,
+                f"Foxglove client {refused.group(1)} refused at the WebSocket handshake: this server (foxglove-sdk) "
+                f"accepts only clients offering the subprotocol {SDK_SUBPROTOCOL} (the Foxglove app); one offering "
+                f"only {OLD_SUBPROTOCOL} (Lichtblick, older Foxglove Studio) cannot connect",
+            )
+            return True
+        return record.levelno >= logging.WARNING
+
+
+def _reword(record: logging.LogRecord, level: int, text: str) -> None:
+    record.msg, record.args = text, None
+    record.levelno, record.levelname = level, logging.getLevelName(level)
+
+
+_CLIENT_LINES = _ClientLines()
+
+
+def _quiet_sdk_logs() -> None:
+    """Put _ClientLines on the SDK's loggers of client connections (named after its Rust modules). The
+    poller's INFO lines are let through to the filter, which keeps only what it needs of them."""
+    for name in ("foxglove.websocket.server", "foxglove.websocket.connected_client.poller"):
+        logger = logging.getLogger(name)
+        logger.addFilter(_CLIENT_LINES)  # once, however many links this process runs
+        logger.setLevel(logging.INFO)

@@ -3,6 +3,7 @@ the foxglove-sdk server, and each message decoded from the schema its channel ad
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import socket
@@ -197,3 +198,68 @@ def test_a_node_that_leaves_is_unadvertised_and_advertised_again_when_it_comes_b
         again = client.wait_for_topics(b_topics, 30)
         assert all(again[t].id != joined[t].id for t in b_topics)  # advertised anew
         assert client.channels[tf.id].topic == "/tf"
+
+
+def test_a_client_lost_or_refused_gets_one_line_that_says_what_happened(registry, spawn):
+    """One stalled client going away had the SDK log 127 lines "Error sending message to client ...:
+    Broken pipe"; a client offering only the protocol's first subprotocol name was refused with
+    "handshake failed", which did not say why."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    spawn(node="FoxgloveScene")
+    link = spawn("foxglove", "--port", "0")
+    url = link_url(link)
+    port = int(url.rsplit(":", 1)[1])
+    with FoxgloveClient(url) as client:
+        ids = [c.id for c in client.wait_for_topics(SCENE_TOPICS, 30).values()]
+    # A client that subscribes to everything and never reads, then goes (its socket closed unread: a reset).
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", port))
+    stalled.sendall(
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Protocol: foxglove.sdk.v1\r\n\r\n"
+    )
+    assert stalled.recv(12) == b"HTTP/1.1 101"
+    subscribe = json.dumps(
+        {"op": "subscribe", "subscriptions": [{"id": i, "channelId": c} for i, c in enumerate(ids)]}
+    )
+    stalled.sendall(masked_text_frame(subscribe.encode()))
+    said = read_until(link, "subscribed to /percept/stats", 10)
+    time.sleep(3)  # the server's sends back up behind it
+    stalled.close()
+    said += read_until(link, "no such line", 4)
+
+    # Lichtblick, older Foxglove Studio and @foxglove/ws-protocol clients offer only the first name.
+    try:
+        connect(url, subprotocols=["foxglove.websocket.v1"], open_timeout=10)  # type: ignore[list-item]
+        raise AssertionError("a client offering only foxglove.websocket.v1 was let in")
+    except InvalidStatus as refused:
+        assert refused.response.status_code == 400
+    said += read_until(link, "refused at the WebSocket handshake", 10)
+
+    lines = said.splitlines()
+    gone = [line for line in lines if " gone (" in line]
+    assert len(gone) == 1 and re.fullmatch(
+        r"\[WARNING\] \[[\w.]+\] Foxglove client 127\.0\.0\.1:\d+ gone \(.+\); dropped what was queued for it",
+        gone[0],
+    ), said
+    assert not [line for line in lines if "Error sending" in line or "Error receiving" in line], said
+    (refusal,) = [line for line in lines if "refused at the WebSocket handshake" in line]
+    assert "accepts only clients offering the subprotocol foxglove.sdk.v1" in refusal
+    assert "only foxglove.websocket.v1 (Lichtblick, older Foxglove Studio) cannot connect" in refusal
+    # --help says so before anyone tries.
+    told = " ".join(percept("foxglove", "--help").stdout.split())
+    assert "accepts only clients offering the subprotocol foxglove.sdk.v1" in told
+    assert "offer only foxglove.websocket.v1 and are refused" in told
+
+
+def masked_text_frame(data: bytes) -> bytes:
+    """A client's WebSocket text frame (clients must mask theirs; the mask here is zero)."""
+    assert len(data) < 65536
+    length = (
+        bytes([0x80 | len(data)]) if len(data) < 126 else bytes([0x80 | 126]) + len(data).to_bytes(2, "big")
+    )
+    return b"\x81" + length + b"\x00\x00\x00\x00" + data
