@@ -19,7 +19,6 @@ def register(verbs: Any) -> None:
     )
     p.add_argument(
         "--token",
-        default=os.environ.get("PERCEPT_VIEW_TOKEN"),
         help="the token the page asks for (default: PERCEPT_VIEW_TOKEN, or a random one off loopback)",
     )
     p.add_argument(
@@ -48,9 +47,17 @@ def _view(args: argparse.Namespace) -> int:
         raise PerceptError(f"--quality: expected 1-100, found {args.quality}")
     if args.fps > MAX_FPS:
         raise PerceptError(f"--fps: expected at most {MAX_FPS:g} frames/s, found {args.fps:g}")
-    try:
-        return run(
-            args.host, args.port, args.fps, args.quality, args.duration, args.token, tuple(args.allow_host)
+    token, source = args.token, "--token"
+    if token is None:
+        token, source = os.environ.get("PERCEPT_VIEW_TOKEN"), "PERCEPT_VIEW_TOKEN"
+    if token is not None and not token.strip():
+        # Refused rather than taken as not given: an empty token is a variable left unset, and taking it
+        # as none would serve loopback with no token at all, where one was meant. Served as it was, it
+        # printed an address ending in ?token= that every request was refused with.
+        raise PerceptError(
+            f"{source}: expected a token (or none: off loopback a random one is made), found {token!r}"
         )
+    try:
+        return run(args.host, args.port, args.fps, args.quality, args.duration, token, tuple(args.allow_host))
     except OSError as exc:
         raise PerceptError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from None

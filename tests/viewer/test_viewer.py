@@ -578,6 +578,28 @@ def test_off_loopback_the_viewer_asks_for_the_token_it_printed(registry, spawn):
     assert _request(base + "/api/graph", {"Authorization": f"Bearer {token}"})[0] == 200  # a script's
 
 
+def test_an_empty_token_is_refused_at_start(monkeypatch):
+    """`--token ''` (or an empty PERCEPT_VIEW_TOKEN) printed an address ending in ?token= and then
+    refused every request."""
+    from conftest import percept
+
+    for args, env, source in (
+        (["--token", ""], None, "--token"),
+        (["--token", " "], None, "--token"),
+        ([], "", "PERCEPT_VIEW_TOKEN"),
+    ):
+        if env is None:
+            monkeypatch.delenv("PERCEPT_VIEW_TOKEN", raising=False)
+        else:
+            monkeypatch.setenv("PERCEPT_VIEW_TOKEN", env)
+        result = percept("view", "--host", "0.0.0.0", "--port", "0", "--duration", "1", *args)
+        assert result.returncode == 1 and "viewer at" not in result.stdout, result
+        assert result.stderr.splitlines()[-1] == (
+            f"percept: error: {source}: expected a token (or none: off loopback a random one is made), "
+            f"found {(args[1] if args else env)!r}"
+        ), result.stderr
+
+
 def test_the_address_a_request_came_in_on_is_served_whatever_the_machine_names_resolve_to():
     """`percept view --host 0.0.0.0` refused a browser using the machine's own interface address when
     that address was not among what its host name resolves to."""
