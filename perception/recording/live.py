@@ -65,7 +65,9 @@ class Counts:
     unwatched: int = 0  # arrived while no client subscribed to their channels
     thinned: int = 0  # skipped by max_fps
     failed: int = 0  # did not decode or convert (each logged, at most once a second)
-    late: int = 0  # arrived after their topic's last publisher left the graph (its channels closed)
+    # Arrived while their topic had no publisher in the graph, its channels closed: the last of a publisher
+    # that left, or the first of one that came back before the next look at the graph (within a second).
+    unpublished: int = 0
 
 
 class FoxgloveLink(Node):
@@ -165,7 +167,7 @@ class FoxgloveLink(Node):
 
     def _on_frames(self, route: Route, frames: list[Any]) -> None:
         if route.gone:
-            self.counts.late += 1
+            self.counts.unpublished += 1
             return
         if route.channels and not any(channel.has_sinks() for channel in route.channels):
             self.counts.unwatched += 1
@@ -234,12 +236,12 @@ class FoxgloveLink(Node):
             counts = self.counts
             self.log.info(
                 "Foxglove link stopped: %d messages sent, %d unwatched, %d thinned by max_fps, %d failed, "
-                "%d late (after their publisher left)",
+                "%d while their topic had no publisher",
                 counts.sent,
                 counts.unwatched,
                 counts.thinned,
                 counts.failed,
-                counts.late,
+                counts.unpublished,
             )
         super().destroy()
 
