@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,8 +198,13 @@ class FrameSource:
         loop: bool = False,
         min_backoff_s: float = MIN_BACKOFF_S,
         max_backoff_s: float = MAX_BACKOFF_S,
+        on_frame: Callable[[], None] | None = None,
     ) -> None:
+        """`on_frame`: called (on the reader's thread) as each frame of a live source comes, so that the
+        caller takes it then rather than at a rate of its own, whose ticks drift against the source's
+        and find none, then two."""
         check(spec)
+        self.on_frame = on_frame
         self.spec, self.width, self.height, self.fps, self.loop = spec, width, height, fps, loop
         self.status = SourceStatus()
         self._capture: cv2.VideoCapture | None = None
@@ -214,6 +220,11 @@ class FrameSource:
         self._opening: _Opening | None = None  # a stream's or device's open under way
         self._live: _LatestFrame | None = None  # a live source, read as it delivers
         self.stamp_ns = 0  # when the last frame returned was read off the source (time.time_ns())
+
+    @property
+    def live(self) -> bool:
+        """A device, stream or pipeline being read as it delivers (not a file, nor one being opened)."""
+        return self._live is not None
 
     def due_in(self, now: float | None = None) -> float:
         """Seconds until a video file's next frame is due at the file's frame rate; 0 for a live source
@@ -320,16 +331,17 @@ class FrameSource:
             capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
         if self.fps:
             capture.set(cv2.CAP_PROP_FPS, self.fps)
-        # A source of known length is a file: it plays at the rate it was recorded at, if it says one.
+        # A file, or a source of known length (a video over HTTP): it plays at the rate it was recorded
+        # at, if it says one. A file whose container gives no length (raw H.264) is a file all the same.
         self._frame_count = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT)))
-        self._is_file = self._frame_count > 0
+        self._is_file = is_file(self.spec) or self._frame_count > 0
         rate = capture.get(cv2.CAP_PROP_FPS) if self._is_file else 0.0
         self._file_fps = rate if 0 < rate <= MAX_FILE_FPS else 0.0
         self._started_at, self._position = None, 0
         if self._is_file:
             self._capture = capture
         else:
-            self._live = _LatestFrame(capture, self.spec)
+            self._live = _LatestFrame(capture, self.spec, self.on_frame)
         self.status.connected = True
         self.status.reconnects += self._opened_once and not reopening
         self._opened_once = True
@@ -408,8 +420,9 @@ class _LatestFrame:
     """A live capture read in a thread of its own as its frames come, keeping the latest: the node's
     thread takes it at its own rate and is never held by a read (a device's may block for seconds)."""
 
-    def __init__(self, capture: cv2.VideoCapture, spec: str) -> None:
+    def __init__(self, capture: cv2.VideoCapture, spec: str, on_frame: Callable[[], None] | None) -> None:
         self._lock = threading.Lock()
+        self._on_frame = on_frame
         self._frame: np.ndarray | None = None
         self._stamp_ns = 0
         self._passed_over = 0  # frames replaced before they were taken, since the last take
@@ -429,6 +442,8 @@ class _LatestFrame:
                 with self._lock:
                     self._passed_over += self._frame is not None
                     self._frame, self._stamp_ns = frame, time.time_ns()
+                if self._on_frame is not None:
+                    self._on_frame()
         finally:
             # Here, once the read under way has returned (never from another thread), and before the
             # failure is said: a device opened again while this one still held it would be busy.
@@ -448,7 +463,9 @@ class _LatestFrame:
     def stop(self) -> None:
         """Ask the thread to end, and wait for the read under way (a live source's next frame is due
         within a frame's time; a stalled stream's read gives up after READ_TIMEOUT_S): a process that
-        exits while OpenCV reads in a thread of its own aborts ("FATAL: exception not rethrown")."""
+        exits while OpenCV reads in a thread of its own aborts ("FATAL: exception not rethrown"). A dead
+        device's read may block longer (OpenCV's V4L2 waits 10 s): not waited for, within a launcher's
+        5 s grace."""
         self._stopping.set()
         if self._thread is not threading.current_thread():
             self._thread.join(READ_TIMEOUT_S + 1.0)

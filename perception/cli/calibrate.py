@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from perception.camera.source import IMAGE_SUFFIXES
-from perception.cli.common import check_new_output, positive_int
+from perception.cli.common import check_new_output, overwrite_option, positive_int
 from perception.errors import PerceptError
 
 # A video frame whose board corners lie closer than this share of the image's diagonal (8 px at 640x480)
@@ -54,9 +54,7 @@ def register(verbs: Any) -> None:
     p.add_argument("--fisheye", action="store_true", help="OpenCV's fisheye (equidistant) model")
     p.add_argument("--name", default="camera", help="camera_name in the file")
     p.add_argument("--out", type=Path, required=True, help="the calibration YAML to write")
-    p.add_argument(
-        "--overwrite", action="store_true", help="replace the file at --out if there is one (default: refuse)"
-    )
+    overwrite_option(p)
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for views on a topic")
     p.set_defaults(func=_camera)
 
@@ -106,9 +104,7 @@ def register(verbs: Any) -> None:
         help="OpenCV's solver (default daniilidis: the most accurate on our simulator's views)",
     )
     p.add_argument("--out", type=Path, required=True, help="the hand-eye YAML to write")
-    p.add_argument(
-        "--overwrite", action="store_true", help="replace the file at --out if there is one (default: refuse)"
-    )
+    overwrite_option(p)
     p.set_defaults(func=_handeye)
 
 

@@ -51,6 +51,13 @@ def output_file(text: str) -> Path:
     return path
 
 
+def overwrite_option(parser: argparse.ArgumentParser, replaced: str = "the file at --out") -> None:
+    """`--overwrite`, which check_new_output reads: an earlier result is replaced only when asked."""
+    parser.add_argument(
+        "--overwrite", action="store_true", help=f"replace {replaced} if there is one (default: refuse)"
+    )
+
+
 def check_new_output(path: Path, label: str, overwrite: bool, replaced: str = "it") -> None:
     """Before the work whose result it holds (a recording, a calibration session, a training run): a
     file that can be written in a folder that takes it, and no earlier result replaced unless asked,

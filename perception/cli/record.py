@@ -10,7 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from perception.cli.common import check_new_output, did_you_mean, non_negative_float, positive_float
+from perception.cli.common import (
+    check_new_output,
+    did_you_mean,
+    non_negative_float,
+    overwrite_option,
+    positive_float,
+)
 from perception.recording import COMPRESSIONS, IMAGE_FORMATS
 from perception.runtime.qos import JOIN_WAIT_S
 
@@ -22,11 +28,7 @@ def register(verbs: Any) -> None:
     p = verbs.add_parser("record", help="Record topics to an MCAP file (all topics when none is named).")
     p.add_argument("topics", nargs="*", help="topics to record (default: every topic, as they appear)")
     p.add_argument("-o", "--output", type=Path, required=True, help="the .mcap file to write (a new one)")
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the file at --output if there is one (default: refuse)",
-    )
+    overwrite_option(p, "the file at --output")
     p.add_argument("--duration", type=positive_float, help="stop after this many seconds (default: Ctrl-C)")
     p.add_argument(
         "--no-foxglove",

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from perception.cli.common import check_new_output, positive_float, positive_int, seed_arg
+from perception.cli.common import check_new_output, overwrite_option, positive_float, positive_int, seed_arg
 from perception.installed import SHIPPED_MODEL
 
 # Rehearsal (a share of the crops from the scenes the model already knows, as in experience replay):
@@ -37,7 +37,7 @@ def register(verbs: Any) -> None:
         help="your object (OBJ, STL or URDF), its class name and scale to metres; repeat for more",
     )
     p.add_argument("--out", type=Path, required=True, help="the ONNX to write (its card beside it, .md)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out and its card")
+    overwrite_option(p, "the model at --out and its card")
     p.add_argument("--frames", type=int, default=800, help="frames to render (default 800)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--minutes", type=positive_float, default=20.0, help="training time (default 20)")

@@ -9,7 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from perception.cli.common import check_new_output, image_size, positive_float, positive_int, seed_arg
+from perception.cli.common import (
+    check_new_output,
+    image_size,
+    overwrite_option,
+    positive_float,
+    positive_int,
+    seed_arg,
+)
 
 
 def register(verbs: Any) -> None:
@@ -70,11 +77,7 @@ def register(verbs: Any) -> None:
         help="start from these weights: the .pt an earlier run wrote beside its ONNX, or an ONNX file "
         "percept train wrote (models/percept.onnx: fine-tune the shipped model on your own frames)",
     )
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace an existing --out and its card (default: refuse, as a run of hours may have made it)",
-    )
+    overwrite_option(p, "the model at --out and its card")
     p.add_argument(
         "--resume",
         action="store_true",

@@ -45,11 +45,13 @@ def _label_size(text: str) -> tuple[int, int]:
     return w + 4, h + base + 2
 
 
-Taken = list[tuple[int, int, int, int]]  # the labels on a canvas so far (x1, y1, x2, y2)
+PlacedLabels = list[tuple[int, int, int, int]]  # the labels on a canvas so far (x1, y1, x2, y2)
 
 
 def _place_labels(
-    shape: tuple[int, ...], labels: list[tuple[str, tuple[int, int, int, int]]], placed: Taken | None = None
+    shape: tuple[int, ...],
+    labels: list[tuple[str, tuple[int, int, int, int]]],
+    placed: PlacedLabels | None = None,
 ) -> list[tuple[int, int]]:
     """Top-left corners for labels (text, box xyxy) given best first: each goes above its box, else
     inside its top edge, else below it, else stacked downwards, wherever it overlaps no label placed
@@ -84,7 +86,9 @@ def _draw_label(canvas: np.ndarray, text: str, corner: tuple[int, int], bgr: tup
 
 
 def _boxes(
-    canvas: np.ndarray, items: list[tuple[Sequence[float], tuple[int, int, int], str]], taken: Taken | None
+    canvas: np.ndarray,
+    items: list[tuple[Sequence[float], tuple[int, int, int], str]],
+    placed: PlacedLabels | None,
 ) -> None:
     """Boxes with labels, `items` best first: every box, then the labels placed so that none covers
     another, drawn worst first so that, where they must overlap, the best is on top."""
@@ -95,14 +99,16 @@ def _boxes(
     for (x1, y1, x2, y2), (_, bgr, _) in zip(boxes, items, strict=True):
         cv2.rectangle(canvas, (x1, y1), (x2, y2), bgr, 2)
     corners = _place_labels(
-        canvas.shape, [(text, box) for box, (_, _, text) in zip(boxes, items, strict=True)], taken
+        canvas.shape, [(text, box) for box, (_, _, text) in zip(boxes, items, strict=True)], placed
     )  # type: ignore[misc]
     for corner, (_, bgr, text) in reversed(list(zip(corners, items, strict=True))):
         _draw_label(canvas, text, corner, bgr)
 
 
-def draw_detections(canvas: np.ndarray, detections: msgs.Detections, taken: Taken | None = None) -> None:
-    """Boxes with 'class score', the best first; `taken`: labels on the canvas already (they stay)."""
+def draw_detections(
+    canvas: np.ndarray, detections: msgs.Detections, placed: PlacedLabels | None = None
+) -> None:
+    """Boxes with 'class score', the best first; `placed`: labels on the canvas already (they stay)."""
     order = np.argsort(-np.asarray(detections.scores), kind="stable")  # best first
     _boxes(
         canvas,
@@ -114,7 +120,7 @@ def draw_detections(canvas: np.ndarray, detections: msgs.Detections, taken: Take
             )
             for i in order
         ],
-        taken,
+        placed,
     )
 
 
@@ -122,10 +128,10 @@ def draw_tracks(
     canvas: np.ndarray,
     tracks: msgs.Tracks,
     trails: Mapping[int, Iterable[tuple[float, float]]],
-    taken: Taken | None = None,
+    placed: PlacedLabels | None = None,
 ) -> None:
     """Boxes with '#id class' (and distance when known), each with its trail of past bottom centres;
-    the nearest first, so that its label keeps its place; `taken` as draw_detections'."""
+    the nearest first, so that its label keeps its place; `placed` as draw_detections'."""
     items = []
     distances = (
         np.asarray(tracks.distances, np.float64)
@@ -142,7 +148,7 @@ def draw_tracks(
         items.append(
             (xyxy, bgr, f"#{int(track_id)} {name}" + (f" {distance:.1f} m" if np.isfinite(distance) else ""))
         )
-    _boxes(canvas, items, taken)
+    _boxes(canvas, items, placed)
 
 
 def project(points: np.ndarray, info: msgs.CameraInfo) -> np.ndarray:

@@ -33,6 +33,7 @@ from perception.ros2.dds import Events, Offer, Participant, adapted_profile, inc
 from perception.ros2.mapping import DEFAULT_TOPICS, TopicMap, parse_topics
 from perception.ros2.types import dds_type_name, default_domain_id, ros_type_name
 
+HISTORY_KEPT = 64  # samples remembered, against a writer's history handed over again (its depth at most)
 REPORT_PERIOD_S = 10.0  # a line of counts when something was dropped, refused or lost since the last
 
 
@@ -51,24 +52,26 @@ class Inbound:
         self.reasons: set[str] = set()
         self.reader: Any = None
         self.profile = topic_map.qos or "sensor_data"  # its reader's now; adapting, until writers are seen
-        self.last: bytes | None = None
-        # The last sample the reader before passed on, which a transient-local reader made in its place
-        # is handed again (the writer's history): not passed on twice.
-        self.repeat: bytes | None = None
+        # What the reader passed on lately (hashes of the samples), and, once a transient-local reader
+        # replaces it, those of them its writers' history hands over again first: not passed on twice.
+        self.passed: collections.deque[int] = collections.deque(maxlen=HISTORY_KEPT)
+        self.handed_again: set[int] = set()
         self.latched: Any = None  # the last message passed on, while read as transient_local
         self.subscribers = 0  # ours, at the last check
 
     def offer(self, cdr: bytes) -> None:
         with self.lock:
-            if self.repeat is not None:
-                repeat, self.repeat = self.repeat, None
-                if cdr == repeat:
+            if self.handed_again:
+                if hash(cdr) in self.handed_again:
+                    self.handed_again.discard(hash(cdr))
                     return
+                self.handed_again.clear()  # the history is handed over first: what follows is new
             self.received += 1
             if len(self.pending) == self.pending.maxlen:
                 self.evicted += 1
             self.pending.append(cdr)
-            self.last = cdr
+            if self.map.qos is None:  # a row adapting to its writers may be read as transient_local later
+                self.passed.append(hash(cdr))
 
     def take(self) -> list[bytes]:
         with self.lock:
@@ -125,9 +128,9 @@ class Ros2Bridge(Node):
                     self.inbound.append(inbound)
                     self.open_reader(inbound, inbound.profile)
                 else:
-                    profile = topic_map.qos or "reliable"
+                    assert topic_map.qos is not None  # a row going out has one (mapping: reliable)
                     write = self.dds.writer(
-                        topic_map.ros, topic_map.ros_type, profile, topic_map.depth, events
+                        topic_map.ros, topic_map.ros_type, topic_map.qos, topic_map.depth, events
                     )
                     counts = self.outbound.setdefault(str(topic_map), {"sent": 0, "refused": 0})
                     self.create_subscription(
@@ -170,7 +173,7 @@ class Ros2Bridge(Node):
             self.dds.delete(inbound.reader)
             if profile == "transient_local":
                 with inbound.lock:
-                    inbound.repeat = inbound.last
+                    inbound.handed_again = set(inbound.passed)
             try:
                 self.open_reader(inbound, profile)
             except PerceptError as exc:  # DDS took this topic before; should it not now, try again later

@@ -57,6 +57,7 @@ class Route:
     # No publisher of it is left in the graph: its channels are closed, and the last messages of the
     # publisher that left, which may still arrive, must not open them again (see discover).
     gone: bool = False
+    unseen: int = 0  # looks at the graph in a row that found no publisher of it
 
 
 @dataclass
@@ -134,20 +135,22 @@ class FoxgloveLink(Node):
                 if not is_hidden(topic):
                     self._serve(topic)
         for route in self.routes.values():
+            route.unseen = 0 if route.topic in published else route.unseen + 1
             if route.gone and route.topic in published:
                 route.gone = False  # a publisher is back: its next message advertises the channels
-        self._close_unpublished(published)
+        self._close_unpublished()
 
-    def _close_unpublished(self, published: set[str]) -> None:
+    def _close_unpublished(self) -> None:
         """Close the Foxglove channels of topics no publisher in the graph has left: Foxglove then
         unadvertises them, where it would have kept them in its list, their panels frozen on the last
-        frame. A channel another topic still sends to (/tf, from every camera's info) stays. The
-        subscription stays too, so a publisher that comes back is served again: its first message
-        opens the channels anew (Foxglove: advertise)."""
-        gone = [r for r in self.routes.values() if not r.gone and r.channels and r.topic not in published]
+        frame). Missing from two looks in a row: a registry that has just restarted answers with the
+        nodes that have joined it again so far, within a heartbeat. A channel another topic still sends
+        to (/tf, from every camera's info) stays. The subscription stays too, so a publisher that comes
+        back is served again: its first message opens the channels anew (Foxglove: advertise)."""
+        gone = [r for r in self.routes.values() if not r.gone and r.channels and r.unseen >= 2]
         if not gone:
             return
-        staying = [r for r in self.routes.values() if r.channels and r.topic in published]
+        staying = [r for r in self.routes.values() if r.channels and r.unseen < 2]
         in_use = {id(channel) for route in staying for channel in route.channels}
         for route in gone:
             closing = {id(channel) for channel in route.channels} - in_use
@@ -284,7 +287,7 @@ class _ClientLines(logging.Filter):
             with self._lock:
                 self._gone.pop(closed.group(1), None)
             return False  # INFO, let through only to learn that; ours say who came and went
-        if about := self._ABOUT_CLIENT.match(text):
+        if (about := self._ABOUT_CLIENT.match(text)) and _LOST.search(about.group(2)):
             address, error = about.groups()
             with self._lock:
                 if address in self._gone:
@@ -302,12 +305,17 @@ class _ClientLines(logging.Filter):
             _reword(
                 record,
                 logging.WARNING,
-                f"Foxglove client {refused.group(1)} refused at the WebSocket handshake: this server (foxglove-sdk) "
-                f"accepts only clients offering the subprotocol {SDK_SUBPROTOCOL} (the Foxglove app); one offering "
-                f"only {OLD_SUBPROTOCOL} (Lichtblick, older Foxglove Studio) cannot connect",
+                f"Foxglove client {refused.group(1)} refused at the WebSocket handshake: not a WebSocket "
+                f"client, or one not offering the subprotocol {SDK_SUBPROTOCOL} (the Foxglove app), which is "
+                f"all this server (foxglove-sdk) accepts; one offering only {OLD_SUBPROTOCOL} (Lichtblick, "
+                "older Foxglove Studio) cannot connect",
             )
             return True
         return record.levelno >= logging.WARNING
+
+
+# The errors that mean a client's connection is lost for good (the rest it may recover from: said each)
+_LOST = re.compile(r"broken pipe|connection reset|connection closed|not connected", re.IGNORECASE)
 
 
 def _reword(record: logging.LogRecord, level: int, text: str) -> None:

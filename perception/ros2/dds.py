@@ -245,7 +245,6 @@ class Events:
         self.lock = threading.Lock()
         self.lost = 0
         self.rejected = 0
-        self.incompatible = 0
         self.on_incompatible = on_incompatible
 
     def counts(self) -> tuple[int, int]:
@@ -277,8 +276,6 @@ class Events:
             self.rejected += int(status.total_count_change)
 
     def _incompatible(self, status: Any) -> None:
-        with self.lock:
-            self.incompatible += int(status.total_count_change)
         if self.on_incompatible is not None:
             policy = int(status.last_policy_id)
             self.on_incompatible(POLICY_NAMES.get(policy, f"policy {policy}"))

