@@ -123,7 +123,7 @@ class Ros2Bridge(Node):
             for topic_map in self.maps:
                 events = Events(functools.partial(self.incompatible, topic_map))
                 if topic_map.direction == "in":
-                    publisher = self.create_publisher(topic_map.conversion.ours, topic_map.ours)
+                    publisher = self.create_publisher(topic_map.conversion.ours, topic_map.ours_as_given)
                     inbound = Inbound(topic_map, publisher, events)
                     self.inbound.append(inbound)
                     self.open_reader(inbound, inbound.profile)
@@ -135,7 +135,7 @@ class Ros2Bridge(Node):
                     counts = self.outbound.setdefault(str(topic_map), {"sent": 0, "refused": 0})
                     self.create_subscription(
                         topic_map.conversion.ours,
-                        topic_map.ours,
+                        topic_map.ours_as_given,
                         functools.partial(self.send, topic_map, write, counts),
                     )
                 self.log.info("bridging %s", topic_map)

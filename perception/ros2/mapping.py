@@ -49,6 +49,10 @@ class TopicMap:
     conversion: Conversion
     qos: str | None  # None: coming in, adapting to the writers discovered
     depth: int | None
+    # `ours` as the row gives it, which the bridge's publisher or subscription resolves (and remaps)
+    # itself; `ours` is that resolution, for the log and the checks. Resolving `ours` again would apply
+    # a remapping a second time (of a:=b and b:=c, a would end at c).
+    ours_as_given: str = ""
 
     def __str__(self) -> str:
         arrow = "->" if self.direction == "in" else "<-"
@@ -62,7 +66,7 @@ def parse_topics(rows: list[Any], resolve: Callable[[str], str] = str) -> list[T
     if not rows:
         raise PerceptError("topics: expected at least one {ros, type, ours} row, found none")
     maps = [_parse_row(i, row) for i, row in enumerate(rows)]
-    maps = [replace(m, ours=resolve(m.ours)) for m in maps]
+    maps = [replace(m, ours=resolve(m.ours), ours_as_given=m.ours) for m in maps]
     # Two ROS topics into one of ours would publish every frame twice where a driver offers both
     # (image_transport publishes image_raw and image_raw/compressed side by side).
     into: dict[str, int] = {}

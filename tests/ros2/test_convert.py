@@ -400,3 +400,12 @@ def test_a_real_type_we_convert_neither_way_says_so_listing_both_ways():
         " geometry_msgs/msg/PoseStamped; out: geometry_msgs/msg/PoseArray, sensor_msgs/msg/CameraInfo,"
         " sensor_msgs/msg/Image, tf2_msgs/msg/TFMessage, vision_msgs/msg/Detection2DArray)"
     )
+
+
+def test_our_names_are_resolved_for_the_log_and_given_as_written_to_the_publisher():
+    """The publisher resolves (and remaps) its name itself: given the resolved one, it applied a
+    remapping a second time (of a:=b and b:=c, a ended at c)."""
+    row = {"ros": "/camera/image_raw", "type": "sensor_msgs/msg/Image", "ours": "camera/image"}
+    (topic_map,) = parse_topics([row], lambda name: "/robot1/" + name)
+    assert (topic_map.ours, topic_map.ours_as_given) == ("/robot1/camera/image", "camera/image")
+    assert "-> /robot1/camera/image (Image)" in str(topic_map)
