@@ -29,7 +29,7 @@ from perception import Node, run
 from perception.errors import ParameterError, PerceptError, reason
 from perception.nodes.camera_pose import declare_camera_pose
 from perception.ros2.convert import ConversionError
-from perception.ros2.dds import Events, Offer, Participant, adapted_profile, incompatible_line
+from perception.ros2.dds import Events, Offer, Participant, adapted_profile, incompatible_line, offered_types
 from perception.ros2.mapping import DEFAULT_TOPICS, TopicMap, parse_topics
 from perception.ros2.types import dds_type_name, default_domain_id, ros_type_name
 
@@ -245,7 +245,7 @@ class Ros2Bridge(Node):
         if self.checked_topics or time.monotonic() - self.started < self.wait_for_topics_s:
             return
         self.checked_topics = True
-        offered = {offer.topic: offer.dds_type for offer in offers}
+        offered = offered_types(offers)
         for inbound in self.inbound:
             m = inbound.map
             if inbound.received or offered.get(m.ros) == dds_type_name(m.ros_type):

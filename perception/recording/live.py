@@ -143,7 +143,7 @@ class FoxgloveLink(Node):
     def _close_unpublished(self) -> None:
         """Close the Foxglove channels of topics no publisher in the graph has left: Foxglove then
         unadvertises them, where it would have kept them in its list, their panels frozen on the last
-        frame). Missing from two looks in a row: a registry that has just restarted answers with the
+        frame. Missing from two looks in a row: a registry that has just restarted answers with the
         nodes that have joined it again so far, within a heartbeat. A channel another topic still sends
         to (/tf, from every camera's info) stays. The subscription stays too, so a publisher that comes
         back is served again: its first message opens the channels anew (Foxglove: advertise)."""

@@ -191,6 +191,11 @@ class Offer:
     transient_local: bool  # or more (transient, persistent): a late reader gets its history
 
 
+def offered_types(offers: list[Offer]) -> dict[str, str]:
+    """The topics `offers` name, each with its DDS type."""
+    return {offer.topic: offer.dds_type for offer in offers}
+
+
 def adapted_profile(offers: list[Offer]) -> str | None:
     """The profile a reader adapts to, as rosbag2 and `ros2 topic echo` do: transient_local when every
     writer offers reliable and transient_local (a latched camera_info, published once, still comes),
@@ -423,7 +428,7 @@ class Participant:
 
     def published_topics(self) -> dict[str, str]:
         """The ROS 2 topics some writer on this domain offers (discovered so far), with their DDS types."""
-        return {offer.topic: offer.dds_type for offer in self.offers()}
+        return offered_types(self.offers())
 
     def close(self) -> None:
         self._keep.clear()

@@ -14,10 +14,10 @@ The page pulls each stream's pictures with `/snapshot`, the next once the last h
 shows fewer pictures, each current, where a pushed stream queues them in the socket's buffers (a
 40 KB/s link was a minute behind), and no request holds one of the 6 connections a browser keeps to a
 server (past 6 MJPEG streams, in any tabs, every page froze). `/stream` sends a picture only once the
-link holds less than a picture's bytes unacknowledged, so at most about two are on their way. A picture is drawn and encoded once per new input, however many
-browsers watch it, and only while one does: an unwatched stream costs the viewer its subscription
-alone. Every request first passes the
-checks of perception.viewer.access (its Host header, its Origin, and off loopback a token).
+link holds less than a picture's bytes unacknowledged, so at most about two are on their way. A picture
+is drawn and encoded once per new input, however many browsers watch it, and only while one does: an
+unwatched stream costs the viewer its subscription alone. Every request first passes the checks of
+perception.viewer.access (its Host header, its Origin, and off loopback a token).
 """
 
 from __future__ import annotations
