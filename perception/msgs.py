@@ -164,6 +164,11 @@ class Header(Message):
     def now(cls, frame_id: str = "", seq: int = 0) -> Header:
         return cls(stamp=time.time_ns(), frame_id=frame_id, seq=seq)
 
+    @property
+    def stamp_s(self) -> float:
+        """The stamp in seconds, as the cores that reckon with time take it (`ByteTracker.update`)."""
+        return self.stamp / 1e9
+
 
 @message("percept/String")
 @dataclass(slots=True)

@@ -84,12 +84,12 @@ class TrackerNode(Node):
 
     def on_detections(self, msg: Detections) -> None:
         last = self.tracker.last_stamp_s
-        if last is not None and msg.header.stamp / 1e9 < last:
+        if last is not None and msg.header.stamp_s < last:
             # A replay looped or the simulator was reset: the tracks belong to a past that is gone. Start
             # over, as tf2 clears its buffer when time jumps back, rather than refuse every frame.
             self.log.warning(
                 "detections stamped %.3f s, before the last frame's %.3f s: time went back; tracks reset",
-                msg.header.stamp / 1e9,
+                msg.header.stamp_s,
                 last,
             )
             self.tracker.reset(restart_ids=False)
@@ -98,7 +98,7 @@ class TrackerNode(Node):
         keep = np.array([not self.classes or name in self.classes for name in msg.class_names], bool)
         start = time.perf_counter()
         tracks = self.tracker.update(
-            msg.xyxy[keep], msg.scores[keep], msg.class_ids[keep], msg.header.stamp / 1e9
+            msg.xyxy[keep], msg.scores[keep], msg.class_ids[keep], msg.header.stamp_s
         )
         self.update_ms.append((time.perf_counter() - start) * 1000)
         self.confirmed = len(tracks)
@@ -118,13 +118,13 @@ class TrackerNode(Node):
                 if np.isnan(point).any():
                     continue
                 motion = self.grounds.setdefault(track.id, GroundHistory()).update(
-                    msg.header.stamp / 1e9, point, pose[:3, 3]
+                    msg.header.stamp_s, point, pose[:3, 3]
                 )
                 positions[i], distances[i], speeds[i] = motion.position, motion.distance, motion.speed
                 ttc[i] = motion.time_to_collision
         alive = {t.id for t in self.tracker.tracks}
         self.grounds = {k: v for k, v in self.grounds.items() if k in alive}
-        now = msg.header.stamp / 1e9
+        now = msg.header.stamp_s
         self.publisher.publish(
             Tracks(
                 header=msg.header,

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from perception.track.tracker import as_boxes, check_seconds
+
 HISTORY = 10  # ground positions kept per track for the velocity fit
 
 
@@ -21,7 +23,9 @@ def ground_points(
 ) -> np.ndarray:
     """World points (N x 3) where the boxes' bottom-centre rays meet the ground; NaN rows for boxes
     whose bottom lies at or above the horizon (the ray never meets the road ahead)."""
-    boxes = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    boxes = as_boxes(xyxy, "ground_points")
+    K = _matrix("K", K, (3, 3))
+    world_from_camera = _matrix("world_from_camera", world_from_camera, (4, 4))
     u, v = (boxes[:, 0] + boxes[:, 2]) / 2, boxes[:, 3]
     rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], axis=1)
     directions = rays @ world_from_camera[:3, :3].T
@@ -31,6 +35,13 @@ def ground_points(
     points: np.ndarray = origin + reach[:, None] * directions
     points[~(reach > 0)] = np.nan
     return points
+
+
+def _matrix(name: str, value: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    matrix = np.asarray(value, np.float64)
+    if matrix.shape != shape:
+        raise ValueError(f"ground_points: expected {name} of shape {shape}, found {matrix.shape}")
+    return matrix
 
 
 @dataclass
@@ -45,12 +56,20 @@ class GroundMotion:
 
 
 class GroundHistory:
-    """Per-track ground positions over time; `update` returns the motion as of the newest one."""
+    """One track's ground positions over time (keep one per track id); `update` returns the motion as of
+    the newest one."""
 
     def __init__(self) -> None:
         self.samples: list[tuple[float, np.ndarray, float]] = []  # (stamp, position, distance)
 
     def update(self, stamp_s: float, position: np.ndarray, camera_position: np.ndarray) -> GroundMotion:
+        """Add the track's ground `position` (world x, y[, z], metres; `ground_points`) at `stamp_s`
+        (seconds, never before the last update's) seen from `camera_position` (world, metres)."""
+        check_seconds("GroundHistory.update: stamp_s", stamp_s)
+        if self.samples and stamp_s < self.samples[-1][0]:
+            raise ValueError(
+                f"GroundHistory.update: stamps must not go back in time ({self.samples[-1][0]} -> {stamp_s})"
+            )
         distance = float(np.hypot(*(position[:2] - camera_position[:2])))
         self.samples.append((stamp_s, position, distance))
         del self.samples[:-HISTORY]

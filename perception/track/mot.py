@@ -9,6 +9,7 @@ have id -1). A detection file's 8th column is read as a class id where it is a n
 from __future__ import annotations
 
 import configparser
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -129,6 +130,8 @@ def track_file(
 ) -> Iterator[tuple[int, int, np.ndarray, float]]:
     """(frame, track id, xyxy, score) for every confirmed track of every frame, frames in order (empty
     frames included, so a gap in detections is a gap in time, not a skipped step)."""
+    if not (fps > 0 and math.isfinite(fps)):
+        raise ValueError(f"track_file: expected a frame rate above 0, found {fps}")
     if not detections:
         return
     for frame in range(1, max(detections) + 1):

@@ -39,6 +39,10 @@ class TrackState(enum.Enum):
 
 @dataclass(frozen=True)
 class TrackerParams:
+    """The tracker's settings (each field's comment says what it does and why its default). Scores are
+    compared as the detector gives them; IoUs and shares are 0 to 1; times are seconds; box sizes and
+    distances are in box sizes or heights, so the settings hold at any image size."""
+
     # The defaults are for the shipped detector on the driving scenes (10 frames/s); people in
     # MOTChallenge files take `perception.track.mot.PEDESTRIAN_PARAMS` (ByteTrack's published settings,
     # no widened gate, the filter's boxes). Score thresholds for the shipped detector, whose scores run
@@ -104,6 +108,11 @@ class TrackerParams:
                 lower = f"{'>' if name in positive else '>='} {least}"
                 expected = lower if most == math.inf else f"in [{least}, {most}]"
                 raise ValueError(f"tracker parameter {name}: expected {expected}, found {value}")
+        if self.low_score > self.high_score:
+            raise ValueError(
+                f"tracker parameter low_score: expected at most high_score ({self.high_score}), "
+                f"found {self.low_score}"
+            )
 
 
 # Track states as the tracker stores them, one int8 per track: the index into TrackState's members.
@@ -157,10 +166,12 @@ class Track:
 
     @property
     def state(self) -> TrackState:
+        """Tentative (not yet confirmed), confirmed, lost (missed since; may come back) or removed."""
         return _STATES[int(self._table.states[self._row])]
 
     @property
     def hits(self) -> int:
+        """Frames in which a detection matched this track."""
         return int(self._table.hits[self._row])
 
     @property
@@ -170,6 +181,7 @@ class Track:
 
     @property
     def last_seen_s(self) -> float:
+        """The stamp (s) of the newest frame in which a detection matched this track."""
         return float(self._table.last_seen_s[self._row])
 
     @property
@@ -200,7 +212,53 @@ class Track:
         return np.array(self._table.means[self._row, 4:6])
 
     def age_s(self, now_s: float) -> float:
+        """Seconds since the track was started, as of `now_s` (a stamp in seconds)."""
         return now_s - self.born_s
+
+
+# Seconds since the epoch stay below 1e11 until the year 5138; a stamp above it is one in milli-, micro-
+# or nanoseconds, which the filter would read as a gap of years between frames and so lose every track.
+_MOST_SECONDS = 1e11
+
+
+def check_seconds(what: str, stamp_s: float) -> None:
+    """Refuse a stamp that is not a finite number of seconds (a Header's `stamp` is nanoseconds)."""
+    if not isinstance(stamp_s, (int, float, np.integer, np.floating)) or isinstance(stamp_s, bool):
+        raise TypeError(f"{what}: expected a stamp in seconds, found {type(stamp_s).__name__} {stamp_s!r}")
+    if not math.isfinite(stamp_s):
+        raise ValueError(f"{what}: expected a finite stamp in seconds, found {stamp_s}")
+    if abs(stamp_s) >= _MOST_SECONDS:
+        raise ValueError(
+            f"{what}: expected seconds, found {stamp_s:.4g}, which is milli-, micro- or nanoseconds "
+            "(a Header's stamp is nanoseconds: pass its stamp_s)"
+        )
+
+
+def as_boxes(xyxy: np.ndarray, what: str) -> np.ndarray:
+    """N x 4 boxes as floats; an empty input is 0 x 4, one box of 4 numbers is 1 x 4; another shape is
+    refused, `what` naming the caller."""
+    boxes = np.asarray(xyxy, np.float64)
+    if boxes.size == 0:
+        return boxes.reshape(0, 4)
+    if boxes.shape == (4,):
+        return boxes.reshape(1, 4)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(
+            f"{what}: expected N x 4 boxes (x1 y1 x2 y2), found shape {boxes.shape}"
+            + (" (scores go in their own argument)" if boxes.ndim == 2 and boxes.shape[1] in (5, 6) else "")
+        )
+    return boxes
+
+
+def _class_ids(class_ids: np.ndarray) -> np.ndarray:
+    """N class ids as int64: integers, or floats holding whole numbers (a detections array's column)."""
+    values = np.asarray(class_ids).reshape(-1)
+    if values.dtype.kind in "iub":
+        return values.astype(np.int64)
+    if values.dtype.kind == "f" and np.isfinite(values).all() and (values == np.round(values)).all():
+        return values.astype(np.int64)
+    found = next((v for v in values.tolist() if not isinstance(v, int)), values.dtype)
+    raise ValueError(f"update: expected integer class ids (or None for one class), found {found!r}")
 
 
 def xyxy_to_cxcywh(xyxy: np.ndarray) -> np.ndarray:
@@ -316,21 +374,27 @@ class ByteTracker:
         return self._last_stamp_s
 
     def update(
-        self, xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, stamp_s: float
+        self, xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray | None, stamp_s: float
     ) -> list[Track]:
-        """Feed one frame's detections (N x 4 xyxy pixels, N scores, N class ids; N may be 0) taken at
-        `stamp_s` seconds; returns the confirmed tracks matched in this frame."""
+        """Feed one frame's detections and get the confirmed tracks matched in it.
+
+        `xyxy`: N x 4 boxes, x1 y1 x2 y2 in pixels (not x y w h); `scores`: N, compared with the
+        params' thresholds as they are (0 to 1 for the defaults); `class_ids`: N integers, or None for
+        one class; N may be 0. `stamp_s`: when the frame was taken, in seconds (a `Header`'s `stamp_s`,
+        not its `stamp` in nanoseconds), never before the last frame's; time, not frame count, drives
+        the filter and `max_lost_s`. A row with a NaN or infinite number or a box of no size is left
+        out and counted in `invalid_detections`. The tracks returned are views that the next update
+        moves on (copy `box` to keep it)."""
         p = self.params
-        boxes = np.asarray(xyxy, np.float64).reshape(-1, 4)
+        boxes = as_boxes(xyxy, "update")
         scores = np.asarray(scores, np.float64).reshape(-1)
-        class_ids = np.asarray(class_ids, np.int64).reshape(-1)
+        class_ids = np.zeros(len(boxes), np.int64) if class_ids is None else _class_ids(class_ids)
         if not len(boxes) == len(scores) == len(class_ids):
             raise ValueError(
                 f"update: expected as many scores and class ids as boxes ({len(boxes)}), "
                 f"found {len(scores)} and {len(class_ids)}"
             )
-        if not math.isfinite(stamp_s):
-            raise ValueError(f"update: expected a finite stamp in seconds, found {stamp_s}")
+        check_seconds("update: stamp_s", stamp_s)
         valid = (
             np.isfinite(boxes).all(axis=1)
             & np.isfinite(scores)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from perception.msgs import Header
 from perception.track import ByteTracker, TrackerParams, TrackState
+from perception.track.mot import track_file
 from perception.track.tracker import assign, iou_matrix, side_by_side, widen_occluded
 
 CAR, PEDESTRIAN = 8, 9
@@ -199,6 +201,36 @@ def test_bad_input_is_named():
         tracker.update(np.zeros((0, 4)), np.zeros(0), np.zeros(0), 0.5)
 
 
+def test_a_library_users_slips_are_named_not_tracked_wrongly():
+    """What a user feeding the core by hand gets wrong: a message's nanosecond stamp (every frame then
+    looked years apart and no track lived past the first), ByteTrack's N x 5 rows, class names for ids,
+    low above high score; None for class ids is one class."""
+    with pytest.raises(ValueError, match=r"low_score: expected at most high_score \(0.4\), found 0.9"):
+        TrackerParams(low_score=0.9, high_score=0.4)
+    tracker = ByteTracker()
+    one = np.array([box(10, 10)])
+    with pytest.raises(ValueError, match=r"stamp_s: expected seconds, found 1.7e\+18.*pass its stamp_s"):
+        tracker.update(one, [0.9], [0], 1_700_000_000_000_000_000)
+    with pytest.raises(ValueError, match=r"stamp_s: expected seconds, found 1.7e\+12"):  # milliseconds
+        tracker.update(one, [0.9], [0], 1_700_000_000_000)
+    with pytest.raises(TypeError, match="stamp_s: expected a stamp in seconds, found NoneType"):
+        tracker.update(one, [0.9], [0], None)  # type: ignore[arg-type]
+    with pytest.raises(
+        ValueError, match=r"expected N x 4 boxes \(x1 y1 x2 y2\), found shape \(1, 5\) \(scores"
+    ):
+        tracker.update(np.c_[one, [0.9]], [0.9], [0], 0.0)
+    with pytest.raises(ValueError, match=r"expected integer class ids .*found 'car'"):
+        tracker.update(one, [0.9], ["car"], 0.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"expected integer class ids .*found 1\.5"):
+        tracker.update(one, [0.9], [1.5], 0.0)
+    with pytest.raises(ValueError, match="track_file: expected a frame rate above 0, found 0"):
+        list(track_file({1: np.array([[*box(10, 10), 0.9, 0]])}, ByteTracker(), 0))
+    header = Header(stamp=1_700_000_000_000_000_000)
+    for i in range(3):  # epoch seconds from a header, one class, one box given flat
+        tracks = tracker.update(box(10 + i, 10), [0.9], None, header.stamp_s + 0.1 * i)
+    assert [(t.id, t.class_id, t.hits) for t in tracks] == [(1, 0, 3)]
+
+
 def test_iou_and_assignment_on_hand_checked_boxes():
     a = np.array([[0, 0, 10, 10], [20, 20, 30, 30]])
     b = np.array([[5, 0, 15, 10], [100, 100, 110, 110]])
@@ -237,6 +269,16 @@ def test_ground_points_distance_speed_and_time_to_collision():
     for i in range(3):
         leaving = receding.update(i * 0.1, np.array([20 + i, 0, 0]), np.zeros(3))
     assert leaving.time_to_collision == float("inf")
+    with pytest.raises(
+        ValueError, match=r"GroundHistory.update: stamps must not go back in time \(0.2 -> 0.1\)"
+    ):
+        receding.update(0.1, np.array([20, 0, 0]), np.zeros(3))
+    with pytest.raises(ValueError, match=r"GroundHistory\.update: stamp_s: expected seconds, found 1\.7e"):
+        GroundHistory().update(1.7e18, np.array([20, 0, 0]), np.zeros(3))
+    with pytest.raises(ValueError, match=r"ground_points: expected K of shape \(3, 3\), found \(9,\)"):
+        ground_points(np.array([[u - 10, v - 30, u + 10, v]]), K.ravel(), pose)
+    (as_lists,) = ground_points([[u - 10, v - 30, u + 10, v]], K.tolist(), pose.tolist())  # type: ignore[arg-type]
+    np.testing.assert_allclose(as_lists, [20, -2, 0], atol=1e-9)
 
 
 def test_motchallenge_files_round_trip_through_percept_track_run(tmp_path):
