@@ -27,16 +27,22 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
+from perception.errors import PerceptError
 from perception.geometry import back_project_slopes, quaternion_from_matrix
 from perception.grasp.geometry import Plane, fit_plane
 from perception.grasp.pick_policy import repeats
 from perception.grasp.push import plan_pushes
+
+
+class GraspInputError(PerceptError, ValueError):
+    """An argument of GraspPlanner.plan or a planner setting that cannot be right: names it, what was
+    expected and what was found. A ValueError, as the planner's refusals of wrong shapes always were."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +162,7 @@ class GraspPlanner:
         K: np.ndarray,
         world_from_camera: np.ndarray,
         boxes: np.ndarray,
-        class_names: list[str] | None = None,
+        class_names: Sequence[str] | np.ndarray | None = None,
         failed: Iterable[tuple[np.ndarray, np.ndarray]] = (),
     ) -> Plan:
         """Grasps for the detected objects (boxes: N x 4 pixels) in a metric depth image (NaN or 0 for
@@ -165,23 +171,11 @@ class GraspPlanner:
         (perception.grasp.FailedGrasps); none is offered again, and an object whose every grasp repeats
         one is rejected. Pushes are planned only when no grasp is left to offer: a loop grasps first."""
         start = time.perf_counter()
-        depth = np.asarray(depth)
-        if depth.ndim != 2:
-            raise ValueError(f"depth: expected an H x W image in metres, found shape {depth.shape}")
-        K, world_from_camera = np.asarray(K, np.float64), np.asarray(world_from_camera, np.float64)
-        if K.shape != (3, 3):
-            raise ValueError(f"K: expected the 3 x 3 intrinsics, found shape {K.shape}")
-        if world_from_camera.shape != (4, 4):
-            raise ValueError(
-                f"world_from_camera: expected a 4 x 4 pose, found shape {world_from_camera.shape}"
-            )
-        boxes = np.asarray(boxes, np.float64)
-        if boxes.size % 4 or (boxes.ndim > 1 and boxes.shape[-1] != 4):
-            raise ValueError(f"boxes: expected N x 4 (x1, y1, x2, y2 pixels), found shape {boxes.shape}")
-        boxes = boxes.reshape(-1, 4)
-        names = list(class_names) if class_names else [""] * len(boxes)
-        if len(names) != len(boxes):
-            raise ValueError(f"class_names: expected one per box ({len(boxes)}), found {len(names)}")
+        depth = _checked_depth(depth)
+        K = _checked_intrinsics(K, depth.shape)
+        world_from_camera = _checked_pose(world_from_camera)
+        boxes = _checked_boxes(boxes)
+        names = _checked_names(class_names, len(boxes))
         result = Plan()
         grid = self._grid(depth, K, world_from_camera, boxes)
         if grid is None:
@@ -221,7 +215,7 @@ class GraspPlanner:
         sub[~valid] = 0.0
         grid = _Grid(s, sub, valid, K, world_from_camera)
         outside = valid.copy()
-        for box in boxes:
+        for box in boxes[np.isfinite(boxes).all(axis=1)]:  # a NaN box has no cells: its detection's reason
             r0, r1, c0, c1 = _cells(box, s, *sub.shape)
             outside[r0:r1, c0:c1] = False
         # Up to PLANE_POINTS cells outside the boxes, drawn at random: most of a frame is table, so a
@@ -616,6 +610,116 @@ class GraspPlanner:
             class_name=name,
             closing=(float(close_world[0]), float(close_world[1]), float(close_world[2])),
         )
+
+
+# A rotation from a quaternion or a calibration is orthonormal to 1e-6; one typed to three decimals, to
+# about 3e-3. Further off (R^T R from the identity), it scales or shears the scene: a pose that is wrong.
+ROTATION_TOLERANCE = 1e-2
+
+
+def _as_array(name: str, value: object, expected: str, hint: str = "") -> np.ndarray:
+    try:
+        return np.asarray(value, np.float64)
+    except (TypeError, ValueError):
+        raise GraspInputError(f"{name}: expected {expected}, found {type(value).__name__}{hint}") from None
+
+
+def _checked_depth(depth: object) -> np.ndarray:
+    """The depth image as an array, refused unless H x W metres in floats."""
+    image = np.asarray(depth)
+    if image.ndim != 2:
+        raise GraspInputError(f"depth: expected an H x W image in metres, found shape {image.shape}")
+    if not np.issubdtype(image.dtype, np.floating):
+        # Integers are a camera's raw units (millimetres from a RealSense or a 16UC1 image): planned as
+        # metres they put the table hundreds of metres away, silently.
+        how = (
+            ": multiply by the camera's depth scale (usually 0.001) for metres"
+            if np.issubdtype(image.dtype, np.integer)
+            else ""
+        )
+        raise GraspInputError(f"depth: expected floats in metres, found {image.dtype}{how}")
+    return image
+
+
+def _checked_intrinsics(K: object, image_shape: tuple[int, ...]) -> np.ndarray:
+    """K as an array, refused unless the 3 x 3 pinhole intrinsics of an image of this shape."""
+    matrix = _as_array("K", K, "the 3 x 3 intrinsics")
+    if matrix.shape != (3, 3):
+        raise GraspInputError(f"K: expected the 3 x 3 intrinsics, found shape {matrix.shape}")
+    if not np.isfinite(matrix).all():
+        raise GraspInputError(f"K: expected finite numbers, found {np.round(matrix, 3).tolist()}")
+    fx, fy = matrix[0, 0], matrix[1, 1]
+    zeros_and_one = (matrix[1, 0], matrix[2, 0], matrix[2, 1], matrix[2, 2])
+    if not (fx > 0 and fy > 0 and np.allclose(zeros_and_one, (0, 0, 0, 1), atol=1e-9)):
+        transposed = " (transposed?)" if matrix[0, 2] == matrix[1, 2] == 0 else ""
+        raise GraspInputError(
+            "K: expected [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] with fx, fy over 0, found "
+            f"{np.round(matrix, 3).tolist()}{transposed}"
+        )
+    # Pixel centres are whole numbers, so the image spans -0.5 to W - 0.5. The principal point of
+    # another resolution's intrinsics (the colour stream's at twice the depth's) lands off the image.
+    h, w = image_shape
+    cx, cy = matrix[0, 2], matrix[1, 2]
+    if not (-0.5 <= cx <= w - 0.5 and -0.5 <= cy <= h - 0.5):
+        raise GraspInputError(
+            f"K: expected its principal point within the {w}x{h} depth image, found ({cx:g}, {cy:g}): "
+            "intrinsics of another resolution? (scale fx, fy, cx, cy by the depth image's size over theirs)"
+        )
+    return matrix
+
+
+def _checked_pose(world_from_camera: object) -> np.ndarray:
+    """The camera's pose as an array, refused unless a finite rigid 4 x 4 transform."""
+    pose = _as_array("world_from_camera", world_from_camera, "a 4 x 4 pose")
+    if pose.shape != (4, 4):
+        raise GraspInputError(f"world_from_camera: expected a 4 x 4 pose, found shape {pose.shape}")
+    if not np.isfinite(pose).all():
+        raise GraspInputError(
+            f"world_from_camera: expected finite numbers, found {np.round(pose, 4).tolist()}"
+        )
+    if not np.allclose(pose[3], (0, 0, 0, 1), atol=1e-9):
+        raise GraspInputError(
+            f"world_from_camera: expected the last row [0, 0, 0, 1], found {pose[3].tolist()}"
+        )
+    rotation = pose[:3, :3]
+    off = float(np.abs(rotation.T @ rotation - np.eye(3)).max())
+    determinant = float(np.linalg.det(rotation))
+    if off > ROTATION_TOLERANCE or determinant <= 0:
+        raise GraspInputError(
+            "world_from_camera: expected a rotation in its top-left 3 x 3 (orthonormal, determinant +1), "
+            f"found R^T R {off:.3g} off the identity and determinant {determinant:.3g} (scaled, sheared "
+            "or mirrored)"
+        )
+    return pose
+
+
+def _checked_boxes(boxes: object) -> np.ndarray:
+    """Boxes as an N x 4 array of pixels; a NaN or inverted one is left to its detection's reason."""
+    hint = ": pass its .xyxy (and .class_names)" if hasattr(boxes, "xyxy") else ""  # a Detections message
+    array = _as_array("boxes", boxes, "N x 4 numbers (x1, y1, x2, y2 pixels)", hint)
+    if array.size % 4 or (array.ndim > 1 and array.shape[-1] != 4):
+        raise GraspInputError(f"boxes: expected N x 4 (x1, y1, x2, y2 pixels), found shape {array.shape}")
+    return array.reshape(-1, 4)
+
+
+def _checked_names(class_names: object, count: int) -> list[str]:
+    """One name per box ("" each without names)."""
+    if class_names is None:
+        return [""] * count
+    # A str is a sequence of characters: "cube" for one box counted four names.
+    if isinstance(class_names, str) or not isinstance(class_names, Iterable):
+        raise GraspInputError(
+            f"class_names: expected one name per box, found a {type(class_names).__name__} ({class_names!r})"
+        )
+    names = list(class_names)
+    if len(names) != count:
+        raise GraspInputError(f"class_names: expected one per box ({count}), found {len(names)}")
+    for index, name in enumerate(names):
+        if not isinstance(name, str):
+            raise GraspInputError(
+                f"class_names: expected a str per box, found {type(name).__name__} {name!r} at {index}"
+            )
+    return [str(name) for name in names]  # numpy's str_ as plain str, as Grasp.class_name is typed
 
 
 def _in_world(point: np.ndarray, height: float, plane: Plane, e1: np.ndarray, e2: np.ndarray) -> np.ndarray:
