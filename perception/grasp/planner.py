@@ -256,6 +256,9 @@ class GraspPlanner:
         r0, r1, c0, c1 = _cells(box, s, h, w)
         if c1 <= c0 or r1 <= r0:
             return f"box {np.round(box, 1).tolist()} lies outside the {w * s}x{h * s} depth image"
+        too_far = self._too_far_to_measure(grid, (r0, r1, c0, c1))
+        if too_far:
+            return too_far
         above = grid.above
         standing_here = above[r0:r1, c0:c1]
         if int(standing_here.sum()) < self.min_points:
@@ -308,6 +311,26 @@ class GraspPlanner:
             # neighbours are, it costs a fifth as much.
             unpushed.append(_Unpushed(index, name, _thinned(flat, standing)[0], top, near_flat, near_heights))
         return found
+
+    def _too_far_to_measure(self, grid: _Grid, cells: tuple[int, int, int, int]) -> str:
+        """Why the object in these cells lies too far for its width to be measured, or "": its grid
+        cells, step * z / f apart at depth z, would lie further apart than the gripper opens even at its
+        nearest reading, so whatever fits the opening is at most one cell across. No table within an arm's
+        reach is that far (for the Panda's 7.8 cm opening, the simulator's 640 x 480 camera and step 2:
+        17 m); depth in millimetres read as metres is, hundreds of metres."""
+        r0, r1, c0, c1 = cells
+        readings = grid.depth[r0:r1, c0:c1][grid.valid[r0:r1, c0:c1]]
+        if not len(readings):
+            return ""  # holes: the count of points above the table says so
+        nearest = float(readings.min())
+        spacing = grid.step * nearest / max(grid.K[0, 0], grid.K[1, 1])
+        if spacing <= self.gripper.max_opening:
+            return ""
+        return (
+            f"its nearest depth reading is {nearest:.3g} m away, where depth cells lie {spacing:.3g} m "
+            f"apart, more than the gripper's {self.gripper.max_opening:g} m opening: is the depth in millimetres? "
+            "(expected metres)"
+        )
 
     def _neighbours(
         self, grid: _Grid, flat: np.ndarray, middle: np.ndarray, lowest: float

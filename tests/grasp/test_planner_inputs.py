@@ -34,6 +34,21 @@ def test_depth_in_a_cameras_integer_units_is_refused_with_how_to_make_metres():
     )
 
 
+def test_depth_in_millimetres_as_floats_is_a_reason_naming_the_distance_and_the_unit():
+    """Every object lies too far for a width to be measured: its depth cells are further apart than the
+    gripper opens. It was "outside the workspace at (-538.27, -114.10)", in Plan.outside."""
+    depth, pose, boxes = scene()
+    plan = GraspPlanner().plan(depth * 1000, K, pose, boxes)
+    assert plan.grasps == [] and plan.outside == []
+    ((index, reason),) = plan.rejected
+    assert index == 0 and reason.startswith("its nearest depth reading is 650 m away, where depth cells")
+    assert reason.endswith(
+        "more than the gripper's 0.078 m opening: is the depth in millimetres? (expected metres)"
+    )
+    # In metres, the cube is grasped.
+    assert GraspPlanner().plan(depth, K, pose, boxes).grasps
+
+
 def test_intrinsics_of_another_resolution_or_not_a_pinhole_are_refused():
     depth, pose, boxes = scene()
     twice = np.diag([2.0, 2.0, 1.0]) @ K  # the colour stream's at twice the depth's resolution
