@@ -26,9 +26,10 @@ from its neighbours or turn it.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import cv2
 import numpy as np
@@ -43,6 +44,20 @@ from perception.grasp.push import plan_pushes
 class GraspInputError(PerceptError, ValueError):
     """An argument of GraspPlanner.plan or a planner setting that cannot be right: names it, what was
     expected and what was found. A ValueError, as the planner's refusals of wrong shapes always were."""
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _refuse_unless(ok: bool, setting: str, expected: str, value: object) -> None:
+    if not ok:
+        raise GraspInputError(f"{setting}: expected {expected}, found {value!r}")
+
+
+# The widest parallel-jaw hands open about 0.3 m (long-stroke industrial grippers; the Panda's 0.08, a
+# Robotiq 2F-140's 0.14): a gripper dimension over this is in millimetres, not metres.
+GRIPPER_MAX_SIZE = 0.5
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,16 @@ class Gripper:
     hand_length: float = 0.208  # its extent along the closing direction
     hand_width: float = 0.064  # and across it
 
+    def __post_init__(self) -> None:
+        for setting in fields(self):
+            value = getattr(self, setting.name)
+            may_be_zero = setting.name in ("clearance", "palm_height")
+            ok = (
+                _is_number(value) and (value >= 0 if may_be_zero else value > 0) and value <= GRIPPER_MAX_SIZE
+            )
+            expected = f"metres in {'[' if may_be_zero else '('}0, {GRIPPER_MAX_SIZE:g}]"
+            _refuse_unless(ok, f"Gripper.{setting.name}", expected, value)
+
 
 @dataclass(frozen=True)
 class Workspace:
@@ -76,7 +101,10 @@ class Workspace:
         for name in ("x", "y"):
             bounds = getattr(self, name)
             if not (isinstance(bounds, tuple | list) and len(bounds) == 2 and bounds[0] <= bounds[1]):
-                raise ValueError(f"Workspace.{name}: expected (least, most) metres, found {bounds!r}")
+                raise GraspInputError(f"Workspace.{name}: expected (least, most) metres, found {bounds!r}")
+        for name in ("max_height", "reach"):
+            value = getattr(self, name)
+            _refuse_unless(_is_number(value) and value > 0, f"Workspace.{name}", "metres over 0", value)
 
     def refuses(self, point: np.ndarray, top: float) -> str:
         """Why an object centred at `point` (world) with this top height is not to be picked; "" if it is."""
@@ -155,6 +183,32 @@ class GraspPlanner:
     # between objects (the grid's cells are 2-3 mm apart: a rounded side's slope stays under it)
     seed: int = 0
     pushes: bool = True  # plan pushes for objects without a feasible grasp
+
+    def __post_init__(self) -> None:
+        def integer_from(least: int, name: str) -> None:
+            value = getattr(self, name)
+            ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= least
+            _refuse_unless(ok, f"GraspPlanner.{name}", f"an integer, {least} or more", value)
+
+        def metres_under_max_height(name: str) -> None:
+            value, most = getattr(self, name), self.workspace.max_height
+            ok = _is_number(value) and 0 < value < most
+            _refuse_unless(ok, f"GraspPlanner.{name}", f"metres over 0, under max_height {most:g}", value)
+
+        integer_from(1, "step")
+        # A footprint of fewer than 3 points has no area: no width to measure across it.
+        integer_from(3, "min_points")
+        integer_from(1, "grasp_heights")
+        # A cap on the grasps a pick loop is offered per object (_distinct stops when it is reached): 0
+        # is never reached, and kept every candidate.
+        integer_from(1, "per_object")
+        metres_under_max_height("min_height")
+        metres_under_max_height("jump")
+        # Past the half-turn no angle but the narrow axis is tried; past a whole turn, not even that
+        # (round(180 / step) angles).
+        angle = self.angle_step_deg
+        ok = _is_number(angle) and 0 < angle <= 180
+        _refuse_unless(ok, "GraspPlanner.angle_step_deg", "degrees over 0, 180 at most", angle)
 
     def plan(
         self,

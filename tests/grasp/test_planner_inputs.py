@@ -1,4 +1,4 @@
-"""What the grasp planner refuses, and with what words: inputs that cannot be right raise
+"""What the grasp planner refuses, and with what words: inputs and settings that cannot be right raise
 GraspInputError (a ValueError) naming the thing; a bad detection is a reason in the plan. No processes."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from test_grasp_planner import H, K, W, box_pixels, camera_looking_down, render
 
-from perception.grasp import GraspInputError, GraspPlanner
+from perception.grasp import GraspInputError, GraspPlanner, Gripper, Workspace
 
 
 def scene() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -134,3 +134,56 @@ def test_a_detections_message_for_boxes_is_told_what_to_pass():
         "boxes: expected N x 4 numbers (x1, y1, x2, y2 pixels), found Detections: pass its .xyxy (and .class_names)",
         lambda: GraspPlanner().plan(depth, K, pose, detections),  # type: ignore[arg-type]
     )
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Gripper(max_opening=78), "Gripper.max_opening: expected metres in (0, 0.5], found 78"),
+        (lambda: Gripper(max_opening=-0.08), "Gripper.max_opening: expected metres in (0, 0.5], found -0.08"),
+        (lambda: Gripper(max_opening=0), "Gripper.max_opening: expected metres in (0, 0.5], found 0"),
+        (lambda: Gripper(hand_length=208), "Gripper.hand_length: expected metres in (0, 0.5], found 208"),
+        (lambda: Gripper(clearance=-0.001), "Gripper.clearance: expected metres in [0, 0.5], found -0.001"),
+        (lambda: Gripper(pad_width="22"), "Gripper.pad_width: expected metres in (0, 0.5], found '22'"),
+        (lambda: Workspace(max_height=0), "Workspace.max_height: expected metres over 0, found 0"),
+        (lambda: Workspace(reach=-1.0), "Workspace.reach: expected metres over 0, found -1.0"),
+        (lambda: GraspPlanner(step=0), "GraspPlanner.step: expected an integer, 1 or more, found 0"),
+        (lambda: GraspPlanner(step=1.5), "GraspPlanner.step: expected an integer, 1 or more, found 1.5"),
+        (
+            lambda: GraspPlanner(angle_step_deg=0),
+            "GraspPlanner.angle_step_deg: expected degrees over 0, 180 at most, found 0",
+        ),
+        (
+            lambda: GraspPlanner(angle_step_deg=-15),
+            "GraspPlanner.angle_step_deg: expected degrees over 0, 180 at most, found -15",
+        ),
+        (
+            lambda: GraspPlanner(per_object=0),
+            "GraspPlanner.per_object: expected an integer, 1 or more, found 0",
+        ),
+        (
+            lambda: GraspPlanner(grasp_heights=0),
+            "GraspPlanner.grasp_heights: expected an integer, 1 or more, found 0",
+        ),
+        (
+            lambda: GraspPlanner(min_points=2),
+            "GraspPlanner.min_points: expected an integer, 3 or more, found 2",
+        ),
+        (
+            lambda: GraspPlanner(min_height=8),
+            "GraspPlanner.min_height: expected metres over 0, under max_height 0.3, found 8",
+        ),
+        (
+            lambda: GraspPlanner(jump=0),
+            "GraspPlanner.jump: expected metres over 0, under max_height 0.3, found 0",
+        ),
+    ],
+)
+def test_settings_out_of_range_are_refused_at_construction_naming_the_setting_and_unit(make, message):
+    refused(message, make)
+
+
+def test_settings_at_the_edges_of_their_ranges_are_taken():
+    Gripper(clearance=0.0, palm_height=0.0, max_opening=0.5)
+    GraspPlanner(step=np.int64(1), angle_step_deg=180, per_object=1, grasp_heights=1, min_points=3)
+    GraspPlanner(workspace=Workspace(max_height=1.0), min_height=0.5, jump=0.5)
