@@ -62,18 +62,25 @@ GRIPPER_MAX_SIZE = 0.5
 
 @dataclass(frozen=True)
 class Gripper:
-    """A parallel-jaw gripper: the Panda hand by default (measured in PyBullet, field notes)."""
+    """A parallel-jaw gripper, in metres: the Panda hand by default (measured in PyBullet, field notes).
 
-    max_opening: float = 0.078  # metres between the pads, fully open
-    pad_width: float = 0.022  # pad extent across the closing direction
-    pad_thickness: float = 0.012  # along the closing direction
-    finger_length: float = 0.045  # how deep the fingers reach below the grasp point's top
-    clearance: float = 0.008  # free space wanted each side of the object at the opening
-    # The hand's body above the fingers (the Panda's collision mesh): nothing may stand higher than its
-    # underside within its footprint, or the hand comes down on it before the fingers reach the grasp.
-    palm_height: float = 0.039  # the hand's underside above the grasp point
-    hand_length: float = 0.208  # its extent along the closing direction
-    hand_width: float = 0.064  # and across it
+    max_opening: between the pads, fully open. pad_width: a pad's extent across the closing direction;
+    pad_thickness: along it. finger_length: how deep the fingers reach below the grasp point's top.
+    clearance: free space wanted each side of the object at the opening. palm_height, hand_length,
+    hand_width: the hand's body above the fingers (the Panda's collision mesh): its underside's height
+    above the grasp point, its extent along the closing direction and across it; nothing may stand
+    higher than its underside within its footprint, or the hand comes down on it before the fingers
+    reach the grasp. Each is refused outside (0, GRIPPER_MAX_SIZE] metres (clearance and palm_height
+    may be 0)."""
+
+    max_opening: float = 0.078
+    pad_width: float = 0.022
+    pad_thickness: float = 0.012
+    finger_length: float = 0.045
+    clearance: float = 0.008
+    palm_height: float = 0.039
+    hand_length: float = 0.208
+    hand_width: float = 0.064
 
     def __post_init__(self) -> None:
         for setting in fields(self):
@@ -88,14 +95,17 @@ class Gripper:
 
 @dataclass(frozen=True)
 class Workspace:
-    """Where objects may be picked from: world x and y bounds of an object's footprint centre, how far
-    from the arm's base (the world origin) in x and y the arm reaches down to the table, and the most an
-    object may stand above the plane (taller things are the arm, or not on the table)."""
+    """Where objects may be picked from, in the world frame, metres.
+
+    x, y: (least, most) bounds of an object's footprint centre. max_height: the most an object may
+    stand above the plane (taller things are the arm, or not on the table). reach: how far from the
+    arm's base (the world origin) in x and y the arm reaches down to the table. An object outside these
+    is listed in Plan.outside, not picked. Unbounded by default but for max_height."""
 
     x: tuple[float, float] = (-math.inf, math.inf)
     y: tuple[float, float] = (-math.inf, math.inf)
     max_height: float = 0.30
-    reach: float = math.inf  # metres
+    reach: float = math.inf
 
     def __post_init__(self) -> None:
         for name in ("x", "y"):
@@ -135,13 +145,25 @@ PUSH_MARGIN = 0.05  # metres inside the workspace's bounds that a pushed object'
 
 @dataclass(frozen=True)
 class Grasp:
-    position: tuple[float, float, float]  # world, between the fingertips
-    orientation: tuple[float, float, float, float]  # x, y, z, w; the hand's z axis is the approach
-    width: float  # opening to command, metres
-    quality: float  # 0-1
-    detection: int  # index of the detection it grasps
+    """One parallel-jaw grasp, in the world frame (that of world_from_camera), metres.
+
+    position: the point between the fingertips at the grasp height. orientation: the hand's, a unit
+    quaternion (x, y, z, w): its z axis the approach (into the table, along its normal), its y axis the
+    closing direction (the Panda's convention). width: the opening to command: the held part's extent
+    across, the gripper's clearance each side, and up to OPEN_MARGIN more each side where nothing stands
+    there; at most the gripper's max_opening. quality: 0-1, from room to spare in the opening (up to
+    0.5), closing across an elongated object's narrow axis (0.3) and free room round the pads (0.2);
+    grasps are ranked by it. detection: the index of its box in plan()'s boxes; class_name: that box's
+    name ("" without names). closing: the unit direction the fingers close along (the hand's y axis;
+    either sign, the jaws are symmetric)."""
+
+    position: tuple[float, float, float]
+    orientation: tuple[float, float, float, float]
+    width: float
+    quality: float
+    detection: int
     class_name: str
-    closing: tuple[float, float, float]  # unit direction the fingers close along (world)
+    closing: tuple[float, float, float]
 
 
 @dataclass(frozen=True)
@@ -159,30 +181,67 @@ class Push:
 
 @dataclass
 class Plan:
-    grasps: list[Grasp] = field(default_factory=list)  # best first
-    rejected: list[tuple[int, str]] = field(default_factory=list)  # (detection index, reason)
-    pushes: list[Push] = field(default_factory=list)  # for rejected objects when no grasp is left, best first
-    outside: list[tuple[int, str]] = field(default_factory=list)  # not in the workspace: not to pick
+    """What GraspPlanner.plan found for one frame: each detection has grasps (up to `per_object`), or
+    is in rejected or in outside.
+
+    grasps: the feasible grasps, best (highest quality) first. rejected: (detection index, reason) for
+    each detection without one: a box that is empty, not finite or off the image, holes in the depth,
+    an object too far to measure (depth in millimetres?), no grasp that fits, each grasp failed before.
+    outside: (detection index, reason) for objects outside the workspace or taller than its max_height:
+    not to be picked here, so neither grasped nor pushed. pushes: only when no detection has a grasp,
+    pushes for the objects rejected after a search for grasps (none fits, or each failed before), best
+    first. plane: the table's plane in the world frame (n . p + d = 0, n towards the camera); None when
+    too little of the depth lies outside the boxes to find it. planning_ms: how long plan() took."""
+
+    grasps: list[Grasp] = field(default_factory=list)
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    pushes: list[Push] = field(default_factory=list)
+    outside: list[tuple[int, str]] = field(default_factory=list)
     plane: Plane | None = None
     planning_ms: float = 0.0
 
 
 @dataclass
 class GraspPlanner:
+    """Ranked parallel-jaw grasps from one depth frame and its detections (the module's docstring says
+    how), for `gripper` within `workspace`.
+
+    plan(depth, K, world_from_camera, boxes, class_names=None, failed=()) takes:
+      depth: H x W floats, metres along the optical axis (NaN or 0 where there is no reading),
+        registered to the image the boxes were found in. Integer depth (a camera's raw millimetres) is
+        refused: multiply it by the camera's depth scale first.
+      K: that image's 3 x 3 intrinsics [[fx, 0, cx], [0, fy, cy], [0, 0, 1]], pixels.
+      world_from_camera: the 4 x 4 rigid transform from the camera's optical frame (OpenCV axes: x
+        right, y down, z forward) to the world frame the grasps are wanted in.
+      boxes: N x 4 pixels (x1, y1, x2, y2); class_names: one str per box, or None.
+    It returns a Plan: grasps in the world frame, metres, and a reason for every detection without one.
+    Inputs that cannot be right (a wrong shape, integer depth, a principal point off the image, a
+    non-finite K or pose, a pose that is not rigid, a str for the names) raise GraspInputError, a
+    ValueError; what is wrong with one detection (a NaN or inverted box, one off the image, holes in
+    its depth) is a reason in Plan.rejected.
+
+    Settings: step: use every step-th pixel each way (1 or more). min_height: metres above the table a
+    point stands to belong to an object. min_points: fewer points of an object than this (3 or more)
+    and it has no grasp. angle_step_deg: in-plane angles tried round the half-turn, from the narrow axis
+    (0-180). grasp_heights: heights tried, from as deep as the fingers reach up to MIN_GRIP_DEPTH below
+    the top (1 or more). per_object: grasps kept per object, distinct, so a pick loop has another to try
+    (1 or more). jump: metres: a height step this large between neighbouring grid cells is an edge
+    between objects (the grid's cells are 2-3 mm apart: a rounded side's slope stays under it).
+    min_height and jump must be under the workspace's max_height: no object in it could stand higher
+    or make a larger step. seed: the plane fit's random draws. pushes: plan pushes for objects without
+    a feasible grasp."""
+
     gripper: Gripper = field(default_factory=Gripper)
     workspace: Workspace = field(default_factory=Workspace)
-    step: int = 2  # use every step-th pixel in each direction
-    min_height: float = 0.008  # points this far above the plane belong to objects
-    min_points: int = 12  # fewer object points than this: no grasp
-    angle_step_deg: float = 15.0  # in-plane angles tried round the whole half-turn, from the narrow axis
-    grasp_heights: int = (
-        3  # heights tried, from as deep as the fingers reach up to MIN_GRIP_DEPTH below the top
-    )
-    per_object: int = 3  # feasible candidates kept per object, so a pick loop has another to try
-    jump: float = 0.01  # metres: a height step this large between neighbouring grid cells is an edge
-    # between objects (the grid's cells are 2-3 mm apart: a rounded side's slope stays under it)
+    step: int = 2
+    min_height: float = 0.008
+    min_points: int = 12
+    angle_step_deg: float = 15.0
+    grasp_heights: int = 3
+    per_object: int = 3
+    jump: float = 0.01
     seed: int = 0
-    pushes: bool = True  # plan pushes for objects without a feasible grasp
+    pushes: bool = True
 
     def __post_init__(self) -> None:
         def integer_from(least: int, name: str) -> None:
@@ -219,8 +278,7 @@ class GraspPlanner:
         class_names: Sequence[str] | np.ndarray | None = None,
         failed: Iterable[tuple[np.ndarray, np.ndarray]] = (),
     ) -> Plan:
-        """Grasps for the detected objects (boxes: N x 4 pixels) in a metric depth image (NaN or 0 for
-        no reading); K the 3 x 3 intrinsics; world_from_camera the 4 x 4 optical-frame pose. `failed`:
+        """Grasps for the detected objects (the class's docstring says what each argument is). `failed`:
         grasps (world position, closing direction) that failed since the scene last moved
         (perception.grasp.FailedGrasps); none is offered again, and an object whose every grasp repeats
         one is rejected. Pushes are planned only when no grasp is left to offer: a loop grasps first."""
