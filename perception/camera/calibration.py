@@ -95,6 +95,12 @@ def _matrix(doc: dict[str, Any], key: str, shape: tuple[int, int] | None, path: 
 
 
 def load_calibration(path: str | Path) -> Calibration:
+    """A camera's calibration from a file: ROS camera_calibration YAML (the layout in the module's
+    docstring), OpenCV's FileStorage YAML or a Kalibr camchain of one pinhole camera, told apart by what
+    the file holds. Whatever the format, it has a positive image size, finite positive focal lengths and
+    a known distortion model (plumb_bob, rational_polynomial or equidistant) with as many finite
+    coefficients as that model takes; otherwise CalibrationError, naming the file and the key. For a
+    source that delivers another size of the same aspect ratio, Calibration.scaled."""
     path = Path(path)
     try:
         text = path.read_text()

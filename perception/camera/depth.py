@@ -36,6 +36,12 @@ class DepthFrame:
 
 
 class DepthSource(Protocol):
+    """What a depth camera driver offers (DRIVERS names them). open(): connect, or raise
+    DepthCameraMissing when no such device is connected (it may be plugged in later) and
+    DepthCameraError for a mode or recording it cannot open. read(timeout_s): the next DepthFrame
+    (colour, depth in metres registered to it, the colour camera's K and distortion), or None when none
+    came within timeout_s, as after a recording's last frame. close(): release the device."""
+
     def open(self) -> None: ...
     def read(self, timeout_s: float) -> DepthFrame | None: ...
     def close(self) -> None: ...

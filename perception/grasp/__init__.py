@@ -10,7 +10,7 @@ from perception.grasp.pick_policy import (
     PickPolicy,
     first_untried,
 )
-from perception.grasp.planner import Grasp, GraspPlanner, Gripper, Plan, Push, Workspace
+from perception.grasp.planner import Grasp, GraspInputError, GraspPlanner, Gripper, Plan, Push, Workspace
 
 __all__ = [
     "GRASP",
@@ -18,6 +18,7 @@ __all__ = [
     "Action",
     "FailedGrasps",
     "Grasp",
+    "GraspInputError",
     "GraspPlanner",
     "Gripper",
     "PickLimits",

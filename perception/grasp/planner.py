@@ -26,51 +26,95 @@ from its neighbours or turn it.
 from __future__ import annotations
 
 import math
+import numbers
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields
 
 import cv2
 import numpy as np
 
+from perception.errors import PerceptError
 from perception.geometry import back_project_slopes, quaternion_from_matrix
 from perception.grasp.geometry import Plane, fit_plane
 from perception.grasp.pick_policy import repeats
 from perception.grasp.push import plan_pushes
 
 
+class GraspInputError(PerceptError, ValueError):
+    """An argument of GraspPlanner.plan or a planner setting that cannot be right: names it, what was
+    expected and what was found. A ValueError, as the planner's refusals of wrong shapes always were."""
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _refuse_unless(ok: bool, setting: str, expected: str, value: object) -> None:
+    if not ok:
+        raise GraspInputError(f"{setting}: expected {expected}, found {value!r}")
+
+
+# The widest parallel-jaw hands open about 0.3 m (long-stroke industrial grippers; the Panda's 0.08, a
+# Robotiq 2F-140's 0.14): a gripper dimension over this is in millimetres, not metres.
+GRIPPER_MAX_SIZE = 0.5
+
+
 @dataclass(frozen=True)
 class Gripper:
-    """A parallel-jaw gripper: the Panda hand by default (measured in PyBullet, field notes)."""
+    """A parallel-jaw gripper, in metres: the Panda hand by default (measured in PyBullet, field notes).
 
-    max_opening: float = 0.078  # metres between the pads, fully open
-    pad_width: float = 0.022  # pad extent across the closing direction
-    pad_thickness: float = 0.012  # along the closing direction
-    finger_length: float = 0.045  # how deep the fingers reach below the grasp point's top
-    clearance: float = 0.008  # free space wanted each side of the object at the opening
-    # The hand's body above the fingers (the Panda's collision mesh): nothing may stand higher than its
-    # underside within its footprint, or the hand comes down on it before the fingers reach the grasp.
-    palm_height: float = 0.039  # the hand's underside above the grasp point
-    hand_length: float = 0.208  # its extent along the closing direction
-    hand_width: float = 0.064  # and across it
+    max_opening: between the pads, fully open. pad_width: a pad's extent across the closing direction;
+    pad_thickness: along it. finger_length: how deep the fingers reach below the grasp point's top.
+    clearance: free space wanted each side of the object at the opening. palm_height, hand_length,
+    hand_width: the hand's body above the fingers (the Panda's collision mesh): its underside's height
+    above the grasp point, its extent along the closing direction and across it; nothing may stand
+    higher than its underside within its footprint, or the hand comes down on it before the fingers
+    reach the grasp. Each is refused outside (0, GRIPPER_MAX_SIZE] metres (clearance and palm_height
+    may be 0)."""
+
+    max_opening: float = 0.078
+    pad_width: float = 0.022
+    pad_thickness: float = 0.012
+    finger_length: float = 0.045
+    clearance: float = 0.008
+    palm_height: float = 0.039
+    hand_length: float = 0.208
+    hand_width: float = 0.064
+
+    def __post_init__(self) -> None:
+        for setting in fields(self):
+            value = getattr(self, setting.name)
+            may_be_zero = setting.name in ("clearance", "palm_height")
+            ok = (
+                _is_number(value) and (value >= 0 if may_be_zero else value > 0) and value <= GRIPPER_MAX_SIZE
+            )
+            expected = f"metres in {'[' if may_be_zero else '('}0, {GRIPPER_MAX_SIZE:g}]"
+            _refuse_unless(ok, f"Gripper.{setting.name}", expected, value)
 
 
 @dataclass(frozen=True)
 class Workspace:
-    """Where objects may be picked from: world x and y bounds of an object's footprint centre, how far
-    from the arm's base (the world origin) in x and y the arm reaches down to the table, and the most an
-    object may stand above the plane (taller things are the arm, or not on the table)."""
+    """Where objects may be picked from, in the world frame, metres.
+
+    x, y: (least, most) bounds of an object's footprint centre. max_height: the most an object may
+    stand above the plane (taller things are the arm, or not on the table). reach: how far from the
+    arm's base (the world origin) in x and y the arm reaches down to the table. An object outside these
+    is listed in Plan.outside, not picked. Unbounded by default but for max_height."""
 
     x: tuple[float, float] = (-math.inf, math.inf)
     y: tuple[float, float] = (-math.inf, math.inf)
     max_height: float = 0.30
-    reach: float = math.inf  # metres
+    reach: float = math.inf
 
     def __post_init__(self) -> None:
         for name in ("x", "y"):
             bounds = getattr(self, name)
             if not (isinstance(bounds, tuple | list) and len(bounds) == 2 and bounds[0] <= bounds[1]):
-                raise ValueError(f"Workspace.{name}: expected (least, most) metres, found {bounds!r}")
+                raise GraspInputError(f"Workspace.{name}: expected (least, most) metres, found {bounds!r}")
+        for name in ("max_height", "reach"):
+            value = getattr(self, name)
+            _refuse_unless(_is_number(value) and value > 0, f"Workspace.{name}", "metres over 0", value)
 
     def refuses(self, point: np.ndarray, top: float) -> str:
         """Why an object centred at `point` (world) with this top height is not to be picked; "" if it is."""
@@ -101,13 +145,25 @@ PUSH_MARGIN = 0.05  # metres inside the workspace's bounds that a pushed object'
 
 @dataclass(frozen=True)
 class Grasp:
-    position: tuple[float, float, float]  # world, between the fingertips
-    orientation: tuple[float, float, float, float]  # x, y, z, w; the hand's z axis is the approach
-    width: float  # opening to command, metres
-    quality: float  # 0-1
-    detection: int  # index of the detection it grasps
+    """One parallel-jaw grasp, in the world frame (that of world_from_camera), metres.
+
+    position: the point between the fingertips at the grasp height. orientation: the hand's, a unit
+    quaternion (x, y, z, w): its z axis the approach (into the table, along its normal), its y axis the
+    closing direction (the Panda's convention). width: the opening to command: the held part's extent
+    across, the gripper's clearance each side, and up to OPEN_MARGIN more each side where nothing stands
+    there; at most the gripper's max_opening. quality: 0-1, from room to spare in the opening (up to
+    0.5), closing across an elongated object's narrow axis (0.3) and free room round the pads (0.2);
+    grasps are ranked by it. detection: the index of its box in plan()'s boxes; class_name: that box's
+    name ("" without names). closing: the unit direction the fingers close along (the hand's y axis;
+    either sign, the jaws are symmetric)."""
+
+    position: tuple[float, float, float]
+    orientation: tuple[float, float, float, float]
+    width: float
+    quality: float
+    detection: int
     class_name: str
-    closing: tuple[float, float, float]  # unit direction the fingers close along (world)
+    closing: tuple[float, float, float]
 
 
 @dataclass(frozen=True)
@@ -125,30 +181,93 @@ class Push:
 
 @dataclass
 class Plan:
-    grasps: list[Grasp] = field(default_factory=list)  # best first
-    rejected: list[tuple[int, str]] = field(default_factory=list)  # (detection index, reason)
-    pushes: list[Push] = field(default_factory=list)  # for rejected objects when no grasp is left, best first
-    outside: list[tuple[int, str]] = field(default_factory=list)  # not in the workspace: not to pick
+    """What GraspPlanner.plan found for one frame: each detection has grasps (up to `per_object`), or
+    is in rejected or in outside.
+
+    grasps: the feasible grasps, best (highest quality) first. rejected: (detection index, reason) for
+    each detection without one: a box that is empty, not finite or off the image, holes in the depth,
+    an object too far to measure (depth in millimetres?), no grasp that fits, each grasp failed before.
+    outside: (detection index, reason) for objects outside the workspace or taller than its max_height:
+    not to be picked here, so neither grasped nor pushed. pushes: only when no detection has a grasp,
+    pushes for the objects rejected after a search for grasps (none fits, or each failed before), best
+    first. plane: the table's plane in the world frame (n . p + d = 0, n towards the camera); None when
+    too little of the depth lies outside the boxes to find it. planning_ms: how long plan() took."""
+
+    grasps: list[Grasp] = field(default_factory=list)
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    pushes: list[Push] = field(default_factory=list)
+    outside: list[tuple[int, str]] = field(default_factory=list)
     plane: Plane | None = None
     planning_ms: float = 0.0
 
 
 @dataclass
 class GraspPlanner:
+    """Ranked parallel-jaw grasps from one depth frame and its detections (the module's docstring says
+    how), for `gripper` within `workspace`.
+
+    plan(depth, K, world_from_camera, boxes, class_names=None, failed=()) takes:
+      depth: H x W floats, metres along the optical axis (NaN or 0 where there is no reading),
+        registered to the image the boxes were found in. Integer depth (a camera's raw millimetres) is
+        refused: multiply it by the camera's depth scale first.
+      K: that image's 3 x 3 intrinsics [[fx, 0, cx], [0, fy, cy], [0, 0, 1]], pixels.
+      world_from_camera: the 4 x 4 rigid transform from the camera's optical frame (OpenCV axes: x
+        right, y down, z forward) to the world frame the grasps are wanted in.
+      boxes: N x 4 pixels (x1, y1, x2, y2); class_names: one str per box, or None.
+    It returns a Plan: grasps in the world frame, metres, and a reason for every detection without one.
+    Inputs that cannot be right (a wrong shape, integer depth, a principal point off the image, a
+    non-finite K or pose, a pose that is not rigid, a str for the names) raise GraspInputError, a
+    ValueError; what is wrong with one detection (a NaN or inverted box, one off the image, holes in
+    its depth) is a reason in Plan.rejected.
+
+    Settings: step: use every step-th pixel each way (1 or more). min_height: metres above the table a
+    point stands to belong to an object. min_points: fewer points of an object than this (3 or more)
+    and it has no grasp. angle_step_deg: in-plane angles tried round the half-turn, from the narrow axis
+    (0-180). grasp_heights: heights tried, from as deep as the fingers reach up to MIN_GRIP_DEPTH below
+    the top (1 or more). per_object: grasps kept per object, distinct, so a pick loop has another to try
+    (1 or more). jump: metres: a height step this large between neighbouring grid cells is an edge
+    between objects (the grid's cells are 2-3 mm apart: a rounded side's slope stays under it).
+    min_height and jump must be under the workspace's max_height: no object in it could stand higher
+    or make a larger step. seed: the plane fit's random draws. pushes: plan pushes for objects without
+    a feasible grasp."""
+
     gripper: Gripper = field(default_factory=Gripper)
     workspace: Workspace = field(default_factory=Workspace)
-    step: int = 2  # use every step-th pixel in each direction
-    min_height: float = 0.008  # points this far above the plane belong to objects
-    min_points: int = 12  # fewer object points than this: no grasp
-    angle_step_deg: float = 15.0  # in-plane angles tried round the whole half-turn, from the narrow axis
-    grasp_heights: int = (
-        3  # heights tried, from as deep as the fingers reach up to MIN_GRIP_DEPTH below the top
-    )
-    per_object: int = 3  # feasible candidates kept per object, so a pick loop has another to try
-    jump: float = 0.01  # metres: a height step this large between neighbouring grid cells is an edge
-    # between objects (the grid's cells are 2-3 mm apart: a rounded side's slope stays under it)
+    step: int = 2
+    min_height: float = 0.008
+    min_points: int = 12
+    angle_step_deg: float = 15.0
+    grasp_heights: int = 3
+    per_object: int = 3
+    jump: float = 0.01
     seed: int = 0
-    pushes: bool = True  # plan pushes for objects without a feasible grasp
+    pushes: bool = True
+
+    def __post_init__(self) -> None:
+        def integer_from(least: int, name: str) -> None:
+            value = getattr(self, name)
+            ok = isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= least
+            _refuse_unless(ok, f"GraspPlanner.{name}", f"an integer, {least} or more", value)
+
+        def metres_under_max_height(name: str) -> None:
+            value, most = getattr(self, name), self.workspace.max_height
+            ok = _is_number(value) and 0 < value < most
+            _refuse_unless(ok, f"GraspPlanner.{name}", f"metres over 0, under max_height {most:g}", value)
+
+        integer_from(1, "step")
+        # A footprint of fewer than 3 points has no area: no width to measure across it.
+        integer_from(3, "min_points")
+        integer_from(1, "grasp_heights")
+        # A cap on the grasps a pick loop is offered per object (_distinct stops when it is reached): 0
+        # is never reached, and kept every candidate.
+        integer_from(1, "per_object")
+        metres_under_max_height("min_height")
+        metres_under_max_height("jump")
+        # Past the half-turn no angle but the narrow axis is tried; past a whole turn, not even that
+        # (round(180 / step) angles).
+        angle = self.angle_step_deg
+        ok = _is_number(angle) and 0 < angle <= 180
+        _refuse_unless(ok, "GraspPlanner.angle_step_deg", "degrees over 0, 180 at most", angle)
 
     def plan(
         self,
@@ -156,32 +275,19 @@ class GraspPlanner:
         K: np.ndarray,
         world_from_camera: np.ndarray,
         boxes: np.ndarray,
-        class_names: list[str] | None = None,
+        class_names: Sequence[str] | np.ndarray | None = None,
         failed: Iterable[tuple[np.ndarray, np.ndarray]] = (),
     ) -> Plan:
-        """Grasps for the detected objects (boxes: N x 4 pixels) in a metric depth image (NaN or 0 for
-        no reading); K the 3 x 3 intrinsics; world_from_camera the 4 x 4 optical-frame pose. `failed`:
+        """Grasps for the detected objects (the class's docstring says what each argument is). `failed`:
         grasps (world position, closing direction) that failed since the scene last moved
         (perception.grasp.FailedGrasps); none is offered again, and an object whose every grasp repeats
         one is rejected. Pushes are planned only when no grasp is left to offer: a loop grasps first."""
         start = time.perf_counter()
-        depth = np.asarray(depth)
-        if depth.ndim != 2:
-            raise ValueError(f"depth: expected an H x W image in metres, found shape {depth.shape}")
-        K, world_from_camera = np.asarray(K, np.float64), np.asarray(world_from_camera, np.float64)
-        if K.shape != (3, 3):
-            raise ValueError(f"K: expected the 3 x 3 intrinsics, found shape {K.shape}")
-        if world_from_camera.shape != (4, 4):
-            raise ValueError(
-                f"world_from_camera: expected a 4 x 4 pose, found shape {world_from_camera.shape}"
-            )
-        boxes = np.asarray(boxes, np.float64)
-        if boxes.size % 4 or (boxes.ndim > 1 and boxes.shape[-1] != 4):
-            raise ValueError(f"boxes: expected N x 4 (x1, y1, x2, y2 pixels), found shape {boxes.shape}")
-        boxes = boxes.reshape(-1, 4)
-        names = list(class_names) if class_names else [""] * len(boxes)
-        if len(names) != len(boxes):
-            raise ValueError(f"class_names: expected one per box ({len(boxes)}), found {len(names)}")
+        depth = _checked_depth(depth)
+        K = _checked_intrinsics(K, depth.shape)
+        world_from_camera = _checked_pose(world_from_camera)
+        boxes = _checked_boxes(boxes)
+        names = _checked_names(class_names, len(boxes))
         result = Plan()
         grid = self._grid(depth, K, world_from_camera, boxes)
         if grid is None:
@@ -221,7 +327,7 @@ class GraspPlanner:
         sub[~valid] = 0.0
         grid = _Grid(s, sub, valid, K, world_from_camera)
         outside = valid.copy()
-        for box in boxes:
+        for box in boxes[np.isfinite(boxes).all(axis=1)]:  # a NaN box has no cells: its detection's reason
             r0, r1, c0, c1 = _cells(box, s, *sub.shape)
             outside[r0:r1, c0:c1] = False
         # Up to PLANE_POINTS cells outside the boxes, drawn at random: most of a frame is table, so a
@@ -262,6 +368,9 @@ class GraspPlanner:
         r0, r1, c0, c1 = _cells(box, s, h, w)
         if c1 <= c0 or r1 <= r0:
             return f"box {np.round(box, 1).tolist()} lies outside the {w * s}x{h * s} depth image"
+        too_far = self._too_far_to_measure(grid, (r0, r1, c0, c1))
+        if too_far:
+            return too_far
         above = grid.above
         standing_here = above[r0:r1, c0:c1]
         if int(standing_here.sum()) < self.min_points:
@@ -314,6 +423,26 @@ class GraspPlanner:
             # neighbours are, it costs a fifth as much.
             unpushed.append(_Unpushed(index, name, _thinned(flat, standing)[0], top, near_flat, near_heights))
         return found
+
+    def _too_far_to_measure(self, grid: _Grid, cells: tuple[int, int, int, int]) -> str:
+        """Why the object in these cells lies too far for its width to be measured, or "": its grid
+        cells, step * z / f apart at depth z, would lie further apart than the gripper opens even at its
+        nearest reading, so whatever fits the opening is at most one cell across. No table within an arm's
+        reach is that far (for the Panda's 7.8 cm opening, the simulator's 640 x 480 camera and step 2:
+        17 m); depth in millimetres read as metres is, hundreds of metres."""
+        r0, r1, c0, c1 = cells
+        readings = grid.depth[r0:r1, c0:c1][grid.valid[r0:r1, c0:c1]]
+        if not len(readings):
+            return ""  # holes: the count of points above the table says so
+        nearest = float(readings.min())
+        spacing = grid.step * nearest / max(grid.K[0, 0], grid.K[1, 1])
+        if spacing <= self.gripper.max_opening:
+            return ""
+        return (
+            f"its nearest depth reading is {nearest:.3g} m away, where depth cells lie {spacing:.3g} m "
+            f"apart, more than the gripper's {self.gripper.max_opening:g} m opening: is the depth in millimetres? "
+            "(expected metres)"
+        )
 
     def _neighbours(
         self, grid: _Grid, flat: np.ndarray, middle: np.ndarray, lowest: float
@@ -616,6 +745,116 @@ class GraspPlanner:
             class_name=name,
             closing=(float(close_world[0]), float(close_world[1]), float(close_world[2])),
         )
+
+
+# A rotation from a quaternion or a calibration is orthonormal to 1e-6; one typed to three decimals, to
+# about 3e-3. Further off (R^T R from the identity), it scales or shears the scene: a pose that is wrong.
+ROTATION_TOLERANCE = 1e-2
+
+
+def _as_array(name: str, value: object, expected: str, hint: str = "") -> np.ndarray:
+    try:
+        return np.asarray(value, np.float64)
+    except (TypeError, ValueError):
+        raise GraspInputError(f"{name}: expected {expected}, found {type(value).__name__}{hint}") from None
+
+
+def _checked_depth(depth: object) -> np.ndarray:
+    """The depth image as an array, refused unless H x W metres in floats."""
+    image = np.asarray(depth)
+    if image.ndim != 2:
+        raise GraspInputError(f"depth: expected an H x W image in metres, found shape {image.shape}")
+    if not np.issubdtype(image.dtype, np.floating):
+        # Integers are a camera's raw units (millimetres from a RealSense or a 16UC1 image): planned as
+        # metres they put the table hundreds of metres away, silently.
+        how = (
+            ": multiply by the camera's depth scale (usually 0.001) for metres"
+            if np.issubdtype(image.dtype, np.integer)
+            else ""
+        )
+        raise GraspInputError(f"depth: expected floats in metres, found {image.dtype}{how}")
+    return image
+
+
+def _checked_intrinsics(K: object, image_shape: tuple[int, ...]) -> np.ndarray:
+    """K as an array, refused unless the 3 x 3 pinhole intrinsics of an image of this shape."""
+    matrix = _as_array("K", K, "the 3 x 3 intrinsics")
+    if matrix.shape != (3, 3):
+        raise GraspInputError(f"K: expected the 3 x 3 intrinsics, found shape {matrix.shape}")
+    if not np.isfinite(matrix).all():
+        raise GraspInputError(f"K: expected finite numbers, found {np.round(matrix, 3).tolist()}")
+    fx, fy = matrix[0, 0], matrix[1, 1]
+    zeros_and_one = (matrix[1, 0], matrix[2, 0], matrix[2, 1], matrix[2, 2])
+    if not (fx > 0 and fy > 0 and np.allclose(zeros_and_one, (0, 0, 0, 1), atol=1e-9)):
+        transposed = " (transposed?)" if matrix[0, 2] == matrix[1, 2] == 0 else ""
+        raise GraspInputError(
+            "K: expected [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] with fx, fy over 0, found "
+            f"{np.round(matrix, 3).tolist()}{transposed}"
+        )
+    # Pixel centres are whole numbers, so the image spans -0.5 to W - 0.5. The principal point of
+    # another resolution's intrinsics (the colour stream's at twice the depth's) lands off the image.
+    h, w = image_shape
+    cx, cy = matrix[0, 2], matrix[1, 2]
+    if not (-0.5 <= cx <= w - 0.5 and -0.5 <= cy <= h - 0.5):
+        raise GraspInputError(
+            f"K: expected its principal point within the {w}x{h} depth image, found ({cx:g}, {cy:g}): "
+            "intrinsics of another resolution? (scale fx, fy, cx, cy by the depth image's size over theirs)"
+        )
+    return matrix
+
+
+def _checked_pose(world_from_camera: object) -> np.ndarray:
+    """The camera's pose as an array, refused unless a finite rigid 4 x 4 transform."""
+    pose = _as_array("world_from_camera", world_from_camera, "a 4 x 4 pose")
+    if pose.shape != (4, 4):
+        raise GraspInputError(f"world_from_camera: expected a 4 x 4 pose, found shape {pose.shape}")
+    if not np.isfinite(pose).all():
+        raise GraspInputError(
+            f"world_from_camera: expected finite numbers, found {np.round(pose, 4).tolist()}"
+        )
+    if not np.allclose(pose[3], (0, 0, 0, 1), atol=1e-9):
+        raise GraspInputError(
+            f"world_from_camera: expected the last row [0, 0, 0, 1], found {pose[3].tolist()}"
+        )
+    rotation = pose[:3, :3]
+    off = float(np.abs(rotation.T @ rotation - np.eye(3)).max())
+    determinant = float(np.linalg.det(rotation))
+    if off > ROTATION_TOLERANCE or determinant <= 0:
+        raise GraspInputError(
+            "world_from_camera: expected a rotation in its top-left 3 x 3 (orthonormal, determinant +1), "
+            f"found R^T R {off:.3g} off the identity and determinant {determinant:.3g} (scaled, sheared "
+            "or mirrored)"
+        )
+    return pose
+
+
+def _checked_boxes(boxes: object) -> np.ndarray:
+    """Boxes as an N x 4 array of pixels; a NaN or inverted one is left to its detection's reason."""
+    hint = ": pass its .xyxy (and .class_names)" if hasattr(boxes, "xyxy") else ""  # a Detections message
+    array = _as_array("boxes", boxes, "N x 4 numbers (x1, y1, x2, y2 pixels)", hint)
+    if array.size % 4 or (array.ndim > 1 and array.shape[-1] != 4):
+        raise GraspInputError(f"boxes: expected N x 4 (x1, y1, x2, y2 pixels), found shape {array.shape}")
+    return array.reshape(-1, 4)
+
+
+def _checked_names(class_names: object, count: int) -> list[str]:
+    """One name per box ("" each without names)."""
+    if class_names is None:
+        return [""] * count
+    # A str is a sequence of characters: "cube" for one box counted four names.
+    if isinstance(class_names, str) or not isinstance(class_names, Iterable):
+        raise GraspInputError(
+            f"class_names: expected one name per box, found a {type(class_names).__name__} ({class_names!r})"
+        )
+    names = list(class_names)
+    if len(names) != count:
+        raise GraspInputError(f"class_names: expected one per box ({count}), found {len(names)}")
+    for index, name in enumerate(names):
+        if not isinstance(name, str):
+            raise GraspInputError(
+                f"class_names: expected a str per box, found {type(name).__name__} {name!r} at {index}"
+            )
+    return [str(name) for name in names]  # numpy's str_ as plain str, as Grasp.class_name is typed
 
 
 def _in_world(point: np.ndarray, height: float, plane: Plane, e1: np.ndarray, e2: np.ndarray) -> np.ndarray:

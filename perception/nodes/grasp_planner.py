@@ -18,7 +18,7 @@ from perception import Node, run
 from perception.detector.defaults import DEFAULT_CONFIDENCE
 from perception.errors import ParameterError
 from perception.geometry import matrix_from_quaternion, pose_matrix
-from perception.grasp import FailedGrasps, GraspPlanner, Gripper, Workspace
+from perception.grasp import FailedGrasps, GraspInputError, GraspPlanner, Gripper, Workspace
 from perception.msgs import CameraInfo, Detections, Grasps, Image, PickAttempt
 from perception.nodes._pairing import detections_paired_with, hand_on_held
 from perception.runtime.sync import StampBuffer
@@ -135,6 +135,16 @@ class GraspPlannerNode(Node):
     def on_shutdown(self) -> None:
         hand_on_held(self, self.sync)
 
+    def _reject_all(self, msg: Detections, wanted: list[int], why: str) -> None:
+        """Grasps for the frame with every wanted detection rejected for the same reason."""
+        self.publisher.publish(
+            Grasps(
+                header=msg.header,
+                rejected_indices=np.array(wanted, np.int32),
+                rejected_reasons=[why] * len(wanted),
+            )
+        )
+
     def on_detections(self, msg: Detections) -> None:
         stamp = msg.header.stamp
         wanted = [
@@ -158,29 +168,29 @@ class GraspPlannerNode(Node):
                 "differ; expected depth registered to the colour camera"
             )
         if why or depth is None or info is None:
-            self.publisher.publish(
-                Grasps(
-                    header=msg.header,
-                    rejected_indices=np.array(wanted, np.int32),
-                    rejected_reasons=[why] * len(wanted),
-                )
-            )
+            self._reject_all(msg, wanted, why)
             return
         metres = (
             depth.data
             if depth.encoding == "32FC1"
             else depth.data * np.float32(DEPTH_UNITS_M[depth.encoding])
         )
-        plan = self.planner.plan(
-            metres,
-            info.K,
-            self.camera_in_base
-            if self.camera_in_base is not None
-            else pose_matrix(info.pose.position, info.pose.orientation),
-            msg.xyxy[wanted],
-            [msg.class_names[i] for i in wanted],
-            self.failed,
-        )
+        try:
+            plan = self.planner.plan(
+                metres,
+                info.K,
+                self.camera_in_base
+                if self.camera_in_base is not None
+                else pose_matrix(info.pose.position, info.pose.orientation),
+                msg.xyxy[wanted],
+                [msg.class_names[i] for i in wanted],
+                self.failed,
+            )
+        except GraspInputError as exc:
+            # A camera info the planner cannot use (a K of another resolution, a pose that is not
+            # rigid): the frame's reason for each detection, as for a missing one, not a dead callback.
+            self._reject_all(msg, wanted, str(exc))
+            return
         grasps = plan.grasps
         self.publisher.publish(
             Grasps(

@@ -237,3 +237,38 @@ def test_with_an_eye_to_hand_calibration_grasps_come_out_in_the_base_frame(tmp_p
     calibration.write_text(HandEye("eye-in-hand", pose, 12, 0.0005, 0.05, "park").to_yaml())
     with pytest.raises(ParameterError, match="is eye-in-hand: the camera moves with the hand"):
         NodeHarness(GraspPlannerNode, parameters={"handeye": str(calibration)}).__enter__()
+
+
+def test_a_camera_info_the_planner_refuses_is_a_reason_per_detection_not_a_dead_callback():
+    """A K of another resolution than the depth's (the planner's GraspInputError): every detection of
+    the frame is rejected with the planner's words, as for a frame without camera info."""
+    from perception.nodes.grasp_planner import GraspPlannerNode
+    from perception.runtime.harness import NodeHarness
+
+    pose = camera_looking_down()
+    depth = render([(0.52, 0.03, 0.10, 0.04, 0.05, 0.3)], pose)
+    h, w = depth.shape
+    twice = np.diag([2.0, 2.0, 1.0]) @ K  # the colour stream's at twice the depth's resolution
+    info = CameraInfo(
+        header=Header(stamp=5, frame_id="camera"),
+        width=w,
+        height=h,
+        K=twice,
+        pose=Pose(tuple(pose[:3, 3]), quaternion_from_matrix(pose[:3, :3])),  # type: ignore[arg-type]
+    )
+    box = np.array([box_pixels(0.52, 0.03, 0.08, pose)], np.float32)
+    with NodeHarness(GraspPlannerNode, parameters={"tolerance_s": 0.01}) as harness:
+        harness.feed("/depth", Image(header=info.header, data=depth, encoding="32FC1"))
+        harness.feed("/camera_info", info)
+        harness.feed(
+            "/detections",
+            Detections(
+                header=info.header, xyxy=box, scores=np.array([0.9]), class_ids=[0], class_names=["jenga"]
+            ),
+        )
+        (grasps,) = harness.take("/grasps", Grasps)
+    assert len(grasps) == 0 and grasps.rejected_indices.tolist() == [0]
+    assert grasps.rejected_reasons == [
+        f"K: expected its principal point within the {w}x{h} depth image, found ({w}, {h}): intrinsics of "
+        "another resolution? (scale fx, fy, cx, cy by the depth image's size over theirs)"
+    ]
