@@ -16,6 +16,7 @@ import ast
 import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,7 @@ class Detector:
             self.session = self._load(provider, threads, spin, self._fixed(shape, self.input_hw))
         self._check_task()
         self.layout = self._choose_layout(layout)
+        self._first_output_checked = False  # a forced rtdetr's boxes: a blank image may show none
         # A second pass on the frame (or a band of its rows) scaled up, for small objects: see
         # small_objects.py. Its input depends on the frame's size: ready for the model's own, made at
         # the first frame of another.
@@ -189,28 +191,32 @@ class Detector:
         return inputs[0].name, (int(input_size[0]), int(input_size[1]))
 
     def _choose_layout(self, layout: str) -> str:
+        """The output layout, recognised or forced (and then checked)."""
+        if layout != "auto" and layout not in decoders.LAYOUTS:
+            raise DetectorError(f"layout {layout!r}: expected auto or one of {', '.join(decoders.LAYOUTS)}")
         height, width = self.input_hw
         if self._frame_input:
             blank = np.zeros((1, height, width, 3), np.uint8)
         else:
             blank = np.zeros((1, 3, height, width), self._input_dtype)
         outputs = self.session.run(None, {self.input_name: blank})  # also warms the session up
-        shapes = [list(o.shape) for o in outputs]
         if layout == "auto":
             found = decoders.choose_layout(outputs[0], self.input_hw)
             if found is None:
-                raise DetectorError(
-                    f"model {self.path}: no decoder fits its output shapes {shapes} for input "
-                    f"{list(self.input_hw)}; supported: yolov8 1x(4+nc)xN, yolov5 1xNx(5+nc) with "
-                    f"N={3 * decoders.cells(self.input_hw)}, yolox (raw or decoded) 1xNx(5+nc) with "
-                    f"N={decoders.cells(self.input_hw)}, "
-                    "end2end 1xKx6, rtdetr 1xKx6 or 1xKx(4+nc) with boxes as fractions of the input "
-                    "(pass layout=... to force one)"
-                )
+                raise self._no_decoder_fits(outputs, "no decoder fits", "pass layout=... to force one")
             return found
-        if layout not in decoders.LAYOUTS:
-            raise DetectorError(f"layout {layout!r}: expected auto or one of {', '.join(decoders.LAYOUTS)}")
+        if not decoders.fits(layout, outputs[0], self.input_hw):
+            raise self._no_decoder_fits(outputs, f"layout {layout!r} does not fit", "layout=auto finds one")
         return layout
+
+    def _no_decoder_fits(self, outputs: Sequence[np.ndarray], what: str, hint: str) -> DetectorError:
+        """The error for an output that no decoder fits, or not the forced one (whose decoder would read
+        it as something else: YOLOv8's columns from end2end's rows gave scores of 640)."""
+        shapes = [list(o.shape) for o in outputs]
+        return DetectorError(
+            f"model {self.path}: {what} its output shapes {shapes} for input {list(self.input_hw)}; "
+            f"supported: {decoders.supported(self.input_hw)} ({hint})"
+        )
 
     def _metadata_size(self) -> tuple[int, int] | None:
         text = self.session.get_modelmeta().custom_metadata_map.get("imgsz")
@@ -384,8 +390,15 @@ class Detector:
         start = time.perf_counter()
         tensor, transform = self.preprocess(image, input_hw)
         preprocessed = time.perf_counter()
-        output = session.run(None, {self.input_name: tensor})[0].astype(np.float32, copy=False)
+        outputs = session.run(None, {self.input_name: tensor})
+        output = outputs[0].astype(np.float32, copy=False)
         inferred = time.perf_counter()
+        if not self._first_output_checked:
+            # At load a blank image showed the output's shape; a forced rtdetr's boxes may show only now
+            # (an end2end model that finds nothing on a blank image gives rows of 0, fractions alike).
+            if not decoders.fits(self.layout, output, input_hw):
+                raise self._no_decoder_fits(outputs, f"layout {self.layout!r} does not fit", "layout=auto")
+            self._first_output_checked = True
         boxes, scores, class_ids = decoders.decode(self.layout, output, input_hw, self.confidence)
         finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
         if not finite.all():

@@ -14,7 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from perception.detector import Detector, DetectorError
-from perception.detector.decoders import cells
+from perception.detector.decoders import LAYOUTS, cells
 from perception.detector.preprocess import letterbox
 from perception.detector.small_objects import merge_by_size
 
@@ -25,17 +25,33 @@ NAMES = {0: "person", 1: "cup", 2: "duck"}
 
 
 def write_model(
-    path, output: np.ndarray, *, names=None, input_shape=(1, 3, SIZE, SIZE), metadata=None, half=False
+    path,
+    output: np.ndarray,
+    *,
+    names=None,
+    input_shape=(1, 3, SIZE, SIZE),
+    metadata=None,
+    half=False,
+    blank_finds_nothing=False,
 ) -> str:
     """An ONNX graph whose output is `output`, whatever the image (plus 0 x the image, so it is used);
-    with `half`, its input is float16, as an Ultralytics half=True export's."""
+    with `half`, its input is float16, as an Ultralytics half=True export's; with `blank_finds_nothing`,
+    an image of zeros gives zeros (what an end2end export gives where it finds nothing)."""
     nodes = [
         helper.make_node("Constant", [], ["raw"], value=numpy_helper.from_array(output.astype(np.float32))),
         helper.make_node("Cast", ["images"], ["pixels"], to=TensorProto.FLOAT),
         helper.make_node("ReduceMean", ["pixels"], ["mean"], keepdims=0),
         helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
-        helper.make_node("Add", ["raw", "nothing"], ["output0"]),
+        helper.make_node("Add", ["raw", "nothing"], ["found"]),
     ]
+    if blank_finds_nothing:
+        nodes += [
+            helper.make_node("Greater", ["mean", "zero"], ["lit"]),
+            helper.make_node("Cast", ["lit"], ["any"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["found", "any"], ["output0"]),
+        ]
+    else:
+        nodes.append(helper.make_node("Identity", ["found"], ["output0"]))
     graph = helper.make_graph(
         nodes,
         "fixture",
@@ -787,3 +803,49 @@ def test_cross_class_suppression_leaves_one_name_however_sure_the_model_was_of_b
     # Scoring mAP, the pedestrian stays in the ranking, just under the default confidence.
     _, low_scores, low_ids = suppress_across_classes((boxes, scores, class_ids), 0.5, 0.001)
     assert low_ids.tolist() == [8, 9] and low_scores[1] == np.float32(DEMOTED_CEILING) < 0.25
+
+
+# -- settings a library user can get wrong: each refused at construction, naming the setting -------------
+
+
+# A forced layout, and an output of another layout that it must not decode (a row per layout).
+MISFITS = {
+    "yolov8": end2end_output,  # 1 x 300 x 6: 300 channels, 6 anchors
+    "yolov5": end2end_output,
+    "yolox": end2end_output,
+    "yolox_decoded": end2end_output,
+    "end2end": yolov8_output,  # 1 x 7 x 50: rows of 50
+    "rtdetr": end2end_output,  # boxes in pixels, not fractions of the input
+}
+
+
+def test_every_layout_has_a_misfit_here():
+    assert set(MISFITS) == set(LAYOUTS)
+
+
+@pytest.mark.parametrize("layout", sorted(MISFITS))
+def test_a_forced_layout_the_output_does_not_fit_is_refused_at_load(tmp_path, layout):
+    """YOLOv8's decoder on our end2end output scored boxes 640 and named classes '43' and '17'."""
+    output = MISFITS[layout]()
+    path = write_model(tmp_path / "m.onnx", output, names=NAMES)
+    shape = re.escape(str([list(output.shape)]))
+    with pytest.raises(
+        DetectorError,
+        match=rf"^model .*m.onnx: layout '{layout}' does not fit its output shapes {shape} for input "
+        r"\[320, 320\]; supported: yolov8 1x\(4\+nc\)xN, .* \(layout=auto finds one\)$",
+    ):
+        Detector(path, layout=layout)
+
+
+def test_a_forced_rtdetr_on_an_export_that_finds_nothing_on_a_blank_image_is_refused_at_its_first_frame(
+    tmp_path,
+):
+    """Rows of 0 are fractions too: the boxes in pixels show only once something is found."""
+    path = write_model(tmp_path / "m.onnx", end2end_output(), names=NAMES, blank_finds_nothing=True)
+    detector = Detector(path, layout="rtdetr")
+    with pytest.raises(
+        DetectorError, match=r"layout 'rtdetr' does not fit its output shapes \[\[1, 300, 6\]\]"
+    ):
+        detector(np.full((240, 320, 3), 255, np.uint8))
+    assert Detector(path).layout == "end2end"  # as recognised, it runs
+    assert Detector(path)(np.full((240, 320, 3), 255, np.uint8)).class_names == ["duck", "cup"]
