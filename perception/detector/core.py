@@ -33,7 +33,7 @@ from perception.detector.defaults import (
 )
 from perception.detector.preprocess import fit, letterbox
 from perception.detector.small_objects import merge_by_size
-from perception.errors import PerceptError
+from perception.errors import PerceptError, did_you_mean
 from perception.installed import MODELS_DIR, find_model
 from perception.msgs import Detections, Header
 
@@ -89,7 +89,7 @@ class Detector:
             # Fixed where they were free, onnxruntime plans the graph as for a fixed input: 7% faster.
             self.session = self._load(provider, threads, spin, self._fixed(shape, self.input_hw))
         self._check_task()
-        self.layout = self._choose_layout(layout)
+        self.layout, output_shape = self._choose_layout(layout)
         self._first_output_checked = False  # a forced rtdetr's boxes: a blank image may show none
         # A second pass on the frame (or a band of its rows) scaled up, for small objects: see
         # small_objects.py. Its input depends on the frame's size: ready for the model's own, made at
@@ -114,9 +114,8 @@ class Detector:
         self._small_object_sessions: dict[tuple[int, int], ort.InferenceSession] = {}
         if small_object_zoom:  # ready for frames of the model's own size, the usual case
             self._small_object_session(self._small_object_band(*self.input_hw)[2])
-        names = class_names or (_read_labels(labels_file) if labels_file else None) or self._metadata_names()
-        self.class_map = class_map or {}
-        self.class_names = names
+        self.class_names = self._class_names(class_names, labels_file, output_shape)
+        self.class_map = self._checked_class_map(class_map or {})
         self._yolox = self.layout in ("yolox", "yolox_decoded")
         self._stretch = self.layout == "rtdetr"  # Ultralytics' RT-DETR resizes without padding
         # Rows of the model's output with a NaN or infinite box or score, left out: a message cannot hold
@@ -190,8 +189,8 @@ class Detector:
             raise DetectorError(f"model {self.path}: its input is fixed at {static}, not {list(input_size)}")
         return inputs[0].name, (int(input_size[0]), int(input_size[1]))
 
-    def _choose_layout(self, layout: str) -> str:
-        """The output layout, recognised or forced (and then checked)."""
+    def _choose_layout(self, layout: str) -> tuple[str, tuple[int, ...]]:
+        """The output layout, recognised or forced (and then checked), and the output's shape."""
         if layout != "auto" and layout not in decoders.LAYOUTS:
             raise DetectorError(f"layout {layout!r}: expected auto or one of {', '.join(decoders.LAYOUTS)}")
         height, width = self.input_hw
@@ -204,10 +203,10 @@ class Detector:
             found = decoders.choose_layout(outputs[0], self.input_hw)
             if found is None:
                 raise self._no_decoder_fits(outputs, "no decoder fits", "pass layout=... to force one")
-            return found
+            return found, outputs[0].shape
         if not decoders.fits(layout, outputs[0], self.input_hw):
             raise self._no_decoder_fits(outputs, f"layout {layout!r} does not fit", "layout=auto finds one")
-        return layout
+        return layout, outputs[0].shape
 
     def _no_decoder_fits(self, outputs: Sequence[np.ndarray], what: str, hint: str) -> DetectorError:
         """The error for an output that no decoder fits, or not the forced one (whose decoder would read
@@ -248,6 +247,60 @@ class Detector:
             by_id = {int(k): str(v) for k, v in names.items()}
             return [by_id.get(i, str(i)) for i in range(max(by_id, default=-1) + 1)]
         return [str(n) for n in names]
+
+    def _class_names(
+        self,
+        given: Sequence[str] | None,
+        labels_file: str | Path | None,
+        output_shape: tuple[int, ...],
+    ) -> list[str]:
+        """The names by class id: given, read from a labels file or from the model's metadata; one per
+        class where the model's output (or metadata) tells how many it has. A list of another length
+        named some classes wrongly and the others by their ids, silently (['6', '6', 'a', '3'])."""
+        if isinstance(given, str):
+            raise DetectorError(f"class_names: expected a list of names, one per class, found {given!r}")
+        if given is not None and len(given) and labels_file:
+            raise DetectorError(
+                f"class_names and labels_file {labels_file}: expected one of them, found both"
+            )
+        metadata = self._metadata_names()
+        count = decoders.class_count(self.layout, output_shape)
+        source = f"its output is {' x '.join(map(str, output_shape))}"
+        if count is None and metadata:  # end2end's rows hold a class id: only the metadata tells
+            count, source = len(metadata), "its metadata names that many"
+        if given is not None and len(given):
+            names, what = [str(name) for name in given], "class_names"
+        elif labels_file:
+            names, what = _read_labels(labels_file), f"labels file {labels_file}"
+        else:
+            names, what = metadata, ""
+        if what and count is not None and len(names) != count:
+            raise DetectorError(
+                f"{what}: expected {count} names, one per class of model {self.path} in id order "
+                f"({source}), found {len(names)}"
+            )
+        return names + [str(i) for i in range(len(names), count or 0)]  # as the detections call them
+
+    def _checked_class_map(self, class_map: dict[str, str | None]) -> dict[str, str | None]:
+        """The map, once each key is one of the model's class names (a mistyped one renamed nothing,
+        silently) and each value a name or None."""
+        for key, value in class_map.items():
+            if not isinstance(key, str):
+                raise DetectorError(f"class_map: expected class names as keys, found {key!r}")
+            if key not in self.class_names:
+                classes = (
+                    ", ".join(self.class_names)
+                    or "none named (no names in its metadata: give class_names or labels_file)"
+                )
+                raise DetectorError(
+                    f"class_map: {key!r} is not a class of model {self.path}; its classes: {classes}"
+                    f"{did_you_mean(key, self.class_names)}"
+                )
+            if value is not None and not isinstance(value, str):
+                raise DetectorError(
+                    f"class_map: {key!r} maps to {value!r}; expected a class name, or None to drop it"
+                )
+        return dict(class_map)
 
     def _check_task(self) -> None:
         """Ultralytics writes the model's task: a pose, segmentation or oriented-box model has extra

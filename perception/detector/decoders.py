@@ -61,6 +61,20 @@ def supported(input_hw: tuple[int, int]) -> str:
     )
 
 
+def class_count(layout: str, shape: Sequence[int]) -> int | None:
+    """The number of classes an output of `layout` and this shape holds, where its shape tells it:
+    end2end's rows hold a class id, not a score per class, and rtdetr's rows of 6 are either (score,
+    class) or two class scores (told apart per frame, by _rtdetr)."""
+    _, a, b = shape
+    if layout == "yolov8":
+        return a - 4
+    if layout in ("yolov5", "yolox", "yolox_decoded"):
+        return b - 5
+    if layout == "rtdetr" and b != 6:
+        return b - 4
+    return None
+
+
 def choose_layout(output: np.ndarray, input_hw: tuple[int, int]) -> str | None:
     """The layout of this output (of a blank image), or None when none fits."""
     if output.ndim != 3 or output.shape[0] != 1:

@@ -808,6 +808,59 @@ def test_cross_class_suppression_leaves_one_name_however_sure_the_model_was_of_b
 # -- settings a library user can get wrong: each refused at construction, naming the setting -------------
 
 
+def test_class_names_of_another_count_than_the_models_classes_are_refused(tmp_path):
+    """Two names on a model of more classes came out as ['6', '6', 'a', '3', '2']."""
+    yolov8 = write_model(tmp_path / "v8.onnx", yolov8_output())  # 4 + 3 channels: 3 classes
+    with pytest.raises(
+        DetectorError,
+        match=r"^class_names: expected 3 names, one per class of model .*v8.onnx in id order "
+        r"\(its output is 1 x 7 x 50\), found 2$",
+    ):
+        Detector(yolov8, class_names=["a", "b"])
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\nc\nd\n")
+    with pytest.raises(DetectorError, match=rf"^labels file {labels}: expected 3 names, .* found 4$"):
+        Detector(yolov8, labels_file=labels)
+    # end2end's rows hold a class id: the count comes from the metadata where it names the classes.
+    named = write_model(tmp_path / "e2e.onnx", end2end_output(), names=NAMES)
+    with pytest.raises(DetectorError, match=r"expected 3 names, .*\(its metadata names that many\), found 2"):
+        Detector(named, class_names=["a", "b"])
+    unnamed = write_model(tmp_path / "bare.onnx", end2end_output())  # nothing tells its count
+    assert Detector(unnamed, class_names=["a", "b", "c"]).class_names == ["a", "b", "c"]
+    with pytest.raises(DetectorError, match=r"^class_names: expected a list of names, .* found 'cube'$"):
+        Detector(unnamed, class_names="cube")
+    with pytest.raises(DetectorError, match=r"^class_names and labels_file .*: expected one of them"):
+        Detector(yolov8, class_names=["a", "b", "c"], labels_file=labels)
+    # A model without names metadata calls its classes by their ids, as its detections do.
+    assert Detector(yolov8).class_names == ["0", "1", "2"]
+
+
+def test_a_class_map_key_that_names_no_class_of_the_model_is_refused(tmp_path):
+    path = write_model(tmp_path / "m.onnx", yolov8_output(), names=NAMES)
+    with pytest.raises(
+        DetectorError,
+        match=r"^class_map: 'duk' is not a class of model .*m.onnx; its classes: person, cup, duck; "
+        r"did you mean duck\?$",
+    ):
+        Detector(path, class_map={"duk": "rubber_duck"})
+    with pytest.raises(DetectorError, match=r"^class_map: 'duck' maps to 3; expected a class name, or None"):
+        Detector(path, class_map={"duck": 3})
+    with pytest.raises(DetectorError, match=r"^class_map: expected class names as keys, found 2$"):
+        Detector(path, class_map={2: "rubber_duck"})
+
+
+def test_the_benchmarks_one_class_map_for_every_model_gives_each_the_names_it_has(tmp_path):
+    """`bench detect --model ours --model coco --class-map coco`: the COCO map's other names are no typo
+    for a model that lacks them."""
+    from perception.bench.class_maps import COCO
+    from perception.bench.detect import ModelSpec
+
+    path = write_model(tmp_path / "m.onnx", yolov8_output(), names=NAMES)
+    detector = ModelSpec(path, "cpu", tuple(COCO.items())).detector(threads=1, confidence=0.25)
+    assert detector.class_map == {"person": "pedestrian", "cup": "mug"}
+    assert detector(IMAGE).class_names == ["duck", "mug"]
+
+
 # A forced layout, and an output of another layout that it must not decode (a row per layout).
 MISFITS = {
     "yolov8": end2end_output,  # 1 x 300 x 6: 300 channels, 6 anchors
