@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import operator
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -83,11 +84,16 @@ class Detector:
         self.timings_ms: dict[str, float] = {}  # the last call's preprocess, inference, postprocess
         self.session = self._load(provider, threads, spin)
         self.input_name, self.input_hw = self._check_input(input_size)
+        # A size asked for that the model cannot take (too small for its last layers) is refused naming
+        # input_size: onnxruntime's own error names an operator deep inside the model.
+        self._size_asked = f"input_size {list(self.input_hw)}" if input_size is not None else ""
         shape = self.session.get_inputs()[0].shape
         self.dynamic_size = all(isinstance(shape[a], str) for a in self._hw_axes)  # any input size runs
         if any(isinstance(d, str) for d in shape):
             # Fixed where they were free, onnxruntime plans the graph as for a fixed input: 7% faster.
-            self.session = self._load(provider, threads, spin, self._fixed(shape, self.input_hw))
+            self.session = self._load(
+                provider, threads, spin, self._fixed(shape, self.input_hw), self._size_asked
+            )
         self._check_task()
         self.layout, output_shape = self._choose_layout(layout)
         self._first_output_checked = False  # a forced rtdetr's boxes: a blank image may show none
@@ -125,8 +131,15 @@ class Detector:
     # -- loading ---------------------------------------------------------------------------------------
 
     def _load(
-        self, provider: str, threads: int, spin: bool, fixed: dict[str, int] | None = None
+        self,
+        provider: str,
+        threads: int,
+        spin: bool,
+        fixed: dict[str, int] | None = None,
+        size_asked: str = "",
     ) -> ort.InferenceSession:
+        """An onnxruntime session of the model, its free input dimensions set to `fixed`: the size the
+        user asked for (`size_asked`: the setting, named in the error) where one was."""
         if provider not in PROVIDERS:
             raise DetectorError(f"provider {provider!r}: expected one of {', '.join(PROVIDERS)}")
         available = ort.get_available_providers()
@@ -156,7 +169,15 @@ class Detector:
         try:
             return ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises several types for a bad file
+            if size_asked:
+                raise DetectorError(f"{self._size_cannot_run()}: {exc}") from None
             raise DetectorError(f"model {self.path}: onnxruntime cannot load it: {exc}") from None
+
+    def _size_cannot_run(self) -> str:
+        return (
+            f"{self._size_asked}: model {self.path} cannot run at this size (too small, or not a "
+            "multiple of its stride?)"
+        )
 
     def _check_input(self, input_size: tuple[int, int] | None) -> tuple[str, tuple[int, int]]:
         inputs = self.session.get_inputs()
@@ -179,6 +200,8 @@ class Detector:
         # An fp16 export (Ultralytics' half=True) takes a float16 tensor: the letterbox's is converted.
         self._input_dtype = np.float16 if inputs[0].type == "tensor(float16)" else np.float32
         static = [shape[a] if isinstance(shape[a], int) else None for a in self._hw_axes]
+        if input_size is not None:
+            input_size = _checked_input_size(input_size)
         if input_size is None and None in static:
             # Dynamic axes: the size the model was made for (Ultralytics and our exports both write
             # `imgsz` in the metadata), else Ultralytics' default.
@@ -186,7 +209,10 @@ class Detector:
         elif input_size is None:
             input_size = (int(shape[self._hw_axes[0]]), int(shape[self._hw_axes[1]]))
         elif None not in static and tuple(static) != tuple(input_size):
-            raise DetectorError(f"model {self.path}: its input is fixed at {static}, not {list(input_size)}")
+            raise DetectorError(
+                f"input_size {list(input_size)}: model {self.path} takes a fixed input of {static}; "
+                "give that size, or none"
+            )
         return inputs[0].name, (int(input_size[0]), int(input_size[1]))
 
     def _choose_layout(self, layout: str) -> tuple[str, tuple[int, ...]]:
@@ -198,7 +224,14 @@ class Detector:
             blank = np.zeros((1, height, width, 3), np.uint8)
         else:
             blank = np.zeros((1, 3, height, width), self._input_dtype)
-        outputs = self.session.run(None, {self.input_name: blank})  # also warms the session up
+        try:
+            outputs = self.session.run(None, {self.input_name: blank})  # also warms the session up
+        except Exception as exc:  # onnxruntime's several types, as at load
+            if self._size_asked:
+                raise DetectorError(f"{self._size_cannot_run()}: {exc}") from None
+            raise DetectorError(
+                f"model {self.path}: onnxruntime cannot run it at its input size {list(self.input_hw)}: {exc}"
+            ) from None
         if layout == "auto":
             found = decoders.choose_layout(outputs[0], self.input_hw)
             if found is None:
@@ -221,7 +254,10 @@ class Detector:
         text = self.session.get_modelmeta().custom_metadata_map.get("imgsz")
         try:
             value = ast.literal_eval(text) if text else None  # "[480, 640]" (h, w) or "640"
-            return as_input_size(value)
+            size = as_input_size(value)
+            if size and min(size) < 1:
+                raise ValueError(size)
+            return size
         except (ValueError, SyntaxError, TypeError, IndexError):
             raise DetectorError(
                 f"model {self.path}: its metadata imgsz {text!r} is not a size (expected h or [h, w])"
@@ -467,6 +503,27 @@ class Detector:
         timings["inference"] += (inferred - preprocessed) * 1000
         timings["postprocess"] += (done - inferred) * 1000
         return boxes, scores, class_ids
+
+
+def _checked_input_size(value: Any) -> tuple[int, int]:
+    """input_size as (height, width), once both are whole numbers of pixels, at least 1."""
+    size = _whole_pair(value)
+    if size is None or min(size) < 1:
+        raise DetectorError(
+            f"input_size: expected (height, width) in pixels, whole numbers of at least 1, found {value!r}"
+        )
+    return size
+
+
+def _whole_pair(value: Any) -> tuple[int, int] | None:
+    """Two whole numbers (numpy's too; a bool is none), or None."""
+    try:
+        first, second = value
+        if isinstance(first, bool) or isinstance(second, bool):
+            return None
+        return operator.index(first), operator.index(second)
+    except (TypeError, ValueError):
+        return None
 
 
 def _multiple_of_32(pixels: float) -> int:

@@ -902,3 +902,23 @@ def test_a_forced_rtdetr_on_an_export_that_finds_nothing_on_a_blank_image_is_ref
         detector(np.full((240, 320, 3), 255, np.uint8))
     assert Detector(path).layout == "end2end"  # as recognised, it runs
     assert Detector(path)(np.full((240, 320, 3), 255, np.uint8)).class_names == ["duck", "cup"]
+
+
+@pytest.mark.parametrize("size", [(0, 0), (-32, 64), (320.5, 320), (320,), "ab", (True, 320), 320])
+def test_an_input_size_that_is_no_size_is_refused_naming_input_size(tmp_path, size):
+    path = write_model(tmp_path / "m.onnx", end2end_output(), input_shape=(1, 3, "height", "width"))
+    with pytest.raises(
+        DetectorError,
+        match=rf"^input_size: expected \(height, width\) in pixels, whole numbers of at least 1, found "
+        rf"{re.escape(repr(size))}$",
+    ):
+        Detector(path, input_size=size)
+    assert Detector(path, input_size=(np.int64(160), 192)).input_hw == (160, 192)
+
+
+def test_an_input_size_a_fixed_model_does_not_take_is_refused_naming_input_size(tmp_path):
+    path = write_model(tmp_path / "m.onnx", end2end_output())
+    with pytest.raises(
+        DetectorError, match=r"^input_size \[256, 320\]: model .*m.onnx takes a fixed input of \[320, 320\]"
+    ):
+        Detector(path, input_size=(256, 320))
