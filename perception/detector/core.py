@@ -15,9 +15,10 @@ from __future__ import annotations
 import ast
 import json
 import math
+import numbers
 import operator
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,10 @@ class Detector:
         self.retune(
             confidence=confidence, iou=iou, max_detections=max_detections, cross_class_iou=cross_class_iou
         )
+        _check_setting(
+            "threads", threads, "0 or more (0: onnxruntime's default)", lambda v: v >= 0, whole=True
+        )
+        _check_small_object_pass(small_object_zoom, small_object_rows, small_object_side)
         self.timings_ms: dict[str, float] = {}  # the last call's preprocess, inference, postprocess
         self.session = self._load(provider, threads, spin)
         self.input_name, self.input_hw = self._check_input(input_size)
@@ -107,13 +112,6 @@ class Detector:
                 f"model {self.path}: a small-object pass (zoom {small_object_zoom:g}) needs an input of "
                 f"dynamic size; this one is fixed at {list(self.input_hw)} (export it with dynamic axes: "
                 "percept train --dynamic, Ultralytics dynamic=True)"
-            )
-        if small_object_zoom < 0 or (
-            small_object_rows and not 0 <= small_object_rows[0] < small_object_rows[1]
-        ):
-            raise DetectorError(
-                f"small-object pass: expected a zoom of 0 (none) or more and rows 0 <= top < bottom, found "
-                f"zoom {small_object_zoom:g}, rows {small_object_rows}"
             )
         self._session_options = (provider, threads, spin)
         self._input_shape = shape
@@ -358,18 +356,17 @@ class Detector:
         max_detections: int | None = None,
         cross_class_iou: float | None = None,
     ) -> None:
-        """Change the thresholds (a running node's parameters); a value out of range changes nothing."""
-        checks = (
-            ("confidence", confidence, 0.0, 1.0, "a score from 0 to 1"),
-            ("iou", iou, 0.0, 1.0, "an overlap from 0 to 1"),
-            ("max_detections", max_detections, 1, math.inf, "a count of at least 1"),
-            ("cross_class_iou", cross_class_iou, 0.0, 1.0, "an overlap from 0 to 1 (1: per class only)"),
-        )
-        for name, value, low, high, expected in checks:
-            if value is not None and (isinstance(value, bool) or not low <= value <= high):
-                raise DetectorError(f"{name}: expected {expected}, found {value!r}")
-        if max_detections is not None and not isinstance(max_detections, int):
-            raise DetectorError(f"max_detections: expected a whole number, found {max_detections!r}")
+        """Change the thresholds (a running node's parameters); None keeps one. A value out of range
+        raises DetectorError and changes none of them."""
+        for name, value, expected in (
+            ("confidence", confidence, "a score from 0 to 1"),
+            ("iou", iou, "an overlap from 0 to 1"),
+            ("cross_class_iou", cross_class_iou, "an overlap from 0 to 1 (1: per class only)"),
+        ):
+            if value is not None:
+                _check_setting(name, value, expected, lambda v: 0 <= v <= 1)
+        if max_detections is not None:
+            _check_setting("max_detections", max_detections, "at least 1", lambda v: v >= 1, whole=True)
         self.confidence = self.confidence if confidence is None else confidence
         self.iou = self.iou if iou is None else iou
         self.max_detections = self.max_detections if max_detections is None else max_detections
@@ -503,6 +500,35 @@ class Detector:
         timings["inference"] += (inferred - preprocessed) * 1000
         timings["postprocess"] += (done - inferred) * 1000
         return boxes, scores, class_ids
+
+
+def _check_setting(
+    name: str, value: Any, expected: str, valid: Callable[[Any], bool], *, whole: bool = False
+) -> None:
+    """Refuse a numeric setting that is not a number (a whole one with `whole`; a bool is neither) or
+    that `valid` rejects (NaN fails every comparison)."""
+    kind = numbers.Integral if whole else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind) or not valid(value):
+        raise DetectorError(
+            f"{name}: expected {'a whole number, ' if whole else ''}{expected}, found {value!r}"
+        )
+
+
+def _check_small_object_pass(zoom: Any, rows: Any, side: Any) -> None:
+    """The second pass's settings. A zoom under 1 ran it on the frame scaled down, where small objects
+    vanish, and it still answered for them (the pass is the frame scaled up)."""
+    _check_setting(
+        "small_object_zoom",
+        zoom,
+        "0 (no second pass) or above 1 (the frame scaled up)",
+        lambda v: v == 0 or 1 < v < math.inf,
+    )
+    band = _whole_pair(rows) if rows is not None else None
+    if rows is not None and not (band and 0 <= band[0] < band[1]):
+        raise DetectorError(
+            f"small_object_rows: expected image rows (top, bottom), 0 <= top < bottom, found {rows!r}"
+        )
+    _check_setting("small_object_side", side, "a length in pixels above 0", lambda v: 0 < v < math.inf)
 
 
 def _checked_input_size(value: Any) -> tuple[int, int]:

@@ -593,7 +593,7 @@ def test_the_detector_node_takes_sizes_as_lists(tmp_path):
 @pytest.mark.parametrize("rows", [(200, 100), (-10, 100)])
 def test_a_small_object_band_must_be_rows_of_the_image(tmp_path, rows):
     path = write_model(tmp_path / "m.onnx", end2end_output(), input_shape=(1, 3, "height", "width"))
-    with pytest.raises(DetectorError, match=r"rows 0 <= top < bottom, found zoom 2, rows \("):
+    with pytest.raises(DetectorError, match=r"small_object_rows: expected .* 0 <= top < bottom, found \("):
         Detector(path, small_object_zoom=2, small_object_rows=rows)
 
 
@@ -608,8 +608,8 @@ def test_thresholds_out_of_range_are_refused_and_change_nothing(tmp_path):
     for change, message in (
         ({"iou": -0.1}, "iou: expected an overlap from 0 to 1, found -0.1"),
         ({"confidence": 1.5}, "confidence: expected a score from 0 to 1, found 1.5"),
-        ({"max_detections": 0}, "max_detections: expected a count of at least 1, found 0"),
-        ({"max_detections": 2.5}, "max_detections: expected a whole number, found 2.5"),
+        ({"max_detections": 0}, "max_detections: expected a whole number, at least 1, found 0"),
+        ({"max_detections": 2.5}, "max_detections: expected a whole number, at least 1, found 2.5"),
     ):
         with pytest.raises(DetectorError, match=re.escape(message)):
             detector.retune(**change)
@@ -922,3 +922,37 @@ def test_an_input_size_a_fixed_model_does_not_take_is_refused_naming_input_size(
         DetectorError, match=r"^input_size \[256, 320\]: model .*m.onnx takes a fixed input of \[320, 320\]"
     ):
         Detector(path, input_size=(256, 320))
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"small_object_zoom": 0.5}, "small_object_zoom: expected 0 (no second pass) or above 1"),
+        ({"small_object_zoom": 1}, "small_object_zoom: expected 0 (no second pass) or above 1"),
+        ({"small_object_zoom": -2}, "small_object_zoom: expected 0 (no second pass) or above 1"),
+        ({"small_object_zoom": math.nan}, "small_object_zoom: expected 0 (no second pass) or above 1"),
+        ({"small_object_zoom": 2, "small_object_side": 0}, "small_object_side: expected a length in pixels"),
+        ({"small_object_zoom": 2, "small_object_rows": (0.5, 9)}, "small_object_rows: expected image rows"),
+        ({"threads": -1}, "threads: expected a whole number, 0 or more"),
+        ({"threads": 1.5}, "threads: expected a whole number, 0 or more"),
+        ({"confidence": "high"}, "confidence: expected a score from 0 to 1, found 'high'"),
+        ({"iou": math.nan}, "iou: expected an overlap from 0 to 1, found nan"),
+        ({"cross_class_iou": True}, "cross_class_iou: expected an overlap from 0 to 1"),
+    ],
+)
+def test_a_setting_out_of_its_range_is_refused_at_construction_naming_the_range(tmp_path, setting, message):
+    path = write_model(tmp_path / "m.onnx", end2end_output(), input_shape=(1, 3, "height", "width"))
+    with pytest.raises(DetectorError, match="^" + re.escape(message)):
+        Detector(path, **setting)
+
+
+def test_a_small_object_zoom_below_1_is_named_before_the_models_fixed_size(tmp_path):
+    with pytest.raises(DetectorError, match=r"^small_object_zoom: expected 0 \(no second pass\) or above 1"):
+        Detector(write_model(tmp_path / "m.onnx", end2end_output()), small_object_zoom=0.5)
+
+
+def test_retune_refuses_what_construction_refuses_and_changes_nothing(tmp_path):
+    detector = Detector(write_model(tmp_path / "m.onnx", yolov8_output(), names=NAMES))
+    with pytest.raises(DetectorError, match=r"^confidence: expected a score from 0 to 1, found 'high'$"):
+        detector.retune(iou=0.6, confidence="high")
+    assert (detector.confidence, detector.iou) == (0.25, 0.45)
