@@ -378,6 +378,11 @@ class Detector:
         Returns the message the detector node publishes, stamped with `header` (the frame's); the stage
         times of this call are in `timings_ms` afterwards."""
         timings = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
+        # Anything else went out as the message's header, as given (an int among them).
+        if header is not None and not isinstance(header, Header):
+            raise TypeError(
+                f"header: expected a perception.msgs.Header (the frame's) or None, found {type(header).__name__}"
+            )
         if not isinstance(image, np.ndarray):
             raise ValueError(f"expected an RGB uint8 image as a numpy array, found {type(image).__name__}")
         if image.size == 0:  # a camera's empty frame: no scale fits it (a ZeroDivisionError)
@@ -405,7 +410,11 @@ class Detector:
             boxes, scores, class_ids = boxes[keep], scores[keep], class_ids[keep]
             names = [m for m in mapped if m]
         result = Detections(
-            header=header or Header(), xyxy=boxes, scores=scores, class_ids=class_ids, class_names=names
+            header=header if header is not None else Header(),
+            xyxy=boxes,
+            scores=scores,
+            class_ids=class_ids,
+            class_names=names,
         )
         timings["postprocess"] += (time.perf_counter() - start) * 1000
         self.timings_ms = timings

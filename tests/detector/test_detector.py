@@ -956,3 +956,15 @@ def test_retune_refuses_what_construction_refuses_and_changes_nothing(tmp_path):
     with pytest.raises(DetectorError, match=r"^confidence: expected a score from 0 to 1, found 'high'$"):
         detector.retune(iou=0.6, confidence="high")
     assert (detector.confidence, detector.iou) == (0.25, 0.45)
+
+
+def test_a_header_that_is_not_a_header_is_refused(tmp_path):
+    from perception.msgs import Header
+
+    detector = Detector(write_model(tmp_path / "m.onnx", yolov8_output(), names=NAMES))
+    with pytest.raises(
+        TypeError, match=r"^header: expected a perception.msgs.Header \(the frame's\) or None, found int$"
+    ):
+        detector(IMAGE, 123)
+    assert detector(IMAGE, Header(stamp=5, frame_id="cam")).header == Header(stamp=5, frame_id="cam")
+    assert detector(IMAGE).header == Header()
