@@ -49,10 +49,61 @@ PROVIDERS = {
 
 
 class DetectorError(PerceptError):
-    """A model that cannot be used: it names the file, what was found and what is supported."""
+    """A model or a setting that cannot be used: it names the file or the setting, what was expected (or
+    is supported) and what was found."""
 
 
 class Detector:
+    """An ONNX object detector: `detector(image)` gives the objects in an image, as boxes in its pixels.
+
+    The image is an RGB uint8 numpy array, H x W x 3, of any size (it is letterboxed into the model's
+    input); a grey H x W or H x W x 1 and an RGBA H x W x 4 uint8 image are converted to RGB. BGR is
+    not told apart: convert it first (cv2.COLOR_BGR2RGB), or the model sees other colours.
+
+    The model, then settings by keyword; each is checked here, and one out of range raises
+    DetectorError naming it:
+
+    - `model`: an ONNX file. A relative path that is not below the working directory is taken, by
+      its file name, from the models that ship inside the package (`percept.onnx`).
+    - `provider`: onnxruntime's execution provider, one of cpu, cuda, tensorrt, openvino, coreml
+      (present in the installed onnxruntime); any but cpu falls back to the CPU for what it lacks.
+    - `threads`: onnxruntime's intra-op threads, 0 or more (0: onnxruntime's default, one per core).
+    - `spin`: let onnxruntime's threads busy-wait between runs too (by default they stop at a run's
+      end: faster in company, slower alone).
+    - `confidence`: a detection needs a score above this to be reported, 0 to 1.
+    - `iou`: boxes of one class overlapping more than this (intersection over union, 0 to 1) are one
+      object (non-maximum suppression); unused by models that suppress inside (end2end, rtdetr).
+    - `max_detections`: the most detections per image, a whole number of at least 1.
+    - `cross_class_iou`: boxes of different classes overlapping more than this (0 to 1) are one object
+      reported twice: the best class is kept, the others demoted (decoders.suppress_across_classes);
+      1 keeps every class's boxes.
+    - `layout`: the model's output layout, "auto" (recognised from its output) or one of
+      decoders.LAYOUTS; a forced one must fit the model's output too.
+    - `input_size`: the network input as (height, width) in pixels, for a model of dynamic input size;
+      None: the size its metadata names (`imgsz`), else 640 x 640. A model of fixed input runs at its
+      own, and refuses another.
+    - `small_object_zoom`: 0 (none), or above 1: a second pass on the frame scaled up by this, which
+      answers for boxes whose short side is under `small_object_side` pixels (small_objects.py); it
+      needs a model of dynamic input size.
+    - `small_object_rows`: (top, bottom): the image rows, top included and bottom not, that the second
+      pass covers (clipped to the frame); None: all of them.
+    - `small_object_side`: in image pixels, above 0.
+    - `class_names`, or `labels_file` (a text file, one name a line): the names by class id, one per
+      class of the model; neither: the names in the model's metadata (Ultralytics writes them). A class
+      without a name is called by its id ("7").
+    - `class_map`: {model's class name: new name, or None to drop the class}, so that a COCO model gives
+      our names; each key must be one of the model's class names.
+
+    A call returns a perception.msgs.Detections: `xyxy` (N x 4 float32, image pixels, clipped to the
+    image), `scores`, `class_ids` (the model's), `class_names` (after `class_map`), best first, stamped
+    with the header passed (the frame's; an empty Header if none). `timings_ms` then holds that call's
+    preprocess, inference and postprocess milliseconds.
+
+    Once made, it tells `layout`, `input_hw` (height, width), `dynamic_size` (whether any input size
+    runs) and `class_names`; `invalid_detections` counts the model's output rows left out for a NaN or
+    infinite box or score.
+    """
+
     confidence: float
     iou: float
     max_detections: int
@@ -373,10 +424,11 @@ class Detector:
         self.cross_class_iou = self.cross_class_iou if cross_class_iou is None else cross_class_iou
 
     def __call__(self, image: np.ndarray, header: Header | None = None) -> Detections:
-        """Detect objects in an RGB uint8 image (H x W x 3; grey H x W and RGBA H x W x 4 are converted).
+        """Detect objects in an RGB uint8 image (H x W x 3; grey H x W or H x W x 1 and RGBA H x W x 4
+        are converted).
 
-        Returns the message the detector node publishes, stamped with `header` (the frame's); the stage
-        times of this call are in `timings_ms` afterwards."""
+        Returns the message the detector node publishes (see the class's docstring), stamped with
+        `header` (the frame's); the stage times of this call are in `timings_ms` afterwards."""
         timings = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
         # Anything else went out as the message's header, as given (an int among them).
         if header is not None and not isinstance(header, Header):
