@@ -72,16 +72,19 @@ class ModelSpec:
     def detector(self, threads: int, confidence: float) -> Any:
         from perception.detector import Detector
 
-        return Detector(
+        detector = Detector(
             self.path,
             provider=self.provider,
             threads=threads,
             confidence=confidence,
-            class_map=dict(self.class_map),
             small_object_zoom=self.small_object_zoom,
             small_object_rows=self.small_object_rows,
             cross_class_iou=self.cross_class_iou,
         )
+        # One scoring map serves every model of the run (`--class-map coco` beside ours): each takes the
+        # names it has. The detector refuses a key that names none of its classes, a typo in a node's map.
+        detector.class_map = {name: ours for name, ours in self.class_map if name in detector.class_names}
+        return detector
 
 
 @dataclass(frozen=True)

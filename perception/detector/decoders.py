@@ -29,32 +29,80 @@ def cells(input_hw: tuple[int, int], strides: Sequence[int] = STRIDES) -> int:
     return sum((input_hw[0] // s) * (input_hw[1] // s) for s in strides)
 
 
+def fits(layout: str, output: np.ndarray, input_hw: tuple[int, int]) -> bool:
+    """Whether `output` can be of `layout`: its shape, and for rtdetr its boxes (sigmoids, so fractions
+    of the input). Necessary, not sufficient: layouts that share a shape (end2end's and rtdetr's 1 x K x 6)
+    are told apart by choose_layout, or by the user forcing one. A forced layout that fails this decodes
+    garbage (YOLOv8's columns read from end2end's rows scored 640)."""
+    if output.ndim != 3 or output.shape[0] != 1:
+        return False
+    _, a, b = (int(n) for n in output.shape)
+    if layout == "yolov8":  # 4 + nc channels (one class at least), fewer than the anchors
+        return 5 <= a < b
+    if layout == "yolov5":  # 3 anchors per cell
+        return b >= 6 and a == 3 * cells(input_hw)
+    if layout in ("yolox", "yolox_decoded"):  # one row per cell
+        return b >= 6 and a == cells(input_hw)
+    if layout == "end2end":
+        return b == 6
+    if layout == "rtdetr":
+        low, high = _box_range(output[0, :, :4])
+        return b >= 5 and low >= 0 and high <= 1
+    raise ValueError(f"unknown layout {layout!r}; layouts: {', '.join(LAYOUTS)}")
+
+
+def supported(input_hw: tuple[int, int]) -> str:
+    """The layouts' output shapes at this input, for an error about an output that fits none (or not
+    the one forced)."""
+    return (
+        f"yolov8 1x(4+nc)xN, yolov5 1xNx(5+nc) with N={3 * cells(input_hw)}, yolox (raw or decoded) "
+        f"1xNx(5+nc) with N={cells(input_hw)}, end2end 1xKx6, rtdetr 1xKx6 or 1xKx(4+nc) with boxes as "
+        "fractions of the input"
+    )
+
+
+def class_count(layout: str, shape: Sequence[int]) -> int | None:
+    """The number of classes an output of `layout` and this shape holds, where its shape tells it:
+    end2end's rows hold a class id, not a score per class, and rtdetr's rows of 6 are either (score,
+    class) or two class scores (told apart per frame, by _rtdetr)."""
+    _, a, b = shape
+    if layout == "yolov8":
+        return a - 4
+    if layout in ("yolov5", "yolox", "yolox_decoded"):
+        return b - 5
+    if layout == "rtdetr" and b != 6:
+        return b - 4
+    return None
+
+
 def choose_layout(output: np.ndarray, input_hw: tuple[int, int]) -> str | None:
     """The layout of this output (of a blank image), or None when none fits."""
     if output.ndim != 3 or output.shape[0] != 1:
         return None
     _, a, b = output.shape
     # Cell counts first: a one-class YOLOX or YOLOv5 also has rows of 6, as end2end does.
-    if b >= 6 and a == cells(input_hw):
+    if fits("yolox", output, input_hw):
         # Decoded, a box's centre is its cell's (plus a small offset), so the centres span the width;
         # raw, they are offsets of a cell or two.
         return "yolox_decoded" if np.ptp(output[0, :, 0]) > input_hw[1] / 4 else "yolox"
-    if b >= 6 and a == 3 * cells(input_hw):
+    if fits("yolov5", output, input_hw):
         return "yolov5"
-    if 5 <= b < a <= 1000 and _fractions(output[0, :, :4]):  # rows are queries; YOLOv8's are channels
-        # RT-DETR's boxes are sigmoids, never all 0 (a blank image's included); an end2end model's are
-        # pixels, or all 0 where it found nothing.
+    # Rows are queries; YOLOv8's are channels. RT-DETR's boxes are sigmoids, never all 0 (a blank
+    # image's included); an end2end model's are pixels, or all 0 where it found nothing.
+    if b < a <= 1000 and fits("rtdetr", output, input_hw) and _box_range(output[0, :, :4])[1] > 0:
         return "rtdetr"
-    if b == 6 and a <= 1000:
+    if fits("end2end", output, input_hw) and a <= 1000:
         return "end2end"
-    if 5 <= a < b:
+    if fits("yolov8", output, input_hw):
         return "yolov8"
     return None
 
 
-def _fractions(boxes: np.ndarray) -> bool:
+def _box_range(boxes: np.ndarray) -> tuple[float, float]:
+    """The least and greatest coordinate of the finite boxes (a NaN row is dropped later and must not
+    decide the layout); (0, 0) where there is none."""
     boxes = boxes[np.isfinite(boxes).all(axis=1)]
-    return bool(boxes.size and boxes.min() >= 0 and 0 < boxes.max() <= 1)
+    return (float(boxes.min()), float(boxes.max())) if boxes.size else (0.0, 0.0)
 
 
 def _xyxy(cxcywh: np.ndarray) -> np.ndarray:

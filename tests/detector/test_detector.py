@@ -14,7 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from perception.detector import Detector, DetectorError
-from perception.detector.decoders import cells
+from perception.detector.decoders import LAYOUTS, cells
 from perception.detector.preprocess import letterbox
 from perception.detector.small_objects import merge_by_size
 
@@ -25,17 +25,33 @@ NAMES = {0: "person", 1: "cup", 2: "duck"}
 
 
 def write_model(
-    path, output: np.ndarray, *, names=None, input_shape=(1, 3, SIZE, SIZE), metadata=None, half=False
+    path,
+    output: np.ndarray,
+    *,
+    names=None,
+    input_shape=(1, 3, SIZE, SIZE),
+    metadata=None,
+    half=False,
+    blank_finds_nothing=False,
 ) -> str:
     """An ONNX graph whose output is `output`, whatever the image (plus 0 x the image, so it is used);
-    with `half`, its input is float16, as an Ultralytics half=True export's."""
+    with `half`, its input is float16, as an Ultralytics half=True export's; with `blank_finds_nothing`,
+    an image of zeros gives zeros (what an end2end export gives where it finds nothing)."""
     nodes = [
         helper.make_node("Constant", [], ["raw"], value=numpy_helper.from_array(output.astype(np.float32))),
         helper.make_node("Cast", ["images"], ["pixels"], to=TensorProto.FLOAT),
         helper.make_node("ReduceMean", ["pixels"], ["mean"], keepdims=0),
         helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
-        helper.make_node("Add", ["raw", "nothing"], ["output0"]),
+        helper.make_node("Add", ["raw", "nothing"], ["found"]),
     ]
+    if blank_finds_nothing:
+        nodes += [
+            helper.make_node("Greater", ["mean", "zero"], ["lit"]),
+            helper.make_node("Cast", ["lit"], ["any"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["found", "any"], ["output0"]),
+        ]
+    else:
+        nodes.append(helper.make_node("Identity", ["found"], ["output0"]))
     graph = helper.make_graph(
         nodes,
         "fixture",
@@ -577,7 +593,7 @@ def test_the_detector_node_takes_sizes_as_lists(tmp_path):
 @pytest.mark.parametrize("rows", [(200, 100), (-10, 100)])
 def test_a_small_object_band_must_be_rows_of_the_image(tmp_path, rows):
     path = write_model(tmp_path / "m.onnx", end2end_output(), input_shape=(1, 3, "height", "width"))
-    with pytest.raises(DetectorError, match=r"rows 0 <= top < bottom, found zoom 2, rows \("):
+    with pytest.raises(DetectorError, match=r"small_object_rows: expected .* 0 <= top < bottom, found \("):
         Detector(path, small_object_zoom=2, small_object_rows=rows)
 
 
@@ -592,8 +608,8 @@ def test_thresholds_out_of_range_are_refused_and_change_nothing(tmp_path):
     for change, message in (
         ({"iou": -0.1}, "iou: expected an overlap from 0 to 1, found -0.1"),
         ({"confidence": 1.5}, "confidence: expected a score from 0 to 1, found 1.5"),
-        ({"max_detections": 0}, "max_detections: expected a count of at least 1, found 0"),
-        ({"max_detections": 2.5}, "max_detections: expected a whole number, found 2.5"),
+        ({"max_detections": 0}, "max_detections: expected a whole number, at least 1, found 0"),
+        ({"max_detections": 2.5}, "max_detections: expected a whole number, at least 1, found 2.5"),
     ):
         with pytest.raises(DetectorError, match=re.escape(message)):
             detector.retune(**change)
@@ -787,3 +803,168 @@ def test_cross_class_suppression_leaves_one_name_however_sure_the_model_was_of_b
     # Scoring mAP, the pedestrian stays in the ranking, just under the default confidence.
     _, low_scores, low_ids = suppress_across_classes((boxes, scores, class_ids), 0.5, 0.001)
     assert low_ids.tolist() == [8, 9] and low_scores[1] == np.float32(DEMOTED_CEILING) < 0.25
+
+
+# -- settings a library user can get wrong: each refused at construction, naming the setting -------------
+
+
+def test_class_names_of_another_count_than_the_models_classes_are_refused(tmp_path):
+    """Two names on a model of more classes came out as ['6', '6', 'a', '3', '2']."""
+    yolov8 = write_model(tmp_path / "v8.onnx", yolov8_output())  # 4 + 3 channels: 3 classes
+    with pytest.raises(
+        DetectorError,
+        match=r"^class_names: expected 3 names, one per class of model .*v8.onnx in id order "
+        r"\(its output is 1 x 7 x 50\), found 2$",
+    ):
+        Detector(yolov8, class_names=["a", "b"])
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\nc\nd\n")
+    with pytest.raises(DetectorError, match=rf"^labels file {labels}: expected 3 names, .* found 4$"):
+        Detector(yolov8, labels_file=labels)
+    # end2end's rows hold a class id: the count comes from the metadata where it names the classes.
+    named = write_model(tmp_path / "e2e.onnx", end2end_output(), names=NAMES)
+    with pytest.raises(DetectorError, match=r"expected 3 names, .*\(its metadata names that many\), found 2"):
+        Detector(named, class_names=["a", "b"])
+    unnamed = write_model(tmp_path / "bare.onnx", end2end_output())  # nothing tells its count
+    assert Detector(unnamed, class_names=["a", "b", "c"]).class_names == ["a", "b", "c"]
+    with pytest.raises(DetectorError, match=r"^class_names: expected a list of names, .* found 'cube'$"):
+        Detector(unnamed, class_names="cube")
+    with pytest.raises(DetectorError, match=r"^class_names and labels_file .*: expected one of them"):
+        Detector(yolov8, class_names=["a", "b", "c"], labels_file=labels)
+    # A model without names metadata calls its classes by their ids, as its detections do.
+    assert Detector(yolov8).class_names == ["0", "1", "2"]
+
+
+def test_a_class_map_key_that_names_no_class_of_the_model_is_refused(tmp_path):
+    path = write_model(tmp_path / "m.onnx", yolov8_output(), names=NAMES)
+    with pytest.raises(
+        DetectorError,
+        match=r"^class_map: 'duk' is not a class of model .*m.onnx; its classes: person, cup, duck; "
+        r"did you mean duck\?$",
+    ):
+        Detector(path, class_map={"duk": "rubber_duck"})
+    with pytest.raises(DetectorError, match=r"^class_map: 'duck' maps to 3; expected a class name, or None"):
+        Detector(path, class_map={"duck": 3})
+    with pytest.raises(DetectorError, match=r"^class_map: expected class names as keys, found 2$"):
+        Detector(path, class_map={2: "rubber_duck"})
+
+
+def test_the_benchmarks_one_class_map_for_every_model_gives_each_the_names_it_has(tmp_path):
+    """`bench detect --model ours --model coco --class-map coco`: the COCO map's other names are no typo
+    for a model that lacks them."""
+    from perception.bench.class_maps import COCO
+    from perception.bench.detect import ModelSpec
+
+    path = write_model(tmp_path / "m.onnx", yolov8_output(), names=NAMES)
+    detector = ModelSpec(path, "cpu", tuple(COCO.items())).detector(threads=1, confidence=0.25)
+    assert detector.class_map == {"person": "pedestrian", "cup": "mug"}
+    assert detector(IMAGE).class_names == ["duck", "mug"]
+
+
+# A forced layout, and an output of another layout that it must not decode (a row per layout).
+MISFITS = {
+    "yolov8": end2end_output,  # 1 x 300 x 6: 300 channels, 6 anchors
+    "yolov5": end2end_output,
+    "yolox": end2end_output,
+    "yolox_decoded": end2end_output,
+    "end2end": yolov8_output,  # 1 x 7 x 50: rows of 50
+    "rtdetr": end2end_output,  # boxes in pixels, not fractions of the input
+}
+
+
+def test_every_layout_has_a_misfit_here():
+    assert set(MISFITS) == set(LAYOUTS)
+
+
+@pytest.mark.parametrize("layout", sorted(MISFITS))
+def test_a_forced_layout_the_output_does_not_fit_is_refused_at_load(tmp_path, layout):
+    """YOLOv8's decoder on our end2end output scored boxes 640 and named classes '43' and '17'."""
+    output = MISFITS[layout]()
+    path = write_model(tmp_path / "m.onnx", output, names=NAMES)
+    shape = re.escape(str([list(output.shape)]))
+    with pytest.raises(
+        DetectorError,
+        match=rf"^model .*m.onnx: layout '{layout}' does not fit its output shapes {shape} for input "
+        r"\[320, 320\]; supported: yolov8 1x\(4\+nc\)xN, .* \(layout=auto finds one\)$",
+    ):
+        Detector(path, layout=layout)
+
+
+def test_a_forced_rtdetr_on_an_export_that_finds_nothing_on_a_blank_image_is_refused_at_its_first_frame(
+    tmp_path,
+):
+    """Rows of 0 are fractions too: the boxes in pixels show only once something is found."""
+    path = write_model(tmp_path / "m.onnx", end2end_output(), names=NAMES, blank_finds_nothing=True)
+    detector = Detector(path, layout="rtdetr")
+    with pytest.raises(
+        DetectorError, match=r"layout 'rtdetr' does not fit its output shapes \[\[1, 300, 6\]\]"
+    ):
+        detector(np.full((240, 320, 3), 255, np.uint8))
+    assert Detector(path).layout == "end2end"  # as recognised, it runs
+    assert Detector(path)(np.full((240, 320, 3), 255, np.uint8)).class_names == ["duck", "cup"]
+
+
+@pytest.mark.parametrize("size", [(0, 0), (-32, 64), (320.5, 320), (320,), "ab", (True, 320), 320])
+def test_an_input_size_that_is_no_size_is_refused_naming_input_size(tmp_path, size):
+    path = write_model(tmp_path / "m.onnx", end2end_output(), input_shape=(1, 3, "height", "width"))
+    with pytest.raises(
+        DetectorError,
+        match=rf"^input_size: expected \(height, width\) in pixels, whole numbers of at least 1, found "
+        rf"{re.escape(repr(size))}$",
+    ):
+        Detector(path, input_size=size)
+    assert Detector(path, input_size=(np.int64(160), 192)).input_hw == (160, 192)
+
+
+def test_an_input_size_a_fixed_model_does_not_take_is_refused_naming_input_size(tmp_path):
+    path = write_model(tmp_path / "m.onnx", end2end_output())
+    with pytest.raises(
+        DetectorError, match=r"^input_size \[256, 320\]: model .*m.onnx takes a fixed input of \[320, 320\]"
+    ):
+        Detector(path, input_size=(256, 320))
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"small_object_zoom": 0.5}, "small_object_zoom: expected 0 (no second pass) or above 1"),
+        ({"small_object_zoom": 1}, "small_object_zoom: expected 0 (no second pass) or above 1"),
+        ({"small_object_zoom": -2}, "small_object_zoom: expected 0 (no second pass) or above 1"),
+        ({"small_object_zoom": math.nan}, "small_object_zoom: expected 0 (no second pass) or above 1"),
+        ({"small_object_zoom": 2, "small_object_side": 0}, "small_object_side: expected a length in pixels"),
+        ({"small_object_zoom": 2, "small_object_rows": (0.5, 9)}, "small_object_rows: expected image rows"),
+        ({"threads": -1}, "threads: expected a whole number, 0 or more"),
+        ({"threads": 1.5}, "threads: expected a whole number, 0 or more"),
+        ({"confidence": "high"}, "confidence: expected a score from 0 to 1, found 'high'"),
+        ({"iou": math.nan}, "iou: expected an overlap from 0 to 1, found nan"),
+        ({"cross_class_iou": True}, "cross_class_iou: expected an overlap from 0 to 1"),
+    ],
+)
+def test_a_setting_out_of_its_range_is_refused_at_construction_naming_the_range(tmp_path, setting, message):
+    path = write_model(tmp_path / "m.onnx", end2end_output(), input_shape=(1, 3, "height", "width"))
+    with pytest.raises(DetectorError, match="^" + re.escape(message)):
+        Detector(path, **setting)
+
+
+def test_a_small_object_zoom_below_1_is_named_before_the_models_fixed_size(tmp_path):
+    with pytest.raises(DetectorError, match=r"^small_object_zoom: expected 0 \(no second pass\) or above 1"):
+        Detector(write_model(tmp_path / "m.onnx", end2end_output()), small_object_zoom=0.5)
+
+
+def test_retune_refuses_what_construction_refuses_and_changes_nothing(tmp_path):
+    detector = Detector(write_model(tmp_path / "m.onnx", yolov8_output(), names=NAMES))
+    with pytest.raises(DetectorError, match=r"^confidence: expected a score from 0 to 1, found 'high'$"):
+        detector.retune(iou=0.6, confidence="high")
+    assert (detector.confidence, detector.iou) == (0.25, 0.45)
+
+
+def test_a_header_that_is_not_a_header_is_refused(tmp_path):
+    from perception.msgs import Header
+
+    detector = Detector(write_model(tmp_path / "m.onnx", yolov8_output(), names=NAMES))
+    with pytest.raises(
+        TypeError, match=r"^header: expected a perception.msgs.Header \(the frame's\) or None, found int$"
+    ):
+        detector(IMAGE, 123)
+    assert detector(IMAGE, Header(stamp=5, frame_id="cam")).header == Header(stamp=5, frame_id="cam")
+    assert detector(IMAGE).header == Header()

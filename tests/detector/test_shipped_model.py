@@ -37,6 +37,14 @@ def test_the_launch_files_model_path_works_from_any_directory(tmp_path, monkeypa
         Detector("models/other.onnx")
 
 
+def test_an_input_size_too_small_for_the_model_is_blamed_on_input_size():
+    """At 16 x 16 its top 100 of fewer cells fail inside onnxruntime, which named the model, not the size."""
+    with pytest.raises(
+        PerceptError, match=r"^input_size \[16, 16\]: model .*percept.onnx cannot run at this size .*TopK"
+    ):
+        Detector(MODEL, input_size=(16, 16))
+
+
 INT8_MODEL = MODEL.with_name("percept-int8.onnx")
 
 
