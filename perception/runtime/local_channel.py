@@ -23,6 +23,7 @@ subscriber says so (FULL), and that subscriber takes the publisher's messages ov
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import select
@@ -33,6 +34,8 @@ from typing import Any
 import numpy as np
 
 from perception.runtime import shm, wire
+
+log = logging.getLogger("percept.shm")
 
 PIPE_BUF = getattr(select, "PIPE_BUF", 512)  # 4096 on Linux: the most one write delivers whole
 _HEAD = struct.Struct("<HB")  # record length, kind
@@ -138,6 +141,7 @@ class LocalOutlet:
         self._registrations_at = 0.0
         self._rows: set[int] | None = None
         self.missed = 0  # deliveries to local subscribers that did not happen (full pipe, no free slot)
+        self.no_room: str | None = None  # why shared memory was given up (a full /dev/shm), if it was
         self.malformed_registrations = 0  # leftovers in the registration pipe that were no record
 
     @property
@@ -162,7 +166,10 @@ class LocalOutlet:
             record = _record(INLINE, body)
             missed = sum(not self._write(peer, record) for peer in list(self._peers.values()))
         else:
-            missed = self._send_in_slot(frames, views, sizes, src.encode()[:255], n)
+            try:
+                missed = self._send_in_slot(frames, views, sizes, src.encode()[:255], n)
+            except shm.NoRoom as exc:
+                missed = self._give_up(exc)
         self.missed += missed
         return missed
 
@@ -173,8 +180,31 @@ class LocalOutlet:
         if not self._peers:
             return None
         size = math.prod(shape) * dtype.itemsize
-        segment = self._segment_for(shm.LOAN_OFFSET + size)
-        return segment.loan(shape, dtype, self._live_rows())
+        try:
+            segment = self._segment_for(shm.LOAN_OFFSET + size)
+            return segment.loan(shape, dtype, self._live_rows())
+        except shm.NoRoom as exc:
+            self._give_up(exc)
+            return None
+
+    def _give_up(self, exc: shm.NoRoom) -> int:
+        """/dev/shm is full: send every local subscriber to TCP, as when no row is left for it, and take
+        no more; the number of subscribers that missed the message in hand. Shared memory stays off for
+        this publisher until it restarts (said once)."""
+        log.warning("shared memory: %s; the local subscribers of this topic go over TCP", exc)
+        self.no_room = str(exc)
+        peers = list(self._peers.values())
+        for peer in peers:
+            self._refuse(peer.fd)
+        self._peers.clear()
+        self._rows = None
+        return len(peers)
+
+    def _refuse(self, fd: int) -> None:
+        """Tell a subscriber's pipe to take this publisher's messages over TCP, and close it."""
+        with contextlib.suppress(OSError):
+            os.write(fd, _record(FULL, self.path.encode()))
+        os.close(fd)
 
     def _segment_for(self, slot_bytes: int) -> shm.Segment:
         segment = self._segment
@@ -288,13 +318,11 @@ class LocalOutlet:
         used = self._live_rows()
         free = [r for r in range(shm.ROWS) if r not in used]
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            fd = shm.open_own(path, os.O_WRONLY | os.O_NONBLOCK, "pipe")
         except OSError:
-            return  # it went away again
-        if not free:  # as many local subscribers as a segment has rows: this one is told to use TCP
-            with contextlib.suppress(OSError):
-                os.write(fd, _record(FULL, self.path.encode()))
-            os.close(fd)
+            return  # it went away again, or it is no pipe of ours
+        if not free or self.no_room:  # no row left for it, or no memory: this one is told to use TCP
+            self._refuse(fd)
             return
         self._peers[path] = _Peer(fd, path, free[0])
         self._rows = None
@@ -467,10 +495,17 @@ class LocalInlet:
         if path in self._publishers:
             return True
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            fd = shm.open_own(path, os.O_WRONLY | os.O_NONBLOCK, "pipe")
+        except OSError:
+            # No such pipe here (another /dev/shm), its publisher has gone, or what is there is not a
+            # pipe of this user's: a publisher may name any path, and a local user's link to one of our
+            # files would have had the registration record written into it.
+            return False
+        try:
             os.write(fd, _record(REGISTER, self.path.encode()))
         except OSError:
-            return False  # no such pipe here (another /dev/shm), or its publisher has gone
+            os.close(fd)
+            return False
         self._publishers[path] = fd
         return True
 

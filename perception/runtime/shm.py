@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import math
 import mmap
 import os
 import secrets
+import stat
 import struct
 import sys
 import threading
@@ -218,6 +220,43 @@ def sweep_once() -> None:
 # -- segments ---------------------------------------------------------------------------------------
 
 
+class NoRoom(PerceptError):
+    """/dev/shm has no room left for a segment's memory."""
+
+
+def _reserve(fd: int, offset: int, length: int, path: str) -> None:
+    """Give the file's pages from `offset` real memory now. A sparse file's pages are found only when
+    first written, and on a full /dev/shm that write kills the process with SIGBUS (a publisher was
+    restarted and killed again, over and over, while another user's file filled /dev/shm); reserved,
+    a full /dev/shm is an error here, which the caller can answer."""
+    try:
+        os.posix_fallocate(fd, offset, length)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.ENOMEM):
+            raise NoRoom(
+                f"{SHM_DIR} has no room for {length} more bytes of {os.path.basename(path)}"
+            ) from exc
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system that reserves nothing
+            raise
+
+
+def open_own(path: str, flags: int, kind: str) -> int:
+    """Open one of this user's percept files, refusing anything else at that path: a symbolic link (a
+    local user who advertises a link to one of our files would have us write into it), another user's
+    file, or a file of another kind (a segment named as a pipe would be written over)."""
+    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+    found = os.fstat(fd)
+    is_kind = stat.S_ISFIFO(found.st_mode) if kind == "pipe" else stat.S_ISREG(found.st_mode)
+    if found.st_uid != os.geteuid() or not is_kind:
+        os.close(fd)
+        raise PermissionError(
+            errno.EPERM,
+            f"not a {kind} of this user's (owner uid {found.st_uid}, mode {stat.filemode(found.st_mode)})",
+            path,
+        )
+    return fd
+
+
 def _round_up(n: int, to: int) -> int:
     return (n + to - 1) // to * to
 
@@ -253,15 +292,19 @@ class Segment:
         self.layout = _Layout(slots, slot_bytes)
         self.path = new_path("seg")
         self.name = os.path.basename(self.path)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            os.ftruncate(fd, self.layout.total)  # sparse: a page is memory only once it is written
+            # Sparse: a slot takes memory only once it is first used (`acquire` reserves it then), so
+            # a steady stream that reuses two or three slots takes two or three slots' memory.
+            os.ftruncate(fd, self.layout.total)
+            _reserve(fd, 0, self.layout.control_bytes, self.path)
             self._mmap = mmap.mmap(fd, self.layout.total)
-        except OSError:
+        except (OSError, NoRoom):
+            os.close(fd)
             remove(self.path)
             raise
-        finally:
-            os.close(fd)
+        self._fd = fd  # kept for reserving slots
+        self._reserved: set[int] = set()  # slots whose memory is reserved
         header, self.tick, self.drained, self.released = self.layout.arrays(
             memoryview(self._mmap)[: self.layout.control_bytes]
         )
@@ -289,6 +332,7 @@ class Segment:
             holding = self._holding(slot, live_rows)
             if not holding:
                 self.pending[slot].clear()
+                self._reserve_slot(slot)
                 return slot
             if all(self.drained[r] < t for r, t in holding.items()):
                 unread.append((min(holding.values()), slot, holding))
@@ -296,6 +340,13 @@ class Segment:
             if self._take_back(slot, holding):
                 return slot
         return None
+
+    def _reserve_slot(self, slot: int) -> None:
+        """Reserve a slot's memory before its first write (NoRoom on a full /dev/shm)."""
+        if slot not in self._reserved:
+            size = self.layout.slot_bytes
+            _reserve(self._fd, self.layout.control_bytes + slot * size, size, self.path)
+            self._reserved.add(slot)
 
     def _holding(self, slot: int, live_rows: set[int]) -> dict[int, int]:
         released = self.released
@@ -400,6 +451,10 @@ class Segment:
 
     def close(self) -> None:
         remove(self.path)
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1  # a second close must not close a number since given to another file
         del self.tick, self.drained, self.released, self._bytes, self._header
         with contextlib.suppress(BufferError):
             self._mmap.close()
@@ -417,7 +472,7 @@ class SegmentView:
     """A subscriber's mapping of a publisher's segment: data read-only, its own cells writable."""
 
     def __init__(self, path: str) -> None:
-        fd = os.open(path, os.O_RDWR)
+        fd = open_own(path, os.O_RDWR, "segment")
         try:
             head = np.frombuffer(os.pread(fd, 32, 0), np.uint64)
             if int(head[0]) != MAGIC or int(head[3]) != ROWS:

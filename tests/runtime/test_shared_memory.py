@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from collections import deque
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -338,6 +339,94 @@ def test_a_malformed_record_in_the_registration_pipe_does_not_stop_later_registr
             assert bytes(message[1].buffer) == bytes(frames[1])
         assert outlet.malformed_registrations >= 2
     finally:
+        outlet.close()
+        for inlet in inlets:
+            inlet.close()
+
+
+def test_a_subscriber_writes_only_into_a_pipe_of_its_own_user(tmp_path, monkeypatch):
+    """A publisher advertises any path it likes. A local user who linked /dev/shm/percept-*.pub to one of
+    our files had our subscriber write its registration into that file; a file that is no pipe (one of
+    our segments, named as a pipe) would be written over the same way. Each is refused: TCP instead."""
+    from perception.runtime.local_channel import LocalInlet
+
+    canary = tmp_path / "canary.txt"
+    canary.write_bytes(b"secret settings\n")
+    inlet = LocalInlet(b"/t")
+    link = shm.new_path("pub")
+    not_a_pipe = shm.new_path("pub")
+    someone_elses = shm.new_path("pub")
+    try:
+        os.symlink(canary, link)
+        with open(not_a_pipe, "wb") as file:
+            file.write(b"\0" * 64)
+        os.mkfifo(someone_elses, 0o600)
+        reader = os.open(someone_elses, os.O_RDONLY | os.O_NONBLOCK)  # so that opening it to write works
+        for path in (link, not_a_pipe):
+            assert not inlet.register(f"{shm.host_id()} {path}")
+        assert canary.read_bytes() == b"secret settings\n"
+        assert Path(not_a_pipe).read_bytes() == b"\0" * 64
+        assert inlet.register(f"{shm.host_id()} {someone_elses}")  # ours: taken
+        inlet._publishers.clear()
+        monkeypatch.setattr(os, "geteuid", lambda: os.stat(someone_elses).st_uid + 1)  # now another's
+        assert not inlet.register(f"{shm.host_id()} {someone_elses}")
+        with pytest.raises(PermissionError, match="not a pipe of this user's"):
+            shm.open_own(someone_elses, os.O_WRONLY | os.O_NONBLOCK, "pipe")
+        os.close(reader)
+    finally:
+        inlet.close()
+        for path in (link, not_a_pipe, someone_elses):
+            shm.remove(path)
+
+
+def test_a_full_dev_shm_sends_the_local_subscribers_to_tcp(monkeypatch, caplog):
+    """On a full /dev/shm the first write to a sparse segment's page killed the publisher with SIGBUS,
+    and it was restarted into the same death. A segment's memory is now reserved before its first
+    write; when that fails, the local subscribers are told to take the topic over TCP (as when no row
+    is left for them), the message in hand is counted as missed, and it is said once."""
+    import errno
+
+    from perception.runtime.local_channel import LocalInlet, LocalOutlet
+    from perception.runtime.wire import encode
+
+    reserve = os.posix_fallocate
+    outlet = LocalOutlet()
+    inlets = [LocalInlet(b"/t"), LocalInlet(b"/t")]
+    try:
+        for inlet in inlets:
+            assert inlet.register(outlet.address)
+        frames = encode(b"/t", Image(header=Header(), data=np.zeros((120, 160, 3), np.uint8)))
+        assert outlet.send(frames[1:], "src", 0) == 0  # a segment, its first slot reserved
+        for inlet in inlets:
+            (message,) = inlet.drain()
+            message.let_go()  # read and done with: the slot is free again
+
+        def full(fd: int, offset: int, length: int) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(os, "posix_fallocate", full)
+        assert outlet.send(frames[1:], "src", 1) == 0  # into the slot reserved already: fine
+        assert outlet.no_room is None
+        held = [inlet.drain()[0].take() for inlet in inlets]  # held: the next message needs a new slot
+        with caplog.at_level("WARNING", logger="percept.shm"):
+            assert outlet.send(frames[1:], "src", 2) == 2
+            assert outlet.send(frames[1:], "src", 3) == 0  # no local subscriber left
+        assert outlet.no_room is not None and "has no room for" in outlet.no_room
+        assert [r.getMessage() for r in caplog.records].count(
+            f"shared memory: {outlet.no_room}; the local subscribers of this topic go over TCP"
+        ) == 1
+        for inlet in inlets:
+            inlet.drain()
+            assert inlet.full == [outlet.path] and not inlet._publishers
+        late = LocalInlet(b"/t")
+        inlets.append(late)
+        assert late.register(outlet.address)
+        assert outlet.peer_count == 0
+        late.drain()
+        assert late.full == [outlet.path]  # a subscriber that comes later is sent to TCP too
+        del held
+    finally:
+        monkeypatch.setattr(os, "posix_fallocate", reserve)
         outlet.close()
         for inlet in inlets:
             inlet.close()
