@@ -76,6 +76,14 @@ class Access:
     def __init__(self, host: str, token: str | None, extra_names: list[str] | tuple[str, ...] = ()) -> None:
         self.names = served_names(host, extra_names)
         self.token = token
+        # A browser keeps cookies by host, not by port: two viewers on 127.0.0.1 (two graphs, each with
+        # a keystore) under one name overwrote each other's, and the first page went 401. The server
+        # names it after its port once bound (use_port).
+        self.cookie_name = COOKIE
+
+    def use_port(self, port: int) -> None:
+        """Name the token's cookie after the port served, so viewers of one host keep theirs apart."""
+        self.cookie_name = f"{COOKIE}_{port}"
 
     @classmethod
     def for_address(
@@ -126,12 +134,12 @@ class Access:
             offered.append(authorization[7:].strip())
         with contextlib.suppress(CookieError):
             cookie = SimpleCookie(headers.get("cookie", ""))
-            if COOKIE in cookie:
-                offered.append(cookie[COOKIE].value)
+            if self.cookie_name in cookie:
+                offered.append(cookie[self.cookie_name].value)
         return any(hmac.compare_digest(o.encode(), self.token.encode()) for o in offered if o)
 
     def cookie_for(self, query: dict[str, str]) -> str | None:
         """A Set-Cookie value when the token came in the address (later requests then carry it)."""
         if self.token is None or not query.get("token"):
             return None
-        return f"{COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/"
+        return f"{self.cookie_name}={self.token}; HttpOnly; SameSite=Strict; Path=/"

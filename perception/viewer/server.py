@@ -64,6 +64,7 @@ class ViewerServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.state, self.default_fps = state, default_fps
         self.access = access or Access.for_address(address[0], None)
+        self.access.use_port(self.server_address[1])  # port 0 is known only now
         self.stopping = threading.Event()
         self.error_log = Throttle()  # a page refreshing a broken picture must not flood the log
 

@@ -639,6 +639,38 @@ def test_with_a_keystore_the_page_opened_at_its_printed_address_stays_live(keyed
         driver.quit()
 
 
+def test_two_viewers_of_one_host_keep_their_token_cookies_apart():
+    """A browser keeps cookies by host, not port: a second viewer on 127.0.0.1 set a cookie of the same
+    name, and the first viewer's page, sending the second's token, was refused from then on."""
+    import threading
+
+    from conftest import free_port
+
+    from perception.viewer.access import Access
+    from perception.viewer.server import ViewerServer
+
+    servers = []
+    for token in ("first-token", "second-token"):
+        server = ViewerServer(("127.0.0.1", free_port()), ViewerState(), 15.0, Access("127.0.0.1", token))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append((f"http://127.0.0.1:{server.server_address[1]}", token, server))
+    try:
+        jar = {}  # as a browser keeps them for 127.0.0.1, whatever the port
+        for base, token, _ in servers:
+            status, headers, _ = _request(f"{base}/?token={token}", {})
+            name, _, value = headers["Set-Cookie"].split(";")[0].partition("=")
+            assert status == 200 and name.endswith(base.rsplit(":", 1)[1]), name
+            jar[name] = value
+        cookie = "; ".join(f"{name}={value}" for name, value in jar.items())
+        assert len(jar) == 2 and all(
+            _request(base + "/api/graph", {"Cookie": cookie})[0] == 200 for base, *_ in servers
+        )
+    finally:
+        for *_, server in servers:
+            server.shutdown()
+            server.server_close()
+
+
 def test_an_empty_token_is_refused_at_start(monkeypatch):
     """`--token ''` (or an empty PERCEPT_VIEW_TOKEN) printed an address ending in ?token= and then
     refused every request."""
