@@ -72,6 +72,26 @@ def context(registry: Registry) -> Context:
 
 
 @pytest.fixture
+def keyed_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A graph with a keystore: one made by `percept keys generate` (the tools' key, and those of the test
+    scenes' nodes: /viewer_scene, /foxglove), a CURVE registry on a free port in this process, and
+    PERCEPT_KEYSTORE and PERCEPT_REGISTRY set for child processes (a node takes its own key with
+    PERCEPT_ENCLAVE). Yields the keystore."""
+    from perception.runtime.security import REGISTRY, Keys
+
+    keystore = tmp_path / "keys"
+    made = percept("keys", "generate", str(keystore), "--node", "viewer_scene", "--node", "foxglove")
+    assert made.returncode == 0, made.stderr
+    reg = Registry(f"tcp://127.0.0.1:{free_port()}", keys=Keys.load(keystore, REGISTRY))
+    reg.serve_in_thread()
+    monkeypatch.setenv("PERCEPT_REGISTRY", reg.address)
+    monkeypatch.setenv("PERCEPT_KEYSTORE", str(keystore))
+    monkeypatch.delenv("PERCEPT_ENCLAVE", raising=False)
+    yield keystore
+    reg.stop()
+
+
+@pytest.fixture
 def spawn() -> Iterator[Callable[..., subprocess.Popen[str]]]:
     """Start `python -m perception.cli ARGS...`; every process is killed at the end of the test."""
     processes: list[subprocess.Popen[str]] = []

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from perception.bench.common import private_registry, spawn_cli, stop
+from perception.runtime.security import ENCLAVE_ENV, KEYSTORE_ENV
 
 LIMIT_PERCENT_PER_STREAM = 5.0
 CAMERAS = ("/cam0/image", "/cam1/image")
@@ -132,7 +133,9 @@ class Cameras:
 
         self.frames, self.rate, self.published = scene_frames(), rate, 0
         self.node = Node(
-            f"_bench_view_{os.getpid()}", context=Context(registry=registry), stats_period_s=3600.0
+            f"_bench_view_{os.getpid()}",
+            context=Context(registry=registry, keys=False),
+            stats_period_s=3600.0,
         )
         self.publishers = [
             (
@@ -177,7 +180,10 @@ class Cameras:
 def run(fps: float, seconds: float, links: tuple[str, ...] = tuple(LINKS), rate: float = 30.0) -> list[Row]:
     registry = private_registry()
     cameras = Cameras(registry.address, rate)
-    env = {**os.environ, "PERCEPT_REGISTRY": registry.address, "PYTHONUNBUFFERED": "1"}
+    # The benchmark's graph is its own, without CURVE (its registry never takes PERCEPT_KEYSTORE's keys):
+    # a keystore in the environment made the links CURVE clients of a plain registry, and nothing flowed.
+    env = {k: v for k, v in os.environ.items() if k not in (KEYSTORE_ENV, ENCLAVE_ENV)}
+    env |= {"PERCEPT_REGISTRY": registry.address, "PYTHONUNBUFFERED": "1"}
     rows: list[Row] = []
     try:
         for link in links:

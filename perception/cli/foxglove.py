@@ -18,7 +18,8 @@ def register(verbs: Any) -> None:
         f"tracks). The server (foxglove-sdk) accepts only clients offering the subprotocol {SDK_SUBPROTOCOL}: "
         f"the Foxglove app connects; Lichtblick, older Foxglove Studio releases and @foxglove/ws-protocol "
         f"clients offer only {OLD_SUBPROTOCOL} and are refused (record with `percept record` and open the file "
-        "in those).",
+        "in those). The server has no authentication: with a keystore (PERCEPT_KEYSTORE) the link refuses "
+        "to start unless --allow-unauthenticated is given.",
     )
     p.add_argument("topics", nargs="*", help="topics to serve (default: every topic, as they appear)")
     p.add_argument(
@@ -33,6 +34,12 @@ def register(verbs: Any) -> None:
     )
     p.add_argument(
         "--max-fps", type=positive_float, help="at most this many messages per topic a second (default: all)"
+    )
+    p.add_argument(
+        "--allow-unauthenticated",
+        action="store_true",
+        help="serve even when the graph has a keystore, knowing that foxglove-sdk's server has no "
+        "authentication: any local user (off loopback, anyone who reaches the port) can read every topic",
     )
     p.add_argument("--name", default="foxglove", help="the link's node name (default foxglove)")
     p.add_argument("--duration", type=positive_float, help="stop after this many seconds (default: Ctrl-C)")
@@ -53,6 +60,8 @@ def _foxglove(args: argparse.Namespace) -> int:
         parameters["topics"] = args.topics
     if args.max_fps:
         parameters["max_fps"] = args.max_fps
+    if args.allow_unauthenticated:
+        parameters["allow_unauthenticated"] = True
     configure_logging("info")  # the link says where it serves, and who subscribes to what
     Context.set_default(Context(overrides=NodeOverrides(name=args.name, parameters=parameters)))
     link = FoxgloveLink()

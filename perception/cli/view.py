@@ -10,16 +10,25 @@ from perception.cli.common import port, positive_float
 
 
 def register(verbs: Any) -> None:
-    p = verbs.add_parser("view", help="Serve a live web page of the graph and its image streams.")
+    p = verbs.add_parser(
+        "view",
+        help="Serve a live web page of the graph and its image streams.",
+        description="Serve a live web page of the graph and its image streams. Off loopback, and on "
+        "loopback too when the graph has a keystore (PERCEPT_KEYSTORE: any local user could read the page "
+        "otherwise), the page asks for a token: the address printed ends in ?token=..., and the page keeps "
+        "it in a cookie.",
+    )
     p.add_argument("--port", type=port, default=8080, help="default 8080; 0 picks a free port")
     p.add_argument(
         "--host",
         default="127.0.0.1",
-        help="address to serve on (0.0.0.0: every interface; off loopback the page needs a token)",
+        help="address to serve on (0.0.0.0: every interface; off loopback, or with a keystore, the page "
+        "needs a token)",
     )
     p.add_argument(
         "--token",
-        help="the token the page asks for (default: PERCEPT_VIEW_TOKEN, or a random one off loopback)",
+        help="the token the page asks for (default: PERCEPT_VIEW_TOKEN, or a random one off loopback or "
+        "with a keystore)",
     )
     p.add_argument(
         "--allow-host",
@@ -55,7 +64,8 @@ def _view(args: argparse.Namespace) -> int:
         # as none would serve loopback with no token at all, where one was meant. Served as it was, it
         # printed an address ending in ?token= that every request was refused with.
         raise PerceptError(
-            f"{source}: expected a token (or none: off loopback a random one is made), found {token!r}"
+            f"{source}: expected a token (or none: off loopback or with a keystore a random one is made), "
+            f"found {token!r}"
         )
     try:
         return run(args.host, args.port, args.fps, args.quality, args.duration, token, tuple(args.allow_host))

@@ -16,6 +16,12 @@ A message is decoded and converted only while a Foxglove client subscribes to on
 unwatched topic costs its subscription alone. `max_fps` thins each topic by its messages' stamps, not by
 arrival, so an image and its boxes (same stamp) are kept or skipped together. Slow clients are the SDK's
 to handle: it keeps a backlog per client and drops the oldest messages when it fills.
+
+foxglove-sdk's WebSocket server has no authentication (0.30: TLS for wss:// only, no token, no hook
+that refuses a client), and neither has foxglove_bridge: whoever reaches the port reads every channel,
+on loopback any local user. Without a keystore they can read the graph itself anyway; with one (the
+link's own keys), the link would be their way past it, so it refuses to start unless
+`allow_unauthenticated` says the user knows (`percept foxglove --allow-unauthenticated`).
 """
 
 from __future__ import annotations
@@ -92,12 +98,27 @@ class FoxgloveLink(Node):
         self.declare_parameter(
             "max_fps", 0.0, "at most this many messages per topic a second (0: all)", range=(0.0, 1e6)
         )
+        allow_unauthenticated: bool = self.declare_parameter(
+            "allow_unauthenticated",
+            False,
+            "serve even when the graph has a keystore: the server has no authentication, so any local user "
+            "(and off loopback anyone who reaches the port) reads every topic served",
+            read_only=True,
+        )
         if self.image_format not in IMAGE_FORMATS:
             raise PerceptError(
                 f"image_format: expected one of {', '.join(IMAGE_FORMATS)}, found {self.image_format!r}"
             )
         if not 0 <= port <= 65535:
             raise PerceptError(f"port: expected 0-65535, found {port}")
+        if self.context.keys is not None and not allow_unauthenticated:
+            raise PerceptError(
+                f"Foxglove link on {host}:{port}: not started, the graph has a keystore "
+                f"({self.context.keys.keystore}) and foxglove-sdk's WebSocket server has no authentication, "
+                "so any local user could read the graph's topics through it; to serve it anyway: "
+                "--allow-unauthenticated (in a launch file: allow_unauthenticated: true), or watch it in "
+                "`percept view`, which asks for a token"
+            )
         self._foxglove = foxglove
         logging.getLogger("foxglove").setLevel(logging.WARNING)  # its start and stop lines repeat ours
         _quiet_sdk_logs()
@@ -115,6 +136,12 @@ class FoxgloveLink(Node):
         self._channels: dict[tuple[str, str], Any] = {}  # (Foxglove topic, schema) -> channel
         self._errors = Throttle()
         self.log.info("Foxglove link at %s (Foxglove: Open connection, Foxglove WebSocket)", self.url)
+        if self.context.keys is not None:
+            self.log.warning(
+                "allow_unauthenticated: the graph has a keystore, but any local user (and off loopback "
+                "anyone who reaches %s) can read every topic this link serves",
+                self.url,
+            )
         for topic in self.topics:
             self._serve(self.resolve(topic))
         self.discover()

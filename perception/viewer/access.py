@@ -4,9 +4,11 @@ A page on any web site can make a local browser send requests to 127.0.0.1 (and,
 domain name to 127.0.0.1, read the answers: DNS rebinding). Such a request carries the attacker's name
 in its Host header, so the viewer answers only requests whose Host is a name or address it serves, and
 refuses a request whose Origin (sent with scripted cross-site requests) is another site. Served on an
-address other machines reach, it also asks for a token: `percept view --host 0.0.0.0` prints an
-address with `?token=...`; the first request with it gets a cookie (HttpOnly, SameSite=Strict) that
-carries it for the rest of the session; a script may send `Authorization: Bearer TOKEN` instead.
+address other machines reach, or on loopback for a graph with a keystore, it also asks for a token
+(as Jupyter does): loopback is open to every local user, and a keystore means the graph is not theirs
+to read. `percept view` then prints an address with `?token=...`; the first request with it gets a
+cookie (HttpOnly, SameSite=Strict) that carries it for the rest of the session; a script may send
+`Authorization: Bearer TOKEN` instead.
 """
 
 from __future__ import annotations
@@ -74,13 +76,28 @@ class Access:
     def __init__(self, host: str, token: str | None, extra_names: list[str] | tuple[str, ...] = ()) -> None:
         self.names = served_names(host, extra_names)
         self.token = token
+        # A browser keeps cookies by host, not by port: two viewers on 127.0.0.1 (two graphs, each with
+        # a keystore) under one name overwrote each other's, and the first page went 401. The server
+        # names it after its port once bound (use_port).
+        self.cookie_name = COOKIE
+
+    def use_port(self, port: int) -> None:
+        """Name the token's cookie after the port served, so viewers of one host keep theirs apart."""
+        self.cookie_name = f"{COOKIE}_{port}"
 
     @classmethod
     def for_address(
-        cls, host: str, token: str | None, extra_names: list[str] | tuple[str, ...] = ()
+        cls,
+        host: str,
+        token: str | None,
+        extra_names: list[str] | tuple[str, ...] = (),
+        keystore: bool = False,
     ) -> Access:
-        """Loopback needs no token (unless one is given); any other address gets a random one."""
-        if token is None and not is_loopback(host):
+        """Loopback needs no token (unless one is given) when the graph has no keystore; any other
+        address, and loopback with a keystore (`keystore`: this process has one), gets a random one.
+        Without a keystore any local user can read the graph itself, so a token on loopback would
+        protect nothing; with one, the viewer would be the only way in for them."""
+        if token is None and (keystore or not is_loopback(host)):
             token = secrets.token_urlsafe(18)
         return cls(host, token, extra_names)
 
@@ -117,12 +134,12 @@ class Access:
             offered.append(authorization[7:].strip())
         with contextlib.suppress(CookieError):
             cookie = SimpleCookie(headers.get("cookie", ""))
-            if COOKIE in cookie:
-                offered.append(cookie[COOKIE].value)
+            if self.cookie_name in cookie:
+                offered.append(cookie[self.cookie_name].value)
         return any(hmac.compare_digest(o.encode(), self.token.encode()) for o in offered if o)
 
     def cookie_for(self, query: dict[str, str]) -> str | None:
         """A Set-Cookie value when the token came in the address (later requests then carry it)."""
         if self.token is None or not query.get("token"):
             return None
-        return f"{COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/"
+        return f"{self.cookie_name}={self.token}; HttpOnly; SameSite=Strict; Path=/"

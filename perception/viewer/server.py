@@ -17,7 +17,7 @@ server (past 6 MJPEG streams, in any tabs, every page froze). `/stream` sends a 
 link holds less than a picture's bytes unacknowledged, so at most about two are on their way. A picture
 is drawn and encoded once per new input, however many browsers watch it, and only while one does: an
 unwatched stream costs the viewer its subscription alone. Every request first passes the checks of
-perception.viewer.access (its Host header, its Origin, and off loopback a token).
+perception.viewer.access (its Host header, its Origin, and off loopback or with a keystore a token).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from urllib.parse import parse_qs, urlparse
 from perception.runtime.graph import graph_nodes, tool_node
 from perception.runtime.qos import QoS
 from perception.runtime.registry import registry_address
+from perception.runtime.security import Keys
 from perception.runtime.stats import Throttle
 from perception.runtime.stopping import StopFlag, stop_signals_call
 from perception.viewer.access import Access
@@ -63,6 +64,7 @@ class ViewerServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.state, self.default_fps = state, default_fps
         self.access = access or Access.for_address(address[0], None)
+        self.access.use_port(self.server_address[1])  # port 0 is known only now
         self.stopping = threading.Event()
         self.error_log = Throttle()  # a page refreshing a broken picture must not flood the log
 
@@ -265,7 +267,9 @@ def run(
 ) -> int:
     """The viewer node and its web server until Ctrl-C (or `duration_s`)."""
     state = ViewerState(jpeg_quality)
-    access = Access.for_address(host, token, allow_hosts)
+    # The keys the viewer's node joins the graph with (PERCEPT_KEYSTORE's): a graph that keeps other
+    # users out must not be handed to them by its viewer on loopback.
+    access = Access.for_address(host, token, allow_hosts, keystore=Keys.from_environment() is not None)
     # First: a port in use fails before any socket is made.
     server = ViewerServer((host, port), state, fps, access)
     node = tool_node("view")

@@ -138,6 +138,34 @@ def test_a_launch_file_starts_the_link_and_max_fps_keeps_images_and_their_boxes_
     assert len(set(images) & set(boxes)) >= min(len(images), len(boxes)) - 1  # the same frames
 
 
+def test_with_a_keystore_the_link_starts_only_when_told_that_any_local_user_may_read_it(
+    keyed_registry, spawn, monkeypatch
+):
+    """Audit finding 4: with a keystore keeping other users out of the graph, `percept foxglove` on
+    loopback handed them its topics (any WebSocket client got the channels): foxglove-sdk's server has
+    no authentication to ask them for."""
+    monkeypatch.setenv("PERCEPT_ENCLAVE", "foxglove")
+    refused = percept("foxglove", "--port", "0", "--duration", "1")
+    assert refused.returncode == 1 and "Foxglove link at" not in refused.stdout + refused.stderr
+    assert refused.stderr.splitlines()[-1] == (
+        f"percept: error: Foxglove link on 127.0.0.1:0: not started, the graph has a keystore "
+        f"({keyed_registry}) and foxglove-sdk's WebSocket server has no authentication, so any local user "
+        "could read the graph's topics through it; to serve it anyway: --allow-unauthenticated (in a "
+        "launch file: allow_unauthenticated: true), or watch it in `percept view`, which asks for a token"
+    ), refused.stderr
+    assert "--allow-unauthenticated" in percept("foxglove", "--help").stdout
+
+    spawn(node="FoxgloveScene", env={"PERCEPT_ENCLAVE": "viewer_scene"})
+    link = spawn("foxglove", "--port", "0", "--allow-unauthenticated")
+    url = link_url(link)
+    said = read_until(link, "can read every topic this link serves", 10)
+    assert "[WARNING] [/foxglove] allow_unauthenticated: the graph has a keystore, but any local user" in said
+    with FoxgloveClient(url) as client:  # through the keystore's CURVE to the scene, out to anyone
+        client.subscribe([client.wait_for_topics(["/camera/image"], 30)["/camera/image"]])
+        image = collect(client, {"/camera/image": 2}, 20)["/camera/image"][0].decode()
+    assert (image.width, image.height) == (160, 120)
+
+
 def test_bad_input_to_the_link_gets_a_one_line_error():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

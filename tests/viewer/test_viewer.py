@@ -285,9 +285,13 @@ def test_eight_tabs_of_the_page_all_stay_live(registry, spawn):
         driver.quit()
 
 
-def test_bench_view_json_contract():
+def test_bench_view_json_contract(tmp_path, monkeypatch):
     from conftest import percept
 
+    # The benchmark measures a graph of its own: a keystore in the environment (which would ask for the
+    # viewer's token and refuse the Foxglove link) is not its graph's, and once stopped it with no data.
+    assert percept("keys", "generate", str(tmp_path / "keys")).returncode == 0
+    monkeypatch.setenv("PERCEPT_KEYSTORE", str(tmp_path / "keys"))
     result = percept("bench", "view", "--seconds", "1", "--links", "view,foxglove", "--json", timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
@@ -585,6 +589,88 @@ def test_off_loopback_the_viewer_asks_for_the_token_it_printed(registry, spawn):
     assert _request(base + "/api/graph", {"Authorization": f"Bearer {token}"})[0] == 200  # a script's
 
 
+def test_with_a_keystore_the_viewer_on_loopback_asks_for_the_token_it_printed(keyed_registry, spawn):
+    """Audit finding 4: with a keystore keeping other users out of the graph, `percept view` on loopback
+    handed them the camera stream and the graph (`curl http://127.0.0.1:PORT/snapshot?topic=...`)."""
+    from conftest import wait_for
+
+    spawn(node="ViewerScene", env={"PERCEPT_ENCLAVE": "viewer_scene"})
+    _, printed = start_viewer(spawn)  # 127.0.0.1, no --token
+    base, _, token = printed.partition("/?token=")
+    assert base.startswith("http://127.0.0.1:") and len(token) >= 20, printed
+    for path in ("/", "/api/graph", "/snapshot?topic=/camera/image", "/stream?topic=/camera/image"):
+        status, _, body = _request(base + path, {})
+        assert status == 401 and b"needs its token" in body, (path, status, body)
+    assert _request(base + "/api/graph?token=wrong", {})[0] == 401
+    status, headers, _ = _request(base + f"/?token={token}", {})
+    assert status == 200 and "HttpOnly" in headers["Set-Cookie"]
+    cookie = {"Cookie": headers["Set-Cookie"].split(";")[0]}
+    wait_for(
+        lambda: json.loads(_request(base + "/api/graph", cookie)[2])["streams"] == ["/camera/image"],
+        30,
+        "the image stream through the keystore's CURVE",
+    )
+    status, headers, body = _request(base + "/snapshot?topic=/camera/image", cookie)
+    assert status == 200 and headers["Content-Type"] == "image/jpeg" and body[:2] == b"\xff\xd8"
+    assert _request(base + "/api/graph", {"Authorization": f"Bearer {token}"})[0] == 200  # a script's
+
+
+def test_with_a_keystore_the_page_opened_at_its_printed_address_stays_live(keyed_registry, spawn):
+    """The page's own requests carry the token in its cookie once the printed address has been opened."""
+    from conftest import wait_for
+
+    driver = browser()
+    try:
+        spawn(node="ViewerScene", env={"PERCEPT_ENCLAVE": "viewer_scene"})
+        _, printed = start_viewer(spawn)
+        driver.get(printed.partition("?token=")[0])  # the address without its token: refused
+        assert "needs its token" in driver.find_element("tag name", "body").text
+        driver.get(printed)
+        wait_for(lambda: driver.execute_script(READ_PIXELS) is not None, 30, "the stream in the page")
+        first = driver.execute_script(READ_PIXELS)["row"]
+
+        def changed() -> bool:
+            pixels = driver.execute_script(READ_PIXELS)
+            return pixels is not None and pixels["row"] != first
+
+        wait_for(changed, 10, "new pictures")
+        assert "/viewer_scene" in driver.find_element("tag name", "body").text
+    finally:
+        driver.quit()
+
+
+def test_two_viewers_of_one_host_keep_their_token_cookies_apart():
+    """A browser keeps cookies by host, not port: a second viewer on 127.0.0.1 set a cookie of the same
+    name, and the first viewer's page, sending the second's token, was refused from then on."""
+    import threading
+
+    from conftest import free_port
+
+    from perception.viewer.access import Access
+    from perception.viewer.server import ViewerServer
+
+    servers = []
+    for token in ("first-token", "second-token"):
+        server = ViewerServer(("127.0.0.1", free_port()), ViewerState(), 15.0, Access("127.0.0.1", token))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append((f"http://127.0.0.1:{server.server_address[1]}", token, server))
+    try:
+        jar = {}  # as a browser keeps them for 127.0.0.1, whatever the port
+        for base, token, _ in servers:
+            status, headers, _ = _request(f"{base}/?token={token}", {})
+            name, _, value = headers["Set-Cookie"].split(";")[0].partition("=")
+            assert status == 200 and name.endswith(base.rsplit(":", 1)[1]), name
+            jar[name] = value
+        cookie = "; ".join(f"{name}={value}" for name, value in jar.items())
+        assert len(jar) == 2 and all(
+            _request(base + "/api/graph", {"Cookie": cookie})[0] == 200 for base, *_ in servers
+        )
+    finally:
+        for *_, server in servers:
+            server.shutdown()
+            server.server_close()
+
+
 def test_an_empty_token_is_refused_at_start(monkeypatch):
     """`--token ''` (or an empty PERCEPT_VIEW_TOKEN) printed an address ending in ?token= and then
     refused every request."""
@@ -602,8 +688,8 @@ def test_an_empty_token_is_refused_at_start(monkeypatch):
         result = percept("view", "--host", "0.0.0.0", "--port", "0", "--duration", "1", *args)
         assert result.returncode == 1 and "viewer at" not in result.stdout, result
         assert result.stderr.splitlines()[-1] == (
-            f"percept: error: {source}: expected a token (or none: off loopback a random one is made), "
-            f"found {(args[1] if args else env)!r}"
+            f"percept: error: {source}: expected a token (or none: off loopback or with a keystore a random "
+            f"one is made), found {(args[1] if args else env)!r}"
         ), result.stderr
 
 
