@@ -57,6 +57,12 @@ def test_launch_list_names_each_shipped_file_with_what_it_runs():
     assert result.returncode == 0
     lines = dict(line.split(maxsplit=1) for line in result.stdout.splitlines())
     assert lines["tabletop_grasp"].startswith("The main demo")
+    # A whole sentence each, without the colon that led into the file's examples
+    assert lines["demo"] == "The main demo's camera and detector alone"
+    assert (
+        lines["camera_detect"]
+        == "A real camera (or a video file, or a stream) with the detector and the tracker"
+    )
     missing = percept("launch")
     assert missing.returncode == 1
     assert (

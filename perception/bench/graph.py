@@ -15,7 +15,7 @@ import os
 import statistics
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,8 +36,12 @@ class Row:
     detection_latency_p50_ms: float  # stamp -> detections here
     detection_latency_p95_ms: float
     added_p50_ms: float  # what the detector adds: the difference of the two medians
-    keeps_up: bool
+    keeps_up: bool  # detections for (nearly) every camera frame: at most 1 in 20 skipped
     limit_added_ms: float = ADDED_LATENCY_LIMIT_MS
+    within_limit: bool = field(init=False)  # the latency the detector adds is under the limit
+
+    def __post_init__(self) -> None:
+        self.within_limit = self.added_p50_ms <= self.limit_added_ms
 
 
 def _spawn(target: str, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
@@ -134,13 +138,16 @@ def run(model: str, scenes: list[str], rates: list[float], seconds: float, sim_n
 def table(rows: list[Row]) -> str:
     head = (
         f"{'scene':<9} {'rate':>5} {'camera fps':>10} {'det fps':>8} {'skipped':>8} {'image p50':>10} "
-        f"{'det p50':>8} {'det p95':>8} {'added p50':>10} {'limit':>6} {'keeps up':>9}"
+        f"{'det p50':>8} {'det p95':>8} {'added p50':>10} {'limit':>6} {'within':>7} {'keeps up':>9}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
             f"{r.scene:<9} {r.rate:>5.0f} {r.camera_fps:>10.1f} {r.detections_fps:>8.1f} {r.frames_skipped:>8} "
             f"{r.image_latency_p50_ms:>10.1f} {r.detection_latency_p50_ms:>8.1f} {r.detection_latency_p95_ms:>8.1f} "
-            f"{r.added_p50_ms:>10.1f} {r.limit_added_ms:>6.0f} {'yes' if r.keeps_up else 'no':>9}"
+            f"{r.added_p50_ms:>10.1f} {r.limit_added_ms:>6.0f} {'yes' if r.within_limit else 'no':>7} "
+            f"{'yes' if r.keeps_up else 'no':>9}"
         )
+    # Two verdicts: "keeps up" was read as the whole verdict beside an added latency over its limit.
+    lines.append("within: the latency added is under the limit; keeps up: no camera frame left undetected")
     return "\n".join(lines)

@@ -33,6 +33,20 @@ def register(verbs: Any) -> None:
     p.set_defaults(func=_convert)
 
 
+def _split(info: Any) -> str:
+    """What the message count holds besides our topics' messages (the views stored beside them for
+    Foxglove, other tools' channels): `record` counted ours alone, and the two totals disagreed."""
+    kinds = [
+        (sum(t.count for t in info.topics if t.stored_as == kind), label)
+        for kind, label in (("view", "Foxglove views"), ("other", "other channels"))
+    ]
+    extra = [f"{count} {label}" for count, label in kinds if count]
+    if not extra:
+        return ""
+    ours = info.messages - sum(count for count, _ in kinds)
+    return f" ({ours} on our topics, {', '.join(extra)})"
+
+
 def _info(args: argparse.Namespace) -> int:
     from perception.recording.mcap_file import describe
 
@@ -45,7 +59,7 @@ def _info(args: argparse.Namespace) -> int:
         f"Duration:          {duration:.3f}s",
         f"Start:             {_when(info.start_ns) if info.messages else '-'}",
         f"End:               {_when(info.end_ns) if info.messages else '-'}",
-        f"Messages:          {info.messages}",
+        f"Messages:          {info.messages}{_split(info)}",
     ]
     if info.torn:
         lines.append(f"Torn:              the file ends early ({info.torn}): counted what comes before")

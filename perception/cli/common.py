@@ -58,6 +58,21 @@ def overwrite_option(parser: argparse.ArgumentParser, replaced: str = "the file 
     )
 
 
+# sim.world.RENDERERS, written out here: the command line is built without the simulator's extra.
+RENDERERS = ("auto", "egl", "tiny")
+
+
+def renderer_option(parser: argparse.ArgumentParser) -> None:
+    """`--renderer` of a command that renders scenes itself."""
+    parser.add_argument(
+        "--renderer",
+        default="auto",
+        choices=RENDERERS,
+        help="egl (PyBullet's EGL plugin: on the CPU through Mesa where there is no GPU), tiny "
+        "(TinyRenderer, 2-3x slower) or auto (EGL where it loads, else tiny)",
+    )
+
+
 def check_new_output(path: Path, label: str, overwrite: bool, replaced: str = "it") -> None:
     """Before the work whose result it holds (a recording, a calibration session, a training run): a
     file that can be written in a folder that takes it, and no earlier result replaced unless asked,

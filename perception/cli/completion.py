@@ -15,7 +15,7 @@ SHELLS = ("bash", "zsh", "fish", "tcsh")
 
 def register(verbs: Any) -> None:
     p = verbs.add_parser("completion", help="Print the shell code that completes percept commands.")
-    p.add_argument("shell", nargs="?", default="bash", choices=SHELLS)
+    p.add_argument("shell", nargs="?", default="bash", choices=SHELLS, help="the shell to complete in")
     p.set_defaults(func=_print)
 
 

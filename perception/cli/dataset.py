@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from perception.cli.common import non_negative_int, seed_arg
+from perception.cli.common import non_negative_int, positive_int, renderer_option, seed_arg
 
 
 def register(verbs: Any) -> None:
@@ -14,14 +14,22 @@ def register(verbs: Any) -> None:
         dest="action", required=True
     )
     p = dataset.add_parser("export", help="Render seeded scenes and write images with box labels.")
-    p.add_argument("--scene", required=True, choices=["tabletop", "driving"])
-    p.add_argument("--frames", type=int, required=True)
+    p.add_argument("--scene", required=True, choices=["tabletop", "driving"], help="the scene to render")
+    p.add_argument("--frames", type=positive_int, required=True, help="images to write")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--format", default="coco", choices=["coco", "yolo"])
-    p.add_argument("--seed", type=seed_arg, default=0)
-    p.add_argument("--width", type=int, default=640)
-    p.add_argument("--height", type=int, default=480)
-    p.add_argument("--renderer", default="auto", choices=["auto", "egl", "tiny"])
+    p.add_argument(
+        "--format",
+        default="coco",
+        choices=["coco", "yolo"],
+        help="labels as COCO JSON (annotations.json, train.json, val.json) or YOLO text files "
+        "(labels/*.txt, data.yaml)",
+    )
+    p.add_argument(
+        "--seed", type=seed_arg, default=0, help="seed of the first scene (the same seed, the same scenes)"
+    )
+    p.add_argument("--width", type=positive_int, default=640, help="image width in pixels")
+    p.add_argument("--height", type=positive_int, default=480, help="image height in pixels")
+    renderer_option(p)
     p.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
     p.add_argument(
         "--min-pixels",

@@ -122,8 +122,16 @@ def _registry(args: argparse.Namespace) -> int:
 
 
 def _first_comment(path: Path) -> str:
-    """A launch file's first comment line: what it runs."""
+    """What a launch file runs: the first sentence of its opening comment (the first line alone was cut
+    mid-sentence, or ended in the colon before its examples), up to its first colon when that is long."""
+    words: list[str] = []
     for line in path.read_text().splitlines():
-        if line.startswith("#"):
-            return line.lstrip("# ").strip()
-    return ""
+        if not line.startswith("#") or line.startswith("#  "):  # the comment's end, or its examples
+            break
+        words.append(line.lstrip("# ").strip())
+        if words[-1].endswith((".", ":")):
+            break
+    sentence = " ".join(words).split(". ")[0].rstrip(".:")
+    if len(sentence) > 110 and ": " in sentence:
+        sentence = sentence.split(": ")[0]
+    return sentence

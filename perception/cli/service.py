@@ -19,7 +19,9 @@ def register(verbs: Any) -> None:
         dest="action", required=True
     )
     p = service.add_parser("list", help="List services.")
-    p.add_argument("-t", "--show-types", action="store_true")
+    p.add_argument(
+        "-t", "--show-types", action="store_true", help="show each service's request and response types"
+    )
     p.add_argument("-a", "--all", action="store_true", help="include hidden nodes' services")
     p.set_defaults(func=_list)
     p = service.add_parser("type", help="Print a service's request and response types.")

@@ -11,7 +11,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from perception.cli.common import check_new_output, overwrite_option, positive_float, positive_int, seed_arg
+from perception.cli.common import (
+    check_new_output,
+    overwrite_option,
+    positive_float,
+    positive_int,
+    renderer_option,
+    seed_arg,
+)
 from perception.installed import SHIPPED_MODEL
 
 # Rehearsal (a share of the crops from the scenes the model already knows, as in experience replay):
@@ -60,8 +67,8 @@ def register(verbs: Any) -> None:
         help="frames of our own scenes rendered too and trained on beside yours, so that our classes are "
         "not forgotten: a quarter tabletop, the rest driving (default 1600: 400 and 24 episodes; 0: none)",
     )
-    p.add_argument("--seed", type=seed_arg, default=0)
-    p.add_argument("--renderer", default="auto", choices=["auto", "egl", "tiny"])
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of the scenes rendered and of the training")
+    renderer_option(p)
     p.add_argument("--workers", type=int, default=0, help="rendering processes (default: one per core)")
     p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (auto: the GPU when torch sees one)")
     p.add_argument("--threads", type=positive_int, default=2, help="torch intra-op threads (default 2)")

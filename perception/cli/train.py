@@ -48,7 +48,9 @@ def register(verbs: Any) -> None:
     )
     p.add_argument("--batch", type=positive_int, default=32, help="crops per step (default 32)")
     p.add_argument("--lr", type=positive_float, default=3e-3, help="peak learning rate (default 3e-3)")
-    p.add_argument("--seed", type=seed_arg, default=0)
+    p.add_argument(
+        "--seed", type=seed_arg, default=0, help="seed of the weights' start, the crops and their order"
+    )
     p.add_argument("--threads", type=positive_int, default=2, help="torch intra-op threads (default 2)")
     p.add_argument(
         "--device",
@@ -226,7 +228,10 @@ def write_card(model: Path, datasets: list[Path], init: Path | None) -> str | No
 
     with_split = [source for source in datasets if labelled.has_split(source, "val")]
     if not with_split:
-        print("no val split in the data (a COCO file, an older export): no held-out scores, no model card")
+        print(
+            "no val split with images in the data (a COCO file, an export made with --val-share 0 or "
+            "before splits, a data.yaml whose val is empty): no held-out scores, no model card"
+        )
         return None
     exported = exported_beside(init) if init is not None else None  # a .pt does not run: its export does
     baseline_model = [exported] if exported is not None and exported.resolve() != model.resolve() else []

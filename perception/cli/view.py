@@ -28,7 +28,7 @@ def register(verbs: Any) -> None:
     p.add_argument(
         "--token",
         help="the token the page asks for (default: PERCEPT_VIEW_TOKEN, or a random one off loopback or "
-        "with a keystore)",
+        "with a keystore); other users of the machine can read a command line (ps): prefer the variable",
     )
     p.add_argument(
         "--allow-host",

@@ -51,7 +51,7 @@ def test_the_command_line_checks_the_sweep_before_any_work():
     from conftest import percept
 
     result = percept("bench", "detect", "--model", "m.onnx", "--corruptions", "all")
-    assert result.returncode == 1 and "--corruptions needs --scene" in result.stderr
+    assert result.returncode == 1 and "--corruptions needs --scene, --suite or --data" in result.stderr
     result = percept(
         "bench", "detect", "--model", "m.onnx", "--scene", "tabletop", "--corruptions", "fog,snow"
     )

@@ -50,6 +50,14 @@ def test_an_export_is_scored_at_its_val_split_or_whole(labelled):
     (row,) = report["models"]
     assert row["map50"] > 0.8, "the shipped model finds the tabletop objects of its own scene"
     assert f"in 10 frames of {labelled} (all split)" in whole.stdout
+    # A labelled set is swept through image corruptions as a scene is (the README says so; the command
+    # refused it), scored against the set's own labels.
+    swept = _report(percept("bench", "detect", "--model", str(DEFAULT_MODEL), "--data", f"{labelled}:all",
+                            "--corruptions", "gaussian_noise", "--severities", "1,5", "--workers", "1",
+                            "--json", timeout=120))  # fmt: skip
+    robustness = swept["models"][0]["robustness"]
+    noisy = robustness["corruptions"]["gaussian_noise"]
+    assert robustness["clean"] == row["map50_95"] and len(noisy) == 2 and noisy[1] < noisy[0] <= 1
 
 
 def test_a_coco_file_with_its_own_class_names_is_scored_through_the_class_map(labelled, tmp_path):

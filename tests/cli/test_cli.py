@@ -380,6 +380,9 @@ def test_every_command_has_help_that_states_every_default(capsys):
         assert exit_info.value.code == 0
         assert "usage: percept" in capsys.readouterr().out
         for action in parser._actions:  # an option, or a positional that may be left out, with a default
+            # argparse shows no line at all for an option without help, whatever its default
+            if action.option_strings or action.nargs in ("?", "*"):
+                assert action.help, (command, action.option_strings or action.dest, "has no help text")
             default = action.default
             if default is None or default is False or default == [] or default == argparse.SUPPRESS:
                 continue
@@ -395,6 +398,11 @@ def test_every_command_has_help_that_states_every_default(capsys):
     assert "(default: until stopped)" in help_of("launch")
     assert "{DEBUG,INFO,WARNING,ERROR,CRITICAL}" in help_of("run")
     assert "(default 0: forever)" in help_of("topic", "pub")
+    assert "(default: 10)" in help_of("bench", "grasp") and "(default: coco)" in help_of("dataset", "export")
+    from perception.cli.common import RENDERERS
+    from sim.world import RENDERERS as SIMULATOR_RENDERERS
+
+    assert RENDERERS == SIMULATOR_RENDERERS  # written out for a command line built without the sim extra
 
 
 def test_an_unknown_option_gets_the_usage_of_its_subcommand(capsys):

@@ -216,7 +216,8 @@ def test_bench_graph_runs_sim_and_detector_as_processes_and_reports_latency():
     assert row["added_p50_ms"] == pytest.approx(
         row["detection_latency_p50_ms"] - row["image_latency_p50_ms"], abs=0.02
     )
-    assert "added p50" in result.stdout and "keeps up" in result.stdout
+    assert "added p50" in result.stdout and "keeps up" in result.stdout and "within" in result.stdout
+    assert row["within_limit"] == (row["added_p50_ms"] <= row["limit_added_ms"])
 
 
 def test_the_detection_demo_logs_what_the_detector_finds(registry):

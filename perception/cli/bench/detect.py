@@ -423,8 +423,10 @@ def _corruptions(args: argparse.Namespace) -> tuple[list[str] | None, tuple[int,
         raise PerceptError(f"--severities: expected numbers from 1 to 5, found {','.join(args.severities)}")
     if not args.corruptions:
         return None, severities
-    if not args.scene and not args.suite:
-        raise PerceptError("--corruptions needs --scene or --suite: corruptions are scored against the truth")
+    if not args.scene and not args.suite and not args.data:
+        raise PerceptError(
+            "--corruptions needs --scene, --suite or --data: corruptions are scored against the truth"
+        )
     names = list(CORRUPTIONS) if args.corruptions == "all" else comma_separated(args.corruptions)
     unknown = [n for n in names if n not in CORRUPTIONS]
     if unknown:

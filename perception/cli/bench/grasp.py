@@ -18,7 +18,7 @@ def register(bench: Any) -> argparse.ArgumentParser:
     p: argparse.ArgumentParser = bench.add_parser(
         "grasp", help="Pick-and-place episodes: grasp success, table clearing, planning time."
     )
-    p.add_argument("--episodes", type=positive_int, default=10)
+    p.add_argument("--episodes", type=positive_int, default=10, help="episodes to run, each a new scene")
     p.add_argument(
         "--objects", type=int, default=5, help=f"objects per episode, 1-{MOST_OBJECTS} (default 5)"
     )
