@@ -330,7 +330,7 @@ def _fifty_objects(frames: int = 200, rounds: int = 5) -> tuple[float, float, fl
     return float(np.median(medians)), min(medians), max(medians)
 
 
-def table(summary: Summary, per_sequence: list[dict[str, Any]]) -> str:
+def table(summary: Summary, per_sequence: list[dict[str, Any]], scene: str = "driving") -> str:
     head = f"{'sequence':>8} {'MOTA':>7} {'IDF1':>7} {'HOTA':>7} {'IDsw':>5} {'Frag':>5} {'prec':>6} {'recall':>7} {'GT':>6}"
     lines = [head, "-" * len(head)]
     for q in per_sequence:
@@ -339,18 +339,26 @@ def table(summary: Summary, per_sequence: list[dict[str, Any]]) -> str:
             f"{q['fragmentations']:>5} {q['precision']:>6.3f} {q['recall']:>7.3f} {q['ground_truth']:>6}"
         )
     s = summary
+    # The 0.90 targets are the driving graph's; people are held to the references on the same
+    # detections instead (printed beside a target of 0.90, a crowd's 0.79 read as a miss).
+    least = f">= {TARGETS['mota']:.2f}" if scene == "driving" else ""
+    most_ms = f"<= {TARGETS['update_p50_ms_50_objects']:g}"
     lines += [
         "",
         f"{'measure':<28} {'value':>9} {'target':>8}",
-        f"{'MOTA':<28} {s.mota:>9.3f} {'>= 0.90':>8}",
-        f"{'IDF1':<28} {s.idf1:>9.3f} {'>= 0.90':>8}",
+        f"{'MOTA':<28} {s.mota:>9.3f} {least:>8}",
+        f"{'IDF1':<28} {s.idf1:>9.3f} {least:>8}",
         f"{'HOTA':<28} {s.hota:>9.3f} {'':>8}",
         f"{'ID switches / fragmentations':<28} {f'{s.id_switches} / {s.fragmentations}':>9}",
         f"{'update p50 / p95 (ms)':<28} {f'{s.update_p50_ms:.3f} / {s.update_p95_ms:.3f}':>9}",
-        f"{'update p50, 50 objects (ms)':<28} {s.update_p50_ms_50_objects:>9.3f} {'<= 1':>8}"
+        f"{'update p50, 50 objects (ms)':<28} {s.update_p50_ms_50_objects:>9.3f} {most_ms:>8}"
         f"  (median of 5 rounds; rounds {s.update_p50_ms_50_objects_rounds[0]:.3f}-{s.update_p50_ms_50_objects_rounds[1]:.3f})",
         f"{'KITTI protocol: MOTA / IDF1':<28} {f'{s.kitti_mota:.3f} / {s.kitti_idf1:.3f}':>9}  (under 25 px tall: don't care)",
         "anchors: ByteTrack 80.3 MOTA / 77.3 IDF1, OC-SORT 78.0 / 77.5 on MOT17; OC-SORT 90.3 MOTA on KITTI cars",
         f"{s.sequences} sequences, {s.frames} frames, boxes from {s.source} (TrackEval)",
     ]
+    if scene != "driving":
+        lines.append(
+            "target: at least the best of SORT, ByteTrack and OC-SORT on the same detections (bench mot)"
+        )
     return "\n".join(lines)

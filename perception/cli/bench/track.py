@@ -121,7 +121,7 @@ def _run(args: argparse.Namespace) -> int:
         small_object_rows=args.small_object_rows,
         scene=args.scene,
     )
-    print(track.table(summary, per_sequence))
+    print(track.table(summary, per_sequence, args.scene))
     if args.write_mot is not None:
         protocol = " --protocol mot17" if args.scene == "crowd" else ""
         print(
