@@ -73,7 +73,8 @@ def registered_type(type_name: str) -> type[Message] | None:
     return _TYPES.get(type_name)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A real number (numpy's too), not a flag: True and False are ints to Python."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
@@ -101,7 +102,7 @@ def field_value(where: str, hint: Any, value: Any) -> Any:
             raise refuse("an integer")
         return int(value)
     if hint is float:
-        if not _is_number(value):
+        if not is_number(value):
             raise refuse("a number")
         return float(value)
     origin, args = _origin_and_args(hint)
@@ -109,7 +110,7 @@ def field_value(where: str, hint: Any, value: Any) -> Any:
         count = len(args) if Ellipsis not in args else None
         if (
             not isinstance(value, list | tuple)
-            or not all(map(_is_number, value))
+            or not all(map(is_number, value))
             or count not in (None, len(value))
         ):
             raise refuse(f"a list of {count or 'some'} numbers")

@@ -40,6 +40,14 @@ non_negative_int = _bounded(int, 0, False, "a whole number of 0 or more")  # a c
 seed_arg = non_negative_int  # numpy's generators take no negative seed
 
 
+def zoom_arg(text: str) -> float:
+    """A small-object pass's zoom: 0 (none) or above 1 (the frame scaled up), as the detector takes it."""
+    value = non_negative_float(text)
+    if 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected 0 (none) or a zoom above 1, found {text}")
+    return float(value)
+
+
 def output_file(text: str) -> Path:
     """argparse type: a file a command writes. Its folder must exist, so that a mistake is named before
     the work whose result it holds, not in a traceback after it."""

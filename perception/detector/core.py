@@ -136,6 +136,7 @@ class Detector:
         _check_setting(
             "threads", threads, "0 or more (0: onnxruntime's default)", lambda v: v >= 0, whole=True
         )
+        small_object_rows = small_object_rows or None  # [] or (): all rows, as the node's parameter says
         _check_small_object_pass(small_object_zoom, small_object_rows, small_object_side)
         self.timings_ms: dict[str, float] = {}  # the last call's preprocess, inference, postprocess
         self.session = self._load(provider, threads, spin)
@@ -373,9 +374,14 @@ class Detector:
             if not isinstance(key, str):
                 raise DetectorError(f"class_map: expected class names as keys, found {key!r}")
             if key not in self.class_names:
+                # Classes no name was given for are called by their ids ("0", "1", ...): list those as
+                # what they are, with the way to name them.
+                named = any(name != str(i) for i, name in enumerate(self.class_names))
                 classes = (
                     ", ".join(self.class_names)
-                    or "none named (no names in its metadata: give class_names or labels_file)"
+                    if named
+                    else f"{len(self.class_names)} without names in its metadata, called by their ids "
+                    "(give class_names or labels_file)"
                 )
                 raise DetectorError(
                     f"class_map: {key!r} is not a class of model {self.path}; its classes: {classes}"
@@ -545,7 +551,8 @@ class Detector:
             # (an end2end model that finds nothing on a blank image gives rows of 0, fractions alike).
             if not decoders.fits(self.layout, output, input_hw):
                 raise self._no_decoder_fits(outputs, f"layout {self.layout!r} does not fit", "layout=auto")
-            self._first_output_checked = True
+            # Checked for good once there were boxes to see: a frame that finds nothing shows none.
+            self._first_output_checked = self.layout != "rtdetr" or decoders.shows_boxes(output)
         boxes, scores, class_ids = decoders.decode(self.layout, output, input_hw, self.confidence)
         finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
         if not finite.all():

@@ -98,6 +98,11 @@ def choose_layout(output: np.ndarray, input_hw: tuple[int, int]) -> str | None:
     return None
 
 
+def shows_boxes(output: np.ndarray) -> bool:
+    """Whether a 1 x K x (4+) output holds any box other than rows of 0 (a frame with nothing found)."""
+    return _box_range(output[0, :, :4])[1] > 0
+
+
 def _box_range(boxes: np.ndarray) -> tuple[float, float]:
     """The least and greatest coordinate of the finite boxes (a NaN row is dropped later and must not
     decide the layout); (0, 0) where there is none."""

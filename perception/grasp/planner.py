@@ -39,15 +39,12 @@ from perception.geometry import back_project_slopes, quaternion_from_matrix
 from perception.grasp.geometry import Plane, fit_plane
 from perception.grasp.pick_policy import repeats
 from perception.grasp.push import plan_pushes
+from perception.msgs import is_number
 
 
 class GraspInputError(PerceptError, ValueError):
     """An argument of GraspPlanner.plan or a planner setting that cannot be right: names it, what was
     expected and what was found. A ValueError, as the planner's refusals of wrong shapes always were."""
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _refuse_unless(ok: bool, setting: str, expected: str, value: object) -> None:
@@ -86,9 +83,7 @@ class Gripper:
         for setting in fields(self):
             value = getattr(self, setting.name)
             may_be_zero = setting.name in ("clearance", "palm_height")
-            ok = (
-                _is_number(value) and (value >= 0 if may_be_zero else value > 0) and value <= GRIPPER_MAX_SIZE
-            )
+            ok = is_number(value) and (value >= 0 if may_be_zero else value > 0) and value <= GRIPPER_MAX_SIZE
             expected = f"metres in {'[' if may_be_zero else '('}0, {GRIPPER_MAX_SIZE:g}]"
             _refuse_unless(ok, f"Gripper.{setting.name}", expected, value)
 
@@ -114,7 +109,7 @@ class Workspace:
                 raise GraspInputError(f"Workspace.{name}: expected (least, most) metres, found {bounds!r}")
         for name in ("max_height", "reach"):
             value = getattr(self, name)
-            _refuse_unless(_is_number(value) and value > 0, f"Workspace.{name}", "metres over 0", value)
+            _refuse_unless(is_number(value) and value > 0, f"Workspace.{name}", "metres over 0", value)
 
     def refuses(self, point: np.ndarray, top: float) -> str:
         """Why an object centred at `point` (world) with this top height is not to be picked; "" if it is."""
@@ -251,7 +246,7 @@ class GraspPlanner:
 
         def metres_under_max_height(name: str) -> None:
             value, most = getattr(self, name), self.workspace.max_height
-            ok = _is_number(value) and 0 < value < most
+            ok = is_number(value) and 0 < value < most
             _refuse_unless(ok, f"GraspPlanner.{name}", f"metres over 0, under max_height {most:g}", value)
 
         integer_from(1, "step")
@@ -266,7 +261,7 @@ class GraspPlanner:
         # Past the half-turn no angle but the narrow axis is tried; past a whole turn, not even that
         # (round(180 / step) angles).
         angle = self.angle_step_deg
-        ok = _is_number(angle) and 0 < angle <= 180
+        ok = is_number(angle) and 0 < angle <= 180
         _refuse_unless(ok, "GraspPlanner.angle_step_deg", "degrees over 0, 180 at most", angle)
 
     def plan(

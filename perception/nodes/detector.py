@@ -67,7 +67,7 @@ class DetectorNode(Node):
             small_object_zoom=self.declare_parameter(
                 "small_object_zoom",
                 0.0,
-                "a second pass on the frame scaled by this, for small objects; 0: none",
+                "a second pass on the frame scaled up by this (above 1), for small objects; 0: none",
                 read_only=True,
             ),
             small_object_rows=self._rows(

@@ -176,12 +176,19 @@ class GraspPlannerNode(Node):
             else depth.data * np.float32(DEPTH_UNITS_M[depth.encoding])
         )
         try:
+            camera_pose = (
+                self.camera_in_base
+                if self.camera_in_base is not None
+                else pose_matrix(info.pose.position, info.pose.orientation)
+            )
+        except ValueError as exc:  # a quaternion of length 0: no rotation at all
+            self._reject_all(msg, wanted, f"camera info's pose: {exc}")
+            return
+        try:
             plan = self.planner.plan(
                 metres,
                 info.K,
-                self.camera_in_base
-                if self.camera_in_base is not None
-                else pose_matrix(info.pose.position, info.pose.orientation),
+                camera_pose,
                 msg.xyxy[wanted],
                 [msg.class_names[i] for i in wanted],
                 self.failed,

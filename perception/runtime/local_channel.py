@@ -133,6 +133,7 @@ class LocalOutlet:
         self.address = f"{shm.host_id()} {self.path}"
         self._peers: dict[str, _Peer] = {}
         self._leaving: dict[int, str] = {}  # rows of subscribers that said goodbye, maybe still holding
+        self._refusing: dict[str, int] = {}  # pipes still to be told to go over TCP: path -> fd
         self._segment: shm.Segment | None = None
         self._retired: list[shm.Segment] = []
         self._tick = 0
@@ -195,24 +196,46 @@ class LocalOutlet:
         self.no_room = str(exc)
         peers = list(self._peers.values())
         for peer in peers:
-            self._refuse(peer.fd)
+            self._refuse(peer.fd, peer.path)
         self._peers.clear()
         self._rows = None
+        # Its memory goes back once the subscribers let go of what they hold (they unmap a segment
+        # whose file is gone); this side's mappings go now.
+        for segment in (self._segment, *self._retired):
+            if segment is not None:
+                segment.close()
+        self._segment, self._retired = None, []
         return len(peers)
 
-    def _refuse(self, fd: int) -> None:
-        """Tell a subscriber's pipe to take this publisher's messages over TCP, and close it."""
-        with contextlib.suppress(OSError):
+    def _refuse(self, fd: int, path: str) -> None:
+        """Tell a subscriber's pipe to take this publisher's messages over TCP, and close it; a pipe
+        too full to take the word now (a slow subscriber) is told again at the next registrations' read,
+        or it would wait for this publisher's messages for good."""
+        try:
             os.write(fd, _record(FULL, self.path.encode()))
+        except BlockingIOError:
+            self._refusing[path] = fd
+            return
+        except OSError:
+            pass  # its subscriber has gone
         os.close(fd)
+
+    def _refuse_again(self) -> None:
+        for path, fd in list(self._refusing.items()):
+            del self._refusing[path]
+            if shm.owner_alive(path):
+                self._refuse(fd, path)
+            else:
+                os.close(fd)
 
     def _segment_for(self, slot_bytes: int) -> shm.Segment:
         segment = self._segment
         if segment is None or slot_bytes > segment.layout.slot_bytes:
+            larger = shm.Segment(slot_bytes, self._budget)  # first: it may find no room (shm.NoRoom)
             if segment is not None:
                 shm.remove(segment.path)  # new subscribers need only the new one
                 self._retired.append(segment)
-            segment = self._segment = shm.Segment(slot_bytes, self._budget)
+            segment = self._segment = larger
             segment.share_among(len(self._live_rows()))
         return segment
 
@@ -290,6 +313,8 @@ class LocalOutlet:
 
     def _take_registrations(self) -> None:
         self._registrations_at = time.monotonic() + _REGISTRATIONS_S
+        if self._refusing:
+            self._refuse_again()
         while True:
             try:
                 chunk = os.read(self._fd, _READ_CHUNK)
@@ -322,7 +347,7 @@ class LocalOutlet:
         except OSError:
             return  # it went away again, or it is no pipe of ours
         if not free or self.no_room:  # no row left for it, or no memory: this one is told to use TCP
-            self._refuse(fd)
+            self._refuse(fd, path)
             return
         self._peers[path] = _Peer(fd, path, free[0])
         self._rows = None
@@ -374,10 +399,11 @@ class LocalOutlet:
         deadline = time.monotonic() + LINGER_S
         while time.monotonic() < deadline and any(_unread(p.fd) for p in self._peers.values()):
             time.sleep(0.005)
-        for peer in self._peers.values():
+        for fd in [*(p.fd for p in self._peers.values()), *self._refusing.values()]:
             with contextlib.suppress(OSError):
-                os.close(peer.fd)
+                os.close(fd)
         self._peers.clear()
+        self._refusing.clear()
         with contextlib.suppress(OSError):
             os.close(self._fd)
         shm.remove(self.path)

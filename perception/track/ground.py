@@ -65,7 +65,7 @@ class GroundHistory:
     def update(self, stamp_s: float, position: np.ndarray, camera_position: np.ndarray) -> GroundMotion:
         """Add the track's ground `position` (world x, y[, z], metres; `ground_points`) at `stamp_s`
         (seconds, never before the last update's) seen from `camera_position` (world, metres)."""
-        check_seconds("GroundHistory.update: stamp_s", stamp_s)
+        stamp_s = check_seconds("GroundHistory.update: stamp_s", stamp_s)
         if self.samples and stamp_s < self.samples[-1][0]:
             raise ValueError(
                 f"GroundHistory.update: stamps must not go back in time ({self.samples[-1][0]} -> {stamp_s})"

@@ -221,17 +221,20 @@ class Track:
 _MOST_SECONDS = 1e11
 
 
-def check_seconds(what: str, stamp_s: float) -> None:
-    """Refuse a stamp that is not a finite number of seconds (a Header's `stamp` is nanoseconds)."""
-    if not isinstance(stamp_s, (int, float, np.integer, np.floating)) or isinstance(stamp_s, bool):
+def check_seconds(what: str, stamp_s: float) -> float:
+    """The stamp as a float, once it is a finite number of seconds (a Header's `stamp` is nanoseconds)."""
+    # A number: Python's or numpy's, a 0-d array too; not a flag, text or a list
+    if isinstance(stamp_s, bool) or np.ndim(stamp_s) != 0 or np.asarray(stamp_s).dtype.kind not in "iuf":
         raise TypeError(f"{what}: expected a stamp in seconds, found {type(stamp_s).__name__} {stamp_s!r}")
-    if not math.isfinite(stamp_s):
-        raise ValueError(f"{what}: expected a finite stamp in seconds, found {stamp_s}")
-    if abs(stamp_s) >= _MOST_SECONDS:
+    seconds = float(stamp_s)
+    if not math.isfinite(seconds):
+        raise ValueError(f"{what}: expected a finite stamp in seconds, found {seconds}")
+    if abs(seconds) >= _MOST_SECONDS:
         raise ValueError(
-            f"{what}: expected seconds, found {stamp_s:.4g}, which is milli-, micro- or nanoseconds "
+            f"{what}: expected seconds, found {seconds:.4g}, which is milli-, micro- or nanoseconds "
             "(a Header's stamp is nanoseconds: pass its stamp_s)"
         )
+    return seconds
 
 
 def as_boxes(xyxy: np.ndarray, what: str) -> np.ndarray:
@@ -257,7 +260,7 @@ def _class_ids(class_ids: np.ndarray) -> np.ndarray:
         return values.astype(np.int64)
     if values.dtype.kind == "f" and np.isfinite(values).all() and (values == np.round(values)).all():
         return values.astype(np.int64)
-    found = next((v for v in values.tolist() if not isinstance(v, int)), values.dtype)
+    found = next((v for v in values.tolist() if not (isinstance(v, float) and v.is_integer())), values.dtype)
     raise ValueError(f"update: expected integer class ids (or None for one class), found {found!r}")
 
 
@@ -394,7 +397,7 @@ class ByteTracker:
                 f"update: expected as many scores and class ids as boxes ({len(boxes)}), "
                 f"found {len(scores)} and {len(class_ids)}"
             )
-        check_seconds("update: stamp_s", stamp_s)
+        stamp_s = check_seconds("update: stamp_s", stamp_s)
         valid = (
             np.isfinite(boxes).all(axis=1)
             & np.isfinite(scores)

@@ -595,6 +595,8 @@ def test_a_small_object_band_must_be_rows_of_the_image(tmp_path, rows):
     path = write_model(tmp_path / "m.onnx", end2end_output(), input_shape=(1, 3, "height", "width"))
     with pytest.raises(DetectorError, match=r"small_object_rows: expected .* 0 <= top < bottom, found \("):
         Detector(path, small_object_zoom=2, small_object_rows=rows)
+    for every_row in ([], ()):  # the node's parameter says []: all of them
+        assert Detector(path, small_object_zoom=2, small_object_rows=every_row).small_object_rows is None
 
 
 def test_a_small_object_pass_needs_a_model_of_dynamic_size(tmp_path):

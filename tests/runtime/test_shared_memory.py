@@ -367,7 +367,7 @@ def test_a_subscriber_writes_only_into_a_pipe_of_its_own_user(tmp_path, monkeypa
         assert canary.read_bytes() == b"secret settings\n"
         assert Path(not_a_pipe).read_bytes() == b"\0" * 64
         assert inlet.register(f"{shm.host_id()} {someone_elses}")  # ours: taken
-        inlet._publishers.clear()
+        os.close(inlet._publishers.pop(someone_elses))
         monkeypatch.setattr(os, "geteuid", lambda: os.stat(someone_elses).st_uid + 1)  # now another's
         assert not inlet.register(f"{shm.host_id()} {someone_elses}")
         with pytest.raises(PermissionError, match="not a pipe of this user's"):
@@ -430,6 +430,52 @@ def test_a_full_dev_shm_sends_the_local_subscribers_to_tcp(monkeypatch, caplog):
         outlet.close()
         for inlet in inlets:
             inlet.close()
+
+
+def test_a_full_dev_shm_met_while_growing_a_segment_or_by_a_slow_subscriber(monkeypatch):
+    """The other ways to meet a full /dev/shm: a larger frame's new segment (the old one was retired
+    before the new one was made, and the publisher's close then failed on it), a loan, and a subscriber
+    whose pipe is full at that moment, which must still be told to go over TCP (it would otherwise wait
+    for this publisher for good)."""
+    import errno
+
+    from perception.runtime.local_channel import LocalInlet, LocalOutlet
+    from perception.runtime.wire import encode
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    small = encode(b"/t", Image(header=Header(), data=np.zeros((120, 160, 3), np.uint8)))
+    large = encode(b"/t", Image(header=Header(), data=np.zeros((480, 640, 3), np.uint8)))
+    tiny = encode(b"/t", String(data="x"))
+    for meet in ("a larger frame", "a loan"):
+        outlet, slow, quick = LocalOutlet(), LocalInlet(b"/t"), LocalInlet(b"/t")
+        try:
+            assert slow.register(outlet.address) and quick.register(outlet.address)
+            assert outlet.send(small[1:], "src", 0) == 0
+            quick.drain()
+            while outlet.send(tiny[1:], "src", 1) == 0:  # the slow one reads nothing: its pipe fills
+                quick.drain()
+            with monkeypatch.context() as patched:
+                patched.setattr(os, "posix_fallocate", full)
+                if meet == "a loan":
+                    assert outlet.loan((480, 640, 3), np.dtype(np.uint8)) is None
+                else:
+                    assert outlet.send(large[1:], "src", 2) == 2
+            assert outlet.no_room is not None and outlet.peer_count == 0
+            quick.drain()
+            assert quick.full == [outlet.path]
+            for _ in range(2000):  # the slow one reads at last; the word reaches it once there is room
+                slow.drain()
+                outlet.send(tiny[1:], "src", 3)
+                if slow.full:
+                    break
+                time.sleep(0.001)
+            assert slow.full == [outlet.path], meet
+        finally:
+            outlet.close()  # it failed on the segment retired and kept at once
+            slow.close()
+            quick.close()
 
 
 def test_pairs_on_different_hosts_use_tcp(context, spawn):

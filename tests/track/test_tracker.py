@@ -223,11 +223,13 @@ def test_a_library_users_slips_are_named_not_tracked_wrongly():
         tracker.update(one, [0.9], ["car"], 0.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"expected integer class ids .*found 1\.5"):
         tracker.update(one, [0.9], [1.5], 0.0)
+    with pytest.raises(ValueError, match=r"expected integer class ids .*found nan"):  # the bad one named
+        tracker.update(np.array([box(10, 10), box(90, 10)]), [0.9, 0.9], [0.0, np.nan], 0.0)
     with pytest.raises(ValueError, match="track_file: expected a frame rate above 0, found 0"):
         list(track_file({1: np.array([[*box(10, 10), 0.9, 0]])}, ByteTracker(), 0))
     header = Header(stamp=1_700_000_000_000_000_000)
-    for i in range(3):  # epoch seconds from a header, one class, one box given flat
-        tracks = tracker.update(box(10 + i, 10), [0.9], None, header.stamp_s + 0.1 * i)
+    for i in range(3):  # epoch seconds from a header (a 0-d array too), one class, one box given flat
+        tracks = tracker.update(box(10 + i, 10), [0.9], None, np.array(header.stamp_s + 0.1 * i))
     assert [(t.id, t.class_id, t.hits) for t in tracks] == [(1, 0, 3)]
 
 

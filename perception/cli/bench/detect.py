@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from perception.bench.machine import cpu
-from perception.cli.common import comma_separated, positive_int, rows_arg, seed_arg
+from perception.cli.common import comma_separated, positive_int, rows_arg, seed_arg, zoom_arg
 from perception.detector.defaults import DEFAULT_CONFIDENCE, DEFAULT_CROSS_CLASS_IOU
 from perception.detector.vocabulary import SHIPPED_CLASSES
 from perception.errors import PerceptError
@@ -76,11 +76,11 @@ def register(bench: Any) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, default=2, help="onnxruntime threads per model")
     p.add_argument(
         "--small-object-zoom",
-        type=float,
+        type=zoom_arg,
         default=0.0,
         metavar="Z",
         help="also run each model of free input size with a second pass for small objects on the frame "
-        "scaled by Z",
+        "scaled up by Z (above 1; 0: none)",
     )
     p.add_argument(
         "--small-object-rows", type=rows_arg, metavar="TOP,BOTTOM", help="the image rows that pass covers"

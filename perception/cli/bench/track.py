@@ -9,7 +9,7 @@ from typing import Any
 
 from perception.bench.machine import cpu
 from perception.bench.track import RATES, SCENES, SMALL_OBJECT_ROWS, SMALL_OBJECT_ZOOM
-from perception.cli.common import non_negative_float, output_folder, rows_arg, seed_arg
+from perception.cli.common import non_negative_float, output_folder, rows_arg, seed_arg, zoom_arg
 from perception.errors import PerceptError
 from perception.installed import SHIPPED_MODEL, require
 
@@ -46,11 +46,11 @@ def register(bench: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--small-object-zoom",
-        type=float,
+        type=zoom_arg,
         default=SMALL_OBJECT_ZOOM,
         metavar="Z",
         help="the detector's second pass for small objects, on the frame scaled by Z (default "
-        f"{SMALL_OBJECT_ZOOM}: launch/driving_tracking.yaml's); 0: none",
+        f"{SMALL_OBJECT_ZOOM}: launch/driving_tracking.yaml's; above 1); 0: none",
     )
     p.add_argument(
         "--small-object-rows",
