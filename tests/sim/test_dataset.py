@@ -95,11 +95,15 @@ def test_bad_export_settings_are_named(tmp_path, kwargs, message):
 
 def test_export_names_a_bad_size_or_an_output_that_is_a_file(tmp_path):
     common = ("dataset", "export", "--scene", "tabletop", "--frames", "2")
-    result = percept(*common, "--out", str(tmp_path / "d"), "--width", "0")
+    result = percept(*common, "--out", str(tmp_path / "d"), "--width", "0")  # a usage error, before any work
     assert (
-        result.returncode == 1
-        and "size: expected a width and height of at least 1, found 0 x 480" in result.stderr
+        result.returncode == 2
+        and "argument --width: expected a whole number above 0, found 0" in result.stderr
     )
+    with pytest.raises(ValueError, match="size: expected a width and height of at least 1, found 0 x 480"):
+        ExportSpec(
+            scene="tabletop", frames=2, out=tmp_path / "d", format="coco", width=0
+        )  # the library's check
     taken = tmp_path / "taken"
     taken.write_text("")
     result = percept(*common, "--out", str(taken))
