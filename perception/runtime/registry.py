@@ -32,8 +32,9 @@ import msgpack
 import zmq
 
 from perception.errors import InvalidNameError, RegistryUnavailable, reason
+from perception.runtime.gatekeeper import Gatekeeper
 from perception.runtime.names import is_hidden, validate
-from perception.runtime.security import REGISTRY, TOOLS, Gatekeeper, Keys, may_register
+from perception.runtime.security import REGISTRY, TOOLS, Keys, may_register
 from perception.runtime.stopping import StopFlag
 from perception.runtime.transport import BIND_ALL, default_host
 
@@ -65,21 +66,22 @@ class Registry:
         self._departed: dict[str, float] = {}
         self._stop = StopFlag()
         self._context = zmq.Context()
-        self._gatekeeper = Gatekeeper(self._context, self.keys) if self.keys else None
+        self._gatekeeper = Gatekeeper(self._context, self.keys)
         self._router = self._context.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.LINGER, 0)
         self._router.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
         self._events = self._context.socket(zmq.PUB)
         self._events.setsockopt(zmq.LINGER, 0)
         self._events.setsockopt(zmq.MAXMSGSIZE, 64 << 10)  # it reads subscriptions: a byte and "graph"
-        if self.keys:
-            self.keys.serve(self._router)
-            self.keys.serve(self._events)
+        self._gatekeeper.guard(self._router, "the registry")
+        self._gatekeeper.guard(self._events, "the registry's events")
         try:
             self._router.bind(self.address)
         except zmq.ZMQError as exc:
             self._router.close()
             self._events.close()
+            self._gatekeeper.stop()
+            self._context.term()
             raise RegistryUnavailable(f"cannot bind the registry at {self.address}: {exc}") from None
         host = self.address.rsplit(":", 1)[0] if self.address.startswith("tcp://") else "tcp://127.0.0.1"
         port = self._events.bind_to_random_port(host)
@@ -105,8 +107,7 @@ class Registry:
         finally:
             self._router.close()
             self._events.close()
-            if self._gatekeeper is not None:
-                self._gatekeeper.stop()
+            self._gatekeeper.stop()
             self._context.term()
 
     def serve_in_thread(self) -> threading.Thread:

@@ -10,11 +10,11 @@ An enclave is who a process is: the registry (`registry`), a node (its name: `/r
 launch file's `security: {keystore: DIR}` sets it for its nodes), a process loads its enclave's key
 pair (PERCEPT_ENCLAVE names it; the launcher sets it to each node's name), every socket that binds is a
 CURVE server and every socket that connects a CURVE client that knows its server's public key (the
-registry's from the keystore, each publisher's and service's from the registry), and a ZAP handler lets
-in only clients whose public key is in public/. The registry also checks that a node registers under
-its own enclave's name (the tools' key may register hidden names only, those with a part starting with
-'_'), so a key cannot take another node's name over, and it hands out each node's key as authenticated
-by the handshake, never as claimed.
+registry's from the keystore, each publisher's and service's from the registry), and a ZAP handler
+(perception.runtime.gatekeeper) lets in only clients whose public key is in public/. The registry also
+checks that a node registers under its own enclave's name (the tools' key may register hidden names
+only, those with a part starting with '_'), so a key cannot take another node's name over, and it
+hands out each node's key as authenticated by the handshake, never as claimed.
 
 What it cannot do: a process of the same user can read the keystore, as it can read any file of that
 user; same-host pipes and shared memory are not encrypted, so with a keystore they are off unless
@@ -32,7 +32,6 @@ from typing import Any
 
 import zmq
 import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
 from perception.errors import PerceptError
@@ -162,18 +161,6 @@ def _loaded(keystore: str, enclave: str) -> Keys:
     """A keystore read once per process (a tool asks the registry every second): like the ZAP
     handler's allow-list, a change to the keystore takes effect at the next start."""
     return Keys.load(keystore, enclave)
-
-
-class Gatekeeper:
-    """The ZAP handler of one ZeroMQ context: lets in CURVE clients whose key is in public/."""
-
-    def __init__(self, context: zmq.Context[Any], keys: Keys) -> None:
-        self._authenticator = ThreadAuthenticator(context)
-        self._authenticator.start()
-        self._authenticator.configure_curve(domain="*", location=str(keys.keystore / "public"))
-
-    def stop(self) -> None:
-        self._authenticator.stop()
 
 
 def key_text(key: bytes) -> str:
