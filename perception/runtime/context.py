@@ -78,6 +78,10 @@ class Context:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def refused_connections(self) -> int:
+        """Connections to this process's sockets refused so far (perception.runtime.gatekeeper)."""
+        return self._gatekeeper.refused if self._gatekeeper is not None else 0
+
     @classmethod
     def default(cls) -> Context:
         if cls._default is None:

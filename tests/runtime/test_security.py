@@ -20,13 +20,14 @@ from nodes import pattern
 
 from perception import Node
 from perception.errors import RegistryUnavailable
-from perception.msgs import GetParameters, Image, ParameterValues, SetParameters, String
+from perception.msgs import GetParameters, Image, NodeStats, ParameterValues, SetParameters, String
 from perception.runtime import registry as registry_module
 from perception.runtime import security
 from perception.runtime.context import Context
 from perception.runtime.gatekeeper import HANDSHAKE_TIMEOUT_S
 from perception.runtime.registry import Registry
 from perception.runtime.security import Keys
+from perception.runtime.stats import problems
 
 
 @pytest.fixture
@@ -124,6 +125,14 @@ def test_a_secured_graph_talks_and_a_stranger_gets_nothing_in_and_nothing_out(
         # A graph member still can.
         client = checker.create_client("/camera/get_parameters", GetParameters, ParameterValues)
         assert client.call(GetParameters(names=["rate"]), timeout_s=5).values == {"rate": 50.0}
+        # And the camera counted what it refused (a plain and a keyed subscriber, a plain service call:
+        # 3 or more, as ZeroMQ may retry), where its other problems are counted: no log to read.
+        stats: list[NodeStats] = []
+        checker.create_subscription(NodeStats, "/percept/stats", stats.append)
+        spin_until(checker, lambda: any(s.node == "/camera" for s in stats), what="the camera's stats")
+        camera = [s for s in stats if s.node == "/camera"][-1]
+        assert camera.refused_connections >= 3, camera
+        assert f"{camera.refused_connections} refused connections" in problems(camera)
 
 
 def test_a_key_cannot_take_another_nodes_name(keystore, secure_registry, spawn):
