@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pwd
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +94,18 @@ class Keys:
 
     @classmethod
     def load(cls, keystore: str | Path, enclave: str) -> Keys:
+        try:
+            return cls._load(keystore, enclave)
+        except PermissionError as exc:  # another user's keystore: its private/ is theirs alone (0700)
+            where = Path(exc.filename or keystore)
+            raise SecurityError(
+                f"keystore {keystore}: cannot read {where}: permission denied{_owner(where)}; a keystore "
+                "is readable by the user who made it only: run as that user, or make one of your own with "
+                "`percept keys generate DIR`"
+            ) from None
+
+    @classmethod
+    def _load(cls, keystore: str | Path, enclave: str) -> Keys:
         root = Path(keystore)
         if not (root / "public").is_dir():
             raise SecurityError(
@@ -161,6 +174,22 @@ def _loaded(keystore: str, enclave: str) -> Keys:
     """A keystore read once per process (a tool asks the registry every second): like the ZAP
     handler's allow-list, a change to the keystore takes effect at the next start."""
     return Keys.load(keystore, enclave)
+
+
+def _owner(path: Path) -> str:
+    """ " (DIR is owned by USER, mode 0700)": who holds the nearest of a path and its directory that this
+    process may look at (another user's private/ hides the files in it); nothing if neither."""
+    for candidate in (path, path.parent):
+        try:
+            info = candidate.stat()
+        except OSError:
+            continue
+        try:
+            user = pwd.getpwuid(info.st_uid).pw_name
+        except KeyError:
+            user = str(info.st_uid)
+        return f" ({candidate} is owned by {user}, mode {stat.S_IMODE(info.st_mode):04o})"
+    return ""
 
 
 def key_text(key: bytes) -> str:

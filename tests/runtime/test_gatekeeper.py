@@ -1,5 +1,5 @@
 """The gatekeeper's parts that need no other process: the open-file limit, the refusal count and its
-line a second.
+line a second, the words a refused caller is told, and a keystore another user owns.
 (tests/runtime/test_security.py has the real handshakes, between processes.)"""
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from perception.runtime.gatekeeper import (
     raise_open_file_limit,
     refusals_line,
 )
-from perception.runtime.security import Keys
+from perception.runtime.registry import refusal
+from perception.runtime.security import Keys, SecurityError
 
 
 @pytest.mark.parametrize(
@@ -84,6 +85,50 @@ def test_a_flood_of_refusals_is_counted_whole_and_logged_once_a_second(caplog):
     finally:
         keeper.stop()
         context.term()
+
+
+def test_a_refused_caller_is_told_why_as_far_as_it_can_know(tmp_path):
+    keys = _keys(tmp_path, "latecomer")
+    address = "tcp://127.0.0.1:1"
+    refused_key = refusal(address, zmq.EVENT_HANDSHAKE_FAILED_AUTH, 400, keys)
+    assert refused_key == (
+        f"the registry at {address} refused this caller's key (enclave latecomer of {keys.keystore}): a key "
+        "added after the graph started is taken only after a restart (of the registry, and of this process: "
+        "a refused connection is not retried), or the registry uses another keystore"
+    )
+    (keys.keystore / "public" / "latecomer.key").unlink()  # not even in this host's allow-list
+    not_listed = refusal(
+        address, zmq.EVENT_HANDSHAKE_FAILED_AUTH, 400, Keys.load(keys.keystore, "latecomer"), "this node"
+    )
+    assert "refused this node's key: enclave latecomer has no public key in" in not_listed
+    mismatch = zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+    assert "takes CURVE clients only" in refusal(address, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, mismatch, None)
+    assert "does not use CURVE" in refusal(address, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL, mismatch, keys)
+    # What a client cannot tell apart (a server that closed mid-handshake) it does not guess at.
+    assert refusal(address, zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, 32, keys) == ""
+
+
+def test_another_users_keystore_is_one_line_naming_it(tmp_path, monkeypatch):
+    """The audit's user pointed PERCEPT_KEYSTORE at another user's keystore and got a PermissionError
+    traceback from Path.is_file on its private/ (0700). Root reads everything, so the refusal is made."""
+    keys = _keys(tmp_path)
+    private = keys.keystore / "private"
+    is_file = Path.is_file
+
+    def denied(path: Path) -> bool:
+        if path.parent == private:
+            raise PermissionError(13, "Permission denied", str(path))
+        return is_file(path)
+
+    monkeypatch.setattr(Path, "is_file", denied)
+    with pytest.raises(SecurityError) as error:
+        Keys.load(keys.keystore, "camera")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(
+        f"keystore {keys.keystore}: cannot read {private}/camera.key_secret: permission denied"
+    )
+    assert "run as that user, or make one of your own with `percept keys generate DIR`" in message
 
 
 def _keys(tmp_path: Path, enclave: str = "camera") -> Keys:
