@@ -421,10 +421,11 @@ class TopicStats(Message):
     callback_errors: int = 0  # total messages whose callback raised (logged with the traceback)
 
 
-@message("percept/NodeStats")
+@message("percept/NodeStats", version=2, reads=(1,))
 @dataclass(slots=True)
 class NodeStats(Message):
-    """Published by every node on `/percept/stats` once per stats period."""
+    """Published by every node on `/percept/stats` once per stats period. Version 2 added
+    `refused_connections`."""
 
     header: Header
     node: str
@@ -432,6 +433,9 @@ class NodeStats(Message):
     topics: list[TopicStats] = field(default_factory=list)
     timer_errors: int = 0  # total timer callbacks that raised (logged with the traceback)
     service_errors: int = 0  # total service requests that failed (malformed, or the handler raised)
+    # Total connections to the node's process refused: a key not in the keystore, a peer without CURVE,
+    # a handshake broken or not completed in time (perception.runtime.gatekeeper).
+    refused_connections: int = 0
 
 
 @message("percept/GetParameters")

@@ -17,9 +17,10 @@ from typing import Any
 import zmq
 
 from perception.runtime import shm, transport
+from perception.runtime.gatekeeper import Gatekeeper
 from perception.runtime.registry import registry_address
 from perception.runtime.registry_link import RegistryLink
-from perception.runtime.security import Gatekeeper, Keys
+from perception.runtime.security import Keys
 from perception.runtime.transport import default_host
 
 
@@ -51,7 +52,7 @@ class Context:
         """`keys`: this process's CURVE keys (None: PERCEPT_KEYSTORE's, if set; False: none)."""
         self.zmq: zmq.Context[Any] = zmq.Context()
         self.keys = Keys.resolve(keys)
-        self._gatekeeper = Gatekeeper(self.zmq, self.keys) if self.keys else None
+        self._gatekeeper: Gatekeeper | None = Gatekeeper(self.zmq, self.keys)
         # Same-host pairs through a pipe and shared memory (PERCEPT_SHM=off turns it off everywhere).
         # They are not encrypted: with a keystore only PERCEPT_SHM=on in so many words keeps them.
         wanted = shm.asked_for() if self.keys else shm.enabled()
@@ -61,7 +62,7 @@ class Context:
         self.overrides = overrides or NodeOverrides()
 
     def close(self) -> None:
-        """Stop the ZAP handler's thread (with CURVE keys) and end the ZeroMQ context with its I/O
+        """Stop the gatekeeper's thread (the ZAP handler) and end the ZeroMQ context with its I/O
         thread, for a process that makes contexts and outlives them (a benchmark makes one per side
         and round; an application may make its own). Destroy its nodes first. Closing twice does
         nothing; a process that ends needs none of it."""
@@ -77,6 +78,10 @@ class Context:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def refused_connections(self) -> int:
+        """Connections to this process's sockets refused so far (perception.runtime.gatekeeper)."""
+        return self._gatekeeper.refused if self._gatekeeper is not None else 0
+
     @classmethod
     def default(cls) -> Context:
         if cls._default is None:
@@ -91,7 +96,7 @@ class Context:
 
     def outlet(self, topic: bytes, send_hwm: int) -> transport.Outlet:
         return transport.Outlet(
-            self.zmq, self.host, topic, send_hwm, local=self.shared_memory, keys=self.keys
+            self.zmq, self.host, topic, send_hwm, local=self.shared_memory, gatekeeper=self._gatekeeper
         )
 
     def inlet(self, topic: bytes, receive_hwm: int, max_bytes: int) -> transport.Inlet:
@@ -99,8 +104,8 @@ class Context:
             self.zmq, topic, receive_hwm, max_bytes, local=self.shared_memory, keys=self.keys
         )
 
-    def service_server(self, max_bytes: int) -> tuple[Any, str]:
-        return transport.service_server(self.zmq, self.host, max_bytes, self.keys)
+    def service_server(self, max_bytes: int, name: str) -> tuple[Any, str]:
+        return transport.service_server(self.zmq, self.host, max_bytes, self._gatekeeper, f"service {name}")
 
     def service_client(self, endpoint: str, max_bytes: int, server_key: str | None = None) -> Any:
         return transport.service_client(self.zmq, endpoint, max_bytes, self.keys, server_key)

@@ -123,8 +123,11 @@ class HarnessContext(Context):
         self.inlets.setdefault(topic.decode(), []).append(inlet)
         return inlet
 
-    def service_server(self, max_bytes: int) -> tuple[Any, str]:
+    def service_server(self, max_bytes: int, name: str) -> tuple[Any, str]:
         return None, "inproc://harness-service"
+
+    def refused_connections(self) -> int:
+        return 0  # nothing listens
 
     def service_client(self, endpoint: str, max_bytes: int, server_key: str | None = None) -> Any:
         raise ServiceUnavailable(f"the node harness has no service at {endpoint} to call")

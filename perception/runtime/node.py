@@ -455,6 +455,7 @@ class Node:
                 topics=[e.snapshot() for e in endpoints],
                 timer_errors=as_int64(self._timer_errors),
                 service_errors=as_int64(sum(s.failures for s in self._services)),
+                refused_connections=as_int64(self.context.refused_connections()),
             )
         )
 

@@ -30,10 +30,12 @@ from typing import Any
 
 import msgpack
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from perception.errors import InvalidNameError, RegistryUnavailable, reason
+from perception.runtime.gatekeeper import Gatekeeper
 from perception.runtime.names import is_hidden, validate
-from perception.runtime.security import REGISTRY, TOOLS, Gatekeeper, Keys, may_register
+from perception.runtime.security import KEYSTORE_ENV, REGISTRY, TOOLS, Keys, key_text, may_register
 from perception.runtime.stopping import StopFlag
 from perception.runtime.transport import BIND_ALL, default_host
 
@@ -65,21 +67,22 @@ class Registry:
         self._departed: dict[str, float] = {}
         self._stop = StopFlag()
         self._context = zmq.Context()
-        self._gatekeeper = Gatekeeper(self._context, self.keys) if self.keys else None
+        self._gatekeeper = Gatekeeper(self._context, self.keys)
         self._router = self._context.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.LINGER, 0)
         self._router.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
         self._events = self._context.socket(zmq.PUB)
         self._events.setsockopt(zmq.LINGER, 0)
         self._events.setsockopt(zmq.MAXMSGSIZE, 64 << 10)  # it reads subscriptions: a byte and "graph"
-        if self.keys:
-            self.keys.serve(self._router)
-            self.keys.serve(self._events)
+        self._gatekeeper.guard(self._router, "the registry")
+        self._gatekeeper.guard(self._events, "the registry's events")
         try:
             self._router.bind(self.address)
         except zmq.ZMQError as exc:
             self._router.close()
             self._events.close()
+            self._gatekeeper.stop()
+            self._context.term()
             raise RegistryUnavailable(f"cannot bind the registry at {self.address}: {exc}") from None
         host = self.address.rsplit(":", 1)[0] if self.address.startswith("tcp://") else "tcp://127.0.0.1"
         port = self._events.bind_to_random_port(host)
@@ -105,8 +108,7 @@ class Registry:
         finally:
             self._router.close()
             self._events.close()
-            if self._gatekeeper is not None:
-                self._gatekeeper.stop()
+            self._gatekeeper.stop()
             self._context.term()
 
     def serve_in_thread(self) -> threading.Thread:
@@ -416,6 +418,38 @@ def _check_registration(node: Any) -> None:
 
 
 _request_ids = itertools.count(1)
+# What a client of the registry watches for on its connection: the two refusals it can name.
+REFUSALS = zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+
+
+def refusal(address: str, event: int, value: int, keys: Keys | None, caller: str = "this caller") -> str:
+    """What a failed handshake with the registry at `address` tells its caller, as far as the caller can
+    know it ("" where it cannot tell): its key refused (the registry sends an error naming a ZAP status,
+    400, and nothing more), or no CURVE on one side only."""
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH and keys is not None:
+        if keys.enclave_of(key_text(keys.public)) is None:
+            return (
+                f"the registry at {address} refused {caller}'s key: enclave {keys.enclave} has no public key "
+                f"in {keys.keystore}/public/ (expected {keys.keystore}/public/{keys.enclave}.key)"
+            )
+        # The key is in this host's public/; the registry read its allow-list when it started. ZeroMQ
+        # never retries a connection its server refused: this process must start again too.
+        return (
+            f"the registry at {address} refused {caller}'s key (enclave {keys.enclave} of {keys.keystore}): "
+            "a key added after the graph started is taken only after a restart (of the registry, and of "
+            "this process: a refused connection is not retried), or the registry uses another keystore"
+        )
+    if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+        if keys is not None:
+            return (
+                f"the registry at {address} does not use CURVE (it was started without a keystore), and "
+                f"{KEYSTORE_ENV} is set here: unset it, or start the graph with the keystore"
+            )
+        return (
+            f"the registry at {address} takes CURVE clients only (its graph has a keystore): set "
+            f"{KEYSTORE_ENV} to that keystore"
+        )
+    return ""
 
 
 def query(
@@ -436,13 +470,24 @@ def query(
     socket.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
     if keys is not None:
         keys.connect_to(socket, keys.registry_public)
+    # A refused handshake is said at once, and why, rather than as a registry that never answers.
+    monitor = socket.get_monitor_socket(REFUSALS)
+    poller = zmq.Poller()
+    poller.register(socket, zmq.POLLIN)
+    poller.register(monitor, zmq.POLLIN)
     try:
         socket.connect(address)
         request_id = next(_request_ids)
         socket.send(msgpack.packb({"op": op, "id": request_id, **fields}))
         deadline = time.monotonic() + timeout_s
         while (remaining := deadline - time.monotonic()) > 0:
-            if socket.poll(int(remaining * 1000) + 1):
+            ready = dict(poller.poll(int(remaining * 1000) + 1))
+            if monitor in ready:
+                event = recv_monitor_message(monitor)
+                refused = refusal(address, event["event"], event["value"], keys)
+                if refused:
+                    raise RegistryUnavailable(refused)
+            if socket in ready:
                 reply: dict[str, Any] = msgpack.unpackb(socket.recv())
                 if reply.get("id") == request_id:
                     return reply
@@ -457,6 +502,8 @@ def query(
             f"`percept registry` or `percept launch FILE`, or set PERCEPT_REGISTRY{secured}"
         )
     finally:
+        socket.disable_monitor()
+        monitor.close()
         socket.close()
 
 

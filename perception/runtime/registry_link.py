@@ -21,8 +21,9 @@ from typing import Any
 
 import msgpack
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
-from perception.runtime.registry import MAX_REPLY_BYTES
+from perception.runtime.registry import MAX_REPLY_BYTES, REFUSALS, refusal
 from perception.runtime.security import Keys
 
 HEARTBEAT_S = 1.0
@@ -102,6 +103,7 @@ class RegistryLink:
         dealer.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
         if self._keys is not None:
             self._keys.connect_to(dealer, self._keys.registry_public)
+        refusals = dealer.get_monitor_socket(REFUSALS)  # a refused key is said, not "not answering"
         dealer.connect(self._registry)
         events = self._context.socket(zmq.SUB)
         events.setsockopt(zmq.LINGER, 0)
@@ -114,7 +116,7 @@ class RegistryLink:
         wake.connect(self._wake_endpoint)
         control = self._control_in
         poller = zmq.Poller()
-        for socket in (dealer, events, control):
+        for socket in (dealer, events, control, refusals):
             poller.register(socket, zmq.POLLIN)
         ids = itertools.count(1)
         events_endpoint = ""
@@ -163,6 +165,13 @@ class RegistryLink:
                     elif socket is events:
                         events.recv_multipart()
                         self._dirty.set()
+                    elif socket is refusals:
+                        event = recv_monitor_message(refusals)
+                        why = refusal(self._registry, event["event"], event["value"], self._keys, "this node")
+                        if why and why != refused:
+                            refused = why
+                            self._log.error("%s", why)
+                            warned = True  # said why; "is back" follows if it ever answers
                     else:
                         reply = msgpack.unpackb(dealer.recv())
                         reply_id = reply.get("id")
@@ -207,7 +216,8 @@ class RegistryLink:
         except Exception:  # a dead link would let the registry forget a node that is still running
             self._log.exception("registry link failed; the registry will forget this node")
         finally:
-            for socket in (dealer, events, wake, control):
+            dealer.disable_monitor()
+            for socket in (refusals, dealer, events, wake, control):
                 socket.close()
 
     def _say_goodbye(self, dealer: zmq.Socket[Any], request_id: int, uid: str) -> None:

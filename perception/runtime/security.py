@@ -10,11 +10,11 @@ An enclave is who a process is: the registry (`registry`), a node (its name: `/r
 launch file's `security: {keystore: DIR}` sets it for its nodes), a process loads its enclave's key
 pair (PERCEPT_ENCLAVE names it; the launcher sets it to each node's name), every socket that binds is a
 CURVE server and every socket that connects a CURVE client that knows its server's public key (the
-registry's from the keystore, each publisher's and service's from the registry), and a ZAP handler lets
-in only clients whose public key is in public/. The registry also checks that a node registers under
-its own enclave's name (the tools' key may register hidden names only, those with a part starting with
-'_'), so a key cannot take another node's name over, and it hands out each node's key as authenticated
-by the handshake, never as claimed.
+registry's from the keystore, each publisher's and service's from the registry), and a ZAP handler
+(perception.runtime.gatekeeper) lets in only clients whose public key is in public/. The registry also
+checks that a node registers under its own enclave's name (the tools' key may register hidden names
+only, those with a part starting with '_'), so a key cannot take another node's name over, and it
+hands out each node's key as authenticated by the handshake, never as claimed.
 
 What it cannot do: a process of the same user can read the keystore, as it can read any file of that
 user; same-host pipes and shared memory are not encrypted, so with a keystore they are off unless
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pwd
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,6 @@ from typing import Any
 
 import zmq
 import zmq.auth
-from zmq.auth.thread import ThreadAuthenticator
 from zmq.utils import z85
 
 from perception.errors import PerceptError
@@ -94,6 +94,18 @@ class Keys:
 
     @classmethod
     def load(cls, keystore: str | Path, enclave: str) -> Keys:
+        try:
+            return cls._load(keystore, enclave)
+        except PermissionError as exc:  # another user's keystore: its private/ is theirs alone (0700)
+            where = Path(exc.filename or keystore)
+            raise SecurityError(
+                f"keystore {keystore}: cannot read {where}: permission denied{_owner(where)}; a keystore "
+                "is readable by the user who made it only: run as that user, or make one of your own with "
+                "`percept keys generate DIR`"
+            ) from None
+
+    @classmethod
+    def _load(cls, keystore: str | Path, enclave: str) -> Keys:
         root = Path(keystore)
         if not (root / "public").is_dir():
             raise SecurityError(
@@ -164,16 +176,20 @@ def _loaded(keystore: str, enclave: str) -> Keys:
     return Keys.load(keystore, enclave)
 
 
-class Gatekeeper:
-    """The ZAP handler of one ZeroMQ context: lets in CURVE clients whose key is in public/."""
-
-    def __init__(self, context: zmq.Context[Any], keys: Keys) -> None:
-        self._authenticator = ThreadAuthenticator(context)
-        self._authenticator.start()
-        self._authenticator.configure_curve(domain="*", location=str(keys.keystore / "public"))
-
-    def stop(self) -> None:
-        self._authenticator.stop()
+def _owner(path: Path) -> str:
+    """ " (DIR is owned by USER, mode 0700)": who holds the nearest of a path and its directory that this
+    process may look at (another user's private/ hides the files in it); nothing if neither."""
+    for candidate in (path, path.parent):
+        try:
+            info = candidate.stat()
+        except OSError:
+            continue
+        try:
+            user = pwd.getpwuid(info.st_uid).pw_name
+        except KeyError:
+            user = str(info.st_uid)
+        return f" ({candidate} is owned by {user}, mode {stat.S_IMODE(info.st_mode):04o})"
+    return ""
 
 
 def key_text(key: bytes) -> str:

@@ -42,7 +42,7 @@ class Service(Generic[Req, Resp]):
         self.failures = 0
         self._unlogged = 0  # failures since the last line in the log
         self._failure_log = Throttle()
-        self._socket, self.endpoint = context.service_server(wire.receive_limit(request_type))
+        self._socket, self.endpoint = context.service_server(wire.receive_limit(request_type), name)
 
     def respond(self, request: Req) -> Resp:
         """Run the handler on one request and check what it returns."""

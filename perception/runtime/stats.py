@@ -101,6 +101,7 @@ def problems(stats: NodeStats) -> str:
         "callback errors": sum(t.callback_errors for t in stats.topics),
         "timer errors": stats.timer_errors,
         "failed service requests": stats.service_errors,
+        "refused connections": stats.refused_connections,
     }
     return ", ".join(f"{count} {what}" for what, count in totals.items() if count)
 

@@ -21,6 +21,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from perception.errors import PerceptError
+from perception.runtime.gatekeeper import Gatekeeper
 from perception.runtime.local_channel import LocalInlet, LocalOutlet
 from perception.runtime.security import Keys, SecurityError
 
@@ -53,18 +54,20 @@ class Outlet:
         topic: bytes,
         send_hwm: int,
         local: bool = False,
-        keys: Keys | None = None,
+        gatekeeper: Gatekeeper | None = None,
     ) -> None:
+        """`gatekeeper`: the context's, which makes the socket CURVE with a keystore (None: a bare
+        socket, for tests)."""
         self.local = LocalOutlet() if local else None
         self.local_address = self.local.address if self.local else None
         self.socket: zmq.Socket[Any] = context.socket(zmq.XPUB)
         self.socket.setsockopt(zmq.MAXMSGSIZE, MAX_SUBSCRIPTION_BYTES)  # it reads subscriptions
-        if keys is not None:
-            keys.serve(self.socket)
         self.socket.setsockopt(zmq.SNDHWM, send_hwm)
         self.socket.setsockopt(zmq.LINGER, 200)
         # Pass every subscribe and unsubscribe up, so the count stays right with many subscribers.
         self.socket.setsockopt(zmq.XPUB_VERBOSER, 1)
+        if gatekeeper is not None:
+            gatekeeper.guard(self.socket, f"publisher {topic.decode(errors='replace')}")
         port = self.socket.bind_to_random_port(f"tcp://{host}")
         self.endpoint = f"tcp://{host}:{port}"
         self._topic = topic
@@ -258,13 +261,14 @@ class Inlet:
 
 
 def service_server(
-    context: zmq.Context[Any], host: str, max_bytes: int, keys: Keys | None = None
+    context: zmq.Context[Any], host: str, max_bytes: int, gatekeeper: Gatekeeper | None, what: str
 ) -> tuple[zmq.Socket[Any], str]:
+    """A service's socket, and where it listens; `what` names it in the gatekeeper's count."""
     socket = context.socket(zmq.ROUTER)
     socket.setsockopt(zmq.LINGER, 0)
     socket.setsockopt(zmq.MAXMSGSIZE, max_bytes)
-    if keys is not None:
-        keys.serve(socket)
+    if gatekeeper is not None:
+        gatekeeper.guard(socket, what)
     port = socket.bind_to_random_port(f"tcp://{host}")
     return socket, f"tcp://{host}:{port}"
 

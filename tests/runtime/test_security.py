@@ -15,17 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-from conftest import free_port, percept, spin_until, wait_for
+from conftest import free_port, percept, read_until, spin_until, wait_for
 from nodes import pattern
 
 from perception import Node
 from perception.errors import RegistryUnavailable
-from perception.msgs import GetParameters, Image, ParameterValues, SetParameters, String
+from perception.msgs import GetParameters, Image, NodeStats, ParameterValues, SetParameters, String
 from perception.runtime import registry as registry_module
 from perception.runtime import security
 from perception.runtime.context import Context
+from perception.runtime.gatekeeper import HANDSHAKE_TIMEOUT_S
 from perception.runtime.registry import Registry
 from perception.runtime.security import Keys
+from perception.runtime.stats import problems
 
 
 @pytest.fixture
@@ -123,6 +125,14 @@ def test_a_secured_graph_talks_and_a_stranger_gets_nothing_in_and_nothing_out(
         # A graph member still can.
         client = checker.create_client("/camera/get_parameters", GetParameters, ParameterValues)
         assert client.call(GetParameters(names=["rate"]), timeout_s=5).values == {"rate": 50.0}
+        # And the camera counted what it refused (a plain and a keyed subscriber, a plain service call:
+        # 3 or more, as ZeroMQ may retry), where its other problems are counted: no log to read.
+        stats: list[NodeStats] = []
+        checker.create_subscription(NodeStats, "/percept/stats", stats.append)
+        spin_until(checker, lambda: any(s.node == "/camera" for s in stats), what="the camera's stats")
+        camera = [s for s in stats if s.node == "/camera"][-1]
+        assert camera.refused_connections >= 3, camera
+        assert f"{camera.refused_connections} refused connections" in problems(camera)
 
 
 def test_a_key_cannot_take_another_nodes_name(keystore, secure_registry, spawn):
@@ -324,3 +334,55 @@ def test_closed_contexts_leave_no_thread_behind(keystore, secure_registry):
             node.create_publisher(String, "/closing").publish(String(data="bye"))
     wait_for(lambda: _threads() <= before, timeout_s=5, what=f"threads back to {before}")
     context.close()  # again: nothing more to do
+
+
+def test_the_registry_closes_a_silent_connection_and_tells_its_refusals_a_line_a_second(keystore, spawn):
+    """The audit held 1,101 idle TCP connections to the registry (its 1024 open files) and it took no
+    node until they went; 200 clients with a key of their own left no trace. Now a connection that
+    sends nothing is closed after HANDSHAKE_TIMEOUT_S, and refusals are told in a line a second."""
+    address = f"tcp://127.0.0.1:{free_port()}"
+    registry = spawn("registry", "--address", address, env={"PERCEPT_KEYSTORE": str(keystore)})
+    tools = Keys.load(keystore, security.TOOLS)
+
+    def answers() -> bool:
+        try:
+            return bool(registry_module.query("graph", address=address, timeout_s=0.5, keys=tools)["ok"])
+        except RegistryUnavailable:
+            return False
+
+    wait_for(answers, timeout_s=30, what="the registry")
+    host, port = address.removeprefix("tcp://").split(":")
+    silent = socket.create_connection((host, int(port)))
+    connected_at = time.monotonic()
+    strangers = []
+    stranger_public, stranger_secret = zmq.curve_keypair()  # a key of its own, in no keystore
+    for _ in range(30):
+        stranger = zmq.Context.instance().socket(zmq.DEALER)
+        stranger.setsockopt(zmq.LINGER, 0)
+        stranger.curve_publickey, stranger.curve_secretkey = stranger_public, stranger_secret
+        stranger.curve_serverkey = tools.registry_public
+        stranger.connect(address)
+        strangers.append(stranger)
+    # A key added to the keystore after the registry started: refused, and the caller told why.
+    security.generate(keystore, ["latecomer"])
+    with pytest.raises(
+        RegistryUnavailable, match="added after the graph started is taken only after a restart"
+    ):
+        registry_module.query("graph", address=address, timeout_s=5.0, keys=Keys.load(keystore, "latecomer"))
+    silent.settimeout(HANDSHAKE_TIMEOUT_S + 5)
+    while silent.recv(4096):  # the registry's greeting, then its end of the connection
+        pass
+    closed_after = time.monotonic() - connected_at
+    assert HANDSHAKE_TIMEOUT_S - 0.5 < closed_after < HANDSHAKE_TIMEOUT_S + 2, closed_after
+    assert answers()  # a member still gets in
+    time.sleep(1.1)  # the last line's second
+    for stranger in strangers:
+        stranger.close()
+    silent.close()
+    output = read_until(registry, "did not complete a handshake", timeout_s=10)
+    lines = [line for line in output.splitlines() if line.startswith("refused ")]
+    told = sum(int(line.split()[1]) for line in lines)
+    # 30 strangers, the latecomer and the silent one, in at most a line a second
+    assert told >= 32 and len(lines) <= closed_after + 2, output
+    assert f"to the registry with a CURVE key not in {keystore}/public/ (from 127.0.0.1)" in output
+    assert f"1 to the registry that did not complete a handshake within {HANDSHAKE_TIMEOUT_S:g} s" in output
