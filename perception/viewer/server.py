@@ -232,7 +232,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _client_gone(self) -> bool:
         """True once the browser has closed the stream: a browser sends nothing more on it, so its
         socket turning readable means end of file (or a reset)."""
-        if not select.select([self.connection], [], [], 0)[0]:
+        # poll, not select: select takes no descriptor above 1023, and every process raises its
+        # open-file limit (runtime.gatekeeper), so a busy viewer may hold such a one.
+        poller = select.poll()
+        poller.register(self.connection, select.POLLIN)
+        if not poller.poll(0):
             return False
         try:
             peeked: bytes = self.connection.recv(1, socket.MSG_PEEK)
