@@ -59,6 +59,7 @@ MAX_KINDS_A_LINE = 4  # the largest groups of refusals a line names; the others 
 ZAP_ENDPOINT = "inproc://zeromq.zap.01"  # where libzmq asks (RFC 27)
 MAX_ZAP_DOMAIN = 255  # bytes libzmq takes in ZMQ_ZAP_DOMAIN
 MONITOR_QUEUE = 20_000  # events a socket's monitor holds for the gatekeeper (about 3 MiB at most)
+READ_AT_ONCE = 1000  # ZAP requests or events read from one socket before the thread's other work
 
 # What the monitor of a socket that binds reports. A refused key is counted by the ZAP handler, which
 # knows the peer's address (ZMQ_EVENT_HANDSHAKE_FAILED_AUTH would count it twice). Accept failures
@@ -107,6 +108,10 @@ class Gatekeeper:
 
     def __init__(self, context: zmq.Context[Any], keys: Keys | None) -> None:
         raise_open_file_limit()  # every process that binds a socket has a gatekeeper: here, once for all
+        # A guarded socket takes two more of the context's sockets (libzmq's monitor and its reader), so
+        # libzmq's default of 1,023 sockets a context held a third as many publishers (341), failing
+        # with "Too many open files". Raised as the open files are; set before the context's first socket.
+        context.set(zmq.MAX_SOCKETS, min(MAX_OPEN_FILES, context.get(zmq.SOCKET_LIMIT)))
         self.keys = keys
         self.refused = 0  # connections refused, total (read by the node's stats)
         self._context = context
@@ -153,10 +158,17 @@ class Gatekeeper:
 
     def stop(self) -> None:
         """End the thread and its sockets. Close the sockets it guards first, and destroy the context
-        after: an event of a guarded socket that finds no reader holds libzmq's I/O thread."""
+        after: an event of a guarded socket that finds no reader holds libzmq's I/O thread. A second
+        call does nothing; the wake-up pipe is closed only once the thread has ended (its numbers
+        would otherwise be reused while the thread still reads or writes them)."""
+        if self._stopping.is_set():
+            return
         self._stopping.set()
         self._wake()
         self._thread.join(timeout=5.0)
+        if self._thread.is_alive():
+            log.warning("the gatekeeper's thread did not end within 5 s; its sockets close with the context")
+            return
         for fd in (self._wake_read, self._wake_write):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -222,7 +234,7 @@ class Gatekeeper:
         """Answer the ZAP requests waiting (RFC 27): a CURVE client whose key is in the keystore gets in,
         with its key as its User-Id (the registry files a node under it); anything else is refused."""
         assert self.keys is not None
-        while True:
+        for _ in range(READ_AT_ONCE):  # then the thread's other work (a steady flood must not starve it)
             try:
                 frames = zap.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
@@ -242,18 +254,21 @@ class Gatekeeper:
 
     def _read_monitor(self, reader: zmq.Socket[Any], what: str) -> bool:
         """Count the failed handshakes a socket's monitor reports; False once the socket has closed."""
-        while True:
+        for _ in range(READ_AT_ONCE):
             try:
                 event = recv_monitor_message(reader, zmq.NOBLOCK)
             except zmq.Again:
                 return True
             kind = event["event"]
             if kind == zmq.EVENT_MONITOR_STOPPED:
+                with contextlib.suppress(ValueError):
+                    self._guarded.remove(what)  # named no more where the process is at its limit
                 return False
             if kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
                 self.count(what, "timeout")
             elif kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
                 self.count(what, _protocol_kind(event["value"]))
+        return True  # more may wait: read at the next turn
 
     def count(self, what: str, kind: str, address: str = "") -> None:
         """One connection to `what` refused (`kind`: see refusal_reason); logged within a second."""

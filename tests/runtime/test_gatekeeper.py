@@ -134,3 +134,21 @@ def test_another_users_keystore_is_one_line_naming_it(tmp_path, monkeypatch):
 def _keys(tmp_path: Path, enclave: str = "camera") -> Keys:
     security.generate(tmp_path / "keys", [enclave])
     return Keys.load(tmp_path / "keys", enclave)
+
+
+def test_a_context_holds_as_many_publishers_as_before_its_sockets_were_guarded():
+    """Each guarded socket takes two more of the context's sockets (libzmq's monitor and its reader):
+    at libzmq's default of 1,023 a context failed at its 341st publisher ("Too many open files")."""
+    from perception.runtime.context import Context
+
+    context = Context(registry="tcp://127.0.0.1:9", shared_memory=False, keys=False)
+    outlets = []
+    try:
+        for i in range(400):
+            outlets.append(context.outlet(f"/t{i}".encode(), 10))
+        assert len(outlets) == 400 and context.zmq.get(zmq.MAX_SOCKETS) > 1023
+    finally:
+        for outlet in outlets:
+            outlet.close()
+        context.close()
+        context.close()  # a second close does nothing
