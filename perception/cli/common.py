@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from perception.detector.defaults import small_object_zoom_fits
 from perception.errors import PerceptError
 from perception.errors import did_you_mean as did_you_mean  # the commands import it from here
 
@@ -41,9 +42,9 @@ seed_arg = non_negative_int  # numpy's generators take no negative seed
 
 
 def zoom_arg(text: str) -> float:
-    """A small-object pass's zoom: 0 (none) or above 1 (the frame scaled up), as the detector takes it."""
+    """A small-object pass's zoom, as the detector takes it (defaults.small_object_zoom_fits)."""
     value = non_negative_float(text)
-    if 0 < value <= 1:
+    if not small_object_zoom_fits(value):
         raise argparse.ArgumentTypeError(f"expected 0 (none) or a zoom above 1, found {text}")
     return float(value)
 

@@ -32,6 +32,7 @@ from perception.detector.defaults import (
     DEFAULT_CROSS_CLASS_IOU,
     DEFAULT_IOU,
     DEFAULT_MAX_DETECTIONS,
+    small_object_zoom_fits,
 )
 from perception.detector.preprocess import fit, letterbox
 from perception.detector.small_objects import merge_by_size
@@ -583,13 +584,12 @@ def _check_setting(
 
 
 def _check_small_object_pass(zoom: Any, rows: Any, side: Any) -> None:
-    """The second pass's settings. A zoom under 1 ran it on the frame scaled down, where small objects
-    vanish, and it still answered for them (the pass is the frame scaled up)."""
+    """The second pass's settings (defaults.small_object_zoom_fits: why a zoom is above 1)."""
     _check_setting(
         "small_object_zoom",
         zoom,
         "0 (no second pass) or above 1 (the frame scaled up)",
-        lambda v: v == 0 or 1 < v < math.inf,
+        small_object_zoom_fits,
     )
     band = _whole_pair(rows) if rows is not None else None
     if rows is not None and not (band and 0 <= band[0] < band[1]):

@@ -12,3 +12,9 @@ DEFAULT_MAX_DETECTIONS = 300  # per image
 # real object that a box of another class only half covers. 0.5 is where COCO and TIDE count two boxes as
 # one object; Ultralytics' agnostic_nms deletes at the NMS IoU (0.45). 1.0 keeps the per-class behaviour.
 DEFAULT_CROSS_CLASS_IOU = 0.5
+
+
+def small_object_zoom_fits(zoom: float) -> bool:
+    """A small-object pass's zoom: 0 (no second pass) or above 1 (the frame scaled up). A zoom under 1
+    ran the pass on the frame scaled down, where small objects vanish, and it still answered for them."""
+    return zoom == 0 or 1 < zoom < float("inf")

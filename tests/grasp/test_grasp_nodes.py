@@ -257,16 +257,22 @@ def test_a_camera_info_the_planner_refuses_is_a_reason_per_detection_not_a_dead_
         pose=Pose(tuple(pose[:3, 3]), quaternion_from_matrix(pose[:3, :3])),  # type: ignore[arg-type]
     )
     box = np.array([box_pixels(0.52, 0.03, 0.08, pose)], np.float32)
-    with NodeHarness(GraspPlannerNode, parameters={"tolerance_s": 0.01}) as harness:
-        harness.feed("/depth", Image(header=info.header, data=depth, encoding="32FC1"))
-        harness.feed("/camera_info", info)
-        harness.feed(
-            "/detections",
-            Detections(
-                header=info.header, xyxy=box, scores=np.array([0.9]), class_ids=[0], class_names=["jenga"]
-            ),
-        )
-        (grasps,) = harness.take("/grasps", Grasps)
+
+    def planned() -> Grasps:
+        """The grasps for the frame, its depth, camera info and one detection fed to a fresh node."""
+        with NodeHarness(GraspPlannerNode, parameters={"tolerance_s": 0.01}) as harness:
+            harness.feed("/depth", Image(header=info.header, data=depth, encoding="32FC1"))
+            harness.feed("/camera_info", info)
+            harness.feed(
+                "/detections",
+                Detections(
+                    header=info.header, xyxy=box, scores=np.array([0.9]), class_ids=[0], class_names=["jenga"]
+                ),
+            )
+            (grasps,) = harness.take("/grasps", Grasps)
+        return grasps
+
+    grasps = planned()
     assert len(grasps) == 0 and grasps.rejected_indices.tolist() == [0]
     assert grasps.rejected_reasons == [
         f"K: expected its principal point within the {w}x{h} depth image, found ({w}, {h}): intrinsics of "
@@ -274,14 +280,5 @@ def test_a_camera_info_the_planner_refuses_is_a_reason_per_detection_not_a_dead_
     ]
     # A pose whose quaternion has no length (a driver that fills none) is the frame's reason too
     info.K, info.pose = K, Pose(tuple(pose[:3, 3]), (0.0, 0.0, 0.0, 0.0))  # type: ignore[arg-type]
-    with NodeHarness(GraspPlannerNode, parameters={"tolerance_s": 0.01}) as harness:
-        harness.feed("/depth", Image(header=info.header, data=depth, encoding="32FC1"))
-        harness.feed("/camera_info", info)
-        harness.feed(
-            "/detections",
-            Detections(
-                header=info.header, xyxy=box, scores=np.array([0.9]), class_ids=[0], class_names=["jenga"]
-            ),
-        )
-        (grasps,) = harness.take("/grasps", Grasps)
+    grasps = planned()
     assert len(grasps) == 0 and grasps.rejected_reasons[0].startswith("camera info's pose: quaternion")

@@ -4,6 +4,7 @@ fallback. Real processes, real pipes and segments in /dev/shm."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import time
@@ -379,13 +380,16 @@ def test_a_subscriber_writes_only_into_a_pipe_of_its_own_user(tmp_path, monkeypa
             shm.remove(path)
 
 
+def _no_room(fd: int, offset: int, length: int) -> None:
+    """os.posix_fallocate on a full /dev/shm."""
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
 def test_a_full_dev_shm_sends_the_local_subscribers_to_tcp(monkeypatch, caplog):
     """On a full /dev/shm the first write to a sparse segment's page killed the publisher with SIGBUS,
     and it was restarted into the same death. A segment's memory is now reserved before its first
     write; when that fails, the local subscribers are told to take the topic over TCP (as when no row
     is left for them), the message in hand is counted as missed, and it is said once."""
-    import errno
-
     from perception.runtime.local_channel import LocalInlet, LocalOutlet
     from perception.runtime.wire import encode
 
@@ -401,10 +405,7 @@ def test_a_full_dev_shm_sends_the_local_subscribers_to_tcp(monkeypatch, caplog):
             (message,) = inlet.drain()
             message.let_go()  # read and done with: the slot is free again
 
-        def full(fd: int, offset: int, length: int) -> None:
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-        monkeypatch.setattr(os, "posix_fallocate", full)
+        monkeypatch.setattr(os, "posix_fallocate", _no_room)
         assert outlet.send(frames[1:], "src", 1) == 0  # into the slot reserved already: fine
         assert outlet.no_room is None
         held = [inlet.drain()[0].take() for inlet in inlets]  # held: the next message needs a new slot
@@ -437,13 +438,8 @@ def test_a_full_dev_shm_met_while_growing_a_segment_or_by_a_slow_subscriber(monk
     before the new one was made, and the publisher's close then failed on it), a loan, and a subscriber
     whose pipe is full at that moment, which must still be told to go over TCP (it would otherwise wait
     for this publisher for good)."""
-    import errno
-
     from perception.runtime.local_channel import LocalInlet, LocalOutlet
     from perception.runtime.wire import encode
-
-    def full(fd: int, offset: int, length: int) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
 
     small = encode(b"/t", Image(header=Header(), data=np.zeros((120, 160, 3), np.uint8)))
     large = encode(b"/t", Image(header=Header(), data=np.zeros((480, 640, 3), np.uint8)))
@@ -457,7 +453,7 @@ def test_a_full_dev_shm_met_while_growing_a_segment_or_by_a_slow_subscriber(monk
             while outlet.send(tiny[1:], "src", 1) == 0:  # the slow one reads nothing: its pipe fills
                 quick.drain()
             with monkeypatch.context() as patched:
-                patched.setattr(os, "posix_fallocate", full)
+                patched.setattr(os, "posix_fallocate", _no_room)
                 if meet == "a loan":
                     assert outlet.loan((480, 640, 3), np.dtype(np.uint8)) is None
                 else:
