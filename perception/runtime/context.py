@@ -9,6 +9,7 @@ harness (perception.runtime.harness) swaps in endpoints that need no socket at a
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,12 +61,18 @@ class Context:
         self.registry = registry or registry_address()
         self.host = host or default_host()
         self.overrides = overrides or NodeOverrides()
+        # The nodes made on this context and not yet destroyed: close() destroys them first, or their
+        # registry links' threads would meet closed sockets (a traceback each).
+        self.nodes: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def close(self) -> None:
-        """Stop the gatekeeper's thread (the ZAP handler) and end the ZeroMQ context with its I/O
-        thread, for a process that makes contexts and outlives them (a benchmark makes one per side
-        and round; an application may make its own). Destroy its nodes first. Closing twice does
-        nothing; a process that ends needs none of it."""
+        """Destroy the nodes still on this context, stop the gatekeeper's thread (the ZAP handler) and
+        end the ZeroMQ context with its I/O thread, for a process that makes contexts and outlives them
+        (a benchmark makes one per side and round; an application may make its own). Stop spinning its
+        nodes first (a node is destroyed from the thread that closes). Closing twice does nothing; a
+        process that ends needs none of it."""
+        for node in list(self.nodes):
+            node.destroy()
         if self._gatekeeper is not None:
             self._gatekeeper.stop()
             self._gatekeeper = None

@@ -16,6 +16,7 @@ the bus itself (discovery, processes, rates) keep real processes and real socket
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -109,6 +110,7 @@ class HarnessContext(Context):
         self.overrides = overrides or NodeOverrides()
         self.outlets: dict[str, list[_CapturingOutlet]] = {}
         self.inlets: dict[str, list[_FedInlet]] = {}
+        self.nodes: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def close(self) -> None:
         """Nothing to end: no ZeroMQ context, no ZAP handler."""

@@ -130,6 +130,7 @@ class Node:
 
         self._registry_link, self._wake = self.context.discovery(self.uid, self._registration, self.log)
         self._add_socket(self._wake, self._apply_endpoints)
+        self.context.nodes.add(self)
 
         self._stats_publisher = self.create_publisher(NodeStats, STATS_TOPIC)
         self.create_timer(stats_period_s, self._publish_stats)
@@ -347,6 +348,7 @@ class Node:
         if self._destroyed:
             return
         self._destroyed = True
+        self.context.nodes.discard(self)
         try:
             self.on_shutdown()
         finally:

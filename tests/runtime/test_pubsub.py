@@ -164,6 +164,34 @@ def test_publish_rejects_the_wrong_message_type(context):
             publisher.publish(String(data="x"))  # type: ignore[arg-type]
 
 
+def _registered(address: str, name: str) -> bool:
+    return any(node["name"] == "/" + name for node in query("graph", address=address)["nodes"])
+
+
+def test_closing_a_context_destroys_the_nodes_still_on_it(registry):
+    """A context closed with a node still on it ended the ZeroMQ context under the node's registry
+    link, whose thread died in a 'Socket operation on non-socket' traceback; the node is destroyed
+    first now, and its endpoints say so."""
+    import threading
+
+    failures: list[BaseException | None] = []
+    hook, threading.excepthook = threading.excepthook, lambda args: failures.append(args.exc_value)
+    try:
+        context = Context(registry=registry.address)
+        node = Node("left_open", context=context)
+        publisher = node.create_publisher(String, "/left_open")
+        wait_for(lambda: _registered(registry.address, "left_open"), what="its registration")
+        context.close()
+        time.sleep(0.2)  # the link's thread has ended or died by now
+    finally:
+        threading.excepthook = hook
+    assert failures == []
+    assert not context.nodes
+    wait_for(lambda: not _registered(registry.address, "left_open"), what="its unregistration")
+    with pytest.raises(Exception, match="closed: its node was destroyed"):
+        publisher.publish(String(data="after"))
+
+
 def test_keep_last_is_the_default_and_drops_the_oldest(context):
     assert KEEP_LAST.depth == 10 and LATEST_ONLY.depth == 1
     with Node("pub", context=context) as pub_node, Node("sub", context=context) as sub_node:
