@@ -90,8 +90,8 @@ class Detector:
       pass covers (clipped to the frame); None: all of them.
     - `small_object_side`: in image pixels, above 0.
     - `class_names`, or `labels_file` (a text file, one name a line): the names by class id, one per
-      class of the model; neither: the names in the model's metadata (Ultralytics writes them). A class
-      without a name is called by its id ("7").
+      class of the model; neither: the names in the model's metadata (Ultralytics writes them), refused
+      when they are not one per class of its output. A class without a name is called by its id ("7").
     - `class_map`: {model's class name: new name, or None to drop the class}, so that a COCO model gives
       our names; each key must be one of the model's class names.
 
@@ -365,6 +365,13 @@ class Detector:
             raise DetectorError(
                 f"{what}: expected {count} names, one per class of model {self.path} in id order "
                 f"({source}), found {len(names)}"
+            )
+        if not what and names and count is not None and len(names) != count:
+            # Metadata left from another model (an output layer cut or grown after export): its names
+            # would be read by id and miss the classes they were written for.
+            raise DetectorError(
+                f"model {self.path}: expected its metadata to name {count} classes, one per class "
+                f"({source}), found {len(names)}; give class_names or labels_file naming them in id order"
             )
         return names + [str(i) for i in range(len(names), count or 0)]  # as the detections call them
 

@@ -89,8 +89,8 @@ def rows_cxcywh(
     ]
 
 
-def yolov8_output() -> np.ndarray:
-    out = np.zeros((1, 4 + 3, 50), np.float32)
+def yolov8_output(classes: int = 3) -> np.ndarray:
+    out = np.zeros((1, 4 + classes, 50), np.float32)
     for i, (cx, cy, w, h, score, cls) in enumerate(rows_cxcywh(40)):
         out[0, :4, i] = (cx, cy, w, h)
         out[0, 4 + cls, i] = score
@@ -686,7 +686,7 @@ def test_bench_detect_scores_a_coco_model_through_the_class_map_and_names_a_mode
     from perception.bench.class_maps import COCO
 
     coco_names = ["person", "bicycle", "car", "cup", "teddy bear", "sports ball", "dog"]
-    model = write_model(tmp_path / "coco.onnx", yolov8_output(), names=coco_names)
+    model = write_model(tmp_path / "coco.onnx", yolov8_output(len(coco_names)), names=coco_names)
     broken = tmp_path / "broken.onnx"  # a file onnxruntime cannot load: its row says so, the other runs
     broken.write_bytes(b"not a model")
     result = percept(
@@ -835,6 +835,16 @@ def test_class_names_of_another_count_than_the_models_classes_are_refused(tmp_pa
         Detector(yolov8, class_names=["a", "b", "c"], labels_file=labels)
     # A model without names metadata calls its classes by their ids, as its detections do.
     assert Detector(yolov8).class_names == ["0", "1", "2"]
+    # Metadata naming another count than the output holds (left from another model) is refused too,
+    # unless names are given.
+    stale = write_model(tmp_path / "stale.onnx", yolov8_output(), names=[*NAMES, "car"])
+    with pytest.raises(
+        DetectorError,
+        match=r"^model .*stale.onnx: expected its metadata to name 3 classes, one per class \(its output is "
+        r"1 x 7 x 50\), found 4; give class_names or labels_file",
+    ):
+        Detector(stale)
+    assert Detector(stale, class_names=["a", "b", "c"]).class_names == ["a", "b", "c"]
 
 
 def test_a_class_map_key_that_names_no_class_of_the_model_is_refused(tmp_path):
