@@ -22,7 +22,7 @@ import numpy as np
 from perception.bench.class_maps import covered
 from perception.detector.defaults import DEFAULT_CONFIDENCE, DEFAULT_CROSS_CLASS_IOU
 from perception.detector.vocabulary import SHIPPED_CLASSES
-from perception.errors import PerceptError
+from perception.errors import PerceptError, did_you_mean
 
 
 class LabelledSet(NamedTuple):
@@ -87,6 +87,19 @@ class ModelSpec:
         return detector
 
 
+def _check_map_keys(class_map: dict[str, str], source: str, model_names: list[list[str]]) -> None:
+    """A user's map serves every model of the run, each taking the names it has, so a key that names
+    no class of any of them (a typo) would only show as a class not covered: it is refused before any
+    frame is made."""
+    every_name = sorted({name for names in model_names for name in names})
+    for key in class_map:
+        if key not in every_name:
+            raise PerceptError(
+                f"class map {source}: {key!r} names no class of the models benchmarked"
+                f"{did_you_mean(key, every_name)}"
+            )
+
+
 @dataclass(frozen=True)
 class PredictJob:
     """Some frames of one variation (optionally corrupted) through every model, at the mAP threshold."""
@@ -148,6 +161,7 @@ def run(
     small_object_zoom: float = 0.0,
     small_object_rows: tuple[int, int] | None = None,
     class_map: dict[str, str] | None = None,
+    class_map_file: str | None = None,
     corruptions: list[str] | None = None,
     severities: tuple[int, ...] = (1, 2, 3, 4, 5),
     progress: Callable[[str], Callable[[int, int, float], None] | None] = lambda stage: None,
@@ -201,6 +215,8 @@ def run(
                 detectors.append(zoomed.detector(threads, confidence))
     if not detectors:
         return Outcome(failed, 0)
+    if class_map_file:
+        _check_map_keys(class_map or {}, class_map_file, [d.class_names for d in detectors])
 
     started = time.monotonic()
     rendered: dict[str, Any] = {}

@@ -107,6 +107,12 @@ class DetectorNode(Node):
             else "",
             len(self.detector.class_names),
         )
+        if self.detector.small_object_rows and not self.detector.small_object_zoom:
+            self.log.warning(
+                "small_object_rows %s are unused: they are the rows of the small-object pass, and "
+                "small_object_zoom is 0 (no such pass)",
+                list(self.detector.small_object_rows),
+            )
 
     def _size(self, name: str, description: str) -> tuple[int, int] | None:
         value = self.declare_parameter(name, [], description, read_only=True)

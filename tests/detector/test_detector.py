@@ -590,6 +590,24 @@ def test_the_detector_node_takes_sizes_as_lists(tmp_path):
     np.testing.assert_allclose(detections.xyxy, [(50, 50, 54, 53)], atol=0.01)
 
 
+def test_the_detector_node_says_small_object_rows_without_a_zoom_are_unused(tmp_path, caplog):
+    import logging
+
+    from perception.nodes.detector import DetectorNode
+    from perception.runtime.harness import NodeHarness
+
+    path = write_model(tmp_path / "m.onnx", end2end_output(), input_shape=(1, 3, "height", "width"))
+    with (
+        caplog.at_level(logging.WARNING),
+        NodeHarness(DetectorNode, parameters={"model": str(path), "small_object_rows": [192, 336]}),
+    ):
+        pass
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "small_object_rows [192, 336] are unused: they are the rows of the small-object pass, and "
+        "small_object_zoom is 0 (no such pass)"
+    ]
+
+
 @pytest.mark.parametrize("rows", [(200, 100), (-10, 100)])
 def test_a_small_object_band_must_be_rows_of_the_image(tmp_path, rows):
     path = write_model(tmp_path / "m.onnx", end2end_output(), input_shape=(1, 3, "height", "width"))
@@ -725,6 +743,48 @@ def test_bench_detect_scores_a_coco_model_through_the_class_map_and_names_a_mode
         "missed",
     }
     assert "per class" in result.stdout and "not covered (left out of the means)" in result.stdout
+
+
+def test_bench_detect_refuses_a_map_key_no_model_names_and_rows_without_a_zoom(tmp_path):
+    """One map serves every model, each taking the names it has, so a mistyped key only showed as a
+    class not covered, after the whole run; rows without a zoom were ignored. Both are refused first."""
+    from conftest import percept
+
+    coco_names = ["person", "bicycle", "car"]
+    model = write_model(tmp_path / "coco.onnx", yolov8_output(), names=coco_names)
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text("persn: pedestrian\ncar: car\n")
+    result = percept(
+        "bench",
+        "detect",
+        "--model",
+        model,
+        "--scene",
+        "tabletop",
+        "--frames",
+        "2",
+        "--class-map",
+        str(mapping),
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            f"class map {mapping}: 'persn' names no class of the models benchmarked; did you mean person?"
+        )
+    )
+    result = percept("bench", "detect", "--model", model, "--frames", "2", "--small-object-rows", "100,200")
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "--small-object-rows 100,200: expected with --small-object-zoom (the rows its second pass covers), "
+            "found no zoom"
+        )
+    )
 
 
 def test_bench_detect_without_a_model_times_the_shipped_one_as_the_other_benchmarks_do():

@@ -141,7 +141,7 @@ def register(bench: Any) -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from perception.bench import detect, fanout, suites
-    from perception.bench.class_maps import load_class_map
+    from perception.bench.class_maps import BUILT_IN, load_class_map
     from perception.bench.detection_metrics import require_pycocotools
 
     if args.list_suites:
@@ -166,6 +166,11 @@ def _run(args: argparse.Namespace) -> int:
             args.out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise PerceptError(f"--out {args.out}: cannot make the folder ({exc.strerror or exc})") from None
+    if args.small_object_rows and not args.small_object_zoom:
+        raise PerceptError(
+            f"--small-object-rows {args.small_object_rows[0]},{args.small_object_rows[1]}: expected with "
+            "--small-object-zoom (the rows its second pass covers), found no zoom"
+        )
     corruptions, severities = _corruptions(args)
     suite = suites.find(args.suite) if args.suite else _scene_suite(args, severities)
     for model in args.model:  # a path that names no file ends the run before any frame is read or rendered
@@ -230,6 +235,7 @@ def _run(args: argparse.Namespace) -> int:
             small_object_zoom=args.small_object_zoom,
             small_object_rows=args.small_object_rows,
             class_map=class_map,
+            class_map_file=None if args.class_map in BUILT_IN else args.class_map,
             providers=tuple(args.providers),
             corruptions=corruptions,
             severities=severities,
