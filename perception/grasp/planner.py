@@ -795,7 +795,21 @@ def _checked_intrinsics(K: object, image_shape: tuple[int, ...]) -> np.ndarray:
             f"K: expected its principal point within the {w}x{h} depth image, found ({cx:g}, {cy:g}): "
             "intrinsics of another resolution? (scale fx, fy, cx, cy by the depth image's size over theirs)"
         )
+    # A depth array transposed (W x H: a library that indexes images (x, y), a column-major buffer)
+    # still holds the principal point, but far from its centre, where the image the right way round
+    # has it near its own: planned on, every object lies elsewhere, silently.
+    if h != w and _off_centre(cx, cy, w, h) > 0.15 and _off_centre(cx, cy, h, w) < 0.05:
+        raise GraspInputError(
+            f"depth: expected H x W rows and columns, found shape {image_shape}, which puts K's principal "
+            f"point ({cx:g}, {cy:g}) far off its centre and the {h}x{w} image's at its centre: transposed? "
+            "(give depth.T)"
+        )
     return matrix
+
+
+def _off_centre(cx: float, cy: float, w: int, h: int) -> float:
+    """How far a principal point lies from the centre of a w x h image, as a fraction of its side."""
+    return float(max(abs(cx - (w - 1) / 2) / w, abs(cy - (h - 1) / 2) / h))
 
 
 def _checked_pose(world_from_camera: object) -> np.ndarray:

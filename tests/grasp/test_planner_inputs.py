@@ -70,6 +70,21 @@ def test_intrinsics_of_another_resolution_or_not_a_pinhole_are_refused():
     )
 
 
+def test_a_transposed_depth_image_is_refused():
+    """W x H depth (an (x, y)-indexed array) passed every check and put each object elsewhere."""
+    depth, pose, boxes = scene()
+    refused(
+        f"depth: expected H x W rows and columns, found shape ({W}, {H}), which puts K's principal point "
+        f"({K[0, 2]:g}, {K[1, 2]:g}) far off its centre and the {W}x{H} image's at its centre: transposed? "
+        "(give depth.T)",
+        lambda: GraspPlanner().plan(np.ascontiguousarray(depth.T), K, pose, boxes),
+    )
+    # A principal point a little off centre, as real cameras have, is no transposition.
+    off = K.copy()
+    off[0, 2] += 0.04 * W
+    assert GraspPlanner().plan(depth, off, pose, boxes).grasps
+
+
 def test_a_camera_pose_that_is_not_finite_or_not_rigid_is_refused_by_name():
     depth, pose, boxes = scene()
     plan = GraspPlanner().plan
