@@ -113,7 +113,7 @@ def test_holes_and_boxes_outside_the_image_get_reasons_not_crashes():
 def test_inputs_of_the_wrong_shape_are_named_not_indexed_into():
     """A 2 x 2 K, a box of three numbers and too few names raised IndexError or a reshape's ValueError
     from deep inside; a workspace range of one number, a TypeError at the first object."""
-    from perception.grasp.planner import Workspace
+    from perception.grasp.inputs import Workspace
 
     pose = camera_looking_down()
     depth = render([(0.5, 0.0, 0.04, 0.04, 0.05, 0.0)], pose)
