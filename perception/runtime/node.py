@@ -246,7 +246,9 @@ class Node:
         range: tuple[float, float] | None = None,
     ) -> Any:
         """Declare a typed parameter (its type is the default's) and return its value. A number may
-        have a `range` (both ends included): a value outside it is refused at start and when set."""
+        have a `range` (both ends included): a value outside it is refused at start and when set. A
+        non-empty list default types its items too (`[1.0, 2.0]`: floats, ints widened), as ROS 2 types
+        an array; an empty one takes any items."""
         return self.parameters.declare(name, default, description, read_only=read_only, range=range)
 
     def get_parameter(self, name: str) -> Any:
@@ -471,8 +473,7 @@ class Node:
 
     def _set_parameters(self, request: SetParameters) -> Result:
         try:
-            for name, value in request.values.items():
-                self.parameters.set(name, value)
+            self.parameters.set_many(request.values)  # all or none: `param load` of a file is one request
         except Exception as exc:  # a wrong type, or a change the node's own callback refused
             return Result(success=False, message=str(exc))
         return Result(success=True, message="")

@@ -3,6 +3,8 @@ read and changed at run time through the node's `~/get_parameters` and `~/set_pa
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -25,6 +27,9 @@ class Parameter:
     description: str = ""
     read_only: bool = False
     range: tuple[float, float] | None = None  # inclusive bounds of a number (ROS 2's FloatingPointRange)
+    element: builtins.type | None = (
+        None  # a list's item type, from its default (ROS 2's typed arrays); None: any
+    )
 
     def explained(self) -> str:
         """The description, with the range when there is one."""
@@ -51,6 +56,38 @@ def coerce(name: str, value: Any, kind: type) -> Any:
     raise ParameterError(
         f"parameter {name!r}: expected {_TYPES[kind]}, found {type(value).__name__} {value!r}"
     )
+
+
+def element_type(default: Any) -> type | None:
+    """The item type a list default declares, as ROS 2 types an array (bool, integer, double or string
+    array): its items' one scalar type, float where ints and floats mix. None (any items) for an empty
+    default, or one holding lists, maps or several types: nothing to infer a type from."""
+    if not isinstance(default, list) or not default:
+        return None
+    kinds = {type(item) for item in default}
+    if kinds == {int, float}:
+        return float
+    if len(kinds) == 1 and (kind := kinds.pop()) in (bool, int, float, str):
+        return kind
+    return None
+
+
+def coerce_items(name: str, value: list[Any], element: type | None) -> list[Any]:
+    """`value`'s items as `element` (by `coerce`'s rules: ints widen to float, and so on), or
+    ParameterError naming the first item that is not one: a list of numbers given ['a', 'b'] would
+    otherwise be taken and fail later, in the node's arithmetic."""
+    if element is None:
+        return value
+    items = []
+    for index, item in enumerate(value):
+        try:
+            items.append(coerce(name, item, element))
+        except ParameterError:
+            raise ParameterError(
+                f"parameter {name!r}: expected a list of {_TYPES[element]}, found {type(item).__name__} "
+                f"{item!r} at index {index}"
+            ) from None
+    return items
 
 
 class Parameters:
@@ -82,9 +119,9 @@ class Parameters:
             )
         if range is not None and kind not in (int, float):
             raise ParameterError(f"parameter {name!r}: a range bounds a number, found {kind.__name__}")
-        param = Parameter(name, default, kind, description, read_only, range)
+        param = Parameter(name, default, kind, description, read_only, range, element_type(default))
         _check_range(f"{self._owner}.{name}", default, param)  # the default too: a range is a promise
-        value = coerce(f"{self._owner}.{name}", self._overrides.get(name, default), kind)
+        value = _coerce(f"{self._owner}.{name}", self._overrides.get(name, default), param)
         _check_range(f"{self._owner}.{name}", value, param)
         param.value = value
         self._params[name] = param
@@ -97,7 +134,7 @@ class Parameters:
         param = self._lookup(name)
         if param.read_only:
             raise ParameterError(f"parameter {name!r} of {self._owner} is read-only")
-        value = coerce(f"{self._owner}.{name}", value, param.type)
+        value = _coerce(f"{self._owner}.{name}", value, param)
         _check_range(f"{self._owner}.{name}", value, param)
         old = param.value
         param.value = value
@@ -108,6 +145,27 @@ class Parameters:
             param.value = old  # a callback that rejects the value keeps the old one
             raise
         return value
+
+    def set_many(self, values: dict[str, Any]) -> None:
+        """Set several at once, all or none (ROS 2's set_parameters_atomically): each value is checked
+        before any is set, and when a change callback refuses one, those set before it are put back (their
+        callbacks told again), so a request that fails has changed nothing, as its error says."""
+        for name, value in values.items():  # every name, read-only flag, type and range first
+            param = self._lookup(name)
+            if param.read_only:
+                raise ParameterError(f"parameter {name!r} of {self._owner} is read-only")
+            _check_range(f"{self._owner}.{name}", _coerce(f"{self._owner}.{name}", value, param), param)
+        done: list[tuple[str, Any]] = []
+        try:
+            for name, value in values.items():
+                old = self._params[name].value
+                self.set(name, value)
+                done.append((name, old))
+        except Exception:
+            for name, old in reversed(done):
+                with contextlib.suppress(Exception):  # a value it took before: put back, come what may
+                    self.set(name, old)
+            raise
 
     def on_change(self, callback: Callable[[str, Any], None]) -> None:
         """Call `callback(name, value)` after each change; raising in it rejects the change."""
@@ -133,6 +191,11 @@ class Parameters:
 def unknown_parameter(owner: str, name: str, declared: list[str]) -> ParameterError:
     """The error for a parameter `owner` does not declare (`percept param get` says it too)."""
     return ParameterError(f"{owner} has no parameter {name!r} (declared: {', '.join(declared) or 'none'})")
+
+
+def _coerce(where: str, value: Any, param: Parameter) -> Any:
+    value = coerce(where, value, param.type)
+    return coerce_items(where, value, param.element) if param.type is list else value
 
 
 def _check_range(where: str, value: Any, param: Parameter) -> None:

@@ -210,6 +210,15 @@ def test_param_dump_and_load_and_an_unknown_node(graph, tmp_path):
     assert fixed.returncode == 1 and "device" in fixed.stderr and "read-only" in fixed.stderr, fixed.stderr
     assert percept("param", "get", "/params", "rate").stdout.strip() == "float value is: 12.5"
     assert percept("param", "get", "/params", "label").stdout.strip() == "str value is: 'front'"
+    # A file with one bad value sets none of its values, as its error says ("setting ... failed").
+    changed.write_text("label: back\nrate: 20.0\nsize: [320, 240.5]\n")
+    bad = percept("param", "load", "/params", str(changed))
+    assert bad.returncode == 1 and bad.stderr.strip() == (
+        "percept: error: setting label, rate, size on /params failed: parameter '/params.size': "
+        "expected a list of int, found float 240.5 at index 1"
+    )
+    assert percept("param", "get", "/params", "label").stdout.strip() == "str value is: 'front'"
+    assert percept("param", "get", "/params", "rate").stdout.strip() == "float value is: 12.5"
     # A ROS 2 file for several nodes: the wildcard section and the node's own, not another node's.
     changed.write_text("/**:\n  ros__parameters: {label: all}\nother:\n  ros__parameters: {rate: 1.0}\n")
     assert percept("param", "load", "/params", str(changed)).returncode == 0

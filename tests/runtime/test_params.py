@@ -1,5 +1,7 @@
 """Typed parameters: declaration, overrides, type checks, read-only, change callbacks and lookups."""
 
+import re
+
 import pytest
 
 from perception.errors import ParameterError
@@ -144,3 +146,69 @@ def test_a_range_is_enforced_on_the_default_the_override_and_at_run_time():
         params.Parameters("cam").declare("step", 9, range=(1, 8))  # a default outside is a bug
     with pytest.raises(ParameterError, match="a range bounds a number, found str"):
         params.Parameters("cam").declare("label", "x", range=(1, 8))
+
+
+@pytest.mark.parametrize(
+    ("default", "value", "expected"),
+    [
+        ([1.0, 2.0], [1, 2.5], [1.0, 2.5]),  # ints widen to float in a list of floats, as alone
+        ([640, 480], [320, 240], [320, 240]),
+        (["car"], ["car", "person"], ["car", "person"]),
+        ([1, 2.5], [3, 4], [3.0, 4.0]),  # ints and floats mixed: a list of floats
+        ([], ["anything", 1], ["anything", 1]),  # an empty default types nothing
+        ([[0, 1], [2, 3]], [["a"]], [["a"]]),  # nor a list of lists
+    ],
+)
+def test_a_list_takes_items_of_its_defaults_type(default, value, expected):
+    p = params.Parameters("cam", {"p": value})
+    assert p.declare("p", default) == expected
+    q = params.Parameters("cam")
+    q.declare("p", default)
+    assert q.set("p", value) == expected
+
+
+@pytest.mark.parametrize(
+    ("default", "value", "found"),
+    [
+        ([1.0, 2.0], ["a", "b"], "a list of float, found str 'a' at index 0"),
+        ([640, 480], [320, 240.5], "a list of int, found float 240.5 at index 1"),
+        (["car"], ["car", None], "a list of str, found NoneType None at index 1"),
+        ([True], [1], "a list of bool, found int 1 at index 0"),
+    ],
+)
+def test_a_list_refuses_an_item_of_another_type_naming_it(default, value, found):
+    p = params.Parameters("cam", {"p": value})
+    with pytest.raises(ParameterError, match=re.escape(f"parameter 'cam.p': expected {found}")):
+        p.declare("p", default)  # at start
+    q = params.Parameters("cam")
+    q.declare("p", default)
+    with pytest.raises(ParameterError, match=re.escape(f"parameter 'cam.p': expected {found}")):
+        q.set("p", value)  # and live
+    assert q.get("p") == default
+
+
+def test_set_many_sets_all_or_none():
+    p = params.Parameters("cam")
+    p.declare("gain", 1.0, range=(0.0, 10.0))
+    p.declare("mode", "fast")
+    p.declare("fps", 30)
+    seen = []
+
+    def refuse_slow(name, value):
+        seen.append((name, value))
+        if value == "slow":
+            raise ValueError("mode slow is not supported")
+
+    p.on_change(refuse_slow)
+    with pytest.raises(ParameterError, match=r"expected 0 to 10, found 20\.0"):
+        p.set_many({"fps": 15, "gain": 20.0})
+    with pytest.raises(ParameterError, match="has no parameter 'gian'"):
+        p.set_many({"fps": 15, "gian": 2.0})
+    assert seen == []  # refused before anything was set: no callback told of a change
+    with pytest.raises(ValueError, match="mode slow is not supported"):
+        p.set_many({"gain": 2.0, "fps": 15, "mode": "slow"})
+    assert (p.get("gain"), p.get("fps"), p.get("mode")) == (1.0, 30, "fast")  # the two before put back
+    # The callback heard each change and each change undone, so a value it caches is the node's again.
+    assert seen == [("gain", 2.0), ("fps", 15), ("mode", "slow"), ("fps", 30), ("gain", 1.0)]
+    p.set_many({"gain": 2.0, "fps": 15})
+    assert (p.get("gain"), p.get("fps")) == (2.0, 15)
