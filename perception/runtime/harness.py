@@ -185,10 +185,29 @@ class NodeHarness(Generic[N]):
             self.dispatch()
 
     def dispatch(self) -> None:
-        """Run the callbacks for everything fed so far, as one turn of the node's executor does."""
+        """Run the callbacks for everything fed so far, as one turn of the node's executor does. A
+        callback that raises is counted and logged as on the bus, and its exception is raised here once
+        everything fed has been handed over: in a test it is a failure (as rclpy's executor raises it),
+        not a log line under a passing test. `pytest.raises` around a feed tests a refusal."""
+        failures: list[BaseException] = []
         for subscription in self.node._subscriptions:
             subscription._receive()
-            subscription._dispatch()
+            callback = subscription._callback
+
+            def recording(item: Any, callback: Callable[[Any], None] = callback) -> None:
+                try:
+                    callback(item)
+                except Exception as exc:
+                    failures.append(exc)
+                    raise  # on to the subscription, which counts and logs it
+
+            subscription._callback = recording
+            try:
+                subscription._dispatch()
+            finally:
+                subscription._callback = callback
+        if failures:
+            raise failures[0]
 
     def run_timers(self) -> None:
         """Run every timer's callback once, now (the node's stats timer included)."""
@@ -211,9 +230,14 @@ class NodeHarness(Generic[N]):
     # -- what came out -----------------------------------------------------------------------------
 
     def published(self, topic: str, msg_type: type[Message] | None = None) -> list[Any]:
-        """Everything the node has published on `topic` so far, decoded as a subscriber would."""
+        """Everything the node has published on `topic` so far, decoded as a subscriber would. A topic
+        the node has no publisher on is a KeyError naming those it has: a mistyped topic would
+        otherwise read as "published nothing", which a test may well assert."""
+        if topic not in self.context.outlets:
+            known = ", ".join(sorted(self.context.outlets)) or "none"
+            raise KeyError(f"{self.node.fqn} publishes no topic {topic} (its publishers: {known})")
         messages = []
-        for outlet in self.context.outlets.get(topic, []):
+        for outlet in self.context.outlets[topic]:
             for frames in outlet.sent:
                 messages.append(wire.decode(frames, msg_type).msg)
         return messages

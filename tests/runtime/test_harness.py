@@ -71,3 +71,44 @@ def test_mistakes_name_what_the_node_has():
             harness.feed("/imag", frame(1))
         with pytest.raises(ServiceUnavailable, match="/echo serves no /echo/reset"):
             harness.call("~/reset", GetParameters())
+
+
+class Fussy(Node):
+    """Publishes the frame's encoding, and raises on a mono8 frame (a node's bug, in its callback)."""
+
+    def __init__(self) -> None:
+        super().__init__("fussy")
+        self.out = self.create_publisher(String, "encodings")
+        self.subscription = self.create_subscription(Image, "image", self.on_image)
+
+    def on_image(self, msg: Image) -> None:
+        if msg.encoding == "mono8":
+            raise ValueError(f"cannot handle mono8 (seq {msg.header.seq})")
+        self.out.publish(String(data=msg.encoding))
+
+
+def test_a_callback_that_raises_fails_the_feed_and_is_counted_as_on_the_bus():
+    mono = Image(header=Header(seq=2), data=np.zeros((4, 4), np.uint8), encoding="mono8")
+    with NodeHarness(Fussy) as harness:
+        with pytest.raises(ValueError, match=r"cannot handle mono8 \(seq 2\)"):
+            harness.feed("/image", mono)
+        assert harness.node.subscription.stats.callback_errors == 1
+        # What was fed beside it is still handed over, as the node's executor would, before the raise.
+        harness.feed("/image", frame(3), dispatch=False)
+        harness.feed("/image", mono, dispatch=False)
+        harness.feed("/image", frame(5), dispatch=False)
+        with pytest.raises(ValueError, match="cannot handle mono8"):
+            harness.dispatch()
+        assert [m.data for m in harness.take("/encodings")] == ["rgb8", "rgb8"]
+        assert harness.node.subscription.stats.callback_errors == 2
+        harness.feed("/image", frame(6))  # the node goes on
+        assert [m.data for m in harness.take("/encodings")] == ["rgb8"]
+
+
+def test_taking_from_a_topic_the_node_does_not_publish_names_those_it_does():
+    with NodeHarness(Fussy) as harness:
+        with pytest.raises(KeyError, match=r"/fussy publishes no topic /encoding \(its publishers: "):
+            harness.take("/encoding")
+        with pytest.raises(KeyError, match="/fussy publishes no topic /encoding"):
+            harness.published("/encoding")
+        assert harness.take("/encodings") == []  # one it publishes on, nothing yet
