@@ -23,7 +23,7 @@ from typing import Any, cast
 
 import yaml
 
-from perception.errors import LaunchError, ParameterError, PerceptError
+from perception.errors import LaunchError, ParameterError, PerceptError, did_you_mean
 from perception.runtime.context import Context, NodeOverrides
 from perception.runtime.node import Node
 from perception.runtime.stopping import stop_signals_call
@@ -53,6 +53,11 @@ def add_override_arguments(parser: argparse.ArgumentParser) -> None:
         "the node's own section; repeatable, a later file wins, -p wins over all",
     )
     parser.add_argument("--params-json", help="parameters as one JSON object (used by the launcher)")
+    # `ros2 run PKG NODE --ros-args -r a:=b -p x:=1` is how an rclpy user's fingers type it: the marker
+    # is taken and means nothing here, where every argument is the node's.
+    parser.add_argument(
+        "--ros-args", action="store_true", help="accepted and ignored, as ROS 2 writes it before -r and -p"
+    )
     parser.add_argument(
         "--log-level",
         type=str.upper,  # logging's names, in either case
@@ -122,11 +127,6 @@ def load_node_class(target: str) -> type[Node]:
             module = importlib.import_module(module_ref)
     except ImportError as exc:
         raise LaunchError(f"node {target!r}: cannot import {module_ref!r}: {exc}") from None
-    if class_name:
-        cls = getattr(module, class_name, None)
-        if not (inspect.isclass(cls) and issubclass(cls, Node)):
-            raise LaunchError(f"node {target!r}: {module_ref} has no Node subclass named {class_name!r}")
-        return cls
     found = [
         obj
         for obj in vars(module).values()
@@ -135,9 +135,19 @@ def load_node_class(target: str) -> type[Node]:
         and obj is not Node
         and obj.__module__ == module.__name__
     ]
+    names = [c.__name__ for c in found]
+    if class_name:
+        cls = getattr(module, class_name, None)
+        if not (inspect.isclass(cls) and issubclass(cls, Node)):
+            raise LaunchError(
+                f"node {target!r}: {module_ref} has no Node subclass named {class_name!r}"
+                f"{did_you_mean(class_name, names)} (Node subclasses here: {', '.join(names) or 'none'})"
+            )
+        return cls
     if len(found) != 1:
-        names = ", ".join(c.__name__ for c in found) or "none"
-        raise LaunchError(f"node {target!r}: name the class as MODULE:CLASS (Node subclasses here: {names})")
+        raise LaunchError(
+            f"node {target!r}: name the class as MODULE:CLASS (Node subclasses here: {', '.join(names) or 'none'})"
+        )
     return found[0]
 
 

@@ -465,15 +465,23 @@ def test_a_remapping_that_matches_no_name_is_told_and_ros_spellings_of_name_and_
     """A typo in a remapping's source leaves a topic unconnected: said, as a mistyped parameter is."""
     from conftest import read_until
 
-    process = spawn(
-        "run", "examples/threshold.py:Threshold", "-r", "imag:=/camera/image", "-r", "__node:=thresh",
-        "-r", "__ns:=/arm",
+    process = spawn(  # `--ros-args` before them, as `ros2 run` has it, is taken and means nothing
+        "run", "examples/threshold.py:Threshold", "--ros-args", "-r", "imag:=/camera/image",
+        "-r", "__node:=thresh", "-r", "__ns:=/arm",
     )  # fmt: skip
     output = read_until(process, "matches no name", timeout_s=30)
     assert (
         "[/arm/thresh] remapping imag:=/camera/image matches no name this node uses (its names: /arm/image, "
         "/arm/mask)" in output
     ), output
+
+
+def test_a_mistyped_class_of_a_node_file_is_named_with_the_classes_it_has():
+    typo = percept("run", "examples/threshold.py:Treshold")
+    assert typo.returncode == 1 and typo.stderr.strip() == (
+        "percept: error: node 'examples/threshold.py:Treshold': examples/threshold.py has no Node subclass "
+        "named 'Treshold'; did you mean Threshold? (Node subclasses here: Threshold)"
+    )
 
 
 def test_percept_run_takes_its_nodes_section_of_a_ros2_parameter_file(registry, spawn, tmp_path):
