@@ -371,6 +371,9 @@ class Launcher:
             if child.state != "running" or child.process is None or child.process.poll() is None:
                 continue
             child.exit_code = child.process.returncode
+            # Its rates were what it did while it ran: a dead node shown sending 5 msgs/s is a lie. What went
+            # wrong in it (after the `!`) stays: that tells why it might have died.
+            child.rates = {}
             spec = child.spec
             if spec.required and child.exit_code == 0:
                 # A required node that finishes its job (a pick loop, a recording) ends the launch cleanly.
@@ -444,7 +447,7 @@ class Launcher:
 
     def _on_stats(self, stats: NodeStats) -> None:
         for child in self.children:
-            if child.spec.fqn == stats.node:
+            if child.spec.fqn == stats.node and child.state == "running":  # not a late report of the dead
                 child.came_up = True
                 child.stats_at = time.monotonic()
                 child.rates = {

@@ -523,6 +523,29 @@ def test_the_status_table_shows_what_went_wrong_in_a_node_and_its_log_is_not_flo
     assert 1 <= output.count("timer callback raised") <= seconds + 1, output
 
 
+def test_a_node_that_exited_is_shown_without_the_rates_it_had_while_it_ran(tmp_path, registry):
+    process = _launch(
+        tmp_path,
+        f"""
+        nodes:
+          - name: publisher
+            node: {NODES}:SeqPublisher
+            parameters: {{rate: 20.0}}
+        """,
+        "--status-period",
+        "1",
+    )
+    running = read_until(process, ">/frames ", timeout_s=60)
+    assert re.search(r"^/publisher +running .*>/frames \d+\.\d", running, re.M), running
+    (node,) = _children(process, 1)  # the registry is the fixture's: the one child is the node
+    node.send_signal(signal.SIGTERM)  # a node stopped by hand: exit code 0, no respawn
+    exited = read_until(process, "/publisher exited with code 0", timeout_s=30)
+    output = exited + _stopped_after(process, "\n/publisher ", signal.SIGINT, timeout_s=30)
+    after = output.split("/publisher exited with code 0", 1)[1]  # the tables after it
+    rows = [line for line in after.splitlines() if line.startswith("/publisher ")]
+    assert rows and all(re.fullmatch(r"/publisher +exited +\d+ +0 +", row) for row in rows), output
+
+
 def _called_again_from_inside(request_stop: Callable[[], None]) -> bool:
     """Call `request_stop` as two signals microseconds apart would: a second time from inside the first
     call, at every line it runs (a signal handler runs between any two lines of the main thread).
