@@ -27,9 +27,8 @@ class Parameter:
     description: str = ""
     read_only: bool = False
     range: tuple[float, float] | None = None  # inclusive bounds of a number (ROS 2's FloatingPointRange)
-    element: builtins.type | None = (
-        None  # a list's item type, from its default (ROS 2's typed arrays); None: any
-    )
+    # A list's item type, from its default (ROS 2's typed arrays); None: any items.
+    element: builtins.type | None = None
 
     def explained(self) -> str:
         """The description, with the range when there is one."""
