@@ -149,11 +149,22 @@ def _load(args: argparse.Namespace) -> int:
     # Only what differs from the node's values is set, so a file that `param dump` wrote loads back into
     # the node it came from though it names read-only parameters (a camera's size, fixed once it runs).
     current = _values(full, [], args.timeout).values
-    changed = {name: value for name, value in data.items() if name not in current or current[name] != value}
-    unchanged = [name for name in data if name not in changed]
+    # What the file gives every node (/**) and this one does not declare is for other nodes (ROS 2's
+    # use_sim_time for all), not an error that would refuse the whole file.
+    others = [name for name in data if name in data.shared and name not in current]
+    changed = {
+        name: value
+        for name, value in data.items()
+        if name not in others and (name not in current or current[name] != value)
+    }
+    unchanged = [name for name in data if name not in changed and name not in others]
     if changed:
         _set_values(full, changed, args.timeout)
     kept = f" ({len(unchanged)} unchanged: {', '.join(unchanged)})" if unchanged else ""
+    left = f" (left out, from a section for every node, which {full} does not declare: {', '.join(others)})"
     parameters = "parameter" if len(changed) == 1 else "parameters"
-    print(f"Set {len(changed)} {parameters} on {full}{': ' if changed else ''}{', '.join(changed)}{kept}")
+    print(
+        f"Set {len(changed)} {parameters} on {full}{': ' if changed else ''}{', '.join(changed)}{kept}"
+        f"{left if others else ''}"
+    )
     return 0

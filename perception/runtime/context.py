@@ -36,6 +36,9 @@ class NodeOverrides:
     parameter_files: list[Path] = field(
         default_factory=list
     )  # read for the node's own name; `parameters` wins
+    # Names among `parameters` given to every node by a pattern section (params.FileValues): a node
+    # that does not declare one is not warned about it.
+    shared_parameters: set[str] = field(default_factory=set)
 
 
 class Context:

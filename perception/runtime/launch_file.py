@@ -39,7 +39,7 @@ import yaml
 from perception.errors import InvalidNameError, LaunchError, ParameterError
 from perception.installed import launch_files
 from perception.runtime import names
-from perception.runtime.params import read_parameter_file
+from perception.runtime.params import FileValues, read_parameter_file
 
 NODE_KEYS = {
     "name": "the node's name",
@@ -62,6 +62,8 @@ class NodeSpec:
     target: str
     namespace: str = "/"
     parameters: dict[str, Any] = field(default_factory=dict)
+    # Of those, the names that only a parameter file's pattern section (/**) gives: see FileValues.
+    shared_parameters: frozenset[str] = frozenset()
     remappings: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     respawn: bool = False
@@ -308,17 +310,18 @@ def _beside(doc: _Located, at: tuple[Any, ...], target: str) -> str:
     return f"{path.resolve()}{colon}{class_name}"
 
 
-def _parameters(doc: _Located, at: tuple[Any, ...], given: Any, node: str) -> dict[str, Any]:
+def _parameters(doc: _Located, at: tuple[Any, ...], given: Any, node: str) -> FileValues:
     """A node's parameters: a map, a parameter file (relative to this file; the node's own section of a
-    ROS 2 file), or a list of both, as a ROS 2 launch takes them (a later entry wins)."""
-    values: dict[str, Any] = {}
+    ROS 2 file, over its pattern sections), or a list of both, as a ROS 2 launch takes them (a later
+    entry wins)."""
+    values = FileValues()
     for i, entry in enumerate(given if isinstance(given, list) else [given]):
         where = (*at, i) if isinstance(given, list) else at
         if isinstance(entry, dict):
-            values.update(entry)
+            values = values.then(entry)
         elif isinstance(entry, str) and entry:
             try:
-                values.update(read_parameter_file(doc.path.parent / entry, node))
+                values = values.then(read_parameter_file(doc.path.parent / entry, node))
             except ParameterError as exc:
                 raise doc.fail(where, str(exc)) from None
         else:
@@ -373,7 +376,8 @@ def _node(doc: _Located, at: tuple[Any, ...], raw: Any, pushed: str) -> NodeSpec
         name=name,
         target=target,
         namespace=namespace,
-        parameters=parameters,
+        parameters=dict(parameters),
+        shared_parameters=parameters.shared,
         remappings={str(k): str(v) for k, v in (raw.get("remappings") or {}).items()},
         env={str(k): str(v) for k, v in (raw.get("env") or {}).items()},
         respawn=bool(raw.get("respawn", False)),

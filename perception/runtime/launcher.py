@@ -141,6 +141,8 @@ def node_command(spec: NodeSpec) -> list[str]:
     ]
     if spec.parameters:
         command += ["--params-json", json.dumps(spec.parameters)]
+    if spec.shared_parameters:
+        command += ["--shared-parameters", ",".join(sorted(spec.shared_parameters))]
     for source, target in spec.remappings.items():
         command += ["-r", f"{source}:={target}"]
     return command

@@ -109,6 +109,10 @@ class Node:
         self._remaps_used: set[str] = set()  # the remappings' sources some name matched
         from_files = read_parameter_files(overrides.parameter_files, self.fqn)
         self.parameters = Parameters(self.fqn, {**(parameters or {}), **from_files, **overrides.parameters})
+        # What pattern sections (/**) give every node: not this node's typo when it does not declare it.
+        self._shared_parameters = overrides.shared_parameters | (
+            from_files.shared - overrides.parameters.keys()
+        )
 
         self._lock = threading.Lock()
         self._publishers: list[Publisher[Any]] = []
@@ -320,6 +324,8 @@ class Node:
         leave a default in force or a topic unconnected without a word."""
         self._checked_overrides = True
         for name in self.parameters.unused_overrides():
+            if name in self._shared_parameters:
+                continue
             self.log.warning(
                 "parameter override %r matches no declared parameter (declared: %s)",
                 name,

@@ -212,7 +212,24 @@ def type_name(kind: type) -> str:
 _SECTION_KEYS = ("parameters", "ros__parameters")
 
 
-def read_parameter_file(path: Path, node: str, *, required: bool = False) -> dict[str, Any]:
+class FileValues(dict[str, Any]):
+    """The values parameter files give one node. `shared`: the names given only by a pattern section
+    (`/**`, `*`) that every node of a graph reads; a node that does not declare one leaves it alone
+    without a warning, as ROS 2 does (one file's `/**: {use_sim_time: true}` is for the nodes that have
+    it), where a name in the node's own section that it does not declare is a typo, and is warned about."""
+
+    shared: frozenset[str] = frozenset()
+
+    def then(self, later: dict[str, Any]) -> FileValues:
+        """These values with a later file's or map's over them (a name it gives is no longer shared
+        unless it too gives it only by a pattern)."""
+        merged = FileValues({**self, **later})
+        later_shared = later.shared if isinstance(later, FileValues) else frozenset()
+        merged.shared = (self.shared - later.keys()) | later_shared
+        return merged
+
+
+def read_parameter_file(path: Path, node: str, *, required: bool = False) -> FileValues:
     """The values a parameter file gives the node `node` (a fully qualified name such as /arm/camera).
     It takes ROS 2's layout (sections `node: {ros__parameters: {...}}`, each keyed by a node's full name,
     a leading / implied as ROS 2 implies it, or a pattern: `/**` any node, `*` one name; the patterns'
@@ -235,7 +252,7 @@ def read_parameter_file(path: Path, node: str, *, required: bool = False) -> dic
         if isinstance(value, dict) and any(k in value for k in _SECTION_KEYS)
     }
     if not sections:
-        return dict(data)  # a plain map: every name in it is the node's
+        return FileValues(data)  # a plain map: every name in it is the node's
     matching = [key for key in sections if "*" in key and _pattern(key).fullmatch(node)]
     matching += [key for key in sections if "*" not in key and "/" + key.lstrip("/") == node]
     if not matching and required:
@@ -243,11 +260,13 @@ def read_parameter_file(path: Path, node: str, *, required: bool = False) -> dic
             f"parameter file {path}: no section for {node} (sections: {', '.join(sections)}; a section "
             "is a node's full name, or a pattern such as /**)"
         )
-    values: dict[str, Any] = {}
-    for key in matching:
+    values = FileValues()
+    for key in matching:  # the patterns' sections first, the node's own over them
         if not isinstance(sections[key], dict):
             raise ParameterError(f"parameter file {path}: {key}: expected a map of names to values")
-        values.update(sections[key])
+        section = FileValues(sections[key])
+        section.shared = frozenset(section) if "*" in key else frozenset()
+        values = values.then(section)
     return values
 
 
@@ -262,10 +281,10 @@ def _pattern(key: str) -> re.Pattern[str]:
     return re.compile("".join(parts))
 
 
-def read_parameter_files(paths: Sequence[Path], node: str) -> dict[str, Any]:
+def read_parameter_files(paths: Sequence[Path], node: str) -> FileValues:
     """Several files given to one node (`percept run --params-file`), as ROS 2 takes them: each must
     have the node's section, and a later file's value wins."""
-    values: dict[str, Any] = {}
+    values = FileValues()
     for path in paths:
-        values.update(read_parameter_file(path, node, required=True))
+        values = values.then(read_parameter_file(path, node, required=True))
     return values

@@ -53,6 +53,13 @@ def add_override_arguments(parser: argparse.ArgumentParser) -> None:
         "the node's own section; repeatable, a later file wins, -p wins over all",
     )
     parser.add_argument("--params-json", help="parameters as one JSON object (used by the launcher)")
+    parser.add_argument(
+        "--shared-parameters",
+        default="",
+        metavar="NAMES",
+        help="names among --params-json that a parameter file gives every node (/**): not warned about "
+        "where the node does not declare them (used by the launcher)",
+    )
     # `ros2 run PKG NODE --ros-args -r a:=b -p x:=1` is how an rclpy user's fingers type it: the marker
     # is taken and means nothing here, where every argument is the node's.
     parser.add_argument(
@@ -88,7 +95,8 @@ def overrides_from(args: argparse.Namespace) -> NodeOverrides:
     parameters: dict[str, Any] = {}
     if args.params_json:
         parameters.update(json.loads(args.params_json))
-    parameters.update(yaml_assignments(args.param, "parameter"))
+    given = yaml_assignments(args.param, "parameter")  # named one by one: checked, never shared
+    parameters.update(given)
     remappings = dict(split_assignment(item, "remapping") for item in args.remap)
     # ROS 2's spellings of --name and --ns (`-r __node:=x -r __ns:=/robot`), which are no topic names.
     name, namespace = remappings.pop("__node", None), remappings.pop("__ns", None)
@@ -98,6 +106,7 @@ def overrides_from(args: argparse.Namespace) -> NodeOverrides:
         parameters=parameters,
         remappings=remappings,
         parameter_files=list(args.params_file),
+        shared_parameters={name for name in args.shared_parameters.split(",") if name} - given.keys(),
     )
 
 

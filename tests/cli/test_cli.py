@@ -220,8 +220,14 @@ def test_param_dump_and_load_and_an_unknown_node(graph, tmp_path):
     assert percept("param", "get", "/params", "label").stdout.strip() == "str value is: 'front'"
     assert percept("param", "get", "/params", "rate").stdout.strip() == "float value is: 12.5"
     # A ROS 2 file for several nodes: the wildcard section and the node's own, not another node's.
-    changed.write_text("/**:\n  ros__parameters: {label: all}\nother:\n  ros__parameters: {rate: 1.0}\n")
-    assert percept("param", "load", "/params", str(changed)).returncode == 0
+    changed.write_text(
+        "/**:\n  ros__parameters: {label: all, use_sim_time: true}\nother:\n  ros__parameters: {rate: 1.0}\n"
+    )
+    shared = percept("param", "load", "/params", str(changed))
+    assert shared.returncode == 0 and shared.stdout == (  # what /** gives every node, where it has no such
+        "Set 1 parameter on /params: label (left out, from a section for every node, which /params does "
+        "not declare: use_sim_time)\n"
+    )
     assert percept("param", "get", "/params", "label").stdout.strip() == "str value is: 'all'"
     assert percept("param", "get", "/params", "rate").stdout.strip() == "float value is: 12.5"
     unknown = percept("param", "list", "/parms")

@@ -179,6 +179,19 @@ def test_parameters_from_a_ros2_parameter_file_relative_to_the_launch_file(tmp_p
     camera, other = launch_file.load(path).nodes
     assert camera.parameters == {"rate": 5.0, "width": 640, "height": 480}
     assert other.parameters == {"rate": 5.0, "width": 320}
+    # What only the wildcard gives is every node's, and no node's typo where it does not declare it.
+    assert camera.shared_parameters == {"rate"} and other.shared_parameters == {"rate", "width"}
+    import argparse
+
+    from perception.runtime.launcher import node_command
+    from perception.runtime.runner import add_override_arguments, overrides_from
+
+    command = node_command(other)  # the node process learns which, to leave them unwarned
+    assert command[command.index("--shared-parameters") + 1] == "rate,width"
+    parser = argparse.ArgumentParser()
+    add_override_arguments(parser)
+    overrides = overrides_from(parser.parse_args([*command[command.index("--name") :], "-p", "width:=100"]))
+    assert overrides.shared_parameters == {"rate"}  # named with -p: the user's own, checked
     (tmp_path / "config" / "broken.yaml").write_text("a: [unclosed\n")
     path.write_text(f"nodes:\n  - node: {NODES}:SeqPublisher\n    parameters: [config/broken.yaml]\n")
     with pytest.raises(

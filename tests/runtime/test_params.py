@@ -212,3 +212,36 @@ def test_set_many_sets_all_or_none():
     assert seen == [("gain", 2.0), ("fps", 15), ("mode", "slow"), ("fps", 30), ("gain", 1.0)]
     p.set_many({"gain": 2.0, "fps": 15})
     assert (p.get("gain"), p.get("fps")) == (2.0, 15)
+
+
+def test_a_wildcard_sections_names_are_no_typos_where_a_node_does_not_declare_them(tmp_path, caplog):
+    """One parameter file for a whole graph, as ROS 2 users write it: `/**` gives every node
+    use_sim_time, which only some declare. Every other node warned about it as an override matching
+    nothing; a name in the node's own section, or one given with -p, that it does not declare is still a
+    typo and said."""
+    import logging
+
+    from perception import Node
+    from perception.runtime.context import Context, NodeOverrides
+    from perception.runtime.harness import HarnessContext
+
+    class Gain(Node):
+        def __init__(self) -> None:
+            super().__init__("gain")
+            self.declare_parameter("gain", 1.0, "how much")
+
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "/**:\n  ros__parameters: {use_sim_time: true, gain: 3.0}\ngain:\n  ros__parameters: {gian: 2.0}\n"
+    )
+    previous = Context._default
+    Context.set_default(HarnessContext(NodeOverrides(parameter_files=[params], parameters={"colour": "red"})))
+    try:
+        node = Gain()
+    finally:
+        Context.set_default(previous)
+    with caplog.at_level(logging.WARNING):
+        node.spin_once(0)
+    assert node.get_parameter("gain") == 3.0
+    warned = [r.getMessage().split(" matches")[0] for r in caplog.records]
+    assert warned == ["parameter override 'colour'", "parameter override 'gian'"]
