@@ -259,6 +259,9 @@ class Node:
         return self.parameters.get(name)
 
     def header(self, frame_id: str = "") -> Header:
+        """A header stamped now (ns since the epoch, this machine's clock) in `frame_id`.
+        Its `seq` is 0: give one yourself where a frame count matters (subscribers count losses by the
+        bus's own per-publisher numbers, not by it)."""
         return Header.now(frame_id)
 
     # -- running -----------------------------------------------------------------------------------
