@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -16,6 +17,7 @@ from perception.runtime.context import Context
 from perception.runtime.stats import EndpointStats
 
 M = TypeVar("M", bound=Message)
+log = logging.getLogger(__name__)
 
 
 class Publisher(Generic[M]):
@@ -38,6 +40,10 @@ class Publisher(Generic[M]):
         self._lock = threading.Lock()  # publish() may come from any thread, destroy() from the node's
         self._closed = False
         self.stats = EndpointStats(topic, msg_type.TYPE_NAME, "pub")
+        # Subscribers refuse a message over this (counted there as malformed): said here too, once, as
+        # the publisher is where it can be fixed.
+        self._receive_limit = wire.max_message_bytes(msg_type)
+        self._said_too_large = False
 
     def publish(self, msg: M) -> None:
         if type(msg) is not self.msg_type:
@@ -50,7 +56,19 @@ class Publisher(Generic[M]):
             self._count += 1
             frames = wire.encode(self._topic_bytes, msg, self._id, self._count)
             self.stats.dropped_queue += self._outlet.send(frames, self._id, self._count)
-            self.stats.record_arrival(sum(nbytes(f) for f in frames))
+            size = sum(nbytes(f) for f in frames)
+            self.stats.record_arrival(size)
+            if size > self._receive_limit and not self._said_too_large:
+                self._said_too_large = True
+                log.warning(
+                    "%s: %s messages of %.1f MiB are over the %.0f MiB its subscribers take (%s, set in theirs): "
+                    "they drop it, counted as malformed",
+                    self.topic,
+                    self.msg_type.__name__,
+                    size / 2**20,
+                    self._receive_limit / 2**20,
+                    wire.MAX_MESSAGE_ENV,
+                )
 
     def loan(self, shape: tuple[int, ...], dtype: Any = np.uint8) -> np.ndarray:
         """An array to fill and publish in a message (in place of one you would allocate): with a

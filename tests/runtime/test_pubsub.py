@@ -370,3 +370,26 @@ def test_a_frame_over_the_size_limit_is_refused_unread_and_counted(registry, spa
             return bool(topic) and topic[0].malformed + topic[0].dropped_gap >= 1
 
         spin_until(node, refused, timeout_s=10, what="the huge frame counted")
+
+
+def test_a_publisher_says_once_that_its_messages_are_over_what_subscribers_take(monkeypatch, caplog):
+    """A 5000 x 5000 image was dropped by every subscriber (counted there as malformed) while the
+    publisher, where it can be fixed, said nothing."""
+    import logging
+
+    from perception.runtime.harness import NodeHarness
+
+    monkeypatch.setenv("PERCEPT_MAX_MESSAGE_MB", "1")
+
+    class Big(Node):
+        def __init__(self) -> None:
+            super().__init__("big")
+            self.images = self.create_publisher(Image, "/big")
+
+    with caplog.at_level(logging.WARNING), NodeHarness(Big) as harness:
+        for _ in range(3):
+            harness.node.images.publish(Image(header=Header(seq=1), data=np.zeros((1024, 1024, 3), np.uint8)))
+    assert [r.getMessage() for r in caplog.records] == [
+        "/big: Image messages of 3.0 MiB are over the 1 MiB its subscribers take (PERCEPT_MAX_MESSAGE_MB, set in "
+        "theirs): they drop it, counted as malformed"
+    ]
