@@ -13,7 +13,7 @@ import pytest
 from conftest import percept, spawn_sim, spin_until
 
 from perception import Node
-from perception.geometry import back_project, quaternion_from_matrix
+from perception.geometry import back_project, back_project_slopes, quaternion_from_matrix
 from perception.msgs import (
     CameraInfo,
     ExecuteGrasp,
@@ -26,7 +26,7 @@ from perception.msgs import (
     Reset,
     Result,
 )
-from sim.camera import CameraSpec, boxes_from_mask, intrinsics
+from sim.camera import CameraSpec, boxes_from_mask, intrinsics, world_from_camera
 from sim.frames import capture
 from sim.grasp import (
     TRAY_RELEASE_HEIGHT,
@@ -66,6 +66,44 @@ def test_depth_and_intrinsics_back_project_onto_the_true_position(world):
         assert frame.mask[v, u] == body
         point = back_project([u], [v], [frame.depth[v, u]], frame.K, frame.pose)[0]
         assert np.linalg.norm(point - top) < 0.01
+
+
+def _squares_seen(world: World, spec: CameraSpec, count: int = 40) -> np.ndarray:
+    """Squares of about 16 px facing the camera at random places, each at its own depth: per square
+    its centre projected with the published K and pose (u, v), its mask pixels' centroid (u, v), and
+    the rendered depth's median less the square's true distance along the optical axis."""
+    world.reset()
+    pose, K = world_from_camera(spec), intrinsics(spec, world.renderer)
+    half = 8 / K[1, 1]  # metres at 1 m
+    shape = p.createVisualShape(
+        p.GEOM_BOX, halfExtents=[half, half, 1e-4], rgbaColor=[1, 0, 0, 1], physicsClientId=world.client
+    )
+    facing = quaternion_from_matrix(pose[:3, :3])  # the square's z along the optical axis
+    where = np.random.default_rng(0).uniform([20, 20], [spec.width - 20, spec.height - 20], (count, 2))
+    depths = 1.0 + 0.002 * np.arange(count)
+    slopes = (where - K[:2, 2]) / np.diag(K)[:2]
+    centres = back_project_slopes(slopes[:, 0], slopes[:, 1], depths, pose)
+    bodies = [p.createMultiBody(0, -1, shape, list(c), facing, physicsClientId=world.client) for c in centres]
+    _, depth, mask = world.render(spec)
+    rows = []
+    for body, uv, z in zip(bodies, where, depths, strict=True):
+        v, u = np.nonzero(mask == body)
+        if len(u) > 150:  # not half hidden behind a nearer one
+            rows.append([*uv, u.mean(), v.mean(), np.median(depth[v, u]) - (z - 1e-4)])
+    return np.array(rows)
+
+
+@pytest.mark.parametrize("size", [(320, 240), (640, 480)])
+def test_the_published_intrinsics_put_points_where_the_renderer_draws_them(world, size):
+    """The principal point is the renderer's own (TinyRenderer's and EGL's differ by half a pixel):
+    squares' centroids lie where K projects their centres, on average within a tenth of a pixel (the
+    EGL renderer's was 0.5 px right and 0.5 px up when it was taken for TinyRenderer's), and the depth
+    is their distance along the optical axis within half a millimetre."""
+    seen = _squares_seen(world, CameraSpec(width=size[0], height=size[1]))
+    assert len(seen) > 20
+    offset = (seen[:, 2:4] - seen[:, :2]).mean(axis=0)  # a square's rasterisation is off by < 0.5 px
+    assert np.abs(offset).max() < 0.1, offset
+    assert np.abs(seen[:, 4]).max() < 5e-4
 
 
 def test_ground_truth_boxes_are_the_segmentation_extents(world):
