@@ -74,6 +74,18 @@ def projection_matrix(spec: CameraSpec) -> np.ndarray:
     )
 
 
+def tile_projection(spec: CameraSpec, x0: int, y0: int, width: int, height: int) -> np.ndarray:
+    """The projection matrix that draws only the part of `spec`'s image from column x0 and row y0 (from
+    the top), `width` x `height` pixels, as an image of that size: the same rays, the frustum cut."""
+    projection = projection_matrix(spec)
+    tile = projection.copy()
+    bottom = spec.height - y0 - height  # OpenGL counts rows from the bottom
+    # Adding c times the last row (which gives w = -z) shifts normalised device coordinates by c.
+    tile[0] = projection[0] * spec.width / width + projection[3] * ((spec.width - 2 * x0) / width - 1)
+    tile[1] = projection[1] * spec.height / height + projection[3] * ((spec.height - 2 * bottom) / height - 1)
+    return tile
+
+
 def gl_list(matrix: np.ndarray) -> list[float]:
     """A row-major 4x4 matrix as the column-major flat list PyBullet takes."""
     return [float(v) for v in matrix.T.reshape(-1)]
