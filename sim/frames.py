@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pybullet as p
 
-from sim.camera import CameraSpec, boxes_from_mask, intrinsics, world_from_camera
+from sim.camera import CameraSpec, box_of_projection, boxes_from_mask, intrinsics, world_from_camera
 from sim.world import World
 
 
@@ -95,8 +95,9 @@ def _silhouette(
     vertices: np.ndarray, position: Any, orientation: Any, camera_from_world: np.ndarray, K: np.ndarray
 ) -> tuple[float, np.ndarray]:
     """Pixel area of the convex hull of the object's projected vertices, unclipped by the image border,
-    and the hull's box (xyxy): the whole silhouette, so occlusion and truncation both lower the visible
-    fraction. (A convex hull overestimates concave shapes such as a mug's handle gap a little.)"""
+    and the hull's box (xyxy, in the visible boxes' pixel edges): the whole silhouette, so occlusion and
+    truncation both lower the visible fraction. (A convex hull overestimates concave shapes such as a
+    mug's handle gap a little.)"""
     if len(vertices) == 0:
         return 0.0, np.zeros(4)
     rotation = np.array(p.getMatrixFromQuaternion(orientation)).reshape(3, 3)
@@ -107,4 +108,4 @@ def _silhouette(
         return 0.0, np.zeros(4)
     pixels = (camera[:, :2] / camera[:, 2:3]) * [K[0, 0], K[1, 1]] + [K[0, 2], K[1, 2]]
     hull = cv2.convexHull(pixels.astype(np.float32))
-    return float(cv2.contourArea(hull)), np.r_[pixels.min(axis=0), pixels.max(axis=0)]
+    return float(cv2.contourArea(hull)), box_of_projection(pixels)
