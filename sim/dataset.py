@@ -57,7 +57,7 @@ class ExportSpec:
     width: int = 640
     height: int = 480
     renderer: str = "auto"
-    min_pixels: int = 16  # boxes smaller than this many visible pixels are left out (slivers)
+    min_pixels: int = 16  # objects with fewer visible pixels (slivers) are don't-care regions: frame_boxes
     user_objects: tuple[UserObject, ...] = ()  # a user's own objects (tabletop only)
     val_share: float = VAL_SHARE
 
@@ -205,7 +205,9 @@ def _capture_varied(scene: Any, scene_name: str, variation: Variation, occluders
 
 
 def frame_boxes(frame: Frame, min_pixels: int) -> list[dict[str, Any]]:
-    """The labels of one frame: objects with at least `min_pixels` visible pixels."""
+    """The labels of one frame: every object with a visible pixel, in the frame's order; those with
+    fewer than `min_pixels` are "don't care" regions ("ignore": True; COCO's iscrowd, KITTI's DontCare):
+    finding them is no error, missing them no miss, and no one learns from them."""
     return [
         {
             "class_id": int(c),
@@ -213,11 +215,11 @@ def frame_boxes(frame: Frame, min_pixels: int) -> list[dict[str, Any]]:
             "track_id": int(body),
             "visible_fraction": round(float(fraction), 4),
             "pixels": int(n),
+            **({} if n >= min_pixels else {"ignore": True}),
         }
         for c, box, body, fraction, n in zip(
             frame.class_ids, frame.xyxy, frame.ids, frame.visible_fraction, frame.pixels, strict=True
         )
-        if n >= min_pixels
     ]
 
 
@@ -269,7 +271,7 @@ def export(
                     progress(len(labels), spec.frames, time.monotonic() - start)
     labels.sort(key=lambda item: item["index"])
     (write_coco if spec.format == "coco" else write_yolo)(spec, labels)
-    boxes = sum(len(item["boxes"]) for item in labels)
+    boxes = sum(not box.get("ignore") for item in labels for box in item["boxes"])
     return {
         "frames": len(labels),
         "val_frames": sum(item["split"] == "val" for item in labels),
@@ -314,7 +316,7 @@ def _coco(spec: ExportSpec, labels: list[dict[str, Any]]) -> dict[str, Any]:
                     "category_id": box["class_id"],
                     "bbox": [x1, y1, x2 - x1, y2 - y1],
                     "area": (x2 - x1) * (y2 - y1),
-                    "iscrowd": 0,
+                    "iscrowd": int(bool(box.get("ignore"))),
                     "track_id": box["track_id"],
                     "visible_fraction": box["visible_fraction"],
                 }
@@ -333,6 +335,8 @@ def write_yolo(spec: ExportSpec, labels: list[dict[str, Any]]) -> None:
     for item in labels:
         lines = []
         for box in item["boxes"]:
+            if box.get("ignore"):  # YOLO's labels have no don't-care regions: left out
+                continue
             x1, y1, x2, y2 = box["xyxy"]
             w, h = item["width"], item["height"]
             lines.append(

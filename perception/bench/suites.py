@@ -146,17 +146,13 @@ def render_job(job: RenderJob) -> list[tuple[np.ndarray, list[dict[str, Any]]]]:
     camera = CameraSpec(width=job.width, height=job.height)
     variation = Variation(job.factor, job.severity)
     for _, frame in rendered_frames(job.scene, job.seed, list(job.indices), camera, variation=variation):
-        # Objects in view but under the labelling threshold are "don't care" regions (COCO's iscrowd,
-        # KITTI's DontCare): finding them is no error, missing them no miss. Distances are from the
-        # camera (frame_boxes keeps the objects with a visible pixel, in the frame's order).
+        # Objects under the labelling threshold come as "don't care" regions, as in an exported set.
+        # Distances are from the camera (frame_boxes keeps the objects with a visible pixel, in the
+        # frame's order).
         distances = np.linalg.norm(frame.positions - frame.pose[:3, 3], axis=1)
         boxes = [
-            dict(
-                box,
-                distance=round(float(d), 2),
-                **({} if box["pixels"] >= job.min_pixels else {"ignore": True}),
-            )
-            for box, d in zip(frame_boxes(frame, 1), distances, strict=True)
+            dict(box, distance=round(float(d), 2))
+            for box, d in zip(frame_boxes(frame, job.min_pixels), distances, strict=True)
         ]
         out.append((frame.rgb, boxes))
     return out

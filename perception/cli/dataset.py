@@ -35,7 +35,7 @@ def register(verbs: Any) -> None:
         "--min-pixels",
         type=non_negative_int,
         default=16,
-        help="leave out boxes with fewer visible pixels (default 16)",
+        help="objects with fewer visible pixels are don't-care regions: COCO iscrowd 1, left out of YOLO labels (default 16)",
     )
     p.add_argument(
         "--object",

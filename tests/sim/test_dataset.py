@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from conftest import percept
 
@@ -30,11 +31,12 @@ def test_coco_export_is_the_same_with_one_or_two_workers(tmp_path):
     assert _digest(tmp_path / "one") == _digest(tmp_path / "two")
     coco = json.loads((tmp_path / "one" / "annotations.json").read_text())
     assert [c["name"] for c in coco["categories"]] == list(SHIPPED_CLASSES)
-    assert len(coco["images"]) == 30 and len(coco["annotations"]) == one["boxes"] > 30
+    labelled = [a for a in coco["annotations"] if not a["iscrowd"]]  # the rest: slivers, don't care
+    assert len(coco["images"]) == 30 and len(labelled) == one["boxes"] > 30
     for annotation in coco["annotations"]:
         x, y, w, h = annotation["bbox"]
         assert 0 <= x < x + w <= 160 and 0 <= y < y + h <= 120
-        assert annotation["area"] == pytest.approx(w * h) and annotation["iscrowd"] == 0
+        assert annotation["area"] == pytest.approx(w * h)
         assert 0 < annotation["visible_fraction"] <= 1
     image = cv2.imread(str(tmp_path / "one" / coco["images"][0]["file_name"]))
     assert image.shape == (120, 160, 3)
@@ -114,3 +116,39 @@ def test_export_names_a_bad_size_or_an_output_that_is_a_file(tmp_path):
     assert (
         result.returncode == 1 and "the folder is not empty; expected a new or empty folder" in result.stderr
     )
+
+
+def test_a_detector_that_finds_every_object_the_simulator_shows_scores_one(tmp_path):
+    """The whole chain, on real frames: boxes = the simulator's truth for every object with a visible
+    pixel score exactly 1.0 mAP50-95 against an export read back as `bench detect --data` reads it and
+    against a suite's truth. (Against the export they scored 0.755 on these driving frames: objects
+    under --min-pixels were left out of it, so finding them was a false positive; they are now COCO
+    crowd regions, as the suites' truth had them.)"""
+    from perception.bench.detect import evaluate
+    from perception.bench.suites import RenderJob, render_job
+    from perception.labelled.coco import open_coco_split
+    from sim.camera import CameraSpec
+    from sim.dataset import rendered_frames
+
+    for scene, count in (("driving", 20), ("tabletop", 4)):
+        spec = ExportSpec(scene, count, tmp_path / scene, "coco", seed=1000, renderer="tiny", val_share=0.0)
+        export(spec, workers=1)
+        _, read_back = open_coco_split(tmp_path / scene, "all")
+        exported = [boxes for _, boxes in read_back]
+        frames = [f for _, f in rendered_frames(scene, 1000, list(range(count)), CameraSpec(), "tiny")]
+        perfect = [(f.xyxy, np.ones(len(f.xyxy)), list(f.class_names)) for f in frames]
+        job = RenderJob(scene, 1000, tuple(range(count)), 640, 480, 16, "none", 0)
+        suite = [boxes for _, boxes in render_job(job)]  # its own renderer: its own boxes as the detector's
+        as_found = [
+            (
+                np.array([b["xyxy"] for b in boxes]).reshape(-1, 4),
+                np.ones(len(boxes)),
+                [SHIPPED_CLASSES[b["class_id"]] for b in boxes],
+            )
+            for boxes in suite
+        ]
+        if scene == "driving":  # the case in point: objects under 16 pixels, in truth and export alike
+            assert sum(bool(b.get("ignore")) for boxes in exported for b in boxes) >= 3
+        for truth, found in ((exported, perfect), (suite, as_found)):
+            result = evaluate(truth, found, 0.25, set(SHIPPED_CLASSES))
+            assert (result.map50, result.map50_95) == (1.0, 1.0), (scene, result.map50_95)
