@@ -15,7 +15,7 @@ Part = tuple[str, list[float], list[float], list[float]]  # shape, size, offset,
 RING_POINTS = 24  # round parts' outline: its widest reach within 1 - cos(7.5 deg) = 0.9% of the radius
 
 
-def _round_outline(shape: str, radius: float, length: float) -> np.ndarray:
+def round_outline(shape: str, radius: float, length: float) -> np.ndarray:
     """Points on a cylinder's rims, or on a sphere's parallels from pole to pole. (A sphere outlined by
     the rims of the cylinder round it reached up to its rims' projection: a walking person's whole box
     stood 1-4 px above the head the camera saw, 2 px on average.)"""
@@ -69,7 +69,7 @@ def compound(client: int, parts: list[Part]) -> tuple[int, np.ndarray]:
                         **frame,
                     )
                 )
-            corners = _round_outline(shape, radius, length)
+            corners = round_outline(shape, radius, length)
         offsets.append(offset)
         points.append(corners + offset)
     base, *links = shapes

@@ -18,6 +18,7 @@ import pybullet as p
 import pybullet_data
 
 from perception.detector.vocabulary import TABLETOP_CLASSES, with_user_classes
+from sim.bodies import round_outline
 from sim.camera import CameraSpec
 from sim.params import from_values
 from sim.textures import cover_table
@@ -392,9 +393,7 @@ class TabletopScene:
             else:  # cylinder
                 radius, length = float(self.rng.uniform(0.02, 0.03)), float(self.rng.uniform(0.06, 0.08))
                 shape = dict(shapeType=p.GEOM_CYLINDER, radius=radius, length=length)
-                angles = np.linspace(0, 2 * math.pi, 24, endpoint=False)
-                ring = np.stack([radius * np.cos(angles), radius * np.sin(angles)], axis=1)
-                vertices = np.concatenate([np.c_[ring, np.full(24, z)] for z in (-length / 2, length / 2)])
+                vertices = round_outline("cylinder", radius, length)
                 height = length / 2
             visual_shape = {**shape}
             if "length" in visual_shape:
