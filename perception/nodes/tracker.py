@@ -18,7 +18,7 @@ from perception.nodes._pairing import detections_paired_with, hand_on_held
 from perception.nodes._reporting import NewCounts
 from perception.runtime.sync import StampBuffer
 from perception.track import ByteTracker, TrackerParams
-from perception.track.ground import GroundHistory, ground_points
+from perception.track.ground import GroundHistory, camera_over_road, ground_points
 
 # The tracker's parameters a launch file may set, with their descriptions (defaults: TrackerParams).
 TUNABLE = {
@@ -77,6 +77,14 @@ class TrackerNode(Node):
         self.unmeasured = NewCounts(
             self.log, "frames' distances: no camera info within tolerance_s of their stamp"
         )
+        # Tracks whose box's bottom edge meets no road from the camera's pose: a camera node given no
+        # position and orientation stands on the road looking up, and every distance was NaN, unsaid.
+        self.off_road = 0
+        self.off_road_why = ""
+        self.unplaced = NewCounts(
+            self.log,
+            "tracks' distances: the bottom of their box meets no road (ground_z) from the camera's pose",
+        )
         self.window_start = time.monotonic()
 
     def on_shutdown(self) -> None:
@@ -112,9 +120,16 @@ class TrackerNode(Node):
             self.without_info += 1
         if info is not None and n:
             pose = pose_matrix(info.pose.position, info.pose.orientation)
-            for i, (track, point) in enumerate(
-                zip(tracks, ground_points(boxes, info.K, pose, self.ground_z), strict=True)
-            ):
+            points = ground_points(boxes, info.K, pose, self.ground_z)
+            unplaced = int(np.isnan(points).any(axis=1).sum())
+            if unplaced:
+                self.off_road += unplaced
+                self.off_road_why = (
+                    f"the camera at {tuple(round(float(x), 2) for x in info.pose.position)}, "
+                    f"{camera_over_road(pose, self.ground_z)}: place it with the camera node's position:= "
+                    "and orientation:= (its optical frame in the world, z up)"
+                )
+            for i, (track, point) in enumerate(zip(tracks, points, strict=True)):
                 if np.isnan(point).any():
                     continue
                 motion = self.grounds.setdefault(track.id, GroundHistory()).update(
@@ -145,6 +160,7 @@ class TrackerNode(Node):
     def publish_stats(self) -> None:
         self.invalid.say(self.tracker.invalid_detections)
         self.unmeasured.say(self.without_info)
+        self.unplaced.say(self.off_road, self.off_road_why)
         times = sorted(self.update_ms)
         elapsed = time.monotonic() - self.window_start
 

@@ -283,6 +283,20 @@ def test_ground_points_distance_speed_and_time_to_collision():
     np.testing.assert_allclose(as_lists, [20, -2, 0], atol=1e-9)
 
 
+def test_where_a_camera_pose_puts_the_camera_over_the_road_in_words():
+    from perception.geometry import pose_matrix
+    from perception.track.ground import camera_over_road
+
+    # The camera node's pose when given none: on the road (z 0), OpenCV's z (the optical axis) up.
+    assert camera_over_road(pose_matrix((0, 0, 0), (0, 0, 0, 1))) == (
+        "0.00 m above the road, its optical axis 90° above the horizon"
+    )
+    # A road camera 1.4 m up looking ahead, as the simulator's (optical x right, y down, z along world x).
+    ahead = pose_matrix((5.0, 1.0, 1.4), (-0.5, 0.5, -0.5, 0.5))
+    assert camera_over_road(ahead) == "1.40 m above the road, its optical axis 0° below the horizon"
+    assert camera_over_road(ahead, ground_z=-0.6).startswith("2.00 m above the road")
+
+
 def test_motchallenge_files_round_trip_through_percept_track_run(tmp_path):
     from conftest import percept
 

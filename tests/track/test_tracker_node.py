@@ -140,6 +140,40 @@ def test_detections_that_overtook_their_camera_info_wait_for_it(caplog):
         assert "left out 1 frames' distances: no camera info within tolerance_s of their stamp" in caplog.text
 
 
+def test_a_camera_with_no_pose_gets_no_distances_and_the_tracker_says_why(caplog):
+    """The camera node given no position and orientation (camera_detect's defaults) stands at the
+    world's origin with its optical axis along world z: on the road, looking up. No box meets the road
+    from there; the distances are NaN, and the log says so with the pose, where it had said nothing."""
+    from perception.nodes.tracker import TrackerNode
+    from perception.runtime.harness import NodeHarness
+
+    with NodeHarness(TrackerNode, parameters={"pair_wait_s": 0.0}) as harness:
+        for i in range(3):
+            info = _road_camera_info(_car_coming(i).header.stamp)
+            info.pose = Pose()  # what a camera node publishes without position:= and orientation:=
+            harness.feed("/camera_info", info)
+            harness.feed("/detections", _car_coming(i))
+        published = harness.take("/tracks", Tracks)
+        assert len(published[-1]) == 1 and all(np.isnan(t.distances).all() for t in published)
+        unplaced = sum(len(t) for t in published)
+        with caplog.at_level(logging.WARNING):
+            harness.run_timers()
+        assert (
+            f"left out {unplaced} tracks' distances: the bottom of their box meets no road (ground_z) from the "
+            f"camera's pose ({unplaced} in all); the camera at (0.0, 0.0, 0.0), 0.00 m above the road, its "
+            "optical axis 90° above the horizon: place it with the camera node's position:= and orientation:="
+        ) in caplog.text
+        # Placed 1.5 m up looking ahead, as a road camera is: distances, and nothing more said.
+        caplog.clear()
+        harness.feed("/camera_info", _road_camera_info(_car_coming(3).header.stamp))
+        harness.feed("/detections", _car_coming(3))
+        (tracks,) = harness.take("/tracks", Tracks)
+        assert abs(tracks.distances[0] - 18.5) < 0.5
+        with caplog.at_level(logging.WARNING):
+            harness.run_timers()
+        assert "meets no road" not in caplog.text
+
+
 def test_with_no_pair_wait_detections_go_on_at_once():
     from perception.nodes.tracker import TrackerNode
     from perception.runtime.harness import NodeHarness
