@@ -18,6 +18,7 @@ from perception.nodes._pairing import detections_paired_with, hand_on_held
 from perception.nodes._reporting import NewCounts
 from perception.runtime.sync import StampBuffer
 from perception.track import ByteTracker, TrackerParams
+from perception.track.classes import ClassFilter
 from perception.track.ground import GroundHistory, camera_over_road, ground_points
 
 # The tracker's parameters a launch file may set, with their descriptions (defaults: TrackerParams).
@@ -52,9 +53,12 @@ class TrackerNode(Node):
                 }
             )
         )
-        self.classes = set(
-            self.declare_parameter("classes", [], "track only these classes; empty: all", read_only=True)
+        self.class_filter = ClassFilter(
+            self.declare_parameter(
+                "classes", [], "track only these classes (the detector's names); empty: all", read_only=True
+            )
         )
+        self.unnamed_said: list[str] = []  # the classes last said to be named by no detection
         self.ground_z = self.declare_parameter(
             "ground_z", 0.0, "height of the road in the world (m)", read_only=True
         )
@@ -103,7 +107,7 @@ class TrackerNode(Node):
             self.tracker.reset(restart_ids=False)
             self.grounds = {}
             self.resets += 1
-        keep = np.array([not self.classes or name in self.classes for name in msg.class_names], bool)
+        keep = self.class_filter.keep(msg.class_names)
         start = time.perf_counter()
         tracks = self.tracker.update(
             msg.xyxy[keep], msg.scores[keep], msg.class_ids[keep], msg.header.stamp_s
@@ -161,6 +165,10 @@ class TrackerNode(Node):
         self.invalid.say(self.tracker.invalid_detections)
         self.unmeasured.say(self.without_info)
         self.unplaced.say(self.off_road, self.off_road_why)
+        unnamed = self.class_filter.never_named()
+        if unnamed and unnamed != self.unnamed_said:  # once, and again only if it changes
+            self.log.warning("%s", self.class_filter.describe())
+        self.unnamed_said = unnamed
         times = sorted(self.update_ms)
         elapsed = time.monotonic() - self.window_start
 

@@ -297,6 +297,32 @@ def test_where_a_camera_pose_puts_the_camera_over_the_road_in_words():
     assert camera_over_road(ahead, ground_z=-0.6).startswith("2.00 m above the road")
 
 
+def test_a_class_filter_says_when_a_class_it_keeps_is_named_by_no_detection():
+    from perception.track.classes import ClassFilter
+
+    coco = ClassFilter(["car", "pedestrian"])  # our model's names, on a COCO model's detections
+    assert coco.keep(["car", "person", "car"]).tolist() == [True, False, True]
+    assert coco.keep([]).tolist() == []
+    assert coco.keep(["person", "fire hydrant"]).tolist() == [False, False]
+    assert coco.never_named() == ["pedestrian"]
+    assert coco.describe() == (
+        "classes: pedestrian named by no detection in 3 frames, while the filter left out person (2), "
+        "fire hydrant (1) and kept car: classes takes the detector's own names (its model's names "
+        "metadata, or its labels or class_map)"
+    )
+    fine = ClassFilter(["car", "person"])
+    fine.keep(["car", "person", "fire hydrant"])
+    assert fine.never_named() == [] and fine.describe() == ""
+    # Nothing left out yet: a class not seen may just not have come by.
+    quiet = ClassFilter(["car", "pedestrian"])
+    quiet.keep(["car"])
+    assert quiet.never_named() == []
+    assert ClassFilter([]).keep(["car", "person"]).tolist() == [True, True]  # empty: every class
+    assert ClassFilter([0, 2]).keep(["0", "1", "2"]).tolist() == [True, False, True]  # a model without names
+    with pytest.raises(ValueError, match=r"classes: expected class names, found \['car'\]"):
+        ClassFilter([["car"]])  # type: ignore[list-item]
+
+
 def test_motchallenge_files_round_trip_through_percept_track_run(tmp_path):
     from conftest import percept
 

@@ -174,6 +174,46 @@ def test_a_camera_with_no_pose_gets_no_distances_and_the_tracker_says_why(caplog
         assert "meets no road" not in caplog.text
 
 
+def test_tracker_classes_the_detections_never_name_are_said_once(caplog):
+    """`classes: [car, pedestrian]` (our model's names) behind a COCO model, which says `person`: the
+    people were filtered out without a word. Now the log names the class and the names that do come."""
+    from perception.nodes.tracker import TrackerNode
+    from perception.runtime.harness import NodeHarness
+
+    def frame(i: int) -> Detections:
+        return Detections(
+            header=Header(stamp=(1 + i) * 100_000_000, seq=i),
+            xyxy=np.array([[300, 260, 340, 300], [100, 200, 120, 260]], np.float32),
+            scores=np.array([0.9, 0.8]),
+            class_ids=[2, 0],
+            class_names=["car", "person"],
+        )
+
+    parameters = {"pair_wait_s": 0.0, "classes": ["car", "pedestrian"]}
+    with NodeHarness(TrackerNode, parameters=parameters) as harness:
+        for i in range(3):
+            harness.feed("/detections", frame(i))
+        *_, tracks = harness.take("/tracks", Tracks)
+        assert tracks.class_names == ["car"]  # person is left out, as asked
+        with caplog.at_level(logging.WARNING):
+            harness.run_timers()
+            for i in range(3, 6):
+                harness.feed("/detections", frame(i))
+            harness.run_timers()
+        said = [r.getMessage() for r in caplog.records if "named by no detection" in r.getMessage()]
+        assert said == [
+            "classes: pedestrian named by no detection in 3 frames, while the filter left out person (3) and "
+            "kept car: classes takes the detector's own names (its model's names metadata, or its labels or "
+            "class_map)"
+        ]
+    with NodeHarness(TrackerNode, parameters={"classes": ["car", "person"]}) as harness:
+        harness.feed("/detections", frame(0))
+        with caplog.at_level(logging.WARNING):
+            caplog.clear()
+            harness.run_timers()
+        assert "named by no detection" not in caplog.text
+
+
 def test_with_no_pair_wait_detections_go_on_at_once():
     from perception.nodes.tracker import TrackerNode
     from perception.runtime.harness import NodeHarness
