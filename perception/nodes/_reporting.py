@@ -20,12 +20,9 @@ class NewCounts:
     def __init__(self, log: logging.Logger, what: str) -> None:
         self.log, self.what, self.said = log, what, 0
 
-    def say(self, total: int, why: str = "") -> None:
-        """`why`: what the node knows of the cause now (the camera's pose, say), after the counts."""
+    def say(self, total: int) -> None:
         if total > self.said:
-            self.log.warning(
-                "left out %d %s (%d in all)%s", total - self.said, self.what, total, why and f"; {why}"
-            )
+            self.log.warning("left out %d %s (%d in all)", total - self.said, self.what, total)
             self.said = total
 
 

@@ -19,7 +19,7 @@ from perception.nodes._reporting import NewCounts
 from perception.runtime.sync import StampBuffer
 from perception.track import ByteTracker, TrackerParams
 from perception.track.classes import ClassFilter
-from perception.track.ground import GroundHistory, camera_over_road, ground_points
+from perception.track.ground import GroundHistory, ground_points, road_unseen
 
 # The tracker's parameters a launch file may set, with their descriptions (defaults: TrackerParams).
 TUNABLE = {
@@ -81,14 +81,7 @@ class TrackerNode(Node):
         self.unmeasured = NewCounts(
             self.log, "frames' distances: no camera info within tolerance_s of their stamp"
         )
-        # Tracks whose box's bottom edge meets no road from the camera's pose: a camera node given no
-        # position and orientation stands on the road looking up, and every distance was NaN, unsaid.
-        self.off_road = 0
-        self.off_road_why = ""
-        self.unplaced = NewCounts(
-            self.log,
-            "tracks' distances: the bottom of their box meets no road (ground_z) from the camera's pose",
-        )
+        self.road_unseen_said = ""  # why the camera's pose sees no road, as last said
         self.window_start = time.monotonic()
 
     def on_shutdown(self) -> None:
@@ -125,14 +118,8 @@ class TrackerNode(Node):
         if info is not None and n:
             pose = pose_matrix(info.pose.position, info.pose.orientation)
             points = ground_points(boxes, info.K, pose, self.ground_z)
-            unplaced = int(np.isnan(points).any(axis=1).sum())
-            if unplaced:
-                self.off_road += unplaced
-                self.off_road_why = (
-                    f"the camera at {tuple(round(float(x), 2) for x in info.pose.position)}, "
-                    f"{camera_over_road(pose, self.ground_z)}: place it with the camera node's position:= "
-                    "and orientation:= (its optical frame in the world, z up)"
-                )
+            if np.isnan(points).any():
+                self.say_road_unseen(info)
             for i, (track, point) in enumerate(zip(tracks, points, strict=True)):
                 if np.isnan(point).any():
                     continue
@@ -161,10 +148,23 @@ class TrackerNode(Node):
             )
         )
 
+    def say_road_unseen(self, info: CameraInfo) -> None:
+        """A camera given no pose (camera_detect's position and orientation left as they are) stands on
+        the road looking up: every distance was NaN, and nothing said why. Said once for each reason."""
+        why = road_unseen(pose_matrix(info.pose.position, info.pose.orientation), self.ground_z)
+        if why and why != self.road_unseen_said:
+            self.road_unseen_said = why
+            self.log.warning(
+                "tracks get no distance: in camera_info's pose, at %s, %s (ground_z %g m); place the camera "
+                "with its node's position:= and orientation:= (its optical frame in the world, z up)",
+                tuple(round(float(x), 2) for x in info.pose.position),
+                why,
+                self.ground_z,
+            )
+
     def publish_stats(self) -> None:
         self.invalid.say(self.tracker.invalid_detections)
         self.unmeasured.say(self.without_info)
-        self.unplaced.say(self.off_road, self.off_road_why)
         unnamed = self.class_filter.never_named()
         if unnamed and unnamed != self.unnamed_said:  # once, and again only if it changes
             self.log.warning("%s", self.class_filter.describe())

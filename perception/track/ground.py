@@ -37,17 +37,18 @@ def ground_points(
     return points
 
 
-def camera_over_road(world_from_camera: np.ndarray, ground_z: float = 0.0) -> str:
-    """Where a camera pose puts the camera over the road, in words, for a log that says why boxes got no
-    ground point: its height above the plane z = ground_z and how far its optical axis points below the
-    horizon. A camera node given no pose stands at the world's origin looking along world z, that is on
-    the road looking straight up, where no box's ray meets the road."""
+def road_unseen(world_from_camera: np.ndarray, ground_z: float = 0.0) -> str:
+    """Why boxes seen from this camera pose meet no road, in words, or "" for a pose over the road that
+    looks ahead or down (where a box meets no road only when its bottom lies above the horizon). A camera
+    node given no pose stands at the world's origin with its optical axis along world z: on the road,
+    looking straight up."""
     world_from_camera = _matrix("world_from_camera", world_from_camera, (4, 4))
     height = world_from_camera[2, 3] - ground_z
     axis = world_from_camera[:3, 2]  # the optical axis (OpenCV's z) in the world
-    down = math.degrees(math.asin(float(np.clip(-axis[2] / max(np.linalg.norm(axis), 1e-12), -1.0, 1.0))))
-    where = "below" if down >= 0 else "above"
-    return f"{height:.2f} m above the road, its optical axis {abs(down):.0f}° {where} the horizon"
+    up = math.degrees(math.asin(float(np.clip(axis[2] / max(np.linalg.norm(axis), 1e-12), -1.0, 1.0))))
+    if height > 0 and up <= 0:
+        return ""
+    return f"the camera is {height:.2f} m above the road, its optical axis {up:.0f}° above the horizon"
 
 
 def _matrix(name: str, value: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -283,18 +283,22 @@ def test_ground_points_distance_speed_and_time_to_collision():
     np.testing.assert_allclose(as_lists, [20, -2, 0], atol=1e-9)
 
 
-def test_where_a_camera_pose_puts_the_camera_over_the_road_in_words():
+def test_a_camera_pose_that_sees_no_road_is_told_in_words():
     from perception.geometry import pose_matrix
-    from perception.track.ground import camera_over_road
+    from perception.track.ground import road_unseen
 
     # The camera node's pose when given none: on the road (z 0), OpenCV's z (the optical axis) up.
-    assert camera_over_road(pose_matrix((0, 0, 0), (0, 0, 0, 1))) == (
-        "0.00 m above the road, its optical axis 90° above the horizon"
+    assert road_unseen(pose_matrix((0, 0, 0), (0, 0, 0, 1))) == (
+        "the camera is 0.00 m above the road, its optical axis 90° above the horizon"
     )
-    # A road camera 1.4 m up looking ahead, as the simulator's (optical x right, y down, z along world x).
+    # A road camera 1.4 m up looking ahead, as the simulator's (optical x right, y down, z along world x):
+    # it sees the road; a box meets none only when its bottom is above the horizon.
     ahead = pose_matrix((5.0, 1.0, 1.4), (-0.5, 0.5, -0.5, 0.5))
-    assert camera_over_road(ahead) == "1.40 m above the road, its optical axis 0° below the horizon"
-    assert camera_over_road(ahead, ground_z=-0.6).startswith("2.00 m above the road")
+    assert road_unseen(ahead) == "" and road_unseen(ahead, ground_z=-0.6) == ""
+    assert road_unseen(ahead, ground_z=1.4).startswith("the camera is 0.00 m above the road")
+    assert road_unseen(pose_matrix((0, 0, 1.4), (0, 0, 0, 1))) == (  # given a height, not an orientation
+        "the camera is 1.40 m above the road, its optical axis 90° above the horizon"
+    )
 
 
 def test_a_class_filter_says_when_a_class_it_keeps_is_named_by_no_detection():
