@@ -256,7 +256,9 @@ def _echo(args: argparse.Namespace) -> int:
     limit = 1 if args.once else args.count
     got = [0]
 
-    failed: list[PerceptError] = []  # raised in a callback, the executor would only log it
+    # Raised in a callback, the executor would only log it (a BrokenPipeError with its traceback, for
+    # `percept topic echo T | head`, every message after): raised again here, main() ends the command.
+    failed: list[PerceptError | BrokenPipeError] = []
 
     def show(msg: Any) -> None:
         if (limit and got[0] >= limit) or failed:
@@ -267,8 +269,11 @@ def _echo(args: argparse.Namespace) -> int:
             failed.append(exc)
             return
         got[0] += 1
-        print(format_value(value, full=args.full))
-        print("---", flush=True)
+        try:
+            print(format_value(value, full=args.full))
+            print("---", flush=True)
+        except BrokenPipeError as exc:  # the reader has gone
+            failed.append(exc)
 
     with tool_node("echo") as node:
         node.create_subscription(None, args.topic, show, KEEP_LAST)

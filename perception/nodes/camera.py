@@ -177,15 +177,18 @@ class CameraNode(Node):
             self.calibration = Calibration.nominal(width, height)  # a new mode: nominal again, no scaling
             self._maps = None
         if (self.calibration.width, self.calibration.height) != (width, height):
+            calibrated = self.calibration
+            # Scale first: another aspect ratio is refused there, and "intrinsics scaled" just before that
+            # error said the opposite of what happened.
+            self.calibration = calibrated.scaled(width, height)
+            self._maps = None
             self.log.warning(
                 "calibrated at %dx%d, the source delivers %dx%d: intrinsics scaled",
-                self.calibration.width,
-                self.calibration.height,
+                calibrated.width,
+                calibrated.height,
                 width,
                 height,
             )
-            self.calibration = self.calibration.scaled(width, height)
-            self._maps = None
         return self.calibration
 
     def _undistorted(self, frame: np.ndarray, calibration: Calibration) -> np.ndarray:

@@ -18,7 +18,8 @@ from perception.nodes._pairing import detections_paired_with, hand_on_held
 from perception.nodes._reporting import NewCounts
 from perception.runtime.sync import StampBuffer
 from perception.track import ByteTracker, TrackerParams
-from perception.track.ground import GroundHistory, ground_points
+from perception.track.classes import ClassFilter
+from perception.track.ground import GroundHistory, ground_points, road_unseen
 
 # The tracker's parameters a launch file may set, with their descriptions (defaults: TrackerParams).
 TUNABLE = {
@@ -52,9 +53,12 @@ class TrackerNode(Node):
                 }
             )
         )
-        self.classes = set(
-            self.declare_parameter("classes", [], "track only these classes; empty: all", read_only=True)
+        self.class_filter = ClassFilter(
+            self.declare_parameter(
+                "classes", [], "track only these classes (the detector's names); empty: all", read_only=True
+            )
         )
+        self.unnamed_said: list[str] = []  # the classes last said to be named by no detection
         self.ground_z = self.declare_parameter(
             "ground_z", 0.0, "height of the road in the world (m)", read_only=True
         )
@@ -77,6 +81,7 @@ class TrackerNode(Node):
         self.unmeasured = NewCounts(
             self.log, "frames' distances: no camera info within tolerance_s of their stamp"
         )
+        self.road_unseen_said = ""  # why the camera's pose sees no road, as last said
         self.window_start = time.monotonic()
 
     def on_shutdown(self) -> None:
@@ -95,7 +100,7 @@ class TrackerNode(Node):
             self.tracker.reset(restart_ids=False)
             self.grounds = {}
             self.resets += 1
-        keep = np.array([not self.classes or name in self.classes for name in msg.class_names], bool)
+        keep = self.class_filter.keep(msg.class_names)
         start = time.perf_counter()
         tracks = self.tracker.update(
             msg.xyxy[keep], msg.scores[keep], msg.class_ids[keep], msg.header.stamp_s
@@ -112,9 +117,10 @@ class TrackerNode(Node):
             self.without_info += 1
         if info is not None and n:
             pose = pose_matrix(info.pose.position, info.pose.orientation)
-            for i, (track, point) in enumerate(
-                zip(tracks, ground_points(boxes, info.K, pose, self.ground_z), strict=True)
-            ):
+            points = ground_points(boxes, info.K, pose, self.ground_z)
+            if np.isnan(points).any():
+                self.say_road_unseen(info)
+            for i, (track, point) in enumerate(zip(tracks, points, strict=True)):
                 if np.isnan(point).any():
                     continue
                 motion = self.grounds.setdefault(track.id, GroundHistory()).update(
@@ -142,9 +148,27 @@ class TrackerNode(Node):
             )
         )
 
+    def say_road_unseen(self, info: CameraInfo) -> None:
+        """A camera given no pose (camera_detect's position and orientation left as they are) stands on
+        the road looking up: every distance was NaN, and nothing said why. Said once for each reason."""
+        why = road_unseen(pose_matrix(info.pose.position, info.pose.orientation), self.ground_z)
+        if why and why != self.road_unseen_said:
+            self.road_unseen_said = why
+            self.log.warning(
+                "tracks get no distance: in camera_info's pose, at %s, %s (ground_z %g m); place the camera "
+                "with its node's position:= and orientation:= (its optical frame in the world, z up)",
+                tuple(round(float(x), 2) for x in info.pose.position),
+                why,
+                self.ground_z,
+            )
+
     def publish_stats(self) -> None:
         self.invalid.say(self.tracker.invalid_detections)
         self.unmeasured.say(self.without_info)
+        unnamed = self.class_filter.never_named()
+        if unnamed and unnamed != self.unnamed_said:  # once, and again only if it changes
+            self.log.warning("%s", self.class_filter.describe())
+        self.unnamed_said = unnamed
         times = sorted(self.update_ms)
         elapsed = time.monotonic() - self.window_start
 

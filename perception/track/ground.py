@@ -37,6 +37,20 @@ def ground_points(
     return points
 
 
+def road_unseen(world_from_camera: np.ndarray, ground_z: float = 0.0) -> str:
+    """Why boxes seen from this camera pose meet no road, in words, or "" for a pose over the road that
+    looks ahead or down (where a box meets no road only when its bottom lies above the horizon). A camera
+    node given no pose stands at the world's origin with its optical axis along world z: on the road,
+    looking straight up."""
+    world_from_camera = _matrix("world_from_camera", world_from_camera, (4, 4))
+    height = world_from_camera[2, 3] - ground_z
+    axis = world_from_camera[:3, 2]  # the optical axis (OpenCV's z) in the world
+    up = math.degrees(math.asin(float(np.clip(axis[2] / max(np.linalg.norm(axis), 1e-12), -1.0, 1.0))))
+    if height > 0 and up <= 0:
+        return ""
+    return f"the camera is {height:.2f} m above the road, its optical axis {up:.0f}° above the horizon"
+
+
 def _matrix(name: str, value: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     matrix = np.asarray(value, np.float64)
     if matrix.shape != shape:

@@ -84,6 +84,7 @@ def test_the_camera_node_says_what_it_was_not_given_and_stops_on_intrinsics_it_c
     assert result.returncode == 1, output
     assert "asked for 100x100, the source delivers 160x120" in output
     assert f"calibration {wide} is for 320x120, the source delivers 160x120, another aspect ratio" in output
+    assert "intrinsics scaled" not in output  # they were not: the refusal alone is said
 
 
 def test_a_stream_that_never_answers_keeps_no_one_waiting(tmp_path):

@@ -60,6 +60,25 @@ def test_echo_hz_and_bw(graph):
     assert "Message size mean: 9." in bw  # 48 x 64 x 3 = 9216 bytes plus the header
 
 
+def test_echo_into_a_reader_that_goes_away_ends_without_a_traceback(graph):
+    """`percept topic echo /tracks | head`: once head has its lines, echo ends as any command does when
+    its reader goes (exit 141, as a shell's SIGPIPE), where it printed a traceback per message and ran on."""
+    echo = subprocess.Popen(
+        [sys.executable, "-m", "perception.cli", "topic", "echo", "/frames", "--field", "header.seq"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert echo.stdout is not None and echo.stdout.readline().strip().isdigit()
+        echo.stdout.close()  # head has what it wanted
+        _, err = echo.communicate(timeout=30)
+    finally:
+        echo.kill()
+    assert echo.returncode == 141 and "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
 def test_pub_reaches_echo(registry):
     echo = subprocess.Popen(
         [

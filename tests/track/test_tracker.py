@@ -283,6 +283,50 @@ def test_ground_points_distance_speed_and_time_to_collision():
     np.testing.assert_allclose(as_lists, [20, -2, 0], atol=1e-9)
 
 
+def test_a_camera_pose_that_sees_no_road_is_told_in_words():
+    from perception.geometry import pose_matrix
+    from perception.track.ground import road_unseen
+
+    # The camera node's pose when given none: on the road (z 0), OpenCV's z (the optical axis) up.
+    assert road_unseen(pose_matrix((0, 0, 0), (0, 0, 0, 1))) == (
+        "the camera is 0.00 m above the road, its optical axis 90° above the horizon"
+    )
+    # A road camera 1.4 m up looking ahead, as the simulator's (optical x right, y down, z along world x):
+    # it sees the road; a box meets none only when its bottom is above the horizon.
+    ahead = pose_matrix((5.0, 1.0, 1.4), (-0.5, 0.5, -0.5, 0.5))
+    assert road_unseen(ahead) == "" and road_unseen(ahead, ground_z=-0.6) == ""
+    assert road_unseen(ahead, ground_z=1.4).startswith("the camera is 0.00 m above the road")
+    assert road_unseen(pose_matrix((0, 0, 1.4), (0, 0, 0, 1))) == (  # given a height, not an orientation
+        "the camera is 1.40 m above the road, its optical axis 90° above the horizon"
+    )
+
+
+def test_a_class_filter_says_when_a_class_it_keeps_is_named_by_no_detection():
+    from perception.track.classes import ClassFilter
+
+    coco = ClassFilter(["car", "pedestrian"])  # our model's names, on a COCO model's detections
+    assert coco.keep(["car", "person", "car"]).tolist() == [True, False, True]
+    assert coco.keep([]).tolist() == []
+    assert coco.keep(["person", "fire hydrant"]).tolist() == [False, False]
+    assert coco.never_named() == ["pedestrian"]
+    assert coco.describe() == (
+        "classes: pedestrian named by no detection in 3 frames, while the filter left out person (2), "
+        "fire hydrant (1) and kept car: classes takes the detector's own names (its model's names "
+        "metadata, or its labels or class_map)"
+    )
+    fine = ClassFilter(["car", "person"])
+    fine.keep(["car", "person", "fire hydrant"])
+    assert fine.never_named() == [] and fine.describe() == ""
+    # Nothing left out yet: a class not seen may just not have come by.
+    quiet = ClassFilter(["car", "pedestrian"])
+    quiet.keep(["car"])
+    assert quiet.never_named() == []
+    assert ClassFilter([]).keep(["car", "person"]).tolist() == [True, True]  # empty: every class
+    assert ClassFilter([0, 2]).keep(["0", "1", "2"]).tolist() == [True, False, True]  # a model without names
+    with pytest.raises(ValueError, match=r"classes: expected class names, found \['car'\]"):
+        ClassFilter([["car"]])  # type: ignore[list-item]
+
+
 def test_motchallenge_files_round_trip_through_percept_track_run(tmp_path):
     from conftest import percept
 

@@ -140,6 +140,79 @@ def test_detections_that_overtook_their_camera_info_wait_for_it(caplog):
         assert "left out 1 frames' distances: no camera info within tolerance_s of their stamp" in caplog.text
 
 
+def test_a_camera_with_no_pose_gets_no_distances_and_the_tracker_says_why(caplog):
+    """The camera node given no position and orientation (camera_detect's defaults) stands at the
+    world's origin with its optical axis along world z: on the road, looking up. No box meets the road
+    from there; the distances are NaN, and the log says so with the pose, where it had said nothing."""
+    from perception.nodes.tracker import TrackerNode
+    from perception.runtime.harness import NodeHarness
+
+    with (
+        caplog.at_level(logging.WARNING),
+        NodeHarness(TrackerNode, parameters={"pair_wait_s": 0.0}) as harness,
+    ):
+        for i in range(3):
+            info = _road_camera_info(_car_coming(i).header.stamp)
+            info.pose = Pose()  # what a camera node publishes without position:= and orientation:=
+            harness.feed("/camera_info", info)
+            harness.feed("/detections", _car_coming(i))
+        published = harness.take("/tracks", Tracks)
+        assert len(published[-1]) == 1 and all(np.isnan(t.distances).all() for t in published)
+        said = [r.getMessage() for r in caplog.records if "tracks get no distance" in r.getMessage()]
+        assert said == [  # once, however many frames
+            "tracks get no distance: in camera_info's pose, at (0.0, 0.0, 0.0), the camera is 0.00 m above "
+            "the road, its optical axis 90° above the horizon (ground_z 0 m); place the camera with its node's "
+            "position:= and orientation:= (its optical frame in the world, z up)"
+        ]
+        # Placed 1.5 m up looking ahead, as a road camera is: distances, and nothing more said.
+        caplog.clear()
+        harness.feed("/camera_info", _road_camera_info(_car_coming(3).header.stamp))
+        harness.feed("/detections", _car_coming(3))
+        (tracks,) = harness.take("/tracks", Tracks)
+        assert abs(tracks.distances[0] - 18.5) < 0.5
+        assert "tracks get no distance" not in caplog.text
+
+
+def test_tracker_classes_the_detections_never_name_are_said_once(caplog):
+    """`classes: [car, pedestrian]` (our model's names) behind a COCO model, which says `person`: the
+    people were filtered out without a word. Now the log names the class and the names that do come."""
+    from perception.nodes.tracker import TrackerNode
+    from perception.runtime.harness import NodeHarness
+
+    def frame(i: int) -> Detections:
+        return Detections(
+            header=Header(stamp=(1 + i) * 100_000_000, seq=i),
+            xyxy=np.array([[300, 260, 340, 300], [100, 200, 120, 260]], np.float32),
+            scores=np.array([0.9, 0.8]),
+            class_ids=[2, 0],
+            class_names=["car", "person"],
+        )
+
+    parameters = {"pair_wait_s": 0.0, "classes": ["car", "pedestrian"]}
+    with NodeHarness(TrackerNode, parameters=parameters) as harness:
+        for i in range(3):
+            harness.feed("/detections", frame(i))
+        *_, tracks = harness.take("/tracks", Tracks)
+        assert tracks.class_names == ["car"]  # person is left out, as asked
+        with caplog.at_level(logging.WARNING):
+            harness.run_timers()
+            for i in range(3, 6):
+                harness.feed("/detections", frame(i))
+            harness.run_timers()
+        said = [r.getMessage() for r in caplog.records if "named by no detection" in r.getMessage()]
+        assert said == [
+            "classes: pedestrian named by no detection in 3 frames, while the filter left out person (3) and "
+            "kept car: classes takes the detector's own names (its model's names metadata, or its labels or "
+            "class_map)"
+        ]
+    with NodeHarness(TrackerNode, parameters={"classes": ["car", "person"]}) as harness:
+        harness.feed("/detections", frame(0))
+        with caplog.at_level(logging.WARNING):
+            caplog.clear()
+            harness.run_timers()
+        assert "named by no detection" not in caplog.text
+
+
 def test_with_no_pair_wait_detections_go_on_at_once():
     from perception.nodes.tracker import TrackerNode
     from perception.runtime.harness import NodeHarness

@@ -1,0 +1,53 @@
+"""The classes a tracker follows, by the names its detector gives them: one model says `pedestrian`,
+a COCO export says `person`. A name the detections never carry filters out a class without a word, so
+the filter keeps what it has seen and what it left out, to say so."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+
+class ClassFilter:
+    """Which detections to track: those whose class name is in `classes` (all of them when it is
+    empty). `keep` counts the names it sees and leaves out; `never_named` gives the names of `classes`
+    that no detection has carried while others were left out, and `describe` says it in words."""
+
+    def __init__(self, classes: Iterable[str]) -> None:
+        names = list(classes)
+        for name in names:
+            # A number is a name too: a model without names metadata names its classes "0", "1", ...
+            if isinstance(name, bool) or not isinstance(name, str | int) or name == "":
+                raise ValueError(f"classes: expected class names, found {name!r}")
+        self.classes = frozenset(str(name) for name in names)
+        self.seen: set[str] = set()
+        self.left_out: Counter[str] = Counter()
+        self.frames = 0
+
+    def keep(self, names: Sequence[str]) -> np.ndarray:
+        """A mask over a frame's detections: True for those to track."""
+        self.frames += 1
+        self.seen.update(names)
+        mask = np.array([not self.classes or name in self.classes for name in names], bool)
+        self.left_out.update(name for name, kept in zip(names, mask, strict=True) if not kept)
+        return mask
+
+    def never_named(self) -> list[str]:
+        """The names of `classes` that no detection has carried, once the filter has left some out (until
+        then the detector may just not have met one; after, it may call that class by another name)."""
+        return sorted(self.classes - self.seen) if self.left_out else []
+
+    def describe(self) -> str:
+        """What `never_named` means, with the names the detections do carry ("" when nothing is amiss)."""
+        missing = self.never_named()
+        if not missing:
+            return ""
+        left_out = ", ".join(f"{name} ({count})" for name, count in self.left_out.most_common())
+        kept = sorted(self.seen & self.classes)
+        return (
+            f"classes: {', '.join(missing)} named by no detection in {self.frames} frames, while the filter "
+            f"left out {left_out}" + (f" and kept {', '.join(kept)}" if kept else "") + ": classes takes "
+            "the detector's own names (its model's names metadata, or its labels or class_map)"
+        )
