@@ -20,6 +20,7 @@ from perception.errors import ParameterError
 from perception.geometry import matrix_from_quaternion, pose_matrix
 from perception.grasp import FailedGrasps, GraspInputError, GraspPlanner, Gripper, Workspace
 from perception.msgs import CameraInfo, Detections, Grasps, Image, PickAttempt
+from perception.nodes._class_filter import ClassFilter
 from perception.nodes._pairing import detections_paired_with, hand_on_held
 from perception.runtime.sync import StampBuffer
 
@@ -52,8 +53,12 @@ class GraspPlannerNode(Node):
         self.confidence = _score(
             self.declare_parameter("confidence", DEFAULT_CONFIDENCE, "ignore detections scored lower")
         )
-        classes = self.declare_parameter("classes", [], "plan only for these classes; empty: all")
-        self.classes = set(classes)
+        self.class_filter = ClassFilter(
+            self.declare_parameter(
+                "classes", [], "plan only for these classes (the detector's names); empty: all"
+            )
+        )
+        self.unnamed_said: list[str] = []  # the classes last said to be named by no detection
         hand = Gripper()  # the Panda's: the defaults
         gripper = Gripper(
             max_opening=self.declare_parameter("max_opening", hand.max_opening, "metres", read_only=True),
@@ -126,7 +131,8 @@ class GraspPlannerNode(Node):
         if name == "confidence":
             self.confidence = _score(value)
         elif name == "classes":
-            self.classes = set(value)  # type: ignore[call-overload]
+            self.class_filter = ClassFilter(value)  # type: ignore[arg-type]
+            self.unnamed_said = []
 
     def on_attempt(self, msg: PickAttempt) -> None:
         closing = matrix_from_quaternion(msg.pose.orientation)[:, 1]  # the hand's y axis closes it
@@ -147,11 +153,12 @@ class GraspPlannerNode(Node):
 
     def on_detections(self, msg: Detections) -> None:
         stamp = msg.header.stamp
-        wanted = [
-            i
-            for i in range(len(msg))
-            if msg.scores[i] >= self.confidence and (not self.classes or msg.class_names[i] in self.classes)
-        ]
+        named = self.class_filter.keep(msg.class_names)
+        wanted = [i for i in range(len(msg)) if msg.scores[i] >= self.confidence and named[i]]
+        unnamed = self.class_filter.never_named()
+        if unnamed and unnamed != self.unnamed_said:  # once, and again only if it changes
+            self.log.warning("%s", self.class_filter.describe())
+        self.unnamed_said = unnamed
         depth, info = self.depths.nearest(stamp), self.infos.nearest(stamp)
         why = ""
         if depth is None:

@@ -14,11 +14,11 @@ import numpy as np
 from perception import Node, run
 from perception.geometry import pose_matrix
 from perception.msgs import CameraInfo, Detections, TrackerStats, Tracks
+from perception.nodes._class_filter import ClassFilter
 from perception.nodes._pairing import detections_paired_with, hand_on_held
 from perception.nodes._reporting import NewCounts
 from perception.runtime.sync import StampBuffer
 from perception.track import ByteTracker, TrackerParams
-from perception.track.classes import ClassFilter
 from perception.track.ground import GroundHistory, ground_points, road_unseen
 
 # The tracker's parameters a launch file may set, with their descriptions (defaults: TrackerParams).

@@ -282,3 +282,44 @@ def test_a_camera_info_the_planner_refuses_is_a_reason_per_detection_not_a_dead_
     info.K, info.pose = K, Pose(tuple(pose[:3, 3]), (0.0, 0.0, 0.0, 0.0))  # type: ignore[arg-type]
     grasps = planned()
     assert len(grasps) == 0 and grasps.rejected_reasons[0].startswith("camera info's pose: quaternion")
+
+
+def test_the_planner_says_once_when_its_classes_name_what_no_detection_carries(caplog):
+    """classes: [cup] behind a model that says 'mug' planned for nothing, without a word (the tracker's
+    filter, shared); a live change that is no list of names is refused."""
+    import logging
+
+    from perception.nodes.grasp_planner import GraspPlannerNode
+    from perception.runtime.harness import NodeHarness
+
+    pose = camera_looking_down()
+    depth = render([(0.52, 0.03, 0.10, 0.04, 0.05, 0.3)], pose)
+    info = CameraInfo(
+        header=Header(stamp=5, frame_id="camera"),
+        width=depth.shape[1],
+        height=depth.shape[0],
+        K=K,
+        pose=Pose(tuple(pose[:3, 3]), quaternion_from_matrix(pose[:3, :3])),  # type: ignore[arg-type]
+    )
+    box = np.array([box_pixels(0.52, 0.03, 0.08, pose)], np.float32)
+    with (
+        caplog.at_level(logging.WARNING),
+        NodeHarness(GraspPlannerNode, parameters={"tolerance_s": 0.01, "classes": ["cup"]}) as harness,
+    ):
+        for stamp in (5, 6):
+            info.header = Header(stamp=stamp, frame_id="camera")
+            harness.feed("/depth", Image(header=info.header, data=depth, encoding="32FC1"))
+            harness.feed("/camera_info", info)
+            harness.feed(
+                "/detections",
+                Detections(
+                    header=info.header, xyxy=box, scores=np.array([0.9]), class_ids=[0], class_names=["mug"]
+                ),
+            )
+        assert [len(g) for g in harness.take("/grasps", Grasps)] == [0, 0]
+        refused = harness.call("~/set_parameters", SetParameters(values={"classes": [["mug"]]}))
+        assert not refused.success and "parameter 'classes': expected class names" in refused.message
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "classes: cup named by no detection in 1 frames, while the filter left out mug (1): classes takes the "
+        "detector's own names (its model's names metadata, or its labels or class_map)"
+    ]

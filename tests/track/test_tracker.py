@@ -302,7 +302,8 @@ def test_a_camera_pose_that_sees_no_road_is_told_in_words():
 
 
 def test_a_class_filter_says_when_a_class_it_keeps_is_named_by_no_detection():
-    from perception.track.classes import ClassFilter
+    from perception.errors import ParameterError
+    from perception.nodes._class_filter import ClassFilter
 
     coco = ClassFilter(["car", "pedestrian"])  # our model's names, on a COCO model's detections
     assert coco.keep(["car", "person", "car"]).tolist() == [True, False, True]
@@ -323,7 +324,7 @@ def test_a_class_filter_says_when_a_class_it_keeps_is_named_by_no_detection():
     assert quiet.never_named() == []
     assert ClassFilter([]).keep(["car", "person"]).tolist() == [True, True]  # empty: every class
     assert ClassFilter([0, 2]).keep(["0", "1", "2"]).tolist() == [True, False, True]  # a model without names
-    with pytest.raises(ValueError, match=r"classes: expected class names, found \['car'\]"):
+    with pytest.raises(ParameterError, match=r"^parameter 'classes': expected class names, found \['car'\]$"):
         ClassFilter([["car"]])  # type: ignore[list-item]
 
 

@@ -1,6 +1,7 @@
-"""The classes a tracker follows, by the names its detector gives them: one model says `pedestrian`,
-a COCO export says `person`. A name the detections never carry filters out a class without a word, so
-the filter keeps what it has seen and what it left out, to say so."""
+"""The classes a consumer of detections (the tracker, the grasp planner) takes, by the names its detector
+gives them: one model says `pedestrian`, a COCO export says `person`. A name the detections never carry
+filters out a class without a word, so the filter keeps what it has seen and what it left out, to say
+so. (Not a node: the leading underscore keeps it off the list of nodes that ship.)"""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from perception.errors import ParameterError
+
 
 class ClassFilter:
-    """Which detections to track: those whose class name is in `classes` (all of them when it is
+    """Which detections to take: those whose class name is in `classes` (all of them when it is
     empty). `keep` counts the names it sees and leaves out; `never_named` gives the names of `classes`
     that no detection has carried while others were left out, and `describe` says it in words."""
 
@@ -20,7 +23,7 @@ class ClassFilter:
         for name in names:
             # A number is a name too: a model without names metadata names its classes "0", "1", ...
             if isinstance(name, bool) or not isinstance(name, str | int) or name == "":
-                raise ValueError(f"classes: expected class names, found {name!r}")
+                raise ParameterError(f"parameter 'classes': expected class names, found {name!r}")
         self.classes = frozenset(str(name) for name in names)
         self.seen: set[str] = set()
         self.left_out: Counter[str] = Counter()
