@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from perception.geometry import PIXEL_CENTRE
+
 # Principal point offset from (W/2, H/2), per renderer, in pixel-index coordinates; see the docstring.
 PIXEL_OFFSET = {"tiny": (0.0, -1.0), "egl": (-0.5, -0.5)}
 
@@ -118,12 +120,6 @@ def world_from_camera(spec: CameraSpec) -> np.ndarray:
     return np.linalg.inv(view_matrix(spec)) @ np.diag([1.0, -1.0, -1.0, 1.0])
 
 
-# Two pixel coordinates meet here. K's are OpenCV's: pixel (u, v)'s centre at whole numbers. Boxes' are
-# pixel edges, as COCO's and YOLO's: pixel u spans u to u + 1, so a box's x2 is its last column + 1.
-# A point K projects to x lies at x + PIXEL_CENTRE in box coordinates.
-PIXEL_CENTRE = 0.5
-
-
 def box_of_projection(pixels: np.ndarray) -> np.ndarray:
     """The box (x1, y1, x2, y2, in boxes_from_mask's pixel edges) of points projected with K (N x 2)."""
     return np.concatenate([pixels.min(axis=0), pixels.max(axis=0)]) + PIXEL_CENTRE
@@ -131,7 +127,7 @@ def box_of_projection(pixels: np.ndarray) -> np.ndarray:
 
 def boxes_from_mask(mask: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each id: its visible box (x1, y1, x2, y2; pixel edges, so x2 = last column + 1: see
-    PIXEL_CENTRE) and its pixel count in the mask. Ids with no pixel get count 0 and a box of NaN. One
+    perception.geometry.PIXEL_CENTRE) and its pixel count in the mask. Ids with no pixel get count 0 and a box of NaN. One
     pass over the mask."""
     ids = np.asarray(ids, np.int64).reshape(-1)
     boxes = np.full((len(ids), 4), np.nan, np.float32)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from perception.geometry import PIXEL_CENTRE
 from perception.track.tracker import as_boxes, check_seconds
 
 HISTORY = 10  # ground positions kept per track for the velocity fit
@@ -26,7 +27,8 @@ def ground_points(
     boxes = as_boxes(xyxy, "ground_points")
     K = _matrix("K", K, (3, 3))
     world_from_camera = _matrix("world_from_camera", world_from_camera, (4, 4))
-    u, v = (boxes[:, 0] + boxes[:, 2]) / 2, boxes[:, 3]
+    # The bottom edge's middle, from the boxes' pixel edges into K's pixel centres.
+    u, v = (boxes[:, 0] + boxes[:, 2]) / 2 - PIXEL_CENTRE, boxes[:, 3] - PIXEL_CENTRE
     rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], axis=1)
     directions = rays @ world_from_camera[:3, :3].T
     origin = world_from_camera[:3, 3]

@@ -248,6 +248,7 @@ def test_iou_and_assignment_on_hand_checked_boxes():
 
 
 def test_ground_points_distance_speed_and_time_to_collision():
+    from perception.geometry import PIXEL_CENTRE
     from perception.track.ground import GroundHistory, ground_points
 
     # A camera 1.5 m above the road at the origin, looking along world +x (OpenCV axes: x right = -y
@@ -256,9 +257,10 @@ def test_ground_points_distance_speed_and_time_to_collision():
     pose[:3, :3] = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
     pose[:3, 3] = (0, 0, 1.5)
     K = np.array([[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]])
-    # An object on the road 20 m ahead, 2 m to the left: its bottom edge at v = 240 + 500 * 1.5 / 20.
-    u = 320 + 500 * 2 / 20
-    v = 240 + 500 * 1.5 / 20
+    # An object on the road 20 m ahead, 2 m to the left: its bottom edge at v = 240 + 500 * 1.5 / 20 in
+    # K's pixel centres, half a pixel more in the boxes' pixel edges.
+    u = 320 + 500 * 2 / 20 + PIXEL_CENTRE
+    v = 240 + 500 * 1.5 / 20 + PIXEL_CENTRE
     (point,) = ground_points(np.array([[u - 10, v - 30, u + 10, v]]), K, pose)
     np.testing.assert_allclose(point, [20, -2, 0], atol=1e-9)
     assert np.isnan(ground_points(np.array([[300, 100, 340, 200]]), K, pose)).all()  # above the horizon
@@ -666,36 +668,38 @@ def test_bench_track_json_contract(tmp_path):
     ).read_text()
 
 
-def test_ground_distance_matches_the_simulators_truth_within_5_percent_near_20_m():
-    """Flat-road distances from the boxes' bottom edges, against where the rendered depth puts each
-    object's lowest visible point (the point a box's bottom edge stands for) in driving frames."""
+def test_ground_distance_matches_the_simulators_truth_within_3_percent_near_20_m():
+    """Flat-road distances from the boxes' bottom edges, against where the rendered depth puts the pixel
+    of the object's lowest row nearest the box's middle (where it meets the road), in driving frames on
+    both renderers. Errors were up to 5.8% (3.6% on average, too long): the boxes' pixel edges were read
+    as K's pixel centres, and cars hovered 5 cm over a road 3 cm above the tracker's ground_z."""
     from perception.geometry import back_project
     from perception.track.ground import ground_points
     from sim.camera import CameraSpec
     from sim.dataset import rendered_frames
 
-    errors = []
-    for _, frame in rendered_frames(
-        "driving", 77, list(range(0, 200, 10)), CameraSpec(width=640, height=480)
-    ):
-        camera = frame.pose[:3, 3]
-        for i, body in enumerate(frame.bodies):
-            if frame.visible_fraction[i] < 0.9:
-                continue  # partly hidden: its box's bottom edge may be another object's
-            (point,) = ground_points(frame.xyxy[i : i + 1], frame.K, frame.pose)
-            u = int((frame.xyxy[i, 0] + frame.xyxy[i, 2]) / 2)
-            rows = np.flatnonzero(frame.mask[:, u] == body)
-            if not len(rows):
-                continue
-            v = rows.max()
-            (lowest,) = back_project(
-                np.array([u + 0.5]), np.array([v + 0.5]), np.array([frame.depth[v, u]]), frame.K, frame.pose
-            )
-            truth = float(np.hypot(*(lowest[:2] - camera[:2])))
-            if 15 <= truth <= 25:
-                errors.append((np.hypot(*(point[:2] - camera[:2])) - truth) / truth)
-    assert len(errors) >= 8, errors
-    assert np.abs(errors).max() < 0.05, errors
+    for renderer in ("tiny", "egl"):
+        errors = []
+        for _, frame in rendered_frames(
+            "driving", 77, list(range(0, 200, 10)), CameraSpec(width=640, height=480), renderer=renderer
+        ):
+            camera = frame.pose[:3, 3]
+            for i, body in enumerate(frame.bodies):
+                if frame.visible_fraction[i] < 0.9:
+                    continue  # partly hidden: its box's bottom edge may be another object's
+                (point,) = ground_points(frame.xyxy[i : i + 1], frame.K, frame.pose)
+                v = int(frame.xyxy[i, 3]) - 1  # the box's lowest row
+                columns = np.flatnonzero(frame.mask[v] == body)
+                middle = (frame.xyxy[i, 0] + frame.xyxy[i, 2]) / 2
+                u = columns[np.argmin(np.abs(columns + 0.5 - middle))]  # pixel u spans u to u + 1
+                (lowest,) = back_project(
+                    np.array([u]), np.array([v]), np.array([frame.depth[v, u]]), frame.K, frame.pose
+                )
+                truth = float(np.hypot(*(lowest[:2] - camera[:2])))
+                if 15 <= truth <= 25:
+                    errors.append((np.hypot(*(point[:2] - camera[:2])) - truth) / truth)
+        assert len(errors) >= 8, (renderer, errors)
+        assert np.abs(errors).max() < 0.03, (renderer, errors)
 
 
 def test_bench_track_refuses_a_rate_out_of_range():

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 
 from perception import Node
-from perception.geometry import quaternion_from_matrix
+from perception.geometry import PIXEL_CENTRE, quaternion_from_matrix
 from perception.installed import DEFAULT_MODEL, LAUNCH_DIR
 from perception.msgs import CameraInfo, Detections, Header, Pose, TrackerStats, Tracks
 
@@ -51,7 +51,7 @@ def test_the_tracker_node_keeps_ids_and_reports_distance(registry, context, spaw
             )
             node.spin_once(0.02)
             distance = 20.0 - 0.5 * i  # a car coming at 5 m/s
-            bottom = 240 + 500 * 1.5 / distance
+            bottom = 240 + 500 * 1.5 / distance + PIXEL_CENTRE  # in the boxes' pixel edges
             detections.publish(
                 Detections(
                     header=header,
@@ -100,7 +100,7 @@ def _road_camera_info(stamp: int) -> CameraInfo:
 
 def _car_coming(i: int) -> Detections:
     """Frame i (stamped (1 + i) x 0.1 s) of a car coming at 5 m/s from 20 m."""
-    bottom = 240 + 500 * 1.5 / (20.0 - 0.5 * i)
+    bottom = 240 + 500 * 1.5 / (20.0 - 0.5 * i) + PIXEL_CENTRE  # in the boxes' pixel edges
     return Detections(
         header=Header(stamp=(1 + i) * 100_000_000, seq=i),
         xyxy=np.array([[300, bottom - 40, 340, bottom]], np.float32),
