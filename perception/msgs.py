@@ -415,7 +415,9 @@ class TopicStats(Message):
     msgs_per_s: float = 0.0
     bytes_per_s: float = 0.0
     latency_p50_ms: float = -1.0  # from header stamp to receipt; -1 when unknown
-    dropped_queue: int = 0  # total evicted by the subscription's keep-last / latest-only queue
+    # Total, for a subscription, evicted by its keep-last / latest-only queue; for a publisher,
+    # deliveries a subscriber on this host missed (its pipe full, or no shared-memory slot free).
+    dropped_queue: int = 0
     dropped_gap: int = 0  # total lost before arriving (sequence gaps per publisher)
     malformed: int = 0  # total dropped as undecodable or of an unexpected type
     callback_errors: int = 0  # total messages whose callback raised (logged with the traceback)

@@ -109,6 +109,11 @@ def problems(stats: NodeStats) -> str:
 def rate_text(topic: TopicStats) -> str:
     """An endpoint's rate, and for a subscription whose queue has dropped messages, how many: not a
     fault (a latest-only detector skips frames by design), but a node that keeps up with only some of
-    what arrives must not look like one that handles it all."""
-    dropped = f" ({topic.dropped_queue} dropped by its queue)" if topic.dropped_queue else ""
-    return f"{topic.msgs_per_s:.1f}{dropped}"
+    what arrives must not look like one that handles it all. A publisher's count is of deliveries a
+    subscriber on this host missed (its pipe full: it stopped reading, or every shared-memory slot was
+    held), which no queue of the publisher's dropped."""
+    if not topic.dropped_queue:
+        return f"{topic.msgs_per_s:.1f}"
+    if topic.direction == "pub":
+        return f"{topic.msgs_per_s:.1f} ({topic.dropped_queue} missed by a subscriber on this host)"
+    return f"{topic.msgs_per_s:.1f} ({topic.dropped_queue} dropped by its queue)"

@@ -814,3 +814,18 @@ def _pid_of_registry(process: subprocess.Popen[str]) -> int | None:
             if "registry" in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE:
                 return child.pid
     return None
+
+
+def test_a_publishers_missed_deliveries_are_not_called_its_queue_dropping():
+    """`>/tracks 10.0 (1 dropped by its queue)` was a delivery a stalled `topic echo | head` missed: a
+    publisher has no queue that drops."""
+    from perception.msgs import TopicStats
+    from perception.runtime.stats import rate_text
+
+    assert rate_text(TopicStats("/tracks", "percept/Tracks", "pub", msgs_per_s=10.0, dropped_queue=1)) == (
+        "10.0 (1 missed by a subscriber on this host)"
+    )
+    assert rate_text(TopicStats("/frames", "percept/Image", "sub", msgs_per_s=5.0, dropped_queue=3)) == (
+        "5.0 (3 dropped by its queue)"
+    )
+    assert rate_text(TopicStats("/frames", "percept/Image", "sub", msgs_per_s=5.0)) == "5.0"
