@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from perception.cli.common import graph_node
+from perception.errors import did_you_mean
 from perception.msgs import NodeStats
 from perception.runtime.graph import graph_nodes, tool_node
 from perception.runtime.node import STATS_TOPIC
@@ -36,8 +37,15 @@ def _info(args: argparse.Namespace) -> int:
     for pub in node["publishers"]:
         print(f"    {pub['topic']}: {pub['type']}")
     print("  Subscriptions:")
+    published = {pub["topic"] for other in graph_nodes(include_hidden=True) for pub in other["publishers"]}
+    unpublished = 0
     for sub in node["subscriptions"]:
-        print(f"    {sub['topic']}: {sub['type']}")
+        # A mistyped remapping (`detections:=/detection`) listens to nothing, and its rate of 0 looks
+        # like a quiet publisher: say it, with the topic it may have meant.
+        alone = sub["topic"] not in published
+        unpublished += alone
+        hint = f"  (no publisher{did_you_mean(sub['topic'], published)})" if alone else ""
+        print(f"    {sub['topic']}: {sub['type']}{hint}")
     print("  Services:")
     for srv in node["services"]:
         print(f"    {srv['name']}: {srv['request']} -> {srv['response']}")
@@ -48,7 +56,10 @@ def _info(args: argparse.Namespace) -> int:
     print("  Traffic (msgs/s over its last second; > out, < in):")
     for topic in stats.topics:
         print(f"    {'>' if topic.direction == 'pub' else '<'}{topic.topic} {rate_text(topic)}")
-    print(f"  Problems: {problems(stats) or 'none'}")
+    lonely = (
+        f"{unpublished} subscription{'s' if unpublished > 1 else ''} with no publisher" if unpublished else ""
+    )
+    print(f"  Problems: {', '.join(filter(None, [problems(stats), lonely])) or 'none'}")
     return 0
 
 

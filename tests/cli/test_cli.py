@@ -47,6 +47,16 @@ def test_node_topic_and_service_listings(graph):
     assert "/services/ok [percept/Trigger -> percept/Result]" in services
 
 
+def test_node_info_says_a_subscription_has_no_publisher(graph, spawn):
+    """A mistyped remapping (frames:=/frame) listens to nothing, and its rate of 0 looked like a quiet
+    publisher, with 'Problems: none'."""
+    spawn("-r", "frames:=/frame", "--name", "lonely", node="FrameCounter")
+    wait_for(lambda: "/lonely" in percept("node", "list").stdout.split(), what="the lonely counter")
+    info = percept("node", "info", "/lonely").stdout
+    assert "    /frame: percept/Image  (no publisher; did you mean /frames?)" in info, info
+    assert re.search(r"Problems: .*1 subscription with no publisher", info), info
+
+
 def test_echo_hz_and_bw(graph):
     echo = percept("topic", "echo", "/frames", "--once").stdout
     assert re.search(
