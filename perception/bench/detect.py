@@ -495,7 +495,9 @@ def class_table(rows: list[Row]) -> str:
             if bands:
                 lines.append(f"  mAP50 by {what}: {bands}")
         errors = ", ".join(f"{k} {e['errors_dap'][k]:.2f} ({e['error_counts'][k]})" for k in e["errors_dap"])
-        lines.append(f"  AP50 lost to each error over the whole curve (count at the confidence): {errors}")
+        lines.append(  # in points of 100, as TIDE's dAP: they add up to about 100 x (1 - mAP50)
+            f"  AP50 points (of 100) lost to each error over the whole curve (count at the confidence): {errors}"
+        )
         lines.append(
             "  one object under two names at the confidence (cross-class duplicates): "
             f"{e['cross_class_duplicates']}"
