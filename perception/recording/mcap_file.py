@@ -30,9 +30,10 @@ from typing import IO, Any
 from mcap.stream_reader import StreamReader
 from mcap.writer import CompressionType, Writer
 
-from perception.errors import PerceptError
+from perception.errors import MalformedMessage, PerceptError
 from perception.recording import COMPRESSIONS, IMAGE_FORMATS
 from perception.recording.images import descriptor, store, wire_frames
+from perception.runtime import wire
 
 ENCODING = "percept-wire"
 PROFILE = "percept"
@@ -255,6 +256,31 @@ def read(
                     foreign.clear()
         stream.seek(0)
         yield from _stream(stream, topics, torn, path, skipped, foreign=foreign)
+
+
+@dataclass
+class RecordedMessage:
+    topic: str
+    msg: Any  # a perception.msgs type, as a subscriber would have received it
+    log_time_ns: int
+    publish_time_ns: int
+
+
+def messages(path: str | Path, topics: list[str] | None = None) -> Iterator[RecordedMessage]:
+    """A recording's messages, decoded as a subscriber gets them, in the order of their log times: for
+    reading a recording in Python, as rosbag2_py's reader or the mcap library's decoders do it.
+
+        for item in messages("run.mcap", ["/detections"]):
+            print(item.log_time_ns, item.msg.class_names)
+
+    A file cut short yields what it holds before its torn end; a message that does not decode raises
+    MalformedMessage naming its topic and log time."""
+    for item in read(path, topics):
+        try:
+            received = wire.decode([item.topic.encode(), *item.frames])
+        except MalformedMessage as exc:
+            raise MalformedMessage(f"{path}: {item.topic} at log time {item.log_time_ns}: {exc}") from None
+        yield RecordedMessage(item.topic, received.msg, item.log_time_ns, item.publish_time_ns)
 
 
 def _summary(stream: IO[bytes]) -> Any:

@@ -6,6 +6,7 @@ import signal
 import time
 
 import numpy as np
+import pytest
 
 from perception import Node, QoS
 from perception.msgs import Detections, Header, Image
@@ -294,3 +295,35 @@ def test_play_says_what_it_left_out_and_what_came_out_of_order(tmp_path, registr
         in result.stderr
     )
     assert "left out 6 messages of channels not percept's: /their/status (6)" in result.stderr
+
+
+def test_messages_reads_a_recording_back_as_subscribers_get_it(tmp_path):
+    """Reading a recording in Python needed wire.decode by hand (from an audit): `messages` decodes."""
+    from perception.errors import MalformedMessage
+    from perception.msgs import String
+    from perception.recording.mcap_file import messages
+    from perception.runtime import wire
+
+    path = tmp_path / "run.mcap"
+    recorder = McapRecorder(path)
+    for i in range(3):
+        found = Detections(
+            header=Header(stamp=i, seq=i),
+            xyxy=[[1.0, 2.0, 3.0, 4.0]],
+            scores=[0.5],
+            class_ids=[0],
+            class_names=["mug"],
+        )
+        frames = wire.encode(b"/detections", found, "src", i + 1)[1:]
+        recorder.write("/detections", "percept/Detections", frames, 1000 + i, 1000 + i)
+    recorder.write("/other", "percept/String", wire.encode(b"/other", String(data="x"))[1:], 2000, 2000)
+    recorder.write("/broken", "percept/String", [b"\xc1not msgpack"], 3000, 3000)
+    recorder.close()
+    read_back = list(messages(path, ["/detections"]))
+    assert [m.log_time_ns for m in read_back] == [1000, 1001, 1002]
+    assert all(type(m.msg) is Detections and m.msg.class_names == ["mug"] for m in read_back)
+    assert read_back[2].msg.header.seq == 2 and read_back[2].msg.xyxy.tolist() == [[1.0, 2.0, 3.0, 4.0]]
+    with pytest.raises(
+        MalformedMessage, match=r"run.mcap: /broken at log time 3000: header is not valid msgpack"
+    ):
+        list(messages(path))
