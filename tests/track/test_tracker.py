@@ -668,26 +668,32 @@ def test_bench_track_json_contract(tmp_path):
     ).read_text()
 
 
-def test_ground_distance_matches_the_simulators_truth_within_3_percent_near_20_m():
+def test_ground_distance_matches_the_simulators_truth_within_a_pixel():
     """Flat-road distances from the boxes' bottom edges, against where the rendered depth puts the pixel
-    of the object's lowest row nearest the box's middle (where it meets the road), in driving frames on
-    both renderers. Errors were up to 5.8% (3.6% on average, too long): the boxes' pixel edges were read
-    as K's pixel centres, and cars hovered 5 cm over a road 3 cm above the tracker's ground_z."""
+    of the object's lowest row nearest the box's middle (where it meets the road), for the driving
+    scene's objects that stand on the road (pedestrians and cones; its cars hover 5 cm above it, see
+    sim.driving.ROAD_SURFACE_Z), on both renderers: within what one pixel of the bottom edge moves the
+    distance there (0.65 px at worst, measured; 3.5% at 20 m), with no bias (medians of -0.10 and
+    +0.17 px; half a pixel more before). The boxes' pixel edges were read as K's pixel centres, half a
+    pixel off, which EGL's principal point, wrong by as much, had hidden."""
+    from perception.detector.vocabulary import SHIPPED_CLASSES
     from perception.geometry import back_project
     from perception.track.ground import ground_points
     from sim.camera import CameraSpec
     from sim.dataset import rendered_frames
+    from sim.driving import ROAD_SURFACE_Z
 
     for renderer in ("tiny", "egl"):
-        errors = []
+        in_pixels = []
         for _, frame in rendered_frames(
-            "driving", 77, list(range(0, 200, 10)), CameraSpec(width=640, height=480), renderer=renderer
+            "driving", 77, list(range(0, 200, 5)), CameraSpec(width=640, height=480), renderer=renderer
         ):
             camera = frame.pose[:3, 3]
             for i, body in enumerate(frame.bodies):
-                if frame.visible_fraction[i] < 0.9:
+                standing = SHIPPED_CLASSES[frame.class_ids[i]] in ("pedestrian", "cone")
+                if not standing or frame.visible_fraction[i] < 0.9:
                     continue  # partly hidden: its box's bottom edge may be another object's
-                (point,) = ground_points(frame.xyxy[i : i + 1], frame.K, frame.pose)
+                (point,) = ground_points(frame.xyxy[i : i + 1], frame.K, frame.pose, ROAD_SURFACE_Z)
                 v = int(frame.xyxy[i, 3]) - 1  # the box's lowest row
                 columns = np.flatnonzero(frame.mask[v] == body)
                 middle = (frame.xyxy[i, 0] + frame.xyxy[i, 2]) / 2
@@ -696,10 +702,19 @@ def test_ground_distance_matches_the_simulators_truth_within_3_percent_near_20_m
                     np.array([u]), np.array([v]), np.array([frame.depth[v, u]]), frame.K, frame.pose
                 )
                 truth = float(np.hypot(*(lowest[:2] - camera[:2])))
-                if 15 <= truth <= 25:
-                    errors.append((np.hypot(*(point[:2] - camera[:2])) - truth) / truth)
-        assert len(errors) >= 8, (renderer, errors)
-        assert np.abs(errors).max() < 0.03, (renderer, errors)
+                pixel = truth / (
+                    frame.K[1, 1] * (camera[2] - ROAD_SURFACE_Z)
+                )  # a row's share of the distance
+                in_pixels.append((np.hypot(*(point[:2] - camera[:2])) - truth) / truth / pixel)
+        assert len(in_pixels) >= 20, (renderer, in_pixels)
+        assert np.abs(in_pixels).max() < 1.0, (renderer, in_pixels)
+        assert abs(np.median(in_pixels)) < 0.25, (renderer, in_pixels)  # no bias: it was half a pixel
+    # The driving graph's tracker takes the road where the scene has it.
+    from perception.installed import LAUNCH_DIR
+    from perception.runtime import launch_file
+
+    nodes = launch_file.load(LAUNCH_DIR / "driving_tracking.yaml").nodes
+    assert next(n for n in nodes if n.name == "tracker").parameters["ground_z"] == ROAD_SURFACE_Z
 
 
 def test_bench_track_refuses_a_rate_out_of_range():
