@@ -12,6 +12,8 @@ import numpy as np
 
 from perception.errors import ParameterError
 
+MIN_FRAMES = 30  # frames before a listed class no detection carried is told (3 s at 10 frames/s)
+
 
 class ClassFilter:
     """Which detections to take: those whose class name is in `classes` (all of them when it is
@@ -28,6 +30,7 @@ class ClassFilter:
         self.seen: set[str] = set()
         self.left_out: Counter[str] = Counter()
         self.frames = 0
+        self._said: list[str] = []  # the names last said to be carried by no detection
 
     def keep(self, names: Sequence[str]) -> np.ndarray:
         """A mask over a frame's detections: True for those to track."""
@@ -38,9 +41,17 @@ class ClassFilter:
         return mask
 
     def never_named(self) -> list[str]:
-        """The names of `classes` that no detection has carried, once the filter has left some out (until
-        then the detector may just not have met one; after, it may call that class by another name)."""
-        return sorted(self.classes - self.seen) if self.left_out else []
+        """The names of `classes` that no detection has carried in MIN_FRAMES frames or more while the
+        filter left other names out (before, the detector may just not have met one; after, it may call
+        that class by another name: a table without a cup for a few seconds is told too, as a question)."""
+        return sorted(self.classes - self.seen) if self.left_out and self.frames >= MIN_FRAMES else []
+
+    def news(self) -> str:
+        """describe(), when what never_named() gives has changed since the last call ("" otherwise): to
+        be said once, and again only if it changes."""
+        unnamed = self.never_named()
+        said, self._said = self._said, unnamed
+        return self.describe() if unnamed and unnamed != said else ""
 
     def describe(self) -> str:
         """What `never_named` means, with the names the detections do carry ("" when nothing is amiss)."""
@@ -51,6 +62,7 @@ class ClassFilter:
         kept = sorted(self.seen & self.classes)
         return (
             f"classes: {', '.join(missing)} named by no detection in {self.frames} frames, while the filter "
-            f"left out {left_out}" + (f" and kept {', '.join(kept)}" if kept else "") + ": classes takes "
-            "the detector's own names (its model's names metadata, or its labels or class_map)"
+            f"left out {left_out}" + (f" and kept {', '.join(kept)}" if kept else "") + ": does the detector "
+            "call it otherwise? classes takes the detector's own names (its model's names metadata, or its "
+            "labels or class_map)"
         )

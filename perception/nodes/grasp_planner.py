@@ -58,7 +58,6 @@ class GraspPlannerNode(Node):
                 "classes", [], "plan only for these classes (the detector's names); empty: all"
             )
         )
-        self.unnamed_said: list[str] = []  # the classes last said to be named by no detection
         hand = Gripper()  # the Panda's: the defaults
         gripper = Gripper(
             max_opening=self.declare_parameter("max_opening", hand.max_opening, "metres", read_only=True),
@@ -132,7 +131,6 @@ class GraspPlannerNode(Node):
             self.confidence = _score(value)
         elif name == "classes":
             self.class_filter = ClassFilter(value)  # type: ignore[arg-type]
-            self.unnamed_said = []
 
     def on_attempt(self, msg: PickAttempt) -> None:
         closing = matrix_from_quaternion(msg.pose.orientation)[:, 1]  # the hand's y axis closes it
@@ -155,10 +153,8 @@ class GraspPlannerNode(Node):
         stamp = msg.header.stamp
         named = self.class_filter.keep(msg.class_names)
         wanted = [i for i in range(len(msg)) if msg.scores[i] >= self.confidence and named[i]]
-        unnamed = self.class_filter.never_named()
-        if unnamed and unnamed != self.unnamed_said:  # once, and again only if it changes
-            self.log.warning("%s", self.class_filter.describe())
-        self.unnamed_said = unnamed
+        if news := self.class_filter.news():
+            self.log.warning("%s", news)
         depth, info = self.depths.nearest(stamp), self.infos.nearest(stamp)
         why = ""
         if depth is None:

@@ -58,7 +58,6 @@ class TrackerNode(Node):
                 "classes", [], "track only these classes (the detector's names); empty: all", read_only=True
             )
         )
-        self.unnamed_said: list[str] = []  # the classes last said to be named by no detection
         self.ground_z = self.declare_parameter(
             "ground_z", 0.0, "height of the road in the world (m)", read_only=True
         )
@@ -81,7 +80,7 @@ class TrackerNode(Node):
         self.unmeasured = NewCounts(
             self.log, "frames' distances: no camera info within tolerance_s of their stamp"
         )
-        self.road_unseen_said = ""  # why the camera's pose sees no road, as last said
+        self.road_unseen_said = False  # said since the pose last saw the road
         self.window_start = time.monotonic()
 
     def on_shutdown(self) -> None:
@@ -118,7 +117,7 @@ class TrackerNode(Node):
         if info is not None and n:
             pose = pose_matrix(info.pose.position, info.pose.orientation)
             points = ground_points(boxes, info.K, pose, self.ground_z)
-            if np.isnan(points).any():
+            if np.isnan(points).any() or self.road_unseen_said:  # until the pose sees the road again
                 self.say_road_unseen(info)
             for i, (track, point) in enumerate(zip(tracks, points, strict=True)):
                 if np.isnan(point).any():
@@ -150,25 +149,25 @@ class TrackerNode(Node):
 
     def say_road_unseen(self, info: CameraInfo) -> None:
         """A camera given no pose (camera_detect's position and orientation left as they are) stands on
-        the road looking up: every distance was NaN, and nothing said why. Said once for each reason."""
+        the road looking up: every distance was NaN, and nothing said why. Said once, and again only
+        after a pose that sees the road (a pose that drifts a little must not repeat it every frame)."""
         why = road_unseen(pose_matrix(info.pose.position, info.pose.orientation), self.ground_z)
-        if why and why != self.road_unseen_said:
-            self.road_unseen_said = why
+        if why and not self.road_unseen_said:
             self.log.warning(
-                "tracks get no distance: in camera_info's pose, at %s, %s (ground_z %g m); place the camera "
+                "tracks get no distance where their boxes meet no road: in camera_info's pose, at %s, %s "
+                "(ground_z %g m); place the camera "
                 "with its node's position:= and orientation:= (its optical frame in the world, z up)",
                 tuple(round(float(x), 2) for x in info.pose.position),
                 why,
                 self.ground_z,
             )
+        self.road_unseen_said = bool(why)
 
     def publish_stats(self) -> None:
         self.invalid.say(self.tracker.invalid_detections)
         self.unmeasured.say(self.without_info)
-        unnamed = self.class_filter.never_named()
-        if unnamed and unnamed != self.unnamed_said:  # once, and again only if it changes
-            self.log.warning("%s", self.class_filter.describe())
-        self.unnamed_said = unnamed
+        if news := self.class_filter.news():
+            self.log.warning("%s", news)
         times = sorted(self.update_ms)
         elapsed = time.monotonic() - self.window_start
 

@@ -305,24 +305,31 @@ def test_a_camera_pose_that_sees_no_road_is_told_in_words():
 
 def test_a_class_filter_says_when_a_class_it_keeps_is_named_by_no_detection():
     from perception.errors import ParameterError
-    from perception.nodes._class_filter import ClassFilter
+    from perception.nodes._class_filter import MIN_FRAMES, ClassFilter
 
     coco = ClassFilter(["car", "pedestrian"])  # our model's names, on a COCO model's detections
     assert coco.keep(["car", "person", "car"]).tolist() == [True, False, True]
     assert coco.keep([]).tolist() == []
     assert coco.keep(["person", "fire hydrant"]).tolist() == [False, False]
+    assert coco.never_named() == []  # three frames: the detector may just not have met one yet
+    for _ in range(MIN_FRAMES - 3):
+        coco.keep(["car", "person"])
     assert coco.never_named() == ["pedestrian"]
-    assert coco.describe() == (
-        "classes: pedestrian named by no detection in 3 frames, while the filter left out person (2), "
-        "fire hydrant (1) and kept car: classes takes the detector's own names (its model's names "
-        "metadata, or its labels or class_map)"
+    message = (
+        f"classes: pedestrian named by no detection in {MIN_FRAMES} frames, while the filter left out person "
+        f"({MIN_FRAMES - 1}), fire hydrant (1) and kept car: does the detector call it otherwise? classes takes "
+        "the detector's own names (its model's names metadata, or its labels or class_map)"
     )
+    assert coco.describe() == message
+    assert coco.news() == message and coco.news() == ""  # said once, again only if it changes
     fine = ClassFilter(["car", "person"])
-    fine.keep(["car", "person", "fire hydrant"])
-    assert fine.never_named() == [] and fine.describe() == ""
-    # Nothing left out yet: a class not seen may just not have come by.
+    for _ in range(MIN_FRAMES):
+        fine.keep(["car", "person", "fire hydrant"])
+    assert fine.never_named() == [] and fine.describe() == "" and fine.news() == ""
+    # Nothing left out: a class not seen may just not have come by.
     quiet = ClassFilter(["car", "pedestrian"])
-    quiet.keep(["car"])
+    for _ in range(MIN_FRAMES):
+        quiet.keep(["car"])
     assert quiet.never_named() == []
     assert ClassFilter([]).keep(["car", "person"]).tolist() == [True, True]  # empty: every class
     assert ClassFilter([0, 2]).keep(["0", "1", "2"]).tolist() == [True, False, True]  # a model without names

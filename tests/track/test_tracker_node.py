@@ -160,7 +160,8 @@ def test_a_camera_with_no_pose_gets_no_distances_and_the_tracker_says_why(caplog
         assert len(published[-1]) == 1 and all(np.isnan(t.distances).all() for t in published)
         said = [r.getMessage() for r in caplog.records if "tracks get no distance" in r.getMessage()]
         assert said == [  # once, however many frames
-            "tracks get no distance: in camera_info's pose, at (0.0, 0.0, 0.0), the camera is 0.00 m above "
+            "tracks get no distance where their boxes meet no road: in camera_info's pose, at (0.0, 0.0, 0.0), "
+            "the camera is 0.00 m above "
             "the road, its optical axis 90° above the horizon (ground_z 0 m); place the camera with its node's "
             "position:= and orientation:= (its optical frame in the world, z up)"
         ]
@@ -176,6 +177,7 @@ def test_a_camera_with_no_pose_gets_no_distances_and_the_tracker_says_why(caplog
 def test_tracker_classes_the_detections_never_name_are_said_once(caplog):
     """`classes: [car, pedestrian]` (our model's names) behind a COCO model, which says `person`: the
     people were filtered out without a word. Now the log names the class and the names that do come."""
+    from perception.nodes._class_filter import MIN_FRAMES
     from perception.nodes.tracker import TrackerNode
     from perception.runtime.harness import NodeHarness
 
@@ -196,14 +198,15 @@ def test_tracker_classes_the_detections_never_name_are_said_once(caplog):
         assert tracks.class_names == ["car"]  # person is left out, as asked
         with caplog.at_level(logging.WARNING):
             harness.run_timers()
-            for i in range(3, 6):
+            for i in range(3, MIN_FRAMES):
                 harness.feed("/detections", frame(i))
             harness.run_timers()
+            harness.run_timers()  # said once
         said = [r.getMessage() for r in caplog.records if "named by no detection" in r.getMessage()]
         assert said == [
-            "classes: pedestrian named by no detection in 3 frames, while the filter left out person (3) and "
-            "kept car: classes takes the detector's own names (its model's names metadata, or its labels or "
-            "class_map)"
+            f"classes: pedestrian named by no detection in {MIN_FRAMES} frames, while the filter left out "
+            f"person ({MIN_FRAMES}) and kept car: does the detector call it otherwise? classes takes the "
+            "detector's own names (its model's names metadata, or its labels or class_map)"
         ]
     with NodeHarness(TrackerNode, parameters={"classes": ["car", "person"]}) as harness:
         harness.feed("/detections", frame(0))
