@@ -276,8 +276,8 @@ def _phase_row(
         found = counted(node, direction, "count", frames)
         return round(found[0] / found[1], 1) if found and found[1] > 0 else math.nan
 
-    def lost(field_name: str) -> int:
-        return sum(int(found[0]) for n in watcher.stats if (found := counted(n, None, field_name)))
+    def lost(field_name: str, direction: str | None = None) -> int:
+        return sum(int(found[0]) for n in watcher.stats if (found := counted(n, direction, field_name)))
 
     ages = [age for t, age in watcher.outputs if begin <= t < end and not math.isnan(age)]
     heard = [t for t, _ in watcher.outputs if begin <= t < end]
@@ -289,7 +289,9 @@ def _phase_row(
         output_hz=round(len(heard) / (end - begin), 1),
         age_p50_ms=round(statistics.median(ages), 1) if ages else math.nan,
         age_max_ms=round(max(ages), 1) if ages else math.nan,
-        dropped_queue=lost("dropped_queue"),
+        # Subscriptions' queues alone: a publisher's count is of deliveries a local subscriber missed,
+        # which that subscriber counts again as lost in transit.
+        dropped_queue=lost("dropped_queue", "sub"),
         dropped_gap=lost("dropped_gap"),
         malformed=lost("malformed"),
         restarts=sum(len(p) - 1 for p in pids.values()),

@@ -43,8 +43,11 @@ def _info(args: argparse.Namespace) -> int:
         # A mistyped remapping (`detections:=/detection`) listens to nothing, and its rate of 0 looks
         # like a quiet publisher: say it, with the topic it may have meant.
         alone = sub["topic"] not in published
-        unpublished += alone
-        hint = f"  (no publisher{did_you_mean(sub['topic'], published)})" if alone else ""
+        # Only one that names a published topic nearly is a problem: an input that comes only now and
+        # then (the planner's attempts, without a pick loop) has no publisher by design.
+        close = did_you_mean(sub["topic"], published) if alone else ""
+        unpublished += bool(close)
+        hint = f"  (no publisher{close})" if alone else ""
         print(f"    {sub['topic']}: {sub['type']}{hint}")
     print("  Services:")
     for srv in node["services"]:

@@ -24,6 +24,8 @@ from perception.runtime.registry_link import RegistryLink
 from perception.runtime.security import Keys
 from perception.runtime.transport import default_host
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class NodeOverrides:
@@ -75,7 +77,10 @@ class Context:
         nodes first (a node is destroyed from the thread that closes). Closing twice does nothing; a
         process that ends needs none of it."""
         for node in list(self.nodes):
-            node.destroy()
+            try:
+                node.destroy()
+            except Exception:  # its on_shutdown raised: the others, and the context, still close
+                log.exception("destroying %s while closing its context", node.fqn)
         if self._gatekeeper is not None:
             self._gatekeeper.stop()
             self._gatekeeper = None

@@ -356,9 +356,10 @@ class Node:
 
     def destroy(self) -> None:
         """Unregister and close every socket. Idempotent."""
-        if self._destroyed:
-            return
-        self._destroyed = True
+        with self._lock:  # from the node's thread and from its context's close(): once
+            if self._destroyed:
+                return
+            self._destroyed = True
         self.context.nodes.discard(self)
         try:
             self.on_shutdown()

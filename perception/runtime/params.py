@@ -4,7 +4,6 @@ read and changed at run time through the node's `~/get_parameters` and `~/set_pa
 from __future__ import annotations
 
 import builtins
-import contextlib
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -160,10 +159,15 @@ class Parameters:
                 old = self._params[name].value
                 self.set(name, value)
                 done.append((name, old))
-        except Exception:
+        except Exception as exc:
+            stuck = []
             for name, old in reversed(done):
-                with contextlib.suppress(Exception):  # a value it took before: put back, come what may
+                try:
                     self.set(name, old)
+                except Exception:  # its callback refused its own value back: say so, or the error lies
+                    stuck.append(name)
+            if stuck:
+                raise ParameterError(f"{exc}; and {', '.join(stuck)} could not be put back") from exc
             raise
 
     def on_change(self, callback: Callable[[str, Any], None]) -> None:
@@ -225,7 +229,8 @@ class FileValues(dict[str, Any]):
         unless it too gives it only by a pattern)."""
         merged = FileValues({**self, **later})
         later_shared = later.shared if isinstance(later, FileValues) else frozenset()
-        merged.shared = (self.shared - later.keys()) | later_shared
+        # A name this one gave in a node's own section stays the node's, whatever a later pattern gives.
+        merged.shared = (self.shared - later.keys()) | (later_shared - (self.keys() - self.shared))
         return merged
 
 

@@ -212,6 +212,30 @@ def test_set_many_sets_all_or_none():
     assert seen == [("gain", 2.0), ("fps", 15), ("mode", "slow"), ("fps", 30), ("gain", 1.0)]
     p.set_many({"gain": 2.0, "fps": 15})
     assert (p.get("gain"), p.get("fps")) == (2.0, 15)
+    # A callback that refuses a value it held before, while it is put back: said, not hidden.
+    stubborn = params.Parameters("cam")
+    stubborn.declare("gain", 1.0)
+    stubborn.declare("mode", "fast")
+    refused: list[object] = [5.0]
+
+    def refuse(name, value):
+        if value in refused or value == "slow":
+            raise ValueError(f"{value} refused")
+
+    stubborn.on_change(refuse)
+    stubborn.set("gain", 2.0)
+    refused.append(2.0)  # from now on 2.0, the value to put back, is refused too
+    with pytest.raises(ParameterError, match=r"slow refused; and gain could not be put back"):
+        stubborn.set_many({"gain": 3.0, "mode": "slow"})
+
+
+def test_a_later_files_wildcard_leaves_an_earlier_files_own_name_checked():
+    own = params.FileValues({"gain": 1.0})  # a node's own section: a typo there is warned about
+    wildcard = params.FileValues({"gain": 2.0, "use_sim_time": True})
+    wildcard.shared = frozenset(wildcard)
+    merged = own.then(wildcard)
+    assert merged == {"gain": 2.0, "use_sim_time": True} and merged.shared == {"use_sim_time"}
+    assert wildcard.then({"use_sim_time": False}).shared == {"gain"}  # given by a map: the node's own
 
 
 def test_a_wildcard_sections_names_are_no_typos_where_a_node_does_not_declare_them(tmp_path, caplog):
