@@ -207,7 +207,7 @@ def _capture_varied(scene: Any, scene_name: str, variation: Variation, occluders
 def frame_boxes(frame: Frame, min_pixels: int) -> list[dict[str, Any]]:
     """The labels of one frame: every object with a visible pixel, in the frame's order; those with
     fewer than `min_pixels` are "don't care" regions ("ignore": True; COCO's iscrowd, KITTI's DontCare):
-    finding them is no error, missing them no miss, and no one learns from them."""
+    finding them is no error, missing them no miss (training leaves them out of its labels)."""
     return [
         {
             "class_id": int(c),

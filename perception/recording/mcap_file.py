@@ -273,14 +273,19 @@ def messages(path: str | Path, topics: list[str] | None = None) -> Iterator[Reco
         for item in messages("run.mcap", ["/detections"]):
             print(item.log_time_ns, item.msg.class_names)
 
-    A file cut short yields what it holds before its torn end; a message that does not decode raises
-    MalformedMessage naming its topic and log time."""
-    for item in read(path, topics):
+    A file cut short yields what it holds before its torn end; a message that does not decode, or a
+    stored image that does not (which play leaves out and counts), raises MalformedMessage naming it."""
+    skipped: list[str] = []
+    for item in read(path, topics, skipped=skipped):
+        if skipped:
+            raise MalformedMessage(f"{path}: {skipped[0]}")
         try:
             received = wire.decode([item.topic.encode(), *item.frames])
         except MalformedMessage as exc:
             raise MalformedMessage(f"{path}: {item.topic} at log time {item.log_time_ns}: {exc}") from None
         yield RecordedMessage(item.topic, received.msg, item.log_time_ns, item.publish_time_ns)
+    if skipped:
+        raise MalformedMessage(f"{path}: {skipped[0]}")
 
 
 def _summary(stream: IO[bytes]) -> Any:
