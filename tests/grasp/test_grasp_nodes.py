@@ -239,36 +239,47 @@ def test_with_an_eye_to_hand_calibration_grasps_come_out_in_the_base_frame(tmp_p
         NodeHarness(GraspPlannerNode, parameters={"handeye": str(calibration)}).__enter__()
 
 
+def _one_object_frame(K: np.ndarray = K) -> tuple[np.ndarray, CameraInfo, np.ndarray]:
+    """Depth of one object on the table under the camera, its camera info (stamp 5) and its box."""
+    pose = camera_looking_down()
+    depth = render([(0.52, 0.03, 0.10, 0.04, 0.05, 0.3)], pose)
+    info = CameraInfo(
+        header=Header(stamp=5, frame_id="camera"),
+        width=depth.shape[1],
+        height=depth.shape[0],
+        K=K,
+        pose=Pose(tuple(pose[:3, 3]), quaternion_from_matrix(pose[:3, :3])),  # type: ignore[arg-type]
+    )
+    return depth, info, np.array([box_pixels(0.52, 0.03, 0.08, pose)], np.float32)
+
+
+def _feed_frame(harness, depth: np.ndarray, info: CameraInfo, box: np.ndarray, class_name: str) -> None:
+    """The frame's depth, camera info and one detection of `class_name`, stamped as `info`."""
+    harness.feed("/depth", Image(header=info.header, data=depth, encoding="32FC1"))
+    harness.feed("/camera_info", info)
+    harness.feed(
+        "/detections",
+        Detections(
+            header=info.header, xyxy=box, scores=np.array([0.9]), class_ids=[0], class_names=[class_name]
+        ),
+    )
+
+
 def test_a_camera_info_the_planner_refuses_is_a_reason_per_detection_not_a_dead_callback():
     """A K of another resolution than the depth's (the planner's GraspInputError): every detection of
     the frame is rejected with the planner's words, as for a frame without camera info."""
     from perception.nodes.grasp_planner import GraspPlannerNode
     from perception.runtime.harness import NodeHarness
 
-    pose = camera_looking_down()
-    depth = render([(0.52, 0.03, 0.10, 0.04, 0.05, 0.3)], pose)
-    h, w = depth.shape
     twice = np.diag([2.0, 2.0, 1.0]) @ K  # the colour stream's at twice the depth's resolution
-    info = CameraInfo(
-        header=Header(stamp=5, frame_id="camera"),
-        width=w,
-        height=h,
-        K=twice,
-        pose=Pose(tuple(pose[:3, 3]), quaternion_from_matrix(pose[:3, :3])),  # type: ignore[arg-type]
-    )
-    box = np.array([box_pixels(0.52, 0.03, 0.08, pose)], np.float32)
+    depth, info, box = _one_object_frame(twice)
+    h, w = depth.shape
+    pose = camera_looking_down()
 
     def planned() -> Grasps:
         """The grasps for the frame, its depth, camera info and one detection fed to a fresh node."""
         with NodeHarness(GraspPlannerNode, parameters={"tolerance_s": 0.01}) as harness:
-            harness.feed("/depth", Image(header=info.header, data=depth, encoding="32FC1"))
-            harness.feed("/camera_info", info)
-            harness.feed(
-                "/detections",
-                Detections(
-                    header=info.header, xyxy=box, scores=np.array([0.9]), class_ids=[0], class_names=["jenga"]
-                ),
-            )
+            _feed_frame(harness, depth, info, box, "jenga")
             (grasps,) = harness.take("/grasps", Grasps)
         return grasps
 
@@ -293,30 +304,14 @@ def test_the_planner_says_once_when_its_classes_name_what_no_detection_carries(c
     from perception.nodes.grasp_planner import GraspPlannerNode
     from perception.runtime.harness import NodeHarness
 
-    pose = camera_looking_down()
-    depth = render([(0.52, 0.03, 0.10, 0.04, 0.05, 0.3)], pose)
-    info = CameraInfo(
-        header=Header(stamp=5, frame_id="camera"),
-        width=depth.shape[1],
-        height=depth.shape[0],
-        K=K,
-        pose=Pose(tuple(pose[:3, 3]), quaternion_from_matrix(pose[:3, :3])),  # type: ignore[arg-type]
-    )
-    box = np.array([box_pixels(0.52, 0.03, 0.08, pose)], np.float32)
+    depth, info, box = _one_object_frame()
     with (
         caplog.at_level(logging.WARNING),
         NodeHarness(GraspPlannerNode, parameters={"tolerance_s": 0.01, "classes": ["cup"]}) as harness,
     ):
         for stamp in range(5, 6 + MIN_FRAMES):
             info.header = Header(stamp=stamp, frame_id="camera")
-            harness.feed("/depth", Image(header=info.header, data=depth, encoding="32FC1"))
-            harness.feed("/camera_info", info)
-            harness.feed(
-                "/detections",
-                Detections(
-                    header=info.header, xyxy=box, scores=np.array([0.9]), class_ids=[0], class_names=["mug"]
-                ),
-            )
+            _feed_frame(harness, depth, info, box, "mug")
         assert {len(g) for g in harness.take("/grasps", Grasps)} == {0}
         refused = harness.call("~/set_parameters", SetParameters(values={"classes": [["mug"]]}))
         assert not refused.success and "parameter 'classes': expected class names" in refused.message
